@@ -1,0 +1,1 @@
+"""secops collectors context."""

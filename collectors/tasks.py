@@ -1,0 +1,5 @@
+"""Celery tasks of the collectors context."""
+
+from __future__ import annotations
+
+from secops.celery_app import app  # noqa: F401

@@ -1,0 +1,9 @@
+"""CLI commands of the playbooks context (registered by secops.cli)."""
+
+from __future__ import annotations
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    """Add this context's commands to the root app."""

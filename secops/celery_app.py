@@ -1,0 +1,57 @@
+"""The Celery application: Redis broker and result backend, reliability settings, beat schedule.
+
+A composition root: it names the task modules of every context. Tasks are registered under
+explicit names so the beat schedule and other contexts can refer to them by signature only.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from celery import Celery
+
+from secops.config import Settings, get_settings
+from secops.es.client import redis_url
+
+TASK_MODULES = ["collectors.tasks", "inventory.tasks", "detections.tasks", "playbooks.tasks", "secops.tasks"]
+
+app = Celery("secops")
+
+
+def configure(app: Celery, settings: Settings) -> Celery:
+    url = redis_url(settings)
+    longest_countdown = max(settings.playbooks.approval_timeout_seconds, 86400)
+    app.conf.update(
+        broker_url=url,
+        result_backend=url,
+        include=TASK_MODULES,
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        timezone="UTC",
+        enable_utc=True,
+        # At-least-once: a task is acknowledged after it ran, and requeued if its worker died.
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_track_started=True,
+        result_expires=7 * 86400,
+        # Must exceed any countdown/ETA, or Redis redelivers the message while it is still waiting.
+        broker_transport_options={"visibility_timeout": longest_countdown + 3600},
+        result_backend_transport_options={"visibility_timeout": longest_countdown + 3600},
+        broker_connection_retry_on_startup=True,
+        worker_hijack_root_logger=False,
+        beat_schedule={
+            "detections-run-due-rules": {"task": "detections.run_due_rules",
+                                         "schedule": timedelta(seconds=settings.detections.interval_seconds)},
+            "collectors-scan-due-policies": {"task": "collectors.scan_due_policies", "schedule": timedelta(minutes=1)},
+            "inventory-mark-stale": {"task": "inventory.mark_stale", "schedule": timedelta(hours=1)},
+            "playbooks-housekeeping": {"task": "playbooks.housekeeping", "schedule": timedelta(seconds=15)},
+            "secops-retention": {"task": "secops.retention_apply", "schedule": timedelta(hours=6)},
+            "secops-spool-replay": {"task": "secops.spool_replay", "schedule": timedelta(minutes=1)},
+        },
+    )
+    return app
+
+
+configure(app, get_settings())

@@ -1,0 +1,197 @@
+"""The ``secops`` command line: the composition root that wires every context's commands together."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+import yaml
+from rich.table import Table
+
+from secops import __version__
+from secops.cli_support import CliError, console, err_console, es_client, settings, state, writer
+from secops.config import ConfigError, redacted
+from secops.es import retention
+from secops.es.client import StoreUnavailable, es_hosts, redis_url
+from secops.es.templates import DATASETS, install_templates
+from secops.stack import LocalStack, StackError
+
+app = typer.Typer(
+    name="secops",
+    help="Self-hosted network-security monitoring and asset inventory: capture, detect, respond, audit.",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    pretty_exceptions_enable=False,
+)
+config_app = typer.Typer(help="Show and check the effective configuration.", no_args_is_help=True)
+stack_app = typer.Typer(help="Local Elasticsearch + Redis for development, tests and the demo.", no_args_is_help=True)
+es_app = typer.Typer(help="Elasticsearch: templates, indices, the durable spool.", no_args_is_help=True)
+retention_app = typer.Typer(help="Delete event indices older than their retention budget.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+app.add_typer(stack_app, name="stack")
+app.add_typer(es_app, name="es")
+app.add_typer(retention_app, name="retention")
+
+CONTEXT_CLIS = ["collectors.cli", "inventory.cli", "detections.cli", "playbooks.cli"]
+
+
+@app.callback()
+def _root(
+    config: Annotated[str | None, typer.Option("--config", "-c", envvar="SECOPS_CONFIG",
+                                               help="YAML configuration file (default ./secops.yaml)")] = None,
+    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
+) -> None:
+    if version:
+        console.print(f"secops {__version__}")
+        raise typer.Exit()
+    state.config_path = config
+
+
+# -- config ------------------------------------------------------------------------------------
+@config_app.command("show")
+def config_show(as_json: Annotated[bool, typer.Option("--json", help="JSON instead of YAML")] = False) -> None:
+    """Print the effective configuration (file + SECOPS_* environment), secrets redacted."""
+    data = redacted(settings())
+    data["elasticsearch"]["effective_hosts"] = es_hosts(settings())
+    data["redis"]["effective_url"] = redis_url(settings())
+    console.print_json(json.dumps(data)) if as_json else console.print(yaml.safe_dump(data, sort_keys=False))
+
+
+@config_app.command("check")
+def config_check(
+    connect: Annotated[bool, typer.Option(help="Also check that Elasticsearch answers")] = True,
+) -> None:
+    """Validate the configuration and, by default, that Elasticsearch is reachable."""
+    settings()
+    if connect:
+        health = es_client().cluster.health()
+        console.print(f"Elasticsearch {es_hosts(settings())[0]}: {health['status']}")
+    console.print("[green]configuration valid[/]")
+
+
+# -- stack -------------------------------------------------------------------------------------
+@stack_app.command("up")
+def stack_up() -> None:
+    """Start (or confirm) the local Elasticsearch node and redis-server; idempotent."""
+    s = settings()
+    with console.status("starting Elasticsearch and Redis (first run fetches Elasticsearch with mvn)..."):
+        es, rd = LocalStack(s.paths.state_dir).up()
+    install_templates(es_client(), s.elasticsearch.index_prefix)
+    console.print(f"[green]up[/] elasticsearch {es.url} (pid {es.pid})  redis {rd.url} (pid {rd.pid})")
+
+
+@stack_app.command("status")
+def stack_status() -> None:
+    """Say what runs where."""
+    table = Table("service", "url", "state", "pid")
+    for name, info in LocalStack(settings().paths.state_dir).status().items():
+        table.add_row(name, info["url"] or "-", "[green]running[/]" if info["running"] else "[red]stopped[/]",
+                      str(info["pid"] or "-"))
+    console.print(table)
+
+
+@stack_app.command("down")
+def stack_down() -> None:
+    """Stop the local stack (data is kept for the next `stack up`)."""
+    LocalStack(settings().paths.state_dir).down()
+    console.print("stopped")
+
+
+# -- es ----------------------------------------------------------------------------------------
+@es_app.command("templates")
+def es_templates() -> None:
+    """Install or update the index template of every dataset."""
+    names = install_templates(es_client(), settings().elasticsearch.index_prefix)
+    console.print(f"installed {len(names)} index templates")
+
+
+@es_app.command("indices")
+def es_indices() -> None:
+    """Document counts per secops index."""
+    prefix = settings().elasticsearch.index_prefix
+    rows = es_client().cat.indices(index=f"{prefix}-*", format="json", h="index,docs.count,store.size", s="index")
+    table = Table("index", "docs", "size")
+    for r in rows:
+        table.add_row(r["index"], r["docs.count"], r["store.size"])
+    console.print(table)
+
+
+@es_app.command("spool")
+def es_spool(replay: Annotated[bool, typer.Option("--replay", help="Send the spooled documents now")] = False) -> None:
+    """Show (and optionally replay) documents spooled while Elasticsearch was unreachable."""
+    s = settings()
+    with writer(install=replay) as w:
+        pending = w.spool.pending()
+        console.print(f"spool {w.spool.dir}: {pending} pending files, "
+                      f"{len(list(w.spool.corrupt_dir.glob('*')))} quarantined, "
+                      f"{len(list(w.spool.dead_dir.glob('*')))} dead-letter files")
+        if replay and pending:
+            n = w.replay()
+            console.print(f"replayed {n} documents; {w.spool.pending()} files still pending")
+    del s
+
+
+# -- retention ---------------------------------------------------------------------------------
+@retention_app.command("apply")
+def retention_apply(dry_run: Annotated[bool, typer.Option("--dry-run", help="Only show the plan")] = False) -> None:
+    """Delete daily indices older than retention.default_days / retention.datasets[<name>]."""
+    s = settings()
+    es = es_client()
+    decisions = retention.apply(es, s.elasticsearch.index_prefix, s.retention, dry_run=dry_run)
+    ilm = False if dry_run else retention.publish_ilm_policies(es, s.elasticsearch.index_prefix, s.retention)
+    table = Table("index", "keep days", "action")
+    for d in decisions:
+        table.add_row(d.index, str(d.keep_days), "[red]delete[/]" if d.delete else "keep")
+    console.print(table)
+    deleted = sum(d.delete for d in decisions)
+    verb = "would delete" if dry_run else "deleted"
+    console.print(f"{verb} {deleted} of {len(decisions)} daily indices; ILM policies {'published' if ilm else 'n/a'}")
+
+
+# -- workers -----------------------------------------------------------------------------------
+@app.command("worker", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def worker(ctx: typer.Context) -> None:
+    """Run a Celery worker (extra arguments go to `celery worker`)."""
+    from secops.celery_app import app as celery
+
+    celery.worker_main(["worker", "--loglevel=INFO", *ctx.args])
+
+
+@app.command("beat", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def beat(ctx: typer.Context) -> None:
+    """Run Celery beat: scheduled detections, scans, housekeeping, retention."""
+    from secops.celery_app import app as celery
+
+    schedule = Path(settings().paths.state_dir) / "celerybeat-schedule"
+    schedule.parent.mkdir(parents=True, exist_ok=True)
+    celery.start(["beat", "--loglevel=INFO", f"--schedule={schedule}", *ctx.args])
+
+
+@app.command("datasets")
+def datasets() -> None:
+    """List the document datasets and where they are stored."""
+    table = Table("event.dataset", "index")
+    prefix = settings().elasticsearch.index_prefix
+    for name, ds in DATASETS.items():
+        table.add_row(name, f"{prefix}-{ds.short}-YYYY.MM.DD" if ds.daily else f"{prefix}-{ds.short}")
+    console.print(table)
+
+
+def _register_contexts() -> None:
+    for module in CONTEXT_CLIS:
+        importlib.import_module(module).register(app)
+
+
+_register_contexts()
+
+
+def main() -> None:
+    try:
+        app()
+    except (ConfigError, CliError, StoreUnavailable, StackError) as exc:
+        err_console.print(f"[red]error:[/] {exc}", highlight=False)
+        sys.exit(2)

@@ -1,0 +1,81 @@
+"""Elastic Common Schema helpers shared by every context: ids, timestamps, dotted access, datasets."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+
+def doc_id(*parts: Any) -> str:
+    """Deterministic document id from a document's content identity (replays never duplicate)."""
+    h = hashlib.blake2b(digest_size=16)
+    for p in parts:
+        h.update(str(p).encode("utf-8", "surrogatepass"))
+        h.update(b"\x1f")
+    return h.hexdigest()
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def iso(ts: datetime | float | int | None = None) -> str:
+    """ISO-8601 UTC with microseconds and a Z, as Elasticsearch's date type reads it."""
+    if ts is None:
+        ts = utcnow()
+    elif isinstance(ts, (int, float)):
+        ts = datetime.fromtimestamp(ts, UTC)
+    elif ts.tzinfo is None:
+        ts = ts.replace(tzinfo=UTC)
+    return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_time(value: str | datetime | float | int) -> datetime:
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if isinstance(value, (int, float)):
+        return datetime.fromtimestamp(value, UTC)
+    text = value.strip()
+    if text.endswith("Z"):
+        text = text[:-1] + "+00:00"
+    dt = datetime.fromisoformat(text)
+    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+
+
+def get(doc: Mapping[str, Any], dotted: str, default: Any = None) -> Any:
+    """Read ``a.b.c`` from nested dicts (or a flattened key of that name)."""
+    if dotted in doc:
+        return doc[dotted]
+    cur: Any = doc
+    for part in dotted.split("."):
+        if isinstance(cur, Mapping) and part in cur:
+            cur = cur[part]
+        else:
+            return default
+    return cur
+
+
+def put(doc: dict[str, Any], dotted: str, value: Any) -> None:
+    """Set ``a.b.c`` in nested dicts, creating the levels."""
+    cur = doc
+    *parents, leaf = dotted.split(".")
+    for part in parents:
+        cur = cur.setdefault(part, {})
+    cur[leaf] = value
+
+
+def flatten(doc: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """(dotted key, leaf value) pairs; lists are leaves."""
+    for key, value in doc.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            yield from flatten(value, name + ".")
+        else:
+            yield name, value
+
+
+def dataset_short(dataset: str) -> str:
+    """'secops.conn' -> 'conn' (index names use the short form)."""
+    return dataset.split(".", 1)[1] if dataset.startswith("secops.") else dataset

@@ -1,0 +1,1 @@
+"""Elasticsearch layer: client factory, index templates, durable bulk writer, retention."""

@@ -1,0 +1,237 @@
+"""Index templates with explicit ECS mappings for every dataset, and index naming.
+
+Event datasets go to one index per day (``secops-conn-2026.11.23``) so retention can drop whole
+indices on a core node without ILM; stateful datasets (assets, alerts, playbook runs, scheduler
+state) live in one index each and are updated in place under deterministic ids.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from elasticsearch import Elasticsearch
+
+from secops.ecs import dataset_short, parse_time
+
+KW = {"type": "keyword", "ignore_above": 4096}
+IP = {"type": "ip"}
+LONG = {"type": "long"}
+DATE = {"type": "date"}
+BOOL = {"type": "boolean"}
+TEXT = {"type": "text"}
+FLOAT = {"type": "float"}
+
+
+def obj(**props: dict) -> dict:
+    return {"properties": props}
+
+
+def endpoint() -> dict:
+    return obj(ip=IP, port=LONG, mac=KW, bytes=LONG, packets=LONG, domain=KW, address=KW,
+               user=obj(name=KW), geo=obj(name=KW))
+
+
+ECS_BASE: dict[str, Any] = {
+    "@timestamp": DATE,
+    "message": TEXT,
+    "tags": KW,
+    "labels": {"type": "object", "dynamic": True},
+    "ecs": obj(version=KW),
+    "event": obj(
+        dataset=KW, kind=KW, category=KW, type=KW, action=KW, outcome=KW, module=KW, id=KW, code=KW,
+        created=DATE, ingested=DATE, start=DATE, end=DATE, duration=LONG, severity=LONG, reason=KW,
+        original={"type": "keyword", "index": False, "doc_values": False},
+    ),
+    "source": endpoint(),
+    "destination": endpoint(),
+    "client": endpoint(),
+    "server": endpoint(),
+    "network": obj(
+        transport=KW, protocol=KW, community_id=KW, type=KW, direction=KW, iana_number=KW,
+        application=KW, bytes=LONG, packets=LONG, vlan=obj(id=KW), name=KW,
+    ),
+    "observer": obj(hostname=KW, name=KW, type=KW, ip=IP, ingress=obj(interface=obj(name=KW))),
+    "host": obj(
+        ip=IP, mac=KW, hostname=KW, name=KW, id=KW, domain=KW, type=KW,
+        os=obj(name=KW, family=KW, version=KW, full=KW, type=KW, platform=KW),
+    ),
+    "related": obj(ip=IP, hosts=KW, hash=KW, user=KW),
+    "user": obj(name=KW, id=KW, domain=KW),
+    "user_agent": obj(original=KW, name=KW, version=KW),
+    "url": obj(original=KW, domain=KW, path=KW, query=KW, full=KW, scheme=KW, port=LONG),
+    "http": obj(
+        version=KW,
+        request=obj(method=KW, referrer=KW, mime_type=KW, body=obj(bytes=LONG)),
+        response=obj(status_code=LONG, mime_type=KW, body=obj(bytes=LONG)),
+    ),
+    "dns": obj(
+        id=KW, op_code=KW, type=KW, response_code=KW, header_flags=KW, resolved_ip=IP,
+        question=obj(name=KW, type=KW, class_=KW, registered_domain=KW, subdomain=KW, top_level_domain=KW),
+        answers=obj(name=KW, type=KW, data=KW, ttl=LONG, **{"class": KW}),
+    ),
+    "tls": obj(
+        version=KW, version_protocol=KW, cipher=KW, curve=KW, established=BOOL, resumed=BOOL, next_protocol=KW,
+        client=obj(server_name=KW, ja3=KW, ja4=KW, supported_ciphers=KW),
+        server=obj(
+            ja3s=KW, hash=obj(sha256=KW, sha1=KW, md5=KW), not_after=DATE, not_before=DATE, subject=KW, issuer=KW,
+            x509=obj(subject=obj(common_name=KW, distinguished_name=KW), issuer=obj(common_name=KW,
+                     distinguished_name=KW), serial_number=KW, not_after=DATE, not_before=DATE,
+                     alternative_names=KW),
+        ),
+    ),
+    "file": obj(name=KW, path=KW, size=LONG, hash=obj(sha256=KW, sha1=KW, md5=KW)),
+    "rule": obj(id=KW, uuid=KW, name=KW, author=KW, severity=KW, description=TEXT, reference=KW, ruleset=KW,
+                license=KW, category=KW, version=KW),
+    "threat": obj(
+        framework=KW,
+        technique=obj(id=KW, name=KW, subtechnique=obj(id=KW, name=KW)),
+        tactic=obj(id=KW, name=KW),
+        indicator=obj(type=KW, description=TEXT, provider=KW, ip=IP, name=KW, confidence=KW),
+    ),
+    "service": obj(name=KW, type=KW, version=KW),
+    "process": obj(name=KW, pid=LONG, command_line=KW),
+}
+
+# strings not declared above become keywords (never analysed text, never guessed dates)
+DYNAMIC_TEMPLATES = [
+    {"secops_times": {"path_match": "secops.*_time", "mapping": DATE}},
+    {"secops_seen": {"path_match": "secops.*.*_seen", "mapping": DATE}},
+    {"strings_as_keyword": {"match_mapping_type": "string", "mapping": KW}},
+]
+
+
+@dataclass(frozen=True)
+class Dataset:
+    name: str  # event.dataset, e.g. "secops.conn"
+    daily: bool = True  # one index per day, else one index updated in place
+    properties: dict[str, Any] = field(default_factory=dict)  # extra explicit mappings under secops.*
+
+    @property
+    def short(self) -> str:
+        return dataset_short(self.name)
+
+
+def _secops(**sections: dict) -> dict:
+    return {"secops": obj(**sections)}
+
+
+SERVICE = obj(port=LONG, transport=KW, name=KW, product=KW, version=KW, extrainfo=KW, cpe=KW, state=KW,
+              tunnel=KW, banner=KW, source=KW, first_seen=DATE, last_seen=DATE)
+
+DATASETS: dict[str, Dataset] = {d.name: d for d in [
+    Dataset("secops.conn", properties=_secops(conn=obj(
+        uid=KW, state=KW, history=KW, orig_bytes=LONG, resp_bytes=LONG, missed_bytes=LONG,
+        local_orig=BOOL, local_resp=BOOL, tunnel_parents=KW, ip_proto=LONG, vlan=LONG, inner_vlan=LONG,
+    ))),
+    Dataset("secops.dns", properties=_secops(dns=obj(rtt=FLOAT, qtype=LONG, rcode=LONG, rejected=BOOL,
+                                                     label_max_len=LONG, label_entropy=FLOAT))),
+    Dataset("secops.http", properties=_secops(http=obj(trans_depth=LONG, authorization_scheme=KW))),
+    Dataset("secops.tls"),
+    Dataset("secops.dhcp", properties=_secops(dhcp=obj(hostname=KW, vendor_class=KW, client_mac=KW,
+                                                       assigned_ip=IP, requested_ip=IP, msg_type=KW, lease_time=LONG))),
+    Dataset("secops.ssh", properties=_secops(ssh=obj(client=KW, server=KW, version=LONG, auth_success=BOOL))),
+    Dataset("secops.smb", properties=_secops(smb=obj(command=KW, pipe=KW, share=KW, filename=KW, dialect=KW),
+                                             dcerpc=obj(endpoint=KW, operation=KW, opnum=LONG, uuid=KW))),
+    Dataset("secops.ftp", properties=_secops(ftp=obj(command=KW, arg=KW, reply_code=LONG, reply_msg=KW))),
+    Dataset("secops.modbus", properties=_secops(modbus=obj(function_code=LONG, function=KW, exception=KW,
+                                                           unit_id=LONG, transaction_id=LONG, is_write=BOOL))),
+    Dataset("secops.dnp3", properties=_secops(dnp3=obj(function_code=LONG, function=KW, is_control=BOOL,
+                                                       iin=LONG))),
+    Dataset("secops.s7comm", properties=_secops(s7comm=obj(rosctr=KW, function_code=KW, function=KW,
+                                                           subfunction=KW, is_program_change=BOOL))),
+    Dataset("secops.iec104", properties=_secops(iec104=obj(type_id=LONG, type=KW, cot=LONG, apdu_type=KW,
+                                                           is_command=BOOL))),
+    Dataset("secops.observation", properties=_secops(observation=obj(source=KW))),
+    Dataset("secops.sensor", properties=_secops(sensor=obj(packets_captured=LONG, packets_dropped=LONG,
+                                                           packets_processed=LONG, flows_evicted=LONG,
+                                                           decode_errors=LONG))),
+    Dataset("secops.asset", daily=False, properties=_secops(asset=obj(
+        id=KW, zone=KW, owner=KW, department=KW, location=KW, criticality=KW, sources=KW,
+        first_seen=DATE, last_seen=DATE, last_scan=DATE, vendor=KW, services=SERVICE, findings=KW,
+    ))),
+    Dataset("secops.asset_change", properties=_secops(asset_change=obj(
+        asset_id=KW, change=KW, field=KW, old=KW, new=KW, port=LONG, transport=KW))),
+    Dataset("secops.alert", daily=False, properties=_secops(alert=obj(
+        id=KW, status=KW, assignee=KW, group_key=KW, count=LONG, first_time=DATE, last_time=DATE,
+        event_ids=KW, event_index=KW, kibana_url=KW, notes=obj(at=DATE, by=KW, text=TEXT),
+        history=obj(at=DATE, by=KW, action=KW, old=KW, new=KW),
+    ))),
+    Dataset("secops.playbook_run", daily=False, properties=_secops(playbook=obj(
+        run_id=KW, name=KW, status=KW, alert_id=KW, dry_run=BOOL, step=KW, steps=obj(
+            name=KW, action=KW, status=KW, started=DATE, finished=DATE, result=KW, error=KW, action_key=KW),
+    ))),
+    Dataset("secops.audit", properties=_secops(audit=obj(actor=KW, action=KW, object=KW, outcome=KW,
+                                                         details=KW, run_id=KW))),
+    Dataset("secops.state", daily=False, properties=_secops(state=obj(key=KW, checkpoint=DATE, value=KW))),
+]}
+
+
+def dataset(name: str) -> Dataset:
+    try:
+        return DATASETS[name]
+    except KeyError:
+        raise KeyError(f"unknown dataset {name!r}; known: {', '.join(sorted(DATASETS))}") from None
+
+
+def index_for(prefix: str, dataset_name: str, timestamp: str | datetime | None = None) -> str:
+    """Index a document of this dataset and time belongs to."""
+    ds = dataset(dataset_name)
+    if not ds.daily:
+        return f"{prefix}-{ds.short}"
+    when = parse_time(timestamp) if timestamp is not None else None
+    day = when.strftime("%Y.%m.%d") if when else "undated"
+    return f"{prefix}-{ds.short}-{day}"
+
+
+def index_pattern(prefix: str, dataset_name: str) -> str:
+    ds = dataset(dataset_name)
+    return f"{prefix}-{ds.short}-*" if ds.daily else f"{prefix}-{ds.short}"
+
+
+def _merge(a: dict, b: dict) -> dict:
+    out = dict(a)
+    for k, v in b.items():
+        if k in out and isinstance(out[k], dict) and isinstance(v, dict):
+            out[k] = _merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def _fix_class(props: dict) -> dict:
+    # python keyword workaround above: class_ -> class
+    return {("class" if k == "class_" else k): (_fix_class(v) if isinstance(v, dict) else v) for k, v in props.items()}
+
+
+def mappings_for(ds: Dataset) -> dict:
+    return {
+        "dynamic": True,
+        "date_detection": False,
+        "dynamic_templates": DYNAMIC_TEMPLATES,
+        "properties": _fix_class(_merge(ECS_BASE, ds.properties)),
+    }
+
+
+def template_body(prefix: str, ds: Dataset) -> dict:
+    return {
+        "index_patterns": [index_pattern(prefix, ds.name)],
+        "priority": 200,
+        "template": {
+            "settings": {"number_of_shards": 1, "auto_expand_replicas": "0-1", "refresh_interval": "1s",
+                         "mapping.total_fields.limit": 3000},
+            "mappings": mappings_for(ds),
+        },
+        "_meta": {"managed_by": "secops", "dataset": ds.name},
+    }
+
+
+def install_templates(es: Elasticsearch, prefix: str = "secops") -> list[str]:
+    """Create or update one composable index template per dataset; returns their names."""
+    names = []
+    for ds in DATASETS.values():
+        name = f"{prefix}-{ds.short}"
+        es.indices.put_index_template(name=name, **template_body(prefix, ds))
+        names.append(name)
+    return names

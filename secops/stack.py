@@ -1,0 +1,369 @@
+"""Local development/test stack: a real Elasticsearch node (integ-test-zip from Maven Central) and redis-server.
+
+The distribution is fetched once with the ordinary Maven client and cached outside the repository
+(``paths.cache_dir``). Elasticsearch refuses to run as root, so as root the node runs as the
+unprivileged system user ``secops`` (created on first use) with its data under a directory it owns.
+Production runs the full distribution from docker-compose.yml instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# The newest integ-test-zip published on Maven Central that this project runs (needs Java >= 21).
+ES_VERSION = "9.2.0"
+ES_ARTIFACT = f"org.elasticsearch.distribution.integ-test-zip:elasticsearch:{ES_VERSION}:zip"
+ES_MIN_JAVA = 21
+SERVICE_USER = "secops"
+
+
+class StackError(RuntimeError):
+    """The local stack cannot be started or reached; the message says why and what to do."""
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def _java_major(java_home: Path) -> int | None:
+    release = java_home / "release"
+    if not release.is_file():
+        return None
+    for line in release.read_text(errors="replace").splitlines():
+        if line.startswith("JAVA_VERSION="):
+            version = line.split("=", 1)[1].strip('"')
+            head = version.split(".")[0]
+            return int(head) if head.isdigit() else None
+    return None
+
+
+def find_java(min_major: int = ES_MIN_JAVA) -> Path:
+    """A JDK home new enough for Elasticsearch: ES_JAVA_HOME, JAVA_HOME, then /usr/lib/jvm/*."""
+    candidates = [os.environ.get("ES_JAVA_HOME"), os.environ.get("JAVA_HOME")]
+    jvm = Path("/usr/lib/jvm")
+    if jvm.is_dir():
+        candidates += [str(p) for p in sorted(jvm.iterdir(), reverse=True) if not p.is_symlink()]
+    seen = []
+    for c in candidates:
+        if not c:
+            continue
+        home = Path(c)
+        major = _java_major(home)
+        seen.append(f"{home} ({major or '?'})")
+        if major and major >= min_major and (home / "bin" / "java").exists():
+            return home
+    raise StackError(
+        f"Elasticsearch {ES_VERSION} needs Java >= {min_major}; found: {', '.join(seen) or 'none'}. "
+        "Set ES_JAVA_HOME to a newer JDK."
+    )
+
+
+def _default_dist_root() -> Path:
+    # Readable by the unprivileged service user even when we are root (root's home is private).
+    if os.geteuid() == 0:
+        return Path("/var/cache/secops")
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "secops"
+
+
+def ensure_distribution(dist_root: Path | None = None) -> Path:
+    """Return the unpacked Elasticsearch home, fetching the pinned zip with mvn on first use."""
+    dist_root = dist_root or _default_dist_root()
+    home = dist_root / f"elasticsearch-{ES_VERSION}"
+    if (home / "bin" / "elasticsearch").exists():
+        return home
+    dist_root.mkdir(parents=True, exist_ok=True)
+    zip_path = dist_root / f"elasticsearch-{ES_VERSION}.zip"
+    if not zip_path.exists():
+        mvn = shutil.which("mvn")
+        if not mvn:
+            raise StackError("Maven (mvn) is needed once to fetch Elasticsearch; install the 'maven' package")
+        cmd = [mvn, "-q", "-B", "dependency:copy", f"-Dartifact={ES_ARTIFACT}",
+               f"-DoutputDirectory={dist_root}", "-Dmdep.overWriteReleases=true"]
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if proc.returncode != 0 or not zip_path.exists():
+            tail = (proc.stdout + proc.stderr).strip().splitlines()[-3:]
+            raise StackError(f"mvn could not fetch {ES_ARTIFACT}: {' | '.join(tail)}")
+    tmp = dist_root / f".unpack-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    with zipfile.ZipFile(zip_path) as zf:
+        for info in zf.infolist():
+            target = zf.extract(info, tmp)
+            mode = info.external_attr >> 16
+            if mode:
+                os.chmod(target, mode & 0o777)
+    tmp.joinpath(home.name).rename(home)
+    shutil.rmtree(tmp, ignore_errors=True)
+    return home
+
+
+def _service_user() -> pwd.struct_passwd | None:
+    """The account the node runs as: ourselves, or the 'secops' system user when we are root."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        return pwd.getpwnam(SERVICE_USER)
+    except KeyError:
+        subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", SERVICE_USER],
+                       check=True, capture_output=True)
+        return pwd.getpwnam(SERVICE_USER)
+
+
+def _chown_tree(path: Path, user: pwd.struct_passwd | None) -> None:
+    if user is None:
+        return
+    for root, dirs, files in os.walk(path):
+        os.chown(root, user.pw_uid, user.pw_gid)
+        for name in dirs + files:
+            os.chown(os.path.join(root, name), user.pw_uid, user.pw_gid, follow_symlinks=False)
+
+
+def _pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie child still answers kill(0); reap it if it is ours.
+    with contextlib.suppress(ChildProcessError):
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        if done == pid:
+            return False
+    return True
+
+
+def _terminate(pid: int, timeout: float = 30.0, sig: int = signal.SIGTERM) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, sig)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and _pid_alive(pid):
+        time.sleep(0.2)
+    if _pid_alive(pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
+        while _pid_alive(pid):
+            time.sleep(0.1)
+
+
+@dataclass
+class ElasticsearchNode:
+    """One single-node cluster on 127.0.0.1 with its own data directory."""
+
+    base_dir: Path
+    port: int = 0
+    heap: str = "1g"
+    pid: int | None = None
+    home: Path | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _health(self) -> dict | None:
+        try:
+            with urllib.request.urlopen(f"{self.url}/_cluster/health", timeout=2) as resp:  # noqa: S310 (loopback)
+                return json.load(resp)
+        except (urllib.error.URLError, OSError, ValueError):
+            return None
+
+    def running(self) -> bool:
+        return _pid_alive(self.pid) and self._health() is not None
+
+    def start(self, timeout: float = 180.0) -> ElasticsearchNode:
+        if self.running():
+            return self
+        self.home = self.home or ensure_distribution()
+        java = find_java()
+        user = _service_user()
+        self.base_dir.mkdir(parents=True, exist_ok=True)
+        conf, data, logs = self.base_dir / "config", self.base_dir / "data", self.base_dir / "logs"
+        if not conf.exists():
+            shutil.copytree(self.home / "config", conf)
+        data.mkdir(exist_ok=True)
+        logs.mkdir(exist_ok=True)
+        _chown_tree(self.base_dir, user)
+        self.port = self.port or free_port()
+        settings = {
+            "cluster.name": "secops-local",
+            "node.name": "secops-local-1",
+            "network.host": "127.0.0.1",
+            "http.port": self.port,
+            "transport.port": free_port(),
+            "discovery.type": "single-node",
+            "xpack.security.enabled": "false",
+            "path.data": data,
+            "path.logs": logs,
+            "cluster.routing.allocation.disk.threshold_enabled": "false",
+            "action.destructive_requires_name": "false",
+        }
+        cmd = [str(self.home / "bin" / "elasticsearch")] + [f"-E{k}={v}" for k, v in settings.items()]
+        if user is not None:
+            cmd = ["runuser", "-u", user.pw_name, "--", *cmd]
+        env = dict(os.environ, ES_JAVA_HOME=str(java), ES_PATH_CONF=str(conf),
+                   ES_JAVA_OPTS=f"-Xms{self.heap} -Xmx{self.heap}")
+        env.pop("JAVA_HOME", None)
+        out = open(self.base_dir / "stdout.log", "ab")  # noqa: SIM115 (owned by the child)
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        out.close()
+        self.pid = proc.pid
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise StackError(f"Elasticsearch exited with {proc.returncode}: {self.log_tail()}")
+            health = self._health()
+            if health and health.get("status") in ("green", "yellow"):
+                return self
+            time.sleep(0.5)
+        self.stop()
+        raise StackError(f"Elasticsearch did not become ready in {timeout:.0f}s: {self.log_tail()}")
+
+    def log_tail(self, lines: int = 5) -> str:
+        path = self.base_dir / "stdout.log"
+        if not path.exists():
+            return "(no log)"
+        text = path.read_text(errors="replace").strip().splitlines()
+        return " | ".join(text[-lines:])
+
+    def stop(self) -> None:
+        if self.pid:
+            _terminate(self.pid)
+        self.pid = None
+
+    def kill(self) -> None:
+        """SIGKILL the node, as a crash would (for durability tests)."""
+        if self.pid:
+            _terminate(self.pid, timeout=0, sig=signal.SIGKILL)
+        self.pid = None
+
+
+@dataclass
+class RedisServer:
+    """redis-server on 127.0.0.1 with append-only persistence, so queued tasks survive a restart."""
+
+    base_dir: Path
+    port: int = 0
+    pid: int | None = None
+    extra: list[str] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def _ping(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
+                s.sendall(b"PING\r\n")
+                return s.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def running(self) -> bool:
+        return _pid_alive(self.pid) and self._ping()
+
+    def start(self, timeout: float = 20.0) -> RedisServer:
+        if self.running():
+            return self
+        exe = shutil.which("redis-server")
+        if not exe:
+            raise StackError("redis-server not found; install Debian's 'redis-server' package")
+        self.base_dir.mkdir(parents=True, exist_ok=True)
+        self.port = self.port or free_port()
+        cmd = [exe, "--bind", "127.0.0.1", "--port", str(self.port), "--dir", str(self.base_dir),
+               "--appendonly", "yes", "--appendfsync", "everysec", "--save", "", "--protected-mode", "yes",
+               "--logfile", str(self.base_dir / "redis.log"), *self.extra]
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        self.pid = proc.pid
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise StackError(f"redis-server exited with {proc.returncode}; see {self.base_dir / 'redis.log'}")
+            if self._ping():
+                return self
+            time.sleep(0.1)
+        raise StackError(f"redis-server did not answer on port {self.port} within {timeout:.0f}s")
+
+    def stop(self) -> None:
+        if self.pid:
+            _terminate(self.pid, timeout=10)
+        self.pid = None
+
+    def kill(self) -> None:
+        if self.pid:
+            _terminate(self.pid, timeout=0, sig=signal.SIGKILL)
+        self.pid = None
+
+
+class LocalStack:
+    """The persistent development stack behind `secops stack up|status|down`."""
+
+    def __init__(self, state_dir: Path):
+        self.dir = state_dir / "stack"
+        self.state_file = self.dir / "stack.json"
+
+    def _load(self) -> tuple[ElasticsearchNode, RedisServer]:
+        state = json.loads(self.state_file.read_text()) if self.state_file.exists() else {}
+        es, rd = state.get("elasticsearch", {}), state.get("redis", {})
+        return (ElasticsearchNode(self.dir / "elasticsearch", port=es.get("port", 0), pid=es.get("pid")),
+                RedisServer(self.dir / "redis", port=rd.get("port", 0), pid=rd.get("pid")))
+
+    def _save(self, es: ElasticsearchNode, rd: RedisServer) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        state = {"elasticsearch": {"port": es.port, "pid": es.pid, "url": es.url},
+                 "redis": {"port": rd.port, "pid": rd.pid, "url": rd.url}}
+        self.state_file.write_text(json.dumps(state, indent=2))
+
+    def up(self) -> tuple[ElasticsearchNode, RedisServer]:
+        es, rd = self._load()
+        # Keep the previous ports so URLs in use stay valid across restarts.
+        if not es.running() and es.port and not _port_free(es.port):
+            es.port = 0
+        if not rd.running() and rd.port and not _port_free(rd.port):
+            rd.port = 0
+        rd.start()
+        es.start()
+        self._save(es, rd)
+        return es, rd
+
+    def status(self) -> dict[str, dict]:
+        es, rd = self._load()
+        return {"elasticsearch": {"url": es.url if es.port else None, "running": es.running(), "pid": es.pid},
+                "redis": {"url": rd.url if rd.port else None, "running": rd.running(), "pid": rd.pid}}
+
+    def down(self) -> None:
+        es, rd = self._load()
+        es.stop()
+        rd.stop()
+        self._save(es, rd)
+
+    def urls(self) -> tuple[str | None, str | None]:
+        """URLs recorded by `stack up`, used when the configuration names no hosts."""
+        if not self.state_file.exists():
+            return None, None
+        state = json.loads(self.state_file.read_text())
+        return state.get("elasticsearch", {}).get("url"), state.get("redis", {}).get("url")
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
