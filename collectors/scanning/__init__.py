@@ -1,0 +1,1 @@
+"""Active asset scanning with nmap (python-nmap), scoped and validated."""
