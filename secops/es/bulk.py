@@ -26,7 +26,7 @@ from elasticsearch import Elasticsearch
 from elasticsearch import exceptions as es_exc
 
 from secops.config import BulkSettings
-from secops.ecs import get
+from secops.ecs import get, iso
 from secops.es.spool import Spool, SpoolCorrupt
 from secops.es.templates import index_for
 
@@ -86,6 +86,7 @@ class BulkWriter:
         self._bytes = 0
         self._first_at: float | None = None
         self._down_until = 0.0
+        self._ingested_at, self._ingested_iso = 0.0, ""
         self._lock = threading.RLock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -102,6 +103,10 @@ class BulkWriter:
         index = index or source.pop("_index", None)
         if not doc_id:
             raise ValueError("every document needs a deterministic id (doc_id= or _id)")
+        event = source.get("event")
+        if isinstance(event, dict) and "ingested" not in event:
+            # When the data arrived: detection windows are cut on this, so old captures still get evaluated.
+            source["event"] = {**event, "ingested": self._ingested_now()}
         if index is None:
             dataset = get(source, "event.dataset")
             if not dataset:
@@ -116,6 +121,12 @@ class BulkWriter:
             full = len(self._buf) >= self.cfg.batch_docs or self._bytes >= self.cfg.batch_bytes
             if full or time.monotonic() - self._first_at >= self.cfg.flush_seconds:
                 self.flush()
+
+    def _ingested_now(self) -> str:
+        now = time.time()
+        if now - self._ingested_at >= 0.05:  # one clock read per 50 ms, not per document
+            self._ingested_at, self._ingested_iso = now, iso(now)
+        return self._ingested_iso
 
     def add_many(self, docs: Iterable[Mapping[str, Any]]) -> None:
         for doc in docs:
