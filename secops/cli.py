@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 import yaml
+from rich.markup import escape
 from rich.table import Table
 
 from secops import __version__
@@ -193,5 +194,5 @@ def main() -> None:
     try:
         app()
     except (ConfigError, CliError, StoreUnavailable, StackError) as exc:
-        err_console.print(f"[red]error:[/] {exc}", highlight=False)
+        err_console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(2)

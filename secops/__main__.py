@@ -1,0 +1,5 @@
+"""`python -m secops` runs the CLI."""
+
+from secops.cli import main
+
+main()

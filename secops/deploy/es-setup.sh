@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# One-shot setup for docker-compose.yml: a CA, node/Kibana certificates, the kibana_system password.
+set -euo pipefail
+cd /usr/share/elasticsearch
+if [ ! -f config/certs/ca.zip ]; then
+  bin/elasticsearch-certutil ca --silent --pem -out config/certs/ca.zip
+  unzip -o config/certs/ca.zip -d config/certs
+fi
+if [ ! -f config/certs/certs.zip ]; then
+  cat > config/certs/instances.yml <<YML
+instances:
+  - name: es01
+    dns: [es01, localhost]
+    ip: [127.0.0.1]
+  - name: kibana
+    dns: [kibana, localhost]
+    ip: [127.0.0.1]
+YML
+  bin/elasticsearch-certutil cert --silent --pem -out config/certs/certs.zip --in config/certs/instances.yml \
+    --ca-cert config/certs/ca/ca.crt --ca-key config/certs/ca/ca.key
+  unzip -o config/certs/certs.zip -d config/certs
+fi
+chown -R root:root config/certs
+find config/certs -type d -exec chmod 750 {} \;
+find config/certs -type f -exec chmod 640 {} \;
+echo "waiting for Elasticsearch"
+until curl -s --cacert config/certs/ca/ca.crt https://es01:9200 | grep -q "missing authentication credentials"; do sleep 5; done
+until curl -s -X POST --cacert config/certs/ca/ca.crt -u "elastic:${ELASTIC_PASSWORD}" -H "Content-Type: application/json" \
+    https://es01:9200/_security/user/kibana_system/_password -d "{\"password\":\"${KIBANA_PASSWORD}\"}" | grep -q "^{}"; do
+  sleep 5
+done
+echo "setup done"
