@@ -182,6 +182,15 @@ def datasets() -> None:
     console.print(table)
 
 
+@app.command("demo")
+def demo() -> None:
+    """Run the platform end to end on this machine (offline): stack, capture, scan, detect, respond, export."""
+    from secops.demo import run_demo
+
+    failures = run_demo(settings(), console)
+    raise typer.Exit(1 if failures else 0)
+
+
 def _register_contexts() -> None:
     for module in CONTEXT_CLIS:
         importlib.import_module(module).register(app)
