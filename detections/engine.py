@@ -1,0 +1,187 @@
+"""Run compiled rules over an ingest window with Elasticsearch queries and aggregations (core node only).
+
+Query rules: a ``query_string`` filter plus ``event.ingested`` range, grouped by the rule's group-by
+fields with a composite aggregation (so a million matching events cost one paged aggregation, not a
+million hits). Correlation rules: the window only decides *which* groups to look at; counting uses
+the events' own ``@timestamp`` in buckets of the rule's timespan (two offsets, half a span apart,
+approximate a sliding window).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from elasticsearch import Elasticsearch
+
+from detections.compiler import CompiledRule, Correlation
+from detections.pipeline import UNSUPPORTED
+from secops.ecs import iso, parse_time
+from secops.es.templates import index_pattern
+
+log = logging.getLogger(__name__)
+
+SAMPLE_IDS = 50
+PAGE = 500
+DEFAULT_FIELD = {"secops.http": "url.original", "secops.dns": "dns.question.name"}
+CARRY = ["source.ip", "destination.ip", "destination.port", "source.port", "network.transport"]
+
+
+@dataclass
+class Match:
+    """One group of events that satisfied a rule."""
+
+    group: dict[str, Any]
+    first_time: str
+    last_time: str
+    count: int
+    event_ids: list[str] = field(default_factory=list)
+    event_index: str = ""
+    fields: dict[str, Any] = field(default_factory=dict)  # source/destination of a sample event
+    reason: str = ""
+
+
+def indices_for(prefix: str, datasets: list[str]) -> str:
+    pats = {f"{prefix}-*" if d == UNSUPPORTED else index_pattern(prefix, d) for d in datasets if d}
+    return ",".join(sorted(pats)) or f"{prefix}-*"
+
+
+def query_filter(rule: CompiledRule) -> dict[str, Any]:
+    return {"query_string": {"query": rule.query, "default_field": DEFAULT_FIELD.get(rule.dataset, "message"),
+                             "analyze_wildcard": True, "lenient": True, "allow_leading_wildcard": True}}
+
+
+def window_filter(start: str, end: str, field_name: str = "event.ingested") -> dict[str, Any]:
+    return {"range": {field_name: {"gte": start, "lt": end, "format": "strict_date_optional_time"}}}
+
+
+def _composite(es: Elasticsearch, index: str, query: dict, sources: list[dict], subaggs: dict) -> Iterator[dict]:
+    after = None
+    while True:
+        comp: dict[str, Any] = {"size": PAGE, "sources": sources}
+        if after:
+            comp["after"] = after
+        resp = es.search(index=index, size=0, query=query, aggs={"g": {"composite": comp, "aggs": subaggs}},
+                         ignore_unavailable=True, allow_no_indices=True, request_timeout=120)
+        agg = resp.get("aggregations", {}).get("g")
+        if not agg:
+            return
+        yield from agg["buckets"]
+        after = agg.get("after_key")
+        if not after or len(agg["buckets"]) < PAGE:
+            return
+
+
+def _terms_sources(fields: list[str]) -> list[dict]:
+    return [{f: {"terms": {"field": f, "missing_bucket": True}}} for f in fields]
+
+
+def _sample_aggs() -> dict[str, Any]:
+    return {
+        "first": {"min": {"field": "@timestamp"}},
+        "last": {"max": {"field": "@timestamp"}},
+        "ids": {"top_hits": {"size": SAMPLE_IDS, "sort": [{"@timestamp": "asc"}], "_source": CARRY}},
+    }
+
+
+def _match_from_bucket(bucket: dict, group_fields: list[str], reason: str) -> Match:
+    hits = bucket["ids"]["hits"]["hits"]
+    sample = hits[0]["_source"] if hits else {}
+    flat = {k: _dig(sample, k) for k in CARRY}
+    return Match(
+        group={f: bucket["key"].get(f) for f in group_fields},
+        first_time=bucket["first"].get("value_as_string") or iso(bucket["first"]["value"] / 1000),
+        last_time=bucket["last"].get("value_as_string") or iso(bucket["last"]["value"] / 1000),
+        count=int(bucket["doc_count"]), event_ids=[h["_id"] for h in hits],
+        event_index=hits[0]["_index"] if hits else "", fields={k: v for k, v in flat.items() if v is not None},
+        reason=reason,
+    )
+
+
+def _dig(doc: dict, dotted: str) -> Any:
+    cur: Any = doc
+    for part in dotted.split("."):
+        if not isinstance(cur, dict):
+            return None
+        cur = cur.get(part)
+    return cur
+
+
+def run_query_rule(es: Elasticsearch, prefix: str, rule: CompiledRule, start: str, end: str) -> list[Match]:
+    query = {"bool": {"filter": [query_filter(rule), window_filter(start, end)]}}
+    index = indices_for(prefix, [rule.dataset])
+    return [_match_from_bucket(b, rule.group_by, f"{b['doc_count']} events matched")
+            for b in _composite(es, index, query, _terms_sources(rule.group_by), _sample_aggs())]
+
+
+OPS = {"gte": lambda a, b: a >= b, "gt": lambda a, b: a > b, "lte": lambda a, b: a <= b,
+       "lt": lambda a, b: a < b, "eq": lambda a, b: a == b, "neq": lambda a, b: a != b}
+
+
+def _member_query(m: CompiledRule) -> dict[str, Any]:
+    return query_filter(m)
+
+
+def run_correlation(es: Elasticsearch, prefix: str, rule: CompiledRule, start: str, end: str) -> list[Match]:
+    corr: Correlation = rule.correlation  # type: ignore[assignment]
+    index = indices_for(prefix, [m.dataset for m in corr.members])
+    any_member = {"bool": {"should": [_member_query(m) for m in corr.members], "minimum_should_match": 1}}
+    # 1. which groups received new matching events in this ingest window, and when did those events happen
+    fresh = es.search(index=index, size=0, query={"bool": {"filter": [any_member, window_filter(start, end)]}},
+                      aggs={"first": {"min": {"field": "@timestamp"}}, "last": {"max": {"field": "@timestamp"}}},
+                      ignore_unavailable=True, allow_no_indices=True)
+    aggs = fresh.get("aggregations") or {}
+    if not fresh["hits"]["total"]["value"] or aggs.get("first", {}).get("value") is None:
+        return []
+    span = max(1, corr.timespan)
+    lo = parse_time(aggs["first"]["value_as_string"]).timestamp() - span
+    hi = parse_time(aggs["last"]["value_as_string"]).timestamp() + span
+    time_filter = window_filter(iso(lo), iso(hi), "@timestamp")
+    subaggs = _sample_aggs()
+    if corr.type == "value_count" and corr.count_field:
+        subaggs["distinct"] = {"cardinality": {"field": corr.count_field, "precision_threshold": 3000}}
+    if corr.type.startswith("temporal"):
+        for i, m in enumerate(corr.members):
+            subaggs[f"m{i}"] = {"filter": _member_query(m), "aggs": {"t": {"min": {"field": "@timestamp"}}}}
+    matches: dict[tuple, Match] = {}
+    for offset in (0, span // 2):
+        histogram = {"field": "@timestamp", "fixed_interval": f"{span}s", "offset": f"{offset}s"}
+        sources = [*_terms_sources(corr.group_by), {"_bucket": {"date_histogram": histogram}}]
+        query = {"bool": {"filter": [any_member, time_filter]}}
+        for b in _composite(es, index, query, sources, subaggs):
+            value = _correlation_value(corr, b)
+            if value is None or not OPS.get(corr.op, OPS["gte"])(value, corr.threshold):
+                continue
+            m = _match_from_bucket(b, corr.group_by, _reason(corr, value))
+            key = tuple(sorted((k, str(v)) for k, v in m.group.items()))
+            prev = matches.get(key)
+            if prev is None or m.count > prev.count:
+                matches[key] = m
+    return list(matches.values())
+
+
+def _correlation_value(corr: Correlation, bucket: dict) -> float | None:
+    if corr.type == "event_count":
+        return float(bucket["doc_count"])
+    if corr.type == "value_count":
+        return float(bucket["distinct"]["value"]) if "distinct" in bucket else None
+    times = [bucket[f"m{i}"]["t"].get("value") for i in range(len(corr.members))]
+    if any(bucket[f"m{i}"]["doc_count"] == 0 for i in range(len(corr.members))):
+        return None
+    if corr.type == "temporal_ordered" and times != sorted(times):
+        return None
+    return float(len(corr.members))
+
+
+def _reason(corr: Correlation, value: float) -> str:
+    what = {"event_count": "events", "value_count": f"distinct {corr.count_field}"}.get(corr.type, "rules matched")
+    return f"{int(value)} {what} within {corr.timespan}s ({corr.op} {int(corr.threshold)})"
+
+
+def run_rule(es: Elasticsearch, prefix: str, rule: CompiledRule, start: str, end: str) -> list[Match]:
+    """Evaluate one compiled rule over the ingest window [start, end)."""
+    if rule.kind == "correlation":
+        return run_correlation(es, prefix, rule, start, end)
+    return run_query_rule(es, prefix, rule, start, end)

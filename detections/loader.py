@@ -1,0 +1,150 @@
+"""Safe loading of Sigma rule files: one bad file is one clear error, never the end of the others.
+
+Hostile YAML is refused before pySigma sees it: files above a size limit, YAML anchors/aliases (the
+"billion laughs" bomb; Sigma rules never need them), any non-standard tag (``!!python/object``), deep
+nesting and huge node counts. pySigma then parses each file's documents with errors collected.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from sigma.collection import SigmaCollection
+from sigma.correlations import SigmaCorrelationRule
+from sigma.exceptions import SigmaError
+from sigma.rule import SigmaRule
+
+BUILTIN_RULES = Path(__file__).parent / "rules"
+MAX_FILE_BYTES = 256 * 1024
+MAX_NODES = 20_000
+MAX_DEPTH = 24
+STANDARD_TAGS = {
+    "tag:yaml.org,2002:map", "tag:yaml.org,2002:seq", "tag:yaml.org,2002:str", "tag:yaml.org,2002:int",
+    "tag:yaml.org,2002:float", "tag:yaml.org,2002:bool", "tag:yaml.org,2002:null", "tag:yaml.org,2002:timestamp",
+}
+
+
+class RuleFileError(Exception):
+    """A rule file that cannot be used, with the reason in one line."""
+
+
+def _check_node(node: yaml.Node, depth: int, counter: list[int]) -> None:
+    counter[0] += 1
+    if counter[0] > MAX_NODES:
+        raise RuleFileError(f"more than {MAX_NODES} YAML nodes")
+    if depth > MAX_DEPTH:
+        raise RuleFileError(f"YAML nested deeper than {MAX_DEPTH} levels")
+    if node.tag not in STANDARD_TAGS:
+        raise RuleFileError(f"YAML tag {node.tag!r} not allowed (line {node.start_mark.line + 1})")
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            _check_node(key, depth + 1, counter)
+            _check_node(value, depth + 1, counter)
+    elif isinstance(node, yaml.SequenceNode):
+        for item in node.value:
+            _check_node(item, depth + 1, counter)
+
+
+def safe_yaml_documents(text: str) -> list[dict[str, Any]]:
+    """Parse a multi-document YAML text refusing aliases, custom tags and oversized structures."""
+    if len(text.encode("utf-8", "surrogatepass")) > MAX_FILE_BYTES:
+        raise RuleFileError(f"file larger than {MAX_FILE_BYTES} bytes")
+    try:
+        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+            if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+                raise RuleFileError("YAML anchors/aliases are not allowed in rules")
+        docs = []
+        for node in yaml.compose_all(text, Loader=yaml.SafeLoader):
+            if node is None:
+                continue
+            _check_node(node, 0, [0])
+            docs.append(yaml.SafeLoader(text).construct_document(node))
+    except yaml.YAMLError as exc:
+        raise RuleFileError(f"invalid YAML: {str(exc).splitlines()[0]}") from None
+    for doc in docs:
+        if not isinstance(doc, dict):
+            raise RuleFileError(f"a rule document must be a mapping, got {type(doc).__name__}")
+    return docs
+
+
+@dataclass
+class RuleFile:
+    path: Path
+    rules: list[SigmaRule | SigmaCorrelationRule] = field(default_factory=list)
+    error: str | None = None
+
+
+def parse_file(path: Path) -> tuple[list[dict[str, Any]], RuleFile]:
+    """A file's documents and its parse result; errors are recorded, never raised."""
+    result = RuleFile(path)
+    try:
+        if path.stat().st_size > MAX_FILE_BYTES:
+            raise RuleFileError(f"file larger than {MAX_FILE_BYTES} bytes")
+        docs = safe_yaml_documents(path.read_text(encoding="utf-8"))
+        if not docs:
+            raise RuleFileError("no rule in file")
+        collection = SigmaCollection.from_dicts(docs, collect_errors=True, resolve_references=False)
+        errors = list(collection.errors) + [e for r in collection.rules for e in r.errors]
+        if errors:
+            raise RuleFileError("; ".join(str(e) for e in errors[:3]))
+        return docs, result
+    except (OSError, UnicodeDecodeError, RuleFileError, SigmaError, ValueError, TypeError, KeyError) as exc:
+        result.error = f"{type(exc).__name__}: {exc}" if not isinstance(exc, RuleFileError) else str(exc)
+        return [], result
+
+
+def rule_files(dirs: Iterable[Path]) -> list[Path]:
+    out: list[Path] = []
+    for d in dirs:
+        d = Path(d)
+        if d.is_file():
+            out.append(d)
+        elif d.is_dir():
+            out += sorted(p for p in d.rglob("*") if p.suffix in (".yml", ".yaml") and p.is_file())
+    return out
+
+
+@dataclass
+class RuleSet:
+    """All usable rules (correlations resolved across files) plus one error per unusable file."""
+
+    files: list[RuleFile]
+    rules: list[SigmaRule | SigmaCorrelationRule]
+
+    @property
+    def errors(self) -> list[RuleFile]:
+        return [f for f in self.files if f.error]
+
+    def by_id(self, rule_id: str) -> SigmaRule | SigmaCorrelationRule | None:
+        return next((r for r in self.rules if str(r.id) == rule_id or r.name == rule_id), None)
+
+
+def load_rules(paths: Iterable[Path]) -> RuleSet:
+    files: list[RuleFile] = []
+    good: list[tuple[RuleFile, list[dict[str, Any]]]] = []
+    for path in rule_files(paths):
+        docs, result = parse_file(path)
+        files.append(result)
+        if not result.error:
+            good.append((result, docs))
+    all_docs = [d for _, docs in good for d in docs]
+    collection = SigmaCollection.from_dicts(all_docs, collect_errors=True)
+    # map rules back to their files (documents are in order)
+    idx = 0
+    for result, docs in good:
+        result.rules = collection.rules[idx:idx + len(docs)]
+        idx += len(docs)
+    for err in collection.errors:
+        for result, _ in good:  # a correlation referencing a missing rule: blame the file(s) that failed
+            if any(str(r.id) in str(err) for r in result.rules):
+                result.error = str(err)
+    rules = [r for result, _ in good if not result.error for r in result.rules]
+    return RuleSet(files=files, rules=rules)
+
+
+def default_rule_dirs(extra: Iterable[Path] = ()) -> list[Path]:
+    return [BUILTIN_RULES, *extra]
