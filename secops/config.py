@@ -115,6 +115,8 @@ class ScanningSettings(Section):
     chunk_size: int = Field(64, ge=1, description="Addresses per parallel scan chunk")
     max_parallel_chunks: int = Field(4, ge=1)
     host_timeout_seconds: int = Field(900, ge=10)
+    max_target_addresses: int = Field(65536, ge=1, description="Refuse scans covering more addresses")
+    max_retries: int = Field(1, ge=0, le=10, description="nmap --max-retries")
 
 
 class InventorySettings(Section):

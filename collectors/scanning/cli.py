@@ -1,9 +1,151 @@
-"""`secops scan`: scope-checked nmap scans and nmap XML import."""
+"""`secops scan`: scope-checked nmap scans, nmap XML import, scan policies."""
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import click
 import typer
+from rich.table import Table
+from typer.core import TyperGroup
+
+from collectors.scanning import policy as policies
+from collectors.scanning import state
+from collectors.scanning.nmap_xml import NmapXmlError, Report, parse_file
+from collectors.scanning.profiles import PROFILES, ProfileError, check_ports
+from collectors.scanning.runner import ScanError, plan_scan, report_payload, run_chunked
+from collectors.scanning.targets import TargetError
+from secops.cli_support import console, err_console, es_client, fail, progress, settings
+from secops.ecs import utcnow
+from secops.es.bulk import dumps
+
+
+class _ScanGroup(TyperGroup):
+    """`secops scan TARGET...` runs a scan; `secops scan import|policies ...` are subcommands."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ("--help", "-h"):
+            args = ["run", *args]
+        return super().parse_args(ctx, args)
+
+
+scan_app = typer.Typer(cls=_ScanGroup, no_args_is_help=True,
+                       help="Scope-checked nmap scans (`secops scan TARGET... --profile P`), XML import, policies.")
+
+
+def _merge(payload: dict) -> dict:
+    from inventory import service  # the inventory's public operations
+
+    return service.merge_scan(es_client(), settings(), payload)
+
+
+def _summary(report: Report, title: str) -> None:
+    table = Table("address", "mac", "hostname", "open ports", "os", title=title)
+    for h in report.live_hosts:
+        ports = ", ".join(f"{p.port}/{p.transport} {(p.service.name if p.service else '') or ''}".strip()
+                          for p in h.open_ports)
+        table.add_row(", ".join(h.addresses), h.mac or "-", ", ".join(h.hostnames) or "-", ports or "-",
+                      h.os_matches[0].name if h.os_matches else "-")
+    console.print(table)
+    console.print(f"{len(report.live_hosts)} hosts up, {len(report.down_hosts)} down")
+
+
+@scan_app.command("run", hidden=True)
+def scan_run(
+    targets: Annotated[list[str], typer.Argument(help="Addresses, CIDR networks or hostnames (inside the scope)")],
+    profile: Annotated[str, typer.Option("--profile", "-p", help=f"One of: {', '.join(PROFILES)}")] = "standard",
+    ports: Annotated[str | None, typer.Option("--ports", help="Port list instead of the profile's top ports")] = None,
+    scope: Annotated[list[str] | None, typer.Option("--scope", help="Limit to these named scopes")] = None,
+    store: Annotated[bool, typer.Option("--store/--no-store", help="Merge the result into the inventory")] = True,
+) -> None:
+    """Scan targets with nmap after checking them against scanning.scopes and scanning.exclusions."""
+    s = settings()
+    try:
+        if ports:
+            check_ports(ports)
+        plan = plan_scan(targets, profile, s.scanning, ports=ports, scope_names=scope)
+    except (TargetError, ProfileError) as exc:
+        fail(str(exc))
+    chunks = plan.chunks(s.scanning.chunk_size)
+    with progress() as bar:
+        task = bar.add_task(f"nmap {profile} ({len(chunks)} chunks)", total=len(chunks))
+        try:
+            report = run_chunked(plan, s.scanning.chunk_size, s.scanning.max_parallel_chunks,
+                                 nmap_path=s.scanning.nmap_path, on_chunk=lambda _r: bar.advance(task))
+        except ScanError as exc:
+            fail(str(exc))
+    _summary(report, f"nmap {profile}: {' '.join(plan.host_args)}")
+    if store:
+        result = _merge(report_payload(report, "scan", "cli"))
+        console.print(f"inventory: {result['assets_created']} new, {result['assets_updated']} updated assets; "
+                      f"changes {result['changes'] or 'none'}")
+
+
+@scan_app.command("import")
+def scan_import(
+    files: Annotated[list[Path], typer.Argument(help="nmap -oX files")],
+    output: Annotated[str, typer.Option("--output", "-o", help="es (merge into the inventory) or ndjson (stdout)")]
+    = "es",
+) -> None:
+    """Import existing nmap XML results: one secops.asset per live host; down hosts are only counted."""
+    if output not in ("es", "ndjson"):
+        fail(f"--output must be es or ndjson, not {output!r}")
+    failed, up, down, assets = [], 0, 0, 0
+    with progress() as bar:
+        task = bar.add_task("importing nmap XML", total=len(files))
+        for f in files:
+            try:
+                report = parse_file(f)
+            except NmapXmlError as exc:
+                err_console.print(f"[red]error:[/] {exc}", highlight=False)
+                failed.append(str(f))
+                bar.advance(task)
+                continue
+            up, down = up + len(report.live_hosts), down + len(report.down_hosts)
+            payload = report_payload(report, "import", f"import {f.name}")
+            if output == "ndjson":
+                from inventory import service
+
+                for doc in service.assets_from_scan(settings(), payload):
+                    sys.stdout.write(dumps(doc).decode() + "\n")
+                    assets += 1
+            else:
+                result = _merge(payload)
+                assets += result["assets_created"] + result["assets_updated"]
+            bar.advance(task)
+    err_console.print(f"{len(files) - len(failed)} files imported: {up} hosts up ({assets} assets written), "
+                      f"{down} hosts down (counted, not stored)")
+    if failed:
+        fail(f"{len(failed)} file(s) refused: {', '.join(failed)}")
+
+
+@scan_app.command("policies")
+def scan_policies() -> None:
+    """List the configured scan policies, when they last ran and whether they are due now."""
+    s = settings()
+    if not s.scanning.policies:
+        console.print("no scan policies configured (scanning.policies): nothing is scanned on schedule")
+        return
+    try:
+        es = es_client()
+    except Exception:
+        es = None
+    now = utcnow()
+    table = Table("policy", "scope", "profile", "ports", "every", "windows", "last run", "due")
+    for p in s.scanning.policies:
+        last = state.last_run(es, s.elasticsearch.index_prefix, p.name) if es else None
+        try:
+            due = "yes" if policies.is_due(p, last, now) else "no"
+        except policies.PolicyError as exc:
+            due = f"[red]{exc}[/]"
+        table.add_row(p.name, f"{p.scope} ({', '.join(s.scanning.scopes.get(p.scope, [])) or 'undefined'})",
+                      p.profile, p.ports or "profile", f"{p.every_minutes} min",
+                      "; ".join(p.maintenance_windows) or "always", last.isoformat() if last else "never", due)
+    console.print(table)
 
 
 def register(app: typer.Typer) -> None:
     """Add the scan commands to the root app."""
+    app.add_typer(scan_app, name="scan")

@@ -1,0 +1,163 @@
+"""The inventory's public operations (used by its Celery tasks, its CLI and other contexts' CLIs).
+
+merge_scan: a scan/import result (plain JSON, see collectors.scanning.runner.report_payload) -> assets.
+merge_observations: passive secops.observation documents since a checkpoint -> assets.
+mark_stale: assets unseen for inventory.stale_days -> asset_gone (once).
+tag_asset: add tags to the asset holding an address (audited).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from elasticsearch import Elasticsearch, NotFoundError, helpers
+
+from inventory.changes import change_doc
+from inventory.merge import Merger
+from inventory.model import add_unique, asset_part
+from inventory.store import AssetStore
+from secops.audit import write_audit
+from secops.config import Settings
+from secops.ecs import doc_id, iso, parse_time, utcnow
+from secops.es.bulk import BulkWriter
+from secops.es.templates import index_for, index_pattern
+
+CHECKPOINT_KEY = "inventory.merge_observations"
+
+
+def _writer(es: Elasticsearch, settings: Settings) -> BulkWriter:
+    return BulkWriter(es, settings.paths.spool(), settings.bulk, prefix=settings.elasticsearch.index_prefix)
+
+
+def _store(es: Elasticsearch, settings: Settings) -> AssetStore:
+    return AssetStore(es, settings.elasticsearch.index_prefix)
+
+
+def merge_scan(es: Elasticsearch, settings: Settings, payload: dict[str, Any], now: datetime | None = None
+               ) -> dict[str, Any]:
+    with _writer(es, settings) as writer:
+        merger = Merger(_store(es, settings), writer, settings.inventory, now)
+        merger.merge_scan(payload)
+        result = merger.close().as_dict()
+    es.indices.refresh(index=f"{settings.elasticsearch.index_prefix}-asset*")
+    return result
+
+
+def _state_index(settings: Settings) -> str:
+    return index_for(settings.elasticsearch.index_prefix, "secops.state")
+
+
+def read_checkpoint(es: Elasticsearch, settings: Settings, key: str) -> str | None:
+    try:
+        doc = es.get(index=_state_index(settings), id=doc_id("state", key))["_source"]
+    except NotFoundError:
+        return None
+    return doc.get("secops", {}).get("state", {}).get("checkpoint")
+
+
+def write_checkpoint(es: Elasticsearch, settings: Settings, key: str, at: str) -> None:
+    es.index(index=_state_index(settings), id=doc_id("state", key), refresh="wait_for", document={
+        "@timestamp": iso(), "event": {"dataset": "secops.state", "ingested": iso()},
+        "secops": {"state": {"key": key, "checkpoint": at}}})
+
+
+def merge_observations(es: Elasticsearch, settings: Settings, since_iso: str | None = None,
+                       now: datetime | None = None) -> dict[str, Any]:
+    """Merge observations newer than since_iso (default: the stored checkpoint) and advance the checkpoint."""
+    since = since_iso or read_checkpoint(es, settings, CHECKPOINT_KEY)
+    pattern = index_pattern(settings.elasticsearch.index_prefix, "secops.observation")
+    query: dict[str, Any] = {"bool": {"filter": [{"term": {"event.dataset": "secops.observation"}}]}}
+    if since:
+        query["bool"]["filter"].append({"range": {"@timestamp": {"gt": since}}})
+    latest = since
+    with _writer(es, settings) as writer:
+        merger = Merger(_store(es, settings), writer, settings.inventory, now)
+        if es.indices.exists(index=pattern, allow_no_indices=False, ignore_unavailable=True):
+            es.indices.refresh(index=pattern)
+            for hit in helpers.scan(es, index=pattern, query={"query": query, "sort": ["@timestamp"]},
+                                    preserve_order=True, size=2000):
+                merger.merge_observation(hit["_source"])
+                ts = hit["_source"].get("@timestamp")
+                if ts and (latest is None or parse_time(ts) > parse_time(latest)):
+                    latest = ts
+        result = merger.close().as_dict()
+    if latest:
+        write_checkpoint(es, settings, CHECKPOINT_KEY, latest)
+    result["checkpoint"] = latest
+    return result
+
+
+def mark_stale(es: Elasticsearch, settings: Settings, now: datetime | None = None) -> dict[str, Any]:
+    """asset_gone for every active asset whose last_seen is older than inventory.stale_days."""
+    now = now or utcnow()
+    store = _store(es, settings)
+    cutoff = iso(now - timedelta(days=settings.inventory.stale_days))
+    if not es.indices.exists(index=store.index):
+        return {"gone": 0, "asset_ids": []}
+    query = {"bool": {"filter": [{"range": {"secops.asset.last_seen": {"lt": cutoff}}}],
+                      "must_not": [{"term": {"secops.asset.state": "gone"}}]}}
+    gone = []
+    at = iso(now)
+    with _writer(es, settings) as writer:
+        for hit in helpers.scan(es, index=store.index, query={"query": query}):
+            asset = hit["_source"]
+            asset_part(asset)["state"] = "gone"
+            writer.add(change_doc(asset, "asset_gone", at, old=asset_part(asset).get("last_seen")))
+            store.save(writer, asset)
+            gone.append(asset_part(asset)["id"])
+    store.refresh()
+    return {"gone": len(gone), "asset_ids": gone}
+
+
+def tag_asset(es: Elasticsearch, settings: Settings, ip: str, tags: list[str], actor: str) -> str | None:
+    """Add tags to the asset that holds this address; returns its id (None when no asset has it)."""
+    store = _store(es, settings)
+    try:
+        hits = store.find_by("host.ip", ip, 1)
+    except Exception as exc:  # a malformed address is a 400 from the ip field
+        raise ValueError(f"not an IP address: {ip!r}") from exc
+    prefix = settings.elasticsearch.index_prefix
+    if not hits:
+        write_audit(es, prefix, "inventory.tag_asset", ip, "not_found", actor=actor, details={"tags": tags})
+        return None
+    asset = hits[0]
+    asset["tags"] = add_unique(asset.get("tags") or [], *[str(t) for t in tags])
+    aid = asset_part(asset)["id"]
+    es.index(index=store.index, id=aid, document={**asset, "event": {**asset["event"], "ingested": iso()}},
+             refresh="wait_for")
+    write_audit(es, prefix, "inventory.tag_asset", aid, "success", actor=actor, details={"ip": ip, "tags": tags})
+    return aid
+
+
+class _MemoryStore(AssetStore):
+    """An empty inventory held in memory: what a scan would create, without touching Elasticsearch."""
+
+    def __init__(self, prefix: str):
+        self.index, self.saved = index_for(prefix, "secops.asset"), []
+
+    def find(self, mac: str | None, ip: str | None, zone: str) -> dict[str, Any] | None:
+        return None
+
+    def save(self, writer: Any, asset: dict[str, Any]) -> None:
+        self.saved.append({"_id": asset_part(asset)["id"], **asset})
+
+    def refresh(self) -> None:
+        return None
+
+
+class _Discard:
+    def add(self, doc: dict[str, Any], **_: Any) -> None:
+        return None
+
+    def flush(self) -> None:
+        return None
+
+
+def assets_from_scan(settings: Settings, payload: dict[str, Any], now: datetime | None = None) -> list[dict[str, Any]]:
+    """The asset documents a scan result describes (one per live host), standalone (no inventory lookup)."""
+    store = _MemoryStore(settings.elasticsearch.index_prefix)
+    merger = Merger(store, _Discard(), settings.inventory, now)  # type: ignore[arg-type]
+    merger.merge_scan(payload)
+    merger.close()
+    return store.saved
