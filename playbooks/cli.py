@@ -1,9 +1,197 @@
-"""CLI commands of the playbooks context (registered by secops.cli)."""
+"""CLI commands of the playbooks context (registered by secops.cli): list, validate, run, runs, show,
+approve, deny, kill-switch."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
 import typer
+from rich.table import Table
+
+from secops.audit import current_actor
+from secops.cli_support import console, es_client, fail, settings
+
+if TYPE_CHECKING:
+    from playbooks.runner import Runner
+
+pb_app = typer.Typer(help="Response playbooks: definitions, runs, approvals, kill switch.", no_args_is_help=True)
 
 
 def register(app: typer.Typer) -> None:
     """Add this context's commands to the root app."""
+    app.add_typer(pb_app, name="playbooks")
+
+
+def _runner() -> Runner:
+    """A runner that dispatches to the workers (Celery is imported lazily so `secops --help` stays fast)."""
+    from playbooks.runner import Runner
+    from playbooks.tasks import dispatch
+    from secops.celery_app import app, configure
+
+    configure(app, settings())
+    return Runner(settings(), es_client(), dispatch)
+
+
+@pb_app.command("list")
+def list_() -> None:
+    """The playbooks in the configured folders, with their triggers and steps."""
+    from playbooks.model import load_all
+
+    books, errors = load_all(settings(), strict=False)
+    table = Table("name", "enabled", "trigger", "steps")
+    for b in books.values():
+        t = b.trigger
+        trig = ", ".join(filter(None, [f"rules={','.join(t.rule_ids)}" if t.rule_ids else "",
+                                       f"tags={','.join(t.tags)}" if t.tags else "", f"severity>={t.min_severity}"]))
+        steps = " -> ".join(f"{s.name}({s.action}{', approval' if s.approval else ''})" for s in b.steps)
+        table.add_row(b.name, "yes" if b.enabled else "no", trig, steps)
+    console.print(table)
+    for err in errors:
+        console.print(f"[red]invalid:[/] {err}", highlight=False)
+
+
+@pb_app.command("validate")
+def validate(
+    files: Annotated[list[Path] | None, typer.Argument(help="Files (default: all configured)")] = None,
+) -> None:
+    """Validate playbook files; exit status 2 if any is invalid."""
+    from playbooks.model import DefinitionError, definition_files, load_file
+
+    paths = files or definition_files(settings())
+    bad = []
+    for path in paths:
+        try:
+            book = load_file(path)
+            console.print(f"[green]ok[/] {path}: {book.name} ({len(book.steps)} steps)", highlight=False)
+        except DefinitionError as exc:
+            bad.append(str(exc))
+            console.print(f"[red]invalid[/] {exc}", highlight=False)
+    if bad:
+        fail(f"{len(bad)} of {len(paths)} playbook files invalid")
+
+
+@pb_app.command("run")
+def run(
+    name: Annotated[str, typer.Argument(help="Playbook name")],
+    alert: Annotated[str, typer.Option("--alert", "-a", help="Alert id (secops-alert)")],
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the full plan; change nothing")] = False,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Run a playbook on an alert through the workers, or show its plan with --dry-run."""
+    from playbooks.runner import RefusedInput
+    from secops.ecs import iso
+
+    r = _runner()
+    try:
+        book, doc = r.book(name), r.alert(alert)
+    except LookupError as exc:
+        fail(str(exc))
+    if dry_run:
+        try:
+            plan = r.plan(book, doc)
+        except RefusedInput as exc:
+            fail(f"refused: {exc}")
+        if as_json:
+            console.print_json(json.dumps(plan, default=str))
+            return
+        table = Table("step", "action", "approval", "params", "plan")
+        for p in plan:
+            table.add_row(p["step"], p["action"], "yes" if p["approval"] else "", json.dumps(p["params"]),
+                          json.dumps(p["plan"], default=str))
+        console.print(table)
+        console.print("dry-run: nothing was changed")
+        return
+    run_doc = r.start(book, alert, doc, actor=current_actor(), nonce=iso())
+    pb = run_doc["secops"]["playbook"]
+    if pb["status"] == "refused":
+        fail(f"run {pb['run_id']} refused: {pb['error']}")
+    console.print(f"run {pb['run_id']} started ({pb['name']} on alert {alert})")
+
+
+@pb_app.command("runs")
+def runs(status: Annotated[str | None, typer.Option(help="Only runs with this status")] = None,
+         limit: Annotated[int, typer.Option(min=1, max=1000)] = 50) -> None:
+    """Recent playbook runs."""
+    from playbooks.store import list_runs
+
+    table = Table("run", "playbook", "status", "step", "alert", "started")
+    for doc in list_runs(es_client(), settings().elasticsearch.index_prefix, limit, status):
+        pb = doc["secops"]["playbook"]
+        table.add_row(pb["run_id"], pb["name"], pb["status"] + (" (dry-run)" if pb.get("dry_run") else ""),
+                      pb.get("step") or "", pb["alert_id"], doc["@timestamp"])
+    console.print(table)
+
+
+@pb_app.command("show")
+def show(run_id: Annotated[str, typer.Argument(help="Run id")],
+         as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """A run's steps and its audit trail."""
+    from playbooks.store import RunNotFound, get_run, run_audit
+
+    es, prefix = es_client(), settings().elasticsearch.index_prefix
+    try:
+        doc = get_run(es, prefix, run_id)
+    except RunNotFound as exc:
+        fail(str(exc))
+    trail = run_audit(es, prefix, run_id)
+    if as_json:
+        console.print_json(json.dumps({"run": doc, "audit": trail}, default=str))
+        return
+    pb = doc["secops"]["playbook"]
+    console.print(f"run {run_id}: {pb['name']} on alert {pb['alert_id']} - [bold]{pb['status']}[/]"
+                  f"{' (dry-run)' if pb.get('dry_run') else ''} {pb.get('error') or ''}", highlight=False)
+    if pb.get("approval"):
+        console.print(f"approval: {pb['approval']}", highlight=False)
+    table = Table("#", "step", "action", "status", "attempts", "result / error")
+    for i, s in enumerate(pb["steps"]):
+        table.add_row(str(i), s["name"], s["action"], s["status"], str(s.get("attempts", 0)),
+                      (s.get("error") or s.get("result") or "")[:200])
+    console.print(table)
+    audit = Table("time", "who", "what", "outcome")
+    for a in trail:
+        audit.add_row(a["@timestamp"], a["secops"]["audit"]["actor"], a["secops"]["audit"]["action"] + " "
+                      + a["secops"]["audit"]["object"], a["secops"]["audit"]["outcome"])
+    console.print(audit)
+
+
+def _decide(run_id: str, approve: bool, reason: str) -> None:
+    from playbooks.store import RunNotFound
+
+    try:
+        doc = _runner().decide(run_id, approve, current_actor(), reason)
+    except (RunNotFound, ValueError) as exc:
+        fail(str(exc))
+    pb = doc["secops"]["playbook"]
+    console.print(f"run {run_id}: step {pb['approval']['step']} {pb['approval']['status']} by {current_actor()}")
+
+
+@pb_app.command("approve")
+def approve(run_id: Annotated[str, typer.Argument(help="Run id")],
+            reason: Annotated[str, typer.Option(help="Why (recorded in the audit)")] = "") -> None:
+    """Approve the step a run is waiting on; the run continues on the workers."""
+    _decide(run_id, True, reason)
+
+
+@pb_app.command("deny")
+def deny(run_id: Annotated[str, typer.Argument(help="Run id")],
+         reason: Annotated[str, typer.Option(help="Why (recorded in the audit)")] = "") -> None:
+    """Deny the step a run is waiting on; the run ends and nothing more acts."""
+    _decide(run_id, False, reason)
+
+
+@pb_app.command("kill-switch")
+def kill_switch(state: Annotated[str, typer.Argument(help="on | off | status")] = "status") -> None:
+    """Stop (on) or allow (off) new playbook steps on every worker."""
+    from playbooks.store import kill_switch_stored, set_kill_switch
+
+    es, prefix = es_client(), settings().elasticsearch.index_prefix
+    if state not in ("on", "off", "status"):
+        fail("kill-switch takes on, off or status")
+    if state != "status":
+        set_kill_switch(es, prefix, state == "on", current_actor())
+    stored = kill_switch_stored(es, prefix)
+    config = settings().playbooks.kill_switch
+    console.print(f"kill switch: {'ON' if stored or config else 'off'} (stored: {'on' if stored else 'off'}, "
+                  f"config playbooks.kill_switch: {'on' if config else 'off'})")

@@ -1,0 +1,65 @@
+"""The one face every action has: a parameter model, ``plan`` (dry-run), ``run`` (act, idempotently), ``revert``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from elasticsearch import Elasticsearch
+from pydantic import BaseModel, ConfigDict
+
+from secops.config import Settings
+
+
+class ActionError(Exception):
+    """A failure that may pass on a retry (network, timeout)."""
+
+
+class PermanentError(ActionError):
+    """A failure no retry can fix (protected asset, disallowed URL, rate limit, bad input)."""
+
+
+class Params(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+@dataclass
+class ActionContext:
+    """What an action may use: settings, the store, the run's identity and alert, its time budget."""
+
+    settings: Settings
+    es: Elasticsearch
+    run_id: str
+    step: str
+    action_key: str
+    alert: dict[str, Any] = field(default_factory=dict)
+    timeout: float = 30.0
+    actor: str = "playbooks"
+
+    @property
+    def prefix(self) -> str:
+        return self.settings.elasticsearch.index_prefix
+
+    def send_task(self, name: str, args: list[Any]) -> str:
+        """Send another context's Celery task by name; the action key makes the task id stable."""
+        from secops.celery_app import app
+
+        result = app.send_task(name, args=args, task_id=f"{self.action_key}-{name}")
+        return str(result.id)
+
+
+class Action:
+    name: ClassVar[str]
+    Params: ClassVar[type[Params]]
+    read_only: ClassVar[bool] = False  # also runs in dry-run (it changes nothing)
+    reversible: ClassVar[bool] = False
+
+    def plan(self, params: Any, ctx: ActionContext) -> dict[str, Any]:
+        """What ``run`` would do, without doing it."""
+        return {"would": self.name, "params": params.model_dump(mode="json")}
+
+    def run(self, params: Any, ctx: ActionContext) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def revert(self, params: Any, ctx: ActionContext) -> dict[str, Any]:
+        raise PermanentError(f"action {self.name} cannot be reverted")

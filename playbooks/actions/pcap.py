@@ -1,0 +1,91 @@
+"""pcap: cut the packets of the alert's connections out of the capture spool into an evidence file.
+
+Spool files are selected by modification time around the alert's window and filtered with tshark
+(read filter built from validated addresses and ports only), then merged with mergecap. With no
+spool or no matching capture the step succeeds with ``status: unavailable`` and the reason.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+
+from playbooks.actions.base import Action, ActionContext, ActionError, Params
+from playbooks.values import Address, Port
+from secops.ecs import get, parse_time
+
+SUFFIXES = (".pcap", ".pcapng")
+
+
+class PcapParams(Params):
+    address: Address
+    peer: Address | None = None
+    port: Port | None = None
+    window_seconds: int = Field(300, ge=1, le=86400)
+
+
+class AttachPcap(Action):
+    name = "pcap"
+    Params = PcapParams
+    read_only = False
+
+    def _filter(self, p: PcapParams) -> str:
+        parts = [f"ip.addr == {p.address}" if ":" not in p.address else f"ipv6.addr == {p.address}"]
+        if p.peer:
+            parts.append(f"ip.addr == {p.peer}" if ":" not in p.peer else f"ipv6.addr == {p.peer}")
+        if p.port:
+            parts.append(f"(tcp.port == {p.port} || udp.port == {p.port})")
+        return " && ".join(parts)
+
+    def _files(self, p: PcapParams, ctx: ActionContext) -> tuple[list[Path], str | None]:
+        spool = ctx.settings.paths.pcaps()
+        if not spool.is_dir():
+            return [], f"no pcap spool at {spool}"
+        first = get(ctx.alert, "secops.alert.first_time") or get(ctx.alert, "@timestamp")
+        last = get(ctx.alert, "secops.alert.last_time") or first
+        files = sorted(f for f in spool.rglob("*") if f.suffix in SUFFIXES and f.is_file())
+        if first:
+            lo, hi = parse_time(first).timestamp() - p.window_seconds, parse_time(last).timestamp() + p.window_seconds
+            files = [f for f in files if lo <= f.stat().st_mtime and f.stat().st_ctime - p.window_seconds <= hi]
+        return files, None if files else f"no capture files in {spool} cover the alert's time window"
+
+    def plan(self, p: PcapParams, ctx: ActionContext) -> dict[str, Any]:
+        files, why = self._files(p, ctx)
+        return {"would": "extract packets", "filter": self._filter(p), "files": [str(f) for f in files[:20]],
+                "unavailable": why}
+
+    def run(self, p: PcapParams, ctx: ActionContext) -> dict[str, Any]:
+        files, why = self._files(p, ctx)
+        if why:
+            return {"status": "unavailable", "reason": why}
+        out_dir = ctx.settings.paths.state_dir / "evidence"
+        out_dir.mkdir(parents=True, exist_ok=True)
+        out = out_dir / f"{ctx.run_id}-{ctx.step}.pcapng"
+        tshark = ctx.settings.sensor.tshark_path
+        with tempfile.TemporaryDirectory(prefix="secops-pcap-") as tmp:
+            parts = []
+            for i, f in enumerate(files[:200]):
+                part = Path(tmp) / f"{i:04d}.pcapng"
+                self._exec([tshark, "-r", str(f), "-Y", self._filter(p), "-w", str(part)], ctx.timeout)
+                if part.exists() and part.stat().st_size > 0:
+                    parts.append(str(part))
+            if not parts:
+                return {"status": "unavailable", "reason": "no packets matched in the spool"}
+            self._exec(["mergecap", "-w", str(out), *parts], ctx.timeout)
+        count = self._exec(["capinfos", "-c", "-M", "-T", str(out)], ctx.timeout).stdout.strip().splitlines()
+        return {"status": "attached", "path": str(out), "files_scanned": len(files),
+                "packets": int(count[-1].split("\t")[-1]) if count and count[-1].split("\t")[-1].isdigit() else None}
+
+    @staticmethod
+    def _exec(argv: list[str], timeout: float) -> subprocess.CompletedProcess:
+        try:
+            proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+        except subprocess.TimeoutExpired:
+            raise ActionError(f"{argv[0]} timed out") from None
+        if proc.returncode != 0:
+            raise ActionError(f"{argv[0]} failed: {proc.stderr.strip()[:300]}")
+        return proc
