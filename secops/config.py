@@ -150,6 +150,10 @@ class PlaybookSettings(Section):
     smtp_port: int = 25
     mail_from: str = "secops@localhost"
     syslog_address: str | None = Field(None, description="host:port of a syslog receiver (UDP)")
+    builtin: bool = Field(True, description="Also load the playbooks shipped in playbooks/definitions")
+    stall_seconds: int = Field(60, ge=1, description="Re-dispatch a step whose message vanished after this long")
+    max_value_length: int = Field(512, ge=16, description="Longest alert value a template may substitute")
+    block_ttl_max_seconds: int = Field(7 * 86400, ge=1, description="Upper bound of a containment TTL")
 
 
 class KibanaSettings(Section):
