@@ -8,6 +8,7 @@ Elasticsearch aggregations (no EQL/ES|QL).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -67,6 +68,7 @@ class CompiledRule:
     generate: bool = True  # False: only feeds a correlation
     source: str = ""
     error: str | None = None
+    analytic: Callable[..., list[Any]] | None = None  # kind "analytic": fn(es, prefix, rule, start, end)
 
     @property
     def score(self) -> int:

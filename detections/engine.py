@@ -182,6 +182,8 @@ def _reason(corr: Correlation, value: float) -> str:
 
 def run_rule(es: Elasticsearch, prefix: str, rule: CompiledRule, start: str, end: str) -> list[Match]:
     """Evaluate one compiled rule over the ingest window [start, end)."""
+    if rule.kind == "analytic" and rule.analytic is not None:
+        return rule.analytic(es, prefix, rule, start, end)
     if rule.kind == "correlation":
         return run_correlation(es, prefix, rule, start, end)
     return run_query_rule(es, prefix, rule, start, end)

@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 from sigma.collection import SigmaCollection
 from sigma.correlations import SigmaCorrelationRule
-from sigma.exceptions import SigmaError
+from sigma.exceptions import SigmaError, SigmaRuleLocation
 from sigma.rule import SigmaRule
 
 BUILTIN_RULES = Path(__file__).parent / "rules"
@@ -137,6 +137,8 @@ def load_rules(paths: Iterable[Path]) -> RuleSet:
     idx = 0
     for result, docs in good:
         result.rules = collection.rules[idx:idx + len(docs)]
+        for rule in result.rules:
+            rule.source = SigmaRuleLocation(result.path)
         idx += len(docs)
     for err in collection.errors:
         for result, _ in good:  # a correlation referencing a missing rule: blame the file(s) that failed

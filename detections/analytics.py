@@ -1,0 +1,161 @@
+"""Network analytics Sigma cannot express: RITA-style beaconing and per-domain DNS tunnelling scores.
+
+Both look at the groups that received new events in the ingest window, then score each group over
+the events' own time (a horizon before the newest event), so an imported capture is scored as a whole.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import statistics
+from collections import Counter, defaultdict
+from typing import Any
+
+from elasticsearch import Elasticsearch, helpers
+
+from detections.compiler import CompiledRule
+from detections.engine import Match, _composite, _terms_sources, indices_for, window_filter
+from secops.ecs import iso, parse_time
+
+BEACON_GROUP = ["source.ip", "destination.ip", "destination.port"]
+BEACON_MIN_CONNS = 10
+BEACON_THRESHOLD = 0.8
+BEACON_HORIZON = 86400
+DNS_MIN_NAMES = 15
+
+
+def beacon_score(times: list[float]) -> tuple[float, dict[str, float]]:
+    """RITA's timing score: Bowley skew and median absolute deviation of the connection intervals.
+
+    1.0 = perfectly periodic; a score from intervals alone (sizes vary with C2 tasking).
+    """
+    ts = sorted(times)
+    deltas = [b - a for a, b in itertools.pairwise(ts) if b - a > 0]
+    if len(deltas) < BEACON_MIN_CONNS - 1:
+        return 0.0, {}
+    q1, q2, q3 = statistics.quantiles(deltas, n=4)
+    skew = 0.0 if q3 in (q1, q2) or q2 == q1 else (q3 + q1 - 2 * q2) / (q3 - q1)
+    mad = statistics.median(abs(d - q2) for d in deltas)
+    skew_score = 1.0 - abs(skew)
+    mad_score = max(0.0, 1.0 - mad / q2) if q2 > 0 else 0.0
+    span = ts[-1] - ts[0]
+    count_score = min(1.0, len(deltas) / 20.0) if span > 0 else 0.0
+    score = (skew_score + mad_score + count_score) / 3
+    return score, {"skew": round(skew, 3), "mad": round(mad, 3), "median_interval": round(q2, 3),
+                   "connections": len(ts)}
+
+
+def _times(es: Elasticsearch, index: str, group: dict[str, Any], lo: str, hi: str) -> tuple[list[float], list[dict]]:
+    filters = [{"term": {k: v}} for k, v in group.items() if v is not None]
+    filters.append(window_filter(lo, hi, "@timestamp"))
+    resp = es.search(index=index, size=5000, query={"bool": {"filter": filters}}, sort=[{"@timestamp": "asc"}],
+                     source=False, docvalue_fields=[{"field": "@timestamp", "format": "epoch_millis"}],
+                     ignore_unavailable=True, allow_no_indices=True)
+    hits = resp["hits"]["hits"]
+    return [float(h["fields"]["@timestamp"][0]) / 1000 for h in hits], hits
+
+
+def run_beaconing(es: Elasticsearch, prefix: str, rule: CompiledRule, start: str, end: str) -> list[Match]:
+    out: list[Match] = []
+    for dataset in ("secops.conn", "secops.http"):
+        index = indices_for(prefix, [dataset])
+        query = {"bool": {"filter": [window_filter(start, end)]}}
+        subaggs = {"last": {"max": {"field": "@timestamp"}}}
+        for b in _composite(es, index, query, _terms_sources(BEACON_GROUP), subaggs):
+            group = {k: b["key"][k] for k in BEACON_GROUP}
+            if group["destination.ip"] is None or b["doc_count"] < 1 or b["last"].get("value") is None:
+                continue
+            hi = b["last"]["value"] / 1000
+            times, hits = _times(es, index, group, iso(hi - BEACON_HORIZON), iso(hi + 1))
+            if len(times) < BEACON_MIN_CONNS:
+                continue
+            score, stats = beacon_score(times)
+            if score < BEACON_THRESHOLD:
+                continue
+            out.append(Match(group=group, first_time=iso(times[0]), last_time=iso(times[-1]), count=len(times),
+                             event_ids=[h["_id"] for h in hits[:200]], event_index=hits[0]["_index"],
+                             fields=dict(group),
+                             reason=f"beacon score {score:.2f} over {stats['connections']} {dataset} events, "
+                                    f"median interval {stats['median_interval']}s"))
+        if out:
+            return out
+    return out
+
+
+def entropy(text: str) -> float:
+    if not text:
+        return 0.0
+    counts = Counter(text)
+    n = len(text)
+    return -sum(c / n * math.log2(c / n) for c in counts.values())
+
+
+def registered_domain(name: str) -> str:
+    labels = [x for x in name.rstrip(".").lower().split(".") if x]
+    return ".".join(labels[-2:]) if len(labels) >= 2 else ".".join(labels)
+
+
+def run_dns_tunnel(es: Elasticsearch, prefix: str, rule: CompiledRule, start: str, end: str) -> list[Match]:
+    """Per registered domain: many distinct subdomains with long or high-entropy labels, or NULL/TXT volume."""
+    index = indices_for(prefix, ["secops.dns"])
+    query = {"bool": {"filter": [window_filter(start, end)]}}
+    per: dict[tuple[str, str], dict[str, Any]] = defaultdict(lambda: {"names": set(), "ids": [], "times": [],
+                                                                       "nulltxt": 0, "long": 0, "ent": []})
+    index_name = ""
+    for hit in helpers.scan(es, index=index, query={"query": query}, size=2000, ignore_unavailable=True,
+                            _source=["dns.question.name", "dns.question.type", "source.ip", "@timestamp"]):
+        src = hit["_source"]
+        name = ((src.get("dns") or {}).get("question") or {}).get("name")
+        if not name:
+            continue
+        qtype = str(((src.get("dns") or {}).get("question") or {}).get("type") or "").upper()
+        domain = registered_domain(name)
+        sub = name.rstrip(".")[: -len(domain) - 1] if len(name.rstrip(".")) > len(domain) else ""
+        g = per[(domain, str((src.get("source") or {}).get("ip")))]
+        g["names"].add(name.lower())
+        if len(g["ids"]) < 200:
+            g["ids"].append(hit["_id"])
+        g["times"].append(src.get("@timestamp"))
+        g["nulltxt"] += qtype in ("NULL", "TXT", "10", "16")
+        longest = max((len(x) for x in sub.split(".")), default=0)
+        g["long"] += longest >= 40
+        g["ent"].append(entropy(sub.replace(".", "")))
+        index_name = hit["_index"]
+    out = []
+    for (domain, src_ip), g in per.items():
+        distinct = len(g["names"])
+        mean_ent = statistics.fmean(g["ent"]) if g["ent"] else 0.0
+        volume = g["nulltxt"] >= 20
+        encoded = distinct >= DNS_MIN_NAMES and (g["long"] >= DNS_MIN_NAMES or mean_ent >= 4.0)
+        if not (volume or encoded):
+            continue
+        times = sorted(t for t in g["times"] if t)
+        out.append(Match(group={"dns.question.registered_domain": domain, "source.ip": src_ip},
+                         first_time=iso(parse_time(times[0])), last_time=iso(parse_time(times[-1])),
+                         count=len(times), event_ids=g["ids"], event_index=index_name,
+                         fields={"source.ip": src_ip},
+                         reason=f"{distinct} distinct names under {domain}, {g['long']} with 40+ char labels, "
+                                f"mean entropy {mean_ent:.2f}, {g['nulltxt']} NULL/TXT queries"))
+    return out
+
+
+def analytic(rule_id: str, title: str, severity: str, techniques: list[str], tactics: list[str],
+             description: str, fn: Any, group_by: list[str], dataset: str) -> CompiledRule:
+    return CompiledRule(id=rule_id, title=title, kind="analytic", dataset=dataset, severity=severity,
+                        author="secops project", description=description, license="Apache-2.0",
+                        techniques=techniques, tactics=tactics,
+                        tags=[f"attack.{t.lower()}" for t in techniques], group_by=group_by, analytic=fn)
+
+
+def analytic_rules() -> list[CompiledRule]:
+    return [
+        analytic("secops-analytic-beaconing", "Beaconing (Periodic Connections)", "high", ["T1071.001", "T1573"],
+                  ["Command and Control"], "RITA-style score over connection intervals: regular period, low "
+                  "jitter, many connections from one host to one service.", run_beaconing, BEACON_GROUP,
+                 "secops.conn,secops.http"),
+        analytic("secops-analytic-dns-tunnel", "DNS Tunnelling (Per-Domain Label Analysis)", "high",
+                  ["T1071.004", "T1048.003"], ["Command and Control", "Exfiltration"],
+                  "Many distinct subdomains of one domain with long/high-entropy labels, or NULL/TXT volume.",
+                 run_dns_tunnel, ["dns.question.registered_domain", "source.ip"], "secops.dns"),
+    ]
