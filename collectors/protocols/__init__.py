@@ -1,0 +1,56 @@
+"""Deep path: protocol metadata documents from a pcap, dissected by one tshark process.
+
+``extract_metadata(pcap)`` runs tshark once with the combined display filter and field list of
+every protocol module and hands each packet to the modules whose layers it carries. It yields
+finished ECS documents (``secops.dns``, ``secops.http``, ``secops.tls``, ...) as they complete and
+the still-open records when the capture ends. Problems (unreadable or truncated files, tshark
+errors) become warnings through ``on_warning``; documents extracted before the problem are kept.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from collectors.protocols.base import Analyzer, Doc
+from collectors.protocols.dns import DnsAnalyzer
+from collectors.protocols.http import HttpAnalyzer
+from collectors.protocols.tls import TlsAnalyzer
+from collectors.protocols.tshark import BASE_FIELDS, TsharkRun, build_command, run_tshark
+
+ANALYZERS: tuple[type[Analyzer], ...] = (DnsAnalyzer, HttpAnalyzer, TlsAnalyzer)
+
+__all__ = ["ANALYZERS", "extract_metadata", "tshark_command"]
+
+
+def tshark_command(pcap: Path, tshark_path: str = "tshark",
+                   analyzers: tuple[type[Analyzer], ...] = ANALYZERS) -> list[str]:
+    """The single tshark invocation covering every protocol module."""
+    display_filter = " or ".join(f"({a.FILTER})" for a in analyzers)
+    fields: dict[str, None] = dict.fromkeys(BASE_FIELDS)
+    options: list[str] = []
+    for a in analyzers:
+        fields.update(dict.fromkeys(a.FIELDS))
+        options += getattr(a, "TSHARK_OPTIONS", ())
+    return build_command(tshark_path, pcap, display_filter, list(fields), options)
+
+
+def extract_metadata(pcap: Path, *, tshark_path: str = "tshark",
+                     on_warning: Callable[[str], None] | None = None) -> Iterator[Doc]:
+    """Yield protocol metadata documents for one pcap/pcapng file (whole or pre-filtered)."""
+    warn = on_warning or (lambda _msg: None)
+    path = Path(pcap)
+    if not path.is_file():
+        warn(f"{path}: not a readable file")
+        return
+    analyzers = [cls(warn) for cls in ANALYZERS]
+    run = TsharkRun()
+    for pkt in run_tshark(tshark_command(path, tshark_path), run, lambda m: warn(f"{path.name}: {m}")):
+        for analyzer in analyzers:
+            if analyzer.wants(pkt):
+                try:
+                    yield from analyzer.handle(pkt)
+                except (ValueError, KeyError, IndexError, TypeError) as exc:
+                    warn(f"{path.name}: frame {pkt.number}: {analyzer.SERVICE} record skipped ({exc})")
+    for analyzer in analyzers:
+        yield from analyzer.finish()

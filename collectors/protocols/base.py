@@ -1,0 +1,127 @@
+"""What every protocol module shares: flow orientation, the analyzer face, document building.
+
+A protocol module (dns.py, http.py, ...) is one small ``Analyzer`` subclass, shaped like a Zeek
+protocol script: the tshark layers/display filter and fields it needs (``LAYERS``, ``FILTER``,
+``FIELDS``), how its record is filled from packets (``handle``) and how a finished record becomes
+an ECS document (``emit`` through ``make_doc``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any, ClassVar
+
+import communityid
+
+from collectors.protocols.tshark import Packet, to_int
+from secops.ecs import doc_id, iso, put
+
+Doc = dict[str, Any]
+Warn = Callable[[str], None]
+
+_CID = communityid.CommunityID()
+_TRANSPORT_NUM = {"tcp": communityid.PROTO_TCP, "udp": communityid.PROTO_UDP}
+
+
+@dataclass(frozen=True, slots=True)
+class Flow:
+    """A connection oriented like Zeek: originator (client) first."""
+
+    transport: str
+    orig_h: str
+    orig_p: int
+    resp_h: str
+    resp_p: int
+    stream: str  # tshark's stream index, unique per connection within one run
+
+    @property
+    def community_id(self) -> str:
+        return community_id(self.transport, self.orig_h, self.resp_h, self.orig_p, self.resp_p)
+
+    def key(self) -> tuple[str, str]:
+        return (self.transport, self.stream)
+
+
+@lru_cache(maxsize=65536)
+def community_id(transport: str, saddr: str, daddr: str, sport: int, dport: int) -> str:
+    tpl = communityid.FlowTuple(_TRANSPORT_NUM[transport], saddr, daddr, sport, dport)
+    return _CID.calc(tpl)
+
+
+def flow_of(pkt: Packet, sender_is_orig: bool) -> Flow | None:
+    """The innermost IP/transport endpoints of a packet, oriented by who sent it.
+
+    Packets quoted inside ICMP errors are not the protocol talking; they yield None.
+    """
+    protos = pkt.protocols
+    if "icmp" in protos or "icmpv6" in protos:
+        return None
+    v4 = max((i for i, p in enumerate(protos) if p == "ip"), default=-1)
+    v6 = max((i for i, p in enumerate(protos) if p == "ipv6"), default=-1)
+    if v4 < 0 and v6 < 0:
+        return None
+    fam = "ip" if v4 > v6 else "ipv6"
+    tcp = max((i for i, p in enumerate(protos) if p == "tcp"), default=-1)
+    udp = max((i for i, p in enumerate(protos) if p == "udp"), default=-1)
+    if tcp < 0 and udp < 0:
+        return None
+    transport = "tcp" if tcp > udp else "udp"
+    src, dst = pkt.last(f"{fam}.src"), pkt.last(f"{fam}.dst")
+    sport = to_int(pkt.last(f"{transport}.srcport"))
+    dport = to_int(pkt.last(f"{transport}.dstport"))
+    if src is None or dst is None or sport is None or dport is None:
+        return None
+    stream = pkt.last(f"{transport}.stream") or f"{src}:{sport}-{dst}:{dport}"
+    if sender_is_orig:
+        return Flow(transport, src, sport, dst, dport, stream)
+    return Flow(transport, dst, dport, src, sport, stream)
+
+
+def sender_is_orig(pkt: Packet, flow: Flow) -> bool:
+    """Whether this packet travels originator -> responder on an already oriented flow."""
+    src = flow_of(pkt, True)
+    return src is not None and (src.orig_h, src.orig_p) == (flow.orig_h, flow.orig_p)
+
+
+def make_doc(dataset: str, flow: Flow, ts: float, identity: Iterable[Any], fields: dict[str, Any],
+             protocol: str | list[str]) -> Doc:
+    """A finished ECS document: endpoints, Community ID, deterministic id and dotted ``fields``."""
+    cid = flow.community_id
+    doc: Doc = {
+        "@timestamp": iso(ts),
+        "event": {"dataset": dataset, "kind": "event", "module": "secops", "category": ["network"],
+                  "type": ["protocol"]},
+        "source": {"ip": flow.orig_h, "port": flow.orig_p},
+        "destination": {"ip": flow.resp_h, "port": flow.resp_p},
+        "network": {"transport": flow.transport, "community_id": cid, "protocol": protocol},
+    }
+    for dotted, value in fields.items():
+        if value is not None and value != [] and value != "":
+            put(doc, dotted, value)
+    doc["_id"] = doc_id(dataset, cid, f"{ts:.6f}", *identity)
+    return doc
+
+
+class Analyzer:
+    """Base of a protocol module: turns the packets of its layers into finished documents."""
+
+    DATASET: ClassVar[str]
+    SERVICE: ClassVar[str]  # Zeek service name, goes to network.protocol
+    LAYERS: ClassVar[frozenset[str]]  # names in frame.protocols this module handles
+    FILTER: ClassVar[str]  # its part of the combined display filter
+    FIELDS: ClassVar[tuple[str, ...]]
+
+    def __init__(self, warn: Warn) -> None:
+        self.warn = warn
+
+    def wants(self, pkt: Packet) -> bool:
+        return any(layer in pkt.protocols for layer in self.LAYERS)
+
+    def handle(self, pkt: Packet) -> Iterable[Doc]:
+        raise NotImplementedError
+
+    def finish(self) -> Iterable[Doc]:
+        """Records still open when the capture ends (unanswered requests, ...)."""
+        return ()

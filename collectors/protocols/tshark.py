@@ -1,0 +1,172 @@
+"""Run tshark once per pcap and stream its per-packet field output.
+
+One tshark process per pcap, one combined display filter and one combined field list (every
+protocol module contributes its part), read line by line while tshark is still dissecting.
+
+Output format: ``-T ek`` with ``-e`` fields (one JSON object per packet, every field a list of its
+occurrences). Measured on the Empire SMB capture concatenated 100x (48,200 packets, same filter and
+field list): ``-T ek -e`` 2.9 s, ``-T fields -E occurrence=a`` 2.8 s, ``-T json -J`` (full protocol
+trees) 9.6 s, pyshark (PDML parsed in Python) 68 s. ``-T fields`` is as fast but joins repeated
+occurrences with a separator that may occur inside values (TXT records, user agents, file names);
+EK is JSON-escaped, so the small cost buys unambiguous values.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+import orjson
+
+Warn = Callable[[str], None]
+
+# fields every module relies on (addresses, ports, streams, timing, protocol stack)
+BASE_FIELDS = (
+    "frame.number", "frame.time_epoch", "frame.protocols", "eth.src", "eth.dst",
+    "ip.src", "ip.dst", "ipv6.src", "ipv6.dst",
+    "tcp.srcport", "tcp.dstport", "tcp.stream", "udp.srcport", "udp.dstport", "udp.stream",
+)
+
+# tshark preferences that make its output deterministic and Zeek-like: no name resolution,
+# reassembly on (HTTP bodies and TLS certificates spanning segments), no checksum validation
+PREFERENCES = (
+    "tcp.desegment_tcp_streams:TRUE", "http.desegment_body:TRUE", "http.dechunk_body:TRUE",
+    "http.decompress_body:TRUE", "tls.desegment_ssl_records:TRUE", "tls.desegment_ssl_application_data:TRUE",
+    "tcp.check_checksum:FALSE", "udp.check_checksum:FALSE", "ip.check_checksum:FALSE",
+    "tcp.analyze_sequence_numbers:TRUE",
+)
+
+
+def ek_key(field_name: str) -> str:
+    """Name of a field in tshark's EK output (dots become underscores)."""
+    return field_name.replace(".", "_")
+
+
+@dataclass(slots=True)
+class Packet:
+    """One dissected frame: every requested field as the list of its occurrences (as strings)."""
+
+    layers: dict[str, list[str]]
+    protocols: list[str] = field(default_factory=list)
+
+    def values(self, name: str) -> list[str]:
+        return self.layers.get(ek_key(name)) or []
+
+    def first(self, name: str, default: str | None = None) -> str | None:
+        v = self.layers.get(ek_key(name))
+        return v[0] if v else default
+
+    def last(self, name: str, default: str | None = None) -> str | None:
+        v = self.layers.get(ek_key(name))
+        return v[-1] if v else default
+
+    def int(self, name: str, default: int | None = None, *, index: int = 0) -> int | None:
+        v = self.layers.get(ek_key(name))
+        if not v or len(v) <= index:
+            return default
+        return to_int(v[index], default)
+
+    def flag(self, name: str) -> bool | None:
+        v = self.first(name)
+        return None if v is None else v in ("1", "True", "true")
+
+    def has(self, layer: str) -> bool:
+        return layer in self.protocols
+
+    @property
+    def ts(self) -> float:
+        return float(self.first("frame.time_epoch", "0") or 0)
+
+    @property
+    def number(self) -> int:
+        return self.int("frame.number", 0) or 0
+
+
+def to_int(text: str | None, default: int | None = None) -> int | None:
+    if text is None:
+        return default
+    try:
+        return int(text, 0) if text[:2] in ("0x", "0X") else int(text)
+    except ValueError:
+        return default
+
+
+@dataclass
+class TsharkRun:
+    """Outcome counters of one tshark run (read after the packet iterator is exhausted)."""
+
+    returncode: int | None = None
+    packets: int = 0
+    bad_lines: int = 0
+    stderr: list[str] = field(default_factory=list)
+
+
+def build_command(tshark: str, pcap: Path, display_filter: str, fields: Sequence[str],
+                  extra_options: Sequence[str] = ()) -> list[str]:
+    """Fixed argument list (never a shell). The file name is passed after ``-r`` as one argument."""
+    # an absolute path: a file literally named "-" would otherwise make tshark read stdin
+    cmd = [tshark, "-n", "-r", os.path.abspath(os.fspath(pcap)), "-Y", display_filter, "-T", "ek"]
+    for pref in PREFERENCES:
+        cmd += ["-o", pref]
+    cmd += list(extra_options)
+    for f in fields:
+        cmd += ["-e", f]
+    return cmd
+
+
+def _drain(stream: IO[bytes], sink: list[str], limit: int = 200) -> None:
+    for raw in stream:
+        line = raw.decode("utf-8", "replace").strip()
+        if line and "Running as user" not in line and len(sink) < limit:
+            sink.append(line)
+
+
+def run_tshark(cmd: list[str], run: TsharkRun, on_warning: Warn) -> Iterator[Packet]:
+    """Start tshark and yield packets as they are printed; warnings for bad lines and tshark errors."""
+    env = dict(os.environ, LC_ALL="C")
+    try:
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                env=env, bufsize=1 << 16)
+    except OSError as exc:
+        on_warning(f"tshark could not be started ({cmd[0]}): {exc}")
+        run.returncode = -1
+        return
+    assert proc.stdout is not None and proc.stderr is not None
+    errors = threading.Thread(target=_drain, args=(proc.stderr, run.stderr), daemon=True)
+    errors.start()
+    try:
+        for raw in proc.stdout:
+            if raw.startswith(b'{"index"') or not raw.strip():
+                continue
+            try:
+                layers = orjson.loads(raw)["layers"]
+            except (orjson.JSONDecodeError, KeyError, TypeError):
+                run.bad_lines += 1
+                continue
+            protos = layers.get("frame_protocols")
+            run.packets += 1
+            yield Packet(layers, protos[0].split(":") if protos else [])
+    finally:
+        if proc.poll() is None:
+            proc.stdout.close()
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        else:
+            proc.stdout.close()
+        errors.join(timeout=5)
+        run.returncode = proc.returncode
+    if run.bad_lines:
+        on_warning(f"tshark printed {run.bad_lines} unreadable line(s)")
+    if run.returncode not in (0, None):
+        detail = "; ".join(run.stderr[-3:]) or "no message"
+        on_warning(f"tshark exited with status {run.returncode} after {run.packets} packet(s): {detail}")
+    elif run.stderr:
+        on_warning(f"tshark: {'; '.join(run.stderr[-3:])}")
