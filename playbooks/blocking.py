@@ -9,7 +9,7 @@ import subprocess
 import time
 from dataclasses import dataclass
 
-from playbooks.actions.base import ActionError, PermanentError
+from playbooks.errors import ActionError, PermanentError
 from secops.config import PlaybookSettings
 
 TABLE = "secops"

@@ -10,7 +10,7 @@ import urllib.request
 from email.message import EmailMessage
 from typing import Any
 
-from playbooks.actions.base import ActionError, PermanentError
+from playbooks.errors import ActionError, PermanentError
 from playbooks.values import url_allowed
 from secops.config import PlaybookSettings
 from secops.ecs import iso

@@ -6,7 +6,7 @@ import time
 
 import redis
 
-from playbooks.actions.base import PermanentError
+from playbooks.errors import PermanentError
 
 WINDOW = 3600
 

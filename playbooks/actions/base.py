@@ -8,15 +8,10 @@ from typing import Any, ClassVar
 from elasticsearch import Elasticsearch
 from pydantic import BaseModel, ConfigDict
 
+from playbooks.errors import ActionError, PermanentError
 from secops.config import Settings
 
-
-class ActionError(Exception):
-    """A failure that may pass on a retry (network, timeout)."""
-
-
-class PermanentError(ActionError):
-    """A failure no retry can fix (protected asset, disallowed URL, rate limit, bad input)."""
+__all__ = ["Action", "ActionContext", "ActionError", "Params", "PermanentError"]
 
 
 class Params(BaseModel):
