@@ -1,0 +1,100 @@
+"""Detection accuracy on labelled captures, ingested for real with `secops ingest --output es`.
+
+Each labelled capture must raise an alert of its class; the benign Zeek test traces must raise no
+high or critical alert. Results per capture are printed as a table (pytest -s) and written to
+$SECOPS_DETECT_RESULTS when set.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from detections.alerts import AlertStore
+from detections.pack import build_pack
+from detections.scheduler import Scheduler
+
+pytestmark = pytest.mark.integration
+
+PORT_SCAN = {"f238ed5e-f87f-5430-b0f1-5f5dc591ff0f", "4fd2cc3a-a833-50ea-86fe-025d642a53c1",
+             "a30e547f-a430-5bb0-b898-46c02b1647d9", "ec62bd08-434e-5043-93d5-12512d848149"}
+DNS_TUNNEL = {"e7a17506-4105-55bf-adac-09a18bb95a41", "b9c67dc9-fde2-529a-a5e1-f8edd2ab6306",
+              "secops-analytic-dns-tunnel"}
+SERVICE_CREATION = {"24e688c5-144e-5c29-9d44-a52e73cd78c6"}
+BEACONING = {"secops-analytic-beaconing"}
+BRUTE_FORCE = {"7fd810cf-9665-519e-80c1-1dded37bd56f", "9a8f1f7e-2f1c-5d47-8a43-0e4f0f6c2b55"}
+ICS = {"c6a7c1cd-5e42-5ef9-b976-b4c0ea122d2c", "889c663d-3e66-5133-87a9-bc8c6fe868ae",
+       "dd0d84e4-39a7-5959-ab09-82a133a4aa0f", "5e8f4a77-91a8-5acc-b00b-be4b4291b779",
+       "5bb0ba66-2a6e-571b-86a4-01d446cd388a", "e9eb9c87-6767-5c2b-89f6-b82c9013d8b4",
+       "7a71b874-7534-5242-8bf5-300bd901858d"}
+
+CASES = [
+    ("scans/nmap_80_vanilla.pcap", [PORT_SCAN]),
+    ("scans/nmap_80_w_service_detection.pcap", [PORT_SCAN]),
+    ("dns-tunnel/dns-tunnel-iodine.pcap", [DNS_TUNNEL]),
+    ("lateral-movement/empire_smbexec_dcerpc_smb_svcctl_WORKSTATION5_2020-09-20025716.pcap",
+     [SERVICE_CREATION, BEACONING]),
+    ("lateral-movement/empire_psexec_dcerpc_tcp_svcctl_WORKSTATION5_2020-09-20121608.pcap",
+     [SERVICE_CREATION, BEACONING]),
+    ("bruteforce/ftp-bruteforce.pcap", [BRUTE_FORCE]),
+    ("ics/dnp3/dnp3.pcap", [ICS]),
+    ("ics/dnp3/dnp3_select_operate.pcap", [ICS]),
+    ("ics/modbus/modbus-eit.pcap", [ICS]),
+    ("ics/modbus/fuzz-72.pcap", [ICS]),
+    ("ics/s7comm/s7comm_plus.pcap", [ICS]),
+    ("ics/s7comm/snap7.pcap", [ICS]),
+]
+
+
+def ingest(config_file: Path, pcaps: list[Path]) -> None:
+    env = {**os.environ, "SECOPS_CONFIG": str(config_file)}
+    proc = subprocess.run([sys.executable, "-c", "from secops.cli import main; main()", "ingest",
+                           *map(str, pcaps), "--output", "es"], env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, f"secops ingest failed: {proc.stderr[-2000:]}"
+
+
+def detect(settings, es) -> list[dict]:
+    es.indices.refresh(index="secops-*")
+    pack = build_pack(settings)
+    store = AlertStore(es, settings.elasticsearch.index_prefix, settings.detections.suppression_seconds,
+                       notifier=None)
+    runs = Scheduler(es, settings, pack.runnable, alerts=store).run()
+    failed = [(r.rule_id, r.error) for r in runs if r.error]
+    assert not failed, failed
+    return store.list(size=1000)
+
+
+def _record(line: str) -> None:
+    print(line)
+    if path := os.environ.get("SECOPS_DETECT_RESULTS"):
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(line + "\n")
+
+
+@pytest.mark.parametrize(("capture", "expected"), CASES, ids=[Path(c).name[:40] for c, _ in CASES])
+def test_labelled_capture_raises_its_alert(settings, es, config_file, testdata, capture, expected):
+    ingest(config_file, [testdata / "attacks" / capture])
+    alerts = detect(settings, es)
+    fired = {a["rule"]["id"] for a in alerts}
+    names = sorted({f"{a['rule']['name']} ({a['rule']['severity']})" for a in alerts})
+    ok = all(fired & group for group in expected)
+    _record(f"| {capture} | {'PASS' if ok else 'FAIL'} | {'; '.join(names) or '-'} |")
+    for group in expected:
+        assert fired & group, f"{capture}: expected one of {sorted(group)}, got {names}"
+
+
+def test_benign_zeek_traces_raise_no_high_alert(settings, es, config_file, testdata):
+    traces = sorted(p for p in (testdata / "zeek").rglob("*") if p.suffix in (".pcap", ".trace", ".pcapng"))
+    assert len(traces) >= 40
+    ingest(config_file, traces)
+    alerts = detect(settings, es)
+    severe = sorted({f"{a['rule']['name']} {a.get('source', {}).get('ip')}" for a in alerts
+                     if a["rule"]["severity"] in ("high", "critical")})
+    names = sorted({f"{a['rule']['name']} ({a['rule']['severity']})" for a in alerts})
+    _record(f"| zeek/ ({len(traces)} benign traces) | {'PASS' if not severe else 'FAIL'} | "
+            f"{'; '.join(names) or 'no alerts'} |")
+    assert not severe, severe

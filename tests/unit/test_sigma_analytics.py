@@ -1,0 +1,44 @@
+"""Network analytics scoring and IOC parsing (pure logic; the ES side is in integration tests)."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+from detections.analytics import beacon_score, entropy, registered_domain
+from detections.ioc import ioc_query, load_iocs
+
+
+def test_periodic_connections_score_high_and_random_ones_low():
+    rng = random.Random(7)
+    periodic = [i * 5.0 + rng.uniform(-0.2, 0.2) for i in range(40)]
+    assert beacon_score(periodic)[0] >= 0.8
+    bursty = sorted(rng.expovariate(1 / 30) * i for i in range(40))
+    assert beacon_score(bursty)[0] < 0.8
+    assert beacon_score([1.0, 2.0, 3.0])[0] == 0.0  # too few connections
+
+
+def test_entropy_and_domains():
+    assert entropy("aaaa") == 0.0
+    assert entropy("ab") == 1.0
+    assert registered_domain("X1.Y2.Pirate.SEA.") == "pirate.sea"
+
+
+def test_ioc_lists_and_stix_bundle(tmp_path: Path):
+    (tmp_path / "ips.txt").write_text("# comment\n198.51.100.7\n203.0.113.0/24\nevil.example\nnot an ioc!\n"
+                                      "e7d705a3286e19ea42f587b344ee6865\n")
+    bundle = {"type": "bundle", "id": "bundle--5d0092c5-5f74-4287-9642-33f4c354e56d", "objects": [{
+        "type": "indicator", "spec_version": "2.1", "id": "indicator--8e2e2d2b-17d4-4cbf-938f-98ee46b3cd3f",
+        "created": "2024-01-01T00:00:00.000Z", "modified": "2024-01-01T00:00:00.000Z", "pattern_type": "stix",
+        "pattern": "[domain-name:value = 'c2.bad.test'] OR [ipv4-addr:value = '192.0.2.66']",
+        "valid_from": "2024-01-01T00:00:00Z"}]}
+    (tmp_path / "b.json").write_text(json.dumps(bundle))
+    (tmp_path / "broken.json").write_text("{not json")
+    iocs = load_iocs([tmp_path])
+    assert iocs.ips == {"198.51.100.7", "203.0.113.0/24", "192.0.2.66"}
+    assert iocs.domains == {"evil.example", "c2.bad.test"}
+    assert iocs.ja3 == {"e7d705a3286e19ea42f587b344ee6865"}
+    assert any("not an ioc" in e for e in iocs.errors)
+    assert any("broken.json" in e for e in iocs.errors)
+    assert ioc_query(iocs)["bool"]["minimum_should_match"] == 1
