@@ -67,6 +67,7 @@ class Merger:
         self.store, self.writer, self.cfg = store, writer, cfg
         self.now = now or utcnow()
         self.touched: dict[str, dict[str, Any]] = {}
+        self.created: set[str] = set()  # new in this run: their ports are part of new_asset, not port_opened
         self.by_mac: dict[str, str] = {}
         self.by_ip: dict[tuple[str, str], str] = {}
         self.result = MergeResult()
@@ -101,10 +102,11 @@ class Merger:
         if aid not in self.touched:
             self.touched[aid] = asset
             if created:
+                self.created.add(aid)
                 self.result.assets_created += 1
             else:
                 self.result.assets_updated += 1
-        return asset, created
+        return asset, aid in self.created
 
     def _drop_ip(self, asset: dict[str, Any], ip: str, at: str) -> None:
         asset["host"]["ip"] = [x for x in asset["host"].get("ip", []) if x != ip]

@@ -116,7 +116,7 @@ def scan_import(
                 assets += result["assets_created"] + result["assets_updated"]
             bar.advance(task)
     err_console.print(f"{len(files) - len(failed)} files imported: {up} hosts up ({assets} assets written), "
-                      f"{down} hosts down (counted, not stored)")
+                      f"{down} hosts down (counted, not stored)", soft_wrap=True)
     if failed:
         fail(f"{len(failed)} file(s) refused: {', '.join(failed)}")
 

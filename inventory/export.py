@@ -1,0 +1,201 @@
+"""Compliance exports of the inventory (CSV, XLSX, JSON) with digests and formula-injection protection.
+
+Every cell that a spreadsheet could read as a formula (first character =, +, -, @, tab or CR) gets a
+leading apostrophe, so it arrives as inert text. Beside each export a ``.sha256`` manifest (``sha256sum -c``
+format) and, where OpenSSL offers it, an ``.sm3`` manifest (GB/T 32905) are written.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+from openpyxl import Workbook
+from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
+
+from inventory.findings import compute as compute_findings
+from secops.config import InventorySettings
+from secops.ecs import get, iso
+
+FORMATS = ("csv", "xlsx", "json")
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+COLUMNS: list[tuple[str, str, str]] = [  # key, English header, Chinese header (MLPS 2.0 reviews)
+    ("asset_id", "Asset ID", "资产编号"),
+    ("ip", "IP addresses", "IP地址"),
+    ("mac", "MAC addresses", "MAC地址"),
+    ("hostname", "Hostname", "主机名"),
+    ("vendor", "Vendor", "厂商"),
+    ("os", "Operating system", "操作系统"),
+    ("zone", "Network zone", "网络区域"),
+    ("owner", "Owner", "责任人"),
+    ("department", "Department", "所属部门"),
+    ("location", "Location", "物理位置"),
+    ("criticality", "Criticality", "重要程度"),
+    ("services", "Open services", "开放服务"),
+    ("first_seen", "First seen", "首次发现时间"),
+    ("last_seen", "Last seen", "最近发现时间"),
+    ("last_scan", "Last scan", "最近扫描时间"),
+    ("findings", "Findings", "合规问题"),
+    ("tags", "Tags", "标签"),
+    ("sources", "Sources", "数据来源"),
+]
+
+
+def headers(lang: str) -> list[str]:
+    if lang not in ("en", "zh"):
+        raise ValueError(f"language must be en or zh, not {lang!r}")
+    return [zh if lang == "zh" else en for _k, en, zh in COLUMNS]
+
+
+def neutralise(value: str) -> str:
+    """Make a cell value inert for spreadsheet programs (OWASP CSV injection guidance)."""
+    return "'" + value if value.startswith(FORMULA_START) else value
+
+
+def neutralise_tree(value: Any) -> Any:
+    """JSON exports: every string leaf neutralised, structure and numbers kept."""
+    if isinstance(value, str):
+        return neutralise(value)
+    if isinstance(value, list):
+        return [neutralise_tree(v) for v in value]
+    if isinstance(value, dict):
+        return {k: neutralise_tree(v) for k, v in value.items()}
+    return value
+
+
+def _join(values: Any) -> str:
+    if values is None:
+        return ""
+    if isinstance(values, list):
+        return "; ".join(str(v) for v in values if v not in (None, ""))
+    return str(values)
+
+
+def service_text(svc: dict[str, Any]) -> str:
+    words = [f"{svc.get('port')}/{svc.get('transport', 'tcp')}", svc.get("name"), svc.get("product"),
+             svc.get("version")]
+    return " ".join(str(w) for w in words if w)
+
+
+def record(asset: dict[str, Any], cfg: InventorySettings, now: datetime) -> dict[str, Any]:
+    """One asset as export values (findings computed now, so 'scan overdue' is current)."""
+    part = get(asset, "secops.asset") or {}
+    host = asset.get("host") or {}
+    return {
+        "asset_id": part.get("id"), "ip": host.get("ip") or [], "mac": host.get("mac") or [],
+        "hostname": host.get("hostname"), "vendor": part.get("vendor"), "os": (host.get("os") or {}).get("full"),
+        "zone": part.get("zone"), "owner": part.get("owner"), "department": part.get("department"),
+        "location": part.get("location"), "criticality": part.get("criticality"),
+        "services": part.get("services") or [], "first_seen": part.get("first_seen"),
+        "last_seen": part.get("last_seen"), "last_scan": part.get("last_scan"),
+        "findings": compute_findings(asset, cfg, now), "tags": asset.get("tags") or [],
+        "sources": part.get("sources") or [],
+    }
+
+
+def cells(rec: dict[str, Any]) -> list[str]:
+    """Flat, neutralised text cells in column order."""
+    out = []
+    for key, _en, _zh in COLUMNS:
+        value = rec[key]
+        text = "; ".join(service_text(s) for s in value) if key == "services" else _join(value)
+        out.append(neutralise(text))
+    return out
+
+
+@dataclass
+class ExportResult:
+    path: Path
+    rows: int
+    sha256: str
+    sm3: str | None
+    manifests: list[Path]
+
+
+def _write_csv(path: Path, head: list[str], rows: Iterable[list[str]]) -> None:
+    with path.open("w", encoding="utf-8-sig", newline="") as fh:  # BOM: Excel opens Chinese headers correctly
+        w = csv.writer(fh, quoting=csv.QUOTE_ALL)
+        w.writerow(head)
+        w.writerows(rows)
+
+
+def _write_xlsx(path: Path, head: list[str], rows: Iterable[list[str]]) -> None:
+    wb = Workbook(write_only=True)
+    ws = wb.create_sheet("assets")
+    ws.append(head)
+    for row in rows:
+        ws.append([ILLEGAL_CHARACTERS_RE.sub("", c) for c in row])
+    wb.save(path)
+
+
+def _write_json(path: Path, head: list[str], records: Iterable[dict[str, Any]], meta: dict[str, Any]) -> None:
+    with path.open("wb") as fh:
+        fh.write(b'{"meta":' + orjson.dumps({**meta, "columns": dict(zip([c[0] for c in COLUMNS], head,
+                                                                          strict=True))}) + b',"assets":[')
+        for i, rec in enumerate(records):
+            fh.write((b"," if i else b"") + b"\n" + orjson.dumps(neutralise_tree(rec)))
+        fh.write(b"\n]}\n")
+
+
+def digest_file(path: Path, algorithm: str) -> str:
+    h = hashlib.new(algorithm)
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def sm3_available() -> bool:
+    try:
+        hashlib.new("sm3")
+    except ValueError:
+        return False
+    return True
+
+
+def write_manifests(path: Path) -> tuple[str, str | None, list[Path]]:
+    sha = digest_file(path, "sha256")
+    manifests = [path.with_name(path.name + ".sha256")]
+    manifests[0].write_text(f"{sha}  {path.name}\n", encoding="utf-8")
+    sm3 = None
+    if sm3_available():
+        sm3 = digest_file(path, "sm3")
+        manifests.append(path.with_name(path.name + ".sm3"))
+        manifests[1].write_text(f"{sm3}  {path.name}\n", encoding="utf-8")
+    return sha, sm3, manifests
+
+
+def export_assets(assets: Iterable[dict[str, Any]], path: Path, fmt: str, cfg: InventorySettings, now: datetime,
+                  *, lang: str = "en", zone: str | None = None,
+                  on_row: Callable[[], None] | None = None) -> ExportResult:
+    """Write every asset to ``path`` in ``fmt`` and the manifests beside it."""
+    if fmt not in FORMATS:
+        raise ValueError(f"format must be one of {', '.join(FORMATS)}, not {fmt!r}")
+    head = headers(lang)
+    count = 0
+
+    def records() -> Iterator[dict[str, Any]]:
+        nonlocal count
+        for asset in assets:
+            count += 1
+            if on_row:
+                on_row()
+            yield record(asset, cfg, now)
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".partial")
+    if fmt == "json":
+        _write_json(tmp, head, records(), {"generated_at": iso(now), "zone": zone, "lang": lang})
+    elif fmt == "csv":
+        _write_csv(tmp, head, (cells(r) for r in records()))
+    else:
+        _write_xlsx(tmp, head, (cells(r) for r in records()))
+    tmp.replace(path)
+    sha, sm3, manifests = write_manifests(path)
+    return ExportResult(path, count, sha, sm3, manifests)

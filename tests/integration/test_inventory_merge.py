@@ -1,0 +1,236 @@
+"""Inventory against a real Elasticsearch node: nmap XML import, change history, passive observations,
+staleness, tagging, CMDB import and compliance exports through the real CLI."""
+
+from __future__ import annotations
+
+import copy
+import csv
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from datetime import timedelta
+
+import pytest
+from openpyxl import load_workbook
+
+from collectors.scanning.nmap_xml import parse_file
+from collectors.scanning.runner import report_payload
+from inventory import service
+from secops.ecs import iso, utcnow
+from secops.es.bulk import BulkWriter
+
+pytestmark = pytest.mark.integration
+NMAP = "nmap-xml/libnmap"
+
+
+def payload(testdata, name: str) -> dict:
+    return report_payload(parse_file(testdata / NMAP / name), "import", name)
+
+
+def assets(es, prefix="secops"):
+    es.indices.refresh(index=f"{prefix}-asset")
+    return [h["_source"] for h in es.search(index=f"{prefix}-asset", size=1000)["hits"]["hits"]]
+
+
+def changes(es, kind=None):
+    es.indices.refresh(index="secops-asset_change-*")
+    q = {"term": {"secops.asset_change.change": kind}} if kind else {"match_all": {}}
+    return [h["_source"] for h in es.search(index="secops-asset_change-*", query=q, size=1000)["hits"]["hits"]]
+
+
+def cli(config_file, *args, check=True):
+    env = dict(os.environ, SECOPS_CONFIG=str(config_file), SECOPS_ACTOR="auditor-7", COLUMNS="250")
+    res = subprocess.run([sys.executable, "-c", "from secops.cli import main; main()", *args], capture_output=True,
+                         text=True, env=env, timeout=120)
+    if check:
+        assert res.returncode == 0, res.stderr + res.stdout
+    return res
+
+
+def test_scan_import_cli_writes_one_asset_per_live_host(es, config_file, testdata):
+    files = [testdata / NMAP / f for f in ("full_sudo6.xml", "1_os_banner_scripts.xml")]
+    res = cli(config_file, "scan", "import", *map(str, files))
+    assert "252 hosts down (counted, not stored)" in res.stderr
+    docs = assets(es)
+    assert len(docs) == 4 + 1  # full_sudo6: 4 up of 256; 1_os_banner_scripts: 1 up
+    ips = sorted(ip for d in docs for ip in d["host"]["ip"])
+    assert "127.0.0.1" in ips
+    loop = next(d for d in docs if d["host"]["ip"] == ["127.0.0.1"])
+    assert {s["port"] for s in loop["secops"]["asset"]["services"]} and loop["secops"]["asset"]["sources"] == ["import"]
+    assert all(d["event"]["dataset"] == "secops.asset" and d["secops"]["asset"]["last_scan"] for d in docs)
+    assert len(changes(es, "new_asset")) == 5
+    # importing again changes nothing: same ids, no new changes
+    cli(config_file, "scan", "import", *map(str, files))
+    assert len(assets(es)) == 5 and len(changes(es, "new_asset")) == 5
+
+
+def test_scan_import_refuses_hostile_and_truncated_files_but_keeps_good_ones(es, config_file, testdata, tmp_path):
+    bad = tmp_path / "laughs.xml"
+    bad.write_text('<?xml version="1.0"?><!DOCTYPE n [<!ENTITY a "aaaa"><!ENTITY b "&a;&a;">]><nmaprun>&b;</nmaprun>')
+    cut = tmp_path / "cut.xml"
+    cut.write_bytes((testdata / NMAP / "2_hosts.xml").read_bytes()[:1500])
+    res = cli(config_file, "scan", "import", str(bad), str(cut), str(testdata / NMAP / "1_hosts.xml"), check=False)
+    assert res.returncode == 2
+    assert "refused hostile XML" in res.stderr and "truncated or corrupt" in res.stderr
+    assert len(assets(es)) == 1
+
+
+def test_scan_import_ndjson_needs_no_store(testdata, tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("elasticsearch: {hosts: ['http://127.0.0.1:9']}\n")
+    res = cli(cfg, "scan", "import", "--output", "ndjson", str(testdata / NMAP / "os_scan6.xml"))
+    docs = [json.loads(line) for line in res.stdout.splitlines()]
+    assert len(docs) == 3 and all(d["event"]["dataset"] == "secops.asset" for d in docs)
+
+
+def test_change_history_from_real_diff_files(es, settings, testdata):
+    service.merge_scan(es, settings, payload(testdata, "1_hosts.xml"))
+    service.merge_scan(es, settings, payload(testdata, "1_hosts_diff.xml"))
+    closed = changes(es, "port_closed")
+    assert len(closed) == 1 and closed[0]["secops"]["asset_change"]["port"]
+    # 2_hosts -> 2_hosts_achange: one port less open on one host
+    service.merge_scan(es, settings, payload(testdata, "2_hosts.xml"))
+    service.merge_scan(es, settings, payload(testdata, "2_hosts_achange.xml"))
+    assert len(changes(es, "port_closed")) >= 2
+
+
+def test_mac_change_on_same_ip(es, settings, testdata):
+    service.merge_scan(es, settings, payload(testdata, "1_host_ping.xml"))
+    service.merge_scan(es, settings, payload(testdata, "diff_1_host_ping_mac_changed.xml"))
+    moved = changes(es, "mac_ip_changed")
+    assert len(moved) == 1
+    docs = assets(es)
+    assert len(docs) == 2  # another device (new MAC) took the address over
+    assert sum(1 for d in docs if d["host"]["ip"]) == 1
+
+
+def test_service_os_and_port_changes(es, settings, testdata):
+    p1 = payload(testdata, "dionaea_scan.xml")
+    service.merge_scan(es, settings, p1)
+    p2 = copy.deepcopy(p1)
+    p2["end"] += 3600
+    host = p2["hosts"][0]
+    versioned = next(p for p in host["ports"] if p["service"] and p["service"]["version"])
+    versioned["service"]["version"] = "99.9-patched"
+    host["os_matches"][0]["name"] = "Totally Different OS 1.0"
+    host["os_matches"][0]["accuracy"] = 100
+    gone = host["ports"].pop(0)
+    host["ports"].append({"port": 6502, "transport": "tcp", "state": "open", "service": {"name": "unknown"},
+                          "scripts": []})
+    p2["scanned_ports"] = {"tcp": "1-65535"}
+    res = service.merge_scan(es, settings, p2)
+    assert res["changes"] == {"service_changed": 1, "os_changed": 1, "port_closed": 1, "port_opened": 1}
+    sc = changes(es, "service_changed")[0]["secops"]["asset_change"]
+    assert sc["new"].endswith("99.9-patched") and sc["port"] == versioned["port"]
+    assert changes(es, "port_closed")[0]["secops"]["asset_change"]["port"] == gone["port"]
+    doc = assets(es)[0]
+    assert doc["host"]["os"]["full"] == "Totally Different OS 1.0"
+    assert gone["port"] not in {s["port"] for s in doc["secops"]["asset"]["services"]}
+
+
+def write_observations(es, settings, docs):
+    with BulkWriter(es, settings.paths.spool(), settings.bulk, prefix="secops") as w:
+        for i, d in enumerate(docs):
+            w.add({"_id": f"obs{i}", "event": {"dataset": "secops.observation", "kind": "event"},
+                   "observer": {"name": "sensor-1"}, **d})
+    es.indices.refresh(index="secops-observation-*")
+
+
+def test_passive_observations_merge_and_checkpoint(es, settings):
+    t0 = utcnow() - timedelta(minutes=10)
+    mac = "02:42:ac:11:00:02"
+    write_observations(es, settings, [
+        {"@timestamp": iso(t0), "host": {"ip": "198.18.40.5", "mac": mac},
+         "secops": {"observation": {"kind": "address"}}},
+        {"@timestamp": iso(t0 + timedelta(seconds=5)), "host": {"ip": "198.18.40.5", "mac": mac},
+         "secops": {"observation": {"kind": "service", "port": 502, "transport": "tcp", "service": "modbus"}}},
+        {"@timestamp": iso(t0 + timedelta(seconds=9)), "host": {"ip": "198.18.40.5", "mac": mac, "hostname": "plc-7"},
+         "secops": {"observation": {"kind": "dhcp"}, "dhcp": {"vendor_class": "Siemens"}}},
+    ])
+    r = service.merge_observations(es, settings, None)
+    assert r["assets_created"] == 1 and r["changes"] == {"new_asset": 1}
+    doc = assets(es)[0]
+    assert doc["host"]["hostname"] == "plc-7" and doc["secops"]["asset"]["sources"] == ["passive"]
+    assert doc["secops"]["asset"]["services"][0]["name"] == "modbus"
+    # nothing new since the checkpoint
+    assert service.merge_observations(es, settings, None)["hosts_seen"] == 0
+    # same MAC shows up at a new address: same asset, mac_ip_changed
+    write_observations(es, settings, [{"@timestamp": iso(t0 + timedelta(minutes=5)),
+                                       "host": {"ip": "198.18.40.77", "mac": mac},
+                                       "secops": {"observation": {"kind": "address"}}}])
+    r = service.merge_observations(es, settings, None)
+    assert r["changes"] == {"mac_ip_changed": 1}
+    docs = assets(es)
+    assert len(docs) == 1 and docs[0]["host"]["ip"] == ["198.18.40.77"]
+
+
+def test_scan_and_passive_merge_into_one_asset(es, settings, testdata):
+    service.merge_scan(es, settings, payload(testdata, "1_host_ping.xml"))
+    scanned = assets(es)[0]
+    write_observations(es, settings, [{"@timestamp": iso(), "host": {"ip": scanned["host"]["ip"][0],
+                                                                     "mac": scanned["host"]["mac"][0]},
+                                       "secops": {"observation": {"kind": "address"}}}])
+    service.merge_observations(es, settings, None)
+    docs = assets(es)
+    assert len(docs) == 1 and set(docs[0]["secops"]["asset"]["sources"]) == {"import", "passive"}
+
+
+def test_mark_stale_once_and_tagging(es, settings, testdata):
+    service.merge_scan(es, settings, payload(testdata, "os_scan6.xml"))  # scanned in 2014: long gone
+    r = service.mark_stale(es, settings)
+    assert r["gone"] == 3 and len(changes(es, "asset_gone")) == 3
+    assert service.mark_stale(es, settings)["gone"] == 0
+    ip = assets(es)[0]["host"]["ip"][0]
+    aid = service.tag_asset(es, settings, ip, ["quarantine", "=evil"], "playbook:contain")
+    assert aid and "quarantine" in next(d for d in assets(es) if d["secops"]["asset"]["id"] == aid)["tags"]
+    assert service.tag_asset(es, settings, "198.18.99.99", ["x"], "analyst") is None
+    es.indices.refresh(index="secops-audit-*")
+    audits = es.search(index="secops-audit-*", query={"term": {"secops.audit.action": "inventory.tag_asset"}})
+    assert audits["hits"]["total"]["value"] == 2
+
+
+def test_owners_import_and_exports_via_cli(es, config_file, settings, testdata, tmp_path):
+    cli(config_file, "scan", "import", str(testdata / NMAP / "full_sudo6.xml"))
+    docs = assets(es)
+    first, second = docs[0], docs[1]
+    owners = tmp_path / "owners.csv"
+    with owners.open("w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["ip", "mac", "owner", "department", "location", "criticality"])
+        w.writerow([first["host"]["ip"][0], "", '=HYPERLINK("http://evil","x")', "Water", "@Plant", "high"])
+        w.writerow(["", second["host"]["mac"][0], "Li Wei", "-Ops", "Pump house", "critical"])
+        w.writerow(["198.18.250.250", "", "nobody", "", "", "low"])
+        w.writerow(["bad-ip", "", "x", "", "", "low"])
+    res = cli(config_file, "assets", "import", str(owners))
+    assert "4 rows: 2 matched, 2 assets updated, 1 unmatched, 1 refused" in res.stdout
+    out = tmp_path / "exp"
+    for fmt in ("csv", "xlsx", "json"):
+        cli(config_file, "assets", "export", "--format", fmt, "--lang", "zh", "--output", str(out / f"a.{fmt}"))
+    wb = load_workbook(out / "a.xlsx").active
+    rows = list(wb.iter_rows(values_only=True))
+    assert rows[0][0] == "资产编号" and len(rows) == 1 + 4
+    owner_col, dept_col = rows[0].index("责任人"), rows[0].index("所属部门")
+    owners_seen = {r[owner_col] for r in rows[1:]}
+    assert "'=HYPERLINK(\"http://evil\",\"x\")" in owners_seen and "Li Wei" in owners_seen
+    assert "'-Ops" in {r[dept_col] for r in rows[1:]}
+    assert all(c.data_type != "f" for row in wb.iter_rows() for c in row)
+    with (out / "a.csv").open(encoding="utf-8-sig") as fh:
+        csv_rows = list(csv.reader(fh))
+    assert len(csv_rows) == 5 and csv_rows[0][7] == "责任人"
+    data = json.loads((out / "a.json").read_text())
+    assert len(data["assets"]) == 4
+    for fmt in ("csv", "xlsx", "json"):
+        digest, name = (out / f"a.{fmt}.sha256").read_text().split()
+        assert digest == hashlib.sha256((out / f"a.{fmt}").read_bytes()).hexdigest() and name == f"a.{fmt}"
+    es.indices.refresh(index="secops-audit-*")
+    audit = es.search(index="secops-audit-*", query={"term": {"secops.audit.action": "inventory.export"}}, size=10)
+    hits = [h["_source"] for h in audit["hits"]["hits"]]
+    assert len(hits) == 3 and {h["user"]["name"] for h in hits} == {"auditor-7"}
+    assert any(json.loads(h["secops"]["audit"]["details"])["format"] == "xlsx" for h in hits)
+    # zone filter
+    res = cli(config_file, "assets", "export", "--format", "json", "--zone", "nope", "--output", str(out / "z.json"))
+    assert json.loads((out / "z.json").read_text())["assets"] == []
+    res = cli(config_file, "assets", "show", first["host"]["ip"][0])
+    assert first["secops"]["asset"]["id"] in res.stdout

@@ -1,0 +1,112 @@
+"""Compliance exports (no Elasticsearch needed): rows, Chinese headers, manifests, formula injection."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import subprocess
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from gmssl import func, sm3
+from openpyxl import load_workbook
+
+from inventory.export import COLUMNS, export_assets, headers, neutralise
+from secops.config import InventorySettings
+
+NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+HOSTILE = ["=HYPERLINK(\"http://x\",\"y\")", "+1+cmd|' /C calc'!A0", "-2+3", "@SUM(A1:A2)", "\t=1+1", "\r=1+1",
+           "=cmd|'/c calc'!A1"]
+
+
+def asset(i: int, owner: str | None = "Alice", **extra) -> dict:
+    part = {"id": f"a{i:05d}", "zone": "ot" if i % 2 else "it", "owner": owner, "department": "Water",
+            "location": "Plant 1", "criticality": "high", "sources": ["scan"],
+            "first_seen": "2026-11-01T00:00:00.000000Z", "last_seen": "2026-11-23T00:00:00.000000Z",
+            "last_scan": (NOW - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+            "services": [{"port": 502, "transport": "tcp", "name": "modbus"},
+                         {"port": 21, "transport": "tcp", "name": "ftp", "product": "vsftpd", "version": "3.0.3"}]}
+    part.update(extra)
+    return {"host": {"ip": [f"198.18.9.{i % 250 + 1}"], "mac": ["02:00:00:00:00:01"], "hostname": f"plc{i}",
+                     "os": {"full": "Linux 5.x"}}, "secops": {"asset": part}, "tags": ["ics"]}
+
+
+@pytest.mark.parametrize("value", HOSTILE)
+def test_neutralise(value):
+    assert neutralise(value).startswith("'")
+    assert neutralise("198.18.0.1") == "198.18.0.1"
+
+
+def hostile_assets() -> list[dict]:
+    return [asset(i, owner=v, location=v, department=v) for i, v in enumerate(HOSTILE)] + [asset(99, owner=None)]
+
+
+def verify_manifest(path):
+    manifest = path.with_name(path.name + ".sha256")
+    digest, name = manifest.read_text().split()
+    assert name == path.name and digest == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert subprocess.run(["sha256sum", "-c", manifest.name], cwd=path.parent, capture_output=True).returncode == 0
+    sm3_file = path.with_name(path.name + ".sm3")
+    assert sm3_file.read_text().split()[0] == sm3.sm3_hash(func.bytes_to_list(path.read_bytes()))
+
+
+def test_csv_export(tmp_path):
+    res = export_assets(hostile_assets(), tmp_path / "a.csv", "csv", InventorySettings(), NOW)
+    assert res.rows == len(HOSTILE) + 1
+    with (tmp_path / "a.csv").open(encoding="utf-8-sig", newline="") as fh:
+        rows = list(csv.reader(fh))
+    assert rows[0] == headers("en")
+    col = {k: i for i, (k, _e, _z) in enumerate(COLUMNS)}
+    for row, value in zip(rows[1:], HOSTILE, strict=False):
+        assert row[col["owner"]] == "'" + value
+        assert row[col["location"]] == "'" + value
+        assert not any(c and c[0] in "=+-@\t\r" for c in row)
+    last = rows[-1]
+    assert "no_owner" in last[col["findings"]]
+    assert "forbidden_service:ftp:21/tcp" in last[col["findings"]]
+    assert "502/tcp modbus" in last[col["services"]]
+    verify_manifest(tmp_path / "a.csv")
+
+
+def test_xlsx_export_chinese_headers(tmp_path):
+    path = tmp_path / "a.xlsx"
+    export_assets(hostile_assets(), path, "xlsx", InventorySettings(), NOW, lang="zh")
+    ws = load_workbook(path).active
+    rows = list(ws.iter_rows(values_only=True))
+    assert rows[0][0] == "资产编号" and "责任人" in rows[0] and "合规问题" in rows[0]
+    owner = rows[0].index("责任人")
+    for row, value in zip(rows[1:], HOSTILE, strict=False):
+        assert row[owner] == "'" + value
+    for row in ws.iter_rows():
+        for cell in row:
+            assert cell.data_type != "f"  # no formulas anywhere
+    verify_manifest(path)
+
+
+def test_json_export(tmp_path):
+    path = tmp_path / "a.json"
+    res = export_assets(hostile_assets(), path, "json", InventorySettings(), NOW, lang="zh", zone="ot")
+    data = json.loads(path.read_text(encoding="utf-8"))
+    assert len(data["assets"]) == res.rows
+    assert data["meta"]["columns"]["owner"] == "责任人"
+    assert data["assets"][0]["owner"] == "'" + HOSTILE[0]
+    assert data["assets"][0]["services"][0]["port"] == 502
+    verify_manifest(path)
+
+
+def test_scan_overdue_finding(tmp_path):
+    old = asset(1, last_scan="2026-01-01T00:00:00.000000Z")
+    never = asset(2)
+    del never["secops"]["asset"]["last_scan"]
+    path = tmp_path / "o.json"
+    export_assets([old, never, asset(3)], path, "json", InventorySettings(scan_overdue_days=30), NOW)
+    findings = [a["findings"] for a in json.loads(path.read_text())["assets"]]
+    assert "scan_overdue" in findings[0] and "scan_overdue" in findings[1] and "scan_overdue" not in findings[2]
+
+
+def test_bad_format_and_language(tmp_path):
+    with pytest.raises(ValueError, match="format"):
+        export_assets([], tmp_path / "x.pdf", "pdf", InventorySettings(), NOW)
+    with pytest.raises(ValueError, match="language"):
+        export_assets([], tmp_path / "x.csv", "csv", InventorySettings(), NOW, lang="fr")
