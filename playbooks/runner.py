@@ -37,7 +37,7 @@ from secops.es.templates import index_for
 
 log = logging.getLogger(__name__)
 Dispatch = Callable[..., None]  # dispatch(run_id, index, countdown=0.0, timeout=None)
-LEASE_MARGIN = 15.0  # > the soft time limit margin (tasks.SOFT_LIMIT_MARGIN)
+LEASE_MARGIN = 8.0  # > the soft time limit margin (tasks.SOFT_LIMIT_MARGIN)
 SERVICE_ACTOR = "playbooks"
 
 

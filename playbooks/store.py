@@ -122,7 +122,7 @@ def record_block(es: Elasticsearch, prefix: str, address: str, ttl: int, run_id:
     expires = iso(utcnow() + timedelta(seconds=ttl))
     doc = _state_doc("playbooks.block", {"address": address, "run_id": run_id, "backend": backend},
                      checkpoint=expires, status=status, address=address)
-    es.index(index=state_index(prefix), id=doc_id("playbooks.block", address), document=doc, refresh="wait_for")
+    es.index(index=state_index(prefix), id=doc_id("playbooks.block", address), document=doc)
     return expires
 
 

@@ -24,7 +24,7 @@ from secops.config import get_settings
 from secops.es.client import make_client, redis_url
 
 log = logging.getLogger(__name__)
-SOFT_LIMIT_MARGIN = 10
+SOFT_LIMIT_MARGIN = 5
 PUBLISH_RETRY = {"max_retries": 90, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 2.0}
 STORE_ERRORS = (TransportConnectionError, ConnectionTimeout)
 

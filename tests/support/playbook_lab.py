@@ -110,8 +110,8 @@ def audit_actions(es: Elasticsearch, prefix: str, run_id: str) -> list[dict[str,
 class WebhookReceiver:
     """A real HTTP server on 127.0.0.1 recording every POST; ``delay`` makes it a slow receiver."""
 
-    def __init__(self, delay: float = 0.0):
-        self.delay = delay
+    def __init__(self, delay: float = 0.0, slow_marker: str = ""):
+        self.delay, self.slow_marker = delay, slow_marker
         self.requests: list[dict[str, Any]] = []
         self.arrived = threading.Event()
         receiver = self
@@ -122,16 +122,23 @@ class WebhookReceiver:
                 receiver.requests.append({"path": self.path, "key": self.headers.get("Idempotency-Key"),
                                           "body": json.loads(body or b"{}"), "at": time.time()})
                 receiver.arrived.set()
-                time.sleep(receiver.delay)
-                self.send_response(200)
-                self.end_headers()
-                self.wfile.write(b'{"ok": true}')
+                if receiver.slow_marker in self.path:
+                    time.sleep(receiver.delay)
+                try:
+                    self.send_response(200)
+                    self.end_headers()
+                    self.wfile.write(b'{"ok": true}')
+                except OSError:
+                    pass  # the client died mid-request (the crash tests do that on purpose)
 
             def log_message(self, *args: Any) -> None:
                 pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def count(self, marker: str) -> int:
+        return sum(marker in r["path"] for r in self.requests)
 
     @property
     def url(self) -> str:
