@@ -13,12 +13,23 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from collectors.protocols.base import Analyzer, Doc
+from collectors.protocols.dhcp import DhcpAnalyzer
+from collectors.protocols.dnp3 import Dnp3Analyzer
 from collectors.protocols.dns import DnsAnalyzer
+from collectors.protocols.ftp import FtpAnalyzer
 from collectors.protocols.http import HttpAnalyzer
+from collectors.protocols.iec104 import Iec104Analyzer
+from collectors.protocols.modbus import ModbusAnalyzer
+from collectors.protocols.s7comm import S7commAnalyzer
+from collectors.protocols.smb import SmbAnalyzer
+from collectors.protocols.ssh import SshAnalyzer
 from collectors.protocols.tls import TlsAnalyzer
 from collectors.protocols.tshark import BASE_FIELDS, TsharkRun, build_command, run_tshark
 
-ANALYZERS: tuple[type[Analyzer], ...] = (DnsAnalyzer, HttpAnalyzer, TlsAnalyzer)
+ANALYZERS: tuple[type[Analyzer], ...] = (
+    DnsAnalyzer, HttpAnalyzer, TlsAnalyzer, DhcpAnalyzer, SshAnalyzer, SmbAnalyzer, FtpAnalyzer,
+    ModbusAnalyzer, Dnp3Analyzer, S7commAnalyzer, Iec104Analyzer,
+)
 
 __all__ = ["ANALYZERS", "extract_metadata", "tshark_command"]
 
@@ -28,10 +39,13 @@ def tshark_command(pcap: Path, tshark_path: str = "tshark",
     """The single tshark invocation covering every protocol module."""
     display_filter = " or ".join(f"({a.FILTER})" for a in analyzers)
     fields: dict[str, None] = dict.fromkeys(BASE_FIELDS)
-    options: list[str] = []
+    columns: list[str] = []
     for a in analyzers:
         fields.update(dict.fromkeys(a.FIELDS))
-        options += getattr(a, "TSHARK_OPTIONS", ())
+        columns += [f'"{title}","{fmt}"' for title, fmt in a.COLUMNS]
+    # custom columns resolve numbers to the names tshark knows (cipher suites, RPC operations);
+    # they also replace the default columns, which nothing here reads
+    options = ["-o", "gui.column.format:" + ",".join(columns)] if columns else []
     return build_command(tshark_path, pcap, display_filter, list(fields), options)
 
 

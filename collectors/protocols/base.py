@@ -112,6 +112,7 @@ class Analyzer:
     LAYERS: ClassVar[frozenset[str]]  # names in frame.protocols this module handles
     FILTER: ClassVar[str]  # its part of the combined display filter
     FIELDS: ClassVar[tuple[str, ...]]
+    COLUMNS: ClassVar[tuple[tuple[str, str], ...]] = ()  # tshark custom columns (title, format) it reads
 
     def __init__(self, warn: Warn) -> None:
         self.warn = warn
@@ -125,3 +126,27 @@ class Analyzer:
     def finish(self) -> Iterable[Doc]:
         """Records still open when the capture ends (unanswered requests, ...)."""
         return ()
+
+
+def flow_by_server_port(pkt: Packet, server_ports: frozenset[int]) -> tuple[Flow, bool] | None:
+    """Orient a packet's flow with the side on a well-known server port as responder.
+
+    Returns the flow and whether this packet was sent by the originator (client). Without a
+    known port the lower port is taken as the server's, as Zeek's likely-server-port rule does.
+    """
+    probe = flow_of(pkt, True)
+    if probe is None:
+        return None
+    sender_serves = probe.orig_p in server_ports and probe.resp_p not in server_ports
+    if not sender_serves and probe.resp_p not in server_ports and probe.orig_p < probe.resp_p:
+        sender_serves = True
+    if sender_serves:
+        return Flow(probe.transport, probe.resp_h, probe.resp_p, probe.orig_h, probe.orig_p, probe.stream), False
+    return probe, True
+
+
+def occurrences(pkt: Packet, *names: str) -> list[tuple[str | None, ...]]:
+    """Zip several fields that occur once per PDU (several PDUs may share one frame)."""
+    cols = [pkt.values(n) for n in names]
+    count = max((len(c) for c in cols), default=0)
+    return [tuple(c[i] if i < len(c) else None for c in cols) for i in range(count)]

@@ -83,7 +83,7 @@ class TlsAnalyzer(Analyzer):
         "tls.handshake.ja3s", "tls.handshake.certificate", "tls.alert_message.desc", "tls.handshake.session_id",
         "tls.handshake.server_named_curve", "tls.handshake.extensions_key_share_group", f"_ws.col.{CIPHER_COLUMN}",
     )
-    TSHARK_OPTIONS = ("-o", f'gui.column.format:"{CIPHER_COLUMN}","%Cus:tls.handshake.ciphersuite:0:R"')
+    COLUMNS = ((CIPHER_COLUMN, "%Cus:tls.handshake.ciphersuite:0:R"),)
 
     def __init__(self, warn) -> None:
         super().__init__(warn)

@@ -1,0 +1,97 @@
+"""FTP control channel: one record per command and its final reply, as Zeek's ftp.log.
+
+The session's user name (from USER) is carried on every record; PASS arguments are never kept.
+A PASS answered 530 is a failed login (``event.outcome: failure``), the signal brute-force
+detections count.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from collectors.protocols.base import Analyzer, Doc, Flow, flow_by_server_port, make_doc
+from collectors.protocols.tshark import Packet, to_int
+
+PORTS = frozenset({21})
+SECRET_COMMANDS = frozenset({"PASS", "ACCT"})
+
+
+@dataclass
+class Command:
+    flow: Flow
+    ts: float
+    command: str
+    arg: str | None
+    user: str | None
+    reply_code: int | None = None
+    reply_msg: str | None = None
+
+
+@dataclass
+class Session:
+    user: str | None = None
+    pending: deque[Command] = field(default_factory=deque)
+
+
+class FtpAnalyzer(Analyzer):
+    DATASET = "secops.ftp"
+    SERVICE = "ftp"
+    LAYERS = frozenset({"ftp"})
+    FILTER = "ftp.request or ftp.response"
+    FIELDS = ("ftp.request.command", "ftp.request.arg", "ftp.response.code", "ftp.response.arg")
+
+    def __init__(self, warn) -> None:
+        super().__init__(warn)
+        self.sessions: dict[tuple[str, str], Session] = {}
+
+    def handle(self, pkt: Packet) -> Iterable[Doc]:
+        oriented = flow_by_server_port(pkt, PORTS)
+        if oriented is None:
+            return
+        flow, from_client = oriented
+        session = self.sessions.setdefault(flow.key(), Session())
+        if from_client:
+            args = pkt.values("ftp.request.arg")
+            for i, cmd in enumerate(pkt.values("ftp.request.command")):
+                command = cmd.upper()
+                arg = args[i] if i < len(args) else None
+                if command == "USER":
+                    session.user = arg
+                session.pending.append(Command(flow, pkt.ts, command, None if command in SECRET_COMMANDS else arg,
+                                               session.user))
+            return
+        codes = [c for c in (to_int(v) for v in pkt.values("ftp.response.code")) if c is not None]
+        if not codes or not session.pending:
+            return
+        code = codes[-1]
+        if code < 200:  # preliminary reply (150 opening data connection): the command is still running
+            return
+        cmd = session.pending.popleft()
+        msgs = pkt.values("ftp.response.arg")
+        cmd.reply_code, cmd.reply_msg = code, (msgs[-1] if msgs else None)
+        yield self.emit(cmd)
+
+    def emit(self, cmd: Command) -> Doc:
+        login = cmd.command == "PASS"
+        outcome = None
+        if login and cmd.reply_code is not None:
+            outcome = "success" if cmd.reply_code == 230 else "failure" if cmd.reply_code == 530 else None
+        fields = {
+            "secops.ftp.command": cmd.command,
+            "secops.ftp.arg": cmd.arg,
+            "secops.ftp.reply_code": cmd.reply_code,
+            "secops.ftp.reply_msg": cmd.reply_msg,
+            "user.name": cmd.user,
+            "event.action": "ftp-login" if login else f"ftp-{cmd.command.lower()}",
+            "event.category": ["network", "authentication"] if login else None,
+            "event.outcome": outcome,
+        }
+        return make_doc(self.DATASET, cmd.flow, cmd.ts, ("ftp", cmd.command), fields, self.SERVICE)
+
+    def finish(self) -> Iterable[Doc]:
+        rest = sorted((c for s in self.sessions.values() for c in s.pending), key=lambda c: c.ts)
+        self.sessions.clear()
+        for cmd in rest:
+            yield self.emit(cmd)
