@@ -17,7 +17,7 @@ ROSCTR = {1: "Job-Request", 2: "ACK", 3: "ACK-Data", 7: "User-Data"}
 JOB_FUNCTIONS = {
     0x00: "CPU Services", 0xF0: "Setup Communication", 0x04: "Read Variable", 0x05: "Write Variable",
     0x1A: "Request Download", 0x1B: "Download Block", 0x1C: "Download Ended", 0x1D: "Start Upload",
-    0x1E: "Upload", 0x1F: "End Upload", 0x28: "PI-Service", 0x29: "PLC Stop",
+    0x1E: "Upload", 0x1F: "End Upload", 0x28: "PLC Control", 0x29: "PLC Stop",
 }
 PROGRAM_CHANGES = frozenset({0x1A, 0x1B, 0x1C, 0x28, 0x29})
 UD_TYPES = {0: "Push", 4: "Request", 8: "Response", 3: "NC Push", 7: "NC Request", 11: "NC Response"}
@@ -34,6 +34,8 @@ UD_SUBFUNCTIONS = {
     1: {1: "Request Diag Data (Type 1)", 2: "VarTab", 12: "Erase", 14: "Read Diag Data", 15: "Remove Diag Data",
         16: "Forces", 19: "Request Diag Data (Type 2)"},
 }
+PI_SERVICES = {"_MODU": "PLC Copy Ram to Rom", "_GARB": "Compress PLC memory", "P_PROGRAM": "PLC Start / Stop",
+               "_INSE": "Activate downloaded block", "_DELE": "Delete block", "_EXE": "Execute", "_N_": "NC program"}
 ERROR_CLASSES = {0x00: "No error", 0x81: "Application relationship", 0x82: "Object definition",
                  0x83: "No resources available", 0x84: "Error on service processing", 0x85: "Error on supplies",
                  0x87: "Access error"}
@@ -48,7 +50,7 @@ class S7commAnalyzer(Analyzer):
     FIELDS = (
         "s7comm.header.rosctr", "s7comm.header.pduref", "s7comm.header.errcls", "s7comm.header.errcod",
         "s7comm.param.func", "s7comm.param.userdata.type", "s7comm.param.userdata.funcgroup",
-        "s7comm.param.userdata.subfunc", "s7comm.param.errcod",
+        "s7comm.param.userdata.subfunc", "s7comm.param.errcod", "s7comm.param.pistart.servicename",
     )
 
     def handle(self, pkt: Packet) -> Iterable[Doc]:
@@ -84,6 +86,10 @@ class S7commAnalyzer(Analyzer):
                 fields["secops.s7comm.function_code"] = f"0x{func:02x}"
                 fields["secops.s7comm.function"] = JOB_FUNCTIONS.get(func, f"unknown-{func}")
                 fields["secops.s7comm.is_program_change"] = rosctr == 1 and func in PROGRAM_CHANGES
+                service = pkt.first("s7comm.param.pistart.servicename")
+                if func == 0x28 and service:
+                    fields["secops.s7comm.subfunction_code"] = service
+                    fields["secops.s7comm.subfunction"] = PI_SERVICES.get(service, service)
             errcls = pkt.int("s7comm.header.errcls")
             if errcls is not None:
                 fields["secops.s7comm.error_class"] = ERROR_CLASSES.get(errcls, f"0x{errcls:02x}")
