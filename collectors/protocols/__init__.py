@@ -57,6 +57,9 @@ def extract_metadata(pcap: Path, *, tshark_path: str = "tshark",
     if not path.is_file():
         warn(f"{path}: not a readable file")
         return
+    if path.stat().st_size == 0:
+        warn(f"{path.name}: empty file, no packets")
+        return
     analyzers = [cls(warn) for cls in ANALYZERS]
     run = TsharkRun()
     for pkt in run_tshark(tshark_command(path, tshark_path), run, lambda m: warn(f"{path.name}: {m}")):
