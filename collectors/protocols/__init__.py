@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from collectors.protocols.base import Analyzer, Doc
+from collectors.protocols.base import Analyzer, Doc, RunContext
 from collectors.protocols.dhcp import DhcpAnalyzer
 from collectors.protocols.dnp3 import Dnp3Analyzer
 from collectors.protocols.dns import DnsAnalyzer
@@ -60,7 +60,8 @@ def extract_metadata(pcap: Path, *, tshark_path: str = "tshark",
     if path.stat().st_size == 0:
         warn(f"{path.name}: empty file, no packets")
         return
-    analyzers = [cls(warn) for cls in ANALYZERS]
+    context = RunContext(path, tshark_path)
+    analyzers = [cls(warn, context) for cls in ANALYZERS]
     run = TsharkRun()
     for pkt in run_tshark(tshark_command(path, tshark_path), run, lambda m: warn(f"{path.name}: {m}")):
         for analyzer in analyzers:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 from typing import Any, ClassVar
 
 import communityid
@@ -104,6 +105,14 @@ def make_doc(dataset: str, flow: Flow, ts: float, identity: Iterable[Any], field
     return doc
 
 
+@dataclass(frozen=True, slots=True)
+class RunContext:
+    """The capture being read and the tshark to read it with (for modules that need a second look)."""
+
+    pcap: Path
+    tshark: str
+
+
 class Analyzer:
     """Base of a protocol module: turns the packets of its layers into finished documents."""
 
@@ -114,8 +123,9 @@ class Analyzer:
     FIELDS: ClassVar[tuple[str, ...]]
     COLUMNS: ClassVar[tuple[tuple[str, str], ...]] = ()  # tshark custom columns (title, format) it reads
 
-    def __init__(self, warn: Warn) -> None:
+    def __init__(self, warn: Warn, context: RunContext | None = None) -> None:
         self.warn = warn
+        self.context = context
 
     def wants(self, pkt: Packet) -> bool:
         return any(layer in pkt.protocols for layer in self.LAYERS)

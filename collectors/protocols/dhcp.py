@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from collectors.protocols.base import Analyzer, Doc, Flow, flow_by_server_port, make_doc
+from collectors.protocols.base import Analyzer, Doc, Flow, RunContext, Warn, flow_by_server_port, make_doc
 from collectors.protocols.tshark import Packet
 from secops.ecs import doc_id, iso
 
@@ -45,8 +45,8 @@ class DhcpAnalyzer(Analyzer):
         "dhcp.option.ip_address_lease_time",
     )
 
-    def __init__(self, warn) -> None:
-        super().__init__(warn)
+    def __init__(self, warn: Warn, context: RunContext | None = None) -> None:
+        super().__init__(warn, context)
         self.leases: dict[str, Lease] = {}
 
     def handle(self, pkt: Packet) -> Iterable[Doc]:

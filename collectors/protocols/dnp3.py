@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from collectors.protocols.base import Analyzer, Doc, Flow, flow_by_server_port, make_doc
+from collectors.protocols.base import Analyzer, Doc, Flow, RunContext, Warn, flow_by_server_port, make_doc
 from collectors.protocols.tshark import Packet, to_int
 
 FUNCTIONS = {
@@ -46,8 +46,8 @@ class Dnp3Analyzer(Analyzer):
     FILTER = "dnp3.al.func"
     FIELDS = ("dnp3.al.func", "dnp3.al.iin", "dnp3.src", "dnp3.dst")
 
-    def __init__(self, warn) -> None:
-        super().__init__(warn)
+    def __init__(self, warn: Warn, context: RunContext | None = None) -> None:
+        super().__init__(warn, context)
         self.open: dict[tuple[str, str], Exchange] = {}
 
     def handle(self, pkt: Packet) -> Iterable[Doc]:

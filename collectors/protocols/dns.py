@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from collectors.protocols.base import Analyzer, Doc, Flow, flow_of, make_doc
+from collectors.protocols.base import Analyzer, Doc, Flow, RunContext, Warn, flow_of, make_doc
 from collectors.protocols.tshark import Packet, to_int
 
 QTYPES = {
@@ -127,8 +127,8 @@ class DnsAnalyzer(Analyzer):
         *DATA_FIELD.values(), *TXT_TYPES.values(), *(f + ".length" for f in TXT_TYPES.values()),
     )
 
-    def __init__(self, warn) -> None:
-        super().__init__(warn)
+    def __init__(self, warn: Warn, context: RunContext | None = None) -> None:
+        super().__init__(warn, context)
         self.flows: dict[tuple[str, str], Flow] = {}
         self.pending: dict[tuple[tuple[str, str], int], deque[Txn]] = defaultdict(deque)
 

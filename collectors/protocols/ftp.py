@@ -11,7 +11,7 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from collectors.protocols.base import Analyzer, Doc, Flow, flow_by_server_port, make_doc
+from collectors.protocols.base import Analyzer, Doc, Flow, RunContext, Warn, flow_by_server_port, make_doc
 from collectors.protocols.tshark import Packet, to_int
 
 PORTS = frozenset({21})
@@ -42,8 +42,8 @@ class FtpAnalyzer(Analyzer):
     FILTER = "ftp.request or ftp.response"
     FIELDS = ("ftp.request.command", "ftp.request.arg", "ftp.response.code", "ftp.response.arg")
 
-    def __init__(self, warn) -> None:
-        super().__init__(warn)
+    def __init__(self, warn: Warn, context: RunContext | None = None) -> None:
+        super().__init__(warn, context)
         self.sessions: dict[tuple[str, str], Session] = {}
 
     def handle(self, pkt: Packet) -> Iterable[Doc]:

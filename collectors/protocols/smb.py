@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from collectors.protocols.base import Analyzer, Doc, Flow, flow_by_server_port, make_doc
+from collectors.protocols.base import Analyzer, Doc, Flow, RunContext, Warn, flow_by_server_port, make_doc
 from collectors.protocols.tshark import Packet, to_int
 
 SMB2_COMMANDS = {0: "NEGOTIATE", 1: "SESSION_SETUP", 2: "LOGOFF", 3: "TREE_CONNECT", 4: "TREE_DISCONNECT",
@@ -68,8 +68,8 @@ class SmbAnalyzer(Analyzer):
     )
     COLUMNS = ((OP_COLUMN, "%Cus:" + "||".join(f"{i}.opnum" for i in INTERFACES) + ":0:R"),)
 
-    def __init__(self, warn) -> None:
-        super().__init__(warn)
+    def __init__(self, warn: Warn, context: RunContext | None = None) -> None:
+        super().__init__(warn, context)
         self.pending: dict[tuple[tuple[str, str], int, str], SmbCommand] = {}
         self.pipes: dict[tuple[str, str], str] = {}  # last named pipe opened per connection
 

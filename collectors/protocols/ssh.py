@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from collectors.protocols.base import Analyzer, Doc, Flow, flow_by_server_port, make_doc
+from collectors.protocols.base import Analyzer, Doc, Flow, RunContext, Warn, flow_by_server_port, make_doc
 from collectors.protocols.tshark import Packet
 
 PORTS = frozenset({22, 2222})
@@ -34,8 +34,8 @@ class SshAnalyzer(Analyzer):
     FILTER = "ssh.protocol"
     FIELDS = ("ssh.protocol",)
 
-    def __init__(self, warn) -> None:
-        super().__init__(warn)
+    def __init__(self, warn: Warn, context: RunContext | None = None) -> None:
+        super().__init__(warn, context)
         self.conns: dict[tuple[str, str], Banners] = {}
 
     def handle(self, pkt: Packet) -> Iterable[Doc]:

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from collectors.protocols.base import Analyzer, Doc, Flow, flow_of, make_doc, sender_is_orig
+from collectors.protocols.base import Analyzer, Doc, Flow, RunContext, Warn, flow_of, make_doc, sender_is_orig
 from collectors.protocols.ja4 import ja4
 from collectors.protocols.tshark import Packet, to_int
 
@@ -85,8 +85,8 @@ class TlsAnalyzer(Analyzer):
     )
     COLUMNS = ((CIPHER_COLUMN, "%Cus:tls.handshake.ciphersuite:0:R"),)
 
-    def __init__(self, warn) -> None:
-        super().__init__(warn)
+    def __init__(self, warn: Warn, context: RunContext | None = None) -> None:
+        super().__init__(warn, context)
         self.sessions: dict[tuple[str, str], Session] = {}
 
     def handle(self, pkt: Packet) -> Iterable[Doc]:

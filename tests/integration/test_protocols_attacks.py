@@ -164,3 +164,20 @@ def test_s7comm_matches_icsnpp_s7comm_log(capture):
                    and get(d, "secops.s7comm.is_orig")]
         assert len(uploads) == sum(1 for r in rows if r["function_name"] == "Start Upload" and r["is_orig"] == "T")
         assert not any(get(d, "secops.s7comm.is_program_change") for d in uploads)
+
+
+def test_dvwa_sql_injection_uris_match_zeek_http_log():
+    base = ATTACKS / "web"
+    docs = docs_of(base / "cooper-grill-dvwa.pcapng", "secops.http")
+    rows = [line.split("\t") for line in (base / "zeek-baseline-sqli/http.log.cut").read_text().splitlines()[2:]]
+    want = [(method, host, uri) for _uid, method, host, uri, tags in rows if "URI_SQLI" in tags]
+    ours = [(get(d, "http.request.method"), get(d, "url.domain"), get(d, "url.original")) for d in docs]
+    assert want and all(w in ours for w in want)
+
+
+def test_nmap_version_probes_are_http_requests():
+    docs = docs_of(ATTACKS / "scans/nmap_80_w_service_detection.pcap", "secops.http")
+    uris = {(get(d, "http.request.method"), get(d, "url.original")) for d in docs}
+    assert ("POST", "/sdk") in uris and ("GET", "/evox/about") in uris
+    assert any(u.startswith("/nmaplowercheck") for _m, u in uris)
+    assert all(get(d, "destination.port") == 80 for d in docs)

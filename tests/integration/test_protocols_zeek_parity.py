@@ -39,6 +39,6 @@ def test_dns_http_tls_parity_with_zeek():
     rates = {k: total.rate(f"{k}.exact") for k in ("dns", "http", "tls")}
     assert rates["dns"][0] >= 0.9 * rates["dns"][1] > 0, rates
     assert rates["tls"][0] >= 0.9 * rates["tls"][1] > 0, rates
-    # known gaps (see collectors/protocols/http.py): a request sent one byte per segment on an
-    # unregistered port, and a tunnelled response with lost segments that never reassembles
-    assert rates["http"][0] >= rates["http"][1] - 2, rates
+    # includes a request sent one byte per segment on an unregistered port and a tunnelled
+    # response with lost segments (both need the second look in collectors/protocols/http.py)
+    assert rates["http"][0] >= 0.9 * rates["http"][1] > 0, rates
