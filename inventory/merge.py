@@ -86,14 +86,14 @@ class Merger:
             asset = self.store.find(mac, None, zone) or None
             created = asset is None
             if created:
-                asset = new_asset(asset_id(mac, ip, zone), zone, at)
+                asset = new_asset(asset_id(mac, ip, zone), zone, at, ip, mac)
                 self._change(asset, "new_asset", at, new=ip)
             self._change(asset, "mac_ip_changed", at, old=f"{ip}={','.join(old['host']['mac'])}", new=f"{ip}={mac}")
             self._drop_ip(old, ip, at)
             return self._track(asset, created)
         created = asset is None
         if created:
-            asset = new_asset(asset_id(mac, ip, zone), zone, at)
+            asset = new_asset(asset_id(mac, ip, zone), zone, at, ip, mac)
             self._change(asset, "new_asset", at, new=ip or mac)
         return self._track(asset, created)
 

@@ -20,11 +20,11 @@ def asset_id(mac: str | None, ip: str | None, zone: str) -> str:
     return doc_id("asset", "ip", zone, ip)
 
 
-def new_asset(aid: str, zone: str, at: str) -> dict[str, Any]:
+def new_asset(aid: str, zone: str, at: str, ip: str | None = None, mac: str | None = None) -> dict[str, Any]:
     return {
         "@timestamp": at,
         "event": {"dataset": "secops.asset", "kind": "state", "category": ["host"], "type": ["info"]},
-        "host": {"ip": [], "mac": [], "os": {}},
+        "host": {"ip": [ip] if ip else [], "mac": [mac] if mac else [], "os": {}},
         "secops": {"asset": {"id": aid, "zone": zone, "sources": [], "first_seen": at, "last_seen": at,
                              "services": [], "findings": [], "state": "active"}},
         "tags": [],

@@ -101,6 +101,7 @@ class ScanPolicy(Section):
     ports: str | None = Field(None, pattern=r"^[0-9TU:,\-]+$")
     timing: int = Field(3, ge=0, le=5)
     max_rate: int | None = Field(None, ge=1, description="nmap --max-rate, packets per second")
+    version_intensity: int | None = Field(None, ge=0, le=9, description="nmap --version-intensity (0 = fastest)")
     every_minutes: int = Field(1440, ge=1)
     maintenance_windows: list[str] = Field(
         default_factory=list, description="Only scan inside these windows, e.g. 'Mon-Fri 22:00-06:00'"

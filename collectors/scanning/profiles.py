@@ -59,7 +59,8 @@ def is_root() -> bool:
 
 
 def build_arguments(profile: str | Profile, *, ports: str | None = None, timing: int = 3, max_rate: int | None = None,
-                    host_timeout_seconds: int = 900, max_retries: int = 1, root: bool | None = None) -> list[str]:
+                    host_timeout_seconds: int = 900, max_retries: int = 1, root: bool | None = None,
+                    version_intensity: int | None = None) -> list[str]:
     """nmap options (without targets and without -oX, which python-nmap adds)."""
     prof = profile if isinstance(profile, Profile) else get_profile(profile)
     root = is_root() if root is None else root
@@ -75,6 +76,10 @@ def build_arguments(profile: str | Profile, *, ports: str | None = None, timing:
     args += ["-p", check_ports(ports)] if ports else ["--top-ports", str(prof.top_ports)]
     if prof.version_detection:
         args.append("-sV")
+        if version_intensity is not None:
+            if not 0 <= version_intensity <= 9:
+                raise ProfileError(f"version intensity must be 0-9, got {version_intensity}")
+            args += ["--version-intensity", str(int(version_intensity))]
     if prof.default_scripts:
         args.append("-sC")
     if prof.os_detection and root:

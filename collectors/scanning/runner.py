@@ -51,7 +51,8 @@ def plan_scan(targets: Iterable[object], profile: str, scanning: ScanningSetting
                                                resolver=resolver)
     args = build_arguments(profile, ports=ports or (policy.ports if policy else None),
                            timing=policy.timing if policy else 4, max_rate=policy.max_rate if policy else None,
-                           host_timeout_seconds=scanning.host_timeout_seconds, max_retries=scanning.max_retries)
+                           host_timeout_seconds=scanning.host_timeout_seconds, max_retries=scanning.max_retries,
+                           version_intensity=policy.version_intensity if policy else None)
     return ScanPlan(tuple(nmap_host_args(validated)), tuple(args), profile)
 
 
