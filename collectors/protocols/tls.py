@@ -71,6 +71,26 @@ def _ints(pkt: Packet, name: str) -> list[int]:
     return [v for v in (to_int(x) for x in pkt.values(name)) if v is not None]
 
 
+# extensions whose body is a signature-algorithm list (tshark reports all of them in one field)
+SIG_LIST_EXTENSIONS = (13, 34, 50)  # signature_algorithms, delegated_credentials, signature_algorithms_cert
+
+
+def signature_algorithms(pkt: Packet) -> list[int]:
+    """The signature_algorithms extension's list only, in offered order (what JA4 hashes)."""
+    algs = _ints(pkt, "tls.handshake.sig_hash_alg")
+    lengths = _ints(pkt, "tls.handshake.sig_hash_alg_len")
+    owners = [t for t in _ints(pkt, "tls.handshake.extension.type") if t in SIG_LIST_EXTENSIONS]
+    if len(owners) != len(lengths):
+        return algs if owners == [13] or not owners else []
+    out, pos = [], 0
+    for owner, length in zip(owners, lengths, strict=True):
+        chunk = algs[pos: pos + length // 2]
+        pos += length // 2
+        if owner == 13:
+            out += chunk
+    return out
+
+
 class TlsAnalyzer(Analyzer):
     DATASET = "secops.tls"
     SERVICE = "ssl"
@@ -79,7 +99,8 @@ class TlsAnalyzer(Analyzer):
     FIELDS = (
         "tls.record.content_type", "tls.handshake.type", "tls.handshake.version", "tls.handshake.ciphersuite",
         "tls.handshake.extension.type", "tls.handshake.extensions_server_name", "tls.handshake.extensions_alpn_str",
-        "tls.handshake.extensions.supported_version", "tls.handshake.sig_hash_alg", "tls.handshake.ja3",
+        "tls.handshake.extensions.supported_version", "tls.handshake.sig_hash_alg",
+        "tls.handshake.sig_hash_alg_len", "tls.handshake.ja3",
         "tls.handshake.ja3s", "tls.handshake.certificate", "tls.alert_message.desc", "tls.handshake.session_id",
         "tls.handshake.server_named_curve", "tls.handshake.extensions_key_share_group", f"_ws.col.{CIPHER_COLUMN}",
     )
@@ -136,7 +157,7 @@ class TlsAnalyzer(Analyzer):
                     supported_versions=_ints(pkt, "tls.handshake.extensions.supported_version"),
                     ciphers=_ints(pkt, "tls.handshake.ciphersuite"),
                     extensions=_ints(pkt, "tls.handshake.extension.type"),
-                    signature_algorithms=_ints(pkt, "tls.handshake.sig_hash_alg"),
+                    signature_algorithms=signature_algorithms(pkt),
                     alpn_first=s.alpn[0] if s.alpn else None)
 
     @staticmethod
