@@ -1,0 +1,134 @@
+"""secops.conn documents (and passive observations) from finished flows.
+
+Field contract: /work/shared/tools/zeek_parity.py (conn.log semantics in ECS names). The ``_id`` is derived
+from the Community ID, the start time and the orientation, so replaying a capture never duplicates.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from typing import Any
+
+from collectors.community_id import community_id
+from collectors.decode import ICMP, ICMP6, TCP, UDP
+from collectors.flows import Flow
+from secops.ecs import doc_id, iso
+
+TRANSPORTS = {TCP: "tcp", UDP: "udp", ICMP: "icmp", ICMP6: "ipv6-icmp"}
+_ntop = {4: lambda b: socket.inet_ntop(socket.AF_INET, b), 16: lambda b: socket.inet_ntop(socket.AF_INET6, b)}
+
+
+def ip_str(packed: bytes) -> str:
+    return _ntop[len(packed)](packed)
+
+
+def mac_str(mac: bytes | None) -> str | None:
+    return mac.hex(":") if mac else None
+
+
+def flow_community_id(f: Flow) -> str:
+    return community_id(f.proto, f.o_ip, f.r_ip, f.o_port, f.r_port, one_way=f.one_way)
+
+
+def conn_doc(f: Flow, observer: str | None = None, services: list[str] | None = None) -> dict[str, Any]:
+    """The secops.conn document of one finished flow."""
+    cid = flow_community_id(f)
+    orig_bytes, resp_bytes = f.payload_sizes()
+    duration = f.last - f.start
+    src, dst = ip_str(f.o_ip), ip_str(f.r_ip)
+    transport = TRANSPORTS.get(f.proto, "unknown_transport")
+    conn: dict[str, Any] = {
+        "state": f.state(), "history": f.history(), "orig_bytes": orig_bytes, "resp_bytes": resp_bytes,
+        "missed_bytes": f.missed, "ip_proto": f.proto,
+    }
+    if f.tunnel:
+        conn["tunnel"] = f.tunnel
+    source: dict[str, Any] = {"ip": src, "port": f.o_port, "bytes": f.o_bytes, "packets": f.o_pkts}
+    destination: dict[str, Any] = {"ip": dst, "port": f.r_port, "bytes": f.r_bytes, "packets": f.r_pkts}
+    if f.o_mac:
+        source["mac"] = f.o_mac.hex(":")
+    if f.r_mac:
+        destination["mac"] = f.r_mac.hex(":")
+    network: dict[str, Any] = {
+        "transport": transport, "iana_number": str(f.proto), "community_id": cid,
+        "bytes": f.o_bytes + f.r_bytes, "packets": f.o_pkts + f.r_pkts,
+        "type": "ipv4" if len(f.o_ip) == 4 else "ipv6",
+    }
+    if services:
+        network["protocol"] = services
+    doc: dict[str, Any] = {
+        "_id": doc_id("conn", cid, f.start, src, f.o_port),
+        "@timestamp": iso(f.start / 1e9),
+        "event": {"dataset": "secops.conn", "kind": "event", "category": ["network"], "type": ["connection"],
+                  "start": iso(f.start / 1e9), "end": iso(f.last / 1e9), "duration": duration},
+        "source": source, "destination": destination, "network": network,
+        "secops": {"conn": conn},
+    }
+    if observer:
+        doc["observer"] = {"name": observer}
+    return doc
+
+
+LOCAL_NETS = [ipaddress.ip_network(n) for n in (
+    "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "198.18.0.0/15", "100.64.0.0/10", "169.254.0.0/16",
+    "fc00::/7", "fe80::/10")]
+
+
+def is_local(ip: str) -> bool:
+    addr = ipaddress.ip_address(ip)
+    return any(addr in n for n in LOCAL_NETS if n.version == addr.version)
+
+
+class Observations:
+    """Passive asset observations (kinds "address" and "service"), deduplicated per run."""
+
+    def __init__(self, observer: str | None = None) -> None:
+        self.observer = observer
+        self.seen: set[tuple] = set()
+
+    def _doc(self, kind: str, ts_ns: int, ip: str, mac: str | None, extra: dict[str, Any], ident: tuple) -> dict:
+        day = iso(ts_ns / 1e9)[:10]
+        host: dict[str, Any] = {"ip": ip}
+        if mac:
+            host["mac"] = mac
+        doc: dict[str, Any] = {
+            "_id": doc_id("observation", kind, *ident, day, self.observer or ""),
+            "@timestamp": iso(ts_ns / 1e9),
+            "event": {"dataset": "secops.observation", "kind": "event", "category": ["host"], "type": ["info"]},
+            "host": host,
+            "secops": {"observation": {"kind": kind, "source": "passive", **extra}},
+        }
+        if self.observer:
+            doc["observer"] = {"name": self.observer}
+        return doc
+
+    def address(self, ts_ns: int, ip: str, mac: str | None) -> dict | None:
+        ident = (ip, mac or "")
+        if ident in self.seen:
+            return None
+        self.seen.add(ident)
+        return self._doc("address", ts_ns, ip, mac, {}, ident)
+
+    def from_conn(self, f: Flow, doc: dict[str, Any]) -> list[dict]:
+        """Address observations for local endpoints (MAC only when not tunnelled) and answering services."""
+        out = []
+        for ip, mac in ((doc["source"]["ip"], f.o_mac), (doc["destination"]["ip"], f.r_mac)):
+            if not f.tunnel and is_local(ip):
+                d = self.address(f.start, ip, mac_str(mac))
+                if d:
+                    out.append(d)
+        answered = (f.proto == TCP and f.r.state != 0 and "h" in doc["secops"]["conn"]["history"]) or \
+                   (f.proto == UDP and f.r_pkts > 0)
+        if answered:
+            ip, port, transport = doc["destination"]["ip"], f.r_port, TRANSPORTS[f.proto]
+            ident = ("service", ip, port, transport)
+            if ident not in self.seen:
+                self.seen.add(ident)
+                extra: dict[str, Any] = {"port": port, "transport": transport}
+                protos = doc["network"].get("protocol")
+                if protos:
+                    extra["service"] = protos[0]
+                out.append(self._doc("service", f.start, ip, mac_str(f.r_mac) if not f.tunnel else None, extra,
+                                     ident[1:]))
+        return out

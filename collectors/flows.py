@@ -1,0 +1,581 @@
+"""Flow table with Zeek conn.log semantics.
+
+Follows Zeek's TCP session adapter closely (endpoint states INACTIVE/SYN_SENT/SYN_ACK_SENT/PARTIAL/
+ESTABLISHED/CLOSED/RESET, sequence-number based payload sizes, the history alphabet with scaled repeats,
+retransmission and gap detection, flips on SYN-ACK-first or likely server ports) and its timers
+(attempt 5 s, close/reset delay 5 s, TCP inactivity 5 min, UDP/ICMP 1 min), so the
+records read like conn.log. Memory is bounded by ``max_flows``: the oldest flow is
+evicted (and emitted) when the table is full, counted in ``evicted``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from collectors.decode import (
+    ACK,
+    BADSUM,
+    BUF,
+    CAPLEN,
+    DPORT,
+    DST,
+    FLAGS,
+    ICMP,
+    ICMP6,
+    IPLEN,
+    L4OFF,
+    MAC,
+    ONEWAY,
+    PLEN,
+    PROTO,
+    SEQ,
+    SPORT,
+    SRC,
+    TCP,
+    TUNNEL,
+    UDP,
+)
+
+NS = 1_000_000_000
+TCP_INACTIVITY = 300 * NS
+UDP_INACTIVITY = 60 * NS
+ICMP_INACTIVITY = 60 * NS
+OTHER_INACTIVITY = 60 * NS
+ATTEMPT_DELAY = 5 * NS
+CLOSE_DELAY = 5 * NS
+RESET_DELAY = 5 * NS
+SWEEP_EVERY = 10 * NS
+TOO_LARGE_SEQ_DELTA = 1048576
+
+INACTIVE, SYN_SENT, SYN_ACK_SENT, PARTIAL, ESTABLISHED, CLOSED, RESET = range(7)
+F_FIN, F_SYN, F_RST, F_ACK = 0x01, 0x02, 0x04, 0x10
+
+# Zeek's likely_server_ports with the default analyzers loaded (ports the analyzers register).
+LIKELY_SERVER_PORTS = {
+    TCP: frozenset({21, 22, 23, 25, 53, 80, 81, 88, 102, 110, 111, 135, 139, 143, 179, 389, 443, 445, 502, 512,
+                    513, 514, 563, 585, 587, 614, 631, 636, 989, 990, 992, 993, 994, 995, 1080, 1433, 1723, 1883,
+                    2049, 2404, 2811, 3128, 3268, 3306, 3389, 5060, 5222, 5223, 5269, 5432, 5900, 6379, 6666, 6667,
+                    6668, 6669, 8000, 8080, 8443, 8883, 8888, 20000, 44818}),
+    UDP: frozenset({53, 67, 68, 69, 88, 111, 123, 137, 138, 161, 162, 443, 500, 514, 1812, 1813, 2123, 2152, 3544,
+                    3478, 4500, 4789, 5060, 5353, 5355, 6081, 20000, 47808}),
+}
+
+
+def seq_delta(a: int, b: int) -> int:
+    """Signed 32-bit difference a - b (sequence space)."""
+    d = (a - b) & 0xFFFFFFFF
+    return d - 0x100000000 if d & 0x80000000 else d
+
+
+class Endpoint:
+    """One side of a TCP connection; sequence numbers are kept unwrapped (64-bit) relative to nothing."""
+
+    __slots__ = ("ack_seq", "did_close", "fin_cnt", "fin_rel", "gap_cnt", "gap_thresh", "hist_last_fin",
+                 "hist_last_rst",
+                 "hist_last_syn", "last_seq", "prev_state", "rx_end", "rxmt_cnt", "rxmt_thresh", "start_seq",
+                 "state")
+
+    def __init__(self) -> None:
+        self.state = self.prev_state = INACTIVE
+        self.start_seq = self.last_seq = self.ack_seq = 0  # unwrapped
+        self.fin_cnt = 0
+        self.did_close = False
+        self.hist_last_syn = self.hist_last_fin = self.hist_last_rst = -1
+        self.rxmt_cnt = self.gap_cnt = 0
+        self.rxmt_thresh = self.gap_thresh = 1
+        self.rx_end = 1  # end of contiguous data delivered, relative seq (for gaps / missed bytes)
+        self.fin_rel = 0
+
+    def set_state(self, s: int) -> None:
+        if s != self.state:
+            self.prev_state = self.state
+            self.state = s
+
+    def init_seqs(self, seq: int, last: int) -> None:
+        self.start_seq = seq
+        self.ack_seq = seq
+        self.last_seq = seq + seq_delta(last, seq)
+
+    def unwrap(self, seq32: int, ref: int) -> int:
+        """Map a 32-bit sequence number to the unwrapped value nearest to ``ref``."""
+        return ref + seq_delta(seq32, ref & 0xFFFFFFFF)
+
+    def size(self, peer: Endpoint) -> int:
+        if self.prev_state == SYN_SENT and self.state == RESET and peer.state == INACTIVE and \
+                self.ack_seq != self.start_seq:
+            return 0
+        size = max(self.last_seq, self.ack_seq) - self.start_seq
+        if size < 0:
+            return 0
+        if size:
+            size -= 1
+        if self.fin_cnt and size:
+            size -= 1
+        return size
+
+
+class Flow:
+    """One connection. ``o``/``r`` are the TCP endpoints (orig/resp); other protocols use the counters only."""
+
+    __slots__ = (
+        "bad_sums",
+        "bad_thresh",
+        "closed_at",
+        "expire",
+        "hist",
+        "hist_seen",
+        "key",
+        "last",
+        "missed",
+        "o",
+        "o_bytes",
+        "o_ip",
+        "o_mac",
+        "o_pkts",
+        "o_port",
+        "o_size",
+        "one_way",
+        "proto",
+        "r",
+        "r_bytes",
+        "r_ip",
+        "r_mac",
+        "r_pkts",
+        "r_port",
+        "r_size",
+        "start",
+        "tunnel",
+    )
+
+    def __init__(self, key: tuple, proto: int, src: bytes, sport: int, dst: bytes, dport: int, ts: int,
+                 one_way: bool, tunnel: str) -> None:
+        self.key = key
+        self.proto = proto
+        self.o_ip, self.o_port, self.r_ip, self.r_port = src, sport, dst, dport
+        self.start = self.last = ts
+        self.o_pkts = self.o_bytes = self.r_pkts = self.r_bytes = 0
+        self.o_size = self.r_size = -1  # payload bytes for UDP/ICMP (-1: endpoint never active)
+        self.hist: list[str] = []
+        self.hist_seen: set[str] = set()
+        self.missed = 0
+        self.one_way = one_way
+        self.tunnel = tunnel
+        self.expire = ts
+        self.closed_at = None
+        self.o = self.r = None
+        self.o_mac = self.r_mac = None
+        self.bad_sums = 0
+        self.bad_thresh = 1
+
+    # -- history helpers (Connection::CheckHistory / AddHistory / ScaledHistoryEntry) -------------------
+    def check_history(self, mask: str, code: str) -> bool:
+        """Add ``code`` the first time ``mask`` is seen; True if it had been seen before."""
+        if mask in self.hist_seen:
+            return True
+        self.hist_seen.add(mask)
+        self.hist.append(code)
+        return False
+
+    def flip(self) -> None:
+        self.o_ip, self.r_ip = self.r_ip, self.o_ip
+        self.o_port, self.r_port = self.r_port, self.o_port
+        self.o_pkts, self.r_pkts = self.r_pkts, self.o_pkts
+        self.o_bytes, self.r_bytes = self.r_bytes, self.o_bytes
+        self.o_size, self.r_size = self.r_size, self.o_size
+        self.o_mac, self.r_mac = self.r_mac, self.o_mac
+        self.hist = [c.swapcase() for c in self.hist]
+        self.hist_seen = {m.swapcase() for m in self.hist_seen}
+        self.hist.append("^")
+        if self.o is not None:
+            self.o, self.r = self.r, self.o
+
+    # -- results ---------------------------------------------------------------------------------
+    def history(self) -> str:
+        return "".join(self.hist)
+
+    def payload_sizes(self) -> tuple[int, int]:
+        if self.proto == TCP:
+            return self.o.size(self.r), self.r.size(self.o)
+        return max(self.o_size, 0), max(self.r_size, 0)
+
+    def state(self) -> str:
+        if self.proto == TCP:
+            return tcp_conn_state(self.o.state, self.r.state, self.payload_sizes(), self.history())
+        if self.proto == UDP:
+            if self.o_size >= 0:
+                return "SF" if self.r_size >= 0 else "S0"
+            return "SHR" if self.r_size >= 0 else "OTH"
+        return "OTH"
+
+
+def tcp_conn_state(os: int, rs: int, sizes: tuple[int, int], history: str) -> str:
+    """Zeek's conn_state() for TCP (base/protocols/conn/main.zeek)."""
+    o_inactive = os in (INACTIVE, PARTIAL)
+    r_inactive = rs in (INACTIVE, PARTIAL)
+    if rs == RESET:
+        if os in (SYN_SENT, SYN_ACK_SENT) or (os == RESET and sizes == (0, 0)):
+            return "REJ"
+        return "RSTRH" if o_inactive else "RSTR"
+    if os == RESET:
+        if r_inactive:
+            h = history[1:] if history.startswith("^") else history
+            if h.startswith("S"):
+                i = 1
+                while i < len(h) and h[i] not in "HAFGIQR":
+                    i += 1
+                if i < len(h) and h[i] == "R":
+                    return "RSTOS0"
+            return "OTH"
+        return "RSTO"
+    if rs == CLOSED and os == CLOSED:
+        return "SF"
+    if os == CLOSED:
+        return "SH" if r_inactive else "S2"
+    if rs == CLOSED:
+        return "SHR" if o_inactive else "S3"
+    if os == SYN_SENT and rs == INACTIVE:
+        return "S0"
+    if os == ESTABLISHED and rs == ESTABLISHED:
+        return "S1"
+    return "OTH"
+
+
+class FlowTable:
+    """Feed decoded packets with :meth:`add`; finished flows go to ``emit`` (a callback taking a Flow)."""
+
+    def __init__(self, emit: Callable[[Flow], None], max_flows: int = 500_000,
+                 likely_server_ports: dict[int, frozenset[int]] | None = None) -> None:
+        self.flows: dict[tuple, Flow] = {}
+        self.emit = emit
+        self.max_flows = max_flows
+        self.evicted = 0
+        self.packets = 0
+        self.next_sweep = 0
+        self.now = 0
+        self.lsp = likely_server_ports or LIKELY_SERVER_PORTS
+
+    # -- packet entry point ------------------------------------------------------------------------
+    def add(self, p: tuple, ts: int) -> None:
+        self.packets += 1
+        self.now = ts
+        proto = p[PROTO]
+        src, dst, sport, dport = p[SRC], p[DST], p[SPORT], p[DPORT]
+        if proto != TCP and proto != UDP and proto != ICMP and proto != ICMP6:
+            sport = dport = 0
+        if p[ONEWAY]:
+            key = (proto, src, sport, dst, dport, 1)
+        elif src < dst or (src == dst and sport <= dport):
+            key = (proto, src, sport, dst, dport)
+        else:
+            key = (proto, dst, dport, src, sport)
+        flows = self.flows
+        f = flows.get(key)
+        if f is not None and (ts > f.expire or (proto == TCP and self._is_reuse(f, p, src))):
+            del flows[key]
+            self.emit(f)
+            f = None
+        if f is None:
+            if len(flows) >= self.max_flows:
+                self._evict()
+            f = self._new(key, p, proto, src, sport, dst, dport, ts)
+            flows[key] = f
+        is_orig = src == f.o_ip and sport == f.o_port
+        if p[BADSUM]:  # Zeek: the connection exists, the packet is not counted, history shows C/c
+            f.bad_sums += 1
+            if f.bad_sums == f.bad_thresh:
+                f.hist.append("C" if is_orig else "c")
+                f.bad_thresh *= 10
+            return
+        if proto == TCP:
+            self._tcp(f, p, is_orig, ts)
+        else:
+            self._other(f, p, is_orig, ts)
+        if ts >= self.next_sweep:
+            self.sweep(ts)
+
+    def _new(self, key, p, proto, src, sport, dst, dport, ts) -> Flow:
+        f = Flow(key, proto, src, sport, dst, dport, ts, p[ONEWAY], p[TUNNEL])
+        flip = False
+        if proto == TCP:
+            f.o, f.r = Endpoint(), Endpoint()
+            flags = p[FLAGS]
+            if not (flags & F_SYN) or (flags & F_ACK):
+                lsp = self.lsp[TCP]
+                if flags & F_SYN:
+                    flip = True  # SYN-ACK seen first: its sender is the responder
+                elif sport in lsp:
+                    flip = dport not in lsp or dport > sport
+        elif proto == UDP:
+            lsp = self.lsp[UDP]
+            flip = sport in lsp and dport not in lsp
+        if flip:
+            f.flip()
+        return f
+
+    def _is_reuse(self, f: Flow, p: tuple, src: bytes) -> bool:
+        """A new SYN on a closed connection starts a new one (Zeek's TCPAnalyzer::IsReuse)."""
+        flags = p[FLAGS]
+        if not flags & F_SYN:
+            return False
+        o, r = f.o, f.r
+        ep = o
+        if flags & F_ACK:
+            if o.state != INACTIVE:
+                return False
+            ep = r
+        if not (o.did_close or r.did_close):
+            return False
+        return (p[SEQ] & 0xFFFFFFFF) != (ep.start_seq & 0xFFFFFFFF)
+
+    # -- non-TCP -----------------------------------------------------------------------------------
+    def _other(self, f: Flow, p: tuple, is_orig: bool, ts: int) -> None:
+        proto = f.proto
+        plen = p[PLEN]
+        if is_orig:
+            f.o_pkts += 1
+            f.o_bytes += p[IPLEN]
+            f.o_size = plen if f.o_size < 0 else f.o_size + plen
+            if f.o_mac is None:
+                f.o_mac = p[MAC]
+            if proto == UDP:
+                f.check_history("D", "D")
+        else:
+            f.r_pkts += 1
+            f.r_bytes += p[IPLEN]
+            f.r_size = plen if f.r_size < 0 else f.r_size + plen
+            if f.r_mac is None:
+                f.r_mac = p[MAC]
+            if proto == UDP:
+                f.check_history("d", "d")
+        f.last = ts
+        f.expire = ts + (UDP_INACTIVITY if proto == UDP else ICMP_INACTIVITY)
+
+    # -- TCP (TCPSessionAdapter::Process) --------------------------------------------------------------
+    def _tcp(self, f: Flow, p: tuple, is_orig: bool, ts: int) -> None:
+        flags, seq, ack, length = p[FLAGS], p[SEQ], p[ACK], p[PLEN]
+        syn, fin, rst, ackf = flags & F_SYN, flags & F_FIN, flags & F_RST, flags & F_ACK
+        if is_orig:
+            ep, peer = f.o, f.r
+            f.o_pkts += 1
+            f.o_bytes += p[IPLEN]
+            if f.o_mac is None:
+                f.o_mac = p[MAC]
+        else:
+            ep, peer = f.r, f.o
+            f.r_pkts += 1
+            f.r_bytes += p[IPLEN]
+            if f.r_mac is None:
+                f.r_mac = p[MAC]
+
+        seg_len = length + (1 if syn else 0) + (1 if fin else 0)
+        if rst:
+            seg_len -= length
+        # init_endpoint
+        st = ep.state
+        if st == INACTIVE:
+            if syn:
+                ep.init_seqs(seq, seq + seg_len)
+            else:
+                ep.init_seqs(seq - 1, seq)
+        elif syn and (
+            (st in (SYN_SENT, SYN_ACK_SENT) and (seq & 0xFFFFFFFF) != (ep.start_seq & 0xFFFFFFFF))
+            or st in (ESTABLISHED, PARTIAL)
+            or (st == RESET and ep.prev_state == INACTIVE)
+        ):
+            ep.init_seqs(seq, seq + seg_len)
+        useq = ep.unwrap(seq, ep.last_seq)
+        rel_seq = useq - ep.start_seq
+
+        # update_history
+        nbits = (1 if syn else 0) + (1 if fin else 0) + (1 if rst else 0)
+        up = is_orig
+        if nbits > 1:
+            if fin and rst:
+                f.check_history("I" if up else "i", "I" if up else "i")
+            else:
+                f.check_history("Q" if up else "q", "Q" if up else "q")
+        elif nbits == 1:
+            if syn:
+                code = "H" if ackf else "S"
+                code = code if up else code.lower()
+                if f.check_history("S" if up else "s", code) and rel_seq != ep.hist_last_syn:
+                    f.hist.append(code)
+                ep.hist_last_syn = rel_seq
+            elif fin:
+                code = "F" if up else "f"
+                if f.check_history(code, code) and rel_seq + length != ep.hist_last_fin:
+                    f.hist.append(code)
+                ep.hist_last_fin = rel_seq + length
+            else:
+                code = "R" if up else "r"
+                if f.check_history(code, code) and rel_seq != ep.hist_last_rst:
+                    f.hist.append(code)
+                ep.hist_last_rst = rel_seq
+        elif length:
+            f.check_history("D" if up else "d", "D" if up else "d")
+        elif ackf:
+            f.check_history("A" if up else "a", "A" if up else "a")
+
+        o, r = f.o, f.r
+        if not o.did_close or not r.did_close:
+            f.last = ts
+        if fin:
+            ep.fin_cnt += 1
+            ep.fin_rel = rel_seq + seg_len
+
+        if ackf:
+            if peer.state == INACTIVE:
+                peer.init_seqs(ack - 1, ack - 1)
+            elif not rst:
+                uack = peer.unwrap(ack, peer.ack_seq)
+                if not (ack == 0 and uack - peer.ack_seq > TOO_LARGE_SEQ_DELTA) and uack > peer.ack_seq:
+                    peer.ack_seq = uack
+
+        # update_last_seq
+        last = useq + seg_len
+        delta_last = last - ep.last_seq
+        if (syn or rst) and (delta_last > TOO_LARGE_SEQ_DELTA or delta_last < -TOO_LARGE_SEQ_DELTA):
+            pass
+        elif fin and ep.last_seq == ep.start_seq + 1:
+            ep.last_seq = last
+        elif ep.state == RESET:
+            pass
+        elif delta_last > 0:
+            ep.last_seq = last
+        elif length > 0:
+            self._scaled(f, ep, "T" if up else "t", "rxmt")
+
+        do_close = self._state_machine(f, ep, peer, is_orig, flags, length, useq, ack)
+
+        # content delivery: track contiguous data and gaps the peer acknowledged (missed bytes)
+        if length > 0 and not rst:
+            dstart = rel_seq + (1 if syn else 0)
+            if dstart <= ep.rx_end < dstart + length and self._captured(p):
+                ep.rx_end = dstart + length
+        if ackf and not rst and peer.state != INACTIVE:
+            rel_ack = peer.unwrap(ack, peer.ack_seq) - peer.start_seq
+            if peer.fin_cnt and rel_ack >= peer.fin_rel:
+                rel_ack = peer.fin_rel - 1
+            if rel_ack > peer.rx_end:
+                f.missed += rel_ack - peer.rx_end
+                peer.rx_end = rel_ack
+                self._scaled(f, peer, "G" if peer is f.o else "g", "gap")
+        if do_close:
+            self._closed(f, ep, peer)
+        f.expire = self._tcp_expire(f, ts)
+
+    @staticmethod
+    def _captured(p: tuple) -> bool:
+        """Whole TCP payload captured (not cut by the snap length)."""
+        return p[CAPLEN] >= p[PLEN] + ((p[BUF][p[L4OFF] + 12] >> 4) * 4)
+
+    @staticmethod
+    def _scaled(f: Flow, ep: Endpoint, code: str, kind: str) -> None:
+        if kind == "rxmt":
+            ep.rxmt_cnt += 1
+            if ep.rxmt_cnt == ep.rxmt_thresh:
+                f.hist.append(code)
+                ep.rxmt_thresh *= 10
+        else:
+            ep.gap_cnt += 1
+            if ep.gap_cnt == ep.gap_thresh:
+                f.hist.append(code)
+                ep.gap_thresh *= 10
+
+    def _state_machine(self, f: Flow, ep: Endpoint, peer: Endpoint, is_orig: bool, flags: int, length: int,
+                       useq: int, ack: int) -> bool:
+        syn, fin, rst, ackf = flags & F_SYN, flags & F_FIN, flags & F_RST, flags & F_ACK
+        do_close = False
+        st = ep.state
+        if st == INACTIVE:
+            if syn:
+                if is_orig:
+                    ep.set_state(SYN_ACK_SENT if ackf else SYN_SENT)
+                else:
+                    if not ackf and peer.state == SYN_ACK_SENT and useq == ep.start_seq:
+                        f.flip()  # SYN/SYN-ACK reversal (the endpoints keep their identity)
+                        peer.set_state(ESTABLISHED)
+                    if peer.state == SYN_SENT:
+                        peer.set_state(ESTABLISHED)
+                    ep.set_state(ESTABLISHED)
+            if fin:
+                ep.set_state(CLOSED)
+                do_close = True
+            if rst:
+                ep.set_state(RESET)
+                do_close = True
+            if ep.state == INACTIVE:
+                if not is_orig and length == 0 and f.o.state == SYN_SENT:
+                    pass
+                elif ackf and peer.state == ESTABLISHED:
+                    ep.set_state(ESTABLISHED)
+                else:
+                    ep.set_state(PARTIAL)
+        elif st in (SYN_SENT, SYN_ACK_SENT):
+            if fin:
+                ep.set_state(CLOSED)
+                do_close = True
+            if rst:
+                ep.set_state(RESET)
+                do_close = True
+        elif st in (ESTABLISHED, PARTIAL):
+            if syn and st == PARTIAL and peer.state == INACTIVE and not ackf:
+                ep.set_state(SYN_SENT)
+            if fin and not rst:
+                ep.set_state(CLOSED)
+                if peer.state == RESET and peer.prev_state == CLOSED:
+                    peer.set_state(CLOSED)
+                do_close = True
+            if rst:
+                ep.set_state(RESET)
+                do_close = True
+        elif st == CLOSED and rst and peer.state != CLOSED:
+            ep.set_state(RESET)
+            if not ep.did_close:
+                do_close = True
+        return do_close
+
+    def _closed(self, f: Flow, ep: Endpoint, peer: Endpoint) -> None:
+        if ep.did_close:
+            return
+        ep.did_close = True
+        if f.closed_at is None:
+            f.closed_at = f.last
+
+    def _tcp_expire(self, f: Flow, ts: int) -> int:
+        o, r = f.o, f.r
+        if o.state == RESET or r.state == RESET:
+            return f.last + RESET_DELAY
+        if o.did_close and r.did_close:
+            return f.last + CLOSE_DELAY
+        if o.did_close or r.did_close:
+            # half closed: Zeek's expire timer removes it after the linger time only if one side never spoke
+            if o.state == INACTIVE or r.state == INACTIVE:
+                return f.last + CLOSE_DELAY
+            return f.last + TCP_INACTIVITY
+        if o.state in (SYN_SENT, SYN_ACK_SENT) and r.state == INACTIVE:
+            return f.start + ATTEMPT_DELAY
+        return f.last + TCP_INACTIVITY
+
+    # -- expiry ------------------------------------------------------------------------------------
+    def sweep(self, now: int) -> None:
+        """Emit flows whose timers have run out (called as packet time advances)."""
+        self.next_sweep = now + SWEEP_EVERY
+        flows = self.flows
+        done = [k for k, f in flows.items() if f.expire < now]
+        for k in done:
+            self.emit(flows.pop(k))
+
+    def _evict(self) -> None:
+        key = next(iter(self.flows))
+        self.evicted += 1
+        self.emit(self.flows.pop(key))
+
+    def flush(self) -> None:
+        """Emit every remaining flow (end of input), in flow-key order so the output is reproducible."""
+        flows, self.flows = self.flows, {}
+        for key in sorted(flows):
+            self.emit(flows[key])
+
+    def __iter__(self) -> Iterator[Flow]:
+        return iter(self.flows.values())

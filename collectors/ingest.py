@@ -1,0 +1,193 @@
+"""The capture pipeline: read -> decode -> flow table -> secops.conn documents, plus the deep path
+(protocol metadata from ``collectors.protocols``) and passive asset observations, into any sink.
+
+The deep path runs in a thread next to the flow path (tshark is a separate process, so both cores work).
+Connection documents are annotated with the application protocols the deep path found for the same
+flow (same Community ID, overlapping time) in ``network.protocol`` before they reach the sink.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from collectors.conn import Observations, conn_doc, flow_community_id
+from collectors.decode import Decoder
+from collectors.flows import Flow, FlowTable
+from collectors.pcapio import read_capture
+from secops.ecs import get, parse_time
+
+Sink = Callable[[dict[str, Any]], None]
+Warn = Callable[[str], None]
+SERVICE_SLACK_NS = 2_000_000_000
+MAX_PACKET = 262_144
+
+
+def _deep_extractor() -> Callable[..., Iterable[dict]] | None:
+    """A2's deep path if it is installed (guarded so the fast path works on its own)."""
+    try:
+        from collectors.protocols import extract_metadata  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+    return extract_metadata
+
+
+@dataclass
+class IngestStats:
+    files: int = 0
+    packets: int = 0
+    bytes: int = 0
+    undecoded: int = 0
+    conns: int = 0
+    deep_docs: int = 0
+    observations: int = 0
+    warnings: int = 0
+    decode_errors: Counter = field(default_factory=Counter)
+
+
+class Pipeline:
+    """Stateful across files (the sensor feeds it chunk after chunk); call :meth:`finish` at the end."""
+
+    def __init__(self, sink: Sink, *, observer: str | None = None, max_flows: int = 500_000, deep: bool = True,
+                 tshark_path: str = "tshark", on_warning: Warn | None = None,
+                 on_packets: Callable[[int], None] | None = None, verify_checksums: bool = False) -> None:
+        self.sink = sink
+        self.observer = observer
+        self.decoder = Decoder(verify_checksums=verify_checksums)
+        self.table = FlowTable(self._flow_done, max_flows=max_flows)
+        self.observations = Observations(observer)
+        self.stats = IngestStats()
+        self.tshark_path = tshark_path
+        self.extract = _deep_extractor() if deep else None
+        self._warn = on_warning
+        self.on_packets = on_packets
+        self.services: dict[str, list[tuple[int, str]]] = defaultdict(list)
+        self.pending: list[Flow] | None = None
+
+    # -- warnings ---------------------------------------------------------------------------------
+    def warn(self, msg: str) -> None:
+        self.stats.warnings += 1
+        if self._warn:
+            self._warn(msg)
+
+    # -- flows --------------------------------------------------------------------------------------
+    def _flow_done(self, f: Flow) -> None:
+        if self.pending is not None:
+            self.pending.append(f)
+        else:
+            self._ship_flow(f)
+
+    def _ship_flow(self, f: Flow) -> None:
+        services = None
+        if self.services:
+            hits = self.services.get(flow_community_id(f))
+            if hits:
+                lo, hi = f.start - SERVICE_SLACK_NS, f.last + SERVICE_SLACK_NS
+                services = sorted({s for ts, s in hits if lo <= ts <= hi})
+        doc = conn_doc(f, self.observer, services or None)
+        self.stats.conns += 1
+        self.sink(doc)
+        for obs in self.observations.from_conn(f, doc):
+            self.stats.observations += 1
+            self.sink(obs)
+
+    # -- deep path ----------------------------------------------------------------------------------
+    def _deep(self, path: Path, out: list[dict], errors: list[str]) -> None:
+        try:
+            for doc in self.extract(path, tshark_path=self.tshark_path, on_warning=errors.append):
+                out.append(doc)
+        except Exception as e:  # the deep path must never take the flow path down
+            errors.append(f"{path}: protocol metadata failed: {type(e).__name__}: {e}")
+
+    def _index_deep(self, doc: dict[str, Any]) -> None:
+        cid = get(doc, "network.community_id")
+        proto = get(doc, "network.protocol")
+        ts = get(doc, "@timestamp")
+        if not cid or not proto or not ts:
+            return
+        try:
+            ts_ns = int(parse_time(ts).timestamp() * 1e9)
+        except (TypeError, ValueError):
+            return
+        for p in proto if isinstance(proto, list) else [proto]:
+            self.services[cid].append((ts_ns, str(p)))
+
+    # -- files ---------------------------------------------------------------------------------------
+    def process_file(self, path: str | Path) -> None:
+        """Run one capture file through both paths; documents go to the sink as they are final."""
+        path = Path(path)
+        self.stats.files += 1
+        deep_docs: list[dict] = []
+        deep_errors: list[str] = []
+        thread = None
+        if self.extract is not None:
+            self.pending = []
+            thread = threading.Thread(target=self._deep, args=(path, deep_docs, deep_errors), daemon=True)
+            thread.start()
+        try:
+            self._fast(path)
+        finally:
+            if thread is not None:
+                thread.join()
+                for msg in deep_errors:
+                    self.warn(msg)
+                for doc in deep_docs:
+                    self._index_deep(doc)
+                    self.stats.deep_docs += 1
+                    self.sink(doc)
+                pending, self.pending = self.pending or [], None
+                for f in pending:
+                    self._ship_flow(f)
+
+    def _fast(self, path: Path) -> None:
+        decode = self.decoder.decode
+        add = self.table.add
+        stats = self.stats
+        errors_before = sum(self.decoder.errors.values())
+        n = nbytes = undecoded = oversized = 0
+        report = self.on_packets
+        for ts, linktype, buf, off, caplen, wirelen in read_capture(path, on_warning=self.warn):
+            n += 1
+            nbytes += wirelen
+            if caplen > MAX_PACKET:
+                oversized += 1
+                continue
+            pkts = decode(linktype, buf, off, caplen, ts)
+            if not pkts:
+                undecoded += 1
+                continue
+            for p in pkts:
+                add(p, ts)
+            if report is not None and not n & 0x3FFF:
+                report(n)
+        if report is not None:
+            report(n)
+        stats.packets += n
+        stats.bytes += nbytes
+        stats.undecoded += undecoded
+        errors = sum(self.decoder.errors.values()) - errors_before
+        if oversized:
+            self.decoder.errors["oversized_packet"] += oversized
+            errors += oversized
+        if errors:
+            top = ", ".join(f"{k} {v}" for k, v in self.decoder.errors.most_common(4))
+            self.warn(f"{path}: {errors} damaged packets skipped ({top}); all others processed")
+        stats.decode_errors = self.decoder.errors
+
+    def finish(self) -> IngestStats:
+        """Emit every flow still open (end of input)."""
+        self.table.flush()
+        self.stats.decode_errors = self.decoder.errors
+        return self.stats
+
+
+def ingest_files(paths: Iterable[str | Path], sink: Sink, **kw: Any) -> IngestStats:
+    """Convenience: all files through one pipeline, flows flushed at the end."""
+    pipe = Pipeline(sink, **kw)
+    for p in paths:
+        pipe.process_file(p)
+    return pipe.finish()

@@ -1,0 +1,196 @@
+"""Capture file readers: classic pcap (us/ns, either byte order), pcapng, both optionally gzip'd.
+
+Records are yielded as ``(ts_ns, linktype, buf, offset, caplen, wirelen)`` where ``buf[offset:offset+caplen]``
+is the frame: the reader hands out views into its large read buffer instead of copying every packet.
+Damage (a truncated last record, a corrupt header) ends the file with one :class:`CaptureWarning`
+passed to ``on_warning``; every record before the damage has already been yielded.
+"""
+
+from __future__ import annotations
+
+import gzip
+import struct
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+CHUNK = 4 * 1024 * 1024
+MAX_RECORD = 256 * 1024 * 1024  # a record claiming more than this is corruption, not a packet
+
+PCAP_MAGICS = {
+    b"\xd4\xc3\xb2\xa1": ("<", 1000), b"\xa1\xb2\xc3\xd4": (">", 1000),
+    b"\x4d\x3c\xb2\xa1": ("<", 1), b"\xa1\xb2\x3c\x4d": (">", 1),
+}
+PCAPNG_SHB = b"\x0a\x0d\x0d\x0a"
+
+Record = tuple[int, int, bytes, int, int, int]
+
+
+class CaptureError(Exception):
+    """The file is not a capture we can read at all (one clear line for the operator)."""
+
+
+class CaptureWarning(Exception):
+    """The file is damaged part-way; records before the damage were delivered."""
+
+
+def _open(path: Path) -> BinaryIO:
+    f = open(path, "rb")  # noqa: SIM115 - handed to the caller, closed by read_capture
+    if f.read(2) == b"\x1f\x8b":
+        f.close()
+        return gzip.open(path, "rb")  # type: ignore[return-value]
+    f.seek(0)
+    return f
+
+
+class _Buffer:
+    """Forward-only window over a stream with cheap ``need(n)`` refills."""
+
+    def __init__(self, f: BinaryIO) -> None:
+        self.f = f
+        self.buf = b""
+        self.pos = 0
+        self.eof = False
+
+    def need(self, n: int) -> bool:
+        """Ensure n bytes from pos are buffered; False at end of data."""
+        if self.pos + n <= len(self.buf):
+            return True
+        if self.eof:
+            return False
+        rest = self.buf[self.pos:]
+        parts = [rest]
+        have = len(rest)
+        while have < n:
+            data = self.f.read(max(CHUNK, n - have))
+            if not data:
+                self.eof = True
+                break
+            parts.append(data)
+            have += len(data)
+        self.buf = b"".join(parts)
+        self.pos = 0
+        return n <= len(self.buf)
+
+
+def read_capture(path: str | Path, on_warning: Callable[[str], None] | None = None) -> Iterator[Record]:
+    """Yield every readable record of a pcap/pcapng(.gz) file."""
+    path = Path(path)
+    try:
+        f = _open(path)
+    except OSError as e:
+        raise CaptureError(f"{path}: cannot open: {e.strerror or e}") from None
+    try:
+        b = _Buffer(f)
+        try:
+            ok = b.need(4)
+        except (OSError, EOFError, gzip.BadGzipFile) as e:
+            raise CaptureError(f"{path}: unreadable: {e}") from None
+        if not ok:
+            raise CaptureError(f"{path}: empty or too short to be a capture file")
+        magic = b.buf[:4]
+        if magic in PCAP_MAGICS:
+            gen = _read_pcap(b, path, *PCAP_MAGICS[magic])
+        elif magic == PCAPNG_SHB:
+            gen = _read_pcapng(b, path)
+        else:
+            raise CaptureError(f"{path}: not a pcap or pcapng file (magic {magic.hex()})")
+        try:
+            yield from gen
+        except CaptureWarning as w:
+            if on_warning:
+                on_warning(str(w))
+        except (OSError, EOFError, gzip.BadGzipFile, struct.error) as e:
+            if on_warning:
+                on_warning(f"{path}: read error, stopped: {e}")
+    finally:
+        f.close()
+
+
+def _read_pcap(b: _Buffer, path: Path, endian: str, ns_mult: int) -> Iterator[Record]:
+    if not b.need(24):
+        raise CaptureError(f"{path}: truncated pcap file header")
+    _, _, _, _, _, snaplen, linktype = struct.unpack_from(endian + "IHHiIII", b.buf, 0)
+    linktype &= 0x0FFFFFFF
+    b.pos = 24
+    hdr = struct.Struct(endian + "IIII")
+    unpack = hdr.unpack_from
+    n = 0
+    while True:
+        if not b.need(16):
+            if b.pos < len(b.buf):
+                raise CaptureWarning(f"{path}: truncated record header after {n} packets")
+            return
+        sec, frac, caplen, wirelen = unpack(b.buf, b.pos)
+        if caplen > MAX_RECORD or (caplen > max(snaplen, 262144) and caplen > wirelen):
+            raise CaptureWarning(f"{path}: corrupt record length {caplen} after {n} packets")
+        if not b.need(16 + caplen):
+            raise CaptureWarning(f"{path}: truncated packet data after {n} packets")
+        start = b.pos + 16
+        b.pos = start + caplen
+        n += 1
+        yield sec * 1_000_000_000 + frac * ns_mult, linktype, b.buf, start, caplen, wirelen
+
+
+def _read_pcapng(b: _Buffer, path: Path) -> Iterator[Record]:
+    endian = "<"
+    ifaces: list[tuple[int, int, int]] = []  # (linktype, ticks per second, offset seconds)
+    n = 0
+    while True:
+        if not b.need(12):
+            if b.pos < len(b.buf):
+                raise CaptureWarning(f"{path}: truncated block header after {n} packets")
+            return
+        btype = struct.unpack_from(endian + "I", b.buf, b.pos)[0]
+        if btype == 0x0A0D0D0A:
+            bom = b.buf[b.pos + 8:b.pos + 12]
+            endian = "<" if bom == b"\x4d\x3c\x2b\x1a" else ">" if bom == b"\x1a\x2b\x3c\x4d" else ""
+            if not endian:
+                raise CaptureWarning(f"{path}: corrupt section header after {n} packets")
+            ifaces = []
+        blen = struct.unpack_from(endian + "I", b.buf, b.pos + 4)[0]
+        if blen < 12 or blen % 4 or blen > MAX_RECORD:
+            raise CaptureWarning(f"{path}: corrupt block length {blen} after {n} packets")
+        if not b.need(blen):
+            raise CaptureWarning(f"{path}: truncated block after {n} packets")
+        start = b.pos
+        b.pos += blen
+        if btype == 1:  # interface description
+            linktype = struct.unpack_from(endian + "H", b.buf, start + 8)[0]
+            tps, off = _idb_options(b.buf, start + 16, start + blen - 4, endian)
+            ifaces.append((linktype, tps, off))
+        elif btype in (6, 2):  # enhanced packet / obsolete packet
+            if btype == 6:
+                iface, hi, lo, caplen, wirelen = struct.unpack_from(endian + "IIIII", b.buf, start + 8)
+            else:
+                iface, _drops, hi, lo, caplen, wirelen = struct.unpack_from(endian + "HHIIII", b.buf, start + 8)
+            if iface >= len(ifaces) or 28 + caplen > blen:
+                raise CaptureWarning(f"{path}: corrupt packet block after {n} packets")
+            linktype, tps, off = ifaces[iface]
+            ticks = (hi << 32) | lo
+            ts = (ticks * 1_000_000_000) // tps if tps != 1_000_000 else ticks * 1000
+            n += 1
+            yield ts + off * 1_000_000_000, linktype, b.buf, start + 28, caplen, wirelen
+        elif btype == 3:  # simple packet
+            if not ifaces:
+                raise CaptureWarning(f"{path}: simple packet block without interface after {n} packets")
+            wirelen = struct.unpack_from(endian + "I", b.buf, start + 8)[0]
+            caplen = min(wirelen, blen - 16)
+            n += 1
+            yield 0, ifaces[0][0], b.buf, start + 12, caplen, wirelen
+
+
+def _idb_options(buf: bytes, pos: int, end: int, endian: str) -> tuple[int, int]:
+    tps, off = 1_000_000, 0
+    while pos + 4 <= end:
+        code, length = struct.unpack_from(endian + "HH", buf, pos)
+        if code == 0:
+            break
+        val = pos + 4
+        if code == 9 and length >= 1:  # if_tsresol
+            r = buf[val]
+            tps = 2 ** (r & 0x7F) if r & 0x80 else 10 ** r
+        elif code == 14 and length >= 8:  # if_tsoffset
+            off = struct.unpack_from(endian + "q", buf, val)[0]
+        pos = val + ((length + 3) & ~3)
+    return tps, off
