@@ -64,8 +64,9 @@ def extract_metadata(pcap: Path, *, tshark_path: str = "tshark",
     analyzers = [cls(warn, context) for cls in ANALYZERS]
     run = TsharkRun()
     for pkt in run_tshark(tshark_command(path, tshark_path), run, lambda m: warn(f"{path.name}: {m}")):
+        layers = set(pkt.protocols)
         for analyzer in analyzers:
-            if analyzer.wants(pkt):
+            if analyzer.wants(layers):
                 try:
                     yield from analyzer.handle(pkt)
                 except (ValueError, KeyError, IndexError, TypeError) as exc:

@@ -57,18 +57,16 @@ def flow_of(pkt: Packet, sender_is_orig: bool) -> Flow | None:
     Packets quoted inside ICMP errors are not the protocol talking; they yield None.
     """
     protos = pkt.protocols
-    if "icmp" in protos or "icmpv6" in protos:
+    fam = transport = None
+    for name in reversed(protos):  # innermost first: tunnels carry the conversation inside
+        if name in ("icmp", "icmpv6"):
+            return None
+        if transport is None and name in ("tcp", "udp"):
+            transport = name
+        elif fam is None and transport is not None and name in ("ip", "ipv6"):
+            fam = name
+    if fam is None or transport is None:
         return None
-    v4 = max((i for i, p in enumerate(protos) if p == "ip"), default=-1)
-    v6 = max((i for i, p in enumerate(protos) if p == "ipv6"), default=-1)
-    if v4 < 0 and v6 < 0:
-        return None
-    fam = "ip" if v4 > v6 else "ipv6"
-    tcp = max((i for i, p in enumerate(protos) if p == "tcp"), default=-1)
-    udp = max((i for i, p in enumerate(protos) if p == "udp"), default=-1)
-    if tcp < 0 and udp < 0:
-        return None
-    transport = "tcp" if tcp > udp else "udp"
     src, dst = pkt.last(f"{fam}.src"), pkt.last(f"{fam}.dst")
     sport = to_int(pkt.last(f"{transport}.srcport"))
     dport = to_int(pkt.last(f"{transport}.dstport"))
@@ -127,8 +125,8 @@ class Analyzer:
         self.warn = warn
         self.context = context
 
-    def wants(self, pkt: Packet) -> bool:
-        return any(layer in pkt.protocols for layer in self.LAYERS)
+    def wants(self, layers: set[str]) -> bool:
+        return not self.LAYERS.isdisjoint(layers)
 
     def handle(self, pkt: Packet) -> Iterable[Doc]:
         raise NotImplementedError

@@ -18,6 +18,7 @@ import subprocess
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import IO
 
@@ -42,6 +43,7 @@ PREFERENCES = (
 )
 
 
+@cache
 def ek_key(field_name: str) -> str:
     """Name of a field in tshark's EK output (dots become underscores)."""
     return field_name.replace(".", "_")
