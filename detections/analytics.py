@@ -57,19 +57,25 @@ def _times(es: Elasticsearch, index: str, group: dict[str, Any], lo: str, hi: st
 
 
 def run_beaconing(es: Elasticsearch, prefix: str, rule: CompiledRule, start: str, end: str) -> list[Match]:
+    """Score every (source, destination, port) group that got new connections in the window, over its horizon."""
     out: list[Match] = []
     for dataset in ("secops.conn", "secops.http"):
         index = indices_for(prefix, [dataset])
-        query = {"bool": {"filter": [window_filter(start, end)]}}
-        subaggs = {"last": {"max": {"field": "@timestamp"}}}
-        for b in _composite(es, index, query, _terms_sources(BEACON_GROUP), subaggs):
+        fresh = window_filter(start, end)
+        span = es.search(index=index, size=0, query={"bool": {"filter": [fresh]}}, ignore_unavailable=True,
+                         allow_no_indices=True, aggs={"lo": {"min": {"field": "@timestamp"}},
+                                                      "hi": {"max": {"field": "@timestamp"}}})
+        aggs = span.get("aggregations") or {}
+        if aggs.get("lo", {}).get("value") is None:
+            continue
+        lo, hi = aggs["lo"]["value"] / 1000 - BEACON_HORIZON, aggs["hi"]["value"] / 1000 + 1
+        query = {"bool": {"filter": [window_filter(iso(lo), iso(hi), "@timestamp")]}}
+        subaggs = {"fresh": {"filter": fresh}}
+        for b in _composite(es, index, query, _terms_sources(BEACON_GROUP), subaggs, page=5000):
             group = {k: b["key"][k] for k in BEACON_GROUP}
-            if group["destination.ip"] is None or b["doc_count"] < 1 or b["last"].get("value") is None:
+            if b["doc_count"] < BEACON_MIN_CONNS or not b["fresh"]["doc_count"] or group["destination.ip"] is None:
                 continue
-            hi = b["last"]["value"] / 1000
-            times, hits = _times(es, index, group, iso(hi - BEACON_HORIZON), iso(hi + 1))
-            if len(times) < BEACON_MIN_CONNS:
-                continue
+            times, hits = _times(es, index, group, iso(lo), iso(hi))
             score, stats = beacon_score(times)
             if score < BEACON_THRESHOLD:
                 continue

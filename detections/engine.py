@@ -24,6 +24,7 @@ from secops.es.templates import index_pattern
 log = logging.getLogger(__name__)
 
 SAMPLE_IDS = 50
+MAX_CANDIDATES = 10000
 PAGE = 500
 DEFAULT_FIELD = {"secops.http": "url.original", "secops.dns": "dns.question.name"}
 CARRY = ["source.ip", "destination.ip", "destination.port", "source.port", "network.transport"]
@@ -57,10 +58,11 @@ def window_filter(start: str, end: str, field_name: str = "event.ingested") -> d
     return {"range": {field_name: {"gte": start, "lt": end, "format": "strict_date_optional_time"}}}
 
 
-def _composite(es: Elasticsearch, index: str, query: dict, sources: list[dict], subaggs: dict) -> Iterator[dict]:
+def _composite(es: Elasticsearch, index: str, query: dict, sources: list[dict], subaggs: dict,
+               page: int = PAGE) -> Iterator[dict]:
     after = None
     while True:
-        comp: dict[str, Any] = {"size": PAGE, "sources": sources}
+        comp: dict[str, Any] = {"size": page, "sources": sources}
         if after:
             comp["after"] = after
         resp = es.search(index=index, size=0, query=query, aggs={"g": {"composite": comp, "aggs": subaggs}},
@@ -70,7 +72,7 @@ def _composite(es: Elasticsearch, index: str, query: dict, sources: list[dict], 
             return
         yield from agg["buckets"]
         after = agg.get("after_key")
-        if not after or len(agg["buckets"]) < PAGE:
+        if not after or len(agg["buckets"]) < page:
             return
 
 
@@ -79,25 +81,32 @@ def _terms_sources(fields: list[str]) -> list[dict]:
 
 
 def _sample_aggs() -> dict[str, Any]:
-    return {
-        "first": {"min": {"field": "@timestamp"}},
-        "last": {"max": {"field": "@timestamp"}},
-        "ids": {"top_hits": {"size": SAMPLE_IDS, "sort": [{"@timestamp": "asc"}], "_source": CARRY}},
-    }
+    return {"first": {"min": {"field": "@timestamp"}}, "last": {"max": {"field": "@timestamp"}}}
 
 
-def _match_from_bucket(bucket: dict, group_fields: list[str], reason: str) -> Match:
-    hits = bucket["ids"]["hits"]["hits"]
+def _match_from_bucket(es: Elasticsearch, index: str, query: dict, bucket: dict, group_fields: list[str],
+                       reason: str) -> Match:
+    """A match for one aggregation bucket; sample event ids are fetched only for buckets that matched
+    (top_hits inside every composite bucket costs far more on large windows)."""
+    group = {f: bucket["key"].get(f) for f in group_fields}
+    first = bucket["first"].get("value_as_string") or iso(bucket["first"]["value"] / 1000)
+    last = bucket["last"].get("value_as_string") or iso(bucket["last"]["value"] / 1000)
+    filters: list[dict[str, Any]] = [query, {"range": {"@timestamp": {"gte": first, "lte": last}}}]
+    must_not = []
+    for f, v in group.items():
+        if v is None:
+            must_not.append({"exists": {"field": f}})
+        else:
+            filters.append({"term": {f: v}})
+    resp = es.search(index=index, size=SAMPLE_IDS, sort=[{"@timestamp": "asc"}], source_includes=CARRY,
+                     query={"bool": {"filter": filters, "must_not": must_not}}, ignore_unavailable=True,
+                     allow_no_indices=True)
+    hits = resp["hits"]["hits"]
     sample = hits[0]["_source"] if hits else {}
     flat = {k: _dig(sample, k) for k in CARRY}
-    return Match(
-        group={f: bucket["key"].get(f) for f in group_fields},
-        first_time=bucket["first"].get("value_as_string") or iso(bucket["first"]["value"] / 1000),
-        last_time=bucket["last"].get("value_as_string") or iso(bucket["last"]["value"] / 1000),
-        count=int(bucket["doc_count"]), event_ids=[h["_id"] for h in hits],
-        event_index=hits[0]["_index"] if hits else "", fields={k: v for k, v in flat.items() if v is not None},
-        reason=reason,
-    )
+    return Match(group=group, first_time=first, last_time=last, count=int(bucket["doc_count"]),
+                 event_ids=[h["_id"] for h in hits], event_index=hits[0]["_index"] if hits else "",
+                 fields={k: v for k, v in flat.items() if v is not None}, reason=reason)
 
 
 def _dig(doc: dict, dotted: str) -> Any:
@@ -112,7 +121,7 @@ def _dig(doc: dict, dotted: str) -> Any:
 def run_query_rule(es: Elasticsearch, prefix: str, rule: CompiledRule, start: str, end: str) -> list[Match]:
     query = {"bool": {"filter": [query_filter(rule), window_filter(start, end)]}}
     index = indices_for(prefix, [rule.dataset])
-    return [_match_from_bucket(b, rule.group_by, f"{b['doc_count']} events matched")
+    return [_match_from_bucket(es, index, query, b, rule.group_by, f"{b['doc_count']} events matched")
             for b in _composite(es, index, query, _terms_sources(rule.group_by), _sample_aggs())]
 
 
@@ -145,21 +154,47 @@ def run_correlation(es: Elasticsearch, prefix: str, rule: CompiledRule, start: s
     if corr.type.startswith("temporal"):
         for i, m in enumerate(corr.members):
             subaggs[f"m{i}"] = {"filter": _member_query(m), "aggs": {"t": {"min": {"field": "@timestamp"}}}}
+    base = {"bool": {"filter": [any_member, time_filter]}}
+    prefilter = _candidate_filter(es, index, base, corr)
+    if prefilter is False:
+        return []
+    if prefilter:
+        base["bool"]["filter"].append(prefilter)
     matches: dict[tuple, Match] = {}
     for offset in (0, span // 2):
         histogram = {"field": "@timestamp", "fixed_interval": f"{span}s", "offset": f"{offset}s"}
         sources = [*_terms_sources(corr.group_by), {"_bucket": {"date_histogram": histogram}}]
-        query = {"bool": {"filter": [any_member, time_filter]}}
+        query = base
         for b in _composite(es, index, query, sources, subaggs):
             value = _correlation_value(corr, b)
             if value is None or not OPS.get(corr.op, OPS["gte"])(value, corr.threshold):
                 continue
-            m = _match_from_bucket(b, corr.group_by, _reason(corr, value))
+            m = _match_from_bucket(es, index, query, b, corr.group_by, _reason(corr, value))
             key = tuple(sorted((k, str(v)) for k, v in m.group.items()))
             prev = matches.get(key)
             if prev is None or m.count > prev.count:
                 matches[key] = m
     return list(matches.values())
+
+
+def _candidate_filter(es: Elasticsearch, index: str, query: dict, corr: Correlation) -> dict | bool | None:
+    """For count thresholds: only first group-by values with at least ``threshold`` events in the whole span
+    can satisfy the rule (a distinct count never exceeds the event count). False = no candidate at all."""
+    if corr.type not in ("event_count", "value_count") or corr.op not in ("gte", "gt", "eq") or not corr.group_by:
+        return None
+    need = int(corr.threshold) + (1 if corr.op == "gt" else 0)
+    if need <= 1:
+        return None
+    field_name = corr.group_by[0]
+    resp = es.search(index=index, size=0, query=query, ignore_unavailable=True, allow_no_indices=True, aggs={
+        "c": {"terms": {"field": field_name, "min_doc_count": need, "size": MAX_CANDIDATES}}})
+    values = [b["key_as_string"] if "key_as_string" in b else b["key"]
+              for b in (resp.get("aggregations") or {}).get("c", {}).get("buckets", [])]
+    if not values:
+        return False
+    if len(values) >= MAX_CANDIDATES:
+        return None  # too many to list: scan every group
+    return {"terms": {field_name: values}}
 
 
 def _correlation_value(corr: Correlation, bucket: dict) -> float | None:

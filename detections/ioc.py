@@ -128,7 +128,7 @@ def make_ioc_rule(iocs: IocSet) -> CompiledRule:
         index = ",".join(index_pattern(prefix, d) for d in ("secops.conn", "secops.dns", "secops.http", "secops.tls"))
         q = {"bool": {"filter": [query, window_filter(start, end)]}}
         group = ["source.ip", "destination.ip"]
-        return [_match_from_bucket(b, group, f"{b['doc_count']} events matched a local indicator")
+        return [_match_from_bucket(es, index, q, b, group, f"{b['doc_count']} events matched a local indicator")
                 for b in _composite(es, index, q, _terms_sources(group), _sample_aggs())]
 
     return CompiledRule(id="secops-ioc-match", title="Indicator Of Compromise Match", kind="analytic",
