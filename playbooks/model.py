@@ -8,6 +8,7 @@ plain lookups are definition errors reported with file and location.
 from __future__ import annotations
 
 import ipaddress
+import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -209,11 +210,25 @@ def definition_files(settings: Settings) -> list[Path]:
     return [p for d in dirs for p in sorted(Path(d).glob("*.y*ml")) if p.suffix in (".yaml", ".yml")]
 
 
+_CACHE: dict[tuple, tuple[dict[str, Playbook], list[str]]] = {}
+
+
 def load_all(settings: Settings, strict: bool = True) -> tuple[dict[str, Playbook], list[str]]:
-    """All playbooks by name, and the errors (raised instead when strict)."""
+    """All playbooks by name, and the errors (raised instead when strict).
+
+    Parsed definitions are cached per file set and modification time, so workers pick up edited
+    files on the next step without re-validating unchanged ones on every step.
+    """
+    files = definition_files(settings)
+    key = tuple((str(p), st.st_mtime_ns, st.st_size) for p in files if (st := _stat(p)))
+    if key in _CACHE:
+        books, errors = _CACHE[key]
+        if strict and errors:
+            raise DefinitionError(errors[0])
+        return dict(books), list(errors)
     books: dict[str, Playbook] = {}
     errors: list[str] = []
-    for path in definition_files(settings):
+    for path in files:
         try:
             book = load_file(path)
             if book.name in books:
@@ -223,7 +238,16 @@ def load_all(settings: Settings, strict: bool = True) -> tuple[dict[str, Playboo
             if strict:
                 raise
             errors.append(str(exc))
-    return books, errors
+    _CACHE.clear()
+    _CACHE[key] = (books, errors)
+    return dict(books), list(errors)
+
+
+def _stat(path: Path) -> os.stat_result | None:
+    try:
+        return path.stat()
+    except OSError:
+        return None
 
 
 def matching(books: Iterable[Playbook], alert: Mapping[str, Any]) -> list[Playbook]:

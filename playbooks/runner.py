@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ from secops.es.templates import index_for
 
 log = logging.getLogger(__name__)
 Dispatch = Callable[..., None]  # dispatch(run_id, index, countdown=0.0, timeout=None)
+KILL_SWITCH_CACHE = 1.0  # seconds a worker may act on a stale kill-switch reading
 LEASE_MARGIN = 8.0  # > the soft time limit margin (tasks.SOFT_LIMIT_MARGIN)
 SERVICE_ACTOR = "playbooks"
 
@@ -51,6 +53,8 @@ class Runner:
     es: Elasticsearch
     dispatch: Dispatch
     limiter: RateLimiter | None = None
+    _switch: bool = False
+    _switch_read: float = -1e9
 
     @property
     def prefix(self) -> str:
@@ -150,12 +154,18 @@ class Runner:
         return books[name]
 
     def kill_switch(self) -> bool:
-        return self.settings.playbooks.kill_switch or store.kill_switch_stored(self.es, self.prefix)
+        """Config or the stored switch; the stored one is re-read at most every KILL_SWITCH_CACHE seconds."""
+        if self.settings.playbooks.kill_switch:
+            return True
+        now = time.monotonic()
+        if now - self._switch_read > KILL_SWITCH_CACHE:
+            self._switch, self._switch_read = store.kill_switch_stored(self.es, self.prefix), now
+        return self._switch
 
     def execute(self, run_id: str, index: int) -> tuple[str, float]:
         """Run step ``index`` of a run; returns (outcome, countdown) where outcome 'retry'/'busy' asks for a re-send."""
-        run = store.get_run(self.es, self.prefix, run_id)
-        pb = run["secops"]["playbook"]
+        current = store.get_versioned(self.es, self.prefix, run_id)
+        pb = current.doc["secops"]["playbook"]
         if pb["status"] in store.TERMINAL:
             return "finished", 0.0
         try:
@@ -174,10 +184,11 @@ class Runner:
             store.audit(self.es, self.prefix, "playbook.halted", f"{run_id}/{step.name}", "failure",
                         actor=SERVICE_ACTOR, run_id=run_id, details={"reason": "kill switch", "step": step.name})
             return "halted", 0.0
-        alert = self._alert_or_empty(pb["alert_id"])
+        needs_alert = ACTIONS[step.action].uses_alert or any(c.field.startswith("alert.") for c in step.when)
+        alert = self._alert_or_empty(pb["alert_id"]) if needs_alert else {}
         context = {"alert": alert, "steps": {s["name"]: _loads(s.get("result")) for s in pb["steps"]}}
         if step.when and not all(c.holds(context) for c in step.when):
-            self._complete(run_id, index, book, "skipped", {"reason": "conditions not met"}, None, "")
+            self._complete(run_id, index, book, "skipped", {"reason": "conditions not met"}, None, "", current)
             return "skipped", 0.0
         if step.approval and not pb["dry_run"]:
             approval = pb.get("approval") or {}
@@ -185,10 +196,10 @@ class Runner:
                 self._await_approval(run_id, step)
                 return "waiting", 0.0
         holder = uuid.uuid4().hex
-        claimed, wait = self._claim(run_id, index, step.timeout_seconds, holder)
+        claimed, wait, current = self._claim(run_id, index, step.timeout_seconds, holder, current)
         if not claimed:
             return ("busy", wait) if wait > 0 else ("already-done", 0.0)
-        return self._act(run_id, index, book, alert, holder)
+        return self._act(run_id, index, book, alert, holder, current)
 
     def _alert_or_empty(self, alert_id: str) -> dict[str, Any]:
         try:
@@ -196,7 +207,8 @@ class Runner:
         except LookupError:
             return {}
 
-    def _claim(self, run_id: str, index: int, timeout: int, holder: str) -> tuple[bool, float]:
+    def _claim(self, run_id: str, index: int, timeout: int, holder: str,
+               known: store.Versioned) -> tuple[bool, float, store.Versioned]:
         now = utcnow()
         verdict: dict[str, Any] = {}
 
@@ -216,12 +228,12 @@ class Runner:
             doc["secops"]["playbook"]["step"] = rec["name"]
             return doc
 
-        store.update_run(self.es, self.prefix, run_id, change)
-        return verdict["ok"], verdict["wait"]
+        current = store.update_run(self.es, self.prefix, run_id, change, known)
+        return verdict["ok"], verdict["wait"], current
 
-    def _act(self, run_id: str, index: int, book: Playbook, alert: dict[str, Any], holder: str) -> tuple[str, float]:
-        run = store.get_run(self.es, self.prefix, run_id)
-        pb = run["secops"]["playbook"]
+    def _act(self, run_id: str, index: int, book: Playbook, alert: dict[str, Any], holder: str,
+             current: store.Versioned) -> tuple[str, float]:
+        pb = current.doc["secops"]["playbook"]
         step, rec = book.steps[index], pb["steps"][index]
         action = ACTIONS[step.action]
         params = action.Params(**_loads(rec["params"]))
@@ -235,15 +247,15 @@ class Runner:
                 self.limiter.take(step.action, self.settings.playbooks.rate_limits.get(step.action))
             result = action.plan(params, ctx) if dry else action.run(params, ctx)
         except Exception as exc:
-            return self._failed(run_id, index, book, inputs, exc)
+            return self._failed(run_id, index, book, inputs, exc, current)
         store.audit(self.es, self.prefix, "playbook.step.planned" if dry else "playbook.step.acted",
                     f"{run_id}/{step.name}", "success", actor=SERVICE_ACTOR, run_id=run_id,
                     details={**inputs, "result": result, "holder": holder})
-        self._complete(run_id, index, book, "done", result, None, holder)
+        self._complete(run_id, index, book, "done", result, None, holder, current)
         return "done", 0.0
 
-    def _failed(self, run_id: str, index: int, book: Playbook, inputs: dict[str, Any],
-                exc: Exception) -> tuple[str, float]:
+    def _failed(self, run_id: str, index: int, book: Playbook, inputs: dict[str, Any], exc: Exception,
+                current: store.Versioned) -> tuple[str, float]:
         step = book.steps[index]
         transient = isinstance(exc, ActionError) and not isinstance(exc, PermanentError)
         if not isinstance(exc, ActionError):
@@ -261,13 +273,13 @@ class Runner:
                     lease_until=None)
                 return doc
 
-            store.update_run(self.es, self.prefix, run_id, mark)
+            store.update_run(self.es, self.prefix, run_id, mark, current)
             return "retry", countdown
-        self._complete(run_id, index, book, "failed", None, message, "")
+        self._complete(run_id, index, book, "failed", None, message, "", current)
         return "failed", 0.0
 
     def _complete(self, run_id: str, index: int, book: Playbook, status: str, result: Any, error: str | None,
-                  holder: str) -> None:
+                  holder: str, known: store.Versioned | None = None) -> None:
         """Record a step's end and move the run on (next step, end, abort or revert per on_failure)."""
         step = book.steps[index]
         now = iso()
@@ -293,10 +305,10 @@ class Runner:
                 pb["steps"][index + 1]["dispatched_at"] = now
             return doc
 
-        doc, changed = store.update_run(self.es, self.prefix, run_id, change)
-        if not changed:
+        updated = store.update_run(self.es, self.prefix, run_id, change, known)
+        if not updated.changed:
             return
-        pb = doc["secops"]["playbook"]
+        pb = updated.doc["secops"]["playbook"]
         if policy == "revert":
             self._revert(run_id, index, book)
         if pb["status"] in store.TERMINAL:
@@ -354,8 +366,7 @@ class Runner:
             pb["steps"][pb["current"]]["status"] = "waiting_approval"
             return doc
 
-        _, changed = store.update_run(self.es, self.prefix, run_id, change)
-        if changed:
+        if store.update_run(self.es, self.prefix, run_id, change).changed:
             store.audit(self.es, self.prefix, "playbook.approval.requested", f"{run_id}/{step.name}", "unknown",
                         actor=SERVICE_ACTOR, run_id=run_id, details={"step": step.name, "deadline": deadline})
 
@@ -379,7 +390,7 @@ class Runner:
                     later["status"] = "not_run"
             return doc
 
-        doc, _ = store.update_run(self.es, self.prefix, run_id, change)
+        doc = store.update_run(self.es, self.prefix, run_id, change).doc
         pb = doc["secops"]["playbook"]
         store.audit(self.es, self.prefix, f"playbook.{'approve' if approve else 'deny'}",
                     f"{run_id}/{pb['approval']['step']}", "success", actor=actor, run_id=run_id,
@@ -433,11 +444,11 @@ class Runner:
                 later["status"] = "not_run"
             return doc
 
-        doc, changed = store.update_run(self.es, self.prefix, run_id, change)
-        if changed:
+        updated = store.update_run(self.es, self.prefix, run_id, change)
+        if updated.changed:
             store.audit(self.es, self.prefix, "playbook.approval.expired", run_id, "failure", actor=SERVICE_ACTOR,
-                        run_id=run_id, details={"step": doc["secops"]["playbook"]["approval"]["step"]})
-        return int(changed)
+                        run_id=run_id, details={"step": updated.doc["secops"]["playbook"]["approval"]["step"]})
+        return int(updated.changed)
 
 
 def _due(rec: dict[str, Any], now: Any, stall: timedelta, recover: bool) -> float | None:

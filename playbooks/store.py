@@ -7,8 +7,10 @@ each other. The step claim in the run document is the action key: a step marked 
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -58,27 +60,43 @@ def create_run(es: Elasticsearch, prefix: str, doc: dict[str, Any]) -> bool:
         return False
 
 
-def update_run(es: Elasticsearch, prefix: str, run_id: str,
-               change: Callable[[dict[str, Any]], dict[str, Any] | None]) -> tuple[dict[str, Any], bool]:
-    """Apply ``change`` to the run under optimistic concurrency; returns (document, changed).
+@dataclass
+class Versioned:
+    """A run document with the version it was read or written at (for compare-and-set updates)."""
+
+    doc: dict[str, Any]
+    seq_no: int
+    primary_term: int
+    changed: bool = False
+
+
+def get_versioned(es: Elasticsearch, prefix: str, run_id: str) -> Versioned:
+    try:
+        got = es.get(index=run_index(prefix), id=run_id)
+    except NotFoundError:
+        raise RunNotFound(f"no playbook run {run_id!r}") from None
+    return Versioned(got["_source"], got["_seq_no"], got["_primary_term"])
+
+
+def update_run(es: Elasticsearch, prefix: str, run_id: str, change: Callable[[dict[str, Any]], dict[str, Any] | None],
+               known: Versioned | None = None) -> Versioned:
+    """Apply ``change`` to the run under optimistic concurrency and return the result.
 
     ``change`` edits the document in place and returns it, or returns None to leave it unchanged.
+    ``known`` (a version just read or written) saves the first read; a conflict falls back to reading.
     """
     index = run_index(prefix)
     for _ in range(50):
-        try:
-            got = es.get(index=index, id=run_id)
-        except NotFoundError:
-            raise RunNotFound(f"no playbook run {run_id!r}") from None
-        doc = got["_source"]
-        new = change(doc)
+        current = known or get_versioned(es, prefix, run_id)
+        known = None
+        new = change(copy.deepcopy(current.doc))
         if new is None:
-            return doc, False
+            return current
         new["secops"]["playbook"]["updated"] = iso()
         try:
-            es.index(index=index, id=run_id, document=new, if_seq_no=got["_seq_no"],
-                     if_primary_term=got["_primary_term"])
-            return new, True
+            res = es.index(index=index, id=run_id, document=new, if_seq_no=current.seq_no,
+                           if_primary_term=current.primary_term)
+            return Versioned(new, res["_seq_no"], res["_primary_term"], changed=True)
         except ConflictError:
             continue
     raise RuntimeError(f"run {run_id}: too many concurrent updates")

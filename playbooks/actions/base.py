@@ -48,6 +48,7 @@ class Action:
     Params: ClassVar[type[Params]]
     read_only: ClassVar[bool] = False  # also runs in dry-run (it changes nothing)
     reversible: ClassVar[bool] = False
+    uses_alert: ClassVar[bool] = False  # the runner fetches the alert for the context only when needed
 
     def plan(self, params: Any, ctx: ActionContext) -> dict[str, Any]:
         """What ``run`` would do, without doing it."""

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from elasticsearch import NotFoundError
 from pydantic import Field
 
-from playbooks.actions.base import Action, ActionContext, Params
+from playbooks.actions.base import Action, ActionContext, ActionError, Params
 from playbooks.values import Address
 from secops.ecs import get
 from secops.es.templates import index_for, index_pattern
@@ -31,21 +30,46 @@ class Enrich(Action):
     read_only = True
 
     def run(self, p: EnrichParams, ctx: ActionContext) -> dict[str, Any]:
+        """One multi-search (asset, related alerts, connection summary): one round trip to the store."""
         since = f"now-{p.lookback_hours}h"
-        return {"address": p.address, "asset": _asset(ctx, p.address), "alerts": _alerts(ctx, p.address, since),
-                "connections": _connections(ctx, p.address, since)}
+        window = {"bool": {"filter": [_either(p.address), {"range": {"@timestamp": {"gte": since}}}]}}
+        head = {"ignore_unavailable": True, "allow_no_indices": True}
+        searches = [
+            {"index": index_for(ctx.prefix, "secops.asset"), **head}, {"query": {"term": {"host.ip": p.address}},
+                                                                       "size": 1},
+            {"index": index_for(ctx.prefix, "secops.alert"), **head},
+            {"query": window, "size": 10, "track_total_hits": True, "sort": [{"@timestamp": "desc"}],
+             "_source": ["rule.name", "rule.severity"]},
+            {"index": index_pattern(ctx.prefix, "secops.conn"), **head},
+            {"query": window, "size": 0, "track_total_hits": True, "aggs": CONN_AGGS},
+        ]
+        asset, alerts, conns = (_answer(r) for r in ctx.es.msearch(searches=searches,
+                                                                  request_timeout=ctx.timeout)["responses"])
+        return {"address": p.address, "asset": _asset(asset), "alerts": _alerts(alerts),
+                "connections": _connections(conns)}
 
 
-def _search(ctx: ActionContext, index: str, **kw: Any) -> dict[str, Any]:
-    try:
-        return dict(ctx.es.search(index=index, ignore_unavailable=True, allow_no_indices=True,
-                                  request_timeout=ctx.timeout, **kw))
-    except NotFoundError:
-        return {"hits": {"total": {"value": 0}, "hits": []}, "aggregations": {}}
+CONN_AGGS = {"bytes_out": {"sum": {"field": "source.bytes"}}, "bytes_in": {"sum": {"field": "destination.bytes"}},
+             "ports": {"terms": {"field": "destination.port", "size": 10}},
+             "peers": {"terms": {"field": "destination.ip", "size": 10}},
+             "states": {"terms": {"field": "secops.conn.state", "size": 10}}}
 
 
-def _asset(ctx: ActionContext, address: str) -> dict[str, Any] | None:
-    res = _search(ctx, index_for(ctx.prefix, "secops.asset"), query={"term": {"host.ip": address}}, size=1)
+def _answer(response: dict[str, Any]) -> dict[str, Any]:
+    """One msearch response; a missing index counts as no data, any other error fails the step."""
+    if "error" in response:
+        if response["error"].get("type") == "index_not_found_exception":
+            return {"hits": {"total": {"value": 0}, "hits": []}, "aggregations": {}}
+        raise ActionError(f"enrich query failed: {response['error'].get('reason', response['error'])}")
+    return response
+
+
+def _either(address: str) -> dict[str, Any]:
+    return {"bool": {"should": [{"term": {"source.ip": address}}, {"term": {"destination.ip": address}}],
+                     "minimum_should_match": 1}}
+
+
+def _asset(res: dict[str, Any]) -> dict[str, Any] | None:
     hits = res["hits"]["hits"]
     if not hits:
         return None
@@ -56,28 +80,13 @@ def _asset(ctx: ActionContext, address: str) -> dict[str, Any] | None:
     return out
 
 
-def _either(address: str) -> dict[str, Any]:
-    return {"bool": {"should": [{"term": {"source.ip": address}}, {"term": {"destination.ip": address}}],
-                     "minimum_should_match": 1}}
-
-
-def _alerts(ctx: ActionContext, address: str, since: str) -> dict[str, Any]:
-    query = {"bool": {"filter": [_either(address), {"range": {"@timestamp": {"gte": since}}}]}}
-    res = _search(ctx, index_for(ctx.prefix, "secops.alert"), query=query, size=10, track_total_hits=True,
-                  sort=[{"@timestamp": "desc"}], source=["rule.name", "rule.severity"])
+def _alerts(res: dict[str, Any]) -> dict[str, Any]:
     return {"count": res["hits"]["total"]["value"],
             "recent": [{"id": h["_id"], "rule": get(h["_source"], "rule.name"),
                         "severity": get(h["_source"], "rule.severity")} for h in res["hits"]["hits"]]}
 
 
-def _connections(ctx: ActionContext, address: str, since: str) -> dict[str, Any]:
-    query = {"bool": {"filter": [_either(address), {"range": {"@timestamp": {"gte": since}}}]}}
-    aggs = {"bytes_out": {"sum": {"field": "source.bytes"}}, "bytes_in": {"sum": {"field": "destination.bytes"}},
-            "ports": {"terms": {"field": "destination.port", "size": 10}},
-            "peers": {"terms": {"field": "destination.ip", "size": 10}},
-            "states": {"terms": {"field": "secops.conn.state", "size": 10}}}
-    res = _search(ctx, index_pattern(ctx.prefix, "secops.conn"), query=query, size=0, aggs=aggs,
-                  track_total_hits=True)
+def _connections(res: dict[str, Any]) -> dict[str, Any]:
     agg = res.get("aggregations") or {}
 
     def buckets(name: str) -> dict[str, int]:

@@ -38,6 +38,7 @@ class NotifyParams(Params):
 
 class Notify(Action):
     name = "notify"
+    uses_alert = True
     Params = NotifyParams
 
     def plan(self, p: NotifyParams, ctx: ActionContext) -> dict[str, Any]:

@@ -30,6 +30,7 @@ class PcapParams(Params):
 
 class AttachPcap(Action):
     name = "pcap"
+    uses_alert = True
     Params = PcapParams
     read_only = False
 

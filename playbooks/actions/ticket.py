@@ -19,6 +19,7 @@ class TicketParams(Params):
 
 class Ticket(Action):
     name = "ticket"
+    uses_alert = True
     Params = TicketParams
 
     def _payload(self, p: TicketParams, ctx: ActionContext) -> dict[str, Any]:
