@@ -98,3 +98,14 @@ def test_benign_zeek_traces_raise_no_high_alert(settings, es, config_file, testd
     _record(f"| zeek/ ({len(traces)} benign traces) | {'PASS' if not severe else 'FAIL'} | "
             f"{'; '.join(names) or 'no alerts'} |")
     assert not severe, severe
+
+
+def test_rules_test_command_ingests_a_capture_and_reports_matches(config_file, testdata, settings):
+    env = {**os.environ, "SECOPS_CONFIG": str(config_file)}
+    base = [sys.executable, "-c", "from secops.cli import main; main()", "rules", "test"]
+    pcap = str(testdata / "attacks" / "bruteforce" / "ftp-bruteforce.pcap")
+    hit = subprocess.run([*base, "FTP Brute Force", pcap], env=env, capture_output=True, text=True, timeout=600)
+    assert hit.returncode == 0, hit.stderr
+    assert "MATCH" in hit.stdout and "192.168.56.1" in hit.stdout
+    miss = subprocess.run([*base, "Modbus Write Command", pcap], env=env, capture_output=True, text=True, timeout=600)
+    assert miss.returncode == 1 and "0 match(es)" in miss.stdout

@@ -136,3 +136,22 @@ def test_hostile_yaml_gives_one_error_per_file_and_keeps_the_others(tmp_path: Pa
 def test_safe_yaml_refuses_tags_and_anchors(text):
     with pytest.raises(Exception, match="not allowed"):
         safe_yaml_documents(text)
+
+
+def test_rules_check_and_convert_cli_report_each_bad_file(tmp_path: Path):
+    from typer.testing import CliRunner
+
+    from secops.cli import app
+
+    for name, text in HOSTILE.items():
+        (tmp_path / name).write_text(text)
+    (tmp_path / "good.yml").write_text(GOOD_RULE)
+    runner = CliRunner()
+    check = runner.invoke(app, ["rules", "check", str(tmp_path)])
+    assert check.exit_code == 1
+    assert "1 rules compiled" in check.output
+    for name in HOSTILE:
+        assert name in check.output
+    convert = runner.invoke(app, ["rules", "convert", str(tmp_path)])
+    assert convert.exit_code == 0
+    assert "dns.question.name:*.evil.test" in convert.output
