@@ -31,8 +31,12 @@ class _ScanGroup(TyperGroup):
         return super().parse_args(ctx, args)
 
 
-scan_app = typer.Typer(cls=_ScanGroup, no_args_is_help=True,
-                       help="Scope-checked nmap scans (`secops scan TARGET... --profile P`), XML import, policies.")
+scan_app = typer.Typer(
+    cls=_ScanGroup, no_args_is_help=True,
+    help="Scope-checked nmap scans, nmap XML import, scan policies.\n\n"
+         "Scan: [bold]secops scan TARGET... [--profile discovery|standard|deep] [--ports 22,80] [--no-store][/]\n\n"
+         "Targets are addresses, CIDR networks or hostnames inside scanning.scopes and outside scanning.exclusions; "
+         "anything else is refused before nmap starts (the default configuration scans nothing).")
 
 
 def _merge(payload: dict) -> dict:
