@@ -31,6 +31,8 @@ ANALYZERS: tuple[type[Analyzer], ...] = (
     ModbusAnalyzer, Dnp3Analyzer, S7commAnalyzer, Iec104Analyzer,
 )
 
+EXPIRE_EVERY = 4096  # packets between sweeps for records that timed out
+
 __all__ = ["ANALYZERS", "extract_metadata", "tshark_command"]
 
 
@@ -64,6 +66,9 @@ def extract_metadata(pcap: Path, *, tshark_path: str = "tshark",
     analyzers = [cls(warn, context) for cls in ANALYZERS]
     run = TsharkRun()
     for pkt in run_tshark(tshark_command(path, tshark_path), run, lambda m: warn(f"{path.name}: {m}")):
+        if run.packets % EXPIRE_EVERY == 0:
+            for analyzer in analyzers:
+                yield from analyzer.expire(pkt.ts)
         layers = set(pkt.protocols)
         for analyzer in analyzers:
             if analyzer.wants(layers):

@@ -131,6 +131,10 @@ class Analyzer:
     def handle(self, pkt: Packet) -> Iterable[Doc]:
         raise NotImplementedError
 
+    def expire(self, now: float) -> Iterable[Doc]:
+        """Records that can no longer complete by capture time ``now`` (keeps memory bounded)."""
+        return ()
+
     def finish(self) -> Iterable[Doc]:
         """Records still open when the capture ends (unanswered requests, ...)."""
         return ()

@@ -37,6 +37,10 @@ DATA_FIELD = {1: "dns.a", 28: "dns.aaaa", 5: "dns.cname", 2: "dns.ns", 12: "dns.
 TXT_TYPES = {16: "dns.txt", 99: "dns.spf"}
 
 
+QUERY_TIMEOUT = 60.0  # seconds: Zeek's udp_inactivity_timeout ends the "connection" a query belongs to
+MAX_FLOWS = 100_000
+
+
 def qtype_name(code: int | None) -> str | None:
     return None if code is None else QTYPES.get(code, f"query-{code}")
 
@@ -217,6 +221,15 @@ class DnsAnalyzer(Analyzer):
             if txn.query_seen:
                 fields["secops.dns.rtt"] = round(txn.reply_ts - txn.ts, 6)
         return make_doc(self.DATASET, txn.flow, txn.ts, ("dns", txn.trans_id, txn.reply_ts), fields, self.SERVICE)
+
+    def expire(self, now: float) -> Iterable[Doc]:
+        """Queries unanswered for longer than Zeek's UDP inactivity timeout are logged without reply."""
+        old = [key for key, q in self.pending.items() if q[-1].ts < now - QUERY_TIMEOUT]
+        rest = sorted((t for key in old for t in self.pending.pop(key)), key=lambda t: t.ts)
+        for txn in rest:
+            yield self.emit(txn)
+        if len(self.flows) > MAX_FLOWS:
+            self.flows.clear()  # orientation memo only; open transactions keep their own flow
 
     def finish(self) -> Iterable[Doc]:
         rest = sorted((t for q in self.pending.values() for t in q), key=lambda t: t.ts)

@@ -115,3 +115,17 @@ def test_tshark_command_is_a_fixed_argument_list(tmp_path):
     for part in ("dns", "http.request", "tls", "dhcp", "ssh.protocol", "smb2", "ftp.request", "modbus",
                  "dnp3.al.func", "s7comm", "iec60870_104"):
         assert part in display_filter
+
+
+def test_dns_unanswered_queries_expire_after_the_udp_timeout():
+    from collectors.protocols.dns import QUERY_TIMEOUT, DnsAnalyzer
+
+    dns = DnsAnalyzer(lambda _m: None)
+    query = packet("eth:ip:udp:dns", frame__time_epoch=["100.0"], ip__src=["192.0.2.1"], ip__dst=["192.0.2.53"],
+                   udp__srcport=["5353"], udp__dstport=["53"], udp__stream=["0"], dns__id=["7"],
+                   dns__flags__response=["0"], dns__qry__name=["a.example"], dns__qry__type=["1"])
+    assert list(dns.handle(query)) == []
+    assert list(dns.expire(100.0 + QUERY_TIMEOUT - 1)) == []
+    [doc] = dns.expire(100.0 + QUERY_TIMEOUT + 1)
+    assert doc["dns"]["type"] == "query" and doc["dns"]["question"]["name"] == "a.example"
+    assert "response_code" not in doc["dns"] and list(dns.finish()) == []
