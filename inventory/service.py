@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from elasticsearch import Elasticsearch, NotFoundError, helpers
+from elasticsearch import BadRequestError, Elasticsearch, NotFoundError, helpers
 
 from inventory.changes import change_doc
 from inventory.merge import Merger
@@ -115,7 +115,7 @@ def tag_asset(es: Elasticsearch, settings: Settings, ip: str, tags: list[str], a
     store = _store(es, settings)
     try:
         hits = store.find_by("host.ip", ip, 1)
-    except Exception as exc:  # a malformed address is a 400 from the ip field
+    except BadRequestError as exc:  # a malformed address is a 400 from the ip field
         raise ValueError(f"not an IP address: {ip!r}") from exc
     prefix = settings.elasticsearch.index_prefix
     if not hits:

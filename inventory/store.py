@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from elasticsearch import Elasticsearch, NotFoundError, helpers
+from elasticsearch import BadRequestError, Elasticsearch, NotFoundError, helpers
 
 from secops.es.bulk import BulkWriter
 from secops.es.templates import index_for
@@ -55,7 +55,7 @@ class AssetStore:
         for field in ("host.ip", "host.mac", "host.hostname"):
             try:
                 hits = self.find_by(field, key.lower() if field == "host.mac" else key, 1)
-            except Exception:  # noqa: S112 (a non-IP key against the ip field is a 400; try the next field)
+            except BadRequestError:  # a non-IP key against the ip field: try the next field
                 continue
             if hits:
                 return hits[0]

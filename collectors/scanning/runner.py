@@ -53,6 +53,11 @@ def plan_scan(targets: Iterable[object], profile: str, scanning: ScanningSetting
                            timing=policy.timing if policy else 4, max_rate=policy.max_rate if policy else None,
                            host_timeout_seconds=scanning.host_timeout_seconds, max_retries=scanning.max_retries,
                            version_intensity=policy.version_intensity if policy else None)
+    versions = {n.version for t in validated for n in t.networks}
+    if len(versions) > 1:
+        raise TargetError("IPv4 and IPv6 targets cannot share one nmap run; scan them separately")
+    if versions == {6}:
+        args.append("-6")
     return ScanPlan(tuple(nmap_host_args(validated)), tuple(args), profile)
 
 

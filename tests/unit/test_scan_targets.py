@@ -161,3 +161,11 @@ def test_anything_that_parses_is_safe_for_nmap(text):
     for arg in nmap_host_args([t]):
         assert SAFE_TOKEN.match(arg) and not arg.startswith("-") and "," not in arg
         ipaddress.ip_network(arg)
+
+
+def test_ipv6_targets_get_dash_6_and_are_not_mixed():
+    v6 = ScanningSettings(scopes={"lo": ["127.0.0.0/8", "::1/128"]})
+    assert "-6" in plan_scan(["::1"], "discovery", v6).nmap_args
+    assert "-6" not in plan_scan(["127.0.0.1"], "discovery", v6).nmap_args
+    with pytest.raises(TargetError, match="cannot share one nmap run"):
+        plan_scan(["127.0.0.1", "::1"], "discovery", v6)
