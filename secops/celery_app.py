@@ -46,6 +46,9 @@ def configure(app: Celery, settings: Settings) -> Celery:
                                          "schedule": timedelta(seconds=settings.detections.interval_seconds)},
             "collectors-scan-due-policies": {"task": "collectors.scan_due_policies", "schedule": timedelta(minutes=1)},
             "inventory-mark-stale": {"task": "inventory.mark_stale", "schedule": timedelta(hours=1)},
+            # resumes from its checkpoint in secops-state, so passing no argument is correct
+            "inventory-merge-observations": {"task": "inventory.merge_observations",
+                                             "schedule": timedelta(minutes=1)},
             "playbooks-housekeeping": {"task": "playbooks.housekeeping", "schedule": timedelta(seconds=15)},
             "secops-retention": {"task": "secops.retention_apply", "schedule": timedelta(hours=6)},
             "secops-spool-replay": {"task": "secops.spool_replay", "schedule": timedelta(minutes=1)},
