@@ -1,0 +1,126 @@
+"""Actions against real things: enrich on real asset/alert/conn documents, pcap extraction from a real
+capture spool, nftables revert on failure and the iptables backend's self-expiring blocks in a namespace."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from scapy.all import IP, TCP, Ether, wrpcap
+
+from playbooks import store
+from playbooks.blocking import Blocker
+from playbooks.runner import Runner
+from secops.config import PlaybookSettings, load_settings
+from secops.ecs import iso
+from secops.es.client import make_client
+from secops.es.templates import index_for
+from tests.integration.test_playbook_runner import Inline
+from tests.support.netns import Lab
+from tests.support.playbook_lab import audit_actions, playbook_settings, put_alert
+
+pytestmark = pytest.mark.integration
+
+EVIDENCE = """
+name: evidence
+trigger: {tags: [t.evidence]}
+steps:
+  - name: look
+    action: enrich
+    params: {address: "{{ alert.source.ip }}"}
+  - name: pcap
+    action: pcap
+    params: {address: "{{ alert.source.ip }}", peer: "{{ alert.destination.ip }}", port: "{{ alert.destination.port }}"}
+"""
+
+REVERT = """
+name: revert
+trigger: {tags: [t.revert]}
+steps:
+  - name: block
+    action: contain
+    params: {address: "{{ alert.source.ip }}", ttl_seconds: 300}
+  - name: tell
+    action: notify
+    params: {channel: webhook, url: "http://127.0.0.1:9/not-allowed", message: "x"}
+    on_failure: revert
+"""
+
+
+def test_enrich_and_pcap_on_real_documents_and_capture(settings, redis_server, tmp_path):
+    spool = tmp_path / "pcap"
+    spool.mkdir()
+    pkts = [Ether() / IP(src="198.18.0.20", dst="198.18.0.21") / TCP(sport=40000 + i, dport=22) for i in range(5)]
+    pkts += [Ether() / IP(src="198.18.0.20", dst="198.18.0.22") / TCP(dport=80) for _ in range(3)]
+    pkts += [Ether() / IP(src="198.18.0.23", dst="198.18.0.21") / TCP(dport=22) for _ in range(4)]
+    wrpcap(str(spool / "spool-0001.pcap"), pkts)
+    s = playbook_settings(settings, tmp_path, {"evidence": EVIDENCE})
+    data = s.model_dump(mode="json", exclude_none=True)
+    data["paths"]["pcap_dir"] = str(spool)
+    s = load_settings(None, **data)
+    es = make_client(s)
+    prefix = s.elasticsearch.index_prefix
+    es.index(index=index_for(prefix, "secops.asset"), id="asset-20", refresh=True, document={
+        "event": {"dataset": "secops.asset"}, "host": {"ip": ["198.18.0.20"], "hostname": "ws-20"},
+        "secops": {"asset": {"id": "asset-20", "criticality": "high", "zone": "office",
+                             "services": [{"port": 22, "transport": "tcp", "name": "ssh"}]}}})
+    now = iso()
+    for i, port in enumerate([22, 22, 445]):
+        es.index(index=index_for(prefix, "secops.conn", now), id=f"c{i}", document={
+            "@timestamp": now, "event": {"dataset": "secops.conn"}, "source": {"ip": "198.18.0.20", "bytes": 100},
+            "destination": {"ip": "198.18.0.21", "port": port, "bytes": 1000}, "secops": {"conn": {"state": "SF"}}})
+    es.indices.refresh(index=f"{prefix}-conn-*")
+    put_alert(es, prefix, "ev", source="198.18.0.20", destination="198.18.0.21", port=22, tags=["t.evidence"])
+    inline = Inline()
+    r = Runner(s, es, inline)
+    run_id = r.on_alert("ev")[0]
+    assert inline.drain(r) == ["done", "done"]
+    steps = store.get_run(es, prefix, run_id)["secops"]["playbook"]["steps"]
+    look, pcap = json.loads(steps[0]["result"]), json.loads(steps[1]["result"])
+    assert look["asset"]["hostname"] == "ws-20" and look["asset"]["criticality"] == "high"
+    assert look["asset"]["services"] == ["22/tcp ssh"]
+    assert look["alerts"]["count"] == 1 and look["alerts"]["recent"][0]["id"] == "ev"
+    assert look["connections"] == {"count": 3, "bytes_out": 300, "bytes_in": 3000, "top_ports": {"22": 2, "445": 1},
+                                   "top_peers": {"198.18.0.21": 3}, "states": {"SF": 3}}
+    assert pcap["status"] == "attached" and pcap["packets"] == 5
+    # without a spool the step degrades with a recorded reason instead of failing
+    data["paths"]["pcap_dir"] = str(tmp_path / "nowhere")
+    r2 = Runner(load_settings(None, **data), es, inline)
+    put_alert(es, prefix, "ev2", source="198.18.0.20", destination="198.18.0.21", port=22, tags=["t.evidence"])
+    run2 = r2.on_alert("ev2")[0]
+    inline.drain(r2)
+    result = json.loads(store.get_run(es, prefix, run2)["secops"]["playbook"]["steps"][1]["result"])
+    assert result["status"] == "unavailable" and "no pcap spool" in result["reason"]
+
+
+def test_failure_policy_revert_lifts_the_block(settings, redis_server, tmp_path):
+    with Lab() as lab:
+        victim = lab.add_host("rv")
+        s = playbook_settings(settings, tmp_path, {"revert": REVERT}, block_netns=victim.name)
+        es, inline = make_client(s), Inline()
+        r = Runner(s, es, inline)
+        put_alert(es, s.elasticsearch.index_prefix, "rv", source="198.18.0.99", tags=["t.revert"])
+        run_id = r.on_alert("rv")[0]
+        assert inline.drain(r) == ["done", "failed"]
+        pb = store.get_run(es, s.elasticsearch.index_prefix, run_id)["secops"]["playbook"]
+        assert pb["status"] == "failed" and "webhook_allow" in pb["steps"][1]["error"]
+        assert not Blocker(s.playbooks).is_blocked("198.18.0.99")
+        actions = [a["action"] for a in audit_actions(es, s.elasticsearch.index_prefix, run_id)]
+        assert actions.count("playbook.step.acted") == 1 and "playbook.step.reverted" in actions
+
+
+def test_iptables_backend_blocks_and_housekeeping_expires():
+    with Lab() as lab:
+        victim = lab.add_host("ipt")
+        b = Blocker(PlaybookSettings(block_backend="iptables", block_netns=victim.name))
+        assert b.block("198.18.0.98", 2) == {"backend": "iptables", "already_blocked": False}
+        assert b.block("198.18.0.98", 2)["already_blocked"] is True
+        assert "198.18.0.98/32" in victim.run("iptables", "-S", "INPUT").stdout
+        assert b.expire_iptables() == []
+        time.sleep(2.5)
+        assert b.expire_iptables() == ["198.18.0.98"]
+        assert not b.is_blocked("198.18.0.98")
+        assert b.block("198.18.0.97", 60)["already_blocked"] is False
+        assert b.unblock("198.18.0.97") == {"backend": "iptables", "removed": True}
+        assert "secops-block" not in victim.run("iptables", "-S", "INPUT").stdout
