@@ -18,9 +18,10 @@ from collections import Counter
 # Pkt fields (index constants keep the hot path free of attribute lookups)
 SRC, DST, PROTO, SPORT, DPORT, IPLEN, FLAGS, SEQ, ACK, PLEN, ONEWAY, L4OFF, BUF, TUNNEL, CAPLEN, MAC, BADSUM = range(17)
 Pkt = tuple  # (src, dst, proto, sport, dport, ip_len, tcp_flags, seq, ack, payload_len, one_way,
-#              l4_offset, buf, tunnel, captured_l4_bytes, src_mac, bad_checksum)
+#              l4_offset, buf, tunnel, captured_bytes (TCP: of the payload, else of L4), src_mac,
+#              bad_checksum)
 
-TCP, UDP, ICMP, ICMP6 = 6, 17, 1, 58
+TCP, UDP, ICMP, ICMP6, SCTP = 6, 17, 1, 58, 132
 FIN, SYN, RST, PSH, ACKF = 0x01, 0x02, 0x04, 0x08, 0x10
 
 LINK_ETHERNET, LINK_NULL, LINK_LOOP, LINK_PPP = 1, 0, 108, 9
@@ -189,6 +190,8 @@ class Decoder:
             return []
         vihl, total, ident, frag, _ttl, proto = _ip4(buf, off)
         hl = (vihl & 0x0F) * 4
+        if total == 0:  # segmentation offload on the capturing host: the length field is left unset
+            total = min(end - off, 0xFFFF)
         if hl < 20 or total < hl or end - off < hl:
             self.errors["bad_ip_header"] += 1
             return []
@@ -297,7 +300,7 @@ class Decoder:
                 return []
             bad = self.verify and avail >= l4len and not self._checksum_ok(src, dst, TCP, buf, l4, l4len)
             return [(src, dst, TCP, sport, dport, total, flags, seq, ack, l4len - thl, False, l4, buf, tunnel,
-                     avail, mac, bad)]
+                     avail - thl, mac, bad)]
         if proto == UDP:
             if avail < 8:
                 self.errors["truncated_udp"] += 1
@@ -325,6 +328,9 @@ class Decoder:
                 src, dst, proto, buf, l4, l4len, pseudo=proto == ICMP6)
             return [(src, dst, proto, sp, dp, total, 0, 0, 0, max(l4len - 8, 0), one_way, l4, buf, tunnel,
                      avail, mac, bad)]
+        if proto == SCTP and avail >= 4:  # ports for the Community ID; the flow table keys it port-less (Zeek)
+            sport, dport = _u16(buf, l4)[0], _u16(buf, l4 + 2)[0]
+            return [(src, dst, proto, sport, dport, total, 0, 0, 0, 0, False, l4, buf, tunnel, avail, mac, False)]
         if depth < MAX_DEPTH:
             if proto == 47:
                 return self._gre(buf, l4, l4end, ts, depth + 1)

@@ -15,7 +15,6 @@ from collections.abc import Callable, Iterator
 from collectors.decode import (
     ACK,
     BADSUM,
-    BUF,
     CAPLEN,
     DPORT,
     DST,
@@ -23,7 +22,6 @@ from collectors.decode import (
     ICMP,
     ICMP6,
     IPLEN,
-    L4OFF,
     MAC,
     ONEWAY,
     PLEN,
@@ -164,8 +162,8 @@ class Flow:
         self.closed_at = None
         self.o = self.r = None
         self.o_mac = self.r_mac = None
-        self.bad_sums = 0
-        self.bad_thresh = 1
+        self.bad_sums = [0, 0]  # per direction, scaled history letters C/c
+        self.bad_thresh = [1, 1]
 
     # -- history helpers (Connection::CheckHistory / AddHistory / ScaledHistoryEntry) -------------------
     def check_history(self, mask: str, code: str) -> bool:
@@ -183,6 +181,8 @@ class Flow:
         self.o_bytes, self.r_bytes = self.r_bytes, self.o_bytes
         self.o_size, self.r_size = self.r_size, self.o_size
         self.o_mac, self.r_mac = self.r_mac, self.o_mac
+        self.bad_sums.reverse()
+        self.bad_thresh.reverse()
         self.hist = [c.swapcase() for c in self.hist]
         self.hist_seen = {m.swapcase() for m in self.hist_seen}
         self.hist.append("^")
@@ -281,10 +281,12 @@ class FlowTable:
             flows[key] = f
         is_orig = src == f.o_ip and sport == f.o_port
         if p[BADSUM]:  # Zeek: the connection exists, the packet is not counted, history shows C/c
-            f.bad_sums += 1
-            if f.bad_sums == f.bad_thresh:
+            side = 0 if is_orig else 1
+            f.bad_sums[side] += 1
+            if f.bad_sums[side] == f.bad_thresh[side]:
                 f.hist.append("C" if is_orig else "c")
-                f.bad_thresh *= 10
+                f.bad_thresh[side] *= 10
+            f.expire = max(f.expire, ts + (TCP_INACTIVITY if proto == TCP else UDP_INACTIVITY))
             return
         if proto == TCP:
             self._tcp(f, p, is_orig, ts)
@@ -450,7 +452,7 @@ class FlowTable:
         # content delivery: track contiguous data and gaps the peer acknowledged (missed bytes)
         if length > 0 and not rst:
             dstart = rel_seq + (1 if syn else 0)
-            if dstart <= ep.rx_end < dstart + length and self._captured(p):
+            if dstart <= ep.rx_end < dstart + length and p[CAPLEN] >= length:  # whole payload captured
                 ep.rx_end = dstart + length
         if ackf and not rst and peer.state != INACTIVE:
             rel_ack = peer.unwrap(ack, peer.ack_seq) - peer.start_seq
@@ -464,10 +466,6 @@ class FlowTable:
             self._closed(f, ep, peer)
         f.expire = self._tcp_expire(f, ts)
 
-    @staticmethod
-    def _captured(p: tuple) -> bool:
-        """Whole TCP payload captured (not cut by the snap length)."""
-        return p[CAPLEN] >= p[PLEN] + ((p[BUF][p[L4OFF] + 12] >> 4) * 4)
 
     @staticmethod
     def _scaled(f: Flow, ep: Endpoint, code: str, kind: str) -> None:

@@ -191,3 +191,36 @@ def ingest_files(paths: Iterable[str | Path], sink: Sink, **kw: Any) -> IngestSt
     for p in paths:
         pipe.process_file(p)
     return pipe.finish()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Lean NDJSON reader without the full CLI's imports: ``python3 -m collectors.ingest PCAP...``."""
+    import sys
+
+    import orjson
+
+    from collectors.pcapio import CaptureError
+
+    out = sys.stdout.buffer
+
+    def sink(doc: dict[str, Any]) -> None:
+        out.write(orjson.dumps(doc, default=str) + b"\n")
+
+    def warn(msg: str) -> None:
+        print(f"warning: {msg}", file=sys.stderr)
+
+    pipe = Pipeline(sink, on_warning=warn)
+    status = 0
+    for path in argv if argv is not None else sys.argv[1:]:
+        try:
+            pipe.process_file(path)
+        except CaptureError as e:
+            print(f"error: {e}", file=sys.stderr)
+            status = 2
+    pipe.finish()
+    out.flush()
+    return status
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import struct
+import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -51,6 +52,9 @@ class _Buffer:
         self.buf = b""
         self.pos = 0
         self.eof = False
+        self.error: str | None = None
+        # gzip: read1 returns what one decompression step yields, so a damaged tail loses little
+        self.read = f.read1 if isinstance(f, gzip.GzipFile) else f.read
 
     def need(self, n: int) -> bool:
         """Ensure n bytes from pos are buffered; False at end of data."""
@@ -62,7 +66,11 @@ class _Buffer:
         parts = [rest]
         have = len(rest)
         while have < n:
-            data = self.f.read(max(CHUNK, n - have))
+            try:
+                data = self.read(max(CHUNK, n - have))
+            except (EOFError, OSError, zlib.error) as e:  # damaged/truncated compressed stream
+                self.error = str(e) or type(e).__name__
+                data = b""
             if not data:
                 self.eof = True
                 break
@@ -118,6 +126,8 @@ def _read_pcap(b: _Buffer, path: Path, endian: str, ns_mult: int) -> Iterator[Re
     n = 0
     while True:
         if not b.need(16):
+            if b.error:
+                raise CaptureWarning(f"{path}: {b.error}; stopped after {n} packets")
             if b.pos < len(b.buf):
                 raise CaptureWarning(f"{path}: truncated record header after {n} packets")
             return
@@ -125,7 +135,7 @@ def _read_pcap(b: _Buffer, path: Path, endian: str, ns_mult: int) -> Iterator[Re
         if caplen > MAX_RECORD or (caplen > max(snaplen, 262144) and caplen > wirelen):
             raise CaptureWarning(f"{path}: corrupt record length {caplen} after {n} packets")
         if not b.need(16 + caplen):
-            raise CaptureWarning(f"{path}: truncated packet data after {n} packets")
+            raise CaptureWarning(f"{path}: {b.error or 'truncated packet data'}; stopped after {n} packets")
         start = b.pos + 16
         b.pos = start + caplen
         n += 1
@@ -138,6 +148,8 @@ def _read_pcapng(b: _Buffer, path: Path) -> Iterator[Record]:
     n = 0
     while True:
         if not b.need(12):
+            if b.error:
+                raise CaptureWarning(f"{path}: {b.error}; stopped after {n} packets")
             if b.pos < len(b.buf):
                 raise CaptureWarning(f"{path}: truncated block header after {n} packets")
             return
@@ -152,7 +164,7 @@ def _read_pcapng(b: _Buffer, path: Path) -> Iterator[Record]:
         if blen < 12 or blen % 4 or blen > MAX_RECORD:
             raise CaptureWarning(f"{path}: corrupt block length {blen} after {n} packets")
         if not b.need(blen):
-            raise CaptureWarning(f"{path}: truncated block after {n} packets")
+            raise CaptureWarning(f"{path}: {b.error or 'truncated block'}; stopped after {n} packets")
         start = b.pos
         b.pos += blen
         if btype == 1:  # interface description

@@ -1,0 +1,193 @@
+#!/usr/bin/env python3
+"""Flow-path throughput vs tshark, whole ingest into Elasticsearch, peak memory - one run, one capture.
+
+    python3 benchmarks/flow_path.py [--packets 1000000] [--keep DIR] [--no-es]
+
+Builds a synthetic capture (complete TCP conversations with handshakes, payloads of mixed sizes, FIN
+teardown; DNS-like UDP request/response pairs; a sprinkle of ICMP echo and VLAN tags) of at least
+--packets packets in a temporary directory, then measures on that same file:
+  1. flow path (read + decode + flow table + conn documents, no output) packets/s,
+  2. `tshark -q -z conv,tcp -z conv,udp -r FILE` packets/s (the peer),
+  3. `secops ingest FILE --output es --no-deep` into a local Elasticsearch node (started here),
+and prints a table with the ratio and the peak RSS of each run (resource.getrusage).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import resource
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+ETH_SRC, ETH_DST = bytes.fromhex("020000000001"), bytes.fromhex("020000000002")
+
+
+def _ip4(src: bytes, dst: bytes, proto: int, payload: bytes) -> bytes:
+    return struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(payload), 0, 0x4000, 64, proto, 0, src, dst) + payload
+
+
+def _tcp(sport: int, dport: int, seq: int, ack: int, flags: int, data: bytes = b"") -> bytes:
+    return struct.pack("!HHIIBBHHH", sport, dport, seq & 0xFFFFFFFF, ack & 0xFFFFFFFF, 0x50, flags, 65535, 0, 0) + data
+
+
+def _frame(ip: bytes, vlan: int | None = None) -> bytes:
+    if vlan is None:
+        return ETH_DST + ETH_SRC + b"\x08\x00" + ip
+    return ETH_DST + ETH_SRC + struct.pack("!HH", 0x8100, vlan) + b"\x08\x00" + ip
+
+
+def tcp_conversation(c: bytes, s: bytes, cport: int, sport: int, rng: random.Random, vlan: int | None) -> list[bytes]:
+    isn_c, isn_s = rng.getrandbits(32), rng.getrandbits(32)
+    out = [_ip4(c, s, 6, _tcp(cport, sport, isn_c, 0, 0x02)),
+           _ip4(s, c, 6, _tcp(sport, cport, isn_s, isn_c + 1, 0x12)),
+           _ip4(c, s, 6, _tcp(cport, sport, isn_c + 1, isn_s + 1, 0x10))]
+    sc, ss = isn_c + 1, isn_s + 1
+    for _ in range(rng.randint(2, 12)):
+        req = bytes(rng.randint(40, 400))
+        out.append(_ip4(c, s, 6, _tcp(cport, sport, sc, ss, 0x18, req)))
+        sc += len(req)
+        for _ in range(rng.randint(1, 3)):
+            resp = bytes(rng.choice((0, 200, 1400, 1400)))
+            out.append(_ip4(s, c, 6, _tcp(sport, cport, ss, sc, 0x18 if resp else 0x10, resp)))
+            ss += len(resp)
+        out.append(_ip4(c, s, 6, _tcp(cport, sport, sc, ss, 0x10)))
+    out += [_ip4(c, s, 6, _tcp(cport, sport, sc, ss, 0x11)),
+            _ip4(s, c, 6, _tcp(sport, cport, ss, sc + 1, 0x11)),
+            _ip4(c, s, 6, _tcp(cport, sport, sc + 1, ss + 1, 0x10))]
+    return [_frame(p, vlan) for p in out]
+
+
+def udp_pair(c: bytes, s: bytes, cport: int, rng: random.Random) -> list[bytes]:
+    q, r = bytes(rng.randint(30, 60)), bytes(rng.randint(60, 300))
+    return [_frame(_ip4(c, s, 17, struct.pack("!HHHH", cport, 53, 8 + len(q), 0) + q)),
+            _frame(_ip4(s, c, 17, struct.pack("!HHHH", 53, cport, 8 + len(r), 0) + r))]
+
+
+def build_capture(path: Path, packets: int, seed: int = 7) -> int:
+    """Write a pcap of at least ``packets`` packets; returns the exact count."""
+    rng = random.Random(seed)
+    n, ts = 0, 1_700_000_000.0
+    with open(path, "wb") as f:
+        f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, 1))
+        i = 0
+        while n < packets:
+            i += 1
+            c = struct.pack("!BBH", 10, 1, i % 60000)
+            s = struct.pack("!BBH", 10, 2, rng.randint(1, 200))
+            kind = i % 10
+            if kind < 7:
+                frames = tcp_conversation(c, s, 1024 + i % 60000, rng.choice((80, 443, 22, 8080, 445)), rng,
+                                          100 if kind == 6 else None)
+            elif kind < 9:
+                frames = udp_pair(c, s, 1024 + i % 60000, rng)
+            else:
+                payload = struct.pack("!BBHHH", 8, 0, 0, i & 0xFFFF, 1) + bytes(56)
+                frames = [_frame(_ip4(c, s, 1, payload)), _frame(_ip4(s, c, 1, b"\0" + payload[1:]))]
+            for fr in frames:
+                ts += 0.0002
+                sec = int(ts)
+                f.write(struct.pack("<IIII", sec, int((ts - sec) * 1e6), len(fr), len(fr)))
+                f.write(fr)
+                n += 1
+    return n
+
+
+def measure(cmd: list[str], env: dict | None = None) -> tuple[float, int, str]:
+    """Wall seconds, peak RSS (KiB) of the child, and its stdout."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    t0 = time.perf_counter()
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+    dt = time.perf_counter() - t0
+    if out.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd[:4])}... failed: {out.stderr.strip()[-400:]}")
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return dt, max(peak, before), out.stdout
+
+
+FLOW_PATH = """
+import sys, resource, time
+from collectors.ingest import Pipeline
+n = [0]
+def sink(doc): n[0] += 1
+pipe = Pipeline(sink, deep=False, verify_checksums=%s)
+t0 = time.perf_counter()
+pipe.process_file(sys.argv[1]); st = pipe.finish()
+dt = time.perf_counter() - t0
+print(st.packets, st.conns, dt, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+def run_flow_path(pcap: Path, checksums: bool) -> tuple[int, int, float, int]:
+    code = FLOW_PATH % checksums
+    out = subprocess.run([sys.executable, "-c", code, str(pcap)], capture_output=True, text=True, cwd=REPO,
+                         check=True).stdout.split()
+    return int(out[0]), int(out[1]), float(out[2]), int(out[3])
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--packets", type=int, default=1_000_000)
+    ap.add_argument("--keep", type=Path, help="build/keep the capture in this directory")
+    ap.add_argument("--no-es", action="store_true", help="skip the Elasticsearch ingest run")
+    args = ap.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="secops-bench-")) if not args.keep else args.keep
+    tmp.mkdir(parents=True, exist_ok=True)
+    pcap = tmp / "flows.pcap"
+    rows = []
+    try:
+        if not pcap.exists():
+            t0 = time.perf_counter()
+            build_capture(pcap, args.packets)
+            print(f"built {pcap} ({pcap.stat().st_size / 1e6:.0f} MB) in {time.perf_counter() - t0:.1f}s",
+                  file=sys.stderr)
+        packets, conns, dt, rss = run_flow_path(pcap, checksums=False)
+        rows.append(("flow path (decode+flows+conn docs)", packets, dt, rss))
+        _, _, dt_c, rss_c = run_flow_path(pcap, checksums=True)
+        rows.append(("flow path, checksums verified", packets, dt_c, rss_c))
+        dt_t, rss_t, _ = measure(["tshark", "-q", "-z", "conv,tcp", "-z", "conv,udp", "-r", str(pcap)])
+        rows.append(("tshark -q -z conv,tcp -z conv,udp", packets, dt_t, rss_t))
+        if not args.no_es:
+            rows.append(run_es_ingest(pcap, tmp, packets))
+        print(f"\ncapture: {packets} packets, {conns} connections, {pcap.stat().st_size / 1e6:.0f} MB\n")
+        print(f"{'run':<42}{'seconds':>9}{'packets/s':>12}{'peak RSS MB':>13}")
+        for name, n, secs, kib in rows:
+            print(f"{name:<42}{secs:>9.1f}{n / secs:>12,.0f}{kib / 1024:>13.0f}")
+        print(f"\nflow path / tshark: {dt_t / dt:.1f}x  (target >= 3x)")
+    finally:
+        if not args.keep:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+def run_es_ingest(pcap: Path, tmp: Path, packets: int) -> tuple[str, int, float, int]:
+    from secops.config import load_settings
+    from secops.stack import ElasticsearchNode
+    from tests.support.services import write_config
+
+    base = Path(tempfile.mkdtemp(prefix="secops-bench-es-"))
+    os.chmod(base, 0o755)
+    node = ElasticsearchNode(base_dir=base, heap="1g").start()
+    try:
+        s = load_settings(None, elasticsearch={"hosts": [node.url]}, paths={"state_dir": str(tmp / "state")})
+        cfg = write_config(s, tmp / "secops.yaml")
+        env = dict(os.environ, SECOPS_CONFIG=str(cfg))
+        dt, rss, _ = measure([sys.executable, "-c", "from secops.cli import main; main()", "ingest", str(pcap),
+                              "--output", "es", "--no-deep"], env=env)
+        return ("secops ingest --output es (no deep path)", packets, dt, rss)
+    finally:
+        node.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

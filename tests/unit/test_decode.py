@@ -1,0 +1,156 @@
+"""The hand decoder against frames built with scapy (an independent encoder) for every encapsulation."""
+
+from __future__ import annotations
+
+import ipaddress
+
+import pytest
+from scapy.all import (
+    GRE,
+    ICMP,
+    IP,
+    LLC,
+    SNAP,
+    TCP,
+    UDP,
+    VXLAN,
+    Dot1AD,
+    Dot1Q,
+    Ether,
+    IPv6,
+    IPv6ExtHdrHopByHop,
+    PPPoE,
+    fragment,
+)
+from scapy.contrib.gtp import GTP_U_Header
+from scapy.contrib.mpls import MPLS
+from scapy.layers.inet6 import ICMPv6EchoRequest
+from scapy.layers.l2 import CookedLinux
+from scapy.layers.ppp import PPP
+
+from collectors.decode import (
+    DPORT,
+    DST,
+    FLAGS,
+    IPLEN,
+    ONEWAY,
+    PLEN,
+    PROTO,
+    SEQ,
+    SPORT,
+    SRC,
+    TUNNEL,
+    Decoder,
+)
+
+INNER = IP(src="198.18.0.1", dst="198.18.0.2") / TCP(sport=40000, dport=80, flags="PA", seq=1000) / (b"x" * 33)
+
+
+def decode(frame, linktype: int = 1) -> list:
+    raw = bytes(frame)
+    return Decoder().decode(linktype, raw, 0, len(raw))
+
+
+def addr(b: bytes) -> str:
+    return str(ipaddress.ip_address(b))
+
+
+def check_inner(p) -> None:
+    assert (addr(p[SRC]), addr(p[DST]), p[PROTO], p[SPORT], p[DPORT]) == ("198.18.0.1", "198.18.0.2", 6, 40000, 80)
+    assert p[IPLEN] == 20 + 20 + 33 and p[PLEN] == 33 and p[SEQ] == 1000 and p[FLAGS] == 0x18
+
+
+@pytest.mark.parametrize("frame", [
+    Ether() / INNER,
+    Ether() / Dot1Q(vlan=5) / INNER,
+    Ether() / Dot1AD(vlan=7) / Dot1Q(vlan=5) / INNER,
+    Ether() / MPLS(label=16, s=0) / MPLS(label=17, s=1) / INNER,
+    Ether() / Dot1Q(vlan=3) / MPLS(label=16, s=1) / INNER,
+    Ether() / PPPoE(sessionid=1) / PPP(proto=0x0021) / INNER,
+    Ether() / Dot1AD(vlan=2) / Dot1Q(vlan=3) / PPPoE(sessionid=1) / PPP(proto=0x0021) / INNER,
+    Ether(type=None) / LLC(dsap=0xAA, ssap=0xAA, ctrl=3) / SNAP(OUI=0, code=0x0800) / INNER,
+], ids=["ether", "vlan", "qinq", "mpls", "mpls-in-vlan", "pppoe", "pppoe-qinq", "llc-snap"])
+def test_link_encapsulations(frame) -> None:
+    pkts = decode(frame)
+    assert len(pkts) == 1
+    check_inner(pkts[0])
+    assert pkts[0][TUNNEL] == ""
+
+
+def test_linux_sll_raw_and_null() -> None:
+    check_inner(decode(CookedLinux(proto=0x0800) / INNER, 113)[0])
+    check_inner(decode(INNER, 101)[0])
+    check_inner(decode(b"\x02\x00\x00\x00" + bytes(INNER), 0)[0])
+
+
+@pytest.mark.parametrize(("outer", "tunnel"), [
+    (IP(src="10.0.0.1", dst="10.0.0.2") / UDP(sport=5555, dport=4789) / VXLAN(vni=42) / Ether() / INNER, None),
+    (IP(src="10.0.0.1", dst="10.0.0.2") / UDP(sport=2152, dport=2152) / GTP_U_Header(teid=9) / INNER, "gtpv1"),
+    (IP(src="10.0.0.1", dst="10.0.0.2") / GRE(proto=0x0800) / INNER, "gre"),
+    (IP(src="10.0.0.1", dst="10.0.0.2") / GRE(proto=0x6558) / Ether() / INNER, None),
+    (IP(src="10.0.0.1", dst="10.0.0.2") / INNER, "ip-in-ip"),
+], ids=["vxlan", "gtp-u", "gre", "gre-ether", "ipip"])
+def test_tunnels_yield_inner_flows(outer, tunnel) -> None:
+    pkts = decode(Ether() / outer)
+    inner = pkts[-1]
+    check_inner(inner)
+    if tunnel:
+        assert inner[TUNNEL] == tunnel
+    if UDP in outer:  # UDP tunnels also count the outer flow (Zeek logs it with the tunnel service)
+        assert len(pkts) == 2 and pkts[0][PROTO] == 17
+
+
+def test_teredo() -> None:
+    inner6 = IPv6(src="2001::1", dst="2001::2") / UDP(sport=1, dport=2) / b"hello"
+    pkts = decode(Ether() / IP(src="10.0.0.1", dst="10.0.0.2") / UDP(sport=3544, dport=40000) / inner6)
+    assert len(pkts) == 2
+    assert addr(pkts[1][SRC]) == "2001::1" and pkts[1][TUNNEL] == "teredo"
+
+
+def test_not_gtp_on_gtp_port_stays_udp() -> None:
+    pkts = decode(Ether() / IP() / UDP(sport=2152, dport=53) / (b"\x12\x34\x01\x00\x00\x01" + b"\0" * 20))
+    assert len(pkts) == 1 and pkts[0][DPORT] == 53
+
+
+def test_ipv4_fragments_reassembled_in_any_order() -> None:
+    big = IP(src="198.18.0.1", dst="198.18.0.2", id=77) / UDP(sport=1000, dport=2000) / (b"A" * 3000)
+    frags = fragment(big, fragsize=1000)
+    assert len(frags) == 4
+    dec = Decoder()
+    out = []
+    for fr in [frags[3], frags[0], frags[2], frags[1]]:
+        raw = bytes(Ether() / fr)
+        out += dec.decode(1, raw, 0, len(raw))
+    assert len(out) == 1
+    p = out[0]
+    assert p[PROTO] == 17 and p[SPORT] == 1000 and p[PLEN] == 3000 and p[IPLEN] == 20 + 8 + 3000
+
+
+def test_ipv6_extension_headers_and_icmp6() -> None:
+    p = decode(Ether() / IPv6(src="fe80::1", dst="fe80::2") / IPv6ExtHdrHopByHop() / ICMPv6EchoRequest() / b"12")[0]
+    assert p[PROTO] == 58 and (p[SPORT], p[DPORT]) == (128, 129) and not p[ONEWAY]
+    assert p[IPLEN] == 40 + 8 + 8 + 2
+
+
+def test_icmp_ports_follow_zeek() -> None:
+    echo = decode(Ether() / IP() / ICMP(type=8))[0]
+    assert (echo[SPORT], echo[DPORT], echo[ONEWAY]) == (8, 0, False)
+    unreach = decode(Ether() / IP() / ICMP(type=3, code=3))[0]
+    assert (unreach[SPORT], unreach[DPORT], unreach[ONEWAY]) == (3, 3, True)
+
+
+def test_checksum_verification_flags_bad_packets() -> None:
+    good = Ether() / IP(src="198.18.0.1", dst="198.18.0.2") / TCP(sport=1, dport=2) / b"abc"
+    raw = bytearray(bytes(good))
+    dec = Decoder(verify_checksums=True)
+    assert dec.decode(1, bytes(raw), 0, len(raw))[0][-1] is False
+    raw[-1] ^= 0xFF
+    assert dec.decode(1, bytes(raw), 0, len(raw))[0][-1] is True
+    assert dec.bad_checksums == 1
+
+
+def test_non_ip_is_not_an_error() -> None:
+    dec = Decoder()
+    raw = bytes(Ether(type=0x0806) / (b"\0" * 28))
+    assert dec.decode(1, raw, 0, len(raw)) == []
+    assert not dec.errors and dec.nonip == 1
