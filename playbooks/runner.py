@@ -39,6 +39,8 @@ from secops.es.templates import index_for
 log = logging.getLogger(__name__)
 Dispatch = Callable[..., None]  # dispatch(run_id, index, countdown=0.0, timeout=None)
 KILL_SWITCH_CACHE = 1.0  # seconds a worker may act on a stale kill-switch reading
+# Every countdown stays far below the broker's visibility timeout (>= 86400 + 3600 s, secops.celery_app).
+MAX_COUNTDOWN = 3600.0
 LEASE_MARGIN = 8.0  # > the soft time limit margin (tasks.SOFT_LIMIT_MARGIN)
 SERVICE_ACTOR = "playbooks"
 
@@ -219,7 +221,7 @@ class Runner:
                 return None
             lease = rec.get("lease_until")
             if rec["status"] == "running" and lease and parse_time(lease) > now:
-                verdict.update(ok=False, wait=(parse_time(lease) - now).total_seconds() + 0.5)
+                verdict.update(ok=False, wait=min((parse_time(lease) - now).total_seconds() + 0.5, MAX_COUNTDOWN))
                 return None
             verdict.update(ok=True, wait=0.0, fresh=rec["status"] in ("pending", "retrying"))
             rec.update(status="running", holder=holder, started=rec.get("started") or iso(now),
@@ -265,7 +267,7 @@ class Runner:
         store.audit(self.es, self.prefix, "playbook.step.failed", f"{run_id}/{step.name}", "failure",
                     actor=SERVICE_ACTOR, run_id=run_id, details={**inputs, "error": message, "will_retry": retry})
         if retry:
-            countdown = step.backoff_seconds * 2 ** (inputs["attempt"] - 1)
+            countdown = min(step.backoff_seconds * 2 ** (inputs["attempt"] - 1), MAX_COUNTDOWN)
 
             def mark(doc: dict[str, Any]) -> dict[str, Any]:
                 doc["secops"]["playbook"]["steps"][index].update(

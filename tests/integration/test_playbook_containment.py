@@ -103,6 +103,12 @@ def test_alert_approval_block_and_ttl_expiry(settings, redis_server, es, tmp_pat
         assert acted[1]["details"]["params"] == {"address": attacker.ip, "ttl_seconds": TTL}
         assert acted[1]["details"]["result"]["netns"] == victim.name
 
+        shown = secops_cli(config, "playbooks", "show", done["run_id"])
+        assert shown.returncode == 0 and "completed" in shown.stdout and "playbook.approve" in shown.stdout
+        assert "analyst-alice" in shown.stdout
+        listed = secops_cli(config, "playbooks", "runs", "--status", "completed")
+        assert listed.returncode == 0 and done["run_id"] in listed.stdout
+
         # housekeeping books the expiry
         res = celery_client(s).send_task("playbooks.housekeeping").get(timeout=30)
         assert res["blocks_expired"] == 1

@@ -91,3 +91,18 @@ def test_cidr_and_numeric_conditions():
     book = parse(GOOD.replace("field: alert.destination.port, op: in, value: [22, 3389]",
                               "field: alert.destination.port, op: gte, value: 1024"))
     assert not matching([book], ALERT)
+
+
+def test_cli_validate_reports_bad_files(tmp_path):
+    from typer.testing import CliRunner
+
+    from secops.cli import app
+    from secops.cli_support import CliError, state
+
+    good, bad = tmp_path / "good.yaml", tmp_path / "bad.yaml"
+    good.write_text(GOOD)
+    bad.write_text(GOOD.replace("action: contain", "action: rm"))
+    state.config_path, state._settings = None, None
+    result = CliRunner().invoke(app, ["playbooks", "validate", str(good), str(bad)])
+    assert isinstance(result.exception, CliError) and "1 of 2 playbook files invalid" in str(result.exception)
+    assert "ok" in result.output and "unknown action" in result.output
