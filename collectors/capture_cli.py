@@ -89,3 +89,105 @@ def register(app: typer.Typer) -> None:
     app.command("ingest")(ingest)
     app.add_typer(sensor_app, name="sensor")
     app.add_typer(pcap_app, name="pcap")
+
+
+@sensor_app.command("run")
+def sensor_run(
+    interface: Annotated[str | None, typer.Option("--interface", "-i", help="Interface to capture on")] = None,
+    bpf: Annotated[str | None, typer.Option("--bpf", help="BPF capture filter")] = None,
+    observer: Annotated[str | None, typer.Option(help="Sensor name (observer.name); default the hostname")] = None,
+    rotate_seconds: Annotated[float | None, typer.Option(help="Seal a chunk after this many seconds")] = None,
+    rotate_mb: Annotated[float | None, typer.Option(help="Seal a chunk at this size")] = None,
+    duration: Annotated[float | None, typer.Option(help="Stop after this many seconds (default: until signalled)")]
+    = None,
+) -> None:
+    """Capture live traffic into the rotating pcap spool and ship every sealed chunk as documents."""
+    import signal
+
+    from collectors.sensor import Sensor
+
+    s = settings()
+    iface = interface or s.sensor.interface
+    if not iface:
+        fail("no interface: pass --interface or set sensor.interface")
+
+    def warn(msg: str) -> None:
+        err_console.print(f"[yellow]warning:[/] {msg}", highlight=False, soft_wrap=True)
+
+    with writer() as w:
+        sensor = Sensor(s, iface, w.add, bpf=bpf, observer=observer, rotate_seconds=rotate_seconds,
+                        rotate_mb=rotate_mb, on_warning=warn)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: sensor.stop())
+        err_console.print(f"capturing on {iface} into {sensor.spool.dir}", highlight=False)
+        try:
+            counters = sensor.run(duration)
+        except (OSError, PermissionError) as e:
+            fail(f"capture on {iface} failed: {e}")
+    err_console.print(", ".join(f"{k} {v}" for k, v in counters.items()), highlight=False)
+
+
+def _parse_time(value: str | None) -> int | None:
+    from secops.ecs import parse_time
+
+    if value is None:
+        return None
+    try:
+        return int(parse_time(value).timestamp() * 1e9)
+    except ValueError:
+        fail(f"not a time: {value!r} (use ISO-8601, e.g. 2026-11-23T10:00:00Z)")
+
+
+@pcap_app.command("list")
+def pcap_list() -> None:
+    """Show the chunks in the capture spool."""
+    from collectors.pcap_spool import Spool
+    from secops.ecs import iso
+
+    spool = Spool(settings().paths.pcaps())
+    chunks = spool.chunks()
+    for c in chunks:
+        typer.echo(f"{iso(c.start_ns / 1e9)}  {iso(c.mtime_ns / 1e9)}  {c.size:>12}  {c.path}")
+    err_console.print(f"{len(chunks)} chunk(s), {sum(c.size for c in chunks)} bytes in {spool.dir}",
+                      highlight=False)
+
+
+@pcap_app.command("extract")
+def pcap_extract(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the connection's packets (pcap)")],
+    community_id: Annotated[str | None, typer.Option("--community-id", help="Community ID, e.g. 1:abc...=")]
+    = None,
+    five_tuple: Annotated[str | None, typer.Option("--tuple", help="'PROTO SRC SPORT DST DPORT', either direction")]
+    = None,
+    start: Annotated[str | None, typer.Option(help="Only packets at/after this time (ISO-8601)")] = None,
+    end: Annotated[str | None, typer.Option(help="Only packets at/before this time (ISO-8601)")] = None,
+) -> None:
+    """Cut one connection's packets out of the capture spool for an analyst."""
+    import ipaddress
+
+    from collectors.pcap_spool import Spool
+
+    if bool(community_id) == bool(five_tuple):
+        fail("give exactly one of --community-id or --tuple")
+    tpl = None
+    if five_tuple:
+        parts = five_tuple.split()
+        try:
+            if len(parts) != 5:
+                raise ValueError
+            proto, src, sport, dst, dport = parts
+            ipaddress.ip_address(src)
+            ipaddress.ip_address(dst)
+            tpl = (proto, src, int(sport), dst, int(dport))
+            if not (0 <= tpl[2] <= 65535 and 0 <= tpl[4] <= 65535) or proto.lower() not in (
+                    "tcp", "udp", "icmp", "icmp6", "ipv6-icmp", "sctp"):
+                raise ValueError
+        except ValueError:
+            fail(f"bad --tuple {five_tuple!r}: want 'tcp|udp|icmp|icmp6|sctp SRC SPORT DST DPORT'")
+    if community_id and not community_id.startswith("1:"):
+        fail(f"bad --community-id {community_id!r}: want a v1 id such as 1:LQU9qZlK+B5F3KDmev6m5PMibrg=")
+    n = Spool(settings().paths.pcaps()).extract(out, cid=community_id, five_tuple=tpl, start_ns=_parse_time(start),
+                                                 end_ns=_parse_time(end))
+    if not n:
+        fail("no matching packets in the spool")
+    err_console.print(f"{n} packets written to {out}", highlight=False)
