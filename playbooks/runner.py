@@ -324,8 +324,12 @@ class Runner:
         run = store.get_run(self.es, self.prefix, run_id)
         pb = run["secops"]["playbook"]
         nxt = index + 1
-        if pb["status"] == "running" and pb["current"] == nxt and nxt < len(book.steps) \
-                and pb["steps"][nxt]["status"] == "pending":
+        if pb["status"] != "running" or pb["current"] != nxt or nxt >= len(book.steps):
+            return
+        rec = pb["steps"][nxt]
+        stalled = not rec.get("dispatched_at") or \
+            (utcnow() - parse_time(rec["dispatched_at"])).total_seconds() > self.settings.playbooks.stall_seconds
+        if rec["status"] == "pending" and stalled:  # a fresh dispatch is in the queue already: no duplicate
             self.dispatch(run_id, nxt, timeout=book.steps[nxt].timeout_seconds)
 
     def _revert(self, run_id: str, failed_index: int, book: Playbook) -> None:

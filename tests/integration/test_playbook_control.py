@@ -73,9 +73,15 @@ def test_hostile_alert_fields_are_refused_and_nothing_runs(settings, redis_serve
                 assert trail[0]["outcome"] == "failure" and trail[0]["details"]["error"] == run["error"]
             # the clean alert of the same playbook does run: the refusals are about the values
             wait_for(lambda: hook.count("tell"), 30, what="clean alert notified")
+            # an analyst's manual run: refused the same way for a hostile alert, started for a clean one
+            out = secops_cli(config, "playbooks", "run", "hostile-inputs", "--alert", "alert-subst")
+            assert out.returncode == 2 and "refused" in out.stderr and "command-substitution" in out.stderr
+            out = secops_cli(config, "playbooks", "run", "hostile-inputs", "--alert", "alert-clean")
+            assert out.returncode == 0 and "started" in out.stdout, out.stderr
+            wait_for(lambda: hook.count("tell") == 2, 30, what="manual run notified")
         finally:
             worker.stop()
-        assert hook.count("tell") == 1
+        assert hook.count("tell") == 2
         errors = {n: run_for_alert(es, prefix, f"alert-{n}")["error"] for n in HOSTILE}
         assert "not an IP address" in errors["semicolon"] and "command-substitution" in errors["subst"]
         assert "template syntax" in errors["template"] and "longer than" in errors["long"]
