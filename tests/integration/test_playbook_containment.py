@@ -7,6 +7,7 @@ import time
 import pytest
 
 from playbooks.blocking import TABLE
+from secops.ecs import parse_time
 from tests.support.netns import Lab
 from tests.support.playbook_lab import (
     audit_actions,
@@ -113,8 +114,11 @@ def test_alert_approval_block_and_ttl_expiry(settings, redis_server, es, tmp_pat
         res = celery_client(s).send_task("playbooks.housekeeping").get(timeout=30)
         assert res["blocks_expired"] == 1
         assert any(a["action"] == "playbook.block.expired" for a in audit_actions(es, prefix, done["run_id"]))
-        print(f"\nalert->waiting approval {t_waiting:.2f}s, approve->blocked {t_blocked:.2f}s, "
-              f"approve->passes again {t_expired:.2f}s (TTL {TTL}s)")
+        approved_at = next(a["at"] for a in trail if a["action"] == "playbook.approve")
+        server_side = (parse_time(acted[1]["at"]) - parse_time(approved_at)).total_seconds()
+        print(f"\nalert->waiting approval {t_waiting:.2f}s, approve command->blocked {t_blocked:.2f}s "
+              f"(approval recorded->block acted {server_side:.2f}s), approve->passes again {t_expired:.2f}s "
+              f"(TTL {TTL}s)")
     finally:
         worker.stop()
 
