@@ -19,6 +19,20 @@ TRANSPORTS = {TCP: "tcp", UDP: "udp", ICMP: "icmp", ICMP6: "ipv6-icmp"}
 _ntop = {4: lambda b: socket.inet_ntop(socket.AF_INET, b), 16: lambda b: socket.inet_ntop(socket.AF_INET6, b)}
 
 
+_ISO_CACHE: dict[int, str] = {}
+
+
+def iso_ns(ns: int) -> str:
+    """ISO-8601 UTC with microseconds (same format as secops.ecs.iso), cached per second: hot for conn docs."""
+    sec, rem = divmod(ns, 1_000_000_000)
+    head = _ISO_CACHE.get(sec)
+    if head is None:
+        if len(_ISO_CACHE) > 4096:
+            _ISO_CACHE.clear()
+        head = _ISO_CACHE[sec] = iso(sec)[:19]
+    return f"{head}.{rem // 1000:06d}Z"
+
+
 def ip_str(packed: bytes) -> str:
     return _ntop[len(packed)](packed)
 
@@ -59,9 +73,9 @@ def conn_doc(f: Flow, observer: str | None = None, services: list[str] | None = 
         network["protocol"] = services
     doc: dict[str, Any] = {
         "_id": doc_id("conn", cid, f.start, src, f.o_port),
-        "@timestamp": iso(f.start / 1e9),
+        "@timestamp": (start := iso_ns(f.start)),
         "event": {"dataset": "secops.conn", "kind": "event", "category": ["network"], "type": ["connection"],
-                  "start": iso(f.start / 1e9), "end": iso(f.last / 1e9), "duration": duration},
+                  "start": start, "end": iso_ns(f.last), "duration": duration},
         "source": source, "destination": destination, "network": network,
         "secops": {"conn": conn},
     }
@@ -75,9 +89,17 @@ LOCAL_NETS = [ipaddress.ip_network(n) for n in (
     "fc00::/7", "fe80::/10")]
 
 
+_LOCAL_CACHE: dict[str, bool] = {}
+
+
 def is_local(ip: str) -> bool:
-    addr = ipaddress.ip_address(ip)
-    return any(addr in n for n in LOCAL_NETS if n.version == addr.version)
+    hit = _LOCAL_CACHE.get(ip)
+    if hit is None:
+        if len(_LOCAL_CACHE) > 100_000:
+            _LOCAL_CACHE.clear()
+        addr = ipaddress.ip_address(ip)
+        hit = _LOCAL_CACHE[ip] = any(addr in n for n in LOCAL_NETS if n.version == addr.version)
+    return hit
 
 
 class Observations:
@@ -88,13 +110,14 @@ class Observations:
         self.seen: set[tuple] = set()
 
     def _doc(self, kind: str, ts_ns: int, ip: str, mac: str | None, extra: dict[str, Any], ident: tuple) -> dict:
-        day = iso(ts_ns / 1e9)[:10]
+        ts = iso_ns(ts_ns)
+        day = ts[:10]
         host: dict[str, Any] = {"ip": ip}
         if mac:
             host["mac"] = mac
         doc: dict[str, Any] = {
             "_id": doc_id("observation", kind, *ident, day, self.observer or ""),
-            "@timestamp": iso(ts_ns / 1e9),
+            "@timestamp": ts,
             "event": {"dataset": "secops.observation", "kind": "event", "category": ["host"], "type": ["info"]},
             "host": host,
             "secops": {"observation": {"kind": kind, "source": "passive", **extra}},
@@ -114,8 +137,9 @@ class Observations:
         """Address observations for local endpoints (MAC only when not tunnelled) and answering services."""
         out = []
         for ip, mac in ((doc["source"]["ip"], f.o_mac), (doc["destination"]["ip"], f.r_mac)):
-            if not f.tunnel and is_local(ip):
-                d = self.address(f.start, ip, mac_str(mac))
+            mac_s = mac_str(mac)
+            if not f.tunnel and (ip, mac_s or "") not in self.seen and is_local(ip):
+                d = self.address(f.start, ip, mac_s)
                 if d:
                     out.append(d)
         answered = (f.proto == TCP and f.r.state != 0 and "h" in doc["secops"]["conn"]["history"]) or \

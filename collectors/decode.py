@@ -43,6 +43,7 @@ _u16 = struct.Struct("!H").unpack_from
 _tcp = struct.Struct("!HHIIBB").unpack_from
 _udp = struct.Struct("!HHH").unpack_from
 _ip4 = struct.Struct("!BxHHHBB").unpack_from
+_ip4fast = struct.Struct("!2xH2xH1xB2x4s4s").unpack_from
 _pseudo4 = struct.Struct("!HH").pack
 _pseudo6 = struct.Struct("!I3xB").pack
 
@@ -69,6 +70,25 @@ class Decoder:
     # -- link layers -------------------------------------------------------------------------
     def decode(self, linktype: int, buf: bytes, off: int, caplen: int, ts: int = 0) -> list:
         end = off + caplen
+        # fast path: Ethernet, IPv4 without options or fragmentation, TCP or UDP off the tunnel ports
+        if linktype == 1 and caplen >= 54 and buf[off + 12] == 8 and buf[off + 13] == 0 and buf[off + 14] == 0x45 \
+                and not self.verify:
+            total, frag, proto, src, dst = _ip4fast(buf, off + 14)
+            if not frag & 0x3FFF and total >= 28:
+                l4 = off + 34
+                if proto == TCP:
+                    sport, dport, seq, ack, offres, flags = _tcp(buf, l4)
+                    thl = (offres >> 4) * 4
+                    if 20 <= thl <= total - 20:
+                        avail = min(end, off + 14 + total) - l4
+                        return [(src, dst, TCP, sport, dport, total, flags, seq, ack, total - 20 - thl, False, l4,
+                                 buf, "", avail - thl, buf[off + 6:off + 12], False)]
+                elif proto == UDP:
+                    sport, dport, ulen = _udp(buf, l4)
+                    if ulen >= 8 and sport not in TUNNEL_PORTS and dport not in TUNNEL_PORTS:
+                        avail = min(end, off + 14 + total) - l4
+                        return [(src, dst, UDP, sport, dport, total, 0, 0, 0, ulen - 8, False, l4, buf, "", avail,
+                                 buf[off + 6:off + 12], False)]
         try:
             if linktype == LINK_ETHERNET:
                 return self._ether(buf, off, end, ts, 0)

@@ -123,23 +123,34 @@ def _read_pcap(b: _Buffer, path: Path, endian: str, ns_mult: int) -> Iterator[Re
     b.pos = 24
     hdr = struct.Struct(endian + "IIII")
     unpack = hdr.unpack_from
+    limit = max(snaplen, 262144)
     n = 0
+    buf, pos = b.buf, b.pos
+    blen = len(buf)
     while True:
-        if not b.need(16):
-            if b.error:
-                raise CaptureWarning(f"{path}: {b.error}; stopped after {n} packets")
-            if b.pos < len(b.buf):
-                raise CaptureWarning(f"{path}: truncated record header after {n} packets")
-            return
-        sec, frac, caplen, wirelen = unpack(b.buf, b.pos)
-        if caplen > MAX_RECORD or (caplen > max(snaplen, 262144) and caplen > wirelen):
+        if pos + 16 > blen:  # refill only when a record crosses the buffered window
+            b.pos = pos
+            if not b.need(16):
+                if b.error:
+                    raise CaptureWarning(f"{path}: {b.error}; stopped after {n} packets")
+                if b.pos < len(b.buf):
+                    raise CaptureWarning(f"{path}: truncated record header after {n} packets")
+                return
+            buf, pos = b.buf, b.pos
+            blen = len(buf)
+        sec, frac, caplen, wirelen = unpack(buf, pos)
+        if caplen > MAX_RECORD or (caplen > limit and caplen > wirelen):
             raise CaptureWarning(f"{path}: corrupt record length {caplen} after {n} packets")
-        if not b.need(16 + caplen):
-            raise CaptureWarning(f"{path}: {b.error or 'truncated packet data'}; stopped after {n} packets")
-        start = b.pos + 16
-        b.pos = start + caplen
+        if pos + 16 + caplen > blen:
+            b.pos = pos
+            if not b.need(16 + caplen):
+                raise CaptureWarning(f"{path}: {b.error or 'truncated packet data'}; stopped after {n} packets")
+            buf, pos = b.buf, b.pos
+            blen = len(buf)
+        start = pos + 16
+        pos = start + caplen
         n += 1
-        yield sec * 1_000_000_000 + frac * ns_mult, linktype, b.buf, start, caplen, wirelen
+        yield sec * 1_000_000_000 + frac * ns_mult, linktype, buf, start, caplen, wirelen
 
 
 def _read_pcapng(b: _Buffer, path: Path) -> Iterator[Record]:
