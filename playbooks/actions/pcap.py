@@ -7,6 +7,7 @@ spool or no matching capture the step succeeds with ``status: unavailable`` and 
 
 from __future__ import annotations
 
+import re
 import subprocess
 import tempfile
 from pathlib import Path
@@ -19,6 +20,7 @@ from playbooks.values import Address, Port
 from secops.ecs import get, parse_time
 
 SUFFIXES = (".pcap", ".pcapng")
+CHUNK_RE = re.compile(r"^chunk-(\d{1,20})-\d+\.pcap$")
 
 
 class PcapParams(Params):
@@ -43,6 +45,8 @@ class AttachPcap(Action):
         return " && ".join(parts)
 
     def _files(self, p: PcapParams, ctx: ActionContext) -> tuple[list[Path], str | None]:
+        """Closed spool chunks (``chunk-<first packet ns>-<seq>.pcap``; ``.part`` is still being written) whose
+        span [first packet, last write] overlaps the alert's window widened by ``window_seconds``."""
         spool = ctx.settings.paths.pcaps()
         if not spool.is_dir():
             return [], f"no pcap spool at {spool}"
@@ -51,7 +55,7 @@ class AttachPcap(Action):
         files = sorted(f for f in spool.rglob("*") if f.suffix in SUFFIXES and f.is_file())
         if first:
             lo, hi = parse_time(first).timestamp() - p.window_seconds, parse_time(last).timestamp() + p.window_seconds
-            files = [f for f in files if lo <= f.stat().st_mtime and f.stat().st_ctime - p.window_seconds <= hi]
+            files = [f for f in files if _span(f)[0] <= hi and _span(f)[1] >= lo]
         return files, None if files else f"no capture files in {spool} cover the alert's time window"
 
     def plan(self, p: PcapParams, ctx: ActionContext) -> dict[str, Any]:
@@ -90,3 +94,10 @@ class AttachPcap(Action):
         if proc.returncode != 0:
             raise ActionError(f"{argv[0]} failed: {proc.stderr.strip()[:300]}")
         return proc
+
+
+def _span(path: Path) -> tuple[float, float]:
+    """(first packet, last write) of a spool chunk in epoch seconds; the start is the file time if unnamed."""
+    mtime = path.stat().st_mtime
+    m = CHUNK_RE.match(path.name)
+    return (int(m.group(1)) / 1e9 if m else min(mtime, path.stat().st_ctime)), mtime

@@ -4,6 +4,7 @@ capture spool, nftables revert on failure and the iptables backend's self-expiri
 from __future__ import annotations
 
 import json
+import os
 import time
 
 import pytest
@@ -54,7 +55,13 @@ def test_enrich_and_pcap_on_real_documents_and_capture(settings, redis_server, t
     pkts = [Ether() / IP(src="198.18.0.20", dst="198.18.0.21") / TCP(sport=40000 + i, dport=22) for i in range(5)]
     pkts += [Ether() / IP(src="198.18.0.20", dst="198.18.0.22") / TCP(dport=80) for _ in range(3)]
     pkts += [Ether() / IP(src="198.18.0.23", dst="198.18.0.21") / TCP(dport=22) for _ in range(4)]
-    wrpcap(str(spool / "spool-0001.pcap"), pkts)
+    now_ns = time.time_ns()
+    wrpcap(str(spool / f"chunk-{now_ns - 10**9}-000002.pcap"), pkts)
+    # an older chunk with the same connection, outside the alert's window, and one still being written
+    old = spool / f"chunk-{now_ns - 7200 * 10**9}-000001.pcap"
+    wrpcap(str(old), pkts[:5])
+    os.utime(old, (time.time() - 7000, time.time() - 7000))
+    wrpcap(str(spool / f"chunk-{now_ns}-000003.pcap.part"), pkts[:5])
     s = playbook_settings(settings, tmp_path, {"evidence": EVIDENCE})
     data = s.model_dump(mode="json", exclude_none=True)
     data["paths"]["pcap_dir"] = str(spool)
@@ -83,7 +90,7 @@ def test_enrich_and_pcap_on_real_documents_and_capture(settings, redis_server, t
     assert look["alerts"]["count"] == 1 and look["alerts"]["recent"][0]["id"] == "ev"
     assert look["connections"] == {"count": 3, "bytes_out": 300, "bytes_in": 3000, "top_ports": {"22": 2, "445": 1},
                                    "top_peers": {"198.18.0.21": 3}, "states": {"SF": 3}}
-    assert pcap["status"] == "attached" and pcap["packets"] == 5
+    assert pcap["status"] == "attached" and pcap["packets"] == 5 and pcap["files_scanned"] == 1
     # without a spool the step degrades with a recorded reason instead of failing
     data["paths"]["pcap_dir"] = str(tmp_path / "nowhere")
     r2 = Runner(load_settings(None, **data), es, inline)
