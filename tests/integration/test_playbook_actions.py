@@ -19,7 +19,16 @@ from secops.es.client import make_client
 from secops.es.templates import index_for
 from tests.integration.test_playbook_runner import Inline
 from tests.support.netns import Lab
-from tests.support.playbook_lab import audit_actions, playbook_settings, put_alert
+from tests.support.playbook_lab import (
+    audit_actions,
+    celery_client,
+    config_for,
+    playbook_settings,
+    put_alert,
+    run_for_alert,
+    wait_for,
+)
+from tests.support.services import CeleryWorker
 
 pytestmark = pytest.mark.integration
 
@@ -131,3 +140,33 @@ def test_iptables_backend_blocks_and_housekeeping_expires():
         assert b.block("198.18.0.97", 60)["already_blocked"] is False
         assert b.unblock("198.18.0.97") == {"backend": "iptables", "removed": True}
         assert "secops-block" not in victim.run("iptables", "-S", "INPUT").stdout
+
+
+TAG = """
+name: tag-it
+trigger: {tags: [t.tag]}
+steps:
+  - name: tag
+    action: tag
+    params: {address: "{{ alert.source.ip }}", tags: [suspected-attacker, "playbook-tagged"]}
+"""
+
+
+def test_tag_reaches_the_inventory_through_its_task_by_name(settings, redis_server, tmp_path):
+    s = playbook_settings(settings, tmp_path, {"tag": TAG})
+    es, prefix = make_client(s), s.elasticsearch.index_prefix
+    es.index(index=index_for(prefix, "secops.asset"), id="asset-61", refresh=True, document={
+        "@timestamp": iso(), "event": {"dataset": "secops.asset", "kind": "state"}, "host": {"ip": ["198.18.0.61"]},
+        "tags": ["existing"], "secops": {"asset": {"id": "asset-61", "sources": ["scan"]}}})
+    worker = CeleryWorker(config_for(s, tmp_path), tmp_path / "worker.log").start()
+    try:
+        put_alert(es, prefix, "tg", source="198.18.0.61", tags=["t.tag"])
+        celery_client(s).send_task("playbooks.on_alert", args=["tg"])
+        run = wait_for(lambda: (r := run_for_alert(es, prefix, "tg")) and r["status"] == "completed" and r, 30,
+                       what="tag run completed")
+        tags = wait_for(lambda: set(es.get(index=index_for(prefix, "secops.asset"), id="asset-61")["_source"]["tags"])
+                        - {"existing"}, 30, what="asset tagged by inventory.tag_asset")
+    finally:
+        worker.stop()
+    assert tags == {"suspected-attacker", "playbook-tagged"}
+    assert json.loads(run["steps"][0]["result"])["task"] == "inventory.tag_asset"
