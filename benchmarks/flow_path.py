@@ -3,9 +3,9 @@
 
     python3 benchmarks/flow_path.py [--packets 1000000] [--keep DIR] [--no-es]
 
-Builds a synthetic capture (complete TCP conversations with handshakes, payloads of mixed sizes, FIN
-teardown; DNS-like UDP request/response pairs; a sprinkle of ICMP echo and VLAN tags) of at least
---packets packets in a temporary directory, then measures on that same file:
+Builds a capture of at least --packets packets in a temporary directory - by default the shared test
+traces (Zeek's and the attack captures) repeated with rewritten addresses; ``--source synthetic`` generates
+complete TCP conversations, DNS-like UDP pairs, ICMP echo and VLAN tags instead - then measures on that file:
   1. flow path (read + decode + flow table + conn documents, no output) packets/s,
   2. `tshark -q -z conv,tcp -z conv,udp -r FILE` packets/s (the peer),
   3. `secops ingest FILE --output es --no-deep` into a local Elasticsearch node (started here),
@@ -101,6 +101,43 @@ def build_capture(path: Path, packets: int, seed: int = 7) -> int:
     return n
 
 
+def build_from_traces(path: Path, packets: int) -> int:
+    """Concatenate the real test traces (Zeek's and the attack captures, Ethernet ones) until ``packets``:
+    each repetition XORs the low 16 bits of every IPv4 address (a bijection, so both directions of a flow
+    stay paired) and moves the clock past every timeout, so repetitions are new connections."""
+    from collectors.pcapio import read_capture
+    from tests.support import TESTDATA
+
+    frames: list[tuple[int, bytes]] = []
+    for trace in sorted([*TESTDATA.glob("zeek/traces/**/*.pcap*"), *TESTDATA.glob("attacks/**/*.pcap*")]):
+        recs = [(ts, bytes(buf[off:off + cap])) for ts, lt, buf, off, cap, _ in read_capture(trace) if lt == 1]
+        if recs:
+            t0 = recs[0][0]
+            base = frames[-1][0] + 1_000_000_000 if frames else 0
+            frames += [(base + min(max(ts - t0, 0), 3600 * 1_000_000_000), fr) for ts, fr in recs]
+    span = frames[-1][0] + 700 * 1_000_000_000
+    n, rep, ts0 = 0, 0, 1_700_000_000 * 1_000_000_000
+    with open(path, "wb") as f:
+        f.write(struct.pack("<IHHiIII", 0xA1B23C4D, 2, 4, 0, 0, 262144, 1))
+        while n < packets:
+            rep += 1
+            x = struct.pack("!H", rep & 0xFFFF)
+            for rel, fr in frames:
+                if len(fr) >= 34 and fr[12:14] == b"\x08\x00":
+                    b = bytearray(fr)
+                    for a in (28, 32):
+                        b[a] ^= x[0]
+                        b[a + 1] ^= x[1]
+                    fr = bytes(b)
+                sec, ns = divmod(ts0 + rep * span + rel, 1_000_000_000)
+                f.write(struct.pack("<IIII", sec, ns, len(fr), len(fr)))
+                f.write(fr)
+                n += 1
+                if n >= packets:
+                    break
+    return n
+
+
 def measure(cmd: list[str], env: dict | None = None) -> tuple[float, float, int, str]:
     """Wall seconds, CPU seconds (user+sys), peak RSS (KiB) of that child alone (os.wait4), and its stdout."""
     t0 = time.perf_counter()
@@ -141,15 +178,18 @@ def main() -> int:
     ap.add_argument("--packets", type=int, default=1_000_000)
     ap.add_argument("--keep", type=Path, help="build/keep the capture in this directory")
     ap.add_argument("--no-es", action="store_true", help="skip the Elasticsearch ingest run")
+    ap.add_argument("--source", choices=("traces", "synthetic"), default="traces",
+                    help="traces: the real test captures repeated with rewritten addresses (tshark dissects real "
+                         "protocols); synthetic: generated TCP/UDP/ICMP with zero payloads")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="secops-bench-")) if not args.keep else args.keep
     tmp.mkdir(parents=True, exist_ok=True)
-    pcap = tmp / "flows.pcap"
+    pcap = tmp / f"flows-{args.source}.pcap"
     rows = []
     try:
         if not pcap.exists():
             t0 = time.perf_counter()
-            build_capture(pcap, args.packets)
+            (build_from_traces if args.source == "traces" else build_capture)(pcap, args.packets)
             print(f"built {pcap} ({pcap.stat().st_size / 1e6:.0f} MB) in {time.perf_counter() - t0:.1f}s",
                   file=sys.stderr)
         packets, conns, dt, cpu, rss = run_flow_path(pcap, checksums=False)

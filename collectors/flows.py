@@ -243,14 +243,12 @@ class FlowTable:
         self.emit = emit
         self.max_flows = max_flows
         self.evicted = 0
-        self.packets = 0
         self.next_sweep = 0
         self.now = 0
         self.lsp = likely_server_ports or LIKELY_SERVER_PORTS
 
     # -- packet entry point ------------------------------------------------------------------------
     def add(self, p: tuple, ts: int) -> None:
-        self.packets += 1
         src, dst, proto, sport, dport, iplen, flags, seq, ack, length, one_way, _, _, _, caplen, _mac, bad = p
         if proto != TCP and proto != UDP and proto != ICMP and proto != ICMP6:
             sport = dport = 0
@@ -286,54 +284,49 @@ class FlowTable:
                 ep, peer = f.r, f.o
             if flags & 0x07 or ep.state != ESTABLISHED or peer.state != ESTABLISHED:
                 self._tcp(f, p, is_orig, ts)
-            else:
-                self._tcp_steady(f, ep, peer, is_orig, ts, iplen, flags, seq, ack, length, caplen)
+            else:  # the common case, inlined: same results as _tcp for established, flag-less segments
+                if is_orig:
+                    f.o_pkts += 1
+                    f.o_bytes += iplen
+                    code = ("D" if length else "A") if flags & F_ACK or length else ""
+                else:
+                    f.r_pkts += 1
+                    f.r_bytes += iplen
+                    code = ("d" if length else "a") if flags & F_ACK or length else ""
+                if code and code not in f.hist_seen:
+                    f.hist_seen.add(code)
+                    f.hist.append(code)
+                last = ep.last_seq
+                useq = last + ((seq - last + 0x80000000) & 0xFFFFFFFF) - 0x80000000
+                f.last = ts
+                f.expire = ts + TCP_INACTIVITY
+                if flags & F_ACK:
+                    pack = peer.ack_seq
+                    uack = pack + ((ack - pack + 0x80000000) & 0xFFFFFFFF) - 0x80000000
+                    if uack > pack and not (ack == 0 and uack - pack > TOO_LARGE_SEQ_DELTA):
+                        peer.ack_seq = uack
+                    rel_ack = uack - peer.start_seq
+                    if peer.fin_cnt and rel_ack >= peer.fin_rel:
+                        rel_ack = peer.fin_rel - 1
+                else:
+                    rel_ack = -1
+                if useq + length > last:
+                    ep.last_seq = useq + length
+                elif length:
+                    self._scaled(f, ep, "T" if is_orig else "t", "rxmt")
+                if length:
+                    dstart = useq - ep.start_seq
+                    if dstart <= ep.rx_end < dstart + length and caplen >= length:
+                        ep.rx_end = dstart + length
+                if rel_ack > peer.rx_end:
+                    f.missed += rel_ack - peer.rx_end
+                    peer.rx_end = rel_ack
+                    self._scaled(f, peer, "G" if peer is f.o else "g", "gap")
         else:
             self._other(f, p, is_orig, ts)
         if ts >= self.next_sweep:
             self.now = ts
             self.sweep(ts)
-
-    def _tcp_steady(self, f: Flow, ep: Endpoint, peer: Endpoint, is_orig: bool, ts: int, iplen: int, flags: int,
-                    seq: int, ack: int, length: int, caplen: int) -> None:
-        """The common case, both sides established and no SYN/FIN/RST: same results as :meth:`_tcp`, less work."""
-        if is_orig:
-            f.o_pkts += 1
-            f.o_bytes += iplen
-            code = ("D" if length else "A") if flags & F_ACK or length else ""
-        else:
-            f.r_pkts += 1
-            f.r_bytes += iplen
-            code = ("d" if length else "a") if flags & F_ACK or length else ""
-        if code and code not in f.hist_seen:
-            f.hist_seen.add(code)
-            f.hist.append(code)
-        last = ep.last_seq
-        useq = last + ((seq - last + 0x80000000) & 0xFFFFFFFF) - 0x80000000
-        f.last = ts
-        if flags & F_ACK:
-            pack = peer.ack_seq
-            uack = pack + ((ack - pack + 0x80000000) & 0xFFFFFFFF) - 0x80000000
-            if uack > pack and not (ack == 0 and uack - pack > TOO_LARGE_SEQ_DELTA):
-                peer.ack_seq = uack
-        end = useq + length
-        if end > last:
-            ep.last_seq = end
-        elif length:
-            self._scaled(f, ep, "T" if is_orig else "t", "rxmt")
-        if length:
-            dstart = useq - ep.start_seq
-            if dstart <= ep.rx_end < dstart + length and caplen >= length:
-                ep.rx_end = dstart + length
-        if flags & F_ACK:
-            rel_ack = uack - peer.start_seq
-            if peer.fin_cnt and rel_ack >= peer.fin_rel:
-                rel_ack = peer.fin_rel - 1
-            if rel_ack > peer.rx_end:
-                f.missed += rel_ack - peer.rx_end
-                peer.rx_end = rel_ack
-                self._scaled(f, peer, "G" if peer is f.o else "g", "gap")
-        f.expire = ts + TCP_INACTIVITY
 
     def _new(self, key, p, proto, src, sport, dst, dport, ts) -> Flow:
         f = Flow(key, proto, src, sport, dst, dport, ts, p[ONEWAY], p[TUNNEL])
