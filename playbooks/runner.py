@@ -400,7 +400,7 @@ class Runner:
         pb = doc["secops"]["playbook"]
         store.audit(self.es, self.prefix, f"playbook.{'approve' if approve else 'deny'}",
                     f"{run_id}/{pb['approval']['step']}", "success", actor=actor, run_id=run_id,
-                    details={"step": pb["approval"]["step"], "reason": reason}, refresh=True)
+                    details={"step": pb["approval"]["step"], "reason": reason})
         if approve:
             self.dispatch(run_id, pb["current"])
         return doc
