@@ -102,6 +102,17 @@ def assets_export(
                   f"{', '.join(m.name for m in result.manifests)}", soft_wrap=True)
 
 
+@assets_app.command("merge")
+def assets_merge(
+    since: Annotated[str | None, typer.Option("--since", help="ISO arrival time; default: the checkpoint")] = None,
+) -> None:
+    """Merge passive observations from the sensors into the inventory (beat does this every minute)."""
+    from inventory import service
+
+    result = service.merge_observations(es_client(), settings(), since)
+    console.print(f"merged observations: {result}", soft_wrap=True)
+
+
 def register(app: typer.Typer) -> None:
     """Add this context's commands to the root app."""
     app.add_typer(assets_app, name="assets")

@@ -19,7 +19,7 @@ from inventory.model import add_unique, asset_part
 from inventory.store import AssetStore
 from secops.audit import write_audit
 from secops.config import Settings
-from secops.ecs import doc_id, iso, parse_time, utcnow
+from secops.ecs import doc_id, get, iso, parse_time, utcnow
 from secops.es.bulk import BulkWriter
 from secops.es.templates import index_for, index_pattern
 
@@ -69,16 +69,17 @@ def merge_observations(es: Elasticsearch, settings: Settings, since_iso: str | N
     pattern = index_pattern(settings.elasticsearch.index_prefix, "secops.observation")
     query: dict[str, Any] = {"bool": {"filter": [{"term": {"event.dataset": "secops.observation"}}]}}
     if since:
-        query["bool"]["filter"].append({"range": {"@timestamp": {"gt": since}}})
+        # Cut on arrival time, not event time: a capture imported today may hold year-old observations.
+        query["bool"]["filter"].append({"range": {"event.ingested": {"gt": since}}})
     latest = since
     with _writer(es, settings) as writer:
         merger = Merger(_store(es, settings), writer, settings.inventory, now)
         if es.indices.exists(index=pattern, allow_no_indices=False, ignore_unavailable=True):
             es.indices.refresh(index=pattern)
-            for hit in helpers.scan(es, index=pattern, query={"query": query, "sort": ["@timestamp"]},
+            for hit in helpers.scan(es, index=pattern, query={"query": query, "sort": ["event.ingested"]},
                                     preserve_order=True, size=2000):
                 merger.merge_observation(hit["_source"])
-                ts = hit["_source"].get("@timestamp")
+                ts = get(hit["_source"], "event.ingested")
                 if ts and (latest is None or parse_time(ts) > parse_time(latest)):
                     latest = ts
         result = merger.close().as_dict()

@@ -164,6 +164,11 @@ def test_passive_observations_merge_and_checkpoint(es, settings):
     assert r["changes"] == {"mac_ip_changed": 1}
     docs = assets(es)
     assert len(docs) == 1 and docs[0]["host"]["ip"] == ["198.18.40.77"]
+    # an old capture imported now: observed a year ago, arrived after the checkpoint -> still merged
+    write_observations(es, settings, [{"@timestamp": iso(t0 - timedelta(days=365)),
+                                       "host": {"ip": "198.18.40.99", "mac": "02:42:ac:11:00:99"},
+                                       "secops": {"observation": {"kind": "address"}}}])
+    assert service.merge_observations(es, settings, None)["changes"] == {"new_asset": 1}
 
 
 def test_scan_and_passive_merge_into_one_asset(es, settings, testdata):
