@@ -103,3 +103,21 @@ def test_kibana_import_unreachable_is_a_clear_error(config_file):
                          env=env_cfg, capture_output=True, text=True, timeout=60)
     assert out.returncode == 2
     assert "Kibana unreachable" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_beat_task_runs_due_rules_once_per_interval(es, settings, redis_server, config_file, monkeypatch):
+    from detections.tasks import run_due_rules
+    from secops.config import get_settings
+
+    monkeypatch.setenv("SECOPS_CONFIG", str(config_file))
+    get_settings.cache_clear()  # the task reads the process-wide settings, as in a worker
+    configure(celery_app, settings)
+    write(es, settings, [svcctl("198.18.10.1", "198.18.10.9", T0, ingested=T0)])
+    first = run_due_rules.run()
+    assert first["created"] == 1 and first["failed"] == [], first
+    second = run_due_rules.run()  # interval not elapsed: nothing is due
+    assert second["rules"] == 0
+    [alert] = AlertStore(es, settings.elasticsearch.index_prefix, notifier=None).list()
+    assert alert["rule"]["id"] == SVC_RULE
+    monkeypatch.undo()
+    get_settings.cache_clear()
