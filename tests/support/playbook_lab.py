@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from celery import Celery
-from elasticsearch import Elasticsearch
+from elasticsearch import ApiError, Elasticsearch
 
 from secops.celery_app import configure
 from secops.config import Settings, load_settings
@@ -89,9 +89,14 @@ def wait_for(predicate: Callable[[], Any], timeout: float, interval: float = 0.1
 
 
 def run_for_alert(es: Elasticsearch, prefix: str, alert_id: str) -> dict[str, Any] | None:
-    es.indices.refresh(index=index_for(prefix, "secops.playbook_run"), ignore_unavailable=True)
-    res = es.search(index=index_for(prefix, "secops.playbook_run"), ignore_unavailable=True,
-                    query={"term": {"secops.playbook.alert_id": alert_id}}, size=1)
+    try:
+        es.indices.refresh(index=index_for(prefix, "secops.playbook_run"), ignore_unavailable=True)
+        res = es.search(index=index_for(prefix, "secops.playbook_run"), ignore_unavailable=True,
+                        query={"term": {"secops.playbook.alert_id": alert_id}}, size=1)
+    except ApiError as exc:
+        if exc.meta.status == 503:  # the worker created the index a moment ago; its shard is still starting
+            return None
+        raise
     hits = res["hits"]["hits"]
     return hits[0]["_source"]["secops"]["playbook"] if hits else None
 
