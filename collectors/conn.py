@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+from functools import lru_cache
 from typing import Any
+
+from netaddr import EUI, AddrFormatError, NotRegisteredError
 
 from collectors.community_id import community_id
 from collectors.decode import ICMP, ICMP6, TCP, UDP
@@ -102,6 +105,15 @@ def is_local(ip: str) -> bool:
     return hit
 
 
+@lru_cache(maxsize=65536)
+def oui_vendor(mac: str) -> str | None:
+    """Manufacturer from the IEEE OUI registry shipped with netaddr (offline)."""
+    try:
+        return EUI(mac).oui.registration().org
+    except (NotRegisteredError, AddrFormatError, IndexError, ValueError):
+        return None
+
+
 class Observations:
     """Passive asset observations (kinds "address" and "service"), deduplicated per run."""
 
@@ -131,7 +143,8 @@ class Observations:
         if ident in self.seen:
             return None
         self.seen.add(ident)
-        return self._doc("address", ts_ns, ip, mac, {}, ident)
+        vendor = oui_vendor(mac) if mac else None
+        return self._doc("address", ts_ns, ip, mac, {"vendor": vendor} if vendor else {}, ident)
 
     def from_conn(self, f: Flow, doc: dict[str, Any]) -> list[dict]:
         """Address observations for local endpoints (MAC only when not tunnelled) and answering services."""

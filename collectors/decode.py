@@ -66,6 +66,8 @@ class Decoder:
         self.errors: Counter[str] = Counter()
         self.frags: dict[tuple, list] = {}
         self.nonip = 0
+        self.arp_seen: set[tuple[bytes, bytes]] = set()
+        self.arp_new: list[tuple[int, bytes, bytes]] = []  # drained by the pipeline
 
     # -- link layers -------------------------------------------------------------------------
     def decode(self, linktype: int, buf: bytes, off: int, caplen: int, ts: int = 0) -> list:
@@ -156,8 +158,18 @@ class Decoder:
                 return []
             if etype == 0x6558:  # transparent Ethernet bridging (inside GRE)
                 return self._ether(buf, off, end, ts, depth)
+            if etype == 0x0806:
+                self._arp(buf, off, end, ts)
             self.nonip += 1
             return []
+
+    def _arp(self, buf: bytes, off: int, end: int, ts: int) -> None:
+        """Remember each new (sender IP, sender MAC) binding of Ethernet/IPv4 ARP: passive asset evidence."""
+        if end - off >= 28 and buf[off:off + 6] == b"\x00\x01\x08\x00\x06\x04":
+            mac, ip = buf[off + 8:off + 14], buf[off + 14:off + 18]
+            if ip != b"\0\0\0\0" and (ip, mac) not in self.arp_seen and len(self.arp_seen) < 100_000:
+                self.arp_seen.add((ip, mac))
+                self.arp_new.append((ts, ip, mac))
 
     def _mpls(self, buf: bytes, off: int, end: int, ts: int, depth: int, mac) -> list:
         while True:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from collectors.conn import Observations, conn_doc, flow_community_id
+from collectors.conn import Observations, conn_doc, flow_community_id, ip_str, mac_str
 from collectors.decode import Decoder
 from collectors.flows import Flow, FlowTable
 from collectors.pcapio import read_capture
@@ -166,6 +166,12 @@ class Pipeline:
                 report(n)
         if report is not None:
             report(n)
+        for ts_ns, ip, mac in self.decoder.arp_new:
+            obs = self.observations.address(ts_ns, ip_str(ip), mac_str(mac))
+            if obs:
+                self.stats.observations += 1
+                self.sink(obs)
+        self.decoder.arp_new.clear()
         stats.packets += n
         stats.bytes += nbytes
         stats.undecoded += undecoded

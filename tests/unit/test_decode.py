@@ -154,3 +154,13 @@ def test_non_ip_is_not_an_error() -> None:
     raw = bytes(Ether(type=0x0806) / (b"\0" * 28))
     assert dec.decode(1, raw, 0, len(raw)) == []
     assert not dec.errors and dec.nonip == 1
+
+
+def test_arp_bindings_are_remembered_once() -> None:
+    from scapy.all import ARP
+
+    dec = Decoder()
+    for _ in range(3):
+        raw = bytes(Ether(src="02:00:00:00:00:07") / ARP(op=2, hwsrc="02:00:00:00:00:07", psrc="198.18.0.7"))
+        assert dec.decode(1, raw, 0, len(raw)) == []
+    assert [(addr(ip), mac.hex(":")) for _, ip, mac in dec.arp_new] == [("198.18.0.7", "02:00:00:00:00:07")]
