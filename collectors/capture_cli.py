@@ -79,7 +79,8 @@ def ingest(
             stats = run(w.add)
     err_console.print(f"{stats.files} file(s), {stats.packets} packets, {stats.conns} connections, "
                       f"{stats.deep_docs} protocol documents, {stats.observations} observations, "
-                      f"{stats.warnings} warning(s)", highlight=False)
+                      f"{stats.flows_evicted} flows evicted early (table full), {stats.warnings} warning(s)",
+                      highlight=False)
     if failed:
         raise typer.Exit(2)
 

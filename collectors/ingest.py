@@ -45,6 +45,7 @@ class IngestStats:
     conns: int = 0
     deep_docs: int = 0
     observations: int = 0
+    flows_evicted: int = 0
     warnings: int = 0
     decode_errors: Counter = field(default_factory=Counter)
 
@@ -188,6 +189,7 @@ class Pipeline:
         """Emit every flow still open (end of input)."""
         self.table.flush()
         self.stats.decode_errors = self.decoder.errors
+        self.stats.flows_evicted = self.table.evicted
         return self.stats
 
 
