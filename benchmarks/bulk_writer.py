@@ -16,13 +16,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from elasticsearch import Elasticsearch, helpers  # noqa: E402
+from elasticsearch import Elasticsearch, helpers
 
-from benchmarks.common import Timer, local_node, print_table  # noqa: E402
-from secops.config import BulkSettings  # noqa: E402
-from secops.ecs import doc_id  # noqa: E402
-from secops.es.bulk import BulkWriter  # noqa: E402
-from secops.es.templates import index_for, install_templates  # noqa: E402
+from benchmarks.common import Timer, local_node, print_table
+from secops.config import BulkSettings
+from secops.ecs import doc_id
+from secops.es.bulk import BulkWriter
+from secops.es.templates import index_for, install_templates
 
 BATCH = 5000
 
@@ -64,10 +64,9 @@ def run_helpers(es: Elasticsearch, docs: list[dict]) -> float:
 def run_writer(es: Elasticsearch, docs: list[dict]) -> float:
     spool = Path(tempfile.mkdtemp(prefix="secops-bench-spool-"))
     cfg = BulkSettings(batch_docs=BATCH, batch_bytes=64 * 1024 * 1024, flush_seconds=3600)
-    with Timer() as t:
-        with BulkWriter(es, spool, cfg) as w:
-            for d in docs:
-                w.add(d)
+    with Timer() as t, BulkWriter(es, spool, cfg) as w:
+        for d in docs:
+            w.add(d)
     shutil.rmtree(spool)
     assert w.stats.written == len(docs)
     return t.seconds

@@ -152,7 +152,8 @@ def _behaviours(tr: Trace) -> Iterator[str]:
         "GET", "intranet.city.example", "/admin", "Authorization: Basic YWRtaW46c2VjcmV0\r\n"), _ok())])
     yield "HTTP basic authentication in clear text"
     # Modbus/TCP: read, then write single register (FC 6) and write multiple coils (FC 15)
-    pdus = [struct.pack(">BHH", 3, 0, 10), struct.pack(">BHH", 6, 40, 1234), struct.pack(">BHHB", 15, 0, 8, 1) + b"\xff"]
+    pdus = [struct.pack(">BHH", 3, 0, 10), struct.pack(">BHH", 6, 40, 1234),
+            struct.pack(">BHHB", 15, 0, 8, 1) + b"\xff"]
     ex = []
     for tid, pdu in enumerate(pdus, 1):
         req = struct.pack(">HHHB", tid, 0, len(pdu) + 1, 1) + pdu
