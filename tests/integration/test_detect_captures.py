@@ -30,7 +30,7 @@ BRUTE_FORCE = {"7fd810cf-9665-519e-80c1-1dded37bd56f", "9a8f1f7e-2f1c-5d47-8a43-
 ICS = {"c6a7c1cd-5e42-5ef9-b976-b4c0ea122d2c", "889c663d-3e66-5133-87a9-bc8c6fe868ae",
        "dd0d84e4-39a7-5959-ab09-82a133a4aa0f", "5e8f4a77-91a8-5acc-b00b-be4b4291b779",
        "5bb0ba66-2a6e-571b-86a4-01d446cd388a", "e9eb9c87-6767-5c2b-89f6-b82c9013d8b4",
-       "7a71b874-7534-5242-8bf5-300bd901858d"}
+       "7a71b874-7534-5242-8bf5-300bd901858d", "0f3b8d4e-6a1c-5c2e-9b7d-2e8f4a6c1d33"}
 
 CASES = [
     ("scans/nmap_80_vanilla.pcap", [PORT_SCAN]),
