@@ -59,6 +59,7 @@ def _times(es: Elasticsearch, index: str, group: dict[str, Any], lo: str, hi: st
 def run_beaconing(es: Elasticsearch, prefix: str, rule: CompiledRule, start: str, end: str) -> list[Match]:
     """Score every (source, destination, port) group that got new connections in the window, over its horizon."""
     out: list[Match] = []
+    seen: set[tuple] = set()  # a group found in connections is not scored again from HTTP requests
     for dataset in ("secops.conn", "secops.http"):
         index = indices_for(prefix, [dataset])
         fresh = window_filter(start, end)
@@ -73,19 +74,20 @@ def run_beaconing(es: Elasticsearch, prefix: str, rule: CompiledRule, start: str
         subaggs = {"fresh": {"filter": fresh}}
         for b in _composite(es, index, query, _terms_sources(BEACON_GROUP), subaggs, page=5000):
             group = {k: b["key"][k] for k in BEACON_GROUP}
-            if b["doc_count"] < BEACON_MIN_CONNS or not b["fresh"]["doc_count"] or group["destination.ip"] is None:
+            key = tuple(group.values())
+            if (b["doc_count"] < BEACON_MIN_CONNS or not b["fresh"]["doc_count"] or group["destination.ip"] is None
+                    or key in seen):
                 continue
             times, hits = _times(es, index, group, iso(lo), iso(hi))
             score, stats = beacon_score(times)
             if score < BEACON_THRESHOLD:
                 continue
+            seen.add(key)
             out.append(Match(group=group, first_time=iso(times[0]), last_time=iso(times[-1]), count=len(times),
                              event_ids=[h["_id"] for h in hits[:200]], event_index=hits[0]["_index"],
                              fields=dict(group),
                              reason=f"beacon score {score:.2f} over {stats['connections']} {dataset} events, "
                                     f"median interval {stats['median_interval']}s"))
-        if out:
-            return out
     return out
 
 

@@ -170,11 +170,12 @@ def run_correlation(es: Elasticsearch, prefix: str, rule: CompiledRule, start: s
             if value is None or not OPS.get(corr.op, OPS["gte"])(value, corr.threshold):
                 continue
             m = _match_from_bucket(es, index, query, b, corr.group_by, _reason(corr, value))
-            key = tuple(sorted((k, str(v)) for k, v in m.group.items()))
+            # one match per group and burst; the half-span offset finds the same burst again (kept once)
+            key = (*sorted((k, str(v)) for k, v in m.group.items()), m.first_time)
             prev = matches.get(key)
             if prev is None or m.count > prev.count:
                 matches[key] = m
-    return list(matches.values())
+    return sorted(matches.values(), key=lambda m: m.first_time)
 
 
 def _candidate_filter(es: Elasticsearch, index: str, query: dict, corr: Correlation) -> dict | bool | None:
