@@ -44,7 +44,7 @@ def rules_check(paths: PathsArg = None) -> None:
 
     pack = _pack(paths)
     for where, error in pack.errors():
-        err_console.print(f"[red]ERROR[/] {where}: {error}", highlight=False)
+        err_console.print(f"[red]ERROR[/] {where}: {error}", highlight=False, soft_wrap=True)
     validator = SigmaValidator([v for k, v in validators.items() if k not in OFFLINE_VALIDATORS_SKIP])
     issues = validator.validate_rules(pack.ruleset.rules)
     for issue in issues:

@@ -149,7 +149,7 @@ def test_rules_check_and_convert_cli_report_each_bad_file(tmp_path: Path):
     runner = CliRunner()
     check = runner.invoke(app, ["rules", "check", str(tmp_path)])
     assert check.exit_code == 1
-    assert "1 rules compiled" in check.output
+    assert "1 rules compiled, 9 errors" in check.output
     for name in HOSTILE:
         assert name in check.output
     convert = runner.invoke(app, ["rules", "convert", str(tmp_path)])
