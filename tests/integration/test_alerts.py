@@ -121,3 +121,16 @@ def test_beat_task_runs_due_rules_once_per_interval(es, settings, redis_server, 
     assert alert["rule"]["id"] == SVC_RULE
     monkeypatch.undo()
     get_settings.cache_clear()
+
+
+def test_detect_run_and_live_report_cli(es, settings, config_file):
+    write(es, settings, [svcctl("198.18.11.1", "198.18.11.9", T0, ingested=T0)])
+    run = cli(config_file, "detect", "run", "--rule", SVC_RULE)
+    assert run.returncode == 0, run.stderr
+    assert "1 rules run, 1 new alerts" in run.stdout
+    again = cli(config_file, "detect", "run", "--rule", SVC_RULE, "--reset")
+    assert again.returncode == 0 and "0 new alerts" in again.stdout
+    report = cli(config_file, "rules", "report", "--live", "--json")
+    assert report.returncode == 0, report.stderr
+    rows = {r["id"]: r for r in map(json.loads, report.stdout.splitlines())}
+    assert rows[SVC_RULE]["status"] == "all-fields" and rows[SVC_RULE]["hits"] == 1
