@@ -10,7 +10,6 @@ Set SECOPS_BENCH_ES_URL to reuse a running node (otherwise one is started and re
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import sys
 import tempfile
@@ -19,6 +18,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from elasticsearch import Elasticsearch
+
+from benchmarks.common import local_node
 from inventory.export import export_assets
 from inventory.store import AssetStore
 from secops.config import BulkSettings, InventorySettings
@@ -51,16 +53,11 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--assets", type=int, default=100_000)
     args = ap.parse_args()
-    node = None
-    url = os.environ.get("SECOPS_BENCH_ES_URL")
-    if not url:
-        from tests.support.services import start_es
+    with local_node() as node:
+        run(Elasticsearch(node.url, request_timeout=120), args.assets)
 
-        node = start_es()
-        url = node.url
-    from elasticsearch import Elasticsearch
 
-    es = Elasticsearch(url, request_timeout=120)
+def run(es: Elasticsearch, assets: int) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="secops-bench-export-"))
     try:
         es.indices.delete(index=f"{PREFIX}-*", allow_no_indices=True)
@@ -68,12 +65,12 @@ def main() -> None:
         rnd, now = random.Random(7), iso(utcnow())
         t0 = time.perf_counter()
         with BulkWriter(es, tmp / "spool", BulkSettings(batch_docs=5000), prefix=PREFIX) as w:
-            for i in range(args.assets):
+            for i in range(assets):
                 w.add(make_asset(i, rnd, now))
         es.indices.refresh(index=f"{PREFIX}-asset")
-        print(f"indexed {args.assets} assets in {time.perf_counter() - t0:.1f}s")
+        print(f"indexed {assets} assets in {time.perf_counter() - t0:.1f}s")
         store = AssetStore(es, PREFIX)
-        assert store.count() == args.assets
+        assert store.count() == assets
         t0 = time.perf_counter()
         n = sum(1 for _ in store.iter_all())
         peer = time.perf_counter() - t0
@@ -88,10 +85,6 @@ def main() -> None:
                   f"{size:.1f} MB, sha256+sm3 manifests) ratio vs peer {took / peer:.2f}x")
     finally:
         es.indices.delete(index=f"{PREFIX}-*", allow_no_indices=True)
-        if node:
-            from tests.support.services import stop_and_remove
-
-            stop_and_remove(node)
         for f in tmp.rglob("*"):
             if f.is_file():
                 f.unlink()

@@ -15,7 +15,6 @@ Uses SECOPS_BENCH_ES_URL, or starts a local node like the tests do. Prints:
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import statistics
 import sys
@@ -26,6 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.common import local_node
 from detections.alerts import AlertStore
 from detections.pack import build_pack
 from detections.scheduler import Scheduler
@@ -144,30 +144,17 @@ def main() -> None:
     ap.add_argument("--live-seconds", type=int, default=90)
     ap.add_argument("--interval", type=int, default=10)
     args = ap.parse_args()
-    node = None
-    url = os.environ.get("SECOPS_BENCH_ES_URL")
-    if not url:
-        from tests.support.services import start_es
-
-        node = start_es()
-        url = node.url
-    state = Path(tempfile.mkdtemp(prefix="secops-bench-"))
-    settings = load_settings(None, elasticsearch={"hosts": [url]}, paths={"state_dir": str(state / "s"),
-                                                                            "cache_dir": str(state / "c")})
-    es = make_client(settings)
-    es.indices.delete(index="secops-*", allow_no_indices=True, expand_wildcards="all")
-    install_templates(es, settings.elasticsearch.index_prefix)
-    try:
+    with local_node() as node:
+        state = Path(tempfile.mkdtemp(prefix="secops-bench-"))
+        settings = load_settings(None, elasticsearch={"hosts": [node.url]},
+                                 paths={"state_dir": str(state / "s"), "cache_dir": str(state / "c")})
+        es = make_client(settings)
+        es.indices.delete(index="secops-*", allow_no_indices=True, expand_wildcards="all")
+        install_templates(es, settings.elasticsearch.index_prefix)
         took = load(es, settings, args.docs)
         print(f"indexed {args.docs} conn documents in {took:.1f} s ({args.docs / took:,.0f} docs/s)")
         one_pass(es, settings)
         live(es, settings, args.live_seconds, args.interval)
-    finally:
-        if node is not None:
-            from tests.support.services import stop_and_remove
-
-            stop_and_remove(node)
-
 
 if __name__ == "__main__":
     main()

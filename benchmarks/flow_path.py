@@ -213,23 +213,17 @@ def main() -> int:
 
 
 def run_es_ingest(pcap: Path, tmp: Path, packets: int) -> tuple[str, int, float, float, int]:
+    from benchmarks.common import local_node
     from secops.config import load_settings
-    from secops.stack import ElasticsearchNode
     from tests.support.services import write_config
 
-    base = Path(tempfile.mkdtemp(prefix="secops-bench-es-"))
-    os.chmod(base, 0o755)
-    node = ElasticsearchNode(base_dir=base, heap="1g").start()
-    try:
+    with local_node(heap="1g") as node:
         s = load_settings(None, elasticsearch={"hosts": [node.url]}, paths={"state_dir": str(tmp / "state")})
         cfg = write_config(s, tmp / "secops.yaml")
         env = dict(os.environ, SECOPS_CONFIG=str(cfg))
         dt, cpu, rss, _ = measure([sys.executable, "-c", "from secops.cli import main; main()", "ingest", str(pcap),
                                    "--output", "es", "--no-deep"], env=env)
         return ("secops ingest --output es (no deep path)", packets, dt, cpu, rss)
-    finally:
-        node.stop()
-        shutil.rmtree(base, ignore_errors=True)
 
 
 if __name__ == "__main__":
