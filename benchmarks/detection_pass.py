@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import random
+import shutil
 import statistics
 import sys
 import tempfile
@@ -151,10 +152,13 @@ def main() -> None:
         es = make_client(settings)
         es.indices.delete(index="secops-*", allow_no_indices=True, expand_wildcards="all")
         install_templates(es, settings.elasticsearch.index_prefix)
-        took = load(es, settings, args.docs)
-        print(f"indexed {args.docs} conn documents in {took:.1f} s ({args.docs / took:,.0f} docs/s)")
-        one_pass(es, settings)
-        live(es, settings, args.live_seconds, args.interval)
+        try:
+            took = load(es, settings, args.docs)
+            print(f"indexed {args.docs} conn documents in {took:.1f} s ({args.docs / took:,.0f} docs/s)")
+            one_pass(es, settings)
+            live(es, settings, args.live_seconds, args.interval)
+        finally:
+            shutil.rmtree(state, ignore_errors=True)
 
 if __name__ == "__main__":
     main()
