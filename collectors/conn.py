@@ -147,9 +147,14 @@ class Observations:
         return self._doc("address", ts_ns, ip, mac, {"vendor": vendor} if vendor else {}, ident)
 
     def from_conn(self, f: Flow, doc: dict[str, Any]) -> list[dict]:
-        """Address observations for local endpoints (MAC only when not tunnelled) and answering services."""
+        """Address observations for local endpoints that sent packets (MAC only when not tunnelled) and
+        answering services. A destination that never answered (a scan or sweep target) is not evidence
+        that a host exists, so it is not observed."""
         out = []
-        for ip, mac in ((doc["source"]["ip"], f.o_mac), (doc["destination"]["ip"], f.r_mac)):
+        endpoints = [(doc["source"]["ip"], f.o_mac)]
+        if f.r_pkts > 0:
+            endpoints.append((doc["destination"]["ip"], f.r_mac))
+        for ip, mac in endpoints:
             mac_s = mac_str(mac)
             if not f.tunnel and (ip, mac_s or "") not in self.seen and is_local(ip):
                 d = self.address(f.start, ip, mac_s)
