@@ -114,12 +114,26 @@ def oui_vendor(mac: str) -> str | None:
         return None
 
 
+# A MAC seen in front of this many addresses is a router's (off-link hosts all arrive behind it): from then
+# on those addresses are reported without it, so the inventory does not fold remote hosts into the router.
+ROUTER_MAC_ADDRESSES = 3
+
+
 class Observations:
     """Passive asset observations (kinds "address" and "service"), deduplicated per run."""
 
     def __init__(self, observer: str | None = None) -> None:
         self.observer = observer
         self.seen: set[tuple] = set()
+        self.ips_by_mac: dict[str, set[str]] = {}
+
+    def _host_mac(self, ip: str, mac: str | None) -> str | None:
+        """The MAC to identify this address by, or None once the MAC looks like a router's."""
+        if not mac:
+            return None
+        ips = self.ips_by_mac.setdefault(mac, set())
+        ips.add(ip)
+        return mac if len(ips) < ROUTER_MAC_ADDRESSES else None
 
     def _doc(self, kind: str, ts_ns: int, ip: str, mac: str | None, extra: dict[str, Any], ident: tuple) -> dict:
         ts = iso_ns(ts_ns)
@@ -139,6 +153,7 @@ class Observations:
         return doc
 
     def address(self, ts_ns: int, ip: str, mac: str | None) -> dict | None:
+        mac = self._host_mac(ip, mac)
         ident = (ip, mac or "")
         if ident in self.seen:
             return None
@@ -171,6 +186,6 @@ class Observations:
                 protos = doc["network"].get("protocol")
                 if protos:
                     extra["service"] = protos[0]
-                out.append(self._doc("service", f.start, ip, mac_str(f.r_mac) if not f.tunnel else None, extra,
-                                     ident[1:]))
+                mac = None if f.tunnel else self._host_mac(ip, mac_str(f.r_mac))
+                out.append(self._doc("service", f.start, ip, mac, extra, ident[1:]))
         return out

@@ -26,11 +26,12 @@ SERVER = "198.18.0.10"
 RESOLVER = "198.18.0.53"
 C2 = "198.19.5.5"
 PLC = "198.18.0.30"
+ROUTER_MAC = "02:00:c6:13:00:01"  # every address without its own MAC below sits behind this router
 MACS = {ip: f"02:00:c6:12:00:{int(ip.split('.')[-1]):02x}" for ip in (ATTACKER, WORKSTATION, SERVER, RESOLVER, PLC)}
 
 
 def _eth(src: str, dst: str) -> Ether:
-    return Ether(src=MACS.get(src, "02:00:c6:13:00:01"), dst=MACS.get(dst, "02:00:c6:13:00:01"))
+    return Ether(src=MACS.get(src, ROUTER_MAC), dst=MACS.get(dst, ROUTER_MAC))
 
 
 class Trace:
