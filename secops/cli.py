@@ -59,7 +59,10 @@ def config_show(as_json: Annotated[bool, typer.Option("--json", help="JSON inste
     data = redacted(settings())
     data["elasticsearch"]["effective_hosts"] = es_hosts(settings())
     data["redis"]["effective_url"] = redis_url(settings())
-    console.print_json(json.dumps(data)) if as_json else console.print(yaml.safe_dump(data, sort_keys=False))
+    if as_json:
+        console.print_json(json.dumps(data))
+    else:
+        console.print(yaml.safe_dump(data, sort_keys=False))
 
 
 @config_app.command("check")
@@ -124,7 +127,6 @@ def es_indices() -> None:
 @es_app.command("spool")
 def es_spool(replay: Annotated[bool, typer.Option("--replay", help="Send the spooled documents now")] = False) -> None:
     """Show (and optionally replay) documents spooled while Elasticsearch was unreachable."""
-    s = settings()
     with writer(install=replay) as w:
         pending = w.spool.pending()
         console.print(f"spool {w.spool.dir}: {pending} pending files, "
@@ -133,7 +135,6 @@ def es_spool(replay: Annotated[bool, typer.Option("--replay", help="Send the spo
         if replay and pending:
             n = w.replay()
             console.print(f"replayed {n} documents; {w.spool.pending()} files still pending")
-    del s
 
 
 # -- retention ---------------------------------------------------------------------------------

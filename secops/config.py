@@ -35,7 +35,7 @@ def _state_home() -> Path:
     return Path(os.environ.get("XDG_STATE_HOME", Path.home() / ".local" / "state")) / "secops"
 
 
-def _cache_home() -> Path:
+def cache_home() -> Path:
     if os.geteuid() == 0:
         return Path("/var/cache/secops")
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "secops"
@@ -58,7 +58,7 @@ class RedisSettings(Section):
 
 class PathSettings(Section):
     state_dir: Path = Field(default_factory=_state_home)
-    cache_dir: Path = Field(default_factory=_cache_home)
+    cache_dir: Path = Field(default_factory=cache_home)
     spool_dir: Path | None = Field(None, description="Durable bulk spool; default STATE_DIR/spool")
     pcap_dir: Path | None = Field(None, description="Rotating capture spool; default STATE_DIR/pcap")
 

@@ -23,6 +23,8 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from secops.config import cache_home
+
 # The newest integ-test-zip published on Maven Central that this project runs (needs Java >= 21).
 ES_VERSION = "9.2.0"
 ES_ARTIFACT = f"org.elasticsearch.distribution.integ-test-zip:elasticsearch:{ES_VERSION}:zip"
@@ -73,16 +75,10 @@ def find_java(min_major: int = ES_MIN_JAVA) -> Path:
     )
 
 
-def _default_dist_root() -> Path:
-    # Readable by the unprivileged service user even when we are root (root's home is private).
-    if os.geteuid() == 0:
-        return Path("/var/cache/secops")
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "secops"
-
-
 def ensure_distribution(dist_root: Path | None = None) -> Path:
     """Return the unpacked Elasticsearch home, fetching the pinned zip with mvn on first use."""
-    dist_root = dist_root or _default_dist_root()
+    # as root: /var/cache/secops, readable by the unprivileged service user (root's home is private)
+    dist_root = dist_root or cache_home()
     home = dist_root / f"elasticsearch-{ES_VERSION}"
     if (home / "bin" / "elasticsearch").exists():
         return home

@@ -29,7 +29,6 @@ class ActionContext:
     action_key: str
     alert: dict[str, Any] = field(default_factory=dict)
     timeout: float = 30.0
-    actor: str = "playbooks"
 
     @property
     def prefix(self) -> str:

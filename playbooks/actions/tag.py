@@ -22,7 +22,7 @@ class TagAsset(Action):
     Params = TagParams
 
     def plan(self, p: TagParams, ctx: ActionContext) -> dict[str, Any]:
-        return {"would": f"send {TASK}", "args": [p.address, p.tags, ctx.actor]}
+        return {"would": f"send {TASK}", "args": [p.address, p.tags, f"playbook:{ctx.run_id}"]}
 
     def run(self, p: TagParams, ctx: ActionContext) -> dict[str, Any]:
         return {"task": TASK, "task_id": ctx.send_task(TASK, [p.address, p.tags, f"playbook:{ctx.run_id}"])}

@@ -14,7 +14,6 @@ from elasticsearch import Elasticsearch
 from elasticsearch import exceptions as es_exc
 
 from secops.config import RetentionSettings
-from secops.ecs import dataset_short
 from secops.es.templates import DATASETS
 
 DAILY = re.compile(r"^(?P<prefix>[a-z0-9_]+)-(?P<short>[a-z0-9_]+)-(?P<day>\d{4}\.\d{2}\.\d{2})$")
@@ -35,7 +34,7 @@ def days_for(cfg: RetentionSettings, short: str) -> int:
 
 def plan(es: Elasticsearch, prefix: str, cfg: RetentionSettings, today: date | None = None) -> list[RetentionDecision]:
     today = today or datetime.now(UTC).date()
-    shorts = {dataset_short(name) for name, ds in DATASETS.items() if ds.daily}
+    shorts = {ds.short for ds in DATASETS.values() if ds.daily}
     decisions = []
     for name in sorted(es.indices.get(index=f"{prefix}-*", expand_wildcards="open,closed")):
         m = DAILY.match(name)
@@ -63,9 +62,8 @@ def publish_ilm_policies(es: Elasticsearch, prefix: str, cfg: RetentionSettings)
         es.ilm.get_status()
     except (es_exc.ApiError, es_exc.TransportError):
         return False
-    for name, ds in DATASETS.items():
+    for ds in DATASETS.values():
         if ds.daily:
-            short = dataset_short(name)
-            es.ilm.put_lifecycle(name=f"{prefix}-{short}", policy={
-                "phases": {"delete": {"min_age": f"{days_for(cfg, short)}d", "actions": {"delete": {}}}}})
+            es.ilm.put_lifecycle(name=f"{prefix}-{ds.short}", policy={
+                "phases": {"delete": {"min_age": f"{days_for(cfg, ds.short)}d", "actions": {"delete": {}}}}})
     return True

@@ -113,7 +113,6 @@ class Lab:
 
     def remove_host(self, short: str) -> None:
         host = self.hosts.pop(short)
-        sh("ip", "netns", "pids", host.name, check=False)
         for pid in sh("ip", "netns", "pids", host.name, check=False).stdout.split():
             subprocess.run(["kill", "-9", pid], check=False)
         sh("ip", "netns", "del", host.name, check=False)
