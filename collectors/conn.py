@@ -15,7 +15,7 @@ from netaddr import EUI, AddrFormatError, NotRegisteredError
 
 from collectors.community_id import community_id
 from collectors.decode import ICMP, ICMP6, TCP, UDP
-from collectors.flows import Flow
+from collectors.flows import ConnRecord
 from secops.ecs import doc_id, iso
 
 TRANSPORTS = {TCP: "tcp", UDP: "udp", ICMP: "icmp", ICMP6: "ipv6-icmp"}
@@ -44,19 +44,18 @@ def mac_str(mac: bytes | None) -> str | None:
     return mac.hex(":") if mac else None
 
 
-def flow_community_id(f: Flow) -> str:
+def flow_community_id(f: ConnRecord) -> str:
     return community_id(f.proto, f.o_ip, f.r_ip, f.o_port, f.r_port, one_way=f.one_way)
 
 
-def conn_doc(f: Flow, observer: str | None = None, services: list[str] | None = None) -> dict[str, Any]:
+def conn_doc(f: ConnRecord, observer: str | None = None, services: list[str] | None = None) -> dict[str, Any]:
     """The secops.conn document of one finished flow."""
     cid = flow_community_id(f)
-    orig_bytes, resp_bytes = f.payload_sizes()
     duration = f.last - f.start
     src, dst = ip_str(f.o_ip), ip_str(f.r_ip)
     transport = TRANSPORTS.get(f.proto, "unknown_transport")
     conn: dict[str, Any] = {
-        "state": f.state(), "history": f.history(), "orig_bytes": orig_bytes, "resp_bytes": resp_bytes,
+        "state": f.state, "history": f.history, "orig_bytes": f.orig_bytes, "resp_bytes": f.resp_bytes,
         "missed_bytes": f.missed, "ip_proto": f.proto,
     }
     if f.tunnel:
@@ -161,7 +160,7 @@ class Observations:
         vendor = oui_vendor(mac) if mac else None
         return self._doc("address", ts_ns, ip, mac, {"vendor": vendor} if vendor else {}, ident)
 
-    def from_conn(self, f: Flow, doc: dict[str, Any]) -> list[dict]:
+    def from_conn(self, f: ConnRecord, doc: dict[str, Any]) -> list[dict]:
         """Address observations for local endpoints that sent packets (MAC only when not tunnelled) and
         answering services. A destination that never answered (a scan or sweep target) is not evidence
         that a host exists, so it is not observed."""
@@ -175,9 +174,7 @@ class Observations:
                 d = self.address(f.start, ip, mac_s)
                 if d:
                     out.append(d)
-        answered = (f.proto == TCP and f.r.state != 0 and "h" in doc["secops"]["conn"]["history"]) or \
-                   (f.proto == UDP and f.r_pkts > 0)
-        if answered:
+        if f.answered:
             ip, port, transport = doc["destination"]["ip"], f.r_port, TRANSPORTS[f.proto]
             ident = ("service", ip, port, transport)
             if ident not in self.seen:

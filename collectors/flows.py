@@ -11,6 +11,7 @@ evicted (and emitted) when the table is full, counted in ``evicted``.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import NamedTuple
 
 from collectors.decode import (
     ACK,
@@ -51,6 +52,32 @@ LIKELY_SERVER_PORTS = {
     UDP: frozenset({53, 67, 68, 69, 88, 111, 123, 137, 138, 161, 162, 443, 500, 514, 1812, 1813, 2123, 2152, 3544,
                     3478, 4500, 4789, 5060, 5353, 5355, 6081, 20000, 47808}),
 }
+
+
+class ConnRecord(NamedTuple):
+    """A finished connection, as both flow-table cores (this module and ``collectors._flowcore``) emit it."""
+
+    proto: int
+    o_ip: bytes
+    o_port: int
+    r_ip: bytes
+    r_port: int
+    one_way: bool
+    start: int  # ns
+    last: int  # ns
+    o_pkts: int
+    o_bytes: int  # IP bytes
+    r_pkts: int
+    r_bytes: int
+    orig_bytes: int  # payload bytes (TCP: by sequence numbers)
+    resp_bytes: int
+    state: str  # Zeek conn_state
+    history: str
+    missed: int
+    tunnel: str
+    o_mac: bytes | None
+    r_mac: bytes | None
+    answered: bool  # the responder answered (TCP: SYN-ACK seen; UDP: a packet back): a service is there
 
 
 def seq_delta(a: int, b: int) -> int:
@@ -112,7 +139,6 @@ class Flow:
     __slots__ = (
         "bad_sums",
         "bad_thresh",
-        "closed_at",
         "expire",
         "hist",
         "hist_seen",
@@ -153,7 +179,6 @@ class Flow:
         self.one_way = one_way
         self.tunnel = tunnel
         self.expire = ts
-        self.closed_at = None
         self.o = self.r = None
         self.o_mac = self.r_mac = None
         self.bad_sums = [0, 0]  # per direction, scaled history letters C/c
@@ -184,17 +209,23 @@ class Flow:
             self.o, self.r = self.r, self.o
 
     # -- results ---------------------------------------------------------------------------------
-    def history(self) -> str:
-        return "".join(self.hist)
+    def record(self) -> ConnRecord:
+        history = "".join(self.hist)
+        orig_bytes, resp_bytes = self.payload_sizes()
+        answered = (self.proto == TCP and self.r.state != INACTIVE and "h" in history) or \
+                   (self.proto == UDP and self.r_pkts > 0)
+        return ConnRecord(self.proto, self.o_ip, self.o_port, self.r_ip, self.r_port, self.one_way, self.start,
+                          self.last, self.o_pkts, self.o_bytes, self.r_pkts, self.r_bytes, orig_bytes, resp_bytes,
+                          self.state(history), history, self.missed, self.tunnel, self.o_mac, self.r_mac, answered)
 
     def payload_sizes(self) -> tuple[int, int]:
         if self.proto == TCP:
             return self.o.size(self.r), self.r.size(self.o)
         return max(self.o_size, 0), max(self.r_size, 0)
 
-    def state(self) -> str:
+    def state(self, history: str) -> str:
         if self.proto == TCP:
-            return tcp_conn_state(self.o.state, self.r.state, self.payload_sizes(), self.history())
+            return tcp_conn_state(self.o.state, self.r.state, self.payload_sizes(), history)
         if self.proto == UDP:
             if self.o_size >= 0:
                 return "SF" if self.r_size >= 0 else "S0"
@@ -235,9 +266,12 @@ def tcp_conn_state(os: int, rs: int, sizes: tuple[int, int], history: str) -> st
 
 
 class FlowTable:
-    """Feed decoded packets with :meth:`add`; finished flows go to ``emit`` (a callback taking a Flow)."""
+    """Feed decoded packets with :meth:`add`; finished flows go to ``emit`` as :class:`ConnRecord`.
 
-    def __init__(self, emit: Callable[[Flow], None], max_flows: int = 500_000,
+    The reference implementation: ``collectors._flowcore`` is its C port for the hot path, and
+    tests/unit/test_flowcore.py holds the two to identical output."""
+
+    def __init__(self, emit: Callable[[ConnRecord], None], max_flows: int = 500_000,
                  likely_server_ports: dict[int, frozenset[int]] | None = None) -> None:
         self.flows: dict[tuple, Flow] = {}
         self.emit = emit
@@ -262,7 +296,7 @@ class FlowTable:
         f = flows.get(key)
         if f is not None and (ts > f.expire or (proto == TCP and flags & F_SYN and self._is_reuse(f, p))):
             del flows[key]
-            self.emit(f)
+            self.emit(f.record())
             f = None
         if f is None:
             if len(flows) >= self.max_flows:
@@ -496,9 +530,8 @@ class FlowTable:
                 peer.rx_end = rel_ack
                 self._scaled(f, peer, "G" if peer is f.o else "g", "gap")
         if do_close:
-            self._closed(f, ep, peer)
+            ep.did_close = True
         f.expire = self._tcp_expire(f, ts)
-
 
     @staticmethod
     def _scaled(f: Flow, ep: Endpoint, code: str, kind: str) -> None:
@@ -566,13 +599,6 @@ class FlowTable:
                 do_close = True
         return do_close
 
-    def _closed(self, f: Flow, ep: Endpoint, peer: Endpoint) -> None:
-        if ep.did_close:
-            return
-        ep.did_close = True
-        if f.closed_at is None:
-            f.closed_at = f.last
-
     def _tcp_expire(self, f: Flow, ts: int) -> int:
         o, r = f.o, f.r
         if o.state == RESET or r.state == RESET:
@@ -595,18 +621,18 @@ class FlowTable:
         flows = self.flows
         done = [k for k, f in flows.items() if f.expire < now]
         for k in done:
-            self.emit(flows.pop(k))
+            self.emit(flows.pop(k).record())
 
     def _evict(self) -> None:
         key = next(iter(self.flows))
         self.evicted += 1
-        self.emit(self.flows.pop(key))
+        self.emit(self.flows.pop(key).record())
 
     def flush(self) -> None:
         """Emit every remaining flow (end of input), in flow-key order so the output is reproducible."""
         flows, self.flows = self.flows, {}
         for key in sorted(flows):
-            self.emit(flows[key])
+            self.emit(flows[key].record())
 
     def __iter__(self) -> Iterator[Flow]:
         return iter(self.flows.values())

@@ -17,7 +17,7 @@ from typing import Any
 
 from collectors.conn import Observations, conn_doc, flow_community_id, ip_str, mac_str
 from collectors.decode import Decoder
-from collectors.flows import Flow, FlowTable
+from collectors.flows import ConnRecord, FlowTable
 from collectors.pcapio import read_capture
 from secops.ecs import get, parse_time
 
@@ -67,7 +67,7 @@ class Pipeline:
         self._warn = on_warning
         self.on_packets = on_packets
         self.services: dict[str, list[tuple[int, str]]] = defaultdict(list)
-        self.pending: list[Flow] | None = None
+        self.pending: list[ConnRecord] | None = None
 
     # -- warnings ---------------------------------------------------------------------------------
     def warn(self, msg: str) -> None:
@@ -76,13 +76,13 @@ class Pipeline:
             self._warn(msg)
 
     # -- flows --------------------------------------------------------------------------------------
-    def _flow_done(self, f: Flow) -> None:
+    def _flow_done(self, f: ConnRecord) -> None:
         if self.pending is not None:
             self.pending.append(f)
         else:
             self._ship_flow(f)
 
-    def _ship_flow(self, f: Flow) -> None:
+    def _ship_flow(self, f: ConnRecord) -> None:
         services = None
         if self.services:
             hits = self.services.get(flow_community_id(f))
