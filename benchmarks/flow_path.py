@@ -6,7 +6,8 @@
 Builds a capture of at least --packets packets in a temporary directory - by default the shared test
 traces (Zeek's and the attack captures) repeated with rewritten addresses; ``--source synthetic`` generates
 complete TCP conversations, DNS-like UDP pairs, ICMP echo and VLAN tags instead - then measures on that file:
-  1. flow path (read + decode + flow table + conn documents, no output) packets/s,
+  1. flow path (read + decode + flow table + conn documents, no output) packets/s, on the native core and on
+     the Python reference engine (collectors/flowpath.py),
   2. `tshark -q -z conv,tcp -z conv,udp -r FILE` packets/s (the peer),
   3. `secops ingest FILE --output es --no-deep` into a local Elasticsearch node (started here),
 and prints a table with the ratio and the peak RSS of each run (getrusage of that process alone).
@@ -158,7 +159,7 @@ import sys, resource, time
 from collectors.ingest import Pipeline
 n = [0]
 def sink(doc): n[0] += 1
-pipe = Pipeline(sink, deep=False, verify_checksums=%s)
+pipe = Pipeline(sink, deep=False, verify_checksums=%s, engine=%r)
 t0, c0 = time.perf_counter(), time.process_time()
 pipe.process_file(sys.argv[1]); st = pipe.finish()
 dt, cpu = time.perf_counter() - t0, time.process_time() - c0
@@ -166,8 +167,8 @@ print(st.packets, st.conns, dt, cpu, resource.getrusage(resource.RUSAGE_SELF).ru
 """
 
 
-def run_flow_path(pcap: Path, checksums: bool) -> tuple[int, int, float, float, int]:
-    code = FLOW_PATH % checksums
+def run_flow_path(pcap: Path, checksums: bool, engine: str = "native") -> tuple[int, int, float, float, int]:
+    code = FLOW_PATH % (checksums, engine)
     out = subprocess.run([sys.executable, "-c", code, str(pcap)], capture_output=True, text=True, cwd=REPO,
                          check=True).stdout.split()
     return int(out[0]), int(out[1]), float(out[2]), float(out[3]), int(out[4])
@@ -196,6 +197,8 @@ def main() -> int:
         rows.append(("flow path (decode+flows+conn docs)", packets, dt, cpu, rss))
         _, _, dt_c, cpu_c, rss_c = run_flow_path(pcap, checksums=True)
         rows.append(("flow path, checksums verified", packets, dt_c, cpu_c, rss_c))
+        _, _, dt_p, cpu_p, rss_p = run_flow_path(pcap, checksums=False, engine="python")
+        rows.append(("flow path, python engine", packets, dt_p, cpu_p, rss_p))
         dt_t, cpu_t, rss_t, _ = measure(["tshark", "-q", "-z", "conv,tcp", "-z", "conv,udp", "-r", str(pcap)])
         rows.append(("tshark -q -z conv,tcp -z conv,udp", packets, dt_t, cpu_t, rss_t))
         if not args.no_es:

@@ -13,7 +13,6 @@ from typing import Any
 
 from netaddr import EUI, AddrFormatError, NotRegisteredError
 
-from collectors.community_id import community_id
 from collectors.decode import ICMP, ICMP6, TCP, UDP
 from collectors.flows import ConnRecord
 from secops.ecs import doc_id, iso
@@ -22,18 +21,22 @@ TRANSPORTS = {TCP: "tcp", UDP: "udp", ICMP: "icmp", ICMP6: "ipv6-icmp"}
 _ntop = {4: lambda b: socket.inet_ntop(socket.AF_INET, b), 16: lambda b: socket.inet_ntop(socket.AF_INET6, b)}
 
 
-_ISO_CACHE: dict[int, str] = {}
+_DAY_CACHE: dict[int, str] = {}
 
 
 def iso_ns(ns: int) -> str:
-    """ISO-8601 UTC with microseconds (same format as secops.ecs.iso), cached per second: hot for conn docs."""
+    """ISO-8601 UTC with microseconds (same format as secops.ecs.iso); the date is cached per day and the
+    time of day is integer arithmetic: twice per flow on the flow path, 4x faster than strftime."""
     sec, rem = divmod(ns, 1_000_000_000)
-    head = _ISO_CACHE.get(sec)
-    if head is None:
-        if len(_ISO_CACHE) > 4096:
-            _ISO_CACHE.clear()
-        head = _ISO_CACHE[sec] = iso(sec)[:19]
-    return f"{head}.{rem // 1000:06d}Z"
+    days, tod = divmod(sec, 86_400)
+    day = _DAY_CACHE.get(days)
+    if day is None:
+        if len(_DAY_CACHE) > 4096:
+            _DAY_CACHE.clear()
+        day = _DAY_CACHE[days] = iso(days * 86_400)[:10]
+    hours, rest = divmod(tod, 3600)
+    minutes, seconds = divmod(rest, 60)
+    return f"{day}T{hours:02d}:{minutes:02d}:{seconds:02d}.{rem // 1000:06d}Z"
 
 
 def ip_str(packed: bytes) -> str:
@@ -44,13 +47,9 @@ def mac_str(mac: bytes | None) -> str | None:
     return mac.hex(":") if mac else None
 
 
-def flow_community_id(f: ConnRecord) -> str:
-    return community_id(f.proto, f.o_ip, f.r_ip, f.o_port, f.r_port, one_way=f.one_way)
-
-
 def conn_doc(f: ConnRecord, observer: str | None = None, services: list[str] | None = None) -> dict[str, Any]:
     """The secops.conn document of one finished flow."""
-    cid = flow_community_id(f)
+    cid = f.community_id
     duration = f.last - f.start
     src, dst = ip_str(f.o_ip), ip_str(f.r_ip)
     transport = TRANSPORTS.get(f.proto, "unknown_transport")
@@ -89,19 +88,17 @@ def conn_doc(f: ConnRecord, observer: str | None = None, services: list[str] | N
 LOCAL_NETS = [ipaddress.ip_network(n) for n in (
     "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "198.18.0.0/15", "100.64.0.0/10", "169.254.0.0/16",
     "fc00::/7", "fe80::/10")]
+# (network, mask) as integers per address length: a check is a few integer ops on the packed address
+_LOCAL_MASKS: dict[int, list[tuple[int, int]]] = {
+    n.max_prefixlen // 8: [] for n in LOCAL_NETS}
+for _net in LOCAL_NETS:
+    _LOCAL_MASKS[_net.max_prefixlen // 8].append((int(_net.network_address), int(_net.netmask)))
 
 
-_LOCAL_CACHE: dict[str, bool] = {}
-
-
-def is_local(ip: str) -> bool:
-    hit = _LOCAL_CACHE.get(ip)
-    if hit is None:
-        if len(_LOCAL_CACHE) > 100_000:
-            _LOCAL_CACHE.clear()
-        addr = ipaddress.ip_address(ip)
-        hit = _LOCAL_CACHE[ip] = any(addr in n for n in LOCAL_NETS if n.version == addr.version)
-    return hit
+def is_local(packed: bytes) -> bool:
+    """Private, shared, benchmarking or link-local address (the networks a city's own hosts live on)."""
+    value = int.from_bytes(packed, "big")
+    return any(value & mask == net for net, mask in _LOCAL_MASKS.get(len(packed), ()))
 
 
 @lru_cache(maxsize=65536)
@@ -165,12 +162,12 @@ class Observations:
         answering services. A destination that never answered (a scan or sweep target) is not evidence
         that a host exists, so it is not observed."""
         out = []
-        endpoints = [(doc["source"]["ip"], f.o_mac)]
+        endpoints = [(doc["source"]["ip"], f.o_ip, f.o_mac)]
         if f.r_pkts > 0:
-            endpoints.append((doc["destination"]["ip"], f.r_mac))
-        for ip, mac in endpoints:
+            endpoints.append((doc["destination"]["ip"], f.r_ip, f.r_mac))
+        for ip, packed, mac in endpoints:
             mac_s = mac_str(mac)
-            if not f.tunnel and (ip, mac_s or "") not in self.seen and is_local(ip):
+            if not f.tunnel and (ip, mac_s or "") not in self.seen and is_local(packed):
                 d = self.address(f.start, ip, mac_s)
                 if d:
                     out.append(d)

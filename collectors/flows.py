@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import NamedTuple
 
+from collectors.community_id import community_id
 from collectors.decode import (
     ACK,
     CAPLEN,
@@ -78,6 +79,7 @@ class ConnRecord(NamedTuple):
     o_mac: bytes | None
     r_mac: bytes | None
     answered: bool  # the responder answered (TCP: SYN-ACK seen; UDP: a packet back): a service is there
+    community_id: str
 
 
 def seq_delta(a: int, b: int) -> int:
@@ -216,7 +218,9 @@ class Flow:
                    (self.proto == UDP and self.r_pkts > 0)
         return ConnRecord(self.proto, self.o_ip, self.o_port, self.r_ip, self.r_port, self.one_way, self.start,
                           self.last, self.o_pkts, self.o_bytes, self.r_pkts, self.r_bytes, orig_bytes, resp_bytes,
-                          self.state(history), history, self.missed, self.tunnel, self.o_mac, self.r_mac, answered)
+                          self.state(history), history, self.missed, self.tunnel, self.o_mac, self.r_mac, answered,
+                          community_id(self.proto, self.o_ip, self.r_ip, self.o_port, self.r_port,
+                                       one_way=self.one_way))
 
     def payload_sizes(self) -> tuple[int, int]:
         if self.proto == TCP:

@@ -15,16 +15,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from collectors.conn import Observations, conn_doc, flow_community_id, ip_str, mac_str
-from collectors.decode import Decoder
-from collectors.flows import ConnRecord, FlowTable
-from collectors.pcapio import read_capture
+from collectors.conn import Observations, conn_doc, ip_str, mac_str
+from collectors.flowpath import Engine, open_flow_path
+from collectors.flows import ConnRecord
 from secops.ecs import get, parse_time
 
 Sink = Callable[[dict[str, Any]], None]
 Warn = Callable[[str], None]
 SERVICE_SLACK_NS = 2_000_000_000
-MAX_PACKET = 262_144
 
 
 def _deep_extractor() -> Callable[..., Iterable[dict]] | None:
@@ -55,11 +53,12 @@ class Pipeline:
 
     def __init__(self, sink: Sink, *, observer: str | None = None, max_flows: int = 500_000, deep: bool = True,
                  tshark_path: str = "tshark", on_warning: Warn | None = None,
-                 on_packets: Callable[[int], None] | None = None, verify_checksums: bool = False) -> None:
+                 on_packets: Callable[[int], None] | None = None, verify_checksums: bool = False,
+                 engine: Engine = "auto") -> None:
         self.sink = sink
         self.observer = observer
-        self.decoder = Decoder(verify_checksums=verify_checksums)
-        self.table = FlowTable(self._flow_done, max_flows=max_flows)
+        self.flows = open_flow_path(self._flow_done, engine=engine, max_flows=max_flows,
+                                    verify_checksums=verify_checksums)
         self.observations = Observations(observer)
         self.stats = IngestStats()
         self.tshark_path = tshark_path
@@ -85,7 +84,7 @@ class Pipeline:
     def _ship_flow(self, f: ConnRecord) -> None:
         services = None
         if self.services:
-            hits = self.services.get(flow_community_id(f))
+            hits = self.services.get(f.community_id)
             if hits:
                 lo, hi = f.start - SERVICE_SLACK_NS, f.last + SERVICE_SLACK_NS
                 services = sorted({s for ts, s in hits if lo <= ts <= hi})
@@ -145,51 +144,33 @@ class Pipeline:
                     self._ship_flow(f)
 
     def _fast(self, path: Path) -> None:
-        decode = self.decoder.decode
-        add = self.table.add
-        stats = self.stats
-        errors_before = sum(self.decoder.errors.values())
-        n = nbytes = undecoded = oversized = 0
-        report = self.on_packets
-        for ts, linktype, buf, off, caplen, wirelen in read_capture(path, on_warning=self.warn):
-            n += 1
-            nbytes += wirelen
-            if caplen > MAX_PACKET:
-                oversized += 1
-                continue
-            pkts = decode(linktype, buf, off, caplen, ts)
-            if not pkts:
-                undecoded += 1
-                continue
-            for p in pkts:
-                add(p, ts)
-            if report is not None and not n & 0x3FFF:
-                report(n)
-        if report is not None:
-            report(n)
-        for ts_ns, ip, mac in self.decoder.arp_new:
+        errors_before = sum(self.flows.errors().values())
+        counts = self.flows.process_file(path, self.warn, self.on_packets)
+        if self.on_packets is not None:
+            self.on_packets(counts.packets)
+        arp_new = self.flows.decoder.arp_new
+        for ts_ns, ip, mac in arp_new:
             obs = self.observations.address(ts_ns, ip_str(ip), mac_str(mac))
             if obs:
                 self.stats.observations += 1
                 self.sink(obs)
-        self.decoder.arp_new.clear()
-        stats.packets += n
-        stats.bytes += nbytes
-        stats.undecoded += undecoded
-        errors = sum(self.decoder.errors.values()) - errors_before
-        if oversized:
-            self.decoder.errors["oversized_packet"] += oversized
-            errors += oversized
-        if errors:
-            top = ", ".join(f"{k} {v}" for k, v in self.decoder.errors.most_common(4))
-            self.warn(f"{path}: {errors} damaged packets skipped ({top}); all others processed")
-        stats.decode_errors = self.decoder.errors
+        arp_new.clear()
+        stats = self.stats
+        stats.packets += counts.packets
+        stats.bytes += counts.bytes
+        stats.undecoded += counts.undecoded
+        errors = self.flows.errors()
+        damaged = sum(errors.values()) - errors_before
+        if damaged:
+            top = ", ".join(f"{k} {v}" for k, v in errors.most_common(4))
+            self.warn(f"{path}: {damaged} damaged packets skipped ({top}); all others processed")
+        stats.decode_errors = errors
 
     def finish(self) -> IngestStats:
         """Emit every flow still open (end of input)."""
-        self.table.flush()
-        self.stats.decode_errors = self.decoder.errors
-        self.stats.flows_evicted = self.table.evicted
+        self.flows.finish()
+        self.stats.decode_errors = self.flows.errors()
+        self.stats.flows_evicted = self.flows.evicted
         return self.stats
 
 

@@ -12,6 +12,8 @@ import gzip
 import struct
 import zlib
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
@@ -81,49 +83,118 @@ class _Buffer:
         return n <= len(self.buf)
 
 
-def read_capture(path: str | Path, on_warning: Callable[[str], None] | None = None) -> Iterator[Record]:
-    """Yield every readable record of a pcap/pcapng(.gz) file."""
-    path = Path(path)
+@dataclass(frozen=True)
+class PcapFormat:
+    """What a classic pcap file header says about its records."""
+
+    linktype: int
+    big_endian: bool
+    ns_mult: int  # 1000 for microsecond files, 1 for nanosecond files
+    snaplen: int
+
+
+# feed_pcap(buf, pos, fmt) -> (new pos, corrupt record length or -1, records consumed)
+PcapBlockReader = Callable[[bytes, int, PcapFormat], tuple[int, int, int]]
+
+
+def _open_capture(path: Path) -> tuple[BinaryIO, _Buffer, bytes]:
+    """Open a capture (gzip'd or not) and return it with its first 4 bytes buffered, or raise CaptureError."""
     try:
         f = _open(path)
     except OSError as e:
         raise CaptureError(f"{path}: cannot open: {e.strerror or e}") from None
+    b = _Buffer(f)
     try:
-        b = _Buffer(f)
-        try:
-            ok = b.need(4)
-        except (OSError, EOFError, gzip.BadGzipFile) as e:
-            raise CaptureError(f"{path}: unreadable: {e}") from None
-        if not ok:
-            raise CaptureError(f"{path}: empty or too short to be a capture file")
-        magic = b.buf[:4]
-        if magic in PCAP_MAGICS:
-            gen = _read_pcap(b, path, *PCAP_MAGICS[magic])
-        elif magic == PCAPNG_SHB:
-            gen = _read_pcapng(b, path)
-        else:
-            raise CaptureError(f"{path}: not a pcap or pcapng file (magic {magic.hex()})")
-        try:
-            yield from gen
-        except CaptureWarning as w:
-            if on_warning:
-                on_warning(str(w))
-        except (OSError, EOFError, gzip.BadGzipFile, struct.error) as e:
-            if on_warning:
-                on_warning(f"{path}: read error, stopped: {e}")
+        ok = b.need(4)
+    except (OSError, EOFError, gzip.BadGzipFile) as e:
+        f.close()
+        raise CaptureError(f"{path}: unreadable: {e}") from None
+    if not ok:
+        f.close()
+        raise CaptureError(f"{path}: empty or too short to be a capture file")
+    magic = b.buf[:4]
+    if magic not in PCAP_MAGICS and magic != PCAPNG_SHB:
+        f.close()
+        raise CaptureError(f"{path}: not a pcap or pcapng file (magic {magic.hex()})")
+    return f, b, magic
+
+
+@contextmanager
+def _damage_as_warning(path: Path, on_warning: Callable[[str], None] | None) -> Iterator[None]:
+    """Damage part-way through a file ends it with one warning; what was read before stays delivered."""
+    try:
+        yield
+    except CaptureWarning as w:
+        if on_warning:
+            on_warning(str(w))
+    except (OSError, EOFError, gzip.BadGzipFile, struct.error) as e:
+        if on_warning:
+            on_warning(f"{path}: read error, stopped: {e}")
+
+
+def read_capture(path: str | Path, on_warning: Callable[[str], None] | None = None) -> Iterator[Record]:
+    """Yield every readable record of a pcap/pcapng(.gz) file."""
+    path = Path(path)
+    f, b, magic = _open_capture(path)
+    try:
+        with _damage_as_warning(path, on_warning):
+            if magic in PCAP_MAGICS:
+                yield from _read_pcap(b, path, _pcap_header(b, path, *PCAP_MAGICS[magic]))
+            else:
+                yield from _read_pcapng(b, path)
     finally:
         f.close()
 
 
-def _read_pcap(b: _Buffer, path: Path, endian: str, ns_mult: int) -> Iterator[Record]:
+def feed_capture(path: str | Path, pcap_block: PcapBlockReader, record: Callable[..., None],
+                 on_warning: Callable[[str], None] | None = None) -> None:
+    """Push a capture through a consumer: classic pcap as buffered windows that ``pcap_block`` walks record
+    by record itself (the native core), pcapng record by record through ``record(*Record)``."""
+    path = Path(path)
+    f, b, magic = _open_capture(path)
+    try:
+        if magic in PCAP_MAGICS:
+            fmt = _pcap_header(b, path, *PCAP_MAGICS[magic])
+            with _damage_as_warning(path, on_warning):
+                _feed_pcap(b, path, fmt, pcap_block)
+        else:
+            with _damage_as_warning(path, on_warning):
+                for r in _read_pcapng(b, path):
+                    record(*r)
+    finally:
+        f.close()
+
+
+def _feed_pcap(b: _Buffer, path: Path, fmt: PcapFormat, pcap_block: PcapBlockReader) -> None:
+    n = 0
+    while True:
+        b.pos, corrupt, k = pcap_block(b.buf, b.pos, fmt)
+        n += k
+        if corrupt >= 0:
+            raise CaptureWarning(f"{path}: corrupt record length {corrupt} after {n} packets")
+        rest = len(b.buf) - b.pos
+        if not b.need(rest + 1):  # the record at pos is incomplete: refill, or end of data
+            if b.error:
+                raise CaptureWarning(f"{path}: {b.error}; stopped after {n} packets")
+            if rest:
+                what = "record header" if rest < 16 else "packet data"
+                raise CaptureWarning(f"{path}: truncated {what} after {n} packets")
+            return
+
+
+def _pcap_header(b: _Buffer, path: Path, endian: str, ns_mult: int) -> PcapFormat:
     if not b.need(24):
         raise CaptureError(f"{path}: truncated pcap file header")
     _, _, _, _, _, snaplen, linktype = struct.unpack_from(endian + "IHHiIII", b.buf, 0)
-    linktype &= 0x0FFFFFFF
     b.pos = 24
-    hdr = struct.Struct(endian + "IIII")
+    return PcapFormat(linktype & 0x0FFFFFFF, endian == ">", ns_mult, snaplen)
+
+
+def _read_pcap(b: _Buffer, path: Path, fmt: PcapFormat) -> Iterator[Record]:
+    linktype, ns_mult = fmt.linktype, fmt.ns_mult
+    hdr = struct.Struct((">" if fmt.big_endian else "<") + "IIII")
     unpack = hdr.unpack_from
-    limit = max(snaplen, 262144)
+    limit = max(fmt.snaplen, 262144)
     n = 0
     buf, pos = b.buf, b.pos
     blen = len(buf)

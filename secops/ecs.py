@@ -9,12 +9,10 @@ from typing import Any
 
 
 def doc_id(*parts: Any) -> str:
-    """Deterministic document id from a document's content identity (replays never duplicate)."""
-    h = hashlib.blake2b(digest_size=16)
-    for p in parts:
-        h.update(str(p).encode("utf-8", "surrogatepass"))
-        h.update(b"\x1f")
-    return h.hexdigest()
+    """Deterministic document id from a document's content identity (replays never duplicate): BLAKE2b-128 of
+    each part followed by a 0x1f separator."""
+    text = "".join([f"{p}\x1f" for p in parts])
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
 
 
 def utcnow() -> datetime:

@@ -1,0 +1,152 @@
+"""The flow path: capture file -> decoder -> flow table -> :class:`~collectors.flows.ConnRecord`, on one of two
+engines with identical output.
+
+- ``native``: ``collectors._flowcore`` (C, built by ``pip install``): walks classic-pcap records, decodes and
+  tracks flows without a Python call per packet. Frames it does not decode itself (IP fragments, ARP, rare
+  link types) go to the Python :class:`~collectors.decode.Decoder`, whose packets it then tracks.
+- ``python``: :class:`~collectors.decode.Decoder` + :class:`~collectors.flows.FlowTable`, the reference the C
+  core is tested against, and the fallback where no compiler was available at install time.
+
+``auto`` picks ``native`` when the extension imports.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from collectors.decode import TCP, UDP, Decoder
+from collectors.flows import LIKELY_SERVER_PORTS, ConnRecord, FlowTable
+from collectors.pcapio import PcapFormat, feed_capture, read_capture
+
+try:
+    from collectors._flowcore import FlowCore
+except ImportError:  # no compiler at install time: the Python engine still works, only slower
+    FlowCore = None
+
+Engine = Literal["auto", "native", "python"]
+Emit = Callable[[ConnRecord], None]
+Warn = Callable[[str], None]
+Progress = Callable[[int], None] | None
+MAX_PACKET = 262_144  # larger frames are damage (jumbo frames top out near 64 KiB, TSO near 256 KiB)
+
+
+@dataclass
+class FileCounts:
+    packets: int = 0
+    bytes: int = 0
+    undecoded: int = 0
+
+
+def native_available() -> bool:
+    return FlowCore is not None
+
+
+class PythonFlowPath:
+    name = "python"
+
+    def __init__(self, emit: Emit, *, max_flows: int, verify_checksums: bool) -> None:
+        self.decoder = Decoder(verify_checksums=verify_checksums)
+        self.table = FlowTable(emit, max_flows=max_flows)
+
+    def process_file(self, path: Path, on_warning: Warn, on_packets: Progress) -> FileCounts:
+        decode, add = self.decoder.decode, self.table.add
+        n = nbytes = undecoded = oversized = 0
+        for ts, linktype, buf, off, caplen, wirelen in read_capture(path, on_warning=on_warning):
+            n += 1
+            nbytes += wirelen
+            if caplen > MAX_PACKET:
+                oversized += 1
+                continue
+            pkts = decode(linktype, buf, off, caplen, ts)
+            if not pkts:
+                undecoded += 1
+                continue
+            for p in pkts:
+                add(p, ts)
+            if on_packets is not None and not n & 0x3FFF:
+                on_packets(n)
+        if oversized:
+            self.decoder.errors["oversized_packet"] += oversized
+        return FileCounts(n, nbytes, undecoded)
+
+    def finish(self) -> None:
+        self.table.flush()
+
+    def errors(self) -> Counter[str]:
+        return self.decoder.errors
+
+    @property
+    def evicted(self) -> int:
+        return self.table.evicted
+
+
+class NativeFlowPath:
+    name = "native"
+
+    def __init__(self, emit: Emit, *, max_flows: int, verify_checksums: bool) -> None:
+        if FlowCore is None:
+            raise RuntimeError("the native flow core (collectors._flowcore) is not built: reinstall with a C "
+                               "compiler (apt-get install gcc python3-dev; pip install -e .) or use the python engine")
+        self.emit = emit
+        self.decoder = Decoder(verify_checksums=verify_checksums)  # frames the core hands back
+        self.core = FlowCore(ConnRecord, self.decoder.decode, LIKELY_SERVER_PORTS[TCP], LIKELY_SERVER_PORTS[UDP],
+                             max_flows=max_flows, verify_checksums=verify_checksums)
+
+    def _ship(self) -> None:
+        for rec in self.core.drain():
+            self.emit(rec)
+
+    def process_file(self, path: Path, on_warning: Warn, on_packets: Progress) -> FileCounts:
+        core = self.core
+        before = core.counters()
+        feed_pcap, feed = core.feed_pcap, core.feed
+        done = [0]
+
+        def pcap_block(buf: bytes, pos: int, fmt: PcapFormat) -> tuple[int, int, int]:
+            result = feed_pcap(buf, pos, fmt.linktype, fmt.big_endian, fmt.ns_mult, fmt.snaplen)
+            self._ship()
+            done[0] += result[2]
+            if on_packets is not None:
+                on_packets(done[0])
+            return result
+
+        def record(ts: int, linktype: int, buf: bytes, off: int, caplen: int, wirelen: int) -> None:
+            feed(linktype, buf, off, caplen, wirelen, ts)
+            done[0] += 1
+            if not done[0] & 0x3FFF:
+                self._ship()
+                if on_packets is not None:
+                    on_packets(done[0])
+
+        try:
+            feed_capture(path, pcap_block, record, on_warning=on_warning)
+        finally:
+            self._ship()
+        after = core.counters()
+        return FileCounts(after["packets"] - before["packets"], after["bytes"] - before["bytes"],
+                          after["undecoded"] - before["undecoded"])
+
+    def finish(self) -> None:
+        self.core.flush()
+        self._ship()
+
+    def errors(self) -> Counter[str]:
+        return self.decoder.errors + Counter(self.core.error_counts())
+
+    @property
+    def evicted(self) -> int:
+        return self.core.counters()["evicted"]
+
+
+FlowPath = PythonFlowPath | NativeFlowPath
+
+
+def open_flow_path(emit: Emit, *, engine: Engine = "auto", max_flows: int = 500_000,
+                   verify_checksums: bool = False) -> FlowPath:
+    if engine == "python" or (engine == "auto" and FlowCore is None):
+        return PythonFlowPath(emit, max_flows=max_flows, verify_checksums=verify_checksums)
+    return NativeFlowPath(emit, max_flows=max_flows, verify_checksums=verify_checksums)
