@@ -1434,6 +1434,19 @@ static PyObject *Core_feed(Core *c, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+PyDoc_STRVAR(add_doc, "add(packets, ts_ns): decoded packets (collectors.decode.Pkt tuples) of one frame.");
+
+static PyObject *Core_add(Core *c, PyObject *args) {
+    PyObject *pkts;
+    long long ts;
+    if (!PyArg_ParseTuple(args, "O!L", &PyList_Type, &pkts, &ts)) return NULL;
+    if (add_python_packets(c, pkts, ts) < 0 || c->failed) {
+        c->failed = 0;
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
 /* ---------------------------------------------------------------------------------------------------------- */
 /* results out                                                                                                 */
 
@@ -1569,6 +1582,7 @@ static void Core_dealloc(Core *c) {
 static PyMethodDef Core_methods[] = {
     {"feed_pcap", (PyCFunction)Core_feed_pcap, METH_VARARGS, feed_pcap_doc},
     {"feed", (PyCFunction)Core_feed, METH_VARARGS, feed_doc},
+    {"add", (PyCFunction)Core_add, METH_VARARGS, add_doc},
     {"drain", (PyCFunction)Core_drain, METH_NOARGS, "Records of the flows finished since the last drain."},
     {"flush", (PyCFunction)Core_flush, METH_NOARGS, "Finish every open flow (end of input), in flow-key order."},
     {"error_counts", (PyCFunction)Core_error_counts, METH_NOARGS, "Damaged frames by reason."},

@@ -73,6 +73,11 @@ class PythonFlowPath:
             self.decoder.errors["oversized_packet"] += oversized
         return FileCounts(n, nbytes, undecoded)
 
+    def add_decoded(self, pkts: list[tuple], ts: int) -> None:
+        """Packets of one frame from another decoder (collectors.decode.Pkt tuples)."""
+        for p in pkts:
+            self.table.add(p, ts)
+
     def finish(self) -> None:
         self.table.flush()
 
@@ -82,6 +87,10 @@ class PythonFlowPath:
     @property
     def evicted(self) -> int:
         return self.table.evicted
+
+    @property
+    def open_flows(self) -> int:
+        return len(self.table.flows)
 
 
 class NativeFlowPath:
@@ -130,6 +139,10 @@ class NativeFlowPath:
         return FileCounts(after["packets"] - before["packets"], after["bytes"] - before["bytes"],
                           after["undecoded"] - before["undecoded"])
 
+    def add_decoded(self, pkts: list[tuple], ts: int) -> None:
+        self.core.add(pkts, ts)
+        self._ship()
+
     def finish(self) -> None:
         self.core.flush()
         self._ship()
@@ -140,6 +153,10 @@ class NativeFlowPath:
     @property
     def evicted(self) -> int:
         return self.core.counters()["evicted"]
+
+    @property
+    def open_flows(self) -> int:
+        return self.core.counters()["flows"]
 
 
 FlowPath = PythonFlowPath | NativeFlowPath

@@ -162,7 +162,7 @@ class Pipeline:
         errors = self.flows.errors()
         damaged = sum(errors.values()) - errors_before
         if damaged:
-            top = ", ".join(f"{k} {v}" for k, v in errors.most_common(4))
+            top = ", ".join(f"{k} {v}" for k, v in sorted(errors.items(), key=lambda kv: (-kv[1], kv[0]))[:4])
             self.warn(f"{path}: {damaged} damaged packets skipped ({top}); all others processed")
         stats.decode_errors = errors
 

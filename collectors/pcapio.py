@@ -176,9 +176,10 @@ def _feed_pcap(b: _Buffer, path: Path, fmt: PcapFormat, pcap_block: PcapBlockRea
         if not b.need(rest + 1):  # the record at pos is incomplete: refill, or end of data
             if b.error:
                 raise CaptureWarning(f"{path}: {b.error}; stopped after {n} packets")
-            if rest:
-                what = "record header" if rest < 16 else "packet data"
-                raise CaptureWarning(f"{path}: truncated {what} after {n} packets")
+            if rest:  # same words as _read_pcap
+                if rest < 16:
+                    raise CaptureWarning(f"{path}: truncated record header after {n} packets")
+                raise CaptureWarning(f"{path}: truncated packet data; stopped after {n} packets")
             return
 
 

@@ -89,7 +89,7 @@ def test_zero_length_and_oversized_packets_are_counted(tmp_path: Path) -> None:
     p.write_bytes(body)
     docs, warnings, pipe = ingest(p)
     assert pipe.stats.packets == len(good) + 2
-    assert pipe.decoder.errors["oversized_packet"] == 1
+    assert pipe.stats.decode_errors["oversized_packet"] == 1
     assert warnings and "damaged packets skipped" in warnings[-1]
     (c,) = conns(docs)
     assert c["source"]["packets"] + c["destination"]["packets"] == len(good)

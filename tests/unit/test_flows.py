@@ -1,28 +1,29 @@
-"""Flow table semantics against Zeek's own small TCP traces and baselines, plus synthetic edge cases."""
+"""Flow table semantics against Zeek's own small TCP traces and baselines, plus synthetic edge cases, on both
+engines (the C core and the Python reference)."""
 
 from __future__ import annotations
 
 import pytest
 
 from collectors.conn import conn_doc
-from collectors.decode import Decoder
-from collectors.flows import FlowTable
-from collectors.pcapio import read_capture
+from collectors.flowpath import FlowPath, open_flow_path
 from tests.support import TESTDATA
 
 TRACES = TESTDATA / "zeek" / "traces"
 NS = 1_000_000_000
 
 
-def run(path, verify_checksums: bool = False, max_flows: int = 500_000) -> tuple[list[dict], FlowTable]:
+@pytest.fixture(params=["native", "python"])
+def engine(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+def run(engine: str, path, verify_checksums: bool = False) -> tuple[list[dict], FlowPath]:
     docs: list[dict] = []
-    table = FlowTable(lambda f: docs.append(conn_doc(f)), max_flows=max_flows)
-    dec = Decoder(verify_checksums=verify_checksums)
-    for ts, lt, buf, off, cap, _ in read_capture(path):
-        for p in dec.decode(lt, buf, off, cap, ts):
-            table.add(p, ts)
-    table.flush()
-    return docs, table
+    flows = open_flow_path(lambda f: docs.append(conn_doc(f)), engine=engine, verify_checksums=verify_checksums)
+    flows.process_file(path, on_warning=pytest.fail, on_packets=None)
+    flows.finish()
+    return docs, flows
 
 
 def summary(d: dict) -> tuple:
@@ -36,8 +37,8 @@ def summary(d: dict) -> tuple:
     ("syn-then-ack-then-rst.pcap", "SaR", "RSTOS0"),
     ("syn-then-stuff-then-rst.pcap", "SaFR", "OTH"),
 ])
-def test_rst_behaviour_matches_zeek(trace: str, history: str, state: str) -> None:
-    docs, _ = run(TRACES / "tcp" / trace)
+def test_rst_behaviour_matches_zeek(engine: str, trace: str, history: str, state: str) -> None:
+    docs, _ = run(engine, TRACES / "tcp" / trace)
     assert [summary(d) for d in docs] == [(history, state)]
 
 
@@ -46,31 +47,31 @@ def test_rst_behaviour_matches_zeek(trace: str, history: str, state: str) -> Non
                              ("91.189.148.149", 2745, "245.181.165.131", 281, "^haf", 0, 0, 3, 140)]),
     ("ctu-64702-888.pcap", [("192.168.1.108", 64702, "185.33.86.224", 888, "^hAfdtFr", 8, 320, 8, 370)]),
 ])
-def test_conn_size_flip_matches_zeek(trace: str, rows: list[tuple]) -> None:
-    docs, _ = run(TRACES / "tcp" / trace)
+def test_conn_size_flip_matches_zeek(engine: str, trace: str, rows: list[tuple]) -> None:
+    docs, _ = run(engine, TRACES / "tcp" / trace)
     got = {(d["source"]["ip"], d["source"]["port"], d["destination"]["ip"], d["destination"]["port"],
             d["secops"]["conn"]["history"], d["source"]["packets"], d["source"]["bytes"],
             d["destination"]["packets"], d["destination"]["bytes"]) for d in docs}
     assert got == set(rows)
 
 
-def test_bad_checksums_counted_like_zeek() -> None:
-    docs, _ = run(TRACES / "tcp" / "syn-bad.pcap", verify_checksums=True)
+def test_bad_checksums_counted_like_zeek(engine: str) -> None:
+    docs, _ = run(engine, TRACES / "tcp" / "syn-bad.pcap", verify_checksums=True)
     assert [(d["source"]["packets"], d["destination"]["packets"], *summary(d)) for d in docs] == [(0, 0, "C", "OTH")]
-    docs, _ = run(TRACES / "dns" / "dns-corrupt.pcap", verify_checksums=True)
+    docs, _ = run(engine, TRACES / "dns" / "dns-corrupt.pcap", verify_checksums=True)
     assert [(d["source"]["packets"], d["destination"]["packets"], *summary(d)) for d in docs] == [
         (0, 0, "Cc", "OTH")]
 
 
-def test_complete_http_connection() -> None:
-    docs, _ = run(TRACES / "http" / "get.pcap")
+def test_complete_http_connection(engine: str) -> None:
+    docs, _ = run(engine, TRACES / "http" / "get.pcap")
     (d,) = docs
     assert summary(d) == ("ShADadFf", "SF")
     assert (d["secops"]["conn"]["orig_bytes"], d["secops"]["conn"]["resp_bytes"]) == (136, 5007)
     assert (d["source"]["packets"], d["source"]["bytes"], d["destination"]["packets"], d["destination"]["bytes"]) == (
         7, 512, 7, 5379)
     assert abs(d["event"]["duration"] / 1e9 - 0.211484) < 1e-6
-    assert d["network"]["community_id"] and d["_id"] == run(TRACES / "http" / "get.pcap")[0][0]["_id"]
+    assert d["network"]["community_id"] and d["_id"] == run(engine, TRACES / "http" / "get.pcap")[0][0]["_id"]
 
 
 # -- synthetic packets (tuples as the decoder produces them) -------------------------------------------------
@@ -85,65 +86,65 @@ def udp(src, dst, sport, dport, length):
     return (src, dst, 17, sport, dport, 28 + length, 0, 0, 0, length, False, 0, b"", "", 8 + length, None, False)
 
 
-def feed(packets, max_flows=500_000):
+def feed(engine: str, packets, max_flows=500_000):
     docs: list[dict] = []
-    table = FlowTable(lambda f: docs.append(conn_doc(f)), max_flows=max_flows)
+    flows = open_flow_path(lambda f: docs.append(conn_doc(f)), engine=engine, max_flows=max_flows)
     for ts, p in packets:
-        table.add(p, ts)
-    table.flush()
-    return docs, table
+        flows.add_decoded([p], ts)
+    flows.finish()
+    return docs, flows
 
 
-def test_syn_only_and_reject() -> None:
-    docs, _ = feed([(0, tcp(A, B, 1234, 22, 0x02, 100, 0))])
+def test_syn_only_and_reject(engine: str) -> None:
+    docs, _ = feed(engine, [(0, tcp(A, B, 1234, 22, 0x02, 100, 0))])
     assert summary(docs[0]) == ("S", "S0")
-    docs, _ = feed([(0, tcp(A, B, 1234, 22, 0x02, 100, 0)), (1000, tcp(B, A, 22, 1234, 0x14, 0, 101))])
+    docs, _ = feed(engine, [(0, tcp(A, B, 1234, 22, 0x02, 100, 0)), (1000, tcp(B, A, 22, 1234, 0x14, 0, 101))])
     assert summary(docs[0]) == ("Sr", "REJ")
 
 
-def test_syn_ack_first_flips() -> None:
-    docs, _ = feed([(0, tcp(B, A, 80, 5555, 0x12, 900, 101)), (10, tcp(A, B, 5555, 80, 0x10, 101, 901))])
+def test_syn_ack_first_flips(engine: str) -> None:
+    docs, _ = feed(engine, [(0, tcp(B, A, 80, 5555, 0x12, 900, 101)), (10, tcp(A, B, 5555, 80, 0x10, 101, 901))])
     d = docs[0]
     assert d["source"]["ip"] == "198.18.0.1" and d["destination"]["port"] == 80
     assert d["secops"]["conn"]["history"].startswith("^h")
 
 
-def test_retransmissions_scale_history() -> None:
+def test_retransmissions_scale_history(engine: str) -> None:
     pkts = [(0, tcp(A, B, 1, 80, 0x02, 0, 0)), (1, tcp(B, A, 80, 1, 0x12, 0, 1)), (2, tcp(A, B, 1, 80, 0x10, 1, 1))]
     pkts += [(3 + i, tcp(A, B, 1, 80, 0x18, 1, 1, 10)) for i in range(12)]  # one segment, 11 retransmits
-    docs, _ = feed(pkts)
+    docs, _ = feed(engine, pkts)
     assert docs[0]["secops"]["conn"]["history"] == "ShADTT"  # letters at 1 and 10 repeats
     assert docs[0]["secops"]["conn"]["orig_bytes"] == 10
 
 
-def test_udp_inactivity_splits_and_states() -> None:
-    docs, _ = feed([(0, udp(A, B, 5000, 53, 30)), (NS, udp(B, A, 53, 5000, 80)),
+def test_udp_inactivity_splits_and_states(engine: str) -> None:
+    docs, _ = feed(engine, [(0, udp(A, B, 5000, 53, 30)), (NS, udp(B, A, 53, 5000, 80)),
                     (120 * NS, udp(A, B, 5000, 53, 30))])
     assert [summary(d) for d in docs] == [("Dd", "SF"), ("D", "S0")]
     assert docs[0]["secops"]["conn"]["orig_bytes"] == 30 and docs[0]["secops"]["conn"]["resp_bytes"] == 80
 
 
-def test_udp_reply_from_server_port_first_flips() -> None:
-    docs, _ = feed([(0, udp(B, A, 53, 5000, 80))])
+def test_udp_reply_from_server_port_first_flips(engine: str) -> None:
+    docs, _ = feed(engine, [(0, udp(B, A, 53, 5000, 80))])
     assert docs[0]["source"]["port"] == 5000 and summary(docs[0]) == ("^d", "SHR")
 
 
-def test_bounded_table_evicts_and_counts() -> None:
+def test_bounded_table_evicts_and_counts(engine: str) -> None:
     pkts = [(i, udp(A, B, 10000 + i, 53, 10)) for i in range(5000)]
-    docs, table = feed(pkts, max_flows=1000)
-    assert table.evicted == 4000
-    assert len(docs) == 5000 and len(table.flows) == 0
+    docs, flows = feed(engine, pkts, max_flows=1000)
+    assert flows.evicted == 4000
+    assert len(docs) == 5000 and flows.open_flows == 0
 
 
-def test_syn_on_closed_connection_starts_new_one() -> None:
+def test_syn_on_closed_connection_starts_new_one(engine: str) -> None:
     pkts = [(0, tcp(A, B, 1, 80, 0x02, 0, 0)), (1, tcp(B, A, 80, 1, 0x12, 0, 1)), (2, tcp(A, B, 1, 80, 0x11, 1, 1)),
             (3, tcp(B, A, 80, 1, 0x11, 1, 2)), (4, tcp(A, B, 1, 80, 0x10, 2, 2)),
             (5, tcp(A, B, 1, 80, 0x02, 5000, 0))]
-    docs, _ = feed(pkts)
+    docs, _ = feed(engine, pkts)
     assert [summary(d) for d in docs] == [("ShFfA", "SF"), ("S", "S0")]
 
 
-def test_sequence_wraparound_sizes() -> None:
+def test_sequence_wraparound_sizes(engine: str) -> None:
     isn = 0xFFFFFF00
     pkts = [(0, tcp(A, B, 1, 80, 0x02, isn, 0)), (1, tcp(B, A, 80, 1, 0x12, 7, isn + 1))]
     seq = isn + 1
@@ -151,5 +152,5 @@ def test_sequence_wraparound_sizes() -> None:
         pkts.append((2 + i, tcp(A, B, 1, 80, 0x18, seq & 0xFFFFFFFF, 8, 100)))
         seq += 100
     pkts.append((9, tcp(B, A, 80, 1, 0x10, 8, seq & 0xFFFFFFFF)))
-    docs, _ = feed(pkts)
+    docs, _ = feed(engine, pkts)
     assert docs[0]["secops"]["conn"]["orig_bytes"] == 400

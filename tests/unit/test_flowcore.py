@@ -1,0 +1,148 @@
+"""The C flow core (collectors._flowcore) against the Python reference engine: the same documents, in the same
+order, with the same counters, for every shared capture, damaged copies of them and fuzzed frames."""
+
+from __future__ import annotations
+
+import gzip
+import struct
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from collectors.flowpath import FlowCore, native_available, open_flow_path
+from collectors.flows import LIKELY_SERVER_PORTS, ConnRecord
+from collectors.ingest import IngestStats, Pipeline
+from tests.support import TESTDATA
+
+CAPTURES = sorted(p for p in [*TESTDATA.glob("zeek/traces/**/*.pcap*"), *TESTDATA.glob("attacks/**/*.pcap*")]
+                  if p.is_file())
+
+
+def both(paths: list[Path], **kw) -> tuple[tuple, tuple]:
+    """(docs, stats, warnings) from each engine."""
+    out = []
+    for engine in ("python", "native"):
+        docs: list[dict] = []
+        warnings: list[str] = []
+        pipe = Pipeline(docs.append, deep=False, engine=engine, on_warning=warnings.append, **kw)
+        for p in paths:
+            pipe.process_file(p)
+        out.append((docs, pipe.finish(), warnings))
+    return out[0], out[1]
+
+
+def assert_same(paths: list[Path], **kw) -> IngestStats:
+    (docs_py, stats_py, warn_py), (docs_c, stats_c, warn_c) = both(paths, **kw)
+    assert docs_c == docs_py
+    assert stats_c == stats_py
+    assert warn_c == warn_py
+    return stats_py
+
+
+def test_native_core_is_built() -> None:
+    """CI installs a compiler, so the extension must be there (a silent fallback would hide a 4x slowdown)."""
+    assert native_available(), "collectors._flowcore did not build: is gcc installed? (pip install -e . warns)"
+
+
+@pytest.mark.parametrize("capture", CAPTURES, ids=lambda p: str(p.relative_to(TESTDATA)))
+def test_every_shared_capture_identical(capture: Path) -> None:
+    assert_same([capture])
+
+
+def test_all_captures_in_one_pipeline_with_checksums_and_a_tiny_table() -> None:
+    """Across files (flows span them), verified checksums, and eviction from a 50-flow table."""
+    stats = assert_same(CAPTURES, verify_checksums=True, max_flows=50)
+    assert stats.packets > 3000 and stats.conns > 200 and stats.flows_evicted > 0
+
+
+def test_damaged_copies_identical(tmp_path: Path) -> None:
+    """Truncated at many points and gzip'd-then-truncated: same documents and the same warning text."""
+    raw = (TESTDATA / "zeek" / "traces" / "http" / "get.pcap").read_bytes()
+    for cut in (30, 40, 57, 100, 333, len(raw) // 2, len(raw) - 7):
+        p = tmp_path / f"cut{cut}.pcap"
+        p.write_bytes(raw[:cut])
+        assert_same([p])
+    gz = tmp_path / "cut.pcap.gz"
+    gz.write_bytes(gzip.compress(raw)[:-40])
+    assert_same([gz])
+
+
+def _pcap(frames: list[bytes], linktype: int = 1) -> bytes:
+    out = [struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, linktype)]
+    for i, fr in enumerate(frames):
+        out.append(struct.pack("<IIII", 1_700_000_000 + i // 50, (i % 50) * 1000, len(fr), len(fr)))
+        out.append(fr)
+    return b"".join(out)
+
+
+def _seed_frames() -> list[bytes]:
+    """Real frames of every kind the decoder knows (tunnels, VLAN, IPv6, fragments, ICS), to mutate."""
+    from collectors.pcapio import read_capture
+
+    frames: list[bytes] = []
+    for name in ("tunnels/vxlan.pcap", "tunnels/gre-sample.pcap", "tunnels/Teredo.pcap",
+                 "tunnels/gtp/gtp1_gn_normal_incl_fragmentation.pcap", "ipv6-fragmented-dns.pcap",
+                 "http/get.pcap", "cisco-fabric-path.pcap"):
+        path = TESTDATA / "zeek" / "traces" / name
+        if path.exists():
+            frames += [bytes(buf[off:off + cap]) for _, lt, buf, off, cap, _ in read_capture(path) if lt == 1][:40]
+    assert len(frames) > 100
+    return frames
+
+
+SEEDS = _seed_frames()
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.integers(0, len(SEEDS) - 1), st.integers(0, 1500), st.integers(0, 255),
+                          st.integers(-1, 1)), min_size=1, max_size=60),
+       st.sampled_from([1, 101, 113, 276, 0, 9]), st.booleans())
+def test_fuzzed_frames_identical(tmp_path_factory: pytest.TempPathFactory, edits: list[tuple], linktype: int,
+                                 verify: bool) -> None:
+    """Frames with one byte overwritten, inserted or removed at any offset, under any link type."""
+    frames = []
+    for idx, pos, value, op in edits:
+        fr = bytearray(SEEDS[idx])
+        pos %= len(fr) + 1
+        if op < 0:
+            del fr[pos:pos + 1]
+        elif op == 0:
+            fr[pos:pos + 1] = bytes([value])
+        else:
+            fr.insert(pos, value)
+        frames.append(bytes(fr))
+    path = tmp_path_factory.mktemp("fuzz") / "f.pcap"
+    path.write_bytes(_pcap(frames, linktype))
+    assert_same([path], verify_checksums=verify, max_flows=7)
+
+
+def test_core_refuses_bad_fallback_answers() -> None:
+    """A decoder answer the core cannot use raises a Python error instead of corrupting its table."""
+    core = FlowCore(ConnRecord, lambda *a: "not a list", LIKELY_SERVER_PORTS[6], LIKELY_SERVER_PORTS[17])
+    arp = b"\xff" * 6 + b"\x02" * 6 + b"\x08\x06" + bytes(28)  # ARP frames are handed to the fallback
+    with pytest.raises(TypeError):
+        core.feed(1, arp, 0, len(arp), len(arp), 0)
+    with pytest.raises(TypeError):
+        core.add([("short",)], 0)
+    with pytest.raises(TypeError):
+        core.add([(b"\x01\x02\x03\x04", b"\x01\x02\x03", 6, 1, 2, 40, 2, 0, 0, 0, False, 0, b"", "", 0, None,
+                   False)], 0)
+    with pytest.raises(ValueError):
+        core.feed(1, b"abc", 2, 5, 5, 0)
+    assert core.drain() == [] and core.counters()["flows"] == 0
+
+
+def test_history_is_bounded() -> None:
+    """A flow that keeps restarting its handshake stops growing its history at the core's cap."""
+    from collectors._flowcore import HISTORY_MAX
+
+    a, b = bytes([198, 18, 0, 1]), bytes([198, 18, 0, 2])
+    flows = open_flow_path(lambda r: out.append(r), engine="native")
+    out: list[ConnRecord] = []
+    for i in range(5000):  # SYN then SYN-ACK with a new sequence number each time: S/H letters repeat
+        flows.add_decoded([(a, b, 6, 1000, 80, 40, 0x02, i * 7, 0, 0, False, 0, b"", "", 0, None, False)], i)
+        flows.add_decoded([(b, a, 6, 80, 1000, 40, 0x12, i * 11, i * 7 + 1, 0, False, 0, b"", "", 0, None, False)], i)
+    flows.finish()
+    assert out and all(len(r.history) < HISTORY_MAX for r in out)
