@@ -102,10 +102,42 @@ def build_capture(path: Path, packets: int, seed: int = 7) -> int:
     return n
 
 
+def _csum_adjust(csum: int, old: list[int], new: list[int]) -> int:
+    """RFC 1624 incremental update of a ones' complement checksum for replaced 16-bit words."""
+    total = ~csum & 0xFFFF
+    for o, n in zip(old, new, strict=True):
+        total += (~o & 0xFFFF) + n
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def _rewrite_addresses(frame: bytes, x: bytes) -> bytes:
+    """XOR the low 16 bits of both IPv4 addresses of an Ethernet frame with ``x``, keeping the IP header and
+    TCP/UDP checksums valid (the L4 pseudo-header covers the addresses), so checksum verification still passes."""
+    b = bytearray(frame)
+    old = [int.from_bytes(b[28:30], "big"), int.from_bytes(b[32:34], "big")]
+    for a in (28, 32):
+        b[a] ^= x[0]
+        b[a + 1] ^= x[1]
+    new = [int.from_bytes(b[28:30], "big"), int.from_bytes(b[32:34], "big")]
+    b[24:26] = _csum_adjust(int.from_bytes(b[24:26], "big"), old, new).to_bytes(2, "big")
+    l4 = 14 + (b[14] & 0x0F) * 4
+    first_fragment = not int.from_bytes(b[20:22], "big") & 0x1FFF
+    at = {6: l4 + 16, 17: l4 + 6}.get(b[23])
+    if first_fragment and at is not None and at + 2 <= len(b):
+        csum = int.from_bytes(b[at:at + 2], "big")
+        if csum or b[23] == 6:  # UDP checksum 0 means "not computed"
+            csum = _csum_adjust(csum, old, new)
+            b[at:at + 2] = (csum or (0xFFFF if b[23] == 17 else 0)).to_bytes(2, "big")
+    return bytes(b)
+
+
 def build_from_traces(path: Path, packets: int) -> int:
     """Concatenate the real test traces (Zeek's and the attack captures, Ethernet ones) until ``packets``:
     each repetition XORs the low 16 bits of every IPv4 address (a bijection, so both directions of a flow
-    stay paired) and moves the clock past every timeout, so repetitions are new connections."""
+    stay paired; checksums are adjusted) and moves the clock past every timeout, so repetitions are new
+    connections."""
     from collectors.pcapio import read_capture
     from tests.support import TESTDATA
 
@@ -125,11 +157,7 @@ def build_from_traces(path: Path, packets: int) -> int:
             x = struct.pack("!H", rep & 0xFFFF)
             for rel, fr in frames:
                 if len(fr) >= 34 and fr[12:14] == b"\x08\x00":
-                    b = bytearray(fr)
-                    for a in (28, 32):
-                        b[a] ^= x[0]
-                        b[a + 1] ^= x[1]
-                    fr = bytes(b)
+                    fr = _rewrite_addresses(fr, x)
                 sec, ns = divmod(ts0 + rep * span + rel, 1_000_000_000)
                 f.write(struct.pack("<IIII", sec, ns, len(fr), len(fr)))
                 f.write(fr)

@@ -18,6 +18,12 @@ class Output(StrEnum):
     ndjson = "ndjson"
 
 
+class FlowEngine(StrEnum):
+    auto = "auto"
+    native = "native"
+    python = "python"
+
+
 sensor_app = typer.Typer(help="Live capture into a rotating pcap spool, shipped as documents.", no_args_is_help=True)
 pcap_app = typer.Typer(help="The capture spool: list chunks, cut a connection's packets out.", no_args_is_help=True)
 
@@ -40,8 +46,12 @@ def ingest(
     observer: Annotated[str | None, typer.Option(help="observer.name on every document")] = None,
     checksums: Annotated[bool, typer.Option(help="Drop packets with bad TCP/UDP/ICMP checksums (Zeek's default; "
                                                  "off by default because offloading NICs leave them unset)")] = False,
+    engine: Annotated[FlowEngine, typer.Option(help="Flow path: native (the C core, ~4x faster), python (the "
+                                                    "reference implementation, for cross-checks) or auto (native "
+                                                    "when it was built)")] = FlowEngine.auto,
 ) -> None:
     """Read capture files into secops.conn / protocol / observation documents."""
+    from collectors.flowpath import native_available
     from collectors.ingest import Pipeline
     from collectors.pcapio import CaptureError
 
@@ -49,16 +59,25 @@ def ingest(
     for p in pcaps:
         if not p.is_file():
             fail(f"{p}: no such file")
+    if not native_available():
+        if engine is FlowEngine.native:
+            fail("the native flow core is not built (reinstall with gcc present: pip install -e .); "
+                 "use --engine python")
+        if engine is FlowEngine.auto:
+            err_console.print("[yellow]warning:[/] the native flow core is not built; using the python engine "
+                              "(about 4x slower). Reinstall with gcc present: pip install -e .", highlight=False)
 
     def warn(msg: str) -> None:
         err_console.print(f"[yellow]warning:[/] {msg}", highlight=False, soft_wrap=True)
 
     failed = 0
+    engine_used: list[str] = []
 
     def run(sink: Any) -> Any:
         nonlocal failed
         pipe = Pipeline(sink, observer=observer, max_flows=s.sensor.flow_table_max, deep=deep,
-                        tshark_path=s.sensor.tshark_path, on_warning=warn, verify_checksums=checksums)
+                        tshark_path=s.sensor.tshark_path, on_warning=warn, verify_checksums=checksums,
+                        engine=engine.value)
         with progress(transient=True) as bar:
             for p in pcaps:
                 task = bar.add_task(p.name, total=None)
@@ -69,6 +88,7 @@ def ingest(
                     failed += 1
                     err_console.print(f"[red]error:[/] {e}", highlight=False, soft_wrap=True)
                 bar.remove_task(task)
+        engine_used.append(pipe.flows.name)
         return pipe.finish()
 
     if output is Output.ndjson:
@@ -79,7 +99,8 @@ def ingest(
             stats = run(w.add)
     err_console.print(f"{stats.files} file(s), {stats.packets} packets, {stats.conns} connections, "
                       f"{stats.deep_docs} protocol documents, {stats.observations} observations, "
-                      f"{stats.flows_evicted} flows evicted early (table full), {stats.warnings} warning(s)",
+                      f"{stats.flows_evicted} flows evicted early (table full), {stats.warnings} warning(s); "
+                      f"{engine_used[0]} flow engine",
                       highlight=False)
     if failed:
         raise typer.Exit(2)

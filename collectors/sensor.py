@@ -133,7 +133,7 @@ class Sensor:
             "observer": {"name": self.name, "ingress": {"interface": {"name": self.interface}}},
             "secops": {"sensor": {
                 "packets_captured": self.captured, "packets_dropped": self.dropped + self.disk_dropped,
-                "packets_processed": st.packets, "flows_evicted": self.pipeline.table.evicted,
+                "packets_processed": st.packets, "flows_evicted": self.pipeline.flows.evicted,
                 "decode_errors": sum(st.decode_errors.values()), "chunks": self.chunks_done,
                 "spool_bytes": self.spool.total_bytes(),
             }},
