@@ -28,11 +28,13 @@ typedef int64_t i64;
 #define RESET_DELAY (5 * NS)
 #define SWEEP_EVERY (10 * NS)
 #define TOO_LARGE_SEQ_DELTA 1048576
+#define MAX_TS (INT64_MAX - TCP_INACTIVITY)  /* packet times up to here keep ts + every timer delay in int64 */
 #define MAX_DEPTH 4
 #define MAX_PKTS 16
 #define MAX_PACKET 262144
 #define MAX_RECORD (256 * 1024 * 1024)
 #define HISTORY_MAX 1024
+#define MAX_FIELD 0xFFFFFFFFLL   /* |length| accepted in a packet tuple from Python */
 
 enum { P_ICMP = 1, P_TCP = 6, P_UDP = 17, P_ICMP6 = 58, P_SCTP = 132 };
 enum { F_FIN = 0x01, F_SYN = 0x02, F_RST = 0x04, F_ACK = 0x10 };
@@ -123,8 +125,8 @@ typedef struct {
     PyObject *fallback;
     PyObject *emitted;  /* list of records since the last drain() */
     int verify;
-    int lsp_tcp[65536 / 32 + 1];
-    int lsp_udp[65536 / 32 + 1];
+    uint32_t lsp_tcp[65536 / 32 + 1];
+    uint32_t lsp_udp[65536 / 32 + 1];
     /* table */
     flow_t **buckets;
     size_t nbuckets, count, max_flows;
@@ -145,6 +147,7 @@ static inline i64 rd32(const u8 *b) { return ((i64)b[0] << 24) | (b[1] << 16) | 
 static inline int is_tunnel_port(int p) { return p == 4789 || p == 6081 || p == 3544 || p == 2152; }
 
 static void dec_ether(Core *c, dec_t *d, const u8 *b, Py_ssize_t off, Py_ssize_t end, int depth);
+static int ether_header(Core *c, const u8 *b, Py_ssize_t *off, Py_ssize_t end, int *etype, const u8 **mac);
 static void dec_ethertype(Core *c, dec_t *d, int etype, const u8 *b, Py_ssize_t off, Py_ssize_t end, int depth,
                           const u8 *mac);
 static void dec_ip(Core *c, dec_t *d, const u8 *b, Py_ssize_t off, Py_ssize_t end, int depth, int tunnel,
@@ -458,9 +461,9 @@ static void dec_ethertype(Core *c, dec_t *d, int etype, const u8 *b, Py_ssize_t 
             c->nonip++;
             return;
         }
-        if (etype == 0x6558) {
-            dec_ether(c, d, b, off, end, depth);
-            return;
+        if (etype == 0x6558) {  /* a whole Ethernet frame: looped, not recursed (a frame can nest ~18000) */
+            if (!ether_header(c, b, &off, end, &etype, &mac)) return;
+            continue;
         }
         if (etype == 0x0806) {
             d->delegate = 1;  /* ARP: the Python decoder keeps the address bindings */
@@ -471,23 +474,32 @@ static void dec_ethertype(Core *c, dec_t *d, int etype, const u8 *b, Py_ssize_t 
     }
 }
 
-static void dec_ether(Core *c, dec_t *d, const u8 *b, Py_ssize_t off, Py_ssize_t end, int depth) {
-    if (end - off < 14) {
+/* The Ethernet header at *off: its ethertype and source MAC, *off moved past it; 0 if truncated. */
+static int ether_header(Core *c, const u8 *b, Py_ssize_t *off, Py_ssize_t end, int *etype, const u8 **mac) {
+    Py_ssize_t o = *off;
+    if (end - o < 14) {
         err(c, E_TRUNCATED_ETHERNET);
-        return;
+        return 0;
     }
-    int etype = rd16(b + off + 12);
-    const u8 *mac = b + off + 6;
-    if (etype == 0x8903) {  /* Cisco FabricPath */
-        off += 16;
-        if (end - off < 14) {
+    *etype = rd16(b + o + 12);
+    *mac = b + o + 6;
+    if (*etype == 0x8903) {  /* Cisco FabricPath */
+        o += 16;
+        if (end - o < 14) {
             err(c, E_TRUNCATED_ETHERNET);
-            return;
+            return 0;
         }
-        etype = rd16(b + off + 12);
-        mac = b + off + 6;
+        *etype = rd16(b + o + 12);
+        *mac = b + o + 6;
     }
-    dec_ethertype(c, d, etype, b, off + 14, end, depth, mac);
+    *off = o + 14;
+    return 1;
+}
+
+static void dec_ether(Core *c, dec_t *d, const u8 *b, Py_ssize_t off, Py_ssize_t end, int depth) {
+    int etype;
+    const u8 *mac;
+    if (ether_header(c, b, &off, end, &etype, &mac)) dec_ethertype(c, d, etype, b, off, end, depth, mac);
 }
 
 static void dec_gtpu(Core *c, dec_t *d, const u8 *b, Py_ssize_t off, Py_ssize_t end, int depth) {
@@ -966,7 +978,7 @@ static int is_reuse(const flow_t *f, const pkt_t *p) {
     return (p->seq & 0xFFFFFFFFLL) != (e->start_seq & 0xFFFFFFFFLL);
 }
 
-static inline int bit_test(const int *bits, int port) { return (bits[port >> 5] >> (port & 31)) & 1; }
+static inline int bit_test(const uint32_t *bits, int port) { return (bits[port >> 5] >> (port & 31)) & 1; }
 
 static flow_t *new_flow(Core *c, const flowkey_t *k, uint64_t h, const pkt_t *p, int sport, int dport, i64 ts) {
     flow_t *f = PyMem_Calloc(1, sizeof(flow_t));
@@ -1288,8 +1300,35 @@ static int tunnel_code(PyObject *s) {
     return T_NONE;
 }
 
+/* Methods that touch the table need __init__ to have run (FlowCore.__new__ alone leaves it NULL). */
+static int ready(Core *c) {
+    if (c->buckets) return 1;
+    PyErr_SetString(PyExc_RuntimeError, "FlowCore is not initialised");
+    return 0;
+}
+
+/* Packet times beyond MAX_TS (a hostile pcapng timestamp or offset) would overflow the timer arithmetic. */
+static int ts_ok(i64 ts) {
+    if (ts <= MAX_TS) return 1;
+    PyErr_Format(PyExc_ValueError, "packet timestamp %lld ns out of range", (long long)ts);
+    return 0;
+}
+
+/* Integer field i of a Pkt tuple, which must lie in [lo, hi] (ports index the server-port bitsets). */
+static int pkt_field(PyObject *t, int i, i64 lo, i64 hi, i64 *out) {
+    long long v = PyLong_AsLongLong(PyTuple_GET_ITEM(t, i));
+    if (v == -1 && PyErr_Occurred()) return -1;
+    if (v < lo || v > hi) {
+        PyErr_Format(PyExc_ValueError, "packet field %d out of range: %lld", i, v);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
 /* Feed the packets of a collectors.decode.Pkt list (the Python decoder's answer for a delegated frame). */
 static int add_python_packets(Core *c, PyObject *list, i64 ts) {
+    if (!ready(c) || !ts_ok(ts)) return -1;
     if (!PyList_Check(list)) {
         PyErr_SetString(PyExc_TypeError, "fallback decoder must return a list");
         return -1;
@@ -1311,17 +1350,20 @@ static int add_python_packets(Core *c, PyObject *list, i64 ts) {
         p.src = (const u8 *)PyBytes_AS_STRING(src);
         p.dst = (const u8 *)PyBytes_AS_STRING(dst);
         p.alen = (int)PyBytes_GET_SIZE(src);
-        p.proto = (int)PyLong_AsLong(PyTuple_GET_ITEM(t, 2));
-        p.sport = (int)PyLong_AsLong(PyTuple_GET_ITEM(t, 3));
-        p.dport = (int)PyLong_AsLong(PyTuple_GET_ITEM(t, 4));
-        p.iplen = PyLong_AsLongLong(PyTuple_GET_ITEM(t, 5));
-        p.flags = (int)PyLong_AsLong(PyTuple_GET_ITEM(t, 6));
-        p.seq = PyLong_AsLongLong(PyTuple_GET_ITEM(t, 7));
-        p.ack = PyLong_AsLongLong(PyTuple_GET_ITEM(t, 8));
-        p.plen = PyLong_AsLongLong(PyTuple_GET_ITEM(t, 9));
+        i64 proto, sport, dport, flags;
+        if (pkt_field(t, 2, 0, 255, &proto) < 0 || pkt_field(t, 3, 0, 65535, &sport) < 0 ||
+            pkt_field(t, 4, 0, 65535, &dport) < 0 || pkt_field(t, 5, -MAX_FIELD, MAX_FIELD, &p.iplen) < 0 ||
+            pkt_field(t, 6, 0, 255, &flags) < 0 || pkt_field(t, 7, 0, 0xFFFFFFFFLL, &p.seq) < 0 ||
+            pkt_field(t, 8, 0, 0xFFFFFFFFLL, &p.ack) < 0 || pkt_field(t, 9, -MAX_FIELD, MAX_FIELD, &p.plen) < 0 ||
+            pkt_field(t, 14, -MAX_FIELD, MAX_FIELD, &p.caplen) < 0)
+            return -1;
+        p.proto = (int)proto, p.sport = (int)sport, p.dport = (int)dport, p.flags = (int)flags;
+        if (!PyUnicode_Check(PyTuple_GET_ITEM(t, 13))) {
+            PyErr_SetString(PyExc_TypeError, "fallback decoder returned a non-str tunnel");
+            return -1;
+        }
         p.one_way = PyObject_IsTrue(PyTuple_GET_ITEM(t, 10));
         p.tunnel = tunnel_code(PyTuple_GET_ITEM(t, 13));
-        p.caplen = PyLong_AsLongLong(PyTuple_GET_ITEM(t, 14));
         p.mac = (PyBytes_Check(mac) && PyBytes_GET_SIZE(mac) == 6) ? (const u8 *)PyBytes_AS_STRING(mac) : NULL;
         p.bad = PyObject_IsTrue(PyTuple_GET_ITEM(t, 16));
         if (PyErr_Occurred()) return -1;
@@ -1376,6 +1418,7 @@ static PyObject *Core_feed_pcap(Core *c, PyObject *args) {
     int linktype, big;
     long long ns_mult, snaplen;
     if (!PyArg_ParseTuple(args, "OnipLL", &buf_obj, &pos, &linktype, &big, &ns_mult, &snaplen)) return NULL;
+    if (!ready(c)) return NULL;
     Py_buffer view;
     if (PyObject_GetBuffer(buf_obj, &view, PyBUF_SIMPLE) < 0) return NULL;
     const u8 *b = view.buf;
@@ -1385,14 +1428,14 @@ static PyObject *Core_feed_pcap(Core *c, PyObject *args) {
     i64 n = 0;
     int failed = 0;
     if (pos < 0) pos = 0;
-    while (pos + 16 <= len) {
+    while (pos <= len - 16) {  /* not pos + 16: pos comes from the caller and may be near PY_SSIZE_T_MAX */
         uint32_t sec = rd32x(b + pos, big), frac = rd32x(b + pos + 4, big);
         uint32_t caplen = rd32x(b + pos + 8, big), wirelen = rd32x(b + pos + 12, big);
         if (caplen > MAX_RECORD || (caplen > limit && caplen > wirelen)) {
             corrupt = caplen;
             break;
         }
-        if (pos + 16 + (Py_ssize_t)caplen > len) break;
+        if ((Py_ssize_t)caplen > len - pos - 16) break;
         n++;
         c->bytes += wirelen;
         if (process_frame(c, buf_obj, b, linktype, pos + 16, caplen, (i64)sec * NS + (i64)frac * ns_mult) < 0) {
@@ -1417,9 +1460,10 @@ static PyObject *Core_feed(Core *c, PyObject *args) {
     Py_ssize_t off, caplen;
     long long wirelen, ts;
     if (!PyArg_ParseTuple(args, "iOnnLL", &linktype, &buf_obj, &off, &caplen, &wirelen, &ts)) return NULL;
+    if (!ready(c) || !ts_ok(ts)) return NULL;
     Py_buffer view;
     if (PyObject_GetBuffer(buf_obj, &view, PyBUF_SIMPLE) < 0) return NULL;
-    if (off < 0 || caplen < 0 || off + caplen > view.len) {
+    if (off < 0 || caplen < 0 || off > view.len || caplen > view.len - off) {
         PyBuffer_Release(&view);
         PyErr_SetString(PyExc_ValueError, "frame outside the buffer");
         return NULL;
@@ -1451,6 +1495,7 @@ static PyObject *Core_add(Core *c, PyObject *args) {
 /* results out                                                                                                 */
 
 static PyObject *Core_drain(Core *c, PyObject *Py_UNUSED(ignored)) {
+    if (!ready(c)) return NULL;
     PyObject *out = c->emitted;
     PyObject *fresh = PyList_New(0);
     if (!fresh) return NULL;
@@ -1512,8 +1557,8 @@ static PyObject *Core_counters(Core *c, PyObject *Py_UNUSED(ignored)) {
 /* ---------------------------------------------------------------------------------------------------------- */
 /* type                                                                                                        */
 
-static int fill_ports(PyObject *ports, int *bits) {
-    memset(bits, 0, sizeof(int) * (65536 / 32 + 1));
+static int fill_ports(PyObject *ports, uint32_t *bits) {
+    memset(bits, 0, sizeof(uint32_t) * (65536 / 32 + 1));
     PyObject *it = PyObject_GetIter(ports);
     if (!it) return -1;
     PyObject *item;
@@ -1525,7 +1570,7 @@ static int fill_ports(PyObject *ports, int *bits) {
             if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "port out of range");
             return -1;
         }
-        bits[port >> 5] |= 1 << (port & 31);
+        bits[port >> 5] |= 1u << (port & 31);
     }
     Py_DECREF(it);
     return PyErr_Occurred() ? -1 : 0;

@@ -4,6 +4,10 @@ merge_scan: a scan/import result (plain JSON, see collectors.scanning.runner.rep
 merge_observations: passive secops.observation documents since a checkpoint -> assets.
 mark_stale: assets unseen for inventory.stale_days -> asset_gone (once).
 tag_asset: add tags to the asset holding an address (audited).
+
+Each reads assets, changes them and writes them back, so they run one at a time under the "inventory"
+lease (secops.es.lease): a scan merge and the scheduled observation merge touching the same asset at the
+same moment would otherwise lose one of the two updates.
 """
 
 from __future__ import annotations
@@ -21,9 +25,15 @@ from secops.audit import write_audit
 from secops.config import Settings
 from secops.ecs import doc_id, get, iso, parse_time, utcnow
 from secops.es.bulk import BulkWriter
+from secops.es.lease import Lease
 from secops.es.templates import index_for, index_pattern
 
 CHECKPOINT_KEY = "inventory.merge_observations"
+RENEW_EVERY = 5000  # observations merged between lease renewals
+
+
+def inventory_lease(es: Elasticsearch, settings: Settings) -> Lease:
+    return Lease(es, settings.elasticsearch.index_prefix, "inventory")
 
 
 def _writer(es: Elasticsearch, settings: Settings) -> BulkWriter:
@@ -36,7 +46,7 @@ def _store(es: Elasticsearch, settings: Settings) -> AssetStore:
 
 def merge_scan(es: Elasticsearch, settings: Settings, payload: dict[str, Any], now: datetime | None = None
                ) -> dict[str, Any]:
-    with _writer(es, settings) as writer:
+    with inventory_lease(es, settings), _writer(es, settings) as writer:
         merger = Merger(_store(es, settings), writer, settings.inventory, now)
         merger.merge_scan(payload)
         result = merger.close().as_dict()
@@ -65,7 +75,17 @@ def write_checkpoint(es: Elasticsearch, settings: Settings, key: str, at: str) -
 def merge_observations(es: Elasticsearch, settings: Settings, since_iso: str | None = None,
                        now: datetime | None = None) -> dict[str, Any]:
     """Merge observations newer than since_iso (default: the stored checkpoint) and advance the checkpoint."""
-    since = since_iso or read_checkpoint(es, settings, CHECKPOINT_KEY)
+    with inventory_lease(es, settings) as lease:
+        since = since_iso or read_checkpoint(es, settings, CHECKPOINT_KEY)
+        result, latest = _merge_observations_since(es, settings, since, now, lease)
+        if latest:
+            write_checkpoint(es, settings, CHECKPOINT_KEY, latest)
+    result["checkpoint"] = latest
+    return result
+
+
+def _merge_observations_since(es: Elasticsearch, settings: Settings, since: str | None, now: datetime | None,
+                              lease: Lease) -> tuple[dict[str, Any], str | None]:
     pattern = index_pattern(settings.elasticsearch.index_prefix, "secops.observation")
     query: dict[str, Any] = {"bool": {"filter": [{"term": {"event.dataset": "secops.observation"}}]}}
     if since:
@@ -76,17 +96,16 @@ def merge_observations(es: Elasticsearch, settings: Settings, since_iso: str | N
         merger = Merger(_store(es, settings), writer, settings.inventory, now)
         if es.indices.exists(index=pattern, allow_no_indices=False, ignore_unavailable=True):
             es.indices.refresh(index=pattern)
-            for hit in helpers.scan(es, index=pattern, query={"query": query, "sort": ["event.ingested"]},
-                                    preserve_order=True, size=2000):
+            hits = helpers.scan(es, index=pattern, query={"query": query, "sort": ["event.ingested"]},
+                                preserve_order=True, size=2000)
+            for n, hit in enumerate(hits, 1):
+                if not n % RENEW_EVERY:
+                    lease.renew()
                 merger.merge_observation(hit["_source"])
                 ts = get(hit["_source"], "event.ingested")
                 if ts and (latest is None or parse_time(ts) > parse_time(latest)):
                     latest = ts
-        result = merger.close().as_dict()
-    if latest:
-        write_checkpoint(es, settings, CHECKPOINT_KEY, latest)
-    result["checkpoint"] = latest
-    return result
+        return merger.close().as_dict(), latest
 
 
 def mark_stale(es: Elasticsearch, settings: Settings, now: datetime | None = None) -> dict[str, Any]:
@@ -100,14 +119,15 @@ def mark_stale(es: Elasticsearch, settings: Settings, now: datetime | None = Non
                       "must_not": [{"term": {"secops.asset.state": "gone"}}]}}
     gone = []
     at = iso(now)
-    with _writer(es, settings) as writer:
-        for hit in helpers.scan(es, index=store.index, query={"query": query}):
-            asset = hit["_source"]
-            asset_part(asset)["state"] = "gone"
-            writer.add(change_doc(asset, "asset_gone", at, old=asset_part(asset).get("last_seen")))
-            store.save(writer, asset)
-            gone.append(asset_part(asset)["id"])
-    store.refresh()
+    with inventory_lease(es, settings):
+        with _writer(es, settings) as writer:
+            for hit in helpers.scan(es, index=store.index, query={"query": query}):
+                asset = hit["_source"]
+                asset_part(asset)["state"] = "gone"
+                writer.add(change_doc(asset, "asset_gone", at, old=asset_part(asset).get("last_seen")))
+                store.save(writer, asset)
+                gone.append(asset_part(asset)["id"])
+        store.refresh()  # before the lease goes: the next holder reads what we wrote
     return {"gone": len(gone), "asset_ids": gone}
 
 
@@ -122,11 +142,12 @@ def tag_asset(es: Elasticsearch, settings: Settings, ip: str, tags: list[str], a
     if not hits:
         write_audit(es, prefix, "inventory.tag_asset", ip, "not_found", actor=actor, details={"tags": tags})
         return None
-    asset = hits[0]
-    asset["tags"] = add_unique(asset.get("tags") or [], *[str(t) for t in tags])
-    aid = asset_part(asset)["id"]
-    es.index(index=store.index, id=aid, document={**asset, "event": {**asset["event"], "ingested": iso()}},
-             refresh="wait_for")
+    with inventory_lease(es, settings):
+        asset = store.get(asset_part(hits[0])["id"]) or hits[0]  # as it is now that we hold the lease
+        asset["tags"] = add_unique(asset.get("tags") or [], *[str(t) for t in tags])
+        aid = asset_part(asset)["id"]
+        es.index(index=store.index, id=aid, document={**asset, "event": {**asset["event"], "ingested": iso()}},
+                 refresh="wait_for")
     write_audit(es, prefix, "inventory.tag_asset", aid, "success", actor=actor, details={"ip": ip, "tags": tags})
     return aid
 
