@@ -110,26 +110,84 @@ def oui_vendor(mac: str) -> str | None:
         return None
 
 
-# A MAC seen in front of this many addresses is a router's (off-link hosts all arrive behind it): from then
-# on those addresses are reported without it, so the inventory does not fold remote hosts into the router.
-ROUTER_MAC_ADDRESSES = 3
+# A MAC seen in front of this many addresses of one family is a router's (off-link hosts all arrive behind
+# it): no address is identified by it. Counted per family so a dual-stack host (one IPv4, a link-local, a
+# global and a temporary IPv6 address) keeps its MAC.
+ROUTER_MAC_ADDRESSES = 4
 
 
 class Observations:
-    """Passive asset observations (kinds "address" and "service"), deduplicated per run."""
+    """Passive asset observations (kinds "address" and "service"), deduplicated per run.
+
+    Candidates are collected as flows finish and turned into documents by :meth:`drain` at the end of each
+    capture file or sensor chunk: only then is it known whether a MAC fronts a router, so even the first
+    addresses seen behind a router are reported without its MAC (a router seen in front of fewer than
+    ROUTER_MAC_ADDRESSES addresses in the first chunk still lends them its MAC)."""
 
     def __init__(self, observer: str | None = None) -> None:
         self.observer = observer
-        self.seen: set[tuple] = set()
-        self.ips_by_mac: dict[str, set[str]] = {}
+        self.seen: set[tuple] = set()  # identities already emitted
+        self.pending: dict[tuple, tuple[int, str, str, str | None, dict[str, Any]]] = {}
+        self.ips_by_mac: dict[str, tuple[set[str], set[str]]] = {}  # (IPv4, IPv6), each capped at the limit
 
-    def _host_mac(self, ip: str, mac: str | None) -> str | None:
-        """The MAC to identify this address by, or None once the MAC looks like a router's."""
-        if not mac:
-            return None
-        ips = self.ips_by_mac.setdefault(mac, set())
-        ips.add(ip)
-        return mac if len(ips) < ROUTER_MAC_ADDRESSES else None
+    def _learn(self, ip: str, mac: str | None) -> None:
+        if mac:
+            v4, v6 = self.ips_by_mac.setdefault(mac, (set(), set()))
+            family = v6 if ":" in ip else v4
+            if len(family) < ROUTER_MAC_ADDRESSES:
+                family.add(ip)
+
+    def is_router_mac(self, mac: str) -> bool:
+        v4, v6 = self.ips_by_mac.get(mac, ((), ()))
+        return len(v4) >= ROUTER_MAC_ADDRESSES or len(v6) >= ROUTER_MAC_ADDRESSES
+
+    def _candidate(self, key: tuple, ts_ns: int, kind: str, ip: str, mac: str | None,
+                   extra: dict[str, Any]) -> None:
+        self._learn(ip, mac)
+        if key not in self.pending and key not in self.seen:
+            self.pending[key] = (ts_ns, kind, ip, mac, extra)
+
+    def address(self, ts_ns: int, ip: str, mac: str | None) -> None:
+        self._candidate(("address", ip, mac or ""), ts_ns, "address", ip, mac, {})
+
+    def from_conn(self, f: ConnRecord, doc: dict[str, Any]) -> None:
+        """Address candidates for local endpoints that sent packets (MAC only when not tunnelled) and
+        answering services. A destination that never answered (a scan or sweep target) is not evidence
+        that a host exists, so it is not observed."""
+        endpoints = [(doc["source"]["ip"], f.o_ip, f.o_mac)]
+        if f.r_pkts > 0:
+            endpoints.append((doc["destination"]["ip"], f.r_ip, f.r_mac))
+        if not f.tunnel:
+            for ip, packed, mac in endpoints:
+                if is_local(packed):
+                    self.address(f.start, ip, mac_str(mac))
+        if f.answered:
+            ip, port, transport = doc["destination"]["ip"], f.r_port, TRANSPORTS[f.proto]
+            extra: dict[str, Any] = {"port": port, "transport": transport}
+            protos = doc["network"].get("protocol")
+            if protos:
+                extra["service"] = protos[0]
+            mac = None if f.tunnel else mac_str(f.r_mac)
+            self._candidate(("service", ip, port, transport), f.start, "service", ip, mac, extra)
+
+    def drain(self) -> list[dict]:
+        """Documents for the candidates collected since the last drain, each identity once per run."""
+        out = []
+        for key, (ts_ns, kind, ip, mac, extra) in self.pending.items():
+            host_mac = mac if mac and not self.is_router_mac(mac) else None
+            if kind == "address":
+                ident: tuple = (ip, host_mac or "")
+                vendor = oui_vendor(host_mac) if host_mac else None
+                extra = {"vendor": vendor} if vendor else {}
+                seen_key: tuple = ident
+            else:
+                ident, seen_key = key[1:], key
+            if seen_key in self.seen:
+                continue
+            self.seen.add(seen_key)
+            out.append(self._doc(kind, ts_ns, ip, host_mac, extra, ident))
+        self.pending.clear()
+        return out
 
     def _doc(self, kind: str, ts_ns: int, ip: str, mac: str | None, extra: dict[str, Any], ident: tuple) -> dict:
         ts = iso_ns(ts_ns)
@@ -147,39 +205,3 @@ class Observations:
         if self.observer:
             doc["observer"] = {"name": self.observer}
         return doc
-
-    def address(self, ts_ns: int, ip: str, mac: str | None) -> dict | None:
-        mac = self._host_mac(ip, mac)
-        ident = (ip, mac or "")
-        if ident in self.seen:
-            return None
-        self.seen.add(ident)
-        vendor = oui_vendor(mac) if mac else None
-        return self._doc("address", ts_ns, ip, mac, {"vendor": vendor} if vendor else {}, ident)
-
-    def from_conn(self, f: ConnRecord, doc: dict[str, Any]) -> list[dict]:
-        """Address observations for local endpoints that sent packets (MAC only when not tunnelled) and
-        answering services. A destination that never answered (a scan or sweep target) is not evidence
-        that a host exists, so it is not observed."""
-        out = []
-        endpoints = [(doc["source"]["ip"], f.o_ip, f.o_mac)]
-        if f.r_pkts > 0:
-            endpoints.append((doc["destination"]["ip"], f.r_ip, f.r_mac))
-        for ip, packed, mac in endpoints:
-            mac_s = mac_str(mac)
-            if not f.tunnel and (ip, mac_s or "") not in self.seen and is_local(packed):
-                d = self.address(f.start, ip, mac_s)
-                if d:
-                    out.append(d)
-        if f.answered:
-            ip, port, transport = doc["destination"]["ip"], f.r_port, TRANSPORTS[f.proto]
-            ident = ("service", ip, port, transport)
-            if ident not in self.seen:
-                self.seen.add(ident)
-                extra: dict[str, Any] = {"port": port, "transport": transport}
-                protos = doc["network"].get("protocol")
-                if protos:
-                    extra["service"] = protos[0]
-                mac = None if f.tunnel else self._host_mac(ip, mac_str(f.r_mac))
-                out.append(self._doc("service", f.start, ip, mac, extra, ident[1:]))
-        return out

@@ -91,7 +91,10 @@ class Pipeline:
         doc = conn_doc(f, self.observer, services or None)
         self.stats.conns += 1
         self.sink(doc)
-        for obs in self.observations.from_conn(f, doc):
+        self.observations.from_conn(f, doc)
+
+    def _ship_observations(self) -> None:
+        for obs in self.observations.drain():
             self.stats.observations += 1
             self.sink(obs)
 
@@ -142,6 +145,7 @@ class Pipeline:
                 pending, self.pending = self.pending or [], None
                 for f in pending:
                     self._ship_flow(f)
+            self._ship_observations()
 
     def _fast(self, path: Path) -> None:
         errors_before = sum(self.flows.errors().values())
@@ -150,10 +154,7 @@ class Pipeline:
             self.on_packets(counts.packets)
         arp_new = self.flows.decoder.arp_new
         for ts_ns, ip, mac in arp_new:
-            obs = self.observations.address(ts_ns, ip_str(ip), mac_str(mac))
-            if obs:
-                self.stats.observations += 1
-                self.sink(obs)
+            self.observations.address(ts_ns, ip_str(ip), mac_str(mac))
         arp_new.clear()
         stats = self.stats
         stats.packets += counts.packets
@@ -169,6 +170,7 @@ class Pipeline:
     def finish(self) -> IngestStats:
         """Emit every flow still open (end of input)."""
         self.flows.finish()
+        self._ship_observations()
         self.stats.decode_errors = self.flows.errors()
         self.stats.flows_evicted = self.flows.evicted
         return self.stats
