@@ -33,7 +33,7 @@ typedef int64_t i64;
 #define MAX_PKTS 16
 #define MAX_PACKET 262144
 #define MAX_RECORD (256 * 1024 * 1024)
-#define HISTORY_MAX 1024
+#define HISTORY_MAX 1023  /* letters kept per connection, as collectors.flows.HISTORY_MAX */
 #define MAX_FIELD 0xFFFFFFFFLL   /* |length| accepted in a packet tuple from Python */
 
 enum { P_ICMP = 1, P_TCP = 6, P_UDP = 17, P_ICMP6 = 58, P_SCTP = 132 };
@@ -687,8 +687,8 @@ static int hist_bit(char m) {
 }
 
 static int hist_append(Core *c, flow_t *f, char code) {
+    if (f->hist_len >= HISTORY_MAX) return 0;  /* bounded: a pathological flow stops growing its history */
     if (f->hist_len + 1 >= f->hist_cap) {
-        if (f->hist_cap >= HISTORY_MAX) return 0;  /* bounded: a pathological flow stops growing its history */
         int cap = f->hist_cap * 2;
         char *h = f->hist == f->hist_inline ? PyMem_Malloc(cap) : PyMem_Realloc(f->hist, cap);
         if (!h) {
@@ -1419,6 +1419,10 @@ static PyObject *Core_feed_pcap(Core *c, PyObject *args) {
     long long ns_mult, snaplen;
     if (!PyArg_ParseTuple(args, "OnipLL", &buf_obj, &pos, &linktype, &big, &ns_mult, &snaplen)) return NULL;
     if (!ready(c)) return NULL;
+    if (ns_mult < 1 || ns_mult > 1000) {  /* 1000 (us) or 1 (ns): keeps every record time under MAX_TS */
+        PyErr_SetString(PyExc_ValueError, "ns_mult must be 1 or 1000");
+        return NULL;
+    }
     Py_buffer view;
     if (PyObject_GetBuffer(buf_obj, &view, PyBUF_SIMPLE) < 0) return NULL;
     const u8 *b = view.buf;

@@ -120,19 +120,27 @@ class Decoder:
         return []
 
     def _ether(self, buf: bytes, off: int, end: int, ts: int, depth: int) -> list:
+        header = self._ether_header(buf, off, end)
+        if header is None:
+            return []
+        etype, off, mac = header
+        return self._ethertype(etype, buf, off, end, ts, depth, mac)
+
+    def _ether_header(self, buf: bytes, off: int, end: int) -> tuple[int, int, bytes] | None:
+        """(ethertype, offset after the header, source MAC) of the Ethernet header at ``off``."""
         if end - off < 14:
             self.errors["truncated_ethernet"] += 1
-            return []
+            return None
         etype = _u16(buf, off + 12)[0]
         mac = buf[off + 6:off + 12]
         if etype == 0x8903:  # Cisco FabricPath: 16-byte outer header, then a whole Ethernet frame
             off += 16
             if end - off < 14:
                 self.errors["truncated_ethernet"] += 1
-                return []
+                return None
             etype = _u16(buf, off + 12)[0]
             mac = buf[off + 6:off + 12]
-        return self._ethertype(etype, buf, off + 14, end, ts, depth, mac)
+        return etype, off + 14, mac
 
     def _ethertype(self, etype: int, buf: bytes, off: int, end: int, ts: int, depth: int, mac) -> list:
         while True:
@@ -156,8 +164,12 @@ class Decoder:
                     continue
                 self.nonip += 1
                 return []
-            if etype == 0x6558:  # transparent Ethernet bridging (inside GRE)
-                return self._ether(buf, off, end, ts, depth)
+            if etype == 0x6558:  # transparent Ethernet bridging: looped, not recursed (a frame can nest ~18000)
+                header = self._ether_header(buf, off, end)
+                if header is None:
+                    return []
+                etype, off, mac = header
+                continue
             if etype == 0x0806:
                 self._arp(buf, off, end, ts)
             self.nonip += 1

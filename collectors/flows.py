@@ -40,6 +40,7 @@ CLOSE_DELAY = 5 * NS
 RESET_DELAY = 5 * NS
 SWEEP_EVERY = 10 * NS
 TOO_LARGE_SEQ_DELTA = 1048576
+HISTORY_MAX = 1023  # letters kept per connection (bounded memory); the C core has the same cap
 
 INACTIVE, SYN_SENT, SYN_ACK_SENT, PARTIAL, ESTABLISHED, CLOSED, RESET = range(7)
 F_FIN, F_SYN, F_RST, F_ACK = 0x01, 0x02, 0x04, 0x10
@@ -192,8 +193,12 @@ class Flow:
         if mask in self.hist_seen:
             return True
         self.hist_seen.add(mask)
-        self.hist.append(code)
+        self.add_history(code)
         return False
+
+    def add_history(self, code: str) -> None:
+        if len(self.hist) < HISTORY_MAX:
+            self.hist.append(code)
 
     def flip(self) -> None:
         self.o_ip, self.r_ip = self.r_ip, self.o_ip
@@ -206,7 +211,7 @@ class Flow:
         self.bad_thresh.reverse()
         self.hist = [c.swapcase() for c in self.hist]
         self.hist_seen = {m.swapcase() for m in self.hist_seen}
-        self.hist.append("^")
+        self.add_history("^")
         if self.o is not None:
             self.o, self.r = self.r, self.o
 
@@ -312,7 +317,7 @@ class FlowTable:
             side = 0 if is_orig else 1
             f.bad_sums[side] += 1
             if f.bad_sums[side] == f.bad_thresh[side]:
-                f.hist.append("C" if is_orig else "c")
+                f.add_history("C" if is_orig else "c")
                 f.bad_thresh[side] *= 10
             f.expire = max(f.expire, ts + (TCP_INACTIVITY if proto == TCP else UDP_INACTIVITY))
         elif proto == TCP:
@@ -333,7 +338,7 @@ class FlowTable:
                     code = ("d" if length else "a") if flags & F_ACK or length else ""
                 if code and code not in f.hist_seen:
                     f.hist_seen.add(code)
-                    f.hist.append(code)
+                    f.add_history(code)
                 last = ep.last_seq
                 useq = last + ((seq - last + 0x80000000) & 0xFFFFFFFF) - 0x80000000
                 f.last = ts
@@ -472,17 +477,17 @@ class FlowTable:
                 code = "H" if ackf else "S"
                 code = code if up else code.lower()
                 if f.check_history("S" if up else "s", code) and rel_seq != ep.hist_last_syn:
-                    f.hist.append(code)
+                    f.add_history(code)
                 ep.hist_last_syn = rel_seq
             elif fin:
                 code = "F" if up else "f"
                 if f.check_history(code, code) and rel_seq + length != ep.hist_last_fin:
-                    f.hist.append(code)
+                    f.add_history(code)
                 ep.hist_last_fin = rel_seq + length
             else:
                 code = "R" if up else "r"
                 if f.check_history(code, code) and rel_seq != ep.hist_last_rst:
-                    f.hist.append(code)
+                    f.add_history(code)
                 ep.hist_last_rst = rel_seq
         elif length:
             f.check_history("D" if up else "d", "D" if up else "d")
@@ -542,12 +547,12 @@ class FlowTable:
         if kind == "rxmt":
             ep.rxmt_cnt += 1
             if ep.rxmt_cnt == ep.rxmt_thresh:
-                f.hist.append(code)
+                f.add_history(code)
                 ep.rxmt_thresh *= 10
         else:
             ep.gap_cnt += 1
             if ep.gap_cnt == ep.gap_thresh:
-                f.hist.append(code)
+                f.add_history(code)
                 ep.gap_thresh *= 10
 
     def _state_machine(self, f: Flow, ep: Endpoint, peer: Endpoint, is_orig: bool, flags: int, length: int,

@@ -19,6 +19,7 @@ from typing import BinaryIO
 
 CHUNK = 4 * 1024 * 1024
 MAX_RECORD = 256 * 1024 * 1024  # a record claiming more than this is corruption, not a packet
+MAX_TS_NS = 2**63 - 1 - 3600 * 1_000_000_000  # packet times (ns) beyond this would overflow the flow timers
 
 PCAP_MAGICS = {
     b"\xd4\xc3\xb2\xa1": ("<", 1000), b"\xa1\xb2\xc3\xd4": (">", 1000),
@@ -228,13 +229,16 @@ def _read_pcap(b: _Buffer, path: Path, fmt: PcapFormat) -> Iterator[Record]:
 def _read_pcapng(b: _Buffer, path: Path) -> Iterator[Record]:
     endian = "<"
     ifaces: list[tuple[int, int, int]] = []  # (linktype, ticks per second, offset seconds)
-    n = 0
+    n = bad_times = 0
     while True:
         if not b.need(12):
+            skipped = f"; {bad_times} packets with out-of-range timestamps skipped" if bad_times else ""
             if b.error:
-                raise CaptureWarning(f"{path}: {b.error}; stopped after {n} packets")
+                raise CaptureWarning(f"{path}: {b.error}; stopped after {n} packets{skipped}")
             if b.pos < len(b.buf):
-                raise CaptureWarning(f"{path}: truncated block header after {n} packets")
+                raise CaptureWarning(f"{path}: truncated block header after {n} packets{skipped}")
+            if bad_times:
+                raise CaptureWarning(f"{path}: {bad_times} packets with out-of-range timestamps skipped")
             return
         btype = struct.unpack_from(endian + "I", b.buf, b.pos)[0]
         if btype == 0x0A0D0D0A:
@@ -263,9 +267,12 @@ def _read_pcapng(b: _Buffer, path: Path) -> Iterator[Record]:
                 raise CaptureWarning(f"{path}: corrupt packet block after {n} packets")
             linktype, tps, off = ifaces[iface]
             ticks = (hi << 32) | lo
-            ts = (ticks * 1_000_000_000) // tps if tps != 1_000_000 else ticks * 1000
+            ts = ((ticks * 1_000_000_000) // tps if tps != 1_000_000 else ticks * 1000) + off * 1_000_000_000
+            if not 0 <= ts <= MAX_TS_NS:  # a 64-bit tick count scaled past year 2262: damage, not a time
+                bad_times += 1
+                continue
             n += 1
-            yield ts + off * 1_000_000_000, linktype, b.buf, start + 28, caplen, wirelen
+            yield ts, linktype, b.buf, start + 28, caplen, wirelen
         elif btype == 3:  # simple packet
             if not ifaces:
                 raise CaptureWarning(f"{path}: simple packet block without interface after {n} packets")

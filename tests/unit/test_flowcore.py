@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from collectors.flowpath import FlowCore, native_available, open_flow_path
-from collectors.flows import LIKELY_SERVER_PORTS, ConnRecord
+from collectors.flows import HISTORY_MAX, LIKELY_SERVER_PORTS, ConnRecord
 from collectors.ingest import IngestStats, Pipeline
 from tests.support import TESTDATA
 
@@ -118,6 +118,40 @@ def test_fuzzed_frames_identical(tmp_path_factory: pytest.TempPathFactory, edits
     assert_same([path], verify_checksums=verify, max_flows=7)
 
 
+def test_deeply_nested_ethernet_decodes_without_recursion(tmp_path: Path) -> None:
+    """18,000 Ethernet-in-Ethernet headers (0x6558): both engines loop instead of recursing, also when the
+    innermost frame is ARP and the native core hands the whole frame to the Python decoder."""
+    layer = bytes.fromhex("001122334455 66778899aabb 6558")
+    ip = bytes.fromhex("4500001c000040004011 0000 c6120001 c6120002") + struct.pack("!HHHH", 1000, 53, 8, 0)
+    udp = layer * 18_000 + bytes.fromhex("001122334455 66778899aabb 0800") + ip
+    arp = layer * 18_000 + bytes.fromhex("ffffffffffff 020000000001 0806 0001080006040001 020000000001 c6120001"
+                                         "000000000000 c6120002")
+    path = tmp_path / "nested.pcap"
+    path.write_bytes(_pcap([udp, arp]))
+    stats = assert_same([path])
+    assert stats.conns == 1 and stats.packets == 2
+
+
+def test_out_of_range_pcapng_timestamps_are_skipped_with_a_warning(tmp_path: Path) -> None:
+    """A 64-bit tick count that overflows the nanosecond clock is damage: skipped, warned, the rest kept."""
+    frame = (TESTDATA / "zeek" / "traces" / "http" / "get.pcap").read_bytes()[40:40 + 74]  # the first SYN
+
+    def block(btype: int, body: bytes) -> bytes:
+        return struct.pack("<II", btype, len(body) + 12) + body + struct.pack("<I", len(body) + 12)
+
+    def epb(ticks: int) -> bytes:
+        pad = b"\0" * (-len(frame) % 4)
+        return block(6, struct.pack("<IIIII", 0, ticks >> 32, ticks & 0xFFFFFFFF, len(frame), len(frame)) + frame + pad)
+
+    shb = block(0x0A0D0D0A, struct.pack("<IHHq", 0x1A2B3C4D, 1, 0, -1))
+    idb = block(1, struct.pack("<HHI", 1, 0, 0) + struct.pack("<HHB3x", 9, 1, 9) + b"\0" * 4)  # if_tsresol: ns
+    path = tmp_path / "times.pcapng"
+    path.write_bytes(shb + idb + epb(1_700_000_000 * 10**9) + epb(2**64 - 1) + epb(1_700_000_001 * 10**9))
+    (_docs, stats, warnings), _ = both([path])
+    assert stats.packets == 2 and warnings == [f"{path}: 1 packets with out-of-range timestamps skipped"]
+    assert_same([path])
+
+
 def test_core_refuses_bad_fallback_answers() -> None:
     """A decoder answer the core cannot use raises a Python error instead of corrupting its table."""
     core = FlowCore(ConnRecord, lambda *a: "not a list", LIKELY_SERVER_PORTS[6], LIKELY_SERVER_PORTS[17])
@@ -134,15 +168,24 @@ def test_core_refuses_bad_fallback_answers() -> None:
     assert core.drain() == [] and core.counters()["flows"] == 0
 
 
-def test_history_is_bounded() -> None:
-    """A flow that keeps restarting its handshake stops growing its history at the core's cap."""
-    from collectors._flowcore import HISTORY_MAX
-
+def test_history_is_bounded_identically() -> None:
+    """A connection that keeps closing again (1,200 FINs, each further on) stops growing its history at
+    HISTORY_MAX letters, on both engines."""
     a, b = bytes([198, 18, 0, 1]), bytes([198, 18, 0, 2])
-    flows = open_flow_path(lambda r: out.append(r), engine="native")
-    out: list[ConnRecord] = []
-    for i in range(5000):  # SYN then SYN-ACK with a new sequence number each time: S/H letters repeat
-        flows.add_decoded([(a, b, 6, 1000, 80, 40, 0x02, i * 7, 0, 0, False, 0, b"", "", 0, None, False)], i)
-        flows.add_decoded([(b, a, 6, 80, 1000, 40, 0x12, i * 11, i * 7 + 1, 0, False, 0, b"", "", 0, None, False)], i)
-    flows.finish()
-    assert out and all(len(r.history) < HISTORY_MAX for r in out)
+
+    def pkt(src, dst, sport, dport, flags, seq, ack):
+        return (src, dst, 6, sport, dport, 40, flags, seq, ack, 0, False, 0, b"", "", 0, None, False)
+
+    histories = []
+    for engine in ("python", "native"):
+        out: list[ConnRecord] = []
+        flows = open_flow_path(out.append, engine=engine)
+        flows.add_decoded([pkt(a, b, 1000, 80, 0x02, 100, 0)], 0)
+        flows.add_decoded([pkt(b, a, 80, 1000, 0x12, 500, 101)], 1)
+        flows.add_decoded([pkt(a, b, 1000, 80, 0x10, 101, 501)], 2)
+        for i in range(1200):
+            flows.add_decoded([pkt(a, b, 1000, 80, 0x11, 101 + 10 * i, 501)], 3 + i)
+        flows.finish()
+        (rec,) = out
+        histories.append(rec.history)
+    assert histories[0] == histories[1] and len(histories[0]) == HISTORY_MAX
