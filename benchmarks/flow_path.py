@@ -133,22 +133,28 @@ def _rewrite_addresses(frame: bytes, x: bytes) -> bytes:
     return bytes(b)
 
 
+GAP_CAP_NS = 100_000_000  # longest pause kept inside a trace: 1M packets then span about a day, not years
+
+
 def build_from_traces(path: Path, packets: int) -> int:
     """Concatenate the real test traces (Zeek's and the attack captures, Ethernet ones) until ``packets``:
     each repetition XORs the low 16 bits of every IPv4 address (a bijection, so both directions of a flow
-    stay paired; checksums are adjusted) and moves the clock past every timeout, so repetitions are new
-    connections."""
+    stay paired; checksums are adjusted), so repetitions are new connections. Pauses longer than 100 ms are
+    shortened to 100 ms, so the capture spans about a day like a real one (not hundreds of daily indices)."""
     from collectors.pcapio import read_capture
     from tests.support import TESTDATA
 
     frames: list[tuple[int, bytes]] = []
+    rel = 0
     for trace in sorted([*TESTDATA.glob("zeek/traces/**/*.pcap*"), *TESTDATA.glob("attacks/**/*.pcap*")]):
-        recs = [(ts, bytes(buf[off:off + cap])) for ts, lt, buf, off, cap, _ in read_capture(trace) if lt == 1]
-        if recs:
-            t0 = recs[0][0]
-            base = frames[-1][0] + 1_000_000_000 if frames else 0
-            frames += [(base + min(max(ts - t0, 0), 3600 * 1_000_000_000), fr) for ts, fr in recs]
-    span = frames[-1][0] + 700 * 1_000_000_000
+        prev = None
+        for ts, lt, buf, off, cap, _ in read_capture(trace):
+            if lt != 1:
+                continue
+            rel += GAP_CAP_NS if prev is None else min(max(ts - prev, 0), GAP_CAP_NS)
+            prev = ts
+            frames.append((rel, bytes(buf[off:off + cap])))
+    span = frames[-1][0] + 1_000_000_000
     n, rep, ts0 = 0, 0, 1_700_000_000 * 1_000_000_000
     with open(path, "wb") as f:
         f.write(struct.pack("<IHHiIII", 0xA1B23C4D, 2, 4, 0, 0, 262144, 1))
