@@ -1042,6 +1042,13 @@ static void scaled(Core *c, flow_t *f, ep_t *e, char code, int rxmt) {
     }
 }
 
+/* FIN closes, RST resets (both: RESET, with CLOSED as the previous state, as Zeek has it). */
+static int close_or_reset(ep_t *ep, int fin, int rst) {
+    if (fin) set_state(ep, CLOSED);
+    if (rst) set_state(ep, RESET);
+    return fin || rst;
+}
+
 static int state_machine(Core *c, flow_t *f, ep_t *ep, ep_t *peer, int is_orig, int flags, i64 length, i64 useq) {
     int syn = flags & F_SYN, fin = flags & F_FIN, rst = flags & F_RST, ackf = flags & F_ACK;
     int do_close = 0;
@@ -1059,14 +1066,7 @@ static int state_machine(Core *c, flow_t *f, ep_t *ep, ep_t *peer, int is_orig, 
                 set_state(ep, ESTABLISHED);
             }
         }
-        if (fin) {
-            set_state(ep, CLOSED);
-            do_close = 1;
-        }
-        if (rst) {
-            set_state(ep, RESET);
-            do_close = 1;
-        }
+        do_close = close_or_reset(ep, fin, rst);
         if (ep->state == INACTIVE) {
             if (!is_orig && length == 0 && O(f)->state == SYN_SENT) {
                 /* a bare ACK from the responder to a SYN: stays inactive */
@@ -1077,14 +1077,7 @@ static int state_machine(Core *c, flow_t *f, ep_t *ep, ep_t *peer, int is_orig, 
             }
         }
     } else if (st == SYN_SENT || st == SYN_ACK_SENT) {
-        if (fin) {
-            set_state(ep, CLOSED);
-            do_close = 1;
-        }
-        if (rst) {
-            set_state(ep, RESET);
-            do_close = 1;
-        }
+        do_close = close_or_reset(ep, fin, rst);
     } else if (st == ESTABLISHED || st == PARTIAL) {
         if (syn && st == PARTIAL && peer->state == INACTIVE && !ackf) set_state(ep, SYN_SENT);
         if (fin && !rst) {

@@ -13,7 +13,7 @@ import pytest
 from collectors.community_id import community_id
 from collectors.conn import conn_doc
 from collectors.decode import DPORT, DST, ONEWAY, PROTO, SPORT, SRC, Decoder
-from collectors.flows import FlowTable
+from collectors.flowpath import open_flow_path
 from collectors.pcapio import read_capture
 from tests.support import TESTDATA
 
@@ -67,22 +67,20 @@ def test_matches_reference_package() -> None:
         assert communityid.CommunityID().calc(tpl) == community_id(proto, p[SRC], p[DST], p[SPORT], p[DPORT])
 
 
+@pytest.mark.parametrize("engine", ["native", "python"])
 @pytest.mark.parametrize("name", ["icmp", "icmp6", "ipv6", "tcp", "udp", "sctp"])
-def test_conn_documents_match_zeek(name: str) -> None:
-    """Zeek's per-connection community_id_v1 for its communityid traces."""
+def test_conn_documents_match_zeek(name: str, engine: str) -> None:
+    """Zeek's per-connection community_id_v1 for its communityid traces (the C core hashes its own)."""
     out = (ZEEK / "baselines" / "bifs.community_id.run-pcaps" / f"{name}.pcap.out").read_text()
     want = {}
     for line in out.splitlines():
         m = re.match(r"\[orig_h=(\S+), orig_p=(\d+)/\w+, resp_h=(\S+), resp_p=(\d+)/\w+, proto=(\d+).*\], (\S+)", line)
         if m:
             want[(m[1], int(m[2]), m[3], int(m[4]))] = m[6]
-    docs = []
-    table = FlowTable(lambda f: docs.append(conn_doc(f)))
-    dec = Decoder()
-    for ts, lt, buf, off, cap, _ in read_capture(ZEEK / "traces" / "communityid" / f"{name}.pcap"):
-        for p in dec.decode(lt, buf, off, cap, ts):
-            table.add(p, ts)
-    table.flush()
+    docs: list[dict] = []
+    flows = open_flow_path(lambda f: docs.append(conn_doc(f)), engine=engine)
+    flows.process_file(ZEEK / "traces" / "communityid" / f"{name}.pcap", on_warning=pytest.fail, on_packets=None)
+    flows.finish()
     got = {(d["source"]["ip"], d["source"]["port"], d["destination"]["ip"], d["destination"]["port"]):
            d["network"]["community_id"] for d in docs}
     assert want
