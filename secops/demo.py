@@ -4,7 +4,9 @@ Starts the local stack, writes a synthetic labelled capture (secops.demo_traffic
 scans loopback with the real nmap, merges the inventory, runs the detections, lists the alerts,
 plans a containment playbook in dry-run for the top alert and exports the inventory for auditors.
 Each stage is the real `secops` command, run as a subprocess with a demo configuration, so what the
-demo shows is exactly what an operator would type.
+demo shows is exactly what an operator would type. The demo writes under its own index prefix
+(``secops_demo-*``), cleared at the start: every run shows the same results, and an operator's own
+``secops-*`` data on the same node is never touched.
 """
 
 from __future__ import annotations
@@ -18,11 +20,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
+from elasticsearch import Elasticsearch
 from rich.console import Console
 
 from secops.config import Settings
 from secops.demo_traffic import write_demo_pcap
 from secops.stack import LocalStack
+
+DEMO_PREFIX = "secops_demo"
 
 
 @dataclass
@@ -35,7 +40,7 @@ class Stage:
 def demo_config(settings: Settings, directory: Path) -> Path:
     es_url, redis_url = LocalStack(settings.paths.state_dir).urls()
     config = {
-        "elasticsearch": {"hosts": [es_url]},
+        "elasticsearch": {"hosts": [es_url], "index_prefix": DEMO_PREFIX},
         "redis": {"url": redis_url},
         "paths": {"state_dir": str(settings.paths.state_dir), "spool_dir": str(directory / "spool"),
                   "pcap_dir": str(directory / "pcap")},
@@ -55,6 +60,8 @@ def run_demo(settings: Settings, console: Console) -> int:
     with console.status("starting Elasticsearch and Redis (first run fetches Elasticsearch with mvn)..."):
         es, rd = LocalStack(settings.paths.state_dir).up()
     console.print(f"[green]stack[/] elasticsearch {es.url}, redis {rd.url}")
+    Elasticsearch(es.url).indices.delete(index=f"{DEMO_PREFIX}-*", allow_no_indices=True, expand_wildcards="all")
+    console.print(f"[green]clean slate[/] earlier demo indices ({DEMO_PREFIX}-*) removed; secops-* data untouched")
     config = demo_config(settings, directory)
     pcap = directory / "demo-traffic.pcap"
     packets, behaviours = write_demo_pcap(pcap, time.time() - 3600)
