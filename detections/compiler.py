@@ -18,7 +18,7 @@ from sigma.exceptions import SigmaError
 from sigma.rule import SigmaDetection, SigmaRule
 
 from detections.loader import RuleSet
-from detections.pipeline import UNSUPPORTED, route_for, secops_pipeline
+from detections.pipeline import CI_SUFFIX, UNSUPPORTED, route_for, secops_pipeline
 
 SEVERITY = {"informational": "low", "low": "low", "medium": "medium", "high": "high", "critical": "critical"}
 SEVERITY_SCORE = {"low": 21, "medium": 47, "high": 73, "critical": 99}
@@ -95,12 +95,13 @@ def _attack(tags: list[str]) -> tuple[list[str], list[str]]:
 
 
 def _fields(detection_items: list[Any]) -> set[str]:
+    """The ECS fields a rule reads (a case-insensitive ``.ci`` sub-field counts as its field)."""
     out: set[str] = set()
     for item in detection_items:
         if isinstance(item, SigmaDetection):
             out |= _fields(item.detection_items)
         elif item.field:
-            out.add(item.field)
+            out.add(item.field.removesuffix(CI_SUFFIX))
     return out
 
 

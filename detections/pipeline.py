@@ -4,19 +4,32 @@ Each Sigma log source is routed to one ``event.dataset`` (added to the query as 
 generic (``src_ip``, ``dst_port``), web-log (``c-uri``, ``cs-host``) and Zeek (``id.orig_h``, ``query``,
 ``qtype_name``) field names are mapped to the ECS fields the collectors write. Rules written for this
 project use ``product: secops`` with ``service: <dataset short name>`` and ECS field names directly.
+
+Sigma compares strings case-insensitively (``|re`` excepted): the last step points plain string matches on
+fields that have a lowercase-normalised ``.ci`` sub-field (secops.es.templates.CI) at that sub-field.
+Sigma regular expressions (unanchored PCRE searches) are rewritten into Lucene's dialect (anchored, no flags)
+by :class:`LuceneRegex`.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
-from sigma.processing.conditions import LogsourceCondition
+from sigma.processing.conditions import IncludeFieldCondition, LogsourceCondition, MatchStringCondition
 from sigma.processing.pipeline import ProcessingItem, ProcessingPipeline
-from sigma.processing.transformations import AddConditionTransformation, FieldMappingTransformation
-from sigma.rule import SigmaLogSource
+from sigma.processing.transformations import (
+    AddConditionTransformation,
+    AddFieldnameSuffixTransformation,
+    FieldMappingTransformation,
+)
+from sigma.processing.transformations.base import DetectionItemTransformation
+from sigma.rule import SigmaDetectionItem, SigmaLogSource
+from sigma.types import SigmaRegularExpression, SigmaRegularExpressionFlag
 
-from secops.es.templates import DATASETS
+from secops.es.templates import DATASETS, case_insensitive_fields
 
+CI_SUFFIX = ".ci"
 UNSUPPORTED = "secops.unsupported"  # log sources nothing in this project produces (firewall configs, Kerberos, ...)
 
 # Zeek's connection identifiers and Sigma's generic network names, valid in every network dataset.
@@ -80,6 +93,60 @@ DATASET_FIELDS: dict[str, dict[str, str | list[str]]] = {
 }
 
 
+LUCENE_OPERATORS = frozenset('@&~<>#"')  # regex operators in Lucene, plain characters in PCRE
+INLINE_FLAGS = re.compile(r"\(\?([imsx]+)\)")
+
+
+def lucene_regex(pattern: str, ignore_case: bool = False) -> tuple[str, bool]:
+    r"""(Lucene pattern, case-insensitive?) for a Sigma regular expression: leading inline flags are taken off
+    (``i`` noted), ``^``/``$`` become Lucene's implicit anchoring and unanchored ends get ``.*``, ``(?:`` groups
+    become plain groups, Lucene's operator characters are escaped, and a case-insensitive pattern is
+    lowercased (escapes like ``\S`` kept) for the ``.ci`` sub-field."""
+    if m := INLINE_FLAGS.match(pattern):
+        ignore_case = ignore_case or "i" in m[1]
+        pattern = pattern[m.end():]
+    start = pattern.startswith("^")
+    end = pattern.endswith("$") and not pattern.endswith("\\$")
+    body = pattern[1 if start else 0:len(pattern) - 1 if end else None]
+    out, i = [], 0
+    while i < len(body):
+        ch = body[i]
+        if ch == "\\" and i + 1 < len(body):
+            out.append(body[i:i + 2])
+            i += 2
+            continue
+        if body.startswith("(?:", i):
+            out.append("(")
+            i += 3
+            continue
+        out.append("\\" + ch if ch in LUCENE_OPERATORS else ch.lower() if ignore_case else ch)
+        i += 1
+    return ("" if start else ".*") + "".join(out) + ("" if end else ".*"), ignore_case
+
+
+@dataclass
+class LuceneRegex(DetectionItemTransformation):
+    """Sigma ``|re`` values in Lucene's dialect; case-insensitive ones move to the field's ``.ci`` sub-field
+    (they stay case-sensitive on a field without one)."""
+
+    ci_fields: frozenset[str] = frozenset()
+
+    def apply_detection_item(self, detection_item: SigmaDetectionItem) -> None:
+        values = []
+        for value in detection_item.value:
+            if isinstance(value, SigmaRegularExpression):
+                pattern, ignore_case = lucene_regex(
+                    str(value.regexp), SigmaRegularExpressionFlag.IGNORECASE in value.flags)
+                if ignore_case and detection_item.field in self.ci_fields:
+                    detection_item.field += CI_SUFFIX
+                elif ignore_case:
+                    pattern = lucene_regex(str(value.regexp))[0]
+                value = SigmaRegularExpression(pattern)
+            values.append(value)
+        detection_item.value = values
+        self.processing_item_applied(detection_item)
+
+
 @dataclass(frozen=True)
 class Route:
     """Where a Sigma log source's events live, and any extra condition selecting them."""
@@ -140,6 +207,13 @@ def secops_pipeline() -> ProcessingPipeline:
         items.append(ProcessingItem(
             identifier=f"{ident}_dataset", transformation=AddConditionTransformation(extra),
             rule_conditions=[LogsourceCondition(category=category, product=product, service=service)]))
+    ci_fields = case_insensitive_fields()
+    items.append(ProcessingItem(identifier="secops_lucene_regex", transformation=LuceneRegex(frozenset(ci_fields))))
+    items.append(ProcessingItem(
+        identifier="secops_case_insensitive_strings", transformation=AddFieldnameSuffixTransformation(CI_SUFFIX),
+        field_name_conditions=[IncludeFieldCondition(fields=sorted(ci_fields))],
+        # all values plain strings (wildcards allowed): regular expressions, CIDRs, numbers, nulls keep the field
+        detection_item_conditions=[MatchStringCondition(cond="all", pattern="(?s).*")]))
     return ProcessingPipeline(name="secops ECS", priority=20, items=items)
 
 

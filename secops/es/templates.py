@@ -16,6 +16,11 @@ from elasticsearch import Elasticsearch
 from secops.ecs import dataset_short, parse_time
 
 KW = {"type": "keyword", "ignore_above": 4096}
+# Text an attacker or a person chose (URLs, user agents, names, commands): a keyword plus a lowercase-normalised
+# ``.ci`` sub-field, so Sigma's case-insensitive string matches (detections.pipeline) and analysts' searches can
+# ignore case while aggregations and displays keep the original.
+CI = {**KW, "fields": {"ci": {**KW, "normalizer": "secops_lowercase"}}}
+NORMALIZERS = {"secops_lowercase": {"type": "custom", "filter": ["lowercase"]}}
 IP = {"type": "ip"}
 LONG = {"type": "long"}
 DATE = {"type": "date"}
@@ -29,8 +34,8 @@ def obj(**props: dict) -> dict:
 
 
 def endpoint() -> dict:
-    return obj(ip=IP, port=LONG, mac=KW, bytes=LONG, packets=LONG, domain=KW, address=KW,
-               user=obj(name=KW), geo=obj(name=KW))
+    return obj(ip=IP, port=LONG, mac=KW, bytes=LONG, packets=LONG, domain=CI, address=KW,
+               user=obj(name=CI), geo=obj(name=KW))
 
 
 ECS_BASE: dict[str, Any] = {
@@ -54,34 +59,34 @@ ECS_BASE: dict[str, Any] = {
     ),
     "observer": obj(hostname=KW, name=KW, type=KW, ip=IP, ingress=obj(interface=obj(name=KW))),
     "host": obj(
-        ip=IP, mac=KW, hostname=KW, name=KW, id=KW, domain=KW, type=KW,
+        ip=IP, mac=KW, hostname=CI, name=CI, id=KW, domain=KW, type=KW,
         os=obj(name=KW, family=KW, version=KW, full=KW, type=KW, platform=KW),
     ),
     "related": obj(ip=IP, hosts=KW, hash=KW, user=KW),
-    "user": obj(name=KW, id=KW, domain=KW),
-    "user_agent": obj(original=KW, name=KW, version=KW),
-    "url": obj(original=KW, domain=KW, path=KW, query=KW, full=KW, scheme=KW, port=LONG),
+    "user": obj(name=CI, id=KW, domain=CI),
+    "user_agent": obj(original=CI, name=KW, version=KW),
+    "url": obj(original=CI, domain=CI, path=CI, query=CI, full=CI, extension=CI, scheme=KW, port=LONG),
     "http": obj(
         version=KW,
-        request=obj(method=KW, referrer=KW, mime_type=KW, body=obj(bytes=LONG)),
+        request=obj(method=CI, referrer=CI, mime_type=KW, body=obj(bytes=LONG)),
         response=obj(status_code=LONG, mime_type=KW, body=obj(bytes=LONG)),
     ),
     "dns": obj(
         id=KW, op_code=KW, type=KW, response_code=KW, header_flags=KW, resolved_ip=IP,
-        question=obj(name=KW, type=KW, class_=KW, registered_domain=KW, subdomain=KW, top_level_domain=KW),
-        answers=obj(name=KW, type=KW, data=KW, ttl=LONG, **{"class": KW}),
+        question=obj(name=CI, type=KW, class_=KW, registered_domain=CI, subdomain=CI, top_level_domain=CI),
+        answers=obj(name=CI, type=KW, data=CI, ttl=LONG, **{"class": KW}),
     ),
     "tls": obj(
         version=KW, version_protocol=KW, cipher=KW, curve=KW, established=BOOL, resumed=BOOL, next_protocol=KW,
-        client=obj(server_name=KW, ja3=KW, ja4=KW, supported_ciphers=KW),
+        client=obj(server_name=CI, ja3=KW, ja4=KW, supported_ciphers=KW),
         server=obj(
-            ja3s=KW, hash=obj(sha256=KW, sha1=KW, md5=KW), not_after=DATE, not_before=DATE, subject=KW, issuer=KW,
-            x509=obj(subject=obj(common_name=KW, distinguished_name=KW), issuer=obj(common_name=KW,
-                     distinguished_name=KW), serial_number=KW, not_after=DATE, not_before=DATE,
-                     alternative_names=KW),
+            ja3s=KW, hash=obj(sha256=KW, sha1=KW, md5=KW), not_after=DATE, not_before=DATE, subject=CI, issuer=CI,
+            x509=obj(subject=obj(common_name=CI, distinguished_name=CI), issuer=obj(common_name=CI,
+                     distinguished_name=CI), serial_number=KW, not_after=DATE, not_before=DATE,
+                     alternative_names=CI),
         ),
     ),
-    "file": obj(name=KW, path=KW, size=LONG, hash=obj(sha256=KW, sha1=KW, md5=KW)),
+    "file": obj(name=CI, path=CI, size=LONG, hash=obj(sha256=KW, sha1=KW, md5=KW)),
     "rule": obj(id=KW, uuid=KW, name=KW, author=KW, severity=KW, description=TEXT, reference=KW, ruleset=KW,
                 license=KW, category=KW, version=KW),
     "threat": obj(
@@ -91,7 +96,7 @@ ECS_BASE: dict[str, Any] = {
         indicator=obj(type=KW, description=TEXT, provider=KW, ip=IP, name=KW, confidence=KW),
     ),
     "service": obj(name=KW, type=KW, version=KW),
-    "process": obj(name=KW, pid=LONG, command_line=KW),
+    "process": obj(name=CI, pid=LONG, command_line=CI),
 }
 
 # strings not declared above become keywords (never analysed text, never guessed dates)
@@ -128,16 +133,16 @@ DATASETS: dict[str, Dataset] = {d.name: d for d in [
     Dataset("secops.dns", properties=_secops(dns=obj(rtt=FLOAT, qtype=LONG, rcode=LONG, rejected=BOOL,
                                                      label_max_len=LONG, label_entropy=FLOAT))),
     Dataset("secops.http", properties=_secops(http=obj(trans_depth=LONG, authorization_scheme=KW, info_code=LONG,
-                                                       status_msg=KW, uri_raw=KW, location=KW))),
+                                                       status_msg=KW, uri_raw=CI, location=CI, cookie=CI))),
     Dataset("secops.tls", properties=_secops(tls=obj(cert_chain_fps=KW, last_alert=KW, client_alpn=KW))),
-    Dataset("secops.dhcp", properties=_secops(dhcp=obj(hostname=KW, vendor_class=KW, client_mac=KW,
+    Dataset("secops.dhcp", properties=_secops(dhcp=obj(hostname=CI, vendor_class=CI, client_mac=KW,
                                                        assigned_ip=IP, requested_ip=IP, msg_type=KW, lease_time=LONG,
                                                        server_id=IP))),
-    Dataset("secops.ssh", properties=_secops(ssh=obj(client=KW, server=KW, version=LONG, auth_success=BOOL))),
-    Dataset("secops.smb", properties=_secops(smb=obj(command=KW, pipe=KW, share=KW, filename=KW, dialect=KW,
+    Dataset("secops.ssh", properties=_secops(ssh=obj(client=CI, server=CI, version=LONG, auth_success=BOOL))),
+    Dataset("secops.smb", properties=_secops(smb=obj(command=KW, pipe=CI, share=CI, filename=CI, dialect=KW,
                                                      version=LONG, status=KW),
-                                             dcerpc=obj(endpoint=KW, operation=KW, opnum=LONG, uuid=KW))),
-    Dataset("secops.ftp", properties=_secops(ftp=obj(command=KW, arg=KW, reply_code=LONG, reply_msg=KW))),
+                                             dcerpc=obj(endpoint=CI, operation=CI, opnum=LONG, uuid=KW))),
+    Dataset("secops.ftp", properties=_secops(ftp=obj(command=CI, arg=CI, reply_code=LONG, reply_msg=CI))),
     Dataset("secops.modbus", properties=_secops(modbus=obj(function_code=LONG, function=KW, exception=KW,
                                                            unit_id=LONG, transaction_id=LONG, is_write=BOOL,
                                                            pdu_type=KW))),
@@ -224,13 +229,27 @@ def mappings_for(ds: Dataset) -> dict:
     }
 
 
+def case_insensitive_fields(properties: dict | None = None, path: str = "") -> set[str]:
+    """Dotted names of every field with a ``.ci`` sub-field, over all datasets (or under ``properties``)."""
+    if properties is None:
+        return set().union(*(case_insensitive_fields(mappings_for(ds)["properties"]) for ds in DATASETS.values()))
+    out: set[str] = set()
+    for name, spec in properties.items():
+        dotted = f"{path}{name}"
+        if "ci" in spec.get("fields", {}):
+            out.add(dotted)
+        if "properties" in spec:
+            out |= case_insensitive_fields(spec["properties"], dotted + ".")
+    return out
+
+
 def template_body(prefix: str, ds: Dataset) -> dict:
     return {
         "index_patterns": [index_pattern(prefix, ds.name)],
         "priority": 200,
         "template": {
             "settings": {"number_of_shards": 1, "auto_expand_replicas": "0-1", "refresh_interval": "1s",
-                         "mapping.total_fields.limit": 3000},
+                         "mapping.total_fields.limit": 3000, "analysis": {"normalizer": NORMALIZERS}},
             "mappings": mappings_for(ds),
         },
         "_meta": {"managed_by": "secops", "dataset": ds.name},

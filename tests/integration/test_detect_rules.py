@@ -28,11 +28,15 @@ def builtin(rule_id: str):
 def sample_docs() -> list[dict]:
     at = T0
     return [
-        event("secops.dns", "198.18.0.5", "198.18.0.53", at, {"dns.question.name": "api.telegram.org",
+        # mixed case as DNS 0x20 resolvers send it: Sigma matches strings case-insensitively
+        event("secops.dns", "198.18.0.5", "198.18.0.53", at, {"dns.question.name": "api.TeleGram.ORG",
                                                               "dns.question.type": "A"}, ingested=at),
         event("secops.http", "198.18.0.5", "198.18.0.80", at, {"url.original": "/pwndrop/x", "url.domain": "a.test",
                                                                "http.request.method": "GET",
                                                                "user_agent.original": "rclone/v1.6"}, ingested=at),
+        # SigmaHQ's (?i)...@... PCRE search: unanchored, case-insensitive, "@" literal (a Lucene operator)
+        event("secops.http", "198.18.0.6", "198.18.0.80", at, {
+            "url.original": "https://gateway.IPFS.io/ipfs/bafy/login.html#victim@city.example"}, ingested=at),
         event("secops.smb", "198.18.0.5", "198.18.0.7", at, {"secops.dcerpc.endpoint": "spoolss",
                                                              "secops.dcerpc.operation": "RpcAddMonitor"}, ingested=at),
         conn("198.18.0.5", "198.18.0.8", 23, at, state="SF", orig_bytes=10, ingested=at),
@@ -49,6 +53,7 @@ def test_every_sigmahq_rule_runs_against_the_indices(es, settings):
     assert fired["Telegram Bot API Request"] == 1
     assert fired["PwnDrp Access"] == 1
     assert fired["Rclone Activity via Proxy"] == 1
+    assert fired["Suspicious Network Communication With IPFS"] == 1
     assert fired["MITRE BZAR Indicators for Persistence"] == 1
     assert fired["Cisco Clear Logs"] == 0  # log source not produced here
     report = field_report(rules, es, "secops")
@@ -71,6 +76,31 @@ def test_port_scan_and_host_sweep_correlations(es, settings):
     # window cut on event.ingested: nothing arrived in this window
     assert run_rule(es, "secops", builtin("4fd2cc3a-a833-50ea-86fe-025d642a53c1"),
                     iso(T0 + minutes(1)), iso(T0 + minutes(2))) == []
+
+
+def test_string_matches_ignore_case_regexes_do_not(es, settings, tmp_path: Path):
+    """Sigma semantics: plain (and wildcard) string matches are case-insensitive, |re is case-sensitive."""
+    (tmp_path / "ua.yml").write_text("""title: Scanner User Agent On Admin Path
+id: 5b0c9d8e-0000-4000-8000-000000000010
+logsource: {category: proxy}
+detection:
+  ua: {c-useragent|contains: sqlmap, cs-method: POST}
+  admin: {c-uri|re: '^/Admin/'}  # anchored at the start only, as in PCRE
+  condition: ua and admin
+level: high
+""")
+    (rule,) = compile_rules(load_rules([tmp_path]))
+    docs = [event("secops.http", f"198.18.6.{i}", "198.18.6.80", T0, {
+        "user_agent.original": ua, "http.request.method": method, "url.original": uri}, ingested=T0)
+        for i, (ua, method, uri) in enumerate([("SQLMap/1.4", "post", "/Admin/login"),   # match: case ignored
+                                              ("sqlmap/1.4", "POST", "/admin/login"),    # no: |re is exact
+                                              ("curl/8.0", "POST", "/Admin/login")], 1)]  # no: other agent
+    write(es, settings, docs)
+    matches = run_rule(es, "secops", rule, *WINDOW)
+    assert [m.group["source.ip"] for m in matches] == ["198.18.6.1"]
+    # the stored values and aggregations keep their case; only the .ci sub-field is lowercased
+    agg = es.search(index="secops-http-*", size=0, aggs={"ua": {"terms": {"field": "user_agent.original"}}})
+    assert "SQLMap/1.4" in {b["key"] for b in agg["aggregations"]["ua"]["buckets"]}
 
 
 def test_temporal_correlation(es, settings, tmp_path: Path):

@@ -50,7 +50,7 @@ def test_zeek_and_generic_fields_are_mapped_to_ecs(tmp_path: Path):
     [rule] = compile_rules(load_rules([tmp_path]))
     assert rule.error is None
     assert "event.dataset:secops.dns" in rule.query
-    assert "dns.question.name:*.evil.test" in rule.query
+    assert "dns.question.name.ci:*.evil.test" in rule.query  # case-insensitive, as Sigma matches strings
     assert "source.ip:198.18.0.5" in rule.query
     assert rule.severity == "high" and rule.score == 73
 
@@ -154,4 +154,4 @@ def test_rules_check_and_convert_cli_report_each_bad_file(tmp_path: Path):
         assert name in check.output
     convert = runner.invoke(app, ["rules", "convert", str(tmp_path)])
     assert convert.exit_code == 0
-    assert "dns.question.name:*.evil.test" in convert.output
+    assert "dns.question.name.ci:*.evil.test" in convert.output
