@@ -184,45 +184,22 @@ static int checksum_ok(Core *c, const u8 *src, const u8 *dst, int alen, int prot
     return 0;
 }
 
+/* ICMP type -> counterpart type, as Zeek and the Community ID spec pair them (collectors.decode.ICMP*_PAIRS) */
+static const int ICMP4_PAIRS[][2] = {{8, 0}, {13, 14}, {15, 16}, {10, 9}, {17, 18}};
+static const int ICMP6_PAIRS[][2] = {{128, 129}, {130, 131}, {133, 134}, {135, 136}, {139, 140}, {144, 145}};
+
 static void icmp_ports(int proto, int itype, int code, int *sp, int *dp, int *one_way) {
+    const int (*pairs)[2] = proto == P_ICMP ? ICMP4_PAIRS : ICMP6_PAIRS;
+    int n = proto == P_ICMP ? (int)(sizeof ICMP4_PAIRS / sizeof *ICMP4_PAIRS)
+                            : (int)(sizeof ICMP6_PAIRS / sizeof *ICMP6_PAIRS);
     int other = -1;
-    if (proto == P_ICMP) {
-        switch (itype) {
-            case 8: other = 0; break;
-            case 0: other = 8; break;
-            case 13: other = 14; break;
-            case 14: other = 13; break;
-            case 15: other = 16; break;
-            case 16: other = 15; break;
-            case 10: other = 9; break;
-            case 9: other = 10; break;
-            case 17: other = 18; break;
-            case 18: other = 17; break;
-        }
-    } else {
-        switch (itype) {
-            case 128: other = 129; break;
-            case 129: other = 128; break;
-            case 130: other = 131; break;
-            case 131: other = 130; break;
-            case 133: other = 134; break;
-            case 134: other = 133; break;
-            case 135: other = 136; break;
-            case 136: other = 135; break;
-            case 139: other = 140; break;
-            case 140: other = 139; break;
-            case 144: other = 145; break;
-            case 145: other = 144; break;
-        }
+    for (int i = 0; i < n && other < 0; i++) {
+        if (pairs[i][0] == itype) other = pairs[i][1];
+        else if (pairs[i][1] == itype) other = pairs[i][0];
     }
     *sp = itype;
-    if (other < 0) {
-        *dp = code;
-        *one_way = 1;
-    } else {
-        *dp = other;
-        *one_way = 0;
-    }
+    *dp = other < 0 ? code : other;
+    *one_way = other < 0;
 }
 
 static void dec_gre(Core *c, dec_t *d, const u8 *b, Py_ssize_t off, Py_ssize_t end, int depth);

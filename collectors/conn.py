@@ -144,8 +144,7 @@ class Observations:
     def _candidate(self, key: tuple, ts_ns: int, kind: str, ip: str, mac: str | None,
                    extra: dict[str, Any]) -> None:
         self._learn(ip, mac)
-        if key not in self.pending and key not in self.seen:
-            self.pending[key] = (ts_ns, kind, ip, mac, extra)
+        self.pending.setdefault(key, (ts_ns, kind, ip, mac, extra))  # drain() skips identities already emitted
 
     def address(self, ts_ns: int, ip: str, mac: str | None) -> None:
         self._candidate(("address", ip, mac or ""), ts_ns, "address", ip, mac, {})

@@ -97,14 +97,18 @@ LUCENE_OPERATORS = frozenset('@&~<>#"')  # regex operators in Lucene, plain char
 INLINE_FLAGS = re.compile(r"\(\?([imsx]+)\)")
 
 
-def lucene_regex(pattern: str, ignore_case: bool = False) -> tuple[str, bool]:
-    r"""(Lucene pattern, case-insensitive?) for a Sigma regular expression: leading inline flags are taken off
-    (``i`` noted), ``^``/``$`` become Lucene's implicit anchoring and unanchored ends get ``.*``, ``(?:`` groups
-    become plain groups, Lucene's operator characters are escaped, and a case-insensitive pattern is
-    lowercased (escapes like ``\S`` kept) for the ``.ci`` sub-field."""
+def split_inline_flags(pattern: str) -> tuple[str, bool]:
+    """(pattern without leading inline flags such as ``(?i)``, case-insensitive?)."""
     if m := INLINE_FLAGS.match(pattern):
-        ignore_case = ignore_case or "i" in m[1]
-        pattern = pattern[m.end():]
+        return pattern[m.end():], "i" in m[1]
+    return pattern, False
+
+
+def lucene_regex(pattern: str, lowercase: bool = False) -> str:
+    r"""A Sigma regular expression (flags already split off) in Lucene's dialect: ``^``/``$`` become Lucene's
+    implicit anchoring and unanchored ends get ``.*``, ``(?:`` groups become plain groups, Lucene's operator
+    characters are escaped, and with ``lowercase`` the pattern is lowercased (escapes like ``\S`` kept) for a
+    ``.ci`` sub-field."""
     start = pattern.startswith("^")
     end = pattern.endswith("$") and not pattern.endswith("\\$")
     body = pattern[1 if start else 0:len(pattern) - 1 if end else None]
@@ -119,9 +123,9 @@ def lucene_regex(pattern: str, ignore_case: bool = False) -> tuple[str, bool]:
             out.append("(")
             i += 3
             continue
-        out.append("\\" + ch if ch in LUCENE_OPERATORS else ch.lower() if ignore_case else ch)
+        out.append("\\" + ch if ch in LUCENE_OPERATORS else ch.lower() if lowercase else ch)
         i += 1
-    return ("" if start else ".*") + "".join(out) + ("" if end else ".*"), ignore_case
+    return ("" if start else ".*") + "".join(out) + ("" if end else ".*")
 
 
 @dataclass
@@ -135,13 +139,12 @@ class LuceneRegex(DetectionItemTransformation):
         values = []
         for value in detection_item.value:
             if isinstance(value, SigmaRegularExpression):
-                pattern, ignore_case = lucene_regex(
-                    str(value.regexp), SigmaRegularExpressionFlag.IGNORECASE in value.flags)
-                if ignore_case and detection_item.field in self.ci_fields:
+                pattern, ignore_case = split_inline_flags(str(value.regexp))
+                ignore_case = ignore_case or SigmaRegularExpressionFlag.IGNORECASE in value.flags
+                fold = ignore_case and detection_item.field in self.ci_fields
+                if fold:
                     detection_item.field += CI_SUFFIX
-                elif ignore_case:
-                    pattern = lucene_regex(str(value.regexp))[0]
-                value = SigmaRegularExpression(pattern)
+                value = SigmaRegularExpression(lucene_regex(pattern, lowercase=fold))
             values.append(value)
         detection_item.value = values
         self.processing_item_applied(detection_item)
@@ -208,7 +211,7 @@ def secops_pipeline() -> ProcessingPipeline:
             identifier=f"{ident}_dataset", transformation=AddConditionTransformation(extra),
             rule_conditions=[LogsourceCondition(category=category, product=product, service=service)]))
     ci_fields = case_insensitive_fields()
-    items.append(ProcessingItem(identifier="secops_lucene_regex", transformation=LuceneRegex(frozenset(ci_fields))))
+    items.append(ProcessingItem(identifier="secops_lucene_regex", transformation=LuceneRegex(ci_fields)))
     items.append(ProcessingItem(
         identifier="secops_case_insensitive_strings", transformation=AddFieldnameSuffixTransformation(CI_SUFFIX),
         field_name_conditions=[IncludeFieldCondition(fields=sorted(ci_fields))],

@@ -20,11 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
-from elasticsearch import Elasticsearch
 from rich.console import Console
 
-from secops.config import Settings
+from secops.config import Settings, load_settings
 from secops.demo_traffic import write_demo_pcap
+from secops.es.client import make_client
 from secops.stack import LocalStack
 
 DEMO_PREFIX = "secops_demo"
@@ -60,9 +60,10 @@ def run_demo(settings: Settings, console: Console) -> int:
     with console.status("starting Elasticsearch and Redis (first run fetches Elasticsearch with mvn)..."):
         es, rd = LocalStack(settings.paths.state_dir).up()
     console.print(f"[green]stack[/] elasticsearch {es.url}, redis {rd.url}")
-    Elasticsearch(es.url).indices.delete(index=f"{DEMO_PREFIX}-*", allow_no_indices=True, expand_wildcards="all")
-    console.print(f"[green]clean slate[/] earlier demo indices ({DEMO_PREFIX}-*) removed; secops-* data untouched")
     config = demo_config(settings, directory)
+    make_client(load_settings(config)).indices.delete(index=f"{DEMO_PREFIX}-*", allow_no_indices=True,
+                                                       expand_wildcards="all")
+    console.print(f"[green]clean slate[/] earlier demo indices ({DEMO_PREFIX}-*) removed; secops-* data untouched")
     pcap = directory / "demo-traffic.pcap"
     packets, behaviours = write_demo_pcap(pcap, time.time() - 3600)
     console.print(f"[green]capture[/] {pcap} ({packets} packets): " + "; ".join(behaviours))

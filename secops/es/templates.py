@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cache
 from typing import Any
 
 from elasticsearch import Elasticsearch
@@ -229,17 +230,20 @@ def mappings_for(ds: Dataset) -> dict:
     }
 
 
-def case_insensitive_fields(properties: dict | None = None, path: str = "") -> set[str]:
-    """Dotted names of every field with a ``.ci`` sub-field, over all datasets (or under ``properties``)."""
-    if properties is None:
-        return set().union(*(case_insensitive_fields(mappings_for(ds)["properties"]) for ds in DATASETS.values()))
+@cache
+def case_insensitive_fields() -> frozenset[str]:
+    """Dotted names of every field with a ``.ci`` sub-field, over all datasets (fixed: computed once)."""
+    return frozenset().union(*(_ci_fields(mappings_for(ds)["properties"]) for ds in DATASETS.values()))
+
+
+def _ci_fields(properties: dict, path: str = "") -> set[str]:
     out: set[str] = set()
     for name, spec in properties.items():
         dotted = f"{path}{name}"
         if "ci" in spec.get("fields", {}):
             out.add(dotted)
         if "properties" in spec:
-            out |= case_insensitive_fields(spec["properties"], dotted + ".")
+            out |= _ci_fields(spec["properties"], dotted + ".")
     return out
 
 
