@@ -16,10 +16,10 @@ from rich.table import Table
 from secops import __version__
 from secops.cli_support import CliError, console, err_console, es_client, settings, state, writer
 from secops.config import ConfigError, redacted
+from secops.devstack.stack import LocalStack, StackError
 from secops.es import retention
 from secops.es.client import StoreUnavailable, es_hosts, redis_url
 from secops.es.templates import DATASETS, install_templates
-from secops.stack import LocalStack, StackError
 
 app = typer.Typer(
     name="secops",
@@ -186,7 +186,7 @@ def datasets() -> None:
 @app.command("demo")
 def demo() -> None:
     """Run the platform end to end on this machine (offline): stack, capture, scan, detect, respond, export."""
-    from secops.demo import run_demo
+    from secops.devstack.demo import run_demo
 
     failures = run_demo(settings(), console)
     raise typer.Exit(1 if failures else 0)

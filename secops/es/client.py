@@ -7,7 +7,7 @@ from elasticsearch import Elasticsearch
 from elasticsearch import exceptions as es_exc
 
 from secops.config import Settings
-from secops.stack import LocalStack
+from secops.devstack.stack import LocalStack
 
 
 class StoreUnavailable(RuntimeError):

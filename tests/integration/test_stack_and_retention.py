@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from secops.devstack.stack import LocalStack
 from secops.es import retention
-from secops.stack import LocalStack
 
 pytestmark = pytest.mark.integration
 
