@@ -33,8 +33,8 @@ class AlertRef:
 
     @classmethod
     def from_doc(cls, alert_id: str, doc: Mapping[str, Any]) -> AlertRef:
-        rule = doc.get("rule") if isinstance(doc.get("rule"), Mapping) else {}
-        tags = doc.get("tags") if isinstance(doc.get("tags"), list) else []
+        rule: Mapping[str, Any] = doc["rule"] if isinstance(doc.get("rule"), Mapping) else {}
+        tags: list[Any] = doc["tags"] if isinstance(doc.get("tags"), list) else []
 
         def ip(side: str) -> str | None:
             part = doc.get(side)

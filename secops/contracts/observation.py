@@ -45,7 +45,7 @@ class Observation:
         if isinstance(ip, list):
             ip = ip[0] if ip else None
         port = o.get("port")
-        kind = o.get("kind")
+        kind = str(o.get("kind"))
         known = kind in {k.value for k in ObservationKind}  # other kinds are merged as an address
         return cls(kind=ObservationKind(kind) if known else ObservationKind.ADDRESS,
                    timestamp=doc.get("@timestamp"), ip=ip or None,
