@@ -1,19 +1,8 @@
 """Typed records for what crosses a context or process boundary, each built from and dumped to its
-document (or task payload) in one place: scan results, passive observations, alert references,
-playbook runs and their steps."""
+document (or task payload) in one place, one module per contract:
 
-from secops.contracts.alert import AlertRef
-from secops.contracts.observation import Observation, ObservationKind
-from secops.contracts.playbook import (
-    Approval,
-    ApprovalStatus,
-    PlaybookRun,
-    RunStatus,
-    StepOutcome,
-    StepRecord,
-    StepStatus,
-)
-from secops.contracts.scan import ScanResult, ScanSource
-
-__all__ = ["AlertRef", "Approval", "ApprovalStatus", "Observation", "ObservationKind", "PlaybookRun", "RunStatus",
-           "ScanResult", "ScanSource", "StepOutcome", "StepRecord", "StepStatus"]
+- ``scan``: ScanResult (nmap run or XML import -> inventory merge, also the Celery payload)
+- ``observation``: Observation (passive sightings from the sensors -> inventory merge)
+- ``alert``: AlertRef (an alert as the playbooks read it, sent by id as ``playbooks.on_alert``)
+- ``playbook``: PlaybookRun, StepRecord, Approval and the status/outcome enums (the run document)
+"""

@@ -6,17 +6,10 @@ import pytest
 
 from collectors.conn import Observations
 from collectors.scanning.nmap_xml import parse_file
-from secops.contracts import (
-    AlertRef,
-    Observation,
-    ObservationKind,
-    PlaybookRun,
-    RunStatus,
-    ScanResult,
-    ScanSource,
-    StepOutcome,
-    StepStatus,
-)
+from secops.contracts.alert import AlertRef
+from secops.contracts.observation import Observation, ObservationKind
+from secops.contracts.playbook import PlaybookRun, RunStatus, StepOutcome, StepStatus
+from secops.contracts.scan import ScanResult, ScanSource
 from tests.unit.test_observations import HOST, LOCAL, observe, udp_answered
 
 RUN_DOC = {
