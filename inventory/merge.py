@@ -31,12 +31,14 @@ SMBV1_SCRIPT_MARKERS = ("smbv1", "nt lm 0.12")
 
 @dataclass
 class MergeResult:
+    """What one merge run did (returned by the inventory's merge_scan/merge_observations as a dict)."""
+
+    asset_ids: list[str] = field(default_factory=list)  # every asset written, created or updated
+    changes: Counter[str] = field(default_factory=Counter)  # asset_change documents by kind
     hosts_seen: int = 0
     hosts_down: int = 0
     assets_created: int = 0
     assets_updated: int = 0
-    changes: Counter[str] = field(default_factory=Counter)
-    asset_ids: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {"hosts_seen": self.hosts_seen, "hosts_down": self.hosts_down, "assets_created": self.assets_created,

@@ -116,7 +116,7 @@ class Approval:
     """The approval a run waits on (or got): which step, until when, who decided."""
 
     step: str
-    status: ApprovalStatus
+    status: ApprovalStatus = ApprovalStatus.WAITING
     deadline: str | None = None
     by: str | None = None
     at: str | None = None
