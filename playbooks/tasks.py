@@ -22,6 +22,7 @@ from playbooks.ratelimit import RateLimiter
 from playbooks.runner import Runner
 from secops.celery_app import app
 from secops.config import get_settings
+from secops.contracts.alert import ON_ALERT_TASK
 from secops.es.client import make_client, redis_url
 
 log = logging.getLogger(__name__)
@@ -57,7 +58,7 @@ def runner() -> Runner:
     return Runner(s, make_client(s, max_retries=2, retry_on_timeout=True), dispatch, RateLimiter(redis_url(s)))
 
 
-@app.task(name="playbooks.on_alert", bind=True, autoretry_for=STORE_ERRORS, retry_backoff=True, max_retries=10)
+@app.task(name=ON_ALERT_TASK, bind=True, autoretry_for=STORE_ERRORS, retry_backoff=True, max_retries=10)
 def on_alert(self: Any, alert_id: str) -> list[str]:
     """Start every playbook whose trigger matches this alert (idempotent per playbook and alert)."""
     if not isinstance(alert_id, str) or not alert_id or len(alert_id) > 512:

@@ -48,7 +48,3 @@ class AlertRef:
     def missing(cls, alert_id: str) -> AlertRef:
         """An alert that can no longer be read (deleted or not yet visible): its id only."""
         return cls(id=alert_id)
-
-    def task_args(self) -> list[str]:
-        """Arguments of the ``playbooks.on_alert`` task."""
-        return [self.id]

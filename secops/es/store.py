@@ -95,6 +95,3 @@ class Store:
         self.es.index(index=self.state_index, id=doc_id("state", key), refresh="wait_for", document={
             "@timestamp": iso(), "event": {"dataset": STATE_DATASET, "ingested": iso()},
             "secops": {"state": {"key": key, "checkpoint": at}}})
-
-    def refresh(self, index: str) -> None:
-        self.es.indices.refresh(index=index, allow_no_indices=True, ignore_unavailable=True)

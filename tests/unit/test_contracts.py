@@ -85,5 +85,5 @@ def test_alert_ref_keeps_only_well_formed_values():
                "source": {"ip": "1" * 46}, "destination": "not a mapping"}
     ref = AlertRef.from_doc("al-1", hostile)
     assert ref.source_ip is None and ref.destination_ip is None and ref.tags == ("a",)
-    assert ref.task_args() == ["al-1"] and ref.fields is hostile
+    assert ref.id == "al-1" and ref.fields is hostile
     assert AlertRef.missing("gone").fields == {}
