@@ -25,7 +25,7 @@ from inventory.export import export_assets
 from inventory.store import AssetStore
 from secops.config import BulkSettings, InventorySettings
 from secops.ecs import doc_id, iso, utcnow
-from secops.es.bulk import BulkWriter
+from secops.es.store import Store
 from secops.es.templates import install_templates
 
 PREFIX = "benchexport"
@@ -64,7 +64,7 @@ def run(es: Elasticsearch, assets: int) -> None:
         install_templates(es, PREFIX)
         rnd, now = random.Random(7), iso(utcnow())
         t0 = time.perf_counter()
-        with BulkWriter(es, tmp / "spool", BulkSettings(batch_docs=5000), prefix=PREFIX) as w:
+        with Store(es, PREFIX, spool_dir=tmp / "spool", bulk=BulkSettings(batch_docs=5000)).writer() as w:
             for i in range(assets):
                 w.add(make_asset(i, rnd, now))
         es.indices.refresh(index=f"{PREFIX}-asset")

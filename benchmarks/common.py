@@ -13,7 +13,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from secops.stack import ElasticsearchNode
+from secops.devstack.stack import ElasticsearchNode
 
 console = Console()
 

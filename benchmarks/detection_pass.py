@@ -32,8 +32,8 @@ from detections.pack import build_pack
 from detections.scheduler import Scheduler
 from secops.config import load_settings
 from secops.ecs import doc_id, iso, parse_time, utcnow
-from secops.es.bulk import BulkWriter
 from secops.es.client import make_client
+from secops.es.store import Store
 from secops.es.templates import install_templates
 
 STATES = ["SF"] * 90 + ["S0"] * 4 + ["REJ"] * 3 + ["RSTO", "S1", "SH"]
@@ -64,7 +64,7 @@ def load(es, settings, n: int) -> float:
     rng = random.Random(42)
     base = time.time() - 7200
     t0 = time.perf_counter()
-    with BulkWriter(es, settings.paths.spool(), settings.bulk, prefix=settings.elasticsearch.index_prefix) as w:
+    with Store.from_settings(es, settings).writer() as w:
         for i in range(n):
             w.add(conn_doc(i, rng, base))
     es.indices.refresh(index="secops-conn-*")
@@ -110,8 +110,7 @@ def live(es, settings, seconds: int, interval: int) -> None:
     thread.start()
     sent: dict[str, float] = {}
     settings.bulk.flush_seconds = 1.0
-    with BulkWriter(es, settings.paths.spool(), settings.bulk, prefix=settings.elasticsearch.index_prefix,
-                    background_flush=True) as w:
+    with Store.from_settings(es, settings).writer(background_flush=True) as w:
         end = time.time() + seconds
         i = 0
         while time.time() < end:

@@ -27,9 +27,9 @@ from elasticsearch import Elasticsearch, helpers
 from benchmarks.common import Timer, local_node, print_table
 from secops.celery_app import configure
 from secops.config import load_settings
+from secops.devstack.stack import RedisServer
 from secops.ecs import iso, parse_time
 from secops.es.templates import index_for, install_templates
-from secops.stack import RedisServer
 from tests.support.services import CeleryWorker, write_config
 
 BOOK = """

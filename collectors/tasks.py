@@ -16,10 +16,11 @@ from celery import chain
 from collectors.scanning import policy as policies
 from collectors.scanning import state
 from collectors.scanning.profiles import ProfileError
-from collectors.scanning.runner import ScanError, ScanPlan, plan_scan, report_payload, run_plan
+from collectors.scanning.runner import ScanError, ScanPlan, plan_scan, run_plan
 from collectors.scanning.targets import Scope, TargetError
 from secops.celery_app import app
-from secops.config import get_settings
+from secops.config import ScanPolicy, get_settings
+from secops.contracts.scan import ScanResult, ScanSource
 from secops.ecs import parse_time, utcnow
 from secops.es.client import make_client
 
@@ -27,7 +28,7 @@ log = logging.getLogger(__name__)
 MERGE_TASK = "inventory.merge_scan"
 
 
-def _policy(name: str):
+def _policy(name: str) -> ScanPolicy:
     for p in get_settings().scanning.policies:
         if p.name == name:
             return p
@@ -36,14 +37,13 @@ def _policy(name: str):
 
 @app.task(name="collectors.scan_chunk", acks_late=True)
 def scan_chunk(hosts: list[str], profile: str, policy: str | None = None, reason: str = "") -> dict[str, Any]:
-    """Scan one chunk of (already planned) hosts; returns the scan payload for inventory.merge_scan."""
+    """Scan one chunk of (already planned) hosts; returns the ScanResult payload for inventory.merge_scan."""
     s = get_settings()
     pol = _policy(policy) if policy else None
     plan = plan_scan(hosts, profile, s.scanning, policy=pol)  # scope check again, inside the worker
     report = run_plan(plan, nmap_path=s.scanning.nmap_path, timeout=s.scanning.host_timeout_seconds * 4)
-    payload = report_payload(report, "scan", reason or (f"policy {policy}" if policy else "chunk"))
-    payload["policy"] = policy
-    return payload
+    return ScanResult(report, ScanSource.SCAN, reason or (f"policy {policy}" if policy else "chunk"),
+                      policy=policy).to_payload()
 
 
 def _dispatch(plan: ScanPlan, policy: str | None, reason: str, chunk_size: int) -> list[str]:
@@ -110,8 +110,8 @@ def scan_targets(targets: list[str], profile: str = "standard", reason: str = ""
         report = run_plan(plan, nmap_path=s.scanning.nmap_path, timeout=s.scanning.host_timeout_seconds * 4)
     except (TargetError, ProfileError, ScanError) as exc:
         return {"ok": False, "error": str(exc), "targets": list(targets), "profile": profile}
-    payload = report_payload(report, "scan", reason or "rescan")
-    merge = app.send_task(MERGE_TASK, args=[payload])
+    result = ScanResult(report, ScanSource.SCAN, reason or "rescan")
+    merge = app.send_task(MERGE_TASK, args=[result.to_payload()])
     return {"ok": True, "targets": list(targets), "profile": profile, "hosts_up": len(report.live_hosts),
             "hosts_down": len(report.down_hosts), "open_ports": sum(len(h.open_ports) for h in report.live_hosts),
             "merge_task_id": merge.id}

@@ -21,6 +21,8 @@ from inventory.model import add_unique, asset_id, asset_part, new_asset, service
 from inventory.store import AssetStore
 from inventory.zones import zone_for
 from secops.config import InventorySettings
+from secops.contracts.observation import Observation, ObservationKind
+from secops.contracts.scan import Host, Port, ScanResult, Service
 from secops.ecs import iso, parse_time, utcnow
 from secops.es.bulk import BulkWriter
 
@@ -29,12 +31,14 @@ SMBV1_SCRIPT_MARKERS = ("smbv1", "nt lm 0.12")
 
 @dataclass
 class MergeResult:
+    """What one merge run did (returned by the inventory's merge_scan/merge_observations as a dict)."""
+
+    asset_ids: list[str] = field(default_factory=list)  # every asset written, created or updated
+    changes: Counter[str] = field(default_factory=Counter)  # asset_change documents by kind
     hosts_seen: int = 0
     hosts_down: int = 0
     assets_created: int = 0
     assets_updated: int = 0
-    changes: Counter = field(default_factory=Counter)
-    asset_ids: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {"hosts_seen": self.hosts_seen, "hosts_down": self.hosts_down, "assets_created": self.assets_created,
@@ -147,43 +151,41 @@ class Merger:
         self._index(asset)
 
     # -- scan results ----------------------------------------------------------------------
-    def merge_scan(self, payload: dict[str, Any]) -> MergeResult:
-        """Merge one scan/import result (contract: collectors.scanning.runner.report_payload)."""
-        source = payload.get("source") or "scan"
-        end = payload.get("end") or payload.get("start")
+    def merge_scan(self, result: ScanResult) -> MergeResult:
+        """Merge one scan/import result."""
+        report, source = result.report, str(result.source)
+        end = report.end or report.start
         at = iso(end) if end else iso(self.now)
-        scanned = payload.get("scanned_ports") or {}
-        for host in payload.get("hosts", []):
-            if host.get("state") != "up":
+        for host in report.hosts:
+            if not host.up:
                 self.result.hosts_down += 1
                 continue
-            addrs = list(host.get("ipv4") or []) + list(host.get("ipv6") or [])
-            ip, mac = (addrs[0] if addrs else None), (host.get("mac") or None)
+            addrs = host.addresses
+            ip, mac = (addrs[0] if addrs else None), (host.mac or None)
             if not ip and not mac:
                 continue
             self.result.hosts_seen += 1
             asset, created = self.resolve(ip, mac, at)
             self.bind(asset, ip, mac, at, source)
-            self._scan_details(asset, host, created, at, scanned, source)
+            self._scan_details(asset, host, created, at, report.scanned_ports, source)
             part = asset_part(asset)
             if not part.get("last_scan") or parse_time(at) > parse_time(part["last_scan"]):
                 part["last_scan"] = at
         return self.result
 
-    def _scan_details(self, asset: dict[str, Any], host: dict[str, Any], created: bool, at: str,
+    def _scan_details(self, asset: dict[str, Any], host: Host, created: bool, at: str,
                       scanned: dict[str, str], source: str) -> None:
         part, h = asset_part(asset), asset["host"]
-        if host.get("hostnames"):
-            h["hostname"] = host["hostnames"][0]
-        if host.get("vendor"):
-            part["vendor"] = host["vendor"]
+        if host.hostnames:
+            h["hostname"] = host.hostnames[0]
+        if host.vendor:
+            part["vendor"] = host.vendor
         self._os(asset, host, created, at)
         old = services_by_key(asset)
-        smbv1 = any(m in (s.get("output") or "").lower() for s in host.get("scripts") or []
-                    for m in SMBV1_SCRIPT_MARKERS)
+        smbv1 = any(m in (s.output or "").lower() for s in host.scripts for m in SMBV1_SCRIPT_MARKERS)
         new: dict[tuple[int, str], dict[str, Any]] = {}
-        for p in host.get("ports") or []:
-            if p.get("state") != "open":
+        for p in host.ports:
+            if p.state != "open":
                 continue
             svc = self._service(p, at, smbv1, source)
             key = service_key(svc)
@@ -210,70 +212,64 @@ class Merger:
         part["services"] = sorted(new.values(), key=service_key)
 
     @staticmethod
-    def _service(p: dict[str, Any], at: str, smbv1: bool, source: str) -> dict[str, Any]:
-        s = p.get("service") or {}
-        svc: dict[str, Any] = {"port": int(p["port"]), "transport": p.get("transport") or "tcp", "state": "open",
+    def _service(p: Port, at: str, smbv1: bool, source: str) -> dict[str, Any]:
+        s = p.service or Service()
+        svc: dict[str, Any] = {"port": int(p.port), "transport": p.transport or "tcp", "state": "open",
                                "source": source, "first_seen": at, "last_seen": at}
-        for k in ("name", "product", "version", "extrainfo", "tunnel"):
-            if s.get(k):
-                svc[k] = s[k]
-        if s.get("cpe"):
-            svc["cpe"] = list(s["cpe"])
-        script_text = " ".join((x.get("output") or "") for x in p.get("scripts") or []).lower()
+        for k, v in (("name", s.name), ("product", s.product), ("version", s.version), ("extrainfo", s.extrainfo),
+                     ("tunnel", s.tunnel)):
+            if v:
+                svc[k] = v
+        if s.cpe:
+            svc["cpe"] = list(s.cpe)
+        script_text = " ".join((x.output or "") for x in p.scripts).lower()
         if (smbv1 and svc.get("name") in ("microsoft-ds", "netbios-ssn")) or \
                 any(m in script_text for m in SMBV1_SCRIPT_MARKERS):
             svc["flags"] = ["smbv1"]
         return svc
 
-    def _os(self, asset: dict[str, Any], host: dict[str, Any], created: bool, at: str) -> None:
-        matches = host.get("os_matches") or []
-        if not matches:
+    def _os(self, asset: dict[str, Any], host: Host, created: bool, at: str) -> None:
+        if not host.os_matches:
             return
-        best = max(matches, key=lambda m: m.get("accuracy") or 0)
-        cls = (best.get("classes") or [{}])[0]
-        family = (cls.get("family") or "").lower() or None
-        os_doc = {"full": best.get("name"), "name": best.get("name"), "family": family, "platform": family}
+        best = max(host.os_matches, key=lambda m: m.accuracy or 0)
+        family = ((best.classes[0].family if best.classes else None) or "").lower() or None
+        os_doc = {"full": best.name, "name": best.name, "family": family, "platform": family}
         old = (asset["host"].get("os") or {}).get("full")
         if old and old != os_doc["full"] and not created:
             self._change(asset, "os_changed", at, old=old, new=os_doc["full"])
         asset["host"]["os"] = {k: v for k, v in os_doc.items() if v}
 
     # -- passive observations --------------------------------------------------------------
-    def merge_observation(self, obs: dict[str, Any]) -> None:
-        """One secops.observation document (kinds: address, service, dhcp)."""
-        host = obs.get("host") or {}
-        ip, mac = host.get("ip"), (host.get("mac") or "").lower() or None
-        if isinstance(ip, list):
-            ip = ip[0] if ip else None
+    def merge_observation(self, obs: Observation) -> None:
+        """One passive observation (kinds: address, service, dhcp)."""
+        ip, mac = obs.ip, obs.mac
         if not ip and not mac:
             return
-        at = obs.get("@timestamp") or iso(self.now)
+        at = obs.timestamp or iso(self.now)
         self.result.hosts_seen += 1
         asset, created = self.resolve(ip, mac, at)
         self.bind(asset, ip, mac, at, "passive")
         part = asset_part(asset)
-        o = (obs.get("secops") or {}).get("observation") or {}
-        if host.get("hostname"):
-            asset["host"]["hostname"] = host["hostname"]
-        vendor_class = ((obs.get("secops") or {}).get("dhcp") or {}).get("vendor_class")
-        if vendor_class:
-            part["dhcp_vendor_class"] = vendor_class
-        if o.get("kind") == "service" and o.get("port"):
-            key = (int(o["port"]), str(o.get("transport") or "tcp"))
+        if obs.hostname:
+            asset["host"]["hostname"] = obs.hostname
+        if obs.dhcp_vendor_class:
+            part["dhcp_vendor_class"] = obs.dhcp_vendor_class
+        if obs.kind is ObservationKind.SERVICE and obs.port:
+            key = (obs.port, str(obs.transport or "tcp"))
             services = services_by_key(asset)
             svc = services.get(key)
             if svc is None:
                 svc = {"port": key[0], "transport": key[1], "state": "open", "source": "passive",
                        "first_seen": at, "last_seen": at}
-                if o.get("service"):
-                    svc["name"] = o["service"]
+                if obs.service:
+                    svc["name"] = obs.service
                 if not created:
                     self._change(asset, "port_opened", at, port=key[0], transport=key[1], new=service_label(svc))
                 services[key] = svc
             else:
                 svc["last_seen"] = max(svc.get("last_seen") or at, at)
-                if o.get("service") and not svc.get("name"):
-                    svc["name"] = o["service"]
+                if obs.service and not svc.get("name"):
+                    svc["name"] = obs.service
             part["services"] = sorted(services.values(), key=service_key)
 
     # -- output ----------------------------------------------------------------------------

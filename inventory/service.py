@@ -1,6 +1,6 @@
 """The inventory's public operations (used by its Celery tasks, its CLI and other contexts' CLIs).
 
-merge_scan: a scan/import result (plain JSON, see collectors.scanning.runner.report_payload) -> assets.
+merge_scan: a scan/import result (secops.contracts.ScanResult, or its JSON payload) -> assets.
 merge_observations: passive secops.observation documents since a checkpoint -> assets.
 mark_stale: assets unseen for inventory.stale_days -> asset_gone (once).
 tag_asset: add tags to the asset holding an address (audited).
@@ -15,7 +15,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from elasticsearch import BadRequestError, Elasticsearch, NotFoundError, helpers
+from elasticsearch import BadRequestError, Elasticsearch, helpers
 
 from inventory.changes import change_doc
 from inventory.merge import Merger
@@ -23,76 +23,58 @@ from inventory.model import add_unique, asset_part
 from inventory.store import AssetStore
 from secops.audit import write_audit
 from secops.config import Settings
-from secops.ecs import doc_id, get, iso, parse_time, utcnow
-from secops.es.bulk import BulkWriter
+from secops.contracts.observation import OBSERVATION_DATASET, Observation
+from secops.contracts.scan import ScanResult
+from secops.ecs import iso, parse_time, utcnow
 from secops.es.lease import Lease
-from secops.es.templates import index_for, index_pattern
+from secops.es.store import Store
+from secops.es.templates import index_for
 
 CHECKPOINT_KEY = "inventory.merge_observations"
 RENEW_EVERY = 5000  # observations merged between lease renewals
 
 
 def inventory_lease(es: Elasticsearch, settings: Settings) -> Lease:
-    return Lease(es, settings.elasticsearch.index_prefix, "inventory")
-
-
-def _writer(es: Elasticsearch, settings: Settings) -> BulkWriter:
-    return BulkWriter(es, settings.paths.spool(), settings.bulk, prefix=settings.elasticsearch.index_prefix)
+    return Store.from_settings(es, settings).lease("inventory")
 
 
 def _store(es: Elasticsearch, settings: Settings) -> AssetStore:
     return AssetStore(es, settings.elasticsearch.index_prefix)
 
 
-def merge_scan(es: Elasticsearch, settings: Settings, payload: dict[str, Any], now: datetime | None = None
-               ) -> dict[str, Any]:
-    with inventory_lease(es, settings), _writer(es, settings) as writer:
+def merge_scan(es: Elasticsearch, settings: Settings, result: ScanResult | dict[str, Any],
+               now: datetime | None = None) -> dict[str, Any]:
+    store = Store.from_settings(es, settings)
+    with store.lease("inventory"), store.writer() as writer:
         merger = Merger(_store(es, settings), writer, settings.inventory, now)
-        merger.merge_scan(payload)
-        result = merger.close().as_dict()
+        merger.merge_scan(ScanResult.coerce(result))
+        summary = merger.close().as_dict()
     es.indices.refresh(index=f"{settings.elasticsearch.index_prefix}-asset*")
-    return result
-
-
-def _state_index(settings: Settings) -> str:
-    return index_for(settings.elasticsearch.index_prefix, "secops.state")
-
-
-def read_checkpoint(es: Elasticsearch, settings: Settings, key: str) -> str | None:
-    try:
-        doc = es.get(index=_state_index(settings), id=doc_id("state", key))["_source"]
-    except NotFoundError:
-        return None
-    return doc.get("secops", {}).get("state", {}).get("checkpoint")
-
-
-def write_checkpoint(es: Elasticsearch, settings: Settings, key: str, at: str) -> None:
-    es.index(index=_state_index(settings), id=doc_id("state", key), refresh="wait_for", document={
-        "@timestamp": iso(), "event": {"dataset": "secops.state", "ingested": iso()},
-        "secops": {"state": {"key": key, "checkpoint": at}}})
+    return summary
 
 
 def merge_observations(es: Elasticsearch, settings: Settings, since_iso: str | None = None,
                        now: datetime | None = None) -> dict[str, Any]:
     """Merge observations newer than since_iso (default: the stored checkpoint) and advance the checkpoint."""
-    with inventory_lease(es, settings) as lease:
-        since = since_iso or read_checkpoint(es, settings, CHECKPOINT_KEY)
-        result, latest = _merge_observations_since(es, settings, since, now, lease)
+    store = Store.from_settings(es, settings)
+    with store.lease("inventory") as lease:
+        since = since_iso or store.read_checkpoint(CHECKPOINT_KEY)
+        result, latest = _merge_observations_since(store, settings, since, now, lease)
         if latest:
-            write_checkpoint(es, settings, CHECKPOINT_KEY, latest)
+            store.write_checkpoint(CHECKPOINT_KEY, latest)
     result["checkpoint"] = latest
     return result
 
 
-def _merge_observations_since(es: Elasticsearch, settings: Settings, since: str | None, now: datetime | None,
+def _merge_observations_since(store: Store, settings: Settings, since: str | None, now: datetime | None,
                               lease: Lease) -> tuple[dict[str, Any], str | None]:
-    pattern = index_pattern(settings.elasticsearch.index_prefix, "secops.observation")
-    query: dict[str, Any] = {"bool": {"filter": [{"term": {"event.dataset": "secops.observation"}}]}}
+    es, pattern = store.es, store.pattern(OBSERVATION_DATASET)
+    query: dict[str, Any] = {"bool": {"filter": [{"term": {"event.dataset": OBSERVATION_DATASET}}]}}
     if since:
         # Cut on arrival time, not event time: a capture imported today may hold year-old observations.
         query["bool"]["filter"].append({"range": {"event.ingested": {"gt": since}}})
     latest = since
-    with _writer(es, settings) as writer:
+    with store.writer() as writer:
         merger = Merger(_store(es, settings), writer, settings.inventory, now)
         if es.indices.exists(index=pattern, allow_no_indices=False, ignore_unavailable=True):
             es.indices.refresh(index=pattern)
@@ -101,10 +83,10 @@ def _merge_observations_since(es: Elasticsearch, settings: Settings, since: str 
             for n, hit in enumerate(hits, 1):
                 if not n % RENEW_EVERY:
                     lease.renew()
-                merger.merge_observation(hit["_source"])
-                ts = get(hit["_source"], "event.ingested")
-                if ts and (latest is None or parse_time(ts) > parse_time(latest)):
-                    latest = ts
+                obs = Observation.from_doc(hit["_source"])
+                merger.merge_observation(obs)
+                if obs.ingested and (latest is None or parse_time(obs.ingested) > parse_time(latest)):
+                    latest = obs.ingested
         return merger.close().as_dict(), latest
 
 
@@ -120,7 +102,7 @@ def mark_stale(es: Elasticsearch, settings: Settings, now: datetime | None = Non
     gone = []
     at = iso(now)
     with inventory_lease(es, settings):
-        with _writer(es, settings) as writer:
+        with Store.from_settings(es, settings).writer() as writer:
             for hit in helpers.scan(es, index=store.index, query={"query": query}):
                 asset = hit["_source"]
                 asset_part(asset)["state"] = "gone"
@@ -176,10 +158,11 @@ class _Discard:
         return None
 
 
-def assets_from_scan(settings: Settings, payload: dict[str, Any], now: datetime | None = None) -> list[dict[str, Any]]:
+def assets_from_scan(settings: Settings, result: ScanResult | dict[str, Any], now: datetime | None = None
+                     ) -> list[dict[str, Any]]:
     """The asset documents a scan result describes (one per live host), standalone (no inventory lookup)."""
     store = _MemoryStore(settings.elasticsearch.index_prefix)
     merger = Merger(store, _Discard(), settings.inventory, now)  # type: ignore[arg-type]
-    merger.merge_scan(payload)
+    merger.merge_scan(ScanResult.coerce(result))
     merger.close()
     return store.saved

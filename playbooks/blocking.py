@@ -8,6 +8,7 @@ import re
 import subprocess
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from playbooks.errors import ActionError, PermanentError
 from secops.config import PlaybookSettings
@@ -35,7 +36,7 @@ class Blocker:
         ns = self.settings.block_netns
         return ["ip", "netns", "exec", ns, *argv] if ns else argv
 
-    def _run(self, argv: list[str], stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    def _run(self, argv: list[str], stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
         try:
             proc = subprocess.run(self._wrap(argv), input=stdin, capture_output=True, text=True, timeout=self.timeout,
                                   check=False)
@@ -58,7 +59,7 @@ class Blocker:
                             "--comment", f"secops-block:{int(time.time()) + ttl}"])]
 
     # -- actions -----------------------------------------------------------------------------
-    def block(self, address: str, ttl: int) -> dict:
+    def block(self, address: str, ttl: int) -> dict[str, Any]:
         if self.settings.block_backend == "nftables":
             if self._run(["nft", "list", "table", "inet", TABLE], check=False).returncode != 0:
                 self._run(["nft", "-f", "-"], stdin=NFT_SETUP)
@@ -73,7 +74,7 @@ class Blocker:
                    f"secops-block:{int(time.time()) + ttl}"])
         return {"backend": "iptables", "already_blocked": False}
 
-    def unblock(self, address: str) -> dict:
+    def unblock(self, address: str) -> dict[str, Any]:
         if self.settings.block_backend == "nftables":
             proc = self._run(["nft", "delete", "element", "inet", TABLE, _set(address), "{", address, "}"], check=False)
             return {"backend": "nftables", "removed": proc.returncode == 0}

@@ -11,10 +11,11 @@ import typer
 from rich.table import Table
 
 from secops.audit import current_actor
-from secops.cli_support import console, es_client, fail, settings
+from secops.cli_support import console, es_client, fail, settings, store
 
 if TYPE_CHECKING:
     from playbooks.runner import Runner
+    from playbooks.store import PlaybookRunStore
 
 pb_app = typer.Typer(help="Response playbooks: definitions, runs, approvals, kill switch.", no_args_is_help=True)
 
@@ -32,6 +33,12 @@ def _runner() -> Runner:
 
     configure(app, settings())
     return Runner(settings(), es_client(), dispatch)
+
+
+def _runs() -> PlaybookRunStore:
+    from playbooks.store import PlaybookRunStore
+
+    return PlaybookRunStore(store())
 
 
 @pb_app.command("list")
@@ -81,16 +88,18 @@ def run(
 ) -> None:
     """Run a playbook on an alert through the workers, or show its plan with --dry-run."""
     from playbooks.runner import RefusedInput
+    from playbooks.tasks import BrokerUnavailable, check_broker
+    from secops.contracts.playbook import RunStatus
     from secops.ecs import iso
 
     r = _runner()
     try:
-        book, doc = r.book(name), r.alert(alert)
+        book, ref = r.book(name), r.alert(alert)
     except LookupError as exc:
         fail(str(exc))
     if dry_run:
         try:
-            plan = r.plan(book, doc)
+            plan = r.plan(book, ref)
         except RefusedInput as exc:
             fail(f"refused: {exc}")
         if as_json:
@@ -103,24 +112,24 @@ def run(
         console.print(table)
         console.print("dry-run: nothing was changed")
         return
-    run_doc = r.start(book, alert, doc, actor=current_actor(), nonce=iso())
-    pb = run_doc["secops"]["playbook"]
-    if pb["status"] == "refused":
-        fail(f"run {pb['run_id']} refused: {pb['error']}")
-    console.print(f"run {pb['run_id']} started ({pb['name']} on alert {alert})")
+    try:
+        check_broker()
+    except BrokerUnavailable as exc:
+        fail(str(exc))
+    run = r.start(book, ref, actor=current_actor(), nonce=iso())
+    if run.status is RunStatus.REFUSED:
+        fail(f"run {run.run_id} refused: {run.error}")
+    console.print(f"run {run.run_id} started ({run.name} on alert {alert})")
 
 
 @pb_app.command("runs")
 def runs(status: Annotated[str | None, typer.Option(help="Only runs with this status")] = None,
          limit: Annotated[int, typer.Option(min=1, max=1000)] = 50) -> None:
     """Recent playbook runs."""
-    from playbooks.store import list_runs
-
     table = Table("run", "playbook", "status", "step", "alert", "started")
-    for doc in list_runs(es_client(), settings().elasticsearch.index_prefix, limit, status):
-        pb = doc["secops"]["playbook"]
-        table.add_row(pb["run_id"], pb["name"], pb["status"] + (" (dry-run)" if pb.get("dry_run") else ""),
-                      pb.get("step") or "", pb["alert_id"], doc["@timestamp"])
+    for run in _runs().recent(limit, status):
+        table.add_row(run.run_id, run.name, run.status + (" (dry-run)" if run.dry_run else ""),
+                      run.step or "", run.alert_id, run.created)
     console.print(table)
 
 
@@ -128,26 +137,24 @@ def runs(status: Annotated[str | None, typer.Option(help="Only runs with this st
 def show(run_id: Annotated[str, typer.Argument(help="Run id")],
          as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """A run's steps and its audit trail."""
-    from playbooks.store import RunNotFound, get_run, run_audit
+    from playbooks.store import RunNotFound
 
-    es, prefix = es_client(), settings().elasticsearch.index_prefix
+    runs = _runs()
     try:
-        doc = get_run(es, prefix, run_id)
+        run = runs.get(run_id)
     except RunNotFound as exc:
         fail(str(exc))
-    trail = run_audit(es, prefix, run_id)
+    trail = runs.run_audit(run_id)
     if as_json:
-        console.print_json(json.dumps({"run": doc, "audit": trail}, default=str))
+        console.print_json(json.dumps({"run": run.to_doc(), "audit": trail}, default=str))
         return
-    pb = doc["secops"]["playbook"]
-    console.print(f"run {run_id}: {pb['name']} on alert {pb['alert_id']} - [bold]{pb['status']}[/]"
-                  f"{' (dry-run)' if pb.get('dry_run') else ''} {pb.get('error') or ''}", highlight=False)
-    if pb.get("approval"):
-        console.print(f"approval: {pb['approval']}", highlight=False)
+    console.print(f"run {run_id}: {run.name} on alert {run.alert_id} - [bold]{run.status}[/]"
+                  f"{' (dry-run)' if run.dry_run else ''} {run.error or ''}", highlight=False)
+    if run.approval:
+        console.print(f"approval: {run.approval.to_doc()}", highlight=False)
     table = Table("#", "step", "action", "status", "attempts", "result / error")
-    for i, s in enumerate(pb["steps"]):
-        table.add_row(str(i), s["name"], s["action"], s["status"], str(s.get("attempts", 0)),
-                      (s.get("error") or s.get("result") or "")[:200])
+    for i, s in enumerate(run.steps):
+        table.add_row(str(i), s.name, s.action, s.status, str(s.attempts), (s.error or s.result or "")[:200])
     console.print(table)
     audit = Table("time", "who", "what", "outcome")
     for a in trail:
@@ -158,13 +165,18 @@ def show(run_id: Annotated[str, typer.Argument(help="Run id")],
 
 def _decide(run_id: str, approve: bool, reason: str) -> None:
     from playbooks.store import RunNotFound
+    from playbooks.tasks import BrokerUnavailable, check_broker
 
     try:
-        doc = _runner().decide(run_id, approve, current_actor(), reason)
-    except (RunNotFound, ValueError) as exc:
+        runner = _runner()
+        if approve:
+            check_broker()
+        run = runner.decide(run_id, approve, current_actor(), reason)
+    except (RunNotFound, ValueError, BrokerUnavailable) as exc:
         fail(str(exc))
-    pb = doc["secops"]["playbook"]
-    console.print(f"run {run_id}: step {pb['approval']['step']} {pb['approval']['status']} by {current_actor()}")
+    approval = run.approval
+    console.print(f"run {run_id}: step {approval.step if approval else '?'} "
+                  f"{approval.status if approval else '?'} by {current_actor()}")
 
 
 @pb_app.command("approve")
@@ -184,14 +196,12 @@ def deny(run_id: Annotated[str, typer.Argument(help="Run id")],
 @pb_app.command("kill-switch")
 def kill_switch(state: Annotated[str, typer.Argument(help="on | off | status")] = "status") -> None:
     """Stop (on) or allow (off) new playbook steps on every worker."""
-    from playbooks.store import kill_switch_stored, set_kill_switch
-
-    es, prefix = es_client(), settings().elasticsearch.index_prefix
     if state not in ("on", "off", "status"):
         fail("kill-switch takes on, off or status")
+    runs = _runs()
     if state != "status":
-        set_kill_switch(es, prefix, state == "on", current_actor())
-    stored = kill_switch_stored(es, prefix)
+        runs.set_kill_switch(state == "on", current_actor())
+    stored = runs.kill_switch_stored()
     config = settings().playbooks.kill_switch
     console.print(f"kill switch: {'ON' if stored or config else 'off'} (stored: {'on' if stored else 'off'}, "
                   f"config playbooks.kill_switch: {'on' if config else 'off'})")

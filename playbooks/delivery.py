@@ -8,7 +8,8 @@ import socket
 import urllib.error
 import urllib.request
 from email.message import EmailMessage
-from typing import Any
+from http.client import HTTPMessage
+from typing import IO, Any
 
 from playbooks.errors import ActionError, PermanentError
 from playbooks.values import url_allowed
@@ -17,7 +18,8 @@ from secops.ecs import iso
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, req, fp, code, msg, headers, newurl):
+    def redirect_request(self, req: urllib.request.Request, fp: IO[bytes], code: int, msg: str,
+                         headers: HTTPMessage, newurl: str) -> urllib.request.Request | None:
         raise urllib.error.HTTPError(req.full_url, code, f"redirect to {newurl} refused", headers, fp)
 
 

@@ -210,7 +210,7 @@ def definition_files(settings: Settings) -> list[Path]:
     return [p for d in dirs for p in sorted(Path(d).glob("*.y*ml")) if p.suffix in (".yaml", ".yml")]
 
 
-_CACHE: dict[tuple, tuple[dict[str, Playbook], list[str]]] = {}
+_CACHE: dict[tuple[tuple[str, int, int], ...], tuple[dict[str, Playbook], list[str]]] = {}
 
 
 def load_all(settings: Settings, strict: bool = True) -> tuple[dict[str, Playbook], list[str]]:
@@ -222,10 +222,10 @@ def load_all(settings: Settings, strict: bool = True) -> tuple[dict[str, Playboo
     files = definition_files(settings)
     key = tuple((str(p), st.st_mtime_ns, st.st_size) for p in files if (st := _stat(p)))
     if key in _CACHE:
-        books, errors = _CACHE[key]
-        if strict and errors:
-            raise DefinitionError(errors[0])
-        return dict(books), list(errors)
+        cached, cached_errors = _CACHE[key]
+        if strict and cached_errors:
+            raise DefinitionError(cached_errors[0])
+        return dict(cached), list(cached_errors)
     books: dict[str, Playbook] = {}
     errors: list[str] = []
     for path in files:

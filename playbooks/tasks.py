@@ -16,17 +16,33 @@ from typing import Any
 from celery.signals import worker_ready
 from elastic_transport import ConnectionError as TransportConnectionError
 from elastic_transport import ConnectionTimeout
+from kombu.exceptions import OperationalError
 
 from playbooks.ratelimit import RateLimiter
 from playbooks.runner import Runner
 from secops.celery_app import app
 from secops.config import get_settings
+from secops.contracts.alert import ON_ALERT_TASK
 from secops.es.client import make_client, redis_url
 
 log = logging.getLogger(__name__)
 SOFT_LIMIT_MARGIN = 5
 PUBLISH_RETRY = {"max_retries": 90, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 2.0}
 STORE_ERRORS = (TransportConnectionError, ConnectionTimeout)
+
+
+class BrokerUnavailable(RuntimeError):
+    """The Celery broker (Redis) cannot be reached; the message names it (password masked) and why."""
+
+
+def check_broker() -> None:
+    """Fail fast, in one line, when the broker is down (instead of publishing retries for minutes)."""
+    with app.connection_for_write() as conn:
+        try:
+            conn.ensure_connection(max_retries=1, interval_start=0.2, interval_step=0.2, timeout=5)
+        except (OperationalError, OSError) as exc:
+            raise BrokerUnavailable(f"Celery broker unreachable at {conn.as_uri()}: {exc}; "
+                                    "nothing was started (is redis running? `secops stack status`)") from None
 
 
 def dispatch(run_id: str, index: int, countdown: float = 0.0, timeout: float | None = None) -> None:
@@ -42,7 +58,7 @@ def runner() -> Runner:
     return Runner(s, make_client(s, max_retries=2, retry_on_timeout=True), dispatch, RateLimiter(redis_url(s)))
 
 
-@app.task(name="playbooks.on_alert", bind=True, autoretry_for=STORE_ERRORS, retry_backoff=True, max_retries=10)
+@app.task(name=ON_ALERT_TASK, bind=True, autoretry_for=STORE_ERRORS, retry_backoff=True, max_retries=10)
 def on_alert(self: Any, alert_id: str) -> list[str]:
     """Start every playbook whose trigger matches this alert (idempotent per playbook and alert)."""
     if not isinstance(alert_id, str) or not alert_id or len(alert_id) > 512:
@@ -58,9 +74,9 @@ def on_alert(self: Any, alert_id: str) -> list[str]:
           max_retries=None)
 def execute_step(self: Any, run_id: str, index: int) -> str:
     outcome, countdown = runner().execute(run_id, int(index))
-    if outcome in ("retry", "busy"):
+    if outcome.resend:
         raise self.retry(countdown=countdown, max_retries=None)
-    return outcome
+    return str(outcome)
 
 
 @app.task(name="playbooks.housekeeping", autoretry_for=STORE_ERRORS, max_retries=3)

@@ -5,8 +5,10 @@ from __future__ import annotations
 import importlib
 import json
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 import yaml
@@ -19,7 +21,9 @@ from secops.config import ConfigError, redacted
 from secops.es import retention
 from secops.es.client import StoreUnavailable, es_hosts, redis_url
 from secops.es.templates import DATASETS, install_templates
-from secops.stack import LocalStack, StackError
+
+if TYPE_CHECKING:
+    from secops.devstack.stack import LocalStack
 
 app = typer.Typer(
     name="secops",
@@ -77,22 +81,34 @@ def config_check(
     console.print("[green]configuration valid[/]")
 
 
-# -- stack -------------------------------------------------------------------------------------
+# -- stack (development tooling: secops.devstack is imported only inside these commands) --------
+@contextmanager
+def _local_stack() -> Iterator[LocalStack]:
+    from secops.devstack.stack import LocalStack, StackError
+
+    try:
+        yield LocalStack(settings().paths.state_dir)
+    except StackError as exc:
+        raise CliError(str(exc)) from None
+
+
 @stack_app.command("up")
 def stack_up() -> None:
     """Start (or confirm) the local Elasticsearch node and redis-server; idempotent."""
-    s = settings()
-    with console.status("starting Elasticsearch and Redis (first run fetches Elasticsearch with mvn)..."):
-        es, rd = LocalStack(s.paths.state_dir).up()
-    install_templates(es_client(), s.elasticsearch.index_prefix)
+    with _local_stack() as stack, \
+            console.status("starting Elasticsearch and Redis (first run fetches Elasticsearch with mvn)..."):
+        es, rd = stack.up()
+    install_templates(es_client(), settings().elasticsearch.index_prefix)
     console.print(f"[green]up[/] elasticsearch {es.url} (pid {es.pid})  redis {rd.url} (pid {rd.pid})")
 
 
 @stack_app.command("status")
 def stack_status() -> None:
-    """Say what runs where."""
+    """Say what runs where (the pid of Elasticsearch is its server JVM's)."""
     table = Table("service", "url", "state", "pid")
-    for name, info in LocalStack(settings().paths.state_dir).status().items():
+    with _local_stack() as stack:
+        status = stack.status()
+    for name, info in status.items():
         table.add_row(name, info["url"] or "-", "[green]running[/]" if info["running"] else "[red]stopped[/]",
                       str(info["pid"] or "-"))
     console.print(table)
@@ -100,8 +116,9 @@ def stack_status() -> None:
 
 @stack_app.command("down")
 def stack_down() -> None:
-    """Stop the local stack (data is kept for the next `stack up`)."""
-    LocalStack(settings().paths.state_dir).down()
+    """Stop the local stack and wait until its processes have exited (data is kept for the next `stack up`)."""
+    with _local_stack() as stack:
+        stack.down()
     console.print("stopped")
 
 
@@ -186,15 +203,35 @@ def datasets() -> None:
 @app.command("demo")
 def demo() -> None:
     """Run the platform end to end on this machine (offline): stack, capture, scan, detect, respond, export."""
-    from secops.demo import run_demo
+    from secops.devstack.demo import run_demo
 
-    failures = run_demo(settings(), console)
+    with _local_stack():
+        failures = run_demo(settings(), console)
     raise typer.Exit(1 if failures else 0)
 
 
 def _register_contexts() -> None:
     for module in CONTEXT_CLIS:
         importlib.import_module(module).register(app)
+    _connect_scans_to_inventory()
+
+
+def _connect_scans_to_inventory() -> None:
+    """`secops scan` merges its results into the inventory: wired here, so neither context imports the other."""
+    from collectors.scanning import cli as scan_cli
+    from secops.contracts.scan import ScanResult
+
+    def merge(result: ScanResult) -> dict[str, Any]:
+        from inventory import service
+
+        return service.merge_scan(es_client(), settings(), result)
+
+    def preview(result: ScanResult) -> list[dict[str, Any]]:
+        from inventory import service
+
+        return service.assets_from_scan(settings(), result)
+
+    scan_cli.connect_inventory(scan_cli.Inventory(merge=merge, preview=preview))
 
 
 _register_contexts()
@@ -203,6 +240,6 @@ _register_contexts()
 def main() -> None:
     try:
         app()
-    except (ConfigError, CliError, StoreUnavailable, StackError) as exc:
+    except (ConfigError, CliError, StoreUnavailable) as exc:
         err_console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(2)

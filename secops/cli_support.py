@@ -26,7 +26,7 @@ from rich.progress import (
 from secops.config import ConfigError, Settings, load_settings
 from secops.es.bulk import BulkWriter
 from secops.es.client import check_reachable, make_client
-from secops.es.templates import install_templates
+from secops.es.store import Store
 
 console = Console()
 err_console = Console(stderr=True)
@@ -64,14 +64,15 @@ def es_client(check: bool = True) -> Elasticsearch:
     return es
 
 
+def store(es: Elasticsearch | None = None) -> Store:
+    """The store handle on the configured node."""
+    return Store.from_settings(es or es_client(), settings())
+
+
 @contextmanager
 def writer(es: Elasticsearch | None = None, install: bool = True) -> Iterator[BulkWriter]:
-    """A BulkWriter on the configured node, templates ensured, closed (flushed) on exit."""
-    s = settings()
-    es = es or es_client()
-    if install:
-        install_templates(es, s.elasticsearch.index_prefix)
-    w = BulkWriter(es, s.paths.spool(), s.bulk, prefix=s.elasticsearch.index_prefix)
+    """A BulkWriter on the configured node, templates installed (``install``) or checked, closed (flushed) on exit."""
+    w = store(es).writer(install=install)
     try:
         yield w
     finally:
@@ -85,4 +86,4 @@ def progress(transient: bool = False) -> Progress:
 
 
 __all__ = ["CliError", "ConfigError", "console", "err_console", "es_client", "fail", "progress", "settings",
-           "state", "typer", "writer"]
+           "state", "store", "typer", "writer"]

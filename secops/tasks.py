@@ -5,8 +5,8 @@ from __future__ import annotations
 from secops.celery_app import app
 from secops.config import get_settings
 from secops.es import retention
-from secops.es.bulk import BulkWriter
 from secops.es.client import make_client
+from secops.es.store import Store
 
 
 @app.task(name="secops.retention_apply")
@@ -19,5 +19,4 @@ def retention_apply() -> list[str]:
 @app.task(name="secops.spool_replay")
 def spool_replay() -> int:
     s = get_settings()
-    writer = BulkWriter(make_client(s), s.paths.spool(), s.bulk, prefix=s.elasticsearch.index_prefix)
-    return writer.replay()
+    return Store.from_settings(make_client(s), s).writer().replay()

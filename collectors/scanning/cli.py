@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import click
 import typer
@@ -15,9 +17,10 @@ from collectors.scanning import policy as policies
 from collectors.scanning import state
 from collectors.scanning.nmap_xml import NmapXmlError, Report, parse_file
 from collectors.scanning.profiles import PROFILES, ProfileError, check_ports
-from collectors.scanning.runner import ScanError, plan_scan, report_payload, run_chunked
+from collectors.scanning.runner import ScanError, plan_scan, run_chunked
 from collectors.scanning.targets import TargetError
 from secops.cli_support import console, err_console, es_client, fail, progress, settings
+from secops.contracts.scan import ScanResult, ScanSource
 from secops.ecs import utcnow
 from secops.es.bulk import dumps
 
@@ -39,10 +42,27 @@ scan_app = typer.Typer(
          "anything else is refused before nmap starts (the default configuration scans nothing).")
 
 
-def _merge(payload: dict) -> dict:
-    from inventory import service  # the inventory's public operations
+@dataclass(frozen=True)
+class Inventory:
+    """How the scan commands reach the inventory. The composition root (secops.cli) connects it:
+    this context never imports the inventory's code."""
 
-    return service.merge_scan(es_client(), settings(), payload)
+    merge: Callable[[ScanResult], dict[str, Any]]  # merge into the stored inventory; returns the merge summary
+    preview: Callable[[ScanResult], list[dict[str, Any]]]  # the asset documents a result describes
+
+
+_inventory: Inventory | None = None
+
+
+def connect_inventory(inventory: Inventory) -> None:
+    global _inventory
+    _inventory = inventory
+
+
+def inventory() -> Inventory:
+    if _inventory is None:
+        fail("scan results cannot reach the inventory: no inventory is connected (run through `secops`)")
+    return _inventory
 
 
 def _summary(report: Report, title: str) -> None:
@@ -82,7 +102,7 @@ def scan_run(
             fail(str(exc))
     _summary(report, f"nmap {profile}: {' '.join(plan.host_args)}")
     if store:
-        result = _merge(report_payload(report, "scan", "cli"))
+        result = inventory().merge(ScanResult(report, ScanSource.SCAN, "cli"))
         console.print(f"inventory: {result['assets_created']} new, {result['assets_updated']} updated assets; "
                       f"changes {result['changes'] or 'none'}")
 
@@ -108,16 +128,14 @@ def scan_import(
                 bar.advance(task)
                 continue
             up, down = up + len(report.live_hosts), down + len(report.down_hosts)
-            payload = report_payload(report, "import", f"import {f.name}")
+            result = ScanResult(report, ScanSource.IMPORT, f"import {f.name}")
             if output == "ndjson":
-                from inventory import service
-
-                for doc in service.assets_from_scan(settings(), payload):
+                for doc in inventory().preview(result):
                     sys.stdout.write(dumps(doc).decode() + "\n")
                     assets += 1
             else:
-                result = _merge(payload)
-                assets += result["assets_created"] + result["assets_updated"]
+                summary = inventory().merge(result)
+                assets += summary["assets_created"] + summary["assets_updated"]
             bar.advance(task)
     err_console.print(f"{len(files) - len(failed)} files imported: {up} hosts up ({assets} assets written), "
                       f"{down} hosts down (counted, not stored)", soft_wrap=True)

@@ -7,136 +7,18 @@ defusedxml before any expansion happens; truncated or non-nmap documents raise N
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import defusedxml.ElementTree as DET
 from defusedxml import DefusedXmlException
+
+from secops.contracts.scan import Host, OsClass, OsMatch, Port, Report, Script, Service
 
 MAX_XML_BYTES = 512 * 1024 * 1024
 
 
 class NmapXmlError(ValueError):
     """The input is not a complete, safe nmap XML document."""
-
-
-@dataclass
-class Script:
-    id: str
-    output: str
-
-
-@dataclass
-class Service:
-    name: str | None = None
-    product: str | None = None
-    version: str | None = None
-    extrainfo: str | None = None
-    tunnel: str | None = None
-    ostype: str | None = None
-    method: str | None = None
-    conf: int | None = None
-    cpe: list[str] = field(default_factory=list)
-
-
-@dataclass
-class Port:
-    port: int
-    transport: str
-    state: str
-    reason: str | None = None
-    service: Service | None = None
-    scripts: list[Script] = field(default_factory=list)
-
-    @property
-    def has_version(self) -> bool:
-        return bool(self.service and (self.service.product or self.service.version))
-
-
-@dataclass
-class OsClass:
-    vendor: str | None
-    family: str | None
-    gen: str | None
-    type: str | None
-    accuracy: int | None
-    cpe: list[str] = field(default_factory=list)
-
-
-@dataclass
-class OsMatch:
-    name: str
-    accuracy: int | None
-    classes: list[OsClass] = field(default_factory=list)
-
-
-@dataclass
-class Host:
-    state: str
-    reason: str | None = None
-    ipv4: list[str] = field(default_factory=list)
-    ipv6: list[str] = field(default_factory=list)
-    mac: str | None = None
-    vendor: str | None = None
-    hostnames: list[str] = field(default_factory=list)
-    ports: list[Port] = field(default_factory=list)
-    os_matches: list[OsMatch] = field(default_factory=list)
-    scripts: list[Script] = field(default_factory=list)
-    starttime: int | None = None
-    endtime: int | None = None
-
-    @property
-    def up(self) -> bool:
-        return self.state == "up"
-
-    @property
-    def addresses(self) -> list[str]:
-        return self.ipv4 + self.ipv6
-
-    @property
-    def open_ports(self) -> list[Port]:
-        return [p for p in self.ports if p.state == "open"]
-
-    @property
-    def script_count(self) -> int:
-        return len(self.scripts) + sum(len(p.scripts) for p in self.ports)
-
-
-@dataclass
-class Report:
-    scanner_version: str | None
-    args: str | None
-    start: int | None
-    end: int | None
-    hosts_up: int | None
-    hosts_down: int | None
-    hosts_total: int | None
-    scanned_ports: dict[str, str] = field(default_factory=dict)  # transport -> nmap port spec from <scaninfo>
-    hosts: list[Host] = field(default_factory=list)
-    exit_status: str | None = None
-    error: str | None = None
-
-    @property
-    def live_hosts(self) -> list[Host]:
-        return [h for h in self.hosts if h.up]
-
-    @property
-    def down_hosts(self) -> list[Host]:
-        return [h for h in self.hosts if not h.up]
-
-    def counts(self) -> dict[str, int | None]:
-        """The summary figures INDEX.tsv records per file."""
-        return {
-            "runstats_up": self.hosts_up, "runstats_down": self.hosts_down, "runstats_total": self.hosts_total,
-            "host_elems": len(self.hosts), "host_elems_up": len(self.live_hosts),
-            "host_elems_down": len(self.down_hosts),
-            "hosts_with_osmatch": sum(1 for h in self.hosts if h.os_matches),
-            "port_elems": sum(len(h.ports) for h in self.hosts),
-            "ports_open": sum(len(h.open_ports) for h in self.hosts),
-            "ports_with_product_or_version": sum(1 for h in self.hosts for p in h.ports if p.has_version),
-            "script_results": sum(h.script_count for h in self.hosts),
-            "ipv6_addrs": sum(len(h.ipv6) for h in self.hosts),
-        }
 
 
 def _int(value: str | None) -> int | None:

@@ -11,8 +11,7 @@ import ipaddress
 import re
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
 
 import nmap
 
@@ -138,17 +137,3 @@ def merge_reports(reports: Sequence[Report]) -> Report:
                   end=max(ends) if ends else None, hosts_up=total("hosts_up"), hosts_down=total("hosts_down"),
                   hosts_total=total("hosts_total"), scanned_ports=dict(first.scanned_ports),
                   hosts=[h for r in reports for h in r.hosts], exit_status=first.exit_status)
-
-
-def report_payload(report: Report, source: str, reason: str = "") -> dict[str, Any]:
-    """The scan result as plain JSON data: the contract the inventory's merge consumes.
-
-    Keys: source ("scan"|"import"), reason, scanner_version, args, start, end (epoch seconds),
-    scanned_ports {transport: nmap port spec}, hosts_up, hosts_down, hosts[] with state, ipv4[], ipv6[],
-    mac, vendor, hostnames[], ports[] {port, transport, state, service{name, product, version, extrainfo,
-    tunnel, cpe[]}, scripts[] {id, output}}, os_matches[] {name, accuracy, classes[] {vendor, family, ...}},
-    scripts[].
-    """
-    data = asdict(report)
-    data.update(source=source, reason=reason)
-    return data

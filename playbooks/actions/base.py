@@ -9,6 +9,7 @@ from elasticsearch import Elasticsearch
 from pydantic import BaseModel, ConfigDict
 
 from playbooks.errors import ActionError, PermanentError
+from playbooks.store import PlaybookRunStore
 from secops.config import Settings
 
 __all__ = ["Action", "ActionContext", "ActionError", "Params", "PermanentError"]
@@ -33,6 +34,11 @@ class ActionContext:
     @property
     def prefix(self) -> str:
         return self.settings.elasticsearch.index_prefix
+
+    @property
+    def runs(self) -> PlaybookRunStore:
+        """Run state, audit and block records of this store."""
+        return PlaybookRunStore.on(self.es, self.prefix)
 
     def send_task(self, name: str, args: list[Any]) -> str:
         """Send another context's Celery task by name; the action key makes the task id stable."""

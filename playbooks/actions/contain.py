@@ -8,7 +8,6 @@ from pydantic import Field
 
 from playbooks.actions.base import Action, ActionContext, Params, PermanentError
 from playbooks.blocking import Blocker, protected_reason
-from playbooks.store import record_block
 from playbooks.values import Address
 
 
@@ -37,11 +36,11 @@ class Contain(Action):
 
     def run(self, p: ContainParams, ctx: ActionContext) -> dict[str, Any]:
         result = self._check(p, ctx).block(p.address, p.ttl_seconds)
-        expires = record_block(ctx.es, ctx.prefix, p.address, p.ttl_seconds, ctx.run_id, result["backend"])
+        expires = ctx.runs.record_block(p.address, p.ttl_seconds, ctx.run_id, result["backend"])
         return {"blocked": p.address, "ttl_seconds": p.ttl_seconds, "expires": expires,
                 "netns": ctx.settings.playbooks.block_netns, **result}
 
     def revert(self, p: ContainParams, ctx: ActionContext) -> dict[str, Any]:
         result = Blocker(ctx.settings.playbooks, timeout=ctx.timeout).unblock(p.address)
-        record_block(ctx.es, ctx.prefix, p.address, 0, ctx.run_id, result["backend"], status="reverted")
+        ctx.runs.record_block(p.address, 0, ctx.run_id, result["backend"], status="reverted")
         return {"unblocked": p.address, **result}

@@ -43,8 +43,8 @@ class Enrich(Action):
             {"index": index_pattern(ctx.prefix, "secops.conn"), **head},
             {"query": window, "size": 0, "track_total_hits": True, "aggs": CONN_AGGS},
         ]
-        asset, alerts, conns = (_answer(r) for r in ctx.es.msearch(searches=searches,
-                                                                  request_timeout=ctx.timeout)["responses"])
+        answers = ctx.es.options(request_timeout=ctx.timeout).msearch(searches=searches)["responses"]
+        asset, alerts, conns = (_answer(r) for r in answers)
         return {"address": p.address, "asset": _asset(asset), "alerts": _alerts(alerts),
                 "connections": _connections(conns)}
 

@@ -86,7 +86,7 @@ class AttachPcap(Action):
                 "packets": int(count[-1].split("\t")[-1]) if count and count[-1].split("\t")[-1].isdigit() else None}
 
     @staticmethod
-    def _exec(argv: list[str], timeout: float) -> subprocess.CompletedProcess:
+    def _exec(argv: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
         try:
             proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
         except subprocess.TimeoutExpired:

@@ -2,29 +2,46 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 from elastic_transport import ConnectionError as TransportConnectionError
 from elasticsearch import Elasticsearch
 from elasticsearch import exceptions as es_exc
 
 from secops.config import Settings
-from secops.stack import LocalStack
+
+LOCAL_STACK_STATE = ("stack", "stack.json")  # below paths.state_dir, written by `secops stack up`
 
 
 class StoreUnavailable(RuntimeError):
     """Elasticsearch cannot be reached; the message names the URL and the cause."""
 
 
+def local_stack_file(state_dir: Path) -> Path:
+    return state_dir.joinpath(*LOCAL_STACK_STATE)
+
+
+def local_stack_urls(state_dir: Path) -> tuple[str | None, str | None]:
+    """(Elasticsearch URL, Redis URL) recorded by `secops stack up`, or None where nothing is recorded."""
+    path = local_stack_file(state_dir)
+    if not path.exists():
+        return None, None
+    state = json.loads(path.read_text())
+    return state.get("elasticsearch", {}).get("url"), state.get("redis", {}).get("url")
+
+
 def es_hosts(settings: Settings) -> list[str]:
     if settings.elasticsearch.hosts:
         return settings.elasticsearch.hosts
-    url, _ = LocalStack(settings.paths.state_dir).urls()
+    url, _ = local_stack_urls(settings.paths.state_dir)
     return [url or "http://127.0.0.1:9200"]
 
 
 def redis_url(settings: Settings) -> str:
     if settings.redis.url:
         return settings.redis.url
-    _, url = LocalStack(settings.paths.state_dir).urls()
+    _, url = local_stack_urls(settings.paths.state_dir)
     return url or "redis://127.0.0.1:6379/0"
 
 

@@ -3,6 +3,7 @@ staleness, tagging, CMDB import and compliance exports through the real CLI."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import csv
 import hashlib
@@ -13,11 +14,12 @@ import sys
 from datetime import timedelta
 
 import pytest
+from elasticsearch import NotFoundError
 from openpyxl import load_workbook
 
 from collectors.scanning.nmap_xml import parse_file
-from collectors.scanning.runner import report_payload
 from inventory import service
+from secops.contracts.scan import ScanResult, ScanSource
 from secops.ecs import iso, utcnow
 from secops.es.bulk import BulkWriter
 
@@ -26,7 +28,7 @@ NMAP = "nmap-xml/libnmap"
 
 
 def payload(testdata, name: str) -> dict:
-    return report_payload(parse_file(testdata / NMAP / name), "import", name)
+    return ScanResult(parse_file(testdata / NMAP / name), ScanSource.IMPORT, name).to_payload()
 
 
 def assets(es, prefix="secops"):
@@ -47,6 +49,33 @@ def cli(config_file, *args, check=True):
     if check:
         assert res.returncode == 0, res.stderr + res.stdout
     return res
+
+
+def test_scan_import_on_a_fresh_prefix_installs_the_templates_first(es, config_file, testdata):
+    """Issue 17.13: the asset indices were created with dynamic mappings, breaking two asset-change rules."""
+    prefix = "fresh_prefix_17"
+    drop_templates(es, prefix)
+    es.indices.delete(index=f"{prefix}-*", allow_no_indices=True, expand_wildcards="all")
+    env = dict(os.environ, SECOPS_CONFIG=str(config_file), SECOPS_ELASTICSEARCH__INDEX_PREFIX=prefix)
+    try:
+        res = subprocess.run([sys.executable, "-m", "secops", "scan", "import",
+                              str(testdata / NMAP / "1_os_banner_scripts.xml")], capture_output=True, text=True,
+                             env=env, timeout=120)
+        assert res.returncode == 0, res.stderr
+        mapping = es.indices.get_mapping(index=f"{prefix}-asset")[f"{prefix}-asset"]["mappings"]
+        assert mapping["properties"]["host"]["properties"]["ip"]["type"] == "ip"
+        change_index = next(iter(es.indices.get(index=f"{prefix}-asset_change-*")))
+        change = es.indices.get_mapping(index=change_index)[change_index]["mappings"]
+        assert change["properties"]["secops"]["properties"]["asset_change"]["properties"]["change"]["type"] \
+            == "keyword"
+    finally:
+        es.indices.delete(index=f"{prefix}-*", allow_no_indices=True, expand_wildcards="all")
+        drop_templates(es, prefix)
+
+
+def drop_templates(es, prefix):
+    with contextlib.suppress(NotFoundError):
+        es.indices.delete_index_template(name=f"{prefix}-*")
 
 
 def test_scan_import_cli_writes_one_asset_per_live_host(es, config_file, testdata):

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from secops.demo_traffic import ATTACKER, ROUTER_MAC, SERVER, write_demo_pcap
+from secops.devstack.demo_traffic import ATTACKER, ROUTER_MAC, SERVER, write_demo_pcap
 
 pytestmark = pytest.mark.integration
 

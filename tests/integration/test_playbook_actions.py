@@ -10,9 +10,9 @@ import time
 import pytest
 from scapy.all import IP, TCP, Ether, wrpcap
 
-from playbooks import store
 from playbooks.blocking import Blocker
 from playbooks.runner import Runner
+from playbooks.store import PlaybookRunStore
 from secops.config import PlaybookSettings, load_settings
 from secops.ecs import iso
 from secops.es.client import make_client
@@ -92,7 +92,7 @@ def test_enrich_and_pcap_on_real_documents_and_capture(settings, redis_server, t
     r = Runner(s, es, inline)
     run_id = r.on_alert("ev")[0]
     assert inline.drain(r) == ["done", "done"]
-    steps = store.get_run(es, prefix, run_id)["secops"]["playbook"]["steps"]
+    steps = PlaybookRunStore.on(es, prefix).get(run_id).to_doc()["secops"]["playbook"]["steps"]
     look, pcap = json.loads(steps[0]["result"]), json.loads(steps[1]["result"])
     assert look["asset"]["hostname"] == "ws-20" and look["asset"]["criticality"] == "high"
     assert look["asset"]["services"] == ["22/tcp ssh"]
@@ -106,7 +106,7 @@ def test_enrich_and_pcap_on_real_documents_and_capture(settings, redis_server, t
     put_alert(es, prefix, "ev2", source="198.18.0.20", destination="198.18.0.21", port=22, tags=["t.evidence"])
     run2 = r2.on_alert("ev2")[0]
     inline.drain(r2)
-    result = json.loads(store.get_run(es, prefix, run2)["secops"]["playbook"]["steps"][1]["result"])
+    result = json.loads(PlaybookRunStore.on(es, prefix).get(run2).to_doc()["secops"]["playbook"]["steps"][1]["result"])
     assert result["status"] == "unavailable" and "no pcap spool" in result["reason"]
 
 
@@ -119,7 +119,7 @@ def test_failure_policy_revert_lifts_the_block(settings, redis_server, tmp_path)
         put_alert(es, s.elasticsearch.index_prefix, "rv", source="198.18.0.99", tags=["t.revert"])
         run_id = r.on_alert("rv")[0]
         assert inline.drain(r) == ["done", "failed"]
-        pb = store.get_run(es, s.elasticsearch.index_prefix, run_id)["secops"]["playbook"]
+        pb = PlaybookRunStore.on(es, s.elasticsearch.index_prefix).get(run_id).to_doc()["secops"]["playbook"]
         assert pb["status"] == "failed" and "webhook_allow" in pb["steps"][1]["error"]
         assert not Blocker(s.playbooks).is_blocked("198.18.0.99")
         actions = [a["action"] for a in audit_actions(es, s.elasticsearch.index_prefix, run_id)]

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from secops.stack import RedisServer
+from secops.devstack.stack import RedisServer
 from tests.support.playbook_lab import (
     WebhookReceiver,
     audit_actions,

@@ -4,18 +4,23 @@ syslog delivery, pcap degradation, stalled-step re-dispatch."""
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 
 import pytest
 
-from playbooks import store
 from playbooks.model import load_all
 from playbooks.ratelimit import RateLimiter
 from playbooks.runner import Runner
+from playbooks.store import PlaybookRunStore
+from secops.config import load_settings
 from secops.es.client import make_client
 from tests.support.playbook_lab import audit_actions, playbook_settings, put_alert
+from tests.support.services import write_config
 
 pytestmark = pytest.mark.integration
 
@@ -82,7 +87,7 @@ def test_steps_conditions_syslog_pcap_and_redelivery(settings, redis_server, tmp
     assert r.on_alert("a1") == r.on_alert("a1")  # a redelivered trigger starts no second run
     assert inline.drain(r) == ["done", "done", "done"]
     run_id = r.on_alert("a1")[0]
-    pb = store.get_run(r.es, prefix, run_id)["secops"]["playbook"]
+    pb = PlaybookRunStore.on(r.es, prefix).get(run_id).to_doc()["secops"]["playbook"]
     assert pb["status"] == "completed"
     assert b"alert on 198.18.0.20" in udp.recv(4096)
     assert '"status": "unavailable"' in pb["steps"][2]["result"] and "no pcap spool" in pb["steps"][2]["result"]
@@ -96,7 +101,7 @@ def test_steps_conditions_syslog_pcap_and_redelivery(settings, redis_server, tmp
     run2 = r.on_alert("a2")[0]
     r.es.delete(index=f"{prefix}-alert", id="a2", refresh=True)
     inline.drain(r)
-    steps = store.get_run(r.es, prefix, run2)["secops"]["playbook"]["steps"]
+    steps = PlaybookRunStore.on(r.es, prefix).get(run2).to_doc()["secops"]["playbook"]["steps"]
     assert [st["status"] for st in steps] == ["done", "skipped", "done"]
 
 
@@ -110,7 +115,7 @@ def test_rate_limit_and_failure_policy(settings, redis_server, tmp_path):
         put_alert(r.es, r.prefix, f"rl{n}", source="198.18.0.30", tags=["t.basic"])
         run_id = r.on_alert(f"rl{n}")[0]
         inline.drain(r)
-        results.append(store.get_run(r.es, r.prefix, run_id)["secops"]["playbook"])
+        results.append(PlaybookRunStore.on(r.es, r.prefix).get(run_id).to_doc()["secops"]["playbook"])
     assert results[0]["steps"][1]["status"] == "done"
     assert results[1]["steps"][1]["status"] == "failed" and "rate limit" in results[1]["steps"][1]["error"]
     # on_failure: continue -> the run went on to the next step
@@ -122,7 +127,7 @@ def test_deny_timeout_and_config_kill_switch(settings, redis_server, tmp_path):
     put_alert(r.es, r.prefix, "g1", source="198.18.0.40", tags=["t.gated"])
     run_id = r.on_alert("g1")[0]
     assert inline.drain(r) == ["waiting"]
-    doc = r.decide(run_id, False, "analyst-bob", "false positive")
+    doc = r.decide(run_id, False, "analyst-bob", "false positive").to_doc()
     assert doc["secops"]["playbook"]["status"] == "denied" and not inline.queue
     with pytest.raises(ValueError, match="not waiting"):
         r.decide(run_id, True, "analyst-bob")
@@ -133,7 +138,7 @@ def test_deny_timeout_and_config_kill_switch(settings, redis_server, tmp_path):
     time.sleep(1.2)
     r.es.indices.refresh(index=f"{r.prefix}-playbook_run")
     assert r.housekeeping()["approvals_expired"] == 1
-    assert store.get_run(r.es, r.prefix, run2)["secops"]["playbook"]["status"] == "expired"
+    assert PlaybookRunStore.on(r.es, r.prefix).get(run2).to_doc()["secops"]["playbook"]["status"] == "expired"
     actions = [a["action"] for a in audit_actions(r.es, r.prefix, run2)]
     assert actions[-1] == "playbook.approval.expired"
 
@@ -141,7 +146,7 @@ def test_deny_timeout_and_config_kill_switch(settings, redis_server, tmp_path):
     put_alert(r.es, r.prefix, "g3", source="198.18.0.42", tags=["t.gated"])
     run3 = r.on_alert("g3")[0]
     assert inline.drain(r) == ["halted"]
-    assert store.get_run(r.es, r.prefix, run3)["secops"]["playbook"]["status"] == "halted"
+    assert PlaybookRunStore.on(r.es, r.prefix).get(run3).to_doc()["secops"]["playbook"]["status"] == "halted"
 
 
 def test_stalled_step_is_redispatched(settings, redis_server, tmp_path):
@@ -153,5 +158,27 @@ def test_stalled_step_is_redispatched(settings, redis_server, tmp_path):
     r.es.indices.refresh(index=f"{r.prefix}-playbook_run")
     assert r.housekeeping()["redispatched"] == 1
     inline.drain(r)
-    assert store.get_run(r.es, r.prefix, run_id)["secops"]["playbook"]["status"] == "completed"
+    assert PlaybookRunStore.on(r.es, r.prefix).get(run_id).to_doc()["secops"]["playbook"]["status"] == "completed"
     assert len(load_all(r.settings)[0]) == 2
+
+
+def test_cli_run_with_the_broker_unreachable_fails_in_one_line(settings, tmp_path):
+    """Issue 17.18: with Redis unreachable `secops playbooks run` printed five chained tracebacks."""
+    with socket.socket() as probe:  # a loopback port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        where = f"127.0.0.1:{probe.getsockname()[1]}"
+    dead = f"redis://{where}/0"
+    data = playbook_settings(settings, tmp_path, {"basic": BOOK}).model_dump(mode="json", exclude_none=True)
+    data["redis"] = {"url": dead}
+    config = write_config(load_settings(None, **data), tmp_path / "dead-broker.yaml")
+    put_alert(make_client(settings), settings.elasticsearch.index_prefix, "nb1", source="198.18.0.60",
+              tags=["t.basic"])
+    env = dict(os.environ, SECOPS_CONFIG=str(config), COLUMNS="250")
+    started = time.monotonic()
+    res = subprocess.run([sys.executable, "-m", "secops", "playbooks", "run", "basic", "--alert", "nb1"],
+                         capture_output=True, text=True, env=env, timeout=240)
+    lines = [line for line in res.stderr.splitlines() if line.strip()]
+    assert res.returncode == 2, res.stderr[-3000:]
+    assert "Traceback" not in res.stderr and len(lines) == 1, res.stderr[-3000:]
+    assert where in lines[0] and "broker" in lines[0], lines
+    assert time.monotonic() - started < 60

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from secops.devstack.stack import LocalStack
 from secops.es import retention
-from secops.stack import LocalStack
 
 pytestmark = pytest.mark.integration
 
@@ -39,12 +39,36 @@ def test_stack_up_is_idempotent_and_status_says_where():
         status = secops("stack", "status", state=state)
         assert info["elasticsearch"]["url"] in status.stdout and info["redis"]["url"] in status.stdout
         assert status.stdout.count("running") == 2
+        # Issue 17.16: the pid shown is the server JVM's (not the runuser wrapper's or the CLI launcher's) ...
+        jvm = info["elasticsearch"]["pid"]
+        assert f" {jvm} " in status.stdout
+        assert "org.elasticsearch.bootstrap.Elasticsearch" in Path(f"/proc/{jvm}/cmdline").read_text()
+        node_processes = processes_mentioning(state)
+        assert jvm in node_processes
         assert secops("stack", "down", state=state).returncode == 0
+        # ... and `stack down` returns only once the node's processes have exited (its data lock is free)
+        assert not Path(f"/proc/{jvm}").exists() and processes_mentioning(state) == set()
         assert LocalStack(state).status()["elasticsearch"]["running"] is False
         assert LocalStack(state).status()["redis"]["running"] is False
     finally:
         LocalStack(state).down()
         shutil.rmtree(state, ignore_errors=True)
+
+
+def processes_mentioning(path: Path) -> set[int]:
+    """Live processes whose command line or environment names this directory (the node, its launchers)."""
+    found = set()
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            text = (proc / "cmdline").read_bytes() + (proc / "environ").read_bytes()
+            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if str(path).encode() in text and state != "Z":
+            found.add(int(proc.name))
+    return found
 
 
 def test_retention_drops_only_expired_daily_indices(es, settings):

@@ -14,7 +14,7 @@ from pathlib import Path
 import yaml
 
 from secops.config import Settings
-from secops.stack import ElasticsearchNode, RedisServer
+from secops.devstack.stack import ElasticsearchNode, RedisServer
 
 
 def start_es() -> ElasticsearchNode:

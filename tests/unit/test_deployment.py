@@ -6,7 +6,7 @@ import re
 
 import yaml
 
-from secops.stack import ES_VERSION
+from secops.devstack.stack import ES_VERSION
 from tests.support import REPO
 
 COMPOSE = yaml.safe_load((REPO / "docker-compose.yml").read_text())

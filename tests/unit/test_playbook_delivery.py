@@ -11,7 +11,7 @@ from aiosmtpd.handlers import Message
 from playbooks.delivery import send_mail, send_syslog
 from playbooks.errors import ActionError
 from secops.config import PlaybookSettings
-from secops.stack import free_port
+from secops.devstack.stack import free_port
 
 
 class Inbox(Message):

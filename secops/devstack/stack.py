@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from secops.config import cache_home
+from secops.es.client import local_stack_file, local_stack_urls
 
 # The newest integ-test-zip published on Maven Central that this project runs (needs Java >= 21).
 ES_VERSION = "9.2.0"
@@ -145,28 +146,45 @@ def _pid_alive(pid: int | None) -> bool:
     return True
 
 
-def _terminate(pid: int, timeout: float = 30.0, sig: int = signal.SIGTERM) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, sig)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and _pid_alive(pid):
-        time.sleep(0.2)
-    if _pid_alive(pid):
+def _signal(group: int | None, pids: tuple[int | None, ...], sig: int) -> None:
+    if group:
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(pid, signal.SIGKILL)
-        while _pid_alive(pid):
+            os.killpg(group, sig)
+    for pid in pids:
+        if pid:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+
+
+def _terminate(group: int | None, timeout: float = 30.0, sig: int = signal.SIGTERM, *,
+               pids: tuple[int | None, ...] = ()) -> None:
+    """Signal a process group (and pids that may have left it); return once every one of them is gone,
+    escalating to SIGKILL after ``timeout`` seconds."""
+    watched = [p for p in (group, *pids) if p]
+    _signal(group, pids, sig)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and any(_pid_alive(p) for p in watched):
+        time.sleep(0.2)
+    if any(_pid_alive(p) for p in watched):
+        _signal(group, pids, signal.SIGKILL)
+        while any(_pid_alive(p) for p in watched):
             time.sleep(0.1)
 
 
 @dataclass
 class ElasticsearchNode:
-    """One single-node cluster on 127.0.0.1 with its own data directory."""
+    """One single-node cluster on 127.0.0.1 with its own data directory.
+
+    ``pid`` is the server JVM's (from the node's own pid file); ``group`` is the process group of the
+    launcher (``runuser`` as root, then the CLI JVM that starts the server), signalled as a whole.
+    """
 
     base_dir: Path
     port: int = 0
     heap: str = "1g"
     pid: int | None = None
     home: Path | None = None
+    group: int | None = None
 
     @property
     def url(self) -> str:
@@ -209,7 +227,10 @@ class ElasticsearchNode:
             "cluster.routing.allocation.disk.threshold_enabled": "false",
             "action.destructive_requires_name": "false",
         }
-        cmd = [str(self.home / "bin" / "elasticsearch")] + [f"-E{k}={v}" for k, v in settings.items()]
+        pid_file = self.base_dir / "elasticsearch.pid"
+        pid_file.unlink(missing_ok=True)
+        cmd = [str(self.home / "bin" / "elasticsearch"), "-p", str(pid_file),
+               *[f"-E{k}={v}" for k, v in settings.items()]]
         if user is not None:
             cmd = ["runuser", "-u", user.pw_name, "--", *cmd]
         env = dict(os.environ, ES_JAVA_HOME=str(java), ES_PATH_CONF=str(conf),
@@ -218,13 +239,14 @@ class ElasticsearchNode:
         out = open(self.base_dir / "stdout.log", "ab")  # noqa: SIM115 (owned by the child)
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
         out.close()
-        self.pid = proc.pid
+        self.pid = self.group = proc.pid
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if proc.poll() is not None:
                 raise StackError(f"Elasticsearch exited with {proc.returncode}: {self.log_tail()}")
             health = self._health()
-            if health and health.get("status") in ("green", "yellow"):
+            if health and health.get("status") in ("green", "yellow") and pid_file.exists():
+                self.pid = int(pid_file.read_text().strip() or proc.pid)
                 return self
             time.sleep(0.5)
         self.stop()
@@ -238,15 +260,16 @@ class ElasticsearchNode:
         return " | ".join(text[-lines:])
 
     def stop(self) -> None:
-        if self.pid:
-            _terminate(self.pid)
-        self.pid = None
+        """Stop the node and return once the server JVM has exited (its data-directory lock is free)."""
+        if self.pid or self.group:
+            _terminate(self.group, pids=(self.pid,))
+        self.pid = self.group = None
 
     def kill(self) -> None:
         """SIGKILL the node, as a crash would (for durability tests)."""
-        if self.pid:
-            _terminate(self.pid, timeout=0, sig=signal.SIGKILL)
-        self.pid = None
+        if self.pid or self.group:
+            _terminate(self.group, timeout=0, sig=signal.SIGKILL, pids=(self.pid,))
+        self.pid = self.group = None
 
 
 @dataclass
@@ -310,18 +333,20 @@ class LocalStack:
     """The persistent development stack behind `secops stack up|status|down`."""
 
     def __init__(self, state_dir: Path):
-        self.dir = state_dir / "stack"
-        self.state_file = self.dir / "stack.json"
+        self.state_dir = state_dir
+        self.state_file = local_stack_file(state_dir)
+        self.dir = self.state_file.parent
 
     def _load(self) -> tuple[ElasticsearchNode, RedisServer]:
         state = json.loads(self.state_file.read_text()) if self.state_file.exists() else {}
         es, rd = state.get("elasticsearch", {}), state.get("redis", {})
-        return (ElasticsearchNode(self.dir / "elasticsearch", port=es.get("port", 0), pid=es.get("pid")),
+        return (ElasticsearchNode(self.dir / "elasticsearch", port=es.get("port", 0), pid=es.get("pid"),
+                                  group=es.get("group")),
                 RedisServer(self.dir / "redis", port=rd.get("port", 0), pid=rd.get("pid")))
 
     def _save(self, es: ElasticsearchNode, rd: RedisServer) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
-        state = {"elasticsearch": {"port": es.port, "pid": es.pid, "url": es.url},
+        state = {"elasticsearch": {"port": es.port, "pid": es.pid, "group": es.group, "url": es.url},
                  "redis": {"port": rd.port, "pid": rd.pid, "url": rd.url}}
         self.state_file.write_text(json.dumps(state, indent=2))
 
@@ -350,10 +375,7 @@ class LocalStack:
 
     def urls(self) -> tuple[str | None, str | None]:
         """URLs recorded by `stack up`, used when the configuration names no hosts."""
-        if not self.state_file.exists():
-            return None, None
-        state = json.loads(self.state_file.read_text())
-        return state.get("elasticsearch", {}).get("url"), state.get("redis", {}).get("url")
+        return local_stack_urls(self.state_dir)
 
 
 def _port_free(port: int) -> bool:

@@ -1,6 +1,6 @@
 """`secops demo`: the whole platform end to end on this machine, offline.
 
-Starts the local stack, writes a synthetic labelled capture (secops.demo_traffic), ingests it,
+Starts the local stack, writes a synthetic labelled capture (secops.devstack.demo_traffic), ingests it,
 scans loopback with the real nmap, merges the inventory, runs the detections, lists the alerts,
 plans a containment playbook in dry-run for the top alert and exports the inventory for auditors.
 Each stage is the real `secops` command, run as a subprocess with a demo configuration, so what the
@@ -23,9 +23,9 @@ import yaml
 from rich.console import Console
 
 from secops.config import Settings, load_settings
-from secops.demo_traffic import write_demo_pcap
+from secops.devstack.demo_traffic import write_demo_pcap
+from secops.devstack.stack import LocalStack
 from secops.es.client import make_client
-from secops.stack import LocalStack
 
 DEMO_PREFIX = "secops_demo"
 
