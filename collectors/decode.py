@@ -74,8 +74,9 @@ def icmp_ports(proto: int, itype: int, code: int) -> tuple[int, int, bool]:
 class Decoder:
     """Stateful only for IP fragment reassembly; otherwise a pure function of the frame."""
 
-    def __init__(self, verify_checksums: bool = False) -> None:
+    def __init__(self, verify_checksums: bool = False, frag_bytes_max: int = FRAG_BYTES_MAX) -> None:
         self.verify = verify_checksums
+        self.frag_bytes_max = frag_bytes_max
         self.bad_checksums = 0
         self.errors: Counter[str] = Counter()
         self.frags: dict[tuple, _Reassembly] = {}
@@ -324,7 +325,7 @@ class Decoder:
 
         Each fragment costs time in proportion to its own length (bytes land in a buffer, a byte mask marks
         what arrived; the first copy of a byte wins, as in Zeek's reassembler), and buffers are bounded per
-        datagram (FRAG_DATAGRAM_MAX) and in total (FRAG_BYTES_MAX, oldest datagrams dropped first), each drop
+        datagram (FRAG_DATAGRAM_MAX) and in total (``frag_bytes_max``, oldest datagrams dropped first), each drop
         counted in ``errors``."""
         stop = start + len(data)
         if stop > FRAG_DATAGRAM_MAX:
@@ -350,7 +351,7 @@ class Decoder:
         grow = stop - len(entry.buf)
         if grow > 0:
             self.frag_bytes += 2 * grow
-            while self.frag_bytes > FRAG_BYTES_MAX and len(frags) > 1:
+            while self.frag_bytes > self.frag_bytes_max and len(frags) > 1:
                 self.errors["fragment_memory_cap"] += 1
                 self._frag_drop(next(k for k in frags if k != key))
             entry.buf.extend(bytes(grow))

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from collectors import flowconst
 from collectors.flowpath import FlowCore, native_available, open_flow_path
 from collectors.flows import HISTORY_MAX, LIKELY_SERVER_PORTS, ConnRecord
 from collectors.ingest import IngestStats, Pipeline
@@ -44,6 +45,14 @@ def assert_same(paths: list[Path], **kw) -> IngestStats:
 def test_native_core_is_built() -> None:
     """CI installs a compiler, so the extension must be there (a silent fallback would hide a 4x slowdown)."""
     assert native_available(), "collectors._flowcore did not build: is gcc installed? (pip install -e . warns)"
+
+
+def test_c_constants_match_the_shared_table() -> None:
+    """TCP flags, protocols, endpoint states, timers, caps and tunnel ports: the C core compiles in the values
+    of collectors/flowconst.py, name for name."""
+    from collectors import _flowcore
+
+    assert _flowcore.constants() == flowconst.SHARED
 
 
 @pytest.mark.parametrize("capture", CAPTURES, ids=lambda p: str(p.relative_to(TESTDATA)))
@@ -84,7 +93,8 @@ def _seed_frames() -> list[bytes]:
     frames: list[bytes] = []
     for name in ("tunnels/vxlan.pcap", "tunnels/gre-sample.pcap", "tunnels/Teredo.pcap",
                  "tunnels/gtp/gtp1_gn_normal_incl_fragmentation.pcap", "ipv6-fragmented-dns.pcap",
-                 "http/get.pcap", "cisco-fabric-path.pcap"):
+                 "http/get.pcap", "cisco-fabric-path.pcap", "tunnels/ayiya3.pcap", "tunnels/gre-over-udp-4754.pcap",
+                 "pbb.pcap", "tunnels/gre-pptp.pcap", "tunnels/geneve.pcap", "mpls-in-vlan.pcap"):
         path = TESTDATA / "zeek" / "traces" / name
         if path.exists():
             frames += [bytes(buf[off:off + cap]) for _, lt, buf, off, cap, _ in read_capture(path) if lt == 1][:40]
@@ -92,7 +102,15 @@ def _seed_frames() -> list[bytes]:
     return frames
 
 
+def _radiotap_frames() -> list[bytes]:
+    from collectors.pcapio import read_capture
+
+    path = TESTDATA / "zeek" / "traces" / "radiotap.pcap"
+    return [bytes(buf[off:off + cap]) for _, lt, buf, off, cap, _ in read_capture(path) if lt == 127]
+
+
 SEEDS = _seed_frames()
+RADIOTAP = _radiotap_frames()
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -102,9 +120,24 @@ SEEDS = _seed_frames()
 def test_fuzzed_frames_identical(tmp_path_factory: pytest.TempPathFactory, edits: list[tuple], linktype: int,
                                  verify: bool) -> None:
     """Frames with one byte overwritten, inserted or removed at any offset, under any link type."""
+    _fuzz(tmp_path_factory, SEEDS, edits, linktype, verify)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.integers(0, len(RADIOTAP) - 1), st.integers(0, 400), st.integers(0, 255),
+                          st.integers(-1, 1)), min_size=1, max_size=30),
+       st.sampled_from([127, 105]), st.booleans())
+def test_fuzzed_radiotap_frames_identical(tmp_path_factory: pytest.TempPathFactory, edits: list[tuple],
+                                          linktype: int, verify: bool) -> None:
+    """802.11 frames behind radiotap (and bare, link type 105) mutated the same way."""
+    _fuzz(tmp_path_factory, RADIOTAP, edits, linktype, verify)
+
+
+def _fuzz(tmp_path_factory: pytest.TempPathFactory, seeds: list[bytes], edits: list[tuple], linktype: int,
+          verify: bool) -> None:
     frames = []
     for idx, pos, value, op in edits:
-        fr = bytearray(SEEDS[idx])
+        fr = bytearray(seeds[idx])
         pos %= len(fr) + 1
         if op < 0:
             del fr[pos:pos + 1]
