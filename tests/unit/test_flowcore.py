@@ -133,19 +133,22 @@ def test_fuzzed_radiotap_frames_identical(tmp_path_factory: pytest.TempPathFacto
     _fuzz(tmp_path_factory, RADIOTAP, edits, linktype, verify)
 
 
+def mutate(data: bytes | bytearray, pos: int, value: int, op: int) -> bytearray:
+    """``data`` with the byte at ``pos`` (modulo its length) removed (op < 0), overwritten (0) or inserted (> 0)."""
+    out = bytearray(data)
+    pos %= len(out) + 1
+    if op < 0:
+        del out[pos:pos + 1]
+    elif op == 0:
+        out[pos:pos + 1] = bytes([value])
+    else:
+        out.insert(pos, value)
+    return out
+
+
 def _fuzz(tmp_path_factory: pytest.TempPathFactory, seeds: list[bytes], edits: list[tuple], linktype: int,
           verify: bool) -> None:
-    frames = []
-    for idx, pos, value, op in edits:
-        fr = bytearray(seeds[idx])
-        pos %= len(fr) + 1
-        if op < 0:
-            del fr[pos:pos + 1]
-        elif op == 0:
-            fr[pos:pos + 1] = bytes([value])
-        else:
-            fr.insert(pos, value)
-        frames.append(bytes(fr))
+    frames = [bytes(mutate(seeds[idx], pos, value, op)) for idx, pos, value, op in edits]
     path = tmp_path_factory.mktemp("fuzz") / "f.pcap"
     path.write_bytes(_pcap(frames, linktype))
     assert_same([path], verify_checksums=verify, max_flows=7)

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from collectors.decode import Decoder
 from collectors.ingest import Pipeline
 from tests.support import TESTDATA
+from tests.unit.test_flowcore import mutate
 
 GET = TESTDATA / "zeek" / "traces" / "http" / "get.pcap"
 ETHER = bytes.fromhex("020000000002 020000000001 0800")
@@ -224,15 +225,9 @@ def test_malformed_block_skipped_and_the_next_file_still_read(tmp_path: Path, da
 def test_fuzzed_pcapng_identical_on_both_engines(tmp_path_factory: pytest.TempPathFactory, cuts: list) -> None:
     """The all-block-types file with bytes overwritten, inserted or removed anywhere: no crash, the same
     documents, counters and warnings from both engines."""
-    raw = bytearray(valid_corpus())
+    raw = valid_corpus()
     for pos, value, op in cuts:
-        pos %= len(raw) + 1
-        if op < 0:
-            del raw[pos:pos + 1]
-        elif op == 0:
-            raw[pos:pos + 1] = bytes([value])
-        else:
-            raw.insert(pos, value)
+        raw = mutate(raw, pos, value, op)
     path = tmp_path_factory.mktemp("ng") / "f.pcapng"
     path.write_bytes(bytes(raw))
     try:
