@@ -225,3 +225,22 @@ def test_history_is_bounded_identically() -> None:
         (rec,) = out
         histories.append(rec.history)
     assert histories[0] == histories[1] and len(histories[0]) == HISTORY_MAX
+
+
+def test_ieee802_11_variants_identical(tmp_path: Path) -> None:
+    """802.11 frames the shared traces lack (4-address, HT control, A-MSDU, management) through both cores."""
+    from scapy.layers.dot11 import Dot11, Dot11QoS, RadioTap
+    from scapy.layers.inet import IP, TCP
+    from scapy.layers.l2 import LLC, SNAP
+
+    inner = IP(src="198.18.0.1", dst="198.18.0.2") / TCP(sport=40000, dport=80, flags="S")
+    snap = LLC(dsap=0xAA, ssap=0xAA, ctrl=3) / SNAP(OUI=0, code=0x0800) / inner
+    frames = [bytes(Dot11(type=2, subtype=0, FCfield=ds, addr2="02:00:00:00:00:0b", addr4="02:00:00:00:00:0d")
+                    / snap) for ds in range(4)]
+    frames += [bytes(Dot11(type=2, subtype=8, FCfield=0x81) / Dot11QoS()) + b"\0" * 4 + bytes(snap),
+               bytes(Dot11(type=2, subtype=8) / Dot11QoS(A_MSDU_Present=1) / snap),
+               bytes(Dot11(type=0, subtype=8) / snap), bytes(Dot11(type=2, subtype=4) / snap)]
+    bare, radiotap = tmp_path / "bare.pcap", tmp_path / "radiotap.pcap"
+    bare.write_bytes(_pcap(frames, 105))
+    radiotap.write_bytes(_pcap([bytes(RadioTap()) + f for f in frames], 127))
+    assert assert_same([bare, radiotap]).conns >= 1
