@@ -348,28 +348,38 @@ class Decoder:
                     len(entry.mask) - entry.mask.count(0)
             elif entry.total != stop:
                 self.errors["fragment_inconsistent"] += 1
-        grow = stop - len(entry.buf)
-        if grow > 0:
-            self.frag_bytes += 2 * grow
+        buf, mask, total = entry.buf, entry.mask, entry.total
+        size = len(buf)
+        if stop > size:
+            self.frag_bytes += 2 * (stop - size)
             while self.frag_bytes > self.frag_bytes_max and len(frags) > 1:
                 self.errors["fragment_memory_cap"] += 1
                 self._frag_drop(next(k for k in frags if k != key))
-            entry.buf.extend(bytes(grow))
-            entry.mask.extend(bytes(grow))
-        buf, mask, total = entry.buf, entry.mask, entry.total
-        pos = start
-        while pos < stop:  # fill the gaps of [start, stop) only
-            gap = mask.find(0, pos, stop)
-            if gap < 0:
-                break
-            filled = mask.find(1, gap, stop)
-            if filled < 0:
-                filled = stop
-            buf[gap:filled] = data[gap - start:filled - start]
-            mask[gap:filled] = b"\x01" * (filled - gap)
-            if total >= 0 and gap < total:
-                entry.have_below += min(filled, total) - gap
-            pos = filled
+        if start >= size:  # past everything so far (fragments in order): append
+            if start > size:
+                buf.extend(bytes(start - size))
+                mask.extend(bytes(start - size))
+            buf += data
+            mask += _ARRIVED[:stop - start]
+            if 0 <= start < total:
+                entry.have_below += min(stop, total) - start
+        else:
+            if stop > size:
+                buf.extend(bytes(stop - size))
+                mask.extend(bytes(stop - size))
+            pos = start
+            while pos < stop:  # fill the gaps of [start, stop) only
+                gap = mask.find(0, pos, stop)
+                if gap < 0:
+                    break
+                filled = mask.find(1, gap, stop)
+                if filled < 0:
+                    filled = stop
+                buf[gap:filled] = data[gap - start:filled - start]
+                mask[gap:filled] = _ARRIVED[:filled - gap]
+                if gap < total:
+                    entry.have_below += min(filled, total) - gap
+                pos = filled
         if total < 0 or entry.have_below < total:
             return None
         self._frag_drop(key)
@@ -583,6 +593,9 @@ class Decoder:
         if ptype in (0x8847, 0x8848):
             return self._mpls(buf, pos, end, ts, depth, None)
         return []
+
+
+_ARRIVED = b"\x01" * FRAG_DATAGRAM_MAX  # mask bytes of arrived data
 
 
 class _Reassembly:
