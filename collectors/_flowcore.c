@@ -36,22 +36,27 @@ typedef int64_t i64;
 #define HISTORY_MAX 1023  /* letters kept per connection, as collectors.flows.HISTORY_MAX */
 #define MAX_FIELD 0xFFFFFFFFLL   /* |length| accepted in a packet tuple from Python */
 
+/* The values of collectors/flowconst.py; FlowCore.constants() returns them for the test that holds the two equal */
 enum { P_ICMP = 1, P_TCP = 6, P_UDP = 17, P_ICMP6 = 58, P_SCTP = 132 };
-enum { F_FIN = 0x01, F_SYN = 0x02, F_RST = 0x04, F_ACK = 0x10 };
+enum { F_FIN = 0x01, F_SYN = 0x02, F_RST = 0x04, F_PSH = 0x08, F_ACK = 0x10 };
 enum { INACTIVE, SYN_SENT, SYN_ACK_SENT, PARTIAL, ESTABLISHED, CLOSED, RESET };
-enum { T_NONE, T_IPIP, T_GENEVE, T_GTPV1, T_TEREDO, T_GRE, T_COUNT };
-static const char *TUNNEL_NAMES[T_COUNT] = {"", "ip-in-ip", "geneve", "gtpv1", "teredo", "gre"};
+enum { VXLAN_PORT = 4789, GENEVE_PORT = 6081, TEREDO_PORT = 3544, GTPU_PORT = 2152, AYIYA_PORT = 5072,
+       GRE_UDP_PORT = 4754 };
+enum { T_NONE, T_IPIP, T_GENEVE, T_GTPV1, T_TEREDO, T_GRE, T_AYIYA, T_COUNT };
+static const char *TUNNEL_NAMES[T_COUNT] = {"", "ip-in-ip", "geneve", "gtpv1", "teredo", "gre", "ayiya"};
 
 /* decode errors, named as collectors.decode counts them */
 enum {
     E_TRUNCATED_LINK, E_TRUNCATED_ETHERNET, E_TRUNCATED_VLAN, E_TRUNCATED_MPLS, E_TRUNCATED_PPP, E_TRUNCATED_IP,
     E_BAD_IP_VERSION, E_BAD_IP_HEADER, E_TRUNCATED_IPV6_EXT, E_TRUNCATED_TCP, E_BAD_TCP_HEADER, E_TRUNCATED_UDP,
-    E_TRUNCATED_ICMP, E_TRUNCATED_GRE, E_BAD_GRE_VERSION, E_OVERSIZED, E_COUNT
+    E_TRUNCATED_ICMP, E_TRUNCATED_GRE, E_BAD_GRE_VERSION, E_OVERSIZED, E_TRUNCATED_PBB, E_TRUNCATED_802_11,
+    E_TRUNCATED_AYIYA, E_COUNT
 };
 static const char *ERROR_NAMES[E_COUNT] = {
     "truncated_link", "truncated_ethernet", "truncated_vlan", "truncated_mpls", "truncated_ppp", "truncated_ip",
     "bad_ip_version", "bad_ip_header", "truncated_ipv6_ext", "truncated_tcp", "bad_tcp_header", "truncated_udp",
-    "truncated_icmp", "truncated_gre", "bad_gre_version", "oversized_packet"};
+    "truncated_icmp", "truncated_gre", "bad_gre_version", "oversized_packet", "truncated_pbb", "truncated_802_11",
+    "truncated_ayiya"};
 
 /* ---------------------------------------------------------------------------------------------------------- */
 /* decoded packet (collectors.decode.Pkt)                                                                      */
@@ -110,6 +115,7 @@ typedef struct flow {
     i64 bad_sums[2], bad_thresh[2];
     uint32_t hist_seen;
     int hist_len, hist_cap;
+    int synack_first;  /* began with the originator's SYN-ACK: the next packet may flip it (FlowTable.add) */
     char *hist;
     char hist_inline[32];
     ep_t eps[2];
@@ -133,7 +139,7 @@ typedef struct {
     flow_t *head, *tail;  /* insertion order: eviction takes head, sweep walks head to tail */
     i64 next_sweep;
     /* counters */
-    i64 evicted, nonip, bad_checksums, packets, bytes, undecoded, delegated;
+    i64 evicted, bad_checksums, packets, bytes, undecoded, delegated;
     i64 errors[E_COUNT];
     int failed;  /* a Python error is pending */
 } Core;
@@ -144,7 +150,10 @@ typedef struct {
 static inline int rd16(const u8 *b) { return (b[0] << 8) | b[1]; }
 static inline i64 rd32(const u8 *b) { return ((i64)b[0] << 24) | (b[1] << 16) | (b[2] << 8) | b[3]; }
 
-static inline int is_tunnel_port(int p) { return p == 4789 || p == 6081 || p == 3544 || p == 2152; }
+static inline int is_tunnel_port(int p) {
+    return p == VXLAN_PORT || p == GENEVE_PORT || p == TEREDO_PORT || p == GTPU_PORT || p == AYIYA_PORT ||
+           p == GRE_UDP_PORT;
+}
 
 static void dec_ether(Core *c, dec_t *d, const u8 *b, Py_ssize_t off, Py_ssize_t end, int depth);
 static int ether_header(Core *c, const u8 *b, Py_ssize_t *off, Py_ssize_t end, int *etype, const u8 **mac);
@@ -382,10 +391,7 @@ static void dec_mpls(Core *c, dec_t *d, const u8 *b, Py_ssize_t off, Py_ssize_t 
         err(c, E_TRUNCATED_MPLS);
         return;
     }
-    if ((b[off] >> 4) == 4 || (b[off] >> 4) == 6)
-        dec_ip(c, d, b, off, end, depth, T_NONE, mac);
-    else
-        c->nonip++;
+    if ((b[off] >> 4) == 4 || (b[off] >> 4) == 6) dec_ip(c, d, b, off, end, depth, T_NONE, mac);
 }
 
 static void dec_ppp_proto(Core *c, dec_t *d, const u8 *b, Py_ssize_t off, Py_ssize_t end, int depth) {
@@ -394,10 +400,7 @@ static void dec_ppp_proto(Core *c, dec_t *d, const u8 *b, Py_ssize_t off, Py_ssi
         return;
     }
     int proto = rd16(b + off);
-    if (proto == 0x0021 || proto == 0x0057)
-        dec_ip(c, d, b, off + 2, end, depth, T_NONE, NULL);
-    else
-        c->nonip++;
+    if (proto == 0x0021 || proto == 0x0057) dec_ip(c, d, b, off + 2, end, depth, T_NONE, NULL);
 }
 
 static void dec_ppp(Core *c, dec_t *d, const u8 *b, Py_ssize_t off, Py_ssize_t end, int depth) {
@@ -435,8 +438,17 @@ static void dec_ethertype(Core *c, dec_t *d, int etype, const u8 *b, Py_ssize_t 
                 off += 8;
                 continue;
             }
-            c->nonip++;
             return;
+        }
+        if (etype == 0x88E7) {  /* 802.1ah PBB: I-TAG, then the customer's Ethernet header */
+            if (end - off < 18) {
+                err(c, E_TRUNCATED_PBB);
+                return;
+            }
+            etype = rd16(b + off + 16);
+            mac = b + off + 10;
+            off += 18;
+            continue;
         }
         if (etype == 0x6558) {  /* a whole Ethernet frame: looped, not recursed (a frame can nest ~18000) */
             if (!ether_header(c, b, &off, end, &etype, &mac)) return;
@@ -446,9 +458,32 @@ static void dec_ethertype(Core *c, dec_t *d, int etype, const u8 *b, Py_ssize_t 
             d->delegate = 1;  /* ARP: the Python decoder keeps the address bindings */
             return;
         }
-        c->nonip++;
         return;
     }
+}
+
+/* An 802.11 data frame carrying LLC/SNAP (collectors.decode.Decoder._ieee802_11) */
+static void dec_ieee802_11(Core *c, dec_t *d, const u8 *b, Py_ssize_t off, Py_ssize_t end) {
+    if (end - off <= 24) {
+        err(c, E_TRUNCATED_802_11);
+        return;
+    }
+    int fc = b[off], flags = b[off + 1];
+    if (!((fc >> 2) & 0x02) || ((fc >> 4) & 0x04)) return;
+    Py_ssize_t hlen = (flags & 0x03) == 0x03 ? 30 : 24;
+    if ((fc >> 4) & 0x08) {
+        if (end - off <= hlen || (b[off + hlen] & 0x80)) return;
+        hlen += (flags & 0x80) ? 6 : 2;
+    }
+    static const int SRC_OFF[4] = {10, 10, 16, 24};
+    int src = SRC_OFF[flags & 0x03];
+    if (end - off <= hlen + 8) {
+        err(c, E_TRUNCATED_802_11);
+        return;
+    }
+    Py_ssize_t llc = off + hlen;
+    if (b[llc] != 0xAA || b[llc + 1] != 0xAA || b[llc + 2] != 3) return;
+    dec_ethertype(c, d, rd16(b + llc + 6), b, llc + 8, end, 0, b + off + src);
 }
 
 /* The Ethernet header at *off: its ethertype and source MAC, *off moved past it; 0 if truncated. */
@@ -511,6 +546,18 @@ static void dec_teredo(Core *c, dec_t *d, const u8 *b, Py_ssize_t off, Py_ssize_
     dec_ip6(c, d, b, pos, end, depth, T_TEREDO, NULL);
 }
 
+/* AYIYA forward message: IPv4/IPv6 after identity and signature (collectors.decode.Decoder._ayiya) */
+static void dec_ayiya(Core *c, dec_t *d, const u8 *b, Py_ssize_t off, Py_ssize_t end, int depth) {
+    if (end - off < 8) return;
+    Py_ssize_t pos = off + 8 + ((Py_ssize_t)1 << (b[off] >> 4)) + (b[off + 1] >> 4) * 4;
+    if ((b[off + 2] & 0x0F) != 1 || (b[off + 3] != 4 && b[off + 3] != 41)) return;
+    if (end - pos < 20) {
+        err(c, E_TRUNCATED_AYIYA);
+        return;
+    }
+    dec_ip(c, d, b, pos, end, depth, T_AYIYA, NULL);
+}
+
 static void dec_udp_tunnel(Core *c, dec_t *d, int sport, int dport, const u8 *b, Py_ssize_t off, Py_ssize_t end,
                            int depth) {
     Py_ssize_t n = end - off;
@@ -524,6 +571,14 @@ static void dec_udp_tunnel(Core *c, dec_t *d, int sport, int dport, const u8 *b,
     }
     if (sport == 3544 || dport == 3544) {
         dec_teredo(c, d, b, off, end, depth);
+        return;
+    }
+    if (sport == AYIYA_PORT || dport == AYIYA_PORT) {
+        dec_ayiya(c, d, b, off, end, depth);
+        return;
+    }
+    if (sport == GRE_UDP_PORT || dport == GRE_UDP_PORT) {
+        dec_gre(c, d, b, off, end, depth);
         return;
     }
     if ((sport == 6081 || dport == 6081) && n >= 8 && (b[off] >> 6) == 0) {
@@ -569,8 +624,6 @@ static void dec_gre(Core *c, dec_t *d, const u8 *b, Py_ssize_t off, Py_ssize_t e
         dec_ppp(c, d, b, pos, end, depth);
     else if (ptype == 0x8847 || ptype == 0x8848)
         dec_mpls(c, d, b, pos, end, depth, NULL);
-    else
-        c->nonip++;
 }
 
 /* Decode one frame; returns 0 when the frame must go to the Python decoder instead. */
@@ -608,6 +661,18 @@ static int decode_frame(Core *c, dec_t *d, int linktype, const u8 *b, Py_ssize_t
             break;
         case 9:
             dec_ppp(c, d, b, off, end, 0);
+            break;
+        case 127: {  /* radiotap, then 802.11 */
+            Py_ssize_t rtlen = caplen >= 4 ? (b[off + 2] | b[off + 3] << 8) : 0;
+            if (caplen < 4 || rtlen >= caplen) {
+                err(c, E_TRUNCATED_LINK);
+                break;
+            }
+            dec_ieee802_11(c, d, b, off + rtlen, end);
+            break;
+        }
+        case 105:
+            dec_ieee802_11(c, d, b, off, end);
             break;
         default:
             return 0;  /* the Python decoder names the unsupported link type in its error counts */
@@ -692,7 +757,8 @@ static int check_history(Core *c, flow_t *f, char mask, char code) {
 
 static inline char up_lo(int up, char upper) { return up ? upper : (char)(upper + 32); }
 
-static void flow_flip(Core *c, flow_t *f) {
+/* Swap originator and responder; from_start: as if flipped before the first packet ('^' leads the history). */
+static void flow_flip(Core *c, flow_t *f, int from_start) {
     u8 tmp[16];
     memcpy(tmp, f->o_ip, 16), memcpy(f->o_ip, f->r_ip, 16), memcpy(f->r_ip, tmp, 16);
     int t = f->o_port; f->o_port = f->r_port; f->r_port = t;
@@ -711,7 +777,14 @@ static void flow_flip(Core *c, flow_t *f) {
         else if (ch >= 'A' && ch <= 'Z') f->hist[i] = (char)(ch + 32);
     }
     f->hist_seen = ((f->hist_seen & 0x7F) << 7) | ((f->hist_seen >> 7) & 0x7F);
-    hist_append(c, f, '^');
+    if (from_start) {
+        if (hist_append(c, f, '^') == 0 && f->hist_len > 0) {  /* grows the buffer; then rotate '^' to the front */
+            memmove(f->hist + 1, f->hist, (size_t)f->hist_len - 1);
+            f->hist[0] = '^';
+        }
+    } else {
+        hist_append(c, f, '^');
+    }
     if (f->proto == P_TCP) f->o_idx = 1 - f->o_idx;
 }
 
@@ -944,6 +1017,7 @@ static void sweep(Core *c, i64 now) {
     }
 }
 
+/* FlowTable._is_reuse (Zeek's TCPSessionAdapter::IsReuse) */
 static int is_reuse(const flow_t *f, const pkt_t *p) {
     if (!(p->flags & F_SYN)) return 0;
     const ep_t *o = O(f), *r = R(f), *e = o;
@@ -951,8 +1025,11 @@ static int is_reuse(const flow_t *f, const pkt_t *p) {
         if (o->state != INACTIVE) return 0;
         e = r;
     }
-    if (!(o->did_close || r->did_close)) return 0;
-    return (p->seq & 0xFFFFFFFFLL) != (e->start_seq & 0xFFFFFFFFLL);
+    if (o->did_close || r->did_close) return 1;
+    i64 seq = p->seq & 0xFFFFFFFFLL;
+    if (seq == (e->start_seq & 0xFFFFFFFFLL)) return 0;
+    return (p->flags & F_ACK) || e->state != SYN_ACK_SENT || r->state != INACTIVE ||
+           seq != (r->start_seq & 0xFFFFFFFFLL);
 }
 
 static inline int bit_test(const uint32_t *bits, int port) { return (bits[port >> 5] >> (port & 31)) & 1; }
@@ -980,19 +1057,19 @@ static flow_t *new_flow(Core *c, const flowkey_t *k, uint64_t h, const pkt_t *p,
     f->hist_cap = sizeof(f->hist_inline);
     ep_init(&f->eps[0]);
     ep_init(&f->eps[1]);
-    int flip = 0;
+    int flip = 0;  /* FlowTable._new (Zeek's NewConn / WantConnection) */
     if (p->proto == P_TCP) {
         int flags = p->flags;
         if (!(flags & F_SYN) || (flags & F_ACK)) {
-            if (flags & F_SYN)
-                flip = 1;
-            else if (bit_test(c->lsp_tcp, sport))
-                flip = !bit_test(c->lsp_tcp, dport) || dport > sport;
+            if (bit_test(c->lsp_tcp, sport))
+                flip = !bit_test(c->lsp_tcp, dport) || (!(flags & F_SYN) && sport < dport);
+            f->synack_first = !flip && (flags & (F_SYN | F_ACK | F_RST)) == (F_SYN | F_ACK) && !p->bad;
         }
     } else if (p->proto == P_UDP) {
         flip = bit_test(c->lsp_udp, sport) && !bit_test(c->lsp_udp, dport);
     }
-    if (flip) flow_flip(c, f);
+    static const u8 BROADCAST4[4] = {0xFF, 0xFF, 0xFF, 0xFF};
+    if (flip && !(p->alen == 4 && memcmp(p->dst, BROADCAST4, 4) == 0)) flow_flip(c, f, 0);
     /* insert */
     size_t bi = h & (c->nbuckets - 1);
     f->hnext = c->buckets[bi];
@@ -1036,7 +1113,7 @@ static int state_machine(Core *c, flow_t *f, ep_t *ep, ep_t *peer, int is_orig, 
                 set_state(ep, ackf ? SYN_ACK_SENT : SYN_SENT);
             } else {
                 if (!ackf && peer->state == SYN_ACK_SENT && useq == ep->start_seq) {
-                    flow_flip(c, f);
+                    flow_flip(c, f, 0);
                     set_state(peer, ESTABLISHED);
                 }
                 if (peer->state == SYN_SENT) set_state(peer, ESTABLISHED);
@@ -1229,6 +1306,12 @@ static void add_packet(Core *c, const pkt_t *p, i64 ts) {
         if (!f) {
             c->failed = 1;
             return;
+        }
+    } else if (f->synack_first) {  /* an ACK or data after a first SYN-ACK flips it (FlowTable.add) */
+        f->synack_first = 0;
+        if (!p->bad && ((flags & F_ACK) || p->plen) && !(flags & F_RST)) {
+            flow_flip(c, f, 1);
+            R(f)->state = ESTABLISHED;
         }
     }
     int is_orig = sport == f->o_port && memcmp(p->src, f->o_ip, p->alen) == 0;
@@ -1522,10 +1605,10 @@ static PyObject *Core_error_counts(Core *c, PyObject *Py_UNUSED(ignored)) {
 }
 
 static PyObject *Core_counters(Core *c, PyObject *Py_UNUSED(ignored)) {
-    return Py_BuildValue("{sLsLsLsLsLsLsLsn}", "packets", (long long)c->packets, "bytes", (long long)c->bytes,
-                         "undecoded", (long long)c->undecoded, "evicted", (long long)c->evicted, "nonip",
-                         (long long)c->nonip, "bad_checksums", (long long)c->bad_checksums, "delegated",
-                         (long long)c->delegated, "flows", (Py_ssize_t)c->count);
+    return Py_BuildValue("{sLsLsLsLsLsLsn}", "packets", (long long)c->packets, "bytes", (long long)c->bytes,
+                         "undecoded", (long long)c->undecoded, "evicted", (long long)c->evicted, "bad_checksums",
+                         (long long)c->bad_checksums, "delegated", (long long)c->delegated, "flows",
+                         (Py_ssize_t)c->count);
 }
 
 /* ---------------------------------------------------------------------------------------------------------- */
@@ -1620,7 +1703,40 @@ static PyTypeObject CoreType = {
     .tp_methods = Core_methods,
 };
 
-static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_flowcore", "Native flow-path core.", -1, NULL};
+/* The compiled-in constants by their collectors.flowconst names (a test holds the two tables equal). */
+static PyObject *module_constants(PyObject *Py_UNUSED(m), PyObject *Py_UNUSED(ignored)) {
+    static const struct { const char *name; long long value; } TABLE[] = {
+        {"ICMP", P_ICMP}, {"TCP", P_TCP}, {"UDP", P_UDP}, {"ICMP6", P_ICMP6}, {"SCTP", P_SCTP},
+        {"F_FIN", F_FIN}, {"F_SYN", F_SYN}, {"F_RST", F_RST}, {"F_PSH", F_PSH}, {"F_ACK", F_ACK},
+        {"INACTIVE", INACTIVE}, {"SYN_SENT", SYN_SENT}, {"SYN_ACK_SENT", SYN_ACK_SENT}, {"PARTIAL", PARTIAL},
+        {"ESTABLISHED", ESTABLISHED}, {"CLOSED", CLOSED}, {"RESET", RESET},
+        {"NS", NS}, {"TCP_INACTIVITY", TCP_INACTIVITY}, {"UDP_INACTIVITY", UDP_INACTIVITY},
+        {"ICMP_INACTIVITY", ICMP_INACTIVITY}, {"ATTEMPT_DELAY", ATTEMPT_DELAY}, {"CLOSE_DELAY", CLOSE_DELAY},
+        {"RESET_DELAY", RESET_DELAY}, {"SWEEP_EVERY", SWEEP_EVERY}, {"TOO_LARGE_SEQ_DELTA", TOO_LARGE_SEQ_DELTA},
+        {"HISTORY_MAX", HISTORY_MAX}, {"MAX_DEPTH", MAX_DEPTH},
+        {"VXLAN_PORT", VXLAN_PORT}, {"GENEVE_PORT", GENEVE_PORT}, {"TEREDO_PORT", TEREDO_PORT},
+        {"GTPU_PORT", GTPU_PORT}, {"AYIYA_PORT", AYIYA_PORT}, {"GRE_UDP_PORT", GRE_UDP_PORT},
+    };
+    PyObject *d = PyDict_New();
+    if (!d) return NULL;
+    for (size_t i = 0; i < sizeof TABLE / sizeof *TABLE; i++) {
+        PyObject *v = PyLong_FromLongLong(TABLE[i].value);
+        if (!v || PyDict_SetItemString(d, TABLE[i].name, v) < 0) {
+            Py_XDECREF(v);
+            Py_DECREF(d);
+            return NULL;
+        }
+        Py_DECREF(v);
+    }
+    return d;
+}
+
+static PyMethodDef module_methods[] = {
+    {"constants", module_constants, METH_NOARGS, "The core's compiled-in constants, by collectors.flowconst names."},
+    {NULL, NULL, 0, NULL}};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_flowcore", "Native flow-path core.", -1,
+                                    module_methods};
 
 PyMODINIT_FUNC PyInit__flowcore(void) {
     if (PyType_Ready(&CoreType) < 0) return NULL;
@@ -1632,6 +1748,5 @@ PyMODINIT_FUNC PyInit__flowcore(void) {
         Py_DECREF(m);
         return NULL;
     }
-    PyModule_AddIntConstant(m, "HISTORY_MAX", HISTORY_MAX);
     return m;
 }

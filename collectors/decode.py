@@ -1,9 +1,10 @@
 """Hand-tuned header decoder for the fast path (no scapy: this runs for every packet).
 
-Link layers: Ethernet (802.1Q/QinQ, MPLS, PPPoE, LLC/SNAP, Cisco FabricPath), raw IP, Linux SLL/SLL2,
-null/loop, PPP. Network: IPv4/IPv6 (extension headers, fragment reassembly). Transport: TCP, UDP, ICMP,
-ICMPv6, anything else as a port-less flow. Tunnels (inner flows count, as Zeek does): GRE (incl. ERSPAN,
-PPTP), IP-in-IP, VXLAN, Geneve, Teredo, GTP-U.
+Link layers: Ethernet (802.1Q/QinQ, 802.1ah PBB, MPLS, PPPoE, LLC/SNAP, Cisco FabricPath), raw IP, Linux
+SLL/SLL2, null/loop, PPP, IEEE 802.11 data frames (bare or behind radiotap). Network: IPv4/IPv6 (extension
+headers, fragment reassembly bounded in bytes). Transport: TCP, UDP, ICMP, ICMPv6, anything else as a port-less
+flow. Tunnels (inner flows count, as Zeek does): GRE (incl. ERSPAN, PPTP, GRE-in-UDP), IP-in-IP, VXLAN, Geneve,
+Teredo, GTP-U, AYIYA.
 
 ``Decoder.decode`` returns a list of :data:`Pkt` tuples, outermost first (a VXLAN frame gives the outer UDP
 packet and then the inner packet), or an empty list for frames without an IP flow (ARP, STP, damage).
@@ -15,23 +16,36 @@ from __future__ import annotations
 import struct
 from collections import Counter
 
+from collectors.flowconst import (
+    AYIYA_PORT,
+    GENEVE_PORT,
+    GRE_UDP_PORT,
+    GTPU_PORT,
+    ICMP,
+    ICMP6,
+    MAX_DEPTH,
+    SCTP,
+    TCP,
+    TEREDO_PORT,
+    UDP,
+    VXLAN_PORT,
+)
+
 # Pkt fields (index constants keep the hot path free of attribute lookups)
 SRC, DST, PROTO, SPORT, DPORT, IPLEN, FLAGS, SEQ, ACK, PLEN, ONEWAY, L4OFF, BUF, TUNNEL, CAPLEN, MAC, BADSUM = range(17)
 Pkt = tuple  # (src, dst, proto, sport, dport, ip_len, tcp_flags, seq, ack, payload_len, one_way,
 #              l4_offset, buf, tunnel, captured_bytes (TCP: of the payload, else of L4), src_mac,
 #              bad_checksum)
 
-TCP, UDP, ICMP, ICMP6, SCTP = 6, 17, 1, 58, 132
-FIN, SYN, RST, PSH, ACKF = 0x01, 0x02, 0x04, 0x08, 0x10
-
 LINK_ETHERNET, LINK_NULL, LINK_LOOP, LINK_PPP = 1, 0, 108, 9
 LINK_RAW = {101, 12, 14, 228, 229}
 LINK_SLL, LINK_SLL2 = 113, 276
+LINK_IEEE802_11, LINK_RADIOTAP = 105, 127
 
-VXLAN_PORT, GENEVE_PORT, TEREDO_PORT, GTPU_PORT = 4789, 6081, 3544, 2152
 FRAG_TIMEOUT_NS = 60 * 1_000_000_000
-FRAG_MAX = 10_000
-MAX_DEPTH = 4
+FRAG_MAX = 10_000  # datagrams being reassembled at once
+FRAG_DATAGRAM_MAX = 65_535  # a reassembled payload ends here at most (IP length fields are 16 bits)
+FRAG_BYTES_MAX = 16 * 1024 * 1024  # reassembly buffers of all datagrams together
 
 # ICMP type -> counterpart type, as Zeek (and the Community ID spec) pair them; others are one-way
 ICMP4_PAIRS = {8: 0, 0: 8, 13: 14, 14: 13, 15: 16, 16: 15, 10: 9, 9: 10, 17: 18, 18: 17}
@@ -60,12 +74,13 @@ def icmp_ports(proto: int, itype: int, code: int) -> tuple[int, int, bool]:
 class Decoder:
     """Stateful only for IP fragment reassembly; otherwise a pure function of the frame."""
 
-    def __init__(self, verify_checksums: bool = False) -> None:
+    def __init__(self, verify_checksums: bool = False, frag_bytes_max: int = FRAG_BYTES_MAX) -> None:
         self.verify = verify_checksums
+        self.frag_bytes_max = frag_bytes_max
         self.bad_checksums = 0
         self.errors: Counter[str] = Counter()
-        self.frags: dict[tuple, list] = {}
-        self.nonip = 0
+        self.frags: dict[tuple, _Reassembly] = {}
+        self.frag_bytes = 0  # reassembly buffers held now (bounded by FRAG_BYTES_MAX)
         self.arp_seen: set[tuple[bytes, bytes]] = set()
         self.arp_new: list[tuple[int, bytes, bytes]] = []  # drained by the pipeline
 
@@ -113,6 +128,13 @@ class Decoder:
                 return self._ip(buf, off + 4, end, ts, 0, "", None)
             if linktype == LINK_PPP:
                 return self._ppp(buf, off, end, ts, 0)
+            if linktype == LINK_RADIOTAP:
+                if caplen < 4 or buf[off + 2] | buf[off + 3] << 8 >= caplen:
+                    self.errors["truncated_link"] += 1
+                    return []
+                return self._ieee802_11(buf, off + (buf[off + 2] | buf[off + 3] << 8), end, ts)
+            if linktype == LINK_IEEE802_11:
+                return self._ieee802_11(buf, off, end, ts)
         except (struct.error, IndexError):
             self.errors["truncated_header"] += 1
             return []
@@ -162,8 +184,15 @@ class Decoder:
                     etype = _u16(buf, off + 6)[0]
                     off += 8
                     continue
-                self.nonip += 1
                 return []
+            if etype == 0x88E7:  # 802.1ah provider backbone bridge: I-TAG, then the customer's Ethernet header
+                if end - off < 18:
+                    self.errors["truncated_pbb"] += 1
+                    return []
+                etype = _u16(buf, off + 16)[0]
+                mac = buf[off + 10:off + 16]
+                off += 18
+                continue
             if etype == 0x6558:  # transparent Ethernet bridging: looped, not recursed (a frame can nest ~18000)
                 header = self._ether_header(buf, off, end)
                 if header is None:
@@ -172,8 +201,29 @@ class Decoder:
                 continue
             if etype == 0x0806:
                 self._arp(buf, off, end, ts)
-            self.nonip += 1
             return []
+
+    def _ieee802_11(self, buf: bytes, off: int, end: int, ts: int) -> list:
+        """An 802.11 data frame carrying LLC/SNAP (Zeek's IEEE802_11 analyzer); other frames carry no IP."""
+        if end - off <= 24:
+            self.errors["truncated_802_11"] += 1
+            return []
+        fc, flags = buf[off], buf[off + 1]
+        if not fc >> 2 & 0x02 or fc >> 4 & 0x04:  # management/control frames, data subtypes without data
+            return []
+        hlen = 30 if flags & 0x03 == 0x03 else 24  # both DS bits: a fourth address
+        if fc >> 4 & 0x08:  # QoS data: a QoS control field, and an HT control field when the order bit is set
+            if end - off <= hlen or buf[off + hlen] & 0x80:  # A-MSDU aggregates are not unpacked
+                return []
+            hlen += 6 if flags & 0x80 else 2
+        src = (10, 10, 16, 24)[flags & 0x03]
+        if end - off <= hlen + 8:
+            self.errors["truncated_802_11"] += 1
+            return []
+        llc = off + hlen
+        if buf[llc] != 0xAA or buf[llc + 1] != 0xAA or buf[llc + 2] != 3:
+            return []
+        return self._ethertype(_u16(buf, llc + 6)[0], buf, llc + 8, end, ts, 0, buf[off + src:off + src + 6])
 
     def _arp(self, buf: bytes, off: int, end: int, ts: int) -> None:
         """Remember each new (sender IP, sender MAC) binding of Ethernet/IPv4 ARP: passive asset evidence."""
@@ -197,7 +247,6 @@ class Decoder:
             return []
         if buf[off] >> 4 in (4, 6):
             return self._ip(buf, off, end, ts, depth, "", mac)
-        self.nonip += 1
         return []
 
     def _ppp(self, buf: bytes, off: int, end: int, ts: int, depth: int) -> list:
@@ -212,7 +261,6 @@ class Decoder:
         proto = _u16(buf, off)[0]
         if proto == 0x0021 or proto == 0x0057:
             return self._ip(buf, off + 2, end, ts, depth, "", None)
-        self.nonip += 1
         return []
 
     # -- network layer -----------------------------------------------------------------------
@@ -273,29 +321,72 @@ class Decoder:
 
     # -- fragment reassembly -----------------------------------------------------------------
     def _frag_add(self, key: tuple, ts: int, start: int, data: bytes, more: bool) -> bytes | None:
-        entry = self.frags.get(key)
-        if entry is None or ts - entry[0] > FRAG_TIMEOUT_NS:
-            if len(self.frags) >= FRAG_MAX:
+        """Add one fragment; the whole payload once every byte up to the last fragment's end is there.
+
+        Each fragment costs time in proportion to its own length (bytes land in a buffer, a byte mask marks
+        what arrived; the first copy of a byte wins, as in Zeek's reassembler), and buffers are bounded per
+        datagram (FRAG_DATAGRAM_MAX) and in total (``frag_bytes_max``, oldest datagrams dropped first), each drop
+        counted in ``errors``."""
+        stop = start + len(data)
+        if stop > FRAG_DATAGRAM_MAX:
+            self.errors["fragment_oversized"] += 1
+            return None
+        frags = self.frags
+        entry = frags.get(key)
+        if entry is not None and ts - entry.first > FRAG_TIMEOUT_NS:
+            self._frag_drop(key)
+            entry = None
+        if entry is None:
+            if len(frags) >= FRAG_MAX:
                 self.errors["fragment_table_full"] += 1
-                self.frags.pop(next(iter(self.frags)))
-            entry = self.frags[key] = [ts, {}, None]
-        entry[1][start] = data
+                self._frag_drop(next(iter(frags)))
+            entry = frags[key] = _Reassembly(ts)
         if not more:
-            entry[2] = start + len(data)
-        if entry[2] is None:
+            if entry.total < 0:
+                entry.total = stop
+                entry.have_below = stop - entry.mask.count(0, 0, stop) if stop <= len(entry.mask) else \
+                    len(entry.mask) - entry.mask.count(0)
+            elif entry.total != stop:
+                self.errors["fragment_inconsistent"] += 1
+        buf, mask, total = entry.buf, entry.mask, entry.total
+        size = len(buf)
+        if stop > size:
+            self.frag_bytes += 2 * (stop - size)
+            while self.frag_bytes > self.frag_bytes_max and len(frags) > 1:
+                self.errors["fragment_memory_cap"] += 1
+                self._frag_drop(next(k for k in frags if k != key))
+        if start >= size:  # past everything so far (fragments in order): append
+            if start > size:
+                buf.extend(bytes(start - size))
+                mask.extend(bytes(start - size))
+            buf += data
+            mask += _ARRIVED[:stop - start]
+            if 0 <= start < total:
+                entry.have_below += min(stop, total) - start
+        else:
+            if stop > size:
+                buf.extend(bytes(stop - size))
+                mask.extend(bytes(stop - size))
+            pos = start
+            while pos < stop:  # fill the gaps of [start, stop) only
+                gap = mask.find(0, pos, stop)
+                if gap < 0:
+                    break
+                filled = mask.find(1, gap, stop)
+                if filled < 0:
+                    filled = stop
+                buf[gap:filled] = data[gap - start:filled - start]
+                mask[gap:filled] = _ARRIVED[:filled - gap]
+                if gap < total:
+                    entry.have_below += min(filled, total) - gap
+                pos = filled
+        if total < 0 or entry.have_below < total:
             return None
-        pos, parts = 0, []
-        for s in sorted(entry[1]):
-            d = entry[1][s]
-            if s > pos:
-                return None  # hole
-            if s + len(d) > pos:
-                parts.append(d[pos - s:])
-                pos = s + len(d)
-        if pos < entry[2]:
-            return None
-        del self.frags[key]
-        return b"".join(parts)[:entry[2]]
+        self._frag_drop(key)
+        return bytes(buf[:total])
+
+    def _frag_drop(self, key: tuple) -> None:
+        self.frag_bytes -= 2 * len(self.frags.pop(key).buf)
 
     def _frag4(self, buf, off, end, hl, total, ident, frag, proto, ts, depth, tunnel, mac) -> list:
         start = (frag & 0x1FFF) * 8
@@ -408,6 +499,10 @@ class Decoder:
             return self._gtpu(buf, off, end, ts, depth)
         if TEREDO_PORT in (sport, dport):
             return self._teredo(buf, off, end, ts, depth)
+        if AYIYA_PORT in (sport, dport):
+            return self._ayiya(buf, off, end, ts, depth)
+        if GRE_UDP_PORT in (sport, dport):  # GRE-in-UDP (RFC 8086): the datagram is a GRE header and payload
+            return self._gre(buf, off, end, ts, depth)
         if GENEVE_PORT in (sport, dport) and n >= 8 and buf[off] >> 6 == 0:
             hlen = 8 + (buf[off] & 0x3F) * 4
             ptype = _u16(buf, off + 2)[0]
@@ -454,6 +549,19 @@ class Decoder:
             return []
         return self._ip6(buf, pos, end, ts, depth, "teredo", None)
 
+    def _ayiya(self, buf: bytes, off: int, end: int, ts: int, depth: int) -> list:
+        """AYIYA (anything in anything): a forward message carries an IPv4 or IPv6 packet after the identity and
+        signature, whose lengths the first two bytes give (Zeek's AYIYA analyzer)."""
+        if end - off < 8:
+            return []
+        pos = off + 8 + (1 << (buf[off] >> 4)) + (buf[off + 1] >> 4) * 4
+        if buf[off + 2] & 0x0F != 1 or buf[off + 3] not in (4, 41):  # not "forward", or not IP inside
+            return []
+        if end - pos < 20:
+            self.errors["truncated_ayiya"] += 1
+            return []
+        return self._ip(buf, pos, end, ts, depth, "ayiya", None)
+
     def _gre(self, buf: bytes, off: int, end: int, ts: int, depth: int) -> list:
         if end - off < 4:
             self.errors["truncated_gre"] += 1
@@ -484,8 +592,23 @@ class Decoder:
             return self._ppp(buf, pos, end, ts, depth)
         if ptype in (0x8847, 0x8848):
             return self._mpls(buf, pos, end, ts, depth, None)
-        self.nonip += 1
         return []
 
 
-TUNNEL_PORTS = frozenset({VXLAN_PORT, GENEVE_PORT, TEREDO_PORT, GTPU_PORT})
+_ARRIVED = b"\x01" * FRAG_DATAGRAM_MAX  # mask bytes of arrived data
+
+
+class _Reassembly:
+    """One datagram being reassembled: its bytes so far, which of them arrived, and its length once known."""
+
+    __slots__ = ("buf", "first", "have_below", "mask", "total")
+
+    def __init__(self, ts: int) -> None:
+        self.first = ts
+        self.buf = bytearray()
+        self.mask = bytearray()
+        self.total = -1  # payload length, known from the last fragment
+        self.have_below = 0  # bytes arrived below total
+
+
+TUNNEL_PORTS = frozenset({VXLAN_PORT, GENEVE_PORT, TEREDO_PORT, GTPU_PORT, AYIYA_PORT, GRE_UDP_PORT})

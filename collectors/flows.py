@@ -2,7 +2,7 @@
 
 Follows Zeek's TCP session adapter closely (endpoint states INACTIVE/SYN_SENT/SYN_ACK_SENT/PARTIAL/
 ESTABLISHED/CLOSED/RESET, sequence-number based payload sizes, the history alphabet with scaled repeats,
-retransmission and gap detection, flips on SYN-ACK-first or likely server ports) and its timers
+retransmission and gap detection, flips by likely server ports or on an ACK after a first SYN-ACK) and its timers
 (attempt 5 s, close/reset delay 5 s, TCP inactivity 5 min, UDP/ICMP 1 min), so the
 records read like conn.log. Memory is bounded by ``max_flows``: the oldest flow is
 evicted (and emitted) when the table is full, counted in ``evicted``.
@@ -10,40 +10,39 @@ evicted (and emitted) when the table is full, counted in ``evicted``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import NamedTuple
 
 from collectors.community_id import community_id
-from collectors.decode import (
-    ACK,
-    CAPLEN,
-    FLAGS,
+from collectors.decode import ACK, CAPLEN, DST, FLAGS, IPLEN, MAC, ONEWAY, PLEN, SEQ, TUNNEL
+from collectors.flowconst import (
+    ATTEMPT_DELAY,
+    CLOSE_DELAY,
+    CLOSED,
+    ESTABLISHED,
+    F_ACK,
+    F_FIN,
+    F_RST,
+    F_SYN,
+    HISTORY_MAX,
     ICMP,
     ICMP6,
-    IPLEN,
-    MAC,
-    ONEWAY,
-    PLEN,
-    SEQ,
+    ICMP_INACTIVITY,
+    INACTIVE,
+    PARTIAL,
+    RESET,
+    RESET_DELAY,
+    SWEEP_EVERY,
+    SYN_ACK_SENT,
+    SYN_SENT,
     TCP,
-    TUNNEL,
+    TCP_INACTIVITY,
+    TOO_LARGE_SEQ_DELTA,
     UDP,
+    UDP_INACTIVITY,
 )
 
-NS = 1_000_000_000
-TCP_INACTIVITY = 300 * NS
-UDP_INACTIVITY = 60 * NS
-ICMP_INACTIVITY = 60 * NS
-OTHER_INACTIVITY = 60 * NS
-ATTEMPT_DELAY = 5 * NS
-CLOSE_DELAY = 5 * NS
-RESET_DELAY = 5 * NS
-SWEEP_EVERY = 10 * NS
-TOO_LARGE_SEQ_DELTA = 1048576
-HISTORY_MAX = 1023  # letters kept per connection (bounded memory); the C core has the same cap
-
-INACTIVE, SYN_SENT, SYN_ACK_SENT, PARTIAL, ESTABLISHED, CLOSED, RESET = range(7)
-F_FIN, F_SYN, F_RST, F_ACK = 0x01, 0x02, 0x04, 0x10
+IPV4_BROADCAST = b"\xff\xff\xff\xff"
 
 # Zeek's likely_server_ports with the default analyzers loaded (ports the analyzers register).
 LIKELY_SERVER_PORTS = {
@@ -51,8 +50,8 @@ LIKELY_SERVER_PORTS = {
                     513, 514, 563, 585, 587, 614, 631, 636, 989, 990, 992, 993, 994, 995, 1080, 1433, 1723, 1883,
                     2049, 2404, 2811, 3128, 3268, 3306, 3389, 5060, 5222, 5223, 5269, 5432, 5900, 6379, 6666, 6667,
                     6668, 6669, 8000, 8080, 8443, 8883, 8888, 20000, 44818}),
-    UDP: frozenset({53, 67, 68, 69, 88, 111, 123, 137, 138, 161, 162, 443, 500, 514, 1812, 1813, 2123, 2152, 3544,
-                    3478, 4500, 4789, 5060, 5353, 5355, 6081, 20000, 47808}),
+    UDP: frozenset({53, 67, 69, 88, 111, 123, 137, 138, 161, 162, 443, 500, 514, 1812, 1813, 2123, 2152, 3544,
+                    3478, 4500, 4789, 5060, 5072, 5353, 5355, 6081, 20000, 47808}),
 }
 
 
@@ -165,6 +164,7 @@ class Flow:
         "r_port",
         "r_size",
         "start",
+        "synack_first",
         "tunnel",
     )
 
@@ -186,6 +186,7 @@ class Flow:
         self.o_mac = self.r_mac = None
         self.bad_sums = [0, 0]  # per direction, scaled history letters C/c
         self.bad_thresh = [1, 1]
+        self.synack_first = False  # began with a SYN-ACK from the originator: the next packet may flip it
 
     # -- history helpers (Connection::CheckHistory / AddHistory / ScaledHistoryEntry) -------------------
     def check_history(self, mask: str, code: str) -> bool:
@@ -200,7 +201,8 @@ class Flow:
         if len(self.hist) < HISTORY_MAX:
             self.hist.append(code)
 
-    def flip(self) -> None:
+    def flip(self, *, from_start: bool = False) -> None:
+        """Swap originator and responder; ``from_start``: as if it had been flipped before the first packet."""
         self.o_ip, self.r_ip = self.r_ip, self.o_ip
         self.o_port, self.r_port = self.r_port, self.o_port
         self.o_pkts, self.r_pkts = self.r_pkts, self.o_pkts
@@ -211,7 +213,11 @@ class Flow:
         self.bad_thresh.reverse()
         self.hist = [c.swapcase() for c in self.hist]
         self.hist_seen = {m.swapcase() for m in self.hist_seen}
-        self.add_history("^")
+        if from_start:
+            self.hist.insert(0, "^")
+            del self.hist[HISTORY_MAX:]
+        else:
+            self.add_history("^")
         if self.o is not None:
             self.o, self.r = self.r, self.o
 
@@ -287,12 +293,11 @@ class FlowTable:
         self.max_flows = max_flows
         self.evicted = 0
         self.next_sweep = 0
-        self.now = 0
         self.lsp = likely_server_ports or LIKELY_SERVER_PORTS
 
     # -- packet entry point ------------------------------------------------------------------------
     def add(self, p: tuple, ts: int) -> None:
-        src, dst, proto, sport, dport, iplen, flags, seq, ack, length, one_way, _, _, _, caplen, _mac, bad = p
+        src, dst, proto, sport, dport, _iplen, flags, _seq, _ack, length, one_way, _, _, _, _caplen, _mac, bad = p
         if proto != TCP and proto != UDP and proto != ICMP and proto != ICMP6:
             sport = dport = 0
         if one_way:
@@ -312,6 +317,13 @@ class FlowTable:
                 self._evict()
             f = self._new(key, p, proto, src, sport, dst, dport, ts)
             flows[key] = f
+        elif f.synack_first:
+            # Zeek flips a connection that began with a SYN-ACK when the next packet is an ACK or data, not a
+            # RST (a stealth scan's answer): the SYN-ACK's receiver is the client
+            f.synack_first = False
+            if not bad and (flags & F_ACK or length) and not flags & F_RST:
+                f.flip(from_start=True)
+                f.r.state = ESTABLISHED  # the SYN-ACK came from the responder (TCPSessionAdapter)
         is_orig = sport == f.o_port and src == f.o_ip
         if bad:  # Zeek: the connection exists, the packet is not counted, history shows C/c
             side = 0 if is_orig else 1
@@ -321,89 +333,49 @@ class FlowTable:
                 f.bad_thresh[side] *= 10
             f.expire = max(f.expire, ts + (TCP_INACTIVITY if proto == TCP else UDP_INACTIVITY))
         elif proto == TCP:
-            if is_orig:
-                ep, peer = f.o, f.r
-            else:
-                ep, peer = f.r, f.o
-            if flags & 0x07 or ep.state != ESTABLISHED or peer.state != ESTABLISHED:
-                self._tcp(f, p, is_orig, ts)
-            else:  # the common case, inlined: same results as _tcp for established, flag-less segments
-                if is_orig:
-                    f.o_pkts += 1
-                    f.o_bytes += iplen
-                    code = ("D" if length else "A") if flags & F_ACK or length else ""
-                else:
-                    f.r_pkts += 1
-                    f.r_bytes += iplen
-                    code = ("d" if length else "a") if flags & F_ACK or length else ""
-                if code and code not in f.hist_seen:
-                    f.hist_seen.add(code)
-                    f.add_history(code)
-                last = ep.last_seq
-                useq = last + ((seq - last + 0x80000000) & 0xFFFFFFFF) - 0x80000000
-                f.last = ts
-                f.expire = ts + TCP_INACTIVITY
-                if flags & F_ACK:
-                    pack = peer.ack_seq
-                    uack = pack + ((ack - pack + 0x80000000) & 0xFFFFFFFF) - 0x80000000
-                    if uack > pack and not (ack == 0 and uack - pack > TOO_LARGE_SEQ_DELTA):
-                        peer.ack_seq = uack
-                    rel_ack = uack - peer.start_seq
-                    if peer.fin_cnt and rel_ack >= peer.fin_rel:
-                        rel_ack = peer.fin_rel - 1
-                else:
-                    rel_ack = -1
-                if useq + length > last:
-                    ep.last_seq = useq + length
-                elif length:
-                    self._scaled(f, ep, "T" if is_orig else "t", "rxmt")
-                if length:
-                    dstart = useq - ep.start_seq
-                    if dstart <= ep.rx_end < dstart + length and caplen >= length:
-                        ep.rx_end = dstart + length
-                if rel_ack > peer.rx_end:
-                    f.missed += rel_ack - peer.rx_end
-                    peer.rx_end = rel_ack
-                    self._scaled(f, peer, "G" if peer is f.o else "g", "gap")
+            self._tcp(f, p, is_orig, ts)
         else:
             self._other(f, p, is_orig, ts)
         if ts >= self.next_sweep:
-            self.now = ts
             self.sweep(ts)
 
     def _new(self, key, p, proto, src, sport, dst, dport, ts) -> Flow:
+        """Zeek's NewConn: the first packet's sender is the originator unless the ports say otherwise
+        (WantConnection), never towards the IPv4 broadcast address."""
         f = Flow(key, proto, src, sport, dst, dport, ts, p[ONEWAY], p[TUNNEL])
         flip = False
         if proto == TCP:
             f.o, f.r = Endpoint(), Endpoint()
             flags = p[FLAGS]
-            if not (flags & F_SYN) or (flags & F_ACK):
+            if not (flags & F_SYN) or (flags & F_ACK):  # a partial connection: guess the server by its port
                 lsp = self.lsp[TCP]
-                if flags & F_SYN:
-                    flip = True  # SYN-ACK seen first: its sender is the responder
-                elif sport in lsp:
-                    flip = dport not in lsp or dport > sport
+                if sport in lsp:
+                    flip = dport not in lsp or (not flags & F_SYN and sport < dport)
+                f.synack_first = not flip and flags & (F_SYN | F_ACK | F_RST) == F_SYN | F_ACK and not p[-1]
         elif proto == UDP:
             lsp = self.lsp[UDP]
             flip = sport in lsp and dport not in lsp
-        if flip:
+        if flip and p[DST] != IPV4_BROADCAST:
             f.flip()
         return f
 
     def _is_reuse(self, f: Flow, p: tuple) -> bool:
-        """A new SYN on a closed connection starts a new one (Zeek's TCPAnalyzer::IsReuse)."""
+        """A SYN that starts a new connection on this tuple (Zeek's TCPSessionAdapter::IsReuse): any SYN once
+        either side closed, else a SYN whose sequence number is not the originator's initial one."""
         flags = p[FLAGS]
-        if not flags & F_SYN:
-            return False
         o, r = f.o, f.r
         ep = o
         if flags & F_ACK:
             if o.state != INACTIVE:
-                return False
+                return False  # a SYN-ACK only starts a new connection where the originator never spoke
             ep = r
-        if not (o.did_close or r.did_close):
+        if o.did_close or r.did_close:
+            return True
+        seq = p[SEQ] & 0xFFFFFFFF
+        if seq == ep.start_seq & 0xFFFFFFFF:
             return False
-        return (p[SEQ] & 0xFFFFFFFF) != (ep.start_seq & 0xFFFFFFFF)
+        # a SYN answering an earlier SYN-ACK (the two swapped in the capture) is the handshake, not a reuse
+        return flags & F_ACK or ep.state != SYN_ACK_SENT or r.state != INACTIVE or seq != r.start_seq & 0xFFFFFFFF
 
     # -- non-TCP -----------------------------------------------------------------------------------
     def _other(self, f: Flow, p: tuple, is_orig: bool, ts: int) -> None:
@@ -642,6 +614,3 @@ class FlowTable:
         flows, self.flows = self.flows, {}
         for key in sorted(flows):
             self.emit(flows[key].record())
-
-    def __iter__(self) -> Iterator[Flow]:
-        return iter(self.flows.values())

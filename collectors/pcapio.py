@@ -226,19 +226,33 @@ def _read_pcap(b: _Buffer, path: Path, fmt: PcapFormat) -> Iterator[Record]:
         yield sec * 1_000_000_000 + frac * ns_mult, linktype, buf, start, caplen, wirelen
 
 
+# smallest valid total length of each block type whose body is read (the rest are skipped whole)
+MIN_BLOCK_LENGTH = {0x0A0D0D0A: 28, 1: 20, 2: 32, 3: 16, 6: 32}
+
+
 def _read_pcapng(b: _Buffer, path: Path) -> Iterator[Record]:
+    """Records of every packet block. A block whose length framing holds but whose body is malformed (too
+    short for its type, a packet larger than its block, an unknown interface, a time past 2262) is skipped and
+    counted; damage to the framing itself ends the file. Either way one warning says what was lost."""
     endian = "<"
     ifaces: list[tuple[int, int, int]] = []  # (linktype, ticks per second, offset seconds)
-    n = bad_times = 0
+    n = bad_times = malformed = 0
+    last_ts = 0  # a simple packet block has no time: it gets the time of the packet before it
+
+    def skipped() -> str:
+        parts = [f"{malformed} malformed blocks skipped or cut at the damage"] if malformed else []
+        parts += [f"{bad_times} packets with out-of-range timestamps skipped"] if bad_times else []
+        return " and ".join(parts)
+
     while True:
         if not b.need(12):
-            skipped = f"; {bad_times} packets with out-of-range timestamps skipped" if bad_times else ""
+            tail = f"; {skipped()}" if skipped() else ""
             if b.error:
-                raise CaptureWarning(f"{path}: {b.error}; stopped after {n} packets{skipped}")
+                raise CaptureWarning(f"{path}: {b.error}; stopped after {n} packets{tail}")
             if b.pos < len(b.buf):
-                raise CaptureWarning(f"{path}: truncated block header after {n} packets{skipped}")
-            if bad_times:
-                raise CaptureWarning(f"{path}: {bad_times} packets with out-of-range timestamps skipped")
+                raise CaptureWarning(f"{path}: truncated block header after {n} packets{tail}")
+            if tail:
+                raise CaptureWarning(f"{path}: {skipped()}")
             return
         btype = struct.unpack_from(endian + "I", b.buf, b.pos)[0]
         if btype == 0x0A0D0D0A:
@@ -254,17 +268,22 @@ def _read_pcapng(b: _Buffer, path: Path) -> Iterator[Record]:
             raise CaptureWarning(f"{path}: {b.error or 'truncated block'}; stopped after {n} packets")
         start = b.pos
         b.pos += blen
+        if blen < MIN_BLOCK_LENGTH.get(btype, 12):
+            malformed += 1
+            continue
         if btype == 1:  # interface description
             linktype = struct.unpack_from(endian + "H", b.buf, start + 8)[0]
-            tps, off = _idb_options(b.buf, start + 16, start + blen - 4, endian)
+            tps, off, intact = _idb_options(b.buf, start + 16, start + blen - 4, endian)
+            malformed += not intact
             ifaces.append((linktype, tps, off))
         elif btype in (6, 2):  # enhanced packet / obsolete packet
             if btype == 6:
                 iface, hi, lo, caplen, wirelen = struct.unpack_from(endian + "IIIII", b.buf, start + 8)
             else:
                 iface, _drops, hi, lo, caplen, wirelen = struct.unpack_from(endian + "HHIIII", b.buf, start + 8)
-            if iface >= len(ifaces) or 28 + caplen > blen:
-                raise CaptureWarning(f"{path}: corrupt packet block after {n} packets")
+            if iface >= len(ifaces) or caplen > blen - 32:
+                malformed += 1
+                continue
             linktype, tps, off = ifaces[iface]
             ticks = (hi << 32) | lo
             ts = ((ticks * 1_000_000_000) // tps if tps != 1_000_000 else ticks * 1000) + off * 1_000_000_000
@@ -272,27 +291,31 @@ def _read_pcapng(b: _Buffer, path: Path) -> Iterator[Record]:
                 bad_times += 1
                 continue
             n += 1
+            last_ts = ts
             yield ts, linktype, b.buf, start + 28, caplen, wirelen
-        elif btype == 3:  # simple packet
+        elif btype == 3:  # simple packet: no interface number (the first) and no time of its own
             if not ifaces:
-                raise CaptureWarning(f"{path}: simple packet block without interface after {n} packets")
+                malformed += 1
+                continue
             wirelen = struct.unpack_from(endian + "I", b.buf, start + 8)[0]
-            caplen = min(wirelen, blen - 16)
             n += 1
-            yield 0, ifaces[0][0], b.buf, start + 12, caplen, wirelen
+            yield last_ts, ifaces[0][0], b.buf, start + 12, min(wirelen, blen - 16), wirelen
 
 
-def _idb_options(buf: bytes, pos: int, end: int, endian: str) -> tuple[int, int]:
+def _idb_options(buf: bytes, pos: int, end: int, endian: str) -> tuple[int, int, bool]:
+    """(ticks per second, offset seconds, whether the options were intact) of an interface description."""
     tps, off = 1_000_000, 0
     while pos + 4 <= end:
         code, length = struct.unpack_from(endian + "HH", buf, pos)
         if code == 0:
             break
         val = pos + 4
+        if val + length > end:  # an option running past its block: the rest is damage
+            return tps, off, False
         if code == 9 and length >= 1:  # if_tsresol
             r = buf[val]
             tps = 2 ** (r & 0x7F) if r & 0x80 else 10 ** r
         elif code == 14 and length >= 8:  # if_tsoffset
             off = struct.unpack_from(endian + "q", buf, val)[0]
         pos = val + ((length + 3) & ~3)
-    return tps, off
+    return tps, off, True

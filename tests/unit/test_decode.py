@@ -33,6 +33,7 @@ from collectors.decode import (
     DST,
     FLAGS,
     IPLEN,
+    MAC,
     ONEWAY,
     PLEN,
     PROTO,
@@ -153,7 +154,7 @@ def test_non_ip_is_not_an_error() -> None:
     dec = Decoder()
     raw = bytes(Ether(type=0x0806) / (b"\0" * 28))
     assert dec.decode(1, raw, 0, len(raw)) == []
-    assert not dec.errors and dec.nonip == 1
+    assert not dec.errors
 
 
 def test_arp_bindings_are_remembered_once() -> None:
@@ -164,3 +165,46 @@ def test_arp_bindings_are_remembered_once() -> None:
         raw = bytes(Ether(src="02:00:00:00:00:07") / ARP(op=2, hwsrc="02:00:00:00:00:07", psrc="198.18.0.7"))
         assert dec.decode(1, raw, 0, len(raw)) == []
     assert [(addr(ip), mac.hex(":")) for _, ip, mac in dec.arp_new] == [("198.18.0.7", "02:00:00:00:00:07")]
+
+
+def test_ieee802_11_data_frames_behind_radiotap_and_bare() -> None:
+    """Data and QoS-data frames carry LLC/SNAP to the inner packet; the source MAC follows the DS bits (4-address
+    frames use the fourth); management frames and A-MSDU aggregates carry no flow (Zeek's IEEE802_11 analyzer)."""
+    from scapy.layers.dot11 import Dot11, Dot11QoS, RadioTap
+
+    snap = LLC(dsap=0xAA, ssap=0xAA, ctrl=3) / SNAP(OUI=0, code=0x0800) / INNER
+    plain = Dot11(type=2, subtype=0, FCfield=0x01, addr1="02:00:00:00:00:0a", addr2="02:00:00:00:00:0b",
+                  addr3="02:00:00:00:00:0c") / snap
+    (p,) = decode(RadioTap() / plain, 127)
+    check_inner(p)
+    assert p[MAC] == bytes.fromhex("02000000000b")
+    wds = Dot11(type=2, subtype=8, FCfield=0x03, addr1="02:00:00:00:00:0a", addr2="02:00:00:00:00:0b",
+                addr3="02:00:00:00:00:0c", addr4="02:00:00:00:00:0d") / Dot11QoS() / snap
+    (p,) = decode(wds, 105)
+    check_inner(p)
+    assert p[MAC] == bytes.fromhex("02000000000d")
+    htc = bytes(Dot11(type=2, subtype=8, FCfield=0x81, addr2="02:00:00:00:00:0b") / Dot11QoS()) + b"\0" * 4
+    check_inner(decode(htc + bytes(snap), 105)[0])  # order bit: a 4-byte HT control field after QoS control
+    assert decode(Dot11(type=2, subtype=8) / Dot11QoS(A_MSDU_Present=1) / snap, 105) == []
+    assert decode(Dot11(type=0, subtype=8) / snap, 105) == []
+
+
+def test_pbb_ayiya_and_gre_in_udp() -> None:
+    """802.1ah backbone frames (I-TAG then the customer frame, whose MAC counts), AYIYA forward messages and
+    GRE in UDP port 4754 reach the inner packet."""
+    customer = Ether(src="02:00:00:00:00:0e", dst="02:00:00:00:00:0f") / INNER
+    pbb = bytes(Ether(type=0x88E7)) + b"\x00\x00\x00\x2a" + bytes(customer)
+    (p,) = decode(pbb)
+    check_inner(p)
+    assert p[MAC] == bytes.fromhex("02000000000e")
+    ayiya = bytes([0x41, 0x52, 0x11, 4]) + b"\0" * 4 + b"I" * 16 + b"S" * 20  # 16-byte id, 20-byte signature
+    outer = IP(src="10.0.0.1", dst="10.0.0.2") / UDP(sport=40000, dport=5072) / (ayiya + bytes(INNER))
+    pkts = decode(Ether() / outer)
+    assert len(pkts) == 2 and pkts[1][TUNNEL] == "ayiya"
+    check_inner(pkts[1])
+    not_forward = IP() / UDP(sport=40000, dport=5072) / (bytes([0x41, 0x52, 0x12, 4]) + b"\0" * 40 + bytes(INNER))
+    assert len(decode(Ether() / not_forward)) == 1
+    gre = IP(src="10.0.0.1", dst="10.0.0.2") / UDP(sport=40000, dport=4754) / GRE(proto=0x0800) / INNER
+    pkts = decode(Ether() / gre)
+    assert len(pkts) == 2 and pkts[1][TUNNEL] == "gre"
+    check_inner(pkts[1])

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from collectors import flowconst
 from collectors.flowpath import FlowCore, native_available, open_flow_path
 from collectors.flows import HISTORY_MAX, LIKELY_SERVER_PORTS, ConnRecord
 from collectors.ingest import IngestStats, Pipeline
@@ -44,6 +45,14 @@ def assert_same(paths: list[Path], **kw) -> IngestStats:
 def test_native_core_is_built() -> None:
     """CI installs a compiler, so the extension must be there (a silent fallback would hide a 4x slowdown)."""
     assert native_available(), "collectors._flowcore did not build: is gcc installed? (pip install -e . warns)"
+
+
+def test_c_constants_match_the_shared_table() -> None:
+    """TCP flags, protocols, endpoint states, timers, caps and tunnel ports: the C core compiles in the values
+    of collectors/flowconst.py, name for name."""
+    from collectors import _flowcore
+
+    assert _flowcore.constants() == flowconst.SHARED
 
 
 @pytest.mark.parametrize("capture", CAPTURES, ids=lambda p: str(p.relative_to(TESTDATA)))
@@ -84,7 +93,8 @@ def _seed_frames() -> list[bytes]:
     frames: list[bytes] = []
     for name in ("tunnels/vxlan.pcap", "tunnels/gre-sample.pcap", "tunnels/Teredo.pcap",
                  "tunnels/gtp/gtp1_gn_normal_incl_fragmentation.pcap", "ipv6-fragmented-dns.pcap",
-                 "http/get.pcap", "cisco-fabric-path.pcap"):
+                 "http/get.pcap", "cisco-fabric-path.pcap", "tunnels/ayiya3.pcap", "tunnels/gre-over-udp-4754.pcap",
+                 "pbb.pcap", "tunnels/gre-pptp.pcap", "tunnels/geneve.pcap", "mpls-in-vlan.pcap"):
         path = TESTDATA / "zeek" / "traces" / name
         if path.exists():
             frames += [bytes(buf[off:off + cap]) for _, lt, buf, off, cap, _ in read_capture(path) if lt == 1][:40]
@@ -92,7 +102,15 @@ def _seed_frames() -> list[bytes]:
     return frames
 
 
+def _radiotap_frames() -> list[bytes]:
+    from collectors.pcapio import read_capture
+
+    path = TESTDATA / "zeek" / "traces" / "radiotap.pcap"
+    return [bytes(buf[off:off + cap]) for _, lt, buf, off, cap, _ in read_capture(path) if lt == 127]
+
+
 SEEDS = _seed_frames()
+RADIOTAP = _radiotap_frames()
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -102,17 +120,35 @@ SEEDS = _seed_frames()
 def test_fuzzed_frames_identical(tmp_path_factory: pytest.TempPathFactory, edits: list[tuple], linktype: int,
                                  verify: bool) -> None:
     """Frames with one byte overwritten, inserted or removed at any offset, under any link type."""
-    frames = []
-    for idx, pos, value, op in edits:
-        fr = bytearray(SEEDS[idx])
-        pos %= len(fr) + 1
-        if op < 0:
-            del fr[pos:pos + 1]
-        elif op == 0:
-            fr[pos:pos + 1] = bytes([value])
-        else:
-            fr.insert(pos, value)
-        frames.append(bytes(fr))
+    _fuzz(tmp_path_factory, SEEDS, edits, linktype, verify)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.integers(0, len(RADIOTAP) - 1), st.integers(0, 400), st.integers(0, 255),
+                          st.integers(-1, 1)), min_size=1, max_size=30),
+       st.sampled_from([127, 105]), st.booleans())
+def test_fuzzed_radiotap_frames_identical(tmp_path_factory: pytest.TempPathFactory, edits: list[tuple],
+                                          linktype: int, verify: bool) -> None:
+    """802.11 frames behind radiotap (and bare, link type 105) mutated the same way."""
+    _fuzz(tmp_path_factory, RADIOTAP, edits, linktype, verify)
+
+
+def mutate(data: bytes | bytearray, pos: int, value: int, op: int) -> bytearray:
+    """``data`` with the byte at ``pos`` (modulo its length) removed (op < 0), overwritten (0) or inserted (> 0)."""
+    out = bytearray(data)
+    pos %= len(out) + 1
+    if op < 0:
+        del out[pos:pos + 1]
+    elif op == 0:
+        out[pos:pos + 1] = bytes([value])
+    else:
+        out.insert(pos, value)
+    return out
+
+
+def _fuzz(tmp_path_factory: pytest.TempPathFactory, seeds: list[bytes], edits: list[tuple], linktype: int,
+          verify: bool) -> None:
+    frames = [bytes(mutate(seeds[idx], pos, value, op)) for idx, pos, value, op in edits]
     path = tmp_path_factory.mktemp("fuzz") / "f.pcap"
     path.write_bytes(_pcap(frames, linktype))
     assert_same([path], verify_checksums=verify, max_flows=7)
@@ -189,3 +225,22 @@ def test_history_is_bounded_identically() -> None:
         (rec,) = out
         histories.append(rec.history)
     assert histories[0] == histories[1] and len(histories[0]) == HISTORY_MAX
+
+
+def test_ieee802_11_variants_identical(tmp_path: Path) -> None:
+    """802.11 frames the shared traces lack (4-address, HT control, A-MSDU, management) through both cores."""
+    from scapy.layers.dot11 import Dot11, Dot11QoS, RadioTap
+    from scapy.layers.inet import IP, TCP
+    from scapy.layers.l2 import LLC, SNAP
+
+    inner = IP(src="198.18.0.1", dst="198.18.0.2") / TCP(sport=40000, dport=80, flags="S")
+    snap = LLC(dsap=0xAA, ssap=0xAA, ctrl=3) / SNAP(OUI=0, code=0x0800) / inner
+    frames = [bytes(Dot11(type=2, subtype=0, FCfield=ds, addr2="02:00:00:00:00:0b", addr4="02:00:00:00:00:0d")
+                    / snap) for ds in range(4)]
+    frames += [bytes(Dot11(type=2, subtype=8, FCfield=0x81) / Dot11QoS()) + b"\0" * 4 + bytes(snap),
+               bytes(Dot11(type=2, subtype=8) / Dot11QoS(A_MSDU_Present=1) / snap),
+               bytes(Dot11(type=0, subtype=8) / snap), bytes(Dot11(type=2, subtype=4) / snap)]
+    bare, radiotap = tmp_path / "bare.pcap", tmp_path / "radiotap.pcap"
+    bare.write_bytes(_pcap(frames, 105))
+    radiotap.write_bytes(_pcap([bytes(RadioTap()) + f for f in frames], 127))
+    assert assert_same([bare, radiotap]).conns >= 1

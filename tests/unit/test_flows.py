@@ -154,3 +154,70 @@ def test_sequence_wraparound_sizes(engine: str) -> None:
     pkts.append((9, tcp(B, A, 80, 1, 0x10, 8, seq & 0xFFFFFFFF)))
     docs, _ = feed(engine, pkts)
     assert docs[0]["secops"]["conn"]["orig_bytes"] == 400
+
+
+# -- whole traces against Zeek's conn.log baselines, one per class of semantics fixed for parity ------------------
+BASELINES = TESTDATA / "zeek" / "baselines"
+
+
+def zeek_conn_rows(path) -> set[tuple]:
+    """(orig, resp, proto, packets and IP bytes per side, state) of every row of a Zeek conn.log."""
+    fields, rows = None, set()
+    for line in path.read_text().splitlines():
+        if line.startswith("#fields"):
+            fields = line.split("\t")[1:]
+        elif fields and line and not line.startswith("#"):
+            r = dict(zip(fields, line.split("\t")))
+            rows.add((r["id.orig_h"], int(r["id.orig_p"]), r["id.resp_h"], int(r["id.resp_p"]), r["proto"],
+                      int(r["orig_pkts"]), int(r["orig_ip_bytes"]), int(r["resp_pkts"]), int(r["resp_ip_bytes"]),
+                      r["conn_state"]))
+    return rows
+
+
+def our_conn_rows(docs: list[dict]) -> set[tuple]:
+    proto = {"ipv6-icmp": "icmp", "unknown_transport": "unknown_transport"}
+    return {(d["source"]["ip"], d["source"]["port"], d["destination"]["ip"], d["destination"]["port"],
+             proto.get(d["network"]["transport"], d["network"]["transport"]), d["source"]["packets"],
+             d["source"]["bytes"], d["destination"]["packets"], d["destination"]["bytes"], d["secops"]["conn"]["state"])
+            for d in docs}
+
+
+@pytest.mark.parametrize(("trace", "baseline", "verify"), [
+    ("tunnels/ayiya3.pcap", "core.tunnels.ayiya", True),  # AYIYA inner flows, flip by the AYIYA server port
+    ("tunnels/gre-over-udp-4754.pcap", "core.tunnels.gre-over-udp", True),  # GRE-in-UDP (RFC 8086)
+    ("pbb.pcap", "core.pbb", True),  # 802.1ah provider backbone bridging, port-less OSPF/VRRP flows
+    ("radiotap.pcap", "core.radiotap", False),  # radiotap + 802.11 QoS data + LLC/SNAP
+    ("dhcp/dhcp.pcap", "scripts.base.protocols.dhcp.dhcp-all-msg-types", True),  # 67 flips, broadcast does not
+    ("pop3/pop3.pcap", "scripts.base.protocols.pop3.basic", True),  # a SYN after a REJ starts a new connection
+], ids=["ayiya", "gre-in-udp", "pbb", "radiotap", "dhcp-flip-broadcast", "reuse-after-reject"])
+def test_trace_conn_rows_equal_zeek(engine: str, trace: str, baseline: str, verify: bool) -> None:
+    docs, _ = run(engine, TRACES / trace, verify_checksums=verify)
+    assert our_conn_rows(docs) == zeek_conn_rows(BASELINES / baseline / "conn.log")
+
+
+def test_syn_ack_first_then_rst_or_bad_packet_does_not_flip(engine: str) -> None:
+    """A stealth scan's SYN-ACK answered by a RST keeps its roles; so does one whose next packet is damaged."""
+    docs, _ = feed(engine, [(0, tcp(B, A, 5555, 6000, 0x12, 900, 101)), (10, tcp(A, B, 6000, 5555, 0x04, 101, 0))])
+    assert (docs[0]["source"]["port"], summary(docs[0])) == (5555, ("Hr", "REJ"))
+    bad = (*tcp(A, B, 6000, 5555, 0x10, 101, 901)[:-1], True)
+    docs, _ = feed(engine, [(0, tcp(B, A, 5555, 6000, 0x12, 900, 101)), (10, bad),
+                            (20, tcp(B, A, 5555, 6000, 0x10, 901, 101))])
+    assert docs[0]["source"]["port"] == 5555 and docs[0]["secops"]["conn"]["history"].startswith("Hc")
+
+
+def test_no_flip_towards_broadcast(engine: str) -> None:
+    bcast = bytes([255, 255, 255, 255])
+    docs, _ = feed(engine, [(0, udp(B, bcast, 67, 68, 300))])
+    assert (docs[0]["source"]["ip"], docs[0]["source"]["port"], summary(docs[0])) == ("198.18.0.2", 67, ("D", "S0"))
+
+
+def test_new_isn_on_an_open_connection_starts_a_new_one(engine: str) -> None:
+    """Zeek 8.2+ IsReuse: a SYN with another initial sequence number is a new connection even before a close;
+    a retransmitted SYN (same ISN) is not, and any SYN after a RST is."""
+    docs, _ = feed(engine, [(0, tcp(A, B, 1, 80, 0x02, 100, 0)), (1, tcp(A, B, 1, 80, 0x02, 100, 0)),
+                            (2, tcp(A, B, 1, 80, 0x02, 7000, 0))])
+    assert [summary(d) for d in docs] == [("S", "S0"), ("S", "S0")]
+    assert docs[0]["source"]["packets"] == 2
+    docs, _ = feed(engine, [(0, tcp(A, B, 1, 80, 0x02, 100, 0)), (1, tcp(B, A, 80, 1, 0x14, 0, 101)),
+                            (2, tcp(A, B, 1, 80, 0x02, 100, 0))])
+    assert [summary(d) for d in docs] == [("Sr", "REJ"), ("S", "S0")]
