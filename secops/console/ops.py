@@ -57,6 +57,8 @@ def triage(ctx: Ctx, action: str, arg: str, ids: list[str] | None, flt: AlertFil
 # -- playbook runs and approvals ------------------------------------------------------------------
 def pending_approvals(ctx: Ctx) -> list[dict[str, Any]]:
     out = []
+    # decisions made a moment ago (by this console or the CLI) must not show as pending
+    ctx.state.es.indices.refresh(index=runs.run_index(ctx.state.prefix), ignore_unavailable=True)
     for run in runs.runs_with_status(ctx.state.es, ctx.state.prefix, ["waiting_approval"], size=200):
         pb = run["secops"]["playbook"]
         step = pb["steps"][pb["current"]] if pb["current"] < len(pb["steps"]) else {}
