@@ -8,13 +8,14 @@ from collections import Counter
 
 import pytest
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support.ui import Select
+from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from collectors.community_id import community_id
 from collectors.decode import DPORT, DST, ONEWAY, PROTO, SPORT, SRC, Decoder
 from collectors.pcap_spool import Spool
 from collectors.pcapio import read_capture
 from detections.alerts import AlertStore
+from secops.console.users import UserStore
 from secops.ecs import iso
 from tests.support.browser import post_json, screenshot, sign_in, submit_and_wait, wait_download
 from tests.support.console import audit_docs
@@ -212,3 +213,47 @@ def test_alert_store_and_console_agree_on_triage(browser, console_url, es, setti
     browser.get(f"{console_url}/alerts/cli-1")
     assert browser.find_element(By.ID, "alert-assignee").text == "someone"
     assert "cli-user" in browser.find_element(By.ID, "history").text
+
+
+TEXT_NODES = """
+const out = [], walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+while (walker.nextNode()) {  // raw document values (field tables, code) are data, not interface text
+  const t = walker.currentNode.nodeValue.trim();
+  if (t && !walker.currentNode.parentElement.closest('table.kv td, code')) out.push(t);
+}
+for (const el of document.querySelectorAll('[placeholder], [aria-label]'))
+  out.push((el.getAttribute('placeholder') || el.getAttribute('aria-label')).trim());
+return out;
+"""
+
+
+def test_chinese_user_sees_every_page_in_chinese(browser, console_url, es, settings):
+    from babel.messages.pofile import read_po
+
+    from secops.console.i18n import LOCALE_DIR
+
+    prefix = settings.elasticsearch.index_prefix
+    put_alert(es, prefix, "a1", source="198.18.3.4", destination="198.18.3.5", rule_id="scan")
+    now = iso()
+    es.index(index=f"{prefix}-asset", id="asset-1", refresh="wait_for", document={
+        "@timestamp": now, "host": {"ip": ["198.18.3.4"]}, "secops": {"asset": {
+            "id": "asset-1", "zone": "office", "owner": "IT", "first_seen": now, "last_seen": now,
+            "services": [{"port": 22, "transport": "tcp", "name": "ssh"}]}}})
+    with (LOCALE_DIR / "zh_CN" / "LC_MESSAGES" / "messages.po").open("rb") as fh:
+        english = {m.id if isinstance(m.id, str) else m.id[0] for m in read_po(fh) if m.id}
+    english = {e for e in english if "%(" not in e}
+    sign_in(browser, console_url, "admin-user")
+    Select(browser.find_element(By.CSS_SELECTOR, "select[name=lang]")).select_by_value("zh_CN")  # submits itself
+    WebDriverWait(browser, 10).until(lambda d: d.find_element(By.TAG_NAME, "html").get_attribute("lang") == "zh-CN")
+    for page in ("/", "/alerts", "/alerts?group_by=rule.name&status=", "/alerts/a1", "/approvals", "/assets",
+                 "/assets/asset-1", "/audit"):
+        browser.get(console_url + page)
+        assert browser.find_element(By.TAG_NAME, "html").get_attribute("lang") == "zh-CN"
+        untranslated = [t for t in browser.execute_script(TEXT_NODES) if t in english]
+        assert not untranslated, (page, untranslated)
+        if page in ("/alerts", "/assets/asset-1"):
+            screenshot(browser, f"zh-CN{page.replace('/', '-')}")
+    browser.get(f"{console_url}/alerts")
+    assert "告警" in browser.find_element(By.TAG_NAME, "nav").text
+    assert browser.find_element(By.CSS_SELECTOR, "tr.alert-row td.status").text == "待处理"
+    assert UserStore(es, prefix).get("admin-user").lang == "zh_CN"

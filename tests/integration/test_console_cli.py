@@ -29,7 +29,8 @@ def cli(config, *args, stdin=""):
 
 def test_users_commands(config_file, es, settings):
     prefix = settings.elasticsearch.index_prefix
-    assert cli(config_file, "users", "add", "alice", "--role", "responder", stdin="a long enough secret\n").returncode == 0
+    out = cli(config_file, "users", "add", "alice", "--role", "responder", stdin="a long enough secret\n")
+    assert out.returncode == 0, out.stderr
     out = cli(config_file, "users", "add", "alice", "--role", "viewer", stdin="a long enough secret\n")
     assert out.returncode == 2 and "exists" in out.stderr
     out = cli(config_file, "users", "add", "bob", "--role", "superuser", stdin="a long enough secret\n")
