@@ -6,7 +6,7 @@ from __future__ import annotations
 import secrets
 from typing import Annotated
 
-from elasticsearch import Elasticsearch
+from elasticsearch import ApiError, Elasticsearch, TransportError
 from fastapi import FastAPI, Form, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
@@ -166,6 +166,16 @@ def _handlers(app: FastAPI) -> None:
     @app.exception_handler(LookupError)
     async def not_found(request: Request, exc: LookupError) -> Response:
         return error(request, 404, str(exc).strip("'\""))
+
+    @app.exception_handler(ApiError)
+    async def store_refused(request: Request, exc: ApiError) -> Response:
+        # an id or value the store cannot take (too long, not an address for an ip field...): the client's error
+        status = 404 if exc.meta.status == 404 else 400 if exc.meta.status == 400 else 503
+        return await run_in_threadpool(error, request, status, f"the store refused the request ({exc.message})")
+
+    @app.exception_handler(TransportError)
+    async def store_down(request: Request, exc: TransportError) -> Response:
+        return await run_in_threadpool(error, request, 503, "Elasticsearch is unreachable; try again shortly")
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> Response:
