@@ -54,7 +54,7 @@ class FilterIn(BaseModel):
 class TriageIn(BaseModel):
     action: Literal["acknowledge", "close", "reopen", "assign", "note"]
     arg: str = Field("", max_length=10000, description="assignee for assign, text for note")
-    ids: list[Annotated[str, Field(max_length=200)]] | None = Field(None, max_length=1000)
+    ids: list[Annotated[str, Field(min_length=1, max_length=200)]] | None = Field(None, max_length=1000)
     group: FilterIn | None = Field(None, description="act on every alert this filter selects (at most 1000)")
 
 

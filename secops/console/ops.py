@@ -36,7 +36,7 @@ class TriageResult:
 def triage(ctx: Ctx, action: str, arg: str, ids: list[str] | None, flt: AlertFilter | None) -> TriageResult:
     """Acknowledge, close, reopen, assign or note the listed alerts, or every alert a filter selects."""
     queue = ctx.state.queue
-    targets = list(dict.fromkeys(ids or []))[:MAX_GROUP_ACTION] if ids else (queue.ids(flt) if flt else [])
+    targets = list(dict.fromkeys(i for i in ids if i))[:MAX_GROUP_ACTION] if ids else (queue.ids(flt) if flt else [])
     if not targets:
         raise QueryError("no alerts selected")
     result = TriageResult([], {})
