@@ -112,7 +112,7 @@ class PcapFile:
     connections: list[str]
 
 
-def alert_pcap(ctx: Ctx, alert_id: str, workdir: Path) -> PcapFile:
+def alert_pcap(ctx: Ctx, alert_id: str, workdir: Path, purpose: str = "download") -> PcapFile:
     """The packets of an alert's connections (by Community ID, within the alert's time range) from the spool."""
     queue = ctx.state.queue
     context = queue.context(alert_id)
@@ -140,7 +140,7 @@ def alert_pcap(ctx: Ctx, alert_id: str, workdir: Path) -> PcapFile:
         writer.write(ts, frame, wirelen)
     writer.close()
     sha = hashlib.sha256(out.read_bytes()).hexdigest()
-    ctx.audit("console.pcap.download", alert_id, "success", {"packets": len(records), "sha256": sha,
+    ctx.audit(f"console.pcap.{purpose}", alert_id, "success", {"packets": len(records), "sha256": sha,
                                                              "community_ids": cids})
     return PcapFile(out, len(records), sha, cids)
 

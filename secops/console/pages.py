@@ -13,6 +13,7 @@ from starlette.background import BackgroundTask
 from secops.console import ops
 from secops.console.alerts import GROUP_FIELDS, SEVERITIES, AlertFilter, QueryError
 from secops.console.roles import Perm
+from secops.console.transcript import tcp_transcripts
 from secops.console.users import LANGUAGES
 from secops.console.web import Ctx, render, require
 from secops.ecs import flatten
@@ -88,6 +89,19 @@ def alert_pcap(alert_id: str, ctx: Annotated[Ctx, Depends(require(Perm.PCAP_READ
     return FileResponse(pcap.path, media_type="application/vnd.tcpdump.pcap", filename=pcap.path.name,
                         headers={"X-Content-SHA256": pcap.sha256, "X-Packets": str(pcap.packets)},
                         background=BackgroundTask(shutil.rmtree, workdir, ignore_errors=True))
+
+
+@router.get("/alerts/{alert_id}/transcript")
+def alert_transcript(request: Request, alert_id: str, ctx: Annotated[Ctx, Depends(require(Perm.PCAP_READ))]) -> \
+        HTMLResponse:
+    workdir = ops.new_workdir()
+    try:
+        pcap = ops.alert_pcap(ctx, alert_id, workdir, purpose="transcript")
+        streams = tcp_transcripts(pcap.path)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return render(ctx, request, "transcript.html", alert_id=alert_id, streams=streams, sha256=pcap.sha256,
+                  packets=pcap.packets)
 
 
 @router.get("/approvals")

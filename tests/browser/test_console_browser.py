@@ -166,6 +166,11 @@ def test_analyst_downloads_an_alerts_pcap(browser, console_url, es, settings, te
     assert doc["details"]["sha256"] == hashlib.sha256(got_path.read_bytes()).hexdigest()
     assert doc["details"]["packets"] == len(expected)
     got_path.unlink()
+    browser.get(f"{console_url}/alerts/ftp-alert/transcript")
+    text = "\n".join(e.text for e in browser.find_elements(By.CSS_SELECTOR, "section.stream pre"))
+    assert "220 " in text and "USER " in text and "\\r" in text
+    assert browser.find_element(By.ID, "pcap-sha256").text == doc["details"]["sha256"]
+    screenshot(browser, "pcap-transcript")
     # a viewer may not pull packets
     sign_in(browser, console_url, "viewer-user")
     browser.get(f"{console_url}/alerts/ftp-alert/pcap")
