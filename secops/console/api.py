@@ -76,6 +76,12 @@ class DecisionIn(BaseModel):
     reason: str = Field(min_length=1, max_length=2000)
 
 
+class PlaybookIn(BaseModel):
+    name: str = Field(min_length=1, max_length=200)
+    dry_run: bool = Field(True, description="plan-only run; forced on when the playbook or configuration says so")
+    plan_only: bool = Field(False, description="return the plan and start nothing")
+
+
 class KillSwitchIn(BaseModel):
     on: bool
 
@@ -117,6 +123,14 @@ def alerts_action(body: TriageIn, ctx: Annotated[Ctx, Depends(require(Perm.ALERT
 def alert(alert_id: str, ctx: Annotated[Ctx, Depends(require(Perm.ALERTS_READ))]) -> AlertContextOut:
     c = ctx.state.queue.context(alert_id)
     return AlertContextOut(alert=c.alert, events=c.events, related=c.related, assets=c.assets, runs=c.runs)
+
+
+@router.post("/alerts/{alert_id}/playbooks")
+def alert_playbook(alert_id: str, body: PlaybookIn, ctx: Annotated[Ctx, Depends(require(Perm.PLAYBOOK_START))]) -> \
+        dict[str, Any]:
+    if body.plan_only:
+        return {"plan": ops.plan_playbook(ctx, alert_id, body.name)}
+    return ops.start_playbook(ctx, alert_id, body.name, body.dry_run)
 
 
 @router.get("/approvals")

@@ -76,12 +76,9 @@ def run_timeline(ctx: Ctx, run_id: str) -> tuple[dict[str, Any], list[dict[str, 
 
 def decide(ctx: Ctx, run_id: str, approve: bool, reason: str) -> dict[str, Any]:
     """Approve or deny the step a run waits on (the runner audits the decision; so does the console)."""
-    from playbooks.runner import Runner
-    from playbooks.tasks import dispatch
-
     if not reason.strip():
         raise QueryError("a decision needs a reason")
-    runner = Runner(ctx.state.settings, ctx.state.es, dispatch)
+    runner = _runner(ctx)
     try:
         doc = runner.decide(run_id, approve, ctx.user, reason[:2000])
     except runs.RunNotFound as exc:
@@ -91,6 +88,48 @@ def decide(ctx: Ctx, run_id: str, approve: bool, reason: str) -> dict[str, Any]:
         raise QueryError(str(exc)) from None
     ctx.audit(f"console.playbook.{'approve' if approve else 'deny'}", run_id, "success",
               {"step": doc["secops"]["playbook"]["approval"]["step"], "reason": reason[:2000]})
+    return doc
+
+
+def _runner(ctx: Ctx):  # type: ignore[no-untyped-def]
+    from playbooks.runner import Runner
+    from playbooks.tasks import dispatch
+
+    return Runner(ctx.state.settings, ctx.state.es, dispatch)
+
+
+def playbook_names(ctx: Ctx) -> list[str]:
+    from playbooks.model import load_all
+
+    books, _errors = load_all(ctx.state.settings, strict=False)
+    return sorted(name for name, book in books.items() if book.enabled)
+
+
+def plan_playbook(ctx: Ctx, alert_id: str, name: str) -> list[dict[str, Any]]:
+    """Every step's parameters and what it would do on this alert; nothing acts."""
+    from playbooks.runner import RefusedInput
+
+    runner = _runner(ctx)
+    book, alert = runner.book(name), runner.alert(alert_id)
+    try:
+        plan = runner.plan(book, alert)
+    except RefusedInput as exc:
+        ctx.audit("console.playbook.plan", alert_id, "failure", {"playbook": name, "error": str(exc)})
+        raise QueryError(f"refused: {exc}") from None
+    ctx.audit("console.playbook.plan", alert_id, "success", {"playbook": name})
+    return plan
+
+
+def start_playbook(ctx: Ctx, alert_id: str, name: str, dry_run: bool) -> dict[str, Any]:
+    """Start a playbook on an alert by hand; dry-run when asked, or when the playbook or configuration says so."""
+    from secops.ecs import iso
+
+    runner = _runner(ctx)
+    book, alert = runner.book(name), runner.alert(alert_id)
+    doc = runner.start(book, alert_id, alert, dry_run=dry_run, actor=ctx.user, nonce=iso())
+    pb = doc["secops"]["playbook"]
+    ctx.audit("console.playbook.start", alert_id, "failure" if pb["status"] == "refused" else "success",
+              {"playbook": name, "run_id": pb["run_id"], "dry_run": pb["dry_run"], "error": pb.get("error")})
     return doc
 
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import shutil
 from typing import Annotated
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Depends, Form, Query, Request
-from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from starlette.background import BackgroundTask
 
 from secops.console import ops
@@ -67,7 +67,9 @@ def alert_page(request: Request, alert_id: str, ctx: Annotated[Ctx, Depends(requ
     c = ctx.state.queue.context(alert_id)
     hidden = ("secops.alert.history", "secops.alert.notes", "secops.alert.event_ids")
     fields = sorted((k, v) for k, v in flatten(c.alert) if k not in hidden)
-    return render(ctx, request, "alert.html", c=c, fields=fields, flat=lambda doc: sorted(flatten(doc)))
+    books = ops.playbook_names(ctx) if ctx.can(Perm.PLAYBOOK_START) else []
+    return render(ctx, request, "alert.html", c=c, fields=fields, flat=lambda doc: sorted(flatten(doc)),
+                  playbooks=books)
 
 
 @router.post("/alerts/{alert_id}/actions")
@@ -76,6 +78,17 @@ def alert_action(request: Request, alert_id: str, ctx: Annotated[Ctx, Depends(re
                  arg: Annotated[str, Form(max_length=10000)] = "") -> RedirectResponse:
     ops.triage(ctx, action, arg, [alert_id], None)
     return _back(request, f"/alerts/{alert_id}", msg=action)
+
+
+@router.post("/alerts/{alert_id}/playbooks")
+def alert_playbook(request: Request, alert_id: str, ctx: Annotated[Ctx, Depends(require(Perm.PLAYBOOK_START))],
+                   name: Annotated[str, Form(max_length=200)], mode: Annotated[str, Form(pattern="^(plan|start)$")],
+                   dry_run: Annotated[str, Form(max_length=5)] = "") -> Response:
+    if mode == "plan":
+        return render(ctx, request, "plan.html", alert_id=alert_id, name=name,
+                      plan=ops.plan_playbook(ctx, alert_id, name))
+    doc = ops.start_playbook(ctx, alert_id, name, dry_run == "on")
+    return RedirectResponse(f"/runs/{quote(doc['secops']['playbook']['run_id'], safe='')}", status_code=303)
 
 
 @router.get("/alerts/{alert_id}/pcap")

@@ -32,6 +32,8 @@ BODIES = {
     "/api/alerts/actions": {"json": {"action": "acknowledge", "ids": ["a1"]}},
     "/api/runs/{run_id}/decision": {"json": {"decision": "deny", "reason": "test"}},
     "/api/kill-switch": {"json": {"on": False}},
+    "/alerts/{alert_id}/playbooks": {"data": {"name": "no-such-playbook", "mode": "plan"}},
+    "/api/alerts/{alert_id}/playbooks": {"json": {"name": "no-such-playbook", "plan_only": True}},
 }
 
 
