@@ -17,7 +17,7 @@ pytestmark = pytest.mark.integration
 SAMPLES = ["a1", "rule.name", "source.ip", "message", "secops.alert.status", "198.18.0.1", "open", "all", "24h",
            "x" * 600, "*", "../..", "%00", "{{7*7}}", "<script>", "tags", "@timestamp"]
 TEXT = st.one_of(st.text(max_size=80), st.sampled_from(SAMPLES))
-JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | TEXT,
+JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | TEXT,
                     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(TEXT, inner, max_size=4), max_leaves=12)
 BODIES = {
     "/api/alerts/actions": st.one_of(JSON, st.fixed_dictionaries(
