@@ -26,7 +26,7 @@ def _back(request: Request, default: str, **extra: str) -> RedirectResponse:
     """303 back to the page the form was on (same site only), with a message."""
     target = request.headers.get("referer") or default
     path = "/" + target.split("://", 1)[-1].split("/", 1)[-1] if "://" in target else target
-    if not path.startswith("/") or path.startswith("//"):
+    if not path.startswith("/") or path.startswith(("//", "/\\")):
         path = default
     base, _, query = path.partition("?")
     params = [p for p in query.split("&") if p and not p.startswith(("msg=", "err="))]
