@@ -36,10 +36,16 @@ def audit_doc(action: str, obj: str, outcome: str, *, actor: str | None = None, 
     }
 
 
-def write_audit(es: Elasticsearch, prefix: str, action: str, obj: str, outcome: str, **kw: Any) -> dict[str, Any]:
-    """Index one audit document immediately (refresh=wait_for so it is visible to the next query)."""
+def write_audit(es: Elasticsearch, prefix: str, action: str, obj: str, outcome: str, *,
+                source_ip: str | None = None, refresh: bool | str = "wait_for", **kw: Any) -> dict[str, Any]:
+    """Index one audit document immediately (by default refresh=wait_for, so the next query sees it).
+
+    ``source_ip`` records where a request came from (the console's client address).
+    """
     doc = audit_doc(action, obj, outcome, **kw)
+    if source_ip:
+        doc["source"] = {"ip": source_ip}
     source = {k: v for k, v in doc.items() if k != "_id"}
     es.index(index=index_for(prefix, "secops.audit", doc["@timestamp"]), id=doc["_id"], document=source,
-             refresh="wait_for")
+             refresh=refresh)
     return doc

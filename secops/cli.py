@@ -41,7 +41,8 @@ app.add_typer(stack_app, name="stack")
 app.add_typer(es_app, name="es")
 app.add_typer(retention_app, name="retention")
 
-CONTEXT_CLIS = ["collectors.cli", "inventory.cli", "detections.cli", "playbooks.cli"]
+CONTEXT_CLIS = ["collectors.cli", "inventory.cli", "detections.cli", "playbooks.cli",
+                "secops.console.cli"]  # the console and its accounts
 
 
 @app.callback()

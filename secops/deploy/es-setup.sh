@@ -15,10 +15,19 @@ instances:
   - name: kibana
     dns: [kibana, localhost]
     ip: [127.0.0.1]
+  - name: console
+    dns: [console, localhost]
+    ip: [127.0.0.1]
 YML
   bin/elasticsearch-certutil cert --silent --pem -out config/certs/certs.zip --in config/certs/instances.yml \
     --ca-cert config/certs/ca/ca.crt --ca-key config/certs/ca/ca.key
   unzip -o config/certs/certs.zip -d config/certs
+fi
+if [ ! -f config/certs/console/console.crt ]; then  # deployments set up before the console existed
+  printf 'instances:\n  - name: console\n    dns: [console, localhost]\n    ip: [127.0.0.1]\n' > config/certs/console.yml
+  bin/elasticsearch-certutil cert --silent --pem -out config/certs/console.zip --in config/certs/console.yml \
+    --ca-cert config/certs/ca/ca.crt --ca-key config/certs/ca/ca.key
+  unzip -o config/certs/console.zip -d config/certs
 fi
 chown -R root:root config/certs
 find config/certs -type d -exec chmod 750 {} \;

@@ -13,7 +13,7 @@ COMPOSE = yaml.safe_load((REPO / "docker-compose.yml").read_text())
 ENV_EXAMPLE = dict(
     line.split("=", 1) for line in (REPO / ".env.example").read_text().splitlines() if line and not line.startswith("#")
 )
-LONG_RUNNING = {"es01", "kibana", "redis", "worker", "beat", "sensor"}
+LONG_RUNNING = {"es01", "kibana", "redis", "worker", "beat", "sensor", "console"}
 
 
 def test_services_present_with_healthchecks_and_restart():
@@ -71,3 +71,14 @@ def test_secops_services_use_the_project_image_and_dockerfile_exists():
         assert svc["image"].startswith("secops:")
         assert (REPO / svc["build"]["dockerfile"]).is_file()
         assert svc["environment"]["SECOPS_ELASTICSEARCH__PASSWORD"].startswith("${ELASTIC_PASSWORD")
+
+
+def test_console_serves_https_with_a_setup_ca_certificate():
+    console = COMPOSE["services"]["console"]
+    cmd = console["command"]
+    assert cmd[:2] == ["secops", "console"]
+    cert, key = cmd[cmd.index("--tls-cert") + 1], cmd[cmd.index("--tls-key") + 1]
+    assert cert.startswith("/certs/console/") and key.startswith("/certs/console/")
+    assert "name: console" in (REPO / "secops/deploy/es-setup.sh").read_text()
+    assert console["ports"] == ["${CONSOLE_BIND:-127.0.0.1}:8443:8443"]
+    assert "https://localhost:8443" in " ".join(console["healthcheck"]["test"])

@@ -1,0 +1,264 @@
+"""The console in real headless Chromium, as each role: triage a group, refusals, hostile values stay inert,
+approve/deny containment in a namespace lab, download an alert's pcap, open an asset page and export."""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+
+import pytest
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import Select, WebDriverWait
+
+from collectors.community_id import community_id
+from collectors.decode import DPORT, DST, ONEWAY, PROTO, SPORT, SRC, Decoder
+from collectors.pcap_spool import Spool
+from collectors.pcapio import read_capture
+from detections.alerts import AlertStore
+from secops.console.users import UserStore
+from secops.ecs import iso
+from tests.support.browser import post_json, screenshot, sign_in, submit_and_wait, wait_download
+from tests.support.console import audit_docs
+from tests.support.playbook_lab import put_alert
+
+pytestmark = pytest.mark.integration
+HOSTILE_SCRIPT = "<script>window.__pwned = 1</script>"
+HOSTILE_IMG = '"><img src=x onerror="window.__pwned=2">'
+HOSTILE_URL = "javascript:window.__pwned=3"
+
+
+def statuses(es, prefix, ids):
+    es.indices.refresh(index=f"{prefix}-alert")
+    return {i: es.get(index=f"{prefix}-alert", id=i)["_source"]["secops"]["alert"] for i in ids}
+
+
+def group_row(driver, value):
+    for row in driver.find_elements(By.CSS_SELECTOR, "#groups tr.group"):
+        if row.find_element(By.CSS_SELECTOR, ".group-value").text == value:
+            return row
+    raise AssertionError(f"no group {value!r} in {driver.find_element(By.ID, 'groups').text}")
+
+
+def act_on_group(driver, value, action, arg=""):
+    row = group_row(driver, value)
+    Select(row.find_element(By.CSS_SELECTOR, "select[name=action]")).select_by_value(action)
+    if arg:
+        row.find_element(By.CSS_SELECTOR, "input[name=arg]").send_keys(arg)
+    submit_and_wait(driver, row.find_element(By.CSS_SELECTOR, "button"), accept_confirm=True)
+
+
+def test_analyst_acknowledges_assigns_and_closes_a_group(browser, console_url, es, settings):
+    prefix = settings.elasticsearch.index_prefix
+    scan = [f"scan-{i}" for i in range(4)]
+    for i, alert_id in enumerate(scan):
+        put_alert(es, prefix, alert_id, source=f"198.18.1.{i + 1}", destination="198.18.2.1", rule_id="scan")
+    put_alert(es, prefix, "dns-1", source="198.18.1.9", rule_id="dns")
+    sign_in(browser, console_url, "analyst-user")
+    browser.get(f"{console_url}/alerts?status=open&group_by=rule.name")
+    assert group_row(browser, "Test rule scan").find_element(By.CSS_SELECTOR, ".group-count").text == "4"
+    screenshot(browser, "alerts-grouped-analyst")
+
+    act_on_group(browser, "Test rule scan", "acknowledge")
+    assert {a["status"] for a in statuses(es, prefix, scan).values()} == {"acknowledged"}
+    browser.get(f"{console_url}/alerts?status=acknowledged&group_by=rule.name")
+    act_on_group(browser, "Test rule scan", "assign", "responder-user")
+    act_on_group(browser, "Test rule scan", "close")
+    after = statuses(es, prefix, [*scan, "dns-1"])
+    assert all(after[i]["status"] == "closed" and after[i]["assignee"] == "responder-user" for i in scan)
+    assert after["dns-1"]["status"] == "open" and not after["dns-1"].get("assignee")
+    assert [h["action"] for h in after["scan-0"]["history"]][-3:] == ["acknowledged", "assigned", "closed"]
+    assert all(h["by"] == "analyst-user" for h in after["scan-0"]["history"][-3:])
+
+    # the queue's own selection: one alert by checkbox
+    browser.get(f"{console_url}/alerts?status=open")
+    browser.find_element(By.CSS_SELECTOR, "tr[data-id='dns-1'] input.pick").click()
+    Select(browser.find_element(By.ID, "bulk-action")).select_by_value("note")
+    browser.find_element(By.ID, "bulk-arg").send_keys("looked at it")
+    submit_and_wait(browser, browser.find_element(By.ID, "bulk-apply"))
+    assert statuses(es, prefix, ["dns-1"])["dns-1"]["notes"][0]["text"] == "looked at it"
+    for action in ("alert.acknowledge", "alert.assign", "alert.close"):
+        (doc,) = audit_docs(es, prefix, actor="analyst-user", action=action)
+        assert doc["details"]["done"] == 4 and doc["details"]["group"]["field"] == "rule.name"
+
+
+def test_viewer_and_auditor_are_refused_on_the_server(browser, console_url, es, settings):
+    prefix = settings.elasticsearch.index_prefix
+    put_alert(es, prefix, "a1", source="198.18.1.1", rule_id="scan")
+    sign_in(browser, console_url, "viewer-user")
+    browser.get(f"{console_url}/alerts")
+    assert browser.find_elements(By.CSS_SELECTOR, "tr.alert-row") and not browser.find_elements(By.CSS_SELECTOR,
+                                                                                              "input.pick")
+    assert post_json(browser, "/api/alerts/actions", {"action": "close", "ids": ["a1"]}) == 403
+    browser.get(f"{console_url}/audit")
+    assert browser.find_element(By.ID, "error-status").text == "403"
+    screenshot(browser, "viewer-refused")
+    denied = audit_docs(es, prefix, actor="viewer-user", action="console.denied")
+    assert {d["object"] for d in denied} == {"POST /api/alerts/actions", "GET /audit"}
+    assert all(d["source_ip"] == "127.0.0.1" for d in denied)
+
+    sign_in(browser, console_url, "auditor-user")
+    assert post_json(browser, "/api/kill-switch", {"on": True}) == 403
+    assert post_json(browser, "/api/alerts/actions", {"action": "close", "ids": ["a1"]}) == 403
+    assert statuses(es, prefix, ["a1"])["a1"]["status"] == "open"
+    assert len(audit_docs(es, prefix, actor="auditor-user", action="console.denied")) == 2
+
+
+def test_hostile_alert_values_render_as_inert_text(browser, console_url, es, settings):
+    prefix = settings.elasticsearch.index_prefix
+    put_alert(es, prefix, "hostile", source="198.18.0.66", rule_id="r1", extra={
+        "rule.name": HOSTILE_SCRIPT, "event.reason": HOSTILE_IMG, "url.original": HOSTILE_URL,
+        "secops.alert.kibana_url": HOSTILE_URL, "user_agent.original": "{{ 7*7 }} ${7*7}"})
+    sign_in(browser, console_url, "analyst-user")
+    for page in ("/alerts", "/alerts?group_by=rule.name", "/alerts?group_by=event.reason", "/alerts/hostile"):
+        browser.get(console_url + page)
+        assert browser.execute_script("return window.__pwned") is None, page
+        assert not browser.find_elements(By.CSS_SELECTOR, "main script, main img"), page
+    assert browser.find_element(By.ID, "alert-title").text == HOSTILE_SCRIPT
+    assert browser.find_element(By.ID, "alert-reason").text == HOSTILE_IMG
+    values = [e.text for e in browser.find_elements(By.CSS_SELECTOR, "#fields td.field-value")]
+    assert HOSTILE_URL in values and "{{ 7*7 }} ${7*7}" in values
+    assert not [a for a in browser.find_elements(By.TAG_NAME, "a")
+                if (a.get_attribute("href") or "").lower().startswith("javascript")]
+    # a hostile note typed in the console is text too
+    Select(browser.find_element(By.ID, "one-action")).select_by_value("note")
+    browser.find_element(By.ID, "one-arg").send_keys('<img src=x onerror="window.__pwned=4">')
+    submit_and_wait(browser, browser.find_element(By.ID, "one-apply"))
+    assert browser.find_element(By.CSS_SELECTOR, "#notes .note-text").text == '<img src=x onerror="window.__pwned=4">'
+    assert browser.execute_script("return window.__pwned") is None
+    screenshot(browser, "alert-hostile-values")
+
+
+def _connections(path):
+    dec, counts = Decoder(), Counter()
+    for ts, linktype, buf, off, caplen, _wirelen in read_capture(path):
+        for p in dec.decode(linktype, buf, off, caplen, ts):
+            counts[community_id(p[PROTO], p[SRC], p[DST], p[SPORT], p[DPORT], one_way=p[ONEWAY])] += 1
+            break
+    return counts
+
+
+def test_analyst_downloads_an_alerts_pcap(browser, console_url, es, settings, testdata, tmp_path):
+    prefix = settings.elasticsearch.index_prefix
+    capture = testdata / "zeek" / "traces" / "ftp" / "ipv4.pcap"
+    spool = Spool(settings.paths.pcaps())
+    times = [ts for ts, *_ in read_capture(capture)]
+    chunk = spool.new_chunk_path(times[0], 1)
+    chunk.write_bytes(capture.read_bytes())
+    Spool.seal(chunk)
+    cids = [cid for cid, _n in _connections(capture).most_common(2)]
+    first, last = iso(times[0] / 1e9), iso(times[-1] / 1e9)
+    put_alert(es, prefix, "ftp-alert", source="198.18.1.1", rule_id="ftp", extra={
+        "network.community_id": cids, "secops.alert.first_time": first, "secops.alert.last_time": last})
+    expected = []
+    for i, cid in enumerate(cids):
+        spool.extract(tmp_path / f"{i}.pcap", cid=cid)
+        expected += [(ts, bytes(buf[off:off + caplen])) for ts, _lt, buf, off, caplen, _w in
+                     read_capture(tmp_path / f"{i}.pcap")]
+    expected.sort(key=lambda r: r[0])
+
+    sign_in(browser, console_url, "analyst-user")
+    browser.get(f"{console_url}/alerts/ftp-alert")
+    browser.find_element(By.ID, "pcap-link").click()
+    got_path = wait_download(browser.downloads, ".pcap")
+    got = [(ts, bytes(buf[off:off + caplen])) for ts, _lt, buf, off, caplen, _w in read_capture(got_path)]
+    assert got == expected and len(got) > 10
+    (doc,) = audit_docs(es, prefix, actor="analyst-user", action="console.pcap.download")
+    assert doc["details"]["sha256"] == hashlib.sha256(got_path.read_bytes()).hexdigest()
+    assert doc["details"]["packets"] == len(expected)
+    got_path.unlink()
+    browser.get(f"{console_url}/alerts/ftp-alert/transcript")
+    text = "\n".join(e.text for e in browser.find_elements(By.CSS_SELECTOR, "section.stream pre"))
+    assert "220 " in text and "USER " in text and "\\r" in text
+    assert browser.find_element(By.ID, "pcap-sha256").text == doc["details"]["sha256"]
+    screenshot(browser, "pcap-transcript")
+    # a viewer may not pull packets
+    sign_in(browser, console_url, "viewer-user")
+    browser.get(f"{console_url}/alerts/ftp-alert/pcap")
+    assert browser.find_element(By.ID, "error-status").text == "403"
+
+
+def test_auditor_opens_an_asset_and_exports_the_inventory(browser, console_url, es, settings):
+    prefix = settings.elasticsearch.index_prefix
+    now = iso()
+    es.index(index=f"{prefix}-asset", id="asset-1", refresh="wait_for", document={
+        "@timestamp": now, "event": {"dataset": "secops.asset", "kind": "state"},
+        "host": {"ip": ["198.18.3.4"], "mac": ["02:00:00:00:03:04"], "hostname": "scada-hmi-1"},
+        "secops": {"asset": {"id": "asset-1", "zone": "scada", "owner": "Water Bureau <ops@example.org>",
+                             "criticality": "high", "first_seen": now, "last_seen": now, "last_scan": now,
+                             "services": [{"port": 502, "transport": "tcp", "name": "modbus"}]}}})
+    put_alert(es, prefix, "modbus-write", source="198.18.9.9", destination="198.18.3.4", rule_id="modbus")
+    sign_in(browser, console_url, "auditor-user")
+    browser.get(f"{console_url}/assets?q=scada-hmi")
+    assert browser.find_element(By.ID, "asset-total").text.startswith("1 ")
+    submit_and_wait(browser, browser.find_element(By.CSS_SELECTOR, "a.asset-link"))
+    assert browser.find_element(By.ID, "asset-owner").text == "Water Bureau <ops@example.org>"
+    assert "502/tcp" in browser.find_element(By.ID, "services").text
+    assert "Test rule modbus" in browser.find_element(By.ID, "asset-alerts").text
+    screenshot(browser, "asset-page-auditor")
+    browser.get(f"{console_url}/assets")
+    submit_and_wait_download = browser.find_element(By.ID, "export")
+    submit_and_wait_download.click()
+    csv_path = wait_download(browser.downloads, ".csv")
+    assert "scada-hmi-1" in csv_path.read_text(encoding="utf-8-sig")
+    (doc,) = audit_docs(es, prefix, actor="auditor-user", action="inventory.export")
+    assert doc["details"]["sha256"] == hashlib.sha256(csv_path.read_bytes()).hexdigest()
+    assert doc["details"]["rows"] == 1
+    csv_path.unlink()
+    # the alert page shows the destination's owner from the inventory
+    browser.get(f"{console_url}/alerts/modbus-write")
+    assert browser.find_element(By.CSS_SELECTOR, "#asset-destination .owner").text == "Water Bureau <ops@example.org>"
+
+
+def test_alert_store_and_console_agree_on_triage(browser, console_url, es, settings):
+    """A change made with the detections context's AlertStore (the CLI's path) shows in the console."""
+    prefix = settings.elasticsearch.index_prefix
+    put_alert(es, prefix, "cli-1", source="198.18.1.1", rule_id="x")
+    AlertStore(es, prefix, notifier=None).assign("cli-1", "someone", "cli-user")
+    sign_in(browser, console_url, "viewer-user")
+    browser.get(f"{console_url}/alerts/cli-1")
+    assert browser.find_element(By.ID, "alert-assignee").text == "someone"
+    assert "cli-user" in browser.find_element(By.ID, "history").text
+
+
+TEXT_NODES = """
+const out = [], walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+while (walker.nextNode()) {  // raw document values (field tables, code) are data, not interface text
+  const t = walker.currentNode.nodeValue.trim();
+  if (t && !walker.currentNode.parentElement.closest('table.kv td, code')) out.push(t);
+}
+for (const el of document.querySelectorAll('[placeholder], [aria-label]'))
+  out.push((el.getAttribute('placeholder') || el.getAttribute('aria-label')).trim());
+return out;
+"""
+
+
+def test_chinese_user_sees_every_page_in_chinese(browser, console_url, es, settings):
+    from babel.messages.pofile import read_po
+
+    from secops.console.i18n import LOCALE_DIR
+
+    prefix = settings.elasticsearch.index_prefix
+    put_alert(es, prefix, "a1", source="198.18.3.4", destination="198.18.3.5", rule_id="scan")
+    now = iso()
+    es.index(index=f"{prefix}-asset", id="asset-1", refresh="wait_for", document={
+        "@timestamp": now, "host": {"ip": ["198.18.3.4"]}, "secops": {"asset": {
+            "id": "asset-1", "zone": "office", "owner": "IT", "first_seen": now, "last_seen": now,
+            "services": [{"port": 22, "transport": "tcp", "name": "ssh"}]}}})
+    with (LOCALE_DIR / "zh_CN" / "LC_MESSAGES" / "messages.po").open("rb") as fh:
+        english = {m.id if isinstance(m.id, str) else m.id[0] for m in read_po(fh) if m.id}
+    english = {e for e in english if "%(" not in e}
+    sign_in(browser, console_url, "admin-user")
+    Select(browser.find_element(By.CSS_SELECTOR, "select[name=lang]")).select_by_value("zh_CN")  # submits itself
+    WebDriverWait(browser, 10).until(lambda d: d.find_element(By.TAG_NAME, "html").get_attribute("lang") == "zh-CN")
+    for page in ("/", "/alerts", "/alerts?group_by=rule.name&status=", "/alerts/a1", "/approvals", "/assets",
+                 "/assets/asset-1", "/audit"):
+        browser.get(console_url + page)
+        assert browser.find_element(By.TAG_NAME, "html").get_attribute("lang") == "zh-CN"
+        untranslated = [t for t in browser.execute_script(TEXT_NODES) if t in english]
+        assert not untranslated, (page, untranslated)
+        if page in ("/alerts", "/assets/asset-1"):
+            screenshot(browser, f"zh-CN{page.replace('/', '-')}")
+    browser.get(f"{console_url}/alerts")
+    assert "告警" in browser.find_element(By.TAG_NAME, "nav").text
+    assert browser.find_element(By.CSS_SELECTOR, "tr.alert-row td.status").text == "待处理"
+    assert UserStore(es, prefix).get("admin-user").lang == "zh_CN"
