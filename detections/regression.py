@@ -19,6 +19,7 @@ runs every rule that lists it over exactly that prefix, compares, and removes th
               source.ip: 192.168.56.1
     known_false_positives:
         - zeek/traces/...: why
+    missing_positive: why no capture shows it firing yet (only with no positive test)
 """
 
 from __future__ import annotations
@@ -66,7 +67,12 @@ class TestFile:
     path: Path
     rule_ids: list[str]
     cases: list[Case]
-    known_false_positives: dict[str, str]
+    known_false_positives: dict[str, str]  # capture path (under the test data) -> why the rule may fire there
+    missing_positive: str | None = None  # why no capture shows the rule firing yet
+
+    @property
+    def has_positive(self) -> bool:
+        return any(c.match_count > 0 for c in self.cases)
 
 
 @dataclass
@@ -119,7 +125,8 @@ def load_test_file(path: Path, testdata: Path) -> TestFile:
     for entry in doc.get("known_false_positives") or []:
         if isinstance(entry, dict):
             fps.update({str(k): str(v) for k, v in entry.items()})
-    return TestFile(path, ids, cases, fps)
+    missing = doc.get("missing_positive")
+    return TestFile(path, ids, cases, fps, str(missing) if missing else None)
 
 
 def collect(rules: list[CompiledRule], testdata: Path) -> tuple[list[TestFile], list[str]]:
@@ -147,6 +154,8 @@ def collect(rules: list[CompiledRule], testdata: Path) -> tuple[list[TestFile], 
             continue
         problems += [f"{p}: unknown rule {i}" for i in tf.rule_ids if i not in known]
         problems += [f"{p}: capture {c.capture} missing" for c in tf.cases if not c.capture.is_file()]
+        if not tf.has_positive and not tf.missing_positive:
+            problems.append(f"{p}: no positive capture (match_count > 0) and no missing_positive reason")
         files.append(tf)
     return files, problems
 
