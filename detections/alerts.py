@@ -19,6 +19,7 @@ from elasticsearch import Elasticsearch, NotFoundError
 
 from detections.compiler import CompiledRule
 from detections.engine import Match
+from detections.incidents import IncidentStore
 from secops.ecs import doc_id, iso, parse_time, utcnow
 from secops.es.templates import index_for
 
@@ -97,10 +98,19 @@ class AlertStore:
     suppression_seconds: int = 3600
     kibana: str | None = None
     notifier: Notifier | None = celery_notifier
+    incident_window_seconds: int = 3600
 
     @property
     def index(self) -> str:
         return alert_index(self.prefix)
+
+    def _roll_up(self, alert_id: str) -> None:
+        """Put the alert (as stored now) into its host's incident and remember which."""
+        alert = self.get(alert_id)
+        inc_id = IncidentStore(self.es, self.prefix, self.incident_window_seconds).roll_up(alert_id, alert)
+        if alert["secops"]["alert"].get("incident_id") != inc_id:
+            self.es.update(index=self.index, id=alert_id, refresh=True,
+                           doc={"secops": {"alert": {"incident_id": inc_id}}})
 
     def _open_alert_for(self, rule: CompiledRule, key: str, match: Match) -> dict[str, Any] | None:
         lo = iso(parse_time(match.first_time) - timedelta(seconds=self.suppression_seconds))
@@ -127,9 +137,13 @@ class AlertStore:
                 pass
             self.es.index(index=self.index, id=alert_id, document=new_alert(rule, match, key, alert_id, self.kibana),
                           refresh=True)
+            self._roll_up(alert_id)
             self._notify(alert_id)
             return alert_id, "created"
-        return self._merge(existing, match)
+        alert_id, outcome = self._merge(existing, match)
+        if outcome == "updated":
+            self._roll_up(alert_id)
+        return alert_id, outcome
 
     def _merge(self, existing: dict[str, Any], match: Match) -> tuple[str, str]:
         alert_id = existing["_id"]

@@ -171,10 +171,13 @@ DATASETS: dict[str, Dataset] = {d.name: d for d in [
     Dataset("secops.asset_change", properties=_secops(asset_change=obj(
         asset_id=KW, change=KW, field=KW, old=KW, new=KW, port=LONG, transport=KW))),
     Dataset("secops.alert", daily=False, properties=_secops(alert=obj(
-        id=KW, status=KW, assignee=KW, group_key=KW, count=LONG, first_time=DATE, last_time=DATE,
+        id=KW, status=KW, assignee=KW, group_key=KW, count=LONG, first_time=DATE, last_time=DATE, incident_id=KW,
         event_ids=KW, event_index=KW, kibana_url=KW, notes=obj(at=DATE, by=KW, text=TEXT),
         history=obj(at=DATE, by=KW, action=KW, old=KW, new=KW),
     ))),
+    Dataset("secops.incident", daily=False, properties=_secops(incident=obj(
+        id=KW, host=KW, status=KW, severity=KW, score=LONG, rules=KW, rule_ids=KW, tactics=KW, techniques=KW,
+        alert_ids=KW, alert_count=LONG, first_time=DATE, last_time=DATE))),
     Dataset("secops.playbook_run", daily=False, properties=_secops(playbook=obj(
         run_id=KW, name=KW, status=KW, alert_id=KW, dry_run=BOOL, step=KW, steps=obj(
             name=KW, action=KW, status=KW, started=DATE, finished=DATE, result=KW, error=KW, action_key=KW,
