@@ -84,3 +84,57 @@ def test_generated_domains_alert_dictionary_names_and_a_few_odd_ones_do_not(es, 
     matches = run_rule(es, "secops", dga, *WINDOW)
     assert [m.group["source.ip"] for m in matches] == ["198.18.45.1"]
     assert "distinct generated-looking domains" in matches[0].reason
+
+
+def ssh_guessing_capture(path: Path, connections: int, guesses_per_connection: int, tmp: Path) -> str:
+    """A real capture: sshd in a namespace, `ssh` (via sshpass) from the root namespace with wrong passwords.
+    Returns the client address (the lab bridge)."""
+    import subprocess
+    import time
+
+    from tests.support.netns import Lab
+
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp / "hostkey")], check=True)
+    with Lab() as lab:
+        srv = lab.add_host("ssh")
+        (tmp / "sshd_config").write_text(
+            f"ListenAddress {srv.ip}\nHostKey {tmp / 'hostkey'}\nPasswordAuthentication yes\nUsePAM no\n"
+            f"KbdInteractiveAuthentication no\nPermitRootLogin yes\nMaxAuthTries {guesses_per_connection}\n"
+            f"PidFile {tmp / 'sshd.pid'}\n")
+        Path("/run/sshd").mkdir(exist_ok=True)
+        srv.popen("/usr/sbin/sshd", "-D", "-e", "-f", str(tmp / "sshd_config"))
+        cap = subprocess.Popen(["dumpcap", "-q", "-P", "-i", lab.bridge, "-w", str(path)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(2)
+        for i in range(connections):
+            proc = subprocess.run(["sshpass", "-p", f"wrong-{i}", "ssh", "-o", "StrictHostKeyChecking=no",
+                                   "-o", "UserKnownHostsFile=/dev/null", "-o", "PubkeyAuthentication=no",
+                                   "-o", "PreferredAuthentications=password",
+                                   "-o", f"NumberOfPasswordPrompts={guesses_per_connection}", f"admin@{srv.ip}",
+                                   "true"], capture_output=True, text=True, timeout=60)
+            assert "Permission denied" in proc.stderr, proc.stderr
+        time.sleep(1)
+        cap.terminate()
+        cap.wait(timeout=10)
+        return lab.gateway
+
+
+def test_ssh_password_guessing_lab_capture_and_one_mistyped_password(es, settings, config_file, tmp_path):
+    from tests.integration.test_detect_captures import ingest
+
+    rule = builtin(SSH_GUESSING)
+    window = ("1970-01-01T00:00:00Z", "2999-01-01T00:00:00Z")
+    mistyped = tmp_path / "mistyped.pcap"
+    (tmp_path / "a").mkdir()
+    ssh_guessing_capture(mistyped, 1, 1, tmp_path / "a")
+    ingest(config_file, [mistyped])
+    es.indices.refresh(index="secops-*")
+    assert run_rule(es, "secops", rule, *window) == []
+    es.indices.delete(index="secops-*", expand_wildcards="all")
+    guessing = tmp_path / "guessing.pcap"
+    (tmp_path / "b").mkdir()
+    client = ssh_guessing_capture(guessing, 12, 3, tmp_path / "b")
+    ingest(config_file, [guessing])
+    es.indices.refresh(index="secops-*")
+    matches = run_rule(es, "secops", rule, *window)
+    assert [m.group["source.ip"] for m in matches] == [client] and matches[0].count == 12
