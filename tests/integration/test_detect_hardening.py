@@ -229,3 +229,27 @@ def test_rules_test_takes_a_capture_named_like_an_option(config_file, testdata, 
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "MATCH" in proc.stdout and "192.168.56.1" in proc.stdout
+
+
+def test_alert_grouped_by_a_padded_value_is_updated_not_duplicated(es, settings, tmp_path: Path):
+    """The same class in alerts: a group key past the keyword limit is stored as its digest, so a second
+    match updates the alert instead of missing it."""
+    (rule,) = rules_from(tmp_path, """title: Admin Path
+id: 5b0c9d8e-0000-4000-8000-000000000301
+secops_group_by: [url.original]
+logsource: {product: secops, service: http}
+detection:
+  sel: {url.original|startswith: /admin}
+  condition: sel
+level: low
+""")
+    url = "/admin/" + "p" * 5000
+    store = AlertStore(es, "secops", 3600, notifier=None)
+    for minute in (0, 10):
+        write(es, settings, [event("secops.http", "198.18.11.1", "198.18.11.80", T0 + timedelta(minutes=minute),
+                                   {"url.original": url}, ingested=T0 + timedelta(minutes=minute))])
+        for m in run_rule(es, "secops", rule, iso(T0 + timedelta(minutes=minute)),
+                          iso(T0 + timedelta(minutes=minute, seconds=1))):
+            store.record(rule, m)
+    (alert,) = store.list()
+    assert alert["secops"]["alert"]["group_key"].startswith("sha256:") and alert["secops"]["alert"]["count"] == 2
