@@ -8,6 +8,7 @@ instead of creating another. Triage (ack, close, assign, note) appends to ``seco
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,8 +20,9 @@ from elasticsearch import Elasticsearch, NotFoundError
 
 from detections.compiler import CompiledRule
 from detections.engine import Match
+from detections.incidents import IncidentStore
 from secops.ecs import doc_id, iso, parse_time, utcnow
-from secops.es.templates import index_for
+from secops.es.templates import bound_keywords, index_for
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +35,16 @@ def alert_index(prefix: str) -> str:
     return index_for(prefix, "secops.alert")
 
 
+MAX_GROUP_KEY = 1024
+
+
 def group_key(rule: CompiledRule, match: Match) -> str:
-    return "|".join(f"{k}={'' if v is None else v}" for k, v in sorted(match.group.items())) or "-"
+    """The match's group as one keyword; a long one (grouped by a URL, say) becomes its digest, so the
+    suppression lookup by term never misses a value Elasticsearch would not index."""
+    key = "|".join(f"{k}={'' if v is None else v}" for k, v in sorted(match.group.items())) or "-"
+    if len(key) > MAX_GROUP_KEY:
+        return "sha256:" + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+    return key
 
 
 def celery_notifier(alert_id: str) -> None:
@@ -97,10 +107,19 @@ class AlertStore:
     suppression_seconds: int = 3600
     kibana: str | None = None
     notifier: Notifier | None = celery_notifier
+    incident_window_seconds: int = 3600
 
     @property
     def index(self) -> str:
         return alert_index(self.prefix)
+
+    def _roll_up(self, alert_id: str) -> None:
+        """Put the alert (as stored now) into its host's incident and remember which."""
+        alert = self.get(alert_id)
+        inc_id = IncidentStore(self.es, self.prefix, self.incident_window_seconds).roll_up(alert_id, alert)
+        if alert["secops"]["alert"].get("incident_id") != inc_id:
+            self.es.update(index=self.index, id=alert_id, refresh=True,
+                           doc={"secops": {"alert": {"incident_id": inc_id}}})
 
     def _open_alert_for(self, rule: CompiledRule, key: str, match: Match) -> dict[str, Any] | None:
         lo = iso(parse_time(match.first_time) - timedelta(seconds=self.suppression_seconds))
@@ -125,11 +144,15 @@ class AlertStore:
                 return alert_id, "unchanged"
             except NotFoundError:
                 pass
-            self.es.index(index=self.index, id=alert_id, document=new_alert(rule, match, key, alert_id, self.kibana),
-                          refresh=True)
+            self.es.index(index=self.index, id=alert_id, refresh=True,
+                          document=bound_keywords(new_alert(rule, match, key, alert_id, self.kibana)))
+            self._roll_up(alert_id)
             self._notify(alert_id)
             return alert_id, "created"
-        return self._merge(existing, match)
+        alert_id, outcome = self._merge(existing, match)
+        if outcome == "updated":
+            self._roll_up(alert_id)
+        return alert_id, outcome
 
     def _merge(self, existing: dict[str, Any], match: Match) -> tuple[str, str]:
         alert_id = existing["_id"]

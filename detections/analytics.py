@@ -1,4 +1,8 @@
-"""Network analytics Sigma cannot express: RITA-style beaconing and per-domain DNS tunnelling scores.
+"""Network analytics Sigma cannot express: RITA-style beaconing, per-domain DNS tunnelling scores, and
+algorithmically generated domains (detections.dga's character model).
+
+Beaconing leaves out infrastructure services hosts poll on a schedule (DNS, NTP, DHCP, name services) and
+series another rule already explains (a brute-force alert between the same two hosts).
 
 Both look at the groups that received new events in the ingest window, then score each group over
 the events' own time (a horizon before the newest event), so an imported capture is scored as a whole.
@@ -10,19 +14,26 @@ import itertools
 import math
 import statistics
 from collections import Counter, defaultdict
+from collections.abc import Iterator
 from typing import Any
 
 from elasticsearch import Elasticsearch, helpers
 
 from detections.compiler import CompiledRule
+from detections.dga import looks_generated
 from detections.engine import Match, _composite, _terms_sources, indices_for, window_filter
 from secops.ecs import iso, parse_time
+from secops.es.templates import index_for
 
 BEACON_GROUP = ["source.ip", "destination.ip", "destination.port"]
+# Infrastructure every host talks to on a schedule (DNS resolvers, NTP, DHCP, name services): never beaconing.
+INFRASTRUCTURE_PORTS = frozenset({53, 67, 68, 123, 137, 138, 5353, 5355})
+EXPLAINING_TECHNIQUES = ("T1110",)  # a brute force explains a regular series of logins
 BEACON_MIN_CONNS = 10
 BEACON_THRESHOLD = 0.8
 BEACON_HORIZON = 86400
 DNS_MIN_NAMES = 15
+DGA_MIN_DOMAINS = 10  # distinct generated-looking domains from one client within the window
 
 
 def beacon_score(times: list[float]) -> tuple[float, dict[str, float]]:
@@ -76,19 +87,33 @@ def run_beaconing(es: Elasticsearch, prefix: str, rule: CompiledRule, start: str
             group = {k: b["key"][k] for k in BEACON_GROUP}
             key = tuple(group.values())
             if (b["doc_count"] < BEACON_MIN_CONNS or not b["fresh"]["doc_count"] or group["destination.ip"] is None
-                    or key in seen):
+                    or key in seen or group["destination.port"] in INFRASTRUCTURE_PORTS):
                 continue
             times, hits = _times(es, index, group, iso(lo), iso(hi))
             score, stats = beacon_score(times)
             if score < BEACON_THRESHOLD:
                 continue
             seen.add(key)
+            if _explained(es, prefix, group, times[0], times[-1]):
+                continue
             out.append(Match(group=group, first_time=iso(times[0]), last_time=iso(times[-1]), count=len(times),
                              event_ids=[h["_id"] for h in hits[:200]], event_index=hits[0]["_index"],
                              fields=dict(group),
                              reason=f"beacon score {score:.2f} over {stats['connections']} {dataset} events, "
                                     f"median interval {stats['median_interval']}s"))
     return out
+
+
+def _explained(es: Elasticsearch, prefix: str, group: dict[str, Any], first: float, last: float) -> bool:
+    """Another rule already raised an alert that explains this series (a brute force between the same hosts)."""
+    resp = es.search(index=index_for(prefix, "secops.alert"), size=0, ignore_unavailable=True, allow_no_indices=True,
+                     query={"bool": {"filter": [
+                         {"term": {"source.ip": group["source.ip"]}},
+                         {"term": {"destination.ip": group["destination.ip"]}},
+                         {"bool": {"should": [{"prefix": {"threat.technique.id": t}} for t in EXPLAINING_TECHNIQUES]}},
+                         {"range": {"secops.alert.first_time": {"lte": iso(last + BEACON_HORIZON)}}},
+                         {"range": {"secops.alert.last_time": {"gte": iso(first - BEACON_HORIZON)}}}]}})
+    return resp["hits"]["total"]["value"] > 0
 
 
 def entropy(text: str) -> float:
@@ -104,19 +129,24 @@ def registered_domain(name: str) -> str:
     return ".".join(labels[-2:]) if len(labels) >= 2 else ".".join(labels)
 
 
-def run_dns_tunnel(es: Elasticsearch, prefix: str, rule: CompiledRule, start: str, end: str) -> list[Match]:
-    """Per registered domain: many distinct subdomains with long or high-entropy labels, or NULL/TXT volume."""
-    index = indices_for(prefix, ["secops.dns"])
+def _dns_questions(es: Elasticsearch, prefix: str, start: str, end: str) -> Iterator[tuple[dict, str, dict]]:
+    """(hit, question name, source document) of every DNS event ingested in the window that has a name."""
     query = {"bool": {"filter": [window_filter(start, end)]}}
-    per: dict[tuple[str, str], dict[str, Any]] = defaultdict(lambda: {"names": set(), "ids": [], "times": [],
-                                                                       "nulltxt": 0, "long": 0, "ent": []})
-    index_name = ""
-    for hit in helpers.scan(es, index=index, query={"query": query}, size=2000, ignore_unavailable=True,
+    for hit in helpers.scan(es, index=indices_for(prefix, ["secops.dns"]), query={"query": query}, size=2000,
+                            ignore_unavailable=True,
                             _source=["dns.question.name", "dns.question.type", "source.ip", "@timestamp"]):
         src = hit["_source"]
         name = ((src.get("dns") or {}).get("question") or {}).get("name")
-        if not name:
-            continue
+        if name:
+            yield hit, name, src
+
+
+def run_dns_tunnel(es: Elasticsearch, prefix: str, rule: CompiledRule, start: str, end: str) -> list[Match]:
+    """Per registered domain: many distinct subdomains with long or high-entropy labels, or NULL/TXT volume."""
+    per: dict[tuple[str, str], dict[str, Any]] = defaultdict(lambda: {"names": set(), "ids": [], "times": [],
+                                                                       "nulltxt": 0, "long": 0, "ent": []})
+    index_name = ""
+    for hit, name, src in _dns_questions(es, prefix, start, end):
         qtype = str(((src.get("dns") or {}).get("question") or {}).get("type") or "").upper()
         domain = registered_domain(name)
         sub = name.rstrip(".")[: -len(domain) - 1] if len(name.rstrip(".")) > len(domain) else ""
@@ -148,6 +178,31 @@ def run_dns_tunnel(es: Elasticsearch, prefix: str, rule: CompiledRule, start: st
     return out
 
 
+def run_dga(es: Elasticsearch, prefix: str, rule: CompiledRule, start: str, end: str) -> list[Match]:
+    """Per client: many distinct domains whose registrable label the character model finds generated."""
+    per: dict[str, dict[str, Any]] = defaultdict(lambda: {"domains": set(), "ids": [], "times": [], "index": ""})
+    for hit, name, src in _dns_questions(es, prefix, start, end):
+        if not looks_generated(name):
+            continue
+        g = per[str((src.get("source") or {}).get("ip"))]
+        g["domains"].add(registered_domain(name))
+        if len(g["ids"]) < 200:
+            g["ids"].append(hit["_id"])
+        g["times"].append(src.get("@timestamp"))
+        g["index"] = hit["_index"]
+    out = []
+    for src_ip, g in per.items():
+        if len(g["domains"]) < DGA_MIN_DOMAINS:
+            continue
+        times = sorted(t for t in g["times"] if t)
+        sample = ", ".join(sorted(g["domains"])[:5])
+        out.append(Match(group={"source.ip": src_ip}, first_time=iso(parse_time(times[0])),
+                         last_time=iso(parse_time(times[-1])), count=len(times), event_ids=g["ids"],
+                         event_index=g["index"], fields={"source.ip": src_ip},
+                         reason=f"{len(g['domains'])} distinct generated-looking domains ({sample}, ...)"))
+    return out
+
+
 def analytic(rule_id: str, title: str, severity: str, techniques: list[str], tactics: list[str],
              description: str, fn: Any, group_by: list[str], dataset: str) -> CompiledRule:
     return CompiledRule(id=rule_id, title=title, kind="analytic", dataset=dataset, severity=severity,
@@ -166,4 +221,8 @@ def analytic_rules() -> list[CompiledRule]:
                   ["T1071.004", "T1048.003"], ["Command and Control", "Exfiltration"],
                   "Many distinct subdomains of one domain with long/high-entropy labels, or NULL/TXT volume.",
                  run_dns_tunnel, ["dns.question.registered_domain", "source.ip"], "secops.dns"),
+        analytic("secops-analytic-dga", "Algorithmically Generated Domains (DGA)", "high", ["T1568.002"],
+                 ["Command and Control"], "One client looked up many distinct domains whose names an offline "
+                 "character model (English bigrams) scores as random: a domain generation algorithm.",
+                 run_dga, ["source.ip"], "secops.dns"),
     ]

@@ -105,9 +105,21 @@ def rules_report(paths: PathsArg = None,
 
 
 @rules_app.command("test")
-def rules_test(rule: Annotated[str, typer.Argument(help="Rule id or title (built-in/configured rules)")],
-               pcap: Annotated[Path, typer.Argument(help="Capture to ingest and evaluate")]) -> None:
-    """Ingest PCAP with `secops ingest`, run one rule over exactly that ingest, print the matches (no alerts)."""
+def rules_test(rule: Annotated[str | None, typer.Argument(help="Rule id or title (built-in/configured rules)")] = None,
+               pcap: Annotated[Path | None, typer.Argument(help="Capture to ingest and evaluate")] = None,
+               run_all: Annotated[bool, typer.Option("--all", help="Run every rule's regression tests (info.yml)")]
+               = False,
+               testdata: Annotated[Path | None, typer.Option(help="Root of the captures the info.yml files name "
+                                                             "(default: $SECOPS_TESTDATA or ../shared/testdata)")]
+               = None) -> None:
+    """Ingest PCAP, run one rule over exactly that ingest, print the matches (no alerts); or, with --all, run
+    every rule's regression tests (each capture in a fresh index prefix) and compare with their info.yml."""
+    if run_all:
+        _rules_test_all(testdata)
+        return
+    if rule is None or pcap is None:
+        fail("give a RULE and a PCAP, or --all")
+    from detections.deadline import DeadlineClient
     from detections.engine import run_rule
     from secops.ecs import iso, utcnow
 
@@ -120,10 +132,12 @@ def rules_test(rule: Annotated[str, typer.Argument(help="Rule id or title (built
     if target.error:
         fail(f"rule {rule!r} does not compile: {target.error}")
     es = es_client()
+    prefix = settings().elasticsearch.index_prefix
     start = iso(utcnow())
-    ingest_capture(pcap)
-    es.indices.refresh(index=f"{settings().elasticsearch.index_prefix}-*", ignore_unavailable=True)
-    matches = run_rule(es, settings().elasticsearch.index_prefix, target, start, iso(utcnow()))
+    ingest_capture(pcap, prefix)
+    es.indices.refresh(index=f"{prefix}-*", ignore_unavailable=True)
+    matches = run_rule(DeadlineClient(es, 300, f"secops-rules-test:{target.id}"), prefix, target, start,
+                       iso(utcnow()))
     for m in matches:
         console.print(f"MATCH {m.group} count={m.count} {m.first_time}..{m.last_time} {m.reason}", markup=False,
                       highlight=False)
@@ -132,12 +146,46 @@ def rules_test(rule: Annotated[str, typer.Argument(help="Rule id or title (built
         raise typer.Exit(1)
 
 
-def ingest_capture(pcap: Path) -> None:
-    """Run the collectors' `secops ingest PCAP --output es` (their CLI, a separate process)."""
+def _rules_test_all(testdata: Path | None) -> None:
+    from detections.regression import collect, default_testdata, run_cases
+
+    pack = _pack(None, analytics=True)
+    root = testdata or default_testdata()
+    files, problems = collect(pack.rules, root)
+    for p in problems:
+        err_console.print(f"[red]ERROR[/] {p}", highlight=False, soft_wrap=True)
+    cases = [c for f in files for c in f.cases]
+    es = es_client()
+
+    def ingest(capture: Path, prefix: str) -> None:
+        ingest_capture(capture, prefix)
+        es.indices.refresh(index=f"{prefix}-*", ignore_unavailable=True)
+
+    results = run_cases(es, pack.rules, cases, ingest, base_prefix=f"{settings().elasticsearch.index_prefix}_rt")
+    titles = {r.id: r.title for r in pack.rules}
+    table = Table("rule", "capture", "expected", "got", "result")
+    for r in results:
+        where = r.case.capture.relative_to(root) if r.case.capture.is_relative_to(root) else r.case.capture
+        table.add_row(titles[r.case.rule_id][:45], str(where)[-60:], str(r.case.match_count), str(len(r.matches)),
+                      "ok" if r.ok else "; ".join(r.problems)[:80])
+    console.print(table)
+    failed = sum(1 for r in results if not r.ok)
+    console.print(f"{len(results)} regression tests over {len({c.capture for c in cases})} captures: "
+                  f"{len(results) - failed} passed, {failed} failed, {len(problems)} problems")
+    if failed or problems:
+        raise typer.Exit(1)
+
+
+def ingest_capture(pcap: Path, prefix: str | None = None) -> None:
+    """Run the collectors' `secops ingest --output es -- PCAP` (their CLI, a separate process), optionally into
+    another index prefix. The path is absolute and after ``--``: a file named ``--x.pcap`` is never an option."""
     env = dict(os.environ)
     if state.config_path:
         env["SECOPS_CONFIG"] = str(state.config_path)
-    cmd = [sys.executable, "-c", "from secops.cli import main; main()", "ingest", str(pcap), "--output", "es"]
+    if prefix:
+        env["SECOPS_ELASTICSEARCH__INDEX_PREFIX"] = prefix
+    cmd = [sys.executable, "-c", "from secops.cli import main; main()", "ingest", "--output", "es", "--",
+           str(pcap.absolute())]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1800)
     if proc.returncode != 0:
         fail(f"secops ingest failed ({proc.returncode}): {proc.stderr.strip()[-400:]}")

@@ -69,6 +69,7 @@ class CompiledRule:
     source: str = ""
     error: str | None = None
     analytic: Callable[..., list[Any]] | None = None  # kind "analytic": fn(es, prefix, rule, start, end)
+    regression_tests_path: str | None = None  # SigmaHQ convention: the rule's info.yml (detections.regression)
 
     @property
     def score(self) -> int:
@@ -123,6 +124,7 @@ def _base(rule: SigmaRule | SigmaCorrelationRule, kind: str, dataset: str) -> Co
         license=str(rule.license or ("DRL-1.1" if is_sigmahq else "Apache-2.0")), techniques=techniques,
         tactics=tactics, tags=tags, group_by=[str(g) for g in group_by],
         source=str(rule.source.path) if rule.source and getattr(rule.source, "path", None) else "",
+        regression_tests_path=str(custom["regression_tests_path"]) if custom.get("regression_tests_path") else None,
     )
 
 

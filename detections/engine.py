@@ -66,7 +66,7 @@ def _composite(es: Elasticsearch, index: str, query: dict, sources: list[dict], 
         if after:
             comp["after"] = after
         resp = es.search(index=index, size=0, query=query, aggs={"g": {"composite": comp, "aggs": subaggs}},
-                         ignore_unavailable=True, allow_no_indices=True, request_timeout=120)
+                         ignore_unavailable=True, allow_no_indices=True)
         agg = resp.get("aggregations", {}).get("g")
         if not agg:
             return

@@ -8,7 +8,7 @@ project use ``product: secops`` with ``service: <dataset short name>`` and ECS f
 Sigma compares strings case-insensitively (``|re`` excepted): the last step points plain string matches on
 fields that have a lowercase-normalised ``.ci`` sub-field (secops.es.templates.CI) at that sub-field.
 Sigma regular expressions (unanchored PCRE searches) are rewritten into Lucene's dialect (anchored, no flags)
-by :class:`LuceneRegex`.
+by :class:`LuceneRegex` with detections.lucene_regex.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from sigma.processing.transformations.base import DetectionItemTransformation
 from sigma.rule import SigmaDetectionItem, SigmaLogSource
 from sigma.types import SigmaRegularExpression, SigmaRegularExpressionFlag
 
+from detections.lucene_regex import lucene_regex
 from secops.es.templates import DATASETS, case_insensitive_fields
 
 CI_SUFFIX = ".ci"
@@ -93,7 +94,6 @@ DATASET_FIELDS: dict[str, dict[str, str | list[str]]] = {
 }
 
 
-LUCENE_OPERATORS = frozenset('@&~<>#"')  # regex operators in Lucene, plain characters in PCRE
 INLINE_FLAGS = re.compile(r"\(\?([imsx]+)\)")
 
 
@@ -104,34 +104,11 @@ def split_inline_flags(pattern: str) -> tuple[str, bool]:
     return pattern, False
 
 
-def lucene_regex(pattern: str, lowercase: bool = False) -> str:
-    r"""A Sigma regular expression (flags already split off) in Lucene's dialect: ``^``/``$`` become Lucene's
-    implicit anchoring and unanchored ends get ``.*``, ``(?:`` groups become plain groups, Lucene's operator
-    characters are escaped, and with ``lowercase`` the pattern is lowercased (escapes like ``\S`` kept) for a
-    ``.ci`` sub-field."""
-    start = pattern.startswith("^")
-    end = pattern.endswith("$") and not pattern.endswith("\\$")
-    body = pattern[1 if start else 0:len(pattern) - 1 if end else None]
-    out, i = [], 0
-    while i < len(body):
-        ch = body[i]
-        if ch == "\\" and i + 1 < len(body):
-            out.append(body[i:i + 2])
-            i += 2
-            continue
-        if body.startswith("(?:", i):
-            out.append("(")
-            i += 3
-            continue
-        out.append("\\" + ch if ch in LUCENE_OPERATORS else ch.lower() if lowercase else ch)
-        i += 1
-    return ("" if start else ".*") + "".join(out) + ("" if end else ".*")
-
-
 @dataclass
 class LuceneRegex(DetectionItemTransformation):
-    """Sigma ``|re`` values in Lucene's dialect; case-insensitive ones move to the field's ``.ci`` sub-field
-    (they stay case-sensitive on a field without one)."""
+    """Sigma ``|re`` values in Lucene's dialect (detections.lucene_regex: translated, then refused when over
+    Elasticsearch's regexp budget); case-insensitive ones move to the field's ``.ci`` sub-field (they stay
+    case-sensitive on a field without one)."""
 
     ci_fields: frozenset[str] = frozenset()
 

@@ -21,6 +21,7 @@ from elasticsearch import Elasticsearch, NotFoundError
 
 from detections.alerts import AlertStore
 from detections.compiler import CompiledRule
+from detections.deadline import DeadlineClient, RuleTimeout
 from detections.engine import Match, indices_for, run_rule
 from secops.config import Settings
 from secops.ecs import doc_id, iso, parse_time, utcnow
@@ -28,6 +29,7 @@ from secops.es.templates import index_for
 
 log = logging.getLogger(__name__)
 Runner = Callable[[Elasticsearch, str, CompiledRule, str, str], list[Match]]
+RULE_TIMEOUT_SECONDS = 60.0  # one rule's searches in one pass; a slower rule is reported and skipped
 
 
 @dataclass
@@ -38,6 +40,7 @@ class RuleRun:
     created: int = 0
     updated: int = 0
     error: str | None = None
+    timed_out: bool = False  # slow rule: skipped this pass, its checkpoint kept for the next
     seconds: float = 0.0
     alert_ids: list[str] = field(default_factory=list)
 
@@ -48,13 +51,15 @@ def state_id(rule_id: str) -> str:
 
 class Scheduler:
     def __init__(self, es: Elasticsearch, settings: Settings, rules: list[CompiledRule],
-                 alerts: AlertStore | None = None, runner: Runner = run_rule):
+                 alerts: AlertStore | None = None, runner: Runner = run_rule,
+                 rule_timeout: float = RULE_TIMEOUT_SECONDS):
         self.es = es
         self.cfg = settings.detections
         self.prefix = settings.elasticsearch.index_prefix
         self.rules = [r for r in rules if r.runnable]
         self.alerts = alerts or AlertStore(es, self.prefix, self.cfg.suppression_seconds, settings.kibana.url)
         self.runner = runner
+        self.rule_timeout = rule_timeout
         self.state_index = index_for(self.prefix, "secops.state")
 
     # -- checkpoints -------------------------------------------------------------------------------
@@ -109,10 +114,11 @@ class Scheduler:
         now = now or utcnow()
         result = RuleRun(rule.id)
         t0 = time.monotonic()
+        client = DeadlineClient(self.es, self.rule_timeout, f"secops-rule:{rule.id}")
         try:
             for start, end in self.windows(rule, now):
                 result.windows += 1
-                for match in self.runner(self.es, self.prefix, rule, start, end):
+                for match in self.runner(client, self.prefix, rule, start, end):
                     result.matches += 1
                     alert_id, outcome = self.alerts.record(rule, match)
                     if outcome == "created":
@@ -122,6 +128,10 @@ class Scheduler:
                     if alert_id not in result.alert_ids:
                         result.alert_ids.append(alert_id)
             self._save(rule.id, iso(now), iso(now))
+        except RuleTimeout as exc:
+            result.timed_out = True
+            result.error = f"slow rule skipped: {exc}"
+            log.warning("rule %s (%s) %s", rule.id, rule.title, result.error)
         except Exception as exc:
             result.error = f"{type(exc).__name__}: {str(exc)[:500]}"
             log.warning("rule %s failed: %s", rule.id, result.error)

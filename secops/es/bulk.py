@@ -28,7 +28,7 @@ from elasticsearch import exceptions as es_exc
 from secops.config import BulkSettings
 from secops.ecs import get, iso
 from secops.es.spool import Spool, SpoolCorrupt
-from secops.es.templates import index_for
+from secops.es.templates import MAX_KEYWORD_CHARS, bound_keywords, index_for
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +112,10 @@ class BulkWriter:
             if not dataset:
                 raise ValueError(f"document {doc_id} has no event.dataset and no index")
             index = index_for(self.prefix, dataset, get(source, "@timestamp"))
-        item = (index, doc_id, dumps(source))
+        body = dumps(source)
+        if len(body) > MAX_KEYWORD_CHARS:  # only then can a string be too long to index: cut it, say so
+            body = dumps(bound_keywords(source))
+        item = (index, doc_id, body)
         with self._lock:
             if self._first_at is None:
                 self._first_at = time.monotonic()

@@ -7,6 +7,7 @@ state) live in one index each and are updated in place under deterministic ids.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cache
@@ -16,7 +17,8 @@ from elasticsearch import Elasticsearch
 
 from secops.ecs import dataset_short, parse_time
 
-KW = {"type": "keyword", "ignore_above": 4096}
+MAX_KEYWORD_CHARS = 4096  # Elasticsearch counts UTF-16 units; a longer keyword value is not indexed at all
+KW = {"type": "keyword", "ignore_above": MAX_KEYWORD_CHARS}
 # Text an attacker or a person chose (URLs, user agents, names, commands): a keyword plus a lowercase-normalised
 # ``.ci`` sub-field, so Sigma's case-insensitive string matches (detections.pipeline) and analysts' searches can
 # ignore case while aggregations and displays keep the original.
@@ -98,6 +100,8 @@ ECS_BASE: dict[str, Any] = {
     ),
     "service": obj(name=KW, type=KW, version=KW),
     "process": obj(name=CI, pid=LONG, command_line=CI),
+    # keyword values cut to MAX_KEYWORD_CHARS by bound_keywords: which field, its full length and digest
+    "secops": obj(truncated=obj(field=KW, length=LONG, sha256=KW)),
 }
 
 # strings not declared above become keywords (never analysed text, never guessed dates)
@@ -167,10 +171,13 @@ DATASETS: dict[str, Dataset] = {d.name: d for d in [
     Dataset("secops.asset_change", properties=_secops(asset_change=obj(
         asset_id=KW, change=KW, field=KW, old=KW, new=KW, port=LONG, transport=KW))),
     Dataset("secops.alert", daily=False, properties=_secops(alert=obj(
-        id=KW, status=KW, assignee=KW, group_key=KW, count=LONG, first_time=DATE, last_time=DATE,
+        id=KW, status=KW, assignee=KW, group_key=KW, count=LONG, first_time=DATE, last_time=DATE, incident_id=KW,
         event_ids=KW, event_index=KW, kibana_url=KW, notes=obj(at=DATE, by=KW, text=TEXT),
         history=obj(at=DATE, by=KW, action=KW, old=KW, new=KW),
     ))),
+    Dataset("secops.incident", daily=False, properties=_secops(incident=obj(
+        id=KW, host=KW, status=KW, severity=KW, score=LONG, rules=KW, rule_ids=KW, tactics=KW, techniques=KW,
+        alert_ids=KW, alert_count=LONG, first_time=DATE, last_time=DATE))),
     Dataset("secops.playbook_run", daily=False, properties=_secops(playbook=obj(
         run_id=KW, name=KW, status=KW, alert_id=KW, dry_run=BOOL, step=KW, steps=obj(
             name=KW, action=KW, status=KW, started=DATE, finished=DATE, result=KW, error=KW, action_key=KW,
@@ -268,3 +275,64 @@ def install_templates(es: Elasticsearch, prefix: str = "secops") -> list[str]:
         es.indices.put_index_template(name=name, **template_body(prefix, ds))
         names.append(name)
     return names
+
+
+@cache
+def _unbounded_paths(dataset_name: str | None) -> frozenset[str]:
+    """Dotted string fields of a dataset that are not keywords (text, unindexed): they keep long values."""
+    ds = DATASETS.get(dataset_name or "")
+    props = mappings_for(ds)["properties"] if ds else _fix_class(ECS_BASE)
+    out: set[str] = set()
+
+    def walk(properties: dict, path: str) -> None:
+        for name, spec in properties.items():
+            if "properties" in spec:
+                walk(spec["properties"], f"{path}{name}.")
+            elif spec.get("type") not in ("keyword", None) or spec.get("index") is False:
+                out.add(f"{path}{name}")
+    walk(props, "")
+    return frozenset(out)
+
+
+def _utf16_prefix(value: str, units: int) -> str | None:
+    """``value`` cut to at most ``units`` UTF-16 code units (never inside a surrogate pair), None if it fits."""
+    if len(value) * 2 <= units:
+        return None
+    encoded = value.encode("utf-16-le", "surrogatepass")
+    if len(encoded) <= units * 2:
+        return None
+    cut = encoded[:units * 2]
+    if 0xD8 <= cut[-1] <= 0xDB:  # a high surrogate whose partner was cut off
+        cut = cut[:-2]
+    return cut.decode("utf-16-le", "surrogatepass")
+
+
+def bound_keywords(doc: dict[str, Any]) -> dict[str, Any]:
+    """The document with every keyword string longer than MAX_KEYWORD_CHARS cut to that length, so it stays
+    searchable (Elasticsearch would index nothing of it), each cut listed in ``secops.truncated`` with the full
+    length and SHA-256. Returns ``doc`` itself when nothing is too long."""
+    unbounded = _unbounded_paths(((doc.get("event") or {}) if isinstance(doc.get("event"), dict) else {})
+                                 .get("dataset"))
+    cuts: list[dict[str, Any]] = []
+
+    def bound(value: Any, path: str) -> Any:
+        if isinstance(value, dict):
+            new = {k: bound(v, f"{path}{k}.") for k, v in value.items()}
+            return new if any(new[k] is not value[k] for k in value) else value
+        if isinstance(value, list):
+            new_list = [bound(v, path) for v in value]
+            return new_list if any(a is not b for a, b in zip(new_list, value, strict=True)) else value
+        if isinstance(value, str) and path[:-1] not in unbounded:
+            prefix = _utf16_prefix(value, MAX_KEYWORD_CHARS)
+            if prefix is not None:
+                cuts.append({"field": path[:-1], "length": len(value),
+                             "sha256": hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()})
+                return prefix
+        return value
+
+    out = bound(doc, "")
+    if not cuts:
+        return doc
+    secops = dict(out.get("secops") or {})
+    secops["truncated"] = [*(secops.get("truncated") or []), *cuts]
+    return {**out, "secops": secops}
