@@ -390,6 +390,24 @@ DESCRIPTIONS: dict[str, str] = {
     "secops.state.key": "name of the state entry (lease:NAME, checkpoint keys, playbooks.block, ...)",
     "secops.state.value": "value (JSON or holder)",
     "secops.state.checkpoint": "checkpoint time or expiry",
+    # -- incidents and truncation ------------------------------------------------------------------
+    "secops.alert.incident_id": "incident this alert was rolled up into",
+    "secops.incident.id": "incident identifier (host plus the hour window it opened in)",
+    "secops.incident.host": "the host the incident's alerts concern",
+    "secops.incident.status": "open, acknowledged, closed",
+    "secops.incident.severity": "highest severity of its alerts",
+    "secops.incident.score": "combined risk score of its alerts",
+    "secops.incident.alert_count": "number of alerts rolled up",
+    "secops.incident.alert_ids": "ids of the alerts rolled up",
+    "secops.incident.rule_ids": "ids of the rules that fired",
+    "secops.incident.rules": "names of the rules that fired",
+    "secops.incident.tactics": "MITRE ATT&CK tactics of its alerts",
+    "secops.incident.techniques": "MITRE ATT&CK techniques of its alerts",
+    "secops.incident.first_time": "first alert time",
+    "secops.incident.last_time": "last alert time",
+    "secops.truncated.field": "field whose value was cut to the keyword limit (4,096 UTF-16 units)",
+    "secops.truncated.length": "original length of the cut value",
+    "secops.truncated.sha256": "SHA-256 of the original value",
 }
 
 

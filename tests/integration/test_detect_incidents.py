@@ -8,7 +8,7 @@ import time
 import pytest
 
 from detections.incidents import IncidentStore
-from secops.demo_traffic import ATTACKER, C2, RESOLVER, SERVER, WORKSTATION, write_demo_pcap
+from secops.devstack.demo_traffic import ATTACKER, C2, RESOLVER, SERVER, WORKSTATION, write_demo_pcap
 from tests.integration.test_detect_captures import detect, ingest
 
 pytestmark = pytest.mark.integration
