@@ -1,8 +1,9 @@
 """Compliance exports of the inventory (CSV, XLSX, JSON) with digests and formula-injection protection.
 
-Every cell that a spreadsheet could read as a formula (first character =, +, -, @, tab or CR) gets a
-leading apostrophe, so it arrives as inert text. Beside each export a ``.sha256`` manifest (``sha256sum -c``
-format) and, where OpenSSL offers it, an ``.sm3`` manifest (GB/T 32905) are written.
+Every cell goes through ``secops.cells``: normalised first (control characters dropped, NFKC), then a
+value a spreadsheet could read as a formula gets a leading apostrophe, so it arrives as inert text.
+Beside each export a ``.sha256`` manifest (``sha256sum -c`` format) and, where OpenSSL offers
+it, an ``.sm3`` manifest (GB/T 32905) are written.
 """
 
 from __future__ import annotations
@@ -17,14 +18,13 @@ from typing import Any
 
 import orjson
 from openpyxl import Workbook
-from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 
 from inventory.findings import compute as compute_findings
+from secops.cells import cell, cell_tree
 from secops.config import InventorySettings
 from secops.ecs import get, iso
 
 FORMATS = ("csv", "xlsx", "json")
-FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 COLUMNS: list[tuple[str, str, str]] = [  # key, English header, Chinese header (MLPS 2.0 reviews)
     ("asset_id", "Asset ID", "资产编号"),
     ("ip", "IP addresses", "IP地址"),
@@ -51,22 +51,6 @@ def headers(lang: str) -> list[str]:
     if lang not in ("en", "zh"):
         raise ValueError(f"language must be en or zh, not {lang!r}")
     return [zh if lang == "zh" else en for _k, en, zh in COLUMNS]
-
-
-def neutralise(value: str) -> str:
-    """Make a cell value inert for spreadsheet programs (OWASP CSV injection guidance)."""
-    return "'" + value if value.startswith(FORMULA_START) else value
-
-
-def neutralise_tree(value: Any) -> Any:
-    """JSON exports: every string leaf neutralised, structure and numbers kept."""
-    if isinstance(value, str):
-        return neutralise(value)
-    if isinstance(value, list):
-        return [neutralise_tree(v) for v in value]
-    if isinstance(value, dict):
-        return {k: neutralise_tree(v) for k, v in value.items()}
-    return value
 
 
 def _join(values: Any) -> str:
@@ -105,7 +89,7 @@ def cells(rec: dict[str, Any]) -> list[str]:
     for key, _en, _zh in COLUMNS:
         value = rec[key]
         text = "; ".join(service_text(s) for s in value) if key == "services" else _join(value)
-        out.append(neutralise(text))
+        out.append(cell(text))
     return out
 
 
@@ -130,7 +114,7 @@ def _write_xlsx(path: Path, head: list[str], rows: Iterable[list[str]]) -> None:
     ws = wb.create_sheet("assets")
     ws.append(head)
     for row in rows:
-        ws.append([ILLEGAL_CHARACTERS_RE.sub("", c) for c in row])
+        ws.append(row)
     wb.save(path)
 
 
@@ -139,7 +123,7 @@ def _write_json(path: Path, head: list[str], records: Iterable[dict[str, Any]], 
         fh.write(b'{"meta":' + orjson.dumps({**meta, "columns": dict(zip([c[0] for c in COLUMNS], head,
                                                                           strict=True))}) + b',"assets":[')
         for i, rec in enumerate(records):
-            fh.write((b"," if i else b"") + b"\n" + orjson.dumps(neutralise_tree(rec)))
+            fh.write((b"," if i else b"") + b"\n" + orjson.dumps(cell_tree(rec)))
         fh.write(b"\n]}\n")
 
 
