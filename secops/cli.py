@@ -17,7 +17,9 @@ from secops import __version__
 from secops.cli_support import CliError, console, err_console, es_client, settings, state, writer
 from secops.config import ConfigError, redacted
 from secops.es import retention
+from secops.es.bulk import DeliveryFailed
 from secops.es.client import StoreUnavailable, es_hosts, redis_url
+from secops.es.spool import Spool, SpoolSummary
 from secops.es.templates import DATASETS, install_templates
 from secops.stack import LocalStack, StackError
 
@@ -126,15 +128,25 @@ def es_indices() -> None:
 
 @es_app.command("spool")
 def es_spool(replay: Annotated[bool, typer.Option("--replay", help="Send the spooled documents now")] = False) -> None:
-    """Show (and optionally replay) documents spooled while Elasticsearch was unreachable."""
-    with writer(install=replay) as w:
-        pending = w.spool.pending()
-        console.print(f"spool {w.spool.dir}: {pending} pending files, "
-                      f"{len(list(w.spool.corrupt_dir.glob('*')))} quarantined, "
-                      f"{len(list(w.spool.dead_dir.glob('*')))} dead-letter files")
-        if replay and pending:
-            n = w.replay()
+    """List documents spooled while Elasticsearch was unreachable (changes nothing); --replay sends them."""
+    spool = Spool(settings().paths.spool())
+    _print_spool(spool.summary(), spool)
+    if replay:
+        if removed := spool.remove_stale_partials():
+            console.print(f"removed {removed} partial files left by writers that died mid-write")
+        if spool.pending():
+            with writer() as w:
+                n = w.replay()
             console.print(f"replayed {n} documents; {w.spool.pending()} files still pending")
+
+
+def _print_spool(sm: SpoolSummary, spool: Spool) -> None:
+    console.print(f"spool {spool.dir}: {sm.pending_files} pending files ({sm.pending_documents} documents, "
+                  f"{sm.pending_bytes} bytes), {sm.partial_files} partial (incomplete writes, not replayable), "
+                  f"{sm.quarantined_files} quarantined, {sm.dead_letter_files} dead-letter files "
+                  f"({sm.dead_letter_documents} documents)"
+                  + (f", {sm.unreadable_files} unreadable" if sm.unreadable_files else ""), soft_wrap=True,
+                  highlight=False)
 
 
 # -- retention ---------------------------------------------------------------------------------
@@ -203,6 +215,6 @@ _register_contexts()
 def main() -> None:
     try:
         app()
-    except (ConfigError, CliError, StoreUnavailable, StackError) as exc:
+    except (ConfigError, CliError, StoreUnavailable, StackError, DeliveryFailed) as exc:
         err_console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(2)
