@@ -15,7 +15,7 @@ from rich.table import Table
 
 from secops import __version__
 from secops.cli_support import CliError, console, err_console, es_client, settings, state, writer
-from secops.config import ConfigError, redacted
+from secops.config import ConfigError, install_log_redaction, redact_text, redacted
 from secops.es import retention
 from secops.es.bulk import DeliveryFailed
 from secops.es.client import StoreUnavailable, es_hosts, redis_url
@@ -59,8 +59,8 @@ def _root(
 def config_show(as_json: Annotated[bool, typer.Option("--json", help="JSON instead of YAML")] = False) -> None:
     """Print the effective configuration (file + SECOPS_* environment), secrets redacted."""
     data = redacted(settings())
-    data["elasticsearch"]["effective_hosts"] = es_hosts(settings())
-    data["redis"]["effective_url"] = redis_url(settings())
+    data["elasticsearch"]["effective_hosts"] = [redact_text(h) for h in es_hosts(settings())]
+    data["redis"]["effective_url"] = redact_text(redis_url(settings()))
     if as_json:
         console.print_json(json.dumps(data))
     else:
@@ -75,7 +75,7 @@ def config_check(
     settings()
     if connect:
         health = es_client().cluster.health()
-        console.print(f"Elasticsearch {es_hosts(settings())[0]}: {health['status']}")
+        console.print(f"Elasticsearch {redact_text(es_hosts(settings())[0])}: {health['status']}")
     console.print("[green]configuration valid[/]")
 
 
@@ -213,8 +213,9 @@ _register_contexts()
 
 
 def main() -> None:
+    install_log_redaction()
     try:
         app()
     except (ConfigError, CliError, StoreUnavailable, StackError, DeliveryFailed) as exc:
-        err_console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        err_console.print(f"[red]error:[/] {escape(redact_text(str(exc)))}", highlight=False, soft_wrap=True)
         sys.exit(2)
