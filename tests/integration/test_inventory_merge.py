@@ -279,3 +279,24 @@ def test_hostile_cmdb_values_reach_no_export_as_formulas(es, config_file, testda
     data = json.loads((out / "a.json").read_text())
     assert not [v for a in data["assets"] for v in a.values() if formula_like(v)]
     assert {a["department"] for a in data["assets"]} >= {"'=cmd|'/c calc'!A1dept"}
+
+
+def test_hostile_values_print_as_inert_text_in_the_terminal(es, config_file, testdata, tmp_path):
+    """A hostname from the network or a CMDB value cannot crash `assets list` (a stray Rich closing tag), plant a
+    terminal hyperlink, or send escape sequences (clear screen, window title) to the analyst's terminal."""
+    cli(config_file, "scan", "import", str(testdata / NMAP / "full_sudo6.xml"))
+    docs = assets(es)
+    hostile = ["[/]", "[link=http://198.18.0.9/x]click[/link]", "ok\x1b[2J\x1b]0;pwned\x07"]
+    for doc, name in zip(docs, hostile, strict=False):
+        es.update(index="secops-asset", id=doc["secops"]["asset"]["id"], doc={"host": {"hostname": name}},
+                  refresh=True)
+    res = cli(config_file, "assets", "list", check=False)
+    assert res.returncode == 0, res.stderr
+    assert "\x1b" not in res.stdout and "\x07" not in res.stdout
+    assert "[/]" in res.stdout and "[link=http://198.18.0.9/x]click[/link]" in res.stdout
+    assert "ok[2J]0;pwned" in res.stdout
+    owners = tmp_path / "owners.csv"
+    owners.write_text(f"ip,criticality\n{docs[0]['host']['ip'][0]},[/]\n", encoding="utf-8")
+    res = cli(config_file, "assets", "import", str(owners), check=False)
+    assert res.returncode == 0, res.stderr
+    assert "refused line 2: criticality '[/]' is not one of" in res.stdout
