@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from inventory.export import FORMATS, export_assets
+from inventory.export import FORMATS, ExportError, export_assets
 from inventory.owners import OwnersError, apply_owners
 from inventory.store import AssetStore
 from secops.audit import current_actor, write_audit
@@ -93,8 +93,11 @@ def assets_export(
     total = store.count(zone)
     with progress() as bar:
         task = bar.add_task(f"exporting {fmt}", total=total)
-        result = export_assets(store.iter_all(zone), path, fmt, s.inventory, now, lang=lang, zone=zone,
-                               on_row=lambda: bar.advance(task))
+        try:
+            result = export_assets(store.iter_all(zone), path, fmt, s.inventory, now, lang=lang, zone=zone,
+                                   on_row=lambda: bar.advance(task))
+        except ExportError as exc:
+            fail(str(exc))
     write_audit(es, s.elasticsearch.index_prefix, "inventory.export", str(path.resolve()), "success",
                 details={"format": fmt, "zone": zone, "lang": lang, "rows": result.rows, "sha256": result.sha256,
                          "sm3": result.sm3, "actor": current_actor()})

@@ -8,6 +8,7 @@ it, an ``.sm3`` manifest (GB/T 32905) are written.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 from collections.abc import Callable, Iterable, Iterator
@@ -15,9 +16,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from zipfile import ZIP_DEFLATED, ZipFile
 
 import orjson
 from openpyxl import Workbook
+from openpyxl.writer.excel import ExcelWriter
 
 from inventory.findings import compute as compute_findings
 from secops.cells import cell, cell_tree
@@ -93,6 +96,10 @@ def cells(rec: dict[str, Any]) -> list[str]:
     return out
 
 
+class ExportError(Exception):
+    """The export could not be written; nothing of it is left on disk."""
+
+
 @dataclass
 class ExportResult:
     path: Path
@@ -115,7 +122,14 @@ def _write_xlsx(path: Path, head: list[str], rows: Iterable[list[str]]) -> None:
     ws.append(head)
     for row in rows:
         ws.append(row)
-    wb.save(path)
+    archive = ZipFile(path, "w", ZIP_DEFLATED, allowZip64=True)
+    try:
+        ExcelWriter(wb, archive).save()
+    except BaseException:
+        # Close it here (a full disk fails again, quietly): else the archive retries at garbage collection.
+        with contextlib.suppress(OSError, ValueError):
+            archive.close()
+        raise
 
 
 def _write_json(path: Path, head: list[str], records: Iterable[dict[str, Any]], meta: dict[str, Any]) -> None:
@@ -172,14 +186,24 @@ def export_assets(assets: Iterable[dict[str, Any]], path: Path, fmt: str, cfg: I
                 on_row()
             yield record(asset, cfg, now)
 
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".partial")
-    if fmt == "json":
-        _write_json(tmp, head, records(), {"generated_at": iso(now), "zone": zone, "lang": lang})
-    elif fmt == "csv":
-        _write_csv(tmp, head, (cells(r) for r in records()))
-    else:
-        _write_xlsx(tmp, head, (cells(r) for r in records()))
-    tmp.replace(path)
-    sha, sm3, manifests = write_manifests(path)
+    written: list[Path] = [tmp]
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if fmt == "json":
+            _write_json(tmp, head, records(), {"generated_at": iso(now), "zone": zone, "lang": lang})
+        elif fmt == "csv":
+            _write_csv(tmp, head, (cells(r) for r in records()))
+        else:
+            _write_xlsx(tmp, head, (cells(r) for r in records()))
+        tmp.replace(path)
+        written.append(path)
+        written += [path.with_name(path.name + ext) for ext in (".sha256", ".sm3")]
+        sha, sm3, manifests = write_manifests(path)
+    except OSError as exc:
+        # A full disk or a failing one: no export without its manifests, and no partial file left behind.
+        for leftover in written:
+            leftover.unlink(missing_ok=True)
+        raise ExportError(f"{path}: export not written ({exc.strerror or exc}) after {count} assets; "
+                          f"no partial file left") from None
     return ExportResult(path, count, sha, sm3, manifests)

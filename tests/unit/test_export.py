@@ -178,3 +178,19 @@ def test_cell_normalises_then_neutralises(value):
     assert out.startswith("'") or value == "\ud800=1"
     assert not formula_like(out)
     assert neutralise("Li Wei") == "Li Wei" and neutralise("水务 (一厂)") == "水务 (一厂)"
+
+
+@pytest.mark.parametrize("fmt", ["csv", "xlsx", "json"])
+def test_full_disk_export_is_one_error_and_leaves_nothing(fmt):
+    """The same class as the full bulk spool: ENOSPC is a clear error, never a half-written export."""
+    from inventory.export import ExportError
+    from tests.support.outage import small_tmpfs
+
+    with small_tmpfs("64k") as out:
+        with pytest.raises(ExportError, match=r"export not written \(No space left on device\) after \d+ assets; "
+                                              r"no partial file left"):
+            export_assets((asset(i, location="x" * 200) for i in range(3000)), out / f"a.{fmt}", fmt,
+                          InventorySettings(), NOW)
+        assert list(out.iterdir()) == []
+        res = export_assets([asset(1)], out / f"small.{fmt}", fmt, InventorySettings(), NOW)  # room for a small one
+        assert res.rows == 1 and (out / f"small.{fmt}.sha256").is_file()
