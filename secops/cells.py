@@ -28,10 +28,15 @@ MAX_CELL = 32_767  # characters an Excel cell holds
 CUT_MARK = "…[cut: {} characters]"
 
 
+def strip_controls(text: str) -> str:
+    """Text that can be shown anywhere (a terminal, a cell): control and bidi-override characters dropped,
+    lone surrogates replaced; everything else exactly as it was."""
+    return _SURROGATE.sub("\ufffd", _DROP.sub("", text))
+
+
 def clean(text: str) -> str:
-    """Normalised text: control and bidi-override characters dropped, lone surrogates replaced, NFKC."""
-    text = _SURROGATE.sub("\ufffd", _DROP.sub("", text))
-    text = unicodedata.normalize("NFKC", text)
+    """Normalised text: :func:`strip_controls`, then NFKC (full-width and compatibility forms to ASCII)."""
+    text = unicodedata.normalize("NFKC", strip_controls(text))
     return _DROP.sub("", text)  # NFKC never yields them today; cheap insurance against a future table
 
 

@@ -10,11 +10,10 @@ from typing import Annotated
 
 import typer
 import yaml
-from rich.markup import escape
 from rich.table import Table
 
 from secops import __version__
-from secops.cli_support import CliError, console, err_console, es_client, settings, state, writer
+from secops.cli_support import CliError, console, err_console, es_client, inert_markup, settings, state, writer
 from secops.config import ConfigError, install_log_redaction, redact_text, redacted
 from secops.es import retention
 from secops.es.bulk import DeliveryFailed
@@ -217,5 +216,5 @@ def main() -> None:
     try:
         app()
     except (ConfigError, CliError, StoreUnavailable, StackError, DeliveryFailed) as exc:
-        err_console.print(f"[red]error:[/] {escape(redact_text(str(exc)))}", highlight=False, soft_wrap=True)
+        err_console.print(f"[red]error:[/] {inert_markup(redact_text(str(exc)))}", highlight=False, soft_wrap=True)
         sys.exit(2)

@@ -25,7 +25,7 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from secops.cells import clean
+from secops.cells import strip_controls
 from secops.config import ConfigError, Settings, load_settings
 from secops.es.bulk import BulkWriter
 from secops.es.client import check_reachable, make_client
@@ -59,13 +59,13 @@ def settings() -> Settings:
 def inert(value: object, limit: int | None = None) -> Text:
     """A value from a document (hostname, banner, rule field) as terminal text that cannot act: no Rich markup
     (``[link=...]``, a stray ``[/]`` that would crash the table), no escape sequences (ESC, BEL, OSC 8 links)."""
-    text = clean("-" if value is None or value == "" else str(value))
+    text = strip_controls("-" if value is None or value == "" else str(value))
     return Text(text[:limit] if limit else text)
 
 
 def inert_markup(value: object) -> str:
     """The same for a value placed inside a markup string: cleaned and markup-escaped."""
-    return escape(clean(str(value)))
+    return escape(strip_controls(str(value)))
 
 
 def fail(message: str) -> NoReturn:

@@ -173,11 +173,15 @@ class BulkWriter:
         try:
             path = self.spool.append([Spool.encode(*item) for item in lines])
         except OSError as exc:
-            self.stats.not_kept += len(lines)
-            self._failure = exc
-            raise self._failed() from None
+            raise self._lose(exc, len(lines)) from None
         self._own_files[path.name] = len(lines)
         self.stats.spooled += len(lines)
+
+    def _lose(self, exc: OSError, count: int) -> DeliveryFailed:
+        """Record that ``count`` documents could not be kept; from now on the writer refuses input."""
+        self.stats.not_kept += count
+        self._failure = exc
+        return self._failed()
 
     def _failed(self) -> DeliveryFailed:
         """The exact account once a batch could be neither sent nor spooled."""
@@ -273,9 +277,7 @@ class BulkWriter:
             try:
                 path = self.spool.dead_letter(rejected)
             except OSError as exc:
-                self.stats.not_kept += len(rejected)
-                self._failure = exc
-                raise self._failed() from None
+                raise self._lose(exc, len(rejected)) from None
             self.stats.rejected += len(rejected)
             log.error("%d documents rejected by Elasticsearch, kept in %s", len(rejected), path)
         return retry
