@@ -75,14 +75,17 @@ class Spool:
                 fh.flush()
                 os.fsync(fh.fileno())
             os.replace(tmp, final)
+            dir_fd = os.open(directory, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
         except OSError:
-            tmp.unlink(missing_ok=True)  # never leave a partial file behind (ENOSPC, EIO, EDQUOT)
+            # Never leave a partial file behind (ENOSPC, EIO, EDQUOT), nor one whose rename is not durable:
+            # the caller counts the batch as not kept, so the disk must agree.
+            tmp.unlink(missing_ok=True)
+            final.unlink(missing_ok=True)
             raise
-        dir_fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
         return final
 
     @staticmethod
