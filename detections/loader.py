@@ -1,8 +1,8 @@
 """Safe loading of Sigma rule files: one bad file is one clear error, never the end of the others.
 
-Hostile YAML is refused before pySigma sees it: files above a size limit, YAML anchors/aliases (the
-"billion laughs" bomb; Sigma rules never need them), any non-standard tag (``!!python/object``), deep
-nesting and huge node counts. pySigma then parses each file's documents with errors collected.
+Hostile YAML is refused before pySigma sees it by the product's one loader (``secops.safe_yaml``:
+size limit, no anchors/aliases, core tags only, no duplicate keys, bounded depth and node count).
+pySigma then parses each file's documents with errors collected.
 """
 
 from __future__ import annotations
@@ -12,59 +12,27 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 from sigma.collection import SigmaCollection
 from sigma.correlations import SigmaCorrelationRule
 from sigma.exceptions import SigmaError, SigmaRuleLocation
 from sigma.rule import SigmaRule
 
+from secops import safe_yaml
+
 BUILTIN_RULES = Path(__file__).parent / "rules"
-MAX_FILE_BYTES = 256 * 1024
-MAX_NODES = 20_000
-MAX_DEPTH = 24
-STANDARD_TAGS = {
-    "tag:yaml.org,2002:map", "tag:yaml.org,2002:seq", "tag:yaml.org,2002:str", "tag:yaml.org,2002:int",
-    "tag:yaml.org,2002:float", "tag:yaml.org,2002:bool", "tag:yaml.org,2002:null", "tag:yaml.org,2002:timestamp",
-}
+MAX_FILE_BYTES = safe_yaml.MAX_BYTES
 
 
 class RuleFileError(Exception):
     """A rule file that cannot be used, with the reason in one line."""
 
 
-def _check_node(node: yaml.Node, depth: int, counter: list[int]) -> None:
-    counter[0] += 1
-    if counter[0] > MAX_NODES:
-        raise RuleFileError(f"more than {MAX_NODES} YAML nodes")
-    if depth > MAX_DEPTH:
-        raise RuleFileError(f"YAML nested deeper than {MAX_DEPTH} levels")
-    if node.tag not in STANDARD_TAGS:
-        raise RuleFileError(f"YAML tag {node.tag!r} not allowed (line {node.start_mark.line + 1})")
-    if isinstance(node, yaml.MappingNode):
-        for key, value in node.value:
-            _check_node(key, depth + 1, counter)
-            _check_node(value, depth + 1, counter)
-    elif isinstance(node, yaml.SequenceNode):
-        for item in node.value:
-            _check_node(item, depth + 1, counter)
-
-
 def safe_yaml_documents(text: str) -> list[dict[str, Any]]:
-    """Parse a multi-document YAML text refusing aliases, custom tags and oversized structures."""
-    if len(text.encode("utf-8", "surrogatepass")) > MAX_FILE_BYTES:
-        raise RuleFileError(f"file larger than {MAX_FILE_BYTES} bytes")
+    """Parse a multi-document YAML text through the product's one safe loader; every document a mapping."""
     try:
-        for event in yaml.parse(text, Loader=yaml.SafeLoader):
-            if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
-                raise RuleFileError("YAML anchors/aliases are not allowed in rules")
-        docs = []
-        for node in yaml.compose_all(text, Loader=yaml.SafeLoader):
-            if node is None:
-                continue
-            _check_node(node, 0, [0])
-            docs.append(yaml.SafeLoader(text).construct_document(node))
-    except yaml.YAMLError as exc:
-        raise RuleFileError(f"invalid YAML: {str(exc).splitlines()[0]}") from None
+        docs = safe_yaml.load_all(text)
+    except safe_yaml.UnsafeYaml as exc:
+        raise RuleFileError(exc.reason) from None
     for doc in docs:
         if not isinstance(doc, dict):
             raise RuleFileError(f"a rule document must be a mapping, got {type(doc).__name__}")

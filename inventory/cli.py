@@ -9,11 +9,11 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from inventory.export import FORMATS, export_assets
+from inventory.export import FORMATS, ExportError, export_assets
 from inventory.owners import OwnersError, apply_owners
 from inventory.store import AssetStore
 from secops.audit import current_actor, write_audit
-from secops.cli_support import console, es_client, fail, progress, settings
+from secops.cli_support import console, es_client, fail, inert, inert_markup, progress, settings
 from secops.ecs import get, utcnow
 
 assets_app = typer.Typer(help="The asset inventory: list, show, ownership import, compliance exports.",
@@ -38,10 +38,10 @@ def assets_list(
         n += 1
         part = get(a, "secops.asset") or {}
         ports = ", ".join(f"{s['port']}/{s.get('transport', 'tcp')}" for s in part.get("services") or [])
-        table.add_row(part.get("id", "")[:12], ", ".join(get(a, "host.ip") or []),
-                      ", ".join(get(a, "host.mac") or []), get(a, "host.hostname") or "-", part.get("zone") or "-",
-                      part.get("owner") or "-", ports or "-", part.get("last_seen") or "-",
-                      ", ".join(part.get("findings") or []) or "-")
+        table.add_row(*(inert(v) for v in (
+            part.get("id", "")[:12], ", ".join(get(a, "host.ip") or []), ", ".join(get(a, "host.mac") or []),
+            get(a, "host.hostname"), part.get("zone"), part.get("owner"), ports, part.get("last_seen"),
+            ", ".join(part.get("findings") or []))))
     console.print(table)
     console.print(f"{n} assets shown")
 
@@ -70,7 +70,7 @@ def assets_import(csv_file: Annotated[Path, typer.Argument(help="CMDB export: ip
     console.print(f"{result.rows} rows: {result.matched_rows} matched, {result.assets_updated} assets updated, "
                   f"{len(result.unmatched)} unmatched, {len(result.errors)} refused", soft_wrap=True)
     for err in result.errors[:20]:
-        console.print(f"[yellow]refused[/] {err}", highlight=False)
+        console.print(f"[yellow]refused[/] {inert_markup(err)}", highlight=False, soft_wrap=True)
 
 
 @assets_app.command("export")
@@ -93,8 +93,11 @@ def assets_export(
     total = store.count(zone)
     with progress() as bar:
         task = bar.add_task(f"exporting {fmt}", total=total)
-        result = export_assets(store.iter_all(zone), path, fmt, s.inventory, now, lang=lang, zone=zone,
-                               on_row=lambda: bar.advance(task))
+        try:
+            result = export_assets(store.iter_all(zone), path, fmt, s.inventory, now, lang=lang, zone=zone,
+                                   on_row=lambda: bar.advance(task))
+        except ExportError as exc:
+            fail(str(exc))
     write_audit(es, s.elasticsearch.index_prefix, "inventory.export", str(path.resolve()), "success",
                 details={"format": fmt, "zone": zone, "lang": lang, "rows": result.rows, "sha256": result.sha256,
                          "sm3": result.sm3, "actor": current_actor()})

@@ -1,12 +1,14 @@
 """Compliance exports of the inventory (CSV, XLSX, JSON) with digests and formula-injection protection.
 
-Every cell that a spreadsheet could read as a formula (first character =, +, -, @, tab or CR) gets a
-leading apostrophe, so it arrives as inert text. Beside each export a ``.sha256`` manifest (``sha256sum -c``
-format) and, where OpenSSL offers it, an ``.sm3`` manifest (GB/T 32905) are written.
+Every cell goes through ``secops.cells``: normalised first (control characters dropped, NFKC), then a
+value a spreadsheet could read as a formula gets a leading apostrophe, so it arrives as inert text.
+Beside each export a ``.sha256`` manifest (``sha256sum -c`` format) and, where OpenSSL offers
+it, an ``.sm3`` manifest (GB/T 32905) are written.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 from collections.abc import Callable, Iterable, Iterator
@@ -14,17 +16,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from zipfile import ZIP_DEFLATED, ZipFile
 
 import orjson
 from openpyxl import Workbook
-from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
+from openpyxl.writer.excel import ExcelWriter
 
 from inventory.findings import compute as compute_findings
+from secops.cells import cell, cell_tree
 from secops.config import InventorySettings
 from secops.ecs import get, iso
 
 FORMATS = ("csv", "xlsx", "json")
-FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 COLUMNS: list[tuple[str, str, str]] = [  # key, English header, Chinese header (MLPS 2.0 reviews)
     ("asset_id", "Asset ID", "资产编号"),
     ("ip", "IP addresses", "IP地址"),
@@ -51,22 +54,6 @@ def headers(lang: str) -> list[str]:
     if lang not in ("en", "zh"):
         raise ValueError(f"language must be en or zh, not {lang!r}")
     return [zh if lang == "zh" else en for _k, en, zh in COLUMNS]
-
-
-def neutralise(value: str) -> str:
-    """Make a cell value inert for spreadsheet programs (OWASP CSV injection guidance)."""
-    return "'" + value if value.startswith(FORMULA_START) else value
-
-
-def neutralise_tree(value: Any) -> Any:
-    """JSON exports: every string leaf neutralised, structure and numbers kept."""
-    if isinstance(value, str):
-        return neutralise(value)
-    if isinstance(value, list):
-        return [neutralise_tree(v) for v in value]
-    if isinstance(value, dict):
-        return {k: neutralise_tree(v) for k, v in value.items()}
-    return value
 
 
 def _join(values: Any) -> str:
@@ -105,8 +92,12 @@ def cells(rec: dict[str, Any]) -> list[str]:
     for key, _en, _zh in COLUMNS:
         value = rec[key]
         text = "; ".join(service_text(s) for s in value) if key == "services" else _join(value)
-        out.append(neutralise(text))
+        out.append(cell(text))
     return out
+
+
+class ExportError(Exception):
+    """The export could not be written; nothing of it is left on disk."""
 
 
 @dataclass
@@ -130,8 +121,15 @@ def _write_xlsx(path: Path, head: list[str], rows: Iterable[list[str]]) -> None:
     ws = wb.create_sheet("assets")
     ws.append(head)
     for row in rows:
-        ws.append([ILLEGAL_CHARACTERS_RE.sub("", c) for c in row])
-    wb.save(path)
+        ws.append(row)
+    archive = ZipFile(path, "w", ZIP_DEFLATED, allowZip64=True)
+    try:
+        ExcelWriter(wb, archive).save()
+    except BaseException:
+        # Close it here (a full disk fails again, quietly): else the archive retries at garbage collection.
+        with contextlib.suppress(OSError, ValueError):
+            archive.close()
+        raise
 
 
 def _write_json(path: Path, head: list[str], records: Iterable[dict[str, Any]], meta: dict[str, Any]) -> None:
@@ -139,7 +137,7 @@ def _write_json(path: Path, head: list[str], records: Iterable[dict[str, Any]], 
         fh.write(b'{"meta":' + orjson.dumps({**meta, "columns": dict(zip([c[0] for c in COLUMNS], head,
                                                                           strict=True))}) + b',"assets":[')
         for i, rec in enumerate(records):
-            fh.write((b"," if i else b"") + b"\n" + orjson.dumps(neutralise_tree(rec)))
+            fh.write((b"," if i else b"") + b"\n" + orjson.dumps(cell_tree(rec)))
         fh.write(b"\n]}\n")
 
 
@@ -188,14 +186,24 @@ def export_assets(assets: Iterable[dict[str, Any]], path: Path, fmt: str, cfg: I
                 on_row()
             yield record(asset, cfg, now)
 
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".partial")
-    if fmt == "json":
-        _write_json(tmp, head, records(), {"generated_at": iso(now), "zone": zone, "lang": lang})
-    elif fmt == "csv":
-        _write_csv(tmp, head, (cells(r) for r in records()))
-    else:
-        _write_xlsx(tmp, head, (cells(r) for r in records()))
-    tmp.replace(path)
-    sha, sm3, manifests = write_manifests(path)
+    written: list[Path] = [tmp]
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if fmt == "json":
+            _write_json(tmp, head, records(), {"generated_at": iso(now), "zone": zone, "lang": lang})
+        elif fmt == "csv":
+            _write_csv(tmp, head, (cells(r) for r in records()))
+        else:
+            _write_xlsx(tmp, head, (cells(r) for r in records()))
+        tmp.replace(path)
+        written.append(path)
+        written += [path.with_name(path.name + ext) for ext in (".sha256", ".sm3")]
+        sha, sm3, manifests = write_manifests(path)
+    except OSError as exc:
+        # A full disk or a failing one: no export without its manifests, and no partial file left behind.
+        for leftover in written:
+            leftover.unlink(missing_ok=True)
+        raise ExportError(f"{path}: export not written ({exc.strerror or exc}) after {count} assets; "
+                          f"no partial file left") from None
     return ExportResult(path, count, sha, sm3, manifests)

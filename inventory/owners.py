@@ -1,13 +1,15 @@
 """`secops assets import owners.csv`: ownership from a CMDB export, matched to assets by MAC, IP or hostname.
 
 Accepted headers (case-insensitive, English or Chinese): ip, mac, hostname (at least one to match on),
-owner, department, location, criticality (low|medium|high|critical). Values are stored as given (exports
-neutralise them); rows with problems are reported by line number and change nothing.
+owner, department, location, criticality (low|medium|high|critical). Values are stored normalised (control
+characters dropped, NFKC; exports also neutralise formulas); rows with problems are reported by line number
+and change nothing.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import ipaddress
 import re
 from dataclasses import dataclass, field
@@ -15,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from inventory.store import AssetStore
+from secops.cells import clean
 from secops.ecs import iso
 
 HEADER_ALIASES = {
@@ -58,30 +61,38 @@ def _criticality(value: str) -> str:
 
 
 def read_rows(path: Path) -> list[tuple[int, dict[str, str]]]:
-    """(line number, normalised row) pairs; OwnersError when the file or its header is unusable."""
+    """(line number, normalised row) pairs; OwnersError when the file or its header is unusable.
+
+    Rows are split by the csv module alone (newline="" keeps quoted line breaks inside their field, and
+    characters such as \\x0b, \\x1c or U+2028 stay data: ``str.splitlines`` would cut rows at them).
+    Every value is normalised (control characters dropped, NFKC); the line number is where the row ends.
+    """
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        with path.open(encoding="utf-8-sig", newline="") as fh:
+            text = fh.read()
     except (OSError, UnicodeDecodeError) as exc:
         raise OwnersError(f"{path}: cannot read as UTF-8 CSV ({exc})") from None
     try:
         dialect = csv.Sniffer().sniff(text[:4096], delimiters=",;\t")
     except csv.Error:
         dialect = csv.excel
-    reader = csv.reader(text.splitlines(), dialect)
+    reader = csv.reader(io.StringIO(text, newline=""), dialect)
     try:
-        header = next(reader)
-    except StopIteration:
-        raise OwnersError(f"{path}: empty file") from None
-    keys = [HEADER_ALIASES.get(h.strip().lower()) for h in header]
-    if not {"ip", "mac", "hostname"} & set(keys):
-        raise OwnersError(f"{path}: header needs at least one of ip, mac, hostname; got {', '.join(header)}")
-    if not set(FIELDS) & set(keys):
-        raise OwnersError(f"{path}: header has none of {', '.join(FIELDS)}")
-    rows = []
-    for line, values in enumerate(reader, start=2):
-        if not any(v.strip() for v in values):
-            continue
-        rows.append((line, {k: v.strip() for k, v in zip(keys, values, strict=False) if k}))
+        header = next(reader, None)
+        if header is None:
+            raise OwnersError(f"{path}: empty file")
+        keys = [HEADER_ALIASES.get(clean(h).strip().lower()) for h in header]
+        if not {"ip", "mac", "hostname"} & set(keys):
+            raise OwnersError(f"{path}: header needs at least one of ip, mac, hostname; got {', '.join(header)}")
+        if not set(FIELDS) & set(keys):
+            raise OwnersError(f"{path}: header has none of {', '.join(FIELDS)}")
+        rows = []
+        for values in reader:
+            cleaned = [clean(v).strip() for v in values]
+            if any(cleaned):
+                rows.append((reader.line_num, {k: v for k, v in zip(keys, cleaned, strict=False) if k}))
+    except csv.Error as exc:
+        raise OwnersError(f"{path} line {reader.line_num}: not readable as CSV ({exc}); nothing imported") from None
     return rows
 
 

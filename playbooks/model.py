@@ -13,12 +13,12 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
 from pydantic.fields import FieldInfo
 
 from playbooks.actions import ACTIONS
 from playbooks.template import check_templates, lookups
+from secops import safe_yaml
 from secops.config import Settings, format_validation_error
 from secops.ecs import get
 
@@ -184,9 +184,9 @@ class Playbook(Strict):
 
 def parse(text: str, source: str = "<string>") -> Playbook:
     try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise DefinitionError(f"{source}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+        data = safe_yaml.load(text, source)
+    except safe_yaml.UnsafeYaml as exc:
+        raise DefinitionError(str(exc)) from None
     if not isinstance(data, dict):
         raise DefinitionError(f"{source}: a playbook must be a mapping")
     try:

@@ -9,8 +9,9 @@ from __future__ import annotations
 from datetime import timedelta
 
 from celery import Celery
+from celery.signals import after_setup_logger, after_setup_task_logger
 
-from secops.config import Settings, get_settings
+from secops.config import Settings, get_settings, install_log_redaction
 from secops.es.client import redis_url
 
 TASK_MODULES = ["collectors.tasks", "inventory.tasks", "detections.tasks", "playbooks.tasks", "secops.tasks"]
@@ -58,3 +59,10 @@ def configure(app: Celery, settings: Settings) -> Celery:
 
 
 configure(app, get_settings())
+
+
+@after_setup_logger.connect
+@after_setup_task_logger.connect
+def _redact_logs(logger, **_kw) -> None:
+    """Worker and beat logs never show URL credentials (broker errors, task exceptions)."""
+    install_log_redaction(logger)

@@ -12,14 +12,15 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 import yaml
-from rich.markup import escape
 from rich.table import Table
 
 from secops import __version__
-from secops.cli_support import CliError, console, err_console, es_client, settings, state, writer
-from secops.config import ConfigError, redacted
+from secops.cli_support import CliError, console, err_console, es_client, inert_markup, settings, state, writer
+from secops.config import ConfigError, install_log_redaction, redact_text, redacted
 from secops.es import retention
+from secops.es.bulk import DeliveryFailed
 from secops.es.client import StoreUnavailable, es_hosts, redis_url
+from secops.es.spool import Spool, SpoolSummary
 from secops.es.templates import DATASETS, install_templates
 
 if TYPE_CHECKING:
@@ -62,8 +63,8 @@ def _root(
 def config_show(as_json: Annotated[bool, typer.Option("--json", help="JSON instead of YAML")] = False) -> None:
     """Print the effective configuration (file + SECOPS_* environment), secrets redacted."""
     data = redacted(settings())
-    data["elasticsearch"]["effective_hosts"] = es_hosts(settings())
-    data["redis"]["effective_url"] = redis_url(settings())
+    data["elasticsearch"]["effective_hosts"] = [redact_text(h) for h in es_hosts(settings())]
+    data["redis"]["effective_url"] = redact_text(redis_url(settings()))
     if as_json:
         console.print_json(json.dumps(data))
     else:
@@ -78,7 +79,7 @@ def config_check(
     settings()
     if connect:
         health = es_client().cluster.health()
-        console.print(f"Elasticsearch {es_hosts(settings())[0]}: {health['status']}")
+        console.print(f"Elasticsearch {redact_text(es_hosts(settings())[0])}: {health['status']}")
     console.print("[green]configuration valid[/]")
 
 
@@ -144,15 +145,25 @@ def es_indices() -> None:
 
 @es_app.command("spool")
 def es_spool(replay: Annotated[bool, typer.Option("--replay", help="Send the spooled documents now")] = False) -> None:
-    """Show (and optionally replay) documents spooled while Elasticsearch was unreachable."""
-    with writer(install=replay) as w:
-        pending = w.spool.pending()
-        console.print(f"spool {w.spool.dir}: {pending} pending files, "
-                      f"{len(list(w.spool.corrupt_dir.glob('*')))} quarantined, "
-                      f"{len(list(w.spool.dead_dir.glob('*')))} dead-letter files")
-        if replay and pending:
-            n = w.replay()
+    """List documents spooled while Elasticsearch was unreachable (changes nothing); --replay sends them."""
+    spool = Spool(settings().paths.spool())
+    _print_spool(spool.summary(), spool)
+    if replay:
+        if removed := spool.remove_stale_partials():
+            console.print(f"removed {removed} partial files left by writers that died mid-write")
+        if spool.pending():
+            with writer() as w:
+                n = w.replay()
             console.print(f"replayed {n} documents; {w.spool.pending()} files still pending")
+
+
+def _print_spool(sm: SpoolSummary, spool: Spool) -> None:
+    console.print(f"spool {spool.dir}: {sm.pending_files} pending files ({sm.pending_documents} documents, "
+                  f"{sm.pending_bytes} bytes), {sm.partial_files} partial (incomplete writes, not replayable), "
+                  f"{sm.quarantined_files} quarantined, {sm.dead_letter_files} dead-letter files "
+                  f"({sm.dead_letter_documents} documents)"
+                  + (f", {sm.unreadable_files} unreadable" if sm.unreadable_files else ""), soft_wrap=True,
+                  highlight=False)
 
 
 # -- retention ---------------------------------------------------------------------------------
@@ -239,8 +250,9 @@ _register_contexts()
 
 
 def main() -> None:
+    install_log_redaction()
     try:
         app()
-    except (ConfigError, CliError, StoreUnavailable) as exc:
-        err_console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+    except (ConfigError, CliError, StoreUnavailable, DeliveryFailed) as exc:
+        err_console.print(f"[red]error:[/] {inert_markup(redact_text(str(exc)))}", highlight=False, soft_wrap=True)
         sys.exit(2)

@@ -13,6 +13,7 @@ from typing import NoReturn
 import typer
 from elasticsearch import Elasticsearch
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -22,7 +23,9 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.text import Text
 
+from secops.cells import strip_controls
 from secops.config import ConfigError, Settings, load_settings
 from secops.es.bulk import BulkWriter
 from secops.es.client import check_reachable, make_client
@@ -51,6 +54,18 @@ state = _State()
 
 def settings() -> Settings:
     return state.settings()
+
+
+def inert(value: object, limit: int | None = None) -> Text:
+    """A value from a document (hostname, banner, rule field) as terminal text that cannot act: no Rich markup
+    (``[link=...]``, a stray ``[/]`` that would crash the table), no escape sequences (ESC, BEL, OSC 8 links)."""
+    text = strip_controls("-" if value is None or value == "" else str(value))
+    return Text(text[:limit] if limit else text)
+
+
+def inert_markup(value: object) -> str:
+    """The same for a value placed inside a markup string: cleaned and markup-escaped."""
+    return escape(strip_controls(str(value)))
 
 
 def fail(message: str) -> NoReturn:
@@ -85,5 +100,5 @@ def progress(transient: bool = False) -> Progress:
                     TimeElapsedColumn(), TimeRemainingColumn(), console=err_console, transient=transient)
 
 
-__all__ = ["CliError", "ConfigError", "console", "err_console", "es_client", "fail", "progress", "settings",
-           "state", "store", "typer", "writer"]
+__all__ = ["CliError", "ConfigError", "console", "err_console", "es_client", "fail", "inert", "inert_markup",
+           "progress", "settings", "state", "store", "typer", "writer"]

@@ -8,14 +8,17 @@ Every section forbids unknown keys so a typo is an error, not a silently ignored
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from secops import safe_yaml
 
 CONFIG_ENV = "SECOPS_CONFIG"
 
@@ -208,13 +211,9 @@ def find_config_file(explicit: str | os.PathLike[str] | None = None) -> Path | N
 
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"{path}{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read ({exc})") from None
+        data = safe_yaml.load_file(path)
+    except safe_yaml.UnsafeYaml as exc:
+        raise ConfigError(str(exc)) from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -248,6 +247,58 @@ def get_settings() -> Settings:
     return load_settings()
 
 
+# scheme://USERINFO@ (up to the last '@' before the path) and secret-looking query parameters.
+_URL_USERINFO = re.compile(r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.-]*://)[^/\s@]*(?:@[^/\s@]*)*@")
+_URL_SECRET_PARAM = re.compile(r"(?P<key>[?&;](?:password|passwd|pass|pwd|secret|token|api_?key|auth)=)[^&;#\s'\"]*",
+                               re.IGNORECASE)
+
+
+def redact_text(text: str) -> str:
+    """``text`` with the userinfo of every URL in it (``redis://:pass@host``, ``https://user:pass@es``) and
+    secret query parameters replaced by ``***``; for anything printed or logged that may hold a URL."""
+    if "://" not in text:
+        return text
+    text = _URL_USERINFO.sub(r"\g<scheme>***@", text)
+    return _URL_SECRET_PARAM.sub(r"\g<key>***", text)
+
+
+def _redact_tree(value: Any) -> Any:
+    if isinstance(value, str):
+        return redact_text(value)
+    if isinstance(value, list):
+        return [_redact_tree(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _redact_tree(v) for k, v in value.items()}
+    return value
+
+
 def redacted(settings: Settings) -> dict[str, Any]:
-    """The effective configuration as plain data with every secret replaced by '***'."""
-    return settings.model_dump(mode="json")  # SecretStr already dumps as '**********'
+    """The effective configuration as plain data with every secret replaced: SecretStr fields dump as
+    '**********', URL userinfo and secret query parameters (file or environment) as '***'."""
+    return _redact_tree(settings.model_dump(mode="json"))
+
+
+class RedactingFilter(logging.Filter):
+    """Log filter: the formatted message and exception text of every record with URL secrets redacted."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        clean = redact_text(message)
+        if clean != message:
+            record.msg, record.args = clean, None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact_text(record.exc_text)
+        return True
+
+
+def install_log_redaction(*loggers: logging.Logger) -> None:
+    """Add the RedactingFilter to every handler of the given loggers, once each (default: the root logger's
+    handlers and Python's last-resort handler, which prints warnings when nothing is configured)."""
+    handlers = [h for lg in loggers or (logging.getLogger(),) for h in lg.handlers]
+    if not loggers and logging.lastResort is not None:
+        handlers.append(logging.lastResort)
+    for handler in handlers:
+        if not any(isinstance(f, RedactingFilter) for f in handler.filters):
+            handler.addFilter(RedactingFilter())

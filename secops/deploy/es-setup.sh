@@ -32,6 +32,9 @@ fi
 chown -R root:root config/certs
 find config/certs -type d -exec chmod 750 {} \;
 find config/certs -type f -exec chmod 640 {} \;
+# The CA certificate is public: the secops services (unprivileged user "secops") verify the node with it.
+chmod 755 config/certs config/certs/ca
+chmod 644 config/certs/ca/ca.crt
 echo "waiting for Elasticsearch"
 until curl -s --cacert config/certs/ca/ca.crt https://es01:9200 | grep -q "missing authentication credentials"; do sleep 5; done
 until curl -s -X POST --cacert config/certs/ca/ca.crt -u "elastic:${ELASTIC_PASSWORD}" -H "Content-Type: application/json" \

@@ -7,6 +7,11 @@ copy. Callers acknowledge their own input (a pcap chunk, a queue message) only a
 
 While the store is down, batches go straight to the spool and the node is probed every
 ``probe_seconds``; when it answers, the spool is replayed in order before new batches are sent.
+
+When a batch can be neither sent nor spooled (the spool's disk is full, or failing), the writer stops
+taking documents and raises :class:`DeliveryFailed`, whose one-line message is the exact account: how
+many documents Elasticsearch took, how many the spool holds, how many were not kept. Callers stop reading
+their input there, so nothing after that point is silently dropped.
 """
 
 from __future__ import annotations
@@ -40,6 +45,10 @@ class StoreDown(Exception):
     """The whole request failed in a way that retrying later may fix."""
 
 
+class DeliveryFailed(RuntimeError):
+    """Documents could be neither sent nor spooled; the writer refuses further input (one-line account)."""
+
+
 @dataclass
 class WriterStats:
     written: int = 0
@@ -49,6 +58,7 @@ class WriterStats:
     retries: int = 0
     corrupt_files: list[str] = field(default_factory=list)
     spool_files_replayed: int = 0
+    not_kept: int = 0  # documents lost because neither Elasticsearch nor the spool could take them
 
 
 def _default(obj: Any) -> Any:
@@ -89,6 +99,8 @@ class BulkWriter:
         self._ingested_at, self._ingested_iso = 0.0, ""
         self._lock = threading.RLock()
         self._stop = threading.Event()
+        self._own_files: dict[str, int] = {}  # spool files this writer wrote -> documents, until replayed
+        self._failure: OSError | None = None
         self._thread: threading.Thread | None = None
         if background_flush:
             self._thread = threading.Thread(target=self._flush_loop, name="bulk-flush", daemon=True)
@@ -98,6 +110,9 @@ class BulkWriter:
     def add(self, doc: Mapping[str, Any], *, index: str | None = None, doc_id: str | None = None) -> None:
         """Queue one document. Its id is ``doc_id`` or its ``_id`` key; its index follows from
         ``event.dataset`` and ``@timestamp`` unless given (or given as ``_index``)."""
+        if self._failure is not None:
+            self.stats.not_kept += 1
+            raise self._failed()
         source = dict(doc)
         doc_id = doc_id or source.pop("_id", None)
         index = index or source.pop("_index", None)
@@ -142,10 +157,11 @@ class BulkWriter:
                 return
             lines, self._buf = self._buf, []
             self._bytes, self._first_at = 0, None
+            if self.spool.pending() and time.monotonic() >= self._down_until:
+                self.replay()  # the store may be back: empty the spool before sending anything new
             if self.spool.pending() or time.monotonic() < self._down_until:
                 # Keep order: new documents queue behind what is already spooled.
                 self._spool(lines)
-                self._maybe_replay()
                 return
             try:
                 self._send(lines)
@@ -157,12 +173,33 @@ class BulkWriter:
                 self.on_flush(len(lines))
 
     def _spool(self, lines: list[Item]) -> None:
-        self.spool.append([Spool.encode(*item) for item in lines])
+        try:
+            path = self.spool.append([Spool.encode(*item) for item in lines])
+        except OSError as exc:
+            raise self._lose(exc, len(lines)) from None
+        self._own_files[path.name] = len(lines)
         self.stats.spooled += len(lines)
 
-    def _maybe_replay(self) -> None:
-        if time.monotonic() >= self._down_until:
-            self.replay()
+    def _lose(self, exc: OSError, count: int) -> DeliveryFailed:
+        """Record that ``count`` documents could not be kept; from now on the writer refuses input."""
+        self.stats.not_kept += count
+        self._failure = exc
+        return self._failed()
+
+    def _failed(self) -> DeliveryFailed:
+        """The exact account once a batch could be neither sent nor spooled."""
+        exc = self._failure
+        reason = (exc.strerror or type(exc).__name__) if exc else "unknown"
+        st = self.stats
+        own = sum(self._own_files.values())
+        dead = f", {st.rejected} rejected by Elasticsearch (kept in {self.spool.dead_dir})" if st.rejected else ""
+        return DeliveryFailed(
+            f"documents could not be stored: Elasticsearch did not take them and the spool {self.spool.dir} "
+            f"cannot be written ({reason}); input stopped there. Kept: {st.written} documents in Elasticsearch, "
+            f"{own} in the spool ({len(self._own_files)} files, sent when Elasticsearch answers){dead}. "
+            f"Not kept: {st.not_kept} documents (the batch that did not fit and any after it) and whatever the "
+            f"input had not yet produced. Free space or start Elasticsearch, then run the same input again (ids "
+            f"are deterministic: no duplicates).")
 
     def replay(self) -> int:
         """Send spooled files in order; stops (keeping the rest) if the store goes away again.
@@ -186,6 +223,7 @@ class BulkWriter:
                     self._down_until = time.monotonic() + self.cfg.probe_seconds
                     break
                 path.unlink()
+                self._own_files.pop(path.name, None)
                 replayed += len(lines)
                 self.stats.spool_files_replayed += 1
             else:
@@ -239,7 +277,10 @@ class BulkWriter:
                 error = dumps(result.get("error", {}))
                 rejected.append(Spool.encode(index, doc_id, source)[:-2] + b',"error":' + error + b"}\n")
         if rejected:
-            path = self.spool.dead_letter(rejected)
+            try:
+                path = self.spool.dead_letter(rejected)
+            except OSError as exc:
+                raise self._lose(exc, len(rejected)) from None
             self.stats.rejected += len(rejected)
             log.error("%d documents rejected by Elasticsearch, kept in %s", len(rejected), path)
         return retry
@@ -249,16 +290,23 @@ class BulkWriter:
         while not self._stop.wait(min(1.0, self.cfg.flush_seconds)):
             with self._lock:
                 due = self._first_at is not None and time.monotonic() - self._first_at >= self.cfg.flush_seconds
-                if due:
-                    self.flush()
-                elif self.spool.pending() and time.monotonic() >= self._down_until:
-                    self.replay()
+                try:
+                    if due:
+                        self.flush()
+                    elif self.spool.pending() and time.monotonic() >= self._down_until:
+                        self.replay()
+                except DeliveryFailed as exc:
+                    log.error("%s", exc)  # the next add() raises it to the caller, which stops its input
+                    return
 
     def close(self) -> None:
-        """Flush what is buffered and try once more to replay the spool."""
+        """Flush what is buffered and try once more to replay the spool (nothing more after a failure:
+        its account stays exact)."""
         self._stop.set()
         if self._thread:
             self._thread.join(timeout=5)
+        if self._failure is not None:
+            return
         self.flush()
         if self.spool.pending():
             self._down_until = 0.0

@@ -268,3 +268,64 @@ def test_owners_import_and_exports_via_cli(es, config_file, settings, testdata, 
     assert json.loads((out / "z.json").read_text())["assets"] == []
     res = cli(config_file, "assets", "show", first["host"]["ip"][0])
     assert first["secops"]["asset"]["id"] in res.stdout
+
+
+def test_hostile_cmdb_values_reach_no_export_as_formulas(es, config_file, testdata, tmp_path):
+    """Issue 17 item 1: owners planted through the CMDB import, with control characters and full-width forms."""
+    import unicodedata
+
+    def formula_like(value):
+        if not isinstance(value, str):
+            return False
+        kept = "".join(ch for ch in value if unicodedata.category(ch) not in ("Cc", "Cf", "Cs") or ch in "\t\r\n")
+        return unicodedata.normalize("NFKC", kept).lstrip(" \t\r\n\u00a0")[:1] in ("=", "+", "-", "@")
+
+    cli(config_file, "scan", "import", str(testdata / NMAP / "full_sudo6.xml"))
+    docs = assets(es)
+    hostile = ['\x01=HYPERLINK("http://198.18.0.9/x","y")', "\uff1dcmd|'/c calc'!A1", "\u3000\uff0b1+1",
+               "\uff20SUM(A1)"]
+    owners = tmp_path / "owners.csv"
+    with owners.open("w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["ip", "owner", "department", "location"])
+        for doc, value in zip(docs, hostile, strict=False):
+            w.writerow([doc["host"]["ip"][0], value, value + "\x0bdept", "\uff0d" + value])
+    res = cli(config_file, "assets", "import", str(owners))
+    assert f"{len(docs)} rows: {len(docs)} matched" in res.stdout, res.stdout
+    out = tmp_path / "exp"
+    for fmt in ("csv", "xlsx", "json"):
+        cli(config_file, "assets", "export", "--format", fmt, "--output", str(out / f"a.{fmt}"))
+    wb = load_workbook(out / "a.xlsx").active
+    cells = [c for row in wb.iter_rows() for c in row]
+    assert not [c.coordinate for c in cells if c.data_type == "f"]
+    assert not [c.value for c in cells if formula_like(c.value)]
+    owner_col = [c.value for c in next(wb.iter_rows())].index("Owner")
+    assert "'=HYPERLINK(\"http://198.18.0.9/x\",\"y\")" in {r[owner_col] for r in wb.iter_rows(values_only=True)}
+    with (out / "a.csv").open(encoding="utf-8-sig", newline="") as fh:
+        csv_rows = list(csv.reader(fh))
+    assert len(csv_rows) == 1 + len(docs)  # the \x0b inside a field split no row on import or export
+    assert not [c for row in csv_rows for c in row if formula_like(c)]
+    data = json.loads((out / "a.json").read_text())
+    assert not [v for a in data["assets"] for v in a.values() if formula_like(v)]
+    assert {a["department"] for a in data["assets"]} >= {"'=cmd|'/c calc'!A1dept"}
+
+
+def test_hostile_values_print_as_inert_text_in_the_terminal(es, config_file, testdata, tmp_path):
+    """A hostname from the network or a CMDB value cannot crash `assets list` (a stray Rich closing tag), plant a
+    terminal hyperlink, or send escape sequences (clear screen, window title) to the analyst's terminal."""
+    cli(config_file, "scan", "import", str(testdata / NMAP / "full_sudo6.xml"))
+    docs = assets(es)
+    hostile = ["[/]", "[link=http://198.18.0.9/x]click[/link]", "ok\x1b[2J\x1b]0;pwned\x07"]
+    for doc, name in zip(docs, hostile, strict=False):
+        es.update(index="secops-asset", id=doc["secops"]["asset"]["id"], doc={"host": {"hostname": name}},
+                  refresh=True)
+    res = cli(config_file, "assets", "list", check=False)
+    assert res.returncode == 0, res.stderr
+    assert "\x1b" not in res.stdout and "\x07" not in res.stdout
+    assert "[/]" in res.stdout and "[link=http://198.18.0.9/x]click[/link]" in res.stdout
+    assert "ok[2J]0;pwned" in res.stdout
+    owners = tmp_path / "owners.csv"
+    owners.write_text(f"ip,criticality\n{docs[0]['host']['ip'][0]},[/]\n", encoding="utf-8")
+    res = cli(config_file, "assets", "import", str(owners), check=False)
+    assert res.returncode == 0, res.stderr
+    assert "refused line 2: criticality '[/]' is not one of" in res.stdout

@@ -70,3 +70,60 @@ def test_secrets_redacted(tmp_path):
     proc = run_cli("--config", str(cfg), "config", "show", "--json", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "hunter2" not in proc.stdout and "k3y" not in proc.stdout and "elastic" in proc.stdout
+
+
+# -- URL userinfo (issue 17 item 14) ----------------------------------------------------------------------------
+@pytest.mark.parametrize(("url", "shown"), [
+    ("redis://:r3dispw@redis:6379/0", "redis://***@redis:6379/0"),
+    ("https://elastic:es-pw@es01:9200", "https://***@es01:9200"),
+    ("https://user:p@ss@es01:9200/x", "https://***@es01:9200/x"),
+    ("rediss://default:pw@h:6380/0?ssl_cert_reqs=required&password=qpw", "rediss://***@h:6380/0?ssl_cert_reqs=required&password=***"),
+    ("https://es01:9200", "https://es01:9200"),
+    ("failed at https://u:pw@a:1 and redis://:pw@b:2/0.", "failed at https://***@a:1 and redis://***@b:2/0."),
+])
+def test_redact_text(url, shown):
+    from secops.config import redact_text
+
+    assert redact_text(url) == shown
+
+
+def test_url_passwords_never_printed_from_file_or_environment(tmp_path):
+    cfg = tmp_path / "secops.yaml"
+    cfg.write_text("elasticsearch:\n  hosts: ['https://elastic:FilePw1@127.0.0.1:9']\n  request_timeout: 2\n"
+                   "kibana:\n  url: https://kibana:KibPw2@127.0.0.1:9\n")
+    env = {"SECOPS_REDIS__URL": "redis://:EnvPw3@127.0.0.1:9/0"}
+    for args in (("config", "show"), ("config", "show", "--json")):
+        proc = run_cli("--config", str(cfg), *args, cwd=tmp_path, env=env)
+        assert proc.returncode == 0, proc.stderr
+        assert not {"FilePw1", "KibPw2", "EnvPw3"} & set(proc.stdout.replace('"', " ").replace("@", " ").split()) \
+            and "Pw" not in proc.stdout, proc.stdout
+        assert "redis://***@127.0.0.1:9/0" in proc.stdout and "https://***@127.0.0.1:9" in proc.stdout
+    env["SECOPS_ELASTICSEARCH__HOSTS"] = '["https://elastic:EnvPw4@127.0.0.1:9"]'
+    proc = run_cli("--config", str(cfg), "config", "show", cwd=tmp_path, env=env)
+    assert "EnvPw4" not in proc.stdout and "https://***@127.0.0.1:9" in proc.stdout
+    proc = run_cli("--config", str(cfg), "kibana", "import", cwd=tmp_path, env=env)
+    assert proc.returncode == 2 and "Pw" not in proc.stdout + proc.stderr, proc.stderr
+
+
+def test_log_records_are_redacted(tmp_path):
+    import logging
+
+    from secops.config import install_log_redaction
+
+    log_file = tmp_path / "log.txt"
+    logger = logging.getLogger("secops-test-redaction")
+    logger.propagate = False
+    handler = logging.FileHandler(log_file)
+    logger.addHandler(handler)
+    install_log_redaction(logger)
+    try:
+        logger.warning("broker %s unreachable", "redis://:LogPw5@127.0.0.1:9/0")
+        try:
+            raise ConnectionError("cannot reach https://elastic:LogPw6@127.0.0.1:9")
+        except ConnectionError:
+            logger.exception("request failed")
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
+    text = log_file.read_text()
+    assert "LogPw" not in text and "redis://***@127.0.0.1:9/0" in text and "https://***@127.0.0.1:9" in text

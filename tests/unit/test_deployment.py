@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
+import subprocess
 
+import pytest
 import yaml
 
 from secops.devstack.stack import ES_VERSION
@@ -82,3 +86,105 @@ def test_console_serves_https_with_a_setup_ca_certificate():
     assert "name: console" in (REPO / "secops/deploy/es-setup.sh").read_text()
     assert console["ports"] == ["${CONSOLE_BIND:-127.0.0.1}:8443:8443"]
     assert "https://localhost:8443" in " ".join(console["healthcheck"]["test"])
+
+
+# -- least privilege, native core, reachable Redis (issue 17 item 15) -------------------------------------------
+DOCKERFILE = (REPO / "secops" / "deploy" / "Dockerfile").read_text()
+SECOPS_SERVICES = ("worker", "beat", "sensor")
+
+
+def stages() -> list[list[str]]:
+    """The Dockerfile's stages as lists of instructions (continuation lines joined, comments dropped)."""
+    lines = [line for line in DOCKERFILE.splitlines() if not line.lstrip().startswith("#")]
+    text = re.sub(r"\\\n", " ", "\n".join(lines))
+    out: list[list[str]] = []
+    for line in text.splitlines():
+        if line.strip().upper().startswith("FROM "):
+            out.append([])
+        if line.strip() and out:
+            out[-1].append(" ".join(line.split()))
+    return out
+
+
+def test_image_builds_the_native_flow_core_in_a_build_stage():
+    build, runtime = stages()[0], stages()[-1]
+    assert len(stages()) >= 2
+    assert any(i.startswith("RUN") and " gcc" in i for i in build), "the build stage needs a C compiler"
+    assert any(i.startswith("COPY") and "setup.py" in i for i in build), "setup.py builds collectors._flowcore"
+    assert any("import collectors._flowcore" in i for i in build), "the build must fail without the native core"
+    assert not any(re.search(r"\b(gcc|build-essential|clang)\b", i) for i in runtime), "no compiler at runtime"
+    assert any(i.startswith("COPY --from=") for i in runtime)
+
+
+def test_image_runs_as_an_unprivileged_user():
+    runtime = stages()[-1]
+    users = [i.split()[1] for i in runtime if i.startswith("USER ")]
+    assert users and users[-1] not in ("root", "0", "0:0"), users
+    assert any("useradd" in i and users[-1] in i for i in runtime)
+    # its state and cache live where the volumes are mounted, owned by that user
+    assert "XDG_STATE_HOME=/var/lib" in DOCKERFILE and "XDG_CACHE_HOME=/var/cache" in DOCKERFILE
+    assert any("install -d -o secops -g secops" in i and "/var/lib/secops/pcap" in i for i in runtime)
+
+
+def setpriv_caps(entrypoint: list[str]) -> set[str]:
+    assert entrypoint[0] == "setpriv" and entrypoint[-1] == "--", entrypoint
+    args = dict(a.split("=", 1) for a in entrypoint[1:-1] if "=" in a)
+    assert args["--reuid"] == "secops" and args["--regid"] == "secops" and "--no-new-privs" in entrypoint
+    caps = {c.lstrip("+") for c in args["--ambient-caps"].split(",") if c != "-all"}
+    assert args["--inh-caps"] == args["--ambient-caps"] == args["--bounding-set"]
+    return caps
+
+
+def test_secops_services_never_run_as_root():
+    for name in SECOPS_SERVICES:
+        svc = COMPOSE["services"][name]
+        if "user" not in svc:
+            continue  # the image's USER secops
+        assert svc["user"] == "0" and "entrypoint" in svc, f"{name}: root only to drop to secops with setpriv"
+        caps = setpriv_caps(svc["entrypoint"])
+        assert {c.lower() for c in svc.get("cap_add", [])} >= caps, f"{name}: ambient caps must be in cap_add"
+    assert "user" not in COMPOSE["services"]["beat"]
+    assert setpriv_caps(COMPOSE["services"]["worker"]["entrypoint"]) == {"net_admin"}
+    assert setpriv_caps(COMPOSE["services"]["sensor"]["entrypoint"]) == {"net_raw", "net_admin"}
+
+
+def test_host_network_sensor_reaches_redis_on_loopback_only():
+    redis = COMPOSE["services"]["redis"]
+    published = [p for p in redis.get("ports", []) if p.split(":")[-1] == "6379"]
+    assert published == ["127.0.0.1:6379:6379"], "publish Redis on loopback only"
+    assert "--requirepass" in redis["command"]
+    url = COMPOSE["services"]["sensor"]["environment"]["SECOPS_REDIS__URL"]
+    assert re.fullmatch(r"redis://:\$\{REDIS_PASSWORD\}@127\.0\.0\.1:6379/0", url), url
+
+
+def test_ca_certificate_is_readable_by_the_unprivileged_services():
+    setup = (REPO / "secops" / "deploy" / "es-setup.sh").read_text()
+    assert "chmod 644 config/certs/ca/ca.crt" in setup and "chmod 755 config/certs config/certs/ca" in setup
+    assert COMPOSE["x-secops"]["environment"]["SECOPS_ELASTICSEARCH__CA_FILE"] == "/certs/ca/ca.crt"
+
+
+@pytest.mark.parametrize("service", ["sensor", "worker"])
+def test_setpriv_entrypoint_really_leaves_root_with_only_its_capabilities(service):
+    """Runs the service's setpriv line on this kernel (user nobody for secops): uid is not 0, the capability it
+    keeps works (a packet socket for the sensor, netlink nftables for the worker), the others are gone."""
+    if os.geteuid() != 0:
+        pytest.fail("needs root (CI runs as root): setpriv changes user and capabilities")
+    entry = [a.replace("=secops", "=nobody") for a in COMPOSE["services"][service]["entrypoint"]]
+    entry = [a.replace("--regid=nobody", "--regid=nogroup") for a in entry]
+    probe = ("import os, socket\n"
+             "print(os.getuid(), [l.split()[1] for l in open('/proc/self/status') if l.startswith('CapEff')][0])\n"
+             "socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))\n"
+             "print('packet socket opened')\n")
+    python = shutil.which("python3", path="/usr/bin:/bin")
+    assert python, "a system python3 that the unprivileged user can run"
+    out = subprocess.run([*entry, python, "-c", probe], capture_output=True, text=True, timeout=30)
+    uid, cap_eff = out.stdout.split()[:2]
+    assert uid == "65534"
+    expected = (1 << 12) | ((1 << 13) if service == "sensor" else 0)  # CAP_NET_ADMIN=12, CAP_NET_RAW=13
+    assert int(cap_eff, 16) == expected
+    if service == "sensor":
+        assert out.returncode == 0 and "packet socket opened" in out.stdout, out.stderr
+    else:
+        assert out.returncode != 0 and "PermissionError" in out.stderr  # no raw sockets for the worker
+        nft = subprocess.run([*entry, "nft", "list", "tables"], capture_output=True, text=True, timeout=30)
+        assert nft.returncode == 0, nft.stderr
