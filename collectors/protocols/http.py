@@ -42,7 +42,7 @@ from secops.ecs import put
 MAX_VALUE_CHARS = 8192  # per logged value (URI, Host, User-Agent, Referer, Location, reason, ...)
 MAX_PENDING = 100  # requests waiting for their response on one connection; older ones are logged
 MAX_RECORDS_PER_FLOW = 10_000  # records from one connection; the rest are counted and dropped
-MAX_ORPHANS = 100_000  # responses kept for the second look; more are logged as they come
+MAX_ORPHANS = 20_000  # responses kept for the second look; more are logged as they come
 IDLE_TIMEOUT = 300.0  # seconds of capture time: Zeek's tcp_inactivity_timeout
 SECOND_LOOK_SECONDS = 120.0
 # RFC 3986 reserved and unreserved characters: what Zeek's request-line parser takes as URI
@@ -73,6 +73,7 @@ class Exchange:
     resp_mime: str | None = None
     location: str | None = None
     truncated: list[str] = field(default_factory=list)
+    flow_logged: bool = False  # its connection had produced records when this one was left open
 
 
 @dataclass
@@ -105,19 +106,20 @@ def parse_request_line(method: str, uri: str | None, version: str | None) -> tup
     return rest[:found.start()], rest[found.end():].strip()
 
 
-def body_length(pkt: Packet, index: int = 0) -> int:
-    """Entity length of the ``index``-th message in this frame after transfer decoding.
+def body_length(pkt: Packet, index: int = 0, count: int = 1) -> int:
+    """Entity length of the ``index``-th of ``count`` messages in this frame after transfer decoding.
 
     Content-Length counts when the body is neither chunked nor compressed (binary bodies come
     out of tshark's text field cut at their first NUL). Otherwise ``http.file_data`` is the
     de-chunked, decompressed body as text: bytes that are not valid UTF-8 come back as one
     U+FFFD each, so they count one byte each.
     """
-    if not pkt.values("http.content_encoding") and not pkt.values("http.transfer_encoding"):
-        declared = _nth(pkt, "http.content_length", index)
-        if declared is not None and to_int(declared) is not None:
-            return to_int(declared) or 0
-    data = _nth(pkt, "http.file_data", index)
+    header = _per_message_reader(pkt, index, count)
+    if header("http.content_encoding") is None and header("http.transfer_encoding") is None:
+        declared = to_int(header("http.content_length"))
+        if declared is not None:
+            return declared
+    data = header("http.file_data")
     if data is None:
         return 0
     if data.isascii():
@@ -125,9 +127,15 @@ def body_length(pkt: Packet, index: int = 0) -> int:
     return len(data.encode("utf-8", "surrogatepass")) - 2 * data.count("\ufffd")
 
 
-def _nth(pkt: Packet, name: str, index: int) -> str | None:
-    values = pkt.values(name)
-    return values[index] if index < len(values) else None
+def _per_message_reader(pkt: Packet, index: int, count: int):
+    """Header values of the ``index``-th of ``count`` messages in a frame: tshark lists each header
+    once per message carrying it, so a list as long as the messages aligns; otherwise unknown."""
+    def header(name: str) -> str | None:
+        values = pkt.values(name)
+        if count == 1:
+            return values[0] if values else None
+        return values[index] if len(values) == count else None
+    return header
 
 
 def message_bytes(pkt: Packet) -> int:
@@ -169,7 +177,6 @@ class HttpAnalyzer(Analyzer):
         self.lengths_from_headers = False  # set for the second look (bodies not reassembled)
         self.done: list[Exchange] | None = None  # second look: keep exchanges instead of emitting
         self.only_streams: set[str] | None = None  # second look: the streams it re-reads
-        self.emitted_streams: set[str] = set()
         self.truncated_values = 0
         self.dropped_records = 0
 
@@ -194,8 +201,8 @@ class HttpAnalyzer(Analyzer):
             return
         key = probe.key()
         st = self._state(key, probe, pkt.ts)
-        single = len(responses) == 1
         for index, (code_text, phrase) in enumerate(responses):
+            header = _per_message_reader(pkt, index, len(responses))
             code = to_int(code_text)
             if code is None:
                 continue
@@ -212,19 +219,20 @@ class HttpAnalyzer(Analyzer):
                 st.depth += 1
                 ex = Exchange(st.flow, pkt.ts, st.depth)
             ex.status, ex.reason = code, phrase
-            ex.resp_mime = pkt.first("http.content_type") if single else None
-            ex.location = pkt.first("http.location") if single else None
+            ex.resp_mime = header("http.content_type")
+            ex.location = header("http.location")
             if ex.version == "0.9":  # Zeek does not parse a reply to HTTP/0.9: all of it is body
                 ex.status, ex.reason, ex.resp_len = 0, None, message_bytes(pkt)
             elif ex.method == "HEAD" or code in NO_BODY_STATUS:
                 ex.resp_len = 0
             else:
-                ex.resp_len = self._body(pkt, index)
+                ex.resp_len = self._body(pkt, index, len(responses))
             yield from self._close(ex, st)
 
     def _close(self, ex: Exchange, st: FlowState) -> Iterable[Doc]:
         """A finished exchange: logged now, kept for the second look, or collected (second look)."""
         if ex.method is None and not st.saw_request and len(self.orphans) < MAX_ORPHANS:
+            ex.flow_logged = st.records > 0
             self.orphans.append(ex)  # one-way capture or request on an odd port: look again at the end
         elif self.done is not None:
             self.done.append(ex)
@@ -236,44 +244,44 @@ class HttpAnalyzer(Analyzer):
         if st.records > MAX_RECORDS_PER_FLOW:
             self.dropped_records += 1
             return
-        self.emitted_streams.add(ex.flow.stream)
         yield self.emit(ex)
 
-    def _body(self, pkt: Packet, index: int = 0) -> int:
+    def _body(self, pkt: Packet, index: int = 0, count: int = 1) -> int:
         if self.lengths_from_headers:
-            declared = to_int(_nth(pkt, "http.content_length", index))
+            declared = to_int(_per_message_reader(pkt, index, count)("http.content_length"))
             if declared is not None:
                 return declared
-        return body_length(pkt, index)
+        return body_length(pkt, index, count)
 
     def _request(self, pkt: Packet) -> Iterable[Doc]:
+        """Every request of the frame (pipelined requests share segments)."""
         probe = flow_of(pkt, True)
         if probe is None:
             return
-        key = probe.key()
-        st = self._state(key, probe, pkt.ts)
-        method = pkt.first("http.request.method") or ""
-        line = parse_request_line(method, pkt.first("http.request.uri"), pkt.first("http.request.version"))
-        if line is None:
-            return  # a method alone is no request (Zeek: bad_HTTP_request)
-        uri, version = line
-        st.saw_request = True
-        st.depth += 1
-        scheme, user = basic_user(pkt.first("http.authorization"))
-        framed = bool(pkt.values("http.content_length") or pkt.values("http.transfer_encoding"))
-        ex = Exchange(
-            st.flow, pkt.ts, st.depth, method=method, uri=uri, version=version,
-            host=pkt.first("http.host"), user_agent=pkt.first("http.user_agent"),
-            referrer=pkt.first("http.referer"), auth_scheme=scheme, username=user,
-            req_mime=pkt.first("http.content_type"),
-            # a request has a body only when Content-Length or Transfer-Encoding frames one (RFC 9112 6.3)
-            req_len=self._body(pkt) if framed else 0,
-            info_code=st.early_info,
-        )
-        st.early_info = None
-        st.open.append(ex)
-        while len(st.open) > MAX_PENDING:  # pipelined flood: the oldest waits no longer
-            yield from self._close(st.open.popleft(), st)
+        st = self._state(probe.key(), probe, pkt.ts)
+        lines = occurrences(pkt, "http.request.method", "http.request.uri", "http.request.version")
+        for index, (method, uri_text, version_text) in enumerate(lines):
+            line = parse_request_line(method or "", uri_text, version_text)
+            if line is None:
+                continue  # a method alone is no request (Zeek: bad_HTTP_request)
+            uri, version = line
+            header = _per_message_reader(pkt, index, len(lines))
+            st.saw_request = True
+            st.depth += 1
+            scheme, user = basic_user(header("http.authorization"))
+            framed = header("http.content_length") is not None or header("http.transfer_encoding") is not None
+            ex = Exchange(
+                st.flow, pkt.ts, st.depth, method=method, uri=uri, version=version,
+                host=header("http.host"), user_agent=header("http.user_agent"), referrer=header("http.referer"),
+                auth_scheme=scheme, username=user, req_mime=header("http.content_type"),
+                # a request has a body only when Content-Length or Transfer-Encoding frames one (RFC 9112 6.3)
+                req_len=self._body(pkt, index, len(lines)) if framed else 0,
+                info_code=st.early_info,
+            )
+            st.early_info = None
+            st.open.append(ex)
+            while len(st.open) > MAX_PENDING:  # pipelined flood: the oldest waits no longer
+                yield from self._close(st.open.popleft(), st)
 
     def _cut(self, ex: Exchange, name: str, value: str | None) -> str | None:
         if value is None or len(value) <= MAX_VALUE_CHARS:
@@ -284,7 +292,7 @@ class HttpAnalyzer(Analyzer):
 
     def emit(self, ex: Exchange) -> Doc:
         version = (ex.version or "").removeprefix("HTTP/") or None
-        uri = self._cut(ex, "secops.http.uri_raw", ex.uri)
+        uri = self._cut(ex, "url.original", ex.uri)
         fields: dict[str, Any] = {
             "http.request.method": self._cut(ex, "http.request.method", ex.method),
             # Zeek logs the URI with %-escapes decoded (what detections match); the raw form is kept too
@@ -320,12 +328,17 @@ class HttpAnalyzer(Analyzer):
         for key in idle:
             st = self.state.pop(key)
             if st.open and self.context is not None and not self.lengths_from_headers:
-                self.orphans.extend(st.open)  # the second look may still find their responses
+                for ex in st.open:  # the second look may still find their responses
+                    ex.flow_logged = st.records > 0
+                self.orphans.extend(st.open)
             else:
                 for ex in st.open:
                     yield from self._emit_bounded(ex, st)
 
     def finish(self) -> Iterable[Doc]:
+        for st in self.state.values():
+            for ex in st.open:
+                ex.flow_logged = st.records > 0
         rest = [ex for st in self.state.values() for ex in st.open] + self.orphans
         self.state.clear()
         self.orphans = []
@@ -352,7 +365,9 @@ class HttpAnalyzer(Analyzer):
         by_stream: dict[str, list[Exchange]] = {}
         for ex in rest:
             by_stream.setdefault(ex.flow.stream, []).append(ex)
-        streams = {s for s, exs in by_stream.items() if exs[0].flow.transport == "tcp" and s.isdigit()}
+        # streams that already produced records keep their leftovers (re-reading would duplicate)
+        streams = {s for s, exs in by_stream.items()
+                   if exs[0].flow.transport == "tcp" and s.isdigit() and not any(ex.flow_logged for ex in exs)}
         if not streams:
             return rest
         ports = sorted({ex.flow.resp_p for ex in rest if ex.method is None and ex.flow.stream in streams})
@@ -378,6 +393,5 @@ class HttpAnalyzer(Analyzer):
         for stream, old in by_stream.items():
             new = recovered.get(stream, [])
             better = sum(1 for ex in new if ex.method and ex.status) > sum(1 for ex in old if ex.method and ex.status)
-            # streams that already produced records keep their leftovers (re-reading would duplicate)
-            out += new if better and stream not in self.emitted_streams else old
+            out += new if better and stream in streams else old
         return out

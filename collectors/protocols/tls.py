@@ -149,6 +149,14 @@ class TlsAnalyzer(Analyzer):
     def wants(self, layers: set[str]) -> bool:
         return not self.LAYERS.isdisjoint(layers) or ("tcp" in layers and not layers.isdisjoint(OPAQUE_LAYERS))
 
+    @staticmethod
+    def _undecoded_payload(protocols: list[str]) -> bool:
+        """Whether tshark decoded nothing but opaque layers above the innermost TCP header."""
+        if "tcp" not in protocols:
+            return False
+        above = protocols[len(protocols) - protocols[::-1].index("tcp"):]
+        return bool(above) and OPAQUE_LAYERS.issuperset(above)
+
     def handle(self, pkt: Packet) -> Iterable[Doc]:
         layer = "dtls" if "dtls" in pkt.protocols and "tls" not in pkt.protocols else "tls"
         if layer not in pkt.protocols:
@@ -193,7 +201,7 @@ class TlsAnalyzer(Analyzer):
 
     def _note_undecoded(self, pkt: Packet) -> None:
         """A ClientHello under another dissector (the display filter matched its first bytes)."""
-        if self.only_streams is not None or "tcp" not in pkt.protocols:
+        if self.only_streams is not None or not self._undecoded_payload(pkt.protocols):
             return
         flow = flow_of(pkt, True)
         if flow is not None and flow.transport == "tcp" and flow.stream.isdigit():
