@@ -157,6 +157,13 @@ def flow_by_server_port(pkt: Packet, server_ports: frozenset[int]) -> tuple[Flow
     return probe, True
 
 
+def layers_above_tcp(protocols: list[str]) -> list[str] | None:
+    """The layers tshark decoded above the innermost TCP header (None without TCP)."""
+    if "tcp" not in protocols:
+        return None
+    return protocols[len(protocols) - protocols[::-1].index("tcp"):]
+
+
 def occurrences(pkt: Packet, *names: str) -> list[tuple[str | None, ...]]:
     """Zip several fields that occur once per PDU (several PDUs may share one frame)."""
     cols = [pkt.values(n) for n in names]

@@ -45,10 +45,22 @@ MAX_RECORDS_PER_FLOW = 10_000  # records from one connection; the rest are count
 MAX_ORPHANS = 20_000  # responses kept for the second look; more are logged as they come
 IDLE_TIMEOUT = 300.0  # seconds of capture time: Zeek's tcp_inactivity_timeout
 SECOND_LOOK_SECONDS = 120.0
+MAX_NATIVE_STREAMS = 256  # connections tshark did not parse as HTTP that are read here instead
+MAX_NATIVE_BYTES = 1 << 20  # payload bytes per direction read for them
+# first bytes of an HTTP message tshark left unparsed (HTTP/0.9, a lower-case status line, a request
+# still waiting for more headers): Zeek's HTTP analyzer reads them
+NATIVE_CANDIDATE = (
+    '(tcp.payload matches "^(?i)http/[0-9]" and !http.response) or '
+    '(tcp.payload matches "^(GET|HEAD|POST|PUT|DELETE|OPTIONS|TRACE|CONNECT|PATCH) [^ ]" and !http.request)'
+)
+STATUS_LINE = re.compile(rb"^(?i:http)/(\d+\.\d+)[ \t]+(\d{3})(?:[ \t]+([^\r\n]*))?")
 # RFC 3986 reserved and unreserved characters: what Zeek's request-line parser takes as URI
 URI_CHARS = frozenset(":/?#[]@!$&'()*+,;=-_.~%abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
 VERSION_START = re.compile(r"\s*HTTP/")
 NO_BODY_STATUS = frozenset({204, 304})
+# layers of other analyzers: their packets can reach this module only through their own filters
+NOT_HTTP_LAYERS = frozenset({"tls", "dtls", "ssh", "smb", "smb2", "dcerpc", "ftp", "dns", "modbus", "dnp3",
+                             "s7comm", "iec60870_104", "dhcp"})
 
 
 @dataclass
@@ -162,13 +174,16 @@ class HttpAnalyzer(Analyzer):
     DATASET = "secops.http"
     SERVICE = "http"
     LAYERS = frozenset({"http"})
-    FILTER = "http.request or http.response"
+    FILTER = f"http.request or http.response or {NATIVE_CANDIDATE}"
     FIELDS = (
         "http.request.method", "http.request.uri", "http.request.version", "http.host", "http.user_agent",
         "http.referer", "http.authorization", "http.response.code", "http.response.phrase",
         "http.response.version", "http.content_type", "http.file_data", "http.location", "http.content_length",
         "http.content_encoding", "http.transfer_encoding", "tcp.reassembled.length", "tcp.len",
     )
+
+    def wants(self, layers: set[str]) -> bool:
+        return "http" in layers or ("tcp" in layers and layers.isdisjoint(NOT_HTTP_LAYERS))
 
     def __init__(self, warn: Warn, context: RunContext | None = None) -> None:
         super().__init__(warn, context)
@@ -179,6 +194,7 @@ class HttpAnalyzer(Analyzer):
         self.only_streams: set[str] | None = None  # second look: the streams it re-reads
         self.truncated_values = 0
         self.dropped_records = 0
+        self.native: dict[str, Flow] = {}  # streams whose messages tshark left unparsed
 
     def _state(self, key: tuple[str, str], flow: Flow, ts: float) -> FlowState:
         st = self.state.get(key)
@@ -195,6 +211,7 @@ class HttpAnalyzer(Analyzer):
             return
         responses = occurrences(pkt, "http.response.code", "http.response.phrase")
         if not responses:
+            self._note_unparsed(pkt)
             return
         probe = flow_of(pkt, False)
         if probe is None:
@@ -239,8 +256,20 @@ class HttpAnalyzer(Analyzer):
         else:
             yield from self._emit_bounded(ex, st)
 
+    def _note_unparsed(self, pkt: Packet) -> None:
+        """A segment that starts like an HTTP message tshark did not parse (the filter's last clause)."""
+        if self.only_streams is not None or self.lengths_from_headers:
+            return
+        flow = flow_of(pkt, True)
+        if flow is None or flow.transport != "tcp" or not flow.stream.isdigit() or flow.stream in self.native:
+            return
+        if len(self.native) >= MAX_NATIVE_STREAMS:
+            return
+        self.native[flow.stream] = flow
+
     def _emit_bounded(self, ex: Exchange, st: FlowState) -> Iterable[Doc]:
         st.records += 1
+        self.native.pop(ex.flow.stream, None)  # tshark parsed this connection
         if st.records > MAX_RECORDS_PER_FLOW:
             self.dropped_records += 1
             return
@@ -344,6 +373,8 @@ class HttpAnalyzer(Analyzer):
         self.orphans = []
         if rest and self.context is not None and not self.lengths_from_headers:
             rest = self._second_look(rest)
+        if self.native and self.context is not None:
+            rest = self._prefer_better(rest, self._native_look(self.native), set(self.native))
         per_flow: dict[str, FlowState] = {}
         for ex in sorted(rest, key=lambda e: e.ts):
             st = per_flow.setdefault(ex.flow.stream, FlowState(ex.flow, ex.ts))
@@ -386,12 +417,119 @@ class HttpAnalyzer(Analyzer):
             if time.monotonic() > deadline:
                 self.warn(f"http second look stopped after {SECOND_LOOK_SECONDS:.0f} s")
                 break
+        found = [*again.done, *(e for st in again.state.values() for e in st.open), *again.orphans]
+        return self._prefer_better(rest, found, streams)
+
+    @staticmethod
+    def _prefer_better(old: list[Exchange], new: list[Exchange], streams: set[str]) -> list[Exchange]:
+        """Per stream of ``streams``, the reading with more complete exchanges (request and response)."""
+        by_stream: dict[str, list[Exchange]] = {}
+        for ex in old:
+            by_stream.setdefault(ex.flow.stream, []).append(ex)
         recovered: dict[str, list[Exchange]] = {}
-        for ex in [*again.done, *(e for st in again.state.values() for e in st.open), *again.orphans]:
-            recovered.setdefault(ex.flow.stream, []).append(ex)
+        for ex in new:
+            if ex.flow.stream in streams:
+                recovered.setdefault(ex.flow.stream, []).append(ex)
         out = []
-        for stream, old in by_stream.items():
-            new = recovered.get(stream, [])
-            better = sum(1 for ex in new if ex.method and ex.status) > sum(1 for ex in old if ex.method and ex.status)
-            out += new if better and stream in streams else old
+        for stream in by_stream.keys() | recovered.keys():
+            before, after = by_stream.get(stream, []), recovered.get(stream, [])
+            complete = sum(1 for ex in after if ex.method and ex.status is not None)
+            better = complete > sum(1 for ex in before if ex.method and ex.status is not None)
+            out += after if better or (not before and after) else before
         return out
+
+    def _native_look(self, streams: dict[str, Flow]) -> list[Exchange]:
+        """Read the payload of connections tshark did not parse and parse HTTP/1.x here, as Zeek does."""
+        assert self.context is not None
+        wanted = sorted(streams, key=int)
+        cmd = build_command(self.context.tshark, self.context.pcap,
+                            f"tcp.len > 0 and tcp.stream in {{{', '.join(wanted)}}}",
+                            [*BASE_FIELDS, "tcp.seq", "tcp.payload"], ["-o", "tcp.relative_sequence_numbers:TRUE"])
+        segments: dict[tuple[str, str, int], dict[int, bytes]] = {}
+        first_ts: dict[str, float] = {}
+        for pkt in run_tshark(cmd, TsharkRun(), lambda m: self.warn(f"http native look: {m}")):
+            stream, payload, seq = pkt.last("tcp.stream"), pkt.last("tcp.payload"), to_int(pkt.last("tcp.seq"))
+            probe = flow_of(pkt, True)
+            if stream not in streams or payload is None or seq is None or probe is None:
+                continue
+            first_ts.setdefault(stream, pkt.ts)
+            side = segments.setdefault((stream, probe.orig_h, probe.orig_p), {})
+            if seq not in side and sum(map(len, side.values())) < MAX_NATIVE_BYTES:
+                side[seq] = bytes.fromhex(payload.replace(":", ""))
+        out = []
+        for stream, flow in streams.items():
+            client = b"".join(v for _, v in sorted(segments.get((stream, flow.orig_h, flow.orig_p), {}).items()))
+            server = b"".join(v for _, v in sorted(segments.get((stream, flow.resp_h, flow.resp_p), {}).items()))
+            if not STATUS_LINE.match(client) and (client or server):
+                out += parse_exchanges(flow, first_ts.get(stream, 0.0), client, server)
+            elif STATUS_LINE.match(client):  # the first speaker answered: it is the server
+                swapped = Flow(flow.transport, flow.resp_h, flow.resp_p, flow.orig_h, flow.orig_p, flow.stream)
+                out += parse_exchanges(swapped, first_ts.get(stream, 0.0), server, client)
+        return out
+
+
+def _split_messages(data: bytes, is_request: bool) -> list[tuple[str, dict[str, str], int]]:
+    """(start line, headers, body bytes) of each message of one direction, framed by Content-Length
+    (chunked bodies are left whole to the end); an HTTP/0.9 request line has no headers."""
+    messages = []
+    pos = 0
+    while pos < len(data):
+        while data[pos:pos + 1] in (b"\r", b"\n", b" ", b"\t"):
+            pos += 1
+        if pos >= len(data):
+            break
+        end = data.find(b"\n", pos)
+        end = len(data) if end < 0 else end
+        start = data[pos:end].rstrip(b"\r").decode("latin-1")
+        pos = end + 1
+        if is_request and " " in start and VERSION_START.search(start) is None:
+            messages.append((start, {}, 0))  # HTTP/0.9: a request line and nothing else
+            continue
+        headers: dict[str, str] = {}
+        while pos < len(data):
+            end = data.find(b"\n", pos)
+            end = len(data) if end < 0 else end
+            line = data[pos:end].rstrip(b"\r").decode("latin-1")
+            pos = end + 1
+            if not line:
+                break
+            name, colon, value = line.partition(":")
+            if colon and len(headers) < MAX_PENDING:
+                headers.setdefault(name.strip().lower(), value.strip()[:MAX_VALUE_CHARS])
+        length = to_int(headers.get("content-length"))
+        body = len(data) - pos if length is None else min(length, len(data) - pos)
+        if length is None and is_request:
+            body = 0
+        messages.append((start, headers, body))
+        pos += body
+    return messages
+
+
+def parse_exchanges(flow: Flow, ts: float, client: bytes, server: bytes) -> list[Exchange]:
+    """Requests and responses of one connection's payload paired in order (Zeek's HTTP reading)."""
+    out: list[Exchange] = []
+    for depth, (line, headers, body) in enumerate(_split_messages(client, True), 1):
+        method, _, rest = line.partition(" ")
+        parsed = parse_request_line(method, rest.strip() or None, None)
+        if parsed is None:
+            continue
+        uri, version = parsed
+        ex = Exchange(flow, ts, depth, method=method, uri=uri, version=version, host=headers.get("host"),
+                      user_agent=headers.get("user-agent"), referrer=headers.get("referer"),
+                      req_mime=headers.get("content-type"), req_len=body)
+        ex.auth_scheme, ex.username = basic_user(headers.get("authorization"))
+        out.append(ex)
+    if out and out[0].version == "0.9":  # Zeek does not parse a reply to HTTP/0.9: all of it is body
+        out[0].status, out[0].resp_len = 0, len(server)
+        return out
+    replies = [r for r in _split_messages(server, False) if STATUS_LINE.match(r[0].encode("latin-1"))]
+    for i, (line, headers, body) in enumerate(replies):
+        status = STATUS_LINE.match(line.encode("latin-1"))
+        assert status is not None
+        if i >= len(out):
+            out.append(Exchange(flow, ts, i + 1))
+        ex = out[i]
+        ex.status, ex.reason = int(status.group(2)), (status.group(3) or b"").decode("latin-1") or None
+        ex.resp_mime, ex.location = headers.get("content-type"), headers.get("location")
+        ex.resp_len = 0 if ex.method == "HEAD" or ex.status in NO_BODY_STATUS else body
+    return out

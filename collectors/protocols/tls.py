@@ -19,7 +19,17 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from collectors.protocols.base import Analyzer, Doc, Flow, RunContext, Warn, flow_of, make_doc, sender_is_orig
+from collectors.protocols.base import (
+    Analyzer,
+    Doc,
+    Flow,
+    RunContext,
+    Warn,
+    flow_of,
+    layers_above_tcp,
+    make_doc,
+    sender_is_orig,
+)
 from collectors.protocols.ja4 import ja4
 from collectors.protocols.tshark import BASE_FIELDS, Packet, TsharkRun, build_command, run_tshark, to_int
 
@@ -152,9 +162,7 @@ class TlsAnalyzer(Analyzer):
     @staticmethod
     def _undecoded_payload(protocols: list[str]) -> bool:
         """Whether tshark decoded nothing but opaque layers above the innermost TCP header."""
-        if "tcp" not in protocols:
-            return False
-        above = protocols[len(protocols) - protocols[::-1].index("tcp"):]
+        above = layers_above_tcp(protocols)
         return bool(above) and OPAQUE_LAYERS.issuperset(above)
 
     def handle(self, pkt: Packet) -> Iterable[Doc]:
