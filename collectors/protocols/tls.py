@@ -47,6 +47,10 @@ VERSIONS = {0x0002: ("ssl", "2.0"), 0x0300: ("ssl", "3.0"), 0x0301: ("tls", "1.0
 OPAQUE_LAYERS = frozenset({"data", "tpkt", "ftp-data", "cotp"})
 # a TCP payload opening with a TLS handshake record (22, version 3.x) that carries a ClientHello
 UNDECODED_HELLO = "tcp.payload[0:2] == 16:03 and tcp.payload[5] == 1 and !tls"
+# RFC 7983: STUN (ICE), DTLS and SRTP share one UDP port pair; the first STUN binding request
+# tells who opened the flow, which is how Zeek orients the DTLS session's connection
+STUN_BINDING_REQUEST = "stun.type == 0x0001"
+MAX_UDP_OPENERS = 65_536
 MAX_SECOND_LOOK_PORTS = 64  # server ports re-read with TLS forced on (one tshark pass in all)
 ALERTS = {
     0: "close_notify", 10: "unexpected_message", 20: "bad_record_mac", 21: "decryption_failed",
@@ -85,6 +89,7 @@ class Session:
     ccs: set[bool] = field(default_factory=set)  # sides (True = originator) that sent ChangeCipherSpec
     app_data: set[bool] = field(default_factory=set)
     emitted: bool = False
+    client_is_orig: bool = True  # False when the connection's opener is the TLS server (DTLS after ICE)
 
     @property
     def established(self) -> bool:
@@ -141,8 +146,8 @@ _TLS_FIELDS = (
 class TlsAnalyzer(Analyzer):
     DATASET = "secops.tls"
     SERVICE = "ssl"
-    LAYERS = frozenset({"tls", "dtls"})
-    FILTER = f"tls or dtls or ({UNDECODED_HELLO})"
+    LAYERS = frozenset({"tls", "dtls", "stun"})
+    FILTER = f"tls or dtls or ({UNDECODED_HELLO}) or {STUN_BINDING_REQUEST}"
     FIELDS = (
         *(f"tls.{f}" for f in _TLS_FIELDS), "tls.record.opaque_type", *(f"dtls.{f}" for f in _TLS_FIELDS),
         f"_ws.col.{CIPHER_COLUMN}", f"_ws.col.{DTLS_CIPHER_COLUMN}",
@@ -155,6 +160,7 @@ class TlsAnalyzer(Analyzer):
         self.sessions: dict[tuple[str, str], Session] = {}
         self.undecoded: dict[str, int] = {}  # tcp stream -> server port of a ClientHello tshark did not decode
         self.only_streams: set[str] | None = None  # second look: the streams it was started for
+        self.udp_openers: dict[str, tuple[str, int]] = {}  # udp stream -> (address, port) that spoke first
 
     def wants(self, layers: set[str]) -> bool:
         return not self.LAYERS.isdisjoint(layers) or ("tcp" in layers and not layers.isdisjoint(OPAQUE_LAYERS))
@@ -168,7 +174,10 @@ class TlsAnalyzer(Analyzer):
     def handle(self, pkt: Packet) -> Iterable[Doc]:
         layer = "dtls" if "dtls" in pkt.protocols and "tls" not in pkt.protocols else "tls"
         if layer not in pkt.protocols:
-            self._note_undecoded(pkt)
+            if "stun" in pkt.protocols:
+                self._note_opener(pkt)
+            else:
+                self._note_undecoded(pkt)
             return
         types = _ints(pkt, f"{layer}.handshake.type")
         records = _ints(pkt, f"{layer}.record.content_type") + _ints(pkt, "tls.record.opaque_type")
@@ -184,15 +193,20 @@ class TlsAnalyzer(Analyzer):
                 probe = flow_of(pkt, False)
             if probe is None:
                 return
-            s = self.sessions[key] = Session(probe, pkt.ts, quic="quic" in pkt.protocols)
+            opener = self.udp_openers.get(probe.stream) if probe.transport == "udp" else None
+            flipped = opener is not None and opener == (probe.resp_h, probe.resp_p)
+            if flipped:
+                probe = Flow(probe.transport, probe.resp_h, probe.resp_p, probe.orig_h, probe.orig_p, probe.stream)
+            s = self.sessions[key] = Session(probe, pkt.ts, quic="quic" in pkt.protocols, client_is_orig=not flipped)
         if s.emitted:
             return
         from_orig = sender_is_orig(pkt, s.flow)
-        if CLIENT_HELLO in types and from_orig:
+        from_client = from_orig == s.client_is_orig
+        if CLIENT_HELLO in types and from_client:
             self._client_hello(s, pkt, layer)
-        if SERVER_HELLO in types and not from_orig:
+        if SERVER_HELLO in types and not from_client:
             self._server_hello(s, pkt, layer)
-        if CERTIFICATE in types and not from_orig and not s.certs:
+        if CERTIFICATE in types and not from_client and not s.certs:
             s.certs = [hashlib.sha256(bytes.fromhex(c.replace(":", ""))).hexdigest()
                        for c in pkt.values(f"{layer}.handshake.certificate")]
         if ALERT in records:
@@ -206,6 +220,15 @@ class TlsAnalyzer(Analyzer):
         if s.established:
             s.emitted = True
             yield self.emit(s)
+
+    def _note_opener(self, pkt: Packet) -> None:
+        """The sender of the first STUN binding request of a UDP flow opened it (DTLS may follow)."""
+        flow = flow_of(pkt, True)
+        if flow is None or flow.transport != "udp" or flow.stream in self.udp_openers:
+            return
+        if len(self.udp_openers) >= MAX_UDP_OPENERS:
+            self.udp_openers.clear()
+        self.udp_openers[flow.stream] = (flow.orig_h, flow.orig_p)
 
     def _note_undecoded(self, pkt: Packet) -> None:
         """A ClientHello under another dissector (the display filter matched its first bytes)."""

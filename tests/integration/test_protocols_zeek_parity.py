@@ -84,6 +84,8 @@ def test_tls13_established_and_starttls(scores):
 def test_dtls_and_tls_under_other_dissectors(scores):
     assert exact(scores, "ssl", "dtls1_0") == (1, 1)
     assert exact(scores, "ssl", "rdp-to-ssl") == (2, 2)  # RDP negotiating TLS on 3389
+    # WebRTC: STUN (ICE) opens the UDP flow, the other side sends the ClientHello (RFC 7983)
+    assert exact(scores, "ssl", "webrtc-stun") == (1, 1)
 
 
 def test_http_request_lines_and_bodies_as_zeek_reads_them(scores):
