@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
-from collectors.protocols.base import Analyzer, Doc, Flow, RunContext, Warn, flow_of, make_doc
+from collectors.protocols.base import Analyzer, Doc, Flow, RunContext, Warn, flow_of
 from collectors.protocols.tshark import Packet, to_int
 
 QTYPES = {
@@ -438,7 +438,7 @@ class DnsAnalyzer(Analyzer):
             })
             if txn.query_seen:
                 fields["secops.dns.rtt"] = round(txn.reply_ts - txn.ts, 6)
-        return make_doc(self.DATASET, txn.flow, txn.ts, ("dns", txn.trans_id, txn.reply_ts), fields, self.SERVICE)
+        return self.document(txn.flow, txn.ts, ("dns", txn.trans_id, txn.reply_ts), fields, self.SERVICE)
 
     def expire(self, now: float) -> Iterable[Doc]:
         """Queries unanswered for longer than Zeek's UDP inactivity timeout are logged without reply."""
@@ -454,3 +454,4 @@ class DnsAnalyzer(Analyzer):
         self.pending.clear()
         for txn in rest:
             yield self.emit(txn)
+        self.report_cuts()

@@ -10,7 +10,7 @@ compressed, else the de-chunked, decompressed body tshark reports (Zeek counts t
 Basic-auth user names are kept, passwords never are.
 
 Bounds (hostile input must not blind the sensor): logged values are cut at ``MAX_VALUE_CHARS``
-(the document lists the cut fields in ``secops.truncated`` and a warning counts them), at most
+by ``make_doc`` (the document lists the cut fields in ``secops.truncated``, a warning counts them), at most
 ``MAX_PENDING`` requests wait per connection, at most ``MAX_RECORDS_PER_FLOW`` records come from
 one connection, idle connections are swept by ``expire``.
 
@@ -35,11 +35,10 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote
 
-from collectors.protocols.base import Analyzer, Doc, Flow, RunContext, Warn, flow_of, make_doc, occurrences
+from collectors.protocols.base import MAX_VALUE_CHARS, Analyzer, Doc, Flow, RunContext, Warn, flow_of, occurrences
 from collectors.protocols.tshark import BASE_FIELDS, Packet, TsharkRun, build_command, run_tshark, to_int
 from secops.ecs import put
 
-MAX_VALUE_CHARS = 8192  # per logged value (URI, Host, User-Agent, Referer, Location, reason, ...)
 MAX_PENDING = 100  # requests waiting for their response on one connection; older ones are logged
 MAX_RECORDS_PER_FLOW = 10_000  # records from one connection; the rest are counted and dropped
 MAX_ORPHANS = 20_000  # responses kept for the second look; more are logged as they come
@@ -84,7 +83,6 @@ class Exchange:
     resp_len: int = 0
     resp_mime: str | None = None
     location: str | None = None
-    truncated: list[str] = field(default_factory=list)
     flow_logged: bool = False  # its connection had produced records when this one was left open
 
 
@@ -192,7 +190,6 @@ class HttpAnalyzer(Analyzer):
         self.lengths_from_headers = False  # set for the second look (bodies not reassembled)
         self.done: list[Exchange] | None = None  # second look: keep exchanges instead of emitting
         self.only_streams: set[str] | None = None  # second look: the streams it re-reads
-        self.truncated_values = 0
         self.dropped_records = 0
         self.native: dict[str, Flow] = {}  # streams whose messages tshark left unparsed
 
@@ -312,40 +309,31 @@ class HttpAnalyzer(Analyzer):
             while len(st.open) > MAX_PENDING:  # pipelined flood: the oldest waits no longer
                 yield from self._close(st.open.popleft(), st)
 
-    def _cut(self, ex: Exchange, name: str, value: str | None) -> str | None:
-        if value is None or len(value) <= MAX_VALUE_CHARS:
-            return value
-        ex.truncated.append(name)
-        self.truncated_values += 1
-        return value[:MAX_VALUE_CHARS]
-
     def emit(self, ex: Exchange) -> Doc:
         version = (ex.version or "").removeprefix("HTTP/") or None
-        uri = self._cut(ex, "url.original", ex.uri)
+        uri = ex.uri
         fields: dict[str, Any] = {
-            "http.request.method": self._cut(ex, "http.request.method", ex.method),
+            "http.request.method": ex.method,
             # Zeek logs the URI with %-escapes decoded (what detections match); the raw form is kept too
             "url.original": unquote(uri, errors="surrogateescape") if uri is not None else None,
             "secops.http.uri_raw": uri,
-            "url.domain": self._cut(ex, "url.domain", ex.host),  # Zeek's host column: the Host header as sent
-            "http.version": self._cut(ex, "http.version", version),
-            "user_agent.original": self._cut(ex, "user_agent.original", ex.user_agent),
-            "http.request.referrer": self._cut(ex, "http.request.referrer", ex.referrer),
-            "http.request.mime_type": self._cut(ex, "http.request.mime_type", ex.req_mime),
+            "url.domain": ex.host,  # Zeek's host column: the Host header as sent
+            "http.version": version,
+            "user_agent.original": ex.user_agent,
+            "http.request.referrer": ex.referrer,
+            "http.request.mime_type": ex.req_mime,
             "http.request.body.bytes": ex.req_len,
             "http.response.status_code": ex.status,
-            "http.response.mime_type": self._cut(ex, "http.response.mime_type", ex.resp_mime),
+            "http.response.mime_type": ex.resp_mime,
             "http.response.body.bytes": ex.resp_len if ex.status is not None else 0,
             "secops.http.trans_depth": ex.depth,
-            "secops.http.status_msg": self._cut(ex, "secops.http.status_msg", ex.reason),
+            "secops.http.status_msg": ex.reason,
             "secops.http.info_code": ex.info_code,
-            "secops.http.location": self._cut(ex, "secops.http.location", ex.location),
-            "secops.http.authorization_scheme": self._cut(ex, "secops.http.authorization_scheme", ex.auth_scheme),
-            "user.name": self._cut(ex, "user.name", ex.username),
+            "secops.http.location": ex.location,
+            "secops.http.authorization_scheme": ex.auth_scheme,
+            "user.name": ex.username,
         }
-        if ex.truncated:
-            fields["secops.truncated"] = sorted(set(ex.truncated))
-        doc = make_doc(self.DATASET, ex.flow, ex.ts, ("http", ex.depth), fields, self.SERVICE)
+        doc = self.document(ex.flow, ex.ts, ("http", ex.depth), fields, self.SERVICE)
         if ex.uri == "":  # "OPTIONS HTTP/1.1": an empty URI is a value (Zeek's "(empty)"), not a missing one
             put(doc, "url.original", "")
             put(doc, "secops.http.uri_raw", "")
@@ -379,9 +367,7 @@ class HttpAnalyzer(Analyzer):
         for ex in sorted(rest, key=lambda e: e.ts):
             st = per_flow.setdefault(ex.flow.stream, FlowState(ex.flow, ex.ts))
             yield from self._emit_bounded(ex, st)
-        if self.truncated_values:
-            self.warn(f"http: {self.truncated_values} value(s) longer than {MAX_VALUE_CHARS} characters truncated "
-                      "(listed in secops.truncated)")
+        self.report_cuts()
         if self.dropped_records:
             self.warn(f"http: {self.dropped_records} record(s) beyond {MAX_RECORDS_PER_FLOW} per connection dropped")
 

@@ -25,9 +25,9 @@ from collectors.protocols.base import (
     Flow,
     RunContext,
     Warn,
+    evict_oldest,
     flow_of,
     layers_above_tcp,
-    make_doc,
     sender_is_orig,
 )
 from collectors.protocols.ja4 import ja4
@@ -198,6 +198,9 @@ class TlsAnalyzer(Analyzer):
             if flipped:
                 probe = Flow(probe.transport, probe.resp_h, probe.resp_p, probe.orig_h, probe.orig_p, probe.stream)
             s = self.sessions[key] = Session(probe, pkt.ts, quic="quic" in pkt.protocols, client_is_orig=not flipped)
+            for stale in evict_oldest(self.sessions):  # logged ones only suppress repeats
+                if not stale.emitted:
+                    yield self.emit(stale)
         if s.emitted:
             return
         from_orig = sender_is_orig(pkt, s.flow)
@@ -288,7 +291,7 @@ class TlsAnalyzer(Analyzer):
             "secops.tls.client_alpn": s.alpn,
         }
         protocol = ["ssl", "quic"] if s.quic else self.SERVICE
-        return make_doc(self.DATASET, s.flow, s.ts, ("tls",), fields, protocol)
+        return self.document(s.flow, s.ts, ("tls",), fields, protocol)
 
     def finish(self) -> Iterable[Doc]:
         rest = [s for s in self.sessions.values() if not s.emitted]
@@ -297,6 +300,7 @@ class TlsAnalyzer(Analyzer):
             rest += self._second_look()
         for s in sorted(rest, key=lambda s: s.ts):
             yield self.emit(s)
+        self.report_cuts()
 
     def _second_look(self) -> list[Session]:
         """Read the capture again with TLS decoded on the server ports of undecoded ClientHellos;
