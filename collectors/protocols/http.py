@@ -260,6 +260,9 @@ class HttpAnalyzer(Analyzer):
         flow = flow_of(pkt, True)
         if flow is None or flow.transport != "tcp" or not flow.stream.isdigit() or flow.stream in self.native:
             return
+        known = self.state.get(flow.key())
+        if known is not None and known.records:
+            return  # tshark already parses this connection (a segment of a message it reassembles)
         if len(self.native) >= MAX_NATIVE_STREAMS:
             return
         self.native[flow.stream] = flow
