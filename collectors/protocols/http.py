@@ -35,7 +35,17 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote
 
-from collectors.protocols.base import MAX_VALUE_CHARS, Analyzer, Doc, Flow, RunContext, Warn, flow_of, occurrences
+from collectors.protocols.base import (
+    MAX_VALUE_CHARS,
+    Analyzer,
+    Doc,
+    Flow,
+    RunContext,
+    Warn,
+    evict_oldest,
+    flow_of,
+    occurrences,
+)
 from collectors.protocols.tshark import BASE_FIELDS, Packet, TsharkRun, build_command, run_tshark, to_int
 from secops.ecs import put
 
@@ -215,6 +225,7 @@ class HttpAnalyzer(Analyzer):
             return
         key = probe.key()
         st = self._state(key, probe, pkt.ts)
+        yield from self._evict_stale()
         for index, (code_text, phrase) in enumerate(responses):
             header = _per_message_reader(pkt, index, len(responses))
             code = to_int(code_text)
@@ -253,6 +264,12 @@ class HttpAnalyzer(Analyzer):
         else:
             yield from self._emit_bounded(ex, st)
 
+    def _evict_stale(self) -> Iterable[Doc]:
+        """Connection floods: past MAX_OPEN_RECORDS connections the oldest one's requests are logged."""
+        for st in evict_oldest(self.state):
+            for ex in st.open:
+                yield from self._emit_bounded(ex, st)
+
     def _note_unparsed(self, pkt: Packet) -> None:
         """A segment that starts like an HTTP message tshark did not parse (the filter's last clause)."""
         if self.only_streams is not None or self.lengths_from_headers:
@@ -288,6 +305,7 @@ class HttpAnalyzer(Analyzer):
         if probe is None:
             return
         st = self._state(probe.key(), probe, pkt.ts)
+        yield from self._evict_stale()
         lines = occurrences(pkt, "http.request.method", "http.request.uri", "http.request.version")
         for index, (method, uri_text, version_text) in enumerate(lines):
             line = parse_request_line(method or "", uri_text, version_text)
@@ -347,7 +365,8 @@ class HttpAnalyzer(Analyzer):
         idle = [key for key, st in self.state.items() if st.last_ts < now - IDLE_TIMEOUT]
         for key in idle:
             st = self.state.pop(key)
-            if st.open and self.context is not None and not self.lengths_from_headers:
+            if st.open and self.context is not None and not self.lengths_from_headers \
+                    and len(self.orphans) + len(st.open) <= MAX_ORPHANS:
                 for ex in st.open:  # the second look may still find their responses
                     ex.flow_logged = st.records > 0
                 self.orphans.extend(st.open)
