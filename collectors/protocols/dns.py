@@ -299,17 +299,23 @@ class DnsAnalyzer(Analyzer):
         self.flows[probe.key()] = probe
         return probe
 
+    def _header(self, pkt: Packet, layer: str) -> tuple[int, bool, Flow] | None:
+        """(transaction id, is a reply, oriented flow) of a DNS-format message of ``layer``."""
+        tid = pkt.int(f"{layer}.id")
+        if tid is None:
+            return None
+        is_reply = bool(pkt.flag(f"{layer}.flags.response"))
+        flow = self._flow(pkt, is_reply)
+        return None if flow is None else (tid, is_reply, flow)
+
     def handle(self, pkt: Packet) -> Iterable[Doc]:
         if "nbns" in pkt.protocols and "dns" not in pkt.protocols:
             yield from self._netbios(pkt)
             return
-        tid = pkt.int("dns.id")
-        if tid is None:
+        header = self._header(pkt, "dns")
+        if header is None:
             return
-        is_reply = bool(pkt.flag("dns.flags.response"))
-        flow = self._flow(pkt, is_reply)
-        if flow is None:
-            return
+        tid, is_reply, flow = header
         opcode = pkt.int("dns.flags.opcode")
         unpaired = is_multicast(flow.resp_h)
         key = (flow.key(), tid)
@@ -358,13 +364,10 @@ class DnsAnalyzer(Analyzer):
     def _netbios(self, pkt: Packet) -> Iterable[Doc]:
         """NetBIOS name service (udp/137), logged in dns.log as Zeek does: the decoded name as query,
         NBSTAT for type 33, no answer data (Zeek's analyzer does not render NB records)."""
-        tid = pkt.int("nbns.id")
-        if tid is None:
+        header = self._header(pkt, "nbns")
+        if header is None:
             return
-        is_reply = bool(pkt.flag("nbns.flags.response"))
-        flow = self._flow(pkt, is_reply)
-        if flow is None:
-            return
+        tid, is_reply, flow = header
         n_questions = pkt.int("nbns.count.queries", 0) or 0
         names, types, classes = pkt.values("nbns.name"), pkt.values("nbns.type"), pkt.values("nbns.class")
         key = (flow.key(), tid)
