@@ -84,9 +84,35 @@ def sender_is_orig(pkt: Packet, flow: Flow) -> bool:
     return src is not None and (src.orig_h, src.orig_p) == (flow.orig_h, flow.orig_p)
 
 
+MAX_VALUE_CHARS = 8192  # any string a protocol module logs (names, URIs, banners, file names, ...)
+
+
+def clip(value: Any, limit: int = MAX_VALUE_CHARS) -> tuple[Any, bool]:
+    """``value`` with every string in it (lists and answer records included) cut at ``limit``."""
+    if isinstance(value, str):
+        return (value[:limit], True) if len(value) > limit else (value, False)
+    if isinstance(value, list):
+        items = [clip(v, limit) for v in value]
+        return [v for v, _ in items], any(cut for _, cut in items)
+    if isinstance(value, dict):
+        pairs = {k: clip(v, limit) for k, v in value.items()}
+        return {k: v for k, (v, _) in pairs.items()}, any(cut for _, cut in pairs.values())
+    return value, False
+
+
 def make_doc(dataset: str, flow: Flow, ts: float, identity: Iterable[Any], fields: dict[str, Any],
              protocol: str | list[str]) -> Doc:
-    """A finished ECS document: endpoints, Community ID, deterministic id and dotted ``fields``."""
+    """A finished ECS document: endpoints, Community ID, deterministic id and dotted ``fields``.
+
+    Values longer than ``MAX_VALUE_CHARS`` are cut; the cut fields are listed in ``secops.truncated``.
+    """
+    truncated = []
+    for dotted in list(fields):
+        fields[dotted], cut = clip(fields[dotted])
+        if cut:
+            truncated.append(dotted)
+    if truncated:
+        fields["secops.truncated"] = sorted(set(truncated) | set(fields.get("secops.truncated") or ()))
     cid = flow.community_id
     doc: Doc = {
         "@timestamp": iso(ts),
@@ -124,6 +150,21 @@ class Analyzer:
     def __init__(self, warn: Warn, context: RunContext | None = None) -> None:
         self.warn = warn
         self.context = context
+        self.cut_values = 0  # values cut to MAX_VALUE_CHARS in this module's documents
+
+    def document(self, flow: Flow, ts: float, identity: Iterable[Any], fields: dict[str, Any],
+                 protocol: str | list[str]) -> Doc:
+        """``make_doc`` for this module's dataset, counting the values it had to cut."""
+        doc = make_doc(self.DATASET, flow, ts, identity, fields, protocol)
+        self.cut_values += len(doc.get("secops", {}).get("truncated", ()))
+        return doc
+
+    def report_cuts(self) -> None:
+        """One warning for every value this module cut (called when the capture ends)."""
+        if self.cut_values:
+            self.warn(f"{self.SERVICE}: {self.cut_values} value(s) longer than {MAX_VALUE_CHARS} characters "
+                      "truncated (listed in secops.truncated)")
+            self.cut_values = 0
 
     def wants(self, layers: set[str]) -> bool:
         return not self.LAYERS.isdisjoint(layers)
@@ -137,6 +178,7 @@ class Analyzer:
 
     def finish(self) -> Iterable[Doc]:
         """Records still open when the capture ends (unanswered requests, ...)."""
+        self.report_cuts()
         return ()
 
 
@@ -155,6 +197,25 @@ def flow_by_server_port(pkt: Packet, server_ports: frozenset[int]) -> tuple[Flow
     if sender_serves:
         return Flow(probe.transport, probe.resp_h, probe.resp_p, probe.orig_h, probe.orig_p, probe.stream), False
     return probe, True
+
+
+MAX_OPEN_RECORDS = 100_000  # records a module keeps waiting for their answer, over all connections
+
+
+def evict_oldest(records: dict[Any, Any], limit: int = MAX_OPEN_RECORDS) -> list[Any]:
+    """Remove and return the oldest entries (insertion order) beyond ``limit``: a flood of
+    never-answered requests is logged as unanswered instead of growing memory."""
+    out = []
+    while len(records) > limit:
+        out.append(records.pop(next(iter(records))))
+    return out
+
+
+def layers_above_tcp(protocols: list[str]) -> list[str] | None:
+    """The layers tshark decoded above the innermost TCP header (None without TCP)."""
+    if "tcp" not in protocols:
+        return None
+    return protocols[len(protocols) - protocols[::-1].index("tcp"):]
 
 
 def occurrences(pkt: Packet, *names: str) -> list[tuple[str | None, ...]]:

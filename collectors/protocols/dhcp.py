@@ -10,13 +10,15 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from collectors.protocols.base import Analyzer, Doc, Flow, RunContext, Warn, flow_by_server_port, make_doc
+from collectors.protocols.base import Analyzer, Doc, Flow, RunContext, Warn, evict_oldest, flow_by_server_port
 from collectors.protocols.tshark import Packet
 from secops.ecs import doc_id, iso
 
 MSG_TYPES = {1: "DISCOVER", 2: "OFFER", 3: "REQUEST", 4: "DECLINE", 5: "ACK", 6: "NAK", 7: "RELEASE",
              8: "INFORM"}
 PORTS = frozenset({67})
+
+MAX_MESSAGES = 64  # message types kept per transaction
 
 
 @dataclass
@@ -57,8 +59,11 @@ class DhcpAnalyzer(Analyzer):
         flow, from_client = oriented
         lease = self.leases.get(xid) or Lease(flow, pkt.ts, xid)
         self.leases[xid] = lease
+        for stale in evict_oldest(self.leases):
+            yield from self.emit(stale)
         msg = MSG_TYPES.get(pkt.int("dhcp.option.dhcp", 0) or 0, "BOOTP")
-        lease.msg_types.append(msg)
+        if len(lease.msg_types) < MAX_MESSAGES:  # one transaction id repeated without end
+            lease.msg_types.append(msg)
         lease.mac = lease.mac or pkt.first("dhcp.hw.mac_addr")
         if from_client:
             lease.hostname = pkt.first("dhcp.option.hostname") or lease.hostname
@@ -88,7 +93,7 @@ class DhcpAnalyzer(Analyzer):
             "secops.dhcp.server_id": lease.server_id,
             "source.mac": mac,
         }
-        yield make_doc(self.DATASET, lease.flow, lease.ts, ("dhcp", lease.xid), fields, self.SERVICE)
+        yield self.document(lease.flow, lease.ts, ("dhcp", lease.xid), fields, self.SERVICE)
         if lease.assigned_ip and mac:
             when = iso(ts if ts is not None else lease.ts)
             obs: Doc = {
@@ -110,3 +115,4 @@ class DhcpAnalyzer(Analyzer):
         self.leases.clear()
         for lease in rest:
             yield from self.emit(lease)
+        self.report_cuts()

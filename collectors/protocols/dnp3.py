@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from collectors.protocols.base import Analyzer, Doc, Flow, RunContext, Warn, flow_by_server_port, make_doc
+from collectors.protocols.base import Analyzer, Doc, Flow, RunContext, Warn, evict_oldest, flow_by_server_port
 from collectors.protocols.tshark import Packet, to_int
 
 FUNCTIONS = {
@@ -64,6 +64,8 @@ class Dnp3Analyzer(Analyzer):
             if code < 129:
                 ex.request = code
                 self.open[key] = ex
+                for stale in evict_oldest(self.open):
+                    yield self.emit(stale)
                 continue
             ex.reply, ex.iin = code, to_int(next(iins, None))
             self.open.pop(key, None)
@@ -79,10 +81,11 @@ class Dnp3Analyzer(Analyzer):
             "secops.dnp3.iin": ex.iin,
             "secops.dnp3.is_control": ex.request in CONTROLS,
         }
-        return make_doc(self.DATASET, ex.flow, ex.ts, ("dnp3", ex.request, ex.reply), fields, self.SERVICE)
+        return self.document(ex.flow, ex.ts, ("dnp3", ex.request, ex.reply), fields, self.SERVICE)
 
     def finish(self) -> Iterable[Doc]:
         rest = sorted(self.open.values(), key=lambda e: e.ts)
         self.open.clear()
         for ex in rest:
             yield self.emit(ex)
+        self.report_cuts()

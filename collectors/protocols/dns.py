@@ -1,19 +1,26 @@
-"""DNS: one record per query/response transaction, as Zeek's dns.log.
+"""DNS and the name services Zeek logs with it (mDNS, LLMNR, NetBIOS name service): one record per
+query/response transaction, as Zeek's dns.log.
 
 A query opens a transaction (per connection and transaction id, first in first out); the reply
 closes it (answers, TTLs, rcode, rtt). Replies without a query are logged on their own, queries
-that never got a reply are logged when the capture ends.
+that never got a reply are logged when the capture ends. Messages sent to a multicast group
+(mDNS 224.0.0.251 / ff02::fb, LLMNR) are never paired: each is its own record, as Zeek does.
+Answers are rendered as Zeek renders them (``RRSIG 1 upenn.edu``, ``DNSKEY 5``, ``TXT 5 hello``);
+DNS UPDATE messages log their prerequisites and updates (``pre: NoRRSet CNAME name``,
+``del: RRSet A``, ``add: A name 192.0.2.1``).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import math
 from collections import Counter, defaultdict, deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
-from collectors.protocols.base import Analyzer, Doc, Flow, RunContext, Warn, flow_of, make_doc
+from collectors.protocols.base import Analyzer, Doc, Flow, RunContext, Warn, flow_of
 from collectors.protocols.tshark import Packet, to_int
 
 QTYPES = {
@@ -31,11 +38,38 @@ RCODES = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP",
           7: "YXRRSET", 8: "NXRRSET", 9: "NOTAUTH", 10: "NOTZONE", 16: "BADVERS"}
 OPCODES = {0: "query", 1: "iquery", 2: "status", 4: "notify", 5: "update"}
 CLASSES = {1: "IN", 3: "CH", 4: "HS", 254: "NONE", 255: "ANY"}
-# answer type -> tshark field holding its data (one occurrence per record)
-DATA_FIELD = {1: "dns.a", 28: "dns.aaaa", 5: "dns.cname", 2: "dns.ns", 12: "dns.ptr.domain_name",
-              15: "dns.mx.mail_exchange", 6: "dns.soa.mname", 33: "dns.srv.target", 39: "dns.dname"}
-TXT_TYPES = {16: "dns.txt", 99: "dns.spf"}
-
+# Zeek's dns.log rendering of an answer record (scripts/base/protocols/dns/main.zeek): the tshark
+# fields each type reads (one occurrence per record of that type, in message order) and the text.
+# Names are lower-cased as Zeek's DNS analyzer extracts them.
+RENDERED: dict[int, tuple[tuple[str, ...], Callable[[list[str]], str]]] = {
+    1: (("dns.a",), lambda v: v[0]),
+    28: (("dns.aaaa",), lambda v: v[0]),
+    38: (("dns.a6.address_suffix",), lambda v: v[0]),
+    2: (("dns.ns",), lambda v: _name(v[0])),
+    5: (("dns.cname",), lambda v: _name(v[0])),
+    12: (("dns.ptr.domain_name",), lambda v: _name(v[0])),
+    15: (("dns.mx.mail_exchange",), lambda v: _name(v[0])),
+    6: (("dns.soa.mname",), lambda v: _name(v[0])),
+    33: (("dns.srv.target",), lambda v: _name(v[0])),
+    46: (("dns.rrsig.type_covered", "dns.rrsig.signers_name"), lambda v: f"RRSIG {v[0]} {_name(v[1]) or '<Root>'}"),
+    48: (("dns.dnskey.algorithm",), lambda v: f"DNSKEY {v[0]}"),
+    43: (("dns.ds.algorithm", "dns.ds.digest_type"), lambda v: f"DS {v[0]} {v[1]}"),
+    44: (("dns.sshfp.fingerprint",), lambda v: "SSHFP: " + v[0].replace(":", "").lower()),
+    29: (("dns.loc.size", "dns.loc.horizontal_precision", "dns.loc.vertical_precision"),
+         lambda v: f"LOC:  {v[0]} {v[1]} {v[2]}"),
+}
+NSEC, NSEC3 = 47, 50
+NSEC_NEXT = "dns.nsec.next_domain_name"
+TXT_TYPES = {16: ("dns.txt", "TXT"), 99: ("dns.spf", "SPF")}
+FIXED_TEXT = {50: "NSEC3", 51: "NSEC3PARAM", 65534: "BIND9 signing signal"}
+# types Zeek's analyzer parses but its script logs nothing for (EDNS, TSIG, NetBIOS NB/NBSTAT, ...)
+NOT_LOGGED = frozenset({11, 13, 32, 35, 41, 64, 65, 249, 250, 257})
+DATA_FIELDS = tuple(dict.fromkeys(
+    [f for fields, _ in RENDERED.values() for f in fields] + [NSEC_NEXT]
+    + [f for f, _ in TXT_TYPES.values()] + [f + ".length" for f, _ in TXT_TYPES.values()]))
+# RFC 2136 (DNS UPDATE): class of a prerequisite / update record says what it asks for
+CLASS_ANY, CLASS_NONE = 255, 254
+NETBIOS_PORT = 137
 
 QUERY_TIMEOUT = 60.0  # seconds: Zeek's udp_inactivity_timeout ends the "connection" a query belongs to
 MAX_FLOWS = 100_000
@@ -58,6 +92,155 @@ def label_stats(name: str) -> tuple[int, float]:
     return max(len(x) for x in labels), round(entropy, 3)
 
 
+def _name(text: str | None) -> str:
+    """A domain name as Zeek logs it: lower-case, the root as empty."""
+    if not text or text == "<Root>":
+        return ""
+    return text.lower()
+
+
+def netbios_name(encoded: str) -> str:
+    """The NetBIOS name of an NBNS question (tshark shows ``NAME<1d>``): Zeek's decode_netbios_name
+    keeps the first 15 bytes up to the first blank or control byte and drops the suffix byte."""
+    plain = encoded.split("<", 1)[0]
+    out = []
+    for ch in plain[:15]:
+        if not (ch.isalnum() or (ch.isascii() and ch.isprintable() and not ch.isspace())):
+            break
+        out.append(ch)
+    return "".join(out)
+
+
+@lru_cache(maxsize=4096)
+def is_multicast(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address).is_multicast
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One resource record of a message, with Zeek's rendering of its data (None: Zeek logs none)."""
+
+    section: int  # 0 answer (or UPDATE prerequisite), 1 authority (UPDATE update), 2 additional
+    name: str
+    rtype: int
+    rclass: int | None
+    ttl: int | None
+    rdlen: int
+    data: str | None
+
+
+def _record_types(types: list[int | None], count: int) -> list[int | None]:
+    """The type of each of ``count`` records: tshark also reports NSEC/NSEC3 bitmap entries as
+    ``dns.resp.type``; they follow their record in ascending order and are skipped here."""
+    extras = len(types) - count
+    out: list[int | None] = []
+    pos = 0
+    while pos < len(types) and len(out) < count:
+        rtype = types[pos]
+        out.append(rtype)
+        pos += 1
+        if rtype in (NSEC, NSEC3):
+            last = -1
+            while extras > 0 and pos < len(types) and (types[pos] or 0) > last:
+                last = types[pos] or 0
+                pos += 1
+                extras -= 1
+    return out
+
+
+def _records(pkt: Packet) -> list[Record]:
+    """Every resource record of the message with its section and Zeek's rendering."""
+    names = pkt.values("dns.resp.name")
+    types = _record_types([to_int(t) for t in pkt.values("dns.resp.type")], len(names))
+    classes, ttls, lens = pkt.values("dns.resp.class"), pkt.values("dns.resp.ttl"), pkt.values("dns.resp.len")
+    n_answer = pkt.int("dns.count.answers")
+    if n_answer is None:
+        n_answer = pkt.int("dns.count.prerequisites", 0) or 0
+    n_auth = pkt.int("dns.count.auth_rr")
+    if n_auth is None:
+        n_auth = pkt.int("dns.count.updates", 0) or 0
+    seen: dict[int, int] = defaultdict(int)  # records of each type so far (index into its fields)
+    txt_pos: dict[str, int] = defaultdict(int)
+    out = []
+    for i, rtype in enumerate(types):
+        if rtype is None:
+            continue
+        rdlen = to_int(lens[i] if i < len(lens) else None, 0) or 0
+        k = seen[rtype]
+        if rdlen:  # records without data (UPDATE deletions, prerequisites) have no fields to consume
+            seen[rtype] += 1
+        name = _name(names[i]) if i < len(names) else ""
+        data: str | None
+        if rtype in RENDERED:
+            fields, render = RENDERED[rtype]
+            values = [pkt.values(f) for f in fields]
+            data = render([v[k] for v in values]) if all(k < len(v) for v in values) else None
+        elif rtype == NSEC:
+            nxt = pkt.values(NSEC_NEXT)
+            data = f"NSEC {name} {_name(nxt[k])}" if k < len(nxt) else None
+        elif rtype in TXT_TYPES:
+            data = _txt(pkt, rtype, rdlen, txt_pos)
+        elif rtype in FIXED_TEXT:
+            data = FIXED_TEXT[rtype]
+        elif rtype in NOT_LOGGED:
+            data = None
+        else:
+            data = f"<unknown type={rtype}>"
+        section = 0 if i < n_answer else 1 if i < n_answer + n_auth else 2
+        out.append(Record(section, name, rtype, to_int(classes[i]) if i < len(classes) else None,
+                          to_int(ttls[i]) if i < len(ttls) else None, rdlen, data))
+    return out
+
+
+def _txt(pkt: Packet, rtype: int, rdlen: int, cursor: dict[str, int]) -> str:
+    """``TXT 5 hello TXT 5 world``: every character-string of one record (rdata length decides)."""
+    fname, label = TXT_TYPES[rtype]
+    vals, sizes = pkt.values(fname), pkt.values(fname + ".length")
+    parts, used = [], 0
+    while used < rdlen and cursor[fname] < len(vals):
+        j = cursor[fname]
+        size = to_int(sizes[j] if j < len(sizes) else None, len(vals[j])) or 0
+        parts.append(f"{label} {size} {vals[j]}")
+        used += size + 1
+        cursor[fname] += 1
+    return " ".join(parts)
+
+
+def _answers(pkt: Packet) -> list[dict[str, Any]]:
+    """Answer-section records as ECS ``dns.answers`` entries, data as Zeek renders it; like Zeek's
+    dns.log, records of types it renders nothing for (TKEY, OPT, NB, ...) are left out."""
+    return [{"type": QTYPES.get(rec.rtype, str(rec.rtype)), "name": rec.name, "ttl": rec.ttl, "data": rec.data}
+            for rec in _records(pkt) if rec.section == 0 and rec.data is not None]
+
+
+def update_entries(records: list[Record]) -> list[dict[str, Any]]:
+    """A DNS UPDATE's prerequisites and updates (RFC 2136 sections 2.4 and 2.5) as Zeek logs them."""
+    out = []
+    for rec in records:
+        if rec.section > 1:
+            continue
+        rtype = QTYPES.get(rec.rtype, str(rec.rtype))
+        wildcard = rec.rtype == 255
+        if rec.section == 0:  # prerequisites
+            if rec.rclass == CLASS_ANY:
+                text = f"pre: NameInUse {rec.name}" if wildcard else f"pre: RRSet {rtype} {rec.name}"
+            elif rec.rclass == CLASS_NONE:
+                text = f"pre: NoName {rec.name}" if wildcard else f"pre: NoRRSet {rtype} {rec.name}"
+            else:
+                text = f"pre: RRSet {rtype} {rec.name} {rec.data or ''}".rstrip()
+        elif rec.rclass == CLASS_ANY:  # updates
+            text = "del: AllRRSets" if wildcard else f"del: RRSet {rtype}"
+        elif rec.rclass == CLASS_NONE:
+            text = f"del: RR {rtype} {rec.name} {rec.data or ''}".rstrip()
+        else:
+            text = f"add: {rtype} {rec.name} {rec.data or ''}".rstrip()
+        out.append({"type": rtype, "name": rec.name, "ttl": rec.ttl, "data": text})
+    return out
+
+
 @dataclass
 class Txn:
     flow: Flow
@@ -75,60 +258,23 @@ class Txn:
     query_seen: bool = True
 
 
-def _answers(pkt: Packet) -> list[dict[str, Any]]:
-    """Answer-section records; data comes from per-type field queues consumed in record order."""
-    count = pkt.int("dns.count.answers", 0) or 0
-    types = [to_int(t) for t in pkt.values("dns.resp.type")]
-    ttls, names, lens = pkt.values("dns.resp.ttl"), pkt.values("dns.resp.name"), pkt.values("dns.resp.len")
-    cursor: dict[str, int] = defaultdict(int)
-    txt_lens = {f: pkt.values(f + ".length") for f in TXT_TYPES.values()}
-    out = []
-    for i, rtype in enumerate(types):
-        if rtype is None:
-            continue
-        data: str | None = None
-        if rtype in DATA_FIELD:
-            fname = DATA_FIELD[rtype]
-            vals = pkt.values(fname)
-            if cursor[fname] < len(vals):
-                data = vals[cursor[fname]]
-            cursor[fname] += 1
-        elif rtype in TXT_TYPES:
-            fname = TXT_TYPES[rtype]
-            vals, sizes = pkt.values(fname), txt_lens[fname]
-            rdlen = to_int(lens[i] if i < len(lens) else None, 0) or 0
-            parts, used = [], 0
-            while used < rdlen and cursor[fname] < len(vals):
-                j = cursor[fname]
-                size = to_int(sizes[j] if j < len(sizes) else None, len(vals[j])) or 0
-                parts.append(f"TXT {size} {vals[j]}")
-                used += size + 1
-                cursor[fname] += 1
-            data = " ".join(parts)
-        if i >= count:
-            continue  # authority / additional sections: keep consuming queues, do not log
-        ans: dict[str, Any] = {"type": QTYPES.get(rtype, str(rtype))}
-        if i < len(names):
-            ans["name"] = names[i]
-        if i < len(ttls):
-            ans["ttl"] = to_int(ttls[i])
-        if data is not None:
-            ans["data"] = data
-        out.append(ans)
-    return out
+OPCODE_UPDATE = 5
 
 
 class DnsAnalyzer(Analyzer):
     DATASET = "secops.dns"
     SERVICE = "dns"
-    LAYERS = frozenset({"dns", "mdns", "llmnr"})
-    FILTER = "dns or mdns or llmnr"
+    LAYERS = frozenset({"dns", "mdns", "llmnr", "nbns"})
+    FILTER = "dns or mdns or llmnr or nbns"
     FIELDS = (
         "dns.id", "dns.flags.response", "dns.flags.opcode", "dns.flags.rcode", "dns.flags.authoritative",
         "dns.flags.truncated", "dns.flags.recdesired", "dns.flags.recavail", "dns.qry.name", "dns.qry.type",
         "dns.qry.class", "dns.count.queries", "dns.count.answers", "dns.count.auth_rr", "dns.count.add_rr",
-        "dns.resp.name", "dns.resp.type", "dns.resp.ttl", "dns.resp.len",
-        *DATA_FIELD.values(), *TXT_TYPES.values(), *(f + ".length" for f in TXT_TYPES.values()),
+        "dns.count.zones", "dns.count.prerequisites", "dns.count.updates",
+        "dns.resp.name", "dns.resp.type", "dns.resp.class", "dns.resp.ttl", "dns.resp.len", *DATA_FIELDS,
+        "nbns.id", "nbns.flags.response", "nbns.flags.opcode", "nbns.flags.rcode", "nbns.flags.authoritative",
+        "nbns.flags.truncated", "nbns.flags.recdesired", "nbns.flags.recavail", "nbns.count.queries",
+        "nbns.count.answers", "nbns.count.auth_rr", "nbns.count.add_rr", "nbns.name", "nbns.type", "nbns.class",
     )
 
     def __init__(self, warn: Warn, context: RunContext | None = None) -> None:
@@ -137,9 +283,15 @@ class DnsAnalyzer(Analyzer):
         self.pending: dict[tuple[tuple[str, str], int], deque[Txn]] = defaultdict(deque)
 
     def _flow(self, pkt: Packet, is_reply: bool) -> Flow | None:
-        probe = flow_of(pkt, not is_reply)
+        probe = flow_of(pkt, True)
         if probe is None:
             return None
+        if is_multicast(probe.resp_h):
+            return probe  # a message to a group: its sender is the originator (Zeek's connection)
+        if is_reply:
+            probe = flow_of(pkt, False)
+            if probe is None:
+                return None
         known = self.flows.get(probe.key())
         if known is not None and {(known.orig_h, known.orig_p), (known.resp_h, known.resp_p)} == {
                 (probe.orig_h, probe.orig_p), (probe.resp_h, probe.resp_p)}:
@@ -147,23 +299,39 @@ class DnsAnalyzer(Analyzer):
         self.flows[probe.key()] = probe
         return probe
 
-    def handle(self, pkt: Packet) -> Iterable[Doc]:
-        tid = pkt.int("dns.id")
+    def _header(self, pkt: Packet, layer: str) -> tuple[int, bool, Flow] | None:
+        """(transaction id, is a reply, oriented flow) of a DNS-format message of ``layer``."""
+        tid = pkt.int(f"{layer}.id")
         if tid is None:
-            return
-        is_reply = bool(pkt.flag("dns.flags.response"))
+            return None
+        is_reply = bool(pkt.flag(f"{layer}.flags.response"))
         flow = self._flow(pkt, is_reply)
-        if flow is None:
+        return None if flow is None else (tid, is_reply, flow)
+
+    def handle(self, pkt: Packet) -> Iterable[Doc]:
+        if "nbns" in pkt.protocols and "dns" not in pkt.protocols:
+            yield from self._netbios(pkt)
             return
+        header = self._header(pkt, "dns")
+        if header is None:
+            return
+        tid, is_reply, flow = header
+        opcode = pkt.int("dns.flags.opcode")
+        unpaired = is_multicast(flow.resp_h)
         key = (flow.key(), tid)
         if not is_reply:
             txn = Txn(flow, pkt.ts, tid)
             self._fill_question(txn, pkt)
             if pkt.flag("dns.flags.recdesired"):
                 txn.flags.append("RD")
-            self.pending[key].append(txn)
+            if opcode == OPCODE_UPDATE:
+                txn.answers = update_entries(_records(pkt))
+            if unpaired:
+                yield self.emit(txn)
+            else:
+                self.pending[key].append(txn)
             return
-        queue = self.pending.get(key)
+        queue = None if unpaired else self.pending.get(key)
         if queue:
             txn = queue.popleft()
             if not queue:
@@ -181,28 +349,78 @@ class DnsAnalyzer(Analyzer):
                            ("dns.flags.recavail", "RA")):
             if pkt.flag(flag):
                 txn.flags.append(name)
-        txn.answers = _answers(pkt)
+        records = _records(pkt)
+        if opcode == OPCODE_UPDATE:
+            txn.answers = txn.answers or update_entries(records)
+        else:
+            txn.answers = _answers(pkt)
+        if txn.query is None:  # Zeek: a reply without a question is about its first answer's name
+            first = next((r for r in records if r.section == 0), None)
+            txn.query = first.name if first is not None else None
         counts = [pkt.int(f, 0) for f in ("dns.count.answers", "dns.count.auth_rr", "dns.count.add_rr")]
         txn.rejected = bool(txn.rcode) or not any(counts)
         yield self.emit(txn)
 
+    def _netbios(self, pkt: Packet) -> Iterable[Doc]:
+        """NetBIOS name service (udp/137), logged in dns.log as Zeek does: the decoded name as query,
+        NBSTAT for type 33, no answer data (Zeek's analyzer does not render NB records)."""
+        header = self._header(pkt, "nbns")
+        if header is None:
+            return
+        tid, is_reply, flow = header
+        n_questions = pkt.int("nbns.count.queries", 0) or 0
+        names, types, classes = pkt.values("nbns.name"), pkt.values("nbns.type"), pkt.values("nbns.class")
+        key = (flow.key(), tid)
+        queue = None if not is_reply or flow.resp_p != NETBIOS_PORT else self.pending.get(key)
+        if not is_reply or not queue:
+            txn = Txn(flow, pkt.ts, tid, query_seen=not is_reply, opcode=pkt.int("nbns.flags.opcode"))
+            if n_questions and names:
+                txn.query = netbios_name(names[0])
+                txn.qtype = to_int(types[0]) if types else None
+                txn.qclass = to_int(classes[0]) if classes else None
+            if pkt.flag("nbns.flags.recdesired"):
+                txn.flags.append("RD")
+        else:
+            txn = queue.popleft()
+            if not queue:
+                del self.pending[key]
+        if not is_reply:
+            self.pending[key].append(txn)
+            return
+        txn.reply_ts = pkt.ts
+        txn.rcode = pkt.int("nbns.flags.rcode")
+        if pkt.flag("nbns.flags.authoritative"):
+            txn.flags.append("AA")
+        if pkt.flag("nbns.flags.recavail"):
+            txn.flags.append("RA")
+        if txn.query is None and len(names) > n_questions:
+            txn.query = netbios_name(names[n_questions])
+        yield self.emit(txn)
+
     @staticmethod
     def _fill_question(txn: Txn, pkt: Packet) -> None:
+        txn.opcode = pkt.int("dns.flags.opcode")
+        if txn.opcode == OPCODE_UPDATE:
+            return  # the zone section is not a question: Zeek logs the first record's name, no qtype
         name = pkt.first("dns.qry.name")
         if name is not None:
-            txn.query = "" if name == "<Root>" else name.lower()  # Zeek logs names lower-cased
+            txn.query = _name(name)  # Zeek logs names lower-cased
             txn.qtype = pkt.int("dns.qry.type")
             txn.qclass = pkt.int("dns.qry.class")
-        txn.opcode = pkt.int("dns.flags.opcode")
 
     def emit(self, txn: Txn) -> Doc:
+        if txn.opcode == OPCODE_UPDATE and txn.query is None and txn.answers:
+            txn.query = txn.answers[0]["name"]
+        qtype = qtype_name(txn.qtype)
+        if qtype == "SRV" and txn.flow.resp_p == NETBIOS_PORT:
+            qtype = "NBSTAT"
         fields: dict[str, Any] = {
             "dns.id": txn.trans_id,
             "dns.type": "answer" if txn.reply_ts is not None else "query",
             "dns.op_code": OPCODES.get(txn.opcode, str(txn.opcode)) if txn.opcode is not None else None,
             "dns.header_flags": sorted(set(txn.flags)),
             "dns.question.name": txn.query,
-            "dns.question.type": qtype_name(txn.qtype),
+            "dns.question.type": qtype,
             "dns.question.class": CLASSES.get(txn.qclass, str(txn.qclass)) if txn.qclass is not None else None,
             "secops.dns.qtype": txn.qtype,
         }
@@ -210,17 +428,20 @@ class DnsAnalyzer(Analyzer):
             longest, entropy = label_stats(txn.query)
             fields["secops.dns.label_max_len"] = longest
             fields["secops.dns.label_entropy"] = entropy
+        if txn.reply_ts is not None or txn.answers:
+            fields.update({
+                "dns.answers": txn.answers,
+                "dns.resolved_ip": [a["data"] for a in txn.answers if a.get("type") in ("A", "AAAA") and "data" in a],
+            })
         if txn.reply_ts is not None:
             fields.update({
                 "dns.response_code": RCODES.get(txn.rcode, str(txn.rcode)) if txn.rcode is not None else None,
                 "secops.dns.rcode": txn.rcode,
-                "dns.answers": txn.answers,
-                "dns.resolved_ip": [a["data"] for a in txn.answers if a.get("type") in ("A", "AAAA") and "data" in a],
                 "secops.dns.rejected": txn.rejected,
             })
             if txn.query_seen:
                 fields["secops.dns.rtt"] = round(txn.reply_ts - txn.ts, 6)
-        return make_doc(self.DATASET, txn.flow, txn.ts, ("dns", txn.trans_id, txn.reply_ts), fields, self.SERVICE)
+        return self.document(txn.flow, txn.ts, ("dns", txn.trans_id, txn.reply_ts), fields, self.SERVICE)
 
     def expire(self, now: float) -> Iterable[Doc]:
         """Queries unanswered for longer than Zeek's UDP inactivity timeout are logged without reply."""
@@ -236,3 +457,4 @@ class DnsAnalyzer(Analyzer):
         self.pending.clear()
         for txn in rest:
             yield self.emit(txn)
+        self.report_cuts()

@@ -11,11 +11,13 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from collectors.protocols.base import Analyzer, Doc, Flow, RunContext, Warn, flow_by_server_port, make_doc
+from collectors.protocols.base import Analyzer, Doc, Flow, RunContext, Warn, evict_oldest, flow_by_server_port
 from collectors.protocols.tshark import Packet, to_int
 
 PORTS = frozenset({21})
 SECRET_COMMANDS = frozenset({"PASS", "ACCT"})
+
+MAX_PENDING = 100  # commands waiting for their reply on one connection
 
 
 @dataclass
@@ -52,6 +54,9 @@ class FtpAnalyzer(Analyzer):
             return
         flow, from_client = oriented
         session = self.sessions.setdefault(flow.key(), Session())
+        for stale in evict_oldest(self.sessions):  # connection floods: the oldest sessions' commands are logged
+            for cmd in stale.pending:
+                yield self.emit(cmd)
         if from_client:
             args = pkt.values("ftp.request.arg")
             for i, cmd in enumerate(pkt.values("ftp.request.command")):
@@ -61,6 +66,8 @@ class FtpAnalyzer(Analyzer):
                     session.user = arg
                 session.pending.append(Command(flow, pkt.ts, command, None if command in SECRET_COMMANDS else arg,
                                                session.user))
+                if len(session.pending) > MAX_PENDING:  # pipelined commands never answered
+                    yield self.emit(session.pending.popleft())
             return
         codes = [c for c in (to_int(v) for v in pkt.values("ftp.response.code")) if c is not None]
         if not codes or not session.pending:
@@ -88,10 +95,11 @@ class FtpAnalyzer(Analyzer):
             "event.category": ["network", "authentication"] if login else None,
             "event.outcome": outcome,
         }
-        return make_doc(self.DATASET, cmd.flow, cmd.ts, ("ftp", cmd.command), fields, self.SERVICE)
+        return self.document(cmd.flow, cmd.ts, ("ftp", cmd.command), fields, self.SERVICE)
 
     def finish(self) -> Iterable[Doc]:
         rest = sorted((c for s in self.sessions.values() for c in s.pending), key=lambda c: c.ts)
         self.sessions.clear()
         for cmd in rest:
             yield self.emit(cmd)
+        self.report_cuts()

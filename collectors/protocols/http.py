@@ -1,29 +1,75 @@
 """HTTP/1.x: one record per request/response pair, as Zeek's http.log.
 
 Requests queue up per connection; the next final response (status >= 200) closes the oldest one,
-interim 1xx responses are noted as ``info_code``. Body sizes are entity lengths after transfer
-decoding (tshark de-chunks and decompresses, as Zeek counts). Basic-auth user names are kept,
-passwords never are: only the Authorization scheme and the user name leave this module.
+interim 1xx responses are noted as ``info_code`` (and stay the status when nothing final follows,
+as a 101 upgrade). Request lines are read as Zeek reads them: the URI runs up to the whitespace
+before ``HTTP/``; a request line without a version is HTTP/0.9, whose response Zeek does not
+parse (status 0, every response byte counted as body); a method alone is no request. Body sizes
+are entity lengths after transfer decoding: Content-Length where the body is neither chunked nor
+compressed, else the de-chunked, decompressed body tshark reports (Zeek counts the same).
+Basic-auth user names are kept, passwords never are.
+
+Bounds (hostile input must not blind the sensor): logged values are cut at ``MAX_VALUE_CHARS``
+by ``make_doc`` (the document lists the cut fields in ``secops.truncated``, a warning counts them), at most
+``MAX_PENDING`` requests wait per connection, at most ``MAX_RECORDS_PER_FLOW`` records come from
+one connection, idle connections are swept by ``expire``.
 
 Second look: tshark reports a message only once its body is reassembled, and it recognises HTTP
 on unregistered ports only by a heuristic on single segments. Connections left with unanswered
 requests (response lost in a gap) or with responses nobody asked for (request on an odd port)
-are read again, those streams only, with body reassembly off and HTTP decoded on the server
-port; body sizes then come from Content-Length (Zeek also counts bytes lost in gaps).
+are read again in one more tshark pass, with body reassembly off and HTTP decoded on the server
+ports; streams are selected here (a set lookup per packet, linear in the capture) and the pass
+stops after ``SECOND_LOOK_SECONDS``. Body sizes then come from Content-Length (Zeek also counts
+bytes lost in gaps).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import re
+import time
 from collections import deque
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote
 
-from collectors.protocols.base import Analyzer, Doc, Flow, RunContext, Warn, flow_of, make_doc
+from collectors.protocols.base import (
+    MAX_VALUE_CHARS,
+    Analyzer,
+    Doc,
+    Flow,
+    RunContext,
+    Warn,
+    evict_oldest,
+    flow_of,
+    occurrences,
+)
 from collectors.protocols.tshark import BASE_FIELDS, Packet, TsharkRun, build_command, run_tshark, to_int
+from secops.ecs import put
+
+MAX_PENDING = 100  # requests waiting for their response on one connection; older ones are logged
+MAX_RECORDS_PER_FLOW = 10_000  # records from one connection; the rest are counted and dropped
+MAX_ORPHANS = 20_000  # responses kept for the second look; more are logged as they come
+IDLE_TIMEOUT = 300.0  # seconds of capture time: Zeek's tcp_inactivity_timeout
+SECOND_LOOK_SECONDS = 120.0
+MAX_NATIVE_STREAMS = 256  # connections tshark did not parse as HTTP that are read here instead
+MAX_NATIVE_BYTES = 1 << 20  # payload bytes per direction read for them
+# first bytes of an HTTP message tshark left unparsed (HTTP/0.9, a lower-case status line, a request
+# still waiting for more headers): Zeek's HTTP analyzer reads them
+NATIVE_CANDIDATE = (
+    '(tcp.payload matches "^(?i)http/[0-9]" and !http.response) or '
+    '(tcp.payload matches "^(GET|HEAD|POST|PUT|DELETE|OPTIONS|TRACE|CONNECT|PATCH) [^ ]" and !http.request)'
+)
+STATUS_LINE = re.compile(rb"^(?i:http)/(\d+\.\d+)[ \t]+(\d{3})(?:[ \t]+([^\r\n]*))?")
+# RFC 3986 reserved and unreserved characters: what Zeek's request-line parser takes as URI
+URI_CHARS = frozenset(":/?#[]@!$&'()*+,;=-_.~%abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
+VERSION_START = re.compile(r"\s*HTTP/")
+NO_BODY_STATUS = frozenset({204, 304})
+# layers of other analyzers: their packets can reach this module only through their own filters
+NOT_HTTP_LAYERS = frozenset({"tls", "dtls", "ssh", "smb", "smb2", "dcerpc", "ftp", "dns", "modbus", "dnp3",
+                             "s7comm", "iec60870_104", "dhcp"})
 
 
 @dataclass
@@ -47,20 +93,75 @@ class Exchange:
     resp_len: int = 0
     resp_mime: str | None = None
     location: str | None = None
+    flow_logged: bool = False  # its connection had produced records when this one was left open
 
 
-def body_length(pkt: Packet) -> int:
-    """Entity length of the message in this frame after transfer decoding.
+@dataclass
+class FlowState:
+    """What one connection holds between packets (dropped when it idles out)."""
 
-    ``http.file_data`` is the de-chunked, decompressed body as text: bytes that are not valid
-    UTF-8 come back as one U+FFFD each, so they count one byte each.
+    flow: Flow
+    last_ts: float
+    open: deque[Exchange] = field(default_factory=deque)
+    depth: int = 0
+    records: int = 0
+    saw_request: bool = False
+    early_info: int | None = None  # 1xx seen before its request was complete
+
+
+def parse_request_line(method: str, uri: str | None, version: str | None) -> tuple[str, str] | None:
+    """(URI, version) of a request line as Zeek's HTTP analyzer reads it, from tshark's split of
+    it at spaces; None for a method without anything after it (Zeek: bad_HTTP_request)."""
+    rest = " ".join(part for part in (uri, version) if part)
+    if not rest:
+        return None
+    end = 0
+    while end < len(rest) and rest[end] in URI_CHARS:
+        end += 1
+    if end == len(rest) and rest.startswith("HTTP/"):
+        end = 0  # "OPTIONS HTTP/1.1": the URI is empty
+    found = VERSION_START.search(rest, end)
+    if found is None:
+        return rest, "0.9"
+    return rest[:found.start()], rest[found.end():].strip()
+
+
+def body_length(pkt: Packet, index: int = 0, count: int = 1) -> int:
+    """Entity length of the ``index``-th of ``count`` messages in this frame after transfer decoding.
+
+    Content-Length counts when the body is neither chunked nor compressed (binary bodies come
+    out of tshark's text field cut at their first NUL). Otherwise ``http.file_data`` is the
+    de-chunked, decompressed body as text: bytes that are not valid UTF-8 come back as one
+    U+FFFD each, so they count one byte each.
     """
-    data = pkt.first("http.file_data")
+    header = _per_message_reader(pkt, index, count)
+    if header("http.content_encoding") is None and header("http.transfer_encoding") is None:
+        declared = to_int(header("http.content_length"))
+        if declared is not None:
+            return declared
+    data = header("http.file_data")
     if data is None:
         return 0
     if data.isascii():
         return len(data)
     return len(data.encode("utf-8", "surrogatepass")) - 2 * data.count("\ufffd")
+
+
+def _per_message_reader(pkt: Packet, index: int, count: int):
+    """Header values of the ``index``-th of ``count`` messages in a frame: tshark lists each header
+    once per message carrying it, so a list as long as the messages aligns; otherwise unknown."""
+    def header(name: str) -> str | None:
+        values = pkt.values(name)
+        if count == 1:
+            return values[0] if values else None
+        return values[index] if len(values) == count else None
+    return header
+
+
+def message_bytes(pkt: Packet) -> int:
+    """Bytes of the message this frame completes (reassembled across segments, or this segment)."""
+    reassembled = to_int(pkt.last("tcp.reassembled.length"))
+    return reassembled if reassembled is not None else to_int(pkt.last("tcp.len"), 0) or 0
 
 
 def basic_user(authorization: str | None) -> tuple[str | None, str | None]:
@@ -81,97 +182,168 @@ class HttpAnalyzer(Analyzer):
     DATASET = "secops.http"
     SERVICE = "http"
     LAYERS = frozenset({"http"})
-    FILTER = "http.request or http.response"
+    FILTER = f"http.request or http.response or {NATIVE_CANDIDATE}"
     FIELDS = (
         "http.request.method", "http.request.uri", "http.request.version", "http.host", "http.user_agent",
         "http.referer", "http.authorization", "http.response.code", "http.response.phrase",
         "http.response.version", "http.content_type", "http.file_data", "http.location", "http.content_length",
+        "http.content_encoding", "http.transfer_encoding", "tcp.reassembled.length", "tcp.len",
     )
+
+    def wants(self, layers: set[str]) -> bool:
+        return "http" in layers or ("tcp" in layers and layers.isdisjoint(NOT_HTTP_LAYERS))
 
     def __init__(self, warn: Warn, context: RunContext | None = None) -> None:
         super().__init__(warn, context)
-        self.open: dict[tuple[str, str], deque[Exchange]] = {}
-        self.depth: dict[tuple[str, str], int] = {}
-        self.flows: dict[tuple[str, str], Flow] = {}
-        self.early_info: dict[tuple[str, str], int] = {}  # 1xx seen before its request was complete
-        self.orphans: list[Exchange] = []  # responses without a request
+        self.state: dict[tuple[str, str], FlowState] = {}
+        self.orphans: list[Exchange] = []  # responses without a request, kept for the second look
         self.lengths_from_headers = False  # set for the second look (bodies not reassembled)
         self.done: list[Exchange] | None = None  # second look: keep exchanges instead of emitting
-        self.emitted_streams: set[str] = set()
+        self.only_streams: set[str] | None = None  # second look: the streams it re-reads
+        self.dropped_records = 0
+        self.native: dict[str, Flow] = {}  # streams whose messages tshark left unparsed
+
+    def _state(self, key: tuple[str, str], flow: Flow, ts: float) -> FlowState:
+        st = self.state.get(key)
+        if st is None:
+            st = self.state[key] = FlowState(flow, ts)
+        st.last_ts = ts
+        return st
 
     def handle(self, pkt: Packet) -> Iterable[Doc]:
-        if pkt.first("http.request.method") is not None:
-            self._request(pkt)
+        if self.only_streams is not None and pkt.last("tcp.stream") not in self.only_streams:
             return
-        code = pkt.int("http.response.code")
-        if code is None:
+        if pkt.first("http.request.method") is not None:
+            yield from self._request(pkt)
+            return
+        responses = occurrences(pkt, "http.response.code", "http.response.phrase")
+        if not responses:
+            self._note_unparsed(pkt)
             return
         probe = flow_of(pkt, False)
         if probe is None:
             return
         key = probe.key()
-        queue = self.open.get(key)
-        if 100 <= code < 200:
-            if queue:
-                queue[0].info_code = code
-            else:  # "100 Continue" answers the request headers before tshark has the whole request
-                self.early_info[key] = code
-            return
-        ex = Exchange(self.flows.get(key, probe), pkt.ts, self._next_depth(key)) if not queue else queue.popleft()
-        ex.status = code
-        ex.reason = pkt.first("http.response.phrase")
-        ex.resp_mime = pkt.first("http.content_type")
-        ex.location = pkt.first("http.location")
-        ex.resp_len = 0 if ex.method == "HEAD" or code in (204, 304) else self._body(pkt)
-        if ex.method is None:
-            self.orphans.append(ex)
+        st = self._state(key, probe, pkt.ts)
+        yield from self._evict_stale()
+        for index, (code_text, phrase) in enumerate(responses):
+            header = _per_message_reader(pkt, index, len(responses))
+            code = to_int(code_text)
+            if code is None:
+                continue
+            if 100 <= code < 200:
+                if st.open:
+                    st.open[0].info_code = st.open[0].status = code
+                    st.open[0].reason = phrase
+                else:  # "100 Continue" answers the request headers before tshark has the whole request
+                    st.early_info = code
+                continue
+            if st.open:
+                ex = st.open.popleft()
+            else:
+                st.depth += 1
+                ex = Exchange(st.flow, pkt.ts, st.depth)
+            ex.status, ex.reason = code, phrase
+            ex.resp_mime = header("http.content_type")
+            ex.location = header("http.location")
+            if ex.version == "0.9":  # Zeek does not parse a reply to HTTP/0.9: all of it is body
+                ex.status, ex.reason, ex.resp_len = 0, None, message_bytes(pkt)
+            elif ex.method == "HEAD" or code in NO_BODY_STATUS:
+                ex.resp_len = 0
+            else:
+                ex.resp_len = self._body(pkt, index, len(responses))
+            yield from self._close(ex, st)
+
+    def _close(self, ex: Exchange, st: FlowState) -> Iterable[Doc]:
+        """A finished exchange: logged now, kept for the second look, or collected (second look)."""
+        if ex.method is None and not st.saw_request and len(self.orphans) < MAX_ORPHANS:
+            ex.flow_logged = st.records > 0
+            self.orphans.append(ex)  # one-way capture or request on an odd port: look again at the end
         elif self.done is not None:
             self.done.append(ex)
         else:
-            self.emitted_streams.add(ex.flow.stream)
-            yield self.emit(ex)
+            yield from self._emit_bounded(ex, st)
 
-    def _body(self, pkt: Packet) -> int:
+    def _evict_stale(self) -> Iterable[Doc]:
+        """Connection floods: past MAX_OPEN_RECORDS connections the oldest one's requests are logged."""
+        for st in evict_oldest(self.state):
+            for ex in st.open:
+                yield from self._emit_bounded(ex, st)
+
+    def _note_unparsed(self, pkt: Packet) -> None:
+        """A segment that starts like an HTTP message tshark did not parse (the filter's last clause)."""
+        if self.only_streams is not None or self.lengths_from_headers:
+            return
+        flow = flow_of(pkt, True)
+        if flow is None or flow.transport != "tcp" or not flow.stream.isdigit() or flow.stream in self.native:
+            return
+        known = self.state.get(flow.key())
+        if known is not None and known.records:
+            return  # tshark already parses this connection (a segment of a message it reassembles)
+        if len(self.native) >= MAX_NATIVE_STREAMS:
+            return
+        self.native[flow.stream] = flow
+
+    def _emit_bounded(self, ex: Exchange, st: FlowState) -> Iterable[Doc]:
+        st.records += 1
+        self.native.pop(ex.flow.stream, None)  # tshark parsed this connection
+        if st.records > MAX_RECORDS_PER_FLOW:
+            self.dropped_records += 1
+            return
+        yield self.emit(ex)
+
+    def _body(self, pkt: Packet, index: int = 0, count: int = 1) -> int:
         if self.lengths_from_headers:
-            declared = to_int(pkt.first("http.content_length"))
+            declared = to_int(_per_message_reader(pkt, index, count)("http.content_length"))
             if declared is not None:
                 return declared
-        return body_length(pkt)
+        return body_length(pkt, index, count)
 
-    def _next_depth(self, key: tuple[str, str]) -> int:
-        self.depth[key] = self.depth.get(key, 0) + 1
-        return self.depth[key]
-
-    def _request(self, pkt: Packet) -> None:
-        flow = flow_of(pkt, True)
-        if flow is None:
+    def _request(self, pkt: Packet) -> Iterable[Doc]:
+        """Every request of the frame (pipelined requests share segments)."""
+        probe = flow_of(pkt, True)
+        if probe is None:
             return
-        key = flow.key()
-        self.flows.setdefault(key, flow)
-        scheme, user = basic_user(pkt.first("http.authorization"))
-        ex = Exchange(
-            self.flows[key], pkt.ts, self._next_depth(key), method=pkt.first("http.request.method"),
-            uri=pkt.first("http.request.uri"), version=pkt.first("http.request.version"),
-            host=pkt.first("http.host"), user_agent=pkt.first("http.user_agent"),
-            referrer=pkt.first("http.referer"), auth_scheme=scheme, username=user,
-            req_mime=pkt.first("http.content_type"), req_len=self._body(pkt),
-            info_code=self.early_info.pop(key, None),
-        )
-        self.open.setdefault(key, deque()).append(ex)
+        st = self._state(probe.key(), probe, pkt.ts)
+        yield from self._evict_stale()
+        lines = occurrences(pkt, "http.request.method", "http.request.uri", "http.request.version")
+        for index, (method, uri_text, version_text) in enumerate(lines):
+            line = parse_request_line(method or "", uri_text, version_text)
+            if line is None:
+                continue  # a method alone is no request (Zeek: bad_HTTP_request)
+            uri, version = line
+            header = _per_message_reader(pkt, index, len(lines))
+            st.saw_request = True
+            st.depth += 1
+            scheme, user = basic_user(header("http.authorization"))
+            framed = header("http.content_length") is not None or header("http.transfer_encoding") is not None
+            ex = Exchange(
+                st.flow, pkt.ts, st.depth, method=method, uri=uri, version=version,
+                host=header("http.host"), user_agent=header("http.user_agent"), referrer=header("http.referer"),
+                auth_scheme=scheme, username=user, req_mime=header("http.content_type"),
+                # a request has a body only when Content-Length or Transfer-Encoding frames one (RFC 9112 6.3)
+                req_len=self._body(pkt, index, len(lines)) if framed else 0,
+                info_code=st.early_info,
+            )
+            st.early_info = None
+            st.open.append(ex)
+            while len(st.open) > MAX_PENDING:  # pipelined flood: the oldest waits no longer
+                yield from self._close(st.open.popleft(), st)
 
     def emit(self, ex: Exchange) -> Doc:
         version = (ex.version or "").removeprefix("HTTP/") or None
+        uri = ex.uri
         fields: dict[str, Any] = {
             "http.request.method": ex.method,
             # Zeek logs the URI with %-escapes decoded (what detections match); the raw form is kept too
-            "url.original": unquote(ex.uri, errors="surrogateescape") if ex.uri else None,
-            "secops.http.uri_raw": ex.uri,
-            "url.domain": ex.host,  # Zeek's host column: the Host header as sent (port included)
+            "url.original": unquote(uri, errors="surrogateescape") if uri is not None else None,
+            "secops.http.uri_raw": uri,
+            "url.domain": ex.host,  # Zeek's host column: the Host header as sent
             "http.version": version,
             "user_agent.original": ex.user_agent,
             "http.request.referrer": ex.referrer,
             "http.request.mime_type": ex.req_mime,
-            "http.request.body.bytes": ex.req_len if ex.method else None,
+            "http.request.body.bytes": ex.req_len,
             "http.response.status_code": ex.status,
             "http.response.mime_type": ex.resp_mime,
             "http.response.body.bytes": ex.resp_len if ex.status is not None else 0,
@@ -182,46 +354,190 @@ class HttpAnalyzer(Analyzer):
             "secops.http.authorization_scheme": ex.auth_scheme,
             "user.name": ex.username,
         }
-        return make_doc(self.DATASET, ex.flow, ex.ts, ("http", ex.depth), fields, self.SERVICE)
+        doc = self.document(ex.flow, ex.ts, ("http", ex.depth), fields, self.SERVICE)
+        if ex.uri == "":  # "OPTIONS HTTP/1.1": an empty URI is a value (Zeek's "(empty)"), not a missing one
+            put(doc, "url.original", "")
+            put(doc, "secops.http.uri_raw", "")
+        return doc
+
+    def expire(self, now: float) -> Iterable[Doc]:
+        """Connections idle for Zeek's TCP inactivity timeout: their unanswered requests are logged."""
+        idle = [key for key, st in self.state.items() if st.last_ts < now - IDLE_TIMEOUT]
+        for key in idle:
+            st = self.state.pop(key)
+            if st.open and self.context is not None and not self.lengths_from_headers \
+                    and len(self.orphans) + len(st.open) <= MAX_ORPHANS:
+                for ex in st.open:  # the second look may still find their responses
+                    ex.flow_logged = st.records > 0
+                self.orphans.extend(st.open)
+            else:
+                for ex in st.open:
+                    yield from self._emit_bounded(ex, st)
 
     def finish(self) -> Iterable[Doc]:
-        rest = [ex for q in self.open.values() for ex in q] + self.orphans
-        self.open.clear()
+        for st in self.state.values():
+            for ex in st.open:
+                ex.flow_logged = st.records > 0
+        rest = [ex for st in self.state.values() for ex in st.open] + self.orphans
+        self.state.clear()
         self.orphans = []
         if rest and self.context is not None and not self.lengths_from_headers:
             rest = self._second_look(rest)
+        if self.native and self.context is not None:
+            rest = self._prefer_better(rest, self._native_look(self.native), set(self.native))
+        per_flow: dict[str, FlowState] = {}
         for ex in sorted(rest, key=lambda e: e.ts):
-            yield self.emit(ex)
+            st = per_flow.setdefault(ex.flow.stream, FlowState(ex.flow, ex.ts))
+            yield from self._emit_bounded(ex, st)
+        self.report_cuts()
+        if self.dropped_records:
+            self.warn(f"http: {self.dropped_records} record(s) beyond {MAX_RECORDS_PER_FLOW} per connection dropped")
 
     def _second_look(self, rest: list[Exchange]) -> list[Exchange]:
-        """Re-read the streams of incomplete exchanges; keep the better result per stream."""
+        """Re-read the streams of incomplete exchanges; keep the better result per stream.
+
+        One tshark pass over the capture whatever the number of streams: the display filter
+        selects HTTP, the streams are picked here with a set lookup (a filter listing thousands
+        of streams would cost tshark a comparison per stream and packet).
+        """
         assert self.context is not None
-        streams = sorted({ex.flow.stream for ex in rest if ex.flow.transport == "tcp" and ex.flow.stream.isdigit()},
-                         key=int)
+        by_stream: dict[str, list[Exchange]] = {}
+        for ex in rest:
+            by_stream.setdefault(ex.flow.stream, []).append(ex)
+        # streams that already produced records keep their leftovers (re-reading would duplicate)
+        streams = {s for s, exs in by_stream.items()
+                   if exs[0].flow.transport == "tcp" and s.isdigit() and not any(ex.flow_logged for ex in exs)}
         if not streams:
             return rest
-        ports = sorted({ex.flow.resp_p for ex in rest if ex.method is None})
+        ports = sorted({ex.flow.resp_p for ex in rest if ex.method is None and ex.flow.stream in streams})
         options = ["-o", "http.desegment_body:FALSE"]
-        for port in ports:
+        for port in ports[:64]:
             options += ["-d", f"tcp.port=={int(port)},http"]
-        cmd = build_command(self.context.tshark, self.context.pcap, f"tcp.stream in {{{' '.join(streams)}}}",
+        cmd = build_command(self.context.tshark, self.context.pcap, "http.request or http.response",
                             list(dict.fromkeys(BASE_FIELDS + self.FIELDS)), options)
         again = HttpAnalyzer(self.warn)
-        again.lengths_from_headers, again.done = True, []
+        again.lengths_from_headers, again.done, again.only_streams = True, [], streams
+        deadline = time.monotonic() + SECOND_LOOK_SECONDS
         for pkt in run_tshark(cmd, TsharkRun(), lambda m: self.warn(f"http second look: {m}")):
             if "http" in pkt.protocols:
                 for _ in again.handle(pkt):
                     pass  # nothing is emitted: exchanges are collected in again.done
+            if time.monotonic() > deadline:
+                self.warn(f"http second look stopped after {SECOND_LOOK_SECONDS:.0f} s")
+                break
+        found = [*again.done, *(e for st in again.state.values() for e in st.open), *again.orphans]
+        return self._prefer_better(rest, found, streams)
+
+    @staticmethod
+    def _prefer_better(old: list[Exchange], new: list[Exchange], streams: set[str]) -> list[Exchange]:
+        """Per stream of ``streams``, the reading with more complete exchanges (request and response)."""
+        by_stream: dict[str, list[Exchange]] = {}
+        for ex in old:
+            by_stream.setdefault(ex.flow.stream, []).append(ex)
         recovered: dict[str, list[Exchange]] = {}
-        for ex in [*again.done, *(e for q in again.open.values() for e in q), *again.orphans]:
-            recovered.setdefault(ex.flow.stream, []).append(ex)
+        for ex in new:
+            if ex.flow.stream in streams:
+                recovered.setdefault(ex.flow.stream, []).append(ex)
         out = []
-        for stream in {ex.flow.stream for ex in rest}:
-            old = [ex for ex in rest if ex.flow.stream == stream]
-            new = recovered.get(stream, [])
-            better = sum(1 for ex in new if ex.method and ex.status) > sum(1 for ex in old if ex.method and ex.status)
-            # streams that already produced records keep their leftovers (re-reading would duplicate)
-            out += new if better and stream not in self.emitted_streams else old
+        for stream in by_stream.keys() | recovered.keys():
+            before, after = by_stream.get(stream, []), recovered.get(stream, [])
+            complete = sum(1 for ex in after if ex.method and ex.status is not None)
+            better = complete > sum(1 for ex in before if ex.method and ex.status is not None)
+            out += after if better or (not before and after) else before
+        return out
+
+    def _native_look(self, streams: dict[str, Flow]) -> list[Exchange]:
+        """Read the payload of connections tshark did not parse and parse HTTP/1.x here, as Zeek does."""
+        assert self.context is not None
+        wanted = sorted(streams, key=int)
+        cmd = build_command(self.context.tshark, self.context.pcap,
+                            f"tcp.len > 0 and tcp.stream in {{{', '.join(wanted)}}}",
+                            [*BASE_FIELDS, "tcp.seq", "tcp.payload"], ["-o", "tcp.relative_sequence_numbers:TRUE"])
+        segments: dict[tuple[str, str, int], dict[int, bytes]] = {}
+        first_ts: dict[str, float] = {}
+        for pkt in run_tshark(cmd, TsharkRun(), lambda m: self.warn(f"http native look: {m}")):
+            stream, payload, seq = pkt.last("tcp.stream"), pkt.last("tcp.payload"), to_int(pkt.last("tcp.seq"))
+            probe = flow_of(pkt, True)
+            if stream not in streams or payload is None or seq is None or probe is None:
+                continue
+            first_ts.setdefault(stream, pkt.ts)
+            side = segments.setdefault((stream, probe.orig_h, probe.orig_p), {})
+            if seq not in side and sum(map(len, side.values())) < MAX_NATIVE_BYTES:
+                side[seq] = bytes.fromhex(payload.replace(":", ""))
+        out = []
+        for stream, flow in streams.items():
+            client = b"".join(v for _, v in sorted(segments.get((stream, flow.orig_h, flow.orig_p), {}).items()))
+            server = b"".join(v for _, v in sorted(segments.get((stream, flow.resp_h, flow.resp_p), {}).items()))
+            if not STATUS_LINE.match(client) and (client or server):
+                out += parse_exchanges(flow, first_ts.get(stream, 0.0), client, server)
+            elif STATUS_LINE.match(client):  # the first speaker answered: it is the server
+                swapped = Flow(flow.transport, flow.resp_h, flow.resp_p, flow.orig_h, flow.orig_p, flow.stream)
+                out += parse_exchanges(swapped, first_ts.get(stream, 0.0), server, client)
         return out
 
 
+def _split_messages(data: bytes, is_request: bool) -> list[tuple[str, dict[str, str], int]]:
+    """(start line, headers, body bytes) of each message of one direction, framed by Content-Length
+    (chunked bodies are left whole to the end); an HTTP/0.9 request line has no headers."""
+    messages = []
+    pos = 0
+    while pos < len(data):
+        while data[pos:pos + 1] in (b"\r", b"\n", b" ", b"\t"):
+            pos += 1
+        if pos >= len(data):
+            break
+        end = data.find(b"\n", pos)
+        end = len(data) if end < 0 else end
+        start = data[pos:end].rstrip(b"\r").decode("latin-1")
+        pos = end + 1
+        if is_request and " " in start and VERSION_START.search(start) is None:
+            messages.append((start, {}, 0))  # HTTP/0.9: a request line and nothing else
+            continue
+        headers: dict[str, str] = {}
+        while pos < len(data):
+            end = data.find(b"\n", pos)
+            end = len(data) if end < 0 else end
+            line = data[pos:end].rstrip(b"\r").decode("latin-1")
+            pos = end + 1
+            if not line:
+                break
+            name, colon, value = line.partition(":")
+            if colon and len(headers) < MAX_PENDING:
+                headers.setdefault(name.strip().lower(), value.strip()[:MAX_VALUE_CHARS])
+        length = to_int(headers.get("content-length"))
+        body = len(data) - pos if length is None else min(length, len(data) - pos)
+        if length is None and is_request:
+            body = 0
+        messages.append((start, headers, body))
+        pos += body
+    return messages
+
+
+def parse_exchanges(flow: Flow, ts: float, client: bytes, server: bytes) -> list[Exchange]:
+    """Requests and responses of one connection's payload paired in order (Zeek's HTTP reading)."""
+    out: list[Exchange] = []
+    for depth, (line, headers, body) in enumerate(_split_messages(client, True), 1):
+        method, _, rest = line.partition(" ")
+        parsed = parse_request_line(method, rest.strip() or None, None)
+        if parsed is None:
+            continue
+        uri, version = parsed
+        ex = Exchange(flow, ts, depth, method=method, uri=uri, version=version, host=headers.get("host"),
+                      user_agent=headers.get("user-agent"), referrer=headers.get("referer"),
+                      req_mime=headers.get("content-type"), req_len=body)
+        ex.auth_scheme, ex.username = basic_user(headers.get("authorization"))
+        out.append(ex)
+    if out and out[0].version == "0.9":  # Zeek does not parse a reply to HTTP/0.9: all of it is body
+        out[0].status, out[0].resp_len = 0, len(server)
+        return out
+    replies = [r for r in _split_messages(server, False) if STATUS_LINE.match(r[0].encode("latin-1"))]
+    for i, (line, headers, body) in enumerate(replies):
+        status = STATUS_LINE.match(line.encode("latin-1"))
+        assert status is not None
+        if i >= len(out):
+            out.append(Exchange(flow, ts, i + 1))
+        ex = out[i]
+        ex.status, ex.reason = int(status.group(2)), (status.group(3) or b"").decode("latin-1") or None
+        ex.resp_mime, ex.location = headers.get("content-type"), headers.get("location")
+        ex.resp_len = 0 if ex.method == "HEAD" or ex.status in NO_BODY_STATUS else body
+    return out

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from collectors.protocols.base import Analyzer, Doc, flow_by_server_port, make_doc
+from collectors.protocols.base import Analyzer, Doc, flow_by_server_port
 from collectors.protocols.tshark import Packet, to_int
 
 FUNCTIONS = {
@@ -66,4 +66,4 @@ class ModbusAnalyzer(Analyzer):
                 "secops.modbus.is_write": (raw & 0x7F) in WRITES,
                 "event.outcome": "failure" if raw & 0x80 else None,
             }
-            yield make_doc(self.DATASET, flow, pkt.ts, ("modbus", pkt.number, i), fields, self.SERVICE)
+            yield self.document(flow, pkt.ts, ("modbus", pkt.number, i), fields, self.SERVICE)

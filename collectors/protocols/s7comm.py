@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from collectors.protocols.base import Analyzer, Doc, flow_by_server_port, make_doc
+from collectors.protocols.base import Analyzer, Doc, flow_by_server_port
 from collectors.protocols.tshark import Packet, to_int
 
 ROSCTR = {1: "Job-Request", 2: "ACK", 3: "ACK-Data", 7: "User-Data"}
@@ -95,4 +95,4 @@ class S7commAnalyzer(Analyzer):
                 fields["secops.s7comm.error_class"] = ERROR_CLASSES.get(errcls, f"0x{errcls:02x}")
                 fields["secops.s7comm.error_code"] = f"0x{to_int(pkt.first('s7comm.header.errcod'), 0):02x}"
         fields.setdefault("secops.s7comm.is_program_change", False)
-        yield make_doc(self.DATASET, flow, pkt.ts, ("s7comm", pkt.number), fields, self.SERVICE)
+        yield self.document(flow, pkt.ts, ("s7comm", pkt.number), fields, self.SERVICE)

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from collectors.protocols.base import Analyzer, Doc, Flow, RunContext, Warn, flow_by_server_port, make_doc
+from collectors.protocols.base import Analyzer, Doc, Flow, RunContext, Warn, evict_oldest, flow_by_server_port
 from collectors.protocols.tshark import Packet, to_int
 
 SMB2_COMMANDS = {0: "NEGOTIATE", 1: "SESSION_SETUP", 2: "LOGOFF", 3: "TREE_CONNECT", 4: "TREE_DISCONNECT",
@@ -125,6 +125,9 @@ class SmbAnalyzer(Analyzer):
             existing.fields.update({k: v for k, v in fields.items() if v})
             return
         self.pending[key] = SmbCommand(flow, pkt.ts, version, names.get(cmd, f"0x{cmd:02x}"), fields)
+        for stale in evict_oldest(self.pending):  # never-answered command floods are logged unanswered
+            yield self.emit(stale)
+        evict_oldest(self.pipes)
 
     def _dcerpc(self, pkt: Packet, flow: Flow) -> Iterable[Doc]:
         types = pkt.values("dcerpc.pkt_type")
@@ -151,12 +154,12 @@ class SmbAnalyzer(Analyzer):
                 "event.action": name,
             }
             protocol = ["smb", "dce_rpc"] if over_smb else "dce_rpc"
-            yield make_doc(self.DATASET, flow, pkt.ts, ("dce_rpc", pkt.number, i), fields, protocol)
+            yield self.document(flow, pkt.ts, ("dce_rpc", pkt.number, i), fields, protocol)
 
     def emit(self, rec: SmbCommand) -> Doc:
         rec.fields["secops.smb.command"] = rec.command
         rec.fields["event.action"] = f"smb-{rec.command.lower()}"
-        return make_doc(self.DATASET, rec.flow, rec.ts, ("smb", rec.version, rec.command, rec.fields.get(
+        return self.document(rec.flow, rec.ts, ("smb", rec.version, rec.command, rec.fields.get(
             "secops.smb.filename")), rec.fields, self.SERVICE)
 
     def finish(self) -> Iterable[Doc]:
@@ -164,3 +167,4 @@ class SmbAnalyzer(Analyzer):
         self.pending.clear()
         for rec in rest:
             yield self.emit(rec)
+        self.report_cuts()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from collectors.protocols.base import Analyzer, Doc, Flow, RunContext, Warn, flow_by_server_port, make_doc
+from collectors.protocols.base import Analyzer, Doc, Flow, RunContext, Warn, evict_oldest, flow_by_server_port
 from collectors.protocols.tshark import Packet
 
 PORTS = frozenset({22, 2222})
@@ -45,6 +45,8 @@ class SshAnalyzer(Analyzer):
             return
         flow, from_client = oriented
         entry = self.conns.setdefault(flow.key(), Banners(flow, pkt.ts))
+        for stale in evict_oldest(self.conns):  # banner floods: the oldest one-sided records are logged
+            yield self.emit(stale)
         if from_client:
             entry.client = banner
         else:
@@ -60,10 +62,11 @@ class SshAnalyzer(Analyzer):
             "secops.ssh.version": protocol_version(b.server or b.client),
             "service.version": b.server,
         }
-        return make_doc(self.DATASET, b.flow, b.ts, ("ssh",), fields, self.SERVICE)
+        return self.document(b.flow, b.ts, ("ssh",), fields, self.SERVICE)
 
     def finish(self) -> Iterable[Doc]:
         rest = sorted(self.conns.values(), key=lambda b: b.ts)
         self.conns.clear()
         for b in rest:
             yield self.emit(b)
+        self.report_cuts()

@@ -1,8 +1,15 @@
-"""TLS (and the TLS handshake inside QUIC): one record per session, as Zeek's ssl.log.
+"""TLS, DTLS (and the TLS handshake inside QUIC): one record per session, as Zeek's ssl.log.
 
 Filled from the ClientHello (SNI, JA3, JA4, offered versions), ServerHello (negotiated version,
 cipher as IANA/Zeek names it, JA3S), the server's Certificate message (SHA-256 fingerprints of the
-DER chain), alerts and ChangeCipherSpec/application data from both sides (``established``).
+DER chain), alerts and ChangeCipherSpec/application data from both sides (``established``: for
+TLS 1.3, where ChangeCipherSpec is only a compatibility gesture, encrypted records from both
+sides, as Zeek's analyzer decides it).
+
+TLS on a port tshark gives to another dissector (RDP after X.224 negotiation, an FTP data
+channel after AUTH TLS, any unregistered port taken by a conversation) is found by its first
+bytes: a TCP payload that starts with a TLS handshake record carrying a ClientHello. At the end
+of the capture those streams are read again with TLS decoded on their server port.
 """
 
 from __future__ import annotations
@@ -12,16 +19,39 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from collectors.protocols.base import Analyzer, Doc, Flow, RunContext, Warn, flow_of, make_doc, sender_is_orig
+from collectors.protocols.base import (
+    Analyzer,
+    Doc,
+    Flow,
+    RunContext,
+    Warn,
+    evict_oldest,
+    flow_of,
+    layers_above_tcp,
+    sender_is_orig,
+)
 from collectors.protocols.ja4 import ja4
-from collectors.protocols.tshark import Packet, to_int
+from collectors.protocols.tshark import BASE_FIELDS, Packet, TsharkRun, build_command, run_tshark, to_int
 
 CLIENT_HELLO, SERVER_HELLO, CERTIFICATE = 1, 2, 11
 CCS, ALERT, HANDSHAKE, APP_DATA = 20, 21, 22, 23
 # tshark resolves cipher suite numbers to their IANA names in a custom column (same names as Zeek)
 CIPHER_COLUMN = "secopsCipher"
-VERSIONS = {0x0300: ("ssl", "3.0"), 0x0301: ("tls", "1.0"), 0x0302: ("tls", "1.1"), 0x0303: ("tls", "1.2"),
-            0x0304: ("tls", "1.3"), 0xFEFF: ("dtls", "1.0"), 0xFEFD: ("dtls", "1.2"), 0xFEFC: ("dtls", "1.3")}
+DTLS_CIPHER_COLUMN = "secopsDtlsCipher"
+TLS13 = 0x0304
+# (version_protocol, tls.version); DTLS and versions without a TLS number carry Zeek's version name
+VERSIONS = {0x0002: ("ssl", "2.0"), 0x0300: ("ssl", "3.0"), 0x0301: ("tls", "1.0"), 0x0302: ("tls", "1.1"),
+            0x0303: ("tls", "1.2"), 0x0304: ("tls", "1.3"), 0xFEFF: ("dtls", "DTLSv10"),
+            0xFEFD: ("dtls", "DTLSv12"), 0xFEFC: ("dtls", "DTLSv13")}
+# payload layers tshark leaves TLS under when another dissector owns the port or conversation
+OPAQUE_LAYERS = frozenset({"data", "tpkt", "ftp-data", "cotp"})
+# a TCP payload opening with a TLS handshake record (22, version 3.x) that carries a ClientHello
+UNDECODED_HELLO = "tcp.payload[0:2] == 16:03 and tcp.payload[5] == 1 and !tls"
+# RFC 7983: STUN (ICE), DTLS and SRTP share one UDP port pair; the first STUN binding request
+# tells who opened the flow, which is how Zeek orients the DTLS session's connection
+STUN_BINDING_REQUEST = "stun.type == 0x0001"
+MAX_UDP_OPENERS = 65_536
+MAX_SECOND_LOOK_PORTS = 64  # server ports re-read with TLS forced on (one tshark pass in all)
 ALERTS = {
     0: "close_notify", 10: "unexpected_message", 20: "bad_record_mac", 21: "decryption_failed",
     22: "record_overflow", 30: "decompression_failure", 40: "handshake_failure", 41: "no_certificate",
@@ -59,12 +89,25 @@ class Session:
     ccs: set[bool] = field(default_factory=set)  # sides (True = originator) that sent ChangeCipherSpec
     app_data: set[bool] = field(default_factory=set)
     emitted: bool = False
+    client_is_orig: bool = True  # False when the connection's opener is the TLS server (DTLS after ICE)
 
     @property
     def established(self) -> bool:
         if self.version == 0x0304 or self.quic:
             return self.version is not None and len(self.app_data) == 2 and not self.quic
         return len(self.ccs) == 2
+
+
+def version_of(code: int | None) -> tuple[str | None, str | None]:
+    """(version_protocol, tls.version) as Zeek names the version: TLS drafts and unknown numbers
+    (``TLSv13-draft23``, ``unknown-32257``) keep Zeek's name."""
+    if code is None:
+        return None, None
+    if code in VERSIONS:
+        return VERSIONS[code]
+    if code >> 8 == 0x7F:
+        return "tls", f"TLSv13-draft{code & 0xFF}"
+    return None, f"unknown-{code}"
 
 
 def _ints(pkt: Packet, name: str) -> list[int]:
@@ -75,11 +118,11 @@ def _ints(pkt: Packet, name: str) -> list[int]:
 SIG_LIST_EXTENSIONS = (13, 34, 50)  # signature_algorithms, delegated_credentials, signature_algorithms_cert
 
 
-def signature_algorithms(pkt: Packet) -> list[int]:
+def signature_algorithms(pkt: Packet, layer: str = "tls") -> list[int]:
     """The signature_algorithms extension's list only, in offered order (what JA4 hashes)."""
-    algs = _ints(pkt, "tls.handshake.sig_hash_alg")
-    lengths = _ints(pkt, "tls.handshake.sig_hash_alg_len")
-    owners = [t for t in _ints(pkt, "tls.handshake.extension.type") if t in SIG_LIST_EXTENSIONS]
+    algs = _ints(pkt, f"{layer}.handshake.sig_hash_alg")
+    lengths = _ints(pkt, f"{layer}.handshake.sig_hash_alg_len")
+    owners = [t for t in _ints(pkt, f"{layer}.handshake.extension.type") if t in SIG_LIST_EXTENSIONS]
     if len(owners) != len(lengths):
         return algs if owners == [13] or not owners else []
     out, pos = [], 0
@@ -91,30 +134,57 @@ def signature_algorithms(pkt: Packet) -> list[int]:
     return out
 
 
+_TLS_FIELDS = (
+    "record.content_type", "handshake.type", "handshake.version", "handshake.ciphersuite",
+    "handshake.extension.type", "handshake.extensions_server_name", "handshake.extensions_alpn_str",
+    "handshake.extensions.supported_version", "handshake.sig_hash_alg", "handshake.sig_hash_alg_len",
+    "handshake.ja3", "handshake.ja3s", "handshake.certificate", "alert_message.desc", "handshake.session_id",
+    "handshake.server_named_curve", "handshake.extensions_key_share_group",
+)
+
+
 class TlsAnalyzer(Analyzer):
     DATASET = "secops.tls"
     SERVICE = "ssl"
-    LAYERS = frozenset({"tls"})
-    FILTER = "tls"
+    LAYERS = frozenset({"tls", "dtls", "stun"})
+    FILTER = f"tls or dtls or ({UNDECODED_HELLO}) or {STUN_BINDING_REQUEST}"
     FIELDS = (
-        "tls.record.content_type", "tls.handshake.type", "tls.handshake.version", "tls.handshake.ciphersuite",
-        "tls.handshake.extension.type", "tls.handshake.extensions_server_name", "tls.handshake.extensions_alpn_str",
-        "tls.handshake.extensions.supported_version", "tls.handshake.sig_hash_alg",
-        "tls.handshake.sig_hash_alg_len", "tls.handshake.ja3",
-        "tls.handshake.ja3s", "tls.handshake.certificate", "tls.alert_message.desc", "tls.handshake.session_id",
-        "tls.handshake.server_named_curve", "tls.handshake.extensions_key_share_group", f"_ws.col.{CIPHER_COLUMN}",
+        *(f"tls.{f}" for f in _TLS_FIELDS), "tls.record.opaque_type", *(f"dtls.{f}" for f in _TLS_FIELDS),
+        f"_ws.col.{CIPHER_COLUMN}", f"_ws.col.{DTLS_CIPHER_COLUMN}",
     )
-    COLUMNS = ((CIPHER_COLUMN, "%Cus:tls.handshake.ciphersuite:0:R"),)
+    COLUMNS = ((CIPHER_COLUMN, "%Cus:tls.handshake.ciphersuite:0:R"),
+               (DTLS_CIPHER_COLUMN, "%Cus:dtls.handshake.ciphersuite:0:R"))
 
     def __init__(self, warn: Warn, context: RunContext | None = None) -> None:
         super().__init__(warn, context)
         self.sessions: dict[tuple[str, str], Session] = {}
+        self.undecoded: dict[str, int] = {}  # tcp stream -> server port of a ClientHello tshark did not decode
+        self.only_streams: set[str] | None = None  # second look: the streams it was started for
+        self.udp_openers: dict[str, tuple[str, int]] = {}  # udp stream -> (address, port) that spoke first
+
+    def wants(self, layers: set[str]) -> bool:
+        return not self.LAYERS.isdisjoint(layers) or ("tcp" in layers and not layers.isdisjoint(OPAQUE_LAYERS))
+
+    @staticmethod
+    def _undecoded_payload(protocols: list[str]) -> bool:
+        """Whether tshark decoded nothing but opaque layers above the innermost TCP header."""
+        above = layers_above_tcp(protocols)
+        return bool(above) and OPAQUE_LAYERS.issuperset(above)
 
     def handle(self, pkt: Packet) -> Iterable[Doc]:
-        types = _ints(pkt, "tls.handshake.type")
-        records = _ints(pkt, "tls.record.content_type")
+        layer = "dtls" if "dtls" in pkt.protocols and "tls" not in pkt.protocols else "tls"
+        if layer not in pkt.protocols:
+            if "stun" in pkt.protocols:
+                self._note_opener(pkt)
+            else:
+                self._note_undecoded(pkt)
+            return
+        types = _ints(pkt, f"{layer}.handshake.type")
+        records = _ints(pkt, f"{layer}.record.content_type") + _ints(pkt, "tls.record.opaque_type")
         probe = flow_of(pkt, CLIENT_HELLO in types or SERVER_HELLO not in types)
         if probe is None:
+            return
+        if self.only_streams is not None and probe.stream not in self.only_streams:
             return
         key = probe.key()
         s = self.sessions.get(key)
@@ -123,19 +193,27 @@ class TlsAnalyzer(Analyzer):
                 probe = flow_of(pkt, False)
             if probe is None:
                 return
-            s = self.sessions[key] = Session(probe, pkt.ts, quic="quic" in pkt.protocols)
+            opener = self.udp_openers.get(probe.stream) if probe.transport == "udp" else None
+            flipped = opener is not None and opener == (probe.resp_h, probe.resp_p)
+            if flipped:
+                probe = Flow(probe.transport, probe.resp_h, probe.resp_p, probe.orig_h, probe.orig_p, probe.stream)
+            s = self.sessions[key] = Session(probe, pkt.ts, quic="quic" in pkt.protocols, client_is_orig=not flipped)
+            for stale in evict_oldest(self.sessions):  # logged ones only suppress repeats
+                if not stale.emitted:
+                    yield self.emit(stale)
         if s.emitted:
             return
         from_orig = sender_is_orig(pkt, s.flow)
-        if CLIENT_HELLO in types and from_orig:
-            self._client_hello(s, pkt)
-        if SERVER_HELLO in types and not from_orig:
-            self._server_hello(s, pkt)
-        if CERTIFICATE in types and not from_orig and not s.certs:
+        from_client = from_orig == s.client_is_orig
+        if CLIENT_HELLO in types and from_client:
+            self._client_hello(s, pkt, layer)
+        if SERVER_HELLO in types and not from_client:
+            self._server_hello(s, pkt, layer)
+        if CERTIFICATE in types and not from_client and not s.certs:
             s.certs = [hashlib.sha256(bytes.fromhex(c.replace(":", ""))).hexdigest()
-                       for c in pkt.values("tls.handshake.certificate")]
+                       for c in pkt.values(f"{layer}.handshake.certificate")]
         if ALERT in records:
-            desc = pkt.int("tls.alert_message.desc")
+            desc = pkt.int(f"{layer}.alert_message.desc")
             if desc is not None:
                 s.last_alert = ALERTS.get(desc, str(desc))
         if CCS in records:
@@ -146,37 +224,55 @@ class TlsAnalyzer(Analyzer):
             s.emitted = True
             yield self.emit(s)
 
+    def _note_opener(self, pkt: Packet) -> None:
+        """The sender of the first STUN binding request of a UDP flow opened it (DTLS may follow)."""
+        flow = flow_of(pkt, True)
+        if flow is None or flow.transport != "udp" or flow.stream in self.udp_openers:
+            return
+        if len(self.udp_openers) >= MAX_UDP_OPENERS:
+            self.udp_openers.clear()
+        self.udp_openers[flow.stream] = (flow.orig_h, flow.orig_p)
+
+    def _note_undecoded(self, pkt: Packet) -> None:
+        """A ClientHello under another dissector (the display filter matched its first bytes)."""
+        if self.only_streams is not None or not self._undecoded_payload(pkt.protocols):
+            return
+        flow = flow_of(pkt, True)
+        if flow is not None and flow.transport == "tcp" and flow.stream.isdigit():
+            self.undecoded.setdefault(flow.stream, flow.resp_p)
+
     @staticmethod
-    def _client_hello(s: Session, pkt: Packet) -> None:
-        s.sni = pkt.first("tls.handshake.extensions_server_name")
-        s.ja3 = pkt.first("tls.handshake.ja3")
-        s.client_version = pkt.int("tls.handshake.version")
-        s.alpn = pkt.values("tls.handshake.extensions_alpn_str")
-        s.client_sid = pkt.first("tls.handshake.session_id")
+    def _client_hello(s: Session, pkt: Packet, layer: str) -> None:
+        s.sni = pkt.first(f"{layer}.handshake.extensions_server_name")
+        s.ja3 = pkt.first(f"{layer}.handshake.ja3")
+        s.client_version = pkt.int(f"{layer}.handshake.version")
+        s.alpn = pkt.values(f"{layer}.handshake.extensions_alpn_str")
+        s.client_sid = pkt.first(f"{layer}.handshake.session_id")
         s.ja4 = ja4(quic=s.quic, legacy_version=s.client_version,
-                    supported_versions=_ints(pkt, "tls.handshake.extensions.supported_version"),
-                    ciphers=_ints(pkt, "tls.handshake.ciphersuite"),
-                    extensions=_ints(pkt, "tls.handshake.extension.type"),
-                    signature_algorithms=signature_algorithms(pkt),
+                    supported_versions=_ints(pkt, f"{layer}.handshake.extensions.supported_version"),
+                    ciphers=_ints(pkt, f"{layer}.handshake.ciphersuite"),
+                    extensions=_ints(pkt, f"{layer}.handshake.extension.type"),
+                    signature_algorithms=signature_algorithms(pkt, layer),
                     alpn_first=s.alpn[0] if s.alpn else None)
 
     @staticmethod
-    def _server_hello(s: Session, pkt: Packet) -> None:
-        supported = _ints(pkt, "tls.handshake.extensions.supported_version")
-        s.version = supported[0] if supported else pkt.int("tls.handshake.version")
-        s.cipher = pkt.first(f"_ws.col.{CIPHER_COLUMN}")
+    def _server_hello(s: Session, pkt: Packet, layer: str) -> None:
+        supported = _ints(pkt, f"{layer}.handshake.extensions.supported_version")
+        s.version = supported[0] if supported else pkt.int(f"{layer}.handshake.version")
+        s.cipher = pkt.first(f"_ws.col.{DTLS_CIPHER_COLUMN if layer == 'dtls' else CIPHER_COLUMN}")
         if s.cipher and s.cipher.startswith("0x"):  # number tshark has no name for
             s.cipher = f"unknown-{int(s.cipher, 16)}"
-        s.ja3s = pkt.first("tls.handshake.ja3s")
-        curve = pkt.int("tls.handshake.server_named_curve") or pkt.int("tls.handshake.extensions_key_share_group")
+        s.ja3s = pkt.first(f"{layer}.handshake.ja3s")
+        curve = pkt.int(f"{layer}.handshake.server_named_curve") or pkt.int(
+            f"{layer}.handshake.extensions_key_share_group")
         s.curve = CURVES.get(curve, str(curve)) if curve is not None else None
-        alpn = pkt.values("tls.handshake.extensions_alpn_str")
+        alpn = pkt.values(f"{layer}.handshake.extensions_alpn_str")
         s.next_protocol = alpn[0] if alpn else None
-        sid = pkt.first("tls.handshake.session_id")
+        sid = pkt.first(f"{layer}.handshake.session_id")
         s.resumed = bool(sid and s.client_sid and sid == s.client_sid)
 
     def emit(self, s: Session) -> Doc:
-        proto, version = VERSIONS.get(s.version, (None, None)) if s.version is not None else (None, None)
+        proto, version = version_of(s.version)
         fields: dict[str, Any] = {
             "tls.version": version,
             "tls.version_protocol": proto,
@@ -195,10 +291,38 @@ class TlsAnalyzer(Analyzer):
             "secops.tls.client_alpn": s.alpn,
         }
         protocol = ["ssl", "quic"] if s.quic else self.SERVICE
-        return make_doc(self.DATASET, s.flow, s.ts, ("tls",), fields, protocol)
+        return self.document(s.flow, s.ts, ("tls",), fields, protocol)
 
     def finish(self) -> Iterable[Doc]:
-        rest = sorted((s for s in self.sessions.values() if not s.emitted), key=lambda s: s.ts)
+        rest = [s for s in self.sessions.values() if not s.emitted]
         self.sessions.clear()
-        for s in rest:
+        if self.undecoded and self.context is not None:
+            rest += self._second_look()
+        for s in sorted(rest, key=lambda s: s.ts):
             yield self.emit(s)
+        self.report_cuts()
+
+    def _second_look(self) -> list[Session]:
+        """Read the capture again with TLS decoded on the server ports of undecoded ClientHellos;
+        only those streams are kept (one tshark pass, whatever the number of streams)."""
+        assert self.context is not None
+        ports = sorted(set(self.undecoded.values()))
+        if len(ports) > MAX_SECOND_LOOK_PORTS:
+            self.warn(f"tls second look: {len(ports)} server ports, first {MAX_SECOND_LOOK_PORTS} re-read")
+            ports = ports[:MAX_SECOND_LOOK_PORTS]
+        options = [opt for port in ports for opt in ("-d", f"tcp.port=={int(port)},tls")]
+        columns = ",".join(f'"{title}","{fmt}"' for title, fmt in self.COLUMNS)
+        options += ["-o", "gui.column.format:" + columns]
+        cmd = build_command(self.context.tshark, self.context.pcap, "tls",
+                            list(dict.fromkeys(BASE_FIELDS + self.FIELDS)), options)
+        again = TlsAnalyzer(self.warn)
+        again.only_streams = set(self.undecoded)
+        found: list[Session] = []
+        for pkt in run_tshark(cmd, TsharkRun(), lambda m: self.warn(f"tls second look: {m}")):
+            if "tls" in pkt.protocols:
+                for _ in again.handle(pkt):
+                    pass  # established sessions stay in again.sessions (emitted here, from the main pass)
+        for s in again.sessions.values():
+            if s.version is not None or s.sni is not None:
+                found.append(s)
+        return found

@@ -112,3 +112,33 @@ def test_ftp_successful_login_and_transfer(tmp_path):
     assert rows == [("USER", "operator", 331, "operator", None), ("PASS", None, 230, "operator", "success"),
                     ("RETR", "config.bin", 226, "operator", None)]
     assert "hunter2" not in repr(docs)
+
+
+def test_netbios_name_service_logged_as_zeek_dns(tmp_path):
+    from scapy.layers.netbios import NBNSHeader, NBNSNodeStatusRequest, NBNSQueryRequest
+
+    client, server = "192.0.2.10", "192.0.2.2"
+    query = (Ether(src=CLIENT_MAC, dst=SERVER_MAC) / IP(src=client, dst=server) / UDP(sport=137, dport=137)
+             / NBNSHeader(NAME_TRN_ID=0x1234) / NBNSQueryRequest(QUESTION_NAME="FILESRV"))
+    status = (Ether(src=CLIENT_MAC, dst=SERVER_MAC) / IP(src=client, dst=server) / UDP(sport=137, dport=137)
+              / NBNSHeader(NAME_TRN_ID=0x1235) / NBNSNodeStatusRequest(QUESTION_NAME="FILESRV"))
+    docs = [d for d in run(tmp_path, [query, status]) if get(d, "event.dataset") == "secops.dns"]
+    got = sorted((get(d, "dns.id"), get(d, "dns.question.name"), get(d, "dns.question.type")) for d in docs)
+    # Zeek decodes the NetBIOS name (first 15 bytes, suffix dropped) and names type 33 NBSTAT on port 137
+    assert got == [(0x1234, "FILESRV", "NIMLOC"), (0x1235, "FILESRV", "NBSTAT")]
+
+
+def test_llmnr_multicast_query_is_not_paired_with_its_unicast_answer(tmp_path):
+    from scapy.layers.dns import DNSQR, DNSRR
+    from scapy.layers.llmnr import LLMNRQuery, LLMNRResponse
+
+    asker, responder, group = "192.0.2.10", "192.0.2.20", "224.0.0.252"
+    query = (Ether(src=CLIENT_MAC, dst="01:00:5e:00:00:fc") / IP(src=asker, dst=group) / UDP(sport=50000, dport=5355)
+             / LLMNRQuery(id=7, qd=DNSQR(qname="printer")))
+    answer = (Ether(src=SERVER_MAC, dst=CLIENT_MAC) / IP(src=responder, dst=asker) / UDP(sport=5355, dport=50000)
+              / LLMNRResponse(id=7, qr=1, qd=DNSQR(qname="printer"), an=DNSRR(rrname="printer", rdata="192.0.2.20")))
+    docs = [d for d in run(tmp_path, [query, answer]) if get(d, "event.dataset") == "secops.dns"]
+    by_dest = {get(d, "destination.ip"): d for d in docs}
+    assert set(by_dest) == {group, responder}
+    assert get(by_dest[group], "dns.response_code") is None  # the group query stays a query of its own
+    assert [a["data"] for a in get(by_dest[responder], "dns.answers")] == ["192.0.2.20"]

@@ -129,3 +129,61 @@ def test_dns_unanswered_queries_expire_after_the_udp_timeout():
     [doc] = dns.expire(100.0 + QUERY_TIMEOUT + 1)
     assert doc["dns"]["type"] == "query" and doc["dns"]["question"]["name"] == "a.example"
     assert "response_code" not in doc["dns"] and list(dns.finish()) == []
+
+
+def test_request_lines_read_as_zeek_reads_them():
+    from collectors.protocols.http import parse_request_line
+    assert parse_request_line("GET", "/", "HTTP/1.1") == ("/", "1.1")
+    assert parse_request_line("OPTIONS", "HTTP/1.1", None) == ("", "1.1")  # empty URI
+    assert parse_request_line("GET", "/HTTP/1.1", None) == ("/HTTP/1.1", "0.9")  # no version: HTTP/0.9
+    assert parse_request_line("CONNECT", "host:25", "/ HTTP/1.0") == ("host:25 /", "1.0")
+    assert parse_request_line("OPTIONS", None, None) is None  # a method alone is no request
+
+
+def test_native_http_parsing_of_09_and_lower_case_status_lines():
+    from collectors.protocols.base import Flow
+    from collectors.protocols.http import parse_exchanges
+    flow = Flow("tcp", "192.0.2.1", 40000, "192.0.2.2", 80, "0")
+    [ex] = parse_exchanges(flow, 1.0, b"GET /zeek.html\r\n", b"<html>hi</html>\n")
+    assert (ex.method, ex.uri, ex.version, ex.status, ex.resp_len) == ("GET", "/zeek.html", "0.9", 0, 16)
+    [ex] = parse_exchanges(flow, 1.0, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n",
+                           b"http/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc")
+    assert (ex.host, ex.status, ex.reason, ex.resp_len) == ("a", 200, "OK", 3)
+
+
+def test_dns_record_types_skip_nsec_bitmaps_and_render_dnssec():
+    from collectors.protocols.dns import _record_types
+    # SOA, RRSIG, NSEC (bitmap 1, 46, 47), RRSIG, OPT: five records, eight type entries
+    assert _record_types([6, 46, 47, 1, 46, 47, 46, 41], 5) == [6, 46, 47, 46, 41]
+    pkt = packet("eth:ip:udp:dns", dns__count__answers=["3"], dns__resp__type=["48", "46", "43"],
+                 dns__resp__name=["Example.COM"] * 3, dns__resp__ttl=["5", "5", "5"], dns__resp__len=["9", "9", "9"],
+                 dns__dnskey__algorithm=["8"], dns__rrsig__type_covered=["48"],
+                 dns__rrsig__signers_name=["Example.COM"], dns__ds__algorithm=["8"], dns__ds__digest_type=["2"])
+    assert [a["data"] for a in _answers(pkt)] == ["DNSKEY 8", "RRSIG 48 example.com", "DS 8 2"]
+
+
+def test_dns_update_and_netbios_rendering():
+    from collectors.protocols.dns import Record, netbios_name, update_entries
+    records = [Record(0, "h.example", 5, 254, 0, 0, None), Record(1, "h.example", 1, 255, 0, 0, None),
+               Record(1, "h.example", 1, 1, 60, 4, "192.0.2.9")]
+    assert [e["data"] for e in update_entries(records)] == [
+        "pre: NoRRSet CNAME h.example", "del: RRSet A", "add: A h.example 192.0.2.9"]
+    assert netbios_name("WORKGROUP<1d>") == "WORKGROUP" and netbios_name("FILESRV        <20>") == "FILESRV"
+
+
+def test_tls_version_names_follow_zeek():
+    from collectors.protocols.tls import version_of
+    assert version_of(0x0303) == ("tls", "1.2") and version_of(0xFEFF) == ("dtls", "DTLSv10")
+    assert version_of(0x7F17) == ("tls", "TLSv13-draft23") and version_of(0x7E01) == (None, "unknown-32257")
+
+
+def test_every_logged_value_is_cut_and_listed():
+    from collectors.protocols.base import MAX_VALUE_CHARS, Flow, evict_oldest, make_doc
+    flow = Flow("udp", "192.0.2.1", 5353, "192.0.2.53", 53, "0")
+    long_txt = "TXT 9999 " + "x" * 20_000
+    doc = make_doc("secops.dns", flow, 1.0, ("dns",), {"dns.question.name": "a.example",
+                   "dns.answers": [{"type": "TXT", "data": long_txt}]}, "dns")
+    assert len(doc["dns"]["answers"][0]["data"]) == MAX_VALUE_CHARS
+    assert doc["secops"]["truncated"] == ["dns.answers"] and doc["dns"]["question"]["name"] == "a.example"
+    pending = {i: i for i in range(5)}
+    assert evict_oldest(pending, 3) == [0, 1] and list(pending) == [2, 3, 4]
