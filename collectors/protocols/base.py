@@ -8,6 +8,7 @@ an ECS document (``emit`` through ``make_doc``).
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -15,9 +16,11 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import communityid
+import orjson
 
 from collectors.protocols.tshark import Packet, to_int
 from secops.ecs import doc_id, iso, put
+from secops.es.templates import MAX_KEYWORD_CHARS
 
 Doc = dict[str, Any]
 Warn = Callable[[str], None]
@@ -84,7 +87,9 @@ def sender_is_orig(pkt: Packet, flow: Flow) -> bool:
     return src is not None and (src.orig_h, src.orig_p) == (flow.orig_h, flow.orig_p)
 
 
-MAX_VALUE_CHARS = 8192  # any string a protocol module logs (names, URIs, banners, file names, ...)
+# any string a protocol module logs (names, URIs, banners, file names, ...): cut where Elasticsearch stops
+# indexing keywords, so a rule still sees what the document holds
+MAX_VALUE_CHARS = MAX_KEYWORD_CHARS
 
 
 def clip(value: Any, limit: int = MAX_VALUE_CHARS) -> tuple[Any, bool]:
@@ -100,19 +105,29 @@ def clip(value: Any, limit: int = MAX_VALUE_CHARS) -> tuple[Any, bool]:
     return value, False
 
 
+def truncation(dotted: str, original: Any) -> dict[str, Any]:
+    """The ``secops.truncated`` entry for a value that was cut (same shape as ``secops.es.templates``' cuts)."""
+    text = original if isinstance(original, str) else orjson.dumps(original, default=str).decode()
+    return {"field": dotted, "length": len(text),
+            "sha256": hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()}
+
+
 def make_doc(dataset: str, flow: Flow, ts: float, identity: Iterable[Any], fields: dict[str, Any],
              protocol: str | list[str]) -> Doc:
     """A finished ECS document: endpoints, Community ID, deterministic id and dotted ``fields``.
 
-    Values longer than ``MAX_VALUE_CHARS`` are cut; the cut fields are listed in ``secops.truncated``.
+    Values longer than ``MAX_VALUE_CHARS`` are cut; each cut is listed in ``secops.truncated`` the way the bulk
+    writer lists its keyword cuts (field, original length, SHA-256 of the original; lists and objects are
+    measured as their JSON text).
     """
     truncated = []
     for dotted in list(fields):
-        fields[dotted], cut = clip(fields[dotted])
+        original = fields[dotted]
+        fields[dotted], cut = clip(original)
         if cut:
-            truncated.append(dotted)
+            truncated.append(truncation(dotted, original))
     if truncated:
-        fields["secops.truncated"] = sorted(set(truncated) | set(fields.get("secops.truncated") or ()))
+        fields["secops.truncated"] = [*(fields.get("secops.truncated") or ()), *truncated]
     cid = flow.community_id
     doc: Doc = {
         "@timestamp": iso(ts),
