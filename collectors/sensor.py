@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from collectors.dumpcap import RING_PREFIX, DumpcapRing, RingOptions
-from collectors.flow_share import share_filter
+from collectors.flow_share import is_ethernet, share_filter
 from collectors.pcap_spool import Spool, count_packets
 from collectors.sensor_worker import PCAP_HEADER, Batch, BatchDone, WorkerConfig, open_output, worker_main
 from secops.config import Settings
@@ -251,9 +251,9 @@ class Sensor:
 
     # -- capture ---------------------------------------------------------------------------------------
     def _start_capture(self, share: Share) -> None:
-        opts = RingOptions(self.interface, self.spool.share_dir(share.index),
-                           share_filter(share.index, self.workers, self.bpf), self.rotate_seconds, self.rotate_mb,
-                           self.settings.sensor.buffer_mb, self.settings.sensor.dumpcap_path)
+        capture_filter = share_filter(share.index, self.workers, self.bpf, vlan=is_ethernet(self.interface))
+        opts = RingOptions(self.interface, self.spool.share_dir(share.index), capture_filter, self.rotate_seconds,
+                           self.rotate_mb, self.settings.sensor.buffer_mb, self.settings.sensor.dumpcap_path)
         ring = DumpcapRing(opts, lambda path, opened, sealed: self._sealed(share, path, opened, sealed), self.warn)
         share.rings.append(ring)
         ring.start()
