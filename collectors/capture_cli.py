@@ -162,10 +162,11 @@ def sensor_run(
                         rotate_seconds=rotate_seconds, rotate_mb=rotate_mb, deep=deep, on_warning=warn)
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: sensor.stop())
-        err_console.print(f"capturing on {iface} with {sensor.workers} worker(s) into {sensor.spool.dir}",
-                          highlight=False)
+        def ready() -> None:
+            err_console.print(f"capturing on {iface} with {sensor.workers} worker(s) into {sensor.spool.dir}",
+                              highlight=False)
         try:
-            return sensor.run(duration)
+            return sensor.run(duration, on_ready=ready)
         except CaptureStartError as e:
             fail(str(e))
 

@@ -353,7 +353,8 @@ class Sensor:
         return doc
 
     # -- the run ---------------------------------------------------------------------------------------
-    def run(self, duration: float | None = None) -> dict[str, Any]:
+    def run(self, duration: float | None = None, on_ready: Any = None) -> dict[str, Any]:
+        """Capture until stopped; ``on_ready()`` is called once every capture process runs."""
         self.spool.dir.mkdir(parents=True, exist_ok=True)
         self._adopt_leftovers()
         for share in self.shares:
@@ -363,6 +364,8 @@ class Sensor:
         try:
             for share in self.shares:
                 self._start_capture(share)
+            if on_ready is not None:
+                on_ready()
             self._loop(duration)
         finally:
             for share in self.shares:
