@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import queue
 import signal
 import threading
 from collections.abc import Callable
@@ -23,7 +24,7 @@ from collectors.pcapio import CaptureError
 from secops.config import Settings
 
 NS = 1_000_000_000
-EXPIRE_MARGIN_NS = NS  # packets can reach dumpcap (kernel block timeout, ring backlog) this long after their time
+EXPIRE_MARGIN_NS = NS // 2  # packets reach dumpcap up to libpcap's 250 ms block timeout (plus scheduling) late
 PCAP_HEADER = 24
 
 
@@ -84,6 +85,38 @@ class NdjsonOut:
         self.flush()
 
 
+class BackgroundOut:
+    """Hands each flushed batch to a thread that writes it, so processing never waits for a bulk request
+    (a slow cluster delays documents, not the next chunk). At most ``depth`` batches wait; then flush blocks."""
+
+    def __init__(self, writer: Any, depth: int = 64) -> None:
+        self.writer = writer
+        self.docs: list[dict[str, Any]] = []
+        self.batches: queue.Queue[list[dict[str, Any]] | None] = queue.Queue(depth)
+        self.thread = threading.Thread(target=self._write, name="bulk-out", daemon=True)
+        self.thread.start()
+
+    def add(self, doc: dict[str, Any]) -> None:
+        self.docs.append(doc)
+
+    def flush(self) -> None:
+        if self.docs:
+            docs, self.docs = self.docs, []
+            self.batches.put(docs)
+
+    def _write(self) -> None:
+        while (docs := self.batches.get()) is not None:
+            for doc in docs:
+                self.writer.add(doc)
+            self.writer.flush()
+
+    def close(self) -> None:
+        self.flush()
+        self.batches.put(None)
+        self.thread.join()
+        self.writer.close()
+
+
 def open_output(output: str, settings: Settings, lock: Any, spool_name: str) -> Any:
     """An object with add/flush/close: a BulkWriter on the configured cluster, or NDJSON on stdout."""
     if output == "ndjson":
@@ -91,8 +124,8 @@ def open_output(output: str, settings: Settings, lock: Any, spool_name: str) -> 
     from secops.es.bulk import BulkWriter
     from secops.es.client import make_client
 
-    return BulkWriter(make_client(settings), settings.paths.spool() / spool_name, settings.bulk,
-                      prefix=settings.elasticsearch.index_prefix)
+    return BackgroundOut(BulkWriter(make_client(settings), settings.paths.spool() / spool_name, settings.bulk,
+                                    prefix=settings.elasticsearch.index_prefix))
 
 
 PCAP_MAGICS = (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\xc3\xd4", b"\xa1\xb2\x3c\x4d")
