@@ -136,13 +136,13 @@ def sensor_run(
 ) -> None:
     """Capture live traffic and ship it as documents, using every core.
 
-    Each worker has its own dumpcap (Wireshark's capture process) whose capture filter keeps one share of a
-    symmetric flow hash, so every connection is seen whole by one worker. dumpcap only writes its ring of pcap
-    chunks into the spool (paths.pcaps); it never waits for processing. Workers process the sealed chunks,
-    catch up in batches when they fall behind, and emit a connection a few seconds after it ends. Every
-    sensor.stats_seconds a secops.sensor document reports packets captured, dropped (kernel, disk budget),
-    processed, the lag behind capture and the backlog. Stop with Ctrl-C or SIGTERM: the backlog is processed
-    first (a second signal abandons it; its chunks stay in the spool).
+    Each worker has its own dumpcap (Wireshark's capture process) keeping one share of a symmetric flow hash,
+    so one worker sees each connection whole.
+    dumpcap only writes its ring of pcap chunks into the spool (paths.pcaps); it never waits for processing.
+    Workers process the sealed chunks, catch up in batches when behind, and ship a connection seconds after it ends.
+    Every sensor.stats_seconds a secops.sensor document reports packets captured, dropped (kernel, disk budget)
+    and processed, the lag behind capture and the backlog.
+    Ctrl-C or SIGTERM stops capture and processes the backlog; a second one abandons it (the chunks stay).
     """
     import signal
 

@@ -72,6 +72,7 @@ class Share:
     closed: bool = True  # the results reader saw the worker's pipe end
     finished: bool = False
     last_start: float = 0.0
+    capture_retry_at: float = 0.0
     seq: int = 0
 
     @property
@@ -110,7 +111,7 @@ class Sensor:
         self.name = observer or socket.gethostname()
         self.rotate_seconds = rotate_seconds or s.rotate_seconds
         self.rotate_mb = rotate_mb or s.rotate_mb
-        self.workers = workers or s.workers or os.cpu_count() or 1
+        self.workers = min(workers or s.workers or os.cpu_count() or 1, 16)
         self.deep = deep
         self.budget = s.pcap_budget_mb * MB
         self.min_free = s.min_free_mb * MB
@@ -124,11 +125,14 @@ class Sensor:
         self.counters = Counters()
         self.lock = threading.RLock()
         self._stop = threading.Event()
+        self._stops = 0
         self._abort = threading.Event()
         self._results_done = threading.Event()
 
     def stop(self) -> None:
-        if self._stop.is_set():
+        """The first call ends capture (the backlog is still processed), the second abandons the backlog."""
+        self._stops += 1
+        if self._stops > 1:
             self._abort.set()
         self._stop.set()
 
@@ -242,12 +246,16 @@ class Sensor:
                           "held open are lost")
                 self._start_worker(share)
             ring = share.ring
-            if ring is not None and not ring.alive and not self._stop.is_set():
-                why = "; ".join(ring.counters.errors) or f"exit status {ring.proc.returncode}"
+            if ring is not None and not ring.alive and not self._stop.is_set() and now >= share.capture_retry_at:
+                ring.stop()  # seals its last file, lets go of its socket
+                why = "; ".join(ring.counters.errors[-1:]) or f"exit status {ring.proc.returncode}"
                 self.counters.capture_restarts += 1
+                share.capture_retry_at = now + RESTART_PAUSE
                 self.warn(f"capture process of share {share.index} exited ({why}); restarting it")
-                with contextlib.suppress(Exception):
+                try:
                     self._start_capture(share)
+                except Exception as e:  # tried again after the pause, reported each time
+                    self.warn(f"capture process of share {share.index} did not restart: {e}")
 
     # -- capture ---------------------------------------------------------------------------------------
     def _start_capture(self, share: Share) -> None:
@@ -368,6 +376,7 @@ class Sensor:
                 on_ready()
             self._loop(duration)
         finally:
+            self._stop.set()
             for share in self.shares:
                 for ring in share.rings:
                     ring.stop()

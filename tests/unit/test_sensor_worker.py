@@ -122,3 +122,15 @@ def test_backlog_batch_is_one_deep_pass_with_the_same_documents(tmp_path: Path) 
     assert Counter(map(key, out.conns())) == Counter(map(key, [d for d in want if d["event"]["dataset"] ==
                                                                "secops.conn"]))
     assert Counter(d["event"]["dataset"] for d in out.docs) == Counter(d["event"]["dataset"] for d in want)
+
+
+def test_sensor_run_help_explains_the_options() -> None:
+    import os
+    import subprocess
+    import sys
+
+    res = subprocess.run([sys.executable, "-m", "secops", "sensor", "run", "--help"], capture_output=True, text=True,
+                         env=dict(os.environ, COLUMNS="200"), timeout=60, check=True)
+    for option in ("--interface", "--workers", "--rotate-seconds", "--bpf", "--no-deep", "--output", "--duration"):
+        assert option in res.stdout
+    assert "dumpcap" in res.stdout and "secops.sensor" in res.stdout and "backlog" in res.stdout
