@@ -56,15 +56,17 @@ def last_ts(chunk: Path) -> int:
     return max(r[0] for r in read_capture(chunk))
 
 
-def worker(deep: bool = False) -> tuple[Worker, Collect, list[str]]:
+def worker(deep: bool = False, engine: str = "auto") -> tuple[Worker, Collect, list[str]]:
     out, warnings = Collect(), []
-    return Worker(WorkerConfig(0, "test-sensor", "ndjson", deep=deep), out, warnings.append), out, warnings
+    cfg = WorkerConfig(0, "test-sensor", "ndjson", deep=deep, engine=engine)
+    return Worker(cfg, out, warnings.append), out, warnings
 
 
-def test_flows_spanning_chunks_stay_whole_and_ship_promptly(tmp_path: Path) -> None:
+@pytest.mark.parametrize("engine", ["native", "python"])
+def test_flows_spanning_chunks_stay_whole_and_ship_promptly(tmp_path: Path, engine: str) -> None:
     chunks = [c.path for c in spool_from(TRACE, tmp_path / "spool", per_chunk=7).chunks()]
     assert len(chunks) > 5
-    w, out, _ = worker()
+    w, out, _ = worker(engine=engine)
     shipped_before_finish = 0
     for chunk in chunks:
         done = w.run_batch(Batch((chunk,), last_ts(chunk) + 1))
