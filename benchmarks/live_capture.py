@@ -45,16 +45,16 @@ sys.path.insert(0, str(REPO))
 from benchmarks.common import print_table  # noqa: E402
 from benchmarks.flow_path import tcp_conversation, udp_pair  # noqa: E402
 from collectors.ingest import Pipeline  # noqa: E402
-from collectors.pcap_spool import count_packets  # noqa: E402
+from collectors.pcap_spool import NS, ChunkWriter, count_packets  # noqa: E402
 
 
 def build_capture(path: Path, packets: int, seed: int = 7) -> tuple[int, float]:
     """Whole conversations of ~400-byte packets in 198.19.0.0/16; returns (packets, mean frame size)."""
     rng = random.Random(seed)
     n = total = i = 0
-    ts = 1_700_000_000.0
-    with open(path, "wb") as f:
-        f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, 1))
+    ts = 1_700_000_000 * NS
+    writer = ChunkWriter(path)
+    try:
         while n < packets:
             i += 1
             c = struct.pack("!BBH", 198, 19, i % 60000)
@@ -64,12 +64,12 @@ def build_capture(path: Path, packets: int, seed: int = 7) -> tuple[int, float]:
             else:
                 frames = udp_pair(c, s, 1024 + i % 60000, rng)
             for fr in frames:
-                ts += 0.0002
-                sec = int(ts)
-                f.write(struct.pack("<IIII", sec, int((ts - sec) * 1e6), len(fr), len(fr)))
-                f.write(fr)
-                n += 1
+                ts += 200_000
+                writer.write(ts, fr)
                 total += len(fr)
+            n += len(frames)
+    finally:
+        writer.close()
     return n, total / n
 
 

@@ -126,6 +126,7 @@ class Sensor:
         self.lock = threading.RLock()
         self._stop = threading.Event()
         self._stops = 0
+        self._next_stats = 0.0
         self._abort = threading.Event()
         self._results_done = threading.Event()
 
@@ -389,32 +390,29 @@ class Sensor:
             self._results_done.wait(10)
         return self._report()["secops"]["sensor"]
 
+    def _tick(self) -> None:
+        """Housekeeping every few hundred ms: dead processes, the disk budget, the periodic report."""
+        self._supervise()
+        self._enforce_budget()
+        if time.monotonic() >= self._next_stats:
+            self._next_stats = time.monotonic() + self.settings.sensor.stats_seconds
+            self._report()
+
     def _loop(self, duration: float | None) -> None:
-        stats_every = self.settings.sensor.stats_seconds
         deadline = time.monotonic() + duration if duration else None
-        next_stats = time.monotonic() + stats_every
+        self._next_stats = time.monotonic() + self.settings.sensor.stats_seconds
         while not self._stop.wait(0.2):
             if deadline and time.monotonic() >= deadline:
                 break
-            self._supervise()
-            self._enforce_budget()
-            if time.monotonic() >= next_stats:
-                next_stats += stats_every
-                self._report()
+            self._tick()
 
     def _drain(self) -> None:
         """Process what was captured, then let every worker flush its open flows and end."""
-        stats_every = self.settings.sensor.stats_seconds
-        next_stats = time.monotonic() + stats_every
         while not self._abort.is_set():
             with self.lock:
                 if not any(s.pending for s in self.shares):
                     break
-            self._supervise()
-            self._enforce_budget()
-            if time.monotonic() >= next_stats:
-                next_stats += stats_every
-                self._report()
+            self._tick()
             time.sleep(0.1)
         if self._abort.is_set():
             self.warn("stopped before the backlog was processed; its chunks stay in the spool")

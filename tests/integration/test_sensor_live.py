@@ -19,7 +19,7 @@ from elasticsearch import ApiError
 from collectors.pcapio import read_capture
 from secops.ecs import parse_time
 from tests.support.netns import Lab
-from tests.support.sensor import SensorProcess
+from tests.support.sensor import TCP_SINK, SensorProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.root]
 
@@ -160,17 +160,6 @@ def test_sensor_captures_what_was_sent(es, settings, config_file: Path, tmp_path
     assert sum(1 for _ in read_capture(out)) == want["source"]["packets"] + want["destination"]["packets"]
 
 
-LATENCY_SERVER = textwrap.dedent("""
-    import socket, sys
-    srv = socket.create_server((sys.argv[1], 9100))
-    while True:
-        conn, _ = srv.accept()
-        while conn.recv(65536):
-            pass
-        conn.sendall(b"r" * 200)
-        conn.close()
-""")
-
 LATENCY_CLIENT = textwrap.dedent("""
     import socket, sys, time
     for i in range(100):
@@ -194,7 +183,7 @@ def test_default_configuration_ships_a_connection_within_10_s_of_its_end(es, set
     shipped: dict[int, float] = {}  # event.ingested: when the sensor handed the document to the writer
     with Lab() as lab:
         srv, cli = lab.add_host("srv"), lab.add_host("cli")
-        srv.popen(sys.executable, "-c", LATENCY_SERVER, srv.ip)
+        srv.popen(sys.executable, "-c", TCP_SINK, srv.ip, "9100", "200")
         wait_port(srv, 9100)
         sensor = SensorProcess(config_file, "--interface", lab.bridge, "--observer", "latency")
         try:

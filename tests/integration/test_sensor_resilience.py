@@ -17,7 +17,7 @@ import pytest
 from benchmarks.live_capture import Veth, build_capture, conn_key, offline_conns
 from secops.config import load_settings
 from tests.support.netns import Lab
-from tests.support.sensor import SensorProcess
+from tests.support.sensor import TCP_SINK, SensorProcess
 from tests.support.services import write_config
 
 pytestmark = [pytest.mark.integration, pytest.mark.root]
@@ -77,17 +77,6 @@ def test_disk_budget_cuts_capture_and_counts_it(tmp_path: Path, burst: tuple[Pat
     assert sum(p.stat().st_size for p in spool.rglob("*.pcap")) <= 2 * 1024 * 1024 + 64 * 1024
 
 
-SINK = textwrap.dedent("""
-    import socket, sys
-    srv = socket.create_server((sys.argv[1], 9000))
-    while True:
-        conn, _ = srv.accept()
-        while conn.recv(65536):
-            pass
-        conn.sendall(b"r" * 300)
-        conn.close()
-""")
-
 CLIENT = textwrap.dedent("""
     import socket, sys, time
     for i in range(int(sys.argv[2])):
@@ -104,7 +93,7 @@ CLIENT = textwrap.dedent("""
 def test_killed_worker_and_capture_are_reported_and_capture_goes_on(tmp_path: Path) -> None:
     with Lab() as lab:
         srv, cli = lab.add_host("srv"), lab.add_host("cli")
-        srv.popen(sys.executable, "-c", SINK, srv.ip)
+        srv.popen(sys.executable, "-c", TCP_SINK, srv.ip, "9000", "300")
         sensor = SensorProcess(sensor_config(tmp_path), "-i", lab.bridge, "-o", "ndjson", "--no-deep")
 
         def conns() -> list[dict]:

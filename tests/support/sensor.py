@@ -13,6 +13,18 @@ from pathlib import Path
 
 import orjson
 
+# A TCP server for a lab host: reads each connection to its end, answers REPLY bytes, closes. argv: IP PORT REPLY
+TCP_SINK = """
+import socket, sys
+srv = socket.create_server((sys.argv[1], int(sys.argv[2])))
+while True:
+    conn, _ = srv.accept()
+    while conn.recv(65536):
+        pass
+    conn.sendall(b"r" * int(sys.argv[3]))
+    conn.close()
+"""
+
 
 class SensorProcess:
     def __init__(self, config: Path, *args: str) -> None:
