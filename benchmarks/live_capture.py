@@ -83,6 +83,7 @@ class Veth:
     def __init__(self) -> None:
         tag = f"{os.getpid() % 100000:05d}"
         self.ns, self.send, self.capture = f"lcb{tag}", f"lcs{tag}", f"lcr{tag}"
+        self.failed = 0
 
     def __enter__(self) -> Veth:
         sh("ip", "netns", "add", self.ns)
@@ -99,8 +100,10 @@ class Veth:
         subprocess.run(["ip", "netns", "del", self.ns], check=False, capture_output=True)
 
     def replay(self, pcap: Path, pps: int, loops: int = 1) -> str:
+        """tcpreplay's "Actual: ..." line; a packet it failed to send counts against the sender, not a capture."""
         res = subprocess.run(["ip", "netns", "exec", self.ns, "tcpreplay", "-q", "-i", self.send, f"--pps={pps}",
                               f"--loop={loops}", str(pcap)], capture_output=True, text=True, check=True)
+        self.failed = sum(int(line.split(":")[1]) for line in res.stdout.splitlines() if "Failed packets" in line)
         return next((line.strip() for line in res.stdout.splitlines() if "Actual" in line), res.stdout.strip())
 
 
@@ -278,6 +281,7 @@ def sustained(veth: Veth, pcap: Path, n: int, work: Path, seconds: float, pps: i
     start = time.monotonic()
     base = run.latest()["packets_processed"]
     replay = threading.Thread(target=veth.replay, args=(pcap, pps, loops), daemon=True)
+    sent = n * loops
     replay.start()
     time.sleep(seconds)
     window_end = time.monotonic()
@@ -292,10 +296,11 @@ def sustained(veth: Veth, pcap: Path, n: int, work: Path, seconds: float, pps: i
     drain_rate = (final["packets_processed"] - at_replay_end) / drained if drained > 0 else 0.0
     print_table(f"Sustained processing, metadata on: {pps:,} pkt/s offered for {seconds:.0f} s "
                 f"({loops} loops of the capture)",
-                ["processed in window", "pkt/s processed (window)", "backlog at window end (chunks)",
-                 "lag s at end", "captured", "lost (kernel/disk)", "processed", "drain s after replay",
-                 "pkt/s processed (drain)", "load 1m"],
-                [[f"{processed:,}", f"{rate:,.0f}", str(at_end["backlog_chunks"]), f"{at_end['lag_seconds']:.1f}",
+                ["sent (tcpreplay failures)", "processed in window", "pkt/s processed (window)",
+                 "backlog at window end (chunks)", "lag s at end", "captured", "lost (kernel/disk)", "processed",
+                 "drain s after replay", "pkt/s processed (drain)", "load 1m"],
+                [[f"{sent - veth.failed:,} ({veth.failed:,})", f"{processed:,}", f"{rate:,.0f}",
+                  str(at_end["backlog_chunks"]), f"{at_end['lag_seconds']:.1f}",
                   f"{final['packets_captured']:,}",
                   f"{final['packets_dropped_kernel']:,}/{final['packets_dropped_disk']:,}",
                   f"{final['packets_processed']:,}", f"{drained:.1f}", f"{drain_rate:,.0f}",
