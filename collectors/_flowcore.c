@@ -1588,6 +1588,17 @@ static PyObject *Core_flush(Core *c, PyObject *Py_UNUSED(ignored)) {
     Py_RETURN_NONE;
 }
 
+static PyObject *Core_sweep(Core *c, PyObject *args) {
+    long long now;
+    if (!PyArg_ParseTuple(args, "L", &now)) return NULL;
+    sweep(c, (i64)now);
+    if (c->failed) {
+        c->failed = 0;
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
 static PyObject *Core_error_counts(Core *c, PyObject *Py_UNUSED(ignored)) {
     PyObject *d = PyDict_New();
     if (!d) return NULL;
@@ -1687,6 +1698,8 @@ static PyMethodDef Core_methods[] = {
     {"add", (PyCFunction)Core_add, METH_VARARGS, add_doc},
     {"drain", (PyCFunction)Core_drain, METH_NOARGS, "Records of the flows finished since the last drain."},
     {"flush", (PyCFunction)Core_flush, METH_NOARGS, "Finish every open flow (end of input), in flow-key order."},
+    {"sweep", (PyCFunction)Core_sweep, METH_VARARGS,
+     "sweep(now_ns): finish the flows whose timers ran out by now_ns (live capture: no earlier packet is to come)."},
     {"error_counts", (PyCFunction)Core_error_counts, METH_NOARGS, "Damaged frames by reason."},
     {"counters", (PyCFunction)Core_counters, METH_NOARGS, "Packets, bytes, undecoded, evicted ... so far."},
     {NULL, NULL, 0, NULL}};

@@ -115,17 +115,38 @@ def register(app: typer.Typer) -> None:
 
 @sensor_app.command("run")
 def sensor_run(
-    interface: Annotated[str | None, typer.Option("--interface", "-i", help="Interface to capture on")] = None,
-    bpf: Annotated[str | None, typer.Option("--bpf", help="BPF capture filter")] = None,
+    interface: Annotated[str | None, typer.Option("--interface", "-i", help="Interface to capture on "
+                                                  "(default: sensor.interface)")] = None,
+    bpf: Annotated[str | None, typer.Option("--bpf", help="BPF capture filter (default: sensor.bpf)")] = None,
     observer: Annotated[str | None, typer.Option(help="Sensor name (observer.name); default the hostname")] = None,
-    rotate_seconds: Annotated[float | None, typer.Option(help="Seal a chunk after this many seconds")] = None,
-    rotate_mb: Annotated[float | None, typer.Option(help="Seal a chunk at this size")] = None,
+    workers: Annotated[int | None, typer.Option(min=1, max=16, help="Worker processes, each with its own capture "
+                                                "process and a share of the flows (default: sensor.workers, "
+                                                "else one per core)")] = None,
+    rotate_seconds: Annotated[int | None, typer.Option(min=1, help="Seal a spool chunk every this many seconds "
+                                                       "(default: sensor.rotate_seconds, 1). A connection "
+                                                       "reaches the output about 5 s (Zeek's close delay) plus "
+                                                       "this plus 1 s after its end")] = None,
+    rotate_mb: Annotated[int | None, typer.Option(min=1, help="... or when it reaches this size "
+                                                  "(default: sensor.rotate_mb)")] = None,
+    deep: Annotated[bool, typer.Option(help="Also extract protocol metadata (the deep path)")] = True,
+    output: Annotated[Output, typer.Option("--output", "-o", help="es: bulk into Elasticsearch; ndjson: stdout")]
+    = Output.es,
     duration: Annotated[float | None, typer.Option(help="Stop after this many seconds (default: until signalled)")]
     = None,
 ) -> None:
-    """Capture live traffic into the rotating pcap spool and ship every sealed chunk as documents."""
+    """Capture live traffic and ship it as documents, using every core.
+
+    Each worker has its own dumpcap (Wireshark's capture process) keeping one share of a symmetric flow hash,
+    so one worker sees each connection whole.
+    dumpcap only writes its ring of pcap chunks into the spool (paths.pcaps); it never waits for processing.
+    Workers process the sealed chunks, catch up in batches when behind, and ship a connection seconds after it ends.
+    Every sensor.stats_seconds a secops.sensor document reports packets captured, dropped (kernel, disk budget)
+    and processed, the lag behind capture and the backlog.
+    Ctrl-C or SIGTERM stops capture and processes the backlog; a second one abandons it (the chunks stay).
+    """
     import signal
 
+    from collectors.dumpcap import CaptureStartError
     from collectors.sensor import Sensor
 
     s = settings()
@@ -136,16 +157,24 @@ def sensor_run(
     def warn(msg: str) -> None:
         err_console.print(f"[yellow]warning:[/] {msg}", highlight=False, soft_wrap=True)
 
-    with writer() as w:
-        sensor = Sensor(s, iface, w.add, bpf=bpf, observer=observer, rotate_seconds=rotate_seconds,
-                        rotate_mb=rotate_mb, on_warning=warn)
+    def run(out: Any) -> dict:
+        sensor = Sensor(s, iface, output=output.value, out=out, bpf=bpf, observer=observer, workers=workers,
+                        rotate_seconds=rotate_seconds, rotate_mb=rotate_mb, deep=deep, on_warning=warn)
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: sensor.stop())
-        err_console.print(f"capturing on {iface} into {sensor.spool.dir}", highlight=False)
+        def ready() -> None:
+            err_console.print(f"capturing on {iface} with {sensor.workers} worker(s) into {sensor.spool.dir}",
+                              highlight=False)
         try:
-            counters = sensor.run(duration)
-        except (OSError, PermissionError) as e:
-            fail(f"capture on {iface} failed: {e}")
+            return sensor.run(duration, on_ready=ready)
+        except CaptureStartError as e:
+            fail(str(e))
+
+    if output is Output.es:
+        with writer() as w:
+            counters = run(w)
+    else:
+        counters = run(None)
     err_console.print(", ".join(f"{k} {v}" for k, v in counters.items()), highlight=False)
 
 

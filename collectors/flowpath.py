@@ -78,6 +78,9 @@ class PythonFlowPath:
         for p in pkts:
             self.table.add(p, ts)
 
+    def sweep(self, now_ns: int) -> None:
+        self.table.sweep(now_ns)
+
     def finish(self) -> None:
         self.table.flush()
 
@@ -141,6 +144,10 @@ class NativeFlowPath:
 
     def add_decoded(self, pkts: list[tuple], ts: int) -> None:
         self.core.add(pkts, ts)
+        self._ship()
+
+    def sweep(self, now_ns: int) -> None:
+        self.core.sweep(now_ns)
         self._ship()
 
     def finish(self) -> None:

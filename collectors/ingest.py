@@ -167,6 +167,11 @@ class Pipeline:
             self.warn(f"{path}: {damaged} damaged packets skipped ({top}); all others processed")
         stats.decode_errors = errors
 
+    def expire(self, now_ns: int) -> None:
+        """Emit the flows whose timers ran out by ``now_ns`` (the live sensor: no earlier packet is to come)."""
+        self.flows.sweep(now_ns)
+        self._ship_observations()
+
     def finish(self) -> IngestStats:
         """Emit every flow still open (end of input)."""
         self.flows.finish()

@@ -1,11 +1,13 @@
 """The capture spool on disk: rotating pcap chunks, retention by disk budget, and extraction of one
 connection's packets (by Community ID or 5-tuple, within a time range) for an analyst.
 
-Chunk files are named ``chunk-<first packet ns>-<seq>.pcap``; the one being written ends in ``.part``.
+Chunk files are named ``chunk-<start ns>-<seq>.pcap``; the one being written ends in ``.part`` or, for the
+live sensor, is dumpcap's current ring file ``live_*.pcap`` in the worker's ``share-<k>`` subdirectory.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -17,7 +19,7 @@ from typing import BinaryIO
 
 from collectors.community_id import community_id
 from collectors.decode import DPORT, DST, ONEWAY, PROTO, SPORT, SRC, Decoder
-from collectors.pcapio import read_capture
+from collectors.pcapio import CaptureError, read_capture
 
 NS = 1_000_000_000
 PCAP_NS_HEADER = struct.Struct("<IHHiIII")
@@ -72,12 +74,25 @@ class Spool:
         os.replace(part, final)
         return final
 
+    def share_dir(self, share: int) -> Path:
+        """Where the capture process of worker ``share`` writes its ring files."""
+        d = self.dir / f"share-{share}"
+        d.mkdir(parents=True, exist_ok=True)
+        return d
+
+    @staticmethod
+    def seal_live(ring_file: Path, start_ns: int, seq: int) -> Path:
+        """Rename a ring file the capture process has closed to its chunk name, in place (atomic)."""
+        final = ring_file.with_name(f"chunk-{start_ns}-{seq:06d}.pcap")
+        os.replace(ring_file, final)
+        return final
+
     def chunks(self) -> list[Chunk]:
-        """Closed chunks, oldest first."""
+        """Closed chunks (of every share), oldest first."""
         out = []
         if not self.dir.is_dir():
             return out
-        for p in self.dir.glob("chunk-*.pcap"):
+        for p in [*self.dir.glob("chunk-*.pcap"), *self.dir.glob("share-*/chunk-*.pcap")]:
             try:
                 _, start, seq = p.stem.split("-")
                 st = p.stat()
@@ -87,7 +102,13 @@ class Spool:
         return sorted(out, key=lambda c: (c.start_ns, c.seq))
 
     def total_bytes(self) -> int:
-        return sum(c.size for c in self.chunks()) + sum(p.stat().st_size for p in self.dir.glob("*.part"))
+        """Closed chunks plus the ones being written."""
+        total = sum(c.size for c in self.chunks())
+        for pattern in ("*.part", "share-*/live_*.pcap"):
+            for p in self.dir.glob(pattern):
+                with contextlib.suppress(FileNotFoundError):
+                    total += p.stat().st_size
+        return total
 
     def enforce(self, budget_bytes: int, min_free_bytes: int, keep: set[Path] | None = None) -> list[Path]:
         """Delete oldest chunks until the spool fits its budget and the disk keeps min_free; returns deleted."""
@@ -131,6 +152,24 @@ class Spool:
             if writer is not None:
                 writer.close()
         return n
+
+
+def count_packets(path: Path) -> int:
+    """Records in a capture file (to account for a chunk deleted before it was processed); 0 if unreadable."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(PCAP_NS_HEADER.size)
+            if len(head) < PCAP_NS_HEADER.size or head[:4] not in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1"):
+                return sum(1 for _ in read_capture(path))
+            data = f.read()
+    except (OSError, CaptureError):
+        return 0
+    n = pos = 0
+    caplen_at = RECORD.size - 8
+    while pos + RECORD.size <= len(data):
+        pos += RECORD.size + int.from_bytes(data[pos + caplen_at:pos + caplen_at + 4], "little")
+        n += 1
+    return n
 
 
 def _packed_tuple(t: tuple) -> tuple[int, bytes, int, bytes, int]:

@@ -89,12 +89,16 @@ class RetentionSettings(Section):
 class SensorSettings(Section):
     interface: str | None = None
     bpf: str | None = None
-    rotate_mb: int = Field(64, ge=1)
-    rotate_seconds: int = Field(60, ge=1)
+    workers: int | None = Field(None, ge=1, le=16, description="Flow-hash worker processes (default: one per core)")
+    rotate_seconds: int = Field(1, ge=1, description="Seal a spool chunk every this many seconds (dumpcap ring)")
+    rotate_mb: int = Field(64, ge=1, description="... or when it reaches this size")
+    buffer_mb: int = Field(64, ge=1, description="Kernel capture ring per worker (dumpcap -B)")
+    stats_seconds: float = Field(10.0, gt=0, description="How often the sensor writes its secops.sensor document")
     pcap_budget_mb: int = Field(10240, ge=1, description="Disk budget of the capture spool, oldest out first")
     min_free_mb: int = Field(1024, ge=0, description="Never let the capture spool leave less than this free")
     flow_table_max: int = Field(500_000, ge=1000)
     tshark_path: str = "tshark"
+    dumpcap_path: str = "dumpcap"
 
 
 class ScanPolicy(Section):

@@ -161,9 +161,11 @@ DATASETS: dict[str, Dataset] = {d.name: d for d in [
                                                            is_command=BOOL, cause=KW,
                                                            common_address=LONG))),
     Dataset("secops.observation", properties=_secops(observation=obj(source=KW))),
-    Dataset("secops.sensor", properties=_secops(sensor=obj(packets_captured=LONG, packets_dropped=LONG,
-                                                           packets_processed=LONG, flows_evicted=LONG,
-                                                           decode_errors=LONG))),
+    Dataset("secops.sensor", properties=_secops(sensor=obj(
+        packets_captured=LONG, packets_dropped=LONG, packets_dropped_kernel=LONG, packets_dropped_disk=LONG,
+        packets_processed=LONG, lag_seconds=FLOAT, backlog_chunks=LONG, chunks=LONG, chunks_damaged=LONG,
+        chunks_failed=LONG, chunks_dropped=LONG, connections=LONG, workers=LONG, worker_restarts=LONG,
+        capture_restarts=LONG, flows_evicted=LONG, decode_errors=LONG, spool_bytes=LONG))),
     Dataset("secops.asset", daily=False, properties=_secops(asset=obj(
         id=KW, zone=KW, owner=KW, department=KW, location=KW, criticality=KW, sources=KW,
         first_seen=DATE, last_seen=DATE, last_scan=DATE, vendor=KW, services=SERVICE, findings=KW,

@@ -9,13 +9,17 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
 import pytest
+from elasticsearch import ApiError
 
 from collectors.pcapio import read_capture
+from secops.ecs import parse_time
 from tests.support.netns import Lab
+from tests.support.sensor import TCP_SINK, SensorProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.root]
 
@@ -154,3 +158,62 @@ def test_sensor_captures_what_was_sent(es, settings, config_file: Path, tmp_path
     assert res.returncode == 0, res.stderr
     want = next(d for d in tcp if d["secops"]["conn"]["orig_bytes"] == 2000)
     assert sum(1 for _ in read_capture(out)) == want["source"]["packets"] + want["destination"]["packets"]
+
+
+LATENCY_CLIENT = textwrap.dedent("""
+    import socket, sys, time
+    for i in range(100):
+        c = socket.create_connection((sys.argv[1], 9100), timeout=5)
+        port = c.getsockname()[1]
+        c.sendall(b"q" * 300)
+        c.shutdown(socket.SHUT_WR)
+        while c.recv(65536):
+            pass
+        c.close()  # the client's last ACK: the connection has ended
+        print(port, time.time(), flush=True)
+        time.sleep(0.15)
+""")
+
+
+def test_default_configuration_ships_a_connection_within_10_s_of_its_end(es, settings, config_file: Path) -> None:
+    """p95 over 100 connections of (document searchable in Elasticsearch) - (connection's last packet)."""
+    prefix = settings.elasticsearch.index_prefix
+    ended: dict[int, float] = {}
+    seen: dict[int, float] = {}
+    shipped: dict[int, float] = {}  # event.ingested: when the sensor handed the document to the writer
+    with Lab() as lab:
+        srv, cli = lab.add_host("srv"), lab.add_host("cli")
+        srv.popen(sys.executable, "-c", TCP_SINK, srv.ip, "9100", "200")
+        wait_port(srv, 9100)
+        sensor = SensorProcess(config_file, "--interface", lab.bridge, "--observer", "latency")
+        try:
+            sensor.wait_ready()
+            client = cli.popen(sys.executable, "-c", LATENCY_CLIENT, srv.ip, stdout=subprocess.PIPE, text=True)
+            reader = threading.Thread(target=lambda: ended.update(
+                (int(p), float(t)) for p, t in (line.split() for line in client.stdout)), daemon=True)
+            reader.start()
+            query = {"bool": {"filter": [{"term": {"source.ip": cli.ip}}, {"term": {"destination.port": 9100}}]}}
+            poll = es.options(request_timeout=30)  # a slow answer on a loaded machine is not a missing document
+            deadline = time.monotonic() + 120
+            while len(seen) < 100 and time.monotonic() < deadline:
+                try:
+                    hits = poll.search(index=f"{prefix}-conn-*", query=query, size=200,
+                                     source=["source.port", "event.ingested"], allow_no_indices=True,
+                                     ignore_unavailable=True)["hits"]["hits"]
+                except ApiError:  # the daily index is being created
+                    hits = []
+                now = time.time()
+                for h in hits:
+                    seen.setdefault(h["_source"]["source"]["port"], now)
+                    shipped[h["_source"]["source"]["port"]] = parse_time(h["_source"]["event"]["ingested"]).timestamp()
+                time.sleep(0.1)
+            reader.join(30)
+        finally:
+            assert sensor.stop() == 0, sensor.err
+    assert len(ended) == 100 and set(seen) == set(ended), (len(ended), len(seen))
+    latency = sorted(seen[p] - ended[p] for p in ended)
+    p50, p95 = latency[49], latency[94]
+    to_writer = sorted(shipped[p] - ended[p] for p in ended)
+    print(f"end-of-connection to searchable: p50 {p50:.2f} s, p95 {p95:.2f} s, max {latency[-1]:.2f} s; "
+          f"to the writer: p50 {to_writer[49]:.2f} s, p95 {to_writer[94]:.2f} s")
+    assert p95 <= 10.0, f"p50 {p50:.2f} s, p95 {p95:.2f} s, max {latency[-1]:.2f} s"
