@@ -16,14 +16,17 @@ from typing import NamedTuple
 from collectors.community_id import community_id
 from collectors.decode import (
     ACK,
+    BUF,
     CAPLEN,
     FLAGS,
     ICMP,
     ICMP6,
     IPLEN,
+    L4OFF,
     MAC,
     ONEWAY,
     PLEN,
+    PROTO,
     SEQ,
     TCP,
     TUNNEL,
@@ -41,6 +44,8 @@ RESET_DELAY = 5 * NS
 SWEEP_EVERY = 10 * NS
 TOO_LARGE_SEQ_DELTA = 1048576
 HISTORY_MAX = 1023  # letters kept per connection (bounded memory); the C core has the same cap
+PROBE_BYTES = 512  # payload bytes handed to the protocol probe (collectors.protocols.detect, the C core alike)
+Probe = Callable[[int, bool, bytes, int], tuple[int, int]]  # (proto, from_orig, payload, length) -> (service, sel)
 
 INACTIVE, SYN_SENT, SYN_ACK_SENT, PARTIAL, ESTABLISHED, CLOSED, RESET = range(7)
 F_FIN, F_SYN, F_RST, F_ACK = 0x01, 0x02, 0x04, 0x10
@@ -81,6 +86,7 @@ class ConnRecord(NamedTuple):
     r_mac: bytes | None
     answered: bool  # the responder answered (TCP: SYN-ACK seen; UDP: a packet back): a service is there
     community_id: str
+    service: str = ""  # detected from the payload (collectors.protocols.detect), "" when nothing matched
 
 
 def seq_delta(a: int, b: int) -> int:
@@ -156,6 +162,7 @@ class Flow:
         "o_port",
         "o_size",
         "one_way",
+        "probed",
         "proto",
         "r",
         "r_bytes",
@@ -164,7 +171,9 @@ class Flow:
         "r_pkts",
         "r_port",
         "r_size",
+        "sel",
         "start",
+        "svc",
         "tunnel",
     )
 
@@ -186,6 +195,9 @@ class Flow:
         self.o_mac = self.r_mac = None
         self.bad_sums = [0, 0]  # per direction, scaled history letters C/c
         self.bad_thresh = [1, 1]
+        self.svc = 0  # detected service (index into the probe's service names), 0 = none yet
+        self.probed = 0  # 1: the originator's first payload was probed, 2: the responder's
+        self.sel = 0  # payload packets still selected for the deep path: -1 all, 0 none
 
     # -- history helpers (Connection::CheckHistory / AddHistory / ScaledHistoryEntry) -------------------
     def check_history(self, mask: str, code: str) -> bool:
@@ -216,7 +228,7 @@ class Flow:
             self.o, self.r = self.r, self.o
 
     # -- results ---------------------------------------------------------------------------------
-    def record(self) -> ConnRecord:
+    def record(self, services: tuple[str, ...] = ("",)) -> ConnRecord:
         history = "".join(self.hist)
         orig_bytes, resp_bytes = self.payload_sizes()
         answered = (self.proto == TCP and self.r.state != INACTIVE and "h" in history) or \
@@ -225,7 +237,7 @@ class Flow:
                           self.last, self.o_pkts, self.o_bytes, self.r_pkts, self.r_bytes, orig_bytes, resp_bytes,
                           self.state(history), history, self.missed, self.tunnel, self.o_mac, self.r_mac, answered,
                           community_id(self.proto, self.o_ip, self.r_ip, self.o_port, self.r_port,
-                                       one_way=self.one_way))
+                                       one_way=self.one_way), services[self.svc])
 
     def payload_sizes(self) -> tuple[int, int]:
         if self.proto == TCP:
@@ -281,17 +293,25 @@ class FlowTable:
     tests/unit/test_flowcore.py holds the two to identical output."""
 
     def __init__(self, emit: Callable[[ConnRecord], None], max_flows: int = 500_000,
-                 likely_server_ports: dict[int, frozenset[int]] | None = None) -> None:
+                 likely_server_ports: dict[int, frozenset[int]] | None = None, probe: Probe | None = None,
+                 services: tuple[str, ...] = ("",)) -> None:
         self.flows: dict[tuple, Flow] = {}
-        self.emit = emit
+        self.services = services
+        self.probe = probe
+        self.probes = 0
+        self._emit = emit
         self.max_flows = max_flows
         self.evicted = 0
         self.next_sweep = 0
         self.now = 0
         self.lsp = likely_server_ports or LIKELY_SERVER_PORTS
 
+    def _done(self, f: Flow) -> None:
+        self._emit(f.record(self.services))
+
     # -- packet entry point ------------------------------------------------------------------------
-    def add(self, p: tuple, ts: int) -> None:
+    def add(self, p: tuple, ts: int) -> bool:
+        """Track one decoded packet; True when the deep path selected it (see :meth:`_select`)."""
         src, dst, proto, sport, dport, iplen, flags, seq, ack, length, one_way, _, _, _, caplen, _mac, bad = p
         if proto != TCP and proto != UDP and proto != ICMP and proto != ICMP6:
             sport = dport = 0
@@ -305,7 +325,7 @@ class FlowTable:
         f = flows.get(key)
         if f is not None and (ts > f.expire or (proto == TCP and flags & F_SYN and self._is_reuse(f, p))):
             del flows[key]
-            self.emit(f.record())
+            self._done(f)
             f = None
         if f is None:
             if len(flows) >= self.max_flows:
@@ -367,9 +387,42 @@ class FlowTable:
                     self._scaled(f, peer, "G" if peer is f.o else "g", "gap")
         else:
             self._other(f, p, is_orig, ts)
+        selected = self.probe is not None and not bad and proto in (TCP, UDP) and \
+            self._select(f, p, is_orig)
         if ts >= self.next_sweep:
             self.now = ts
             self.sweep(ts)
+        return selected
+
+    def _select(self, f: Flow, p: tuple, is_orig: bool) -> bool:
+        """Probe the first payload of each direction once (protocol detection on any port); once a service
+        is detected, count down the payload packets its analyzers need (-1: all of them)."""
+        proto, plen, buf, l4 = p[PROTO], p[PLEN], p[BUF], p[L4OFF]
+        if proto == TCP:
+            start = l4 + (buf[l4 + 12] >> 4) * 4 if l4 + 20 <= len(buf) else len(buf)
+            cap = p[CAPLEN]
+        else:
+            start, cap = l4 + 8, p[CAPLEN] - 8
+        cap = min(cap, plen, len(buf) - start)
+        if plen <= 0 or cap <= 0:
+            return False
+        if not f.svc:
+            bit = 1 if is_orig else 2
+            if f.probed & bit:
+                return False
+            f.probed |= bit
+            self.probes += 1
+            svc, sel = self.probe(proto, is_orig, bytes(buf[start:start + min(cap, PROBE_BYTES)]), plen)
+            if not 0 <= svc < len(self.services) or sel < -1:
+                raise ValueError("probe must return (service index, selection)")
+            if not svc:
+                return False
+            f.svc, f.sel = svc, sel
+        if not f.sel:
+            return False
+        if f.sel > 0:
+            f.sel -= 1
+        return True
 
     def _new(self, key, p, proto, src, sport, dst, dport, ts) -> Flow:
         f = Flow(key, proto, src, sport, dst, dport, ts, p[ONEWAY], p[TUNNEL])
@@ -630,18 +683,18 @@ class FlowTable:
         flows = self.flows
         done = [k for k, f in flows.items() if f.expire < now]
         for k in done:
-            self.emit(flows.pop(k).record())
+            self._done(flows.pop(k))
 
     def _evict(self) -> None:
         key = next(iter(self.flows))
         self.evicted += 1
-        self.emit(self.flows.pop(key).record())
+        self._done(self.flows.pop(key))
 
     def flush(self) -> None:
         """Emit every remaining flow (end of input), in flow-key order so the output is reproducible."""
         flows, self.flows = self.flows, {}
         for key in sorted(flows):
-            self.emit(flows[key].record())
+            self._done(flows[key])
 
     def __iter__(self) -> Iterator[Flow]:
         return iter(self.flows.values())
