@@ -1,0 +1,140 @@
+"""One tshark reading the selected frames of one capture file on its standard input, next to the flow path.
+
+The flow engines copy the frames the analyzers need (``collectors.protocols.detect`` decides per flow) into a
+pcapng byte stream; :class:`MetadataStream` starts tshark on the first selected bytes, writes them to its stdin
+while the flow path goes on (tshark dissects on the other core), and collects the finished documents in a
+queue that the caller drains between blocks (``ready``) and at the end of the file (``close``).
+
+Why one tshark per capture file rather than one for the whole run: tshark keeps per-frame and per-conversation
+state for everything it has read, so a process that lived as long as a sensor would grow without bound; per
+file its memory follows the file's selected frames. The frames are also teed to a spool file, the capture
+that a module's second look (HTTP's, after incomplete exchanges) re-reads; it is removed at ``close``.
+
+Memory stays bounded: a write blocks while tshark is behind (the pipe is the buffer), so the flow path never
+runs more than a pipe's worth ahead of the dissector.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import tempfile
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO
+
+from collectors.protocols import analyze, tshark_command
+from collectors.protocols.base import Doc, RunContext
+from collectors.protocols.tshark import STDIN, TsharkRun, read_tshark, start_tshark
+from collectors.selection import interface_block, stream_header
+
+Warn = Callable[[str], None]
+_DONE = object()
+
+
+class MetadataStream:
+    """Deep-path documents for the frames written to it (one capture file's selection)."""
+
+    def __init__(self, name: str, tshark_path: str, warn: Warn) -> None:
+        self.name = name
+        self.tshark_path = tshark_path
+        self.warn = warn
+        self.docs: queue.SimpleQueue = queue.SimpleQueue()
+        self.frames_bytes = 0
+        self.interfaces = 0  # interface blocks written so far
+        self.failed = False
+        self.finished = False
+        self._proc = None
+        self._reader: threading.Thread | None = None
+        self._spool: IO[bytes] | None = None
+        self._spool_path: Path | None = None
+
+    # -- input ---------------------------------------------------------------------------------------
+    def write(self, blocks: bytes, linktypes: tuple[int, ...]) -> None:
+        """Enhanced packet blocks from ``take_selected`` and the link type of every interface id they use."""
+        if not blocks or self.failed:
+            return
+        if self._proc is None and not self._start():
+            return
+        head = b"".join(interface_block(lt) for lt in linktypes[self.interfaces:])
+        self.interfaces = len(linktypes)
+        data = head + blocks
+        self.frames_bytes += len(data)
+        try:
+            self._spool.write(data)
+            self._proc.stdin.write(data)
+        except (BrokenPipeError, OSError, ValueError) as exc:  # tshark died: its exit status says why at close
+            self.failed = True
+            self.warn(f"{self.name}: protocol metadata stopped: tshark input closed ({exc})")
+
+    def _start(self) -> bool:
+        fd, spool = tempfile.mkstemp(prefix="secops-deep-", suffix=".pcapng")
+        self._spool, self._spool_path = os.fdopen(fd, "wb"), Path(spool)
+        run = TsharkRun()
+        warn = self._tshark_warning
+        self._proc = start_tshark(tshark_command(STDIN, self.tshark_path), run, warn, stdin=True)
+        if self._proc is None:
+            self.failed = True
+            return False
+        self._reader = threading.Thread(target=self._read, args=(run,), name="secops-deep", daemon=True)
+        self._reader.start()
+        header = stream_header()
+        self._spool.write(header)
+        try:
+            self._proc.stdin.write(header)
+        except (BrokenPipeError, OSError):
+            self.failed = True
+            return False
+        return True
+
+    def _tshark_warning(self, msg: str) -> None:
+        self.warn(f"{self.name}: {msg}")
+
+    # -- output --------------------------------------------------------------------------------------
+    def _read(self, run: TsharkRun) -> None:
+        """Reader thread: tshark's packets through the analyzers; documents into the queue."""
+        assert self._spool_path is not None
+        context = RunContext(self._spool_path, self.tshark_path)
+        try:
+            for doc in analyze(read_tshark(self._proc, run, self._tshark_warning), context, run, self.warn,
+                               self.name):
+                self.docs.put(doc)
+        except Exception as exc:  # the deep path must never take the flow path down
+            self.warn(f"{self.name}: protocol metadata failed: {type(exc).__name__}: {exc}")
+        finally:
+            self.docs.put(_DONE)
+
+    def ready(self) -> list[Doc]:
+        """Documents finished so far (never blocks)."""
+        out = []
+        while True:
+            try:
+                doc = self.docs.get_nowait()
+            except queue.Empty:
+                return out
+            if doc is _DONE:
+                self.finished = True
+            else:
+                out.append(doc)
+
+    def close(self) -> list[Doc]:
+        """End of the file's selection: wait for tshark and the analyzers; every remaining document."""
+        if self._proc is None:
+            return self.ready()
+        with contextlib.suppress(OSError):
+            self._spool.close()  # complete before tshark's EOF: a second look re-reads it
+        with contextlib.suppress(BrokenPipeError, OSError):
+            self._proc.stdin.close()
+        out = []
+        while not self.finished:
+            doc = self.docs.get()
+            if doc is _DONE:
+                self.finished = True
+            else:
+                out.append(doc)
+        self._reader.join()
+        with contextlib.suppress(OSError):
+            self._spool_path.unlink()
+        return out
