@@ -36,6 +36,7 @@ typedef int64_t i64;
 #define HISTORY_MAX 1023  /* letters kept per connection, as collectors.flows.HISTORY_MAX */
 #define MAX_FIELD 0xFFFFFFFFLL   /* |length| accepted in a packet tuple from Python */
 #define PROBE_BYTES 512          /* payload bytes handed to the probe, as collectors.protocols.detect */
+#define PROBE_MIN 8              /* shorter first payloads are kept and probed again with what follows */
 #define MAX_IFACES 64            /* distinct link types in one selection stream */
 
 enum { P_ICMP = 1, P_TCP = 6, P_UDP = 17, P_ICMP6 = 58, P_SCTP = 132 };
@@ -120,6 +121,8 @@ typedef struct flow {
     int svc;    /* detected service: index into Core.services, 0 = none (yet) */
     int probed; /* 1: the originator's first payload was probed, 2: the responder's */
     i64 sel;    /* payload packets still selected for the deep path: -1 all, 0 none */
+    u8 pre[2][PROBE_MIN];  /* per side (0 orig, 1 resp): short first payloads not yet matched */
+    int prelen[2];
 } flow_t;
 
 #define O(f) (&(f)->eps[(f)->o_idx])
@@ -1221,13 +1224,16 @@ static int select_packet(Core *c, flow_t *f, const pkt_t *p, int is_orig) {
     if (cap > p->plen) cap = p->plen;
     if (p->plen <= 0 || cap <= 0 || !p->payload) return 0;
     if (!f->svc) {
-        int bit = is_orig ? 1 : 2;
+        int bit = is_orig ? 1 : 2, side = is_orig ? 0 : 1;
         if (f->probed & bit) return 0;
-        f->probed |= bit;
         c->probes++;
-        PyObject *r = PyObject_CallFunction(c->probe, "iNy#L", p->proto, PyBool_FromLong(is_orig),
-                                            (const char *)p->payload, (Py_ssize_t)(cap < PROBE_BYTES ? cap : PROBE_BYTES),
-                                            (long long)p->plen);
+        u8 data[PROBE_MIN + PROBE_BYTES];
+        int pre = f->prelen[side], n = (int)(cap < PROBE_BYTES ? cap : PROBE_BYTES);
+        memcpy(data, f->pre[side], (size_t)pre);
+        memcpy(data + pre, p->payload, (size_t)n);
+        n = pre + n < PROBE_BYTES ? pre + n : PROBE_BYTES;
+        PyObject *r = PyObject_CallFunction(c->probe, "iNy#L", p->proto, PyBool_FromLong(is_orig), (const char *)data,
+                                            (Py_ssize_t)n, (long long)(p->plen + pre));
         if (!r) {
             c->failed = 1;
             return 0;
@@ -1244,7 +1250,16 @@ static int select_packet(Core *c, flow_t *f, const pkt_t *p, int is_orig) {
             c->failed = 1;
             return 0;
         }
-        if (!idx) return 0;
+        if (!idx) {
+            if (n < PROBE_MIN && cap == p->plen) {  /* a short, whole payload: probe again with what follows, */
+                memcpy(f->pre[side], data, (size_t)n);  /* and keep its frame in case the flow is detected then */
+                f->prelen[side] = n;
+                return 1;
+            }
+            f->probed |= bit;
+            return 0;
+        }
+        f->probed |= bit;
         f->svc = (int)idx;
         f->sel = mode;
     }
@@ -1481,7 +1496,7 @@ static int process_frame(Core *c, PyObject *buf_obj, const u8 *b, int linktype, 
     if (decode_frame(c, &d, linktype, b, off, caplen)) {
         if (!d.n) {
             c->undecoded++;
-            return 0;
+            return c->collect ? select_frame(c, linktype, b + off, caplen, wirelen, ts) : 0;
         }
         for (int i = 0; i < d.n; i++) {
             selected += add_packet(c, &d.p[i], ts);
@@ -1493,12 +1508,14 @@ static int process_frame(Core *c, PyObject *buf_obj, const u8 *b, int linktype, 
     PyObject *pkts = PyObject_CallFunction(c->fallback, "iOnnL", linktype, buf_obj, off, caplen, (long long)ts);
     if (!pkts) return -1;
     int r = add_python_packets(c, pkts, ts);
-    if (r == 0 && PyList_GET_SIZE(pkts) == 0) c->undecoded++;
+    Py_ssize_t npkts = PyList_GET_SIZE(pkts);
+    if (r == 0 && npkts == 0) c->undecoded++;
     Py_DECREF(pkts);
-    if (r > 0 && c->collect) {  /* b stays valid: the caller holds buf_obj's view */
-        return select_frame(c, linktype, b + off, caplen, wirelen, ts);
-    }
-    return r < 0 ? -1 : 0;
+    if (r < 0) return -1;
+    /* selected, or a frame without a flow of its own (an IP fragment awaiting the rest, ARP, a link type
+     * the decoders do not know): tshark gets it. b stays valid: the caller holds buf_obj's view */
+    if (c->collect && (r > 0 || npkts == 0)) return select_frame(c, linktype, b + off, caplen, wirelen, ts);
+    return 0;
 }
 
 static inline uint32_t rd32x(const u8 *b, int big) {

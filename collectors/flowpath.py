@@ -70,8 +70,10 @@ class PythonFlowPath:
                 oversized += 1
                 continue
             pkts = decode(linktype, buf, off, caplen, ts)
-            if not pkts:
+            if not pkts:  # no flow of its own (IP fragment awaiting the rest, ARP, unknown link): tshark's
                 undecoded += 1
+                if selection is not None:
+                    selection.add(linktype, ts, buf[off:off + caplen], wirelen)
                 continue
             selected = False
             for p in pkts:

@@ -45,6 +45,7 @@ SWEEP_EVERY = 10 * NS
 TOO_LARGE_SEQ_DELTA = 1048576
 HISTORY_MAX = 1023  # letters kept per connection (bounded memory); the C core has the same cap
 PROBE_BYTES = 512  # payload bytes handed to the protocol probe (collectors.protocols.detect, the C core alike)
+PROBE_MIN = 8  # shorter first payloads are kept and probed again together with what follows
 Probe = Callable[[int, bool, bytes, int], tuple[int, int]]  # (proto, from_orig, payload, length) -> (service, sel)
 
 INACTIVE, SYN_SENT, SYN_ACK_SENT, PARTIAL, ESTABLISHED, CLOSED, RESET = range(7)
@@ -162,6 +163,7 @@ class Flow:
         "o_port",
         "o_size",
         "one_way",
+        "pre",
         "probed",
         "proto",
         "r",
@@ -198,6 +200,7 @@ class Flow:
         self.svc = 0  # detected service (index into the probe's service names), 0 = none yet
         self.probed = 0  # 1: the originator's first payload was probed, 2: the responder's
         self.sel = 0  # payload packets still selected for the deep path: -1 all, 0 none
+        self.pre: list[bytes] | None = None  # per side: short first payloads not matched yet
 
     # -- history helpers (Connection::CheckHistory / AddHistory / ScaledHistoryEntry) -------------------
     def check_history(self, mask: str, code: str) -> bool:
@@ -410,13 +413,20 @@ class FlowTable:
             bit = 1 if is_orig else 2
             if f.probed & bit:
                 return False
-            f.probed |= bit
             self.probes += 1
-            svc, sel = self.probe(proto, is_orig, bytes(buf[start:start + min(cap, PROBE_BYTES)]), plen)
+            pre = f.pre[0 if is_orig else 1] if f.pre else b""
+            data = (pre + bytes(buf[start:start + min(cap, PROBE_BYTES)]))[:PROBE_BYTES]
+            svc, sel = self.probe(proto, is_orig, data, plen + len(pre))
             if not 0 <= svc < len(self.services) or sel < -1:
                 raise ValueError("probe must return (service index, selection)")
             if not svc:
+                if len(data) < PROBE_MIN and cap == plen:  # short and whole: probe again with what follows,
+                    f.pre = f.pre or [b"", b""]  # and keep its frame in case the flow is detected then
+                    f.pre[0 if is_orig else 1] = data
+                    return True
+                f.probed |= bit
                 return False
+            f.probed |= bit
             f.svc, f.sel = svc, sel
         if not f.sel:
             return False

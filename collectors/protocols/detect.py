@@ -34,20 +34,20 @@ HTTP_METHODS = frozenset({
     b"PROPPATCH", b"MKCOL", b"COPY", b"MOVE", b"LOCK", b"UNLOCK", b"SEARCH", b"REPORT", b"SUBSCRIBE",
     b"NOTIFY", b"M-SEARCH", b"UNSUBSCRIBE", b"MKACTIVITY", b"CHECKOUT", b"MERGE", b"BPROPFIND", b"POLL",
 })
-TOKEN = frozenset(b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
 
 
 def http_request(data: bytes, _length: int) -> bool:
-    """RFC 9112 request-line: method SP request-target SP HTTP-version (the version may be cut off)."""
-    sp = data.find(b" ", 0, 16)
-    if sp <= 0 or data[:sp] not in HTTP_METHODS:
+    """RFC 9112 request-line, read as leniently as servers (and Zeek's DPD) do: a known method followed by a
+    space, a slash or the line end, or any line that starts with a printable character and names an
+    HTTP version."""
+    end = min(n for n in (data.find(b"\n"), len(data)) if n >= 0)
+    line = data[:end]
+    if not line or line[0] <= 0x20 or (line[0] >= 0x7F and b"HTTP/" not in line):
         return False
-    target_end = data.find(b" ", sp + 1)
-    if target_end < 0:  # the first segment may end inside a long URI: the target must at least start well
-        return len(data) > sp + 1 and 0x21 <= data[sp + 1] < 0x7F
-    version = data[target_end + 1:target_end + 6]
-    return target_end > sp + 1 and b"HTTP/".startswith(version)  # a shorter version: the segment ended
-
+    for i, c in enumerate(line[:17]):
+        if c in b" /\r":
+            return line[:i] in HTTP_METHODS or b"HTTP/" in line
+    return (line in HTTP_METHODS and end < len(data)) or b"HTTP/" in line
 
 def http_response(data: bytes, _length: int) -> bool:
     """RFC 9112 status-line: HTTP/d.d SP 3DIGIT."""
@@ -147,7 +147,9 @@ def rdp(data: bytes, _length: int) -> bool:
     if at < 0:
         return False
     rest = data[at:]
-    return rest == b"" or rest.startswith(b"Cookie: ") or (len(rest) >= 8 and rest[0] == 1 and rest[2:4] == b"\x08\x00")
+    if not rest:  # a bare request is exactly the 11-byte TPKT + COTP header
+        return (data[2] << 8 | data[3]) == 11
+    return rest.startswith(b"Cookie: ") or (len(rest) >= 8 and rest[0] == 1 and rest[2:4] == b"\x08\x00")
 
 
 def s7comm(data: bytes, _length: int) -> bool:
