@@ -75,6 +75,12 @@ typedef struct {
     const u8 *payload;  /* TCP/UDP payload (selection hook); NULL when none was captured */
 } pkt_t;
 
+/* a growable byte buffer (selected frames as pcapng blocks) */
+typedef struct {
+    u8 *b;
+    size_t len, cap;
+} bytebuf_t;
+
 typedef struct {
     pkt_t p[MAX_PKTS];
     int n;
@@ -123,6 +129,8 @@ typedef struct flow {
     i64 sel;    /* payload packets still selected for the deep path: -1 all, 0 none */
     u8 pre[2][PROBE_MIN];  /* per side (0 orig, 1 resp): short first payloads not yet matched */
     int prelen[2];
+    bytebuf_t syn;   /* its SYN / SYN-ACK frames, kept until detection decides (tshark learns the server) */
+    int syn_frames;
 } flow_t;
 
 #define O(f) (&(f)->eps[(f)->o_idx])
@@ -148,12 +156,16 @@ typedef struct {
     /* protocol detection and deep-path selection (collectors.protocols.detect) */
     PyObject *probe;     /* probe(proto, from_orig, payload, length) -> (service index, selection) or NULL */
     PyObject *services;  /* tuple of service names, index 0 = "" */
-    int collect;         /* copy selected frames into sel_buf (pcapng enhanced packet blocks) */
-    u8 *sel_buf;
-    size_t sel_len, sel_cap;
+    int collect;         /* copy selected frames into sel (pcapng enhanced packet blocks) */
+    bytebuf_t sel;
     int if_link[MAX_IFACES];  /* pcapng interface id -> link type */
     int n_if;
     i64 selected, probes;
+    /* the frame being processed (NULL while packets come from add()) */
+    const u8 *cur_frame;
+    Py_ssize_t cur_caplen;
+    int cur_link;
+    i64 cur_wirelen, cur_ts;
 } Core;
 
 /* ---------------------------------------------------------------------------------------------------------- */
@@ -899,6 +911,7 @@ static PyObject *flow_record(Core *c, flow_t *f) {
 
 static void flow_free(flow_t *f) {
     if (f->hist != f->hist_inline) PyMem_Free(f->hist);
+    PyMem_Free(f->syn.b);
     PyMem_Free(f);
 }
 
@@ -1218,8 +1231,81 @@ static void tcp_packet(Core *c, flow_t *f, const pkt_t *p, int is_orig, i64 ts) 
     f->expire = tcp_expire(f);
 }
 
+static inline void wr32le(u8 *b, uint32_t v) {
+    b[0] = (u8)v, b[1] = (u8)(v >> 8), b[2] = (u8)(v >> 16), b[3] = (u8)(v >> 24);
+}
+
+static int buf_reserve(bytebuf_t *o, size_t more) {
+    if (o->len + more <= o->cap) return 0;
+    size_t cap = o->cap ? o->cap : 256;
+    while (cap < o->len + more) cap *= 2;
+    u8 *nb = PyMem_Realloc(o->b, cap);
+    if (!nb) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    o->b = nb, o->cap = cap;
+    return 0;
+}
+
+/* Append one frame as a pcapng enhanced packet block (little-endian, nanosecond timestamps; interface id = slot
+ * of its link type, see linktypes()). Returns 1 if appended, 0 if its link type has no slot left, -1 on memory
+ * failure. */
+static int epb_append(Core *c, bytebuf_t *o, int linktype, const u8 *frame, Py_ssize_t caplen, i64 wirelen, i64 ts) {
+    int ifid = 0;
+    while (ifid < c->n_if && c->if_link[ifid] != linktype) ifid++;
+    if (ifid == c->n_if) {
+        if (c->n_if == MAX_IFACES) return 0;  /* more link types than a stream carries: not selected */
+        c->if_link[c->n_if++] = linktype;
+    }
+    size_t padded = ((size_t)caplen + 3) & ~(size_t)3, total = 32 + padded;
+    if (buf_reserve(o, total) < 0) return -1;
+    u8 *w = o->b + o->len;
+    uint64_t t = (uint64_t)ts;
+    wr32le(w, 6), wr32le(w + 4, (uint32_t)total), wr32le(w + 8, (uint32_t)ifid);
+    wr32le(w + 12, (uint32_t)(t >> 32)), wr32le(w + 16, (uint32_t)t);
+    wr32le(w + 20, (uint32_t)caplen), wr32le(w + 24, (uint32_t)(wirelen < caplen ? caplen : wirelen));
+    memcpy(w + 28, frame, (size_t)caplen);
+    memset(w + 28 + caplen, 0, padded - (size_t)caplen);
+    wr32le(w + 28 + padded, (uint32_t)total);
+    o->len += total;
+    return 1;
+}
+
+/* The current frame into the selection stream. */
+static int select_frame(Core *c, int linktype, const u8 *frame, Py_ssize_t caplen, i64 wirelen, i64 ts) {
+    int r = epb_append(c, &c->sel, linktype, frame, caplen, wirelen, ts);
+    if (r > 0) c->selected++;
+    return r < 0 ? -1 : 0;
+}
+
+/* Detection decided: the kept SYN / SYN-ACK frames go first when the flow is selected, else they are dropped. */
+static int release_syn(Core *c, flow_t *f, int keep) {
+    int r = 0;
+    if (keep && f->syn.len) {
+        if (buf_reserve(&c->sel, f->syn.len) < 0) {
+            r = -1;
+        } else {
+            memcpy(c->sel.b + c->sel.len, f->syn.b, f->syn.len);
+            c->sel.len += f->syn.len;
+            c->selected += f->syn_frames;
+        }
+    }
+    PyMem_Free(f->syn.b);
+    memset(&f->syn, 0, sizeof(f->syn));
+    f->syn_frames = 2;  /* nothing more is kept */
+    return r;
+}
+
 /* FlowTable._select: probe the first payload of each direction once; count down the selection. */
 static int select_packet(Core *c, flow_t *f, const pkt_t *p, int is_orig) {
+    if (!f->svc && p->proto == P_TCP && (p->flags & F_SYN) && p->plen <= 0 && c->collect && c->cur_frame &&
+        f->syn_frames < 2) {
+        int r = epb_append(c, &f->syn, c->cur_link, c->cur_frame, c->cur_caplen, c->cur_wirelen, c->cur_ts);
+        if (r < 0) c->failed = 1;
+        f->syn_frames += r > 0;
+        return 0;
+    }
     i64 cap = p->proto == P_TCP ? p->caplen : p->caplen - 8;
     if (cap > p->plen) cap = p->plen;
     if (p->plen <= 0 || cap <= 0 || !p->payload) return 0;
@@ -1257,11 +1343,13 @@ static int select_packet(Core *c, flow_t *f, const pkt_t *p, int is_orig) {
                 return 1;
             }
             f->probed |= bit;
+            if (f->probed == 3 && release_syn(c, f, 0) < 0) c->failed = 1;
             return 0;
         }
         f->probed |= bit;
         f->svc = (int)idx;
         f->sel = mode;
+        if (release_syn(c, f, mode != 0) < 0) c->failed = 1;
     }
     if (!f->sel) return 0;
     if (f->sel > 0) f->sel--;
@@ -1446,45 +1534,8 @@ static int add_python_packets(Core *c, PyObject *list, i64 ts) {
     return selected;
 }
 
-static inline void wr32le(u8 *b, uint32_t v) {
-    b[0] = (u8)v, b[1] = (u8)(v >> 8), b[2] = (u8)(v >> 16), b[3] = (u8)(v >> 24);
-}
-
-/* Append one frame to the selection stream as a pcapng enhanced packet block (little-endian, nanosecond
- * timestamps; interface id = slot of its link type, see linktypes()). Returns -1 on memory failure. */
-static int select_frame(Core *c, int linktype, const u8 *frame, Py_ssize_t caplen, i64 wirelen, i64 ts) {
-    int ifid = 0;
-    while (ifid < c->n_if && c->if_link[ifid] != linktype) ifid++;
-    if (ifid == c->n_if) {
-        if (c->n_if == MAX_IFACES) return 0;  /* more link types than a stream carries: not selected */
-        c->if_link[c->n_if++] = linktype;
-    }
-    size_t padded = ((size_t)caplen + 3) & ~(size_t)3, total = 32 + padded;
-    if (c->sel_len + total > c->sel_cap) {
-        size_t cap = c->sel_cap ? c->sel_cap : 1 << 16;
-        while (cap < c->sel_len + total) cap *= 2;
-        u8 *nb = PyMem_Realloc(c->sel_buf, cap);
-        if (!nb) {
-            PyErr_NoMemory();
-            return -1;
-        }
-        c->sel_buf = nb, c->sel_cap = cap;
-    }
-    u8 *o = c->sel_buf + c->sel_len;
-    uint64_t t = (uint64_t)ts;
-    wr32le(o, 6), wr32le(o + 4, (uint32_t)total), wr32le(o + 8, (uint32_t)ifid);
-    wr32le(o + 12, (uint32_t)(t >> 32)), wr32le(o + 16, (uint32_t)t);
-    wr32le(o + 20, (uint32_t)caplen), wr32le(o + 24, (uint32_t)(wirelen < caplen ? caplen : wirelen));
-    memcpy(o + 28, frame, (size_t)caplen);
-    memset(o + 28 + caplen, 0, padded - (size_t)caplen);
-    wr32le(o + 28 + padded, (uint32_t)total);
-    c->sel_len += total;
-    c->selected++;
-    return 0;
-}
-
 /* One frame through decoder and flow table; buf_obj is handed to the fallback for delegated frames. */
-static int process_frame(Core *c, PyObject *buf_obj, const u8 *b, int linktype, Py_ssize_t off, Py_ssize_t caplen,
+static int frame_packets(Core *c, PyObject *buf_obj, const u8 *b, int linktype, Py_ssize_t off, Py_ssize_t caplen,
                          i64 wirelen, i64 ts) {
     int selected = 0;
     c->packets++;
@@ -1516,6 +1567,15 @@ static int process_frame(Core *c, PyObject *buf_obj, const u8 *b, int linktype, 
      * the decoders do not know): tshark gets it. b stays valid: the caller holds buf_obj's view */
     if (c->collect && (r > 0 || npkts == 0)) return select_frame(c, linktype, b + off, caplen, wirelen, ts);
     return 0;
+}
+
+/* frame_packets with the frame known to the selection (kept SYNs) for exactly its duration */
+static int process_frame(Core *c, PyObject *buf_obj, const u8 *b, int linktype, Py_ssize_t off, Py_ssize_t caplen,
+                         i64 wirelen, i64 ts) {
+    c->cur_frame = b + off, c->cur_caplen = caplen, c->cur_link = linktype, c->cur_wirelen = wirelen, c->cur_ts = ts;
+    int r = frame_packets(c, buf_obj, b, linktype, off, caplen, wirelen, ts);
+    c->cur_frame = NULL;
+    return r;
 }
 
 static inline uint32_t rd32x(const u8 *b, int big) {
@@ -1676,8 +1736,8 @@ static PyObject *Core_counters(Core *c, PyObject *Py_UNUSED(ignored)) {
 }
 
 static PyObject *Core_take_selected(Core *c, PyObject *Py_UNUSED(ignored)) {
-    PyObject *out = PyBytes_FromStringAndSize((const char *)c->sel_buf, (Py_ssize_t)c->sel_len);
-    if (out) c->sel_len = 0;
+    PyObject *out = PyBytes_FromStringAndSize((const char *)c->sel.b, (Py_ssize_t)c->sel.len);
+    if (out) c->sel.len = 0;
     return out;
 }
 
@@ -1783,7 +1843,7 @@ static void Core_dealloc(Core *c) {
     Py_XDECREF(c->emitted);
     Py_XDECREF(c->probe);
     Py_XDECREF(c->services);
-    PyMem_Free(c->sel_buf);
+    PyMem_Free(c->sel.b);
     Py_TYPE(c)->tp_free((PyObject *)c);
 }
 

@@ -57,8 +57,8 @@ class PythonFlowPath:
     def __init__(self, emit: Emit, *, max_flows: int, verify_checksums: bool, probe: Probe | None = None,
                  services: tuple[str, ...] = ("",), collect: bool = False) -> None:
         self.decoder = Decoder(verify_checksums=verify_checksums)
-        self.table = FlowTable(emit, max_flows=max_flows, probe=probe, services=services)
         self.selection = FrameSelection() if collect and probe is not None else None
+        self.table = FlowTable(emit, max_flows=max_flows, probe=probe, services=services, selection=self.selection)
 
     def process_file(self, path: Path, on_warning: Warn, on_packets: Progress, on_block: Block = None) -> FileCounts:
         decode, add, selection = self.decoder.decode, self.table.add, self.selection
@@ -76,10 +76,14 @@ class PythonFlowPath:
                     selection.add(linktype, ts, buf[off:off + caplen], wirelen)
                 continue
             selected = False
+            if selection is not None:
+                self.table.frame = (linktype, ts, buf, off, caplen, wirelen)
             for p in pkts:
                 selected |= add(p, ts)
-            if selected and selection is not None:
-                selection.add(linktype, ts, buf[off:off + caplen], wirelen)
+            if selection is not None:
+                self.table.frame = None
+                if selected:
+                    selection.add(linktype, ts, buf[off:off + caplen], wirelen)
             if not n & 0x3FFF:
                 if on_packets is not None:
                     on_packets(n)

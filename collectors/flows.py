@@ -32,6 +32,7 @@ from collectors.decode import (
     TUNNEL,
     UDP,
 )
+from collectors.selection import FrameSelection
 
 NS = 1_000_000_000
 TCP_INACTIVITY = 300 * NS
@@ -176,6 +177,8 @@ class Flow:
         "sel",
         "start",
         "svc",
+        "syn",
+        "syn_frames",
         "tunnel",
     )
 
@@ -201,6 +204,8 @@ class Flow:
         self.probed = 0  # 1: the originator's first payload was probed, 2: the responder's
         self.sel = 0  # payload packets still selected for the deep path: -1 all, 0 none
         self.pre: list[bytes] | None = None  # per side: short first payloads not matched yet
+        self.syn: list[bytes] | None = None  # SYN / SYN-ACK frames kept until detection decides
+        self.syn_frames = 0
 
     # -- history helpers (Connection::CheckHistory / AddHistory / ScaledHistoryEntry) -------------------
     def check_history(self, mask: str, code: str) -> bool:
@@ -297,11 +302,13 @@ class FlowTable:
 
     def __init__(self, emit: Callable[[ConnRecord], None], max_flows: int = 500_000,
                  likely_server_ports: dict[int, frozenset[int]] | None = None, probe: Probe | None = None,
-                 services: tuple[str, ...] = ("",)) -> None:
+                 services: tuple[str, ...] = ("",), selection: FrameSelection | None = None) -> None:
         self.flows: dict[tuple, Flow] = {}
         self.services = services
         self.probe = probe
         self.probes = 0
+        self.selection = selection  # where kept SYN frames go when their flow is selected
+        self.frame: tuple | None = None  # (linktype, ts, buf, offset, caplen, wirelen) of the frame being added
         self._emit = emit
         self.max_flows = max_flows
         self.evicted = 0
@@ -401,6 +408,14 @@ class FlowTable:
         """Probe the first payload of each direction once (protocol detection on any port); once a service
         is detected, count down the payload packets its analyzers need (-1: all of them)."""
         proto, plen, buf, l4 = p[PROTO], p[PLEN], p[BUF], p[L4OFF]
+        if not f.svc and proto == TCP and p[FLAGS] & F_SYN and plen <= 0 and self.selection is not None and \
+                self.frame is not None and f.syn_frames < 2:  # tshark learns the server from the handshake
+            linktype, ts, fbuf, off, caplen, wirelen = self.frame
+            block = self.selection.block(linktype, ts, fbuf[off:off + caplen], wirelen)
+            if block is not None:
+                f.syn = [*(f.syn or ()), block]
+                f.syn_frames += 1
+            return False
         if proto == TCP:
             start = l4 + (buf[l4 + 12] >> 4) * 4 if l4 + 20 <= len(buf) else len(buf)
             cap = p[CAPLEN]
@@ -425,14 +440,23 @@ class FlowTable:
                     f.pre[0 if is_orig else 1] = data
                     return True
                 f.probed |= bit
+                if f.probed == 3:
+                    self._release_syn(f, False)
                 return False
             f.probed |= bit
             f.svc, f.sel = svc, sel
+            self._release_syn(f, sel != 0)
         if not f.sel:
             return False
         if f.sel > 0:
             f.sel -= 1
         return True
+
+    def _release_syn(self, f: Flow, keep: bool) -> None:
+        """Detection decided: the kept handshake frames go first if the flow is selected, else they are dropped."""
+        if keep and f.syn and self.selection is not None:
+            self.selection.add_blocks(f.syn)
+        f.syn, f.syn_frames = None, 2
 
     def _new(self, key, p, proto, src, sport, dst, dport, ts) -> Flow:
         f = Flow(key, proto, src, sport, dst, dport, ts, p[ONEWAY], p[TUNNEL])

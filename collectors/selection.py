@@ -46,16 +46,25 @@ class FrameSelection:
         self.blocks: list[bytes] = []
         self.count = 0
 
-    def add(self, linktype: int, ts_ns: int, frame: bytes | memoryview, wirelen: int) -> None:
+    def block(self, linktype: int, ts_ns: int, frame: bytes | memoryview, wirelen: int) -> bytes | None:
+        """The frame's block (its link type gets a slot), or None when no slot is left."""
         try:
             interface = self.slots.index(linktype)
         except ValueError:
             if len(self.slots) == self.MAX_INTERFACES:
-                return
+                return None
             interface = len(self.slots)
             self.slots.append(linktype)
-        self.blocks.append(packet_block(interface, ts_ns, frame, wirelen))
-        self.count += 1
+        return packet_block(interface, ts_ns, frame, wirelen)
+
+    def add(self, linktype: int, ts_ns: int, frame: bytes | memoryview, wirelen: int) -> None:
+        block = self.block(linktype, ts_ns, frame, wirelen)
+        if block is not None:
+            self.add_blocks([block])
+
+    def add_blocks(self, blocks: list[bytes]) -> None:
+        self.blocks += blocks
+        self.count += len(blocks)
 
     def take(self) -> bytes:
         out, self.blocks = b"".join(self.blocks), []

@@ -84,6 +84,33 @@ def xmpp_stream(data: bytes, _length: int) -> bool:
 
 # -- binary headers --------------------------------------------------------------------------------------
 
+def mysql_greeting(data: bytes, _length: int) -> bool:
+    """MySQL protocol HandshakeV10 from the server: 3-byte little-endian length, sequence id 0, protocol 10, a
+    NUL-terminated printable server version."""
+    if len(data) < 10 or data[3] != 0 or data[4] != 10:
+        return False
+    length = data[0] | data[1] << 8 | data[2] << 16
+    end = data.find(b"\0", 5, 80)
+    return length >= 30 and end > 5 and all(0x20 <= c < 0x7F for c in data[5:end])
+
+
+LDAP_REQUESTS = frozenset({0x60, 0x63, 0x66, 0x68, 0x4A, 0x6C, 0x6E, 0x50, 0x42, 0x77})
+
+
+def ldap_request(data: bytes, _length: int) -> bool:
+    """RFC 4511 LDAPMessage: SEQUENCE { messageID INTEGER (1-4 bytes), protocolOp [APPLICATION n] }."""
+    if len(data) < 7 or data[0] != 0x30:
+        return False
+    long_form = data[1] & 0x7F if data[1] & 0x80 else 0
+    if data[1] & 0x80 and not 1 <= long_form <= 4:
+        return False
+    at = 2 + long_form
+    if at + 3 > len(data) or data[at] != 0x02 or not 1 <= data[at + 1] <= 4:
+        return False
+    op = at + 2 + data[at + 1]
+    return op < len(data) and data[op] in LDAP_REQUESTS
+
+
 TLS_HANDSHAKE, CLIENT_HELLO, SERVER_HELLO = 22, 1, 2
 
 
@@ -302,6 +329,7 @@ class Probe:
 
 
 HANDSHAKE_TLS, HANDSHAKE_SSH, HANDSHAKE_QUIC = 24, 8, 6
+UPGRADE = 48  # cleartext sessions that may switch to TLS (STARTTLS): their first exchanges and the handshake
 _T, _U, _TU = frozenset({TCP}), frozenset({UDP}), frozenset({TCP, UDP})
 
 # Strong signatures first; the weak ones (few fixed bits) last, so they never shadow a strong one.
@@ -314,9 +342,11 @@ PROBES: tuple[Probe, ...] = (
     Probe("smb", _T, "any", smb, SELECT_ALL),
     Probe("dce_rpc", _T, "any", dce_rpc, SELECT_ALL),
     Probe("ftp", _T, "orig", ftp_command, SELECT_ALL),
-    Probe("smtp", _T, "orig", smtp_command, SELECT_NONE),
-    Probe("pop3", _T, "resp", pop3_greeting, SELECT_NONE),
-    Probe("xmpp", _T, "any", xmpp_stream, SELECT_NONE),
+    Probe("smtp", _T, "orig", smtp_command, UPGRADE),
+    Probe("pop3", _T, "resp", pop3_greeting, UPGRADE),
+    Probe("xmpp", _T, "any", xmpp_stream, UPGRADE),
+    Probe("mysql", _T, "resp", mysql_greeting, UPGRADE),
+    Probe("ldap_tcp", _T, "orig", ldap_request, UPGRADE),
     Probe("rdp", _T, "orig", rdp, SELECT_NONE),
     Probe("s7comm", _T, "orig", s7comm, SELECT_ALL),
     Probe("dnp3", _TU, "any", dnp3, SELECT_ALL),

@@ -79,6 +79,8 @@ POSITIVE = [
     (TCP, True, b"USER anonymous\r\n", "ftp"),
     (TCP, True, b"EHLO mail.example.org\r\n", "smtp"),
     (TCP, False, b"+OK POP3 server ready\r\n", "pop3"),
+    (TCP, False, b"\x4a\x00\x00\x00\x0a5.7.26-log\x00\x08\x00\x00\x00" + bytes(50), "mysql"),
+    (TCP, True, b"\x30\x1d\x02\x01\x01\x77\x18\x80\x161.3.6.1.4.1.1466.20037", "ldap_tcp"),
     (TCP, True, b"<?xml version='1.0'?><stream:stream to='example.com' xmlns='jabber:client'>", "xmpp"),
     (TCP, True, b"\x03\x00\x00\x13\x0e\xe0\x00\x00\x00\x00\x00\x01\x00\x08\x00\x03\x00\x00\x00", "rdp"),
     (TCP, True, b"\x03\x00\x00\x2b\x26\xe0\x00\x00\x00\x00\x00Cookie: mstshash=admin\r\n", "rdp"),
