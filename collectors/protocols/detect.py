@@ -326,37 +326,43 @@ class Probe:
     side: str  # "orig", "resp" or "any": who sends the matched message
     match: Match
     select: int
+    first: bytes | None = None  # the bytes a matching payload can start with (None: any), for dispatch
 
 
+def _letters(*words: str) -> bytes:
+    return bytes(sorted({ord(c) for w in words for c in (w[0].upper(), w[0].lower())}))
+
+
+_PRINTABLE = bytes(range(0x21, 0x7F)) + bytes(range(0x80, 0x100))  # http_request: a line's first character
 HANDSHAKE_TLS, HANDSHAKE_SSH, HANDSHAKE_QUIC = 24, 8, 6
 UPGRADE = 48  # cleartext sessions that may switch to TLS (STARTTLS): their first exchanges and the handshake
 _T, _U, _TU = frozenset({TCP}), frozenset({UDP}), frozenset({TCP, UDP})
 
 # Strong signatures first; the weak ones (few fixed bits) last, so they never shadow a strong one.
 PROBES: tuple[Probe, ...] = (
-    Probe("ssl", _T, "orig", tls_client_hello, HANDSHAKE_TLS),
-    Probe("ssl", _T, "resp", tls_server_hello, HANDSHAKE_TLS),
-    Probe("ssh", _T, "any", ssh_banner, HANDSHAKE_SSH),
-    Probe("http", _T, "orig", http_request, SELECT_ALL),
-    Probe("http", _T, "resp", http_response, SELECT_ALL),
-    Probe("smb", _T, "any", smb, SELECT_ALL),
-    Probe("dce_rpc", _T, "any", dce_rpc, SELECT_ALL),
-    Probe("ftp", _T, "orig", ftp_command, SELECT_ALL),
-    Probe("smtp", _T, "orig", smtp_command, UPGRADE),
-    Probe("pop3", _T, "resp", pop3_greeting, UPGRADE),
-    Probe("xmpp", _T, "any", xmpp_stream, UPGRADE),
+    Probe("ssl", _T, "orig", tls_client_hello, HANDSHAKE_TLS, b"\x16" + bytes(range(0x80, 0x100))),
+    Probe("ssl", _T, "resp", tls_server_hello, HANDSHAKE_TLS, b"\x16"),
+    Probe("ssh", _T, "any", ssh_banner, HANDSHAKE_SSH, b"S"),
+    Probe("http", _T, "orig", http_request, SELECT_ALL, _PRINTABLE),
+    Probe("http", _T, "resp", http_response, SELECT_ALL, b"H"),
+    Probe("smb", _T, "any", smb, SELECT_ALL, b"\x00"),
+    Probe("dce_rpc", _T, "any", dce_rpc, SELECT_ALL, b"\x05"),
+    Probe("ftp", _T, "orig", ftp_command, SELECT_ALL, _letters("USER", "AUTH", "FEAT", "SYST", "OPTS")),
+    Probe("smtp", _T, "orig", smtp_command, UPGRADE, _letters("EHLO", "HELO")),
+    Probe("pop3", _T, "resp", pop3_greeting, UPGRADE, b"+"),
+    Probe("xmpp", _T, "any", xmpp_stream, UPGRADE, b"<"),
     Probe("mysql", _T, "resp", mysql_greeting, UPGRADE),
-    Probe("ldap_tcp", _T, "orig", ldap_request, UPGRADE),
-    Probe("rdp", _T, "orig", rdp, SELECT_NONE),
-    Probe("s7comm", _T, "orig", s7comm, SELECT_ALL),
-    Probe("dnp3", _TU, "any", dnp3, SELECT_ALL),
-    Probe("quic", _U, "orig", quic_initial, HANDSHAKE_QUIC),
-    Probe("quic", _U, "resp", quic_server_initial, HANDSHAKE_QUIC),
-    Probe("dhcp", _U, "any", dhcp, SELECT_ALL),
-    Probe("vxlan", _U, "any", vxlan, SELECT_NONE),
-    Probe("geneve", _U, "any", geneve, SELECT_NONE),
-    Probe("gtpv1", _U, "any", gtpv1, SELECT_NONE),
-    Probe("iec104", _T, "any", iec104, SELECT_ALL),
+    Probe("ldap_tcp", _T, "orig", ldap_request, UPGRADE, b"\x30"),
+    Probe("rdp", _T, "orig", rdp, SELECT_NONE, b"\x03"),
+    Probe("s7comm", _T, "orig", s7comm, SELECT_ALL, b"\x03"),
+    Probe("dnp3", _TU, "any", dnp3, SELECT_ALL, b"\x05"),
+    Probe("quic", _U, "orig", quic_initial, HANDSHAKE_QUIC, bytes(range(0xC0, 0x100))),
+    Probe("quic", _U, "resp", quic_server_initial, HANDSHAKE_QUIC, bytes(range(0xC0, 0x100))),
+    Probe("dhcp", _U, "any", dhcp, SELECT_ALL, b"\x01\x02"),
+    Probe("vxlan", _U, "any", vxlan, SELECT_NONE, b"\x08"),
+    Probe("geneve", _U, "any", geneve, SELECT_NONE, bytes(range(0x40))),
+    Probe("gtpv1", _U, "any", gtpv1, SELECT_NONE, bytes(range(0x30, 0x40))),
+    Probe("iec104", _T, "any", iec104, SELECT_ALL, b"\x68"),
     Probe("modbus", _T, "any", modbus, SELECT_ALL),
     Probe("dns", _U, "any", dns_message, SELECT_ALL),
     Probe("dns", _T, "any", dns_over_tcp, SELECT_ALL),
@@ -364,9 +370,13 @@ PROBES: tuple[Probe, ...] = (
 
 SERVICES: tuple[str, ...] = ("", *dict.fromkeys(p.service for p in PROBES))  # index 0: nothing detected
 SERVICE_INDEX = {name: i for i, name in enumerate(SERVICES)}
-_BY_KEY: dict[tuple[int, bool], tuple[tuple[int, Probe], ...]] = {
-    (proto, from_orig): tuple((SERVICE_INDEX[p.service], p) for p in PROBES
-                              if proto in p.transports and p.side in ("any", "orig" if from_orig else "resp"))
+# (transport, from originator) -> per first byte, the probes that can match, in PROBES order
+_BY_KEY: dict[tuple[int, bool], tuple[tuple[tuple[int, Probe], ...], ...]] = {
+    (proto, from_orig): tuple(
+        tuple((SERVICE_INDEX[p.service], p) for p in PROBES
+              if proto in p.transports and p.side in ("any", "orig" if from_orig else "resp")
+              and (p.first is None or byte in p.first))
+        for byte in range(256))
     for proto in (TCP, UDP) for from_orig in (True, False)
 }
 NOTHING = (0, SELECT_NONE)
@@ -374,7 +384,10 @@ NOTHING = (0, SELECT_NONE)
 
 def probe(proto: int, from_orig: bool, payload: bytes, length: int) -> tuple[int, int]:
     """(index into :data:`SERVICES`, selection) for the first payload one side of a flow sent."""
-    for index, p in _BY_KEY.get((proto, from_orig), ()):
+    table = _BY_KEY.get((proto, from_orig))
+    if table is None or not payload:
+        return NOTHING
+    for index, p in table[payload[0]]:
         try:
             if p.match(payload, length):
                 return index, p.select

@@ -168,3 +168,21 @@ def test_every_probe_has_a_positive_case_and_a_known_transport() -> None:
     covered = {s for *_, s in POSITIVE}
     assert {p.service for p in PROBES} <= covered
     assert all(p.transports <= {TCP, UDP} and p.side in ("orig", "resp", "any") for p in PROBES)
+
+
+def _scan_all(transport: int, from_orig: bool, payload: bytes, length: int) -> str:
+    """Every probe in table order, without the first-byte dispatch."""
+    for p in PROBES:
+        if transport in p.transports and p.side in ("any", "orig" if from_orig else "resp") and \
+                p.match(payload, length):
+            return p.service
+    return ""
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.sampled_from(POSITIVE), st.binary(max_size=3), st.integers(0, 80), st.booleans())
+def test_first_byte_dispatch_changes_no_answer(case: tuple, prefix: bytes, cut: int, flip: bool) -> None:
+    """The dispatch table only skips probes that cannot match: its answers equal a scan of every probe."""
+    transport, from_orig, payload, _ = case
+    data = (prefix + payload)[:len(payload) - cut if cut < len(payload) else None]
+    assert detect(transport, from_orig ^ flip, data) == _scan_all(transport, from_orig ^ flip, data, len(data))
