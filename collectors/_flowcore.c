@@ -1299,8 +1299,10 @@ static int release_syn(Core *c, flow_t *f, int keep) {
 
 /* FlowTable._select: probe the first payload of each direction once; count down the selection. */
 static int select_packet(Core *c, flow_t *f, const pkt_t *p, int is_orig) {
+    /* tshark tries the lower port's dissector first unless the handshake named the server: keep the SYNs of
+     * flows whose client port is the lower one */
     if (!f->svc && p->proto == P_TCP && (p->flags & F_SYN) && p->plen <= 0 && c->collect && c->cur_frame &&
-        f->syn_frames < 2) {
+        f->syn_frames < 2 && f->o_port < f->r_port) {
         int r = epb_append(c, &f->syn, c->cur_link, c->cur_frame, c->cur_caplen, c->cur_wirelen, c->cur_ts);
         if (r < 0) c->failed = 1;
         f->syn_frames += r > 0;

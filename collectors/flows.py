@@ -409,7 +409,8 @@ class FlowTable:
         is detected, count down the payload packets its analyzers need (-1: all of them)."""
         proto, plen, buf, l4 = p[PROTO], p[PLEN], p[BUF], p[L4OFF]
         if not f.svc and proto == TCP and p[FLAGS] & F_SYN and plen <= 0 and self.selection is not None and \
-                self.frame is not None and f.syn_frames < 2:  # tshark learns the server from the handshake
+                self.frame is not None and f.syn_frames < 2 and f.o_port < f.r_port:
+            # tshark tries the lower port's dissector first unless the handshake names the server
             linktype, ts, fbuf, off, caplen, wirelen = self.frame
             block = self.selection.block(linktype, ts, fbuf[off:off + caplen], wirelen)
             if block is not None:

@@ -94,10 +94,14 @@ class Pipeline:
             from collectors.protocols.stream import MetadataStream  # tshark plumbing only when it is used
             stream = MetadataStream(path.name, self.tshark_path, self.warn)
 
+        taken = [self.flows.selected]
+
         def between_blocks() -> None:
             blocks = self.flows.take_selected()
             if blocks and stream is not None:
-                stream.write(blocks, self.flows.linktypes())
+                selected = self.flows.selected
+                stream.write(blocks, self.flows.linktypes(), selected - taken[0])
+                taken[0] = selected
                 self._ship_deep(stream.ready())
 
         try:
