@@ -308,15 +308,47 @@ def vxlan(data: bytes, _length: int) -> bool:
     return len(data) >= 22 and data[0] == 0x08 and data[1:4] == b"\0\0\0" and data[7] == 0
 
 
+_INNER_IP_VERSION = {b"\x08\x00": 4, b"\x86\xdd": 6}
+
+
+_ETHERTYPES = frozenset({b"\x08\x00", b"\x86\xdd", b"\x81\x00", b"\x88\xa8", b"\x08\x06", b"\x88\x47"})
+
+
+def _inner_fits(data: bytes, at: int) -> bool:
+    """The encapsulated packet starts at ``at``: an IP packet of the announced version, or an Ethernet frame
+    with a common EtherType (IPv4, IPv6, VLAN, QinQ, ARP, MPLS)."""
+    version = _INNER_IP_VERSION.get(data[2:4])
+    if version is None:
+        return data[at + 12:at + 14] in _ETHERTYPES
+    return at < len(data) and data[at] >> 4 == version
+
+
 def geneve(data: bytes, _length: int) -> bool:
-    """RFC 8926: version 0, option length, protocol type (Ethernet 0x6558 or IP)."""
-    return len(data) >= 8 and data[0] >> 6 == 0 and data[2:4] in (b"\x65\x58", b"\x08\x00", b"\x86\xdd") and \
-        len(data) >= 8 + (data[0] & 0x3F) * 4
+    """RFC 8926: version 0, option length, protocol type (Ethernet 0x6558 or IP), reserved byte zero."""
+    return len(data) >= 9 and data[0] >> 6 == 0 and data[2:4] in (b"\x65\x58", b"\x08\x00", b"\x86\xdd") and \
+        data[7] == 0 and _inner_fits(data, 8 + (data[0] & 0x3F) * 4)
 
 
 def gtpv1(data: bytes, _length: int) -> bool:
     """3GPP TS 29.281 GTP-U: version 1, protocol type GTP, message type G-PDU (255) or echo."""
     return len(data) >= 8 and data[0] >> 5 == 1 and data[0] & 0x10 and data[1] in (1, 2, 26, 254, 255)
+
+
+def ayiya(data: bytes, _length: int) -> bool:
+    """AYIYA (draft-massar-v6ops-ayiya, as Zeek decodes it): identity and signature lengths, the forward
+    opcode, next header IPv4 or IPv6, and an IP packet of that version right after the header."""
+    if len(data) < 8 or data[2] & 0x0F != 1 or data[3] not in (4, 41):
+        return False
+    at = 8 + (1 << (data[0] >> 4)) + (data[1] >> 4) * 4
+    return at < len(data) and data[at] >> 4 == (4 if data[3] == 4 else 6)
+
+
+def gre_in_udp(data: bytes, _length: int) -> bool:
+    """RFC 8086 GRE-in-UDP: a GRE header (RFC 2784/2890: version 0, only the C, K and S flags) carrying IPv4,
+    IPv6 or Ethernet."""
+    if len(data) < 5 or data[0] & 0x4F or data[1] or data[2:4] not in (b"\x08\x00", b"\x86\xdd", b"\x65\x58"):
+        return False
+    return _inner_fits(data, 4 + 4 * bin(data[0] & 0xB0).count("1"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -362,6 +394,9 @@ PROBES: tuple[Probe, ...] = (
     Probe("vxlan", _U, "any", vxlan, SELECT_NONE, b"\x08"),
     Probe("geneve", _U, "any", geneve, SELECT_NONE, bytes(range(0x40))),
     Probe("gtpv1", _U, "any", gtpv1, SELECT_NONE, bytes(range(0x30, 0x40))),
+    # tunnels the flow engines may not open: tshark gets the whole outer flow
+    Probe("ayiya", _U, "any", ayiya, SELECT_ALL),
+    Probe("gre", _U, "any", gre_in_udp, SELECT_ALL, bytes((0x00, 0x10, 0x20, 0x30, 0x80, 0x90, 0xA0, 0xB0))),
     Probe("iec104", _T, "any", iec104, SELECT_ALL, b"\x68"),
     Probe("modbus", _T, "any", modbus, SELECT_ALL),
     Probe("dns", _U, "any", dns_message, SELECT_ALL),

@@ -103,8 +103,11 @@ POSITIVE = [
     (UDP, True, quic_initial(), "quic"),
     (UDP, True, quic_initial(0x6B3343CF), "quic"),
     (UDP, True, b"\x08\x00\x00\x00\x00\x00\x7b\x00" + bytes(14) + b"\x08\x00" + bytes(20), "vxlan"),
-    (UDP, True, b"\x00\x00\x65\x58\x00\x00\x7b\x00" + bytes(40), "geneve"),
+    (UDP, True, b"\x00\x00\x65\x58\x00\x00\x7b\x00" + bytes(12) + b"\x08\x00" + bytes(40), "geneve"),
+    (UDP, True, b"\x00\x00\x08\x00\x00\x00\x7b\x00\x45" + bytes(40), "geneve"),
     (UDP, True, b"\x30\xff\x00\x28\x00\x00\x00\x01" + bytes(40), "gtpv1"),
+    (UDP, True, b"\x41\x21\x01\x29" + bytes(4) + bytes(16) + bytes(8) + b"\x60" + bytes(39), "ayiya"),
+    (UDP, True, b"\x00\x00\x08\x00\x45" + bytes(40), "gre"),
 ]
 
 
