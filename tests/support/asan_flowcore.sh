@@ -8,12 +8,13 @@ repo="$(cd "$(dirname "$0")/../.." && pwd)"
 seeds="${1:-10}"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
-(cd "$repo" && git ls-files | tar -cf - -T -) | tar -xf - -C "$work"
-ln -s "$repo/../shared" "$work/../shared" 2>/dev/null || true  # tests find shared/testdata beside the tree
-cd "$work"
+mkdir "$work/tree"
+(cd "$repo" && git ls-files | tar -cf - -T -) | tar -xf - -C "$work/tree"
+ln -s "$(cd "$repo/.." && pwd)/shared" "$work/shared"  # the tests find shared/testdata beside the tree
+cd "$work/tree"
 CFLAGS="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer -O1 -g" \
   LDFLAGS="-fsanitize=address,undefined" python3 setup.py build_ext --inplace -q
-export PYTHONPATH="$work" LD_PRELOAD="$(gcc -print-file-name=libasan.so):$(gcc -print-file-name=libubsan.so)"
+export PYTHONPATH="$work/tree" LD_PRELOAD="$(gcc -print-file-name=libasan.so):$(gcc -print-file-name=libubsan.so)"
 export ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 python3 -m pytest tests/unit/test_flowcore.py tests/unit/test_deep_selection.py -q -p no:cacheprovider \
   -k "not connections_ship and not streamed and not without_tshark and not tshark_reads and not bounded"
