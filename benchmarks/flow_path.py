@@ -218,17 +218,19 @@ def report():
     me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     os.write(2, f"RUSAGE {me.ru_maxrss} {kids.ru_maxrss} {me.ru_utime + me.ru_stime}\\n".encode())
 atexit.register(report)
-from secops.cli import main
-main()
+%s
 """
+CLI = "from secops.cli import main\nmain()"
+LEAN = "from collectors.ingest import main\nsys.exit(main(sys.argv[1:]))"  # same pipeline, no CLI imports
 
 
-def run_ingest(pcap: Path, packets: int) -> list[tuple[str, int, float, float, int]]:
+def run_ingest(pcap: Path, packets: int, lean: bool = False) -> list[tuple[str, int, float, float, int]]:
     """Whole ingest with all metadata to NDJSON: wall, CPU of Python + tshark, peak RSS of each process."""
     t0 = time.perf_counter()
+    cmd = [sys.executable, "-c", INGEST % LEAN, str(pcap)] if lean else \
+        [sys.executable, "-c", INGEST % CLI, "ingest", str(pcap), "--output", "ndjson"]
     with tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen([sys.executable, "-c", INGEST, "ingest", str(pcap), "--output", "ndjson"],
-                                stdout=subprocess.DEVNULL, stderr=err, cwd=REPO)
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, cwd=REPO)
         _, status, usage = os.wait4(proc.pid, 0)
         dt = time.perf_counter() - t0
         err.seek(0)
@@ -238,7 +240,8 @@ def run_ingest(pcap: Path, packets: int) -> list[tuple[str, int, float, float, i
     fields = text.rsplit("RUSAGE ", 1)[1].split()
     own, child, own_cpu = int(fields[0]), int(fields[1]), float(fields[2])
     cpu = usage.ru_utime + usage.ru_stime  # wait4 counts the waited-for tshark children too
-    return [("secops ingest --output ndjson (all metadata)", packets, dt, cpu, own),
+    name = "python3 -m collectors.ingest (lean reader)" if lean else "secops ingest --output ndjson (all metadata)"
+    return [(name, packets, dt, cpu, own),
             ("  of which Python (flow path, analyzers, output)", packets, dt, own_cpu, own),
             ("  of which tshark on the selected frames", packets, dt, cpu - own_cpu, child)]
 
@@ -275,6 +278,8 @@ def main() -> int:
         rows.append(("tshark -q -z conv,tcp -z conv,udp", packets, dt_t, cpu_t, rss_t))
         ingest = run_ingest(pcap, packets)
         rows += ingest
+        lean = run_ingest(pcap, packets, lean=True)
+        rows.append(lean[0])
         if not args.no_es and not args.ingest_only:
             rows.append(run_es_ingest(pcap, tmp, packets))
         print(f"\ncapture: {packets} packets, {conns} connections, {pcap.stat().st_size / 1e6:.0f} MB, "
@@ -287,6 +292,8 @@ def main() -> int:
         print(f"whole ingest with all metadata / tshark: {dt_t / dt_i:.2f}x by wall time, {cpu_t / cpu_i:.2f}x by "
               f"CPU time (target >= 2x); peak RSS {rss_i / 1024:.0f} MB (Python), {rss_k / 1024:.0f} MB (tshark); "
               f"load average {os.getloadavg()[0]:.1f}")
+        print(f"lean reader (same pipeline without the CLI's imports) / tshark: {dt_t / lean[0][2]:.2f}x by wall "
+              f"time, {cpu_t / lean[0][3]:.2f}x by CPU time")
     finally:
         if not args.keep:
             shutil.rmtree(tmp, ignore_errors=True)
