@@ -188,16 +188,16 @@ def s7comm(data: bytes, _length: int) -> bool:
     return len(data) >= 10 and data[0] == 3 and data[1] == 0 and data[4] == 2 and data[5] == 0xF0 and data[7] == 0x32
 
 
-MODBUS_FUNCTIONS = frozenset({1, 2, 3, 4, 5, 6, 7, 8, 11, 12, 15, 16, 17, 20, 21, 22, 23, 24, 43})
-
-
 def modbus(data: bytes, _length: int) -> bool:
-    """Modbus/TCP MBAP header: protocol id 0, length 2..254 covering unit id + PDU, a public function code
-    (responses may set the exception bit 0x80)."""
+    """Modbus/TCP MBAP header: protocol id 0, length 2..254 covering unit id + PDU, and the segment holding
+    exactly that ADU or another MBAP header right after it. The function code is not checked: devices and
+    attackers use private and invalid codes, and those sessions are the interesting ones."""
     if len(data) < 8 or data[2:4] != b"\x00\x00":
         return False
-    length = data[4] << 8 | data[5]
-    return 2 <= length <= 254 and len(data) >= min(length + 6, PROBE_BYTES) and (data[7] & 0x7F) in MODBUS_FUNCTIONS
+    end = 6 + (data[4] << 8 | data[5])
+    if not 8 <= end <= 260:
+        return False
+    return len(data) == end or (len(data) >= end + 8 and data[end + 2:end + 4] == b"\x00\x00")
 
 
 def _crc_dnp(data: bytes) -> int:
