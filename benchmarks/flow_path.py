@@ -10,7 +10,11 @@ complete TCP conversations, DNS-like UDP pairs, ICMP echo and VLAN tags instead 
      the Python reference engine (collectors/flowpath.py),
   2. `tshark -q -z conv,tcp -z conv,udp -r FILE` packets/s (the peer),
   3. `secops ingest FILE --output es --no-deep` into a local Elasticsearch node (started here),
-and prints a table with the ratio and the peak RSS of each run (getrusage of that process alone).
+  4. `secops ingest FILE --output ndjson` with all metadata (protocol detection, the selected frames through
+     tshark, every analyzer), NDJSON to /dev/null: the whole offline path against the peer,
+and prints a table with the ratio and the peak RSS of each run (getrusage of that process alone; for the
+whole ingest the Python process and its tshark child separately, CPU time of both added up).
+With --ingest-only only rows 2 and 4 run (the deep-path target: >= 2x the peer, peak RSS < 300 MB).
 """
 
 from __future__ import annotations
@@ -208,11 +212,47 @@ def run_flow_path(pcap: Path, checksums: bool, engine: str = "native") -> tuple[
     return int(out[0]), int(out[1]), float(out[2]), float(out[3]), int(out[4])
 
 
+INGEST = """
+import atexit, os, resource, sys
+def report():
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    os.write(2, f"RUSAGE {me.ru_maxrss} {kids.ru_maxrss} {me.ru_utime + me.ru_stime}\\n".encode())
+atexit.register(report)
+%s
+"""
+CLI = "from secops.cli import main\nmain()"
+LEAN = "from collectors.ingest import main\nsys.exit(main(sys.argv[1:]))"  # same pipeline, no CLI imports
+
+
+def run_ingest(pcap: Path, packets: int, lean: bool = False) -> list[tuple[str, int, float, float, int]]:
+    """Whole ingest with all metadata to NDJSON: wall, CPU of Python + tshark, peak RSS of each process."""
+    t0 = time.perf_counter()
+    cmd = [sys.executable, "-c", INGEST % LEAN, str(pcap)] if lean else \
+        [sys.executable, "-c", INGEST % CLI, "ingest", str(pcap), "--output", "ndjson"]
+    with tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, cwd=REPO)
+        _, status, usage = os.wait4(proc.pid, 0)
+        dt = time.perf_counter() - t0
+        err.seek(0)
+        text = err.read().decode(errors="replace")
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"ingest failed: {text[-400:]}")
+    fields = text.rsplit("RUSAGE ", 1)[1].split()
+    own, child, own_cpu = int(fields[0]), int(fields[1]), float(fields[2])
+    cpu = usage.ru_utime + usage.ru_stime  # wait4 counts the waited-for tshark children too
+    name = "python3 -m collectors.ingest (lean reader)" if lean else "secops ingest --output ndjson (all metadata)"
+    return [(name, packets, dt, cpu, own),
+            ("  of which Python (flow path, analyzers, output)", packets, dt, own_cpu, own),
+            ("  of which tshark on the selected frames", packets, dt, cpu - own_cpu, child)]
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--packets", type=int, default=1_000_000)
     ap.add_argument("--keep", type=Path, help="build/keep the capture in this directory")
     ap.add_argument("--no-es", action="store_true", help="skip the Elasticsearch ingest run")
+    ap.add_argument("--ingest-only", action="store_true",
+                    help="only the peer and the whole ingest with all metadata (the deep-path target)")
     ap.add_argument("--source", choices=("traces", "synthetic"), default="traces",
                     help="traces: the real test captures repeated with rewritten addresses (tshark dissects real "
                          "protocols); synthetic: generated TCP/UDP/ICMP with zero payloads")
@@ -229,13 +269,18 @@ def main() -> int:
                   file=sys.stderr)
         packets, conns, dt, cpu, rss = run_flow_path(pcap, checksums=False)
         rows.append(("flow path (decode+flows+conn docs)", packets, dt, cpu, rss))
-        _, _, dt_c, cpu_c, rss_c = run_flow_path(pcap, checksums=True)
-        rows.append(("flow path, checksums verified", packets, dt_c, cpu_c, rss_c))
-        _, _, dt_p, cpu_p, rss_p = run_flow_path(pcap, checksums=False, engine="python")
-        rows.append(("flow path, python engine", packets, dt_p, cpu_p, rss_p))
+        if not args.ingest_only:
+            _, _, dt_c, cpu_c, rss_c = run_flow_path(pcap, checksums=True)
+            rows.append(("flow path, checksums verified", packets, dt_c, cpu_c, rss_c))
+            _, _, dt_p, cpu_p, rss_p = run_flow_path(pcap, checksums=False, engine="python")
+            rows.append(("flow path, python engine", packets, dt_p, cpu_p, rss_p))
         dt_t, cpu_t, rss_t, _ = measure(["tshark", "-q", "-z", "conv,tcp", "-z", "conv,udp", "-r", str(pcap)])
         rows.append(("tshark -q -z conv,tcp -z conv,udp", packets, dt_t, cpu_t, rss_t))
-        if not args.no_es:
+        ingest = run_ingest(pcap, packets)
+        rows += ingest
+        lean = run_ingest(pcap, packets, lean=True)
+        rows.append(lean[0])
+        if not args.no_es and not args.ingest_only:
             rows.append(run_es_ingest(pcap, tmp, packets))
         print(f"\ncapture: {packets} packets, {conns} connections, {pcap.stat().st_size / 1e6:.0f} MB, "
               f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs\n")
@@ -243,6 +288,12 @@ def main() -> int:
         for name, n, secs, cpus, kib in rows:
             print(f"{name:<44}{secs:>8.1f}{n / secs:>13,.0f}{cpus:>8.1f}{n / cpus:>12,.0f}{kib / 1024:>13.0f}")
         print(f"\nflow path / tshark: {dt_t / dt:.2f}x by wall time, {cpu_t / cpu:.2f}x by CPU time (target >= 3x)")
+        (_, _, dt_i, cpu_i, rss_i), _, (*_, rss_k) = ingest
+        print(f"whole ingest with all metadata / tshark: {dt_t / dt_i:.2f}x by wall time, {cpu_t / cpu_i:.2f}x by "
+              f"CPU time (target >= 2x); peak RSS {rss_i / 1024:.0f} MB (Python), {rss_k / 1024:.0f} MB (tshark); "
+              f"load average {os.getloadavg()[0]:.1f}")
+        print(f"lean reader (same pipeline without the CLI's imports) / tshark: {dt_t / lean[0][2]:.2f}x by wall "
+              f"time, {cpu_t / lean[0][3]:.2f}x by CPU time")
     finally:
         if not args.keep:
             shutil.rmtree(tmp, ignore_errors=True)

@@ -35,6 +35,9 @@ typedef int64_t i64;
 #define MAX_RECORD (256 * 1024 * 1024)
 #define HISTORY_MAX 1023  /* letters kept per connection, as collectors.flows.HISTORY_MAX */
 #define MAX_FIELD 0xFFFFFFFFLL   /* |length| accepted in a packet tuple from Python */
+#define PROBE_BYTES 512          /* payload bytes handed to the probe, as collectors.protocols.detect */
+#define PROBE_MIN 8              /* shorter first payloads are kept and probed again with what follows */
+#define MAX_IFACES 64            /* distinct link types in one selection stream */
 
 /* The values of collectors/flowconst.py; FlowCore.constants() returns them for the test that holds the two equal */
 enum { P_ICMP = 1, P_TCP = 6, P_UDP = 17, P_ICMP6 = 58, P_SCTP = 132 };
@@ -74,7 +77,14 @@ typedef struct {
     const u8 *mac;  /* 6 bytes or NULL */
     int bad;
     int tunnel;
+    const u8 *payload;  /* TCP/UDP payload (selection hook); NULL when none was captured */
 } pkt_t;
+
+/* a growable byte buffer (selected frames as pcapng blocks) */
+typedef struct {
+    u8 *b;
+    size_t len, cap;
+} bytebuf_t;
 
 typedef struct {
     pkt_t p[MAX_PKTS];
@@ -120,6 +130,13 @@ typedef struct flow {
     char hist_inline[32];
     ep_t eps[2];
     int o_idx;  /* orig endpoint = eps[o_idx]; a flip toggles it, endpoints keep their identity */
+    int svc;    /* detected service: index into Core.services, 0 = none (yet) */
+    int probed; /* 1: the originator's first payload was probed, 2: the responder's */
+    i64 sel;    /* payload packets still selected for the deep path: -1 all, 0 none */
+    u8 pre[2][PROBE_MIN];  /* per side (0 orig, 1 resp): short first payloads not yet matched */
+    int prelen[2];
+    bytebuf_t syn;   /* its SYN / SYN-ACK frames, kept until detection decides (tshark learns the server) */
+    int syn_frames;
 } flow_t;
 
 #define O(f) (&(f)->eps[(f)->o_idx])
@@ -142,6 +159,19 @@ typedef struct {
     i64 evicted, bad_checksums, packets, bytes, undecoded, delegated;
     i64 errors[E_COUNT];
     int failed;  /* a Python error is pending */
+    /* protocol detection and deep-path selection (collectors.protocols.detect) */
+    PyObject *probe;     /* probe(proto, from_orig, payload, length) -> (service index, selection) or NULL */
+    PyObject *services;  /* tuple of service names, index 0 = "" */
+    int collect;         /* copy selected frames into sel (pcapng enhanced packet blocks) */
+    bytebuf_t sel;
+    int if_link[MAX_IFACES];  /* pcapng interface id -> link type */
+    int n_if;
+    i64 selected, probes;
+    /* the frame being processed (NULL while packets come from add()) */
+    const u8 *cur_frame;
+    Py_ssize_t cur_caplen;
+    int cur_link;
+    i64 cur_wirelen, cur_ts;
 } Core;
 
 /* ---------------------------------------------------------------------------------------------------------- */
@@ -240,6 +270,7 @@ static void dec_l4(Core *c, dec_t *d, int proto, const u8 *src, const u8 *dst, i
         p->plen = l4len - thl;
         p->caplen = avail - thl;
         p->bad = bad;
+        p->payload = avail > thl ? b + l4 + thl : NULL;
     } else if (proto == P_UDP) {
         if (avail < 8) {
             err(c, E_TRUNCATED_UDP);
@@ -257,6 +288,7 @@ static void dec_l4(Core *c, dec_t *d, int proto, const u8 *src, const u8 *dst, i
         p->plen = ulen - 8;
         p->caplen = avail;
         p->bad = bad;
+        p->payload = avail > 8 ? b + l4 + 8 : NULL;
         p->src = src, p->dst = dst, p->alen = alen, p->iplen = total, p->tunnel = tunnel, p->mac = mac;
         if (!bad && depth < MAX_DEPTH && (is_tunnel_port(sport) || is_tunnel_port(dport)))
             dec_udp_tunnel(c, d, sport, dport, b, l4 + 8, l4end, depth + 1);
@@ -907,7 +939,7 @@ static PyObject *flow_record(Core *c, flow_t *f) {
     }
     int answered = (f->proto == P_TCP && R(f)->state != INACTIVE && memchr(f->hist, 'h', f->hist_len)) ||
                    (f->proto == P_UDP && f->r_pkts > 0);
-    PyObject *args[22];
+    PyObject *args[23];
     args[0] = PyLong_FromLong(f->proto);
     args[1] = addr_bytes(f->o_ip, f->alen);
     args[2] = PyLong_FromLong(f->o_port);
@@ -940,16 +972,19 @@ static PyObject *flow_record(Core *c, flow_t *f) {
     }
     args[20] = PyBool_FromLong(answered);
     args[21] = community_id(f);
+    args[22] = c->services ? PyTuple_GET_ITEM(c->services, f->svc) : PyUnicode_FromString("");
+    if (c->services) Py_INCREF(args[22]);
     PyObject *rec = NULL;
     int ok = 1;
-    for (int i = 0; i < 22; i++) ok &= args[i] != NULL;
-    if (ok) rec = PyObject_Vectorcall(c->record_type, args, 22, NULL);
-    for (int i = 0; i < 22; i++) Py_XDECREF(args[i]);
+    for (int i = 0; i < 23; i++) ok &= args[i] != NULL;
+    if (ok) rec = PyObject_Vectorcall(c->record_type, args, 23, NULL);
+    for (int i = 0; i < 23; i++) Py_XDECREF(args[i]);
     return rec;
 }
 
 static void flow_free(flow_t *f) {
     if (f->hist != f->hist_inline) PyMem_Free(f->hist);
+    PyMem_Free(f->syn.b);
     PyMem_Free(f);
 }
 
@@ -1273,8 +1308,135 @@ static void tcp_packet(Core *c, flow_t *f, const pkt_t *p, int is_orig, i64 ts) 
     f->expire = tcp_expire(f);
 }
 
-/* FlowTable.add */
-static void add_packet(Core *c, const pkt_t *p, i64 ts) {
+static inline void wr32le(u8 *b, uint32_t v) {
+    b[0] = (u8)v, b[1] = (u8)(v >> 8), b[2] = (u8)(v >> 16), b[3] = (u8)(v >> 24);
+}
+
+static int buf_reserve(bytebuf_t *o, size_t more) {
+    if (o->len + more <= o->cap) return 0;
+    size_t cap = o->cap ? o->cap : 256;
+    while (cap < o->len + more) cap *= 2;
+    u8 *nb = PyMem_Realloc(o->b, cap);
+    if (!nb) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    o->b = nb, o->cap = cap;
+    return 0;
+}
+
+/* Append one frame as a pcapng enhanced packet block (little-endian, nanosecond timestamps; interface id = slot
+ * of its link type, see linktypes()). Returns 1 if appended, 0 if its link type has no slot left, -1 on memory
+ * failure. */
+static int epb_append(Core *c, bytebuf_t *o, int linktype, const u8 *frame, Py_ssize_t caplen, i64 wirelen, i64 ts) {
+    int ifid = 0;
+    while (ifid < c->n_if && c->if_link[ifid] != linktype) ifid++;
+    if (ifid == c->n_if) {
+        if (c->n_if == MAX_IFACES) return 0;  /* more link types than a stream carries: not selected */
+        c->if_link[c->n_if++] = linktype;
+    }
+    size_t padded = ((size_t)caplen + 3) & ~(size_t)3, total = 32 + padded;
+    if (buf_reserve(o, total) < 0) return -1;
+    u8 *w = o->b + o->len;
+    uint64_t t = (uint64_t)ts;
+    wr32le(w, 6), wr32le(w + 4, (uint32_t)total), wr32le(w + 8, (uint32_t)ifid);
+    wr32le(w + 12, (uint32_t)(t >> 32)), wr32le(w + 16, (uint32_t)t);
+    wr32le(w + 20, (uint32_t)caplen), wr32le(w + 24, (uint32_t)(wirelen < caplen ? caplen : wirelen));
+    memcpy(w + 28, frame, (size_t)caplen);
+    memset(w + 28 + caplen, 0, padded - (size_t)caplen);
+    wr32le(w + 28 + padded, (uint32_t)total);
+    o->len += total;
+    return 1;
+}
+
+/* The current frame into the selection stream. */
+static int select_frame(Core *c, int linktype, const u8 *frame, Py_ssize_t caplen, i64 wirelen, i64 ts) {
+    int r = epb_append(c, &c->sel, linktype, frame, caplen, wirelen, ts);
+    if (r > 0) c->selected++;
+    return r < 0 ? -1 : 0;
+}
+
+/* Detection decided: the kept SYN / SYN-ACK frames go first when the flow is selected, else they are dropped. */
+static int release_syn(Core *c, flow_t *f, int keep) {
+    int r = 0;
+    if (keep && f->syn.len) {
+        if (buf_reserve(&c->sel, f->syn.len) < 0) {
+            r = -1;
+        } else {
+            memcpy(c->sel.b + c->sel.len, f->syn.b, f->syn.len);
+            c->sel.len += f->syn.len;
+            c->selected += f->syn_frames;
+        }
+    }
+    PyMem_Free(f->syn.b);
+    memset(&f->syn, 0, sizeof(f->syn));
+    f->syn_frames = 2;  /* nothing more is kept */
+    return r;
+}
+
+/* FlowTable._select: probe the first payload of each direction once; count down the selection. */
+static int select_packet(Core *c, flow_t *f, const pkt_t *p, int is_orig) {
+    /* tshark tries the lower port's dissector first unless the handshake named the server: keep the SYNs of
+     * flows whose client port is the lower one */
+    if (!f->svc && p->proto == P_TCP && (p->flags & F_SYN) && p->plen <= 0 && c->collect && c->cur_frame &&
+        f->syn_frames < 2 && f->o_port < f->r_port) {
+        int r = epb_append(c, &f->syn, c->cur_link, c->cur_frame, c->cur_caplen, c->cur_wirelen, c->cur_ts);
+        if (r < 0) c->failed = 1;
+        f->syn_frames += r > 0;
+        return 0;
+    }
+    i64 cap = p->proto == P_TCP ? p->caplen : p->caplen - 8;
+    if (cap > p->plen) cap = p->plen;
+    if (p->plen <= 0 || cap <= 0 || !p->payload) return 0;
+    if (!f->svc) {
+        int bit = is_orig ? 1 : 2, side = is_orig ? 0 : 1;
+        if (f->probed & bit) return 0;
+        c->probes++;
+        u8 data[PROBE_MIN + PROBE_BYTES];
+        int pre = f->prelen[side], n = (int)(cap < PROBE_BYTES ? cap : PROBE_BYTES);
+        memcpy(data, f->pre[side], (size_t)pre);
+        memcpy(data + pre, p->payload, (size_t)n);
+        n = pre + n < PROBE_BYTES ? pre + n : PROBE_BYTES;
+        PyObject *r = PyObject_CallFunction(c->probe, "iNy#L", p->proto, PyBool_FromLong(is_orig), (const char *)data,
+                                            (Py_ssize_t)n, (long long)(p->plen + pre));
+        if (!r) {
+            c->failed = 1;
+            return 0;
+        }
+        long idx = -1;
+        long long mode = -2;
+        if (PyTuple_Check(r) && PyTuple_GET_SIZE(r) == 2) {
+            idx = PyLong_AsLong(PyTuple_GET_ITEM(r, 0));
+            mode = PyLong_AsLongLong(PyTuple_GET_ITEM(r, 1));
+        }
+        Py_DECREF(r);
+        if (PyErr_Occurred() || idx < 0 || idx >= PyTuple_GET_SIZE(c->services) || mode < -1 || mode > MAX_FIELD) {
+            if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "probe must return (service index, selection)");
+            c->failed = 1;
+            return 0;
+        }
+        if (!idx) {
+            if (n < PROBE_MIN && cap == p->plen) {  /* a short, whole payload: probe again with what follows, */
+                memcpy(f->pre[side], data, (size_t)n);  /* and keep its frame in case the flow is detected then */
+                f->prelen[side] = n;
+                return 1;
+            }
+            f->probed |= bit;
+            if (f->probed == 3 && release_syn(c, f, 0) < 0) c->failed = 1;
+            return 0;
+        }
+        f->probed |= bit;
+        f->svc = (int)idx;
+        f->sel = mode;
+        if (release_syn(c, f, mode != 0) < 0) c->failed = 1;
+    }
+    if (!f->sel) return 0;
+    if (f->sel > 0) f->sel--;
+    return 1;
+}
+
+/* FlowTable.add; returns whether the deep path selected the packet */
+static int add_packet(Core *c, const pkt_t *p, i64 ts) {
     int proto = p->proto, sport = p->sport, dport = p->dport, flags = p->flags;
     if (proto != P_TCP && proto != P_UDP && proto != P_ICMP && proto != P_ICMP6) sport = dport = 0;
     flowkey_t k;
@@ -1305,7 +1467,7 @@ static void add_packet(Core *c, const pkt_t *p, i64 ts) {
         f = new_flow(c, &k, h, p, sport, dport, ts);
         if (!f) {
             c->failed = 1;
-            return;
+            return 0;
         }
     } else if (f->synack_first) {  /* an ACK or data after a first SYN-ACK flips it (FlowTable.add) */
         f->synack_first = 0;
@@ -1315,6 +1477,7 @@ static void add_packet(Core *c, const pkt_t *p, i64 ts) {
         }
     }
     int is_orig = sport == f->o_port && memcmp(p->src, f->o_ip, p->alen) == 0;
+    int selected = 0;
     if (p->bad) {
         int side = is_orig ? 0 : 1;
         if (++f->bad_sums[side] == f->bad_thresh[side]) {
@@ -1341,7 +1504,9 @@ static void add_packet(Core *c, const pkt_t *p, i64 ts) {
         f->last = ts;
         f->expire = ts + (proto == P_UDP ? UDP_INACTIVITY : ICMP_INACTIVITY);
     }
+    if (c->probe && !p->bad && (proto == P_TCP || proto == P_UDP)) selected = select_packet(c, f, p, is_orig);
     if (ts >= c->next_sweep) sweep(c, ts);
+    return selected;
 }
 
 /* ---------------------------------------------------------------------------------------------------------- */
@@ -1379,9 +1544,30 @@ static int pkt_field(PyObject *t, int i, i64 lo, i64 hi, i64 *out) {
     return 0;
 }
 
-/* Feed the packets of a collectors.decode.Pkt list (the Python decoder's answer for a delegated frame). */
+/* The payload of a Python-decoded TCP/UDP packet: Pkt.buf (item 12) from Pkt.l4_offset (item 11) on. The view
+ * is held by the caller until the packet is processed; p->payload stays NULL when anything does not fit. */
+static int python_payload(PyObject *t, pkt_t *p, Py_buffer *view) {
+    i64 l4;
+    if (pkt_field(t, 11, 0, PY_SSIZE_T_MAX, &l4) < 0) return -1;
+    if (PyObject_GetBuffer(PyTuple_GET_ITEM(t, 12), view, PyBUF_SIMPLE) < 0) return -1;
+    const u8 *b = view->buf;
+    i64 len = view->len, start = -1;
+    if (p->proto == P_TCP && l4 + 20 <= len) start = l4 + (b[l4 + 12] >> 4) * 4;
+    else if (p->proto == P_UDP) start = l4 + 8;
+    if (start >= 0 && start < len) {
+        i64 room = len - start;  /* never read past the buffer, whatever the tuple's caplen says */
+        i64 have = p->proto == P_TCP ? p->caplen : p->caplen - 8;
+        if (have > room) p->caplen = p->proto == P_TCP ? room : room + 8;
+        p->payload = b + start;
+    }
+    return 0;
+}
+
+/* Feed the packets of a collectors.decode.Pkt list (the Python decoder's answer for a delegated frame); returns
+ * how many the deep path selected, -1 on error. */
 static int add_python_packets(Core *c, PyObject *list, i64 ts) {
     if (!ready(c) || !ts_ok(ts)) return -1;
+    int selected = 0;
     if (!PyList_Check(list)) {
         PyErr_SetString(PyExc_TypeError, "fallback decoder must return a list");
         return -1;
@@ -1420,15 +1606,23 @@ static int add_python_packets(Core *c, PyObject *list, i64 ts) {
         p.mac = (PyBytes_Check(mac) && PyBytes_GET_SIZE(mac) == 6) ? (const u8 *)PyBytes_AS_STRING(mac) : NULL;
         p.bad = PyObject_IsTrue(PyTuple_GET_ITEM(t, 16));
         if (PyErr_Occurred()) return -1;
-        add_packet(c, &p, ts);
+        Py_buffer view = {0};
+        int has_view = 0;
+        if (c->probe && (p.proto == P_TCP || p.proto == P_UDP)) {
+            if (python_payload(t, &p, &view) < 0) return -1;
+            has_view = 1;
+        }
+        selected += add_packet(c, &p, ts);
+        if (has_view) PyBuffer_Release(&view);
         if (c->failed) return -1;
     }
-    return 0;
+    return selected;
 }
 
 /* One frame through decoder and flow table; buf_obj is handed to the fallback for delegated frames. */
-static int process_frame(Core *c, PyObject *buf_obj, const u8 *b, int linktype, Py_ssize_t off, Py_ssize_t caplen,
-                         i64 ts) {
+static int frame_packets(Core *c, PyObject *buf_obj, const u8 *b, int linktype, Py_ssize_t off, Py_ssize_t caplen,
+                         i64 wirelen, i64 ts) {
+    int selected = 0;
     c->packets++;
     if (caplen > MAX_PACKET) {
         c->errors[E_OVERSIZED]++;
@@ -1438,20 +1632,34 @@ static int process_frame(Core *c, PyObject *buf_obj, const u8 *b, int linktype, 
     if (decode_frame(c, &d, linktype, b, off, caplen)) {
         if (!d.n) {
             c->undecoded++;
-            return 0;
+            return c->collect ? select_frame(c, linktype, b + off, caplen, wirelen, ts) : 0;
         }
         for (int i = 0; i < d.n; i++) {
-            add_packet(c, &d.p[i], ts);
+            selected += add_packet(c, &d.p[i], ts);
             if (c->failed) return -1;
         }
-        return 0;
+        return selected && c->collect ? select_frame(c, linktype, b + off, caplen, wirelen, ts) : 0;
     }
     c->delegated++;
     PyObject *pkts = PyObject_CallFunction(c->fallback, "iOnnL", linktype, buf_obj, off, caplen, (long long)ts);
     if (!pkts) return -1;
     int r = add_python_packets(c, pkts, ts);
-    if (r == 0 && PyList_GET_SIZE(pkts) == 0) c->undecoded++;
+    Py_ssize_t npkts = PyList_GET_SIZE(pkts);
+    if (r == 0 && npkts == 0) c->undecoded++;
     Py_DECREF(pkts);
+    if (r < 0) return -1;
+    /* selected, or a frame without a flow of its own (an IP fragment awaiting the rest, ARP, a link type
+     * the decoders do not know): tshark gets it. b stays valid: the caller holds buf_obj's view */
+    if (c->collect && (r > 0 || npkts == 0)) return select_frame(c, linktype, b + off, caplen, wirelen, ts);
+    return 0;
+}
+
+/* frame_packets with the frame known to the selection (kept SYNs) for exactly its duration */
+static int process_frame(Core *c, PyObject *buf_obj, const u8 *b, int linktype, Py_ssize_t off, Py_ssize_t caplen,
+                         i64 wirelen, i64 ts) {
+    c->cur_frame = b + off, c->cur_caplen = caplen, c->cur_link = linktype, c->cur_wirelen = wirelen, c->cur_ts = ts;
+    int r = frame_packets(c, buf_obj, b, linktype, off, caplen, wirelen, ts);
+    c->cur_frame = NULL;
     return r;
 }
 
@@ -1495,7 +1703,7 @@ static PyObject *Core_feed_pcap(Core *c, PyObject *args) {
         if ((Py_ssize_t)caplen > len - pos - 16) break;
         n++;
         c->bytes += wirelen;
-        if (process_frame(c, buf_obj, b, linktype, pos + 16, caplen, (i64)sec * NS + (i64)frac * ns_mult) < 0) {
+        if (process_frame(c, buf_obj, b, linktype, pos + 16, caplen, wirelen, (i64)sec * NS + (i64)frac * ns_mult) < 0) {
             failed = 1;
             break;
         }
@@ -1526,7 +1734,7 @@ static PyObject *Core_feed(Core *c, PyObject *args) {
         return NULL;
     }
     c->bytes += wirelen;
-    int r = process_frame(c, buf_obj, view.buf, linktype, off, caplen, ts);
+    int r = process_frame(c, buf_obj, view.buf, linktype, off, caplen, wirelen, ts);
     PyBuffer_Release(&view);
     if (r < 0 || c->failed) {
         c->failed = 0;
@@ -1541,7 +1749,7 @@ static PyObject *Core_add(Core *c, PyObject *args) {
     PyObject *pkts;
     long long ts;
     if (!PyArg_ParseTuple(args, "O!L", &PyList_Type, &pkts, &ts)) return NULL;
-    if (add_python_packets(c, pkts, ts) < 0 || c->failed) {
+    if (add_python_packets(c, pkts, ts) < 0 || c->failed) {  /* no frame here: nothing to select */
         c->failed = 0;
         return NULL;
     }
@@ -1616,10 +1824,31 @@ static PyObject *Core_error_counts(Core *c, PyObject *Py_UNUSED(ignored)) {
 }
 
 static PyObject *Core_counters(Core *c, PyObject *Py_UNUSED(ignored)) {
-    return Py_BuildValue("{sLsLsLsLsLsLsn}", "packets", (long long)c->packets, "bytes", (long long)c->bytes,
-                         "undecoded", (long long)c->undecoded, "evicted", (long long)c->evicted, "bad_checksums",
-                         (long long)c->bad_checksums, "delegated", (long long)c->delegated, "flows",
-                         (Py_ssize_t)c->count);
+    return Py_BuildValue("{sLsLsLsLsLsLsnsLsL}", "packets", (long long)c->packets, "bytes", (long long)c->bytes,
+                         "undecoded", (long long)c->undecoded, "evicted", (long long)c->evicted,
+                         "bad_checksums", (long long)c->bad_checksums, "delegated",
+                         (long long)c->delegated, "flows", (Py_ssize_t)c->count, "selected", (long long)c->selected,
+                         "probes", (long long)c->probes);
+}
+
+static PyObject *Core_take_selected(Core *c, PyObject *Py_UNUSED(ignored)) {
+    PyObject *out = PyBytes_FromStringAndSize((const char *)c->sel.b, (Py_ssize_t)c->sel.len);
+    if (out) c->sel.len = 0;
+    return out;
+}
+
+static PyObject *Core_linktypes(Core *c, PyObject *Py_UNUSED(ignored)) {
+    PyObject *t = PyTuple_New(c->n_if);
+    if (!t) return NULL;
+    for (int i = 0; i < c->n_if; i++) {
+        PyObject *v = PyLong_FromLong(c->if_link[i]);
+        if (!v) {
+            Py_DECREF(t);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(t, i, v);
+    }
+    return t;
 }
 
 /* ---------------------------------------------------------------------------------------------------------- */
@@ -1646,13 +1875,25 @@ static int fill_ports(PyObject *ports, uint32_t *bits) {
 
 static int Core_init(Core *c, PyObject *args, PyObject *kw) {
     static char *names[] = {"record_type", "fallback", "likely_tcp", "likely_udp", "max_flows", "verify_checksums",
-                            NULL};
-    PyObject *record_type, *fallback, *ltcp, *ludp;
+                            "probe", "services", "collect", NULL};
+    PyObject *record_type, *fallback, *ltcp, *ludp, *probe = Py_None, *services = Py_None;
     Py_ssize_t max_flows = 500000;
-    int verify = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOOO|np", names, &record_type, &fallback, &ltcp, &ludp, &max_flows,
-                                     &verify))
+    int verify = 0, collect = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOOO|npOOp", names, &record_type, &fallback, &ltcp, &ludp, &max_flows,
+                                     &verify, &probe, &services, &collect))
         return -1;
+    if (probe != Py_None && (!PyCallable_Check(probe) || !PyTuple_Check(services) || PyTuple_GET_SIZE(services) < 1)) {
+        PyErr_SetString(PyExc_TypeError, "probe must be callable and services a non-empty tuple of names");
+        return -1;
+    }
+    if (probe != Py_None) {
+        for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(services); i++) {
+            if (!PyUnicode_Check(PyTuple_GET_ITEM(services, i))) {
+                PyErr_SetString(PyExc_TypeError, "service names must be str");
+                return -1;
+            }
+        }
+    }
     if (c->buckets) {
         PyErr_SetString(PyExc_RuntimeError, "FlowCore is already initialised");
         return -1;
@@ -1675,6 +1916,13 @@ static int Core_init(Core *c, PyObject *args, PyObject *kw) {
     }
     c->max_flows = (size_t)max_flows;
     c->verify = verify;
+    if (probe != Py_None) {
+        Py_INCREF(probe);
+        Py_INCREF(services);
+        c->probe = probe;
+        c->services = services;
+        c->collect = collect;
+    }
     return 0;
 }
 
@@ -1689,6 +1937,9 @@ static void Core_dealloc(Core *c) {
     Py_XDECREF(c->record_type);
     Py_XDECREF(c->fallback);
     Py_XDECREF(c->emitted);
+    Py_XDECREF(c->probe);
+    Py_XDECREF(c->services);
+    PyMem_Free(c->sel.b);
     Py_TYPE(c)->tp_free((PyObject *)c);
 }
 
@@ -1702,6 +1953,10 @@ static PyMethodDef Core_methods[] = {
      "sweep(now_ns): finish the flows whose timers ran out by now_ns (live capture: no earlier packet is to come)."},
     {"error_counts", (PyCFunction)Core_error_counts, METH_NOARGS, "Damaged frames by reason."},
     {"counters", (PyCFunction)Core_counters, METH_NOARGS, "Packets, bytes, undecoded, evicted ... so far."},
+    {"take_selected", (PyCFunction)Core_take_selected, METH_NOARGS,
+     "The frames selected for the deep path since the last call (pcapng enhanced packet blocks)."},
+    {"linktypes", (PyCFunction)Core_linktypes, METH_NOARGS,
+     "Link type of each pcapng interface id used by the selected frames, in id order."},
     {NULL, NULL, 0, NULL}};
 
 static PyTypeObject CoreType = {

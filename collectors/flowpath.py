@@ -8,6 +8,10 @@ engines with identical output.
   core is tested against, and the fallback where no compiler was available at install time.
 
 ``auto`` picks ``native`` when the extension imports.
+
+Both engines detect each flow's service from its first payload bytes (``probe``, from
+``collectors.protocols.detect``) and, with ``collect``, copy the frames the deep path selected into a pcapng
+stream fragment that :meth:`take_selected` hands out (``collectors.selection``).
 """
 
 from __future__ import annotations
@@ -19,8 +23,9 @@ from pathlib import Path
 from typing import Literal
 
 from collectors.decode import TCP, UDP, Decoder
-from collectors.flows import LIKELY_SERVER_PORTS, ConnRecord, FlowTable
+from collectors.flows import LIKELY_SERVER_PORTS, ConnRecord, FlowTable, Probe
 from collectors.pcapio import PcapFormat, feed_capture, read_capture
+from collectors.selection import FrameSelection
 
 try:
     from collectors._flowcore import FlowCore
@@ -31,6 +36,7 @@ Engine = Literal["auto", "native", "python"]
 Emit = Callable[[ConnRecord], None]
 Warn = Callable[[str], None]
 Progress = Callable[[int], None] | None
+Block = Callable[[], None] | None  # called between blocks of a file (the deep path takes the selected frames)
 MAX_PACKET = 262_144  # larger frames are damage (jumbo frames top out near 64 KiB, TSO near 256 KiB)
 
 
@@ -48,12 +54,14 @@ def native_available() -> bool:
 class PythonFlowPath:
     name = "python"
 
-    def __init__(self, emit: Emit, *, max_flows: int, verify_checksums: bool) -> None:
+    def __init__(self, emit: Emit, *, max_flows: int, verify_checksums: bool, probe: Probe | None = None,
+                 services: tuple[str, ...] = ("",), collect: bool = False) -> None:
         self.decoder = Decoder(verify_checksums=verify_checksums)
-        self.table = FlowTable(emit, max_flows=max_flows)
+        self.selection = FrameSelection() if collect and probe is not None else None
+        self.table = FlowTable(emit, max_flows=max_flows, probe=probe, services=services, selection=self.selection)
 
-    def process_file(self, path: Path, on_warning: Warn, on_packets: Progress) -> FileCounts:
-        decode, add = self.decoder.decode, self.table.add
+    def process_file(self, path: Path, on_warning: Warn, on_packets: Progress, on_block: Block = None) -> FileCounts:
+        decode, add, selection = self.decoder.decode, self.table.add, self.selection
         n = nbytes = undecoded = oversized = 0
         for ts, linktype, buf, off, caplen, wirelen in read_capture(path, on_warning=on_warning):
             n += 1
@@ -62,24 +70,51 @@ class PythonFlowPath:
                 oversized += 1
                 continue
             pkts = decode(linktype, buf, off, caplen, ts)
-            if not pkts:
+            if not pkts:  # no flow of its own (IP fragment awaiting the rest, ARP, unknown link): tshark's
                 undecoded += 1
+                if selection is not None:
+                    selection.add(linktype, ts, buf[off:off + caplen], wirelen)
                 continue
+            selected = False
+            if selection is not None:
+                self.table.frame = (linktype, ts, buf, off, caplen, wirelen)
             for p in pkts:
-                add(p, ts)
-            if on_packets is not None and not n & 0x3FFF:
-                on_packets(n)
+                selected |= add(p, ts)
+            if selection is not None:
+                self.table.frame = None
+                if selected:
+                    selection.add(linktype, ts, buf[off:off + caplen], wirelen)
+            if not n & 0x3FFF:
+                if on_packets is not None:
+                    on_packets(n)
+                if on_block is not None:
+                    on_block()
         if oversized:
             self.decoder.errors["oversized_packet"] += oversized
         return FileCounts(n, nbytes, undecoded)
 
     def add_decoded(self, pkts: list[tuple], ts: int) -> None:
-        """Packets of one frame from another decoder (collectors.decode.Pkt tuples)."""
+        """Packets of one frame from another decoder (collectors.decode.Pkt tuples); no frame, so nothing is
+        selected for the deep path (as in the native core)."""
         for p in pkts:
             self.table.add(p, ts)
 
     def sweep(self, now_ns: int) -> None:
         self.table.sweep(now_ns)
+
+    def take_selected(self) -> bytes:
+        return self.selection.take() if self.selection is not None else b""
+
+    def linktypes(self) -> tuple[int, ...]:
+        return self.selection.linktypes() if self.selection is not None else ()
+
+    @property
+    def selected(self) -> int:
+        return self.selection.count if self.selection is not None else 0
+
+    @property
+    def probes(self) -> int:
+        return self.table.probes
 
     def finish(self) -> None:
         self.table.flush()
@@ -99,20 +134,22 @@ class PythonFlowPath:
 class NativeFlowPath:
     name = "native"
 
-    def __init__(self, emit: Emit, *, max_flows: int, verify_checksums: bool) -> None:
+    def __init__(self, emit: Emit, *, max_flows: int, verify_checksums: bool, probe: Probe | None = None,
+                 services: tuple[str, ...] = ("",), collect: bool = False) -> None:
         if FlowCore is None:
             raise RuntimeError("the native flow core (collectors._flowcore) is not built: reinstall with a C "
                                "compiler (apt-get install gcc python3-dev; pip install -e .) or use the python engine")
         self.emit = emit
         self.decoder = Decoder(verify_checksums=verify_checksums)  # frames the core hands back
         self.core = FlowCore(ConnRecord, self.decoder.decode, LIKELY_SERVER_PORTS[TCP], LIKELY_SERVER_PORTS[UDP],
-                             max_flows=max_flows, verify_checksums=verify_checksums)
+                             max_flows=max_flows, verify_checksums=verify_checksums, probe=probe, services=services,
+                             collect=collect)
 
     def _ship(self) -> None:
         for rec in self.core.drain():
             self.emit(rec)
 
-    def process_file(self, path: Path, on_warning: Warn, on_packets: Progress) -> FileCounts:
+    def process_file(self, path: Path, on_warning: Warn, on_packets: Progress, on_block: Block = None) -> FileCounts:
         core = self.core
         before = core.counters()
         feed_pcap, feed = core.feed_pcap, core.feed
@@ -124,6 +161,8 @@ class NativeFlowPath:
             done[0] += result[2]
             if on_packets is not None:
                 on_packets(done[0])
+            if on_block is not None:
+                on_block()
             return result
 
         def record(ts: int, linktype: int, buf: bytes, off: int, caplen: int, wirelen: int) -> None:
@@ -133,6 +172,8 @@ class NativeFlowPath:
                 self._ship()
                 if on_packets is not None:
                     on_packets(done[0])
+                if on_block is not None:
+                    on_block()
 
         try:
             feed_capture(path, pcap_block, record, on_warning=on_warning)
@@ -149,6 +190,20 @@ class NativeFlowPath:
     def sweep(self, now_ns: int) -> None:
         self.core.sweep(now_ns)
         self._ship()
+
+    def take_selected(self) -> bytes:
+        return self.core.take_selected()
+
+    def linktypes(self) -> tuple[int, ...]:
+        return self.core.linktypes()
+
+    @property
+    def selected(self) -> int:
+        return self.core.counters()["selected"]
+
+    @property
+    def probes(self) -> int:
+        return self.core.counters()["probes"]
 
     def finish(self) -> None:
         self.core.flush()
@@ -169,8 +224,11 @@ class NativeFlowPath:
 FlowPath = PythonFlowPath | NativeFlowPath
 
 
-def open_flow_path(emit: Emit, *, engine: Engine = "auto", max_flows: int = 500_000,
-                   verify_checksums: bool = False) -> FlowPath:
+def open_flow_path(emit: Emit, *, engine: Engine = "auto", max_flows: int = 500_000, verify_checksums: bool = False,
+                   probe: Probe | None = None, services: tuple[str, ...] = ("",), collect: bool = False) -> FlowPath:
+    """A flow path on the chosen engine; with ``probe`` it detects services, with ``collect`` also selects."""
+    kw = {"max_flows": max_flows, "verify_checksums": verify_checksums, "probe": probe, "services": services,
+          "collect": collect}
     if engine == "python" or (engine == "auto" and FlowCore is None):
-        return PythonFlowPath(emit, max_flows=max_flows, verify_checksums=verify_checksums)
-    return NativeFlowPath(emit, max_flows=max_flows, verify_checksums=verify_checksums)
+        return PythonFlowPath(emit, **kw)
+    return NativeFlowPath(emit, **kw)

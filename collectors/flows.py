@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 from collectors.community_id import community_id
-from collectors.decode import ACK, CAPLEN, DST, FLAGS, IPLEN, MAC, ONEWAY, PLEN, SEQ, TUNNEL
+from collectors.decode import ACK, BUF, CAPLEN, DST, FLAGS, IPLEN, L4OFF, MAC, ONEWAY, PLEN, PROTO, SEQ, TUNNEL
 from collectors.flowconst import (
     ATTEMPT_DELAY,
     CLOSE_DELAY,
@@ -41,8 +41,12 @@ from collectors.flowconst import (
     UDP,
     UDP_INACTIVITY,
 )
+from collectors.selection import FrameSelection
 
 IPV4_BROADCAST = b"\xff\xff\xff\xff"
+PROBE_BYTES = 512  # payload bytes handed to the protocol probe (collectors.protocols.detect, the C core alike)
+PROBE_MIN = 8  # shorter first payloads are kept and probed again together with what follows
+Probe = Callable[[int, bool, bytes, int], tuple[int, int]]  # (proto, from_orig, payload, length) -> (service, sel)
 
 # Zeek's likely_server_ports with the default analyzers loaded (ports the analyzers register).
 LIKELY_SERVER_PORTS = {
@@ -80,6 +84,7 @@ class ConnRecord(NamedTuple):
     r_mac: bytes | None
     answered: bool  # the responder answered (TCP: SYN-ACK seen; UDP: a packet back): a service is there
     community_id: str
+    service: str = ""  # detected from the payload (collectors.protocols.detect), "" when nothing matched
 
 
 def seq_delta(a: int, b: int) -> int:
@@ -155,6 +160,8 @@ class Flow:
         "o_port",
         "o_size",
         "one_way",
+        "pre",
+        "probed",
         "proto",
         "r",
         "r_bytes",
@@ -163,7 +170,11 @@ class Flow:
         "r_pkts",
         "r_port",
         "r_size",
+        "sel",
         "start",
+        "svc",
+        "syn",
+        "syn_frames",
         "synack_first",
         "tunnel",
     )
@@ -187,6 +198,12 @@ class Flow:
         self.bad_sums = [0, 0]  # per direction, scaled history letters C/c
         self.bad_thresh = [1, 1]
         self.synack_first = False  # began with a SYN-ACK from the originator: the next packet may flip it
+        self.svc = 0  # detected service (index into the probe's service names), 0 = none yet
+        self.probed = 0  # 1: the originator's first payload was probed, 2: the responder's
+        self.sel = 0  # payload packets still selected for the deep path: -1 all, 0 none
+        self.pre: list[bytes] | None = None  # per side: short first payloads not matched yet
+        self.syn: list[bytes] | None = None  # SYN / SYN-ACK frames kept until detection decides
+        self.syn_frames = 0
 
     # -- history helpers (Connection::CheckHistory / AddHistory / ScaledHistoryEntry) -------------------
     def check_history(self, mask: str, code: str) -> bool:
@@ -222,7 +239,7 @@ class Flow:
             self.o, self.r = self.r, self.o
 
     # -- results ---------------------------------------------------------------------------------
-    def record(self) -> ConnRecord:
+    def record(self, services: tuple[str, ...] = ("",)) -> ConnRecord:
         history = "".join(self.hist)
         orig_bytes, resp_bytes = self.payload_sizes()
         answered = (self.proto == TCP and self.r.state != INACTIVE and "h" in history) or \
@@ -231,7 +248,7 @@ class Flow:
                           self.last, self.o_pkts, self.o_bytes, self.r_pkts, self.r_bytes, orig_bytes, resp_bytes,
                           self.state(history), history, self.missed, self.tunnel, self.o_mac, self.r_mac, answered,
                           community_id(self.proto, self.o_ip, self.r_ip, self.o_port, self.r_port,
-                                       one_way=self.one_way))
+                                       one_way=self.one_way), services[self.svc])
 
     def payload_sizes(self) -> tuple[int, int]:
         if self.proto == TCP:
@@ -287,16 +304,26 @@ class FlowTable:
     tests/unit/test_flowcore.py holds the two to identical output."""
 
     def __init__(self, emit: Callable[[ConnRecord], None], max_flows: int = 500_000,
-                 likely_server_ports: dict[int, frozenset[int]] | None = None) -> None:
+                 likely_server_ports: dict[int, frozenset[int]] | None = None, probe: Probe | None = None,
+                 services: tuple[str, ...] = ("",), selection: FrameSelection | None = None) -> None:
         self.flows: dict[tuple, Flow] = {}
-        self.emit = emit
+        self.services = services
+        self.probe = probe
+        self.probes = 0
+        self.selection = selection  # where kept SYN frames go when their flow is selected
+        self.frame: tuple | None = None  # (linktype, ts, buf, offset, caplen, wirelen) of the frame being added
+        self._emit = emit
         self.max_flows = max_flows
         self.evicted = 0
         self.next_sweep = 0
         self.lsp = likely_server_ports or LIKELY_SERVER_PORTS
 
+    def _done(self, f: Flow) -> None:
+        self._emit(f.record(self.services))
+
     # -- packet entry point ------------------------------------------------------------------------
-    def add(self, p: tuple, ts: int) -> None:
+    def add(self, p: tuple, ts: int) -> bool:
+        """Track one decoded packet; True when the deep path selected it (see :meth:`_select`)."""
         src, dst, proto, sport, dport, _iplen, flags, _seq, _ack, length, one_way, _, _, _, _caplen, _mac, bad = p
         if proto != TCP and proto != UDP and proto != ICMP and proto != ICMP6:
             sport = dport = 0
@@ -310,7 +337,7 @@ class FlowTable:
         f = flows.get(key)
         if f is not None and (ts > f.expire or (proto == TCP and flags & F_SYN and self._is_reuse(f, p))):
             del flows[key]
-            self.emit(f.record())
+            self._done(f)
             f = None
         if f is None:
             if len(flows) >= self.max_flows:
@@ -336,8 +363,66 @@ class FlowTable:
             self._tcp(f, p, is_orig, ts)
         else:
             self._other(f, p, is_orig, ts)
+        selected = self.probe is not None and not bad and proto in (TCP, UDP) and \
+            self._select(f, p, is_orig)
         if ts >= self.next_sweep:
             self.sweep(ts)
+        return selected
+
+    def _select(self, f: Flow, p: tuple, is_orig: bool) -> bool:
+        """Probe the first payload of each direction once (protocol detection on any port); once a service
+        is detected, count down the payload packets its analyzers need (-1: all of them)."""
+        proto, plen, buf, l4 = p[PROTO], p[PLEN], p[BUF], p[L4OFF]
+        if not f.svc and proto == TCP and p[FLAGS] & F_SYN and plen <= 0 and self.selection is not None and \
+                self.frame is not None and f.syn_frames < 2 and f.o_port < f.r_port:
+            # tshark tries the lower port's dissector first unless the handshake names the server
+            linktype, ts, fbuf, off, caplen, wirelen = self.frame
+            block = self.selection.block(linktype, ts, fbuf[off:off + caplen], wirelen)
+            if block is not None:
+                f.syn = [*(f.syn or ()), block]
+                f.syn_frames += 1
+            return False
+        if proto == TCP:
+            start = l4 + (buf[l4 + 12] >> 4) * 4 if l4 + 20 <= len(buf) else len(buf)
+            cap = p[CAPLEN]
+        else:
+            start, cap = l4 + 8, p[CAPLEN] - 8
+        cap = min(cap, plen, len(buf) - start)
+        if plen <= 0 or cap <= 0:
+            return False
+        if not f.svc:
+            bit = 1 if is_orig else 2
+            if f.probed & bit:
+                return False
+            self.probes += 1
+            pre = f.pre[0 if is_orig else 1] if f.pre else b""
+            data = (pre + bytes(buf[start:start + min(cap, PROBE_BYTES)]))[:PROBE_BYTES]
+            svc, sel = self.probe(proto, is_orig, data, plen + len(pre))
+            if not 0 <= svc < len(self.services) or sel < -1:
+                raise ValueError("probe must return (service index, selection)")
+            if not svc:
+                if len(data) < PROBE_MIN and cap == plen:  # short and whole: probe again with what follows,
+                    f.pre = f.pre or [b"", b""]  # and keep its frame in case the flow is detected then
+                    f.pre[0 if is_orig else 1] = data
+                    return True
+                f.probed |= bit
+                if f.probed == 3:
+                    self._release_syn(f, False)
+                return False
+            f.probed |= bit
+            f.svc, f.sel = svc, sel
+            self._release_syn(f, sel != 0)
+        if not f.sel:
+            return False
+        if f.sel > 0:
+            f.sel -= 1
+        return True
+
+    def _release_syn(self, f: Flow, keep: bool) -> None:
+        """Detection decided: the kept handshake frames go first if the flow is selected, else they are dropped."""
+        if keep and f.syn and self.selection is not None:
+            self.selection.add_blocks(f.syn)
+        f.syn, f.syn_frames = None, 2
 
     def _new(self, key, p, proto, src, sport, dst, dport, ts) -> Flow:
         """Zeek's NewConn: the first packet's sender is the originator unless the ports say otherwise
@@ -602,15 +687,15 @@ class FlowTable:
         flows = self.flows
         done = [k for k, f in flows.items() if f.expire < now]
         for k in done:
-            self.emit(flows.pop(k).record())
+            self._done(flows.pop(k))
 
     def _evict(self) -> None:
         key = next(iter(self.flows))
         self.evicted += 1
-        self.emit(self.flows.pop(key).record())
+        self._done(self.flows.pop(key))
 
     def flush(self) -> None:
         """Emit every remaining flow (end of input), in flow-key order so the output is reproducible."""
         flows, self.flows = self.flows, {}
         for key in sorted(flows):
-            self.emit(flows[key].record())
+            self._done(flows[key])

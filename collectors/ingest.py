@@ -1,15 +1,17 @@
 """The capture pipeline: read -> decode -> flow table -> secops.conn documents, plus the deep path
 (protocol metadata from ``collectors.protocols``) and passive asset observations, into any sink.
 
-The deep path runs in a thread next to the flow path (tshark is a separate process, so both cores work).
-Connection documents are annotated with the application protocols the deep path found for the same
-flow (same Community ID, overlapping time) in ``network.protocol`` before they reach the sink.
+Every flow's service comes from protocol detection on its first payload bytes, inside the flow engine
+(``collectors.protocols.detect``), so a connection document ships the moment its flow ends, with
+``network.protocol`` saying what the flow spoke. The same detection selects the frames the analyzers need;
+the engine copies them into a pcapng stream that one tshark per file dissects on the other core while the
+flow path goes on (``collectors.protocols.stream``). Deep documents ship as tshark produces them. All
+documents reach the sink from the calling thread.
 """
 
 from __future__ import annotations
 
-import threading
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,20 +20,10 @@ from typing import Any
 from collectors.conn import Observations, conn_doc, ip_str, mac_str
 from collectors.flowpath import Engine, open_flow_path
 from collectors.flows import ConnRecord
-from secops.ecs import get, parse_time
+from collectors.protocols.detect import SERVICES, probe, probe_service_only
 
 Sink = Callable[[dict[str, Any]], None]
 Warn = Callable[[str], None]
-SERVICE_SLACK_NS = 2_000_000_000
-
-
-def _deep_extractor() -> Callable[..., Iterable[dict]] | None:
-    """A2's deep path if it is installed (guarded so the fast path works on its own)."""
-    try:
-        from collectors.protocols import extract_metadata  # type: ignore[attr-defined]
-    except ImportError:
-        return None
-    return extract_metadata
 
 
 @dataclass
@@ -43,6 +35,7 @@ class IngestStats:
     conns: int = 0
     deep_docs: int = 0
     observations: int = 0
+    deep_frames: int = 0  # frames the detection selected for the analyzers
     flows_evicted: int = 0
     warnings: int = 0
     decode_errors: Counter = field(default_factory=Counter)
@@ -57,16 +50,15 @@ class Pipeline:
                  engine: Engine = "auto") -> None:
         self.sink = sink
         self.observer = observer
+        self.deep = deep
         self.flows = open_flow_path(self._flow_done, engine=engine, max_flows=max_flows,
-                                    verify_checksums=verify_checksums)
+                                    verify_checksums=verify_checksums, probe=probe if deep else probe_service_only,
+                                    services=SERVICES, collect=deep)
         self.observations = Observations(observer)
         self.stats = IngestStats()
         self.tshark_path = tshark_path
-        self.extract = _deep_extractor() if deep else None
         self._warn = on_warning
         self.on_packets = on_packets
-        self.services: dict[str, list[tuple[int, str]]] = defaultdict(list)
-        self.pending: list[ConnRecord] | None = None
 
     # -- warnings ---------------------------------------------------------------------------------
     def warn(self, msg: str) -> None:
@@ -76,19 +68,7 @@ class Pipeline:
 
     # -- flows --------------------------------------------------------------------------------------
     def _flow_done(self, f: ConnRecord) -> None:
-        if self.pending is not None:
-            self.pending.append(f)
-        else:
-            self._ship_flow(f)
-
-    def _ship_flow(self, f: ConnRecord) -> None:
-        services = None
-        if self.services:
-            hits = self.services.get(f.community_id)
-            if hits:
-                lo, hi = f.start - SERVICE_SLACK_NS, f.last + SERVICE_SLACK_NS
-                services = sorted({s for ts, s in hits if lo <= ts <= hi})
-        doc = conn_doc(f, self.observer, services or None)
+        doc = conn_doc(f, self.observer, [f.service] if f.service else None)
         self.stats.conns += 1
         self.sink(doc)
         self.observations.from_conn(f, doc)
@@ -99,57 +79,43 @@ class Pipeline:
             self.sink(obs)
 
     # -- deep path ----------------------------------------------------------------------------------
-    def _deep(self, path: Path, out: list[dict], errors: list[str]) -> None:
-        try:
-            for doc in self.extract(path, tshark_path=self.tshark_path, on_warning=errors.append):
-                out.append(doc)
-        except Exception as e:  # the deep path must never take the flow path down
-            errors.append(f"{path}: protocol metadata failed: {type(e).__name__}: {e}")
-
-    def _index_deep(self, doc: dict[str, Any]) -> None:
-        cid = get(doc, "network.community_id")
-        proto = get(doc, "network.protocol")
-        ts = get(doc, "@timestamp")
-        if not cid or not proto or not ts:
-            return
-        try:
-            ts_ns = int(parse_time(ts).timestamp() * 1e9)
-        except (TypeError, ValueError):
-            return
-        for p in proto if isinstance(proto, list) else [proto]:
-            self.services[cid].append((ts_ns, str(p)))
+    def _ship_deep(self, docs: Iterable[dict[str, Any]]) -> None:
+        for doc in docs:
+            self.stats.deep_docs += 1
+            self.sink(doc)
 
     # -- files ---------------------------------------------------------------------------------------
     def process_file(self, path: str | Path) -> None:
         """Run one capture file through both paths; documents go to the sink as they are final."""
         path = Path(path)
         self.stats.files += 1
-        deep_docs: list[dict] = []
-        deep_errors: list[str] = []
-        thread = None
-        if self.extract is not None:
-            self.pending = []
-            thread = threading.Thread(target=self._deep, args=(path, deep_docs, deep_errors), daemon=True)
-            thread.start()
+        stream = None
+        if self.deep:
+            from collectors.protocols.stream import MetadataStream  # tshark plumbing only when it is used
+            stream = MetadataStream(path.name, self.tshark_path, self.warn)
+
+        taken = [self.flows.selected]
+
+        def between_blocks() -> None:
+            blocks = self.flows.take_selected()
+            if blocks and stream is not None:
+                selected = self.flows.selected
+                stream.write(blocks, self.flows.linktypes(), selected - taken[0])
+                taken[0] = selected
+                self._ship_deep(stream.ready())
+
         try:
-            self._fast(path)
+            self._fast(path, between_blocks)
         finally:
-            if thread is not None:
-                thread.join()
-                for msg in deep_errors:
-                    self.warn(msg)
-                for doc in deep_docs:
-                    self._index_deep(doc)
-                    self.stats.deep_docs += 1
-                    self.sink(doc)
-                pending, self.pending = self.pending or [], None
-                for f in pending:
-                    self._ship_flow(f)
+            between_blocks()
+            if stream is not None:
+                self._ship_deep(stream.close())
+            self.stats.deep_frames = self.flows.selected
             self._ship_observations()
 
-    def _fast(self, path: Path) -> None:
+    def _fast(self, path: Path, between_blocks: Callable[[], None]) -> None:
         errors_before = sum(self.flows.errors().values())
-        counts = self.flows.process_file(path, self.warn, self.on_packets)
+        counts = self.flows.process_file(path, self.warn, self.on_packets, between_blocks)
         if self.on_packets is not None:
             self.on_packets(counts.packets)
         arp_new = self.flows.decoder.arp_new
@@ -180,13 +146,6 @@ class Pipeline:
         self.stats.flows_evicted = self.flows.evicted
         return self.stats
 
-
-def ingest_files(paths: Iterable[str | Path], sink: Sink, **kw: Any) -> IngestStats:
-    """Convenience: all files through one pipeline, flows flushed at the end."""
-    pipe = Pipeline(sink, **kw)
-    for p in paths:
-        pipe.process_file(p)
-    return pipe.finish()
 
 
 def main(argv: list[str] | None = None) -> int:

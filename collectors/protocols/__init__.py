@@ -1,15 +1,17 @@
-"""Deep path: protocol metadata documents from a pcap, dissected by one tshark process.
+"""Deep path: protocol metadata documents, dissected by one tshark process per capture.
 
 ``extract_metadata(pcap)`` runs tshark once with the combined display filter and field list of
 every protocol module and hands each packet to the modules whose layers it carries. It yields
 finished ECS documents (``secops.dns``, ``secops.http``, ``secops.tls``, ...) as they complete and
 the still-open records when the capture ends. Problems (unreadable or truncated files, tshark
 errors) become warnings through ``on_warning``; documents extracted before the problem are kept.
+The ingest pipeline does not hand tshark whole files: ``collectors.protocols.stream`` feeds it only the
+frames the flow engines selected (``collectors.protocols.detect``), through :func:`analyze`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from collectors.protocols.base import Analyzer, Doc, RunContext
@@ -24,7 +26,7 @@ from collectors.protocols.s7comm import S7commAnalyzer
 from collectors.protocols.smb import SmbAnalyzer
 from collectors.protocols.ssh import SshAnalyzer
 from collectors.protocols.tls import TlsAnalyzer
-from collectors.protocols.tshark import BASE_FIELDS, TsharkRun, build_command, run_tshark
+from collectors.protocols.tshark import BASE_FIELDS, Packet, TsharkRun, build_command, run_tshark
 
 ANALYZERS: tuple[type[Analyzer], ...] = (
     DnsAnalyzer, HttpAnalyzer, TlsAnalyzer, DhcpAnalyzer, SshAnalyzer, SmbAnalyzer, FtpAnalyzer,
@@ -33,10 +35,10 @@ ANALYZERS: tuple[type[Analyzer], ...] = (
 
 EXPIRE_EVERY = 4096  # packets between sweeps for records that timed out
 
-__all__ = ["ANALYZERS", "extract_metadata", "tshark_command"]
+__all__ = ["ANALYZERS", "analyze", "extract_metadata", "tshark_command"]
 
 
-def tshark_command(pcap: Path, tshark_path: str = "tshark",
+def tshark_command(pcap: Path | None, tshark_path: str = "tshark",
                    analyzers: tuple[type[Analyzer], ...] = ANALYZERS) -> list[str]:
     """The single tshark invocation covering every protocol module."""
     display_filter = " or ".join(f"({a.FILTER})" for a in analyzers)
@@ -62,10 +64,16 @@ def extract_metadata(pcap: Path, *, tshark_path: str = "tshark",
     if path.stat().st_size == 0:
         warn(f"{path.name}: empty file, no packets")
         return
-    context = RunContext(path, tshark_path)
-    analyzers = [cls(warn, context) for cls in ANALYZERS]
     run = TsharkRun()
-    for pkt in run_tshark(tshark_command(path, tshark_path), run, lambda m: warn(f"{path.name}: {m}")):
+    packets = run_tshark(tshark_command(path, tshark_path), run, lambda m: warn(f"{path.name}: {m}"))
+    yield from analyze(packets, RunContext(path, tshark_path), run, warn, path.name)
+
+
+def analyze(packets: Iterable[Packet], context: RunContext, run: TsharkRun, warn: Callable[[str], None],
+            name: str) -> Iterator[Doc]:
+    """Every protocol module over one tshark run's packets: documents as they complete, then the rest."""
+    analyzers = [cls(warn, context) for cls in ANALYZERS]
+    for pkt in packets:
         if run.packets % EXPIRE_EVERY == 0:
             for analyzer in analyzers:
                 yield from analyzer.expire(pkt.ts)
@@ -75,6 +83,6 @@ def extract_metadata(pcap: Path, *, tshark_path: str = "tshark",
                 try:
                     yield from analyzer.handle(pkt)
                 except (ValueError, KeyError, IndexError, TypeError) as exc:
-                    warn(f"{path.name}: frame {pkt.number}: {analyzer.SERVICE} record skipped ({exc})")
+                    warn(f"{name}: frame {pkt.number}: {analyzer.SERVICE} record skipped ({exc})")
     for analyzer in analyzers:
         yield from analyzer.finish()

@@ -110,11 +110,15 @@ class TsharkRun:
     stderr: list[str] = field(default_factory=list)
 
 
-def build_command(tshark: str, pcap: Path, display_filter: str, fields: Sequence[str],
+STDIN = None  # as ``pcap``: read the capture from standard input (a pcapng stream of selected frames)
+
+
+def build_command(tshark: str, pcap: Path | None, display_filter: str, fields: Sequence[str],
                   extra_options: Sequence[str] = ()) -> list[str]:
     """Fixed argument list (never a shell). The file name is passed after ``-r`` as one argument."""
     # an absolute path: a file literally named "-" would otherwise make tshark read stdin
-    cmd = [tshark, "-n", "-r", os.path.abspath(os.fspath(pcap)), "-Y", display_filter, "-T", "ek"]
+    source = "-" if pcap is STDIN else os.path.abspath(os.fspath(pcap))
+    cmd = [tshark, "-n", "-r", source, "-Y", display_filter, "-T", "ek"]
     for pref in PREFERENCES:
         cmd += ["-o", pref]
     cmd += list(extra_options)
@@ -130,16 +134,27 @@ def _drain(stream: IO[bytes], sink: list[str], limit: int = 200) -> None:
             sink.append(line)
 
 
-def run_tshark(cmd: list[str], run: TsharkRun, on_warning: Warn) -> Iterator[Packet]:
-    """Start tshark and yield packets as they are printed; warnings for bad lines and tshark errors."""
+def start_tshark(cmd: list[str], run: TsharkRun, on_warning: Warn, *, stdin: bool = False) -> subprocess.Popen | None:
+    """Start tshark (with a pipe to its standard input when ``stdin``); None, with a warning, if it cannot."""
     env = dict(os.environ, LC_ALL="C")
     try:
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                env=env, bufsize=1 << 16)
+        return subprocess.Popen(cmd, stdin=subprocess.PIPE if stdin else subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, env=env, bufsize=1 << 16)
     except OSError as exc:
         on_warning(f"tshark could not be started ({cmd[0]}): {exc}")
         run.returncode = -1
-        return
+        return None
+
+
+def run_tshark(cmd: list[str], run: TsharkRun, on_warning: Warn) -> Iterator[Packet]:
+    """Start tshark and yield packets as they are printed; warnings for bad lines and tshark errors."""
+    proc = start_tshark(cmd, run, on_warning)
+    if proc is not None:
+        yield from read_tshark(proc, run, on_warning)
+
+
+def read_tshark(proc: subprocess.Popen, run: TsharkRun, on_warning: Warn) -> Iterator[Packet]:
+    """Yield the packets a started tshark prints, then collect its exit status and complaints."""
     assert proc.stdout is not None and proc.stderr is not None
     errors = threading.Thread(target=_drain, args=(proc.stderr, run.stderr), daemon=True)
     errors.start()

@@ -1,0 +1,187 @@
+"""One tshark reading the selected frames of one capture file on its standard input, next to the flow path.
+
+The flow engines copy the frames the analyzers need (``collectors.protocols.detect`` decides per flow) into a
+pcapng byte stream; :class:`MetadataStream` starts tshark on the first selected bytes, writes them to its stdin
+while the flow path goes on (tshark dissects on the other core), and collects the finished documents in a
+queue that the caller drains between blocks (``ready``) and at the end of the file (``close``).
+
+Why not one tshark for the whole run: tshark keeps per-frame, reassembly and conversation state for everything
+it has read (about 1.3 KB per selected frame here), so a process that lived as long as a sensor would grow
+without bound. A tshark run therefore ends with its capture file or after ``FRAMES_PER_RUN`` selected frames,
+whichever comes first, and the next frames start a new one: memory follows the frames in flight, not the file.
+(A flow whose frames straddle such a cut is analysed in two parts, as one straddling two files is.) The
+frames are also teed to a spool file, the capture that a module's second look (HTTP's, after incomplete
+exchanges) re-reads; it is removed when the run ends.
+
+Memory stays bounded: a write blocks while tshark is behind (the pipe is the buffer), so the flow path never
+runs more than a pipe's worth ahead of the dissector.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import tempfile
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO
+
+from collectors.protocols import analyze, tshark_command
+from collectors.protocols.base import Doc, RunContext
+from collectors.protocols.tshark import STDIN, TsharkRun, read_tshark, start_tshark
+from collectors.selection import interface_block, stream_header
+
+Warn = Callable[[str], None]
+_DONE = object()
+
+
+FRAMES_PER_RUN = 131_072  # selected frames one tshark run reads at most (about 170 MB of tshark memory)
+
+
+class MetadataStream:
+    """Deep-path documents for the frames written to it (one capture file's selection), one tshark run after
+    another."""
+
+    def __init__(self, name: str, tshark_path: str, warn: Warn, frames_per_run: int = FRAMES_PER_RUN) -> None:
+        self.name = name
+        self.tshark_path = tshark_path
+        self.warn = warn
+        self.frames_per_run = frames_per_run
+        self.runs = 0
+        self._run: _TsharkRun | None = None
+        self._finished: list[Doc] = []
+
+    def write(self, blocks: bytes, linktypes: tuple[int, ...], frames: int) -> None:
+        """Enhanced packet blocks from ``take_selected`` (``frames`` of them) and the link type of every
+        interface id they use."""
+        if not blocks:
+            return
+        if self._run is None:
+            self.runs += 1
+            self._run = _TsharkRun(f"{self.name}" if self.runs == 1 else f"{self.name} (part {self.runs})",
+                                   self.tshark_path, self.warn)
+        self._run.write(blocks, linktypes, frames)
+        if self._run.frames >= self.frames_per_run:
+            self._finished += self._run.close()
+            self._run = None
+
+    def ready(self) -> list[Doc]:
+        """Documents finished so far (never blocks)."""
+        out, self._finished = self._finished, []
+        if self._run is not None:
+            out += self._run.ready()
+        return out
+
+    def close(self) -> list[Doc]:
+        """End of the file's selection: wait for tshark and the analyzers; every remaining document."""
+        out = self.ready()
+        if self._run is not None:
+            out += self._run.close()
+            self._run = None
+        return out
+
+
+class _TsharkRun:
+    """One tshark reading a pcapng stream on stdin, its analyzers in a reader thread."""
+
+    def __init__(self, name: str, tshark_path: str, warn: Warn) -> None:
+        self.name = name
+        self.tshark_path = tshark_path
+        self.warn = warn
+        self.docs: queue.SimpleQueue = queue.SimpleQueue()
+        self.frames = 0
+        self.interfaces = 0  # interface blocks written so far
+        self.failed = False
+        self.finished = False
+        self._proc = None
+        self._reader: threading.Thread | None = None
+        self._spool: IO[bytes] | None = None
+        self._spool_path: Path | None = None
+
+    # -- input ---------------------------------------------------------------------------------------
+    def write(self, blocks: bytes, linktypes: tuple[int, ...], frames: int) -> None:
+        self.frames += frames
+        if self.failed:
+            return
+        if self._proc is None and not self._start():
+            return
+        head = b"".join(interface_block(lt) for lt in linktypes[self.interfaces:])
+        self.interfaces = len(linktypes)
+        data = head + blocks
+        try:
+            self._spool.write(data)
+            self._proc.stdin.write(data)
+        except (BrokenPipeError, OSError, ValueError) as exc:  # tshark died: its exit status says why at close
+            self.failed = True
+            self.warn(f"{self.name}: protocol metadata stopped: tshark input closed ({exc})")
+
+    def _start(self) -> bool:
+        run = TsharkRun()
+        self._proc = start_tshark(tshark_command(STDIN, self.tshark_path), run, self._tshark_warning, stdin=True)
+        if self._proc is None:
+            self.failed = True
+            return False
+        fd, spool = tempfile.mkstemp(prefix="secops-deep-", suffix=".pcapng")
+        self._spool, self._spool_path = os.fdopen(fd, "wb"), Path(spool)
+        self._reader = threading.Thread(target=self._read, args=(run,), name="secops-deep", daemon=True)
+        self._reader.start()
+        header = stream_header()
+        self._spool.write(header)
+        try:
+            self._proc.stdin.write(header)
+        except (BrokenPipeError, OSError):
+            self.failed = True
+            return False
+        return True
+
+    def _tshark_warning(self, msg: str) -> None:
+        self.warn(f"{self.name}: {msg}")
+
+    # -- output --------------------------------------------------------------------------------------
+    def _read(self, run: TsharkRun) -> None:
+        """Reader thread: tshark's packets through the analyzers; documents into the queue."""
+        assert self._spool_path is not None
+        context = RunContext(self._spool_path, self.tshark_path)
+        try:
+            for doc in analyze(read_tshark(self._proc, run, self._tshark_warning), context, run, self.warn,
+                               self.name):
+                self.docs.put(doc)
+        except Exception as exc:  # the deep path must never take the flow path down
+            self.warn(f"{self.name}: protocol metadata failed: {type(exc).__name__}: {exc}")
+        finally:
+            self.docs.put(_DONE)
+
+    def ready(self) -> list[Doc]:
+        """Documents finished so far (never blocks)."""
+        out = []
+        while True:
+            try:
+                doc = self.docs.get_nowait()
+            except queue.Empty:
+                return out
+            if doc is _DONE:
+                self.finished = True
+            else:
+                out.append(doc)
+
+    def close(self) -> list[Doc]:
+        """End of the file's selection: wait for tshark and the analyzers; every remaining document."""
+        if self._proc is None:
+            return self.ready()
+        with contextlib.suppress(OSError):
+            self._spool.close()  # complete before tshark's EOF: a second look re-reads it
+        with contextlib.suppress(BrokenPipeError, OSError):
+            self._proc.stdin.close()
+        out = []
+        while not self.finished:
+            doc = self.docs.get()
+            if doc is _DONE:
+                self.finished = True
+            else:
+                out.append(doc)
+        self._reader.join()
+        with contextlib.suppress(OSError):
+            self._spool_path.unlink()
+        return out

@@ -1,0 +1,216 @@
+"""The selective deep path: both flow engines detect the same services and select the same frames (byte for
+byte), on every shared capture and on fuzzed frames; tshark reads the selection stream; the pipeline ships
+connection documents as flows end and keeps working when the probe, tshark or the input misbehave."""
+
+from __future__ import annotations
+
+import random
+import subprocess
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from collectors.flowpath import FlowCore, open_flow_path
+from collectors.flows import LIKELY_SERVER_PORTS, ConnRecord
+from collectors.ingest import Pipeline
+from collectors.protocols import extract_metadata
+from collectors.protocols.detect import SERVICES, probe
+from collectors.selection import interface_block, stream_header
+from tests.support import TESTDATA
+from tests.unit.test_flowcore import CAPTURES, SEEDS, _pcap
+
+
+def select(engine: str, paths: list[Path], **kw) -> tuple[list[ConnRecord], bytes, tuple[int, ...]]:
+    """Records, the selection stream (with its header) and the interface link types of one engine."""
+    recs: list[ConnRecord] = []
+    fp = open_flow_path(recs.append, engine=engine, probe=probe, services=SERVICES, collect=True, **kw)
+    blocks: list[bytes] = []
+    for path in paths:
+        fp.process_file(path, lambda _m: None, None, lambda: blocks.append(fp.take_selected()))
+    fp.finish()
+    blocks.append(fp.take_selected())
+    head = stream_header() + b"".join(interface_block(lt) for lt in fp.linktypes())
+    return recs, head + b"".join(blocks), fp.linktypes()
+
+
+def assert_same_selection(paths: list[Path], **kw) -> tuple[list[ConnRecord], bytes]:
+    recs_py, sel_py, links_py = select("python", paths, **kw)
+    recs_c, sel_c, links_c = select("native", paths, **kw)
+    assert recs_c == recs_py
+    assert sel_c == sel_py
+    assert links_c == links_py
+    return recs_c, sel_c
+
+
+def test_every_shared_capture_selects_identically() -> None:
+    services = set()
+    for capture in CAPTURES:
+        recs, _ = assert_same_selection([capture])
+        services |= {r.service for r in recs}
+    assert {"http", "ssl", "dns", "ftp", "smb", "modbus", "dnp3", "s7comm", "dhcp", "quic"} <= services
+
+
+def test_all_captures_in_one_run_with_a_tiny_table() -> None:
+    """Flows span files and are evicted from a 50-flow table while frames are kept for them."""
+    recs, sel = assert_same_selection(CAPTURES, max_flows=50, verify_checksums=True)
+    assert len(recs) > 200 and len(sel) > 100_000
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.integers(0, len(SEEDS) - 1), st.integers(0, 1500), st.binary(min_size=1, max_size=8),
+                          st.integers(-1, 1)), min_size=1, max_size=60),
+       st.sampled_from([1, 101, 113]))
+def test_fuzzed_frames_select_identically(tmp_path_factory: pytest.TempPathFactory, edits: list[tuple],
+                                          linktype: int) -> None:
+    """Frames with bytes overwritten, inserted or removed anywhere (headers and first payloads alike)."""
+    frames = []
+    for idx, pos, data, op in edits:
+        fr = bytearray(SEEDS[idx])
+        pos %= len(fr) + 1
+        if op < 0:
+            del fr[pos:pos + len(data)]
+        elif op == 0:
+            fr[pos:pos + len(data)] = data
+        else:
+            fr[pos:pos] = data
+        frames.append(bytes(fr))
+    path = tmp_path_factory.mktemp("fuzz") / "f.pcap"
+    path.write_bytes(_pcap(frames, linktype))
+    assert_same_selection([path], max_flows=7)
+
+
+def test_random_payloads_after_real_handshakes(tmp_path: Path) -> None:
+    """Every payload of a real HTTP capture replaced by random bytes (truncated to random lengths): no crash,
+    both engines agree, and the records still count every packet."""
+    from collectors.pcapio import read_capture
+
+    rng = random.Random(10)
+    frames = []
+    for _, lt, buf, off, cap, _ in read_capture(TESTDATA / "zeek" / "traces" / "http" / "get.pcap"):
+        fr = bytes(buf[off:off + cap])
+        if lt == 1 and len(fr) > 66:
+            fr = fr[:66] + rng.randbytes(rng.randint(0, len(fr) - 66))
+        frames.append(fr)
+    path = tmp_path / "random.pcap"
+    path.write_bytes(_pcap(frames))
+    recs, _ = assert_same_selection([path])
+    assert sum(r.o_pkts + r.r_pkts for r in recs) == len(frames)
+
+
+def test_tshark_reads_the_selection_stream(tmp_path: Path) -> None:
+    capture = TESTDATA / "zeek" / "traces" / "http" / "get.pcap"
+    recs, sel = assert_same_selection([capture])
+    assert [r.service for r in recs] == ["http"]
+    path = tmp_path / "sel.pcapng"
+    path.write_bytes(sel)
+    out = subprocess.run(["tshark", "-n", "-r", str(path), "-T", "fields", "-e", "frame.protocols"],
+                         capture_output=True, text=True, check=True).stdout.split()
+    flow = recs[0]
+    payload_packets = 2 + sum(1 for _ in out if "http" in _)  # SYN and SYN-ACK kept ahead of the payload
+    assert len(out) >= payload_packets and len(out) < flow.o_pkts + flow.r_pkts
+
+
+def test_probe_errors_reach_the_caller_and_bad_answers_are_refused() -> None:
+    capture = TESTDATA / "zeek" / "traces" / "http" / "get.pcap"
+
+    def broken(*_args):
+        raise RuntimeError("probe bug")
+
+    for engine in ("python", "native"):
+        fp = open_flow_path(lambda _r: None, engine=engine, probe=broken, services=SERVICES, collect=True)
+        with pytest.raises(RuntimeError, match="probe bug"):
+            fp.process_file(capture, lambda _m: None, None)
+        fp = open_flow_path(lambda _r: None, engine=engine, probe=lambda *_a: (len(SERVICES), 0), services=SERVICES)
+        with pytest.raises(ValueError):
+            fp.process_file(capture, lambda _m: None, None)
+    with pytest.raises(TypeError):
+        FlowCore(ConnRecord, lambda *a: [], LIKELY_SERVER_PORTS[6], LIKELY_SERVER_PORTS[17], probe=probe,
+                 services=("", 1))
+
+
+def test_streamed_deep_documents_equal_a_whole_file_pass() -> None:
+    """The differential oracle: tshark over the whole file and tshark over the selected frames give the same
+    protocol documents for these captures (HTTP, TLS, DNS, FTP, SSH, SMB, DHCP, Modbus, DNP3)."""
+    names = ["zeek/traces/http/get.pcap", "zeek/traces/tls/tls-conn-with-extensions.pcap",
+             "zeek/traces/dns-txt-multiple.pcap", "attacks/ics/dnp3/dnp3.pcap",
+             "zeek/traces/globus-url-copy.pcap", "zeek/traces/tls/google-cert-repeat.pcap"]
+    checked = 0
+    for name in names:
+        capture = TESTDATA / name
+        if not capture.exists():
+            continue
+        docs: list[dict] = []
+        pipe = Pipeline(docs.append)
+        pipe.process_file(capture)
+        pipe.finish()
+        streamed = sorted((d for d in docs if d["event"]["dataset"] not in ("secops.conn", "secops.observation")),
+                          key=lambda d: d["_id"])
+        whole = sorted(extract_metadata(capture), key=lambda d: d["_id"])
+        assert streamed == whole, name
+        checked += 1
+    assert checked >= 4
+
+
+def test_connections_ship_while_the_file_is_still_being_read(tmp_path: Path) -> None:
+    """Conn documents do not wait for the end of the file (nor for tshark): the first flows' documents reach
+    the sink while later packets are still unread."""
+    from benchmarks.flow_path import build_capture
+
+    path = tmp_path / "synthetic.pcap"
+    total = build_capture(path, 60_000)
+    for engine in ("python", "native"):
+        seen = [0]
+        first_conn_at: list[int] = []
+
+        def sink(doc: dict) -> None:
+            if doc["event"]["dataset"] == "secops.conn" and not first_conn_at:
+                first_conn_at.append(seen[0])
+
+        def progress(n: int) -> None:
+            seen[0] = n
+
+        pipe = Pipeline(sink, engine=engine, on_packets=progress)
+        pipe.process_file(path)
+        pipe.finish()
+        assert first_conn_at and first_conn_at[0] < total, engine
+
+
+def test_without_tshark_connections_and_services_remain(tmp_path: Path) -> None:
+    warnings: list[str] = []
+    docs: list[dict] = []
+    pipe = Pipeline(docs.append, tshark_path=str(tmp_path / "no-tshark"), on_warning=warnings.append)
+    pipe.process_file(TESTDATA / "zeek" / "traces" / "http" / "get.pcap")
+    stats = pipe.finish()
+    (conn,) = [d for d in docs if d["event"]["dataset"] == "secops.conn"]
+    assert conn["network"]["protocol"] == ["http"] and stats.deep_docs == 0
+    assert any("tshark could not be started" in w for w in warnings), warnings
+
+
+def test_tshark_runs_are_bounded_by_frames() -> None:
+    """A run ends after ``frames_per_run`` selected frames and the next frames start a new tshark (memory
+    follows the frames in flight); cut between the flows of a capture, the runs give the whole file's
+    documents."""
+    import struct as _struct
+
+    from collectors.protocols.stream import MetadataStream
+
+    capture = TESTDATA / "zeek" / "traces" / "dns-txt-multiple.pcap"
+    http = TESTDATA / "zeek" / "traces" / "http" / "get.pcap"
+    _, sel, links = select("native", [capture, http])
+    blocks, pos = [], len(stream_header()) + len(links) * len(interface_block(1))
+    while pos < len(sel):
+        (length,) = _struct.unpack_from("<I", sel, pos + 4)
+        blocks.append(sel[pos:pos + length])
+        pos += length
+    warnings: list[str] = []
+    stream = MetadataStream("two files", "tshark", warnings.append, frames_per_run=2)
+    docs = []
+    for block in blocks:
+        stream.write(block, links, 1)
+        docs += stream.ready()
+    docs += stream.close()
+    assert stream.runs >= 2 and not warnings
+    whole = [*extract_metadata(capture), *extract_metadata(http)]
+    assert sorted(d["_id"] for d in docs) == sorted(d["_id"] for d in whole)
