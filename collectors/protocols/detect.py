@@ -139,6 +139,31 @@ def tls_server_hello(data: bytes, _length: int) -> bool:
     return _tls_record(data, SERVER_HELLO)
 
 
+DTLS_VERSIONS = frozenset({0xFEFF, 0xFEFD, 0xFEFC})  # DTLS 1.0, 1.2, 1.3 (RFC 6347 4.1, RFC 9147 5.1)
+DTLS_HELLOS = frozenset({CLIENT_HELLO, SERVER_HELLO, 3})  # 3: HelloVerifyRequest
+
+
+def dtls_hello(data: bytes, _length: int) -> bool:
+    """RFC 6347 4.1 DTLSPlaintext (type, version, epoch 0, 48-bit sequence, length) holding a ClientHello,
+    HelloVerifyRequest or ServerHello whose 12-byte handshake header fits the record."""
+    if len(data) < 25 or data[0] != TLS_HANDSHAKE or (data[1] << 8 | data[2]) not in DTLS_VERSIONS:
+        return False
+    rec_len = data[11] << 8 | data[12]
+    frag_len = data[22] << 16 | data[23] << 8 | data[24]
+    return data[3:5] == b"\x00\x00" and 12 <= rec_len <= 16384 + 2048 and data[13] in DTLS_HELLOS and \
+        frag_len + 12 <= rec_len
+
+
+STUN_COOKIE = b"\x21\x12\xa4\x42"
+
+
+def stun(data: bytes, length: int) -> bool:
+    """RFC 8489 6: two zero bits, a 14-bit type, a length that is a multiple of 4 and covers the rest of the
+    datagram, and the magic cookie. WebRTC runs DTLS on the same flow after it (Zeek finds that by DPD)."""
+    return len(data) >= 20 and data[0] < 0x40 and data[4:8] == STUN_COOKIE and \
+        (data[2] << 8 | data[3]) % 4 == 0 and (data[2] << 8 | data[3]) + 20 == length
+
+
 def _nbss_then(data: bytes, magics: tuple[bytes, ...]) -> bool:
     """RFC 1002 session message (type 0, 17-bit length) whose body starts with one of ``magics``."""
     return len(data) >= 8 and data[0] == 0 and data[1] <= 1 and data[4:8] in magics
@@ -385,9 +410,11 @@ PROBES: tuple[Probe, ...] = (
     Probe("xmpp", _T, "any", xmpp_stream, UPGRADE, b"<"),
     Probe("mysql", _T, "resp", mysql_greeting, UPGRADE),
     Probe("ldap_tcp", _T, "orig", ldap_request, UPGRADE, b"\x30"),
-    Probe("rdp", _T, "orig", rdp, SELECT_NONE, b"\x03"),
+    Probe("rdp", _T, "orig", rdp, UPGRADE, b"\x03"),  # RDP negotiates TLS (or CredSSP over TLS) next
     Probe("s7comm", _T, "orig", s7comm, SELECT_ALL, b"\x03"),
     Probe("dnp3", _TU, "any", dnp3, SELECT_ALL, b"\x05"),
+    Probe("dtls", _U, "any", dtls_hello, HANDSHAKE_TLS, b"\x16"),
+    Probe("stun", _U, "any", stun, UPGRADE, bytes(range(0x40))),  # DTLS-SRTP follows on the same flow
     Probe("quic", _U, "orig", quic_initial, HANDSHAKE_QUIC, bytes(range(0xC0, 0x100))),
     Probe("quic", _U, "resp", quic_server_initial, HANDSHAKE_QUIC, bytes(range(0xC0, 0x100))),
     Probe("dhcp", _U, "any", dhcp, SELECT_ALL, b"\x01\x02"),

@@ -108,6 +108,11 @@ POSITIVE = [
     (UDP, True, b"\x30\xff\x00\x28\x00\x00\x00\x01" + bytes(40), "gtpv1"),
     (UDP, True, b"\x41\x21\x01\x29" + bytes(4) + bytes(16) + bytes(8) + b"\x60" + bytes(39), "ayiya"),
     (UDP, True, b"\x00\x00\x08\x00\x45" + bytes(40), "gre"),
+    # DTLS 1.0 ClientHello: record header (epoch 0, sequence 0, length 0x3c) + handshake header (fragment 0x30)
+    (UDP, True, b"\x16\xfe\xff" + bytes(8) + b"\x00\x3c\x01\x00\x00\x30\x00\x00\x00\x00\x00\x00\x00\x30"
+     + bytes(48), "dtls"),
+    # STUN binding request (RFC 8489): type 0x0001, length 8, magic cookie, transaction id, one attribute
+    (UDP, True, b"\x00\x01\x00\x08\x21\x12\xa4\x42" + bytes(12) + b"\x80\x22\x00\x04test", "stun"),
 ]
 
 
@@ -133,6 +138,8 @@ NEGATIVE = [
     (UDP, True, bytes(64)),  # zeros: no question, no answer
     (UDP, True, quic_initial()[:1100]),  # a client initial is padded to 1200 bytes
     (UDP, True, dhcp_discover()[:239]),
+    (UDP, True, b"\x16\xfe\xff\x00\x01" + bytes(6) + b"\x00\x3c\x01" + bytes(70)),  # DTLS hello in epoch 1
+    (UDP, True, b"\x00\x01\x00\x08\x21\x12\xa4\x43" + bytes(20)),  # not the STUN magic cookie
     (TCP, False, b"220 mail.example.org ESMTP ready\r\n"),  # FTP or SMTP: the client's first words decide
 ]
 
