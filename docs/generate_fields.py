@@ -390,6 +390,8 @@ DESCRIPTIONS: dict[str, str] = {
     "secops.state.key": "name of the state entry (lease:NAME, checkpoint keys, playbooks.block, ...)",
     "secops.state.value": "value (JSON or holder)",
     "secops.state.checkpoint": "checkpoint time or expiry",
+    "secops.state.status": "state of the entry (a playbooks.block: active or expired)",
+    "secops.state.address": "the address a playbooks.block entry blocks",
 }
 
 
