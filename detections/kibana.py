@@ -1,16 +1,14 @@
 """Kibana saved objects: a data view per secops index, saved searches, SOC dashboards; NDJSON + import API.
 
 The objects are generated from the dataset registry (so every index has a data view) and shipped as
-``detections/kibana/secops.ndjson`` (regenerate with ``secops kibana export``). ``validate`` checks
-them structurally; ``import_objects`` posts them to ``/api/saved_objects/_import``.
+``detections/kibana/secops.ndjson`` (regenerate with ``secops kibana build``). ``validate`` checks
+them structurally; :mod:`detections.kibana_api` imports them into a Kibana and exports what a Kibana holds.
+Dashboards hold Lens charts by value (:mod:`detections.kibana_lens`) and saved searches to drill down into.
 """
 
 from __future__ import annotations
 
-import base64
 import json
-import urllib.error
-import urllib.request
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,17 +16,12 @@ from typing import Any
 
 from detections import kibana_lens as lens
 from detections.kibana_lens import Chart, Condition
-from secops.config import Settings
 from secops.es.templates import DATASETS, index_pattern
 
 NDJSON = Path(__file__).parent / "kibana" / "secops.ndjson"
 MIGRATION = {"coreMigrationVersion": "8.8.0"}
 # Kibana 9.2's dashboard type is at model version 3 (collapsible sections): saved objects carry "10.3.0".
 DASHBOARD_MIGRATION = "10.3.0"
-
-
-class KibanaError(Exception):
-    """Kibana unreachable or the import refused (one line)."""
 
 
 def _id(kind: str, name: str) -> str:
@@ -299,39 +292,3 @@ def _panel_problems(oid: str, panels: list[dict[str, Any]], refs: list[dict[str,
         elif f"{pid}:{panel.get('panelRefName')}" not in by_name:
             problems.append(f"dashboard {oid}: panel {pid} has no reference")
     return problems
-
-
-def _multipart(payload: bytes, filename: str) -> tuple[bytes, str]:
-    boundary = uuid.uuid4().hex
-    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{filename}\"\r\n"
-            "Content-Type: application/ndjson\r\n\r\n").encode() + payload + f"\r\n--{boundary}--\r\n".encode()
-    return body, f"multipart/form-data; boundary={boundary}"
-
-
-def import_objects(settings: Settings, overwrite: bool = True, timeout: float = 15.0) -> dict[str, Any]:
-    """POST the saved objects (built for the configured index prefix) to Kibana's import API."""
-    k = settings.kibana
-    if not k.url:
-        raise KibanaError("kibana.url is not configured (set it in the config file or SECOPS_KIBANA__URL)")
-    if not k.url.startswith(("http://", "https://")):
-        raise KibanaError(f"kibana.url must be an http(s) URL, got {k.url!r}")
-    base = k.url.rstrip("/") + (f"/s/{k.space}" if k.space else "")
-    url = f"{base}/api/saved_objects/_import?overwrite={'true' if overwrite else 'false'}"
-    body, ctype = _multipart(dump_ndjson(build_objects(settings.elasticsearch.index_prefix)).encode(), "secops.ndjson")
-    req = urllib.request.Request(url, data=body, method="POST",  # noqa: S310 - http(s) checked above
-                                 headers={"kbn-xsrf": "true", "Content-Type": ctype})
-    if k.username and k.password:
-        token = base64.b64encode(f"{k.username}:{k.password.get_secret_value()}".encode()).decode()
-        req.add_header("Authorization", f"Basic {token}")
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 - scheme checked above
-            result = json.loads(resp.read() or b"{}")
-    except urllib.error.HTTPError as exc:
-        raise KibanaError(f"Kibana refused the import at {url}: HTTP {exc.code} {exc.read()[:300]!r}") from None
-    except (urllib.error.URLError, OSError, TimeoutError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise KibanaError(f"Kibana unreachable at {k.url}: {reason}") from None
-    if not result.get("success", False):
-        errors = result.get("errors") or []
-        raise KibanaError(f"Kibana import reported {len(errors)} error(s): {str(errors)[:300]}")
-    return result

@@ -196,7 +196,8 @@ def column_state(col: Column, dataset: str) -> dict[str, Any]:
         return {**base, "dataType": "date", "scale": "interval",
                 "params": {"interval": "auto", "includeEmptyRows": True, "dropPartials": False}}
     if col.operation == "terms":
-        return {**base, "dataType": LENS_TYPES.get(field_types(dataset).get(col.source_field, ""), "string"), "scale": "ordinal",
+        data_type = LENS_TYPES.get(field_types(dataset).get(col.source_field, ""), "string")
+        return {**base, "dataType": data_type, "scale": "ordinal",
                 "params": {"size": col.size, "orderBy": {"type": "column", "columnId": col.order_by},
                            "orderDirection": "desc", "otherBucket": True, "missingBucket": False,
                            "parentFormat": {"id": "terms"}, "include": [], "exclude": [], "includeIsRegex": False,
