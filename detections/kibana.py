@@ -136,7 +136,7 @@ DASHBOARDS: list[Dashboard] = [
                   lens.top_bars("Top SNI", TLS, "tls.client.server_name"),
                   lens.table("JA3 and JA4 client fingerprints", TLS, ["tls.client.ja4", "tls.client.ja3"]),
                   lens.table("Server certificates seen (leaf SHA-256)", TLS,
-                             ["tls.server.hash.sha256", "tls.client.server_name"]),
+                             ["tls.server.hash.sha256", "destination.ip"]),
               ), ("TLS sessions",)),
     Dashboard("ICS", "Industrial protocols: which function codes each device receives, and writes, control "
               "operations and program changes over time.", (

@@ -306,7 +306,7 @@ def buckets_of(chart: Chart, response: dict[str, Any]) -> int:
                 found += all(bucket[m.id]["value"] is not None for m in chart.metrics if m.operation != "count")
         return found
 
-    return leaves(response["aggregations"], 0)
+    return leaves(response["aggregations"], 0) if "aggregations" in response else 0  # no index matched
 
 
 # -- checks ------------------------------------------------------------------------------------------------------
