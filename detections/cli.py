@@ -17,7 +17,7 @@ from secops.cli_support import console, err_console, es_client, fail, settings, 
 rules_app = typer.Typer(help="Sigma rules: check, convert, field report, test against a capture.", no_args_is_help=True)
 detect_app = typer.Typer(help="Run detections (scheduler pass).", no_args_is_help=True)
 alerts_app = typer.Typer(help="Alert triage: list, show, ack, close, assign, note.", no_args_is_help=True)
-kibana_app = typer.Typer(help="Kibana saved objects: validate, export, import.", no_args_is_help=True)
+kibana_app = typer.Typer(help="Kibana saved objects: validate, build, import, export.", no_args_is_help=True)
 
 PathsArg = Annotated[list[Path] | None, typer.Argument(help="Rule files/folders (default: built-in + configured)")]
 OFFLINE_VALIDATORS_SKIP = ("attacktag", "cartag", "cvetag", "d3_fendtag", "filename_length", "duplicate_filename")
@@ -312,25 +312,58 @@ def kibana_validate(path: Annotated[Path | None, typer.Argument()] = None) -> No
     console.print(f"{path or NDJSON}: valid")
 
 
-@kibana_app.command("export")
-def kibana_export(path: Annotated[Path, typer.Argument()]) -> None:
-    """Write the saved objects (for this index prefix) as NDJSON."""
+@kibana_app.command("build")
+def kibana_build(path: Annotated[Path, typer.Argument()]) -> None:
+    """Write the saved objects secops ships (for this index prefix) as NDJSON."""
     from detections.kibana import build_objects, dump_ndjson
 
     path.write_text(dump_ndjson(build_objects(settings().elasticsearch.index_prefix)))
     console.print(f"wrote {path}")
 
 
-@kibana_app.command("import")
-def kibana_import(overwrite: Annotated[bool, typer.Option(help="Replace existing objects")] = True) -> None:
-    """POST the saved objects to Kibana's saved-objects import API (kibana.url)."""
-    from detections.kibana import KibanaError, import_objects
+@kibana_app.command("export")
+def kibana_export(path: Annotated[Path, typer.Argument()]) -> None:
+    """Write the secops saved objects as the Kibana holds them (keeps an operator's edits) as NDJSON."""
+    from detections.kibana import dump_ndjson
+    from detections.kibana_api import KibanaError, export_objects
 
     try:
-        result = import_objects(settings(), overwrite=overwrite)
+        objects, details = export_objects(settings())
     except KibanaError as exc:
         fail(str(exc))
-    console.print(f"imported {result.get('successCount', 0)} saved objects")
+    path.write_text(dump_ndjson(objects))
+    missing = details.get("missingReferences") or []
+    console.print(f"wrote {path}: {len(objects)} objects" + (f", {len(missing)} missing in Kibana" if missing else ""))
+
+
+@kibana_app.command("import")
+def kibana_import(overwrite: Annotated[bool, typer.Option(help="Replace existing objects")] = True,
+                  security: Annotated[bool, typer.Option(help="Add the secops indices to the Security app's "
+                                                             "securitySolution:defaultIndex")] = True) -> None:
+    """Import the saved objects into Kibana (kibana.url), report each, and point the Security app at secops."""
+    from detections.kibana_api import KibanaError, add_security_indices, import_objects
+
+    try:
+        outcomes = import_objects(settings(), overwrite=overwrite)
+    except KibanaError as exc:
+        fail(str(exc))
+    table = Table("type", "id", "title", "Kibana answered")
+    for o in outcomes:
+        colour = "red" if o.outcome in ("error", "not reported") else "green"
+        table.add_row(o.type, o.id, o.title, f"[{colour}]{o.outcome}[/] {o.detail}".rstrip())
+    console.print(table)
+    bad = [o for o in outcomes if o.outcome in ("error", "not reported")]
+    console.print(f"{len(outcomes) - len(bad)} of {len(outcomes)} saved objects imported")
+    if security:
+        try:
+            before, after = add_security_indices(settings())
+        except KibanaError as exc:
+            fail(str(exc))
+        added = [p for p in after if p not in before]
+        console.print(f"securitySolution:defaultIndex: {', '.join(after)}"
+                      + (f" (added {', '.join(added)})" if added else " (unchanged)"))
+    if bad:
+        raise typer.Exit(1)
 
 
 def register(app: typer.Typer) -> None:

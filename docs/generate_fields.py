@@ -421,6 +421,8 @@ DESCRIPTIONS: dict[str, str] = {
     "secops.truncated.field": "field whose value was cut to the keyword limit (4,096 UTF-16 units)",
     "secops.truncated.length": "original length of the cut value",
     "secops.truncated.sha256": "SHA-256 of the original value",
+    "secops.state.status": "state of the entry (a playbooks.block: active or expired)",
+    "secops.state.address": "the address a playbooks.block entry blocks",
 }
 
 

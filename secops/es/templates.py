@@ -189,7 +189,8 @@ DATASETS: dict[str, Dataset] = {d.name: d for d in [
     ))),
     Dataset("secops.audit", properties=_secops(audit=obj(actor=KW, action=KW, object=KW, outcome=KW,
                                                          details=KW, run_id=KW))),
-    Dataset("secops.state", daily=False, properties=_secops(state=obj(key=KW, checkpoint=DATE, value=KW))),
+    Dataset("secops.state", daily=False, properties=_secops(state=obj(key=KW, checkpoint=DATE, value=KW, status=KW,
+                                                                     address=KW))),
 ]}
 
 
