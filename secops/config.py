@@ -50,6 +50,10 @@ class ElasticsearchSettings(Section):
     verify_certs: bool = True
     request_timeout: float = Field(30.0, gt=0)
     index_prefix: str = Field("secops", pattern=r"^[a-z][a-z0-9_]*$")
+    sniff: bool = Field(False, description="Also discover nodes from the cluster (on start and on node failure)")
+    replicas: int | None = Field(
+        None, ge=0, le=8,
+        description="number_of_replicas of every secops index; unset = 0 on one node, 1 on a cluster")
 
 
 class RedisSettings(Section):
