@@ -20,6 +20,7 @@ from secops.cli_support import CliError, console, err_console, es_client, settin
 from secops.config import ConfigError, redacted
 from secops.es import retention
 from secops.es.client import StoreUnavailable, es_hosts, redis_url
+from secops.es.store import Store
 from secops.es.templates import DATASETS, install_templates
 
 if TYPE_CHECKING:
@@ -190,12 +191,21 @@ def worker(ctx: typer.Context) -> None:
 
 @app.command("beat", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def beat(ctx: typer.Context) -> None:
-    """Run Celery beat: scheduled detections, scans, housekeeping, retention."""
+    """Run Celery beat: scheduled detections, scans, housekeeping, retention.
+
+    Only one beat schedules at a time: others wait on the beat lease and take over when it is free."""
+    import logging
+
+    from secops.beat import BeatLeadership
     from secops.celery_app import app as celery
 
-    schedule = Path(settings().paths.state_dir) / "celerybeat-schedule"
+    s = settings()
+    schedule = Path(s.paths.state_dir) / "celerybeat-schedule"
     schedule.parent.mkdir(parents=True, exist_ok=True)
-    celery.start(["beat", "--loglevel=INFO", f"--schedule={schedule}", *ctx.args])
+    logging.basicConfig(level=logging.INFO, format="[%(asctime)s: %(levelname)s/%(name)s] %(message)s")
+    logging.getLogger("elastic_transport").setLevel(logging.WARNING)  # not one line per lease renewal
+    with BeatLeadership(Store.from_settings(es_client(), s), s.beat.lease_seconds):
+        celery.start(["beat", "--loglevel=INFO", f"--schedule={schedule}", *ctx.args])
 
 
 @app.command("datasets")

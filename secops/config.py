@@ -60,6 +60,11 @@ class RedisSettings(Section):
     url: str | None = Field(None, description="Celery broker/result backend; unset = the local stack")
 
 
+class BeatSettings(Section):
+    lease_seconds: float = Field(
+        30.0, ge=3, description="A standby beat takes over this long after the active beat died")
+
+
 class PathSettings(Section):
     state_dir: Path = Field(default_factory=_state_home)
     cache_dir: Path = Field(default_factory=cache_home)
@@ -173,6 +178,7 @@ class Settings(BaseSettings):
 
     elasticsearch: ElasticsearchSettings = Field(default_factory=ElasticsearchSettings)
     redis: RedisSettings = Field(default_factory=RedisSettings)
+    beat: BeatSettings = Field(default_factory=BeatSettings)
     paths: PathSettings = Field(default_factory=PathSettings)
     bulk: BulkSettings = Field(default_factory=BulkSettings)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)

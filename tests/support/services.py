@@ -14,7 +14,7 @@ from pathlib import Path
 import yaml
 
 from secops.config import Settings
-from secops.devstack.stack import ElasticsearchNode, RedisServer
+from secops.devstack.stack import CLUSTER_HEAP, ElasticsearchCluster, ElasticsearchNode, RedisServer
 
 
 def start_es() -> ElasticsearchNode:
@@ -24,11 +24,18 @@ def start_es() -> ElasticsearchNode:
     return ElasticsearchNode(base_dir=base, heap=os.environ.get("SECOPS_TEST_ES_HEAP", "1g")).start()
 
 
+def start_cluster(size: int = 3) -> ElasticsearchCluster:
+    """A real ``size``-node cluster on loopback (small heaps), under a world-readable temp dir."""
+    base = Path(tempfile.mkdtemp(prefix="secops-test-cluster-"))
+    os.chmod(base, 0o755)
+    return ElasticsearchCluster(base, size, heap=os.environ.get("SECOPS_TEST_CLUSTER_HEAP", CLUSTER_HEAP)).start()
+
+
 def start_redis() -> RedisServer:
     return RedisServer(base_dir=Path(tempfile.mkdtemp(prefix="secops-test-redis-"))).start()
 
 
-def stop_and_remove(service: ElasticsearchNode | RedisServer) -> None:
+def stop_and_remove(service: ElasticsearchNode | ElasticsearchCluster | RedisServer) -> None:
     service.stop()
     shutil.rmtree(service.base_dir, ignore_errors=True)
 
