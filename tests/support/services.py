@@ -56,12 +56,15 @@ def write_config(settings: Settings, path: Path) -> Path:
 class CeleryWorker:
     """`celery worker` as a real subprocess against the test Redis; kill() simulates a crash."""
 
-    def __init__(self, config: Path, log: Path, concurrency: int = 1, name: str = "w1", queues: str | None = None):
+    def __init__(self, config: Path, log: Path, concurrency: int = 1, name: str = "w1", queues: str | None = None,
+                 prefix: list[str] | None = None):
+        """``prefix`` runs the worker under another command, e.g. ``ip netns exec <ns>`` for another host."""
         self.config, self.log, self.concurrency, self.name, self.queues = config, log, concurrency, name, queues
+        self.prefix = prefix or []
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> CeleryWorker:
-        cmd = [sys.executable, "-m", "celery", "-A", "secops.celery_app", "worker", "--loglevel=INFO",
+        cmd = [*self.prefix, sys.executable, "-m", "celery", "-A", "secops.celery_app", "worker", "--loglevel=INFO",
                f"--concurrency={self.concurrency}", "--pool=prefork", f"--hostname={self.name}@%h",
                "--without-gossip", "--without-mingle"]
         if self.queues:
