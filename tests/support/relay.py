@@ -9,11 +9,15 @@ import threading
 
 
 class TcpRelay:
-    def __init__(self, listen_host: str, target: tuple[str, int]) -> None:
+    """Listen on ``listen_host`` (``port`` 0: any free port) and copy each connection to ``target``.
+    ``close()`` is a cut link: the listener and every open connection go away."""
+
+    def __init__(self, listen_host: str, target: tuple[str, int], port: int = 0) -> None:
         self.target = target
-        self.server = socket.create_server((listen_host, 0))
+        self.server = socket.create_server((listen_host, port))
         self.address = self.server.getsockname()[:2]
         self._stop = threading.Event()
+        self._open: set[socket.socket] = set()
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self) -> None:
@@ -27,6 +31,7 @@ class TcpRelay:
             except OSError:
                 client.close()
                 continue
+            self._open |= {client, upstream}
             for a, b in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
 
@@ -41,4 +46,10 @@ class TcpRelay:
 
     def close(self) -> None:
         self._stop.set()
+        with contextlib.suppress(OSError):
+            self.server.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept(); close() alone would not
         self.server.close()
+        for s in list(self._open):
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+            s.close()
