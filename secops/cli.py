@@ -21,6 +21,7 @@ from secops.es import retention
 from secops.es.bulk import DeliveryFailed
 from secops.es.client import StoreUnavailable, es_hosts, redis_url
 from secops.es.spool import Spool, SpoolSummary
+from secops.es.store import Store
 from secops.es.templates import DATASETS, install_templates
 
 if TYPE_CHECKING:
@@ -95,25 +96,33 @@ def _local_stack() -> Iterator[LocalStack]:
 
 
 @stack_app.command("up")
-def stack_up() -> None:
-    """Start (or confirm) the local Elasticsearch node and redis-server; idempotent."""
+def stack_up(
+    nodes: Annotated[int, typer.Option("--nodes", min=1, max=9, help="Elasticsearch nodes (>1: a cluster)")] = 1,
+) -> None:
+    """Start (or confirm) the local Elasticsearch node or cluster and redis-server; idempotent."""
     with _local_stack() as stack, \
             console.status("starting Elasticsearch and Redis (first run fetches Elasticsearch with mvn)..."):
-        es, rd = stack.up()
-    install_templates(es_client(), settings().elasticsearch.index_prefix)
-    console.print(f"[green]up[/] elasticsearch {es.url} (pid {es.pid})  redis {rd.url} (pid {rd.pid})")
+        es, rd = stack.up(nodes)
+    s = settings()
+    install_templates(es_client(), s.elasticsearch.index_prefix, s.elasticsearch.replicas)
+    urls = " ".join(es.urls) if hasattr(es, "urls") else es.url
+    console.print(f"[green]up[/] elasticsearch {urls}  redis {rd.url} (pid {rd.pid})")
 
 
 @stack_app.command("status")
 def stack_status() -> None:
-    """Say what runs where (the pid of Elasticsearch is its server JVM's)."""
-    table = Table("service", "url", "state", "pid")
+    """Say what runs where: each Elasticsearch node with its roles (* = elected master), cluster health."""
+    table = Table("service", "url", "state", "pid", "roles")
     with _local_stack() as stack:
         status = stack.status()
-    for name, info in status.items():
-        table.add_row(name, info["url"] or "-", "[green]running[/]" if info["running"] else "[red]stopped[/]",
-                      str(info["pid"] or "-"))
+    es = status["elasticsearch"]
+    rows = [(n["name"], n["url"], n["running"], n["pid"], (n["roles"] or "-") + (" *" if n["master"] else ""))
+            for n in es.get("nodes", [])] or [("elasticsearch", es["url"], es["running"], es["pid"], "-")]
+    rows.append(("redis", status["redis"]["url"], status["redis"]["running"], status["redis"]["pid"], "-"))
+    for name, url, running, pid, roles in rows:
+        table.add_row(name, url or "-", "[green]running[/]" if running else "[red]stopped[/]", str(pid or "-"), roles)
     console.print(table)
+    console.print(f"cluster health: {es.get('health') or 'unreachable'}")
 
 
 @stack_app.command("down")
@@ -128,7 +137,7 @@ def stack_down() -> None:
 @es_app.command("templates")
 def es_templates() -> None:
     """Install or update the index template of every dataset."""
-    names = install_templates(es_client(), settings().elasticsearch.index_prefix)
+    names = install_templates(es_client(), settings().elasticsearch.index_prefix, settings().elasticsearch.replicas)
     console.print(f"installed {len(names)} index templates")
 
 
@@ -194,12 +203,21 @@ def worker(ctx: typer.Context) -> None:
 
 @app.command("beat", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def beat(ctx: typer.Context) -> None:
-    """Run Celery beat: scheduled detections, scans, housekeeping, retention."""
+    """Run Celery beat: scheduled detections, scans, housekeeping, retention.
+
+    Only one beat schedules at a time: others wait on the beat lease and take over when it is free."""
+    import logging
+
+    from secops.beat import BeatLeadership
     from secops.celery_app import app as celery
 
-    schedule = Path(settings().paths.state_dir) / "celerybeat-schedule"
+    s = settings()
+    schedule = Path(s.paths.state_dir) / "celerybeat-schedule"
     schedule.parent.mkdir(parents=True, exist_ok=True)
-    celery.start(["beat", "--loglevel=INFO", f"--schedule={schedule}", *ctx.args])
+    logging.basicConfig(level=logging.INFO, format="[%(asctime)s: %(levelname)s/%(name)s] %(message)s")
+    logging.getLogger("elastic_transport").setLevel(logging.WARNING)  # not one line per lease renewal
+    with BeatLeadership(Store.from_settings(es_client(), s), s.beat.lease_seconds):
+        celery.start(["beat", "--loglevel=INFO", f"--schedule={schedule}", *ctx.args])
 
 
 @app.command("datasets")

@@ -53,10 +53,19 @@ class ElasticsearchSettings(Section):
     verify_certs: bool = True
     request_timeout: float = Field(30.0, gt=0)
     index_prefix: str = Field("secops", pattern=r"^[a-z][a-z0-9_]*$")
+    sniff: bool = Field(False, description="Also discover nodes from the cluster (on start and on node failure)")
+    replicas: int | None = Field(
+        None, ge=0, le=8,
+        description="number_of_replicas of every secops index; unset = 0 on one node, 1 on a cluster")
 
 
 class RedisSettings(Section):
     url: str | None = Field(None, description="Celery broker/result backend; unset = the local stack")
+
+
+class BeatSettings(Section):
+    lease_seconds: float = Field(
+        30.0, ge=3, description="A standby beat takes over this long after the active beat died")
 
 
 class PathSettings(Section):
@@ -176,6 +185,7 @@ class Settings(BaseSettings):
 
     elasticsearch: ElasticsearchSettings = Field(default_factory=ElasticsearchSettings)
     redis: RedisSettings = Field(default_factory=RedisSettings)
+    beat: BeatSettings = Field(default_factory=BeatSettings)
     paths: PathSettings = Field(default_factory=PathSettings)
     bulk: BulkSettings = Field(default_factory=BulkSettings)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)

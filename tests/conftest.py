@@ -15,7 +15,7 @@ from secops.config import Settings, load_settings
 from secops.es.client import make_client
 from secops.es.templates import install_templates
 from tests.support import TESTDATA
-from tests.support.services import start_es, start_redis, stop_and_remove, write_config
+from tests.support.services import start_cluster, start_es, start_redis, stop_and_remove, write_config
 
 
 @pytest.fixture(scope="session")
@@ -33,6 +33,14 @@ def es_node():
     node = start_es()
     yield node
     stop_and_remove(node)
+
+
+@pytest.fixture(scope="session")
+def es_cluster():
+    """A three-node Elasticsearch cluster, started once per run and only for the tests that ask for it."""
+    cluster = start_cluster(3)
+    yield cluster
+    stop_and_remove(cluster)
 
 
 @pytest.fixture(scope="session")

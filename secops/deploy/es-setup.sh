@@ -7,11 +7,13 @@ if [ ! -f config/certs/ca.zip ]; then
   unzip -o config/certs/ca.zip -d config/certs
 fi
 if [ ! -f config/certs/certs.zip ]; then
-  cat > config/certs/instances.yml <<YML
-instances:
-  - name: es01
-    dns: [es01, localhost]
-    ip: [127.0.0.1]
+  # ES_NODES: the Elasticsearch nodes to certify (docker-compose.cluster.yml sets "es01 es02 es03")
+  {
+    echo "instances:"
+    for node in ${ES_NODES:-es01}; do
+      printf '  - name: %s\n    dns: [%s, localhost]\n    ip: [127.0.0.1]\n' "$node" "$node"
+    done
+    cat <<YML
   - name: kibana
     dns: [kibana, localhost]
     ip: [127.0.0.1]
@@ -19,6 +21,7 @@ instances:
     dns: [console, localhost]
     ip: [127.0.0.1]
 YML
+  } > config/certs/instances.yml
   bin/elasticsearch-certutil cert --silent --pem -out config/certs/certs.zip --in config/certs/instances.yml \
     --ca-cert config/certs/ca/ca.crt --ca-key config/certs/ca/ca.key
   unzip -o config/certs/certs.zip -d config/certs

@@ -173,10 +173,12 @@ def _terminate(group: int | None, timeout: float = 30.0, sig: int = signal.SIGTE
 
 @dataclass
 class ElasticsearchNode:
-    """One single-node cluster on 127.0.0.1 with its own data directory.
+    """One Elasticsearch node on 127.0.0.1 with its own data directory.
 
-    ``pid`` is the server JVM's (from the node's own pid file); ``group`` is the process group of the
-    launcher (``runuser`` as root, then the CLI JVM that starts the server), signalled as a whole.
+    Alone (no ``seed_hosts``) it is a single-node cluster; with ``seed_hosts`` and ``initial_masters`` it
+    joins (or bootstraps) a cluster over its transport port. ``pid`` is the server JVM's (from the node's
+    own pid file); ``group`` is the process group of the launcher (``runuser`` as root, then the CLI JVM
+    that starts the server), signalled as a whole.
     """
 
     base_dir: Path
@@ -185,24 +187,60 @@ class ElasticsearchNode:
     pid: int | None = None
     home: Path | None = None
     group: int | None = None
+    name: str = "secops-local-1"
+    cluster_name: str = "secops-local"
+    transport_port: int = 0
+    seed_hosts: list[str] = field(default_factory=list)
+    initial_masters: list[str] = field(default_factory=list)
+    _proc: subprocess.Popen | None = field(default=None, repr=False)
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def _health(self) -> dict | None:
+    @property
+    def transport_address(self) -> str:
+        return f"127.0.0.1:{self.transport_port}"
+
+    def _get(self, path: str, timeout: float = 2) -> dict | list | None:
         try:
-            with urllib.request.urlopen(f"{self.url}/_cluster/health", timeout=2) as resp:  # noqa: S310 (loopback)
+            with urllib.request.urlopen(f"{self.url}{path}", timeout=timeout) as resp:  # noqa: S310 (loopback)
                 return json.load(resp)
         except (urllib.error.URLError, OSError, ValueError):
             return None
 
+    def _health(self) -> dict | None:
+        health = self._get("/_cluster/health")
+        return health if isinstance(health, dict) else None
+
     def running(self) -> bool:
         return _pid_alive(self.pid) and self._health() is not None
 
-    def start(self, timeout: float = 180.0) -> ElasticsearchNode:
-        if self.running():
-            return self
+    def settings(self, data: Path, logs: Path) -> dict[str, object]:
+        """The node's -E settings: single-node discovery alone, seed hosts and initial masters in a cluster."""
+        self.port = self.port or free_port()
+        self.transport_port = self.transport_port or free_port()
+        settings: dict[str, object] = {
+            "cluster.name": self.cluster_name,
+            "node.name": self.name,
+            "network.host": "127.0.0.1",
+            "http.port": self.port,
+            "transport.port": self.transport_port,
+            "xpack.security.enabled": "false",
+            "path.data": data,
+            "path.logs": logs,
+            "cluster.routing.allocation.disk.threshold_enabled": "false",
+            "action.destructive_requires_name": "false",
+        }
+        if self.seed_hosts:
+            settings["discovery.seed_hosts"] = ",".join(self.seed_hosts)
+            settings["cluster.initial_master_nodes"] = ",".join(self.initial_masters)
+        else:
+            settings["discovery.type"] = "single-node"
+        return settings
+
+    def launch(self) -> ElasticsearchNode:
+        """Start the JVM without waiting (cluster members must all be launched before any is ready)."""
         self.home = self.home or ensure_distribution()
         java = find_java()
         user = _service_user()
@@ -213,44 +251,40 @@ class ElasticsearchNode:
         data.mkdir(exist_ok=True)
         logs.mkdir(exist_ok=True)
         _chown_tree(self.base_dir, user)
-        self.port = self.port or free_port()
-        settings = {
-            "cluster.name": "secops-local",
-            "node.name": "secops-local-1",
-            "network.host": "127.0.0.1",
-            "http.port": self.port,
-            "transport.port": free_port(),
-            "discovery.type": "single-node",
-            "xpack.security.enabled": "false",
-            "path.data": data,
-            "path.logs": logs,
-            "cluster.routing.allocation.disk.threshold_enabled": "false",
-            "action.destructive_requires_name": "false",
-        }
         pid_file = self.base_dir / "elasticsearch.pid"
         pid_file.unlink(missing_ok=True)
         cmd = [str(self.home / "bin" / "elasticsearch"), "-p", str(pid_file),
-               *[f"-E{k}={v}" for k, v in settings.items()]]
+               *[f"-E{k}={v}" for k, v in self.settings(data, logs).items()]]
         if user is not None:
             cmd = ["runuser", "-u", user.pw_name, "--", *cmd]
         env = dict(os.environ, ES_JAVA_HOME=str(java), ES_PATH_CONF=str(conf),
                    ES_JAVA_OPTS=f"-Xms{self.heap} -Xmx{self.heap}")
         env.pop("JAVA_HOME", None)
         out = open(self.base_dir / "stdout.log", "ab")  # noqa: SIM115 (owned by the child)
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        self._proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
         out.close()
-        self.pid = self.group = proc.pid
+        self.pid = self.group = self._proc.pid
+        return self
+
+    def wait_ready(self, timeout: float = 180.0) -> ElasticsearchNode:
+        """Wait until the node answers cluster health (green or yellow) and has written its pid file."""
+        pid_file = self.base_dir / "elasticsearch.pid"
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise StackError(f"Elasticsearch exited with {proc.returncode}: {self.log_tail()}")
+            if self._proc is not None and self._proc.poll() is not None:
+                raise StackError(f"Elasticsearch {self.name} exited with {self._proc.returncode}: {self.log_tail()}")
             health = self._health()
             if health and health.get("status") in ("green", "yellow") and pid_file.exists():
-                self.pid = int(pid_file.read_text().strip() or proc.pid)
+                self.pid = int(pid_file.read_text().strip() or self.pid)
                 return self
             time.sleep(0.5)
         self.stop()
-        raise StackError(f"Elasticsearch did not become ready in {timeout:.0f}s: {self.log_tail()}")
+        raise StackError(f"Elasticsearch {self.name} did not become ready in {timeout:.0f}s: {self.log_tail()}")
+
+    def start(self, timeout: float = 180.0) -> ElasticsearchNode:
+        if self.running():
+            return self
+        return self.launch().wait_ready(timeout)
 
     def log_tail(self, lines: int = 5) -> str:
         path = self.base_dir / "stdout.log"
@@ -270,6 +304,103 @@ class ElasticsearchNode:
         if self.pid or self.group:
             _terminate(self.group, timeout=0, sig=signal.SIGKILL, pids=(self.pid,))
         self.pid = self.group = None
+
+
+CLUSTER_HEAP = "320m"  # per node: three nodes share 2 cores and the memory of a workstation
+
+
+@dataclass
+class ClusterNodeInfo:
+    """One row of `secops stack status` for a cluster member."""
+
+    name: str
+    url: str
+    roles: str
+    master: bool
+
+
+class ElasticsearchCluster:
+    """``size`` Elasticsearch nodes on loopback forming one cluster: each with its own data path, HTTP and
+    transport port, all seeded with each other's transport addresses and all master-eligible data nodes
+    (``cluster.initial_master_nodes`` names all of them, so any two of three keep a quorum)."""
+
+    def __init__(self, base_dir: Path, size: int = 3, *, heap: str = CLUSTER_HEAP,
+                 cluster_name: str = "secops-cluster", nodes: list[ElasticsearchNode] | None = None) -> None:
+        if size < 2:
+            raise StackError("a cluster needs at least 2 nodes (one node runs with single-node discovery)")
+        self.base_dir = base_dir
+        if nodes is None:
+            names = [f"{cluster_name}-{i + 1}" for i in range(size)]
+            nodes = [ElasticsearchNode(base_dir / name, heap=heap, name=name, cluster_name=cluster_name,
+                                       port=free_port(), transport_port=free_port()) for name in names]
+        seeds = [n.transport_address for n in nodes]
+        for n in nodes:
+            n.seed_hosts, n.initial_masters = seeds, [m.name for m in nodes]
+        self.nodes = nodes
+
+    @property
+    def urls(self) -> list[str]:
+        return [n.url for n in self.nodes]
+
+    def running(self) -> bool:
+        return all(n.running() for n in self.nodes)
+
+    def start(self, timeout: float = 300.0) -> ElasticsearchCluster:
+        """Launch every stopped node, then wait until all have joined (``number_of_nodes`` == size)."""
+        for n in self.nodes:
+            if not n.running():
+                n.launch()
+        deadline = time.monotonic() + timeout
+        for n in self.nodes:
+            n.wait_ready(max(1.0, deadline - time.monotonic()))
+        self.wait_health("yellow", timeout=max(1.0, deadline - time.monotonic()))
+        return self
+
+    def live(self) -> ElasticsearchNode:
+        for n in self.nodes:
+            if n.running():
+                return n
+        raise StackError("no node of the cluster answers")
+
+    def wait_health(self, status: str = "green", *, nodes: int | None = None, timeout: float = 120.0) -> dict:
+        """Block until the cluster has ``nodes`` members (default: all) and at least ``status``."""
+        want = nodes or len(self.nodes)
+        deadline = time.monotonic() + timeout
+        health: dict | None = None
+        while time.monotonic() < deadline:
+            for n in self.nodes:
+                if not _pid_alive(n.pid):
+                    continue
+                health = n._get(f"/_cluster/health?wait_for_status={status}&wait_for_nodes={want}&timeout=2s",
+                                timeout=5)
+                if isinstance(health, dict) and not health.get("timed_out", True):
+                    return health
+            time.sleep(0.5)
+        raise StackError(f"cluster not {status} with {want} nodes in {timeout:.0f}s: {health}")
+
+    def describe(self) -> tuple[dict | None, list[ClusterNodeInfo]]:
+        """(cluster health, one row per node that answers) as seen from any live node."""
+        for n in self.nodes:
+            if not _pid_alive(n.pid):
+                continue
+            rows = n._get("/_cat/nodes?format=json&h=name,node.role,master,http_address")
+            if isinstance(rows, list):
+                infos = [ClusterNodeInfo(r["name"], f"http://{r['http_address']}", r["node.role"], r["master"] == "*")
+                         for r in rows]
+                return n._health(), sorted(infos, key=lambda i: i.name)
+        return None, []
+
+    def master(self) -> ElasticsearchNode:
+        _, infos = self.describe()
+        elected = next((i.name for i in infos if i.master), None)
+        for n in self.nodes:
+            if n.name == elected:
+                return n
+        raise StackError("no elected master")
+
+    def stop(self) -> None:
+        for n in self.nodes:
+            n.stop()
 
 
 @dataclass
@@ -330,31 +461,54 @@ class RedisServer:
 
 
 class LocalStack:
-    """The persistent development stack behind `secops stack up|status|down`."""
+    """The persistent development stack behind `secops stack up|status|down`: Redis plus one Elasticsearch
+    node (the default) or a cluster of ``--nodes N`` (data under ``stack/es-cluster``, kept across restarts)."""
 
     def __init__(self, state_dir: Path):
         self.state_dir = state_dir
         self.state_file = local_stack_file(state_dir)
         self.dir = self.state_file.parent
 
-    def _load(self) -> tuple[ElasticsearchNode, RedisServer]:
-        state = json.loads(self.state_file.read_text()) if self.state_file.exists() else {}
-        es, rd = state.get("elasticsearch", {}), state.get("redis", {})
-        return (ElasticsearchNode(self.dir / "elasticsearch", port=es.get("port", 0), pid=es.get("pid"),
-                                  group=es.get("group")),
-                RedisServer(self.dir / "redis", port=rd.get("port", 0), pid=rd.get("pid")))
+    def _state(self) -> dict:
+        return json.loads(self.state_file.read_text()) if self.state_file.exists() else {}
 
-    def _save(self, es: ElasticsearchNode, rd: RedisServer) -> None:
+    def _load(self) -> tuple[ElasticsearchNode | ElasticsearchCluster, RedisServer]:
+        state = self._state()
+        es, rd = state.get("elasticsearch", {}), state.get("redis", {})
+        redis = RedisServer(self.dir / "redis", port=rd.get("port", 0), pid=rd.get("pid"))
+        if members := es.get("nodes"):
+            nodes = [ElasticsearchNode(self.dir / "es-cluster" / m["name"], port=m["port"], pid=m.get("pid"),
+                                       group=m.get("group"), name=m["name"], cluster_name=es["cluster_name"],
+                                       transport_port=m["transport_port"], heap=es.get("heap", CLUSTER_HEAP))
+                     for m in members]
+            return ElasticsearchCluster(self.dir / "es-cluster", len(nodes), nodes=nodes), redis
+        return (ElasticsearchNode(self.dir / "elasticsearch", port=es.get("port", 0), pid=es.get("pid"),
+                                  group=es.get("group")), redis)
+
+    def _save(self, es: ElasticsearchNode | ElasticsearchCluster, rd: RedisServer) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
-        state = {"elasticsearch": {"port": es.port, "pid": es.pid, "group": es.group, "url": es.url},
-                 "redis": {"port": rd.port, "pid": rd.pid, "url": rd.url}}
+        if isinstance(es, ElasticsearchCluster):
+            es_state: dict = {"url": es.urls[0], "urls": es.urls, "cluster_name": es.nodes[0].cluster_name,
+                              "heap": es.nodes[0].heap,
+                              "nodes": [{"name": n.name, "port": n.port, "transport_port": n.transport_port,
+                                         "pid": n.pid, "group": n.group} for n in es.nodes]}
+        else:
+            es_state = {"port": es.port, "pid": es.pid, "group": es.group, "url": es.url, "urls": [es.url]}
+        state = {"elasticsearch": es_state, "redis": {"port": rd.port, "pid": rd.pid, "url": rd.url}}
         self.state_file.write_text(json.dumps(state, indent=2))
 
-    def up(self) -> tuple[ElasticsearchNode, RedisServer]:
+    def up(self, nodes: int = 1) -> tuple[ElasticsearchNode | ElasticsearchCluster, RedisServer]:
         es, rd = self._load()
+        size = len(es.nodes) if isinstance(es, ElasticsearchCluster) else 1
+        if size != nodes:
+            if es.running() if size == 1 else any(n.running() for n in es.nodes):  # type: ignore[union-attr]
+                raise StackError(f"the stack runs {size} Elasticsearch node(s); `secops stack down` first")
+            es = ElasticsearchCluster(self.dir / "es-cluster", nodes) if nodes > 1 else \
+                ElasticsearchNode(self.dir / "elasticsearch")
         # Keep the previous ports so URLs in use stay valid across restarts.
-        if not es.running() and es.port and not _port_free(es.port):
-            es.port = 0
+        for node in es.nodes if isinstance(es, ElasticsearchCluster) else [es]:
+            if not node.running() and node.port and not _port_free(node.port):
+                node.port = 0 if isinstance(es, ElasticsearchNode) else free_port()
         if not rd.running() and rd.port and not _port_free(rd.port):
             rd.port = 0
         rd.start()
@@ -364,8 +518,20 @@ class LocalStack:
 
     def status(self) -> dict[str, dict]:
         es, rd = self._load()
-        return {"elasticsearch": {"url": es.url if es.port else None, "running": es.running(), "pid": es.pid},
-                "redis": {"url": rd.url if rd.port else None, "running": rd.running(), "pid": rd.pid}}
+        redis = {"url": rd.url if rd.port else None, "running": rd.running(), "pid": rd.pid}
+        if isinstance(es, ElasticsearchCluster):
+            health, infos = es.describe()
+            members = {i.name: i for i in infos}
+            nodes = [{"name": n.name, "url": n.url, "running": n.running(), "pid": n.pid,
+                      "roles": members[n.name].roles if n.name in members else None,
+                      "master": members[n.name].master if n.name in members else False} for n in es.nodes]
+            return {"elasticsearch": {"url": es.urls[0], "running": any(n["running"] for n in nodes),
+                                      "pid": None, "health": (health or {}).get("status"), "nodes": nodes},
+                    "redis": redis}
+        health = es._health() if es.port else None
+        return {"elasticsearch": {"url": es.url if es.port else None, "running": es.running(), "pid": es.pid,
+                                  "health": (health or {}).get("status")},
+                "redis": redis}
 
     def down(self) -> None:
         es, rd = self._load()

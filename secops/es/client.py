@@ -22,20 +22,23 @@ def local_stack_file(state_dir: Path) -> Path:
     return state_dir.joinpath(*LOCAL_STACK_STATE)
 
 
+def _local_stack_state(state_dir: Path) -> dict:
+    path = local_stack_file(state_dir)
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
 def local_stack_urls(state_dir: Path) -> tuple[str | None, str | None]:
     """(Elasticsearch URL, Redis URL) recorded by `secops stack up`, or None where nothing is recorded."""
-    path = local_stack_file(state_dir)
-    if not path.exists():
-        return None, None
-    state = json.loads(path.read_text())
+    state = _local_stack_state(state_dir)
     return state.get("elasticsearch", {}).get("url"), state.get("redis", {}).get("url")
 
 
 def es_hosts(settings: Settings) -> list[str]:
+    """Every node the client may use: the configured list, or every node `secops stack up` started."""
     if settings.elasticsearch.hosts:
         return settings.elasticsearch.hosts
-    url, _ = local_stack_urls(settings.paths.state_dir)
-    return [url or "http://127.0.0.1:9200"]
+    es = _local_stack_state(settings.paths.state_dir).get("elasticsearch", {})
+    return es.get("urls") or ([es["url"]] if es.get("url") else ["http://127.0.0.1:9200"])
 
 
 def redis_url(settings: Settings) -> str:
@@ -46,14 +49,21 @@ def redis_url(settings: Settings) -> str:
 
 
 def make_client(settings: Settings, **overrides) -> Elasticsearch:
+    """A client over every node. A request that cannot connect to one node moves on to the next (at most
+    once per other node, no waiting); throttling and timeouts are not retried here: BulkWriter owns those."""
     cfg = settings.elasticsearch
+    hosts = es_hosts(settings)
     kwargs: dict = {
-        "hosts": es_hosts(settings),
+        "hosts": hosts,
         "request_timeout": cfg.request_timeout,
         "verify_certs": cfg.verify_certs,
         "retry_on_timeout": False,
-        "max_retries": 0,  # BulkWriter owns retries; the transport must fail fast.
+        "retry_on_status": (),
+        "max_retries": len(hosts) - 1,
     }
+    if cfg.sniff:
+        # Learn the other nodes from the cluster (published HTTP addresses must be reachable from here).
+        kwargs.update(sniff_on_start=True, sniff_on_node_failure=True, min_delay_between_sniffing=10)
     if cfg.ca_file:
         kwargs["ca_certs"] = str(cfg.ca_file)
     if cfg.api_key:

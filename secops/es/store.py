@@ -26,14 +26,15 @@ class Store:
     """Elasticsearch plus an index prefix, and where writers spool when the store is away."""
 
     def __init__(self, es: Elasticsearch, prefix: str, *, spool_dir: Path | None = None,
-                 bulk: BulkSettings | None = None) -> None:
-        self.es, self.prefix = es, prefix
+                 bulk: BulkSettings | None = None, replicas: int | None = None) -> None:
+        self.es, self.prefix, self.replicas = es, prefix, replicas
         self.spool_dir, self.bulk = spool_dir, bulk or BulkSettings()
         self._templates_checked = False
 
     @classmethod
     def from_settings(cls, es: Elasticsearch, settings: Settings) -> Store:
-        return cls(es, settings.elasticsearch.index_prefix, spool_dir=settings.paths.spool(), bulk=settings.bulk)
+        return cls(es, settings.elasticsearch.index_prefix, spool_dir=settings.paths.spool(), bulk=settings.bulk,
+                   replicas=settings.elasticsearch.replicas)
 
     # -- names -----------------------------------------------------------------------------
     def index(self, dataset: str, timestamp: Any = None) -> str:
@@ -48,7 +49,7 @@ class Store:
 
     # -- templates and writers -------------------------------------------------------------
     def install_templates(self) -> list[str]:
-        names = install_templates(self.es, self.prefix)
+        names = install_templates(self.es, self.prefix, self.replicas)
         self._templates_checked = True
         return names
 
@@ -63,7 +64,7 @@ class Store:
         except NotFoundError:
             present = set()
         if wanted - present:
-            install_templates(self.es, self.prefix)
+            install_templates(self.es, self.prefix, self.replicas)
         self._templates_checked = True
 
     def writer(self, *, install: bool = False, background_flush: bool = False,

@@ -257,12 +257,19 @@ def _ci_fields(properties: dict, path: str = "") -> set[str]:
     return out
 
 
-def template_body(prefix: str, ds: Dataset) -> dict:
+def replica_settings(replicas: int | None) -> dict:
+    """An explicit replica count, or (unset) 0 on a single node and 1 as soon as a second node is there."""
+    if replicas is None:
+        return {"auto_expand_replicas": "0-1"}
+    return {"number_of_replicas": replicas, "auto_expand_replicas": False}
+
+
+def template_body(prefix: str, ds: Dataset, replicas: int | None = None) -> dict:
     return {
         "index_patterns": [index_pattern(prefix, ds.name)],
         "priority": 200,
         "template": {
-            "settings": {"number_of_shards": 1, "auto_expand_replicas": "0-1", "refresh_interval": "1s",
+            "settings": {"number_of_shards": 1, **replica_settings(replicas), "refresh_interval": "1s",
                          "mapping.total_fields.limit": 3000, "analysis": {"normalizer": NORMALIZERS}},
             "mappings": mappings_for(ds),
         },
@@ -270,12 +277,12 @@ def template_body(prefix: str, ds: Dataset) -> dict:
     }
 
 
-def install_templates(es: Elasticsearch, prefix: str = "secops") -> list[str]:
+def install_templates(es: Elasticsearch, prefix: str = "secops", replicas: int | None = None) -> list[str]:
     """Create or update one composable index template per dataset; returns their names."""
     names = []
     for ds in DATASETS.values():
         name = f"{prefix}-{ds.short}"
-        es.indices.put_index_template(name=name, **template_body(prefix, ds))
+        es.indices.put_index_template(name=name, **template_body(prefix, ds, replicas))
         names.append(name)
     return names
 

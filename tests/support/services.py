@@ -14,7 +14,7 @@ from pathlib import Path
 import yaml
 
 from secops.config import Settings
-from secops.devstack.stack import ElasticsearchNode, RedisServer
+from secops.devstack.stack import CLUSTER_HEAP, ElasticsearchCluster, ElasticsearchNode, RedisServer
 
 
 def start_es() -> ElasticsearchNode:
@@ -24,11 +24,18 @@ def start_es() -> ElasticsearchNode:
     return ElasticsearchNode(base_dir=base, heap=os.environ.get("SECOPS_TEST_ES_HEAP", "1g")).start()
 
 
+def start_cluster(size: int = 3) -> ElasticsearchCluster:
+    """A real ``size``-node cluster on loopback (small heaps), under a world-readable temp dir."""
+    base = Path(tempfile.mkdtemp(prefix="secops-test-cluster-"))
+    os.chmod(base, 0o755)
+    return ElasticsearchCluster(base, size, heap=os.environ.get("SECOPS_TEST_CLUSTER_HEAP", CLUSTER_HEAP)).start()
+
+
 def start_redis() -> RedisServer:
     return RedisServer(base_dir=Path(tempfile.mkdtemp(prefix="secops-test-redis-"))).start()
 
 
-def stop_and_remove(service: ElasticsearchNode | RedisServer) -> None:
+def stop_and_remove(service: ElasticsearchNode | ElasticsearchCluster | RedisServer) -> None:
     service.stop()
     shutil.rmtree(service.base_dir, ignore_errors=True)
 
@@ -49,12 +56,15 @@ def write_config(settings: Settings, path: Path) -> Path:
 class CeleryWorker:
     """`celery worker` as a real subprocess against the test Redis; kill() simulates a crash."""
 
-    def __init__(self, config: Path, log: Path, concurrency: int = 1, name: str = "w1", queues: str | None = None):
+    def __init__(self, config: Path, log: Path, concurrency: int = 1, name: str = "w1", queues: str | None = None,
+                 prefix: list[str] | None = None):
+        """``prefix`` runs the worker under another command, e.g. ``ip netns exec <ns>`` for another host."""
         self.config, self.log, self.concurrency, self.name, self.queues = config, log, concurrency, name, queues
+        self.prefix = prefix or []
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> CeleryWorker:
-        cmd = [sys.executable, "-m", "celery", "-A", "secops.celery_app", "worker", "--loglevel=INFO",
+        cmd = [*self.prefix, sys.executable, "-m", "celery", "-A", "secops.celery_app", "worker", "--loglevel=INFO",
                f"--concurrency={self.concurrency}", "--pool=prefork", f"--hostname={self.name}@%h",
                "--without-gossip", "--without-mingle"]
         if self.queues:
