@@ -22,6 +22,7 @@ from elasticsearch import Elasticsearch, NotFoundError
 from detections.alerts import AlertStore
 from detections.compiler import CompiledRule
 from detections.engine import Match, indices_for, run_rule
+from detections.exceptions import ExceptionStore, excepted, with_exceptions
 from secops.config import Settings
 from secops.ecs import doc_id, iso, parse_time, utcnow
 from secops.es.templates import index_for
@@ -37,6 +38,7 @@ class RuleRun:
     matches: int = 0
     created: int = 0
     updated: int = 0
+    excepted: int = 0  # matches an exception covers (not recorded)
     error: str | None = None
     seconds: float = 0.0
     alert_ids: list[str] = field(default_factory=list)
@@ -55,6 +57,7 @@ class Scheduler:
         self.rules = [r for r in rules if r.runnable]
         self.alerts = alerts or AlertStore(es, self.prefix, self.cfg.suppression_seconds, settings.kibana.url)
         self.runner = runner
+        self.exceptions = ExceptionStore(es, self.prefix)
         self.state_index = index_for(self.prefix, "secops.state")
 
     # -- checkpoints -------------------------------------------------------------------------------
@@ -110,9 +113,14 @@ class Scheduler:
         result = RuleRun(rule.id)
         t0 = time.monotonic()
         try:
+            live = self.exceptions.live(rule.id, now)  # tuning: exceptions live at this run narrow the rule
+            effective = with_exceptions(rule, live)
             for start, end in self.windows(rule, now):
                 result.windows += 1
-                for match in self.runner(self.es, self.prefix, rule, start, end):
+                for match in self.runner(self.es, self.prefix, effective, start, end):
+                    if live and excepted(match, live):
+                        result.excepted += 1
+                        continue
                     result.matches += 1
                     alert_id, outcome = self.alerts.record(rule, match)
                     if outcome == "created":

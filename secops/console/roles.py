@@ -29,11 +29,12 @@ class Perm(StrEnum):
     CASES_READ = "cases.read"
     CASES_EDIT = "cases.edit"
     CASES_EXPORT = "cases.export"
+    EXCEPTIONS_EDIT = "exceptions.edit"
     SELF = "self"  # one's own session and preferences: every signed-in user
 
 
 _READ = {Perm.SELF, Perm.OVERVIEW, Perm.ALERTS_READ, Perm.RUNS_READ, Perm.ASSETS_READ, Perm.CASES_READ}
-_CASEWORK = {Perm.CASES_EDIT, Perm.CASES_EXPORT}
+_CASEWORK = {Perm.CASES_EDIT, Perm.CASES_EXPORT, Perm.EXCEPTIONS_EDIT}
 
 PERMISSIONS: dict[Role, frozenset[Perm]] = {
     Role.VIEWER: frozenset(_READ),

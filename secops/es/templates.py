@@ -187,6 +187,9 @@ DATASETS: dict[str, Dataset] = {d.name: d for d in [
         attachments=obj(id=KW, name=KW, kind=KW, sha256=KW, size=LONG, at=DATE, by=KW, note=KW),
         history=obj(at=DATE, by=KW, action=KW, old=KW, new=KW),
     ))),
+    Dataset("secops.exception", daily=False, properties=_secops(exception=obj(
+        id=KW, rule_id=KW, conditions=obj(field=KW, op=KW, value=KW), expires=DATE, comment=TEXT, author=KW,
+        created=DATE, updated=DATE))),
     Dataset("secops.state", daily=False, properties=_secops(state=obj(key=KW, checkpoint=DATE, value=KW))),
 ]}
 
