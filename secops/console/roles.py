@@ -30,11 +30,12 @@ class Perm(StrEnum):
     CASES_EDIT = "cases.edit"
     CASES_EXPORT = "cases.export"
     EXCEPTIONS_EDIT = "exceptions.edit"
+    HUNT = "hunt"
     SELF = "self"  # one's own session and preferences: every signed-in user
 
 
 _READ = {Perm.SELF, Perm.OVERVIEW, Perm.ALERTS_READ, Perm.RUNS_READ, Perm.ASSETS_READ, Perm.CASES_READ}
-_CASEWORK = {Perm.CASES_EDIT, Perm.CASES_EXPORT, Perm.EXCEPTIONS_EDIT}
+_CASEWORK = {Perm.CASES_EDIT, Perm.CASES_EXPORT, Perm.EXCEPTIONS_EDIT, Perm.HUNT}
 
 PERMISSIONS: dict[Role, frozenset[Perm]] = {
     Role.VIEWER: frozenset(_READ),
@@ -45,7 +46,8 @@ PERMISSIONS: dict[Role, frozenset[Perm]] = {
     Role.ADMIN: frozenset(_READ | _CASEWORK | {Perm.ALERTS_TRIAGE, Perm.PCAP_READ, Perm.KILL_SWITCH, Perm.USERS_MANAGE,
                                    Perm.AUDIT_READ, Perm.ASSETS_EXPORT}),
     # The auditor reads everything, exports the inventory and cases, and changes nothing.
-    Role.AUDITOR: frozenset(_READ | {Perm.PCAP_READ, Perm.ASSETS_EXPORT, Perm.AUDIT_READ, Perm.CASES_EXPORT}),
+    Role.AUDITOR: frozenset(_READ | {Perm.PCAP_READ, Perm.ASSETS_EXPORT, Perm.AUDIT_READ, Perm.CASES_EXPORT,
+                                               Perm.HUNT}),
 }
 
 
