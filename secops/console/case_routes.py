@@ -101,7 +101,7 @@ def cases_page(request: Request, ctx: Annotated[Ctx, Depends(require(Perm.CASES_
         HTMLResponse:
     if status and status not in CASE_STATUSES:
         raise QueryError(f"status must be one of {', '.join(CASE_STATUSES)}")
-    return render(ctx, request, "cases.html", cases=_store(ctx).list(status=status or None), status=status or "",
+    return render(ctx, request, "cases.html", cases=_store(ctx).list(status=status or None), wanted=status or "",
                   statuses=CASE_STATUSES, severities=CASE_SEVERITIES)
 
 

@@ -83,6 +83,9 @@ def test_escalate_comment_attach_export(lab, es, settings, tmp_path):
     c = client.get(f"/api/cases/{case_id}").json()["secops"]["case"]
     assert sorted(c["alert_ids"]) == ["ftp-1", "scan-0", "scan-1", "scan-2"]
     assert not any(o["value"].startswith("=") for o in c["observables"])  # not a domain: not an observable
+    listed = client.get("/cases", params={"status": "open"})
+    assert listed.status_code == 200 and f'href="/cases/{case_id}"' in listed.text
+    assert client.get("/cases", params={"status": "bogus"}).status_code == 400
     # edit, comment (hostile markdown)
     res = client.post(f"/api/cases/{case_id}", json={"status": "in_progress", "assignee": "responder-user",
                                                      "tags": ["exfil", "@SUM(A1)"]}, headers=h)
