@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import random
 import re
 import shutil
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +29,7 @@ CASE_SEVERITIES = ("low", "medium", "high", "critical")
 MAX_ALERTS = 1000
 MAX_OBSERVABLES = 2000
 MAX_TEXT = 20000
+MAX_ATTEMPTS = 50  # optimistic-concurrency retries of one change
 NAME_RE = re.compile(r"^[A-Za-z0-9_@][A-Za-z0-9_.@-]{0,63}$")
 TAG_RE = re.compile(r"^[^\x00-\x1f<>\"']{1,64}$")
 DOMAIN_FIELDS = {"dns.question.name", "tls.client.server_name", "url.domain", "destination.domain",
@@ -141,7 +144,7 @@ class CaseStore:
             dict[str, Any]:
         """Apply ``change`` (which edits the case section and returns (action, old, new) entries) and write it
         back only if nobody changed the case meanwhile; retried on a conflict."""
-        for _attempt in range(8):
+        for attempt in range(MAX_ATTEMPTS):
             try:
                 raw = self.es.get(index=self.index, id=case_id)
             except NotFoundError:
@@ -161,6 +164,7 @@ class CaseStore:
                 self.es.index(index=self.index, id=case_id, document=src, refresh=True,
                               if_seq_no=raw["_seq_no"], if_primary_term=raw["_primary_term"])
             except ConflictError:
+                time.sleep(random.uniform(0, 0.02 * (attempt + 1)))  # let the other writer finish
                 continue
             return {"_id": case_id, **src}
         raise CaseError(f"case {case_id} is being changed by someone else; try again")
