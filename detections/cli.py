@@ -368,6 +368,9 @@ def kibana_import(overwrite: Annotated[bool, typer.Option(help="Replace existing
 
 def register(app: typer.Typer) -> None:
     """Add this context's commands to the root app."""
+    from detections.exceptions_cli import exceptions_app
+
+    rules_app.add_typer(exceptions_app, name="exceptions")
     app.add_typer(rules_app, name="rules")
     app.add_typer(detect_app, name="detect")
     app.add_typer(alerts_app, name="alerts")

@@ -23,6 +23,7 @@ from detections.alerts import AlertStore
 from detections.compiler import CompiledRule
 from detections.deadline import DeadlineClient, RuleTimeout
 from detections.engine import Match, indices_for, run_rule
+from detections.exceptions import ExceptionStore, excepted, with_exceptions
 from secops.config import Settings
 from secops.ecs import doc_id, iso, parse_time, utcnow
 from secops.es.templates import index_for
@@ -39,6 +40,7 @@ class RuleRun:
     matches: int = 0
     created: int = 0
     updated: int = 0
+    excepted: int = 0  # matches an exception covers (not recorded)
     error: str | None = None
     timed_out: bool = False  # slow rule: skipped this pass, its checkpoint kept for the next
     seconds: float = 0.0
@@ -60,6 +62,7 @@ class Scheduler:
         self.alerts = alerts or AlertStore(es, self.prefix, self.cfg.suppression_seconds, settings.kibana.url)
         self.runner = runner
         self.rule_timeout = rule_timeout
+        self.exceptions = ExceptionStore(es, self.prefix)
         self.state_index = index_for(self.prefix, "secops.state")
 
     # -- checkpoints -------------------------------------------------------------------------------
@@ -116,9 +119,14 @@ class Scheduler:
         t0 = time.monotonic()
         client = DeadlineClient(self.es, self.rule_timeout, f"secops-rule:{rule.id}")
         try:
+            live = self.exceptions.live(rule.id, now)  # tuning: exceptions live at this run narrow the rule
+            effective = with_exceptions(rule, live)
             for start, end in self.windows(rule, now):
                 result.windows += 1
-                for match in self.runner(client, self.prefix, rule, start, end):
+                for match in self.runner(client, self.prefix, effective, start, end):
+                    if live and excepted(match, live):
+                        result.excepted += 1
+                        continue
                     result.matches += 1
                     alert_id, outcome = self.alerts.record(rule, match)
                     if outcome == "created":

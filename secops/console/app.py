@@ -16,7 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from secops import __version__
 from secops.config import Settings
-from secops.console import api, pages
+from secops.console import api, case_routes, hunt_routes, pages, tuning
 from secops.console.alerts import QueryError
 from secops.console.roles import Perm
 from secops.console.users import LoginThrottle, UserStore
@@ -52,6 +52,12 @@ def create_app(settings: Settings, es: Elasticsearch | None = None, *, secure_co
     app.include_router(_auth_router())
     app.include_router(pages.router)
     app.include_router(api.router)
+    app.include_router(case_routes.pages)
+    app.include_router(case_routes.api)
+    app.include_router(tuning.pages)
+    app.include_router(tuning.api)
+    app.include_router(hunt_routes.pages)
+    app.include_router(hunt_routes.api)
     _handlers(app)
 
     @app.middleware("http")

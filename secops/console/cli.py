@@ -18,7 +18,10 @@ ROLES = "viewer|analyst|responder|admin|auditor"
 
 def register(app: typer.Typer) -> None:
     """Add the console's commands to the root app."""
+    from secops.console.cases_cli import cases_app
+
     app.add_typer(users_app, name="users")
+    app.add_typer(cases_app, name="cases")
     app.command("console")(serve)
 
 

@@ -7,7 +7,7 @@ import hashlib
 import ipaddress
 import tempfile
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -166,27 +166,37 @@ def alert_pcap(ctx: Ctx, alert_id: str, workdir: Path, purpose: str = "download"
     a = context.alert.get("secops", {}).get("alert", {})
     first = parse_time(a.get("first_time") or context.alert["@timestamp"]) - timedelta(minutes=5)
     last = parse_time(a.get("last_time") or context.alert["@timestamp"]) + timedelta(minutes=5)
-    spool = Spool(ctx.state.settings.paths.pcaps())
+    pcap = connections_pcap(ctx.state.settings.paths.pcaps(), [(cid, first, last) for cid in cids],
+                            workdir / f"alert-{alert_id[:40]}.pcap")
+    if pcap is None:
+        raise LookupError("the capture spool holds no packets of this alert's connections")
+    ctx.audit(f"console.pcap.{purpose}", alert_id, "success", {"packets": pcap.packets, "sha256": pcap.sha256,
+                                                             "community_ids": cids})
+    return pcap
+
+
+def connections_pcap(pcap_dir: Path, wanted: list[tuple[str, datetime, datetime]], out: Path) -> PcapFile | None:
+    """One pcap (packets in time order) of the connections ``(Community ID, from, to)`` from the spool, or None
+    when the spool holds none of their packets."""
+    spool = Spool(pcap_dir)
     records: list[tuple[int, int, bytes, int]] = []
-    for i, cid in enumerate(cids):
-        part = workdir / f"conn-{i}.pcap"
+    for i, (cid, first, last) in enumerate(wanted):
+        part = out.with_name(f"{out.stem}-conn-{i}.pcap")
         if spool.extract(part, cid=cid, start_ns=int(first.timestamp() * 1e9), end_ns=int(last.timestamp() * 1e9)):
             for ts, linktype, buf, off, caplen, wirelen in read_capture(part):
                 records.append((ts, linktype, bytes(buf[off:off + caplen]), wirelen))
                 if len(records) >= MAX_PCAP_PACKETS:
                     break
+        part.unlink(missing_ok=True)
     if not records:
-        raise LookupError("the capture spool holds no packets of this alert's connections")
+        return None
     records.sort(key=lambda r: r[0])
-    out = workdir / f"alert-{alert_id[:40]}.pcap"
     writer = ChunkWriter(out, records[0][1])
     for ts, _lt, frame, wirelen in records:
         writer.write(ts, frame, wirelen)
     writer.close()
     sha = hashlib.sha256(out.read_bytes()).hexdigest()
-    ctx.audit(f"console.pcap.{purpose}", alert_id, "success", {"packets": len(records), "sha256": sha,
-                                                             "community_ids": cids})
-    return PcapFile(out, len(records), sha, cids)
+    return PcapFile(out, len(records), sha, list(dict.fromkeys(c for c, _f, _l in wanted)))
 
 
 # -- assets ---------------------------------------------------------------------------------------

@@ -34,6 +34,16 @@ def _back(request: Request, default: str, **extra: str) -> RedirectResponse:
     return RedirectResponse(base + ("?" + "&".join(params) if params else ""), status_code=303)
 
 
+def open_cases(ctx: Ctx) -> list[dict]:
+    """Cases an alert can be escalated into (for those who may)."""
+    if not ctx.can(Perm.CASES_EDIT):
+        return []
+    from secops.console.cases import case_store
+
+    store = case_store(ctx.state.settings, ctx.state.es)
+    return [*store.list(status="open", size=50), *store.list(status="in_progress", size=50)]
+
+
 @router.get("/")
 def overview(request: Request, ctx: Annotated[Ctx, Depends(require(Perm.OVERVIEW))]) -> HTMLResponse:
     return render(ctx, request, "overview.html", data=ops.overview(ctx), kill_switch=ops.kill_switch(ctx))
@@ -45,7 +55,8 @@ def alerts(request: Request, ctx: Annotated[Ctx, Depends(require(Perm.ALERTS_REA
            group_by: Opt = None) -> HTMLResponse:
     flt = AlertFilter.from_params(status, severity, rule, since, field, value)
     page = ctx.state.queue.page(flt, group_by or None)
-    return render(ctx, request, "alerts.html", page=page, flt=flt, group_fields=GROUP_FIELDS, severities=SEVERITIES)
+    return render(ctx, request, "alerts.html", page=page, flt=flt, group_fields=GROUP_FIELDS, severities=SEVERITIES,
+                  open_cases=open_cases(ctx))
 
 
 @router.post("/alerts/actions")
@@ -69,7 +80,7 @@ def alert_page(request: Request, alert_id: str, ctx: Annotated[Ctx, Depends(requ
     fields = sorted((k, v) for k, v in flatten(c.alert) if k not in hidden)
     books = ops.playbook_names(ctx) if ctx.can(Perm.PLAYBOOK_START) else []
     return render(ctx, request, "alert.html", c=c, fields=fields, flat=lambda doc: sorted(flatten(doc)),
-                  playbooks=books)
+                  playbooks=books, open_cases=open_cases(ctx))
 
 
 @router.post("/alerts/{alert_id}/actions")

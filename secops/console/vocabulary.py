@@ -14,3 +14,4 @@ SEVERITIES = (N_("informational"), N_("low"), N_("medium"), N_("high"), N_("crit
 RUN_STATUSES = (N_("running"), N_("waiting_approval"), N_("completed"), N_("failed"), N_("refused"), N_("denied"),
                 N_("expired"), N_("halted"), N_("planned"), N_("pending"), N_("done"), N_("skipped"), N_("not_run"),
                 N_("approved"), N_("waiting"), N_("retrying"))
+CASE_STATUSES = (N_("open"), N_("in_progress"), N_("closed"))

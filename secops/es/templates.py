@@ -189,6 +189,16 @@ DATASETS: dict[str, Dataset] = {d.name: d for d in [
     ))),
     Dataset("secops.audit", properties=_secops(audit=obj(actor=KW, action=KW, object=KW, outcome=KW,
                                                          details=KW, run_id=KW))),
+    Dataset("secops.case", daily=False, properties=_secops(case=obj(
+        id=KW, title=TEXT, status=KW, severity=KW, assignee=KW, tags=KW, alert_ids=KW, created=DATE, updated=DATE,
+        created_by=KW, observables=obj(type=KW, value=KW, field=KW),
+        comments=obj(id=KW, at=DATE, by=KW, text=TEXT),
+        attachments=obj(id=KW, name=KW, kind=KW, sha256=KW, size=LONG, at=DATE, by=KW, note=KW),
+        history=obj(at=DATE, by=KW, action=KW, old=KW, new=KW),
+    ))),
+    Dataset("secops.exception", daily=False, properties=_secops(exception=obj(
+        id=KW, rule_id=KW, conditions=obj(field=KW, op=KW, value=KW), expires=DATE, comment=TEXT, author=KW,
+        created=DATE, updated=DATE))),
     Dataset("secops.state", daily=False, properties=_secops(state=obj(key=KW, checkpoint=DATE, value=KW, status=KW,
                                                                      address=KW))),
 ]}

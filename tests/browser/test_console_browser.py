@@ -4,21 +4,18 @@ approve/deny containment in a namespace lab, download an alert's pcap, open an a
 from __future__ import annotations
 
 import hashlib
-from collections import Counter
 
 import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
-from collectors.community_id import community_id
-from collectors.decode import DPORT, DST, ONEWAY, PROTO, SPORT, SRC, Decoder
 from collectors.pcap_spool import Spool
 from collectors.pcapio import read_capture
 from detections.alerts import AlertStore
 from secops.console.users import UserStore
 from secops.ecs import iso
 from tests.support.browser import post_json, screenshot, sign_in, submit_and_wait, wait_download
-from tests.support.console import audit_docs
+from tests.support.console import audit_docs, spool_capture
 from tests.support.playbook_lab import put_alert
 
 pytestmark = pytest.mark.integration
@@ -128,25 +125,10 @@ def test_hostile_alert_values_render_as_inert_text(browser, console_url, es, set
     screenshot(browser, "alert-hostile-values")
 
 
-def _connections(path):
-    dec, counts = Decoder(), Counter()
-    for ts, linktype, buf, off, caplen, _wirelen in read_capture(path):
-        for p in dec.decode(linktype, buf, off, caplen, ts):
-            counts[community_id(p[PROTO], p[SRC], p[DST], p[SPORT], p[DPORT], one_way=p[ONEWAY])] += 1
-            break
-    return counts
-
-
 def test_analyst_downloads_an_alerts_pcap(browser, console_url, es, settings, testdata, tmp_path):
     prefix = settings.elasticsearch.index_prefix
-    capture = testdata / "zeek" / "traces" / "ftp" / "ipv4.pcap"
     spool = Spool(settings.paths.pcaps())
-    times = [ts for ts, *_ in read_capture(capture)]
-    chunk = spool.new_chunk_path(times[0], 1)
-    chunk.write_bytes(capture.read_bytes())
-    Spool.seal(chunk)
-    cids = [cid for cid, _n in _connections(capture).most_common(2)]
-    first, last = iso(times[0] / 1e9), iso(times[-1] / 1e9)
+    cids, first, last = spool_capture(settings.paths.pcaps(), testdata / "zeek" / "traces" / "ftp" / "ipv4.pcap")
     put_alert(es, prefix, "ftp-alert", source="198.18.1.1", rule_id="ftp", extra={
         "network.community_id": cids, "secops.alert.first_time": first, "secops.alert.last_time": last})
     expected = []

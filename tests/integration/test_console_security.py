@@ -34,6 +34,18 @@ BODIES = {
     "/api/kill-switch": {"json": {"on": False}},
     "/alerts/{alert_id}/playbooks": {"data": {"name": "no-such-playbook", "mode": "plan"}},
     "/api/alerts/{alert_id}/playbooks": {"json": {"name": "no-such-playbook", "plan_only": True}},
+    "/cases": {"data": {"title": "a case"}},
+    "/alerts/escalate": {"data": {"ids": "a1", "title": "from a1"}},
+    "/cases/{case_id}/comments": {"data": {"text": "note"}},
+    "/api/cases": {"json": {"title": "a case"}},
+    "/api/cases/escalate": {"json": {"ids": ["a1"]}},
+    "/api/cases/{case_id}": {"json": {"status": "in_progress"}},
+    "/api/cases/{case_id}/comments": {"json": {"text": "note"}},
+    "/exceptions": {"data": {"rule_id": "test-rule", "comment": "c", "field": "source.ip", "op": "is",
+                             "value": "198.18.0.10", "use": "0"}},
+    "/api/exceptions": {"json": {"rule_id": "test-rule", "comment": "c",
+                                 "conditions": [{"field": "source.ip", "value": "198.18.0.10"}]}},
+    "/api/exceptions/{exception_id}": {"json": {"comment": "d"}},
 }
 
 
@@ -82,7 +94,9 @@ def test_every_role_on_every_endpoint(console, es):
         for method, path, perm in routes(app):
             if perm is None or path == "/logout":
                 continue
-            url = path.replace("{alert_id}", "a1").replace("{run_id}", "no-run").replace("{asset_id}", "no-asset")
+            url = path.replace("{alert_id}", "a1").replace("{run_id}", "no-run").replace("{asset_id}", "no-asset") \
+                .replace("{case_id}", "no-case").replace("{attachment_id}", "no-attachment") \
+                .replace("{exception_id}", "no-exception")
             res = client.request(method, url, headers={"X-CSRF-Token": csrf}, follow_redirects=False,
                                  **BODIES.get(path, {}))
             if perm in PERMISSIONS[role]:
@@ -102,7 +116,8 @@ def test_signed_out_requests_are_refused(console):
     for method, path, perm in routes(app):
         if perm is None:
             continue
-        url = path.replace("{alert_id}", "a1").replace("{run_id}", "r").replace("{asset_id}", "x")
+        url = path.replace("{alert_id}", "a1").replace("{run_id}", "r").replace("{asset_id}", "x") \
+                .replace("{case_id}", "c").replace("{attachment_id}", "t").replace("{exception_id}", "e")
         res = client.request(method, url, follow_redirects=False, **BODIES.get(path, {}))
         assert res.status_code in (401, 303), (method, path, res.status_code)
         if res.status_code == 303:

@@ -97,3 +97,27 @@ class ConsoleServer:
     def __exit__(self, *exc: object) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=10)
+
+
+def spool_capture(pcap_dir: Path, capture: Path, connections: int = 2) -> tuple[list[str], str, str]:
+    """Put a capture into the rotating spool as one sealed chunk (as the capture engine would); returns the
+    Community IDs of its ``connections`` busiest connections and the capture's first and last packet times."""
+    from collections import Counter
+
+    from collectors.community_id import community_id
+    from collectors.decode import DPORT, DST, ONEWAY, PROTO, SPORT, SRC, Decoder
+    from collectors.pcap_spool import Spool
+    from collectors.pcapio import read_capture
+    from secops.ecs import iso
+
+    spool = Spool(pcap_dir)
+    times = [ts for ts, *_ in read_capture(capture)]
+    chunk = spool.new_chunk_path(times[0], 1)
+    chunk.write_bytes(capture.read_bytes())
+    Spool.seal(chunk)
+    dec, counts = Decoder(), Counter()
+    for ts, linktype, buf, off, caplen, _wirelen in read_capture(capture):
+        for p in dec.decode(linktype, buf, off, caplen, ts):
+            counts[community_id(p[PROTO], p[SRC], p[DST], p[SPORT], p[DPORT], one_way=p[ONEWAY])] += 1
+            break
+    return [cid for cid, _n in counts.most_common(connections)], iso(times[0] / 1e9), iso(times[-1] / 1e9)
