@@ -14,7 +14,8 @@ from typing import Any
 from elasticsearch import Elasticsearch
 
 from detections.cases import CaseStore
-from inventory.export import digest_file, neutralise_tree, sm3_available
+from inventory.export import digest_file, sm3_available
+from secops.cells import cell_tree
 from secops.config import Settings
 from secops.console.alerts import AlertQueue
 from secops.console.ops import MAX_PCAP_CONNECTIONS, connections_pcap
@@ -102,7 +103,7 @@ def export_case(store: CaseStore, case_id: str, workdir: Path) -> CaseExport:
         if digest_file(folder / name, "sha256") != att["sha256"]:
             raise RuntimeError(f"attachment {att['name']} no longer matches the hash taken when it was attached")
         names.append(name)
-    (folder / "case.json").write_text(json.dumps(neutralise_tree(case), ensure_ascii=False, indent=2, sort_keys=True),
+    (folder / "case.json").write_text(json.dumps(cell_tree(case), ensure_ascii=False, indent=2, sort_keys=True),
                                       encoding="utf-8")
     names.insert(0, "case.json")
     files = {n: {"sha256": digest_file(folder / n, "sha256")} for n in names}
