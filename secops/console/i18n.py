@@ -1,35 +1,25 @@
 """Message catalogues (gettext .po, read with Babel) and the choice of a user's language.
 
-Templates and code mark messages with ``_("...")``; ``pybabel extract -F secops/console/babel.cfg`` collects
-them. Catalogues are compiled in memory when first used, so only the reviewed .po text is in the repository.
+Templates and code mark messages with ``_("...")``; ``secops i18n update`` extracts them with Babel (config
+``secops/console/babel.cfg``) into ``locale/<lang>/LC_MESSAGES/messages.po``. The machinery is the kernel's
+(secops.i18n), shared with the other catalogues (alert reasons, plans, audit summaries, export).
 """
 
 from __future__ import annotations
 
 import gettext
-from functools import cache
-from io import BytesIO
-from pathlib import Path
 
-from babel.messages.mofile import write_mo
-from babel.messages.pofile import read_po
+from secops import i18n as catalogues
+from secops.i18n import LANGUAGES as AVAILABLE
+from secops.i18n import SOURCE_LANGUAGE as DEFAULT
 
-LOCALE_DIR = Path(__file__).parent / "locale"
-DEFAULT = "en"
-AVAILABLE = ("en", "zh_CN")
+LOCALE_DIR = catalogues.CONSOLE.locale_dir
+__all__ = ["AVAILABLE", "DEFAULT", "LOCALE_DIR", "negotiate", "translations"]
 
 
-@cache
 def translations(lang: str) -> gettext.NullTranslations:
-    po = LOCALE_DIR / lang / "LC_MESSAGES" / "messages.po"
-    if lang == DEFAULT or not po.is_file():
-        return gettext.NullTranslations()
-    with po.open("rb") as fh:
-        catalog = read_po(fh, locale=lang)
-    buf = BytesIO()
-    write_mo(buf, catalog)
-    buf.seek(0)
-    return gettext.GNUTranslations(buf)
+    """The console catalogue (the kernel's gettext machinery, domain ``messages``)."""
+    return catalogues.translations(catalogues.CONSOLE, lang)
 
 
 def negotiate(accept_language: str | None, preference: str | None = None) -> str:

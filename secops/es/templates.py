@@ -173,6 +173,7 @@ DATASETS: dict[str, Dataset] = {d.name: d for d in [
     Dataset("secops.alert", daily=False, properties=_secops(alert=obj(
         id=KW, status=KW, assignee=KW, group_key=KW, count=LONG, first_time=DATE, last_time=DATE, incident_id=KW,
         event_ids=KW, event_index=KW, kibana_url=KW, notes=obj(at=DATE, by=KW, text=TEXT),
+        reason_message={"type": "object", "enabled": False},  # {id, params}: rendered per reader, not searched
         history=obj(at=DATE, by=KW, action=KW, old=KW, new=KW),
     ))),
     Dataset("secops.incident", daily=False, properties=_secops(incident=obj(
