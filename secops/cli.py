@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 app = typer.Typer(
     name="secops",
     help="Self-hosted network-security monitoring and asset inventory: capture, detect, respond, audit.",
-    epilog="This command line is in English. The Chinese (zh-CN) interface is the console (`secops console serve`): "
+    epilog="This command line is in English. The Chinese (zh-CN) interface is the web console (`secops console`): "
            "each user picks English or 简体中文 there (a per-user preference; the browser's Accept-Language is the "
            "default). Compliance exports take --lang zh.",
     no_args_is_help=True,
