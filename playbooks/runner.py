@@ -36,6 +36,7 @@ from playbooks.store import PlaybookRunStore, Versioned, compact, loads
 from playbooks.template import render
 from playbooks.values import HostileValue
 from secops.config import Settings
+from secops.i18n import N_, message
 from secops.contracts.alert import ALERT_DATASET, AlertRef
 from secops.contracts.playbook import (
     Approval,
@@ -173,7 +174,8 @@ class Runner:
             try:
                 what = action.plan(action.Params(**p), ctx)
             except ActionError as exc:
-                what = {"error": str(exc)}
+                what = {"error": str(exc), "summary": message(N_("cannot plan this step: %(error)s"),
+                                                               error=str(exc)).as_doc()}
             out.append({"step": step.name, "action": step.action, "params": p, "approval": step.approval,
                         "when": [c.model_dump() for c in step.when], "plan": what})
         return out

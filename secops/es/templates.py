@@ -187,7 +187,8 @@ DATASETS: dict[str, Dataset] = {d.name: d for d in [
         approval=obj(step=KW, status=KW, deadline=DATE, by=KW, at=DATE),
     ))),
     Dataset("secops.audit", properties=_secops(audit=obj(actor=KW, action=KW, object=KW, outcome=KW,
-                                                         details=KW, run_id=KW))),
+                                                         details=KW, run_id=KW,
+                                                         summary={"type": "object", "enabled": False}))),
     Dataset("secops.state", daily=False, properties=_secops(state=obj(key=KW, checkpoint=DATE, value=KW))),
 ]}
 
