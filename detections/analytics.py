@@ -23,8 +23,8 @@ from detections.compiler import CompiledRule
 from detections.dga import looks_generated
 from detections.engine import Match, _composite, _terms_sources, indices_for, window_filter
 from secops.ecs import iso, parse_time
-from secops.i18n import REASONS, N_, message, translated_texts
 from secops.es.templates import index_for
+from secops.i18n import N_, REASONS, message, translated_texts
 
 BEACON_GROUP = ["source.ip", "destination.ip", "destination.port"]
 # Infrastructure every host talks to on a schedule (DNS resolvers, NTP, DHCP, name services): never beaconing.

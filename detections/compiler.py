@@ -17,7 +17,7 @@ from sigma.correlations import SigmaCorrelationRule
 from sigma.exceptions import SigmaError
 from sigma.rule import SigmaDetection, SigmaRule
 
-from detections.loader import RuleSet
+from detections.loader import RuleSet, rule_i18n
 from detections.pipeline import CI_SUFFIX, UNSUPPORTED, route_for, secops_pipeline
 
 SEVERITY = {"informational": "low", "low": "low", "medium": "medium", "high": "high", "critical": "critical"}

@@ -19,8 +19,8 @@ from elasticsearch import Elasticsearch
 from detections.compiler import CompiledRule, Correlation
 from detections.pipeline import UNSUPPORTED
 from secops.ecs import iso, parse_time
-from secops.i18n import N_, Message, message
 from secops.es.templates import index_pattern
+from secops.i18n import N_, Message, message
 
 log = logging.getLogger(__name__)
 

@@ -36,7 +36,6 @@ from playbooks.store import PlaybookRunStore, Versioned, compact, loads
 from playbooks.template import render
 from playbooks.values import HostileValue
 from secops.config import Settings
-from secops.i18n import N_, message
 from secops.contracts.alert import ALERT_DATASET, AlertRef
 from secops.contracts.playbook import (
     Approval,
@@ -49,6 +48,7 @@ from secops.contracts.playbook import (
 )
 from secops.ecs import doc_id, iso, parse_time, utcnow
 from secops.es.store import Store
+from secops.i18n import N_, message
 
 log = logging.getLogger(__name__)
 KILL_SWITCH_CACHE = 1.0  # seconds a worker may act on a stale kill-switch reading
