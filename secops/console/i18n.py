@@ -9,12 +9,17 @@ from __future__ import annotations
 
 import gettext
 
+from typing import Any
+
 from secops import i18n as catalogues
+from secops.audit import summary
 from secops.i18n import LANGUAGES as AVAILABLE
 from secops.i18n import SOURCE_LANGUAGE as DEFAULT
+from secops.i18n import Message, language_tag
 
 LOCALE_DIR = catalogues.CONSOLE.locale_dir
-__all__ = ["AVAILABLE", "DEFAULT", "LOCALE_DIR", "negotiate", "translations"]
+__all__ = ["AVAILABLE", "DEFAULT", "LOCALE_DIR", "Texts", "negotiate", "translations"]
+BY_NAME = {c.name: c for c in catalogues.CATALOGUES}
 
 
 def translations(lang: str) -> gettext.NullTranslations:
@@ -42,3 +47,28 @@ def negotiate(accept_language: str | None, preference: str | None = None) -> str
         if tag.startswith("en") or tag == "*":
             return "en"
     return DEFAULT
+
+
+class Texts:
+    """What templates call to show stored text in the reader's language: a rule's name or description from the
+    alert's ``secops.alert.i18n.<tag>``, a stored message (``{id, params}``) from its catalogue, an audit summary."""
+
+    def __init__(self, lang: str) -> None:
+        self.lang = lang
+
+    def rule(self, alert: dict[str, Any], key: str = "name") -> Any:
+        english = (alert.get("rule") or {}).get(key)
+        if self.lang == DEFAULT:
+            return english
+        texts = (((alert.get("secops") or {}).get("alert") or {}).get("i18n") or {}).get(language_tag(self.lang))
+        text = texts.get(key) if isinstance(texts, dict) else None
+        return text if isinstance(text, str) and text else english
+
+    def message(self, doc: Any, catalogue: str, fallback: Any = None) -> Any:
+        text = catalogues.render(doc, BY_NAME[catalogue], self.lang)
+        return fallback if text is None else text
+
+    def audit(self, record: dict[str, Any]) -> str:
+        msg = Message.from_doc(record.get("summary")) or summary(str(record.get("action") or ""),
+                                                                  str(record.get("object") or ""))
+        return msg.render(catalogues.translations(catalogues.AUDIT, self.lang))

@@ -14,3 +14,5 @@ SEVERITIES = (N_("informational"), N_("low"), N_("medium"), N_("high"), N_("crit
 RUN_STATUSES = (N_("running"), N_("waiting_approval"), N_("completed"), N_("failed"), N_("refused"), N_("denied"),
                 N_("expired"), N_("halted"), N_("planned"), N_("pending"), N_("done"), N_("skipped"), N_("not_run"),
                 N_("approved"), N_("waiting"), N_("retrying"))
+ALERT_HISTORY = (N_("created"), N_("updated"), N_("reopened"), N_("assigned"), N_("noted"))
+AUDIT_OUTCOMES = (N_("success"), N_("failure"), N_("unknown"), N_("partial"), N_("not_found"))
