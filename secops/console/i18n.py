@@ -8,7 +8,6 @@ Templates and code mark messages with ``_("...")``; ``secops i18n update`` extra
 from __future__ import annotations
 
 import gettext
-
 from typing import Any
 
 from secops import i18n as catalogues
