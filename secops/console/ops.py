@@ -20,6 +20,7 @@ from inventory.store import AssetStore
 from playbooks import store as runs
 from secops.console.alerts import MAX_GROUP_ACTION, AlertFilter, QueryError
 from secops.console.web import Ctx
+from secops.contracts.playbook import RunStatus
 from secops.ecs import get, parse_time, utcnow
 from secops.es.templates import index_for, index_pattern
 
@@ -58,8 +59,10 @@ def triage(ctx: Ctx, action: str, arg: str, ids: list[str] | None, flt: AlertFil
 def pending_approvals(ctx: Ctx) -> list[dict[str, Any]]:
     out = []
     # decisions made a moment ago (by this console or the CLI) must not show as pending
-    ctx.state.es.indices.refresh(index=runs.run_index(ctx.state.prefix), ignore_unavailable=True)
-    for run in runs.runs_with_status(ctx.state.es, ctx.state.prefix, ["waiting_approval"], size=200):
+    store = runs.PlaybookRunStore.on(ctx.state.es, ctx.state.prefix)
+    ctx.state.es.indices.refresh(index=store.run_index, ignore_unavailable=True)
+    for found in store.with_status([RunStatus.WAITING_APPROVAL], size=200):
+        run = found.to_doc()
         pb = run["secops"]["playbook"]
         step = pb["steps"][pb["current"]] if pb["current"] < len(pb["steps"]) else {}
         out.append({"run": run, "step": step})
@@ -68,10 +71,11 @@ def pending_approvals(ctx: Ctx) -> list[dict[str, Any]]:
 
 def run_timeline(ctx: Ctx, run_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     try:
-        doc = runs.get_run(ctx.state.es, ctx.state.prefix, run_id)
+        store = runs.PlaybookRunStore.on(ctx.state.es, ctx.state.prefix)
+        doc = store.get(run_id).to_doc()
     except runs.RunNotFound as exc:
         raise LookupError(str(exc)) from None
-    return doc, runs.run_audit(ctx.state.es, ctx.state.prefix, run_id)
+    return doc, store.run_audit(run_id)
 
 
 def decide(ctx: Ctx, run_id: str, approve: bool, reason: str) -> dict[str, Any]:
@@ -134,12 +138,13 @@ def start_playbook(ctx: Ctx, alert_id: str, name: str, dry_run: bool) -> dict[st
 
 
 def set_kill_switch(ctx: Ctx, on: bool) -> None:
-    runs.set_kill_switch(ctx.state.es, ctx.state.prefix, on, ctx.user)
+    runs.PlaybookRunStore.on(ctx.state.es, ctx.state.prefix).set_kill_switch(on, ctx.user)
     ctx.audit("console.kill_switch", "kill_switch", "success", {"on": on})
 
 
 def kill_switch(ctx: Ctx) -> bool:
-    return ctx.state.settings.playbooks.kill_switch or runs.kill_switch_stored(ctx.state.es, ctx.state.prefix)
+    return ctx.state.settings.playbooks.kill_switch or \
+        runs.PlaybookRunStore.on(ctx.state.es, ctx.state.prefix).kill_switch_stored()
 
 
 # -- pcap -----------------------------------------------------------------------------------------

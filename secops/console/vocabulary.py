@@ -18,3 +18,4 @@ ALERT_HISTORY = (N_("created"), N_("updated"), N_("reopened"), N_("assigned"), N
 AUDIT_OUTCOMES = (N_("success"), N_("failure"), N_("unknown"), N_("partial"), N_("not_found"))
 FLASH = (N_("acknowledge"), N_("assign"), N_("close"), N_("reopen"), N_("note"), N_("approve"), N_("deny"),
          N_("kill switch on"), N_("kill switch off"))  # what the flash after a form reports as done
+PLAYBOOK_ACTIONS = (N_("enrich"), N_("contain"), N_("notify"), N_("pcap"), N_("rescan"), N_("tag"), N_("ticket"))
