@@ -71,6 +71,12 @@ def _threat(rule: CompiledRule) -> dict[str, Any]:
     return {"framework": "MITRE ATT&CK", "technique": {"id": rule.techniques}, "tactic": {"name": rule.tactics}}
 
 
+def rule_texts(rule: CompiledRule) -> dict[str, dict[str, str]]:
+    """The rule's name and description per translated language, as ``secops.alert.i18n.<tag>.name/description``."""
+    return {lang: {k: v for k, v in (("name", t.get("title")), ("description", (t.get("description") or "")[:4000]))
+                   if v} for lang, t in sorted(rule.i18n.items())}
+
+
 def new_alert(rule: CompiledRule, match: Match, key: str, alert_id: str, kibana: str | None) -> dict[str, Any]:
     now = iso(utcnow())
     doc: dict[str, Any] = {
@@ -86,7 +92,8 @@ def new_alert(rule: CompiledRule, match: Match, key: str, alert_id: str, kibana:
         "secops": {"alert": {"id": alert_id, "status": "open", "assignee": None, "group_key": key,
                              "count": match.count, "first_time": match.first_time, "last_time": match.last_time,
                              "event_ids": match.event_ids[:MAX_EVENT_IDS], "event_index": match.event_index,
-                             "kibana_url": kibana_url(kibana, match), "notes": [],
+                             "kibana_url": kibana_url(kibana, match), "notes": [], "i18n": rule_texts(rule),
+                             "reason_message": match.reason_message.as_doc() if match.reason_message else None,
                              "history": [{"at": now, "by": "secops-detect", "action": "created", "old": None,
                                           "new": "open"}]}},
     }

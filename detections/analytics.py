@@ -24,6 +24,7 @@ from detections.dga import looks_generated
 from detections.engine import Match, _composite, _terms_sources, indices_for, window_filter
 from secops.ecs import iso, parse_time
 from secops.es.templates import index_for
+from secops.i18n import N_, REASONS, message, translated_texts
 
 BEACON_GROUP = ["source.ip", "destination.ip", "destination.port"]
 # Infrastructure every host talks to on a schedule (DNS resolvers, NTP, DHCP, name services): never beaconing.
@@ -99,8 +100,10 @@ def run_beaconing(es: Elasticsearch, prefix: str, rule: CompiledRule, start: str
             out.append(Match(group=group, first_time=iso(times[0]), last_time=iso(times[-1]), count=len(times),
                              event_ids=[h["_id"] for h in hits[:200]], event_index=hits[0]["_index"],
                              fields=dict(group),
-                             reason=f"beacon score {score:.2f} over {stats['connections']} {dataset} events, "
-                                    f"median interval {stats['median_interval']}s"))
+                             reason_message=message(
+                                 N_("beacon score %(score)s over %(n)s %(dataset)s events, median interval "
+                                    "%(interval)ss"), score=f"{score:.2f}", n=stats["connections"],
+                                 dataset=dataset, interval=stats["median_interval"])))
     return out
 
 
@@ -173,8 +176,10 @@ def run_dns_tunnel(es: Elasticsearch, prefix: str, rule: CompiledRule, start: st
                          first_time=iso(parse_time(times[0])), last_time=iso(parse_time(times[-1])),
                          count=len(times), event_ids=g["ids"], event_index=index_name,
                          fields={"source.ip": src_ip},
-                         reason=f"{distinct} distinct names under {domain}, {g['long']} with 40+ char labels, "
-                                f"mean entropy {mean_ent:.2f}, {g['nulltxt']} NULL/TXT queries"))
+                         reason_message=message(
+                             N_("%(n)s distinct names under %(domain)s, %(long)s with 40+ char labels, mean entropy "
+                                "%(entropy)s, %(nulltxt)s NULL/TXT queries"), n=distinct, domain=domain,
+                             long=g["long"], entropy=f"{mean_ent:.2f}", nulltxt=g["nulltxt"])))
     return out
 
 
@@ -199,7 +204,8 @@ def run_dga(es: Elasticsearch, prefix: str, rule: CompiledRule, start: str, end:
         out.append(Match(group={"source.ip": src_ip}, first_time=iso(parse_time(times[0])),
                          last_time=iso(parse_time(times[-1])), count=len(times), event_ids=g["ids"],
                          event_index=g["index"], fields={"source.ip": src_ip},
-                         reason=f"{len(g['domains'])} distinct generated-looking domains ({sample}, ...)"))
+                         reason_message=message(N_("%(n)s distinct generated-looking domains (%(sample)s, ...)"),
+                                                n=len(g["domains"]), sample=sample)))
     return out
 
 
@@ -207,22 +213,23 @@ def analytic(rule_id: str, title: str, severity: str, techniques: list[str], tac
              description: str, fn: Any, group_by: list[str], dataset: str) -> CompiledRule:
     return CompiledRule(id=rule_id, title=title, kind="analytic", dataset=dataset, severity=severity,
                         author="secops project", description=description, license="Apache-2.0",
+                        i18n=translated_texts(REASONS, title=title, description=description),
                         techniques=techniques, tactics=tactics,
                         tags=[f"attack.{t.lower()}" for t in techniques], group_by=group_by, analytic=fn)
 
 
 def analytic_rules() -> list[CompiledRule]:
     return [
-        analytic("secops-analytic-beaconing", "Beaconing (Periodic Connections)", "high", ["T1071.001", "T1573"],
-                  ["Command and Control"], "RITA-style score over connection intervals: regular period, low "
-                  "jitter, many connections from one host to one service.", run_beaconing, BEACON_GROUP,
+        analytic("secops-analytic-beaconing", N_("Beaconing (Periodic Connections)"), "high", ["T1071.001", "T1573"],
+                  ["Command and Control"], N_("RITA-style score over connection intervals: regular period, low "
+                  "jitter, many connections from one host to one service."), run_beaconing, BEACON_GROUP,
                  "secops.conn,secops.http"),
-        analytic("secops-analytic-dns-tunnel", "DNS Tunnelling (Per-Domain Label Analysis)", "high",
+        analytic("secops-analytic-dns-tunnel", N_("DNS Tunnelling (Per-Domain Label Analysis)"), "high",
                   ["T1071.004", "T1048.003"], ["Command and Control", "Exfiltration"],
-                  "Many distinct subdomains of one domain with long/high-entropy labels, or NULL/TXT volume.",
+                  N_("Many distinct subdomains of one domain with long/high-entropy labels, or NULL/TXT volume."),
                  run_dns_tunnel, ["dns.question.registered_domain", "source.ip"], "secops.dns"),
-        analytic("secops-analytic-dga", "Algorithmically Generated Domains (DGA)", "high", ["T1568.002"],
-                 ["Command and Control"], "One client looked up many distinct domains whose names an offline "
-                 "character model (English bigrams) scores as random: a domain generation algorithm.",
+        analytic("secops-analytic-dga", N_("Algorithmically Generated Domains (DGA)"), "high", ["T1568.002"],
+                 ["Command and Control"], N_("One client looked up many distinct domains whose names an offline "
+                 "character model (English bigrams) scores as random: a domain generation algorithm."),
                  run_dga, ["source.ip"], "secops.dns"),
     ]

@@ -17,7 +17,7 @@ from sigma.correlations import SigmaCorrelationRule
 from sigma.exceptions import SigmaError
 from sigma.rule import SigmaDetection, SigmaRule
 
-from detections.loader import RuleSet
+from detections.loader import RuleSet, rule_i18n
 from detections.pipeline import CI_SUFFIX, UNSUPPORTED, route_for, secops_pipeline
 
 SEVERITY = {"informational": "low", "low": "low", "medium": "medium", "high": "high", "critical": "critical"}
@@ -70,6 +70,7 @@ class CompiledRule:
     error: str | None = None
     analytic: Callable[..., list[Any]] | None = None  # kind "analytic": fn(es, prefix, rule, start, end)
     regression_tests_path: str | None = None  # SigmaHQ convention: the rule's info.yml (detections.regression)
+    i18n: dict[str, dict[str, str]] = field(default_factory=dict)  # {BCP 47 tag: {title, description}}
 
     @property
     def score(self) -> int:
@@ -125,6 +126,7 @@ def _base(rule: SigmaRule | SigmaCorrelationRule, kind: str, dataset: str) -> Co
         tactics=tactics, tags=tags, group_by=[str(g) for g in group_by],
         source=str(rule.source.path) if rule.source and getattr(rule.source, "path", None) else "",
         regression_tests_path=str(custom["regression_tests_path"]) if custom.get("regression_tests_path") else None,
+        i18n=rule_i18n(custom),
     )
 
 

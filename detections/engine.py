@@ -20,6 +20,7 @@ from detections.compiler import CompiledRule, Correlation
 from detections.pipeline import UNSUPPORTED
 from secops.ecs import iso, parse_time
 from secops.es.templates import index_pattern
+from secops.i18n import N_, Message, message
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +42,12 @@ class Match:
     event_ids: list[str] = field(default_factory=list)
     event_index: str = ""
     fields: dict[str, Any] = field(default_factory=dict)  # source/destination of a sample event
-    reason: str = ""
+    reason: str = ""  # English, as stored in event.reason
+    reason_message: Message | None = None  # the same, translatable (message id + parameters)
+
+    def __post_init__(self) -> None:
+        if self.reason_message is not None and not self.reason:
+            self.reason = self.reason_message.english()
 
 
 def indices_for(prefix: str, datasets: list[str]) -> str:
@@ -85,7 +91,7 @@ def _sample_aggs() -> dict[str, Any]:
 
 
 def _match_from_bucket(es: Elasticsearch, index: str, query: dict, bucket: dict, group_fields: list[str],
-                       reason: str) -> Match:
+                       reason: Message) -> Match:
     """A match for one aggregation bucket; sample event ids are fetched only for buckets that matched
     (top_hits inside every composite bucket costs far more on large windows)."""
     group = {f: bucket["key"].get(f) for f in group_fields}
@@ -106,7 +112,7 @@ def _match_from_bucket(es: Elasticsearch, index: str, query: dict, bucket: dict,
     flat = {k: _dig(sample, k) for k in CARRY}
     return Match(group=group, first_time=first, last_time=last, count=int(bucket["doc_count"]),
                  event_ids=[h["_id"] for h in hits], event_index=hits[0]["_index"] if hits else "",
-                 fields={k: v for k, v in flat.items() if v is not None}, reason=reason)
+                 fields={k: v for k, v in flat.items() if v is not None}, reason_message=reason)
 
 
 def _dig(doc: dict, dotted: str) -> Any:
@@ -121,7 +127,8 @@ def _dig(doc: dict, dotted: str) -> Any:
 def run_query_rule(es: Elasticsearch, prefix: str, rule: CompiledRule, start: str, end: str) -> list[Match]:
     query = {"bool": {"filter": [query_filter(rule), window_filter(start, end)]}}
     index = indices_for(prefix, [rule.dataset])
-    return [_match_from_bucket(es, index, query, b, rule.group_by, f"{b['doc_count']} events matched")
+    return [_match_from_bucket(es, index, query, b, rule.group_by,
+                               message(N_("%(n)s events matched"), n=b["doc_count"]))
             for b in _composite(es, index, query, _terms_sources(rule.group_by), _sample_aggs())]
 
 
@@ -211,9 +218,14 @@ def _correlation_value(corr: Correlation, bucket: dict) -> float | None:
     return float(len(corr.members))
 
 
-def _reason(corr: Correlation, value: float) -> str:
-    what = {"event_count": "events", "value_count": f"distinct {corr.count_field}"}.get(corr.type, "rules matched")
-    return f"{int(value)} {what} within {corr.timespan}s ({corr.op} {int(corr.threshold)})"
+def _reason(corr: Correlation, value: float) -> Message:
+    params = {"n": int(value), "seconds": corr.timespan, "op": corr.op, "threshold": int(corr.threshold)}
+    if corr.type == "event_count":
+        return message(N_("%(n)s events within %(seconds)ss (%(op)s %(threshold)s)"), **params)
+    if corr.type == "value_count":
+        return message(N_("%(n)s distinct %(field)s within %(seconds)ss (%(op)s %(threshold)s)"),
+                       field=corr.count_field, **params)
+    return message(N_("%(n)s rules matched within %(seconds)ss (%(op)s %(threshold)s)"), **params)
 
 
 def run_rule(es: Elasticsearch, prefix: str, rule: CompiledRule, start: str, end: str) -> list[Match]:

@@ -21,6 +21,7 @@ from elasticsearch import Elasticsearch
 from detections.compiler import CompiledRule
 from detections.engine import Match, _composite, _match_from_bucket, _sample_aggs, _terms_sources, window_filter
 from secops.es.templates import index_pattern
+from secops.i18n import N_, REASONS, message, translated_texts
 
 log = logging.getLogger(__name__)
 MAX_IOC_FILE = 32 * 1024 * 1024
@@ -128,12 +129,15 @@ def make_ioc_rule(iocs: IocSet) -> CompiledRule:
         index = ",".join(index_pattern(prefix, d) for d in ("secops.conn", "secops.dns", "secops.http", "secops.tls"))
         q = {"bool": {"filter": [query, window_filter(start, end)]}}
         group = ["source.ip", "destination.ip"]
-        return [_match_from_bucket(es, index, q, b, group, f"{b['doc_count']} events matched a local indicator")
+        return [_match_from_bucket(es, index, q, b, group,
+                                   message(N_("%(n)s events matched a local indicator"), n=b["doc_count"]))
                 for b in _composite(es, index, q, _terms_sources(group), _sample_aggs())]
 
-    return CompiledRule(id="secops-ioc-match", title="Indicator Of Compromise Match", kind="analytic",
+    title = N_("Indicator Of Compromise Match")
+    description = message(N_("Traffic to or from one of %(n)s local indicators (IP, domain, JA3, JA4)."), n=len(iocs))
+    return CompiledRule(id="secops-ioc-match", title=title, kind="analytic",
                         dataset="secops.conn,secops.dns,secops.http,secops.tls", severity="high",
                         author="secops project", license="Apache-2.0", techniques=["T1071"],
                         tactics=["Command and Control"], tags=["attack.t1071", "attack.command-and-control"],
-                        description=f"Traffic to or from one of {len(iocs)} local indicators (IP, domain, JA3, JA4).",
-                        analytic=run)
+                        description=description.english(), analytic=run,
+                        i18n=translated_texts(REASONS, title=title, description=description))

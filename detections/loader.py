@@ -3,10 +3,23 @@
 Hostile YAML is refused before pySigma sees it by the product's one loader (``secops.safe_yaml``:
 size limit, no anchors/aliases, core tags only, no duplicate keys, bounded depth and node count).
 pySigma then parses each file's documents with errors collected.
+
+Translations of a rule's title and description live in the Sigma custom field ``x_secops_i18n`` (Sigma lets a
+rule carry fields the specification does not define; the ``x_`` prefix follows STIX 2.1's custom-property
+convention so it can never collide with a future Sigma field, ``secops`` names the owner). Keys are BCP 47
+language tags, values have Sigma's own field names, so a translator sees what each text translates::
+
+    x_secops_i18n:
+        zh-CN:
+            title: "SSH 暴力破解"
+            description: "..."
+
+The loader refuses a malformed field (the file's error); ``missing_translations`` lists rules without one.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,8 +36,35 @@ BUILTIN_RULES = Path(__file__).parent / "rules"
 MAX_FILE_BYTES = safe_yaml.MAX_BYTES
 
 
+I18N_FIELD = "x_secops_i18n"
+I18N_KEYS = {"title": 256, "description": 4000}  # translated field -> longest accepted text
+LANGUAGE_TAG = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8}){0,3}$")
+
+
 class RuleFileError(Exception):
     """A rule file that cannot be used, with the reason in one line."""
+
+
+def rule_i18n(doc: dict[str, Any]) -> dict[str, dict[str, str]]:
+    """A rule document's translations ({language tag: {title, description}}), or RuleFileError when malformed."""
+    value = doc.get(I18N_FIELD)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise RuleFileError(f"{I18N_FIELD} must map language tags to {{title, description}}")
+    out: dict[str, dict[str, str]] = {}
+    for lang, texts in value.items():
+        if not isinstance(lang, str) or not LANGUAGE_TAG.match(lang):
+            raise RuleFileError(f"{I18N_FIELD}: {str(lang)[:40]!r} is not a language tag such as zh-CN")
+        if not isinstance(texts, dict) or not texts:
+            raise RuleFileError(f"{I18N_FIELD}.{lang} must be a mapping with title and/or description")
+        for key, text in texts.items():
+            if key not in I18N_KEYS:
+                raise RuleFileError(f"{I18N_FIELD}.{lang}: unknown key {str(key)[:40]!r} (title, description)")
+            if not isinstance(text, str) or not text.strip() or len(text) > I18N_KEYS[key]:
+                raise RuleFileError(f"{I18N_FIELD}.{lang}.{key} must be text of 1-{I18N_KEYS[key]} characters")
+        out[lang] = dict(texts)
+    return out
 
 
 def safe_yaml_documents(text: str) -> list[dict[str, Any]]:
@@ -55,6 +95,8 @@ def parse_file(path: Path) -> tuple[list[dict[str, Any]], RuleFile]:
         docs = safe_yaml_documents(path.read_text(encoding="utf-8"))
         if not docs:
             raise RuleFileError("no rule in file")
+        for doc in docs:
+            rule_i18n(doc)
         collection = SigmaCollection.from_dicts(docs, collect_errors=True, resolve_references=False)
         errors = list(collection.errors) + [e for r in collection.rules for e in r.errors]
         if errors:
@@ -114,6 +156,19 @@ def load_rules(paths: Iterable[Path]) -> RuleSet:
                 result.error = str(err)
     rules = [r for result, _ in good if not result.error for r in result.rules]
     return RuleSet(files=files, rules=rules)
+
+
+def missing_translations(rules: RuleSet, langs: Iterable[str]) -> list[str]:
+    """One line per rule of the set without a title and description in each of ``langs`` (BCP 47 tags)."""
+    out = []
+    for rule in rules.rules:
+        have = rule_i18n(rule.custom_attributes or {})
+        for lang in langs:
+            lacking = [k for k in I18N_KEYS if not have.get(lang, {}).get(k)]
+            if lacking:
+                where = rule.source.path if rule.source else "?"
+                out.append(f"{where}: {rule.title!r} lacks {I18N_FIELD}.{lang}.{'/'.join(lacking)}")
+    return out
 
 
 def default_rule_dirs(extra: Iterable[Path] = ()) -> list[Path]:

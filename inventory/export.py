@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import gettext
 import hashlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -26,34 +27,58 @@ from inventory.findings import compute as compute_findings
 from secops.cells import cell, cell_tree
 from secops.config import InventorySettings
 from secops.ecs import get, iso
+from secops.i18n import EXPORT, N_, Message, translations
 
 FORMATS = ("csv", "xlsx", "json")
-COLUMNS: list[tuple[str, str, str]] = [  # key, English header, Chinese header (MLPS 2.0 reviews)
-    ("asset_id", "Asset ID", "资产编号"),
-    ("ip", "IP addresses", "IP地址"),
-    ("mac", "MAC addresses", "MAC地址"),
-    ("hostname", "Hostname", "主机名"),
-    ("vendor", "Vendor", "厂商"),
-    ("os", "Operating system", "操作系统"),
-    ("zone", "Network zone", "网络区域"),
-    ("owner", "Owner", "责任人"),
-    ("department", "Department", "所属部门"),
-    ("location", "Location", "物理位置"),
-    ("criticality", "Criticality", "重要程度"),
-    ("services", "Open services", "开放服务"),
-    ("first_seen", "First seen", "首次发现时间"),
-    ("last_seen", "Last seen", "最近发现时间"),
-    ("last_scan", "Last scan", "最近扫描时间"),
-    ("findings", "Findings", "合规问题"),
-    ("tags", "Tags", "标签"),
-    ("sources", "Sources", "数据来源"),
+# key, English header. The Chinese headers are in the export catalogue (inventory/locale/zh_CN/.../export.po), worded
+# as GB/T 22239-2019 (MLPS 2.0) words them, with the clause noted as a translator comment.
+COLUMNS: list[tuple[str, str]] = [
+    ("asset_id", N_("Asset ID")),
+    ("ip", N_("IP addresses")),
+    ("mac", N_("MAC addresses")),
+    ("hostname", N_("Hostname")),
+    ("vendor", N_("Vendor")),
+    ("os", N_("Operating system")),
+    ("zone", N_("Network zone")),
+    ("owner", N_("Owner")),
+    ("department", N_("Department")),
+    ("location", N_("Location")),
+    ("criticality", N_("Criticality")),
+    ("services", N_("Open services")),
+    ("first_seen", N_("First seen")),
+    ("last_seen", N_("Last seen")),
+    ("last_scan", N_("Last scan")),
+    ("findings", N_("Findings")),
+    ("tags", N_("Tags")),
+    ("sources", N_("Sources")),
 ]
+SHEET = N_("Asset inventory")
+FINDINGS = {"no_owner": N_("no owner assigned"), "scan_overdue": N_("scan overdue"),
+            "forbidden_service": N_("forbidden service %(service)s on %(port)s")}
+LANGS = {"en": "en", "zh": "zh_CN"}  # --lang value -> catalogue language
+
+
+def _tr(lang: str) -> gettext.NullTranslations:
+    if lang not in LANGS:
+        raise ValueError(f"language must be en or zh, not {lang!r}")
+    return translations(EXPORT, LANGS[lang])
 
 
 def headers(lang: str) -> list[str]:
-    if lang not in ("en", "zh"):
-        raise ValueError(f"language must be en or zh, not {lang!r}")
-    return [zh if lang == "zh" else en for _k, en, zh in COLUMNS]
+    tr = _tr(lang)
+    return [tr.gettext(en) for _k, en in COLUMNS]
+
+
+def finding_text(code: str, lang: str) -> str:
+    """A finding code (``no_owner``, ``forbidden_service:telnet:23/tcp``) in words; English keeps the code, which
+    scripts and earlier exports use."""
+    if lang == "en":
+        return code
+    kind, _, rest = code.partition(":")
+    if kind not in FINDINGS:
+        return code
+    service, _, port = rest.partition(":")
+    return Message(FINDINGS[kind], {"service": service, "port": port} if rest else {}).render(_tr(lang))
 
 
 def _join(values: Any) -> str:
@@ -86,12 +111,17 @@ def record(asset: dict[str, Any], cfg: InventorySettings, now: datetime) -> dict
     }
 
 
-def cells(rec: dict[str, Any]) -> list[str]:
+def cells(rec: dict[str, Any], lang: str = "en") -> list[str]:
     """Flat, neutralised text cells in column order."""
     out = []
-    for key, _en, _zh in COLUMNS:
+    for key, _en in COLUMNS:
         value = rec[key]
-        text = "; ".join(service_text(s) for s in value) if key == "services" else _join(value)
+        if key == "services":
+            text = "; ".join(service_text(s) for s in value)
+        elif key == "findings":
+            text = _join([finding_text(f, lang) for f in value])
+        else:
+            text = _join(value)
         out.append(cell(text))
     return out
 
@@ -116,9 +146,9 @@ def _write_csv(path: Path, head: list[str], rows: Iterable[list[str]]) -> None:
         w.writerows(rows)
 
 
-def _write_xlsx(path: Path, head: list[str], rows: Iterable[list[str]]) -> None:
+def _write_xlsx(path: Path, head: list[str], rows: Iterable[list[str]], sheet: str = "assets") -> None:
     wb = Workbook(write_only=True)
-    ws = wb.create_sheet("assets")
+    ws = wb.create_sheet(sheet)
     ws.append(head)
     for row in rows:
         ws.append(row)
@@ -193,9 +223,10 @@ def export_assets(assets: Iterable[dict[str, Any]], path: Path, fmt: str, cfg: I
         if fmt == "json":
             _write_json(tmp, head, records(), {"generated_at": iso(now), "zone": zone, "lang": lang})
         elif fmt == "csv":
-            _write_csv(tmp, head, (cells(r) for r in records()))
+            _write_csv(tmp, head, (cells(r, lang) for r in records()))
         else:
-            _write_xlsx(tmp, head, (cells(r) for r in records()))
+            sheet = "assets" if lang == "en" else _tr(lang).gettext(SHEET)
+            _write_xlsx(tmp, head, (cells(r, lang) for r in records()), sheet)
         tmp.replace(path)
         written.append(path)
         written += [path.with_name(path.name + ext) for ext in (".sha256", ".sm3")]

@@ -48,6 +48,7 @@ from secops.contracts.playbook import (
 )
 from secops.ecs import doc_id, iso, parse_time, utcnow
 from secops.es.store import Store
+from secops.i18n import N_, message
 
 log = logging.getLogger(__name__)
 KILL_SWITCH_CACHE = 1.0  # seconds a worker may act on a stale kill-switch reading
@@ -173,7 +174,8 @@ class Runner:
             try:
                 what = action.plan(action.Params(**p), ctx)
             except ActionError as exc:
-                what = {"error": str(exc)}
+                what = {"error": str(exc), "summary": message(N_("cannot plan this step: %(error)s"),
+                                                               error=str(exc)).as_doc()}
             out.append({"step": step.name, "action": step.action, "params": p, "approval": step.approval,
                         "when": [c.model_dump() for c in step.when], "plan": what})
         return out

@@ -30,6 +30,9 @@ if TYPE_CHECKING:
 app = typer.Typer(
     name="secops",
     help="Self-hosted network-security monitoring and asset inventory: capture, detect, respond, audit.",
+    epilog="This command line is in English. The Chinese (zh-CN) interface is the web console (`secops console`): "
+           "each user picks English or 简体中文 there (a per-user preference; the browser's Accept-Language is the "
+           "default). Compliance exports take --lang zh.",
     no_args_is_help=True,
     rich_markup_mode="rich",
     pretty_exceptions_enable=False,
@@ -38,10 +41,13 @@ config_app = typer.Typer(help="Show and check the effective configuration.", no_
 stack_app = typer.Typer(help="Local Elasticsearch + Redis for development, tests and the demo.", no_args_is_help=True)
 es_app = typer.Typer(help="Elasticsearch: templates, indices, the durable spool.", no_args_is_help=True)
 retention_app = typer.Typer(help="Delete event indices older than their retention budget.", no_args_is_help=True)
+i18n_app = typer.Typer(help="Message catalogues (gettext, Babel): find untranslated messages, regenerate.",
+                       no_args_is_help=True)
 app.add_typer(config_app, name="config")
 app.add_typer(stack_app, name="stack")
 app.add_typer(es_app, name="es")
 app.add_typer(retention_app, name="retention")
+app.add_typer(i18n_app, name="i18n")
 
 CONTEXT_CLIS = ["collectors.cli", "inventory.cli", "detections.cli", "playbooks.cli",
                 "secops.console.cli"]  # the console and its accounts
@@ -218,6 +224,42 @@ def beat(ctx: typer.Context) -> None:
     logging.getLogger("elastic_transport").setLevel(logging.WARNING)  # not one line per lease renewal
     with BeatLeadership(Store.from_settings(es_client(), s), s.beat.lease_seconds):
         celery.start(["beat", "--loglevel=INFO", f"--schedule={schedule}", *ctx.args])
+
+
+# -- i18n --------------------------------------------------------------------------------------
+def i18n_gaps() -> list[str]:
+    """Every message missing from a catalogue: the gettext catalogues and the rule pack's x_secops_i18n texts."""
+    from detections.loader import BUILTIN_RULES, load_rules, missing_translations
+    from secops import i18n
+
+    gaps = [str(g) for g in i18n.check(i18n.CATALOGUES)]
+    tags = [i18n.language_tag(lang) for lang in i18n.TRANSLATED]
+    rules = load_rules([BUILTIN_RULES])
+    gaps += [f"rules: {f.path}: {f.error}" for f in rules.errors]
+    return gaps + [f"rules [{', '.join(tags)}] {line}" for line in missing_translations(rules, tags)]
+
+
+@i18n_app.command("check")
+def i18n_check() -> None:
+    """List every message without a reviewed translation; exit 1 when there is one."""
+    from secops import i18n
+
+    gaps = i18n_gaps()
+    for line in gaps:
+        console.print(line, markup=False, highlight=False)
+    names = ", ".join([c.name for c in i18n.CATALOGUES] + ["rules"])
+    console.print(f"{len(gaps)} gap(s) in {names} for {', '.join(i18n.TRANSLATED)}", markup=False)
+    raise typer.Exit(1 if gaps else 0)
+
+
+@i18n_app.command("update")
+def i18n_update() -> None:
+    """Re-extract every catalogue's messages with Babel and merge them into the .po files (sorted)."""
+    from secops import i18n
+
+    for cat in i18n.CATALOGUES:
+        for lang in i18n.TRANSLATED:
+            console.print(f"{cat.name}: {cat.update(lang)}", markup=False)
 
 
 @app.command("datasets")

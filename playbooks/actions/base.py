@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict
 from playbooks.errors import ActionError, PermanentError
 from playbooks.store import PlaybookRunStore
 from secops.config import Settings
+from secops.i18n import N_, message
 
 __all__ = ["Action", "ActionContext", "ActionError", "Params", "PermanentError"]
 
@@ -57,7 +58,8 @@ class Action:
 
     def plan(self, params: Any, ctx: ActionContext) -> dict[str, Any]:
         """What ``run`` would do, without doing it."""
-        return {"would": self.name, "params": params.model_dump(mode="json")}
+        return {"would": self.name, "params": params.model_dump(mode="json"),
+                "summary": message(N_("run the %(action)s action"), action=self.name).as_doc()}
 
     def run(self, params: Any, ctx: ActionContext) -> dict[str, Any]:
         raise NotImplementedError

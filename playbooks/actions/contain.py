@@ -9,6 +9,7 @@ from pydantic import Field
 from playbooks.actions.base import Action, ActionContext, Params, PermanentError
 from playbooks.blocking import Blocker, protected_reason
 from playbooks.values import Address
+from secops.i18n import N_, message
 
 
 class ContainParams(Params):
@@ -31,8 +32,10 @@ class Contain(Action):
 
     def plan(self, p: ContainParams, ctx: ActionContext) -> dict[str, Any]:
         blocker = self._check(p, ctx)
-        return {"would": f"block {p.address} for {p.ttl_seconds}s", "commands": blocker.commands(p.address,
-                                                                                                  p.ttl_seconds)}
+        return {"would": f"block {p.address} for {p.ttl_seconds}s",
+                "summary": message(N_("block %(address)s for %(seconds)s seconds, then lift the block"),
+                                   address=p.address, seconds=p.ttl_seconds).as_doc(),
+                "commands": blocker.commands(p.address, p.ttl_seconds)}
 
     def run(self, p: ContainParams, ctx: ActionContext) -> dict[str, Any]:
         result = self._check(p, ctx).block(p.address, p.ttl_seconds)

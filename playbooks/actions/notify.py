@@ -10,6 +10,7 @@ from pydantic import AfterValidator, Field, model_validator
 from playbooks.actions.base import Action, ActionContext, Params
 from playbooks.delivery import check_webhook, post_json, send_mail, send_syslog
 from playbooks.values import Text, Url
+from secops.i18n import N_, message
 
 EMAIL_RE = re.compile(r"^[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9.-]{1,253}\.[A-Za-z]{2,63}$")
 
@@ -44,8 +45,9 @@ class Notify(Action):
     def plan(self, p: NotifyParams, ctx: ActionContext) -> dict[str, Any]:
         if p.channel == "webhook" and p.url:
             check_webhook(p.url, ctx.settings.playbooks)
-        return {"would": f"notify via {p.channel}", "to": p.url or p.to or ctx.settings.playbooks.syslog_address,
-                "message": p.message}
+        to = p.url or p.to or ctx.settings.playbooks.syslog_address
+        return {"would": f"notify via {p.channel}", "to": to, "message": p.message,
+                "summary": message(N_("notify %(to)s via %(channel)s"), to=to, channel=p.channel).as_doc()}
 
     def run(self, p: NotifyParams, ctx: ActionContext) -> dict[str, Any]:
         s = ctx.settings.playbooks

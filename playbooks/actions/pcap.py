@@ -18,6 +18,7 @@ from pydantic import Field
 from playbooks.actions.base import Action, ActionContext, ActionError, Params
 from playbooks.values import Address, Port
 from secops.ecs import get, parse_time
+from secops.i18n import N_, message
 
 SUFFIXES = (".pcap", ".pcapng")
 CHUNK_RE = re.compile(r"^chunk-(\d{1,20})-\d+\.pcap$")
@@ -61,7 +62,8 @@ class AttachPcap(Action):
     def plan(self, p: PcapParams, ctx: ActionContext) -> dict[str, Any]:
         files, why = self._files(p, ctx)
         return {"would": "extract packets", "filter": self._filter(p), "files": [str(f) for f in files[:20]],
-                "unavailable": why}
+                "unavailable": why, "summary": message(N_("extract the alert's packets from %(n)s spool files"),
+                                                       n=len(files)).as_doc()}
 
     def run(self, p: PcapParams, ctx: ActionContext) -> dict[str, Any]:
         files, why = self._files(p, ctx)

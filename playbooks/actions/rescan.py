@@ -8,6 +8,7 @@ from pydantic import Field
 
 from playbooks.actions.base import Action, ActionContext, Params
 from playbooks.values import Hostname, Text
+from secops.i18n import N_, message
 
 TASK = "collectors.scan_targets"
 
@@ -23,7 +24,9 @@ class Rescan(Action):
     Params = RescanParams
 
     def plan(self, p: RescanParams, ctx: ActionContext) -> dict[str, Any]:
-        return {"would": f"send {TASK}", "args": [p.targets, p.profile, p.reason]}
+        return {"would": f"send {TASK}", "args": [p.targets, p.profile, p.reason],
+                "summary": message(N_("rescan %(targets)s with the %(profile)s profile"),
+                                   targets=", ".join(p.targets), profile=p.profile).as_doc()}
 
     def run(self, p: RescanParams, ctx: ActionContext) -> dict[str, Any]:
         reason = f"{p.reason} (playbook run {ctx.run_id})"

@@ -8,6 +8,7 @@ from pydantic import Field
 
 from playbooks.actions.base import Action, ActionContext, Params
 from playbooks.values import Address, Tag
+from secops.i18n import N_, message
 
 TASK = "inventory.tag_asset"
 
@@ -22,7 +23,9 @@ class TagAsset(Action):
     Params = TagParams
 
     def plan(self, p: TagParams, ctx: ActionContext) -> dict[str, Any]:
-        return {"would": f"send {TASK}", "args": [p.address, p.tags, f"playbook:{ctx.run_id}"]}
+        return {"would": f"send {TASK}", "args": [p.address, p.tags, f"playbook:{ctx.run_id}"],
+                "summary": message(N_("tag the asset at %(address)s with %(tags)s"), address=p.address,
+                                   tags=", ".join(p.tags)).as_doc()}
 
     def run(self, p: TagParams, ctx: ActionContext) -> dict[str, Any]:
         return {"task": TASK, "task_id": ctx.send_task(TASK, [p.address, p.tags, f"playbook:{ctx.run_id}"])}

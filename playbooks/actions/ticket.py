@@ -8,6 +8,7 @@ from playbooks.actions.base import Action, ActionContext, Params
 from playbooks.delivery import check_webhook, post_json
 from playbooks.values import Text, Url
 from secops.ecs import get
+from secops.i18n import N_, message
 
 
 class TicketParams(Params):
@@ -30,7 +31,8 @@ class Ticket(Action):
 
     def plan(self, p: TicketParams, ctx: ActionContext) -> dict[str, Any]:
         check_webhook(p.url, ctx.settings.playbooks)
-        return {"would": f"POST ticket to {p.url}", "payload": self._payload(p, ctx)}
+        return {"would": f"POST ticket to {p.url}", "payload": self._payload(p, ctx),
+                "summary": message(N_("open a ticket at %(url)s"), url=p.url).as_doc()}
 
     def run(self, p: TicketParams, ctx: ActionContext) -> dict[str, Any]:
         return post_json(p.url, self._payload(p, ctx), ctx.settings.playbooks, ctx.timeout, ctx.action_key)

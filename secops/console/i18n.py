@@ -1,35 +1,29 @@
 """Message catalogues (gettext .po, read with Babel) and the choice of a user's language.
 
-Templates and code mark messages with ``_("...")``; ``pybabel extract -F secops/console/babel.cfg`` collects
-them. Catalogues are compiled in memory when first used, so only the reviewed .po text is in the repository.
+Templates and code mark messages with ``_("...")``; ``secops i18n update`` extracts them with Babel (config
+``secops/console/babel.cfg``) into ``locale/<lang>/LC_MESSAGES/messages.po``. The machinery is the kernel's
+(secops.i18n), shared with the other catalogues (alert reasons, plans, audit summaries, export).
 """
 
 from __future__ import annotations
 
 import gettext
-from functools import cache
-from io import BytesIO
-from pathlib import Path
+from typing import Any
 
-from babel.messages.mofile import write_mo
-from babel.messages.pofile import read_po
+from secops import i18n as catalogues
+from secops.audit import summary
+from secops.i18n import LANGUAGES as AVAILABLE
+from secops.i18n import SOURCE_LANGUAGE as DEFAULT
+from secops.i18n import Message, language_tag
 
-LOCALE_DIR = Path(__file__).parent / "locale"
-DEFAULT = "en"
-AVAILABLE = ("en", "zh_CN")
+LOCALE_DIR = catalogues.CONSOLE.locale_dir
+__all__ = ["AVAILABLE", "DEFAULT", "LOCALE_DIR", "Texts", "negotiate", "translations"]
+BY_NAME = {c.name: c for c in catalogues.CATALOGUES}
 
 
-@cache
 def translations(lang: str) -> gettext.NullTranslations:
-    po = LOCALE_DIR / lang / "LC_MESSAGES" / "messages.po"
-    if lang == DEFAULT or not po.is_file():
-        return gettext.NullTranslations()
-    with po.open("rb") as fh:
-        catalog = read_po(fh, locale=lang)
-    buf = BytesIO()
-    write_mo(buf, catalog)
-    buf.seek(0)
-    return gettext.GNUTranslations(buf)
+    """The console catalogue (the kernel's gettext machinery, domain ``messages``)."""
+    return catalogues.translations(catalogues.CONSOLE, lang)
 
 
 def negotiate(accept_language: str | None, preference: str | None = None) -> str:
@@ -52,3 +46,28 @@ def negotiate(accept_language: str | None, preference: str | None = None) -> str
         if tag.startswith("en") or tag == "*":
             return "en"
     return DEFAULT
+
+
+class Texts:
+    """What templates call to show stored text in the reader's language: a rule's name or description from the
+    alert's ``secops.alert.i18n.<tag>``, a stored message (``{id, params}``) from its catalogue, an audit summary."""
+
+    def __init__(self, lang: str) -> None:
+        self.lang = lang
+
+    def rule(self, alert: dict[str, Any], key: str = "name") -> Any:
+        english = (alert.get("rule") or {}).get(key)
+        if self.lang == DEFAULT:
+            return english
+        texts = (((alert.get("secops") or {}).get("alert") or {}).get("i18n") or {}).get(language_tag(self.lang))
+        text = texts.get(key) if isinstance(texts, dict) else None
+        return text if isinstance(text, str) and text else english
+
+    def message(self, doc: Any, catalogue: str, fallback: Any = None) -> Any:
+        text = catalogues.render(doc, BY_NAME[catalogue], self.lang)
+        return fallback if text is None else text
+
+    def audit(self, record: dict[str, Any]) -> str:
+        msg = Message.from_doc(record.get("summary")) or summary(str(record.get("action") or ""),
+                                                                  str(record.get("object") or ""))
+        return msg.render(catalogues.translations(catalogues.AUDIT, self.lang))

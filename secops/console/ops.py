@@ -275,7 +275,8 @@ def overview(ctx: Ctx) -> dict[str, Any]:
                                        "aggs": {"sev": {"terms": {"field": "rule.severity", "size": 10}}}}})
     open_by_rule = es.search(index=index_for(prefix, "secops.alert"), size=0, ignore_unavailable=True,
                              allow_no_indices=True, query={"term": {"secops.alert.status": "open"}},
-                             aggs={"rules": {"terms": {"field": "rule.name", "size": 20}}})
+                             aggs={"rules": {"terms": {"field": "rule.name", "size": 20}, "aggs": {"sample": {
+                                 "top_hits": {"size": 1, "_source": ["rule.name", "secops.alert.i18n"]}}}}})
     talkers = es.search(index=index_pattern(prefix, "secops.conn"), size=0, ignore_unavailable=True,
                         allow_no_indices=True, query={"range": {"@timestamp": {"gte": "now-24h"}}},
                         aggs={"src": {"terms": {"field": "source.ip", "size": 10, "order": {"bytes": "desc"}},
@@ -289,7 +290,7 @@ def overview(ctx: Ctx) -> dict[str, Any]:
              for b in alerts.get("aggregations", {}).get("hours", {}).get("buckets", [])]
     return {
         "hours": hours,
-        "open_by_rule": [(b["key"], b["doc_count"]) for b in
+        "open_by_rule": [(b["key"], b["doc_count"], b["sample"]["hits"]["hits"][0]["_source"]) for b in
                          open_by_rule.get("aggregations", {}).get("rules", {}).get("buckets", [])],
         "talkers": [(b["key"], int(b["bytes"]["value"]), b["doc_count"]) for b in
                     talkers.get("aggregations", {}).get("src", {}).get("buckets", [])],

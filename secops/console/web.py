@@ -21,7 +21,7 @@ from markupsafe import Markup
 from secops.audit import write_audit
 from secops.config import Settings
 from secops.console.alerts import AlertQueue
-from secops.console.i18n import negotiate, translations
+from secops.console.i18n import Texts, negotiate, translations
 from secops.console.roles import Perm, allowed
 from secops.console.users import LoginThrottle, Session, UserStore
 
@@ -145,7 +145,7 @@ def render(ctx: Ctx | None, request: Request, template: str, status: int = 200, 
     lang = lang or (ctx.lang if ctx else negotiate(request.headers.get("accept-language")))
     tr = translations(lang)
     html = state_of(request).templates.get_template(template).render(
-        _=tr.gettext, ngettext=tr.ngettext, ctx=ctx, request=request, lang=lang, Perm=Perm,
+        _=tr.gettext, ngettext=tr.ngettext, texts=Texts(lang), ctx=ctx, request=request, lang=lang, Perm=Perm,
         kibana=state_of(request).settings.kibana.url, quote=quote, **values)
     return HTMLResponse(html, status_code=status)
 

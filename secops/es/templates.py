@@ -175,6 +175,7 @@ DATASETS: dict[str, Dataset] = {d.name: d for d in [
     Dataset("secops.alert", daily=False, properties=_secops(alert=obj(
         id=KW, status=KW, assignee=KW, group_key=KW, count=LONG, first_time=DATE, last_time=DATE, incident_id=KW,
         event_ids=KW, event_index=KW, kibana_url=KW, notes=obj(at=DATE, by=KW, text=TEXT),
+        reason_message={"type": "object", "enabled": False},  # {id, params}: rendered per reader, not searched
         history=obj(at=DATE, by=KW, action=KW, old=KW, new=KW),
     ))),
     Dataset("secops.incident", daily=False, properties=_secops(incident=obj(
@@ -188,7 +189,8 @@ DATASETS: dict[str, Dataset] = {d.name: d for d in [
         approval=obj(step=KW, status=KW, deadline=DATE, by=KW, at=DATE),
     ))),
     Dataset("secops.audit", properties=_secops(audit=obj(actor=KW, action=KW, object=KW, outcome=KW,
-                                                         details=KW, run_id=KW))),
+                                                         details=KW, run_id=KW,
+                                                         summary={"type": "object", "enabled": False}))),
     Dataset("secops.case", daily=False, properties=_secops(case=obj(
         id=KW, title=TEXT, status=KW, severity=KW, assignee=KW, tags=KW, alert_ids=KW, created=DATE, updated=DATE,
         created_by=KW, observables=obj(type=KW, value=KW, field=KW),

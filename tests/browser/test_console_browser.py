@@ -4,6 +4,7 @@ approve/deny containment in a namespace lab, download an alert's pcap, open an a
 from __future__ import annotations
 
 import hashlib
+import re
 
 import pytest
 from selenium.webdriver.common.by import By
@@ -11,12 +12,17 @@ from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from collectors.pcap_spool import Spool
 from collectors.pcapio import read_capture
-from detections.alerts import AlertStore
+from detections.alerts import AlertStore, new_alert
+from detections.compiler import compile_rules
+from detections.engine import Match, _reason
+from detections.loader import BUILTIN_RULES, load_rules
+from secops.console.app import create_app
 from secops.console.users import UserStore
 from secops.ecs import iso
+from tests.integration.test_playbook_containment import CONTAIN
 from tests.support.browser import post_json, screenshot, sign_in, submit_and_wait, wait_download
-from tests.support.console import audit_docs, spool_capture
-from tests.support.playbook_lab import put_alert
+from tests.support.console import ConsoleServer, add_users, audit_docs, spool_capture
+from tests.support.playbook_lab import playbook_settings, put_alert
 
 pytestmark = pytest.mark.integration
 HOSTILE_SCRIPT = "<script>window.__pwned = 1</script>"
@@ -206,41 +212,149 @@ TEXT_NODES = """
 const out = [], walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
 while (walker.nextNode()) {  // raw document values (field tables, code) are data, not interface text
   const t = walker.currentNode.nodeValue.trim();
-  if (t && !walker.currentNode.parentElement.closest('table.kv td, code')) out.push(t);
+  if (t && !walker.currentNode.parentElement.closest('table.kv, code, noscript, script, style')) out.push(t);
 }
-for (const el of document.querySelectorAll('[placeholder], [aria-label]'))
-  out.push((el.getAttribute('placeholder') || el.getAttribute('aria-label')).trim());
+for (const el of document.querySelectorAll('[placeholder], [aria-label], [data-confirm]'))
+  out.push((el.getAttribute('placeholder') || el.getAttribute('aria-label') || el.getAttribute('data-confirm')).trim());
 return out;
 """
+ISO_TIME = re.compile(r"\d{4}-\d{2}-\d{2}(T[\d:.]+(Z|[+-]\d{2}:?\d{2})?)?")
+NOT_TRANSLATED = {"secops", "English", "简体中文", "中文", "CSV", "XLSX", "JSON"}  # names, shown as themselves
 
 
-def test_chinese_user_sees_every_page_in_chinese(browser, console_url, es, settings):
-    from babel.messages.pofile import read_po
+def user_catalogue(lang: str) -> set[str]:
+    """Every text the user's language has: each gettext catalogue (msgstr, or msgid for English; split at the
+    placeholders) and the rule pack's x_secops_i18n texts (or the rules' own English)."""
+    from detections.loader import BUILTIN_RULES, load_rules, rule_i18n
+    from secops import i18n
 
-    from secops.console.i18n import LOCALE_DIR
+    texts: set[str] = set()
+    for cat in i18n.CATALOGUES:
+        for m in cat.read("zh_CN"):
+            if m.id:
+                strings = (m.id if isinstance(m.id, tuple) else (m.id,)) if lang == "en" else (
+                    m.string if isinstance(m.string, tuple) else (m.string,))
+                texts.update(f for s in strings for f in i18n.PLACEHOLDER.split(s) if f and f.strip())
+    for rule in load_rules([BUILTIN_RULES]).rules:
+        zh = rule_i18n(rule.custom_attributes or {}).get("zh-CN", {})
+        texts.update([rule.title, rule.description or ""] if lang == "en" else zh.values())
+    return texts
 
+
+def untranslated(strings: list[str], allowed: set[str]) -> list[str]:
+    """The strings that keep letters (Latin or Chinese) once every allowed text, time and number is taken out."""
+    patterns = []
+    for text in sorted(allowed - {""}, key=len, reverse=True):
+        left = r"(?<![A-Za-z])" if text[0].isascii() and text[0].isalpha() else ""
+        right = r"(?![A-Za-z])" if text[-1].isascii() and text[-1].isalpha() else ""
+        patterns.append(left + re.escape(text) + right)
+    allowed_re = re.compile("|".join(patterns))
+    out = []
+    for s in strings:
+        rest = allowed_re.sub(" ", ISO_TIME.sub(" ", s))
+        if re.sub(r"[\W\d_]+", "", rest):
+            out.append(s)
+    return out
+
+
+def _leaves(doc, out: set[str]) -> set[str]:
+    """Every scalar value of a document (inside lists of objects too), as text."""
+    if isinstance(doc, dict):
+        for v in doc.values():
+            _leaves(v, out)
+    elif isinstance(doc, list):
+        for v in doc:
+            _leaves(v, out)
+    elif isinstance(doc, str | int):
+        out.add(str(doc))
+    return out
+
+
+@pytest.mark.parametrize("lang", ["zh_CN", "en"])
+def test_each_user_sees_every_page_in_their_language(browser, es, settings, tmp_path, lang):
+    """The same pages and actions as a zh-CN user and as an en user: no visible interface string that is not in
+    the user's catalogue; the pack rule's name, its reason and a playbook plan in the user's language."""
     prefix = settings.elasticsearch.index_prefix
-    put_alert(es, prefix, "a1", source="198.18.3.4", destination="198.18.3.5", rule_id="scan")
+    rules = {r.title: r for r in compile_rules(load_rules([BUILTIN_RULES]))}
+    rule = rules["SSH Brute Force"]
+    match = Match(group={"source.ip": "198.18.3.4", "destination.ip": "198.18.3.5"}, first_time=iso(),
+                  last_time=iso(), count=12, fields={"destination.port": 22},
+                  reason_message=_reason(rule.correlation, 12))
+    alert = new_alert(rule, match, "k", "a1", None)
+    es.index(index=f"{prefix}-alert", id="a1", document=alert, refresh="wait_for")
     now = iso()
-    es.index(index=f"{prefix}-asset", id="asset-1", refresh="wait_for", document={
-        "@timestamp": now, "host": {"ip": ["198.18.3.4"]}, "secops": {"asset": {
-            "id": "asset-1", "zone": "office", "owner": "IT", "first_seen": now, "last_seen": now,
-            "services": [{"port": 22, "transport": "tcp", "name": "ssh"}]}}})
-    with (LOCALE_DIR / "zh_CN" / "LC_MESSAGES" / "messages.po").open("rb") as fh:
-        english = {m.id if isinstance(m.id, str) else m.id[0] for m in read_po(fh) if m.id}
-    english = {e for e in english if "%(" not in e}
+    asset = {"@timestamp": now, "host": {"ip": ["198.18.3.4"]}, "secops": {"asset": {
+        "id": "asset-1", "zone": "office", "owner": "IT", "first_seen": now, "last_seen": now,
+        "services": [{"port": 22, "transport": "tcp", "name": "ssh"}]}}}
+    es.index(index=f"{prefix}-asset", id="asset-1", refresh="wait_for", document=asset)
+    catalogue = user_catalogue(lang)
+    names = {"admin-user", "responder-user", "a1", "contain-test", "enrich", "block"}  # accounts, ids, the book
+    data = _leaves(asset, _leaves(alert, set(names))) | NOT_TRANSLATED
+    if lang != "en":  # what has a translation must not show in English (stored statuses, the rule's texts)
+        data -= user_catalogue("en") | {alert["event"]["reason"], alert["message"]}
+        data |= names  # the playbook's step names (chosen by its author) are data too
+    html_lang = "zh-CN" if lang == "zh_CN" else "en"
+    with ConsoleServer(create_app(playbook_settings(settings, tmp_path, {"contain": CONTAIN}), es)) as server:
+        add_users(es, prefix)
+        _walk_as(browser, server.url, es, prefix, lang, html_lang, catalogue, data, rule)
+
+
+def _choose_language(browser, es, prefix, user, lang, html_lang):
+    """The user picks the language in the header (the select submits itself; stored per user)."""
+    Select(browser.find_element(By.CSS_SELECTOR, "select[name=lang]")).select_by_value(
+        "en" if lang == "zh_CN" else "zh_CN")  # the other one first, so the switch under test is a real change
+    WebDriverWait(browser, 10).until(lambda d: d.find_element(By.TAG_NAME, "html").get_attribute("lang") != html_lang)
+    Select(browser.find_element(By.CSS_SELECTOR, "select[name=lang]")).select_by_value(lang)
+    WebDriverWait(browser, 10).until(lambda d: d.find_element(By.TAG_NAME, "html").get_attribute("lang") == html_lang)
+    assert UserStore(es, prefix).get(user).lang == lang
+
+
+def _walk_as(browser, console_url, es, prefix, lang, html_lang, catalogue, data, rule):
     sign_in(browser, console_url, "admin-user")
-    Select(browser.find_element(By.CSS_SELECTOR, "select[name=lang]")).select_by_value("zh_CN")  # submits itself
-    WebDriverWait(browser, 10).until(lambda d: d.find_element(By.TAG_NAME, "html").get_attribute("lang") == "zh-CN")
-    for page in ("/", "/alerts", "/alerts?group_by=rule.name&status=", "/alerts/a1", "/approvals", "/assets",
-                 "/assets/asset-1", "/audit"):
+    _choose_language(browser, es, prefix, "admin-user", lang, html_lang)
+
+    def walk(page: str, extra: set[str] = frozenset()) -> None:
+        assert browser.find_element(By.TAG_NAME, "html").get_attribute("lang") == html_lang, page
+        shown = browser.execute_script(TEXT_NODES)
+        assert shown, page
+        bad = untranslated(shown, catalogue | data | extra)
+        assert not bad, (lang, page, bad)
+
+    name = {"zh_CN": "SSH 暴力破解", "en": "SSH Brute Force"}[lang]
+    for page in ("/", "/alerts", "/alerts/a1", "/approvals", "/assets", "/assets/asset-1", "/audit"):
         browser.get(console_url + page)
-        assert browser.find_element(By.TAG_NAME, "html").get_attribute("lang") == "zh-CN"
-        untranslated = [t for t in browser.execute_script(TEXT_NODES) if t in english]
-        assert not untranslated, (page, untranslated)
+        walk(page)
+        if page in ("/", "/alerts", "/assets/asset-1"):  # open alerts by rule, the queue, the asset's alerts
+            assert name in browser.find_element(By.TAG_NAME, "main").text, page
         if page in ("/alerts", "/assets/asset-1"):
-            screenshot(browser, f"zh-CN{page.replace('/', '-')}")
+            screenshot(browser, f"{html_lang}{page.replace('/', '-')}")
+    browser.get(console_url + "/alerts?group_by=rule.name&status=")
+    walk("group by rule.name", {rule.title, "rule.name"})  # the field and its stored values are data
+
+    # the same actions: acknowledge with a note, then a playbook plan, each page in the user's language
+    browser.get(f"{console_url}/alerts/a1")
+    reason = {"zh_CN": "300 秒内 12 条事件（gte 20）", "en": "12 events within 300s (gte 20)"}[lang]  # noqa: RUF001
+    assert browser.find_element(By.ID, "alert-title").text == name
+    assert browser.find_element(By.ID, "alert-reason").text == reason
+    Select(browser.find_element(By.ID, "one-action")).select_by_value("acknowledge")
+    submit_and_wait(browser, browser.find_element(By.ID, "one-apply"))
+    walk("after acknowledge")
+    assert browser.find_element(By.ID, "flash").text.endswith({"zh_CN": "确认", "en": "acknowledge"}[lang])
+    assert browser.find_element(By.ID, "alert-status").text == {"zh_CN": "已确认", "en": "acknowledged"}[lang]
+    sign_in(browser, console_url, "responder-user")  # hand-started playbooks are the responder's
+    _choose_language(browser, es, prefix, "responder-user", lang, html_lang)
+    browser.get(f"{console_url}/alerts/a1")
+    Select(browser.find_element(By.ID, "playbook-name")).select_by_value("contain-test")
+    submit_and_wait(browser, browser.find_element(By.ID, "playbook-plan"))
+    walk("plan")
+    summaries = [e.text for e in browser.find_elements(By.CSS_SELECTOR, "#plan .plan-summary")]
+    assert summaries and all(summaries), summaries
+    assert summaries[0] == {"zh_CN": "执行 enrich 动作", "en": "run the enrich action"}[lang]
+    sign_in(browser, console_url, "admin-user")  # the language stays the user's choice
+    browser.get(f"{console_url}/audit")
+    walk("audit after actions")
+    texts = " ".join(e.text for e in browser.find_elements(By.CSS_SELECTOR, "#audit .summary"))
+    assert {"zh_CN": "以 admin-user 身份登录", "en": "Signed in as admin-user"}[lang] in texts
     browser.get(f"{console_url}/alerts")
-    assert "告警" in browser.find_element(By.TAG_NAME, "nav").text
-    assert browser.find_element(By.CSS_SELECTOR, "tr.alert-row td.status").text == "待处理"
-    assert UserStore(es, prefix).get("admin-user").lang == "zh_CN"
+    screenshot(browser, f"{html_lang}-alerts-after-triage")
+    assert {"zh_CN": "告警", "en": "Alerts"}[lang] in browser.find_element(By.TAG_NAME, "nav").text

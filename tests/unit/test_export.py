@@ -59,7 +59,7 @@ def test_csv_export(tmp_path):
     with (tmp_path / "a.csv").open(encoding="utf-8-sig", newline="") as fh:
         rows = list(csv.reader(fh))
     assert rows[0] == headers("en")
-    col = {k: i for i, (k, _e, _z) in enumerate(COLUMNS)}
+    col = {k: i for i, (k, _e) in enumerate(COLUMNS)}
     for row, value in zip(rows[1:], HOSTILE, strict=False):
         assert row[col["owner"]] == "'" + value
         assert row[col["location"]] == "'" + value
