@@ -164,7 +164,7 @@ def test_every_format_is_inert_after_normalisation(tmp_path):
             return [x for y in v for x in leaves(y)]
         return [v]
     assert not [v for v in leaves(data["assets"]) if formula_like(v)]
-    col = {k: i for i, (k, _e, _z) in enumerate(COLUMNS)}
+    col = {k: i for i, (k, _e) in enumerate(COLUMNS)}
     # the value itself survives, normalised and marked as text
     assert csv_rows[1][col["owner"]] == "'=HYPERLINK(\"http://198.18.0.1/x\",\"y\")"
     assert csv_rows[4][col["hostname"]] == "'=HYPERLINK(\"http://198.18.0.1\")"
