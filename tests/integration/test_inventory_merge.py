@@ -19,6 +19,7 @@ from openpyxl import load_workbook
 
 from collectors.scanning.nmap_xml import parse_file
 from inventory import service
+from inventory.export import COLUMNS, headers
 from secops.contracts.scan import ScanResult, ScanSource
 from secops.ecs import iso, utcnow
 from secops.es.bulk import BulkWriter
@@ -245,7 +246,9 @@ def test_owners_import_and_exports_via_cli(es, config_file, settings, testdata, 
     wb = load_workbook(out / "a.xlsx").active
     rows = list(wb.iter_rows(values_only=True))
     assert rows[0][0] == "资产编号" and len(rows) == 1 + 4
-    owner_col, dept_col = rows[0].index("责任人"), rows[0].index("所属部门")
+    keys = [key for key, _en in COLUMNS]  # the zh headers come from the export catalogue (GB/T 22239 terms)
+    assert list(rows[0]) == headers("zh")
+    owner_col, dept_col = keys.index("owner"), keys.index("department")
     owners_seen = {r[owner_col] for r in rows[1:]}
     assert "'=HYPERLINK(\"http://evil\",\"x\")" in owners_seen and "Li Wei" in owners_seen
     assert "'-Ops" in {r[dept_col] for r in rows[1:]}
