@@ -10,6 +10,7 @@ import sys
 import textwrap
 import time
 from collections import Counter
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -29,6 +30,35 @@ def sensor_config(tmp_path: Path, **sensor: object) -> Path:
     return write_config(s, tmp_path / "secops.yaml")
 
 
+def flow_workers(sensor: SensorProcess) -> list[int]:
+    """The sensor's worker processes (its Python children; dumpcap children are left alone)."""
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            cmdline = (stat.parent / "cmdline").read_bytes()
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == sensor.proc.pid and b"dumpcap" not in cmdline:
+            pids.append(int(stat.parent.name))
+    assert pids, "no worker process found"
+    return pids
+
+
+@contextmanager
+def workers_paused(sensor: SensorProcess):
+    """Stop the flow workers (SIGSTOP) while traffic arrives: processing falls behind capture on any machine
+    (the selective deep path keeps up with this burst on an idle one), then let them drain (SIGCONT)."""
+    pids = flow_workers(sensor)
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        for pid in pids:
+            os.kill(pid, signal.SIGCONT)
+
+
 @pytest.fixture(scope="module")
 def burst(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int]:
     pcap = tmp_path_factory.mktemp("burst") / "burst.pcap"
@@ -42,7 +72,9 @@ def test_backlog_builds_and_drains_while_running(tmp_path: Path, burst: tuple[Pa
         sensor = SensorProcess(sensor_config(tmp_path), "-i", link.capture, "-o", "ndjson", "--observer", "t")
         try:
             sensor.wait_ready()
-            link.replay(pcap, 40_000)  # 3 s of traffic, faster than the deep path keeps up with
+            with workers_paused(sensor):
+                link.replay(pcap, 40_000)  # 3 s of traffic while no worker processes
+                time.sleep(2)
             sensor.wait_for(lambda: any(s["packets_captured"] == n and s["backlog_chunks"] == 0 and
                                         s["packets_processed"] == n for s in sensor.stats()), 300,
                             "the backlog to drain")
@@ -64,7 +96,9 @@ def test_disk_budget_cuts_capture_and_counts_it(tmp_path: Path, burst: tuple[Pat
         sensor = SensorProcess(sensor_config(tmp_path, pcap_budget_mb=2), "-i", link.capture, "-o", "ndjson")
         try:
             sensor.wait_ready()
-            link.replay(pcap, 40_000)
+            with workers_paused(sensor):
+                link.replay(pcap, 40_000)
+                time.sleep(2)
             time.sleep(2)
         finally:
             assert sensor.stop() == 0, sensor.err
