@@ -34,7 +34,7 @@ class Libpcap:
     def __init__(self) -> None:
         name = ctypes.util.find_library("pcap")
         if not name:
-            pytest.skip("libpcap is not installed")
+            pytest.fail("libpcap is not installed (dumpcap/tshark bring it; .ci/setup installs them)")
         self.lib = ctypes.CDLL(name)
         self.lib.pcap_open_dead.restype = ctypes.c_void_p
         self.lib.pcap_compile.argtypes = [ctypes.c_void_p, ctypes.POINTER(BpfProgram), ctypes.c_char_p,

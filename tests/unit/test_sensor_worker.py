@@ -113,8 +113,8 @@ def test_damaged_chunk_is_reported_and_the_rest_processed(tmp_path: Path) -> Non
     assert out.conns()
 
 
-@pytest.mark.skipif(not shutil.which("tshark"), reason="tshark is needed for the deep path")
 def test_backlog_batch_is_one_deep_pass_with_the_same_documents(tmp_path: Path) -> None:
+    assert shutil.which("tshark"), "tshark is needed for the deep path (.ci/setup installs it)"
     chunks = [c.path for c in spool_from(TRACE, tmp_path / "spool", per_chunk=30).chunks()]
     w, out, _ = worker(deep=True)
     done = w.run_batch(Batch(tuple(chunks), last_ts(chunks[-1]) + 1))
