@@ -19,8 +19,20 @@ TASK_MODULES = ["collectors.tasks", "inventory.tasks", "detections.tasks", "play
 app = Celery("secops")
 
 
+def _forget_connections(app: Celery) -> None:
+    """Drop the cached producer pool and result backend, which Celery builds once from the first URL:
+    without this, a reconfigured app keeps sending to (and waiting on) the previous broker."""
+    app._pool = None
+    if "amqp" in app.__dict__:
+        app.amqp._producer_pool = None
+    app._backend_cache = None
+    app._local.__dict__.pop("backend", None)
+
+
 def configure(app: Celery, settings: Settings) -> Celery:
     url = redis_url(settings)
+    if app.conf.get("broker_url") not in (None, url):
+        _forget_connections(app)
     longest_countdown = max(settings.playbooks.approval_timeout_seconds, 86400)
     app.conf.update(
         broker_url=url,
