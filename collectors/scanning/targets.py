@@ -111,7 +111,10 @@ def parse_networks(entries: Iterable[str], what: str) -> list[IPNetwork]:
 
 
 def _within(net: IPNetwork, nets: list[IPNetwork]) -> bool:
-    return any(net.version == n.version and net.subnet_of(n) for n in nets)  # type: ignore[arg-type]
+    """Whether every address of ``net`` lies in the union of ``nets``. Adjacent entries are merged first
+    (two /32s make a /31), so a chunk the scheduler compacted from in-scope addresses stays in scope."""
+    merged = ipaddress.collapse_addresses([n for n in nets if n.version == net.version])  # type: ignore[misc]
+    return any(net.subnet_of(n) for n in merged)  # type: ignore[arg-type]
 
 
 def _overlaps(net: IPNetwork, nets: list[IPNetwork]) -> bool:

@@ -41,8 +41,7 @@ def test_scan_chunks_spread_over_workers_in_two_namespaces(es, settings, config_
             cfg = yaml.safe_load(config_file.read_text())
             cfg["elasticsearch"]["hosts"] = [f"http://{lab.gateway}:{relay.address[1]}"]
             cfg["redis"] = {"url": f"redis://{lab.gateway}:{broker.port}/0"}
-            # one /31 (.10-.11): two /32 scope entries are refused once the policy compacts them (collectors bug)
-            cfg["scanning"] = {"scopes": {"lab": [f"{web1.ip}/31"]}, "chunk_size": 1,
+            cfg["scanning"] = {"scopes": {"lab": [f"{web1.ip}/32", f"{web2.ip}/32"]}, "chunk_size": 1,
                                "max_parallel_chunks": 2, "host_timeout_seconds": 30,
                                "policies": [{"name": "lab", "scope": "lab", "profile": "discovery",
                                              "ports": PORTS, "timing": 5, "every_minutes": 60}]}

@@ -127,6 +127,17 @@ def test_chunking_covers_every_address_once():
     assert len(addrs) == len(set(addrs)) == 254
 
 
+def test_chunks_compacted_from_adjacent_single_address_scopes_stay_in_scope():
+    # two /32 scope entries: the scheduler compacts the pair into one /31 chunk, which must still be in scope
+    scope = Scope.from_config({"lab": ["198.18.0.10/32", "198.18.0.11/32", "198.18.0.12/32"]}, [], ["lab"])
+    chunks = chunk_hosts([str(a) for a in scope.expand()], 2)
+    assert chunks == [["198.18.0.10/31"], ["198.18.0.12"]]
+    for (host,) in chunks:
+        scope.check(parse_target(host))
+    with pytest.raises(TargetError, match="outside the scan scope"):
+        scope.check(parse_target("198.18.0.8/30"))
+
+
 def test_plan_uses_policy_ports_and_timing():
     pol = ScanPolicy(name="p", scope="lab", profile="standard", ports="21,80,502", timing=5, max_rate=500)
     plan = plan_scan(["198.18.7.0/28"], "standard", LAB, policy=pol)
