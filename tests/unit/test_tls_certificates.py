@@ -1,0 +1,116 @@
+"""The TLS analyzer's server-certificate fields: validity (ECS tls.server.not_before/not_after), names, and the
+self-signed and expired flags; on certificates made here with `cryptography` and on shared captures read through
+the deep path (its frame selection keeps the Certificate message)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import subprocess
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from collectors.ingest import Pipeline
+from collectors.protocols.x509 import CertificateError, server_certificate_fields
+from tests.support import TESTDATA
+
+TLS_TRACES = TESTDATA / "zeek/traces/tls"
+UTC = dt.UTC
+
+
+def _name(cn: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn), x509.NameAttribute(NameOID.ORGANIZATION_NAME, "T")])
+
+
+def certificate(subject: str, issuer: str, signer: ec.EllipticCurvePrivateKey, key: ec.EllipticCurvePrivateKey,
+                not_before: dt.datetime, not_after: dt.datetime, sans: tuple[str, ...] = ()) -> bytes:
+    builder = (x509.CertificateBuilder().subject_name(_name(subject)).issuer_name(_name(issuer))
+               .public_key(key.public_key()).serial_number(0x1F2E3D).not_valid_before(not_before)
+               .not_valid_after(not_after))
+    if sans:
+        builder = builder.add_extension(x509.SubjectAlternativeName([x509.DNSName(s) for s in sans]), critical=False)
+    return builder.sign(signer, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
+
+
+@pytest.fixture(scope="module")
+def keys() -> tuple[ec.EllipticCurvePrivateKey, ec.EllipticCurvePrivateKey]:
+    return ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+
+
+START, END = dt.datetime(2024, 1, 1, tzinfo=UTC), dt.datetime(2025, 1, 1, tzinfo=UTC)
+
+
+def test_self_signed_expired_certificate_gives_validity_names_and_both_flags(keys):
+    key, _ = keys
+    der = certificate("srv.example", "srv.example", key, key, START, END, sans=("srv.example", "alt.example"))
+    after_expiry = dt.datetime(2025, 6, 1, tzinfo=UTC).timestamp()
+    f = server_certificate_fields(der, after_expiry)
+    assert f["tls.server.not_before"] == "2024-01-01T00:00:00.000000Z" == f["tls.server.x509.not_before"]
+    assert f["tls.server.not_after"] == "2025-01-01T00:00:00.000000Z" == f["tls.server.x509.not_after"]
+    assert f["tls.server.subject"] == "O=T,CN=srv.example" == f["tls.server.issuer"]
+    assert f["tls.server.x509.subject.common_name"] == "srv.example"
+    assert f["tls.server.x509.alternative_names"] == ["srv.example", "alt.example"]
+    assert f["tls.server.x509.serial_number"] == "1F2E3D"
+    assert f["secops.tls.self_signed"] is True and f["secops.tls.cert_expired"] is True
+    within = server_certificate_fields(der, dt.datetime(2024, 6, 1, tzinfo=UTC).timestamp())
+    assert within["secops.tls.cert_expired"] is False
+
+
+def test_issued_certificate_and_a_forged_self_issued_one_are_not_self_signed(keys):
+    key, ca = keys
+    at = dt.datetime(2024, 6, 1, tzinfo=UTC).timestamp()
+    issued = server_certificate_fields(certificate("leaf.example", "Test CA", ca, key, START, END), at)
+    assert issued["secops.tls.self_signed"] is False
+    assert issued["tls.server.x509.issuer.common_name"] == "Test CA"
+    # issuer == subject, but another key signed it: its own key does not verify it
+    forged = server_certificate_fields(certificate("same.example", "same.example", ca, key, START, END), at)
+    assert forged["secops.tls.self_signed"] is False
+
+
+def test_bytes_that_are_no_certificate_raise_a_one_line_error():
+    with pytest.raises(CertificateError) as err:
+        server_certificate_fields(b"\x30\x03\x02\x01\x00", 0.0)
+    assert "\n" not in str(err.value)
+
+
+def tls_docs(pcap: Path) -> list[dict]:
+    docs: list[dict] = []
+    pipe = Pipeline(docs.append)
+    pipe.process_file(pcap)
+    pipe.finish()
+    return [d for d in docs if d["event"]["dataset"] == "secops.tls"]
+
+
+def leaf_fingerprints_in_full_capture(pcap: Path) -> set[str]:
+    """Every Certificate message's first certificate, as tshark reads it from the whole capture."""
+    import hashlib
+
+    out = subprocess.run(["tshark", "-r", str(pcap), "-Y", "tls.handshake.type == 11 or dtls.handshake.type == 11",
+                          "-T", "fields", "-E", "occurrence=f", "-e", "tls.handshake.certificate",
+                          "-e", "dtls.handshake.certificate"], capture_output=True, text=True, check=True).stdout
+    return {hashlib.sha256(bytes.fromhex(v.replace(":", ""))).hexdigest().upper()
+            for line in out.splitlines() for v in line.split("\t") if v}
+
+
+# (capture, server CN, self-signed): a self-signed DTLS peer (WebRTC), a self-signed DTLS server whose SHA-1
+# signature the parser will not verify (name test), an ML-DSA self-signed certificate, and a CA-issued one
+SHARED = [("webrtc-stun.pcap", "a", True), ("dtls1_0.pcap", "bro", True),
+          ("ml-dsa-44-cert.pcap", "ml-dsa.example.com", True), ("tls1.2.pcap", "*.taleo.net", False)]
+
+
+@pytest.mark.parametrize(("name", "cn", "self_signed"), SHARED, ids=[s[0] for s in SHARED])
+def test_shared_captures_certificates_through_the_deep_path(name, cn, self_signed):
+    pcap = TLS_TRACES / name
+    docs = [d for d in tls_docs(pcap) if d["tls"].get("server", {}).get("hash")]
+    assert docs, f"{name}: no session with a server certificate"
+    assert {d["tls"]["server"]["hash"]["sha256"] for d in docs} <= leaf_fingerprints_in_full_capture(pcap)
+    for d in docs:
+        server = d["tls"]["server"]
+        assert server["x509"]["subject"]["common_name"] == cn
+        assert server["not_before"] < server["not_after"]
+        assert d["secops"]["tls"]["self_signed"] is self_signed
+        assert d["secops"]["tls"]["cert_expired"] is (d["@timestamp"] > server["not_after"])
