@@ -2,7 +2,8 @@
 
 The TLS analyzer hands over the leaf certificate's DER from the handshake's Certificate message (tshark's
 ``tls.handshake.certificate``); it is parsed with ``cryptography``'s X.509 parser (Rust, memory-safe). Names are
-written as RFC 4514 strings, most specific attribute first, as Zeek's x509.log writes them. A certificate is
+written as Zeek's x509.log writes them: RFC 4514 strings, most specific attribute first, with OpenSSL's short
+attribute names (``street``, ``postalCode``, ``emailAddress``, ...). A certificate is
 self-signed when its issuer is its subject and its own public key verifies its signature (when the signature
 algorithm is one ``cryptography`` will not check, such as SHA-1, MD5 or ML-DSA, the name test alone decides);
 it is expired when the session happened after its notAfter.
@@ -19,9 +20,26 @@ from cryptography.x509.oid import NameOID
 
 from secops.ecs import iso
 
+# OpenSSL's short names (what Zeek prints) where cryptography's RFC 4514 output differs (it prints STREET or the
+# dotted OID); CN, O, OU, L, ST, C, DC and UID are the same in both.
+OPENSSL_NAMES = {
+    NameOID.STREET_ADDRESS: "street", NameOID.POSTAL_CODE: "postalCode", NameOID.EMAIL_ADDRESS: "emailAddress",
+    NameOID.SERIAL_NUMBER: "serialNumber", NameOID.SURNAME: "SN", NameOID.GIVEN_NAME: "GN", NameOID.TITLE: "title",
+    NameOID.INITIALS: "initials", NameOID.PSEUDONYM: "pseudonym", NameOID.GENERATION_QUALIFIER: "generationQualifier",
+    NameOID.DN_QUALIFIER: "dnQualifier", NameOID.BUSINESS_CATEGORY: "businessCategory",
+    NameOID.JURISDICTION_COUNTRY_NAME: "jurisdictionC", NameOID.JURISDICTION_STATE_OR_PROVINCE_NAME: "jurisdictionST",
+    NameOID.JURISDICTION_LOCALITY_NAME: "jurisdictionL", NameOID.ORGANIZATION_IDENTIFIER: "organizationIdentifier",
+    NameOID.UNSTRUCTURED_NAME: "unstructuredName",
+}
+
 
 class CertificateError(ValueError):
     """The DER is not a certificate this parser reads (one line, for the analyzer's warning)."""
+
+
+def distinguished_name(name: x509.Name) -> str:
+    """The name as Zeek's x509.log prints it (OpenSSL's RFC 2253 form)."""
+    return name.rfc4514_string(OPENSSL_NAMES)
 
 
 def _common_name(name: x509.Name) -> str | None:
@@ -35,6 +53,12 @@ def _alternative_names(cert: x509.Certificate) -> list[str]:
     except x509.ExtensionNotFound:
         return []
     return [*san.get_values_for_type(x509.DNSName), *(str(ip) for ip in san.get_values_for_type(x509.IPAddress))]
+
+
+def _serial(number: int) -> str:
+    """Upper-case hex of the serial's bytes, as Zeek prints it (a serial of 1 is "01")."""
+    text = format(number, "X")
+    return text.rjust(len(text) + len(text) % 2, "0")
 
 
 def self_signed(cert: x509.Certificate) -> bool:
@@ -56,7 +80,7 @@ def server_certificate_fields(der: bytes, session_ts: float) -> dict[str, Any]:
         cert = x509.load_der_x509_certificate(der)
         not_before: datetime = cert.not_valid_before_utc
         not_after: datetime = cert.not_valid_after_utc
-        subject, issuer = cert.subject.rfc4514_string(), cert.issuer.rfc4514_string()
+        subject, issuer = distinguished_name(cert.subject), distinguished_name(cert.issuer)
         fields: dict[str, Any] = {
             "tls.server.not_before": iso(not_before),
             "tls.server.not_after": iso(not_after),
@@ -68,7 +92,7 @@ def server_certificate_fields(der: bytes, session_ts: float) -> dict[str, Any]:
             "tls.server.x509.subject.common_name": _common_name(cert.subject),
             "tls.server.x509.issuer.distinguished_name": issuer,
             "tls.server.x509.issuer.common_name": _common_name(cert.issuer),
-            "tls.server.x509.serial_number": format(cert.serial_number, "X"),
+            "tls.server.x509.serial_number": _serial(cert.serial_number),
             "tls.server.x509.alternative_names": _alternative_names(cert),
             "secops.tls.self_signed": self_signed(cert),
             "secops.tls.cert_expired": session_ts > not_after.timestamp(),

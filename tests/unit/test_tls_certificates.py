@@ -114,3 +114,35 @@ def test_shared_captures_certificates_through_the_deep_path(name, cn, self_signe
         assert server["not_before"] < server["not_after"]
         assert d["secops"]["tls"]["self_signed"] is self_signed
         assert d["secops"]["tls"]["cert_expired"] is (d["@timestamp"] > server["not_after"])
+
+
+# Zeek's own x509.log for two shared traces (its btest baselines): the same certificate, field by field
+ZEEK_X509 = [("tls1.2.pcap", "scripts.base.protocols.ssl.tls-1.2"),
+             ("tls-conn-with-extensions.pcap", "scripts.base.protocols.ssl.basic")]
+
+
+def zeek_x509(baseline: str) -> dict[str, dict[str, str]]:
+    lines = (TESTDATA / "zeek/baselines" / baseline / "x509.log").read_text().splitlines()
+    names = next(line for line in lines if line.startswith("#fields")).split("\t")[1:]
+    rows = [dict(zip(names, line.split("\t"), strict=True)) for line in lines if not line.startswith("#")]
+    return {r["fingerprint"]: r for r in rows}
+
+
+@pytest.mark.parametrize(("name", "baseline"), ZEEK_X509, ids=[z[0] for z in ZEEK_X509])
+def test_server_certificate_fields_equal_zeeks_x509_log(name, baseline):
+    zeek = zeek_x509(baseline)
+    docs = [d for d in tls_docs(TLS_TRACES / name) if d["tls"].get("server", {}).get("hash")]
+    assert docs
+    for d in docs:
+        server = d["tls"]["server"]
+        row = zeek[server["hash"]["sha256"].lower()]
+        assert server["subject"] == row["certificate.subject"]
+        assert server["issuer"] == row["certificate.issuer"]
+        assert server["x509"]["serial_number"] == row["certificate.serial"]
+        for ours, theirs in (("not_before", "certificate.not_valid_before"),
+                             ("not_after", "certificate.not_valid_after")):
+            when = dt.datetime.strptime(server[ours], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+            assert when.timestamp() == float(row[theirs])
+        sans = row["san.dns"].split(",") if row["san.dns"] != "-" else []
+        assert server["x509"].get("alternative_names", []) == sans
+        assert d["secops"]["tls"]["self_signed"] is False
