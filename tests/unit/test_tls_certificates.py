@@ -146,3 +146,18 @@ def test_server_certificate_fields_equal_zeeks_x509_log(name, baseline):
         sans = row["san.dns"].split(",") if row["san.dns"] != "-" else []
         assert server["x509"].get("alternative_names", []) == sans
         assert d["secops"]["tls"]["self_signed"] is False
+
+
+def test_unreadable_server_certificate_keeps_the_session_and_warns():
+    from collectors.protocols.base import Flow
+    from collectors.protocols.tls import Session, TlsAnalyzer
+
+    warnings: list[str] = []
+    analyzer = TlsAnalyzer(warnings.append)
+    junk = b"\x30\x82\x01\x00" + b"\xff" * 16
+    s = Session(Flow("tcp", "198.18.0.1", 40000, "198.18.0.2", 443, "7"), 1_700_000_000.0, version=0x0303,
+                certs=["ab" * 32], leaf_der=junk)
+    doc = analyzer.emit(s)
+    assert doc["tls"]["server"]["hash"]["sha256"] == "AB" * 32  # the session and its fingerprint are kept
+    assert "not_after" not in doc["tls"]["server"] and "self_signed" not in doc["secops"]["tls"]
+    assert len(warnings) == 1 and "198.18.0.2:443" in warnings[0] and "not readable" in warnings[0]
