@@ -11,11 +11,13 @@ it is expired when the session happened after its notAfter.
 
 from __future__ import annotations
 
+import warnings
 from datetime import datetime
 from typing import Any
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.utils import CryptographyDeprecationWarning
 from cryptography.x509.oid import NameOID
 
 from secops.ecs import iso
@@ -31,6 +33,12 @@ OPENSSL_NAMES = {
     NameOID.JURISDICTION_LOCALITY_NAME: "jurisdictionL", NameOID.ORGANIZATION_IDENTIFIER: "organizationIdentifier",
     NameOID.UNSTRUCTURED_NAME: "unstructuredName",
 }
+
+
+# Certificates in the wild break RFC 5280 (a zero or negative serial number): they are logged as they are, and the
+# library's deprecation notice about them would be one stderr line per session.
+warnings.filterwarnings("ignore", message="Parsed a serial number which wasn't positive",
+                        category=CryptographyDeprecationWarning)
 
 
 class CertificateError(ValueError):
@@ -97,6 +105,7 @@ def server_certificate_fields(der: bytes, session_ts: float) -> dict[str, Any]:
             "secops.tls.self_signed": self_signed(cert),
             "secops.tls.cert_expired": session_ts > not_after.timestamp(),
         }
-    except ValueError as exc:  # not DER, not a certificate, or a malformed name or extension in it
+    except (ValueError, x509.DuplicateExtension, x509.UnsupportedGeneralNameType, x509.InvalidVersion) as exc:
+        # not DER, not a certificate, or a malformed name, time or extension in it
         raise CertificateError(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
     return fields

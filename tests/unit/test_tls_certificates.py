@@ -4,7 +4,9 @@ the deep path (its frame selection keeps the Certificate message)."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import random
 import subprocess
 from pathlib import Path
 
@@ -71,10 +73,19 @@ def test_issued_certificate_and_a_forged_self_issued_one_are_not_self_signed(key
     assert forged["secops.tls.self_signed"] is False
 
 
-def test_bytes_that_are_no_certificate_raise_a_one_line_error():
+def test_bytes_that_are_no_certificate_raise_a_one_line_error(keys):
     with pytest.raises(CertificateError) as err:
         server_certificate_fields(b"\x30\x03\x02\x01\x00", 0.0)
     assert "\n" not in str(err.value)
+    key, _ = keys
+    der = certificate("srv.example", "srv.example", key, key, START, END, sans=("srv.example",))
+    rng = random.Random(7)
+    for _ in range(2000):  # damaged certificates: fields or the one clear error, never another exception
+        damaged = bytearray(der)
+        for _ in range(rng.randint(1, 4)):
+            damaged[rng.randrange(len(damaged))] = rng.randrange(256)
+        with contextlib.suppress(CertificateError):
+            server_certificate_fields(bytes(damaged), 0.0)
 
 
 def tls_docs(pcap: Path) -> list[dict]:
