@@ -299,39 +299,53 @@ def alerts_note(alert_id: str, text: str) -> None:
 
 
 # -- kibana ------------------------------------------------------------------------------------------
-@kibana_app.command("validate")
-def kibana_validate(path: Annotated[Path | None, typer.Argument()] = None) -> None:
-    """Structural checks of the saved-objects NDJSON (ids, references, index patterns)."""
-    from detections.kibana import NDJSON, load_ndjson, validate
+LangOption = Annotated[str, typer.Option("--lang", help="Object set: en (English) or zh (Simplified Chinese); "
+                                                       "the two sets have their own ids and can share a space")]
 
-    problems = validate(load_ndjson(path or NDJSON), settings().elasticsearch.index_prefix)
+
+def _kibana_lang(lang: str) -> str:
+    from detections.kibana import LANGUAGES
+
+    if lang not in LANGUAGES:
+        fail(f"--lang must be {' or '.join(LANGUAGES)}, not {lang!r}")
+    return lang
+
+
+@kibana_app.command("validate")
+def kibana_validate(path: Annotated[Path | None, typer.Argument()] = None, lang: LangOption = "en") -> None:
+    """Structural checks of the saved-objects NDJSON (ids, references, index patterns)."""
+    from detections.kibana import load_ndjson, ndjson_path, validate
+
+    path = path or ndjson_path(_kibana_lang(lang))
+    problems = validate(load_ndjson(path), settings().elasticsearch.index_prefix)
     for p in problems:
         err_console.print(f"[red]{p}[/]", highlight=False)
     if problems:
         raise typer.Exit(1)
-    console.print(f"{path or NDJSON}: valid")
+    console.print(f"{path}: valid")
 
 
 @kibana_app.command("build")
-def kibana_build(path: Annotated[Path, typer.Argument()]) -> None:
-    """Write the saved objects secops ships (for this index prefix) as NDJSON."""
+def kibana_build(path: Annotated[Path, typer.Argument()], lang: LangOption = "en") -> None:
+    """Write the saved objects secops ships (for this index prefix, in --lang) as NDJSON."""
     from detections.kibana import build_objects, dump_ndjson
 
-    path.write_text(dump_ndjson(build_objects(settings().elasticsearch.index_prefix)))
+    path.write_text(dump_ndjson(build_objects(settings().elasticsearch.index_prefix, _kibana_lang(lang))),
+                    encoding="utf-8")
     console.print(f"wrote {path}")
 
 
 @kibana_app.command("export")
-def kibana_export(path: Annotated[Path, typer.Argument()]) -> None:
-    """Write the secops saved objects as the Kibana holds them (keeps an operator's edits) as NDJSON."""
+def kibana_export(path: Annotated[Path, typer.Argument()], lang: LangOption = "en") -> None:
+    """Write the secops saved objects of the --lang set as the Kibana holds them (keeps an operator's edits)."""
     from detections.kibana import dump_ndjson
     from detections.kibana_api import KibanaError, export_objects
 
     try:
-        objects, details = export_objects(settings())
+        objects, details = export_objects(settings(), lang=_kibana_lang(lang))
     except KibanaError as exc:
         fail(str(exc))
-    path.write_text(dump_ndjson(objects))
+    path.write_text(dump_ndjson(objects), encoding="utf-8")
     missing = details.get("missingReferences") or []
     console.print(f"wrote {path}: {len(objects)} objects" + (f", {len(missing)} missing in Kibana" if missing else ""))
 
@@ -339,12 +353,13 @@ def kibana_export(path: Annotated[Path, typer.Argument()]) -> None:
 @kibana_app.command("import")
 def kibana_import(overwrite: Annotated[bool, typer.Option(help="Replace existing objects")] = True,
                   security: Annotated[bool, typer.Option(help="Add the secops indices to the Security app's "
-                                                             "securitySolution:defaultIndex")] = True) -> None:
-    """Import the saved objects into Kibana (kibana.url), report each, and point the Security app at secops."""
+                                                             "securitySolution:defaultIndex")] = True,
+                  lang: LangOption = "en") -> None:
+    """Import the saved objects (--lang set) into Kibana (kibana.url), report each, point the Security app at secops."""
     from detections.kibana_api import KibanaError, add_security_indices, import_objects
 
     try:
-        outcomes = import_objects(settings(), overwrite=overwrite)
+        outcomes = import_objects(settings(), overwrite=overwrite, lang=_kibana_lang(lang))
     except KibanaError as exc:
         fail(str(exc))
     table = Table("type", "id", "title", "Kibana answered")

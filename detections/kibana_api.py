@@ -92,11 +92,12 @@ def _multipart(payload: bytes, filename: str) -> tuple[bytes, str]:
     return body, f"multipart/form-data; boundary={boundary}"
 
 
-def import_objects(settings: Settings, overwrite: bool = True, client: KibanaClient | None = None
-                   ) -> list[ObjectOutcome]:
-    """Import the saved objects built for the configured index prefix; one outcome per object sent."""
+def import_objects(settings: Settings, overwrite: bool = True, client: KibanaClient | None = None,
+                   lang: str = "en") -> list[ObjectOutcome]:
+    """Import the saved objects built for the configured index prefix, in ``lang`` (en, zh); one outcome per
+    object sent."""
     client = client or KibanaClient(settings)
-    objects = build_objects(settings.elasticsearch.index_prefix)
+    objects = build_objects(settings.elasticsearch.index_prefix, lang)
     body, ctype = _multipart(dump_ndjson(objects).encode(), "secops.ndjson")
     raw = client.call("POST", f"/api/saved_objects/_import?overwrite={'true' if overwrite else 'false'}", body, ctype)
     try:
@@ -121,10 +122,12 @@ def import_objects(settings: Settings, overwrite: bool = True, client: KibanaCli
     return out
 
 
-def export_objects(settings: Settings, client: KibanaClient | None = None) -> tuple[list[dict[str, Any]], dict]:
-    """The secops objects as the Kibana holds them, and Kibana's export details (missing objects, counts)."""
+def export_objects(settings: Settings, client: KibanaClient | None = None, lang: str = "en"
+                   ) -> tuple[list[dict[str, Any]], dict]:
+    """The secops objects of the ``lang`` set as the Kibana holds them, and Kibana's export details (missing
+    objects, counts)."""
     client = client or KibanaClient(settings)
-    wanted = [{"type": o["type"], "id": o["id"]} for o in build_objects(settings.elasticsearch.index_prefix)]
+    wanted = [{"type": o["type"], "id": o["id"]} for o in build_objects(settings.elasticsearch.index_prefix, lang)]
     raw = client.call("POST", "/api/saved_objects/_export",
                       json.dumps({"objects": wanted, "includeReferencesDeep": False}).encode())
     lines = [json.loads(line) for line in raw.decode("utf-8").splitlines() if line.strip()]

@@ -6,10 +6,14 @@ builders (:func:`time_bars`, :func:`time_lines`, :func:`top_bars`, :func:`donut`
 :func:`es_request` reproduces the Elasticsearch aggregation those Lens columns ask for (so a test can
 check that every chart has data to draw). The shapes follow Kibana's own exports (its kbn_archiver
 fixtures); ``tests/unit/test_kibana_objects.py`` compares them key by key.
+
+Titles and column labels are English message ids (marked with ``N_`` where they are written, extracted into the
+``kibana`` gettext catalogue); the renderers take the reader's translations and write them in that language.
 """
 
 from __future__ import annotations
 
+import gettext
 import json
 import uuid
 from dataclasses import dataclass, field
@@ -17,6 +21,9 @@ from functools import cache
 from typing import Any
 
 from secops.es.templates import DATASETS, mappings_for
+from secops.i18n import N_, Message, message
+
+ENGLISH = gettext.NullTranslations()
 
 RECORDS = "___records___"  # Lens's source field for a count of documents
 # Elasticsearch field type -> Lens dataType of a bucket column on it
@@ -66,7 +73,7 @@ class Column:
     id: str
     operation: str
     source_field: str
-    label: str
+    label: Message
     size: int = 0  # terms only
     order_by: str = ""  # terms only: the metric column that ranks the buckets
 
@@ -99,25 +106,33 @@ class Chart:
 
 
 # -- columns -------------------------------------------------------------------------------------------------
-def _col(chart_key: str, role: str, operation: str, source: str, label: str, **kw: Any) -> Column:
+def _col(chart_key: str, role: str, operation: str, source: str, label: Message, **kw: Any) -> Column:
     return Column(lens_id(chart_key, role), operation, source, label, **kw)
 
 
+# Lens's default labels of a metric column, by operation (the field name is not translated)
+MEASURE_LABELS = {"sum": N_("Sum of %(field)s"), "max": N_("Maximum of %(field)s"),
+                  "min": N_("Minimum of %(field)s"), "average": N_("Average of %(field)s"),
+                  "unique_count": N_("Unique count of %(field)s")}
+
+
 def count(key: str) -> Column:
-    return _col(key, "count", "count", RECORDS, "Count of records")
+    return _col(key, "count", "count", RECORDS, message(N_("Count of records")))
 
 
 def measure(key: str, operation: str, source: str, label: str = "") -> Column:
-    names = {"sum": "Sum", "max": "Maximum", "min": "Minimum", "average": "Average", "unique_count": "Unique count"}
-    return _col(key, f"{operation}:{source}", operation, source, label or f"{names[operation]} of {source}")
+    """A metric column; ``label`` is an English message id (marked with ``N_`` by the caller)."""
+    text = message(label) if label else message(MEASURE_LABELS[operation], field=source)
+    return _col(key, f"{operation}:{source}", operation, source, text)
 
 
 def over_time(key: str) -> Column:
-    return _col(key, "time", "date_histogram", "@timestamp", "@timestamp")
+    return _col(key, "time", "date_histogram", "@timestamp", message("@timestamp"))  # a field name: as is
 
 
-def top(key: str, source: str, size: int, order_by: Column, label: str = "") -> Column:
-    return _col(key, f"terms:{source}", "terms", source, label or f"Top {size} values of {source}", size=size,
+def top(key: str, source: str, size: int, order_by: Column) -> Column:
+    return _col(key, f"terms:{source}", "terms", source,
+                message(N_("Top %(size)s values of %(field)s"), size=size, field=source), size=size,
                 order_by=order_by.id)
 
 
@@ -188,10 +203,10 @@ def field_types(dataset: str) -> dict[str, str]:
     return out
 
 
-def column_state(col: Column, dataset: str) -> dict[str, Any]:
-    """The Lens column object Kibana stores for this column."""
-    base: dict[str, Any] = {"label": col.label, "operationType": col.operation, "sourceField": col.source_field,
-                            "isBucketed": col.bucketed}
+def column_state(col: Column, dataset: str, tr: gettext.NullTranslations = ENGLISH) -> dict[str, Any]:
+    """The Lens column object Kibana stores for this column (its label in ``tr``'s language)."""
+    base: dict[str, Any] = {"label": col.label.render(tr), "operationType": col.operation,
+                            "sourceField": col.source_field, "isBucketed": col.bucketed}
     if col.operation == "date_histogram":
         return {**base, "dataType": "date", "scale": "interval",
                 "params": {"interval": "auto", "includeEmptyRows": True, "dropPartials": False}}
@@ -230,11 +245,11 @@ def visualization_state(chart: Chart) -> dict[str, Any]:
     return {"layerId": layer, "layerType": "data", "columns": [{"columnId": c.id} for c in chart.columns()]}
 
 
-def lens_attributes(chart: Chart, data_view_id: str) -> dict[str, Any]:
+def lens_attributes(chart: Chart, data_view_id: str, tr: gettext.NullTranslations = ENGLISH) -> dict[str, Any]:
     """The Lens saved-object attributes, as a dashboard stores them by value in ``embeddableConfig``."""
     cols = chart.columns()
     return {
-        "title": chart.title, "visualizationType": chart.visualization_type, "type": "lens",
+        "title": tr.gettext(chart.title), "visualizationType": chart.visualization_type, "type": "lens",
         "references": [{"type": "index-pattern", "id": data_view_id,
                         "name": f"indexpattern-datasource-layer-{chart.layer_id}"}],
         "state": {
@@ -242,7 +257,7 @@ def lens_attributes(chart: Chart, data_view_id: str) -> dict[str, Any]:
             "query": {"query": chart.kql(), "language": "kuery"},
             "filters": [],
             "datasourceStates": {"formBased": {"layers": {chart.layer_id: {
-                "columns": {c.id: column_state(c, chart.dataset) for c in cols},
+                "columns": {c.id: column_state(c, chart.dataset, tr) for c in cols},
                 "columnOrder": [c.id for c in cols], "incompleteColumns": {}}}},
                 "textBased": {"layers": {}}},
             "internalReferences": [], "adHocDataViews": {},
@@ -250,14 +265,14 @@ def lens_attributes(chart: Chart, data_view_id: str) -> dict[str, Any]:
     }
 
 
-def lens_panel(chart: Chart, panel_index: str, grid: tuple[int, int, int, int],
-               data_view_id: str) -> tuple[dict[str, Any], list[dict[str, str]]]:
+def lens_panel(chart: Chart, panel_index: str, grid: tuple[int, int, int, int], data_view_id: str,
+               tr: gettext.NullTranslations = ENGLISH) -> tuple[dict[str, Any], list[dict[str, str]]]:
     """A dashboard panel holding the chart by value, and the references the dashboard must carry for it."""
     x, y, w, h = grid
     panel = {"type": "lens", "gridData": {"x": x, "y": y, "w": w, "h": h, "i": panel_index},
              "panelIndex": panel_index,
-             "embeddableConfig": {"attributes": lens_attributes(chart, data_view_id), "enhancements": {},
-                                  "title": chart.title}}
+             "embeddableConfig": {"attributes": lens_attributes(chart, data_view_id, tr), "enhancements": {},
+                                  "title": tr.gettext(chart.title)}}
     refs = [{"name": f"{panel_index}:indexpattern-datasource-layer-{chart.layer_id}", "type": "index-pattern",
              "id": data_view_id}]
     return panel, refs

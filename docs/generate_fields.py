@@ -230,6 +230,9 @@ DESCRIPTIONS: dict[str, str] = {
     "secops.tls.client_alpn": "ALPN protocols the client offered",
     "secops.tls.last_alert": "last TLS alert seen",
     "secops.tls.cert_chain_fps": "SHA-256 fingerprints of the certificate chain",
+    "secops.tls.self_signed": "the server certificate signed itself: issuer equals subject and its own key verifies "
+                              "its signature (name test alone for algorithms the parser cannot verify, e.g. ML-DSA)",
+    "secops.tls.cert_expired": "the session happened after the server certificate's notAfter",
     "secops.dhcp.msg_type": "DHCP message types of the transaction",
     "secops.dhcp.client_mac": "client hardware address",
     "secops.dhcp.hostname": "host name option (12)",

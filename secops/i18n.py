@@ -173,9 +173,10 @@ def _catalogue(name: str, package: str, domain: str, config: str = "locale/babel
 CONSOLE = _catalogue("console", "secops/console", "messages", "babel.cfg")
 AUDIT = Catalogue("audit", ROOT / "secops", ROOT / "secops/locale/babel.cfg", ROOT / "secops/locale", "audit")
 REASONS = _catalogue("reasons", "detections", "reasons")
+KIBANA = _catalogue("kibana", "detections", "kibana", "locale/kibana.cfg")  # Kibana saved-object titles
 PLAYBOOKS = _catalogue("playbooks", "playbooks", "playbooks")
 EXPORT = _catalogue("export", "inventory", "export")
-CATALOGUES = (CONSOLE, AUDIT, REASONS, PLAYBOOKS, EXPORT)
+CATALOGUES = (CONSOLE, AUDIT, REASONS, KIBANA, PLAYBOOKS, EXPORT)
 
 
 @cache

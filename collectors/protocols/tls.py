@@ -32,6 +32,7 @@ from collectors.protocols.base import (
 )
 from collectors.protocols.ja4 import ja4
 from collectors.protocols.tshark import BASE_FIELDS, Packet, TsharkRun, build_command, run_tshark, to_int
+from collectors.protocols.x509 import CertificateError, server_certificate_fields
 
 CLIENT_HELLO, SERVER_HELLO, CERTIFICATE = 1, 2, 11
 CCS, ALERT, HANDSHAKE, APP_DATA = 20, 21, 22, 23
@@ -85,6 +86,7 @@ class Session:
     client_sid: str | None = None
     resumed: bool = False
     certs: list[str] = field(default_factory=list)
+    leaf_der: bytes | None = None  # the server's certificate (validity, names, self-signature: x509.py)
     last_alert: str | None = None
     ccs: set[bool] = field(default_factory=set)  # sides (True = originator) that sent ChangeCipherSpec
     app_data: set[bool] = field(default_factory=set)
@@ -210,8 +212,9 @@ class TlsAnalyzer(Analyzer):
         if SERVER_HELLO in types and not from_client:
             self._server_hello(s, pkt, layer)
         if CERTIFICATE in types and not from_client and not s.certs:
-            s.certs = [hashlib.sha256(bytes.fromhex(c.replace(":", ""))).hexdigest()
-                       for c in pkt.values(f"{layer}.handshake.certificate")]
+            ders = [bytes.fromhex(c.replace(":", "")) for c in pkt.values(f"{layer}.handshake.certificate")]
+            s.certs = [hashlib.sha256(der).hexdigest() for der in ders]
+            s.leaf_der = ders[0] if ders else None
         if ALERT in records:
             desc = pkt.int(f"{layer}.alert_message.desc")
             if desc is not None:
@@ -290,6 +293,11 @@ class TlsAnalyzer(Analyzer):
             "secops.tls.last_alert": s.last_alert,
             "secops.tls.client_alpn": s.alpn,
         }
+        if s.leaf_der is not None:
+            try:
+                fields |= server_certificate_fields(s.leaf_der, s.ts)
+            except CertificateError as exc:
+                self.warn(f"tls: server certificate of {s.flow.resp_h}:{s.flow.resp_p} not readable: {exc}")
         protocol = ["ssl", "quic"] if s.quic else self.SERVICE
         return self.document(s.flow, s.ts, ("tls",), fields, protocol)
 

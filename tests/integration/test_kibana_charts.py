@@ -33,7 +33,8 @@ from tests.support.services import write_config
 
 SHARED_CAPTURES = [TESTDATA / "attacks/ics/dnp3/dnp3_select_operate.pcap", TESTDATA / "attacks/ics/s7comm/snap7.pcap",
                    *(TESTDATA / "zeek/traces/tls" / name for name in ("certificate-request-failed.pcap", "dhe.pcap",
-                                                                     "tls13draft23-chrome67.0.3368.0-canary.pcap"))]
+                                                                     "tls13draft23-chrome67.0.3368.0-canary.pcap",
+                                                                     "webrtc-stun.pcap"))]  # a self-signed peer
 NMAP_XML = TESTDATA / "nmap-xml/libnmap/os_scan5.xml"  # a real nmap -O scan: operating systems and services
 CHARTS = [(board.title, chart) for board in DASHBOARDS for chart in board.charts]
 

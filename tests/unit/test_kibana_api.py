@@ -154,3 +154,19 @@ def test_unreachable_kibana_is_one_clear_line(tmp_path, kibana):
     res = cli(tmp_path, kibana, "import")
     assert res.returncode != 0
     assert "Kibana unreachable" in res.stderr + res.stdout
+
+
+def test_both_language_sets_share_a_space_and_export_by_language(tmp_path, kibana):
+    assert cli(tmp_path, kibana, "import", "--no-security").returncode == 0
+    zh = cli(tmp_path, kibana, "import", "--no-security", "--lang", "zh")
+    assert zh.returncode == 0, zh.stderr
+    en_set, zh_set = build_objects("secops", "en"), build_objects("secops", "zh")
+    assert zh.stdout.count("created") == len(zh_set)  # its own ids: nothing of the English set overwritten
+    assert len(kibana.objects) == len(en_set) + len(zh_set)
+    out = tmp_path / "zh.ndjson"
+    assert cli(tmp_path, kibana, "export", "--lang", "zh", str(out)).returncode == 0
+    held = load_ndjson(out)
+    assert {o["id"] for o in held} == {o["id"] for o in zh_set}
+    assert {o["attributes"]["title"] for o in held if o["type"] == "dashboard"} >= {"secops: 安全运营中心总览"}
+    bad = cli(tmp_path, kibana, "import", "--lang", "fr")
+    assert bad.returncode != 0 and "--lang must be en or zh" in bad.stdout + bad.stderr

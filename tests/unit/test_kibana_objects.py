@@ -4,11 +4,24 @@ and the shapes against objects Kibana itself exported."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
 from detections import kibana_lens as lens
-from detections.kibana import DASHBOARDS, NDJSON, build_objects, dump_ndjson, load_ndjson, validate
+from detections.kibana import (
+    CORE_MIGRATION_VERSION,
+    DASHBOARDS,
+    LANGUAGES,
+    NDJSON,
+    TYPE_MIGRATION_VERSIONS,
+    build_objects,
+    dump_ndjson,
+    load_ndjson,
+    ndjson_path,
+    validate,
+)
+from secops import i18n
 from secops.es.templates import DATASETS, index_pattern
 
 
@@ -21,9 +34,12 @@ def lens_panels() -> list[tuple[str, dict]]:
             if p["type"] == "lens"]
 
 
-def test_shipped_ndjson_is_current_and_valid():
-    objects = load_ndjson(NDJSON)
-    assert NDJSON.read_text() == dump_ndjson(build_objects("secops")), "regenerate: secops kibana build"
+@pytest.mark.parametrize("lang", list(LANGUAGES))
+def test_shipped_ndjson_is_current_and_valid(lang):
+    path = ndjson_path(lang)
+    objects = load_ndjson(path)
+    assert path.read_text(encoding="utf-8") == dump_ndjson(build_objects("secops", lang)), \
+        f"regenerate: secops kibana build --lang {lang} {path}"
     assert validate(objects) == []
 
 
@@ -60,8 +76,17 @@ def test_soc_overview_has_the_charts_analysts_expect():
                  ("secops.conn", "terms", "network.protocol"), ("secops.conn", "terms", "secops.conn.state"),
                  ("secops.conn", "sum", "source.bytes"), ("secops.sensor", "max", "secops.sensor.packets_captured"),
                  ("secops.sensor", "max", "secops.sensor.packets_dropped"),
-                 ("secops.sensor", "max", "secops.sensor.packets_processed")]:
+                 ("secops.sensor", "max", "secops.sensor.lag_seconds"), ("secops.sensor", "terms", "observer.name")]:
         assert want in fields
+    assert ("secops.sensor", "max", "secops.sensor.packets_processed") not in fields  # lag is its own measure now
+
+
+def test_tls_dashboard_charts_self_signed_and_expired_certificates():
+    tls = next(b for b in DASHBOARDS if b.title == "TLS")
+    fields = {(col.operation, col.source_field) for c in tls.charts for col in c.columns()}
+    assert {("terms", "secops.tls.self_signed"), ("terms", "secops.tls.cert_expired"),
+            ("max", "tls.server.not_after")} <= fields
+    assert any(cond.field == "secops.tls.self_signed" for c in tls.charts for cond in c.where)
 
 
 @pytest.mark.parametrize(("board", "chart"), [(b.title, c) for b in DASHBOARDS for c in b.charts],
@@ -196,4 +221,78 @@ def test_reference_names_follow_kibanas_panel_prefix_form():
             pid, _, inner = ref["name"].partition(":")
             assert pid in panels
             assert inner.startswith(("indexpattern-datasource-layer-", "panel_"))
-        assert d["typeMigrationVersion"] == "10.3.0" and d["coreMigrationVersion"] == "8.8.0"
+
+
+
+# The migration versions Kibana 9.2 (docker-compose.yml) gives these types; derived in detections/kibana.py from
+# elastic/kibana: dashboard_saved_object.ts (model versions 1-3 in 9.2; 4, accessControl, from 9.3),
+# saved_search/server/saved_objects/search.ts + schema_legacy.ts (our flat searches are model version 5; 9.2
+# backfills the tabs of version 6 on import), data_views/server/saved_objects/data_views.ts (no model versions;
+# convertToMultiNamespaceTypeVersion 8.0.0), document_migrator/migrations/index.ts (core transforms end at 8.8.0).
+KIBANA_9_2 = {"index-pattern": "8.0.0", "search": "10.5.0", "dashboard": "10.3.0"}
+
+
+@pytest.mark.parametrize("lang", list(LANGUAGES))
+def test_every_object_carries_the_migration_versions_of_kibana_9_2(lang):
+    assert TYPE_MIGRATION_VERSIONS == KIBANA_9_2 and CORE_MIGRATION_VERSION == "8.8.0"
+    objects = load_ndjson(ndjson_path(lang))
+    assert {o["type"] for o in objects} == set(KIBANA_9_2)
+    for o in objects:
+        assert o["typeMigrationVersion"] == KIBANA_9_2[o["type"]], o["id"]
+        assert o["coreMigrationVersion"] == "8.8.0"
+        assert "migrationVersion" not in o  # the pre-8.8 form: Kibana would run every legacy migration on it
+    compose = (NDJSON.parents[2] / "docker-compose.yml").read_text()
+    assert "kibana:${STACK_VERSION:-9.2.0}" in compose  # the versions above are for this Kibana
+
+
+# -- the two language sets ------------------------------------------------------------------------------------
+def _texts(objects: list[dict]) -> list[tuple[str, str]]:
+    """(where, text) of every title, description, data-view name and column label an analyst reads."""
+    out: list[tuple[str, str]] = []
+    for o in objects:
+        a = o["attributes"]
+        if o["type"] == "index-pattern":
+            out.append((f"data view {o['id']} name", a["name"]))
+            continue
+        out.append((f"{o['type']} {o['id']} title", a["title"].removeprefix("secops: ")))
+        if o["type"] != "dashboard":
+            continue
+        out.append((f"dashboard {o['id']} description", a["description"]))
+        for p in json.loads(a["panelsJSON"]):
+            if p["type"] != "lens":
+                continue
+            attrs = p["embeddableConfig"]["attributes"]
+            out += [(f"panel {p['panelIndex']} title", p["embeddableConfig"]["title"]),
+                    (f"panel {p['panelIndex']} chart title", attrs["title"])]
+            for layer in attrs["state"]["datasourceStates"]["formBased"]["layers"].values():
+                out += [(f"panel {p['panelIndex']} column {cid}", col["label"]) for cid, col in layer["columns"].items()
+                        if col["label"] != col["sourceField"]]  # a field name (the time axis) is not translated
+    return out
+
+
+def test_chinese_set_takes_every_text_from_the_zh_catalogue_and_keeps_no_english():
+    catalog = i18n.KIBANA.read("zh_CN")
+    english = {m.id for m in catalog if m.id}
+    chinese = {m.string for m in catalog if m.id}
+    patterns = [re.compile("^" + re.sub(r"%\\\((\w+)\\\)s", ".+", re.escape(m.string)) + "$")
+                for m in catalog if m.id and "%(" in m.id]
+    texts = _texts(build_objects("secops", "zh"))
+    assert len(texts) > 150
+    for where, text in texts:
+        assert text not in english, f"{where}: English left in the zh set: {text!r}"
+        assert text in chinese or any(p.match(text) for p in patterns), f"{where}: {text!r} not from the catalogue"
+        assert re.search(r"[\u4e00-\u9fff]", text), f"{where}: no Chinese in {text!r}"
+
+
+def test_english_set_is_the_catalogues_message_ids_and_its_ids_are_unchanged():
+    catalog = i18n.KIBANA.read("zh_CN")
+    english = {m.id for m in catalog if m.id}
+    patterns = [re.compile("^" + re.sub(r"%\\\((\w+)\\\)s", ".+", re.escape(m.id)) + "$")
+                for m in catalog if m.id and "%(" in m.id]
+    en, zh = build_objects("secops", "en"), build_objects("secops", "zh")
+    for where, text in _texts(en):
+        assert text in english or any(p.match(text) for p in patterns), f"{where}: {text!r} is no message id"
+    assert [o["id"] for o in en][:3] == ["secops-conn", "secops-dns", "secops-http"]  # ids of earlier releases
+    assert not {o["id"] for o in en} & {o["id"] for o in zh}  # the sets coexist in one space
+    assert len(en) == len(zh) and [o["type"] for o in en] == [o["type"] for o in zh]
+    assert validate(en + zh) == []  # together too: every reference stays inside its own language's set
