@@ -128,13 +128,13 @@ class Scheduler:
                         result.excepted += 1
                         continue
                     result.matches += 1
-                    alert_id, outcome = self.alerts.record(rule, match)
-                    if outcome == "created":
-                        result.created += 1
-                    elif outcome == "updated":
-                        result.updated += 1
-                    if alert_id not in result.alert_ids:
-                        result.alert_ids.append(alert_id)
+                    for alert_id, outcome in self.alerts.record_all(effective, match):
+                        if outcome == "created":
+                            result.created += 1
+                        elif outcome == "updated":
+                            result.updated += 1
+                        if alert_id not in result.alert_ids:
+                            result.alert_ids.append(alert_id)
             self._save(rule.id, iso(now), iso(now))
         except RuleTimeout as exc:
             result.timed_out = True
