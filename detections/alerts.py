@@ -35,13 +35,14 @@ from detections.suppression import (
 )
 from secops.ecs import doc_id, iso, parse_time, utcnow
 from secops.es.templates import bound_keywords, index_for
+from secops.notify import Notifier
 
 log = logging.getLogger(__name__)
 
 MAX_EVENT_IDS = 1000
 MAX_WINDOWS_PER_MATCH = 10000  # suppression windows one match may span (a bound, never reached by real windows)
 STATUSES = ("open", "acknowledged", "closed")
-Notifier = Callable[[str], None]
+AlertHook = Callable[[str], None]
 
 
 def alert_index(prefix: str) -> str:
@@ -126,8 +127,9 @@ class AlertStore:
     prefix: str = "secops"
     suppression_seconds: int = 3600
     kibana: str | None = None
-    notifier: Notifier | None = celery_notifier
+    notifier: AlertHook | None = celery_notifier
     incident_window_seconds: int = 3600
+    announce: Notifier | None = None  # notifications of new alerts (secops.notify), by severity policy
 
     @property
     def index(self) -> str:
@@ -178,6 +180,7 @@ class AlertStore:
                           document=bound_keywords(new_alert(rule, match, key, alert_id, self.kibana)))
             self._roll_up(alert_id)
             self._notify(alert_id)
+            self._announce(alert_id)
             return alert_id, "created"
         alert_id, outcome = self._merge(existing, match)
         if outcome == "updated":
@@ -249,6 +252,7 @@ class AlertStore:
             self.es.index(index=self.index, id=alert_id, refresh=True, document=bound_keywords(doc))
             self._roll_up(alert_id)
             self._notify(alert_id)
+            self._announce(alert_id)
             return alert_id, "created"
         alert_id = existing["_id"]
         a = existing["secops"]["alert"]
@@ -291,6 +295,10 @@ class AlertStore:
     def _notify(self, alert_id: str) -> None:
         if self.notifier is not None:
             self.notifier(alert_id)
+
+    def _announce(self, alert_id: str) -> None:
+        if self.announce is not None:
+            self.announce.alert_created(self.get(alert_id))
 
     # -- triage --------------------------------------------------------------------------------
     def get(self, alert_id: str) -> dict[str, Any]:

@@ -27,6 +27,7 @@ from detections.exceptions import ExceptionStore, excepted, with_exceptions
 from secops.config import Settings
 from secops.ecs import doc_id, iso, parse_time, utcnow
 from secops.es.templates import index_for
+from secops.notify import Notifier
 
 log = logging.getLogger(__name__)
 Runner = Callable[[Elasticsearch, str, CompiledRule, str, str], list[Match]]
@@ -59,7 +60,8 @@ class Scheduler:
         self.cfg = settings.detections
         self.prefix = settings.elasticsearch.index_prefix
         self.rules = [r for r in rules if r.runnable]
-        self.alerts = alerts or AlertStore(es, self.prefix, self.cfg.suppression_seconds, settings.kibana.url)
+        self.alerts = alerts or AlertStore(es, self.prefix, self.cfg.suppression_seconds, settings.kibana.url,
+                                           announce=Notifier.from_settings(settings, es))
         self.runner = runner
         self.rule_timeout = rule_timeout
         self.exceptions = ExceptionStore(es, self.prefix)

@@ -175,7 +175,8 @@ AUDIT = Catalogue("audit", ROOT / "secops", ROOT / "secops/locale/babel.cfg", RO
 REASONS = _catalogue("reasons", "detections", "reasons")
 PLAYBOOKS = _catalogue("playbooks", "playbooks", "playbooks")
 EXPORT = _catalogue("export", "inventory", "export")
-CATALOGUES = (CONSOLE, AUDIT, REASONS, PLAYBOOKS, EXPORT)
+NOTIFY = Catalogue("notify", ROOT / "secops", ROOT / "secops/locale/notify.cfg", ROOT / "secops/locale", "notify")
+CATALOGUES = (CONSOLE, AUDIT, REASONS, PLAYBOOKS, EXPORT, NOTIFY)
 
 
 @cache
