@@ -105,8 +105,8 @@ def run(es, settings, n: int, runs: int) -> list[list[object]]:
     index = conn.index(prefix)
 
     def agg(aggs: dict, index_name: str = index, query: dict | None = None):
-        return lambda: es.search(index=index_name, size=0, query=query or conn.query(), aggs=aggs,
-                                 request_timeout=120)
+        return lambda: es.options(request_timeout=120).search(index=index_name, size=0, query=query or conn.query(),
+                                                               aggs=aggs)
 
     cid = community_id(PIVOT_EVERY * 3)
     pivot_q = {"bool": {"filter": [{"term": {"network.community_id": cid}}]}}
