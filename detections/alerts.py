@@ -35,6 +35,7 @@ from detections.suppression import (
 )
 from secops.ecs import doc_id, iso, parse_time, utcnow
 from secops.es.templates import bound_keywords, index_for
+from secops.i18n import Message
 from secops.notify import Notifier
 
 log = logging.getLogger(__name__)
@@ -79,6 +80,13 @@ def kibana_url(base: str | None, match: Match) -> str:
                                                                                + timedelta(minutes=1))
     return (f"{(base or '').rstrip('/')}/app/discover#/?_g=(time:(from:'{frm}',to:'{to}'))"
             f"&_a=(query:(language:lucene,query:'{query}'))")
+
+
+def _window_reason(rule: CompiledRule, match: Match, count: int) -> Message | None:
+    """A query rule's reason ("N events matched") counts the suppression window's events, not the match's."""
+    if rule.kind != "query" or match.reason_message is None or "n" not in match.reason_message.params:
+        return match.reason_message
+    return Message(match.reason_message.id, {**match.reason_message.params, "n": count})
 
 
 def _threat(rule: CompiledRule) -> dict[str, Any]:
@@ -244,9 +252,11 @@ class AlertStore:
         now = iso(utcnow())
         if existing is None:
             alert_id = doc_id("alert", rule.id, "suppression", key, start)
+            reason = _window_reason(rule, match, stats.count)
             window_match = Match(group=match.group, first_time=stats.first_time, last_time=stats.last_time,
                                  count=stats.count, event_ids=stats.event_ids, event_index=stats.event_index,
-                                 fields=match.fields, reason=match.reason, reason_message=match.reason_message)
+                                 fields=match.fields, reason=reason.english() if reason else match.reason,
+                                 reason_message=reason)
             doc = new_alert(rule, window_match, key, alert_id, self.kibana)
             doc["secops"]["alert"]["suppression"] = suppression
             self.es.index(index=self.index, id=alert_id, refresh=True, document=bound_keywords(doc))
@@ -261,11 +271,15 @@ class AlertStore:
         entry = {"at": now, "by": "secops-detect", "action": "suppressed", "old": str(a.get("count")),
                  "new": str(stats.count)}
         ids = list(dict.fromkeys([*(a.get("event_ids") or []), *stats.event_ids]))[:MAX_EVENT_IDS]
-        self.es.update(index=self.index, id=alert_id, refresh=True, doc={
-            "event": {"ingested": now}, "secops": {"alert": {
-                "count": stats.count, "first_time": stats.first_time, "last_time": stats.last_time,
-                "event_ids": ids, "suppression": suppression,
-                "history": [*list(a.get("history") or []), entry][-200:]}}})
+        update: dict[str, Any] = {"event": {"ingested": now}, "secops": {"alert": {
+            "count": stats.count, "first_time": stats.first_time, "last_time": stats.last_time, "event_ids": ids,
+            "suppression": suppression, "history": [*list(a.get("history") or []), entry][-200:]}}}
+        reason = _window_reason(rule, match, stats.count)
+        if rule.kind == "query" and reason is not None:
+            update["event"]["reason"] = reason.english()
+            update["message"] = f"{rule.title}: {reason.english()}"
+            update["secops"]["alert"]["reason_message"] = reason.as_doc()
+        self.es.update(index=self.index, id=alert_id, refresh=True, doc=update)
         self._roll_up(alert_id)
         return alert_id, "updated"
 

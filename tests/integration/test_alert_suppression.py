@@ -103,3 +103,38 @@ def test_console_alert_page_shows_suppression(es, settings, tmp_path):
     page = client.get(f"/alerts/{alert_id}").text
     assert 'id="alert-count">3<' in page and 'id="alert-suppressed-count">2<' in page
     assert "source.ip=198.18.41.1" in page and "2026-11-20T12:10:00" in page
+    # two more events in the window, evaluated in a later run: the same alert, its reason recounted
+    write(es, settings, [telnet("198.18.41.1", m, m) for m in (4, 5)])
+    [run] = sched.run(now=T0 + minutes(6))
+    assert run.alert_ids == [alert_id] and run.created == 0
+    page = client.get(f"/alerts/{alert_id}").text
+    assert 'id="alert-count">5<' in page and "5 events matched" in page
+
+
+CORRELATION = """title: Telnet Attempt
+id: 5b0c9d8e-0000-4000-8000-0000000005e2
+name: telnet_attempt
+logsource: {product: secops, service: conn}
+detection: {sel: {dst_port: 23}, condition: sel}
+---
+title: Repeated Telnet Attempts
+id: 5b0c9d8e-0000-4000-8000-0000000005e3
+correlation: {type: event_count, rules: [telnet_attempt], group-by: [id.orig_h], timespan: 5m, condition: {gte: 3}}
+level: high
+x_secops_suppression: {fields: [source.ip], window: 30m}
+"""
+
+
+def test_correlation_rule_bursts_fold_into_one_alert(es, settings, tmp_path):
+    """Two bursts of the same host, each a correlation match, inside one 30-minute window: one alert counting the
+    member events of both; a burst of another host: its own alert."""
+    (tmp_path / "corr.yml").write_text(CORRELATION)
+    rules = [r for r in compile_rules(load_rules([tmp_path / "corr.yml"])) if r.runnable]
+    store = AlertStore(es, settings.elasticsearch.index_prefix, notifier=None)
+    write(es, settings, [telnet("198.18.42.1", m, 1) for m in (0, 1, 2, 10, 11, 12)] +
+          [telnet("198.18.42.2", m, 1) for m in (0, 1, 2)] + [telnet("198.18.42.3", m, 1) for m in (0, 20)])
+    [run] = Scheduler(es, settings, rules, alerts=store).run(now=T0 + minutes(14))
+    assert run.error is None and run.matches == 3 and run.created == 2
+    got = {a["source"]["ip"]: a["secops"]["alert"] for a in store.list(rule="5b0c9d8e-0000-4000-8000-0000000005e3")}
+    assert {ip: a["count"] for ip, a in got.items()} == {"198.18.42.1": 6, "198.18.42.2": 3}
+    assert got["198.18.42.1"]["suppression"]["end"].startswith("2026-11-20T12:30:00")
