@@ -45,7 +45,7 @@ level: low
 
 
 def test_i18n_check_is_clean():
-    """The CI gate: every catalogue (console, audit, reasons, playbooks, export, notify) and the rule pack translated."""
+    """The CI gate: every catalogue (console, audit, reasons, playbooks, export, notify) and the rules translated."""
     result = CliRunner().invoke(app, ["i18n", "check"])
     assert result.exit_code == 0, result.output
     assert "0 gap(s) in console, audit, reasons, playbooks, export, notify, rules" in result.output
