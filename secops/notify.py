@@ -5,13 +5,15 @@ case's severity) and ``approval.pending`` (a playbook step waiting for a person,
 target takes the events it lists at or above its ``min_severity`` (the per-severity policy), over a webhook (JSON
 with the rendered text and the event's fields), SMTP mail or a syslog line, in its own language (the ``notify``
 catalogue). Targets are the operator's own hosts (offline: a local mail relay, a chat bridge on the LAN). A
-target that fails is logged and audited (``notify.failed``); it never fails the detection, the case change or the
-playbook that raised the event.
+target that fails is logged and audited (``notify.failed``), rests for a minute (later notices to it are audited as
+skipped), and never fails the detection, the case change or the playbook that raised the event. Notices are not
+queued for a later retry.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +30,7 @@ SEVERITY_RANK = {"informational": 0, "low": 0, "medium": 1, "high": 2, "critical
 SYSLOG_SEVERITY = {"critical": 2, "high": 3, "medium": 4, "low": 5, "informational": 6}
 SEVERITY_WORDS = (N_("low"), N_("medium"), N_("high"), N_("critical"), N_("informational"))
 SERVICE_ACTOR = "secops-notify"
+RETRY_SECONDS = 60  # a target that failed is not tried again by the same notifier before this
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,7 @@ class Notifier:
         self.cfg = settings.notifications
         self.es = es
         self.prefix = settings.elasticsearch.index_prefix
+        self._down_until: dict[str, float] = {}  # target name -> monotonic time: a failed target rests
 
     @classmethod
     def from_settings(cls, settings: Settings, es: Elasticsearch | None = None) -> Notifier | None:
@@ -151,13 +155,22 @@ class Notifier:
         for target in self.cfg.targets:
             if not wanted(target, notice):
                 continue
+            resting = self._down_until.get(target.name, 0.0) - time.monotonic()
+            if resting > 0:  # one slow or dead target must not hold up a detection pass alert after alert
+                out.append(Delivery(target.name, target.channel, False,
+                                    f"skipped: the target failed less than {RETRY_SECONDS} s ago"))
+                self._audit(notice, out[-1])
+                continue
             try:
                 detail = self._deliver(target, notice)
                 out.append(Delivery(target.name, target.channel, True, detail))
+                self._down_until.pop(target.name, None)
             except delivery.DeliveryError as exc:
                 log.warning("notification %s of %s to %s failed: %s", notice.kind, notice.object_id, target.name,
                             exc)
                 out.append(Delivery(target.name, target.channel, False, str(exc)))
+                if not exc.permanent:
+                    self._down_until[target.name] = time.monotonic() + RETRY_SECONDS
             self._audit(notice, out[-1])
         return out
 

@@ -6,6 +6,7 @@ import pytest
 from pydantic import ValidationError
 
 from secops.config import NotificationTarget, load_settings
+from secops.devstack.stack import free_port
 from secops.i18n import N_, Message
 from secops.notify import Notice, Notifier, wanted
 
@@ -50,3 +51,25 @@ def test_configuration_is_checked():
     with pytest.raises(ValidationError):
         NotificationTarget(name="t", channel="pager")
     assert Notifier.from_settings(load_settings(None)) is None  # default: notify nobody
+
+
+def test_a_failed_target_rests_and_others_still_receive(tmp_path):
+    """A dead webhook (a closed loopback port) fails once, is then skipped; the syslog target is still served."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sink:
+        sink.bind(("127.0.0.1", 0))
+        sink.settimeout(2)
+        settings = load_settings(None, notifications={"targets": [
+            {"name": "dead", "channel": "webhook", "url": f"http://127.0.0.1:{free_port()}/x", "min_severity": "low"},
+            {"name": "siem", "channel": "syslog", "address": f"127.0.0.1:{sink.getsockname()[1]}",
+             "min_severity": "low"}]})
+        notifier = Notifier.from_settings(settings)
+        assert notifier is not None
+        first, second = notifier.send(notice()), notifier.send(notice())
+        assert [(d.target, d.ok) for d in first] == [("dead", False), ("siem", True)]
+        assert "unreachable" in first[0].detail and second[0].detail.startswith("skipped: the target failed")
+        assert second[1].ok
+        lines = [sink.recv(65535).decode(), sink.recv(65535).decode()]
+    assert all("alert.created" in line and "[secops] high alert: Port scan" in line for line in lines)
+    assert lines[0].startswith("<131>1 ")  # local0 (16) * 8 + error (3): a high alert
