@@ -1,5 +1,8 @@
 """Alerts: deterministic ids, suppression (repeated matches update one alert), triage workflow, playbook trigger.
 
+A rule with its own suppression setting (``x_secops_suppression``, see suppression.py) folds matches by its
+fields into fixed windows instead.
+
 An alert's id derives from (rule id, group key, time of its first matching event), so evaluating the
 same window twice writes the same alert. A new match for the same rule and group within
 ``suppression_seconds`` (event time) of an open alert updates that alert (count, last time, event ids)
@@ -21,14 +24,26 @@ from elasticsearch import Elasticsearch, NotFoundError
 from detections.compiler import CompiledRule
 from detections.engine import Match
 from detections.incidents import IncidentStore
+from detections.suppression import (
+    Suppression,
+    WindowStats,
+    count_events,
+    countable,
+    suppression_key,
+    terms_of,
+    window_end,
+)
 from secops.ecs import doc_id, iso, parse_time, utcnow
 from secops.es.templates import bound_keywords, index_for
+from secops.i18n import Message
+from secops.notify import Notifier
 
 log = logging.getLogger(__name__)
 
 MAX_EVENT_IDS = 1000
+MAX_WINDOWS_PER_MATCH = 10000  # suppression windows one match may span (a bound, never reached by real windows)
 STATUSES = ("open", "acknowledged", "closed")
-Notifier = Callable[[str], None]
+AlertHook = Callable[[str], None]
 
 
 def alert_index(prefix: str) -> str:
@@ -65,6 +80,13 @@ def kibana_url(base: str | None, match: Match) -> str:
                                                                                + timedelta(minutes=1))
     return (f"{(base or '').rstrip('/')}/app/discover#/?_g=(time:(from:'{frm}',to:'{to}'))"
             f"&_a=(query:(language:lucene,query:'{query}'))")
+
+
+def _window_reason(rule: CompiledRule, match: Match, count: int) -> Message | None:
+    """A query rule's reason ("N events matched") counts the suppression window's events, not the match's."""
+    if rule.kind != "query" or match.reason_message is None or "n" not in match.reason_message.params:
+        return match.reason_message
+    return Message(match.reason_message.id, {**match.reason_message.params, "n": count})
 
 
 def _threat(rule: CompiledRule) -> dict[str, Any]:
@@ -113,8 +135,9 @@ class AlertStore:
     prefix: str = "secops"
     suppression_seconds: int = 3600
     kibana: str | None = None
-    notifier: Notifier | None = celery_notifier
+    notifier: AlertHook | None = celery_notifier
     incident_window_seconds: int = 3600
+    announce: Notifier | None = None  # notifications of new alerts (secops.notify), by severity policy
 
     @property
     def index(self) -> str:
@@ -140,6 +163,16 @@ class AlertStore:
         hits = resp["hits"]["hits"]
         return {"_id": hits[0]["_id"], **hits[0]["_source"]} if hits else None
 
+    def record_all(self, rule: CompiledRule, match: Match) -> list[tuple[str, str]]:
+        """Create or update the alert(s) for one match: one, or one per suppression window the match spans;
+        each as (alert id, created|updated|unchanged). ``rule`` is the rule as evaluated (exceptions applied)."""
+        sup = rule.suppression
+        if sup is not None and countable(rule):
+            terms = terms_of(sup, match)
+            if terms is not None:
+                return self._record_suppressed(rule, sup, terms, match)
+        return [self.record(rule, match)]
+
     def record(self, rule: CompiledRule, match: Match) -> tuple[str, str]:
         """Create or update the alert for one match; returns (alert id, created|updated|unchanged)."""
         key = group_key(rule, match)
@@ -155,11 +188,100 @@ class AlertStore:
                           document=bound_keywords(new_alert(rule, match, key, alert_id, self.kibana)))
             self._roll_up(alert_id)
             self._notify(alert_id)
+            self._announce(alert_id)
             return alert_id, "created"
         alert_id, outcome = self._merge(existing, match)
         if outcome == "updated":
             self._roll_up(alert_id)
         return alert_id, outcome
+
+    # -- per-rule suppression ----------------------------------------------------------------------
+    def _open_window(self, rule: CompiledRule, key: str, at: str) -> dict[str, Any] | None:
+        """The rule's open alert for ``key`` whose suppression window holds the time ``at``."""
+        resp = self.es.search(index=self.index, size=1, ignore_unavailable=True, allow_no_indices=True, query={
+            "bool": {"filter": [{"term": {"rule.id": rule.id}}, {"term": {"secops.alert.suppression.key": key}},
+                                {"range": {"secops.alert.suppression.start": {"lte": at}}},
+                                {"range": {"secops.alert.suppression.end": {"gt": at}}}],
+                     "must_not": [{"term": {"secops.alert.status": "closed"}}]}},
+            sort=[{"secops.alert.suppression.start": "desc"}])
+        hits = resp["hits"]["hits"]
+        return {"_id": hits[0]["_id"], **hits[0]["_source"]} if hits else None
+
+    def _record_suppressed(self, rule: CompiledRule, sup: Suppression, terms: list[tuple[str, Any]],
+                           match: Match) -> list[tuple[str, str]]:
+        """Fold the match's events into the alert of each suppression window they fall in, counting each window's
+        events in Elasticsearch (exact, and idempotent when an ingest window is evaluated again)."""
+        key = suppression_key(terms)
+        out: list[tuple[str, str]] = []
+        cursor, after, last = match.first_time, False, parse_time(match.last_time)
+        for _ in range(MAX_WINDOWS_PER_MATCH):
+            if parse_time(cursor) > last:
+                break
+            existing = self._open_window(rule, key, cursor)
+            if existing is None:
+                ahead = count_events(self.es, self.prefix, rule, terms, cursor, match.last_time, hi_inclusive=True,
+                                     lo_exclusive=after)
+                if not ahead.count or ahead.first_time is None:
+                    break
+                existing = self._open_window(rule, key, ahead.first_time)
+                if existing is None:
+                    closed = self._closed_window(doc_id("alert", rule.id, "suppression", key, ahead.first_time))
+                    if closed is not None:  # closed: suppression ends; later events open a new alert
+                        cursor, after = closed["secops"]["alert"]["last_time"], True
+                        continue
+            start = existing["secops"]["alert"]["suppression"]["start"] if existing else ahead.first_time
+            end = window_end(start, sup)
+            stats = count_events(self.es, self.prefix, rule, terms, start, end)
+            if stats.count:
+                out.append(self._write_window(rule, sup, key, terms, match, existing, start, end, stats))
+            cursor, after = end, False
+        return out
+
+    def _closed_window(self, alert_id: str) -> dict[str, Any] | None:
+        try:
+            return self.get(alert_id)
+        except NotFoundError:
+            return None
+
+    def _write_window(self, rule: CompiledRule, sup: Suppression, key: str, terms: list[tuple[str, Any]],
+                      match: Match, existing: dict[str, Any] | None, start: str, end: str,
+                      stats: WindowStats) -> tuple[str, str]:
+        suppression = {"key": key, "terms": [{"field": f, "value": None if v is None else str(v)} for f, v in terms],
+                       "start": start, "end": end, "window_seconds": sup.window_seconds,
+                       "docs_count": stats.count - 1}
+        now = iso(utcnow())
+        if existing is None:
+            alert_id = doc_id("alert", rule.id, "suppression", key, start)
+            reason = _window_reason(rule, match, stats.count)
+            window_match = Match(group=match.group, first_time=stats.first_time, last_time=stats.last_time,
+                                 count=stats.count, event_ids=stats.event_ids, event_index=stats.event_index,
+                                 fields=match.fields, reason=reason.english() if reason else match.reason,
+                                 reason_message=reason)
+            doc = new_alert(rule, window_match, key, alert_id, self.kibana)
+            doc["secops"]["alert"]["suppression"] = suppression
+            self.es.index(index=self.index, id=alert_id, refresh=True, document=bound_keywords(doc))
+            self._roll_up(alert_id)
+            self._notify(alert_id)
+            self._announce(alert_id)
+            return alert_id, "created"
+        alert_id = existing["_id"]
+        a = existing["secops"]["alert"]
+        if int(a.get("count") or 0) == stats.count and a.get("last_time") == stats.last_time:
+            return alert_id, "unchanged"
+        entry = {"at": now, "by": "secops-detect", "action": "suppressed", "old": str(a.get("count")),
+                 "new": str(stats.count)}
+        ids = list(dict.fromkeys([*(a.get("event_ids") or []), *stats.event_ids]))[:MAX_EVENT_IDS]
+        update: dict[str, Any] = {"event": {"ingested": now}, "secops": {"alert": {
+            "count": stats.count, "first_time": stats.first_time, "last_time": stats.last_time, "event_ids": ids,
+            "suppression": suppression, "history": [*list(a.get("history") or []), entry][-200:]}}}
+        reason = _window_reason(rule, match, stats.count)
+        if rule.kind == "query" and reason is not None:
+            update["event"]["reason"] = reason.english()
+            update["message"] = f"{rule.title}: {reason.english()}"
+            update["secops"]["alert"]["reason_message"] = reason.as_doc()
+        self.es.update(index=self.index, id=alert_id, refresh=True, doc=update)
+        self._roll_up(alert_id)
+        return alert_id, "updated"
 
     def _merge(self, existing: dict[str, Any], match: Match) -> tuple[str, str]:
         alert_id = existing["_id"]
@@ -187,6 +309,10 @@ class AlertStore:
     def _notify(self, alert_id: str) -> None:
         if self.notifier is not None:
             self.notifier(alert_id)
+
+    def _announce(self, alert_id: str) -> None:
+        if self.announce is not None:
+            self.announce.alert_created(self.get(alert_id))
 
     # -- triage --------------------------------------------------------------------------------
     def get(self, alert_id: str) -> dict[str, Any]:

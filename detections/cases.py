@@ -23,6 +23,7 @@ from elasticsearch import ConflictError, Elasticsearch, NotFoundError
 
 from secops.ecs import doc_id, flatten, iso, utcnow
 from secops.es.templates import index_for
+from secops.notify import Notifier
 
 CASE_STATUSES = ("open", "in_progress", "closed")
 CASE_SEVERITIES = ("low", "medium", "high", "critical")
@@ -99,6 +100,7 @@ class CaseStore:
     es: Elasticsearch
     prefix: str
     files: Path  # attachments: <files>/<case id>/<attachment id>-<name>
+    announce: Notifier | None = None  # notifications of assignments (secops.notify), by severity policy
 
     @property
     def index(self) -> str:
@@ -138,7 +140,10 @@ class CaseStore:
                                    "history": [{"at": now, "by": actor, "action": "created", "old": None,
                                                 "new": title}]}}}
         self.es.index(index=self.index, id=case_id, document=doc, refresh=True, op_type="create")
-        return {"_id": case_id, **doc}
+        case = {"_id": case_id, **doc}
+        if case["secops"]["case"]["assignee"] and self.announce is not None:
+            self.announce.case_assigned(case, actor)
+        return case
 
     def _mutate(self, case_id: str, actor: str, change: Callable[[dict[str, Any], str], list[tuple]]) -> \
             dict[str, Any]:
@@ -177,15 +182,23 @@ class CaseStore:
             raise CaseError(f"cannot set {', '.join(sorted(unknown))}")
         clean = {k: checks[k](v) for k, v in fields.items() if v is not None or k == "assignee"}
 
+        assigned: list[bool] = []
+
         def change(c: dict[str, Any], _now: str) -> list[tuple]:
             out = []
+            assigned[:] = []
             for k, v in clean.items():
                 if c.get(k) != v:
                     out.append((k, ", ".join(c[k]) if k == "tags" else c.get(k), ", ".join(v) if k == "tags" else v))
                     c[k] = v
+                    if k == "assignee" and v:
+                        assigned.append(True)
             return out
 
-        return self._mutate(case_id, actor, change)
+        case = self._mutate(case_id, actor, change)
+        if assigned and self.announce is not None:
+            self.announce.case_assigned(case, actor)
+        return case
 
     def add_alerts(self, case_id: str, actor: str, alerts: list[dict[str, Any]],
                    events: list[dict[str, Any]] | None = None) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from sigma.rule import SigmaDetection, SigmaRule
 
 from detections.loader import RuleSet, rule_i18n
 from detections.pipeline import CI_SUFFIX, UNSUPPORTED, route_for, secops_pipeline
+from detections.suppression import Suppression, rule_suppression
 
 SEVERITY = {"informational": "low", "low": "low", "medium": "medium", "high": "high", "critical": "critical"}
 SEVERITY_SCORE = {"low": 21, "medium": 47, "high": 73, "critical": 99}
@@ -71,6 +72,7 @@ class CompiledRule:
     analytic: Callable[..., list[Any]] | None = None  # kind "analytic": fn(es, prefix, rule, start, end)
     regression_tests_path: str | None = None  # SigmaHQ convention: the rule's info.yml (detections.regression)
     i18n: dict[str, dict[str, str]] = field(default_factory=dict)  # {BCP 47 tag: {title, description}}
+    suppression: Suppression | None = None  # x_secops_suppression (detections.suppression)
 
     @property
     def score(self) -> int:
@@ -127,12 +129,15 @@ def _base(rule: SigmaRule | SigmaCorrelationRule, kind: str, dataset: str) -> Co
         source=str(rule.source.path) if rule.source and getattr(rule.source, "path", None) else "",
         regression_tests_path=str(custom["regression_tests_path"]) if custom.get("regression_tests_path") else None,
         i18n=rule_i18n(custom),
+        suppression=rule_suppression(custom),
     )
 
 
 def compile_query_rule(rule: SigmaRule) -> CompiledRule:
     route = route_for(rule.logsource)
     out = _base(rule, "query", route.dataset)
+    if out.suppression is not None:  # one match per suppression key: the store folds it into that key's alert
+        out.group_by = list(out.suppression.fields)
     try:
         backend = LuceneBackend(secops_pipeline())
         # rules feeding a correlation return [] but keep their conversion result

@@ -30,6 +30,7 @@ from sigma.correlations import SigmaCorrelationRule
 from sigma.exceptions import SigmaError, SigmaRuleLocation
 from sigma.rule import SigmaRule
 
+from detections.suppression import SuppressionError, rule_suppression
 from secops import safe_yaml
 
 BUILTIN_RULES = Path(__file__).parent / "rules"
@@ -97,6 +98,10 @@ def parse_file(path: Path) -> tuple[list[dict[str, Any]], RuleFile]:
             raise RuleFileError("no rule in file")
         for doc in docs:
             rule_i18n(doc)
+            try:
+                rule_suppression(doc)
+            except SuppressionError as exc:
+                raise RuleFileError(str(exc)) from None
         collection = SigmaCollection.from_dicts(docs, collect_errors=True, resolve_references=False)
         errors = list(collection.errors) + [e for r in collection.rules for e in r.errors]
         if errors:

@@ -27,6 +27,7 @@ from detections.exceptions import ExceptionStore, excepted, with_exceptions
 from secops.config import Settings
 from secops.ecs import doc_id, iso, parse_time, utcnow
 from secops.es.templates import index_for
+from secops.notify import Notifier
 
 log = logging.getLogger(__name__)
 Runner = Callable[[Elasticsearch, str, CompiledRule, str, str], list[Match]]
@@ -59,7 +60,8 @@ class Scheduler:
         self.cfg = settings.detections
         self.prefix = settings.elasticsearch.index_prefix
         self.rules = [r for r in rules if r.runnable]
-        self.alerts = alerts or AlertStore(es, self.prefix, self.cfg.suppression_seconds, settings.kibana.url)
+        self.alerts = alerts or AlertStore(es, self.prefix, self.cfg.suppression_seconds, settings.kibana.url,
+                                           announce=Notifier.from_settings(settings, es))
         self.runner = runner
         self.rule_timeout = rule_timeout
         self.exceptions = ExceptionStore(es, self.prefix)
@@ -128,13 +130,13 @@ class Scheduler:
                         result.excepted += 1
                         continue
                     result.matches += 1
-                    alert_id, outcome = self.alerts.record(rule, match)
-                    if outcome == "created":
-                        result.created += 1
-                    elif outcome == "updated":
-                        result.updated += 1
-                    if alert_id not in result.alert_ids:
-                        result.alert_ids.append(alert_id)
+                    for alert_id, outcome in self.alerts.record_all(effective, match):
+                        if outcome == "created":
+                            result.created += 1
+                        elif outcome == "updated":
+                            result.updated += 1
+                        if alert_id not in result.alert_ids:
+                            result.alert_ids.append(alert_id)
             self._save(rule.id, iso(now), iso(now))
         except RuleTimeout as exc:
             result.timed_out = True

@@ -365,6 +365,18 @@ DESCRIPTIONS: dict[str, str] = {
     "secops.alert.history.action": "what changed (created, status, assign, ...)",
     "secops.alert.history.old": "value before",
     "secops.alert.history.new": "value after",
+    "secops.alert.suppression.key": "per-rule suppression: the suppression fields' values as one keyword",
+    "secops.alert.suppression.terms.field": "per-rule suppression: a field the rule suppresses by "
+                                            "(x_secops_suppression.fields)",
+    "secops.alert.suppression.terms.value": "per-rule suppression: that field's value in this alert's events "
+                                            "(null: the field was missing)",
+    "secops.alert.suppression.start": "per-rule suppression: start of the window (first matching event)",
+    "secops.alert.suppression.end": "per-rule suppression: end of the window (start + window, exclusive); "
+                                    "later events open a new alert",
+    "secops.alert.suppression.window_seconds": "per-rule suppression: the rule's window (x_secops_suppression.window)",
+    "secops.alert.suppression.docs_count": "per-rule suppression: matching events folded into this alert after "
+                                           "the first (Elastic's kibana.alert.suppression.docs_count); "
+                                           "secops.alert.count counts them all",
     # -- playbooks (secops.contracts.playbook) ----------------------------------------------------
     "secops.playbook.run_id": "run id (from playbook, alert and trigger)",
     "secops.playbook.name": "playbook name",

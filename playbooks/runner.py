@@ -49,6 +49,7 @@ from secops.contracts.playbook import (
 from secops.ecs import doc_id, iso, parse_time, utcnow
 from secops.es.store import Store
 from secops.i18n import N_, message
+from secops.notify import Notifier
 
 log = logging.getLogger(__name__)
 KILL_SWITCH_CACHE = 1.0  # seconds a worker may act on a stale kill-switch reading
@@ -397,9 +398,22 @@ class Runner:
             run.current_step.status = StepStatus.WAITING_APPROVAL
             return run
 
-        if self.runs.update(run_id, change).changed:
+        updated = self.runs.update(run_id, change)
+        if updated.changed:
             self._audit("playbook.approval.requested", f"{run_id}/{step.name}", "unknown", run_id,
                         details={"step": step.name, "deadline": deadline})
+            self._announce_approval(updated.run, step, deadline)
+
+    def _announce_approval(self, run: PlaybookRun, step: Step, deadline: str) -> None:
+        """Tell the configured targets that a person must decide (secops.notify; never fails the run)."""
+        notifier = Notifier.from_settings(self.settings, self.es)
+        if notifier is None:
+            return
+        try:
+            severity = self.alert(run.alert_id).severity or "high"
+        except LookupError:
+            severity = "high"
+        notifier.approval_pending(run.run_id, run.name, run.alert_id, step.name, deadline, severity)
 
     def decide(self, run_id: str, approve: bool, actor: str, reason: str = "") -> PlaybookRun:
         """Approve or deny the step a run waits on; raises ValueError when it waits on nothing."""

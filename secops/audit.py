@@ -59,6 +59,8 @@ SUMMARIES = {
     "playbook.step.failed": N_("Step %(object)s failed"),
     "playbook.step.planned": N_("Planned step %(object)s (dry run)"),
     "playbook.step.reverted": N_("Reverted step %(object)s"),
+    "notify.sent": N_("Sent the notification of %(object)s"),
+    "notify.failed": N_("Could not send the notification of %(object)s"),
 }
 UNKNOWN_SUMMARY = N_("%(action)s on %(object)s")
 

@@ -173,6 +173,29 @@ class PlaybookSettings(Section):
     block_ttl_max_seconds: int = Field(7 * 86400, ge=1, description="Upper bound of a containment TTL")
 
 
+NOTIFY_EVENTS = ("alert.created", "case.assigned", "approval.pending")
+
+
+class NotificationTarget(Section):
+    """Where notifications go and which: events of at least ``min_severity``, in ``language``."""
+
+    name: str = Field(min_length=1, max_length=64)
+    channel: Literal["webhook", "smtp", "syslog"]
+    url: str | None = Field(None, pattern=r"^https?://", description="webhook: the URL to POST to")
+    to: list[str] = Field(default_factory=list, description="smtp: recipients (server: playbooks.smtp_*)")
+    address: str | None = Field(None, description="syslog: host:port (default: playbooks.syslog_address)")
+    events: list[Literal["alert.created", "case.assigned", "approval.pending"]] = \
+        Field(default_factory=lambda: list(NOTIFY_EVENTS))
+    min_severity: Literal["low", "medium", "high", "critical"] = "high"
+    language: Literal["en", "zh_CN"] = "en"
+
+
+class NotificationSettings(Section):
+    targets: list[NotificationTarget] = Field(default_factory=list, description="Default: notify nobody")
+    timeout_seconds: float = Field(5.0, gt=0, le=60)
+    console_url: str | None = Field(None, description="Base URL of the console, for links in messages")
+
+
 class KibanaSettings(Section):
     url: str | None = None
     username: str | None = None
@@ -195,6 +218,7 @@ class Settings(BaseSettings):
     detections: DetectionSettings = Field(default_factory=DetectionSettings)
     playbooks: PlaybookSettings = Field(default_factory=PlaybookSettings)
     kibana: KibanaSettings = Field(default_factory=KibanaSettings)
+    notifications: NotificationSettings = Field(default_factory=NotificationSettings)
 
     @classmethod
     def settings_customise_sources(

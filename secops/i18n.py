@@ -176,7 +176,8 @@ REASONS = _catalogue("reasons", "detections", "reasons")
 KIBANA = _catalogue("kibana", "detections", "kibana", "locale/kibana.cfg")  # Kibana saved-object titles
 PLAYBOOKS = _catalogue("playbooks", "playbooks", "playbooks")
 EXPORT = _catalogue("export", "inventory", "export")
-CATALOGUES = (CONSOLE, AUDIT, REASONS, KIBANA, PLAYBOOKS, EXPORT)
+NOTIFY = Catalogue("notify", ROOT / "secops", ROOT / "secops/locale/notify.cfg", ROOT / "secops/locale", "notify")
+CATALOGUES = (CONSOLE, AUDIT, REASONS, KIBANA, PLAYBOOKS, EXPORT, NOTIFY)
 
 
 @cache

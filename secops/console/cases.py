@@ -20,12 +20,14 @@ from secops.config import Settings
 from secops.console.alerts import AlertQueue
 from secops.console.ops import MAX_PCAP_CONNECTIONS, connections_pcap
 from secops.ecs import parse_time, utcnow
+from secops.notify import Notifier
 
 MANIFESTS = ("MANIFEST.sha256", "MANIFEST.sm3")
 
 
 def case_store(settings: Settings, es: Elasticsearch) -> CaseStore:
-    return CaseStore(es, settings.elasticsearch.index_prefix, settings.paths.state_dir / "cases")
+    return CaseStore(es, settings.elasticsearch.index_prefix, settings.paths.state_dir / "cases",
+                     announce=Notifier.from_settings(settings, es))
 
 
 def escalate(store: CaseStore, queue: AlertQueue, actor: str, alert_ids: list[str], case_id: str | None = None,

@@ -102,14 +102,15 @@ def run_hunt(es: Elasticsearch, prefix: str, hq: HuntQuery) -> HuntResult:
     return out
 
 
-def _combinations(es: Elasticsearch, prefix: str, hq: HuntQuery, limit: int = 100, pages: int = 50) -> \
-        tuple[list[tuple[list[str], int]], int]:
+def _combinations(es: Elasticsearch, prefix: str, hq: HuntQuery, limit: int = 100, pages: int = 5,
+                  page_size: int = 10000) -> tuple[list[tuple[list[str], int]], int]:
     """Counts of value combinations of several fields (a paged composite aggregation: exact, core node only),
-    most or least frequent first; the second item counts documents in combinations not listed."""
+    most or least frequent first; the second item counts documents in combinations not listed. Pages are large
+    because each page runs the query again (benchmarks/hunt_views.py)."""
     combos: list[tuple[list[str], int]] = []
     after = None
     for _page in range(pages):
-        comp: dict[str, Any] = {"size": 1000, "sources": [{f: {"terms": {"field": f}}} for f in hq.group_by]}
+        comp: dict[str, Any] = {"size": page_size, "sources": [{f: {"terms": {"field": f}}} for f in hq.group_by]}
         if after:
             comp["after"] = after
         res = es.search(index=hq.index(prefix), query=hq.query(), size=0, ignore_unavailable=True,
@@ -117,7 +118,7 @@ def _combinations(es: Elasticsearch, prefix: str, hq: HuntQuery, limit: int = 10
         agg = res.get("aggregations", {}).get("c", {})
         combos += [([str(b["key"][f]) for f in hq.group_by], int(b["doc_count"])) for b in agg.get("buckets", [])]
         after = agg.get("after_key")
-        if not after or len(agg.get("buckets", [])) < 1000:
+        if not after or len(agg.get("buckets", [])) < page_size:
             break
     combos.sort(key=lambda c: (c[1] if hq.rare else -c[1], c[0]))
     return combos[:limit], sum(n for _v, n in combos[limit:])

@@ -15,7 +15,8 @@ RUN_STATUSES = (N_("running"), N_("waiting_approval"), N_("completed"), N_("fail
                 N_("expired"), N_("halted"), N_("planned"), N_("pending"), N_("done"), N_("skipped"), N_("not_run"),
                 N_("approved"), N_("waiting"), N_("retrying"))
 CASE_STATUSES = (N_("open"), N_("in_progress"), N_("closed"))
-ALERT_HISTORY = (N_("created"), N_("updated"), N_("reopened"), N_("assigned"), N_("noted"))
+ALERT_HISTORY = (N_("created"), N_("updated"), N_("reopened"), N_("assigned"), N_("noted"),
+                 N_("suppressed"))
 AUDIT_OUTCOMES = (N_("success"), N_("failure"), N_("unknown"), N_("partial"), N_("not_found"))
 FLASH = (N_("acknowledge"), N_("assign"), N_("close"), N_("reopen"), N_("note"), N_("approve"), N_("deny"),
          N_("kill switch on"), N_("kill switch off"))  # what the flash after a form reports as done

@@ -178,6 +178,8 @@ DATASETS: dict[str, Dataset] = {d.name: d for d in [
         event_ids=KW, event_index=KW, kibana_url=KW, notes=obj(at=DATE, by=KW, text=TEXT),
         reason_message={"type": "object", "enabled": False},  # {id, params}: rendered per reader, not searched
         history=obj(at=DATE, by=KW, action=KW, old=KW, new=KW),
+        suppression=obj(key=KW, terms=obj(field=KW, value=KW), start=DATE, end=DATE, window_seconds=LONG,
+                        docs_count=LONG),
     ))),
     Dataset("secops.incident", daily=False, properties=_secops(incident=obj(
         id=KW, host=KW, status=KW, severity=KW, score=LONG, rules=KW, rule_ids=KW, tactics=KW, techniques=KW,

@@ -45,10 +45,10 @@ level: low
 
 
 def test_i18n_check_is_clean():
-    """The CI gate: every catalogue (console, audit, reasons, kibana, playbooks, export), the rule pack translated."""
+    """The CI gate: every catalogue (console, audit, reasons, kibana, playbooks, export, notify) and the rules translated."""
     result = CliRunner().invoke(app, ["i18n", "check"])
     assert result.exit_code == 0, result.output
-    assert "0 gap(s) in console, audit, reasons, kibana, playbooks, export, rules" in result.output
+    assert "0 gap(s) in console, audit, reasons, kibana, playbooks, export, notify, rules" in result.output
 
 
 def test_check_lists_a_missing_message_and_fails(tmp_path):
