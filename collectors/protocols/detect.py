@@ -390,7 +390,7 @@ def _letters(*words: str) -> bytes:
     return bytes(sorted({ord(c) for w in words for c in (w[0].upper(), w[0].lower())}))
 
 
-_PRINTABLE = bytes(range(0x21, 0x7F)) + bytes(range(0x80, 0x100))  # http_request: a line's first character
+_PRINTABLE = bytes(range(0x21, 0x100))  # http_request: a line's first character (DEL too, with "HTTP/")
 HANDSHAKE_TLS, HANDSHAKE_SSH, HANDSHAKE_QUIC = 24, 8, 6
 UPGRADE = 48  # cleartext sessions that may switch to TLS (STARTTLS): their first exchanges and the handshake
 _T, _U, _TU = frozenset({TCP}), frozenset({UDP}), frozenset({TCP, UDP})
