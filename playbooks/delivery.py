@@ -15,6 +15,7 @@ from playbooks.errors import ActionError, PermanentError
 from playbooks.values import url_allowed
 from secops.config import PlaybookSettings
 from secops.ecs import iso
+from secops.i18n import N_, message
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
@@ -28,7 +29,8 @@ _OPENER = urllib.request.build_opener(_NoRedirect)
 
 def check_webhook(url: str, settings: PlaybookSettings) -> None:
     if not url_allowed(url, settings.webhook_allow):
-        raise PermanentError(f"webhook {url[:120]} is not under any playbooks.webhook_allow prefix")
+        raise PermanentError(message(N_("webhook %(url)s is not under any playbooks.webhook_allow prefix"),
+                                     url=url[:120]))
 
 
 def post_json(url: str, payload: dict[str, Any], settings: PlaybookSettings, timeout: float,
@@ -45,15 +47,16 @@ def post_json(url: str, payload: dict[str, Any], settings: PlaybookSettings, tim
             return {"status": resp.status, "response": text[:500]}
     except urllib.error.HTTPError as exc:
         if 400 <= exc.code < 500 and exc.code not in (408, 429):
-            raise PermanentError(f"webhook answered {exc.code}") from None
-        raise ActionError(f"webhook answered {exc.code}") from None
+            raise PermanentError(message(N_("webhook answered %(status)s"), status=exc.code)) from None
+        raise ActionError(message(N_("webhook answered %(status)s"), status=exc.code)) from None
     except (urllib.error.URLError, OSError) as exc:
-        raise ActionError(f"webhook unreachable: {getattr(exc, 'reason', exc)}") from None
+        raise ActionError(message(N_("webhook unreachable: %(reason)s"),
+                                  reason=str(getattr(exc, "reason", exc)))) from None
 
 
 def send_mail(settings: PlaybookSettings, to: list[str], subject: str, text: str, timeout: float) -> dict[str, Any]:
     if not settings.smtp_host:
-        raise PermanentError("playbooks.smtp_host is not configured")
+        raise PermanentError(message(N_("playbooks.smtp_host is not configured")))
     msg = EmailMessage()
     msg["From"], msg["To"], msg["Subject"] = settings.mail_from, ", ".join(to), subject
     msg.set_content(text)
@@ -61,14 +64,15 @@ def send_mail(settings: PlaybookSettings, to: list[str], subject: str, text: str
         with smtplib.SMTP(settings.smtp_host, settings.smtp_port, timeout=timeout) as smtp:
             refused = smtp.send_message(msg)
     except (smtplib.SMTPException, OSError) as exc:
-        raise ActionError(f"SMTP {settings.smtp_host}:{settings.smtp_port}: {exc}") from None
+        raise ActionError(message(N_("SMTP %(server)s: %(error)s"), server=f"{settings.smtp_host}:{settings.smtp_port}",
+                                  error=str(exc))) from None
     return {"mailed": to, "refused": list(refused)}
 
 
 def send_syslog(settings: PlaybookSettings, text: str, severity: int = 4) -> dict[str, Any]:
     """One RFC 5424 message over UDP (facility local0)."""
     if not settings.syslog_address:
-        raise PermanentError("playbooks.syslog_address is not configured")
+        raise PermanentError(message(N_("playbooks.syslog_address is not configured")))
     host, _, port = settings.syslog_address.rpartition(":")
     pri = 16 * 8 + severity
     line = f"<{pri}>1 {iso()} {socket.gethostname()} secops - playbook - {text}".encode()
@@ -77,5 +81,6 @@ def send_syslog(settings: PlaybookSettings, text: str, severity: int = 4) -> dic
         with socket.socket(family, socket.SOCK_DGRAM) as sock:
             sock.sendto(line, (host.strip("[]"), int(port)))
     except (OSError, ValueError) as exc:
-        raise ActionError(f"syslog {settings.syslog_address}: {exc}") from None
+        raise ActionError(message(N_("syslog %(server)s: %(error)s"), server=settings.syslog_address,
+                                  error=str(exc))) from None
     return {"syslog": settings.syslog_address, "bytes": len(line)}
