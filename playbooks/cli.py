@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
@@ -169,7 +169,7 @@ def show(run_id: Annotated[str, typer.Argument(help="Run id")],
     console.print(audit)
 
 
-def plan_text(plan: dict) -> str:
+def plan_text(plan: dict[str, Any]) -> str:
     """A step's plan for the terminal: its summary in English (stored as a message id and parameters), then the
     rest of the plan as JSON (the raw error text of a step that cannot be planned stays there for operators)."""
     summary = Message.from_doc(plan.get("summary"))

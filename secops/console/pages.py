@@ -216,5 +216,5 @@ def preferences(request: Request, ctx: Annotated[Ctx, Depends(require(Perm.SELF)
 @cache
 def zone_choices() -> tuple[str, ...]:
     """The IANA zones a user may choose (region/city names and UTC; not the database's aliases like posixrules)."""
-    return tuple(sorted(z for z in available_timezones() if ("/" in z and not z.startswith(("Etc/", "SystemV/", "posix",
-                                                                                         "right/"))) or z == "UTC"))
+    aliases = ("Etc/", "SystemV/", "posix", "right/")
+    return tuple(sorted(z for z in available_timezones() if ("/" in z and not z.startswith(aliases)) or z == "UTC"))
