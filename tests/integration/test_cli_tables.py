@@ -92,5 +92,9 @@ def test_plan_table_in_english_and_step_errors_in_the_readers_language(es, setti
     assert ('<span class="step-error">已拒绝：198.18.4.4 受保护（198.18.4.0/24）；遏制动作从不触及受保护资产</span>'
             in page)
     assert f'<code class="step-error-raw">{raw}</code>' in page  # the operator's exact text beside it
+    # the run ended on that step (on_failure: abort): its error line in Chinese, the raw run error beside it
+    assert ('<span class="run-error-text">步骤 block 失败：已拒绝：198.18.4.4 受保护（198.18.4.0/24）；遏制动作从不触及'
+            '受保护资产</span>') in page
+    assert f'<code class="run-error-raw">step block failed: {raw}</code>' in page
     out = cli(config, "playbooks", "show", run_id)
     assert raw in out.stdout  # the CLI stays English and shows the raw text
