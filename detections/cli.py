@@ -12,7 +12,7 @@ import orjson
 import typer
 from rich.table import Table
 
-from secops.cli_support import console, err_console, es_client, fail, settings, state
+from secops.cli_support import console, err_console, es_client, fail, inert, inert_markup, settings, state
 
 rules_app = typer.Typer(help="Sigma rules: check, convert, field report, test against a capture.", no_args_is_help=True)
 detect_app = typer.Typer(help="Run detections (scheduler pass).", no_args_is_help=True)
@@ -249,9 +249,10 @@ def alerts_list(status: Annotated[str | None, typer.Option(help="open|acknowledg
     table = Table("id", "severity", "status", "rule", "source", "destination", "count", "last")
     for a in alerts:
         sa = a["secops"]["alert"]
-        table.add_row(a["_id"], a["rule"]["severity"], sa["status"], a["rule"]["name"][:40],
-                      str((a.get("source") or {}).get("ip", "")), str((a.get("destination") or {}).get("ip", "")),
-                      str(sa["count"]), sa["last_time"])
+        rule = a.get("rule") or {}
+        table.add_row(inert(a["_id"]), inert(rule.get("severity")), inert(sa.get("status")),
+                      inert(rule.get("name"), limit=40), inert((a.get("source") or {}).get("ip")),
+                      inert((a.get("destination") or {}).get("ip")), inert(sa.get("count")), inert(sa.get("last_time")))
     console.print(table)
 
 
@@ -265,7 +266,9 @@ def _triage(alert_id: str, action) -> None:
     store = _store()
     _get_or_fail(store, alert_id)
     a = action(store)
-    console.print(f"{alert_id}: status={a['secops']['alert']['status']} assignee={a['secops']['alert']['assignee']}")
+    sa = a["secops"]["alert"]
+    console.print(f"{inert_markup(alert_id)}: status={inert_markup(sa.get('status'))} "
+                  f"assignee={inert_markup(sa.get('assignee'))}", highlight=False)
 
 
 @alerts_app.command("ack")

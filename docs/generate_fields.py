@@ -409,6 +409,7 @@ DESCRIPTIONS: dict[str, str] = {
     "secops.playbook.steps.finished": "when the step ended",
     "secops.playbook.steps.result": "result (compact JSON)",
     "secops.playbook.steps.error": "error of the last failed attempt",
+    "secops.playbook.steps.error_message": "that error as message id + parameters, rendered per reader (not indexed)",
     # -- audit and state --------------------------------------------------------------------------
     "secops.audit.actor": "who acted (human or service)",
     "secops.audit.action": "what was done",

@@ -12,6 +12,7 @@ from typing import Any
 
 from playbooks.errors import ActionError, PermanentError
 from secops.config import PlaybookSettings
+from secops.i18n import N_, Message, message
 
 TABLE = "secops"
 NFT_SETUP = f"""table inet {TABLE} {{
@@ -41,11 +42,13 @@ class Blocker:
             proc = subprocess.run(self._wrap(argv), input=stdin, capture_output=True, text=True, timeout=self.timeout,
                                   check=False)
         except subprocess.TimeoutExpired:
-            raise ActionError(f"{argv[0]} timed out after {self.timeout:.0f}s") from None
+            raise ActionError(message(N_("%(program)s timed out after %(seconds)ss"), program=argv[0],
+                                      seconds=f"{self.timeout:.0f}")) from None
         except FileNotFoundError as exc:
-            raise PermanentError(f"{exc.filename} not installed") from None
+            raise PermanentError(message(N_("%(program)s not installed"), program=exc.filename)) from None
         if check and proc.returncode != 0:
-            raise ActionError(f"{' '.join(argv[:4])} failed: {proc.stderr.strip()[:300]}")
+            raise ActionError(message(N_("%(program)s failed: %(stderr)s"), program=" ".join(argv[:4]),
+                                      stderr=proc.stderr.strip()[:300]))
         return proc
 
     # -- plans -------------------------------------------------------------------------------
@@ -130,16 +133,16 @@ def _iptables(address: str) -> str:
     return "iptables" if ipaddress.ip_address(address).version == 4 else "ip6tables"
 
 
-def protected_reason(address: str, protected: list[str]) -> str | None:
+def protected_reason(address: str, protected: list[str]) -> Message | None:
     """Why this address may never be contained (loopback always), or None."""
     addr = ipaddress.ip_address(address)
     if addr.is_loopback:
-        return f"{address} is loopback"
+        return message(N_("%(address)s is loopback"), address=address)
     for entry in [*ALWAYS_PROTECTED, *protected]:
         try:
             net = ipaddress.ip_network(entry, strict=False)
         except ValueError:
             continue  # hostnames in the protected list are resolved nowhere: only addresses and networks count
         if addr.version == net.version and addr in net:
-            return f"{address} is protected ({entry})"
+            return message(N_("%(address)s is protected (%(entry)s)"), address=address, entry=entry)
     return None

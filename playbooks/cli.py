@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
 
 from secops.audit import current_actor
-from secops.cli_support import console, es_client, fail, settings, store
+from secops.cli_support import console, es_client, fail, inert, inert_markup, settings, store
+from secops.i18n import Message
 
 if TYPE_CHECKING:
     from playbooks.runner import Runner
@@ -53,10 +54,10 @@ def list_() -> None:
         trig = ", ".join(filter(None, [f"rules={','.join(t.rule_ids)}" if t.rule_ids else "",
                                        f"tags={','.join(t.tags)}" if t.tags else "", f"severity>={t.min_severity}"]))
         steps = " -> ".join(f"{s.name}({s.action}{', approval' if s.approval else ''})" for s in b.steps)
-        table.add_row(b.name, "yes" if b.enabled else "no", trig, steps)
+        table.add_row(inert(b.name), "yes" if b.enabled else "no", inert(trig), inert(steps))
     console.print(table)
     for err in errors:
-        console.print(f"[red]invalid:[/] {err}", highlight=False)
+        console.print(f"[red]invalid:[/] {inert_markup(err)}", highlight=False)
 
 
 @pb_app.command("validate")
@@ -71,10 +72,11 @@ def validate(
     for path in paths:
         try:
             book = load_file(path)
-            console.print(f"[green]ok[/] {path}: {book.name} ({len(book.steps)} steps)", highlight=False)
+            console.print(f"[green]ok[/] {inert_markup(path)}: {inert_markup(book.name)} ({len(book.steps)} steps)",
+                          highlight=False)
         except DefinitionError as exc:
             bad.append(str(exc))
-            console.print(f"[red]invalid[/] {exc}", highlight=False)
+            console.print(f"[red]invalid[/] {inert_markup(exc)}", highlight=False)
     if bad:
         fail(f"{len(bad)} of {len(paths)} playbook files invalid")
 
@@ -107,8 +109,8 @@ def run(
             return
         table = Table("step", "action", "approval", "params", "plan")
         for p in plan:
-            table.add_row(p["step"], p["action"], "yes" if p["approval"] else "", json.dumps(p["params"]),
-                          json.dumps(p["plan"], default=str))
+            table.add_row(inert(p["step"]), inert(p["action"]), "yes" if p["approval"] else "",
+                          inert(json.dumps(p["params"], ensure_ascii=False)), inert(plan_text(p["plan"])))
         console.print(table)
         console.print("dry-run: nothing was changed")
         return
@@ -119,7 +121,8 @@ def run(
     run = r.start(book, ref, actor=current_actor(), nonce=iso())
     if run.status is RunStatus.REFUSED:
         fail(f"run {run.run_id} refused: {run.error}")
-    console.print(f"run {run.run_id} started ({run.name} on alert {alert})")
+    console.print(f"run {run.run_id} started ({inert_markup(run.name)} on alert {inert_markup(alert)})",
+                  highlight=False)
 
 
 @pb_app.command("runs")
@@ -128,8 +131,8 @@ def runs(status: Annotated[str | None, typer.Option(help="Only runs with this st
     """Recent playbook runs."""
     table = Table("run", "playbook", "status", "step", "alert", "started")
     for run in _runs().recent(limit, status):
-        table.add_row(run.run_id, run.name, run.status + (" (dry-run)" if run.dry_run else ""),
-                      run.step or "", run.alert_id, run.created)
+        table.add_row(inert(run.run_id), inert(run.name), run.status + (" (dry-run)" if run.dry_run else ""),
+                      inert(run.step), inert(run.alert_id), inert(run.created))
     console.print(table)
 
 
@@ -148,19 +151,31 @@ def show(run_id: Annotated[str, typer.Argument(help="Run id")],
     if as_json:
         console.print_json(json.dumps({"run": run.to_doc(), "audit": trail}, default=str))
         return
-    console.print(f"run {run_id}: {run.name} on alert {run.alert_id} - [bold]{run.status}[/]"
-                  f"{' (dry-run)' if run.dry_run else ''} {run.error or ''}", highlight=False)
+    console.print(f"run {inert_markup(run_id)}: {inert_markup(run.name)} on alert {inert_markup(run.alert_id)} - "
+                  f"[bold]{run.status}[/]{' (dry-run)' if run.dry_run else ''} {inert_markup(run.error or '')}",
+                  highlight=False)
     if run.approval:
-        console.print(f"approval: {run.approval.to_doc()}", highlight=False)
+        console.print(f"approval: {inert_markup(run.approval.to_doc())}", highlight=False)
     table = Table("#", "step", "action", "status", "attempts", "result / error")
     for i, s in enumerate(run.steps):
-        table.add_row(str(i), s.name, s.action, s.status, str(s.attempts), (s.error or s.result or "")[:200])
+        table.add_row(str(i), inert(s.name), inert(s.action), s.status, str(s.attempts),
+                      inert(s.error or s.result, limit=200))
     console.print(table)
     audit = Table("time", "who", "what", "outcome")
     for a in trail:
-        audit.add_row(a["@timestamp"], a["secops"]["audit"]["actor"], a["secops"]["audit"]["action"] + " "
-                      + a["secops"]["audit"]["object"], a["secops"]["audit"]["outcome"])
+        x = a["secops"]["audit"]
+        audit.add_row(inert(a["@timestamp"]), inert(x.get("actor")), inert(f"{x.get('action')} {x.get('object')}"),
+                      inert(x.get("outcome")))
     console.print(audit)
+
+
+def plan_text(plan: dict[str, Any]) -> str:
+    """A step's plan for the terminal: its summary in English (stored as a message id and parameters), then the
+    rest of the plan as JSON (the raw error text of a step that cannot be planned stays there for operators)."""
+    summary = Message.from_doc(plan.get("summary"))
+    rest = {k: v for k, v in plan.items() if k not in ("summary", "error_message")}
+    details = json.dumps(rest, default=str, ensure_ascii=False) if rest else ""
+    return f"{summary.english()}  {details}".strip() if summary else details
 
 
 def _decide(run_id: str, approve: bool, reason: str) -> None:
@@ -175,8 +190,8 @@ def _decide(run_id: str, approve: bool, reason: str) -> None:
     except (RunNotFound, ValueError, BrokerUnavailable) as exc:
         fail(str(exc))
     approval = run.approval
-    console.print(f"run {run_id}: step {approval.step if approval else '?'} "
-                  f"{approval.status if approval else '?'} by {current_actor()}")
+    console.print(f"run {inert_markup(run_id)}: step {inert_markup(approval.step) if approval else '?'} "
+                  f"{approval.status if approval else '?'} by {inert_markup(current_actor())}", highlight=False)
 
 
 @pb_app.command("approve")

@@ -9,15 +9,25 @@ from playbooks.errors import ActionError, PermanentError
 from playbooks.values import url_allowed
 from secops import delivery
 from secops.config import PlaybookSettings
+from secops.i18n import N_, message
+
+# The delivery failures a step can show, marked here so the playbooks catalogue translates them.
+DELIVERY_MESSAGES = (
+    N_("not an http(s) URL: %(url)s"), N_("webhook answered %(status)s"), N_("webhook unreachable: %(reason)s"),
+    N_("playbooks.smtp_host is not configured"), N_("SMTP %(server)s: %(error)s"),
+    N_("playbooks.syslog_address is not configured"), N_("syslog %(server)s: %(error)s"),
+)
 
 
 def _action_error(exc: delivery.DeliveryError) -> ActionError:
-    return PermanentError(str(exc)) if exc.permanent else ActionError(str(exc))
+    text = message(exc.msgid, **exc.params)
+    return PermanentError(text) if exc.permanent else ActionError(text)
 
 
 def check_webhook(url: str, settings: PlaybookSettings) -> None:
     if not url_allowed(url, settings.webhook_allow):
-        raise PermanentError(f"webhook {url[:120]} is not under any playbooks.webhook_allow prefix")
+        raise PermanentError(message(N_("webhook %(url)s is not under any playbooks.webhook_allow prefix"),
+                                     url=url[:120]))
 
 
 def post_json(url: str, payload: dict[str, Any], settings: PlaybookSettings, timeout: float,

@@ -7,6 +7,7 @@ import time
 import redis
 
 from playbooks.errors import PermanentError
+from secops.i18n import N_, message
 
 WINDOW = 3600
 
@@ -31,4 +32,5 @@ class RateLimiter:
         pipe.expire(key, WINDOW * 2)
         count = pipe.execute()[0]
         if count > limit:
-            raise RateLimited(f"rate limit: action {action} ran {limit} times this hour (playbooks.rate_limits)")
+            raise RateLimited(message(N_("rate limit: action %(action)s ran %(limit)s times this hour "
+                                         "(playbooks.rate_limits)"), action=action, limit=limit))

@@ -30,6 +30,7 @@ from pydantic import ValidationError
 from playbooks.actions import ACTIONS
 from playbooks.actions.base import ActionContext, ActionError, PermanentError
 from playbooks.blocking import Blocker
+from playbooks.errors import error_message
 from playbooks.model import Playbook, Step, load_all, matching
 from playbooks.ratelimit import RateLimiter
 from playbooks.store import PlaybookRunStore, Versioned, compact, loads
@@ -175,8 +176,9 @@ class Runner:
             try:
                 what = action.plan(action.Params(**p), ctx)
             except ActionError as exc:
-                what = {"error": str(exc), "summary": message(N_("cannot plan this step: %(error)s"),
-                                                               error=str(exc)).as_doc()}
+                why = error_message(exc)
+                what = {"error": str(exc), "error_message": why.as_doc(),
+                        "summary": message(N_("cannot plan this step: %(error)s"), error=why).as_doc()}
             out.append({"step": step.name, "action": step.action, "params": p, "approval": step.approval,
                         "when": [c.model_dump() for c in step.when], "plan": what})
         return out
@@ -293,6 +295,7 @@ class Runner:
                 current: Versioned) -> tuple[StepOutcome, float]:
         step = book.steps[index]
         message = f"{type(exc).__name__}: {exc}"[:1000]
+        translatable = error_message(exc).as_doc()
         retry = transient(exc) and inputs["attempt"] <= step.retries
         self._audit("playbook.step.failed", f"{run_id}/{step.name}", "failure", run_id,
                     details={**inputs, "error": message, "will_retry": retry})
@@ -302,16 +305,17 @@ class Runner:
             def mark(run: PlaybookRun) -> PlaybookRun:
                 rec = run.steps[index]
                 rec.status, rec.error, rec.lease_until = StepStatus.RETRYING, message, None
+                rec.error_message = translatable
                 rec.retry_at = iso(utcnow() + timedelta(seconds=countdown))
                 return run
 
             self.runs.update(run_id, mark, current)
             return StepOutcome.RETRY, countdown
-        self._complete(run_id, index, book, StepStatus.FAILED, None, message, "", current)
+        self._complete(run_id, index, book, StepStatus.FAILED, None, message, "", current, translatable)
         return StepOutcome.FAILED, 0.0
 
     def _complete(self, run_id: str, index: int, book: Playbook, status: StepStatus, result: Any, error: str | None,
-                  holder: str, known: Versioned | None = None) -> None:
+                  holder: str, known: Versioned | None = None, error_msg: dict[str, Any] | None = None) -> None:
         """Record a step's end and move the run on (next step, end, abort or revert per on_failure)."""
         step = book.steps[index]
         now = iso()
@@ -323,6 +327,7 @@ class Runner:
             if rec.status.finished or (holder and rec.holder != holder):
                 return None  # someone else finished or took over this step
             rec.status, rec.finished, rec.error, rec.lease_until = status, now, error, None
+            rec.error_message = error_msg
             rec.result = compact(result) if result is not None else None
             if policy != "continue":
                 run.status, run.error, run.finished = RunStatus.FAILED, f"step {step.name} failed: {error}", now

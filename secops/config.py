@@ -11,11 +11,12 @@ from __future__ import annotations
 import logging
 import os
 import re
+import zoneinfo
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from secops import safe_yaml
@@ -203,6 +204,19 @@ class KibanaSettings(Section):
     space: str | None = None
 
 
+class ConsoleSettings(Section):
+    # The operators are a Chinese city government's SOC and its auditors: China keeps one zone (UTC+8, no DST),
+    # while servers and containers usually run in UTC, so the server's zone would show every analyst UTC.
+    timezone: str = Field("Asia/Shanghai", description="IANA time zone of console dates for users who chose none")
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, v: str) -> str:
+        if v not in zoneinfo.available_timezones():
+            raise ValueError(f"not a known IANA time zone: {v[:64]!r}")
+        return v
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SECOPS_", env_nested_delimiter="__", extra="forbid")
 
@@ -219,6 +233,7 @@ class Settings(BaseSettings):
     playbooks: PlaybookSettings = Field(default_factory=PlaybookSettings)
     kibana: KibanaSettings = Field(default_factory=KibanaSettings)
     notifications: NotificationSettings = Field(default_factory=NotificationSettings)
+    console: ConsoleSettings = Field(default_factory=ConsoleSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -17,11 +17,12 @@ from secops.ecs import iso
 
 
 class DeliveryError(Exception):
-    """A delivery that failed; ``permanent``: the same request will fail again (a 4xx, no server configured)."""
+    """A delivery that failed; ``permanent``: the same request will fail again (a 4xx, no server configured).
+    ``msgid`` and ``params`` let a caller show it translated (playbooks/delivery.py marks the ids)."""
 
-    def __init__(self, message: str, permanent: bool = False):
-        super().__init__(message)
-        self.permanent = permanent
+    def __init__(self, msgid: str, permanent: bool = False, **params: Any):
+        super().__init__(msgid % params if params else msgid)
+        self.msgid, self.params, self.permanent = msgid, params, permanent
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
@@ -37,7 +38,7 @@ def post_json(url: str, payload: dict[str, Any], timeout: float, headers: dict[s
               user_agent: str = "secops") -> dict[str, Any]:
     """POST JSON to ``url`` (http or https only); {status, response} or DeliveryError."""
     if not url.lower().startswith(("http://", "https://")):
-        raise DeliveryError(f"not an http(s) URL: {url[:120]}", permanent=True)
+        raise DeliveryError("not an http(s) URL: %(url)s", permanent=True, url=url[:120])
     body = json.dumps(payload, default=str).encode()
     req = urllib.request.Request(url, data=body, method="POST", headers={  # noqa: S310 (scheme checked above)
         "Content-Type": "application/json", "User-Agent": user_agent, **(headers or {})})
@@ -46,10 +47,10 @@ def post_json(url: str, payload: dict[str, Any], timeout: float, headers: dict[s
             text = resp.read(4096).decode("utf-8", "replace")
             return {"status": resp.status, "response": text[:500]}
     except urllib.error.HTTPError as exc:
-        raise DeliveryError(f"webhook answered {exc.code}",
+        raise DeliveryError("webhook answered %(status)s", status=exc.code,
                             permanent=400 <= exc.code < 500 and exc.code not in (408, 429)) from None
     except (urllib.error.URLError, OSError) as exc:
-        raise DeliveryError(f"webhook unreachable: {getattr(exc, 'reason', exc)}") from None
+        raise DeliveryError("webhook unreachable: %(reason)s", reason=str(getattr(exc, "reason", exc))) from None
 
 
 def send_mail(host: str | None, port: int, mail_from: str, to: list[str], subject: str, text: str,
@@ -63,7 +64,7 @@ def send_mail(host: str | None, port: int, mail_from: str, to: list[str], subjec
         with smtplib.SMTP(host, port, timeout=timeout) as smtp:
             refused = smtp.send_message(msg)
     except (smtplib.SMTPException, OSError) as exc:
-        raise DeliveryError(f"SMTP {host}:{port}: {exc}") from None
+        raise DeliveryError("SMTP %(server)s: %(error)s", server=f"{host}:{port}", error=str(exc)) from None
     return {"mailed": to, "refused": list(refused)}
 
 
@@ -80,5 +81,5 @@ def send_syslog(address: str | None, text: str, severity: int = 4, app: str = "s
         with socket.socket(family, socket.SOCK_DGRAM) as sock:
             sock.sendto(line, (host.strip("[]"), int(port)))
     except (OSError, ValueError) as exc:
-        raise DeliveryError(f"syslog {address}: {exc}") from None
+        raise DeliveryError("syslog %(server)s: %(error)s", server=address, error=str(exc)) from None
     return {"syslog": address, "bytes": len(line)}

@@ -45,17 +45,21 @@ class Message:
     params: dict[str, Any] = field(default_factory=dict)
 
     def render(self, tr: gettext.NullTranslations | None = None) -> str:
+        """The message in ``tr``'s language; a parameter that is itself a message (an error inside a plan's
+        summary) is rendered in the same language first."""
         text = tr.gettext(self.id) if tr is not None else self.id
+        params = {k: _nested(v).render(tr) if _nested(v) else v for k, v in self.params.items()}
         try:
-            return text % self.params if self.params or "%(" in text else text
+            return text % params if params or "%(" in text else text
         except (KeyError, ValueError, TypeError):  # a translation that does not fit its parameters: the English
-            return self.id % self.params if self.params else self.id
+            return self.id % params if params else self.id
 
     def english(self) -> str:
         return self.render(None)
 
     def as_doc(self) -> dict[str, Any]:
-        return {"id": self.id, "params": dict(self.params)}
+        return {"id": self.id, "params": {k: v.as_doc() if isinstance(v, Message) else v
+                                          for k, v in self.params.items()}}
 
     @classmethod
     def from_doc(cls, doc: Any) -> Message | None:
@@ -63,6 +67,11 @@ class Message:
             return None
         params = doc.get("params")
         return cls(doc["id"], params if isinstance(params, dict) else {})
+
+
+def _nested(value: Any) -> Message | None:
+    """A parameter that is a message: a Message, or a stored one (a mapping with a string ``id``)."""
+    return value if isinstance(value, Message) else Message.from_doc(value) if isinstance(value, dict) else None
 
 
 def message(msgid: str, **params: Any) -> Message:

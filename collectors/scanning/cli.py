@@ -19,7 +19,7 @@ from collectors.scanning.nmap_xml import NmapXmlError, Report, parse_file
 from collectors.scanning.profiles import PROFILES, ProfileError, check_ports
 from collectors.scanning.runner import ScanError, plan_scan, run_chunked
 from collectors.scanning.targets import TargetError
-from secops.cli_support import console, err_console, es_client, fail, progress, settings
+from secops.cli_support import console, err_console, es_client, fail, inert, inert_markup, progress, settings
 from secops.contracts.scan import ScanResult, ScanSource
 from secops.ecs import utcnow
 from secops.es.bulk import dumps
@@ -66,12 +66,14 @@ def inventory() -> Inventory:
 
 
 def _summary(report: Report, title: str) -> None:
-    table = Table("address", "mac", "hostname", "open ports", "os", title=title)
+    """The live hosts of a scan or an imported file; every value from the scanned hosts (names, service and OS
+    guesses) is shown as inert text: a banner cannot inject markup or terminal escapes."""
+    table = Table("address", "mac", "hostname", "open ports", "os", title=inert(title))
     for h in report.live_hosts:
         ports = ", ".join(f"{p.port}/{p.transport} {(p.service.name if p.service else '') or ''}".strip()
                           for p in h.open_ports)
-        table.add_row(", ".join(h.addresses), h.mac or "-", ", ".join(h.hostnames) or "-", ports or "-",
-                      h.os_matches[0].name if h.os_matches else "-")
+        table.add_row(inert(", ".join(h.addresses)), inert(h.mac), inert(", ".join(h.hostnames)), inert(ports),
+                      inert(h.os_matches[0].name if h.os_matches else None))
     console.print(table)
     console.print(f"{len(report.live_hosts)} hosts up, {len(report.down_hosts)} down")
 
@@ -123,7 +125,7 @@ def scan_import(
             try:
                 report = parse_file(f)
             except NmapXmlError as exc:
-                err_console.print(f"[red]error:[/] {exc}", highlight=False)
+                err_console.print(f"[red]error:[/] {inert_markup(exc)}", highlight=False)
                 failed.append(str(f))
                 bar.advance(task)
                 continue

@@ -65,4 +65,4 @@ class Action:
         raise NotImplementedError
 
     def revert(self, params: Any, ctx: ActionContext) -> dict[str, Any]:
-        raise PermanentError(f"action {self.name} cannot be reverted")
+        raise PermanentError(message(N_("action %(action)s cannot be reverted"), action=self.name))

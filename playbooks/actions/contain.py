@@ -25,9 +25,11 @@ class Contain(Action):
     def _check(self, p: ContainParams, ctx: ActionContext) -> Blocker:
         reason = protected_reason(p.address, ctx.settings.playbooks.protected)
         if reason:
-            raise PermanentError(f"refused: {reason}; containment never touches protected assets")
+            raise PermanentError(message(N_("refused: %(reason)s; containment never touches protected assets"),
+                                         reason=reason))
         if p.ttl_seconds > ctx.settings.playbooks.block_ttl_max_seconds:
-            raise PermanentError(f"ttl {p.ttl_seconds}s above playbooks.block_ttl_max_seconds")
+            raise PermanentError(message(N_("ttl %(ttl)ss above playbooks.block_ttl_max_seconds"),
+                                         ttl=p.ttl_seconds))
         return Blocker(ctx.settings.playbooks, timeout=ctx.timeout)
 
     def plan(self, p: ContainParams, ctx: ActionContext) -> dict[str, Any]:

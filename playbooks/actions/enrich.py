@@ -14,6 +14,7 @@ from playbooks.actions.base import Action, ActionContext, ActionError, Params
 from playbooks.values import Address
 from secops.ecs import get
 from secops.es.templates import index_for, index_pattern
+from secops.i18n import N_, message
 
 ASSET_FIELDS = ["host.hostname", "host.os.name", "secops.asset.id", "secops.asset.zone", "secops.asset.owner",
                 "secops.asset.criticality", "secops.asset.department", "secops.asset.location", "tags"]
@@ -60,7 +61,8 @@ def _answer(response: dict[str, Any]) -> dict[str, Any]:
     if "error" in response:
         if response["error"].get("type") == "index_not_found_exception":
             return {"hits": {"total": {"value": 0}, "hits": []}, "aggregations": {}}
-        raise ActionError(f"enrich query failed: {response['error'].get('reason', response['error'])}")
+        raise ActionError(message(N_("enrich query failed: %(reason)s"),
+                                  reason=str(response["error"].get("reason", response["error"]))))
     return response
 
 

@@ -92,9 +92,10 @@ class AttachPcap(Action):
         try:
             proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
         except subprocess.TimeoutExpired:
-            raise ActionError(f"{argv[0]} timed out") from None
+            raise ActionError(message(N_("%(program)s timed out"), program=argv[0])) from None
         if proc.returncode != 0:
-            raise ActionError(f"{argv[0]} failed: {proc.stderr.strip()[:300]}")
+            raise ActionError(message(N_("%(program)s failed: %(stderr)s"), program=argv[0],
+                                      stderr=proc.stderr.strip()[:300]))
         return proc
 
 

@@ -23,6 +23,7 @@ class Me(BaseModel):
     permissions: list[str]
     csrf: str = Field(description="send as the X-CSRF-Token header on POST")
     lang: str
+    timezone: str = Field(description="IANA zone of the dates the pages show (the user's, else console.timezone)")
 
 
 class Group(BaseModel):
@@ -94,7 +95,7 @@ class AssetPage(BaseModel):
 @router.get("/me")
 def me(ctx: Annotated[Ctx, Depends(require(Perm.SELF))]) -> Me:
     return Me(name=ctx.user, role=ctx.session.role.value, csrf=ctx.session.csrf, lang=ctx.lang,
-              permissions=sorted(p.value for p in PERMISSIONS[ctx.session.role]))
+              timezone=ctx.timezone, permissions=sorted(p.value for p in PERMISSIONS[ctx.session.role]))
 
 
 @router.get("/openapi.json", include_in_schema=False)

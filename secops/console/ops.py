@@ -271,7 +271,8 @@ def overview(ctx: Ctx) -> dict[str, Any]:
     es, prefix = ctx.state.es, ctx.state.prefix
     alerts = es.search(index=index_for(prefix, "secops.alert"), size=0, ignore_unavailable=True,
                        allow_no_indices=True, query={"range": {"secops.alert.last_time": {"gte": "now-24h"}}},
-                       aggs={"hours": {"date_histogram": {"field": "secops.alert.last_time", "fixed_interval": "1h"},
+                       aggs={"hours": {"date_histogram": {"field": "secops.alert.last_time", "fixed_interval": "1h",
+                                                        "time_zone": ctx.timezone},  # the reader's hours
                                        "aggs": {"sev": {"terms": {"field": "rule.severity", "size": 10}}}}})
     open_by_rule = es.search(index=index_for(prefix, "secops.alert"), size=0, ignore_unavailable=True,
                              allow_no_indices=True, query={"term": {"secops.alert.status": "open"}},

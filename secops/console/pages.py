@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from functools import cache
 from typing import Annotated
 from urllib.parse import quote, urlencode
 
@@ -14,9 +15,9 @@ from secops.console import ops
 from secops.console.alerts import GROUP_FIELDS, SEVERITIES, AlertFilter, QueryError
 from secops.console.roles import Perm
 from secops.console.transcript import tcp_transcripts
-from secops.console.users import LANGUAGES
+from secops.console.users import LANGUAGES, available_timezones
 from secops.console.web import Ctx, render, require
-from secops.ecs import flatten
+from secops.ecs import flatten, utcnow
 
 router = APIRouter(include_in_schema=False)
 Opt = Annotated[str | None, Query(max_length=200)]
@@ -185,11 +186,35 @@ def audit_page(request: Request, ctx: Annotated[Ctx, Depends(require(Perm.AUDIT_
                   actor=actor or "", action=action or "")
 
 
+@router.get("/preferences")
+def preferences_page(request: Request, ctx: Annotated[Ctx, Depends(require(Perm.SELF))]) -> HTMLResponse:
+    return render(ctx, request, "preferences.html", zones=zone_choices(),
+                  chosen_zone=ctx.session.timezone or "", default_zone=ctx.state.settings.console.timezone,
+                  now=utcnow())
+
+
 @router.post("/preferences")
 def preferences(request: Request, ctx: Annotated[Ctx, Depends(require(Perm.SELF))],
-                lang: Annotated[str, Form(max_length=10)]) -> RedirectResponse:
-    if lang not in LANGUAGES:
+                lang: Annotated[str, Form(max_length=10)] = "",
+                timezone: Annotated[str | None, Form(max_length=64)] = None) -> RedirectResponse:
+    """The language (header select, preferences page) and the time zone (preferences page; empty: the default)."""
+    if lang and lang not in LANGUAGES:
         raise QueryError(f"language must be one of {', '.join(LANGUAGES)}")
-    ctx.state.users.set_lang(ctx.user, lang)
-    ctx.audit("console.preferences", ctx.user, "success", {"lang": lang})
+    if timezone and timezone not in zone_choices():
+        raise QueryError(f"not a known IANA time zone: {timezone[:64]!r}")
+    changed: dict[str, str | None] = {}
+    if lang:
+        ctx.state.users.set_lang(ctx.user, lang)
+        changed["lang"] = lang
+    if timezone is not None:
+        ctx.state.users.set_timezone(ctx.user, timezone or None)
+        changed["timezone"] = timezone or None
+    ctx.audit("console.preferences", ctx.user, "success", changed)
     return _back(request, "/")
+
+
+@cache
+def zone_choices() -> tuple[str, ...]:
+    """The IANA zones a user may choose (region/city names and UTC; not the database's aliases like posixrules)."""
+    aliases = ("Etc/", "SystemV/", "posix", "right/")
+    return tuple(sorted(z for z in available_timezones() if ("/" in z and not z.startswith(aliases)) or z == "UTC"))

@@ -12,9 +12,11 @@ import re
 import secrets
 import threading
 import time
+import zoneinfo
 from collections import deque
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import cache
 from typing import Any
 
 from argon2 import PasswordHasher
@@ -24,13 +26,15 @@ from elasticsearch import ConflictError, Elasticsearch, NotFoundError
 from secops.console.roles import Role
 from secops.ecs import iso, parse_time, utcnow
 
+available_timezones = cache(zoneinfo.available_timezones)
+
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
 MIN_PASSWORD = 12
 LANGUAGES = ("en", "zh_CN")
 KW = {"type": "keyword", "ignore_above": 1024}
 USER_MAPPING = {"dynamic": "strict", "properties": {
     "name": KW, "role": KW, "password_hash": {"type": "keyword", "index": False}, "disabled": {"type": "boolean"},
-    "lang": KW, "created": {"type": "date"}, "updated": {"type": "date"}}}
+    "lang": KW, "timezone": KW, "created": {"type": "date"}, "updated": {"type": "date"}}}
 SESSION_MAPPING = {"dynamic": "strict", "properties": {
     "user": KW, "role": KW, "csrf": {"type": "keyword", "index": False}, "created": {"type": "date"},
     "expires": {"type": "date"}, "client_ip": KW}}
@@ -48,6 +52,7 @@ class User:
     disabled: bool
     lang: str | None
     created: str
+    timezone: str | None = None
 
 
 @dataclass(frozen=True)
@@ -58,6 +63,7 @@ class Session:
     csrf: str
     expires: str
     lang: str | None = None
+    timezone: str | None = None
 
 
 def check_name(name: str) -> str:
@@ -72,6 +78,13 @@ def check_password(password: str) -> str:
     if len(password) > 1024:
         raise UserError("passwords are at most 1024 characters")
     return password
+
+
+def check_timezone(name: str) -> str:
+    """An IANA time zone name the system's tz database knows (Asia/Shanghai, UTC, Europe/Berlin...)."""
+    if not isinstance(name, str) or len(name) > 64 or name not in available_timezones():
+        raise UserError(f"not a known IANA time zone: {str(name)[:64]!r}")
+    return name
 
 
 def _token_id(token: str) -> str:
@@ -89,7 +102,9 @@ class UserStore:
 
     def ensure(self) -> None:
         for index, mapping in ((self.users_index, USER_MAPPING), (self.sessions_index, SESSION_MAPPING)):
-            if not self.es.indices.exists(index=index):
+            if self.es.indices.exists(index=index):  # an index made by an older version: add the new fields
+                self.es.indices.put_mapping(index=index, properties=mapping["properties"])
+            else:
                 try:
                     self.es.indices.create(index=index, mappings=mapping,
                                            settings={"number_of_shards": 1, "auto_expand_replicas": "0-1"})
@@ -119,14 +134,13 @@ class UserStore:
 
     def get(self, name: str) -> User:
         s = self._source(name)
-        return User(s["name"], Role(s["role"]), bool(s["disabled"]), s.get("lang"), s["created"])
+        return _user(s)
 
     def list(self) -> list[User]:
         if not self.es.indices.exists(index=self.users_index):
             return []
         hits = self.es.search(index=self.users_index, size=1000, sort=[{"name": "asc"}])["hits"]["hits"]
-        return [User(h["_source"]["name"], Role(h["_source"]["role"]), bool(h["_source"]["disabled"]),
-                     h["_source"].get("lang"), h["_source"]["created"]) for h in hits]
+        return [_user(h["_source"]) for h in hits]
 
     def _update(self, name: str, **fields: Any) -> None:
         self._source(name)
@@ -150,6 +164,10 @@ class UserStore:
             raise UserError(f"language must be one of {', '.join(LANGUAGES)}")
         self._update(name, lang=lang)
 
+    def set_timezone(self, name: str, timezone: str | None) -> None:
+        """The user's time zone for dates in the console; None: the console's default (console.timezone)."""
+        self._update(name, timezone=check_timezone(timezone) if timezone else None)
+
     def verify(self, name: str, password: str) -> User | None:
         """The user if the password matches and the account is enabled; None otherwise (same cost either way)."""
         try:
@@ -165,7 +183,7 @@ class UserStore:
             return None
         if _hasher.check_needs_rehash(stored):
             self._update(name, password_hash=_hasher.hash(password))
-        return User(src["name"], Role(src["role"]), False, src.get("lang"), src["created"])
+        return _user(src)
 
     # -- sessions ----------------------------------------------------------------------------
     def open_session(self, user: User, client_ip: str | None) -> tuple[str, Session]:
@@ -174,7 +192,8 @@ class UserStore:
         doc = {"user": user.name, "role": user.role.value, "csrf": secrets.token_urlsafe(32), "created": iso(now),
                "expires": iso(now + self.session_ttl), "client_ip": client_ip}
         self.es.index(index=self.sessions_index, id=_token_id(token), document=doc)  # read back by id: realtime
-        return token, Session(_token_id(token), user.name, user.role, doc["csrf"], doc["expires"], user.lang)
+        return token, Session(_token_id(token), user.name, user.role, doc["csrf"], doc["expires"], user.lang,
+                              user.timezone)
 
     def session(self, token: str | None) -> Session | None:
         """The live session of a cookie token, or None (unknown, expired, user disabled)."""
@@ -194,7 +213,7 @@ class UserStore:
             return None
         if u["disabled"]:
             return None
-        return Session(tid, s["user"], Role(u["role"]), s["csrf"], s["expires"], u.get("lang"))
+        return Session(tid, s["user"], Role(u["role"]), s["csrf"], s["expires"], u.get("lang"), u.get("timezone"))
 
     def close_session(self, token_id: str) -> None:
         with contextlib.suppress(NotFoundError):
@@ -212,6 +231,11 @@ class UserStore:
                 return
             self.es.bulk(operations=[{"delete": {"_index": self.sessions_index, "_id": h["_id"]}} for h in hits],
                          refresh=True)
+
+
+def _user(src: dict[str, Any]) -> User:
+    return User(src["name"], Role(src["role"]), bool(src["disabled"]), src.get("lang"), src["created"],
+                src.get("timezone"))
 
 
 def _role(role: str) -> Role:

@@ -61,13 +61,18 @@ class ConsoleState:
 
 @dataclass
 class Ctx:
-    """One signed-in request: who, from where, in which language."""
+    """One signed-in request: who, from where, in which language and time zone."""
 
     state: ConsoleState
     session: Session
     client_ip: str
     lang: str
     request: Request
+
+    @property
+    def timezone(self) -> str:
+        """The user's chosen zone, else the console's default (``console.timezone``)."""
+        return self.session.timezone or self.state.settings.console.timezone
 
     @property
     def user(self) -> str:
@@ -144,8 +149,9 @@ def render(ctx: Ctx | None, request: Request, template: str, status: int = 200, 
            **values: Any) -> HTMLResponse:
     lang = lang or (ctx.lang if ctx else negotiate(request.headers.get("accept-language")))
     tr = translations(lang)
+    zone = ctx.timezone if ctx else state_of(request).settings.console.timezone
     html = state_of(request).templates.get_template(template).render(
-        _=tr.gettext, ngettext=tr.ngettext, texts=Texts(lang), ctx=ctx, request=request, lang=lang, Perm=Perm,
+        _=tr.gettext, ngettext=tr.ngettext, texts=Texts(lang, zone), ctx=ctx, request=request, lang=lang, Perm=Perm,
         kibana=state_of(request).settings.kibana.url, quote=quote, **values)
     return HTMLResponse(html, status_code=status)
 

@@ -93,7 +93,8 @@ class StepRecord:
     retry_at: str | None = None
     finished: str | None = None
     result: str | None = None  # compact JSON
-    error: str | None = None
+    error: str | None = None  # the raw English text, for operators
+    error_message: dict[str, Any] | None = None  # the same as a message ({id, params}), rendered per reader
 
     @classmethod
     def from_doc(cls, doc: dict[str, Any]) -> StepRecord:
@@ -101,14 +102,15 @@ class StepRecord:
                    status=StepStatus(doc["status"]), attempts=int(doc.get("attempts") or 0),
                    params=doc.get("params"), dispatched_at=doc.get("dispatched_at"), holder=doc.get("holder"),
                    started=doc.get("started"), lease_until=doc.get("lease_until"), retry_at=doc.get("retry_at"),
-                   finished=doc.get("finished"), result=doc.get("result"), error=doc.get("error"))
+                   finished=doc.get("finished"), result=doc.get("result"), error=doc.get("error"),
+                   error_message=doc.get("error_message"))
 
     def to_doc(self) -> dict[str, Any]:
         return _drop_none({"name": self.name, "action": self.action, "status": str(self.status),
                            "attempts": self.attempts, "action_key": self.action_key, "params": self.params,
                            "dispatched_at": self.dispatched_at, "holder": self.holder, "started": self.started,
                            "lease_until": self.lease_until, "retry_at": self.retry_at, "finished": self.finished,
-                           "result": self.result, "error": self.error})
+                           "result": self.result, "error": self.error, "error_message": self.error_message})
 
 
 @dataclass

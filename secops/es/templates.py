@@ -187,7 +187,8 @@ DATASETS: dict[str, Dataset] = {d.name: d for d in [
     Dataset("secops.playbook_run", daily=False, properties=_secops(playbook=obj(
         run_id=KW, name=KW, status=KW, alert_id=KW, dry_run=BOOL, step=KW, steps=obj(
             name=KW, action=KW, status=KW, started=DATE, finished=DATE, result=KW, error=KW, action_key=KW,
-            attempts=LONG, params=KW, holder=KW, lease_until=DATE, dispatched_at=DATE, retry_at=DATE),
+            attempts=LONG, params=KW, holder=KW, lease_until=DATE, dispatched_at=DATE, retry_at=DATE,
+            error_message={"type": "object", "enabled": False}),  # {id, params}: rendered per reader
         current=LONG, created=DATE, updated=DATE, finished=DATE, actor=KW, error=KW,
         approval=obj(step=KW, status=KW, deadline=DATE, by=KW, at=DATE),
     ))),

@@ -17,8 +17,10 @@ from detections.compiler import compile_rules
 from detections.engine import Match, _reason
 from detections.loader import BUILTIN_RULES, load_rules
 from secops.console.app import create_app
+from secops.console.i18n import format_time
+from secops.console.pages import zone_choices
 from secops.console.users import UserStore
-from secops.ecs import iso
+from secops.ecs import iso, parse_time
 from tests.integration.test_playbook_containment import CONTAIN
 from tests.support.browser import post_json, screenshot, sign_in, submit_and_wait, wait_download
 from tests.support.console import ConsoleServer, add_users, audit_docs, spool_capture
@@ -212,12 +214,13 @@ TEXT_NODES = """
 const out = [], walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
 while (walker.nextNode()) {  // raw document values (field tables, code) are data, not interface text
   const t = walker.currentNode.nodeValue.trim();
-  if (t && !walker.currentNode.parentElement.closest('table.kv, code, noscript, script, style')) out.push(t);
+  if (t && !walker.currentNode.parentElement.closest('table.kv, code, noscript, script, style, time')) out.push(t);
 }
 for (const el of document.querySelectorAll('[placeholder], [aria-label], [data-confirm]'))
   out.push((el.getAttribute('placeholder') || el.getAttribute('aria-label') || el.getAttribute('data-confirm')).trim());
 return out;
 """
+TIMES = "return [...document.querySelectorAll('main time')].map(t => [t.dateTime, t.title, t.textContent]);"
 ISO_TIME = re.compile(r"\d{4}-\d{2}-\d{2}(T[\d:.]+(Z|[+-]\d{2}:?\d{2})?)?")
 NOT_TRANSLATED = {"secops", "English", "简体中文", "中文", "CSV", "XLSX", "JSON"}  # names, shown as themselves
 
@@ -281,6 +284,7 @@ def test_each_user_sees_every_page_in_their_language(browser, es, settings, tmp_
                   last_time=iso(), count=12, fields={"destination.port": 22},
                   reason_message=_reason(rule.correlation, 12))
     alert = new_alert(rule, match, "k", "a1", None)
+    alert["secops"]["alert"]["count"] = 1234567  # a large count: grouped the locale's way
     es.index(index=f"{prefix}-alert", id="a1", document=alert, refresh="wait_for")
     now = iso()
     asset = {"@timestamp": now, "host": {"ip": ["198.18.3.4"]}, "secops": {"asset": {
@@ -288,13 +292,16 @@ def test_each_user_sees_every_page_in_their_language(browser, es, settings, tmp_
         "services": [{"port": 22, "transport": "tcp", "name": "ssh"}]}}}
     es.index(index=f"{prefix}-asset", id="asset-1", refresh="wait_for", document=asset)
     catalogue = user_catalogue(lang)
-    names = {"admin-user", "responder-user", "a1", "contain-test", "enrich", "block"}  # accounts, ids, the book
+    names = {"admin-user", "responder-user", "a1", "contain-test", "enrich", "block",  # accounts, ids, the book
+             *zone_choices()}  # time zones by their IANA names (the header link, the preferences page)
     data = _leaves(asset, _leaves(alert, set(names))) | NOT_TRANSLATED
     if lang != "en":  # what has a translation must not show in English (stored statuses, the rule's texts)
         data -= user_catalogue("en") | {alert["event"]["reason"], alert["message"]}
         data |= names  # the playbook's step names (chosen by its author) are data too
     html_lang = "zh-CN" if lang == "zh_CN" else "en"
-    with ConsoleServer(create_app(playbook_settings(settings, tmp_path, {"contain": CONTAIN}), es)) as server:
+    # the block step's address is protected: its plan fails, and the plan's error shows in the user's language
+    lab = playbook_settings(settings, tmp_path, {"contain": CONTAIN}, protected=["198.18.3.4"])
+    with ConsoleServer(create_app(lab, es)) as server:
         add_users(es, prefix)
         _walk_as(browser, server.url, es, prefix, lang, html_lang, catalogue, data, rule)
 
@@ -313,15 +320,19 @@ def _walk_as(browser, console_url, es, prefix, lang, html_lang, catalogue, data,
     sign_in(browser, console_url, "admin-user")
     _choose_language(browser, es, prefix, "admin-user", lang, html_lang)
 
-    def walk(page: str, extra: set[str] = frozenset()) -> None:
+    def walk(page: str, extra: set[str] = frozenset(), zone: str = "Asia/Shanghai") -> None:
         assert browser.find_element(By.TAG_NAME, "html").get_attribute("lang") == html_lang, page
         shown = browser.execute_script(TEXT_NODES)
         assert shown, page
         bad = untranslated(shown, catalogue | data | extra)
         assert not bad, (lang, page, bad)
+        # every date: the stored UTC moment, shown in the user's zone (the console default until they choose
+        # one) in their locale's format, with the zone
+        for utc, shown_zone, text in browser.execute_script(TIMES):
+            assert shown_zone == zone and text == format_time(parse_time(utc), lang, zone), (page, utc, text)
 
     name = {"zh_CN": "SSH 暴力破解", "en": "SSH Brute Force"}[lang]
-    for page in ("/", "/alerts", "/alerts/a1", "/approvals", "/assets", "/assets/asset-1", "/audit"):
+    for page in ("/", "/alerts", "/alerts/a1", "/approvals", "/assets", "/assets/asset-1", "/audit", "/preferences"):
         browser.get(console_url + page)
         walk(page)
         if page in ("/", "/alerts", "/assets/asset-1"):  # open alerts by rule, the queue, the asset's alerts
@@ -332,7 +343,15 @@ def _walk_as(browser, console_url, es, prefix, lang, html_lang, catalogue, data,
     walk("group by rule.name", {rule.title, "rule.name"})  # the field and its stored values are data
 
     # the same actions: acknowledge with a note, then a playbook plan, each page in the user's language
+    # dates in local time with the zone shown, a large count grouped, in both languages
+    browser.get(f"{console_url}/alerts")
+    row = browser.find_element(By.CSS_SELECTOR, "tr.alert-row[data-id=a1]")
+    assert row.find_element(By.CSS_SELECTOR, ".alert-count").text == "1,234,567"
+    last_seen = row.find_element(By.CSS_SELECTOR, ".last-seen time").text
+    assert last_seen.endswith(" GMT+08:00"), last_seen
+    assert ("年" in last_seen) == (lang == "zh_CN") and ("AM" in last_seen or "PM" in last_seen) == (lang == "en")
     browser.get(f"{console_url}/alerts/a1")
+    assert browser.find_element(By.ID, "alert-count").text == "1,234,567"
     reason = {"zh_CN": "300 秒内 12 条事件（gte 20）", "en": "12 events within 300s (gte 20)"}[lang]  # noqa: RUF001
     assert browser.find_element(By.ID, "alert-title").text == name
     assert browser.find_element(By.ID, "alert-reason").text == reason
@@ -350,11 +369,24 @@ def _walk_as(browser, console_url, es, prefix, lang, html_lang, catalogue, data,
     summaries = [e.text for e in browser.find_elements(By.CSS_SELECTOR, "#plan .plan-summary")]
     assert summaries and all(summaries), summaries
     assert summaries[0] == {"zh_CN": "执行 enrich 动作", "en": "run the enrich action"}[lang]
+    assert summaries[1] == {  # the step error inside the plan, translated; the raw text stays in the plan's JSON
+        "zh_CN": "无法为此步骤生成计划：已拒绝：198.18.3.4 受保护（198.18.3.4）；遏制动作从不触及受保护资产",  # noqa: RUF001
+        "en": "cannot plan this step: refused: 198.18.3.4 is protected (198.18.3.4); containment never touches "
+              "protected assets"}[lang]
+    assert "refused: 198.18.3.4 is protected" in browser.find_element(By.ID, "plan").text
     sign_in(browser, console_url, "admin-user")  # the language stays the user's choice
     browser.get(f"{console_url}/audit")
     walk("audit after actions")
     texts = " ".join(e.text for e in browser.find_elements(By.CSS_SELECTOR, "#audit .summary"))
     assert {"zh_CN": "以 admin-user 身份登录", "en": "Signed in as admin-user"}[lang] in texts
+    # a time zone of one's own (the preferences page): the same moments, in that zone
+    browser.get(f"{console_url}/preferences")
+    Select(browser.find_element(By.ID, "pref-timezone")).select_by_value("Europe/Berlin")
+    submit_and_wait(browser, browser.find_element(By.ID, "pref-save"))
+    assert UserStore(es, prefix).get("admin-user").timezone == "Europe/Berlin"
+    browser.get(f"{console_url}/alerts/a1")
+    walk("alert in Europe/Berlin", zone="Europe/Berlin")
+    assert browser.find_element(By.ID, "preferences-link").text == "Europe/Berlin"
     browser.get(f"{console_url}/alerts")
     screenshot(browser, f"{html_lang}-alerts-after-triage")
     assert {"zh_CN": "告警", "en": "Alerts"}[lang] in browser.find_element(By.TAG_NAME, "nav").text

@@ -61,7 +61,9 @@ def test_exception_from_alert_silences_then_expires(browser, console_url, es, se
     # expire it on the exceptions page; new traffic from the host alerts again
     browser.find_element(By.CSS_SELECTOR, ".exc-new-expires").send_keys(iso(T0 + minutes(3)))
     submit_and_wait(browser, browser.find_element(By.CSS_SELECTOR, ".exc-save"))
-    assert browser.find_element(By.CSS_SELECTOR, ".exc-expires").text.startswith("2026-11-20T12:03:00")
+    expires = browser.find_element(By.CSS_SELECTOR, ".exc-expires time")  # in the user's zone, with the zone
+    assert expires.get_attribute("datetime").startswith("2026-11-20T12:03:00")
+    assert expires.text.endswith("GMT+08:00")
     write(es, settings, [svcctl("198.18.0.1", "198.18.0.9", T0 + minutes(4), ingested=T0 + minutes(4))])
     assert sched.run(now=T0 + minutes(5))[0].created == 1
     assert sources(es, prefix) == ["198.18.0.1", "198.18.0.2", "198.18.0.3"]

@@ -118,6 +118,10 @@ def test_rate_limit_and_failure_policy(settings, redis_server, tmp_path):
         results.append(PlaybookRunStore.on(r.es, r.prefix).get(run_id).to_doc()["secops"]["playbook"])
     assert results[0]["steps"][1]["status"] == "done"
     assert results[1]["steps"][1]["status"] == "failed" and "rate limit" in results[1]["steps"][1]["error"]
+    # the raw text for operators, and the same failure as a message the console renders per reader
+    assert results[1]["steps"][1]["error_message"] == {
+        "id": "rate limit: action %(action)s ran %(limit)s times this hour (playbooks.rate_limits)",
+        "params": {"action": "notify", "limit": 1}}
     # on_failure: continue -> the run went on to the next step
     assert results[1]["steps"][2]["status"] == "done" and results[1]["status"] == "completed"
 

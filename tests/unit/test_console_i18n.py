@@ -58,3 +58,37 @@ def test_only_http_links_and_site_paths_are_linked():
     for bad in ("javascript:alert(1)", "JavaScript:alert(1)", " javascript:x", "data:text/html,x", "//evil.example/",
                 "vbscript:x", "https://", "http://a\nb", None, 42):
         assert safe_href(bad) is None, bad
+
+
+def test_dates_show_the_zone_and_counts_are_grouped_per_locale():
+    from markupsafe import Markup
+
+    moment = "2026-11-29T11:38:13.5Z"
+    zh, en = i18n.Texts("zh_CN", "Asia/Shanghai"), i18n.Texts("en", "America/New_York")
+    assert zh.when(moment) == Markup('<time datetime="2026-11-29T11:38:13.500000Z" title="Asia/Shanghai">'
+                                     "2026年11月29日 19:38:13 GMT+08:00</time>")
+    assert "Nov 29, 2026, 6:38:13\u202fAM GMT-05:00</time>" in en.when(moment)
+    assert "GMT-04:00" in en.when("2026-07-01T12:00:00Z")  # daylight saving time from the tz database
+    assert i18n.Texts("en", "UTC").when(1_700_000_000).endswith(">Nov 14, 2023, 10:13:20\u202fPM GMT+00:00</time>")
+    assert zh.when("not a time <b>") == "not a time <b>" and zh.when(None) == "-" and zh.when("") == "-"
+    assert zh.num(1234567) == en.num(1234567) == "1,234,567"  # CLDR groups both by thousands
+    assert i18n.Texts("de", "UTC").num(1234567) == "1.234.567"  # the locale decides, not a fixed separator
+    assert zh.num(True) == "True" and zh.num(None) == "-" and zh.num("12") == "12"
+
+
+def test_time_zones_are_checked():
+    import pytest
+    from pydantic import ValidationError
+
+    from secops.config import ConsoleSettings, Settings
+    from secops.console.pages import zone_choices
+    from secops.console.users import UserError, check_timezone
+
+    assert Settings().console.timezone == "Asia/Shanghai"
+    assert check_timezone("Europe/Berlin") == "Europe/Berlin"
+    for bad in ("Mars/Olympus", "../../etc/passwd", "x" * 100, ""):
+        with pytest.raises(UserError):
+            check_timezone(bad)
+    with pytest.raises(ValidationError):
+        ConsoleSettings(timezone="Asia/Nowhere")
+    assert "Asia/Shanghai" in zone_choices() and "UTC" in zone_choices() and "posixrules" not in zone_choices()

@@ -45,7 +45,7 @@ level: low
 
 
 def test_i18n_check_is_clean():
-    """The CI gate: every catalogue (console, audit, reasons, kibana, playbooks, export, notify) and the rules translated."""
+    """The CI gate: every catalogue and the rule pack translated."""
     result = CliRunner().invoke(app, ["i18n", "check"])
     assert result.exit_code == 0, result.output
     assert "0 gap(s) in console, audit, reasons, kibana, playbooks, export, notify, rules" in result.output
@@ -199,3 +199,42 @@ def test_plan_summaries_are_messages():
 def test_cli_help_names_the_chinese_interface():
     out = CliRunner().invoke(app, ["--help"], env={"COLUMNS": "300"}).output
     assert "The Chinese (zh-CN) interface is the web console" in out and "简体中文" in out
+
+
+def test_step_errors_are_messages_with_the_raw_text_kept():
+    """An action's failure renders in the reader's language; str() keeps the exact English for operators; a plan
+    summary that wraps an error renders both in the same language."""
+    from playbooks.actions.base import ActionContext
+    from playbooks.actions.contain import Contain, ContainParams
+    from playbooks.errors import ActionError, PermanentError, error_message
+    from secops.config import Settings
+
+    tr = i18n.translations(i18n.PLAYBOOKS, "zh_CN")
+    settings = Settings(playbooks={"protected": ["198.18.0.0/24"]})
+    ctx = ActionContext(settings, None, "run", "block", "key", {}, 5.0)
+    with pytest.raises(PermanentError) as caught:
+        Contain().plan(ContainParams(address="198.18.0.9"), ctx)
+    raw = str(caught.value)
+    assert raw == ("refused: 198.18.0.9 is protected (198.18.0.0/24); containment never touches protected assets")
+    why = error_message(caught.value)
+    assert why.render(tr) == "已拒绝：198.18.0.9 受保护（198.18.0.0/24）；遏制动作从不触及受保护资产"
+    doc = i18n.message("cannot plan this step: %(error)s", error=why).as_doc()
+    assert doc["params"]["error"]["params"]["reason"]["id"] == "%(address)s is protected (%(entry)s)"
+    assert i18n.render(doc, i18n.PLAYBOOKS, "zh_CN") == ("无法为此步骤生成计划：已拒绝：198.18.0.9 受保护"
+                                                         "（198.18.0.0/24）；遏制动作从不触及受保护资产")
+    assert i18n.render(doc, i18n.PLAYBOOKS, "en") == f"cannot plan this step: {raw}"
+    # an exception that is not an action's own: its kind and text, inside a translated frame
+    assert error_message(OSError("disk full")).render(tr) == "意外错误 OSError：disk full"
+    assert str(ActionError("plain text")) == "plain text" and error_message(ActionError("plain text")).params == {
+        "kind": "ActionError", "error": "plain text"}
+
+
+def test_cli_plan_table_shows_the_summary_in_english():
+    from playbooks.cli import plan_text
+
+    summary = i18n.message("cannot plan this step: %(error)s",
+                           error=i18n.message("webhook answered %(status)s", status=503)).as_doc()
+    text = plan_text({"error": "webhook answered 503", "error_message": {"id": "x", "params": {}},
+                      "summary": summary})
+    assert text == 'cannot plan this step: webhook answered 503  {"error": "webhook answered 503"}'
+    assert plan_text({"would": "block"}) == '{"would": "block"}'
