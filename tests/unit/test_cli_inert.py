@@ -4,6 +4,8 @@ tests/integration/test_cli_tables.py)."""
 
 from __future__ import annotations
 
+from rich.console import Console
+
 from collectors.scanning import cli as scan_cli
 from collectors.scanning.nmap_xml import parse_bytes
 
@@ -24,7 +26,8 @@ def test_scan_summary_prints_hostile_host_values_literally(monkeypatch):
     host.hostnames = [HOSTILE]
     host.ports[0].service.name = HOSTILE
     host.os_matches[0].name = HOSTILE
-    monkeypatch.setattr(scan_cli.console, "width", 300)
+    # a console of our own: patching the shared console's width property would leave it fixed after the test
+    monkeypatch.setattr(scan_cli, "console", Console(width=300))
     with scan_cli.console.capture() as out:
         scan_cli._summary(report, f"nmap import: {HOSTILE}")
     text = out.get()
