@@ -34,6 +34,6 @@ def build_pack(settings: Settings, rule_dirs: list[Path] | None = None, with_ana
     rules = compile_rules(ruleset)
     iocs = load_iocs(list(settings.detections.ioc_dirs))
     if with_analytics:
-        rules += analytic_rules()
+        rules += analytic_rules(settings.detections.infrastructure)
         rules.append(make_ioc_rule(iocs))
     return Pack(ruleset, rules, iocs)

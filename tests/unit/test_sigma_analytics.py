@@ -6,7 +6,7 @@ import json
 import random
 from pathlib import Path
 
-from detections.analytics import beacon_score, entropy, registered_domain
+from detections.analytics import beacon_score, beacon_severity, entropy, registered_domain
 from detections.ioc import ioc_query, load_iocs
 
 
@@ -17,6 +17,23 @@ def test_periodic_connections_score_high_and_random_ones_low():
     bursty = sorted(rng.expovariate(1 / 30) * i for i in range(40))
     assert beacon_score(bursty)[0] < 0.8
     assert beacon_score([1.0, 2.0, 3.0])[0] == 0.0  # too few connections
+
+
+def test_beacon_score_weighs_sizes_coverage_and_count_as_rita_does():
+    rng = random.Random(11)
+    times = [i * 60.0 + rng.uniform(-1, 1) for i in range(60)]  # an hour of one-minute beacons
+    span = times[-1] - times[0]
+    steady, stats = beacon_score(times, [420.0] * 60, span)
+    assert steady >= 0.9 and beacon_severity(steady) == "high"
+    assert stats["size"] > 0.99 and stats["coverage"] == 1.0 and stats["count"] == 1.0
+    # the same timing with bulk transfers of varying size: regular, but not a beacon's data profile
+    varied = beacon_score(times, [rng.uniform(5e4, 6.5e4) * rng.choice([1, 3, 9]) for _ in times], span)[0]
+    assert varied < steady and beacon_severity(varied) != "high"
+    # a short regular burst inside a day of observation covers little of it: a near miss
+    burst = [i * 2.0 for i in range(12)]
+    short, stats = beacon_score(burst, [300.0] * 12, 86400.0)
+    assert stats["coverage"] < 0.01 and beacon_severity(short) in (None, "low")
+    assert [beacon_severity(x) for x in (0.95, 0.85, 0.75, 0.5)] == ["high", "medium", "low", None]
 
 
 def test_entropy_and_domains():
