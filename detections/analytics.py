@@ -23,6 +23,7 @@ from elasticsearch import Elasticsearch, helpers
 from detections.compiler import CompiledRule
 from detections.dga import looks_generated
 from detections.engine import Match, _composite, _terms_sources, indices_for, window_filter
+from detections.fingerprints import FingerprintList, load_fingerprints, make_fingerprint_run
 from secops.ecs import iso, parse_time
 from secops.es.templates import index_for
 from secops.i18n import N_, REASONS, message, translated_texts
@@ -267,8 +268,11 @@ def analytic(rule_id: str, title: str, severity: str, techniques: list[str], tac
                         tags=[f"attack.{t.lower()}" for t in techniques], group_by=group_by, analytic=fn)
 
 
-def analytic_rules(infrastructure: list[str] | tuple[str, ...] = ()) -> list[CompiledRule]:
-    """The analytics; ``infrastructure``: networks whose hosts are never reported as beaconing destinations."""
+def analytic_rules(infrastructure: list[str] | tuple[str, ...] = (),
+                   fingerprints: FingerprintList | None = None) -> list[CompiledRule]:
+    """The analytics; ``infrastructure``: networks whose hosts are never reported as beaconing destinations;
+    ``fingerprints``: the C2 TLS fingerprint list (default: the shipped one)."""
+    listed = fingerprints if fingerprints is not None else load_fingerprints()
     return [
         analytic("secops-analytic-beaconing", N_("Beaconing (Periodic Connections)"), "high", ["T1071.001", "T1573"],
                   ["Command and Control"], N_("RITA-style score: interval and data-size regularity, duration "
@@ -283,4 +287,10 @@ def analytic_rules(infrastructure: list[str] | tuple[str, ...] = ()) -> list[Com
                  ["Command and Control"], N_("One client looked up many distinct domains whose names an offline "
                  "character model (English bigrams) scores as random: a domain generation algorithm."),
                  run_dga, ["source.ip"], "secops.dns"),
+        analytic("secops-analytic-c2-fingerprint", N_("Known C2 TLS Client Fingerprint (JA3/JA4)"), "high",
+                 ["T1071.001", "T1573.002"], ["Command and Control"],
+                 N_("A TLS or QUIC client's JA3/JA4 fingerprint is on the offline list of well-known C2 and "
+                    "malware fingerprints (shipped, extended by configured files); each alert takes its entry's "
+                    "severity (low when a common TLS library shares the fingerprint)."),
+                 make_fingerprint_run(listed), ["source.ip", "destination.ip"], "secops.tls"),
     ]

@@ -148,6 +148,8 @@ class InventorySettings(Section):
 class DetectionSettings(Section):
     rules_dirs: list[Path] = Field(default_factory=list, description="Extra Sigma rule folders")
     ioc_dirs: list[Path] = Field(default_factory=list, description="IOC lists and STIX 2.1 bundles")
+    fingerprint_files: list[Path] = Field(default_factory=list, description=(
+        "C2 TLS fingerprint lists (fingerprint,name,severity,note) added to the shipped one"))
     infrastructure: list[str] = Field(default_factory=list, description=(
         "Networks of hosts every client polls on a schedule (resolvers, NTP, proxies, update servers): never "
         "reported as beaconing"))

@@ -59,3 +59,21 @@ def test_ioc_lists_and_stix_bundle(tmp_path: Path):
     assert any("not an ioc" in e for e in iocs.errors)
     assert any("broken.json" in e for e in iocs.errors)
     assert ioc_query(iocs)["bool"]["minimum_should_match"] == 1
+
+
+def test_fingerprint_lists_shipped_then_files_later_entries_win(tmp_path: Path):
+    from detections.fingerprints import load_fingerprints
+
+    shipped = load_fingerprints()
+    assert not shipped.errors and len(shipped) >= 10
+    assert shipped.entries["t13d201100_2b729b4bf6f3_9e7b989ebec8"].severity == "high"  # IcedID (FoxIO)
+    assert shipped.entries["t13d190900_9dc949149365_97f8aa674fd9"].severity == "low"  # Go's own: Sliver shares it
+    site = tmp_path / "site.csv"
+    site.write_text("# ours\nT13D190900_9dc949149365_97f8aa674fd9,Sliver agent,high,no Go clients here\n"
+                    "e7d705a3286e19ea42f587b344ee6865,some JA3,critical\n"
+                    "e7d705a3286e19ea42f587b344ee6866,,high\nabc,bad,high\n"
+                    "e7d705a3286e19ea42f587b344ee6867,x,urgent\n")
+    listed = load_fingerprints([site, tmp_path / "missing.csv"])
+    assert listed.entries["t13d190900_9dc949149365_97f8aa674fd9"].severity == "high"
+    assert listed.entries["e7d705a3286e19ea42f587b344ee6865"].severity == "critical"
+    assert len(listed) == len(shipped) + 1 and len(listed.errors) == 4
