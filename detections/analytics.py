@@ -39,6 +39,7 @@ BEACON_SEVERITIES = (("high", 0.9), ("medium", 0.8), ("low", 0.7))
 BEACON_THRESHOLD = BEACON_SEVERITIES[-1][1]
 BEACON_HORIZON = 86400
 MAX_SIZE = 65535  # RITA's data-size smallness: beacons carry little data
+MIN_OBSERVED = 300  # seconds: a series must last five minutes to cover its host's time fully
 DNS_MIN_NAMES = 15
 DGA_MIN_DOMAINS = 10  # distinct generated-looking domains from one client within the window
 
@@ -68,8 +69,8 @@ def beacon_score(times: list[float], sizes: list[float] | None = None,
         size, _, _, _ = _regularity([float(x) for x in sizes])
         mode = Counter(sizes).most_common(1)[0][0]
         parts["size"] = (2 * size + (1.0 - min(1.0, mode / MAX_SIZE))) / 3
-    if observed and observed > 0:
-        parts["coverage"] = min(1.0, (ts[-1] - ts[0]) / observed)
+    if observed is not None:
+        parts["coverage"] = min(1.0, (ts[-1] - ts[0]) / max(observed, MIN_OBSERVED))
     score = statistics.fmean(parts.values())
     return score, {"skew": round(skew, 3), "mad": round(mad, 3), "median_interval": round(median_interval, 3),
                    "connections": len(ts), **{k: round(v, 3) for k, v in parts.items()}}
@@ -91,6 +92,18 @@ def _series(es: Elasticsearch, index: str, group: dict[str, Any], lo: str, hi: s
     hits = resp["hits"]["hits"]
     sizes = [float(h["fields"]["source.bytes"][0]) for h in hits if h.get("fields", {}).get("source.bytes")]
     return [float(h["fields"]["@timestamp"][0]) / 1000 for h in hits], sizes, hits
+
+
+def _observed_spans(es: Elasticsearch, index: str, query: dict) -> dict[str, float]:
+    """Seconds between each source host's first and last event in the scoring window: how long the host was
+    seen, which a beacon's series covers (RITA's duration coverage, per host so that captures or days of
+    other hosts do not dilute it)."""
+    spans = {}
+    for b in _composite(es, index, query, _terms_sources(["source.ip"]),
+                        {"lo": {"min": {"field": "@timestamp"}}, "hi": {"max": {"field": "@timestamp"}}}, page=5000):
+        if b["lo"]["value"] is not None:
+            spans[str(b["key"]["source.ip"])] = (b["hi"]["value"] - b["lo"]["value"]) / 1000
+    return spans
 
 
 def _infrastructure(address: Any, networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]) -> bool:
@@ -127,10 +140,7 @@ def run_beaconing(es: Elasticsearch, prefix: str, rule: CompiledRule, start: str
             continue
         lo, hi = aggs["lo"]["value"] / 1000 - BEACON_HORIZON, aggs["hi"]["value"] / 1000 + 1
         query = {"bool": {"filter": [window_filter(iso(lo), iso(hi), "@timestamp")]}}
-        observed = es.search(index=index, size=0, query=query, ignore_unavailable=True, allow_no_indices=True,
-                             aggs={"lo": {"min": {"field": "@timestamp"}}, "hi": {"max": {"field": "@timestamp"}}})
-        seen_span = observed["aggregations"]
-        observed_seconds = (seen_span["hi"]["value"] - seen_span["lo"]["value"]) / 1000
+        observed = _observed_spans(es, index, query)
         subaggs = {"fresh": {"filter": fresh}}
         for b in _composite(es, index, query, _terms_sources(BEACON_GROUP), subaggs, page=5000):
             group = {k: b["key"][k] for k in BEACON_GROUP}
@@ -140,7 +150,7 @@ def run_beaconing(es: Elasticsearch, prefix: str, rule: CompiledRule, start: str
                     or _infrastructure(group["destination.ip"], infrastructure)):
                 continue
             times, sizes, hits = _series(es, index, group, iso(lo), iso(hi))
-            score, stats = beacon_score(times, sizes, observed_seconds)
+            score, stats = beacon_score(times, sizes, observed.get(str(group["source.ip"])))
             severity = beacon_severity(score)
             if severity is None:
                 continue
