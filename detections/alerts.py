@@ -21,7 +21,7 @@ from urllib.parse import quote
 
 from elasticsearch import Elasticsearch, NotFoundError
 
-from detections.compiler import CompiledRule
+from detections.compiler import SEVERITY_SCORE, CompiledRule
 from detections.engine import Match
 from detections.incidents import IncidentStore
 from detections.suppression import (
@@ -101,12 +101,13 @@ def rule_texts(rule: CompiledRule) -> dict[str, dict[str, str]]:
 
 def new_alert(rule: CompiledRule, match: Match, key: str, alert_id: str, kibana: str | None) -> dict[str, Any]:
     now = iso(utcnow())
+    severity = match.severity or rule.severity
     doc: dict[str, Any] = {
         "@timestamp": match.first_time,
-        "event": {"dataset": "secops.alert", "kind": "alert", "severity": rule.score, "created": now,
+        "event": {"dataset": "secops.alert", "kind": "alert", "severity": SEVERITY_SCORE[severity], "created": now,
                   "ingested": now, "reason": match.reason},
         "message": f"{rule.title}: {match.reason}",
-        "rule": {"id": rule.id, "name": rule.title, "author": rule.author, "severity": rule.severity,
+        "rule": {"id": rule.id, "name": rule.title, "author": rule.author, "severity": severity,
                  "description": rule.description[:4000], "reference": rule.references, "license": rule.license,
                  "ruleset": "sigma" if rule.kind != "analytic" else "analytic"},
         "threat": _threat(rule),

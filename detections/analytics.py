@@ -10,6 +10,7 @@ the events' own time (a horizon before the newest event), so an imported capture
 
 from __future__ import annotations
 
+import ipaddress
 import itertools
 import math
 import statistics
@@ -22,6 +23,7 @@ from elasticsearch import Elasticsearch, helpers
 from detections.compiler import CompiledRule
 from detections.dga import looks_generated
 from detections.engine import Match, _composite, _terms_sources, indices_for, window_filter
+from detections.fingerprints import FingerprintList, load_fingerprints, make_fingerprint_run
 from secops.ecs import iso, parse_time
 from secops.es.templates import index_for
 from secops.i18n import N_, REASONS, message, translated_texts
@@ -31,45 +33,100 @@ BEACON_GROUP = ["source.ip", "destination.ip", "destination.port"]
 INFRASTRUCTURE_PORTS = frozenset({53, 67, 68, 123, 137, 138, 5353, 5355})
 EXPLAINING_TECHNIQUES = ("T1110",)  # a brute force explains a regular series of logins
 BEACON_MIN_CONNS = 10
-BEACON_THRESHOLD = 0.8
+BEACON_FULL_COUNT = 20  # intervals for a full connection-count score
+# score thresholds per severity, highest first (RITA reports scores; the SOC needs a severity)
+BEACON_SEVERITIES = (("high", 0.9), ("medium", 0.8), ("low", 0.7))
+BEACON_THRESHOLD = BEACON_SEVERITIES[-1][1]
 BEACON_HORIZON = 86400
+MAX_SIZE = 65535  # RITA's data-size smallness: beacons carry little data
+MIN_OBSERVED = 300  # seconds: a series must last five minutes to cover its host's time fully
 DNS_MIN_NAMES = 15
 DGA_MIN_DOMAINS = 10  # distinct generated-looking domains from one client within the window
 
 
-def beacon_score(times: list[float]) -> tuple[float, dict[str, float]]:
-    """RITA's timing score: Bowley skew and median absolute deviation of the connection intervals.
+def _regularity(values: list[float]) -> tuple[float, float, float, float]:
+    """(score, Bowley skew, median absolute deviation, median): 1.0 = every value the same."""
+    q1, q2, q3 = statistics.quantiles(values, n=4)
+    skew = 0.0 if q3 in (q1, q2) or q2 == q1 else (q3 + q1 - 2 * q2) / (q3 - q1)
+    mad = statistics.median(abs(v - q2) for v in values)
+    mad_score = max(0.0, 1.0 - mad / q2) if q2 > 0 else float(mad == 0)
+    return ((1.0 - abs(skew)) + mad_score) / 2, skew, mad, q2
 
-    1.0 = perfectly periodic; a score from intervals alone (sizes vary with C2 tasking).
-    """
+
+def beacon_score(times: list[float], sizes: list[float] | None = None,
+                 observed: float | None = None) -> tuple[float, dict[str, float]]:
+    """RITA's beacon score: the mean of interval regularity (Bowley skew and MAD of the gaps), data-size
+    regularity (skew, MAD and smallness of the bytes sent), duration coverage (share of the observed span the
+    series covers) and connection count. Components without data (no sizes, no observed span) are left out.
+    1.0 = a perfectly periodic, constant, small, always-present series."""
     ts = sorted(times)
     deltas = [b - a for a, b in itertools.pairwise(ts) if b - a > 0]
     if len(deltas) < BEACON_MIN_CONNS - 1:
         return 0.0, {}
-    q1, q2, q3 = statistics.quantiles(deltas, n=4)
-    skew = 0.0 if q3 in (q1, q2) or q2 == q1 else (q3 + q1 - 2 * q2) / (q3 - q1)
-    mad = statistics.median(abs(d - q2) for d in deltas)
-    skew_score = 1.0 - abs(skew)
-    mad_score = max(0.0, 1.0 - mad / q2) if q2 > 0 else 0.0
-    span = ts[-1] - ts[0]
-    count_score = min(1.0, len(deltas) / 20.0) if span > 0 else 0.0
-    score = (skew_score + mad_score + count_score) / 3
-    return score, {"skew": round(skew, 3), "mad": round(mad, 3), "median_interval": round(q2, 3),
-                   "connections": len(ts)}
+    interval, skew, mad, median_interval = _regularity(deltas)
+    parts = {"interval": interval, "count": min(1.0, len(deltas) / BEACON_FULL_COUNT)}
+    if sizes and len(sizes) >= 4:
+        size, _, _, _ = _regularity([float(x) for x in sizes])
+        mode = Counter(sizes).most_common(1)[0][0]
+        parts["size"] = (2 * size + (1.0 - min(1.0, mode / MAX_SIZE))) / 3
+    if observed is not None:
+        parts["coverage"] = min(1.0, (ts[-1] - ts[0]) / max(observed, MIN_OBSERVED))
+    score = statistics.fmean(parts.values())
+    return score, {"skew": round(skew, 3), "mad": round(mad, 3), "median_interval": round(median_interval, 3),
+                   "connections": len(ts), **{k: round(v, 3) for k, v in parts.items()}}
 
 
-def _times(es: Elasticsearch, index: str, group: dict[str, Any], lo: str, hi: str) -> tuple[list[float], list[dict]]:
+def beacon_severity(score: float) -> str | None:
+    return next((severity for severity, floor in BEACON_SEVERITIES if score >= floor), None)
+
+
+def _series(es: Elasticsearch, index: str, group: dict[str, Any], lo: str, hi: str
+            ) -> tuple[list[float], list[float], list[dict]]:
+    """(times, bytes the source sent, hits) of one group's events, oldest first."""
     filters = [{"term": {k: v}} for k, v in group.items() if v is not None]
     filters.append(window_filter(lo, hi, "@timestamp"))
     resp = es.search(index=index, size=5000, query={"bool": {"filter": filters}}, sort=[{"@timestamp": "asc"}],
-                     source=False, docvalue_fields=[{"field": "@timestamp", "format": "epoch_millis"}],
+                     source=False, docvalue_fields=[{"field": "@timestamp", "format": "epoch_millis"},
+                                                    "source.bytes"],
                      ignore_unavailable=True, allow_no_indices=True)
     hits = resp["hits"]["hits"]
-    return [float(h["fields"]["@timestamp"][0]) / 1000 for h in hits], hits
+    sizes = [float(h["fields"]["source.bytes"][0]) for h in hits if h.get("fields", {}).get("source.bytes")]
+    return [float(h["fields"]["@timestamp"][0]) / 1000 for h in hits], sizes, hits
 
 
-def run_beaconing(es: Elasticsearch, prefix: str, rule: CompiledRule, start: str, end: str) -> list[Match]:
-    """Score every (source, destination, port) group that got new connections in the window, over its horizon."""
+def _observed_spans(es: Elasticsearch, index: str, query: dict) -> dict[str, float]:
+    """Seconds between each source host's first and last event in the scoring window: how long the host was
+    seen, which a beacon's series covers (RITA's duration coverage, per host so that captures or days of
+    other hosts do not dilute it)."""
+    spans = {}
+    for b in _composite(es, index, query, _terms_sources(["source.ip"]),
+                        {"lo": {"min": {"field": "@timestamp"}}, "hi": {"max": {"field": "@timestamp"}}}, page=5000):
+        if b["lo"]["value"] is not None:
+            spans[str(b["key"]["source.ip"])] = (b["hi"]["value"] - b["lo"]["value"]) / 1000
+    return spans
+
+
+def _infrastructure(address: Any, networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]) -> bool:
+    try:
+        ip = ipaddress.ip_address(str(address))
+    except ValueError:
+        return False
+    return any(ip.version == n.version and ip in n for n in networks)
+
+
+def make_beaconing(infrastructure: list[str] | tuple[str, ...] = ()) -> Any:
+    """The beaconing analytic, leaving out destinations in the configured infrastructure networks."""
+    networks = tuple(ipaddress.ip_network(n, strict=False) for n in infrastructure)
+
+    def run(es: Elasticsearch, prefix: str, rule: CompiledRule, start: str, end: str) -> list[Match]:
+        return run_beaconing(es, prefix, rule, start, end, networks)
+    return run
+
+
+def run_beaconing(es: Elasticsearch, prefix: str, rule: CompiledRule, start: str, end: str,
+                  infrastructure: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()) -> list[Match]:
+    """Score every (source, destination, port) group that got new connections in the window, over its horizon;
+    each match carries the severity its score reaches."""
     out: list[Match] = []
     seen: set[tuple] = set()  # a group found in connections is not scored again from HTTP requests
     for dataset in ("secops.conn", "secops.http"):
@@ -83,23 +140,26 @@ def run_beaconing(es: Elasticsearch, prefix: str, rule: CompiledRule, start: str
             continue
         lo, hi = aggs["lo"]["value"] / 1000 - BEACON_HORIZON, aggs["hi"]["value"] / 1000 + 1
         query = {"bool": {"filter": [window_filter(iso(lo), iso(hi), "@timestamp")]}}
+        observed = _observed_spans(es, index, query)
         subaggs = {"fresh": {"filter": fresh}}
         for b in _composite(es, index, query, _terms_sources(BEACON_GROUP), subaggs, page=5000):
             group = {k: b["key"][k] for k in BEACON_GROUP}
             key = tuple(group.values())
             if (b["doc_count"] < BEACON_MIN_CONNS or not b["fresh"]["doc_count"] or group["destination.ip"] is None
-                    or key in seen or group["destination.port"] in INFRASTRUCTURE_PORTS):
+                    or key in seen or group["destination.port"] in INFRASTRUCTURE_PORTS
+                    or _infrastructure(group["destination.ip"], infrastructure)):
                 continue
-            times, hits = _times(es, index, group, iso(lo), iso(hi))
-            score, stats = beacon_score(times)
-            if score < BEACON_THRESHOLD:
+            times, sizes, hits = _series(es, index, group, iso(lo), iso(hi))
+            score, stats = beacon_score(times, sizes, observed.get(str(group["source.ip"])))
+            severity = beacon_severity(score)
+            if severity is None:
                 continue
             seen.add(key)
             if _explained(es, prefix, group, times[0], times[-1]):
                 continue
             out.append(Match(group=group, first_time=iso(times[0]), last_time=iso(times[-1]), count=len(times),
                              event_ids=[h["_id"] for h in hits[:200]], event_index=hits[0]["_index"],
-                             fields=dict(group),
+                             fields=dict(group), severity=severity,
                              reason_message=message(
                                  N_("beacon score %(score)s over %(n)s %(dataset)s events, median interval "
                                     "%(interval)ss"), score=f"{score:.2f}", n=stats["connections"],
@@ -211,18 +271,23 @@ def run_dga(es: Elasticsearch, prefix: str, rule: CompiledRule, start: str, end:
 
 def analytic(rule_id: str, title: str, severity: str, techniques: list[str], tactics: list[str],
              description: str, fn: Any, group_by: list[str], dataset: str) -> CompiledRule:
-    return CompiledRule(id=rule_id, title=title, kind="analytic", dataset=dataset, severity=severity,
+    return CompiledRule(id=rule_id, title=title, kind="analytic", dataset=dataset, severity=severity, level=severity,
                         author="secops project", description=description, license="Apache-2.0",
                         i18n=translated_texts(REASONS, title=title, description=description),
                         techniques=techniques, tactics=tactics,
                         tags=[f"attack.{t.lower()}" for t in techniques], group_by=group_by, analytic=fn)
 
 
-def analytic_rules() -> list[CompiledRule]:
+def analytic_rules(infrastructure: list[str] | tuple[str, ...] = (),
+                   fingerprints: FingerprintList | None = None) -> list[CompiledRule]:
+    """The analytics; ``infrastructure``: networks whose hosts are never reported as beaconing destinations;
+    ``fingerprints``: the C2 TLS fingerprint list (default: the shipped one)."""
+    listed = fingerprints if fingerprints is not None else load_fingerprints()
     return [
         analytic("secops-analytic-beaconing", N_("Beaconing (Periodic Connections)"), "high", ["T1071.001", "T1573"],
-                  ["Command and Control"], N_("RITA-style score over connection intervals: regular period, low "
-                  "jitter, many connections from one host to one service."), run_beaconing, BEACON_GROUP,
+                  ["Command and Control"], N_("RITA-style score: interval and data-size regularity, duration "
+                  "coverage and connection count from one host to one service; score 0.9 high, 0.8 medium, 0.7 "
+                  "low."), make_beaconing(infrastructure), BEACON_GROUP,
                  "secops.conn,secops.http"),
         analytic("secops-analytic-dns-tunnel", N_("DNS Tunnelling (Per-Domain Label Analysis)"), "high",
                   ["T1071.004", "T1048.003"], ["Command and Control", "Exfiltration"],
@@ -232,4 +297,10 @@ def analytic_rules() -> list[CompiledRule]:
                  ["Command and Control"], N_("One client looked up many distinct domains whose names an offline "
                  "character model (English bigrams) scores as random: a domain generation algorithm."),
                  run_dga, ["source.ip"], "secops.dns"),
+        analytic("secops-analytic-c2-fingerprint", N_("Known C2 TLS Client Fingerprint (JA3/JA4)"), "high",
+                 ["T1071.001", "T1573.002"], ["Command and Control"],
+                 N_("A TLS or QUIC client's JA3/JA4 fingerprint is on the offline list of well-known C2 and "
+                    "malware fingerprints (shipped, extended by configured files); each alert takes its entry's "
+                    "severity (low when a common TLS library shares the fingerprint)."),
+                 make_fingerprint_run(listed), ["source.ip", "destination.ip"], "secops.tls"),
     ]

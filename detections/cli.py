@@ -56,6 +56,24 @@ def rules_check(paths: PathsArg = None) -> None:
         raise typer.Exit(1)
 
 
+@rules_app.command("fingerprints")
+def rules_fingerprints(files: Annotated[list[Path] | None, typer.Argument(
+        help="Fingerprint lists to check on top of the shipped and configured ones")] = None) -> None:
+    """The C2 TLS fingerprints (JA3/JA4) detection matches: shipped list, configured files, then FILES."""
+    from detections.fingerprints import load_fingerprints
+
+    listed = load_fingerprints([*settings().detections.fingerprint_files, *(files or [])])
+    table = Table("fingerprint", "name", "severity", "note")
+    for entry in sorted(listed.entries.values(), key=lambda e: (e.name, e.value)):
+        table.add_row(entry.value, entry.name, entry.severity, entry.note)
+    console.print(table)
+    for problem in listed.errors:
+        err_console.print(f"[red]ERROR[/] {problem}", highlight=False, soft_wrap=True)
+    console.print(f"{len(listed)} fingerprints, {len(listed.errors)} problems")
+    if listed.errors:
+        raise typer.Exit(1)
+
+
 @rules_app.command("convert")
 def rules_convert(paths: PathsArg = None,
                   rule: Annotated[str | None, typer.Option(help="Only this rule id/name")] = None) -> None:

@@ -56,6 +56,7 @@ class CompiledRule:
     dataset: str
     query: str = ""
     severity: str = "medium"
+    level: str = "medium"  # the Sigma level as written (informational alerts carry severity low)
     author: str = ""
     description: str = ""
     references: list[str] = field(default_factory=list)
@@ -122,7 +123,7 @@ def _base(rule: SigmaRule | SigmaCorrelationRule, kind: str, dataset: str) -> Co
         references.append(SIGMAHQ)
     return CompiledRule(
         id=str(rule.id or rule.name or rule.title), title=rule.title, kind=kind, dataset=dataset,
-        severity=SEVERITY.get(level, "medium"), author=str(rule.author or "unknown"),
+        severity=SEVERITY.get(level, "medium"), level=level, author=str(rule.author or "unknown"),
         description=str(rule.description or ""), references=references,
         license=str(rule.license or ("DRL-1.1" if is_sigmahq else "Apache-2.0")), techniques=techniques,
         tactics=tactics, tags=tags, group_by=[str(g) for g in group_by],

@@ -44,6 +44,7 @@ class Match:
     fields: dict[str, Any] = field(default_factory=dict)  # source/destination of a sample event
     reason: str = ""  # English, as stored in event.reason
     reason_message: Message | None = None  # the same, translatable (message id + parameters)
+    severity: str | None = None  # this match's own severity (scored analytics), else the rule's
 
     def __post_init__(self) -> None:
         if self.reason_message is not None and not self.reason:

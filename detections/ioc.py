@@ -136,7 +136,7 @@ def make_ioc_rule(iocs: IocSet) -> CompiledRule:
     title = N_("Indicator Of Compromise Match")
     description = message(N_("Traffic to or from one of %(n)s local indicators (IP, domain, JA3, JA4)."), n=len(iocs))
     return CompiledRule(id="secops-ioc-match", title=title, kind="analytic",
-                        dataset="secops.conn,secops.dns,secops.http,secops.tls", severity="high",
+                        dataset="secops.conn,secops.dns,secops.http,secops.tls", severity="high", level="high",
                         author="secops project", license="Apache-2.0", techniques=["T1071"],
                         tactics=["Command and Control"], tags=["attack.t1071", "attack.command-and-control"],
                         description=description.english(), analytic=run,

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 from detections.analytics import analytic_rules
 from detections.compiler import CompiledRule, compile_rules
+from detections.fingerprints import load_fingerprints
 from detections.ioc import IocSet, load_iocs, make_ioc_rule
 from detections.loader import RuleSet, default_rule_dirs, load_rules
 from secops.config import Settings
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -34,6 +38,9 @@ def build_pack(settings: Settings, rule_dirs: list[Path] | None = None, with_ana
     rules = compile_rules(ruleset)
     iocs = load_iocs(list(settings.detections.ioc_dirs))
     if with_analytics:
-        rules += analytic_rules()
+        fingerprints = load_fingerprints(settings.detections.fingerprint_files)
+        for problem in fingerprints.errors:
+            log.warning("fingerprint list: %s", problem)
+        rules += analytic_rules(settings.detections.infrastructure, fingerprints)
         rules.append(make_ioc_rule(iocs))
     return Pack(ruleset, rules, iocs)

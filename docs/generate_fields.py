@@ -233,6 +233,13 @@ DESCRIPTIONS: dict[str, str] = {
     "secops.tls.self_signed": "the server certificate signed itself: issuer equals subject and its own key verifies "
                               "its signature (name test alone for algorithms the parser cannot verify, e.g. ML-DSA)",
     "secops.tls.cert_expired": "the session happened after the server certificate's notAfter",
+    "secops.tls.heartbeat.records": "heartbeat records (RFC 6520) seen in the session's selected frames",
+    "secops.tls.heartbeat.max_payload_length": "largest payload length a readable heartbeat request claimed",
+    "secops.tls.heartbeat.overclaimed": "a heartbeat request claimed more payload than its record holds (heartbleed)",
+    "secops.tls.heartbeat.oversized": "a heartbeat record longer than RFC 6520 allows (2^14 bytes)",
+    "secops.tls.heartbeat.leaked": "a heartbeat response much longer than its request (memory returned)",
+    "secops.tls.heartbeat.before_handshake": "a heartbeat was sent before the handshake completed",
+    "secops.tls.heartbeat.unsolicited": "a heartbeat without the heartbeat extension in both hellos",
     "secops.dhcp.msg_type": "DHCP message types of the transaction",
     "secops.dhcp.client_mac": "client hardware address",
     "secops.dhcp.hostname": "host name option (12)",

@@ -8,6 +8,7 @@ Every section forbids unknown keys so a typo is an error, not a silently ignored
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import re
@@ -148,6 +149,16 @@ class InventorySettings(Section):
 class DetectionSettings(Section):
     rules_dirs: list[Path] = Field(default_factory=list, description="Extra Sigma rule folders")
     ioc_dirs: list[Path] = Field(default_factory=list, description="IOC lists and STIX 2.1 bundles")
+    fingerprint_files: list[Path] = Field(default_factory=list, description=(
+        "C2 TLS fingerprint lists (fingerprint,name,severity,note) added to the shipped one"))
+    infrastructure: list[str] = Field(default_factory=list, description=(
+        "Networks of hosts every client polls on a schedule (resolvers, NTP, proxies, update servers): never "
+        "reported as beaconing"))
+
+    @field_validator("infrastructure")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        return [str(ipaddress.ip_network(v, strict=False)) for v in value]
     interval_seconds: int = Field(60, ge=5)
     lookback_seconds: int = Field(300, ge=0)
     suppression_seconds: int = Field(3600, ge=0)

@@ -31,6 +31,7 @@ from collectors.protocols.base import (
     sender_is_orig,
 )
 from collectors.protocols.ja4 import ja4
+from collectors.protocols.tls_heartbeat import HEARTBEAT, Heartbeats
 from collectors.protocols.tshark import BASE_FIELDS, Packet, TsharkRun, build_command, run_tshark, to_int
 from collectors.protocols.x509 import CertificateError, server_certificate_fields
 
@@ -92,6 +93,7 @@ class Session:
     app_data: set[bool] = field(default_factory=set)
     emitted: bool = False
     client_is_orig: bool = True  # False when the connection's opener is the TLS server (DTLS after ICE)
+    heartbeats: Heartbeats = field(default_factory=Heartbeats)
 
     @property
     def established(self) -> bool:
@@ -142,6 +144,7 @@ _TLS_FIELDS = (
     "handshake.extensions.supported_version", "handshake.sig_hash_alg", "handshake.sig_hash_alg_len",
     "handshake.ja3", "handshake.ja3s", "handshake.certificate", "alert_message.desc", "handshake.session_id",
     "handshake.server_named_curve", "handshake.extensions_key_share_group",
+    "record.length", "heartbeat_message.type", "heartbeat_message.payload_length",
 )
 
 
@@ -190,6 +193,9 @@ class TlsAnalyzer(Analyzer):
             return
         key = probe.key()
         s = self.sessions.get(key)
+        if s is not None and CLIENT_HELLO in types and not s.emitted and s.established:
+            s.emitted = True  # a held session (heartbeats negotiated) ends where the next one starts
+            yield self.emit(s)
         if s is None or (CLIENT_HELLO in types and s.emitted):
             if CLIENT_HELLO not in types and SERVER_HELLO in types:
                 probe = flow_of(pkt, False)
@@ -211,6 +217,10 @@ class TlsAnalyzer(Analyzer):
             self._client_hello(s, pkt, layer)
         if SERVER_HELLO in types and not from_client:
             self._server_hello(s, pkt, layer)
+        if (CLIENT_HELLO in types and from_client) or (SERVER_HELLO in types and not from_client):
+            s.heartbeats.note_hello(pkt, layer, from_client)
+        if HEARTBEAT in records:
+            s.heartbeats.note(pkt, layer, from_client, s.established, from_orig in s.ccs or s.version == TLS13)
         if CERTIFICATE in types and not from_client and not s.certs:
             ders = [bytes.fromhex(c.replace(":", "")) for c in pkt.values(f"{layer}.handshake.certificate")]
             s.certs = [hashlib.sha256(der).hexdigest() for der in ders]
@@ -223,7 +233,7 @@ class TlsAnalyzer(Analyzer):
             s.ccs.add(from_orig)
         if APP_DATA in records:
             s.app_data.add(from_orig)
-        if s.established:
+        if s.established and not s.heartbeats.negotiated:  # with heartbeats: held to count later ones
             s.emitted = True
             yield self.emit(s)
 
@@ -292,6 +302,7 @@ class TlsAnalyzer(Analyzer):
             "secops.tls.cert_chain_fps": s.certs,
             "secops.tls.last_alert": s.last_alert,
             "secops.tls.client_alpn": s.alpn,
+            **s.heartbeats.fields(),
         }
         if s.leaf_der is not None:
             try:

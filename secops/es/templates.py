@@ -139,8 +139,10 @@ DATASETS: dict[str, Dataset] = {d.name: d for d in [
                                                      label_max_len=LONG, label_entropy=FLOAT))),
     Dataset("secops.http", properties=_secops(http=obj(trans_depth=LONG, authorization_scheme=KW, info_code=LONG,
                                                        status_msg=KW, uri_raw=CI, location=CI, cookie=CI))),
-    Dataset("secops.tls", properties=_secops(tls=obj(cert_chain_fps=KW, last_alert=KW, client_alpn=KW,
-                                                     self_signed=BOOL, cert_expired=BOOL))),
+    Dataset("secops.tls", properties=_secops(tls=obj(
+        cert_chain_fps=KW, last_alert=KW, client_alpn=KW, self_signed=BOOL, cert_expired=BOOL,
+        heartbeat=obj(records=LONG, max_payload_length=LONG, overclaimed=BOOL, oversized=BOOL, leaked=BOOL,
+                      before_handshake=BOOL, unsolicited=BOOL)))),
     Dataset("secops.dhcp", properties=_secops(dhcp=obj(hostname=CI, vendor_class=CI, client_mac=KW,
                                                        assigned_ip=IP, requested_ip=IP, msg_type=KW, lease_time=LONG,
                                                        server_id=IP))),

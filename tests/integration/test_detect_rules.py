@@ -146,7 +146,7 @@ def test_beaconing_dns_tunnel_and_ioc(es, settings, tmp_path: Path):
     tls = event("secops.tls", "198.18.6.4", "198.18.6.43", T0, {"tls.client.ja3": "e7d705a3286e19ea42f587b344ee6865"},
                 ingested=T0)
     write(es, settings, beacons + noise + tunnel + [tls])
-    beacon_rule, dns_rule, _dga = analytic_rules()
+    beacon_rule, dns_rule, _dga, _fingerprints = analytic_rules()
     assert [m.group["source.ip"] for m in run_rule(es, "secops", beacon_rule, *WINDOW)] == ["198.18.6.1"]
     [tun] = run_rule(es, "secops", dns_rule, *WINDOW)
     assert tun.group == {"dns.question.registered_domain": "tunnel.test", "source.ip": "198.18.6.3"}

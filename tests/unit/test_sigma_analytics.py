@@ -6,7 +6,7 @@ import json
 import random
 from pathlib import Path
 
-from detections.analytics import beacon_score, entropy, registered_domain
+from detections.analytics import beacon_score, beacon_severity, entropy, registered_domain
 from detections.ioc import ioc_query, load_iocs
 
 
@@ -17,6 +17,23 @@ def test_periodic_connections_score_high_and_random_ones_low():
     bursty = sorted(rng.expovariate(1 / 30) * i for i in range(40))
     assert beacon_score(bursty)[0] < 0.8
     assert beacon_score([1.0, 2.0, 3.0])[0] == 0.0  # too few connections
+
+
+def test_beacon_score_weighs_sizes_coverage_and_count_as_rita_does():
+    rng = random.Random(11)
+    times = [i * 60.0 + rng.uniform(-1, 1) for i in range(60)]  # an hour of one-minute beacons
+    span = times[-1] - times[0]
+    steady, stats = beacon_score(times, [420.0] * 60, span)
+    assert steady >= 0.9 and beacon_severity(steady) == "high"
+    assert stats["size"] > 0.99 and stats["coverage"] == 1.0 and stats["count"] == 1.0
+    # the same timing with bulk transfers of varying size: regular, but not a beacon's data profile
+    varied = beacon_score(times, [rng.uniform(5e4, 6.5e4) * rng.choice([1, 3, 9]) for _ in times], span)[0]
+    assert varied < steady and beacon_severity(varied) != "high"
+    # a short regular burst inside a day of observation covers little of it: a near miss
+    burst = [i * 2.0 for i in range(12)]
+    short, stats = beacon_score(burst, [300.0] * 12, 86400.0)
+    assert stats["coverage"] < 0.01 and beacon_severity(short) in (None, "low")
+    assert [beacon_severity(x) for x in (0.95, 0.85, 0.75, 0.5)] == ["high", "medium", "low", None]
 
 
 def test_entropy_and_domains():
@@ -42,3 +59,21 @@ def test_ioc_lists_and_stix_bundle(tmp_path: Path):
     assert any("not an ioc" in e for e in iocs.errors)
     assert any("broken.json" in e for e in iocs.errors)
     assert ioc_query(iocs)["bool"]["minimum_should_match"] == 1
+
+
+def test_fingerprint_lists_shipped_then_files_later_entries_win(tmp_path: Path):
+    from detections.fingerprints import load_fingerprints
+
+    shipped = load_fingerprints()
+    assert not shipped.errors and len(shipped) >= 10
+    assert shipped.entries["t13d201100_2b729b4bf6f3_9e7b989ebec8"].severity == "high"  # IcedID (FoxIO)
+    assert shipped.entries["t13d190900_9dc949149365_97f8aa674fd9"].severity == "low"  # Go's own: Sliver shares it
+    site = tmp_path / "site.csv"
+    site.write_text("# ours\nT13D190900_9dc949149365_97f8aa674fd9,Sliver agent,high,no Go clients here\n"
+                    "e7d705a3286e19ea42f587b344ee6865,some JA3,critical\n"
+                    "e7d705a3286e19ea42f587b344ee6866,,high\nabc,bad,high\n"
+                    "e7d705a3286e19ea42f587b344ee6867,x,urgent\n")
+    listed = load_fingerprints([site, tmp_path / "missing.csv"])
+    assert listed.entries["t13d190900_9dc949149365_97f8aa674fd9"].severity == "high"
+    assert listed.entries["e7d705a3286e19ea42f587b344ee6865"].severity == "critical"
+    assert len(listed) == len(shipped) + 1 and len(listed.errors) == 4
