@@ -37,6 +37,7 @@ typedef int64_t i64;
 #define MAX_FIELD 0xFFFFFFFFLL   /* |length| accepted in a packet tuple from Python */
 #define PROBE_BYTES 512          /* payload bytes handed to the probe, as collectors.protocols.detect */
 #define PROBE_MIN 8              /* shorter first payloads are kept and probed again with what follows */
+#define DEEP_BYTES_PER_DIRECTION (1 << 20) /* as collectors.selection (FlowCore(deep_bytes_max=...)) */
 #define MAX_IFACES 64            /* distinct link types in one selection stream */
 
 /* The values of collectors/flowconst.py; FlowCore.constants() returns them for the test that holds the two equal */
@@ -137,6 +138,8 @@ typedef struct flow {
     int prelen[2];
     bytebuf_t syn;   /* its SYN / SYN-ACK frames, kept until detection decides (tshark learns the server) */
     int syn_frames;
+    i64 deep[2];     /* per side (0 orig, 1 resp): TCP payload bytes selected; deep_max + 1 once cut */
+    i64 deep_cut;    /* TCP payload bytes kept from the deep path (over the cap) */
 } flow_t;
 
 #define O(f) (&(f)->eps[(f)->o_idx])
@@ -167,6 +170,8 @@ typedef struct {
     int if_link[MAX_IFACES];  /* pcapng interface id -> link type */
     int n_if;
     i64 selected, probes;
+    i64 deep_max;                    /* TCP payload bytes per flow direction the deep path gets at most */
+    i64 deep_cut_bytes, deep_cut_sides;
     /* the frame being processed (NULL while packets come from add()) */
     const u8 *cur_frame;
     Py_ssize_t cur_caplen;
@@ -803,6 +808,7 @@ static void flow_flip(Core *c, flow_t *f, int from_start) {
     t = f->has_o_mac; f->has_o_mac = f->has_r_mac; f->has_r_mac = t;
     x = f->bad_sums[0]; f->bad_sums[0] = f->bad_sums[1]; f->bad_sums[1] = x;
     x = f->bad_thresh[0]; f->bad_thresh[0] = f->bad_thresh[1]; f->bad_thresh[1] = x;
+    x = f->deep[0]; f->deep[0] = f->deep[1]; f->deep[1] = x;
     for (int i = 0; i < f->hist_len; i++) {
         char ch = f->hist[i];
         if (ch >= 'a' && ch <= 'z') f->hist[i] = (char)(ch - 32);
@@ -939,7 +945,7 @@ static PyObject *flow_record(Core *c, flow_t *f) {
     }
     int answered = (f->proto == P_TCP && R(f)->state != INACTIVE && memchr(f->hist, 'h', f->hist_len)) ||
                    (f->proto == P_UDP && f->r_pkts > 0);
-    PyObject *args[23];
+    PyObject *args[24];
     args[0] = PyLong_FromLong(f->proto);
     args[1] = addr_bytes(f->o_ip, f->alen);
     args[2] = PyLong_FromLong(f->o_port);
@@ -974,11 +980,12 @@ static PyObject *flow_record(Core *c, flow_t *f) {
     args[21] = community_id(f);
     args[22] = c->services ? PyTuple_GET_ITEM(c->services, f->svc) : PyUnicode_FromString("");
     if (c->services) Py_INCREF(args[22]);
+    args[23] = PyLong_FromLongLong(f->deep_cut);
     PyObject *rec = NULL;
     int ok = 1;
-    for (int i = 0; i < 23; i++) ok &= args[i] != NULL;
-    if (ok) rec = PyObject_Vectorcall(c->record_type, args, 23, NULL);
-    for (int i = 0; i < 23; i++) Py_XDECREF(args[i]);
+    for (int i = 0; i < 24; i++) ok &= args[i] != NULL;
+    if (ok) rec = PyObject_Vectorcall(c->record_type, args, 24, NULL);
+    for (int i = 0; i < 24; i++) Py_XDECREF(args[i]);
     return rec;
 }
 
@@ -1374,6 +1381,25 @@ static int release_syn(Core *c, flow_t *f, int keep) {
     return r;
 }
 
+/* FlowTable._within_cap: a TCP direction hands the deep path at most deep_max payload bytes; the first packet
+ * that does not fit cuts the direction for good, and every byte cut is counted. Datagrams are not capped. */
+static int within_cap(Core *c, flow_t *f, const pkt_t *p, int is_orig) {
+    if (p->proto != P_TCP) return 1;
+    int side = is_orig ? 0 : 1;
+    i64 used = f->deep[side];
+    if (used + p->plen <= c->deep_max) {  /* used <= deep_max + 1 and plen <= MAX_FIELD: no overflow */
+        f->deep[side] = used + p->plen;
+        return 1;
+    }
+    if (used <= c->deep_max) {  /* the first cut of this direction */
+        f->deep[side] = c->deep_max + 1;
+        c->deep_cut_sides++;
+    }
+    f->deep_cut += p->plen;
+    c->deep_cut_bytes += p->plen;
+    return 0;
+}
+
 /* FlowTable._select: probe the first payload of each direction once; count down the selection. */
 static int select_packet(Core *c, flow_t *f, const pkt_t *p, int is_orig) {
     /* tshark tries the lower port's dissector first unless the handshake named the server: keep the SYNs of
@@ -1419,7 +1445,7 @@ static int select_packet(Core *c, flow_t *f, const pkt_t *p, int is_orig) {
             if (n < PROBE_MIN && cap == p->plen) {  /* a short, whole payload: probe again with what follows, */
                 memcpy(f->pre[side], data, (size_t)n);  /* and keep its frame in case the flow is detected then */
                 f->prelen[side] = n;
-                return 1;
+                return within_cap(c, f, p, is_orig);
             }
             f->probed |= bit;
             if (f->probed == 3 && release_syn(c, f, 0) < 0) c->failed = 1;
@@ -1430,7 +1456,7 @@ static int select_packet(Core *c, flow_t *f, const pkt_t *p, int is_orig) {
         f->sel = mode;
         if (release_syn(c, f, mode != 0) < 0) c->failed = 1;
     }
-    if (!f->sel) return 0;
+    if (!f->sel || !within_cap(c, f, p, is_orig)) return 0;
     if (f->sel > 0) f->sel--;
     return 1;
 }
@@ -1824,11 +1850,12 @@ static PyObject *Core_error_counts(Core *c, PyObject *Py_UNUSED(ignored)) {
 }
 
 static PyObject *Core_counters(Core *c, PyObject *Py_UNUSED(ignored)) {
-    return Py_BuildValue("{sLsLsLsLsLsLsnsLsL}", "packets", (long long)c->packets, "bytes", (long long)c->bytes,
+    return Py_BuildValue("{sLsLsLsLsLsLsnsLsLsLsL}", "packets", (long long)c->packets, "bytes", (long long)c->bytes,
                          "undecoded", (long long)c->undecoded, "evicted", (long long)c->evicted,
                          "bad_checksums", (long long)c->bad_checksums, "delegated",
                          (long long)c->delegated, "flows", (Py_ssize_t)c->count, "selected", (long long)c->selected,
-                         "probes", (long long)c->probes);
+                         "probes", (long long)c->probes, "deep_cut_bytes", (long long)c->deep_cut_bytes,
+                         "deep_cut_sides", (long long)c->deep_cut_sides);
 }
 
 static PyObject *Core_take_selected(Core *c, PyObject *Py_UNUSED(ignored)) {
@@ -1875,13 +1902,18 @@ static int fill_ports(PyObject *ports, uint32_t *bits) {
 
 static int Core_init(Core *c, PyObject *args, PyObject *kw) {
     static char *names[] = {"record_type", "fallback", "likely_tcp", "likely_udp", "max_flows", "verify_checksums",
-                            "probe", "services", "collect", NULL};
+                            "probe", "services", "collect", "deep_bytes_max", NULL};
     PyObject *record_type, *fallback, *ltcp, *ludp, *probe = Py_None, *services = Py_None;
     Py_ssize_t max_flows = 500000;
     int verify = 0, collect = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOOO|npOOp", names, &record_type, &fallback, &ltcp, &ludp, &max_flows,
-                                     &verify, &probe, &services, &collect))
+    long long deep_max = DEEP_BYTES_PER_DIRECTION;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOOO|npOOpL", names, &record_type, &fallback, &ltcp, &ludp, &max_flows,
+                                     &verify, &probe, &services, &collect, &deep_max))
         return -1;
+    if (deep_max < 1 || deep_max > MAX_FIELD) {
+        PyErr_SetString(PyExc_ValueError, "deep_bytes_max must be at least 1");  /* and at most MAX_FIELD */
+        return -1;
+    }
     if (probe != Py_None && (!PyCallable_Check(probe) || !PyTuple_Check(services) || PyTuple_GET_SIZE(services) < 1)) {
         PyErr_SetString(PyExc_TypeError, "probe must be callable and services a non-empty tuple of names");
         return -1;
@@ -1916,6 +1948,7 @@ static int Core_init(Core *c, PyObject *args, PyObject *kw) {
     }
     c->max_flows = (size_t)max_flows;
     c->verify = verify;
+    c->deep_max = deep_max;
     if (probe != Py_None) {
         Py_INCREF(probe);
         Py_INCREF(services);

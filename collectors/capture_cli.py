@@ -77,7 +77,7 @@ def ingest(
         nonlocal failed
         pipe = Pipeline(sink, observer=observer, max_flows=s.sensor.flow_table_max, deep=deep,
                         tshark_path=s.sensor.tshark_path, on_warning=warn, verify_checksums=checksums,
-                        engine=engine.value)
+                        engine=engine.value, deep_bytes_max=s.sensor.deep_bytes_per_direction)
         with progress(transient=True) as bar:
             for p in pcaps:
                 task = bar.add_task(p.name, total=None)

@@ -59,6 +59,8 @@ def conn_doc(f: ConnRecord, observer: str | None = None, services: list[str] | N
     }
     if f.tunnel:
         conn["tunnel"] = f.tunnel
+    if f.deep_cut:
+        conn["deep_cut_bytes"] = f.deep_cut
     source: dict[str, Any] = {"ip": src, "port": f.o_port, "bytes": f.o_bytes, "packets": f.o_pkts}
     destination: dict[str, Any] = {"ip": dst, "port": f.r_port, "bytes": f.r_bytes, "packets": f.r_pkts}
     if f.o_mac:

@@ -20,12 +20,12 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from collectors.decode import TCP, UDP, Decoder
 from collectors.flows import LIKELY_SERVER_PORTS, ConnRecord, FlowTable, Probe
 from collectors.pcapio import PcapFormat, feed_capture, read_capture
-from collectors.selection import FrameSelection
+from collectors.selection import DEEP_BYTES_PER_DIRECTION, FrameSelection
 
 try:
     from collectors._flowcore import FlowCore
@@ -38,6 +38,13 @@ Warn = Callable[[str], None]
 Progress = Callable[[int], None] | None
 Block = Callable[[], None] | None  # called between blocks of a file (the deep path takes the selected frames)
 MAX_PACKET = 262_144  # larger frames are damage (jumbo frames top out near 64 KiB, TSO near 256 KiB)
+
+
+class DeepCut(NamedTuple):
+    """What the per-direction byte cap kept from the deep path so far (``deep_bytes_max``)."""
+
+    bytes: int  # TCP payload bytes not selected
+    sides: int  # flow directions cut
 
 
 @dataclass
@@ -55,10 +62,12 @@ class PythonFlowPath:
     name = "python"
 
     def __init__(self, emit: Emit, *, max_flows: int, verify_checksums: bool, probe: Probe | None = None,
-                 services: tuple[str, ...] = ("",), collect: bool = False) -> None:
+                 services: tuple[str, ...] = ("",), collect: bool = False,
+                 deep_bytes_max: int = DEEP_BYTES_PER_DIRECTION) -> None:
         self.decoder = Decoder(verify_checksums=verify_checksums)
         self.selection = FrameSelection() if collect and probe is not None else None
-        self.table = FlowTable(emit, max_flows=max_flows, probe=probe, services=services, selection=self.selection)
+        self.table = FlowTable(emit, max_flows=max_flows, probe=probe, services=services, selection=self.selection,
+                               deep_bytes_max=deep_bytes_max)
 
     def process_file(self, path: Path, on_warning: Warn, on_packets: Progress, on_block: Block = None) -> FileCounts:
         decode, add, selection = self.decoder.decode, self.table.add, self.selection
@@ -116,6 +125,10 @@ class PythonFlowPath:
     def probes(self) -> int:
         return self.table.probes
 
+    @property
+    def deep_cut(self) -> DeepCut:
+        return DeepCut(self.table.deep_cut_bytes, self.table.deep_cut_sides)
+
     def finish(self) -> None:
         self.table.flush()
 
@@ -135,7 +148,8 @@ class NativeFlowPath:
     name = "native"
 
     def __init__(self, emit: Emit, *, max_flows: int, verify_checksums: bool, probe: Probe | None = None,
-                 services: tuple[str, ...] = ("",), collect: bool = False) -> None:
+                 services: tuple[str, ...] = ("",), collect: bool = False,
+                 deep_bytes_max: int = DEEP_BYTES_PER_DIRECTION) -> None:
         if FlowCore is None:
             raise RuntimeError("the native flow core (collectors._flowcore) is not built: reinstall with a C "
                                "compiler (apt-get install gcc python3-dev; pip install -e .) or use the python engine")
@@ -143,7 +157,7 @@ class NativeFlowPath:
         self.decoder = Decoder(verify_checksums=verify_checksums)  # frames the core hands back
         self.core = FlowCore(ConnRecord, self.decoder.decode, LIKELY_SERVER_PORTS[TCP], LIKELY_SERVER_PORTS[UDP],
                              max_flows=max_flows, verify_checksums=verify_checksums, probe=probe, services=services,
-                             collect=collect)
+                             collect=collect, deep_bytes_max=deep_bytes_max)
 
     def _ship(self) -> None:
         for rec in self.core.drain():
@@ -205,6 +219,11 @@ class NativeFlowPath:
     def probes(self) -> int:
         return self.core.counters()["probes"]
 
+    @property
+    def deep_cut(self) -> DeepCut:
+        counters = self.core.counters()
+        return DeepCut(counters["deep_cut_bytes"], counters["deep_cut_sides"])
+
     def finish(self) -> None:
         self.core.flush()
         self._ship()
@@ -225,10 +244,12 @@ FlowPath = PythonFlowPath | NativeFlowPath
 
 
 def open_flow_path(emit: Emit, *, engine: Engine = "auto", max_flows: int = 500_000, verify_checksums: bool = False,
-                   probe: Probe | None = None, services: tuple[str, ...] = ("",), collect: bool = False) -> FlowPath:
-    """A flow path on the chosen engine; with ``probe`` it detects services, with ``collect`` also selects."""
+                   probe: Probe | None = None, services: tuple[str, ...] = ("",), collect: bool = False,
+                   deep_bytes_max: int = DEEP_BYTES_PER_DIRECTION) -> FlowPath:
+    """A flow path on the chosen engine; with ``probe`` it detects services, with ``collect`` also selects (at most
+    ``deep_bytes_max`` TCP payload bytes per flow direction)."""
     kw = {"max_flows": max_flows, "verify_checksums": verify_checksums, "probe": probe, "services": services,
-          "collect": collect}
+          "collect": collect, "deep_bytes_max": deep_bytes_max}
     if engine == "python" or (engine == "auto" and FlowCore is None):
         return PythonFlowPath(emit, **kw)
     return NativeFlowPath(emit, **kw)

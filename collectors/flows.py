@@ -41,7 +41,7 @@ from collectors.flowconst import (
     UDP,
     UDP_INACTIVITY,
 )
-from collectors.selection import FrameSelection
+from collectors.selection import DEEP_BYTES_PER_DIRECTION, FrameSelection
 
 IPV4_BROADCAST = b"\xff\xff\xff\xff"
 PROBE_BYTES = 512  # payload bytes handed to the protocol probe (collectors.protocols.detect, the C core alike)
@@ -85,6 +85,7 @@ class ConnRecord(NamedTuple):
     answered: bool  # the responder answered (TCP: SYN-ACK seen; UDP: a packet back): a service is there
     community_id: str
     service: str = ""  # detected from the payload (collectors.protocols.detect), "" when nothing matched
+    deep_cut: int = 0  # TCP payload bytes kept from the deep path: a direction went over its byte cap
 
 
 def seq_delta(a: int, b: int) -> int:
@@ -146,6 +147,8 @@ class Flow:
     __slots__ = (
         "bad_sums",
         "bad_thresh",
+        "deep",
+        "deep_cut",
         "expire",
         "hist",
         "hist_seen",
@@ -204,6 +207,8 @@ class Flow:
         self.pre: list[bytes] | None = None  # per side: short first payloads not matched yet
         self.syn: list[bytes] | None = None  # SYN / SYN-ACK frames kept until detection decides
         self.syn_frames = 0
+        self.deep = [0, 0]  # per side (orig, resp): TCP payload bytes selected so far (collectors.selection)
+        self.deep_cut = 0
 
     # -- history helpers (Connection::CheckHistory / AddHistory / ScaledHistoryEntry) -------------------
     def check_history(self, mask: str, code: str) -> bool:
@@ -228,6 +233,7 @@ class Flow:
         self.o_mac, self.r_mac = self.r_mac, self.o_mac
         self.bad_sums.reverse()
         self.bad_thresh.reverse()
+        self.deep.reverse()
         self.hist = [c.swapcase() for c in self.hist]
         self.hist_seen = {m.swapcase() for m in self.hist_seen}
         if from_start:
@@ -248,7 +254,7 @@ class Flow:
                           self.last, self.o_pkts, self.o_bytes, self.r_pkts, self.r_bytes, orig_bytes, resp_bytes,
                           self.state(history), history, self.missed, self.tunnel, self.o_mac, self.r_mac, answered,
                           community_id(self.proto, self.o_ip, self.r_ip, self.o_port, self.r_port,
-                                       one_way=self.one_way), services[self.svc])
+                                       one_way=self.one_way), services[self.svc], self.deep_cut)
 
     def payload_sizes(self) -> tuple[int, int]:
         if self.proto == TCP:
@@ -305,11 +311,16 @@ class FlowTable:
 
     def __init__(self, emit: Callable[[ConnRecord], None], max_flows: int = 500_000,
                  likely_server_ports: dict[int, frozenset[int]] | None = None, probe: Probe | None = None,
-                 services: tuple[str, ...] = ("",), selection: FrameSelection | None = None) -> None:
+                 services: tuple[str, ...] = ("",), selection: FrameSelection | None = None,
+                 deep_bytes_max: int = DEEP_BYTES_PER_DIRECTION) -> None:
+        if not 1 <= deep_bytes_max <= 0xFFFFFFFF:  # the C core's bound on lengths
+            raise ValueError("deep_bytes_max must be at least 1")
         self.flows: dict[tuple, Flow] = {}
         self.services = services
         self.probe = probe
         self.probes = 0
+        self.deep_bytes_max = deep_bytes_max
+        self.deep_cut_bytes = self.deep_cut_sides = 0  # payload bytes / flow directions over the cap
         self.selection = selection  # where kept SYN frames go when their flow is selected
         self.frame: tuple | None = None  # (linktype, ts, buf, offset, caplen, wirelen) of the frame being added
         self._emit = emit
@@ -404,7 +415,7 @@ class FlowTable:
                 if len(data) < PROBE_MIN and cap == plen:  # short and whole: probe again with what follows,
                     f.pre = f.pre or [b"", b""]  # and keep its frame in case the flow is detected then
                     f.pre[0 if is_orig else 1] = data
-                    return True
+                    return self._within_cap(f, proto, is_orig, plen)
                 f.probed |= bit
                 if f.probed == 3:
                     self._release_syn(f, False)
@@ -412,11 +423,30 @@ class FlowTable:
             f.probed |= bit
             f.svc, f.sel = svc, sel
             self._release_syn(f, sel != 0)
-        if not f.sel:
+        if not f.sel or not self._within_cap(f, proto, is_orig, plen):
             return False
         if f.sel > 0:
             f.sel -= 1
         return True
+
+    def _within_cap(self, f: Flow, proto: int, is_orig: bool, plen: int) -> bool:
+        """A TCP direction hands the deep path at most ``deep_bytes_max`` payload bytes: tshark's reassembly of
+        one endless message (a 10 MB header line) costs time quadratic in its length. The first packet that does
+        not fit cuts the direction for good (tshark would only see a gap); every byte cut is counted. Datagrams
+        are dissected one by one, at linear cost: they are not capped."""
+        if proto != TCP:
+            return True
+        side = 0 if is_orig else 1
+        used = f.deep[side]
+        if used + plen <= self.deep_bytes_max:
+            f.deep[side] = used + plen
+            return True
+        if used <= self.deep_bytes_max:  # the first cut of this direction (above the cap: cut before)
+            f.deep[side] = self.deep_bytes_max + 1
+            self.deep_cut_sides += 1
+        f.deep_cut += plen
+        self.deep_cut_bytes += plen
+        return False
 
     def _release_syn(self, f: Flow, keep: bool) -> None:
         """Detection decided: the kept handshake frames go first if the flow is selected, else they are dropped."""

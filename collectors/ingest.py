@@ -18,9 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from collectors.conn import Observations, conn_doc, ip_str, mac_str
-from collectors.flowpath import Engine, open_flow_path
+from collectors.flowpath import DeepCut, Engine, open_flow_path
 from collectors.flows import ConnRecord
 from collectors.protocols.detect import SERVICES, probe, probe_service_only
+from collectors.selection import DEEP_BYTES_PER_DIRECTION
 
 Sink = Callable[[dict[str, Any]], None]
 Warn = Callable[[str], None]
@@ -36,6 +37,7 @@ class IngestStats:
     deep_docs: int = 0
     observations: int = 0
     deep_frames: int = 0  # frames the detection selected for the analyzers
+    deep_cut_bytes: int = 0  # TCP payload bytes kept from the analyzers by the per-direction cap
     flows_evicted: int = 0
     warnings: int = 0
     decode_errors: Counter = field(default_factory=Counter)
@@ -47,13 +49,14 @@ class Pipeline:
     def __init__(self, sink: Sink, *, observer: str | None = None, max_flows: int = 500_000, deep: bool = True,
                  tshark_path: str = "tshark", on_warning: Warn | None = None,
                  on_packets: Callable[[int], None] | None = None, verify_checksums: bool = False,
-                 engine: Engine = "auto") -> None:
+                 engine: Engine = "auto", deep_bytes_max: int = DEEP_BYTES_PER_DIRECTION) -> None:
         self.sink = sink
         self.observer = observer
         self.deep = deep
+        self.deep_bytes_max = deep_bytes_max
         self.flows = open_flow_path(self._flow_done, engine=engine, max_flows=max_flows,
                                     verify_checksums=verify_checksums, probe=probe if deep else probe_service_only,
-                                    services=SERVICES, collect=deep)
+                                    services=SERVICES, collect=deep, deep_bytes_max=deep_bytes_max)
         self.observations = Observations(observer)
         self.stats = IngestStats()
         self.tshark_path = tshark_path
@@ -95,6 +98,7 @@ class Pipeline:
             stream = MetadataStream(path.name, self.tshark_path, self.warn)
 
         taken = [self.flows.selected]
+        cut_before = self.flows.deep_cut
 
         def between_blocks() -> None:
             blocks = self.flows.take_selected()
@@ -111,7 +115,18 @@ class Pipeline:
             if stream is not None:
                 self._ship_deep(stream.close())
             self.stats.deep_frames = self.flows.selected
+            self._report_cut(path, cut_before)
             self._ship_observations()
+
+    def _report_cut(self, path: Path, before: DeepCut) -> None:
+        """One warning per file when the per-direction cap kept payload from the analyzers (the connections
+        say which: ``secops.conn.deep_cut_bytes``)."""
+        cut = self.flows.deep_cut
+        self.stats.deep_cut_bytes = cut.bytes
+        if cut.sides > before.sides:
+            self.warn(f"{path}: protocol metadata cut on {cut.sides - before.sides} flow direction(s) longer than "
+                      f"{self.deep_bytes_max} payload bytes ({cut.bytes - before.bytes} bytes not analysed; "
+                      f"setting sensor.deep_bytes_per_direction)")
 
     def _fast(self, path: Path, between_blocks: Callable[[], None]) -> None:
         errors_before = sum(self.flows.errors().values())

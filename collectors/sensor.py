@@ -141,7 +141,7 @@ class Sensor:
     def _start_worker(self, share: Share) -> None:
         s = self.settings.sensor
         cfg = WorkerConfig(share.index, self.name, self.output, deep=self.deep, max_flows=s.flow_table_max,
-                           tshark_path=s.tshark_path)
+                           deep_bytes_max=s.deep_bytes_per_direction, tshark_path=s.tshark_path)
         parent, child = self.ctx.Pipe()
         proc = self.ctx.Process(target=worker_main, args=(cfg, self.settings, child, self.out_lock),
                                 name=f"secops-sensor-worker-{share.index}", daemon=True)

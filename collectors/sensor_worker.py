@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from collectors.pcapio import CaptureError
+from collectors.selection import DEEP_BYTES_PER_DIRECTION
 from secops.config import Settings
 
 NS = 1_000_000_000
@@ -35,6 +36,7 @@ class WorkerConfig:
     output: str  # "es" or "ndjson" (stdout, shared with the other workers under ``lock``)
     deep: bool = True
     max_flows: int = 500_000
+    deep_bytes_max: int = DEEP_BYTES_PER_DIRECTION
     tshark_path: str = "tshark"
     engine: str = "auto"
 
@@ -155,7 +157,8 @@ class Worker:
         self.cfg = cfg
         self.out = out
         self.pipeline = Pipeline(out.add, observer=cfg.observer, max_flows=cfg.max_flows, deep=cfg.deep,
-                                 tshark_path=cfg.tshark_path, on_warning=report, engine=cfg.engine)
+                                 tshark_path=cfg.tshark_path, on_warning=report, engine=cfg.engine,
+                                 deep_bytes_max=cfg.deep_bytes_max)
 
     def run_batch(self, batch: Batch) -> BatchDone:
         stats = self.pipeline.stats

@@ -207,6 +207,8 @@ DESCRIPTIONS: dict[str, str] = {
     "secops.conn.orig_bytes": "originator payload bytes by TCP sequence numbers (Zeek orig_bytes)",
     "secops.conn.resp_bytes": "responder payload bytes by TCP sequence numbers (Zeek resp_bytes)",
     "secops.conn.missed_bytes": "bytes missed in content gaps (Zeek missed_bytes)",
+    "secops.conn.deep_cut_bytes": "TCP payload bytes the protocol analyzers did not get: a direction went over "
+                                  "sensor.deep_bytes_per_direction (absent when nothing was cut)",
     "secops.conn.local_orig": "the originator is in a local network",
     "secops.conn.local_resp": "the responder is in a local network",
     "secops.conn.ip_proto": "IP protocol number",

@@ -108,6 +108,10 @@ class SensorSettings(Section):
     pcap_budget_mb: int = Field(10240, ge=1, description="Disk budget of the capture spool, oldest out first")
     min_free_mb: int = Field(1024, ge=0, description="Never let the capture spool leave less than this free")
     flow_table_max: int = Field(500_000, ge=1000)
+    deep_bytes_per_direction: int = Field(
+        1 << 20, ge=4096, le=1 << 31,
+        description="TCP payload bytes of one flow direction the protocol analyzers (tshark) get at most; the rest "
+                    "is counted in secops.conn.deep_cut_bytes")
     tshark_path: str = "tshark"
     dumpcap_path: str = "dumpcap"
 

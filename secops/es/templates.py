@@ -132,7 +132,7 @@ SERVICE = obj(port=LONG, transport=KW, name=KW, product=KW, version=KW, extrainf
 
 DATASETS: dict[str, Dataset] = {d.name: d for d in [
     Dataset("secops.conn", properties=_secops(conn=obj(
-        uid=KW, state=KW, history=KW, orig_bytes=LONG, resp_bytes=LONG, missed_bytes=LONG,
+        uid=KW, state=KW, history=KW, orig_bytes=LONG, resp_bytes=LONG, missed_bytes=LONG, deep_cut_bytes=LONG,
         local_orig=BOOL, local_resp=BOOL, tunnel_parents=KW, ip_proto=LONG, vlan=LONG, inner_vlan=LONG,
     ))),
     Dataset("secops.dns", properties=_secops(dns=obj(rtt=FLOAT, qtype=LONG, rcode=LONG, rejected=BOOL,

@@ -17,7 +17,7 @@ from collectors.flows import LIKELY_SERVER_PORTS, ConnRecord
 from collectors.ingest import Pipeline
 from collectors.protocols import extract_metadata
 from collectors.protocols.detect import SERVICES, probe
-from collectors.selection import interface_block, stream_header
+from collectors.selection import DEEP_BYTES_PER_DIRECTION, interface_block, stream_header
 from tests.support import TESTDATA
 from tests.unit.test_flowcore import CAPTURES, SEEDS, _pcap
 
@@ -58,13 +58,34 @@ def test_all_captures_in_one_run_with_a_tiny_table() -> None:
     assert len(recs) > 200 and len(sel) > 100_000
 
 
+def test_byte_cap_cuts_identically_and_counts_the_cut() -> None:
+    """Every shared capture under a 4 KiB cap per TCP direction: both engines cut the same frames, the
+    connections carry the bytes cut, and UDP flows (DNS) are never cut."""
+    recs, sel = assert_same_selection(CAPTURES, deep_bytes_max=4096)
+    _, whole = assert_same_selection(CAPTURES)
+    cut = [r for r in recs if r.deep_cut]
+    assert cut and all(r.proto == 6 for r in cut) and len(sel) < len(whole)
+    assert all(r.deep_cut < r.o_bytes + r.r_bytes for r in cut)  # payload as sent, retransmissions included
+    fp = open_flow_path(lambda _r: None, engine="native", probe=probe, services=SERVICES, deep_bytes_max=4096)
+    for capture in CAPTURES:
+        fp.process_file(capture, lambda _m: None, None)
+    fp.finish()
+    assert fp.deep_cut.bytes == sum(r.deep_cut for r in recs) and fp.deep_cut.sides >= len(cut)
+    for bad in (0, 1 << 33):
+        with pytest.raises(ValueError):
+            open_flow_path(lambda _r: None, engine="native", probe=probe, services=SERVICES, deep_bytes_max=bad)
+        with pytest.raises(ValueError):
+            open_flow_path(lambda _r: None, engine="python", probe=probe, services=SERVICES, deep_bytes_max=bad)
+
+
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.tuples(st.integers(0, len(SEEDS) - 1), st.integers(0, 1500), st.binary(min_size=1, max_size=8),
                           st.integers(-1, 1)), min_size=1, max_size=60),
-       st.sampled_from([1, 101, 113]))
+       st.sampled_from([1, 101, 113]), st.sampled_from([1, 700, DEEP_BYTES_PER_DIRECTION]))
 def test_fuzzed_frames_select_identically(tmp_path_factory: pytest.TempPathFactory, edits: list[tuple],
-                                          linktype: int) -> None:
-    """Frames with bytes overwritten, inserted or removed anywhere (headers and first payloads alike)."""
+                                          linktype: int, cap: int) -> None:
+    """Frames with bytes overwritten, inserted or removed anywhere (headers and first payloads alike), under a
+    per-direction byte cap that cuts at once, after a packet or never."""
     frames = []
     for idx, pos, data, op in edits:
         fr = bytearray(SEEDS[idx])
@@ -78,7 +99,7 @@ def test_fuzzed_frames_select_identically(tmp_path_factory: pytest.TempPathFacto
         frames.append(bytes(fr))
     path = tmp_path_factory.mktemp("fuzz") / "f.pcap"
     path.write_bytes(_pcap(frames, linktype))
-    assert_same_selection([path], max_flows=7)
+    assert_same_selection([path], max_flows=7, deep_bytes_max=cap)
 
 
 def test_random_payloads_after_real_handshakes(tmp_path: Path) -> None:

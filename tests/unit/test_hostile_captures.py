@@ -238,3 +238,56 @@ def test_fuzzed_pcapng_identical_on_both_engines(tmp_path_factory: pytest.TempPa
         assert isinstance(e, CaptureError) and "\n" not in str(e)
         return
     assert python == native
+
+
+# -- one endless HTTP header line (issue 17 item 5) ------------------------------------------------------------
+
+def tcp_frame(client: bool, seq: int, ack: int, flags: int, payload: bytes = b"") -> bytes:
+    """An Ethernet/IPv4/TCP frame between 198.18.0.1:40000 (client) and 198.18.1.1:80."""
+    ports, addrs = ((40000, 80), (b"\xc6\x12\x00\x01", b"\xc6\x12\x01\x01"))
+    if not client:
+        ports, addrs = ports[::-1], addrs[::-1]
+    tcp = struct.pack("!HHIIBBHHH", *ports, seq, ack, 5 << 4, flags, 65535, 0, 0)
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 40 + len(payload), 0, 0x4000, 64, 6, 0, *addrs)
+    return ETHER + ip + tcp + payload
+
+
+def long_header_capture(path: Path, line_bytes: int) -> Path:
+    """A handshake, then one HTTP request whose single header line is ``line_bytes`` long, in 1460-byte
+    segments (a hostile client keeping tshark's reassembly busy)."""
+    frames = [tcp_frame(True, 1000, 0, 0x02), tcp_frame(False, 5000, 1001, 0x12), tcp_frame(True, 1001, 5001, 0x10)]
+    request = b"GET /long HTTP/1.1\r\nHost: example.test\r\nX-Pad: " + b"a" * line_bytes + b"\r\n\r\n"
+    frames += [tcp_frame(True, 1001 + i, 5001, 0x18, request[i:i + 1460]) for i in range(0, len(request), 1460)]
+    records = [struct.pack("<IIII", 1_700_000_000, i, len(fr), len(fr)) + fr for i, fr in enumerate(frames)]
+    path.write_bytes(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1) + b"".join(records))
+    return path
+
+
+def ingest_with_metadata(path: Path) -> tuple[float, list[dict], list[str], object]:
+    docs: list[dict] = []
+    warnings: list[str] = []
+    start = time.perf_counter()
+    pipe = Pipeline(docs.append, on_warning=warnings.append)
+    pipe.process_file(path)
+    stats = pipe.finish()
+    return time.perf_counter() - start, docs, warnings, stats
+
+
+def test_one_endless_header_line_costs_bounded_time_and_the_cut_is_reported(tmp_path: Path) -> None:
+    """tshark's reassembly of one header line costs time quadratic in its length (4 MiB took 27 s of deep
+    path): each TCP direction hands the analyzers at most sensor.deep_bytes_per_direction payload bytes. 4x the
+    line costs about the same as 1x (the cap holds), the request is still logged, and the cut is counted in
+    a warning, the ingest stats and the connection."""
+    mib = 1 << 20
+    t_small, docs_small, warnings_small, _ = ingest_with_metadata(long_header_capture(tmp_path / "s.pcap", mib // 2))
+    t_large, docs, warnings, stats = ingest_with_metadata(long_header_capture(tmp_path / "l.pcap", 4 * mib))
+    assert t_large < 20 and t_large / t_small < 3, f"{t_small:.1f}s -> {t_large:.1f}s for 8x the line"
+    (conn,) = [d for d in docs if d["event"]["dataset"] == "secops.conn"]
+    (http,) = [d for d in docs if d["event"]["dataset"] == "secops.http"]
+    assert http["http"]["request"]["method"] == "GET" and http["url"]["domain"] == "example.test"
+    cut = conn["secops"]["conn"]["deep_cut_bytes"]
+    assert 3 * mib <= cut <= 4 * mib and stats.deep_cut_bytes == cut
+    assert any("cut on 1 flow direction" in w for w in warnings), warnings
+    assert not any("cut on" in w for w in warnings_small)
+    conn_small = next(d for d in docs_small if d["event"]["dataset"] == "secops.conn")
+    assert "deep_cut_bytes" not in conn_small["secops"]["conn"]
