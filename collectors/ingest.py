@@ -21,6 +21,7 @@ from collectors.conn import Observations, conn_doc, ip_str, mac_str
 from collectors.flowpath import Engine, open_flow_path
 from collectors.flows import ConnRecord
 from collectors.protocols.detect import SERVICES, probe, probe_service_only
+from secops.ecs import doc_id
 
 Sink = Callable[[dict[str, Any]], None]
 Warn = Callable[[str], None]
@@ -82,6 +83,9 @@ class Pipeline:
     def _ship_deep(self, docs: Iterable[dict[str, Any]]) -> None:
         for doc in docs:
             self.stats.deep_docs += 1
+            if self.observer:  # whose sensor saw it (the console fetches its pcap there); one document per sensor
+                doc["observer"] = {"name": self.observer}
+                doc["_id"] = doc_id(doc["_id"], self.observer)
             self.sink(doc)
 
     # -- files ---------------------------------------------------------------------------------------
