@@ -99,13 +99,14 @@ def test_worker_loses_broker_and_store_mid_chunk_and_the_chunk_is_merged_once(es
             time.sleep(CUT_SECONDS)  # nmap finishes during the cut; the worker cannot report it
             assert AsyncResult(merge_id, app=app).state == "PENDING"
             links = [TcpRelay(lab.gateway, link.target, port=link.address[1]) for link in links]
-            merged = AsyncResult(merge_id, app=app).get(timeout=120)
-            assert merged["hosts_seen"] == 2
+            result = AsyncResult(merge_id, app=app)
+            merged = result.get(timeout=120, propagate=False)
+            log = (tmp_path / "wk1.log").read_text()
+            assert result.state == "SUCCESS" and merged["hosts_seen"] == 2, (merged, log[-4000:])
             assert set(assets(es)) == {web1.ip, web2.ip}
             assert len(es.search(index="secops-asset", size=10)["hits"]["hits"]) == 2
             assert sorted(c["host"]["ip"][0] for c in changes(es, "new_asset")) == sorted([web1.ip, web2.ip])
-            log = (tmp_path / "wk1.log").read_text()
-            print(f"\nworker log after the cut:\n{log[-2500:]}")
+            assert "collectors.scan_chunk" in log and "Connection to broker lost" in log, log[-4000:]
         finally:
             if worker is not None:
                 worker.stop()
