@@ -17,8 +17,8 @@ import pytest
 from elasticsearch import Elasticsearch
 from elasticsearch.helpers import scan
 
-from collectors.ingest import Pipeline
 from secops.config import Settings, load_settings
+from tests.integration.test_sites import reference_ids
 from tests.support import TESTDATA
 from tests.support.netns import Lab
 from tests.support.relay import TcpRelay
@@ -73,13 +73,7 @@ def cli(config: Path, *args: str) -> subprocess.CompletedProcess:
 
 
 def test_ingest_starts_with_the_store_unreachable_and_replays_into_templated_indices(store, es_node, tmp_path):
-    expected = []
-    for pcap in PCAPS:
-        docs: list[dict] = []
-        pipe = Pipeline(docs.append, observer="site-a", deep=False)
-        pipe.process_file(pcap)
-        pipe.finish()
-        expected.append({d["_id"] for d in docs})
+    expected = [reference_ids(pcap, "site-a") for pcap in PCAPS]
     relay = cut_link(es_node)
     s = site_settings(tmp_path, f"http://127.0.0.1:{relay.address[1]}")
     config = write_config(s, tmp_path / "site-a.yaml")

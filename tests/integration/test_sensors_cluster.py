@@ -8,30 +8,21 @@ import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 from elasticsearch.helpers import scan
 
 from benchmarks.live_capture import build_capture
-from collectors.ingest import Pipeline
 from secops.config import load_settings
 from secops.es.client import make_client
 from tests.integration.test_cluster import PREFIX, cluster  # noqa: F401 (fixture)
+from tests.integration.test_sites import reference_ids
 from tests.support.services import write_config
 
 pytestmark = pytest.mark.integration
 
 SENSORS = ("city-hall", "water-scada")
 PACKETS = 60_000
-
-
-def reference_ids(pcap: Path, observer: str) -> set[str]:
-    docs: list[dict] = []
-    pipe = Pipeline(docs.append, observer=observer, deep=False)
-    pipe.process_file(pcap)
-    pipe.finish()
-    return {d["_id"] for d in docs}
 
 
 def test_two_sensors_ship_through_a_data_node_kill_nothing_lost_nothing_duplicated(cluster, tmp_path):  # noqa: F811
