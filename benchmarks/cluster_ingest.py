@@ -1,13 +1,14 @@
 """Ingest into one Elasticsearch node vs a three-node cluster (replicas 0 and 1), same documents, same run.
 
-    python3 benchmarks/cluster_ingest.py [--packets 200000] [--rounds 2] [--heap 320m]
+    python3 benchmarks/cluster_ingest.py [--packets 400000] [--rounds 3] [--heap 320m]
 
 The documents are what the sensor ships: the conn documents and observations of a synthetic capture (whole
 TCP/UDP conversations, benchmarks/live_capture.build_capture), made once and written by the project's
 BulkWriter (Store.writer: templates with number_of_replicas, batches, spool) into each target. Every node gets
-the same heap. Rounds alternate the cluster's replica settings. Every run is checked: count == documents.
-On one machine the three nodes share its cores, so this measures the cost of a cluster and of replication
-(each document is indexed once per copy), not the gain of more machines.
+the same heap; the single node and the cluster run side by side and rounds alternate the order of the targets.
+Every run is checked: count == documents. On one machine the three nodes share its cores, so this measures
+the cost of a cluster and of replication (each document is indexed once per copy), not the gain of more
+machines.
 """
 
 from __future__ import annotations
@@ -63,8 +64,8 @@ def ingest(urls: list[str], replicas: int, docs: list[dict], spool: Path) -> flo
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--packets", type=int, default=200_000)
-    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--packets", type=int, default=400_000)
+    ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--heap", default="320m", help="heap of every node (the test cluster's default)")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="secops-bench-cluster-"))
@@ -72,19 +73,18 @@ def main() -> None:
     try:
         docs = sensor_documents(args.packets, work)
         results: dict[str, list[float]] = {}
-        node = ElasticsearchNode(base_dir=work / "single", heap=args.heap).start()
-        try:
-            for _ in range(args.rounds):
-                results.setdefault("1 node, replicas 0", []).append(ingest([node.url], 0, docs, work / "spool"))
+        node = ElasticsearchNode(base_dir=work / "single", heap=args.heap)
+        cluster = ElasticsearchCluster(work / "cluster", 3, heap=args.heap)
+        try:  # both run through every round, so a change in the machine's load hits every target alike
+            node.start()
+            cluster.start()
+            targets = [("1 node, replicas 0", [node.url], 0), ("3 nodes, replicas 0", cluster.urls, 0),
+                       ("3 nodes, replicas 1", cluster.urls, 1)]
+            for r in range(args.rounds):
+                for name, urls, replicas in targets if r % 2 == 0 else reversed(targets):
+                    results.setdefault(name, []).append(ingest(urls, replicas, docs, work / "spool"))
         finally:
             node.stop()
-        cluster = ElasticsearchCluster(work / "cluster", 3, heap=args.heap).start()
-        try:
-            for r in range(args.rounds):
-                for replicas in (0, 1) if r % 2 == 0 else (1, 0):
-                    key = f"3 nodes, replicas {replicas}"
-                    results.setdefault(key, []).append(ingest(cluster.urls, replicas, docs, work / "spool"))
-        finally:
             cluster.stop()
     finally:
         shutil.rmtree(work, ignore_errors=True)
