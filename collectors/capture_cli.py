@@ -95,7 +95,7 @@ def ingest(
         stats = run(_ndjson_sink())
         sys.stdout.flush()
     else:
-        with writer() as w:
+        with writer(offline=True) as w:
             stats = run(w.add)
     err_console.print(f"{stats.files} file(s), {stats.packets} packets, {stats.conns} connections, "
                       f"{stats.deep_docs} protocol documents, {stats.observations} observations, "
@@ -171,7 +171,7 @@ def sensor_run(
             fail(str(e))
 
     if output is Output.es:
-        with writer() as w:
+        with writer(offline=True) as w:
             counters = run(w)
     else:
         counters = run(None)

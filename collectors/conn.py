@@ -75,7 +75,8 @@ def conn_doc(f: ConnRecord, observer: str | None = None, services: list[str] | N
     if services:
         network["protocol"] = services
     doc: dict[str, Any] = {
-        "_id": doc_id("conn", cid, f.start, src, f.o_port),
+        # Two sensors that see one flow (a span port at each site) report it twice: the id includes the observer.
+        "_id": doc_id("conn", cid, f.start, src, f.o_port, *([observer] if observer else [])),
         "@timestamp": (start := iso_ns(f.start)),
         "event": {"dataset": "secops.conn", "kind": "event", "category": ["network"], "type": ["connection"],
                   "start": start, "end": iso_ns(f.last), "duration": duration},

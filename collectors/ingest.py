@@ -22,6 +22,7 @@ from collectors.flowpath import DeepCut, Engine, open_flow_path
 from collectors.flows import ConnRecord
 from collectors.protocols.detect import SERVICES, probe, probe_service_only
 from collectors.selection import DEEP_BYTES_PER_DIRECTION
+from secops.ecs import doc_id
 
 Sink = Callable[[dict[str, Any]], None]
 Warn = Callable[[str], None]
@@ -85,6 +86,9 @@ class Pipeline:
     def _ship_deep(self, docs: Iterable[dict[str, Any]]) -> None:
         for doc in docs:
             self.stats.deep_docs += 1
+            if self.observer:  # whose sensor saw it (the console fetches its pcap there); one document per sensor
+                doc["observer"] = {"name": self.observer}
+                doc["_id"] = doc_id(doc["_id"], self.observer)
             self.sink(doc)
 
     # -- files ---------------------------------------------------------------------------------------

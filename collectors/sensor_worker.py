@@ -123,11 +123,13 @@ def open_output(output: str, settings: Settings, lock: Any, spool_name: str) -> 
     """An object with add/flush/close: a BulkWriter on the configured cluster, or NDJSON on stdout."""
     if output == "ndjson":
         return NdjsonOut(lock)
-    from secops.es.bulk import BulkWriter
     from secops.es.client import make_client
+    from secops.es.store import Store
 
-    return BackgroundOut(BulkWriter(make_client(settings), settings.paths.spool() / spool_name, settings.bulk,
-                                    prefix=settings.elasticsearch.index_prefix))
+    # Its own spool; templates checked before the first send; the background flush replays the spool as soon
+    # as the store answers again, even when no new connection comes to trigger a flush.
+    store = Store.from_settings(make_client(settings), settings)
+    return BackgroundOut(store.writer(spool=spool_name, background_flush=True))
 
 
 PCAP_MAGICS = (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\xc3\xd4", b"\xa1\xb2\x3c\x4d")

@@ -9,10 +9,16 @@ from __future__ import annotations
 from datetime import timedelta
 
 from celery import Celery
-from celery.signals import after_setup_logger, after_setup_task_logger
+from celery.signals import after_setup_logger, after_setup_task_logger, worker_init
 
 from secops.config import Settings, get_settings, install_log_redaction
 from secops.es.client import redis_url
+
+# How long a worker that lost its link waits for the broker before giving a message up (1 + 2 + ... capped at
+# 5 s per attempt: about 10 minutes). A chain's next step (a scan chunk's merge) is published by the worker that
+# ran the step before it: with Celery's default (3 tries within a second) a link cut just as a chunk finished
+# marked the chunk failed and its result was never merged.
+WORKER_LINK_PATIENCE = {"max_retries": 120, "interval_start": 1, "interval_step": 1, "interval_max": 5}
 
 TASK_MODULES = ["collectors.tasks", "inventory.tasks", "detections.tasks", "playbooks.tasks", "secops.tasks"]
 
@@ -78,3 +84,11 @@ configure(app, get_settings())
 def _redact_logs(logger, **_kw) -> None:
     """Worker and beat logs never show URL credentials (broker errors, task exceptions)."""
     install_log_redaction(logger)
+
+
+@worker_init.connect
+def _patient_worker(sender=None, **_kw) -> None:
+    """Workers ride out a cut link: results and chained steps wait for the broker to return
+    (clients such as the CLI keep Celery's quick failure, so a command with no broker fails in one line)."""
+    app.conf.update(task_publish_retry_policy=WORKER_LINK_PATIENCE, result_backend_always_retry=True,
+                    result_backend_max_retries=WORKER_LINK_PATIENCE["max_retries"])

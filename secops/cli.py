@@ -163,6 +163,9 @@ def es_spool(replay: Annotated[bool, typer.Option("--replay", help="Send the spo
     """List documents spooled while Elasticsearch was unreachable (changes nothing); --replay sends them."""
     spool = Spool(settings().paths.spool())
     _print_spool(spool.summary(), spool)
+    for sub in sorted(d for d in spool.dir.glob("*") if d.is_dir() and d not in (spool.corrupt_dir, spool.dead_dir)):
+        if (own := Spool(sub)).pending():  # a sensor worker's own spool: that worker replays it when it runs
+            _print_spool(own.summary(), own)
     if replay:
         if removed := spool.remove_stale_partials():
             console.print(f"removed {removed} partial files left by writers that died mid-write")

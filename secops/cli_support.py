@@ -28,7 +28,7 @@ from rich.text import Text
 from secops.cells import strip_controls
 from secops.config import ConfigError, Settings, load_settings
 from secops.es.bulk import BulkWriter
-from secops.es.client import check_reachable, make_client
+from secops.es.client import StoreUnavailable, check_reachable, make_client
 from secops.es.store import Store
 
 console = Console()
@@ -85,8 +85,17 @@ def store(es: Elasticsearch | None = None) -> Store:
 
 
 @contextmanager
-def writer(es: Elasticsearch | None = None, install: bool = True) -> Iterator[BulkWriter]:
-    """A BulkWriter on the configured node, templates installed (``install``) or checked, closed (flushed) on exit."""
+def writer(es: Elasticsearch | None = None, install: bool = True, offline: bool = False) -> Iterator[BulkWriter]:
+    """A BulkWriter on the configured node, templates installed (``install``) or checked, closed (flushed) on exit.
+    ``offline``: an unreachable store is a warning, not an error: the documents are spooled and the templates
+    installed when it answers (a sensor or an ingest at a site whose link is down)."""
+    if es is None and offline:
+        es = es_client(check=False)
+        try:
+            check_reachable(es)
+        except StoreUnavailable as exc:
+            err_console.print(f"[yellow]warning:[/] {exc}; documents are spooled in {settings().paths.spool()} "
+                              "and sent when it answers", highlight=False, soft_wrap=True)
     w = store(es).writer(install=install)
     try:
         yield w

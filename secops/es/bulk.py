@@ -7,6 +7,9 @@ copy. Callers acknowledge their own input (a pcap chunk, a queue message) only a
 
 While the store is down, batches go straight to the spool and the node is probed every
 ``probe_seconds``; when it answers, the spool is replayed in order before new batches are sent.
+A writer may be made while the store is unreachable: its ``prepare`` step (the index templates) runs
+before the first document is sent, so until the store answers everything is spooled, and nothing is ever
+written into an index whose mappings were guessed.
 
 When a batch can be neither sent nor spooled (the spool's disk is full, or failing), the writer stops
 taking documents and raises :class:`DeliveryFailed`, whose one-line message is the exact account: how
@@ -85,8 +88,10 @@ class BulkWriter:
         prefix: str = "secops",
         background_flush: bool = False,
         on_flush: Callable[[int], None] | None = None,
+        prepare: Callable[[], object] | None = None,
     ):
         self.es = es
+        self._prepare = prepare  # run once before the first send; until it succeeds the store counts as down
         self.spool = spool if isinstance(spool, Spool) else Spool(Path(spool))
         self.cfg = settings or BulkSettings()
         self.prefix = prefix
@@ -231,8 +236,25 @@ class BulkWriter:
             self.stats.replayed += replayed
         return replayed
 
+    def _ready(self) -> None:
+        """Run the prepare step once; a store that cannot be reached (or has no master yet) is StoreDown."""
+        if self._prepare is None:
+            return
+        try:
+            self._prepare()
+        except (TransportConnectionError, es_exc.ConnectionError, es_exc.ConnectionTimeout) as exc:
+            raise StoreDown(type(exc).__name__) from None
+        except es_exc.ApiError as exc:
+            if exc.meta.status not in RETRYABLE_STATUS:
+                raise
+            raise StoreDown(f"{type(exc).__name__} {exc.meta.status}") from None
+        except TransportError as exc:
+            raise StoreDown(type(exc).__name__) from None
+        self._prepare = None
+
     def _send(self, lines: list[Item]) -> None:
         """Send records with retries for the whole request and for throttled items."""
+        self._ready()
         pending = lines
         attempt = 0
         while pending:

@@ -68,16 +68,15 @@ class Store:
         self._templates_checked = True
 
     def writer(self, *, install: bool = False, background_flush: bool = False,
-               on_flush: Callable[[int], None] | None = None) -> BulkWriter:
-        """A BulkWriter on this store. Templates are checked (``install``: updated) before the first document."""
+               on_flush: Callable[[int], None] | None = None, spool: str | None = None) -> BulkWriter:
+        """A BulkWriter on this store (spooling into ``spool``, a subdirectory, when given). Templates are
+        checked (``install``: updated) before its first document is sent; a store unreachable until then
+        only means the documents are spooled, so a sensor or an ingest can start while its link is down."""
         if self.spool_dir is None:
             raise ValueError("this store handle has no spool directory: build it with Store.from_settings")
-        if install:
-            self.install_templates()
-        else:
-            self.ensure_templates()
-        return BulkWriter(self.es, self.spool_dir, self.bulk, prefix=self.prefix, background_flush=background_flush,
-                          on_flush=on_flush)
+        prepare = self.install_templates if install else self.ensure_templates
+        return BulkWriter(self.es, self.spool_dir / spool if spool else self.spool_dir, self.bulk, prefix=self.prefix,
+                          background_flush=background_flush, on_flush=on_flush, prepare=prepare)
 
     # -- coordination ----------------------------------------------------------------------
     def lease(self, name: str, **options: Any) -> Lease:
