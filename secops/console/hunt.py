@@ -65,11 +65,12 @@ def _utc_iso(moment: datetime | None) -> str | None:
 
 
 def local_input(value: str | None, zone: str) -> str:
-    """A UTC bound as the form shows it: the datetime-local value in the reader's zone (empty when unset)."""
+    """A UTC bound as the form shows it: the datetime-local value in the reader's zone, seconds only when set (the
+    shortest valid form, as browsers write it); empty when unset."""
     if not value:
         return ""
     moment = datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(ZoneInfo(zone))
-    return moment.replace(tzinfo=None).isoformat(timespec="seconds")
+    return moment.replace(tzinfo=None).isoformat(timespec="seconds" if moment.second else "minutes")
 
 
 def datasets() -> list[str]:
