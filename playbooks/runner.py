@@ -49,7 +49,7 @@ from secops.contracts.playbook import (
 )
 from secops.ecs import doc_id, iso, parse_time, utcnow
 from secops.es.store import Store
-from secops.i18n import N_, message
+from secops.i18n import N_, Message, message
 from secops.notify import Notifier
 
 log = logging.getLogger(__name__)
@@ -75,7 +75,18 @@ def transient(exc: BaseException) -> bool:
 
 
 class RefusedInput(ValueError):
-    """Alert values that failed validation; the run is refused and nothing acts."""
+    """Alert values that failed validation; the run is refused and nothing acts. ``message`` is the reason as a
+    translatable message (the detail inside it, from the validator, stays English)."""
+
+    def __init__(self, text: str, why: Message) -> None:
+        super().__init__(text)
+        self.message = why
+
+
+def set_error(run: PlaybookRun, why: Message, raw: str | None = None) -> None:
+    """A run's error: the raw English text for operators (``raw``, else the message in English) and the same
+    reason as a message ({id, params}) the console renders in the reader's language."""
+    run.error, run.error_message = raw if raw is not None else why.english(), why.as_doc()
 
 
 @dataclass
@@ -116,11 +127,14 @@ class Runner:
                 raw = render(step.params, context, self.settings.playbooks.max_value_length)
                 params = ACTIONS[step.action].Params(**raw)
             except HostileValue as exc:
-                raise RefusedInput(f"step {step.name}: {exc}") from None
+                why = message(N_("step %(step)s refused the alert's values: %(error)s"), step=step.name, error=str(exc))
+                raise RefusedInput(f"step {step.name}: {exc}", why) from None
             except ValidationError as exc:
                 err = exc.errors()[0]
                 where = ".".join(map(str, err["loc"]))
-                raise RefusedInput(f"step {step.name}: parameter {where}: {err['msg']}") from None
+                raise RefusedInput(f"step {step.name}: parameter {where}: {err['msg']}", message(
+                    N_("step %(step)s: parameter %(parameter)s is invalid: %(error)s"), step=step.name,
+                    parameter=where, error=err["msg"])) from None
             resolved.append(params.model_dump(mode="json"))
         return resolved
 
@@ -147,7 +161,8 @@ class Runner:
         try:
             params = self.resolve(book, alert, run_id)
         except RefusedInput as exc:
-            run.status, run.error, run.finished = RunStatus.REFUSED, str(exc), now
+            run.status, run.finished = RunStatus.REFUSED, now
+            set_error(run, exc.message, str(exc))
             for rec in steps:
                 rec.status = StepStatus.NOT_RUN
             if self.runs.create(run):
@@ -208,7 +223,8 @@ class Runner:
         try:
             book = self.book(run.name)
         except LookupError as exc:
-            self._finish(run_id, RunStatus.FAILED, str(exc))
+            self._finish(run_id, RunStatus.FAILED, message(N_("playbook %(name)s is no longer defined"),
+                                                           name=run.name), str(exc))
             return StepOutcome.FAILED, 0.0
         if index >= len(book.steps) or index != run.current:
             return StepOutcome.STALE, 0.0
@@ -217,7 +233,7 @@ class Runner:
             self._advance(run_id, index, book)  # redelivered after it finished: make sure the next one is on its way
             return StepOutcome.ALREADY_DONE, 0.0
         if self.kill_switch():
-            self._finish(run_id, RunStatus.HALTED, "kill switch on: no new steps")
+            self._finish(run_id, RunStatus.HALTED, message(N_("kill switch on: no new steps")))
             self._audit("playbook.halted", f"{run_id}/{step.name}", "failure", run_id,
                         details={"reason": "kill switch", "step": step.name})
             return StepOutcome.HALTED, 0.0
@@ -330,13 +346,18 @@ class Runner:
             rec.error_message = error_msg
             rec.result = compact(result) if result is not None else None
             if policy != "continue":
-                run.status, run.error, run.finished = RunStatus.FAILED, f"step {step.name} failed: {error}", now
+                run.status, run.finished = RunStatus.FAILED, now
+                set_error(run, message(N_("step %(step)s failed: %(error)s"), step=step.name,
+                                       error=error_msg if error_msg is not None else error),
+                          f"step {step.name} failed: {error}")
                 for later in run.steps_from(index + 1):
                     later.status = StepStatus.NOT_RUN
             elif last:
                 failed = [s.name for s in run.steps if s.status is StepStatus.FAILED]
                 run.status, run.finished = RunStatus.COMPLETED, now
-                run.error = f"failed steps: {failed}" if failed else None
+                if failed:
+                    set_error(run, message(N_("failed steps: %(steps)s"), steps=", ".join(failed)),
+                              f"failed steps: {failed}")
             else:
                 run.current, run.step = index + 1, book.steps[index + 1].name
                 run.steps[index + 1].dispatched_at = now
@@ -381,11 +402,12 @@ class Runner:
             self._audit("playbook.step.reverted", f"{run_id}/{step.name}", outcome, run_id,
                         details={"step": step.name, "result": result})
 
-    def _finish(self, run_id: str, status: RunStatus, error: str) -> None:
+    def _finish(self, run_id: str, status: RunStatus, why: Message, raw: str | None = None) -> None:
         def change(run: PlaybookRun) -> PlaybookRun | None:
             if run.status.terminal:
                 return None
-            run.status, run.error, run.finished = status, error, iso()
+            run.status, run.finished = status, iso()
+            set_error(run, why, raw)
             return run
 
         self.runs.update(run_id, change)
@@ -435,7 +457,9 @@ class Runner:
                 rec.status, rec.dispatched_at = StepStatus.PENDING, now
             else:
                 run.status, run.finished = RunStatus.DENIED, now
-                run.error = f"denied by {actor}: {reason}".strip(": ")
+                why = message(N_("denied by %(actor)s: %(reason)s"), actor=actor, reason=reason) if reason \
+                    else message(N_("denied by %(actor)s"), actor=actor)
+                set_error(run, why, f"denied by {actor}: {reason}".strip(": "))
                 for later in run.steps_from(run.current):
                     later.status = StepStatus.NOT_RUN
             return run
@@ -483,7 +507,8 @@ class Runner:
             if run.status is not RunStatus.WAITING_APPROVAL or run.approval is None:
                 return None
             run.approval.status = ApprovalStatus.EXPIRED
-            run.status, run.finished, run.error = RunStatus.EXPIRED, iso(), "approval timed out"
+            run.status, run.finished = RunStatus.EXPIRED, iso()
+            set_error(run, message(N_("approval timed out")))
             for later in run.steps_from(run.current):
                 later.status = StepStatus.NOT_RUN
             return run

@@ -8,7 +8,9 @@ import ipaddress
 import re
 import uuid
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import yaml
 from elasticsearch import BadRequestError, Elasticsearch
@@ -16,11 +18,59 @@ from elasticsearch import BadRequestError, Elasticsearch
 from secops.console.alerts import QueryError, check_field
 from secops.ecs import utcnow
 from secops.es.templates import DATASETS, index_pattern
+from secops.i18n import N_, Message, message
 
 SINCE = {"15m": "now-15m", "1h": "now-1h", "24h": "now-24h", "7d": "now-7d", "30d": "now-30d", "all": None}
 MAX_GROUP_FIELDS = 3
 CID_RE = re.compile(r"^1:[A-Za-z0-9+/=]{20,60}$")
 SIMPLE_TERM = re.compile(r'^\s*([A-Za-z0-9_@][A-Za-z0-9_.@-]*)\s*:\s*("(?:[^"\\]|\\.)*"|[^\s()"]+)\s*$')
+
+
+class TimeInputError(QueryError):
+    """A From/To value that is not a date and time, or a range that ends before it starts; ``message`` is the
+    reason as a console message, rendered in the reader's language on the page (the API answers in English)."""
+
+    def __init__(self, why: Message) -> None:
+        super().__init__(why.english())
+        self.message = why
+
+
+def bound(value: str | None, zone: str, bad: str) -> datetime | None:
+    """A range bound from the hunt form: a date and time without an offset (``2026-11-29T19:30``, what a
+    datetime-local input sends) is in the reader's zone ``zone``; one with an offset (``Z``, ``+08:00``) is taken
+    as given. ``bad`` is the message id that names the field when the value is not a date and time."""
+    text = (value or "").strip()
+    if not text:
+        return None
+    try:
+        moment = datetime.fromisoformat(text[:-1] + "+00:00" if text[-1] in "Zz" else text)
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=ZoneInfo(zone))
+        return moment.astimezone(UTC)
+    except (ValueError, OverflowError):
+        raise TimeInputError(message(bad, value=text[:60])) from None
+
+
+def bounds(start: str | None, end: str | None, zone: str) -> tuple[str | None, str | None]:
+    """The hunt's From and To (see :func:`bound`) as UTC ISO for the store; From must come before To."""
+    lo = bound(start, zone, N_("From: %(value)s is not a date and time (for example 2026-11-29T19:30)"))
+    hi = bound(end, zone, N_("To: %(value)s is not a date and time (for example 2026-11-29T19:30)"))
+    if lo and hi and lo >= hi:
+        raise TimeInputError(message(N_("From must be earlier than To")))
+    return _utc_iso(lo), _utc_iso(hi)
+
+
+def _utc_iso(moment: datetime | None) -> str | None:
+    return moment.isoformat().replace("+00:00", "Z") if moment else None
+
+
+def local_input(value: str | None, zone: str) -> str:
+    """A UTC bound as the form shows it: the datetime-local value in the reader's zone, seconds only when set (the
+    shortest valid form, as browsers write it); empty when unset."""
+    if not value:
+        return ""
+    moment = datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(ZoneInfo(zone))
+    return moment.replace(tzinfo=None).isoformat(timespec="seconds" if moment.second else "minutes")
 
 
 def datasets() -> list[str]:

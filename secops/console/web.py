@@ -151,7 +151,8 @@ def render(ctx: Ctx | None, request: Request, template: str, status: int = 200, 
     tr = translations(lang)
     zone = ctx.timezone if ctx else state_of(request).settings.console.timezone
     html = state_of(request).templates.get_template(template).render(
-        _=tr.gettext, ngettext=tr.ngettext, texts=Texts(lang, zone), ctx=ctx, request=request, lang=lang, Perm=Perm,
+        _=tr.gettext, ngettext=tr.ngettext, pgettext=tr.pgettext, texts=Texts(lang, zone), ctx=ctx, request=request,
+        lang=lang, Perm=Perm,
         kibana=state_of(request).settings.kibana.url, quote=quote, **values)
     return HTMLResponse(html, status_code=status)
 

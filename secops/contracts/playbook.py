@@ -148,7 +148,8 @@ class PlaybookRun:
     steps: list[StepRecord]
     current: int = 0
     step: str | None = None  # name of the current step
-    error: str | None = None
+    error: str | None = None  # the raw English text, for operators
+    error_message: dict[str, Any] | None = None  # the same as a message ({id, params}), rendered per reader
     finished: str | None = None
     approval: Approval | None = None
     rule_id: str | None = None
@@ -170,12 +171,13 @@ class PlaybookRun:
         approval = pb.pop("approval", None)
         rule = doc.get("rule") or {}
         known = {"run_id", "name", "alert_id", "dry_run", "status", "created", "updated", "actor", "steps",
-                 "current", "step", "error", "finished"}
+                 "current", "step", "error", "error_message", "finished"}
         return cls(run_id=pb["run_id"], name=pb["name"], alert_id=pb["alert_id"], dry_run=bool(pb["dry_run"]),
                    status=RunStatus(pb["status"]), created=pb["created"], updated=pb.get("updated") or pb["created"],
                    actor=pb.get("actor") or "", steps=[StepRecord.from_doc(s) for s in pb["steps"]],
                    current=int(pb.get("current") or 0), step=pb.get("step"), error=pb.get("error"),
-                   finished=pb.get("finished"), approval=Approval.from_doc(approval) if approval else None,
+                   error_message=pb.get("error_message"), finished=pb.get("finished"),
+                   approval=Approval.from_doc(approval) if approval else None,
                    rule_id=rule.get("id"), rule_name=rule.get("name"),
                    source_ip=(doc.get("source") or {}).get("ip"),
                    destination_ip=(doc.get("destination") or {}).get("ip"),
@@ -185,7 +187,7 @@ class PlaybookRun:
         pb = _drop_none({"run_id": self.run_id, "name": self.name, "alert_id": self.alert_id, "dry_run": self.dry_run,
                          "status": str(self.status), "current": self.current, "step": self.step,
                          "created": self.created, "updated": self.updated, "actor": self.actor,
-                         "error": self.error, "finished": self.finished,
+                         "error": self.error, "error_message": self.error_message, "finished": self.finished,
                          "approval": self.approval.to_doc() if self.approval else None})
         pb.update(self.extra)
         pb["steps"] = [s.to_doc() for s in self.steps]

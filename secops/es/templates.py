@@ -192,6 +192,7 @@ DATASETS: dict[str, Dataset] = {d.name: d for d in [
             attempts=LONG, params=KW, holder=KW, lease_until=DATE, dispatched_at=DATE, retry_at=DATE,
             error_message={"type": "object", "enabled": False}),  # {id, params}: rendered per reader
         current=LONG, created=DATE, updated=DATE, finished=DATE, actor=KW, error=KW,
+        error_message={"type": "object", "enabled": False},  # {id, params}: the run's error, rendered per reader
         approval=obj(step=KW, status=KW, deadline=DATE, by=KW, at=DATE),
     ))),
     Dataset("secops.audit", properties=_secops(audit=obj(actor=KW, action=KW, object=KW, outcome=KW,

@@ -3,11 +3,12 @@ ID from a result to every dataset holding that flow, and a rule made from the qu
 
 from __future__ import annotations
 
+from zoneinfo import ZoneInfo
+
 import pytest
 import yaml
 from selenium.webdriver.common.by import By
 
-from secops.ecs import iso
 from tests.integration.detect_support import T0, conn, event, minutes, write
 from tests.support.browser import screenshot, sign_in, submit_and_wait, wait_download
 from tests.support.playbook_lab import put_alert
@@ -35,8 +36,14 @@ def test_rare_ports_pivot_and_rule(browser, console_url, es, settings):
     browser.get(f"{console_url}/hunt")
     browser.find_element(By.ID, "h-q").clear()
     browser.find_element(By.ID, "h-q").send_keys("network.transport:tcp")
-    browser.find_element(By.ID, "h-start").send_keys(iso(T0 - minutes(5)))
-    browser.find_element(By.ID, "h-end").send_keys(iso(T0 + minutes(60)))
+    # From/To are datetime-local inputs in the user's zone (the console default here): the browser submits the
+    # wall-clock value and the server reads it in that zone
+    zone = ZoneInfo(settings.console.timezone)
+    for field, moment in (("h-start", T0 - minutes(5)), ("h-end", T0 + minutes(60))):
+        element = browser.find_element(By.ID, field)
+        assert element.get_attribute("type") == "datetime-local"
+        browser.execute_script("arguments[0].value = arguments[1]", element,
+                               moment.astimezone(zone).strftime("%Y-%m-%dT%H:%M"))
     browser.find_element(By.ID, "h-group-by").send_keys("destination.port")
     browser.find_element(By.ID, "h-rare").click()
     submit_and_wait(browser, browser.find_element(By.ID, "h-run"))
@@ -44,6 +51,8 @@ def test_rare_ports_pivot_and_rule(browser, console_url, es, settings):
     rows = [(text(r, ".group-value"), text(r, ".group-count")) for r in groups]
     assert rows == [("4444", "1"), ("80", "10"), ("443", "10")]  # least frequent first, ties by value
     assert len(browser.find_elements(By.CSS_SELECTOR, "#histogram progress")) >= 2
+    assert browser.find_element(By.ID, "h-start").get_attribute("value") == \
+        (T0 - minutes(5)).astimezone(zone).strftime("%Y-%m-%dT%H:%M")  # kept, in the user's zone
     screenshot(browser, "hunt-rare-ports")
     # pivot from the rare flow's Community ID
     link = next(a for a in browser.find_elements(By.CSS_SELECTOR, "#hunt-hits .pivot-link") if a.text == CID)

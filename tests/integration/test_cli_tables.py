@@ -1,13 +1,15 @@
 # ruff: noqa: RUF001  (Chinese text uses full-width punctuation, as GB/T 15834 prescribes)
 """The CLI's tables against the real store: document values print literally (no Rich markup, no terminal escape
 sequences) in `alerts list` and the playbook tables; the dry-run plan table shows each step's summary in English;
-a failed step keeps its raw English error for operators while the console shows it in the reader's language."""
+a failed step, and a run denied, expired or halted, keeps its raw English error for operators while the console
+shows it in the reader's language."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -18,7 +20,7 @@ from secops.console.users import UserStore
 from secops.contracts.playbook import PlaybookRun, RunStatus, StepRecord, StepStatus
 from secops.ecs import iso
 from tests.integration.test_playbook_containment import CONTAIN
-from tests.integration.test_playbook_runner import Inline
+from tests.integration.test_playbook_runner import APPROVE, Inline
 from tests.support.console import add_users, http_client, sign_in
 from tests.support.playbook_lab import playbook_settings, put_alert
 from tests.support.services import write_config
@@ -98,3 +100,53 @@ def test_plan_table_in_english_and_step_errors_in_the_readers_language(es, setti
     assert f'<code class="run-error-raw">step block failed: {raw}</code>' in page
     out = cli(config, "playbooks", "show", run_id)
     assert raw in out.stdout  # the CLI stays English and shows the raw text
+
+
+def test_denied_expired_and_halted_runs_show_their_reason_in_the_readers_language(es, settings, redis_server,
+                                                                                  tmp_path):
+    """A run denied at its approval, one whose approval timed out and one stopped by the kill switch: each keeps
+    its raw English reason and stores it as a message that the run page renders in zh-CN for a zh user and in
+    English for an en user."""
+    s = playbook_settings(settings, tmp_path, {"gated": APPROVE}, block_netns="secops-no-such-netns")
+    prefix = s.elasticsearch.index_prefix
+    inline = Inline()
+    runner = Runner(s, es, inline)
+    runs = {}
+    for name, ip in (("denied", "198.18.6.1"), ("expired", "198.18.6.2")):
+        put_alert(es, prefix, name, source=ip, tags=["t.gated"])
+        runs[name] = runner.start(runner.book("gated"), runner.alert(name), actor="analyst1").run_id
+    assert inline.drain(runner) == ["waiting", "waiting"]
+    runner.decide(runs["denied"], False, "responder-user", "false positive")
+    time.sleep(1.1)  # the book's approval_timeout_seconds is 1
+    es.indices.refresh(index=f"{prefix}-playbook_run")
+    assert runner.housekeeping()["approvals_expired"] == 1
+    put_alert(es, prefix, "halted", source="198.18.6.3", tags=["t.gated"])
+    runs["halted"] = runner.start(runner.book("gated"), runner.alert("halted"), actor="analyst1").run_id
+    runner.settings.playbooks.kill_switch = True
+    assert inline.drain(runner) == ["halted"]
+
+    store = PlaybookRunStore.on(es, prefix)
+    stored = {name: store.get(run_id) for name, run_id in runs.items()}
+    assert [stored[n].status for n in runs] == [RunStatus.DENIED, RunStatus.EXPIRED, RunStatus.HALTED]
+    assert stored["denied"].error == "denied by responder-user: false positive"
+    assert stored["denied"].error_message == {"id": "denied by %(actor)s: %(reason)s",
+                                              "params": {"actor": "responder-user", "reason": "false positive"}}
+    assert stored["expired"].error_message == {"id": "approval timed out", "params": {}}
+    assert stored["halted"].error_message == {"id": "kill switch on: no new steps", "params": {}}
+
+    shown = {
+        "zh_CN": {"denied": "已被 responder-user 驳回：false positive", "expired": "审批超时",
+                  "halted": "剧本总开关（紧急停止）已开启：不再执行新步骤"},
+        "en": {"denied": "denied by responder-user: false positive", "expired": "approval timed out",
+               "halted": "kill switch on: no new steps"}}
+    users = add_users(es, prefix)
+    UserStore(es, prefix).set_lang(users["auditor"], "zh_CN")
+    UserStore(es, prefix).set_lang(users["analyst"], "en")
+    app = create_app(s, es)
+    for user, lang in (("auditor", "zh_CN"), ("analyst", "en")):
+        client = http_client(app)
+        sign_in(client, users[user])
+        for name, run_id in runs.items():
+            page = client.get(f"/runs/{run_id}").text
+            assert f'<span class="run-error-text">{shown[lang][name]}</span>' in page, (lang, name)
+            assert f'<code class="run-error-raw">{stored[name].error}</code>' in page  # the operator's raw text

@@ -1,6 +1,7 @@
+# ruff: noqa: RUF001  (Chinese text uses full-width punctuation, as GB/T 15834 prescribes)
 """Hunt against the real node: query with a time range, group by with counts (most and least frequent first), a
 time histogram, pivot from an address or a Community ID to every dataset, and a Sigma rule made from a query that
-the project's own loader compiles and the engine runs."""
+the project's own loader compiles and the engine runs; From/To as date-time inputs in the user's time zone."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import yaml
 from detections.compiler import compile_rules
 from detections.engine import run_rule
 from detections.loader import load_rules
+from secops.console.users import UserStore
 from secops.ecs import iso
 from tests.integration.detect_support import T0, conn, event, minutes, write
 from tests.support.console import add_users, audit_docs, console_app, http_client, sign_in
@@ -109,3 +111,49 @@ def test_make_a_rule_from_a_query(hunt, es, settings, tmp_path):
     rough = yaml.safe_load(client.get("/hunt/rule", params={"dataset": "secops.conn", "q": "a:b OR c:d"}).text)
     assert "TODO.field" in rough["detection"]["selection"]
     assert client.get("/hunt/rule", params={"dataset": "all", "q": "x:y"}).status_code == 400
+
+
+def test_from_and_to_are_date_time_inputs_in_the_users_zone(hunt, es):
+    """The form's From/To are datetime-local inputs read in the user's zone: the same wall-clock range finds the
+    docs for a user in Asia/Shanghai and nothing for one in UTC (8 hours off); a bad value or an empty range keeps
+    the form, says why in the user's language (400) and runs nothing; the API reads an offset-less time the same
+    way."""
+    client, app, users, prefix = hunt
+    store = UserStore(es, prefix)
+    store.set_timezone(users["analyst"], "Asia/Shanghai")
+    store.set_lang(users["responder"], "zh_CN")
+    store.set_timezone(users["responder"], "UTC")
+    sign_in(client, users["analyst"])  # the session reads the zone at sign-in
+    local = {"start": "2026-11-20T20:00", "end": "2026-11-20T20:10"}  # 12:00-12:10 UTC in Asia/Shanghai
+    page = client.get("/hunt", params={"dataset": "secops.conn", "q": "*", **local})
+    assert page.status_code == 200, page.text
+    assert '<p id="hunt-total">11 documents' in page.text  # minutes 0-9, plus the rare one at minute 3
+    assert 'type="datetime-local" step="1" name="start" id="h-start" value="2026-11-20T20:00"' in page.text
+    assert '<span id="h-zone"' in page.text and ">Asia/Shanghai</span>" in page.text
+    (audited,) = [d for d in audit_docs(es, prefix, action="console.hunt") if d["details"].get("start")]
+    assert (audited["details"]["start"], audited["details"]["end"]) == ("2026-11-20T12:00:00Z",
+                                                                        "2026-11-20T12:10:00Z")
+    api = client.get("/api/hunt", params={"dataset": "secops.conn", "q": "*", **local}).json()
+    assert api["total"] == 11
+
+    bad = client.get("/hunt", params={"dataset": "secops.conn", "q": "*", "start": "yesterday noon",
+                                      "end": local["end"]})
+    assert bad.status_code == 400
+    assert ('<p class="error" id="hunt-error">From: yesterday noon is not a date and time (for example '
+            '2026-11-29T19:30)</p>') in bad.text
+    assert 'id="h-start" value="yesterday noon"' in bad.text and 'id="hunt-total"' not in bad.text
+    backwards = client.get("/hunt", params={"dataset": "secops.conn", "q": "*", "start": local["end"],
+                                            "end": local["start"]})
+    assert backwards.status_code == 400 and "From must be earlier than To" in backwards.text
+    refused = client.get("/api/hunt", params={"dataset": "secops.conn", "end": "2026-13-40T99:00"})
+    assert refused.status_code == 400
+    assert refused.json()["detail"] == "To: 2026-13-40T99:00 is not a date and time (for example 2026-11-29T19:30)"
+
+    other = http_client(app)
+    sign_in(other, users["responder"])  # zh-CN, UTC: the same wall-clock range is 8 hours later
+    page = other.get("/hunt", params={"dataset": "secops.conn", "q": "*", **local}).text
+    assert '<p id="hunt-total">0 个文档' in page
+    assert ">起始时间 <input" in page and ">结束时间 <input" in page
+    bad = other.get("/hunt", params={"dataset": "secops.conn", "q": "*", "end": "明天"})
+    assert bad.status_code == 400
+    assert '<p class="error" id="hunt-error">结束时间：明天 不是有效的日期时间（例如 2026-11-29T19:30）</p>' in bad.text
