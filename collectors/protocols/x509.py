@@ -105,7 +105,8 @@ def server_certificate_fields(der: bytes, session_ts: float) -> dict[str, Any]:
             "secops.tls.self_signed": self_signed(cert),
             "secops.tls.cert_expired": session_ts > not_after.timestamp(),
         }
-    except (ValueError, x509.DuplicateExtension, x509.UnsupportedGeneralNameType, x509.InvalidVersion) as exc:
-        # not DER, not a certificate, or a malformed name, time or extension in it
+    except Exception as exc:  # hostile bytes: any failure of the parser means "no readable certificate"
+        # not DER, not a certificate, or a malformed name, time or extension in it (cryptography raises ValueError,
+        # its own x509 errors, and on some damaged times a KeyError)
         raise CertificateError(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
     return fields
