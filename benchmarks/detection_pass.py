@@ -87,7 +87,7 @@ def one_pass(es, settings) -> None:
     print(f"detection pass: {len(runs)} rules over {count} conn documents in {total:.1f} s "
           f"({count / total:,.0f} docs/s); peer (one terms aggregation): {peer:.2f} s; ratio {total / peer:.0f}x")
     print(f"  alerts: {sum(r.created for r in runs)} new; failed rules: {[r.rule_id for r in runs if r.error]}")
-    for r in sorted(runs, key=lambda r: -r.seconds)[:5]:
+    for r in sorted(runs, key=lambda r: -r.seconds)[:12]:
         print(f"  {r.seconds:6.2f} s  {by_id[r.rule_id].title}")
 
 
