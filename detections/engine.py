@@ -93,12 +93,13 @@ def _composite(es: Elasticsearch, index: str, query: dict, sources: list[dict], 
             return
 
 
-def composite_by_lead(es: Elasticsearch, index: str, query: dict, fields: list[str], subaggs: dict) -> Iterator[dict]:
+def composite_by_lead(es: Elasticsearch, index: str, query: dict, fields: list[str], subaggs: dict,
+                      page: int | None = None) -> Iterator[dict]:
     """The buckets of a composite aggregation over ``fields``, in the same order, for high-cardinality groups:
     the values of the leading field are batched so that each batch holds about one page of documents, and
     each batch is aggregated on its own. Every page of a plain composite evaluates the query over the whole
     window again (quadratic in the documents); a batch touches only its own documents (linear)."""
-    lead, page = fields[0], _page_size(subaggs)
+    lead, page = fields[0], page or _page_size(subaggs)
     batch: list[Any] = []
     docs = 0
 
@@ -107,9 +108,9 @@ def composite_by_lead(es: Elasticsearch, index: str, query: dict, fields: list[s
             narrowed = {"bool": {"filter": [query], "must_not": [{"exists": {"field": lead}}]}}
         else:
             narrowed = {"bool": {"filter": [query, {"terms": {lead: values}}]}}
-        yield from _composite(es, index, narrowed, _terms_sources(fields), subaggs)
+        yield from _composite(es, index, narrowed, _terms_sources(fields), subaggs, page)
 
-    for b in _composite(es, index, query, _terms_sources([lead]), {}):
+    for b in _composite(es, index, query, _terms_sources([lead]), {}, page):
         value = b["key"][lead]
         if value is None or (batch and docs + b["doc_count"] > page):
             if batch:
