@@ -10,6 +10,11 @@ Uses SECOPS_BENCH_ES_URL, or starts a local node like the tests do. Prints:
   * live mode: a producer writes matching events while a scheduler loop runs due rules every
     --interval seconds; latency = alert created - event ingested, p50/p95 (target p95 < 60 s, vs the
     5-minute default interval of Elastic Security rules).
+
+Measured 2026-11-29, 1M docs, 38 rules, same node, load 5-6 on 2 cores: before batching 54.4 s (Beaconing 34.8,
+Port Probe Burst 15.0, Host Sweep 2.6); after 24.1 s (Beaconing 11.2, Port Probe Burst 7.5, Host Sweep 3.3),
+34 alerts both. Port Probe Burst and Host Sweep now spend most of their time recording alerts (34 and 24),
+not searching (3.1 s and 1.1 s of searches).
 """
 
 from __future__ import annotations
@@ -87,7 +92,7 @@ def one_pass(es, settings) -> None:
     print(f"detection pass: {len(runs)} rules over {count} conn documents in {total:.1f} s "
           f"({count / total:,.0f} docs/s); peer (one terms aggregation): {peer:.2f} s; ratio {total / peer:.0f}x")
     print(f"  alerts: {sum(r.created for r in runs)} new; failed rules: {[r.rule_id for r in runs if r.error]}")
-    for r in sorted(runs, key=lambda r: -r.seconds)[:5]:
+    for r in sorted(runs, key=lambda r: -r.seconds)[:12]:
         print(f"  {r.seconds:6.2f} s  {by_id[r.rule_id].title}")
 
 

@@ -22,7 +22,7 @@ from elasticsearch import Elasticsearch, helpers
 
 from detections.compiler import CompiledRule
 from detections.dga import looks_generated
-from detections.engine import Match, _composite, _terms_sources, indices_for, window_filter
+from detections.engine import Match, _composite, _terms_sources, composite_by_lead, indices_for, window_filter
 from detections.fingerprints import FingerprintList, load_fingerprints, make_fingerprint_run
 from secops.ecs import iso, parse_time
 from secops.es.templates import index_for
@@ -100,7 +100,7 @@ def _observed_spans(es: Elasticsearch, index: str, query: dict) -> dict[str, flo
     other hosts do not dilute it)."""
     spans = {}
     for b in _composite(es, index, query, _terms_sources(["source.ip"]),
-                        {"lo": {"min": {"field": "@timestamp"}}, "hi": {"max": {"field": "@timestamp"}}}, page=5000):
+                        {"lo": {"min": {"field": "@timestamp"}}, "hi": {"max": {"field": "@timestamp"}}}):
         if b["lo"]["value"] is not None:
             spans[str(b["key"]["source.ip"])] = (b["hi"]["value"] - b["lo"]["value"]) / 1000
     return spans
@@ -142,7 +142,7 @@ def run_beaconing(es: Elasticsearch, prefix: str, rule: CompiledRule, start: str
         query = {"bool": {"filter": [window_filter(iso(lo), iso(hi), "@timestamp")]}}
         observed = _observed_spans(es, index, query)
         subaggs = {"fresh": {"filter": fresh}}
-        for b in _composite(es, index, query, _terms_sources(BEACON_GROUP), subaggs, page=5000):
+        for b in composite_by_lead(es, index, query, BEACON_GROUP, subaggs):
             group = {k: b["key"][k] for k in BEACON_GROUP}
             key = tuple(group.values())
             if (b["doc_count"] < BEACON_MIN_CONNS or not b["fresh"]["doc_count"] or group["destination.ip"] is None

@@ -26,7 +26,8 @@ log = logging.getLogger(__name__)
 
 SAMPLE_IDS = 50
 MAX_CANDIDATES = 10000
-PAGE = 500
+PAGE = 20000  # composite buckets per request: each page runs the query over every document again
+BUCKET_BUDGET = 60000  # below search.max_buckets (65,536): a page's buckets and their bucketed sub-aggregations
 DEFAULT_FIELD = {"secops.http": "url.original", "secops.dns": "dns.question.name"}
 CARRY = ["source.ip", "destination.ip", "destination.port", "source.port", "network.transport"]
 
@@ -65,8 +66,17 @@ def window_filter(start: str, end: str, field_name: str = "event.ingested") -> d
     return {"range": {field_name: {"gte": start, "lt": end, "format": "strict_date_optional_time"}}}
 
 
+def _page_size(subaggs: dict[str, Any]) -> int:
+    """The largest page the bucket budget allows: every filter sub-aggregation adds one bucket per bucket."""
+    bucketed = sum(1 for agg in subaggs.values() if "filter" in agg or "filters" in agg or "terms" in agg)
+    return min(PAGE, BUCKET_BUDGET // (1 + bucketed))
+
+
 def _composite(es: Elasticsearch, index: str, query: dict, sources: list[dict], subaggs: dict,
-               page: int = PAGE) -> Iterator[dict]:
+               page: int | None = None) -> Iterator[dict]:
+    """Every bucket of a composite aggregation, in pages as large as the bucket budget allows (pages are the
+    cost: each one evaluates the query over the whole window again)."""
+    page = page or _page_size(subaggs)
     after = None
     while True:
         comp: dict[str, Any] = {"size": page, "sources": sources}
@@ -81,6 +91,38 @@ def _composite(es: Elasticsearch, index: str, query: dict, sources: list[dict], 
         after = agg.get("after_key")
         if not after or len(agg["buckets"]) < page:
             return
+
+
+def composite_by_lead(es: Elasticsearch, index: str, query: dict, fields: list[str], subaggs: dict,
+                      page: int | None = None) -> Iterator[dict]:
+    """The buckets of a composite aggregation over ``fields``, in the same order, for high-cardinality groups:
+    the values of the leading field are batched so that each batch holds about one page of documents, and
+    each batch is aggregated on its own. Every page of a plain composite evaluates the query over the whole
+    window again (quadratic in the documents); a batch touches only its own documents (linear)."""
+    lead, page = fields[0], page or _page_size(subaggs)
+    batch: list[Any] = []
+    docs = 0
+
+    def run(values: list[Any]) -> Iterator[dict]:
+        if values == [None]:
+            narrowed = {"bool": {"filter": [query], "must_not": [{"exists": {"field": lead}}]}}
+        else:
+            narrowed = {"bool": {"filter": [query, {"terms": {lead: values}}]}}
+        yield from _composite(es, index, narrowed, _terms_sources(fields), subaggs, page)
+
+    for b in _composite(es, index, query, _terms_sources([lead]), {}, page):
+        value = b["key"][lead]
+        if value is None or (batch and docs + b["doc_count"] > page):
+            if batch:
+                yield from run(batch)
+            batch, docs = [], 0
+            if value is None:
+                yield from run([None])
+                continue
+        batch.append(value)
+        docs += b["doc_count"]
+    if batch:
+        yield from run(batch)
 
 
 def _terms_sources(fields: list[str]) -> list[dict]:

@@ -354,6 +354,8 @@ DESCRIPTIONS: dict[str, str] = {
     "secops.asset_change.new": "value after",
     "secops.asset_change.port": "port of a port or service change",
     "secops.asset_change.transport": "transport of a port or service change",
+    "secops.asset_change.zone": "network zone of the asset",
+    "secops.asset_change.learning": "true on a new_asset recorded during its zone's learning period (no alert)",
     # -- detections -------------------------------------------------------------------------------
     "secops.alert.id": "alert id",
     "secops.alert.status": "open, acknowledged, closed",

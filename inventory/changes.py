@@ -11,7 +11,9 @@ CHANGES = ("new_asset", "asset_gone", "port_opened", "port_closed", "service_cha
 
 
 def change_doc(asset: dict[str, Any], change: str, at: str, *, port: int | None = None,
-               transport: str | None = None, old: str | None = None, new: str | None = None) -> dict[str, Any]:
+               transport: str | None = None, old: str | None = None, new: str | None = None,
+               learning: bool = False) -> dict[str, Any]:
+    """learning: recorded during the zone's learning period (inventory.learning), so no alert."""
     if change not in CHANGES:
         raise ValueError(f"unknown asset change {change!r}")
     aid = asset["secops"]["asset"]["id"]
@@ -19,6 +21,8 @@ def change_doc(asset: dict[str, Any], change: str, at: str, *, port: int | None 
     for key, value in (("port", port), ("transport", transport), ("old", old), ("new", new)):
         if value is not None:
             body[key] = value
+    if learning:
+        body["learning"] = True
     return {
         "_id": doc_id("asset_change", aid, change, port, transport, old, new, at),
         "@timestamp": at,

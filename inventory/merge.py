@@ -17,6 +17,7 @@ from netaddr.core import AddrFormatError
 
 from inventory.changes import change_doc
 from inventory.findings import compute as compute_findings
+from inventory.learning import ZoneLearning
 from inventory.model import add_unique, asset_id, asset_part, new_asset, service_key, service_label, services_by_key
 from inventory.store import AssetStore
 from inventory.zones import zone_for
@@ -39,10 +40,12 @@ class MergeResult:
     hosts_down: int = 0
     assets_created: int = 0
     assets_updated: int = 0
+    learned: int = 0  # new assets recorded during their zone's learning period (no alert)
 
     def as_dict(self) -> dict[str, Any]:
         return {"hosts_seen": self.hosts_seen, "hosts_down": self.hosts_down, "assets_created": self.assets_created,
-                "assets_updated": self.assets_updated, "changes": dict(self.changes), "asset_ids": self.asset_ids}
+                "assets_updated": self.assets_updated, "learned": self.learned, "changes": dict(self.changes),
+                "asset_ids": self.asset_ids}
 
 
 def oui_vendor(mac: str | None) -> str | None:
@@ -67,8 +70,9 @@ def _port_covered(spec: str | None, port: int) -> bool:
 class Merger:
     """One merge run: caches the assets it touched, collects changes, writes everything on close()."""
 
-    def __init__(self, store: AssetStore, writer: BulkWriter, cfg: InventorySettings, now: datetime | None = None):
-        self.store, self.writer, self.cfg = store, writer, cfg
+    def __init__(self, store: AssetStore, writer: BulkWriter, cfg: InventorySettings, now: datetime | None = None,
+                 learning: ZoneLearning | None = None):
+        self.store, self.writer, self.cfg, self.learning = store, writer, cfg, learning
         self.now = now or utcnow()
         self.touched: dict[str, dict[str, Any]] = {}
         self.created: set[str] = set()  # new in this run: their ports are part of new_asset, not port_opened
@@ -90,16 +94,23 @@ class Merger:
             asset = self.store.find(mac, None, zone) or None
             created = asset is None
             if created:
-                asset = new_asset(asset_id(mac, ip, zone), zone, at, ip, mac)
-                self._change(asset, "new_asset", at, new=ip)
+                asset = self._new_asset(mac, ip, zone, at, ip)
             self._change(asset, "mac_ip_changed", at, old=f"{ip}={','.join(old['host']['mac'])}", new=f"{ip}={mac}")
             self._drop_ip(old, ip, at)
             return self._track(asset, created)
         created = asset is None
         if created:
-            asset = new_asset(asset_id(mac, ip, zone), zone, at, ip, mac)
-            self._change(asset, "new_asset", at, new=ip or mac)
+            asset = self._new_asset(mac, ip, zone, at, ip or mac)
         return self._track(asset, created)
+
+    def _new_asset(self, mac: str | None, ip: str | None, zone: str, at: str, label: str | None) -> dict[str, Any]:
+        """A new asset and its new_asset change, marked as learned while its zone is in its learning period."""
+        asset = new_asset(asset_id(mac, ip, zone), zone, at, ip, mac)
+        learning = bool(self.learning and self.learning.is_learning(zone))
+        if learning and self.learning:
+            self.learning.record(zone)
+        self._change(asset, "new_asset", at, new=label, learning=learning)
+        return asset
 
     def _track(self, asset: dict[str, Any], created: bool) -> tuple[dict[str, Any], bool]:
         aid = asset["secops"]["asset"]["id"]
@@ -281,4 +292,7 @@ class Merger:
             self.result.asset_ids.append(aid)
         self.writer.flush()
         self.store.refresh()
+        if self.learning:
+            self.result.learned = sum(self.learning.learned.values())
+            self.learning.audit()
         return self.result

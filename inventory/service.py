@@ -18,6 +18,7 @@ from typing import Any
 from elasticsearch import BadRequestError, Elasticsearch, helpers
 
 from inventory.changes import change_doc
+from inventory.learning import ZoneLearning
 from inventory.merge import Merger
 from inventory.model import add_unique, asset_part
 from inventory.store import AssetStore
@@ -26,6 +27,7 @@ from secops.config import Settings
 from secops.contracts.observation import OBSERVATION_DATASET, Observation
 from secops.contracts.scan import ScanResult
 from secops.ecs import iso, parse_time, utcnow
+from secops.es.bulk import BulkWriter
 from secops.es.lease import Lease
 from secops.es.store import Store
 from secops.es.templates import index_for
@@ -42,11 +44,19 @@ def _store(es: Elasticsearch, settings: Settings) -> AssetStore:
     return AssetStore(es, settings.elasticsearch.index_prefix)
 
 
+def _merger(store: Store, settings: Settings, writer: BulkWriter, now: datetime | None) -> Merger:
+    """A merge run over the stored inventory, with the zones' learning periods."""
+    assets = _store(store.es, settings)
+    now = now or utcnow()
+    learning = ZoneLearning(store, assets, settings.inventory.learning_hours, now)
+    return Merger(assets, writer, settings.inventory, now, learning)
+
+
 def merge_scan(es: Elasticsearch, settings: Settings, result: ScanResult | dict[str, Any],
                now: datetime | None = None) -> dict[str, Any]:
     store = Store.from_settings(es, settings)
     with store.lease("inventory"), store.writer() as writer:
-        merger = Merger(_store(es, settings), writer, settings.inventory, now)
+        merger = _merger(store, settings, writer, now)
         merger.merge_scan(ScanResult.coerce(result))
         summary = merger.close().as_dict()
     es.indices.refresh(index=f"{settings.elasticsearch.index_prefix}-asset*")
@@ -75,7 +85,7 @@ def _merge_observations_since(store: Store, settings: Settings, since: str | Non
         query["bool"]["filter"].append({"range": {"event.ingested": {"gt": since}}})
     latest = since
     with store.writer() as writer:
-        merger = Merger(_store(es, settings), writer, settings.inventory, now)
+        merger = _merger(store, settings, writer, now)
         if es.indices.exists(index=pattern, allow_no_indices=False, ignore_unavailable=True):
             es.indices.refresh(index=pattern)
             hits = helpers.scan(es, index=pattern, query={"query": query, "sort": ["event.ingested"]},

@@ -147,6 +147,9 @@ class InventorySettings(Section):
     default_zone: str = "default"
     stale_days: int = Field(7, ge=1, description="An asset unseen this long raises 'asset gone'")
     scan_overdue_days: int = Field(30, ge=1)
+    learning_hours: float = Field(24, ge=0, description=(
+        "A new zone's learning period from its first merge: assets found meanwhile are recorded without a "
+        "'New Asset' alert each (0: the first merge only)"))
     forbidden_services: list[str] = Field(default_factory=lambda: ["telnet", "ftp", "smbv1", "rlogin", "rsh"])
 
 

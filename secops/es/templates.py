@@ -174,7 +174,7 @@ DATASETS: dict[str, Dataset] = {d.name: d for d in [
         first_seen=DATE, last_seen=DATE, last_scan=DATE, vendor=KW, services=SERVICE, findings=KW,
     ))),
     Dataset("secops.asset_change", properties=_secops(asset_change=obj(
-        asset_id=KW, change=KW, field=KW, old=KW, new=KW, port=LONG, transport=KW))),
+        asset_id=KW, change=KW, field=KW, old=KW, new=KW, port=LONG, transport=KW, zone=KW, learning=BOOL))),
     Dataset("secops.alert", daily=False, properties=_secops(alert=obj(
         id=KW, status=KW, assignee=KW, group_key=KW, count=LONG, first_time=DATE, last_time=DATE, incident_id=KW,
         event_ids=KW, event_index=KW, kibana_url=KW, notes=obj(at=DATE, by=KW, text=TEXT),

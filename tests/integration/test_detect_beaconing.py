@@ -10,8 +10,8 @@ from datetime import timedelta
 import pytest
 
 from detections.alerts import new_alert
-from detections.analytics import analytic_rules
-from detections.engine import run_rule
+from detections.analytics import BEACON_GROUP, analytic_rules
+from detections.engine import _composite, _terms_sources, composite_by_lead, indices_for, run_rule, window_filter
 from tests.integration.detect_support import T0, conn, write
 from tests.integration.test_detect_hardening import WINDOW
 
@@ -38,3 +38,27 @@ def test_rita_score_severity_infrastructure_and_short_burst(es, settings):
     unconfigured = next(r for r in analytic_rules() if r.id == "secops-analytic-beaconing")
     assert sorted(m.group["source.ip"] for m in run_rule(es, "secops", unconfigured, *WINDOW)) == \
         ["198.18.70.1", "198.18.70.2"]
+
+
+def test_batched_composite_gives_the_plain_composite_buckets(es, settings):
+    """Beaconing's groups aggregated in batches of source addresses (one page of documents each): the same
+    buckets, counts and order as one composite aggregation, including a source larger than a page and
+    documents without a source address."""
+    rng = random.Random(5)
+    docs = [conn(f"198.18.80.{rng.randint(1, 9)}", f"198.18.81.{rng.randint(1, 4)}", rng.choice([22, 443]),
+                 T0 + timedelta(seconds=i), state="SF", ingested=T0) for i in range(60)]
+    docs += [conn("198.18.80.50", "198.18.81.1", 443, T0 + timedelta(seconds=100 + i), ingested=T0)
+             for i in range(7)]  # more documents than a page
+    docs += [conn("198.18.80.1", "198.18.81.1", 443, T0 + timedelta(seconds=200 + i), ingested=T0,
+                  source={"port": 1}) for i in range(2)]  # no source address
+    write(es, settings, docs)
+    query = {"bool": {"filter": [window_filter(*WINDOW, "@timestamp")]}}
+    subaggs = {"fresh": {"filter": window_filter(*WINDOW)}}
+    index = indices_for("secops", ["secops.conn"])
+
+    def flat(buckets):
+        return [(b["key"], b["doc_count"], b["fresh"]["doc_count"]) for b in buckets]
+    plain = flat(_composite(es, index, query, _terms_sources(BEACON_GROUP), subaggs, page=1000))
+    batched = flat(composite_by_lead(es, index, query, BEACON_GROUP, subaggs, page=5))
+    assert batched == plain and sum(n for _, n, _ in plain) == len(docs)
+    assert any(k["source.ip"] is None for k, _, _ in plain)

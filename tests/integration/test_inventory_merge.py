@@ -18,11 +18,16 @@ from elasticsearch import NotFoundError
 from openpyxl import load_workbook
 
 from collectors.scanning.nmap_xml import parse_file
+from detections.compiler import compile_rules
+from detections.engine import run_rule
+from detections.loader import BUILTIN_RULES, load_rules
 from inventory import service
 from inventory.export import COLUMNS, headers
+from inventory.learning import CHECKPOINT_PREFIX
 from secops.contracts.scan import ScanResult, ScanSource
-from secops.ecs import iso, utcnow
+from secops.ecs import doc_id, iso, utcnow
 from secops.es.bulk import BulkWriter
+from secops.es.store import Store
 
 pytestmark = pytest.mark.integration
 NMAP = "nmap-xml/libnmap"
@@ -332,3 +337,49 @@ def test_hostile_values_print_as_inert_text_in_the_terminal(es, config_file, tes
     res = cli(config_file, "assets", "import", str(owners), check=False)
     assert res.returncode == 0, res.stderr
     assert "refused line 2: criticality '[/]' is not one of" in res.stdout
+
+
+def new_asset_alerts(es, settings, since):
+    rule = next(r for r in compile_rules(load_rules([BUILTIN_RULES])) if r.title == "New Asset On The Network")
+    es.indices.refresh(index="secops-asset_change-*")
+    return run_rule(es, settings.elasticsearch.index_prefix, rule, iso(since), iso(utcnow() + timedelta(minutes=1)))
+
+
+def test_first_merge_of_a_zone_learns_its_assets_without_new_asset_alerts(es, settings, testdata):
+    """Issue 12: a new zone's first merge records its assets (and their new_asset changes), raises no alert;
+    a host that appears after the learning period raises one."""
+    start = utcnow() - timedelta(minutes=1)
+    r = service.merge_scan(es, settings, payload(testdata, "full_sudo6.xml"))
+    assert r["assets_created"] == 4 and r["learned"] == 4 and r["changes"]["new_asset"] == 4
+    assert len(changes(es, "new_asset")) == 4 and all(c["secops"]["asset_change"]["learning"]
+                                                      for c in changes(es, "new_asset"))
+    assert new_asset_alerts(es, settings, start) == []
+    es.indices.refresh(index="secops-audit-*")
+    audit = [h["_source"]["secops"]["audit"] for h in es.search(
+        index="secops-audit-*", query={"term": {"secops.audit.action": "inventory.zone_learned"}})["hits"]["hits"]]
+    assert [(a["object"], json.loads(a["details"])["assets"]) for a in audit] == [("default", 4)]
+    # within the learning period (default 24 h) a newly seen host is still learned
+    write_observations(es, settings, [{"@timestamp": iso(), "host": {"ip": "198.18.40.5", "mac": "02:42:ac:11:00:05"},
+                                       "secops": {"observation": {"kind": "address"}}}])
+    assert service.merge_observations(es, settings, None, now=utcnow() + timedelta(hours=2))["learned"] == 1
+    # after it, a new host is a New Asset alert, and one only
+    write_observations(es, settings, [{"@timestamp": iso(), "host": {"ip": "198.18.40.6", "mac": "02:42:ac:11:00:06"},
+                                       "secops": {"observation": {"kind": "address"}}}])
+    r = service.merge_observations(es, settings, None, now=utcnow() + timedelta(hours=25))
+    assert r["learned"] == 0 and r["changes"] == {"new_asset": 1}
+    alerts = new_asset_alerts(es, settings, start)
+    aid = next(a for a in assets(es) if "198.18.40.6" in a["host"]["ip"])["secops"]["asset"]["id"]
+    assert [a.group for a in alerts] == [{"secops.asset_change.asset_id": aid}]
+
+
+def test_a_zone_inventoried_before_learning_existed_is_not_relearned(es, settings, testdata):
+    """No learning checkpoint but assets in the zone: the zone is known, a new host alerts at once."""
+    settings.inventory.learning_hours = 0
+    service.merge_scan(es, settings, payload(testdata, "1_host_ping.xml"))  # the zone's first merge: learned
+    state = Store.from_settings(es, settings).state_index
+    es.delete(index=state, id=doc_id("state", CHECKPOINT_PREFIX + "default"), refresh=True)
+    write_observations(es, settings, [{"@timestamp": iso(), "host": {"ip": "198.18.40.7", "mac": "02:42:ac:11:00:07"},
+                                       "secops": {"observation": {"kind": "address"}}}])
+    r = service.merge_observations(es, settings, None)
+    assert r["learned"] == 0 and r["changes"] == {"new_asset": 1}, r
+    assert len(new_asset_alerts(es, settings, utcnow() - timedelta(minutes=5))) == 1
