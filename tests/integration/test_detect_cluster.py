@@ -1,6 +1,6 @@
-"""Detection on a cluster gives what it gives on one node: the same labelled captures are ingested with
-`secops ingest --output es` into the session's single node and into the session's three-node cluster (one
-replica per index), `secops detect run` makes one pass on each, and the alerts are identical: ids, rules,
+"""Detection on a cluster gives what it gives on one node: the documents of the same labelled captures (one
+`secops ingest` run) are bulked into the session's single node and into the session's three-node cluster (one
+replica per index), the detection scheduler makes one pass on each, and the alerts are identical: ids, rules,
 counts, first and last times, addresses."""
 
 from __future__ import annotations
@@ -11,12 +11,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from elasticsearch import Elasticsearch
 
 from detections.alerts import AlertStore
+from detections.pack import build_pack
+from detections.scheduler import Scheduler
 from secops.config import Settings, load_settings
 from secops.es.client import make_client
+from secops.es.store import Store
 from tests.integration.test_cluster import cluster  # noqa: F401 (fixture)
 from tests.support.services import write_config
 
@@ -33,25 +37,30 @@ def store_settings(hosts: list[str], home: Path) -> Settings:
                          paths={"state_dir": str(home / "state"), "cache_dir": str(home / "cache")})
 
 
-def secops(config: Path, *args: str) -> str:
-    proc = subprocess.run([sys.executable, "-m", "secops", *args], capture_output=True, text=True, timeout=600,
-                          env=dict(os.environ, SECOPS_CONFIG=str(config)), check=False)
-    assert proc.returncode == 0, f"secops {args[0]} failed: {proc.stderr[-2000:]}"
-    return proc.stdout
+def captured(pcaps: list[Path], home: Path) -> list[dict[str, Any]]:
+    """The captures' documents, from one `secops ingest -o ndjson` run (the deep path included)."""
+    s = store_settings(["http://127.0.0.1:9"], home)
+    proc = subprocess.run([sys.executable, "-m", "secops", "ingest", "--output", "ndjson", "--observer", "parity",
+                           *map(str, pcaps)], capture_output=True, timeout=600, check=False,
+                          env=dict(os.environ, SECOPS_CONFIG=str(write_config(s, home / "ingest.yaml"))))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return [orjson.loads(line) for line in proc.stdout.splitlines()]
 
 
-def ingest_and_detect(hosts: list[str], home: Path, pcaps: list[Path]) -> tuple[list[dict[str, Any]], str]:
-    """A clean store under PREFIX, the captures ingested, one detection pass; its alerts and its pass summary."""
-    home.mkdir()
+def load_and_detect(hosts: list[str], home: Path, docs: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict]:
+    """A clean store under PREFIX, the documents bulked in, one scheduler pass; its alerts and pass totals."""
     s = store_settings(hosts, home)
     es = make_client(s)
     clear(es)
-    config = write_config(s, home / "secops.yaml")
-    secops(config, "ingest", "--no-deep", "--output", "es", *map(str, pcaps))
+    writer = Store.from_settings(es, s).writer(install=True)
+    writer.add_many(docs)
+    writer.close()
     es.indices.refresh(index=f"{PREFIX}-*")
-    summary = secops(config, "detect", "run").strip().splitlines()[-1]
+    runs = Scheduler(es, s, build_pack(s).runnable).run()
+    assert not [(r.rule_id, r.error) for r in runs if r.error]
     es.indices.refresh(index=f"{PREFIX}-*")
-    return AlertStore(es, PREFIX, s.detections.suppression_seconds).list(size=1000), summary
+    totals = {"rules": len(runs), "matches": sum(r.matches for r in runs), "created": sum(r.created for r in runs)}
+    return AlertStore(es, PREFIX, s.detections.suppression_seconds).list(size=1000), totals
 
 
 def clear(es: Elasticsearch) -> None:
@@ -67,10 +76,10 @@ def essence(alert: dict[str, Any]) -> tuple:
 
 
 def test_cluster_and_single_node_raise_identical_alerts(es_node, cluster, testdata, tmp_path):  # noqa: F811
-    pcaps = [testdata / "attacks" / c for c in CAPTURES]
+    docs = captured([testdata / "attacks" / c for c in CAPTURES], tmp_path)
     try:
-        single, single_summary = ingest_and_detect([es_node.url], tmp_path / "node", pcaps)
-        multi, multi_summary = ingest_and_detect(cluster.urls, tmp_path / "cluster", pcaps)
+        single, single_summary = load_and_detect([es_node.url], tmp_path / "node", docs)
+        multi, multi_summary = load_and_detect(cluster.urls, tmp_path / "cluster", docs)
         replicas = make_client(store_settings(cluster.urls, tmp_path)).indices.get_settings(
             index=f"{PREFIX}-alert*", name="index.number_of_replicas")
     finally:
@@ -81,4 +90,5 @@ def test_cluster_and_single_node_raise_identical_alerts(es_node, cluster, testda
     assert sorted(map(essence, multi)) == sorted(map(essence, single))
     assert multi_summary == single_summary
     rules = sorted({a["rule"]["id"] for a in single})
-    print(f"\n{len(single)} alerts from {len(rules)} rules, identical on 1 node and 3 nodes; pass: {single_summary}")
+    print(f"\n{len(docs)} documents, {len(single)} alerts from {len(rules)} rules, identical on 1 node and 3 "
+          f"nodes; pass: {single_summary}")
