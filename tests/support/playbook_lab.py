@@ -113,9 +113,10 @@ def audit_actions(es: Elasticsearch, prefix: str, run_id: str) -> list[dict[str,
 
 
 class WebhookReceiver:
-    """A real HTTP server on 127.0.0.1 recording every POST; ``delay`` makes it a slow receiver."""
+    """A real HTTP server on ``host`` (127.0.0.1, or a lab gateway that namespace hosts reach) recording every
+    POST; ``delay`` makes it a slow receiver."""
 
-    def __init__(self, delay: float = 0.0, slow_marker: str = ""):
+    def __init__(self, delay: float = 0.0, slow_marker: str = "", host: str = "127.0.0.1"):
         self.delay, self.slow_marker = delay, slow_marker
         self.requests: list[dict[str, Any]] = []
         self.arrived = threading.Event()
@@ -139,7 +140,7 @@ class WebhookReceiver:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer((host, 0), Handler)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     def count(self, marker: str) -> int:
@@ -147,7 +148,8 @@ class WebhookReceiver:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/hooks/"
+        host, port = self.server.server_address[:2]
+        return f"http://{host}:{port}/hooks/"
 
     def __enter__(self) -> WebhookReceiver:
         self.thread.start()
