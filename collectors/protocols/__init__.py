@@ -22,6 +22,7 @@ from collectors.protocols.ftp import FtpAnalyzer
 from collectors.protocols.http import HttpAnalyzer
 from collectors.protocols.iec104 import Iec104Analyzer
 from collectors.protocols.modbus import ModbusAnalyzer
+from collectors.protocols.reread import ConnectionFrames
 from collectors.protocols.s7comm import S7commAnalyzer
 from collectors.protocols.smb import SmbAnalyzer
 from collectors.protocols.ssh import SshAnalyzer
@@ -66,7 +67,8 @@ def extract_metadata(pcap: Path, *, tshark_path: str = "tshark",
         return
     run = TsharkRun()
     packets = run_tshark(tshark_command(path, tshark_path), run, lambda m: warn(f"{path.name}: {m}"))
-    yield from analyze(packets, RunContext(path, tshark_path), run, warn, path.name)
+    context = RunContext(path, tshark_path, ConnectionFrames(path, warn))
+    yield from analyze(packets, context, run, warn, path.name)
 
 
 def analyze(packets: Iterable[Packet], context: RunContext, run: TsharkRun, warn: Callable[[str], None],

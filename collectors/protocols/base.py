@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import communityid
 import orjson
@@ -21,6 +21,9 @@ import orjson
 from collectors.protocols.tshark import Packet, to_int
 from secops.ecs import doc_id, iso, put
 from secops.es.templates import MAX_KEYWORD_CHARS
+
+if TYPE_CHECKING:
+    from collectors.protocols.reread import ConnectionFrames
 
 Doc = dict[str, Any]
 Warn = Callable[[str], None]
@@ -146,10 +149,12 @@ def make_doc(dataset: str, flow: Flow, ts: float, identity: Iterable[Any], field
 
 @dataclass(frozen=True, slots=True)
 class RunContext:
-    """The capture being read and the tshark to read it with (for modules that need a second look)."""
+    """The capture being read, the tshark to read it with, and its frames by connection (for modules that need a
+    second look)."""
 
     pcap: Path
     tshark: str
+    frames: ConnectionFrames
 
 
 class Analyzer:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 import re
 import time
 from collections import deque
@@ -46,6 +47,7 @@ from collectors.protocols.base import (
     flow_of,
     occurrences,
 )
+from collectors.protocols.reread import Wanted, stream_bytes
 from collectors.protocols.tshark import BASE_FIELDS, Packet, TsharkRun, build_command, run_tshark, to_int
 from secops.ecs import put
 
@@ -199,9 +201,8 @@ class HttpAnalyzer(Analyzer):
         self.orphans: list[Exchange] = []  # responses without a request, kept for the second look
         self.lengths_from_headers = False  # set for the second look (bodies not reassembled)
         self.done: list[Exchange] | None = None  # second look: keep exchanges instead of emitting
-        self.only_streams: set[str] | None = None  # second look: the streams it re-reads
         self.dropped_records = 0
-        self.native: dict[str, Flow] = {}  # streams whose messages tshark left unparsed
+        self.native: dict[str, Wanted] = {}  # streams whose messages tshark left unparsed (flow, time seen)
 
     def _state(self, key: tuple[str, str], flow: Flow, ts: float) -> FlowState:
         st = self.state.get(key)
@@ -211,8 +212,6 @@ class HttpAnalyzer(Analyzer):
         return st
 
     def handle(self, pkt: Packet) -> Iterable[Doc]:
-        if self.only_streams is not None and pkt.last("tcp.stream") not in self.only_streams:
-            return
         if pkt.first("http.request.method") is not None:
             yield from self._request(pkt)
             return
@@ -272,7 +271,7 @@ class HttpAnalyzer(Analyzer):
 
     def _note_unparsed(self, pkt: Packet) -> None:
         """A segment that starts like an HTTP message tshark did not parse (the filter's last clause)."""
-        if self.only_streams is not None or self.lengths_from_headers:
+        if self.lengths_from_headers:
             return
         flow = flow_of(pkt, True)
         if flow is None or flow.transport != "tcp" or not flow.stream.isdigit() or flow.stream in self.native:
@@ -282,7 +281,7 @@ class HttpAnalyzer(Analyzer):
             return  # tshark already parses this connection (a segment of a message it reassembles)
         if len(self.native) >= MAX_NATIVE_STREAMS:
             return
-        self.native[flow.stream] = flow
+        self.native[flow.stream] = (flow, pkt.ts)
 
     def _emit_bounded(self, ex: Exchange, st: FlowState) -> Iterable[Doc]:
         st.records += 1
@@ -394,38 +393,48 @@ class HttpAnalyzer(Analyzer):
             self.warn(f"http: {self.dropped_records} record(s) beyond {MAX_RECORDS_PER_FLOW} per connection dropped")
 
     def _second_look(self, rest: list[Exchange]) -> list[Exchange]:
-        """Re-read the streams of incomplete exchanges; keep the better result per stream.
+        """Re-read the connections of incomplete exchanges; keep the better result per stream.
 
-        One tshark pass over the capture whatever the number of streams: the display filter
-        selects HTTP, the streams are picked here with a set lookup (a filter listing thousands
-        of streams would cost tshark a comparison per stream and packet).
+        One tshark pass over a capture of those connections only (``ConnectionFrames.subset``), whatever their
+        number: HTTP decoded on their server ports, bodies not reassembled.
         """
         assert self.context is not None
         by_stream: dict[str, list[Exchange]] = {}
         for ex in rest:
             by_stream.setdefault(ex.flow.stream, []).append(ex)
         # streams that already produced records keep their leftovers (re-reading would duplicate)
-        streams = {s for s, exs in by_stream.items()
-                   if exs[0].flow.transport == "tcp" and s.isdigit() and not any(ex.flow_logged for ex in exs)}
-        if not streams:
+        wanted = [(exs[0].flow, min(ex.ts for ex in exs)) for exs in by_stream.values()
+                  if exs[0].flow.transport == "tcp" and exs[0].flow.stream.isdigit()
+                  and not any(ex.flow_logged for ex in exs)]
+        subset = self.context.frames.subset(wanted) if wanted else None
+        if subset is None:
             return rest
+        streams = set(subset.streams.values())
         ports = sorted({ex.flow.resp_p for ex in rest if ex.method is None and ex.flow.stream in streams})
         options = ["-o", "http.desegment_body:FALSE"]
         for port in ports[:64]:
             options += ["-d", f"tcp.port=={int(port)},http"]
-        cmd = build_command(self.context.tshark, self.context.pcap, "http.request or http.response",
+        cmd = build_command(self.context.tshark, subset.path, "http.request or http.response",
                             list(dict.fromkeys(BASE_FIELDS + self.FIELDS)), options)
         again = HttpAnalyzer(self.warn)
-        again.lengths_from_headers, again.done, again.only_streams = True, [], streams
+        again.lengths_from_headers, again.done = True, []
         deadline = time.monotonic() + SECOND_LOOK_SECONDS
-        for pkt in run_tshark(cmd, TsharkRun(), lambda m: self.warn(f"http second look: {m}")):
-            if "http" in pkt.protocols:
-                for _ in again.handle(pkt):
-                    pass  # nothing is emitted: exchanges are collected in again.done
-            if time.monotonic() > deadline:
-                self.warn(f"http second look stopped after {SECOND_LOOK_SECONDS:.0f} s")
-                break
-        found = [*again.done, *(e for st in again.state.values() for e in st.open), *again.orphans]
+        try:
+            for pkt in run_tshark(cmd, TsharkRun(), lambda m: self.warn(f"http second look: {m}")):
+                if "http" in pkt.protocols:
+                    for _ in again.handle(pkt):
+                        pass  # nothing is emitted: exchanges are collected in again.done
+                if time.monotonic() > deadline:
+                    self.warn(f"http second look stopped after {SECOND_LOOK_SECONDS:.0f} s")
+                    break
+        finally:
+            subset.close()
+        found = []
+        for ex in [*again.done, *(e for st in again.state.values() for e in st.open), *again.orphans]:
+            flow = subset.remap(ex.flow, ex.ts)
+            if flow is not None:
+                ex.flow = flow
+                found.append(ex)
         return self._prefer_better(rest, found, streams)
 
     @staticmethod
@@ -446,34 +455,27 @@ class HttpAnalyzer(Analyzer):
             out += after if better or (not before and after) else before
         return out
 
-    def _native_look(self, streams: dict[str, Flow]) -> list[Exchange]:
+    def _native_look(self, streams: dict[str, Wanted]) -> list[Exchange]:
         """Read the payload of connections tshark did not parse and parse HTTP/1.x here, as Zeek does."""
         assert self.context is not None
-        wanted = sorted(streams, key=int)
-        cmd = build_command(self.context.tshark, self.context.pcap,
-                            f"tcp.len > 0 and tcp.stream in {{{', '.join(wanted)}}}",
-                            [*BASE_FIELDS, "tcp.seq", "tcp.payload"], ["-o", "tcp.relative_sequence_numbers:TRUE"])
-        segments: dict[tuple[str, str, int], dict[int, bytes]] = {}
-        first_ts: dict[str, float] = {}
-        for pkt in run_tshark(cmd, TsharkRun(), lambda m: self.warn(f"http native look: {m}")):
-            stream, payload, seq = pkt.last("tcp.stream"), pkt.last("tcp.payload"), to_int(pkt.last("tcp.seq"))
-            probe = flow_of(pkt, True)
-            if stream not in streams or payload is None or seq is None or probe is None:
-                continue
-            first_ts.setdefault(stream, pkt.ts)
-            side = segments.setdefault((stream, probe.orig_h, probe.orig_p), {})
-            if seq not in side and sum(map(len, side.values())) < MAX_NATIVE_BYTES:
-                side[seq] = bytes.fromhex(payload.replace(":", ""))
+        segments = self.context.frames.tcp_payloads(streams.values())
         out = []
-        for stream, flow in streams.items():
-            client = b"".join(v for _, v in sorted(segments.get((stream, flow.orig_h, flow.orig_p), {}).items()))
-            server = b"".join(v for _, v in sorted(segments.get((stream, flow.resp_h, flow.resp_p), {}).items()))
-            if not STATUS_LINE.match(client) and (client or server):
-                out += parse_exchanges(flow, first_ts.get(stream, 0.0), client, server)
-            elif STATUS_LINE.match(client):  # the first speaker answered: it is the server
+        for stream, (flow, _seen) in streams.items():
+            if stream not in segments:
+                continue
+            first_ts = segments[stream][0].ts
+            client = stream_bytes(segments[stream], _endpoint(flow.orig_h, flow.orig_p), MAX_NATIVE_BYTES)
+            server = stream_bytes(segments[stream], _endpoint(flow.resp_h, flow.resp_p), MAX_NATIVE_BYTES)
+            if not STATUS_LINE.match(client):
+                out += parse_exchanges(flow, first_ts, client, server)
+            else:  # the first speaker answered: it is the server
                 swapped = Flow(flow.transport, flow.resp_h, flow.resp_p, flow.orig_h, flow.orig_p, flow.stream)
-                out += parse_exchanges(swapped, first_ts.get(stream, 0.0), server, client)
+                out += parse_exchanges(swapped, first_ts, server, client)
         return out
+
+
+def _endpoint(address: str, port: int) -> tuple[bytes, int]:
+    return ipaddress.ip_address(address).packed, port
 
 
 def _split_messages(data: bytes, is_request: bool) -> list[tuple[str, dict[str, str], int]]:

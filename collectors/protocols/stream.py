@@ -10,8 +10,9 @@ it has read (about 1.3 KB per selected frame here), so a process that lived as l
 without bound. A tshark run therefore ends with its capture file or after ``FRAMES_PER_RUN`` selected frames,
 whichever comes first, and the next frames start a new one: memory follows the frames in flight, not the file.
 (A flow whose frames straddle such a cut is analysed in two parts, as one straddling two files is.) The
-frames are also teed to a spool file, the capture that a module's second look (HTTP's, after incomplete
-exchanges) re-reads; it is removed when the run ends.
+frames are also teed to a spool file, from which a module's second look (HTTP's after incomplete exchanges,
+TLS's on odd ports) takes the frames of the connections it needs (``collectors.protocols.reread``); it is
+removed when the run ends.
 
 Memory stays bounded: a write blocks while tshark is behind (the pipe is the buffer), so the flow path never
 runs more than a pipe's worth ahead of the dissector.
@@ -30,6 +31,7 @@ from typing import IO
 
 from collectors.protocols import analyze, tshark_command
 from collectors.protocols.base import Doc, RunContext
+from collectors.protocols.reread import ConnectionFrames
 from collectors.protocols.tshark import STDIN, TsharkRun, read_tshark, start_tshark
 from collectors.selection import interface_block, stream_header
 
@@ -143,7 +145,8 @@ class _TsharkRun:
     def _read(self, run: TsharkRun) -> None:
         """Reader thread: tshark's packets through the analyzers; documents into the queue."""
         assert self._spool_path is not None
-        context = RunContext(self._spool_path, self.tshark_path)
+        frames = ConnectionFrames(self._spool_path, self._tshark_warning)
+        context = RunContext(self._spool_path, self.tshark_path, frames)
         try:
             for doc in analyze(read_tshark(self._proc, run, self._tshark_warning), context, run, self.warn,
                                self.name):

@@ -31,6 +31,7 @@ from collectors.protocols.base import (
     sender_is_orig,
 )
 from collectors.protocols.ja4 import ja4
+from collectors.protocols.reread import Wanted
 from collectors.protocols.tls_heartbeat import HEARTBEAT, Heartbeats
 from collectors.protocols.tshark import BASE_FIELDS, Packet, TsharkRun, build_command, run_tshark, to_int
 from collectors.protocols.x509 import CertificateError, server_certificate_fields
@@ -163,8 +164,7 @@ class TlsAnalyzer(Analyzer):
     def __init__(self, warn: Warn, context: RunContext | None = None) -> None:
         super().__init__(warn, context)
         self.sessions: dict[tuple[str, str], Session] = {}
-        self.undecoded: dict[str, int] = {}  # tcp stream -> server port of a ClientHello tshark did not decode
-        self.only_streams: set[str] | None = None  # second look: the streams it was started for
+        self.undecoded: dict[str, Wanted] = {}  # tcp stream -> (flow, time) of a ClientHello tshark did not decode
         self.udp_openers: dict[str, tuple[str, int]] = {}  # udp stream -> (address, port) that spoke first
 
     def wants(self, layers: set[str]) -> bool:
@@ -188,8 +188,6 @@ class TlsAnalyzer(Analyzer):
         records = _ints(pkt, f"{layer}.record.content_type") + _ints(pkt, "tls.record.opaque_type")
         probe = flow_of(pkt, CLIENT_HELLO in types or SERVER_HELLO not in types)
         if probe is None:
-            return
-        if self.only_streams is not None and probe.stream not in self.only_streams:
             return
         key = probe.key()
         s = self.sessions.get(key)
@@ -248,11 +246,11 @@ class TlsAnalyzer(Analyzer):
 
     def _note_undecoded(self, pkt: Packet) -> None:
         """A ClientHello under another dissector (the display filter matched its first bytes)."""
-        if self.only_streams is not None or not self._undecoded_payload(pkt.protocols):
+        if self.context is None or not self._undecoded_payload(pkt.protocols):
             return
         flow = flow_of(pkt, True)
         if flow is not None and flow.transport == "tcp" and flow.stream.isdigit():
-            self.undecoded.setdefault(flow.stream, flow.resp_p)
+            self.undecoded.setdefault(flow.stream, (flow, pkt.ts))
 
     @staticmethod
     def _client_hello(s: Session, pkt: Packet, layer: str) -> None:
@@ -322,26 +320,34 @@ class TlsAnalyzer(Analyzer):
         self.report_cuts()
 
     def _second_look(self) -> list[Session]:
-        """Read the capture again with TLS decoded on the server ports of undecoded ClientHellos;
-        only those streams are kept (one tshark pass, whatever the number of streams)."""
+        """Read the connections of undecoded ClientHellos again, with TLS decoded on their server ports (one
+        tshark pass over a capture of those connections only)."""
         assert self.context is not None
-        ports = sorted(set(self.undecoded.values()))
+        subset = self.context.frames.subset(self.undecoded.values())
+        if subset is None:
+            return []
+        asked = set(subset.streams.values())
+        ports = sorted({flow.resp_p for flow, _ in self.undecoded.values() if flow.stream in asked})
         if len(ports) > MAX_SECOND_LOOK_PORTS:
             self.warn(f"tls second look: {len(ports)} server ports, first {MAX_SECOND_LOOK_PORTS} re-read")
             ports = ports[:MAX_SECOND_LOOK_PORTS]
         options = [opt for port in ports for opt in ("-d", f"tcp.port=={int(port)},tls")]
         columns = ",".join(f'"{title}","{fmt}"' for title, fmt in self.COLUMNS)
         options += ["-o", "gui.column.format:" + columns]
-        cmd = build_command(self.context.tshark, self.context.pcap, "tls",
+        cmd = build_command(self.context.tshark, subset.path, "tls",
                             list(dict.fromkeys(BASE_FIELDS + self.FIELDS)), options)
         again = TlsAnalyzer(self.warn)
-        again.only_streams = set(self.undecoded)
+        try:
+            for pkt in run_tshark(cmd, TsharkRun(), lambda m: self.warn(f"tls second look: {m}")):
+                if "tls" in pkt.protocols:
+                    for _ in again.handle(pkt):
+                        pass  # established sessions stay in again.sessions (emitted here, from the main pass)
+        finally:
+            subset.close()
         found: list[Session] = []
-        for pkt in run_tshark(cmd, TsharkRun(), lambda m: self.warn(f"tls second look: {m}")):
-            if "tls" in pkt.protocols:
-                for _ in again.handle(pkt):
-                    pass  # established sessions stay in again.sessions (emitted here, from the main pass)
         for s in again.sessions.values():
-            if s.version is not None or s.sni is not None:
+            flow = subset.remap(s.flow, s.ts)
+            if flow is not None and (s.version is not None or s.sni is not None):
+                s.flow = flow
                 found.append(s)
         return found

@@ -1,0 +1,101 @@
+"""Second looks read only the connections they are for (collectors.protocols.reread)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from scapy.layers.inet import IP, TCP, fragment
+from scapy.layers.l2 import Ether
+from scapy.packet import Raw
+from scapy.utils import wrpcap
+
+from collectors.pcapio import read_capture
+from collectors.protocols import extract_metadata
+from collectors.protocols.base import Flow
+from collectors.protocols.reread import ConnectionFrames, stream_bytes
+
+CLIENT, SERVER = "198.18.0.1", "198.18.0.2"
+
+
+def _segment(src: str, dst: str, sport: int, dport: int, flags: str, seq: int, ts: float, data: bytes = b""):
+    pkt = Ether() / IP(src=src, dst=dst) / TCP(sport=sport, dport=dport, flags=flags, seq=seq, ack=1)
+    if data:
+        pkt = pkt / Raw(data)
+    pkt.time = ts
+    return pkt
+
+
+def _connection(sport: int, isn: int, start: float, request: bytes, response: bytes, dport: int = 12345) -> list:
+    """One whole HTTP exchange: handshake, request, response, FIN both ways."""
+    c = lambda flags, seq, dt, data=b"": _segment(CLIENT, SERVER, sport, dport, flags, seq, start + dt, data)  # noqa: E731
+    s = lambda flags, seq, dt, data=b"": _segment(SERVER, CLIENT, dport, sport, flags, seq, start + dt, data)  # noqa: E731
+    return [c("S", isn, 0.0), s("SA", 5000, 0.01), c("A", isn + 1, 0.02), c("PA", isn + 1, 0.03, request),
+            s("PA", 5001, 0.04, response), c("FA", isn + 1 + len(request), 0.05),
+            s("FA", 5001 + len(response), 0.06), c("A", isn + 2 + len(request), 0.07)]
+
+
+def test_connections_reusing_endpoints_are_told_apart_by_time(tmp_path: Path):
+    """A scanner with a fixed source port: the same endpoints carry two connections; each is asked for alone."""
+    first = _connection(7790, 1000, 100.0, b"GET /first HTTP/1.1\r\n\r\n", b"HTTP/1.1 200 OK\r\n\r\n")
+    second = _connection(7790, 90000, 200.0, b"GET /second HTTP/1.1\r\n\r\n", b"HTTP/1.1 404 Not Found\r\n\r\n")
+    other = _connection(40000, 7, 150.0, b"GET /other HTTP/1.1\r\n\r\n", b"HTTP/1.1 200 OK\r\n\r\n")
+    pcap = tmp_path / "reuse.pcap"
+    wrpcap(str(pcap), first + other + second)
+    frames = ConnectionFrames(pcap, lambda msg: None)
+    flow = Flow("tcp", CLIENT, 7790, SERVER, 12345, "7")
+
+    subset = frames.subset([(flow, 200.03)])
+    assert subset is not None
+    try:
+        kept = [round(ts_ns / 1e9, 2) for ts_ns, *_ in read_capture(subset.path)]
+        assert kept == [round(p.time, 2) for p in second]  # the second connection's frames and nothing else
+        assert subset.remap(Flow("tcp", SERVER, 12345, CLIENT, 7790, "0"), 200.04).stream == "7"
+        assert subset.remap(flow, 100.03) is None  # the first connection was not asked for
+    finally:
+        subset.close()
+    assert not subset.path.exists()
+
+    payloads = frames.tcp_payloads([(flow, 100.03)])
+    assert stream_bytes(payloads["7"], (bytes([198, 18, 0, 1]), 7790), 1 << 20) == b"GET /first HTTP/1.1\r\n\r\n"
+
+
+def test_payload_in_sequence_order_with_fragments_and_retransmissions(tmp_path: Path):
+    """Out-of-order segments land in place, a retransmission counts once, an IP-fragmented segment is whole."""
+    request = b"GET /split HTTP/1.1\r\nHost: a\r\n\r\n"
+    head, tail = request[:10], request[10:]
+    c = lambda flags, seq, ts, data=b"": _segment(CLIENT, SERVER, 41000, 12345, flags, seq, ts, data)  # noqa: E731
+    late = c("PA", (4_294_967_290 + len(head)) & 0xFFFFFFFF, 1.0, tail)  # sequence numbers wrap inside it
+    early = c("PA", 4_294_967_290, 1.1, head)
+    pieces = fragment(late[IP], fragsize=16)
+    packets = [Ether() / piece for piece in pieces] + [early, early.copy()]
+    for p in packets:
+        p.time = 1.0
+    pcap = tmp_path / "order.pcap"
+    wrpcap(str(pcap), packets)
+    frames = ConnectionFrames(pcap, lambda msg: None)
+    segments = frames.tcp_payloads([(Flow("tcp", CLIENT, 41000, SERVER, 12345, "0"), 1.0)])["0"]
+    assert stream_bytes(segments, (bytes([198, 18, 0, 1]), 41000), 1 << 20) == request
+
+
+def test_http_second_look_reads_a_capture_of_its_connections_only(tmp_path: Path, monkeypatch):
+    """A response whose request was lost goes to the second look, which reads that connection's frames only,
+    not the whole capture."""
+    import collectors.protocols.http as http
+
+    noise = [_segment("198.18.1.1", "198.18.1.2", 50000 + i, 9999, "PA", 1, 50.0 + i, b"x" * 40) for i in range(200)]
+    odd = _connection(43000, 1, 100.0, b"GET /lost HTTP/1.1\r\nHost: b\r\n\r\n",
+                      b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc")
+    del odd[3]  # the request
+    pcap = tmp_path / "lost.pcap"
+    wrpcap(str(pcap), noise + odd)
+    read: list[int] = []
+    original = http.run_tshark
+
+    def counting(cmd, run, warn):
+        read.append(sum(1 for _ in read_capture(Path(cmd[cmd.index("-r") + 1]))))
+        return original(cmd, run, warn)
+
+    monkeypatch.setattr(http, "run_tshark", counting)
+    docs = [d for d in extract_metadata(pcap) if d["event"]["dataset"] == "secops.http"]
+    assert [d["http"]["response"]["status_code"] for d in docs] == [200]
+    assert read == [len(odd)]  # one second look, over the 7 frames of that connection, not the 207 of the capture
