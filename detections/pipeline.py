@@ -88,7 +88,11 @@ DATASET_FIELDS: dict[str, dict[str, str | list[str]]] = {
     "secops.ftp": {"command": "secops.ftp.command", "arg": "secops.ftp.arg", "reply_code": "secops.ftp.reply_code",
                    "reply_msg": "secops.ftp.reply_msg", "user": "user.name"},
     "secops.ssh": {"client": "secops.ssh.client", "server": "secops.ssh.server",
-                   "auth_success": "secops.ssh.auth_success"},
+                   "auth_success": "secops.ssh.auth_success", "kex_alg": "secops.ssh.kex_alg",
+                   "cipher_alg": "secops.ssh.cipher_alg", "mac_alg": "secops.ssh.mac_alg",
+                   "compression_alg": "secops.ssh.compression_alg", "host_key_alg": "secops.ssh.host_key_alg",
+                   "host_key": "secops.ssh.host_key", "hassh": "secops.ssh.hassh",
+                   "hasshServer": "secops.ssh.hassh_server"},
     "secops.modbus": {"func": "secops.modbus.function", "exception": "secops.modbus.exception"},
     "secops.dnp3": {"fc_request": "secops.dnp3.function", "fc_reply": "secops.dnp3.function"},
 }

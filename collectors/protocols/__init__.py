@@ -42,7 +42,7 @@ __all__ = ["ANALYZERS", "analyze", "extract_metadata", "tshark_command"]
 def tshark_command(pcap: Path | None, tshark_path: str = "tshark",
                    analyzers: tuple[type[Analyzer], ...] = ANALYZERS) -> list[str]:
     """The single tshark invocation covering every protocol module."""
-    display_filter = " or ".join(f"({a.FILTER})" for a in analyzers)
+    display_filter = " or ".join(f"({a.FILTER})" for a in analyzers if a.FILTER)
     fields: dict[str, None] = dict.fromkeys(BASE_FIELDS)
     columns: list[str] = []
     for a in analyzers:
@@ -67,7 +67,7 @@ def extract_metadata(pcap: Path, *, tshark_path: str = "tshark",
         return
     run = TsharkRun()
     packets = run_tshark(tshark_command(path, tshark_path), run, lambda m: warn(f"{path.name}: {m}"))
-    context = RunContext(path, tshark_path, ConnectionFrames(path, warn))
+    context = RunContext(path, tshark_path, ConnectionFrames(path))
     yield from analyze(packets, context, run, warn, path.name)
 
 

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import ipaddress
 import re
 import time
 from collections import deque
@@ -47,7 +46,7 @@ from collectors.protocols.base import (
     flow_of,
     occurrences,
 )
-from collectors.protocols.reread import Wanted, stream_bytes
+from collectors.protocols.reread import Wanted, endpoint, stream_bytes
 from collectors.protocols.tshark import BASE_FIELDS, Packet, TsharkRun, build_command, run_tshark, to_int
 from secops.ecs import put
 
@@ -464,18 +463,14 @@ class HttpAnalyzer(Analyzer):
             if stream not in segments:
                 continue
             first_ts = segments[stream][0].ts
-            client = stream_bytes(segments[stream], _endpoint(flow.orig_h, flow.orig_p), MAX_NATIVE_BYTES)
-            server = stream_bytes(segments[stream], _endpoint(flow.resp_h, flow.resp_p), MAX_NATIVE_BYTES)
+            client = stream_bytes(segments[stream], endpoint(flow.orig_h, flow.orig_p), MAX_NATIVE_BYTES)
+            server = stream_bytes(segments[stream], endpoint(flow.resp_h, flow.resp_p), MAX_NATIVE_BYTES)
             if not STATUS_LINE.match(client):
                 out += parse_exchanges(flow, first_ts, client, server)
             else:  # the first speaker answered: it is the server
                 swapped = Flow(flow.transport, flow.resp_h, flow.resp_p, flow.orig_h, flow.orig_p, flow.stream)
                 out += parse_exchanges(swapped, first_ts, server, client)
         return out
-
-
-def _endpoint(address: str, port: int) -> tuple[bytes, int]:
-    return ipaddress.ip_address(address).packed, port
 
 
 def _split_messages(data: bytes, is_request: bool) -> list[tuple[str, dict[str, str], int]]:

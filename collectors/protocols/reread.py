@@ -20,7 +20,7 @@ import contextlib
 import ipaddress
 import os
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -32,10 +32,10 @@ from collectors.selection import interface_block, packet_block, stream_header
 Endpoint = tuple[bytes, int]
 Key = tuple[int, Endpoint, Endpoint]  # transport number, the two endpoints in sorted order
 Wanted = tuple[Flow, float]  # a main-pass connection: its flow and the time of one of its packets
-Warn = Callable[[str], None]
 
 _TRANSPORTS = {"tcp": TCP, "udp": UDP}
 _FIN, _SYN, _RST, _ACK_FLAG = 0x01, 0x02, 0x04, 0x10
+OPENING_BYTES = 8  # first payload bytes kept per connection direction, for protocol magic
 
 
 def connection_key(transport: int, a: Endpoint, b: Endpoint) -> Key:
@@ -46,10 +46,10 @@ def flow_key(flow: Flow) -> Key | None:
     """The endpoints of a flow as the decoder sees them (packed addresses), or None when they do not parse."""
     number = _TRANSPORTS.get(flow.transport)
     try:
-        a, b = ipaddress.ip_address(flow.orig_h).packed, ipaddress.ip_address(flow.resp_h).packed
+        a, b = endpoint(flow.orig_h, flow.orig_p), endpoint(flow.resp_h, flow.resp_p)
     except ValueError:
         return None
-    return None if number is None else connection_key(number, (a, flow.orig_p), (b, flow.resp_p))
+    return None if number is None else connection_key(number, a, b)
 
 
 @dataclass
@@ -70,13 +70,15 @@ class ConnectionFrames:
     connection is asked for by its main-pass flow and the time of one of its packets, which picks it among them.
     """
 
-    def __init__(self, pcap: Path, warn: Warn) -> None:
+    def __init__(self, pcap: Path) -> None:
         self.pcap = pcap
-        self.warn = warn
         self._built = False
         self._frames: dict[Key, list[int]] = {}  # frame numbers of each pair of endpoints, in capture order
         self._starts: dict[Key, list[tuple[float, int]]] = {}  # (time, index in _frames) of each connection
         self._unattributed: list[int] = []  # frames the decoder gave no endpoints (IP fragments before the last)
+        self._originators: dict[tuple[Key, int], Endpoint] = {}  # who sent the SYN of each TCP connection
+        # (endpoints, connection, sender) -> (time, first payload bytes) of each direction's first TCP payload
+        self._openings: dict[tuple[Key, int, Endpoint], tuple[float, bytes]] = {}
 
     def _index(self) -> None:
         if self._built:
@@ -85,9 +87,9 @@ class ConnectionFrames:
         syns: dict[Key, tuple[Endpoint, int]] = {}  # SYN of each endpoint pair's current connection
         closed: set[Key] = set()  # endpoint pairs whose current connection saw FIN or RST
         decoder = Decoder()
-        try:
+        try:  # damage was reported by the pass that read the capture first: the index takes what is readable
             for number, (ts_ns, linktype, buf, off, caplen, _wirelen) in enumerate(
-                    read_capture(self.pcap, self.warn)):
+                    read_capture(self.pcap, _ignore)):
                 keys = []
                 for p in decoder.decode(linktype, buf, off, caplen, ts_ns):
                     if p[PROTO] != TCP and p[PROTO] != UDP:
@@ -99,20 +101,26 @@ class ConnectionFrames:
                         self._starts[key] = [(epoch_seconds(ts_ns), 0)]
                     if p[PROTO] != TCP:
                         continue
+                    sender = (p[SRC], p[SPORT])
                     if p[FLAGS] & (_SYN | _ACK_FLAG) == _SYN:
-                        syn = ((p[SRC], p[SPORT]), p[SEQ])
+                        syn = (sender, p[SEQ])
                         if frames and (key in closed or syns.get(key, syn) != syn):
                             self._starts[key].append((epoch_seconds(ts_ns), len(frames)))
                             closed.discard(key)
                         syns[key] = syn
+                        self._originators[(key, len(self._starts[key]) - 1)] = sender
                     elif p[FLAGS] & (_FIN | _RST):
                         closed.add(key)
+                    if p[CAPLEN] > 0:
+                        opening = (key, len(self._starts[key]) - 1, sender)
+                        if opening not in self._openings:
+                            self._openings[opening] = (epoch_seconds(ts_ns), _payload(p)[:OPENING_BYTES])
                 for key in dict.fromkeys(keys):
                     self._frames[key].append(number)
                 if not keys:
                     self._unattributed.append(number)
-        except CaptureError as exc:
-            self.warn(f"{self.pcap.name}: second look cannot read the capture: {exc}")
+        except CaptureError:
+            pass
 
     def _connection(self, key: Key, ts: float) -> int:
         """Which connection on these endpoints was open at ``ts`` (the last one started by then)."""
@@ -147,7 +155,7 @@ class ConnectionFrames:
         slots: list[int] = []
         with os.fdopen(fd, "wb") as out:
             out.write(stream_header())
-            for number, (ts_ns, linktype, buf, off, caplen, wirelen) in enumerate(read_capture(self.pcap)):
+            for number, (ts_ns, linktype, buf, off, caplen, wirelen) in enumerate(read_capture(self.pcap, _ignore)):
                 if number not in numbers:
                     continue
                 if linktype not in slots:
@@ -166,19 +174,43 @@ class ConnectionFrames:
             return out
         decoder = Decoder()
         fragments = set(self._unattributed)  # decoded too: a fragmented segment is whole at its last fragment
-        for number, (ts_ns, linktype, buf, off, caplen, _wirelen) in enumerate(read_capture(self.pcap)):
+        for number, (ts_ns, linktype, buf, off, caplen, _wirelen) in enumerate(read_capture(self.pcap, _ignore)):
             stream = stream_of.get(number)
             if stream is None:
                 if number in fragments:
                     decoder.decode(linktype, buf, off, caplen, ts_ns)
                 continue
             for p in decoder.decode(linktype, buf, off, caplen, ts_ns):
-                if p[PROTO] != TCP or p[CAPLEN] <= 0:
-                    continue
-                data, l4 = p[BUF], p[L4OFF]
-                start = l4 + (data[l4 + 12] >> 4) * 4
-                payload = bytes(data[start:start + p[CAPLEN]])
-                out.setdefault(stream, []).append(Segment((p[SRC], p[SPORT]), p[SEQ], epoch_seconds(ts_ns), payload))
+                if p[PROTO] == TCP and p[CAPLEN] > 0:
+                    segment = Segment((p[SRC], p[SPORT]), p[SEQ], epoch_seconds(ts_ns), _payload(p))
+                    out.setdefault(stream, []).append(segment)
+        return out
+
+    def opening_with(self, prefix: bytes, server_ports: frozenset[int]) -> list[Wanted]:
+        """TCP connections one of whose directions opened its payload with ``prefix`` (a protocol's magic, on any
+        port), oriented by their SYN, else by ``server_ports``, else by who sent first; their stream names are
+        made up (``reread-N``): they are for :meth:`tcp_payloads`, not for the main pass."""
+        assert len(prefix) <= OPENING_BYTES
+        self._index()
+        found: set[tuple[Key, int]] = set()
+        first_sender: dict[tuple[Key, int], tuple[float, Endpoint]] = {}
+        for (key, which, sender), (ts, head) in self._openings.items():
+            if head.startswith(prefix):
+                found.add((key, which))
+            if (key, which) not in first_sender or ts < first_sender[(key, which)][0]:
+                first_sender[(key, which)] = (ts, sender)
+        out = []
+        for n, (key, which) in enumerate(sorted(found, key=lambda conn: self._starts[conn[0]][conn[1]][0])):
+            _, a, b = key
+            orig = self._originators.get((key, which))
+            if orig is None:
+                first = first_sender[(key, which)][1]
+                other = b if first == a else a
+                orig = other if first[1] in server_ports and other[1] not in server_ports else first
+            resp = b if orig == a else a
+            start = self._starts[key][which][0]
+            flow = Flow("tcp", _address(orig[0]), orig[1], _address(resp[0]), resp[1], f"reread-{n}")
+            out.append((flow, start))
         return out
 
 
@@ -201,6 +233,26 @@ class Subset:
     def close(self) -> None:
         with contextlib.suppress(OSError):
             self.path.unlink()
+
+
+def _ignore(_message: str) -> None:
+    pass
+
+
+def _payload(p: tuple) -> bytes:
+    """The captured TCP payload of a decoded packet."""
+    data, l4 = p[BUF], p[L4OFF]
+    start = l4 + (data[l4 + 12] >> 4) * 4
+    return bytes(data[start:start + p[CAPLEN]])
+
+
+def _address(packed: bytes) -> str:
+    return str(ipaddress.ip_address(packed))
+
+
+def endpoint(address: str, port: int) -> Endpoint:
+    """An analyzer's endpoint (address text, port) as the index keys it."""
+    return ipaddress.ip_address(address).packed, port
 
 
 def epoch_seconds(ts_ns: int) -> float:

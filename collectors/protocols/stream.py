@@ -145,8 +145,7 @@ class _TsharkRun:
     def _read(self, run: TsharkRun) -> None:
         """Reader thread: tshark's packets through the analyzers; documents into the queue."""
         assert self._spool_path is not None
-        frames = ConnectionFrames(self._spool_path, self._tshark_warning)
-        context = RunContext(self._spool_path, self.tshark_path, frames)
+        context = RunContext(self._spool_path, self.tshark_path, ConnectionFrames(self._spool_path))
         try:
             for doc in analyze(read_tshark(self._proc, run, self._tshark_warning), context, run, self.warn,
                                self.name):

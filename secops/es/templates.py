@@ -146,7 +146,9 @@ DATASETS: dict[str, Dataset] = {d.name: d for d in [
     Dataset("secops.dhcp", properties=_secops(dhcp=obj(hostname=CI, vendor_class=CI, client_mac=KW,
                                                        assigned_ip=IP, requested_ip=IP, msg_type=KW, lease_time=LONG,
                                                        server_id=IP))),
-    Dataset("secops.ssh", properties=_secops(ssh=obj(client=CI, server=CI, version=LONG, auth_success=BOOL))),
+    Dataset("secops.ssh", properties=_secops(ssh=obj(
+        client=CI, server=CI, version=LONG, auth_success=BOOL, kex_alg=KW, host_key_alg=KW, cipher_alg=KW,
+        mac_alg=KW, compression_alg=KW, host_key=KW, host_key_type=KW, hassh=KW, hassh_server=KW))),
     Dataset("secops.smb", properties=_secops(smb=obj(command=KW, pipe=CI, share=CI, filename=CI, dialect=KW,
                                                      version=LONG, status=KW),
                                              dcerpc=obj(endpoint=CI, operation=CI, opnum=LONG, uuid=KW))),

@@ -97,3 +97,43 @@ def test_services_are_what_was_spoken_not_what_the_port_suggests(tmp_path: Path)
     tls = next(d for d in docs if d["event"]["dataset"] == "secops.tls" and d["destination"]["port"] == 2222)
     assert tls["tls"]["client"]["server_name"] == "tls.lab.test"
     assert not [w for w in warnings if "protocol metadata" in w], warnings
+    assert_ssh_matches_tshark(pcap, docs, cli.ip)
+
+
+SSH_FIELDS = ("ip.src", "ssh.protocol", "ssh.kex.hassh", "ssh.kex.hasshserver", "ssh.kex_algorithms",
+              "ssh.server_host_key_algorithms", "ssh.encryption_algorithms_client_to_server",
+              "ssh.encryption_algorithms_server_to_client", "ssh.mac_algorithms_client_to_server",
+              "ssh.mac_algorithms_server_to_client", "ssh.compression_algorithms_client_to_server",
+              "ssh.host_key.type")
+
+
+def assert_ssh_matches_tshark(pcap: Path, docs: list[dict], client_ip: str) -> None:
+    """The native SSH reading of the port-80 connection equals tshark's SSH dissector told to decode port 80 as
+    SSH (the differential oracle): banners, HASSH of both sides, the algorithms each side offered negotiated by
+    RFC 4253 7.1, and the host key type."""
+    out = subprocess.run(["tshark", "-n", "-r", str(pcap), "-d", "tcp.port==80,ssh", "-Y",
+                          "ssh.protocol or ssh.kex_algorithms or ssh.host_key.type", "-T", "fields", "-E",
+                          "occurrence=f", *[arg for f in SSH_FIELDS for arg in ("-e", f)]],
+                         check=True, capture_output=True, text=True).stdout
+    client: dict[str, str] = {}
+    server: dict[str, str] = {}
+    for line in out.splitlines():
+        values = dict(zip(SSH_FIELDS, line.split("\t"), strict=False))
+        side = client if values["ip.src"] == client_ip else server
+        side.update({k: v for k, v in values.items() if v and k not in side})
+
+    def negotiated(name: str) -> str:
+        offered = server[name].split(",")
+        return next(alg for alg in client[name].split(",") if alg in offered)
+
+    [ssh] = [d for d in docs if d["event"]["dataset"] == "secops.ssh" and d["destination"]["port"] == 80]
+    got = ssh["secops"]["ssh"]
+    assert (got["client"], got["server"]) == (client["ssh.protocol"], server["ssh.protocol"])
+    assert (got["hassh"], got["hassh_server"]) == (client["ssh.kex.hassh"], server["ssh.kex.hasshserver"])
+    assert got["kex_alg"] == negotiated("ssh.kex_algorithms")
+    assert got["host_key_alg"] == negotiated("ssh.server_host_key_algorithms")
+    assert got["cipher_alg"] == negotiated("ssh.encryption_algorithms_client_to_server")
+    assert got["mac_alg"] == negotiated("ssh.mac_algorithms_client_to_server")
+    assert got["compression_alg"] == negotiated("ssh.compression_algorithms_client_to_server")
+    assert got["host_key_type"] == server["ssh.host_key.type"]
+    assert len(got["host_key"]) == 47 and ssh["source"]["ip"] == client_ip  # MD5 as colon hex; oriented by SYN

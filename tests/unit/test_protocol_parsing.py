@@ -112,9 +112,10 @@ def test_tshark_command_is_a_fixed_argument_list(tmp_path):
     assert cmd[0] == "/usr/bin/tshark" and cmd[cmd.index("-r") + 1] == str(odd)
     assert cmd.count("-Y") == 1 and cmd.count("-T") == 1  # one process, one combined filter for every module
     display_filter = cmd[cmd.index("-Y") + 1]
-    for part in ("dns", "http.request", "tls", "dhcp", "ssh.protocol", "smb2", "ftp.request", "modbus",
+    for part in ("dns", "http.request", "tls", "dhcp", "smb2", "ftp.request", "modbus",
                  "dnp3.al.func", "s7comm", "iec60870_104"):
         assert part in display_filter
+    assert "ssh" not in display_filter and "()" not in display_filter  # SSH is read without tshark
 
 
 def test_dns_unanswered_queries_expire_after_the_udp_timeout():

@@ -41,7 +41,7 @@ def test_connections_reusing_endpoints_are_told_apart_by_time(tmp_path: Path):
     other = _connection(40000, 7, 150.0, b"GET /other HTTP/1.1\r\n\r\n", b"HTTP/1.1 200 OK\r\n\r\n")
     pcap = tmp_path / "reuse.pcap"
     wrpcap(str(pcap), first + other + second)
-    frames = ConnectionFrames(pcap, lambda msg: None)
+    frames = ConnectionFrames(pcap)
     flow = Flow("tcp", CLIENT, 7790, SERVER, 12345, "7")
 
     subset = frames.subset([(flow, 200.03)])
@@ -72,7 +72,7 @@ def test_payload_in_sequence_order_with_fragments_and_retransmissions(tmp_path: 
         p.time = 1.0
     pcap = tmp_path / "order.pcap"
     wrpcap(str(pcap), packets)
-    frames = ConnectionFrames(pcap, lambda msg: None)
+    frames = ConnectionFrames(pcap)
     segments = frames.tcp_payloads([(Flow("tcp", CLIENT, 41000, SERVER, 12345, "0"), 1.0)])["0"]
     assert stream_bytes(segments, (bytes([198, 18, 0, 1]), 41000), 1 << 20) == request
 
