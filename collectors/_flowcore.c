@@ -37,6 +37,7 @@ typedef int64_t i64;
 #define MAX_FIELD 0xFFFFFFFFLL   /* |length| accepted in a packet tuple from Python */
 #define PROBE_BYTES 512          /* payload bytes handed to the probe, as collectors.protocols.detect */
 #define PROBE_MIN 8              /* shorter first payloads are kept and probed again with what follows */
+#define REPROBES 32              /* payloads after detection probed for an upgrade (STARTTLS), as flowconst */
 #define DEEP_BYTES_PER_DIRECTION (1 << 20) /* as collectors.selection (FlowCore(deep_bytes_max=...)) */
 #define MAX_IFACES 64            /* distinct link types in one selection stream */
 
@@ -132,6 +133,8 @@ typedef struct flow {
     ep_t eps[2];
     int o_idx;  /* orig endpoint = eps[o_idx]; a flip toggles it, endpoints keep their identity */
     int svc;    /* detected service: index into Core.services, 0 = none (yet) */
+    int svc2;   /* the service it upgraded to (STARTTLS: ssl), 0 = none */
+    int reprobes; /* later payloads still probed for that upgrade */
     int probed; /* 1: the originator's first payload was probed, 2: the responder's */
     i64 sel;    /* payload packets still selected for the deep path: -1 all, 0 none */
     u8 pre[2][PROBE_MIN];  /* per side (0 orig, 1 resp): short first payloads not yet matched */
@@ -165,6 +168,7 @@ typedef struct {
     /* protocol detection and deep-path selection (collectors.protocols.detect) */
     PyObject *probe;     /* probe(proto, from_orig, payload, length) -> (service index, selection) or NULL */
     PyObject *services;  /* tuple of service names, index 0 = "" */
+    int *upgrade_to;     /* per service index: the service it may upgrade to (0: none), or NULL */
     int collect;         /* copy selected frames into sel (pcapng enhanced packet blocks) */
     bytebuf_t sel;
     int if_link[MAX_IFACES];  /* pcapng interface id -> link type */
@@ -978,8 +982,13 @@ static PyObject *flow_record(Core *c, flow_t *f) {
     }
     args[20] = PyBool_FromLong(answered);
     args[21] = community_id(f);
-    args[22] = c->services ? PyTuple_GET_ITEM(c->services, f->svc) : PyUnicode_FromString("");
-    if (c->services) Py_INCREF(args[22]);
+    if (c->services && f->svc2) {
+        args[22] = PyUnicode_FromFormat("%U,%U", PyTuple_GET_ITEM(c->services, f->svc),
+                                        PyTuple_GET_ITEM(c->services, f->svc2));
+    } else {
+        args[22] = c->services ? PyTuple_GET_ITEM(c->services, f->svc) : PyUnicode_FromString("");
+        if (c->services) Py_INCREF(args[22]);
+    }
     args[23] = PyLong_FromLongLong(f->deep_cut);
     PyObject *rec = NULL;
     int ok = 1;
@@ -1400,6 +1409,26 @@ static int within_cap(Core *c, flow_t *f, const pkt_t *p, int is_orig) {
     return 0;
 }
 
+/* One call of the Python probe: 0 with (*idx, *mode) set, -1 with an exception pending. */
+static int call_probe(Core *c, const pkt_t *p, int is_orig, const u8 *data, int n, i64 length, long *idx,
+                      long long *mode) {
+    PyObject *r = PyObject_CallFunction(c->probe, "iNy#L", p->proto, PyBool_FromLong(is_orig), (const char *)data,
+                                        (Py_ssize_t)n, (long long)length);
+    if (!r) return -1;
+    *idx = -1;
+    *mode = -2;
+    if (PyTuple_Check(r) && PyTuple_GET_SIZE(r) == 2) {
+        *idx = PyLong_AsLong(PyTuple_GET_ITEM(r, 0));
+        *mode = PyLong_AsLongLong(PyTuple_GET_ITEM(r, 1));
+    }
+    Py_DECREF(r);
+    if (PyErr_Occurred() || *idx < 0 || *idx >= PyTuple_GET_SIZE(c->services) || *mode < -1 || *mode > MAX_FIELD) {
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "probe must return (service index, selection)");
+        return -1;
+    }
+    return 0;
+}
+
 /* FlowTable._select: probe the first payload of each direction once; count down the selection. */
 static int select_packet(Core *c, flow_t *f, const pkt_t *p, int is_orig) {
     /* tshark tries the lower port's dissector first unless the handshake named the server: keep the SYNs of
@@ -1423,21 +1452,9 @@ static int select_packet(Core *c, flow_t *f, const pkt_t *p, int is_orig) {
         memcpy(data, f->pre[side], (size_t)pre);
         memcpy(data + pre, p->payload, (size_t)n);
         n = pre + n < PROBE_BYTES ? pre + n : PROBE_BYTES;
-        PyObject *r = PyObject_CallFunction(c->probe, "iNy#L", p->proto, PyBool_FromLong(is_orig), (const char *)data,
-                                            (Py_ssize_t)n, (long long)(p->plen + pre));
-        if (!r) {
-            c->failed = 1;
-            return 0;
-        }
-        long idx = -1;
-        long long mode = -2;
-        if (PyTuple_Check(r) && PyTuple_GET_SIZE(r) == 2) {
-            idx = PyLong_AsLong(PyTuple_GET_ITEM(r, 0));
-            mode = PyLong_AsLongLong(PyTuple_GET_ITEM(r, 1));
-        }
-        Py_DECREF(r);
-        if (PyErr_Occurred() || idx < 0 || idx >= PyTuple_GET_SIZE(c->services) || mode < -1 || mode > MAX_FIELD) {
-            if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "probe must return (service index, selection)");
+        long idx;
+        long long mode;
+        if (call_probe(c, p, is_orig, data, n, p->plen + pre, &idx, &mode) < 0) {
             c->failed = 1;
             return 0;
         }
@@ -1454,7 +1471,22 @@ static int select_packet(Core *c, flow_t *f, const pkt_t *p, int is_orig) {
         f->probed |= bit;
         f->svc = (int)idx;
         f->sel = mode;
+        f->reprobes = c->upgrade_to && c->upgrade_to[idx] ? REPROBES : 0;
         if (release_syn(c, f, mode != 0) < 0) c->failed = 1;
+    } else if (f->reprobes > 0) {  /* STARTTLS and the like: does a later payload open the upgraded protocol? */
+        f->reprobes--;
+        long idx;
+        long long mode;
+        if (call_probe(c, p, is_orig, p->payload, (int)(cap < PROBE_BYTES ? cap : PROBE_BYTES), p->plen, &idx,
+                       &mode) < 0) {
+            c->failed = 1;
+            return 0;
+        }
+        if (idx == c->upgrade_to[f->svc]) {
+            f->svc2 = (int)idx;
+            f->reprobes = 0;
+            if (f->sel != -1 && (mode == -1 || mode > f->sel)) f->sel = mode;
+        }
     }
     if (!f->sel || !within_cap(c, f, p, is_orig)) return 0;
     if (f->sel > 0) f->sel--;
@@ -1902,13 +1934,13 @@ static int fill_ports(PyObject *ports, uint32_t *bits) {
 
 static int Core_init(Core *c, PyObject *args, PyObject *kw) {
     static char *names[] = {"record_type", "fallback", "likely_tcp", "likely_udp", "max_flows", "verify_checksums",
-                            "probe", "services", "collect", "deep_bytes_max", NULL};
-    PyObject *record_type, *fallback, *ltcp, *ludp, *probe = Py_None, *services = Py_None;
+                            "probe", "services", "collect", "deep_bytes_max", "upgrades", NULL};
+    PyObject *record_type, *fallback, *ltcp, *ludp, *probe = Py_None, *services = Py_None, *upgrades = Py_None;
     Py_ssize_t max_flows = 500000;
     int verify = 0, collect = 0;
     long long deep_max = DEEP_BYTES_PER_DIRECTION;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOOO|npOOpL", names, &record_type, &fallback, &ltcp, &ludp, &max_flows,
-                                     &verify, &probe, &services, &collect, &deep_max))
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOOO|npOOpLO", names, &record_type, &fallback, &ltcp, &ludp, &max_flows,
+                                     &verify, &probe, &services, &collect, &deep_max, &upgrades))
         return -1;
     if (deep_max < 1 || deep_max > MAX_FIELD) {
         PyErr_SetString(PyExc_ValueError, "deep_bytes_max must be at least 1");  /* and at most MAX_FIELD */
@@ -1929,6 +1961,26 @@ static int Core_init(Core *c, PyObject *args, PyObject *kw) {
     if (c->buckets) {
         PyErr_SetString(PyExc_RuntimeError, "FlowCore is already initialised");
         return -1;
+    }
+    if (upgrades != Py_None) {
+        Py_ssize_t n = probe != Py_None ? PyTuple_GET_SIZE(services) : -1;
+        if (!PyTuple_Check(upgrades) || PyTuple_GET_SIZE(upgrades) != n) {
+            PyErr_SetString(PyExc_TypeError, "upgrades must be a tuple of service indices, one per service");
+            return -1;
+        }
+        c->upgrade_to = PyMem_Calloc((size_t)n, sizeof(int));
+        if (!c->upgrade_to) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        for (Py_ssize_t i = 0; i < n; i++) {
+            long to = PyLong_AsLong(PyTuple_GET_ITEM(upgrades, i));
+            if (PyErr_Occurred() || to < 0 || to >= n) {
+                if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "upgrades must name services by index");
+                return -1;
+            }
+            c->upgrade_to[i] = (int)to;
+        }
     }
     if (max_flows < 1) {
         PyErr_SetString(PyExc_ValueError, "max_flows must be at least 1");
@@ -1972,6 +2024,7 @@ static void Core_dealloc(Core *c) {
     Py_XDECREF(c->emitted);
     Py_XDECREF(c->probe);
     Py_XDECREF(c->services);
+    PyMem_Free(c->upgrade_to);
     PyMem_Free(c->sel.b);
     Py_TYPE(c)->tp_free((PyObject *)c);
 }
@@ -2014,7 +2067,7 @@ static PyObject *module_constants(PyObject *Py_UNUSED(m), PyObject *Py_UNUSED(ig
         {"NS", NS}, {"TCP_INACTIVITY", TCP_INACTIVITY}, {"UDP_INACTIVITY", UDP_INACTIVITY},
         {"ICMP_INACTIVITY", ICMP_INACTIVITY}, {"ATTEMPT_DELAY", ATTEMPT_DELAY}, {"CLOSE_DELAY", CLOSE_DELAY},
         {"RESET_DELAY", RESET_DELAY}, {"SWEEP_EVERY", SWEEP_EVERY}, {"TOO_LARGE_SEQ_DELTA", TOO_LARGE_SEQ_DELTA},
-        {"HISTORY_MAX", HISTORY_MAX}, {"MAX_DEPTH", MAX_DEPTH},
+        {"HISTORY_MAX", HISTORY_MAX}, {"REPROBES", REPROBES}, {"MAX_DEPTH", MAX_DEPTH},
         {"VXLAN_PORT", VXLAN_PORT}, {"GENEVE_PORT", GENEVE_PORT}, {"TEREDO_PORT", TEREDO_PORT},
         {"GTPU_PORT", GTPU_PORT}, {"AYIYA_PORT", AYIYA_PORT}, {"GRE_UDP_PORT", GRE_UDP_PORT},
     };

@@ -27,6 +27,7 @@ SWEEP_EVERY = 10 * NS
 
 TOO_LARGE_SEQ_DELTA = 1048576
 HISTORY_MAX = 1023  # letters kept per connection (bounded memory)
+REPROBES = 32  # payloads after detection probed for an upgrade to another protocol (STARTTLS)
 MAX_DEPTH = 4  # nested encapsulations followed
 
 # UDP ports whose payload is a tunnel (Zeek's default tunnel ports)

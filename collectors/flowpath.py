@@ -63,11 +63,11 @@ class PythonFlowPath:
 
     def __init__(self, emit: Emit, *, max_flows: int, verify_checksums: bool, probe: Probe | None = None,
                  services: tuple[str, ...] = ("",), collect: bool = False,
-                 deep_bytes_max: int = DEEP_BYTES_PER_DIRECTION) -> None:
+                 deep_bytes_max: int = DEEP_BYTES_PER_DIRECTION, upgrades: tuple[int, ...] | None = None) -> None:
         self.decoder = Decoder(verify_checksums=verify_checksums)
         self.selection = FrameSelection() if collect and probe is not None else None
         self.table = FlowTable(emit, max_flows=max_flows, probe=probe, services=services, selection=self.selection,
-                               deep_bytes_max=deep_bytes_max)
+                               deep_bytes_max=deep_bytes_max, upgrades=upgrades)
 
     def process_file(self, path: Path, on_warning: Warn, on_packets: Progress, on_block: Block = None) -> FileCounts:
         decode, add, selection = self.decoder.decode, self.table.add, self.selection
@@ -149,7 +149,7 @@ class NativeFlowPath:
 
     def __init__(self, emit: Emit, *, max_flows: int, verify_checksums: bool, probe: Probe | None = None,
                  services: tuple[str, ...] = ("",), collect: bool = False,
-                 deep_bytes_max: int = DEEP_BYTES_PER_DIRECTION) -> None:
+                 deep_bytes_max: int = DEEP_BYTES_PER_DIRECTION, upgrades: tuple[int, ...] | None = None) -> None:
         if FlowCore is None:
             raise RuntimeError("the native flow core (collectors._flowcore) is not built: reinstall with a C "
                                "compiler (apt-get install gcc python3-dev; pip install -e .) or use the python engine")
@@ -157,7 +157,7 @@ class NativeFlowPath:
         self.decoder = Decoder(verify_checksums=verify_checksums)  # frames the core hands back
         self.core = FlowCore(ConnRecord, self.decoder.decode, LIKELY_SERVER_PORTS[TCP], LIKELY_SERVER_PORTS[UDP],
                              max_flows=max_flows, verify_checksums=verify_checksums, probe=probe, services=services,
-                             collect=collect, deep_bytes_max=deep_bytes_max)
+                             collect=collect, deep_bytes_max=deep_bytes_max, upgrades=upgrades)
 
     def _ship(self) -> None:
         for rec in self.core.drain():
@@ -245,11 +245,12 @@ FlowPath = PythonFlowPath | NativeFlowPath
 
 def open_flow_path(emit: Emit, *, engine: Engine = "auto", max_flows: int = 500_000, verify_checksums: bool = False,
                    probe: Probe | None = None, services: tuple[str, ...] = ("",), collect: bool = False,
-                   deep_bytes_max: int = DEEP_BYTES_PER_DIRECTION) -> FlowPath:
-    """A flow path on the chosen engine; with ``probe`` it detects services, with ``collect`` also selects (at most
-    ``deep_bytes_max`` TCP payload bytes per flow direction)."""
+                   deep_bytes_max: int = DEEP_BYTES_PER_DIRECTION, upgrades: tuple[int, ...] | None = None) -> FlowPath:
+    """A flow path on the chosen engine; with ``probe`` it detects services (and, per ``upgrades``, the protocol a
+    service switches to, as STARTTLS to TLS), with ``collect`` also selects (at most ``deep_bytes_max`` TCP payload
+    bytes per flow direction)."""
     kw = {"max_flows": max_flows, "verify_checksums": verify_checksums, "probe": probe, "services": services,
-          "collect": collect, "deep_bytes_max": deep_bytes_max}
+          "collect": collect, "deep_bytes_max": deep_bytes_max, "upgrades": upgrades}
     if engine == "python" or (engine == "auto" and FlowCore is None):
         return PythonFlowPath(emit, **kw)
     return NativeFlowPath(emit, **kw)

@@ -30,6 +30,7 @@ from collectors.flowconst import (
     ICMP_INACTIVITY,
     INACTIVE,
     PARTIAL,
+    REPROBES,
     RESET,
     RESET_DELAY,
     SWEEP_EVERY,
@@ -173,9 +174,11 @@ class Flow:
         "r_pkts",
         "r_port",
         "r_size",
+        "reprobes",
         "sel",
         "start",
         "svc",
+        "svc2",
         "syn",
         "syn_frames",
         "synack_first",
@@ -202,6 +205,8 @@ class Flow:
         self.bad_thresh = [1, 1]
         self.synack_first = False  # began with a SYN-ACK from the originator: the next packet may flip it
         self.svc = 0  # detected service (index into the probe's service names), 0 = none yet
+        self.svc2 = 0  # the service it upgraded to (STARTTLS: ssl), 0 = none
+        self.reprobes = 0  # later payloads still probed for that upgrade
         self.probed = 0  # 1: the originator's first payload was probed, 2: the responder's
         self.sel = 0  # payload packets still selected for the deep path: -1 all, 0 none
         self.pre: list[bytes] | None = None  # per side: short first payloads not matched yet
@@ -254,7 +259,8 @@ class Flow:
                           self.last, self.o_pkts, self.o_bytes, self.r_pkts, self.r_bytes, orig_bytes, resp_bytes,
                           self.state(history), history, self.missed, self.tunnel, self.o_mac, self.r_mac, answered,
                           community_id(self.proto, self.o_ip, self.r_ip, self.o_port, self.r_port,
-                                       one_way=self.one_way), services[self.svc], self.deep_cut)
+                                       one_way=self.one_way),
+                          services[self.svc] + (f",{services[self.svc2]}" if self.svc2 else ""), self.deep_cut)
 
     def payload_sizes(self) -> tuple[int, int]:
         if self.proto == TCP:
@@ -312,9 +318,13 @@ class FlowTable:
     def __init__(self, emit: Callable[[ConnRecord], None], max_flows: int = 500_000,
                  likely_server_ports: dict[int, frozenset[int]] | None = None, probe: Probe | None = None,
                  services: tuple[str, ...] = ("",), selection: FrameSelection | None = None,
-                 deep_bytes_max: int = DEEP_BYTES_PER_DIRECTION) -> None:
+                 deep_bytes_max: int = DEEP_BYTES_PER_DIRECTION, upgrades: tuple[int, ...] | None = None) -> None:
         if not 1 <= deep_bytes_max <= 0xFFFFFFFF:  # the C core's bound on lengths
             raise ValueError("deep_bytes_max must be at least 1")
+        if upgrades is not None and (len(upgrades) != len(services) or
+                                     not all(0 <= to < len(services) for to in upgrades)):
+            raise ValueError("upgrades must name services by index, one per service")
+        self.upgrades = upgrades or (0,) * len(services)  # per service: the service it may upgrade to, 0 none
         self.flows: dict[tuple, Flow] = {}
         self.services = services
         self.probe = probe
@@ -422,7 +432,17 @@ class FlowTable:
                 return False
             f.probed |= bit
             f.svc, f.sel = svc, sel
+            f.reprobes = REPROBES if self.upgrades[svc] else 0
             self._release_syn(f, sel != 0)
+        elif f.reprobes > 0:  # STARTTLS and the like: does a later payload open the upgraded protocol?
+            f.reprobes -= 1
+            svc, sel = self.probe(proto, is_orig, bytes(buf[start:start + min(cap, PROBE_BYTES)]), plen)
+            if not 0 <= svc < len(self.services) or sel < -1:
+                raise ValueError("probe must return (service index, selection)")
+            if svc == self.upgrades[f.svc]:
+                f.svc2, f.reprobes = svc, 0
+                if f.sel != -1 and (sel == -1 or sel > f.sel):
+                    f.sel = sel
         if not f.sel or not self._within_cap(f, proto, is_orig, plen):
             return False
         if f.sel > 0:

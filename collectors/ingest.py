@@ -20,7 +20,7 @@ from typing import Any
 from collectors.conn import Observations, conn_doc, ip_str, mac_str
 from collectors.flowpath import DeepCut, Engine, open_flow_path
 from collectors.flows import ConnRecord
-from collectors.protocols.detect import SERVICES, probe, probe_service_only
+from collectors.protocols.detect import SERVICES, UPGRADES, probe, probe_service_only
 from collectors.selection import DEEP_BYTES_PER_DIRECTION
 from secops.ecs import doc_id
 
@@ -57,7 +57,7 @@ class Pipeline:
         self.deep_bytes_max = deep_bytes_max
         self.flows = open_flow_path(self._flow_done, engine=engine, max_flows=max_flows,
                                     verify_checksums=verify_checksums, probe=probe if deep else probe_service_only,
-                                    services=SERVICES, collect=deep, deep_bytes_max=deep_bytes_max)
+                                    services=SERVICES, collect=deep, deep_bytes_max=deep_bytes_max, upgrades=UPGRADES)
         self.observations = Observations(observer)
         self.stats = IngestStats()
         self.tshark_path = tshark_path
@@ -72,7 +72,7 @@ class Pipeline:
 
     # -- flows --------------------------------------------------------------------------------------
     def _flow_done(self, f: ConnRecord) -> None:
-        doc = conn_doc(f, self.observer, [f.service] if f.service else None)
+        doc = conn_doc(f, self.observer, f.service.split(",") if f.service else None)
         self.stats.conns += 1
         self.sink(doc)
         self.observations.from_conn(f, doc)

@@ -432,6 +432,12 @@ PROBES: tuple[Probe, ...] = (
 
 SERVICES: tuple[str, ...] = ("", *dict.fromkeys(p.service for p in PROBES))  # index 0: nothing detected
 SERVICE_INDEX = {name: i for i, name in enumerate(SERVICES)}
+# Sessions that switch protocols in-band (Zeek logs both, "xmpp,ssl"): STARTTLS in SMTP, POP3, XMPP, LDAP,
+# MySQL's SSL request, FTP's AUTH TLS, RDP's TLS security layer. The engines probe the next REPROBES payloads of
+# such a flow and accept only the protocol named here (a binary payload matching some weak probe is no upgrade).
+UPGRADE_TO = {"smtp": "ssl", "pop3": "ssl", "xmpp": "ssl", "ldap_tcp": "ssl", "mysql": "ssl", "ftp": "ssl",
+              "rdp": "ssl"}
+UPGRADES: tuple[int, ...] = tuple(SERVICE_INDEX[UPGRADE_TO[name]] if name in UPGRADE_TO else 0 for name in SERVICES)
 # (transport, from originator) -> per first byte, the probes that can match, in PROBES order
 _BY_KEY: dict[tuple[int, bool], tuple[tuple[tuple[int, Probe], ...], ...]] = {
     (proto, from_orig): tuple(

@@ -16,7 +16,7 @@ CFLAGS="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-f
   LDFLAGS="-fsanitize=address,undefined" python3 setup.py build_ext --inplace -q
 export PYTHONPATH="$work/tree" LD_PRELOAD="$(gcc -print-file-name=libasan.so):$(gcc -print-file-name=libubsan.so)"
 export ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
-python3 -m pytest tests/unit/test_flowcore.py tests/unit/test_deep_selection.py -q -p no:cacheprovider \
+python3 -m pytest tests/unit/test_flowcore.py tests/unit/test_deep_selection.py tests/unit/test_protocol_upgrade.py -q -p no:cacheprovider \
   -k "not connections_ship and not streamed and not without_tshark and not tshark_reads and not bounded"
 for seed in $(seq 1 "$seeds"); do
   python3 -m pytest tests/unit/test_flowcore.py tests/unit/test_deep_selection.py -q -p no:cacheprovider \

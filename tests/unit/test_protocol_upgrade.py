@@ -1,0 +1,66 @@
+"""In-band protocol switches (STARTTLS and the like): both flow engines log both services, as Zeek does."""
+
+from __future__ import annotations
+
+from itertools import zip_longest
+from pathlib import Path
+
+import pytest
+from scapy.layers.inet import IP, TCP
+from scapy.layers.l2 import Ether
+from scapy.packet import Raw
+from scapy.utils import wrpcap
+
+from collectors.ingest import Pipeline
+
+ZEEK = Path(__file__).resolve().parents[2].parent / "shared" / "testdata" / "zeek" / "traces"
+HELLO = bytes.fromhex("160301002f0100002b0303") + bytes(32) + bytes.fromhex("000002002f0100")  # a ClientHello
+
+
+def services(pcap: Path, engine: str) -> list[tuple[int, list[str] | None]]:
+    docs: list[dict] = []
+    pipe = Pipeline(docs.append, engine=engine)
+    pipe.process_file(pcap)
+    pipe.finish()
+    return [(d["destination"]["port"], d["network"].get("protocol")) for d in docs
+            if d["event"]["dataset"] == "secops.conn"]
+
+
+@pytest.mark.parametrize("engine", ["native", "python"])
+@pytest.mark.parametrize(("trace", "port", "expected"), [
+    ("tls/xmpp-starttls.pcap", 5222, ["xmpp", "ssl"]), ("tls/pop3-starttls.pcap", 110, ["pop3", "ssl"]),
+    ("mysql/encrypted.pcap", 3306, ["mysql", "ssl"]), ("ldap/ldap-starttls.pcap", 389, ["ldap_tcp", "ssl"]),
+])
+def test_starttls_sessions_name_both_services_like_zeek(engine, trace, port, expected):
+    assert (port, expected) in services(ZEEK / trace, engine)  # Zeek's conn.log: xmpp,ssl / pop3,ssl / ...
+
+
+def _flow(tmp_path: Path, dport: int, client: list[bytes], server: list[bytes]) -> Path:
+    """A TCP conversation: handshake, then the client's and server's payloads alternating."""
+    c, s = ("198.18.0.1", 40000), ("198.18.0.2", dport)
+    seq = {c: 1000, s: 5000}
+    pkts = [Ether() / IP(src=c[0], dst=s[0]) / TCP(sport=c[1], dport=s[1], flags="S", seq=999),
+            Ether() / IP(src=s[0], dst=c[0]) / TCP(sport=s[1], dport=c[1], flags="SA", seq=4999, ack=1000)]
+    sides = zip_longest([(c, s, data) for data in client], [(s, c, data) for data in server])
+    turns = [turn for pair in sides for turn in pair if turn is not None]
+    for src, dst, data in turns:
+        pkts.append(Ether() / IP(src=src[0], dst=dst[0]) / TCP(sport=src[1], dport=dst[1], flags="PA", seq=seq[src],
+                                                               ack=seq[dst]) / Raw(data))
+        seq[src] += len(data)
+    for i, p in enumerate(pkts):
+        p.time = 100 + i * 0.01
+    path = tmp_path / f"flow{dport}.pcap"
+    wrpcap(str(path), pkts)
+    return path
+
+
+@pytest.mark.parametrize("engine", ["native", "python"])
+def test_only_the_named_upgrade_counts(tmp_path, engine):
+    """SMTP switching to TLS is smtp,ssl; an HTTP body that starts like a ClientHello is no upgrade (HTTP has
+    none here), nor is an SMTP payload that matches another protocol's probe (SSH's banner)."""
+    smtp = _flow(tmp_path, 25, [b"EHLO a\r\n", b"STARTTLS\r\n", HELLO], [b"250 ok\r\n", b"220 go\r\n"])
+    http = _flow(tmp_path, 80, [b"GET / HTTP/1.1\r\n\r\n", HELLO], [b"HTTP/1.1 200 OK\r\n\r\n"])
+    other = _flow(tmp_path, 587, [b"EHLO a\r\n", b"SSH-2.0-x\r\n"], [b"250 ok\r\n"])
+    assert services(smtp, engine) == [(25, ["smtp", "ssl"])]
+    assert services(http, engine) == [(80, ["http"])]
+    assert services(other, engine) == [(587, ["smtp"])]
