@@ -18,9 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from collectors.conn import Observations, conn_doc, ip_str, mac_str
+from collectors.flowconst import TCP
 from collectors.flowpath import DeepCut, Engine, open_flow_path
 from collectors.flows import ConnRecord
-from collectors.protocols.detect import SERVICES, UPGRADES, probe, probe_service_only
+from collectors.protocols.detect import SERVICE_INDEX, SERVICES, UPGRADES, probe, probe_service_only
+from collectors.protocols.expected import ExpectedConnections
 from collectors.selection import DEEP_BYTES_PER_DIRECTION
 from secops.ecs import doc_id
 
@@ -44,6 +46,10 @@ class IngestStats:
     decode_errors: Counter = field(default_factory=Counter)
 
 
+FTP = SERVICE_INDEX["ftp"]
+MAX_PARKED = 20_000  # connection records held back until their file's deep path is read (FTP data channels)
+
+
 class Pipeline:
     """Stateful across files (the sensor feeds it chunk after chunk); call :meth:`finish` at the end."""
 
@@ -56,9 +62,13 @@ class Pipeline:
         self.deep = deep
         self.deep_bytes_max = deep_bytes_max
         self.flows = open_flow_path(self._flow_done, engine=engine, max_flows=max_flows,
-                                    verify_checksums=verify_checksums, probe=probe if deep else probe_service_only,
+                                    verify_checksums=verify_checksums, probe=self._probe,
                                     services=SERVICES, collect=deep, deep_bytes_max=deep_bytes_max, upgrades=UPGRADES)
         self.observations = Observations(observer)
+        self.expected = ExpectedConnections()
+        self._detect = probe if deep else probe_service_only
+        self._ftp_seen = False  # an FTP control connection was detected: data channels may be announced
+        self._parked: list[tuple[ConnRecord, dict[str, Any]]] = []
         self.stats = IngestStats()
         self.tshark_path = tshark_path
         self._warn = on_warning
@@ -71,8 +81,30 @@ class Pipeline:
             self._warn(msg)
 
     # -- flows --------------------------------------------------------------------------------------
+    def _probe(self, proto: int, from_orig: bool, payload: bytes, length: int) -> tuple[int, int]:
+        found = self._detect(proto, from_orig, payload, length)
+        if found[0] == FTP:
+            self._ftp_seen = True
+        return found
+
     def _flow_done(self, f: ConnRecord) -> None:
         doc = conn_doc(f, self.observer, f.service.split(",") if f.service else None)
+        if self._ftp_seen and self.deep and f.proto == TCP and not f.service and len(self._parked) < MAX_PARKED:
+            # maybe an FTP data channel whose announcement the deep path has not read yet: shipped with the file
+            self._parked.append((f, doc))
+            return
+        self._ship_conn(f, doc)
+
+    def _release_parked(self) -> None:
+        parked, self._parked = self._parked, []
+        for f, doc in parked:
+            self._ship_conn(f, doc)
+
+    def _ship_conn(self, f: ConnRecord, doc: dict[str, Any]) -> None:
+        if self.expected and f.proto == TCP:  # an FTP data channel its control connection announced
+            announced = self.expected.claim(doc["source"]["ip"], doc["destination"]["ip"], f.r_port, f.start / 1e9)
+            if announced:
+                doc["network"]["protocol"] = [*doc["network"].get("protocol", ()), announced]
         self.stats.conns += 1
         self.sink(doc)
         self.observations.from_conn(f, doc)
@@ -99,7 +131,7 @@ class Pipeline:
         stream = None
         if self.deep:
             from collectors.protocols.stream import MetadataStream  # tshark plumbing only when it is used
-            stream = MetadataStream(path.name, self.tshark_path, self.warn)
+            stream = MetadataStream(path.name, self.tshark_path, self.warn, expected=self.expected)
 
         taken = [self.flows.selected]
         cut_before = self.flows.deep_cut
@@ -118,6 +150,7 @@ class Pipeline:
             between_blocks()
             if stream is not None:
                 self._ship_deep(stream.close())
+            self._release_parked()
             self.stats.deep_frames = self.flows.selected
             self._report_cut(path, cut_before)
             self._ship_observations()
@@ -160,6 +193,7 @@ class Pipeline:
     def finish(self) -> IngestStats:
         """Emit every flow still open (end of input)."""
         self.flows.finish()
+        self._release_parked()
         self._ship_observations()
         self.stats.decode_errors = self.flows.errors()
         self.stats.flows_evicted = self.flows.evicted

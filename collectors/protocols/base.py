@@ -23,6 +23,7 @@ from secops.ecs import doc_id, iso, put
 from secops.es.templates import MAX_KEYWORD_CHARS
 
 if TYPE_CHECKING:
+    from collectors.protocols.expected import ExpectedConnections
     from collectors.protocols.reread import ConnectionFrames
 
 Doc = dict[str, Any]
@@ -155,6 +156,7 @@ class RunContext:
     pcap: Path
     tshark: str
     frames: ConnectionFrames
+    expected: ExpectedConnections | None = None  # connections announced on others (FTP data), for the pipeline
 
 
 class Analyzer:

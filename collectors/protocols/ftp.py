@@ -2,7 +2,9 @@
 
 The session's user name (from USER) is carried on every record; PASS arguments are never kept.
 A PASS answered 530 is a failed login (``event.outcome: failure``), the signal brute-force
-detections count.
+detections count. Data channels named by PASV/EPSV replies and PORT/EPRT commands (tshark parses their
+address and port) are announced to the run's :class:`ExpectedConnections`, so their connections are logged
+with service ``ftp-data`` as Zeek logs them.
 """
 
 from __future__ import annotations
@@ -42,7 +44,9 @@ class FtpAnalyzer(Analyzer):
     SERVICE = "ftp"
     LAYERS = frozenset({"ftp"})
     FILTER = "ftp.request or ftp.response"
-    FIELDS = ("ftp.request.command", "ftp.request.arg", "ftp.response.code", "ftp.response.arg")
+    FIELDS = ("ftp.request.command", "ftp.request.arg", "ftp.response.code", "ftp.response.arg", "ftp.passive.ip",
+              "ftp.passive.port", "ftp.epsv.ip", "ftp.epsv.ipv6", "ftp.epsv.port", "ftp.active.cip",
+              "ftp.active.port", "ftp.eprt.ip", "ftp.eprt.ipv6", "ftp.eprt.port")
 
     def __init__(self, warn: Warn, context: RunContext | None = None) -> None:
         super().__init__(warn, context)
@@ -57,6 +61,7 @@ class FtpAnalyzer(Analyzer):
         for stale in evict_oldest(self.sessions):  # connection floods: the oldest sessions' commands are logged
             for cmd in stale.pending:
                 yield self.emit(cmd)
+        self._announce_data_channel(pkt, flow, from_client)
         if from_client:
             args = pkt.values("ftp.request.arg")
             for i, cmd in enumerate(pkt.values("ftp.request.command")):
@@ -79,6 +84,23 @@ class FtpAnalyzer(Analyzer):
         msgs = pkt.values("ftp.response.arg")
         cmd.reply_code, cmd.reply_msg = code, (msgs[-1] if msgs else None)
         yield self.emit(cmd)
+
+    def _announce_data_channel(self, pkt: Packet, flow: Flow, from_client: bool) -> None:
+        """PASV/EPSV reply: the client connects to the named address (EPSV names none: the server's); PORT/EPRT
+        command: the server connects to the client's (Zeek's ftp/main.zeek)."""
+        expected = self.context.expected if self.context is not None else None
+        if expected is None:
+            return
+        if from_client:
+            host = pkt.last("ftp.active.cip") or pkt.last("ftp.eprt.ip") or pkt.last("ftp.eprt.ipv6")
+            port = to_int(pkt.last("ftp.active.port") or pkt.last("ftp.eprt.port"))
+            orig = flow.resp_h
+        else:
+            host = pkt.last("ftp.passive.ip") or pkt.last("ftp.epsv.ip") or pkt.last("ftp.epsv.ipv6") or flow.resp_h
+            port = to_int(pkt.last("ftp.passive.port") or pkt.last("ftp.epsv.port"))
+            orig = flow.orig_h
+        if port is not None and host:
+            expected.expect(orig, host, port, "ftp-data", pkt.ts)
 
     def emit(self, cmd: Command) -> Doc:
         login = cmd.command == "PASS"

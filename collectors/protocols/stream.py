@@ -31,6 +31,7 @@ from typing import IO
 
 from collectors.protocols import analyze, tshark_command
 from collectors.protocols.base import Doc, RunContext
+from collectors.protocols.expected import ExpectedConnections
 from collectors.protocols.reread import ConnectionFrames
 from collectors.protocols.tshark import STDIN, TsharkRun, read_tshark, start_tshark
 from collectors.selection import interface_block, stream_header
@@ -46,10 +47,12 @@ class MetadataStream:
     """Deep-path documents for the frames written to it (one capture file's selection), one tshark run after
     another."""
 
-    def __init__(self, name: str, tshark_path: str, warn: Warn, frames_per_run: int = FRAMES_PER_RUN) -> None:
+    def __init__(self, name: str, tshark_path: str, warn: Warn, frames_per_run: int = FRAMES_PER_RUN,
+                 expected: ExpectedConnections | None = None) -> None:
         self.name = name
         self.tshark_path = tshark_path
         self.warn = warn
+        self.expected = expected
         self.frames_per_run = frames_per_run
         self.runs = 0
         self._run: _TsharkRun | None = None
@@ -63,7 +66,7 @@ class MetadataStream:
         if self._run is None:
             self.runs += 1
             self._run = _TsharkRun(f"{self.name}" if self.runs == 1 else f"{self.name} (part {self.runs})",
-                                   self.tshark_path, self.warn)
+                                   self.tshark_path, self.warn, self.expected)
         self._run.write(blocks, linktypes, frames)
         if self._run.frames >= self.frames_per_run:
             self._finished += self._run.close()
@@ -88,10 +91,11 @@ class MetadataStream:
 class _TsharkRun:
     """One tshark reading a pcapng stream on stdin, its analyzers in a reader thread."""
 
-    def __init__(self, name: str, tshark_path: str, warn: Warn) -> None:
+    def __init__(self, name: str, tshark_path: str, warn: Warn, expected: ExpectedConnections | None = None) -> None:
         self.name = name
         self.tshark_path = tshark_path
         self.warn = warn
+        self.expected = expected
         self.docs: queue.SimpleQueue = queue.SimpleQueue()
         self.frames = 0
         self.interfaces = 0  # interface blocks written so far
@@ -145,7 +149,7 @@ class _TsharkRun:
     def _read(self, run: TsharkRun) -> None:
         """Reader thread: tshark's packets through the analyzers; documents into the queue."""
         assert self._spool_path is not None
-        context = RunContext(self._spool_path, self.tshark_path, ConnectionFrames(self._spool_path))
+        context = RunContext(self._spool_path, self.tshark_path, ConnectionFrames(self._spool_path), self.expected)
         try:
             for doc in analyze(read_tshark(self._proc, run, self._tshark_warning), context, run, self.warn,
                                self.name):
