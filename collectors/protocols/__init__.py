@@ -22,6 +22,7 @@ from collectors.protocols.ftp import FtpAnalyzer
 from collectors.protocols.http import HttpAnalyzer
 from collectors.protocols.iec104 import Iec104Analyzer
 from collectors.protocols.modbus import ModbusAnalyzer
+from collectors.protocols.other_ports import DISSECTORS, look_again
 from collectors.protocols.reread import ConnectionFrames
 from collectors.protocols.s7comm import S7commAnalyzer
 from collectors.protocols.smb import SmbAnalyzer
@@ -35,6 +36,7 @@ ANALYZERS: tuple[type[Analyzer], ...] = (
 )
 
 EXPIRE_EVERY = 4096  # packets between sweeps for records that timed out
+OTHER_PORT_DATASETS = frozenset(cls.DATASET for _, _, cls in DISSECTORS.values())
 
 __all__ = ["ANALYZERS", "analyze", "extract_metadata", "tshark_command"]
 
@@ -72,9 +74,22 @@ def extract_metadata(pcap: Path, *, tshark_path: str = "tshark",
 
 
 def analyze(packets: Iterable[Packet], context: RunContext, run: TsharkRun, warn: Callable[[str], None],
-            name: str) -> Iterator[Doc]:
-    """Every protocol module over one tshark run's packets: documents as they complete, then the rest."""
-    analyzers = [cls(warn, context) for cls in ANALYZERS]
+            name: str, analyzers: tuple[type[Analyzer], ...] = ANALYZERS) -> Iterator[Doc]:
+    """Protocol modules over one tshark run's packets: documents as they complete, then the rest; for the whole
+    set, then the connections that spoke a protocol on a port tshark does not decode it on (``other_ports``)."""
+    modules = [cls(warn, context) for cls in analyzers]
+    whole = analyzers is ANALYZERS
+    analysed: set[tuple[str, str]] = set()  # (dataset, Community ID): connections a heuristic already decoded
+    for doc in _analyze(packets, modules, run, warn, name):
+        if whole and doc["event"]["dataset"] in OTHER_PORT_DATASETS:
+            analysed.add((doc["event"]["dataset"], doc["network"]["community_id"]))
+        yield doc
+    if whole:
+        yield from look_again(context, name, warn, analysed, analyze)
+
+
+def _analyze(packets: Iterable[Packet], analyzers: list[Analyzer], run: TsharkRun, warn: Callable[[str], None],
+             name: str) -> Iterator[Doc]:
     for pkt in packets:
         if run.packets % EXPIRE_EVERY == 0:
             for analyzer in analyzers:

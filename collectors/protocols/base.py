@@ -157,6 +157,7 @@ class RunContext:
     tshark: str
     frames: ConnectionFrames
     expected: ExpectedConnections | None = None  # connections announced on others (FTP data), for the pipeline
+    server_ports: frozenset[int] = frozenset()  # server ports decoded as an analyzer's protocol (unusual ports)
 
 
 class Analyzer:
@@ -168,10 +169,13 @@ class Analyzer:
     FILTER: ClassVar[str]  # its part of the combined display filter
     FIELDS: ClassVar[tuple[str, ...]]
     COLUMNS: ClassVar[tuple[tuple[str, str], ...]] = ()  # tshark custom columns (title, format) it reads
+    PORTS: ClassVar[frozenset[int]] = frozenset()  # server ports that orient its flows
 
     def __init__(self, warn: Warn, context: RunContext | None = None) -> None:
         self.warn = warn
         self.context = context
+        # its registered ports, and the ones a look at unusual ports decoded as this protocol (orientation)
+        self.server_ports = self.PORTS | (context.server_ports if context is not None else frozenset())
         self.cut_values = 0  # values cut to MAX_VALUE_CHARS in this module's documents
 
     def document(self, flow: Flow, ts: float, identity: Iterable[Any], fields: dict[str, Any],

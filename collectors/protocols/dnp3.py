@@ -42,6 +42,7 @@ class Exchange:
 class Dnp3Analyzer(Analyzer):
     DATASET = "secops.dnp3"
     SERVICE = "dnp3"
+    PORTS = PORTS
     LAYERS = frozenset({"dnp3"})
     FILTER = "dnp3.al.func"
     FIELDS = ("dnp3.al.func", "dnp3.al.iin", "dnp3.src", "dnp3.dst")
@@ -51,7 +52,7 @@ class Dnp3Analyzer(Analyzer):
         self.open: dict[tuple[str, str], Exchange] = {}
 
     def handle(self, pkt: Packet) -> Iterable[Doc]:
-        oriented = flow_by_server_port(pkt, PORTS)
+        oriented = flow_by_server_port(pkt, self.server_ports)
         if oriented is None:
             return
         flow = oriented[0]

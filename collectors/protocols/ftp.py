@@ -42,6 +42,7 @@ class Session:
 class FtpAnalyzer(Analyzer):
     DATASET = "secops.ftp"
     SERVICE = "ftp"
+    PORTS = PORTS
     LAYERS = frozenset({"ftp"})
     FILTER = "ftp.request or ftp.response"
     FIELDS = ("ftp.request.command", "ftp.request.arg", "ftp.response.code", "ftp.response.arg", "ftp.passive.ip",
@@ -53,7 +54,7 @@ class FtpAnalyzer(Analyzer):
         self.sessions: dict[tuple[str, str], Session] = {}
 
     def handle(self, pkt: Packet) -> Iterable[Doc]:
-        oriented = flow_by_server_port(pkt, PORTS)
+        oriented = flow_by_server_port(pkt, self.server_ports)
         if oriented is None:
             return
         flow, from_client = oriented

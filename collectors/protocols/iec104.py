@@ -39,13 +39,14 @@ def is_command(type_id: int) -> bool:
 class Iec104Analyzer(Analyzer):
     DATASET = "secops.iec104"
     SERVICE = "iec104"
+    PORTS = PORTS
     LAYERS = frozenset({"iec60870_104"})
     FILTER = "iec60870_104"
     FIELDS = ("iec60870_104.type", "iec60870_104.utype", "iec60870_asdu.typeid", "iec60870_asdu.causetx",
               "iec60870_asdu.addr")
 
     def handle(self, pkt: Packet) -> Iterable[Doc]:
-        oriented = flow_by_server_port(pkt, PORTS)
+        oriented = flow_by_server_port(pkt, self.server_ports)
         if oriented is None:
             return
         flow = oriented[0]

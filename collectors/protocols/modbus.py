@@ -35,12 +35,13 @@ def function_name(raw: int) -> str:
 class ModbusAnalyzer(Analyzer):
     DATASET = "secops.modbus"
     SERVICE = "modbus"
+    PORTS = PORTS
     LAYERS = frozenset({"modbus"})
     FILTER = "modbus"
     FIELDS = ("mbtcp.trans_id", "mbtcp.unit_id", "modbus.func_code", "modbus.exception_code")
 
     def handle(self, pkt: Packet) -> Iterable[Doc]:
-        oriented = flow_by_server_port(pkt, PORTS)
+        oriented = flow_by_server_port(pkt, self.server_ports)
         if oriented is None:
             return
         flow, from_client = oriented

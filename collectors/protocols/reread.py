@@ -24,7 +24,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from collectors.decode import BUF, CAPLEN, DPORT, DST, FLAGS, L4OFF, PROTO, SEQ, SPORT, SRC, TCP, UDP, Decoder
+from collectors.decode import BUF, CAPLEN, DPORT, DST, FLAGS, L4OFF, PLEN, PROTO, SEQ, SPORT, SRC, TCP, UDP, Decoder
 from collectors.pcapio import CaptureError, read_capture
 from collectors.protocols.base import Flow
 from collectors.selection import interface_block, packet_block, stream_header
@@ -35,7 +35,7 @@ Wanted = tuple[Flow, float]  # a main-pass connection: its flow and the time of 
 
 _TRANSPORTS = {"tcp": TCP, "udp": UDP}
 _FIN, _SYN, _RST, _ACK_FLAG = 0x01, 0x02, 0x04, 0x10
-OPENING_BYTES = 8  # first payload bytes kept per connection direction, for protocol magic
+OPENING_BYTES = 64  # first payload bytes kept per connection direction, for protocol detection
 
 
 def connection_key(transport: int, a: Endpoint, b: Endpoint) -> Key:
@@ -77,8 +77,8 @@ class ConnectionFrames:
         self._starts: dict[Key, list[tuple[float, int]]] = {}  # (time, index in _frames) of each connection
         self._unattributed: list[int] = []  # frames the decoder gave no endpoints (IP fragments before the last)
         self._originators: dict[tuple[Key, int], Endpoint] = {}  # who sent the SYN of each TCP connection
-        # (endpoints, connection, sender) -> (time, first payload bytes) of each direction's first TCP payload
-        self._openings: dict[tuple[Key, int, Endpoint], tuple[float, bytes]] = {}
+        # (endpoints, connection, sender) -> (time, first bytes, length) of each direction's first TCP payload
+        self._openings: dict[tuple[Key, int, Endpoint], tuple[float, bytes, int]] = {}
 
     def _index(self) -> None:
         if self._built:
@@ -114,7 +114,7 @@ class ConnectionFrames:
                     if p[CAPLEN] > 0:
                         opening = (key, len(self._starts[key]) - 1, sender)
                         if opening not in self._openings:
-                            self._openings[opening] = (epoch_seconds(ts_ns), _payload(p)[:OPENING_BYTES])
+                            self._openings[opening] = (epoch_seconds(ts_ns), _payload(p)[:OPENING_BYTES], p[PLEN])
                 for key in dict.fromkeys(keys):
                     self._frames[key].append(number)
                 if not keys:
@@ -186,32 +186,44 @@ class ConnectionFrames:
                     out.setdefault(stream, []).append(segment)
         return out
 
-    def opening_with(self, prefix: bytes, server_ports: frozenset[int]) -> list[Wanted]:
-        """TCP connections one of whose directions opened its payload with ``prefix`` (a protocol's magic, on any
-        port), oriented by their SYN, else by ``server_ports``, else by who sent first; their stream names are
-        made up (``reread-N``): they are for :meth:`tcp_payloads`, not for the main pass."""
-        assert len(prefix) <= OPENING_BYTES
+    def openings(self, server_ports: frozenset[int] = frozenset()) -> list[Opening]:
+        """Every TCP connection that carried payload, with the first payload bytes of each direction; oriented by
+        its SYN, else by ``server_ports``, else by who sent first. Stream names are made up (``reread-N``): they
+        are for :meth:`tcp_payloads` and :meth:`subset`, not for the main pass."""
         self._index()
-        found: set[tuple[Key, int]] = set()
-        first_sender: dict[tuple[Key, int], tuple[float, Endpoint]] = {}
-        for (key, which, sender), (ts, head) in self._openings.items():
-            if head.startswith(prefix):
-                found.add((key, which))
-            if (key, which) not in first_sender or ts < first_sender[(key, which)][0]:
-                first_sender[(key, which)] = (ts, sender)
+        heads: dict[tuple[Key, int], dict[Endpoint, tuple[float, bytes, int]]] = {}
+        for (key, which, sender), first in self._openings.items():
+            heads.setdefault((key, which), {})[sender] = first
         out = []
-        for n, (key, which) in enumerate(sorted(found, key=lambda conn: self._starts[conn[0]][conn[1]][0])):
+        for n, (key, which) in enumerate(sorted(heads, key=lambda conn: self._starts[conn[0]][conn[1]][0])):
             _, a, b = key
             orig = self._originators.get((key, which))
             if orig is None:
-                first = first_sender[(key, which)][1]
+                first = min(heads[(key, which)].items(), key=lambda item: item[1][0])[0]
                 other = b if first == a else a
                 orig = other if first[1] in server_ports and other[1] not in server_ports else first
             resp = b if orig == a else a
-            start = self._starts[key][which][0]
             flow = Flow("tcp", _address(orig[0]), orig[1], _address(resp[0]), resp[1], f"reread-{n}")
-            out.append((flow, start))
+            sides = heads[(key, which)]
+            out.append(Opening(flow, self._starts[key][which][0], sides.get(orig), sides.get(resp)))
         return out
+
+    def opening_with(self, prefix: bytes, server_ports: frozenset[int]) -> list[Wanted]:
+        """TCP connections one of whose directions opened its payload with ``prefix`` (a protocol's magic)."""
+        assert len(prefix) <= OPENING_BYTES
+        return [(o.flow, o.start) for o in self.openings(server_ports)
+                if any(side is not None and side[1].startswith(prefix) for side in (o.client, o.server))]
+
+
+@dataclass
+class Opening:
+    """A TCP connection of the capture and (time, first payload bytes, payload length) of each direction's first
+    payload, None for a direction that sent none."""
+
+    flow: Flow
+    start: float
+    client: tuple[float, bytes, int] | None
+    server: tuple[float, bytes, int] | None
 
 
 @dataclass

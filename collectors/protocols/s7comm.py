@@ -45,6 +45,7 @@ PORTS = frozenset({102})
 class S7commAnalyzer(Analyzer):
     DATASET = "secops.s7comm"
     SERVICE = "s7comm"
+    PORTS = PORTS
     LAYERS = frozenset({"s7comm"})
     FILTER = "s7comm"
     FIELDS = (
@@ -54,7 +55,7 @@ class S7commAnalyzer(Analyzer):
     )
 
     def handle(self, pkt: Packet) -> Iterable[Doc]:
-        oriented = flow_by_server_port(pkt, PORTS)
+        oriented = flow_by_server_port(pkt, self.server_ports)
         if oriented is None:
             return
         flow, from_client = oriented

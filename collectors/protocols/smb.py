@@ -56,6 +56,7 @@ def status_name(code: int | None) -> str | None:
 class SmbAnalyzer(Analyzer):
     DATASET = "secops.smb"
     SERVICE = "smb"
+    PORTS = PORTS
     LAYERS = frozenset({"smb", "smb2", "dcerpc"})
     FILTER = "smb or smb2 or dcerpc.pkt_type == 0"
     FIELDS = (
@@ -74,7 +75,7 @@ class SmbAnalyzer(Analyzer):
         self.pipes: dict[tuple[str, str], str] = {}  # last named pipe opened per connection
 
     def handle(self, pkt: Packet) -> Iterable[Doc]:
-        oriented = flow_by_server_port(pkt, PORTS)
+        oriented = flow_by_server_port(pkt, self.server_ports)
         if oriented is None:
             return
         flow, from_client = oriented

@@ -1,0 +1,91 @@
+"""Protocols on ports their tshark dissector does not claim: one more look, with decode-as, at those connections.
+
+tshark hands a TCP payload to the FTP, SMB, Modbus, DNP3, S7comm or IEC-104 dissector only on that protocol's
+registered port (some have heuristics, most do not). The flow engines detect those protocols on any port from a
+flow's first payload (``collectors.protocols.detect``); here, at the end of a run, the same probes run over each
+connection's first payload bytes (``RunContext.frames``), and the connections that spoke one of them on another
+port are read again: one tshark pass over a capture of those connections only, each port decoded as what it
+spoke, through fresh analyzers of those protocols. A connection the main pass already analysed as that protocol
+(a tshark heuristic found it) is not read again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from collectors.protocols.base import Analyzer, Doc, RunContext
+from collectors.protocols.detect import SERVICES, TCP, probe
+from collectors.protocols.dnp3 import Dnp3Analyzer
+from collectors.protocols.ftp import FtpAnalyzer
+from collectors.protocols.iec104 import Iec104Analyzer
+from collectors.protocols.modbus import ModbusAnalyzer
+from collectors.protocols.reread import ConnectionFrames, Wanted
+from collectors.protocols.s7comm import S7commAnalyzer
+from collectors.protocols.smb import SmbAnalyzer
+from collectors.protocols.tshark import BASE_FIELDS, Packet, TsharkRun, build_command, run_tshark
+
+Warn = Callable[[str], None]
+Analyze = Callable[..., Iterator[Doc]]
+
+# detected service -> (tshark dissector to decode its port as, the ports tshark already decodes it on, analyzer)
+DISSECTORS: dict[str, tuple[str, frozenset[int], type[Analyzer]]] = {
+    "ftp": ("ftp", frozenset({21}), FtpAnalyzer),
+    "smb": ("nbss", frozenset({139, 445}), SmbAnalyzer),
+    "modbus": ("mbtcp", frozenset({502}), ModbusAnalyzer),
+    "dnp3": ("dnp3", frozenset({20000}), Dnp3Analyzer),
+    "s7comm": ("tpkt", frozenset({102}), S7commAnalyzer),
+    "iec104": ("iec60870_104", frozenset({2404}), Iec104Analyzer),
+}
+MAX_PORTS = 64  # decode-as rules per pass
+
+
+def spoken_elsewhere(frames: ConnectionFrames, analysed: set[tuple[str, str]]) -> dict[str, list[Wanted]]:
+    """Detected service -> connections that spoke it on a port its dissector does not claim and that the main pass
+    did not analyse as that protocol (``analysed``: dataset and Community ID of its documents)."""
+    out: dict[str, list[Wanted]] = {}
+    for opening in frames.openings():
+        for from_orig, first in ((True, opening.client), (False, opening.server)):
+            if first is None:
+                continue
+            service = SERVICES[probe(TCP, from_orig, first[1], first[2])[0]]
+            if service in DISSECTORS and opening.flow.resp_p not in DISSECTORS[service][1]:
+                if (DISSECTORS[service][2].DATASET, opening.flow.community_id) not in analysed:
+                    out.setdefault(service, []).append((opening.flow, opening.start))
+                break
+    return out
+
+
+def look_again(context: RunContext, run_name: str, warn: Warn, analysed: set[tuple[str, str]],
+               analyze: Analyze) -> Iterator[Doc]:
+    """Documents of the connections :func:`spoken_elsewhere` finds, read with their ports decoded as spoken."""
+    found = spoken_elsewhere(context.frames, analysed)
+    if not found:
+        return
+    subset = context.frames.subset(wanted for conns in found.values() for wanted in conns)
+    if subset is None:
+        return
+    ports: dict[int, str] = {}
+    for service, conns in found.items():
+        for flow, _ in conns:
+            ports.setdefault(flow.resp_p, DISSECTORS[service][0])
+    if len(ports) > MAX_PORTS:
+        warn(f"{run_name}: protocols on {len(ports)} unusual ports, the first {MAX_PORTS} read")
+    options = [arg for port, dissector in sorted(ports.items())[:MAX_PORTS]
+               for arg in ("-d", f"tcp.port=={port},{dissector}")]
+    analyzers = tuple(dict.fromkeys(DISSECTORS[service][2] for service in found))
+    fields = list(dict.fromkeys([*BASE_FIELDS, *(f for cls in analyzers for f in cls.FIELDS)]))
+    columns = [f'"{title}","{fmt}"' for cls in analyzers for title, fmt in cls.COLUMNS]
+    if columns:
+        options += ["-o", "gui.column.format:" + ",".join(columns)]
+    cmd = build_command(context.tshark, subset.path, " or ".join(f"({cls.FILTER})" for cls in analyzers), fields,
+                        options)
+    run = TsharkRun()
+    again = RunContext(subset.path, context.tshark, ConnectionFrames(subset.path), context.expected,
+                       frozenset(ports))
+    try:
+        packets: Iterator[Packet] = run_tshark(cmd, run, lambda m: warn(f"{run_name} (unusual ports): {m}"))
+        for doc in analyze(packets, again, run, warn, run_name, analyzers=analyzers):
+            if (doc["event"]["dataset"], doc["network"]["community_id"]) not in analysed:
+                yield doc
+    finally:
+        subset.close()
