@@ -23,7 +23,7 @@ from detections.alerts import AlertStore
 from detections.compiler import CompiledRule
 from detections.deadline import DeadlineClient, RuleTimeout
 from detections.engine import Match, indices_for, run_rule
-from detections.exceptions import ExceptionStore, excepted, with_exceptions
+from detections.exceptions import ExceptionStore, RuleException, excepted, with_exceptions
 from secops.config import Settings
 from secops.ecs import doc_id, iso, parse_time, utcnow
 from secops.es.templates import index_for
@@ -125,18 +125,7 @@ class Scheduler:
             effective = with_exceptions(rule, live)
             for start, end in self.windows(rule, now):
                 result.windows += 1
-                for match in self.runner(client, self.prefix, effective, start, end):
-                    if live and excepted(match, live):
-                        result.excepted += 1
-                        continue
-                    result.matches += 1
-                    for alert_id, outcome in self.alerts.record_all(effective, match):
-                        if outcome == "created":
-                            result.created += 1
-                        elif outcome == "updated":
-                            result.updated += 1
-                        if alert_id not in result.alert_ids:
-                            result.alert_ids.append(alert_id)
+                self._record(result, effective, self.runner(client, self.prefix, effective, start, end), live)
             self._save(rule.id, iso(now), iso(now))
         except RuleTimeout as exc:
             result.timed_out = True
@@ -147,6 +136,21 @@ class Scheduler:
             log.warning("rule %s failed: %s", rule.id, result.error)
         result.seconds = time.monotonic() - t0
         return result
+
+    def _record(self, result: RuleRun, rule: CompiledRule, matches: list[Match],
+                live: list[RuleException]) -> None:
+        """Record one window's matches (those no live exception covers) as alerts, written together."""
+        kept = [m for m in matches if not (live and excepted(m, live))]
+        result.excepted += len(matches) - len(kept)
+        result.matches += len(kept)
+        for outcomes in self.alerts.record_matches(rule, kept):
+            for alert_id, outcome in outcomes:
+                if outcome == "created":
+                    result.created += 1
+                elif outcome == "updated":
+                    result.updated += 1
+                if alert_id not in result.alert_ids:
+                    result.alert_ids.append(alert_id)
 
     def run(self, now: datetime | None = None, only_due: bool = False,
             rule_ids: list[str] | None = None) -> list[RuleRun]:
