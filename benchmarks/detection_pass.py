@@ -161,6 +161,11 @@ def one_pass(es, settings, rule_dirs: list[Path] | None = None, label: str = "pa
     print(f"  {requests} Elasticsearch requests, {waited:.1f} s waiting on Elasticsearch, "
           f"{total - waited:.1f} s in Python; {kinds}")
     print(f"  alerts: {sum(r.created for r in runs)} new; failed rules: {[r.rule_id for r in runs if r.error]}")
+    shared = [r for r in runs if r.rule_id not in meter.requests]
+    if shared:
+        print(f"  {sum(r.seconds for r in shared):6.2f} s  (ES {meter.waited['-']:5.2f} s, "
+              f"{sum(meter.requests['-'].values()):4} requests: {_kinds(meter.requests['-'], meter.seconds['-'])})  "
+              f"{len(shared)} query rules together")
     for r in sorted(runs, key=lambda r: -r.seconds)[:12]:
         n = sum(meter.requests[r.rule_id].values())
         print(f"  {r.seconds:6.2f} s  (ES {meter.waited[r.rule_id]:5.2f} s, {n:4} requests: "
