@@ -10,7 +10,7 @@ approximate a sliding window).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -94,11 +94,12 @@ def _composite(es: Elasticsearch, index: str, query: dict, sources: list[dict], 
 
 
 def composite_by_lead(es: Elasticsearch, index: str, query: dict, fields: list[str], subaggs: dict,
-                      page: int | None = None) -> Iterator[dict]:
+                      page: int | None = None, leads: Iterable[dict] | None = None) -> Iterator[dict]:
     """The buckets of a composite aggregation over ``fields``, in the same order, for high-cardinality groups:
     the values of the leading field are batched so that each batch holds about one page of documents, and
     each batch is aggregated on its own. Every page of a plain composite evaluates the query over the whole
-    window again (quadratic in the documents); a batch touches only its own documents (linear)."""
+    window again (quadratic in the documents); a batch touches only its own documents (linear). ``leads``: the
+    buckets of the leading field's own composite over the same query, when the caller has them already."""
     lead, page = fields[0], page or _page_size(subaggs)
     batch: list[Any] = []
     docs = 0
@@ -110,7 +111,7 @@ def composite_by_lead(es: Elasticsearch, index: str, query: dict, fields: list[s
             narrowed = {"bool": {"filter": [query, {"terms": {lead: values}}]}}
         yield from _composite(es, index, narrowed, _terms_sources(fields), subaggs, page)
 
-    for b in _composite(es, index, query, _terms_sources([lead]), {}, page):
+    for b in leads if leads is not None else _composite(es, index, query, _terms_sources([lead]), {}, page):
         value = b["key"][lead]
         if value is None or (batch and docs + b["doc_count"] > page):
             if batch:
