@@ -11,10 +11,19 @@ Uses SECOPS_BENCH_ES_URL, or starts a local node like the tests do. Prints:
     --interval seconds; latency = alert created - event ingested, p50/p95 (target p95 < 60 s, vs the
     5-minute default interval of Elastic Security rules).
 
+Each pass also prints its Elasticsearch requests by kind, the seconds spent waiting on them and in Python, per rule
+(the query rules that run together as one line), and is repeated with the SigmaHQ rules of the shared test data
+added (--sigmahq). --reuse keeps the documents of an earlier run on SECOPS_BENCH_ES_URL; --live-seconds 0 skips
+live mode.
+
 Measured 2026-11-29, 1M docs, 38 rules, same node, load 5-6 on 2 cores: before batching 54.4 s (Beaconing 34.8,
 Port Probe Burst 15.0, Host Sweep 2.6); after 24.1 s (Beaconing 11.2, Port Probe Burst 7.5, Host Sweep 3.3),
-34 alerts both. Port Probe Burst and Host Sweep now spend most of their time recording alerts (34 and 24),
-not searching (3.1 s and 1.1 s of searches).
+34 alerts both. Then (same day, same node, this script run alternately on main and on the branch, load 6-10):
+main 101.2 s and 65.5 s, 599 requests (318 searches, 281 alert/incident/checkpoint writes and reads); with bulk
+alert writes, shared query-rule searches, cheaper beaconing and orjson responses 26.6 s and 26.9 s, 162 requests,
+26 alerts both. At load 2.5-3.4: 13.3-14.7 s (pack) and 15.2 s (pack + 98 SigmaHQ rules = 136 rules, whose 121
+query rules take 0.2-0.4 s in 5 requests); Beaconing is 60-70 % of a pass (56 searches returning the 1M
+(source, destination, port) groups in batches), Port Probe Burst 20 %.
 """
 
 from __future__ import annotations
