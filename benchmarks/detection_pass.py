@@ -11,10 +11,19 @@ Uses SECOPS_BENCH_ES_URL, or starts a local node like the tests do. Prints:
     --interval seconds; latency = alert created - event ingested, p50/p95 (target p95 < 60 s, vs the
     5-minute default interval of Elastic Security rules).
 
+Each pass also prints its Elasticsearch requests by kind, the seconds spent waiting on them and in Python, per rule
+(the query rules that run together as one line), and is repeated with the SigmaHQ rules of the shared test data
+added (--sigmahq). --reuse keeps the documents of an earlier run on SECOPS_BENCH_ES_URL; --live-seconds 0 skips
+live mode.
+
 Measured 2026-11-29, 1M docs, 38 rules, same node, load 5-6 on 2 cores: before batching 54.4 s (Beaconing 34.8,
 Port Probe Burst 15.0, Host Sweep 2.6); after 24.1 s (Beaconing 11.2, Port Probe Burst 7.5, Host Sweep 3.3),
-34 alerts both. Port Probe Burst and Host Sweep now spend most of their time recording alerts (34 and 24),
-not searching (3.1 s and 1.1 s of searches).
+34 alerts both. Then (same day, same node, this script run alternately on main and on the branch, load 6-10):
+main 101.2 s and 65.5 s, 599 requests (318 searches, 281 alert/incident/checkpoint writes and reads); with bulk
+alert writes, shared query-rule searches, cheaper beaconing and orjson responses 26.6 s and 26.9 s, 162 requests,
+26 alerts both. At load 2.5-3.4: 13.3-14.7 s (pack) and 15.2 s (pack + 98 SigmaHQ rules = 136 rules, whose 121
+query rules take 0.2-0.4 s in 5 requests); Beaconing is 60-70 % of a pass (56 searches returning the 1M
+(source, destination, port) groups in batches), Port Probe Burst 20 %.
 """
 
 from __future__ import annotations
@@ -27,20 +36,27 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import local_node
 from detections.alerts import AlertStore
+from detections.compiler import CompiledRule
+from detections.loader import default_rule_dirs
 from detections.pack import build_pack
-from detections.scheduler import Scheduler
+from detections.scheduler import RuleRun, Scheduler
 from secops.config import load_settings
 from secops.ecs import doc_id, iso, parse_time, utcnow
 from secops.es.client import make_client
 from secops.es.store import Store
 from secops.es.templates import install_templates
 
+SIGMAHQ_RULES = Path(__file__).resolve().parents[2] / "shared" / "testdata" / "sigma" / "rules"
 STATES = ["SF"] * 90 + ["S0"] * 4 + ["REJ"] * 3 + ["RSTO", "S1", "SH"]
 
 
@@ -76,25 +92,93 @@ def load(es, settings, n: int) -> float:
     return time.perf_counter() - t0
 
 
-def one_pass(es, settings) -> None:
-    pack = build_pack(settings)
+class RequestMeter:
+    """Counts the Elasticsearch requests of each rule and the seconds spent waiting for them (the client's
+    transport is shared by every ``options()`` clone, so wrapping it sees every request)."""
+
+    def __init__(self, es: Any) -> None:
+        self.transport = es._transport
+        self.inner = self.transport.perform_request
+        self.rule = "-"
+        self.requests: dict[str, Counter] = defaultdict(Counter)
+        self.waited: dict[str, float] = defaultdict(float)
+        self.seconds: dict[str, Counter] = defaultdict(Counter)
+
+    def perform_request(self, method: str, path: str, *args: Any, **kwargs: Any) -> Any:
+        t0 = time.perf_counter()
+        try:
+            return self.inner(method, path, *args, **kwargs)
+        finally:
+            took, kind = time.perf_counter() - t0, request_kind(method, path)
+            self.waited[self.rule] += took
+            self.requests[self.rule][kind] += 1
+            self.seconds[self.rule][kind] += took
+
+    @contextmanager
+    def installed(self, sched: Scheduler) -> Iterator[None]:
+        run_rule = sched.run_rule
+
+        def metered(rule: CompiledRule, *args: Any, **kwargs: Any) -> RuleRun:
+            self.rule = rule.id
+            try:
+                return run_rule(rule, *args, **kwargs)
+            finally:
+                self.rule = "-"
+
+        self.transport.perform_request = self.perform_request
+        sched.run_rule = metered  # type: ignore[method-assign]
+        try:
+            yield
+        finally:
+            self.transport.perform_request = self.inner
+            del sched.run_rule
+
+
+def request_kind(method: str, path: str) -> str:
+    """``search``, ``msearch``, ``bulk``, ``GET doc``, ``PUT doc``, ``update``, ...: the path's API name."""
+    api = next((part[1:] for part in path.split("?")[0].split("/") if part.startswith("_")), "index")
+    return f"{method} {api}" if api in ("doc", "index") else api
+
+
+def _kinds(requests: Counter, seconds: Counter) -> str:
+    return ", ".join(f"{v} {k} {seconds[k]:.2f} s" for k, v in requests.most_common(4))
+
+
+def one_pass(es, settings, rule_dirs: list[Path] | None = None, label: str = "pack") -> None:
+    pack = build_pack(settings, rule_dirs)
     store = AlertStore(es, settings.elasticsearch.index_prefix, notifier=None)
     sched = Scheduler(es, settings, pack.runnable, alerts=store)
     sched.reset()
+    es.options(ignore_status=404).indices.delete(index=store.index)
+    es.options(ignore_status=404).indices.delete(index=f"{settings.elasticsearch.index_prefix}-incident*")
+    meter = RequestMeter(es)
+    load = Path("/proc/loadavg").read_text().split()[0]
     t0 = time.perf_counter()
-    runs = sched.run()
+    with meter.installed(sched):
+        runs = sched.run()
     total = time.perf_counter() - t0
     t1 = time.perf_counter()
     es.search(index="secops-conn-*", size=0, aggs={"s": {"terms": {"field": "source.ip", "size": 10}}})
     peer = time.perf_counter() - t1
     count = es.count(index="secops-conn-*")["count"]
     by_id = {r.id: r for r in pack.rules}
-    print(f"detection pass: {len(runs)} rules over {count} conn documents in {total:.1f} s "
+    requests = sum(sum(c.values()) for c in meter.requests.values())
+    waited = sum(meter.waited.values())
+    print(f"detection pass ({label}, load {load}): {len(runs)} rules over {count} conn documents in {total:.1f} s "
           f"({count / total:,.0f} docs/s); peer (one terms aggregation): {peer:.2f} s; ratio {total / peer:.0f}x")
+    kinds = _kinds(sum(meter.requests.values(), Counter()), sum(meter.seconds.values(), Counter()))
+    print(f"  {requests} Elasticsearch requests, {waited:.1f} s waiting on Elasticsearch, "
+          f"{total - waited:.1f} s in Python; {kinds}")
     print(f"  alerts: {sum(r.created for r in runs)} new; failed rules: {[r.rule_id for r in runs if r.error]}")
+    shared = [r for r in runs if r.rule_id not in meter.requests]
+    if shared:
+        print(f"  {sum(r.seconds for r in shared):6.2f} s  (ES {meter.waited['-']:5.2f} s, "
+              f"{sum(meter.requests['-'].values()):4} requests: {_kinds(meter.requests['-'], meter.seconds['-'])})  "
+              f"{len(shared)} query rules together")
     for r in sorted(runs, key=lambda r: -r.seconds)[:12]:
-        print(f"  {r.seconds:6.2f} s  {by_id[r.rule_id].title}")
-
+        n = sum(meter.requests[r.rule_id].values())
+        print(f"  {r.seconds:6.2f} s  (ES {meter.waited[r.rule_id]:5.2f} s, {n:4} requests: "
+              f"{_kinds(meter.requests[r.rule_id], meter.seconds[r.rule_id])})  {by_id[r.rule_id].title}")
 
 def live(es, settings, seconds: int, interval: int) -> None:
     settings.detections.interval_seconds = interval
@@ -148,19 +232,30 @@ def main() -> None:
     ap.add_argument("--docs", type=int, default=1_000_000)
     ap.add_argument("--live-seconds", type=int, default=90)
     ap.add_argument("--interval", type=int, default=10)
+    ap.add_argument("--sigmahq", type=Path, default=SIGMAHQ_RULES,
+                    help="SigmaHQ rules added for the second pass (the shared test data's network rules)")
+    ap.add_argument("--reuse", action="store_true",
+                    help="keep the documents of an earlier run on SECOPS_BENCH_ES_URL when the count matches")
     args = ap.parse_args()
     with local_node() as node:
         state = Path(tempfile.mkdtemp(prefix="secops-bench-"))
         settings = load_settings(None, elasticsearch={"hosts": [node.url]},
                                  paths={"state_dir": str(state / "s"), "cache_dir": str(state / "c")})
         es = make_client(settings)
-        es.indices.delete(index="secops-*", allow_no_indices=True, expand_wildcards="all")
+        reuse = args.reuse and es.options(ignore_status=404).count(index="secops-conn-*").get("count") == args.docs
+        if not reuse:
+            es.indices.delete(index="secops-*", allow_no_indices=True, expand_wildcards="all")
         install_templates(es, settings.elasticsearch.index_prefix)
         try:
-            took = load(es, settings, args.docs)
-            print(f"indexed {args.docs} conn documents in {took:.1f} s ({args.docs / took:,.0f} docs/s)")
+            if not reuse:
+                took = load(es, settings, args.docs)
+                print(f"indexed {args.docs} conn documents in {took:.1f} s ({args.docs / took:,.0f} docs/s)")
             one_pass(es, settings)
-            live(es, settings, args.live_seconds, args.interval)
+            if args.sigmahq and args.sigmahq.is_dir():
+                one_pass(es, settings, [*default_rule_dirs(settings.detections.rules_dirs), args.sigmahq],
+                         "pack + SigmaHQ network rules")
+            if args.live_seconds > 0:
+                live(es, settings, args.live_seconds, args.interval)
         finally:
             shutil.rmtree(state, ignore_errors=True)
 

@@ -11,6 +11,7 @@ instead of creating another. Triage (ack, close, assign, note) appends to ``seco
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import logging
 from collections.abc import Callable
@@ -23,7 +24,7 @@ from elasticsearch import Elasticsearch, NotFoundError
 
 from detections.compiler import SEVERITY_SCORE, CompiledRule
 from detections.engine import Match
-from detections.incidents import IncidentStore
+from detections.incidents import IncidentStore, bulk_write
 from detections.suppression import (
     Suppression,
     WindowStats,
@@ -41,6 +42,8 @@ from secops.notify import Notifier
 log = logging.getLogger(__name__)
 
 MAX_EVENT_IDS = 1000
+KEYS_PER_SEARCH = 1000
+MAX_OPEN = 10000  # open alerts one search returns; more and the matches are recorded one by one
 MAX_WINDOWS_PER_MATCH = 10000  # suppression windows one match may span (a bound, never reached by real windows)
 STATUSES = ("open", "acknowledged", "closed")
 AlertHook = Callable[[str], None]
@@ -87,6 +90,35 @@ def _window_reason(rule: CompiledRule, match: Match, count: int) -> Message | No
     if rule.kind != "query" or match.reason_message is None or "n" not in match.reason_message.params:
         return match.reason_message
     return Message(match.reason_message.id, {**match.reason_message.params, "n": count})
+
+
+def merged(alert: dict[str, Any], match: Match) -> dict[str, Any] | None:
+    """The partial update that folds a match into an open alert (``secops.alert`` of it), None when it adds nothing:
+    new event ids, the wider time span, the larger count, one history entry."""
+    ids = list(alert.get("event_ids") or [])
+    seen = set(ids)
+    fresh = [i for i in match.event_ids if i not in seen]
+    first = min(alert["first_time"], match.first_time, key=lambda t: parse_time(t))
+    last = max(alert["last_time"], match.last_time, key=lambda t: parse_time(t))
+    if not fresh and first == alert["first_time"] and last == alert["last_time"]:
+        return None
+    all_ids = (ids + fresh)[:MAX_EVENT_IDS]
+    count = max(int(alert.get("count") or 0), len(all_ids)) if len(ids) < MAX_EVENT_IDS else alert["count"] + len(fresh)
+    count = max(count, match.count)
+    now = iso(utcnow())
+    entry = {"at": now, "by": "secops-detect", "action": "updated", "old": str(alert.get("count")), "new": str(count)}
+    history = [*list(alert.get("history") or []), entry]
+    return {"event": {"ingested": now}, "secops": {"alert": {
+        "count": count, "first_time": first, "last_time": last, "event_ids": all_ids, "history": history[-200:]}}}
+
+
+def deep_update(target: dict[str, Any], patch: dict[str, Any]) -> None:
+    """Apply a partial update the way Elasticsearch's update API merges objects."""
+    for key, value in patch.items():
+        if isinstance(value, dict) and isinstance(target.get(key), dict):
+            deep_update(target[key], value)
+        else:
+            target[key] = value
 
 
 def _threat(rule: CompiledRule) -> dict[str, Any]:
@@ -152,49 +184,139 @@ class AlertStore:
             self.es.update(index=self.index, id=alert_id, refresh=True,
                            doc={"secops": {"alert": {"incident_id": inc_id}}})
 
-    def _open_alert_for(self, rule: CompiledRule, key: str, match: Match) -> dict[str, Any] | None:
-        lo = iso(parse_time(match.first_time) - timedelta(seconds=self.suppression_seconds))
-        hi = iso(parse_time(match.last_time) + timedelta(seconds=self.suppression_seconds))
-        resp = self.es.search(index=self.index, size=1, ignore_unavailable=True, allow_no_indices=True, query={
-            "bool": {"filter": [{"term": {"rule.id": rule.id}}, {"term": {"secops.alert.group_key": key}},
-                                {"range": {"secops.alert.last_time": {"gte": lo}}},
-                                {"range": {"secops.alert.first_time": {"lte": hi}}}],
-                     "must_not": [{"term": {"secops.alert.status": "closed"}}]}},
-            sort=[{"secops.alert.last_time": "desc"}])
-        hits = resp["hits"]["hits"]
-        return {"_id": hits[0]["_id"], **hits[0]["_source"]} if hits else None
+    def _open_alerts(self, rule: CompiledRule, keys: list[str], matches: list[Match]
+                     ) -> dict[str, list[dict[str, Any]]] | None:
+        """The rule's open alerts of these group keys whose span reaches into some match's, widened by the
+        suppression time (None when there are more than one search returns: record those matches one by one)."""
+        lo = iso(min(parse_time(m.first_time) for m in matches) - timedelta(seconds=self.suppression_seconds))
+        hi = iso(max(parse_time(m.last_time) for m in matches) + timedelta(seconds=self.suppression_seconds))
+        distinct = sorted(set(keys))
+        out: dict[str, list[dict[str, Any]]] = {}
+        for i in range(0, len(distinct), KEYS_PER_SEARCH):
+            resp = self.es.search(index=self.index, size=MAX_OPEN, ignore_unavailable=True, allow_no_indices=True,
+                                  query={"bool": {
+                                      "filter": [{"term": {"rule.id": rule.id}},
+                                                 {"terms": {"secops.alert.group_key": distinct[i:i + KEYS_PER_SEARCH]}},
+                                                 {"range": {"secops.alert.last_time": {"gte": lo}}},
+                                                 {"range": {"secops.alert.first_time": {"lte": hi}}}],
+                                      "must_not": [{"term": {"secops.alert.status": "closed"}}]}})
+            hits = resp["hits"]["hits"]
+            if resp["hits"]["total"]["value"] > len(hits):
+                return None
+            for h in hits:
+                key = h["_source"]["secops"]["alert"]["group_key"]
+                out.setdefault(key, []).append({"_id": h["_id"], **h["_source"]})
+        return out
+
+    def _overlapping(self, alerts: list[dict[str, Any]], match: Match) -> dict[str, Any] | None:
+        """Of a group's open alerts, the one a match updates: the latest whose span overlaps the match's widened by
+        the suppression time."""
+        lo = parse_time(match.first_time) - timedelta(seconds=self.suppression_seconds)
+        hi = parse_time(match.last_time) + timedelta(seconds=self.suppression_seconds)
+        hits = [a for a in alerts if parse_time(a["secops"]["alert"]["last_time"]) >= lo
+                and parse_time(a["secops"]["alert"]["first_time"]) <= hi]
+        return max(hits, key=lambda a: parse_time(a["secops"]["alert"]["last_time"])) if hits else None
+
+    def _taken(self, ids: list[str]) -> set[str]:
+        """Which deterministic alert ids exist already (open or closed)."""
+        resp = self.es.mget(index=self.index, ids=sorted(set(ids)), source=False)
+        return {d["_id"] for d in resp["docs"] if d.get("found")}
 
     def record_all(self, rule: CompiledRule, match: Match) -> list[tuple[str, str]]:
         """Create or update the alert(s) for one match: one, or one per suppression window the match spans;
         each as (alert id, created|updated|unchanged). ``rule`` is the rule as evaluated (exceptions applied)."""
+        return self.record_matches(rule, [match])[0]
+
+    def record_matches(self, rule: CompiledRule, matches: list[Match]) -> list[list[tuple[str, str]]]:
+        """:meth:`record_all` for each match of a rule run, in order and with the same outcomes, but the matches
+        without per-rule suppression written together (see :meth:`_record_plain`)."""
+        out: list[list[tuple[str, str]]] = []
+        plain: list[Match] = []
+
+        def flush() -> None:
+            out.extend([r] for r in self._record_plain(rule, plain))
+            plain.clear()
+
         sup = rule.suppression
-        if sup is not None and countable(rule):
-            terms = terms_of(sup, match)
-            if terms is not None:
-                return self._record_suppressed(rule, sup, terms, match)
-        return [self.record(rule, match)]
+        for match in matches:
+            terms = terms_of(sup, match) if sup is not None and countable(rule) else None
+            if sup is None or terms is None:
+                plain.append(match)
+                continue
+            flush()  # a suppressed match sees every alert recorded before it
+            out.append(self._record_suppressed(rule, sup, terms, match))
+        flush()
+        return out
 
     def record(self, rule: CompiledRule, match: Match) -> tuple[str, str]:
         """Create or update the alert for one match; returns (alert id, created|updated|unchanged)."""
-        key = group_key(rule, match)
-        existing = self._open_alert_for(rule, key, match)
-        if existing is None:
-            alert_id = doc_id("alert", rule.id, key, match.first_time)
-            try:  # a deterministic rerun of a window whose alert was closed meanwhile: leave it be
-                self.es.get(index=self.index, id=alert_id, source=False)
-                return alert_id, "unchanged"
-            except NotFoundError:
-                pass
-            self.es.index(index=self.index, id=alert_id, refresh=True,
-                          document=bound_keywords(new_alert(rule, match, key, alert_id, self.kibana)))
-            self._roll_up(alert_id)
+        return self._record_plain(rule, [match])[0]
+
+    def _record_plain(self, rule: CompiledRule, matches: list[Match]) -> list[tuple[str, str]]:
+        """Create or update the alert of each match, in order, exactly as one at a time would: a match updates its
+        group's open alert within the suppression time (one created earlier in this batch included), else creates
+        the alert of its deterministic id unless that id exists (a rerun after the alert was closed). One search
+        for the open alerts, one multi-get for the ids, one incident search, one bulk write of alerts and
+        incidents, then the playbook and notification hooks in order."""
+        if not matches:
+            return []
+        keys = [group_key(rule, m) for m in matches]
+        view = self._open_alerts(rule, keys, matches)
+        if view is None:
+            return [self._record_plain(rule, [m])[0] for m in matches]
+        taken = self._taken([doc_id("alert", rule.id, k, m.first_time) for k, m in zip(keys, matches, strict=True)])
+        current: dict[str, dict[str, Any]] = {}  # alert id -> document as it will be stored
+        created: set[str] = set()
+        changes: dict[str, dict[str, Any]] = {}  # existing alert id -> its partial update
+        events: list[tuple[str, str, dict[str, Any]]] = []  # (alert id, created|updated, document at that turn)
+        out: list[tuple[str, str]] = []
+        for key, match in zip(keys, matches, strict=True):
+            existing = self._overlapping(view.get(key, []), match)
+            if existing is None:
+                alert_id = doc_id("alert", rule.id, key, match.first_time)
+                if alert_id in taken:  # a deterministic rerun of a window whose alert was closed meanwhile
+                    out.append((alert_id, "unchanged"))
+                    continue
+                doc = {"_id": alert_id, **bound_keywords(new_alert(rule, match, key, alert_id, self.kibana))}
+                view.setdefault(key, []).append(doc)
+                taken.add(alert_id)
+                current[alert_id] = doc
+                created.add(alert_id)
+                events.append((alert_id, "created", copy.deepcopy(doc)))
+                out.append((alert_id, "created"))
+                continue
+            alert_id = existing["_id"]
+            change = merged(existing["secops"]["alert"], match)
+            if change is None:
+                out.append((alert_id, "unchanged"))
+                continue
+            deep_update(existing, change)
+            current[alert_id] = existing
+            if alert_id in changes:
+                deep_update(changes[alert_id], change)
+            elif alert_id not in created:
+                changes[alert_id] = change
+            events.append((alert_id, "updated", copy.deepcopy(existing)))
+            out.append((alert_id, "updated"))
+        incidents = IncidentStore(self.es, self.prefix, self.incident_window_seconds)
+        incident_ids, incident_ops = incidents.plan([(alert_id, doc) for alert_id, _, doc in events])
+        for (alert_id, _, _), incident_id in zip(events, incident_ids, strict=True):
+            current[alert_id]["secops"]["alert"]["incident_id"] = incident_id
+            if alert_id in changes:
+                changes[alert_id]["secops"]["alert"]["incident_id"] = incident_id
+        operations: list[dict[str, Any]] = []
+        for alert_id, doc in current.items():
+            if alert_id in changes:
+                operations += [{"update": {"_index": self.index, "_id": alert_id}}, {"doc": changes[alert_id]}]
+            else:
+                operations += [{"index": {"_index": self.index, "_id": alert_id}},
+                               {k: v for k, v in doc.items() if k != "_id"}]
+        bulk_write(self.es, operations + incident_ops)
+        for alert_id, outcome, _ in events:
             self._notify(alert_id)
-            self._announce(alert_id)
-            return alert_id, "created"
-        alert_id, outcome = self._merge(existing, match)
-        if outcome == "updated":
-            self._roll_up(alert_id)
-        return alert_id, outcome
+            if outcome == "created" and self.announce is not None:
+                self.announce.alert_created(copy.deepcopy(current[alert_id]))
+        return out
 
     # -- per-rule suppression ----------------------------------------------------------------------
     def _open_window(self, rule: CompiledRule, key: str, at: str) -> dict[str, Any] | None:
@@ -282,29 +404,6 @@ class AlertStore:
             update["secops"]["alert"]["reason_message"] = reason.as_doc()
         self.es.update(index=self.index, id=alert_id, refresh=True, doc=update)
         self._roll_up(alert_id)
-        return alert_id, "updated"
-
-    def _merge(self, existing: dict[str, Any], match: Match) -> tuple[str, str]:
-        alert_id = existing["_id"]
-        a = existing["secops"]["alert"]
-        ids = list(a.get("event_ids") or [])
-        seen = set(ids)
-        fresh = [i for i in match.event_ids if i not in seen]
-        first = min(a["first_time"], match.first_time, key=lambda t: parse_time(t))
-        last = max(a["last_time"], match.last_time, key=lambda t: parse_time(t))
-        if not fresh and first == a["first_time"] and last == a["last_time"]:
-            return alert_id, "unchanged"
-        all_ids = (ids + fresh)[:MAX_EVENT_IDS]
-        count = max(int(a.get("count") or 0), len(all_ids)) if len(ids) < MAX_EVENT_IDS else a["count"] + len(fresh)
-        count = max(count, match.count)
-        now = iso(utcnow())
-        entry = {"at": now, "by": "secops-detect", "action": "updated", "old": str(a.get("count")), "new": str(count)}
-        history = [*list(a.get("history") or []), entry]
-        self.es.update(index=self.index, id=alert_id, refresh=True, doc={
-            "event": {"ingested": now}, "secops": {"alert": {
-                "count": count, "first_time": first, "last_time": last, "event_ids": all_ids,
-                "history": history[-200:]}}})
-        self._notify(alert_id)
         return alert_id, "updated"
 
     def _notify(self, alert_id: str) -> None:

@@ -22,7 +22,15 @@ from elasticsearch import Elasticsearch, helpers
 
 from detections.compiler import CompiledRule
 from detections.dga import looks_generated
-from detections.engine import Match, _composite, _terms_sources, composite_by_lead, indices_for, window_filter
+from detections.engine import (
+    Match,
+    _composite,
+    _terms_sources,
+    composite_by_lead,
+    indices_for,
+    msearch,
+    window_filter,
+)
 from detections.fingerprints import FingerprintList, load_fingerprints, make_fingerprint_run
 from secops.ecs import iso, parse_time
 from secops.es.templates import index_for
@@ -80,30 +88,34 @@ def beacon_severity(score: float) -> str | None:
     return next((severity for severity, floor in BEACON_SEVERITIES if score >= floor), None)
 
 
-def _series(es: Elasticsearch, index: str, group: dict[str, Any], lo: str, hi: str
-            ) -> tuple[list[float], list[float], list[dict]]:
-    """(times, bytes the source sent, hits) of one group's events, oldest first."""
+def _series_search(index: str, group: dict[str, Any], lo: str, hi: str, fresh: dict) -> dict[str, Any]:
+    """The search for one group's events between lo and hi, oldest first (times and bytes the source sent as doc
+    values), counting those ingested in the run's window (``fresh``)."""
     filters = [{"term": {k: v}} for k, v in group.items() if v is not None]
     filters.append(window_filter(lo, hi, "@timestamp"))
-    resp = es.search(index=index, size=5000, query={"bool": {"filter": filters}}, sort=[{"@timestamp": "asc"}],
-                     source=False, docvalue_fields=[{"field": "@timestamp", "format": "epoch_millis"},
-                                                    "source.bytes"],
-                     ignore_unavailable=True, allow_no_indices=True)
+    missing = [{"exists": {"field": k}} for k, v in group.items() if v is None]
+    return {"index": index, "size": 5000, "query": {"bool": {"filter": filters}}, "sort": [{"@timestamp": "asc"}],
+            "_source": False, "docvalue_fields": [{"field": "@timestamp", "format": "epoch_millis"}, "source.bytes"],
+            "aggs": {"fresh": {"filter": {"bool": {"filter": [fresh], "must_not": missing}}}}}
+
+
+def _series(resp: dict) -> tuple[list[float], list[float], list[dict], int]:
+    """(times, bytes the source sent, hits, how many were ingested in the run's window) of one group's search."""
     hits = resp["hits"]["hits"]
     sizes = [float(h["fields"]["source.bytes"][0]) for h in hits if h.get("fields", {}).get("source.bytes")]
-    return [float(h["fields"]["@timestamp"][0]) / 1000 for h in hits], sizes, hits
+    fresh = int(((resp.get("aggregations") or {}).get("fresh") or {}).get("doc_count") or 0)
+    return [float(h["fields"]["@timestamp"][0]) / 1000 for h in hits], sizes, hits, fresh
 
 
-def _observed_spans(es: Elasticsearch, index: str, query: dict) -> dict[str, float]:
-    """Seconds between each source host's first and last event in the scoring window: how long the host was
-    seen, which a beacon's series covers (RITA's duration coverage, per host so that captures or days of
-    other hosts do not dilute it)."""
-    spans = {}
-    for b in _composite(es, index, query, _terms_sources(["source.ip"]),
-                        {"lo": {"min": {"field": "@timestamp"}}, "hi": {"max": {"field": "@timestamp"}}}):
-        if b["lo"]["value"] is not None:
-            spans[str(b["key"]["source.ip"])] = (b["hi"]["value"] - b["lo"]["value"]) / 1000
-    return spans
+def _sources(es: Elasticsearch, index: str, query: dict) -> tuple[list[dict], dict[str, float]]:
+    """The source hosts' buckets (for batching the groups by source) and the seconds between each host's first
+    and last event in the scoring window: how long the host was seen, which a beacon's series covers (RITA's
+    duration coverage, per host so that captures or days of other hosts do not dilute it). One aggregation."""
+    buckets = list(_composite(es, index, query, _terms_sources(["source.ip"]),
+                              {"lo": {"min": {"field": "@timestamp"}}, "hi": {"max": {"field": "@timestamp"}}}))
+    spans = {str(b["key"]["source.ip"]): (b["hi"]["value"] - b["lo"]["value"]) / 1000
+             for b in buckets if b["lo"]["value"] is not None}
+    return buckets, spans
 
 
 def _infrastructure(address: Any, networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]) -> bool:
@@ -140,16 +152,20 @@ def run_beaconing(es: Elasticsearch, prefix: str, rule: CompiledRule, start: str
             continue
         lo, hi = aggs["lo"]["value"] / 1000 - BEACON_HORIZON, aggs["hi"]["value"] / 1000 + 1
         query = {"bool": {"filter": [window_filter(iso(lo), iso(hi), "@timestamp")]}}
-        observed = _observed_spans(es, index, query)
-        subaggs = {"fresh": {"filter": fresh}}
-        for b in composite_by_lead(es, index, query, BEACON_GROUP, subaggs):
-            group = {k: b["key"][k] for k in BEACON_GROUP}
+        leads, observed = _sources(es, index, query)
+        # groups with enough connections, in one pass over the batched (source, destination, port) counts; whether
+        # a group got new connections in this window is counted with its series (fewer buckets per page)
+        candidates = [group for b in composite_by_lead(es, index, query, BEACON_GROUP, {}, leads=leads)
+                      if b["doc_count"] >= BEACON_MIN_CONNS
+                      and _scorable(group := {k: b["key"][k] for k in BEACON_GROUP}, infrastructure)]
+        answers = msearch(es, [_series_search(index, g, iso(lo), iso(hi), fresh) for g in candidates])
+        for group, resp in zip(candidates, answers, strict=True):
+            if isinstance(resp, Exception):
+                raise resp
+            times, sizes, hits, fresh_count = _series(resp)
             key = tuple(group.values())
-            if (b["doc_count"] < BEACON_MIN_CONNS or not b["fresh"]["doc_count"] or group["destination.ip"] is None
-                    or key in seen or group["destination.port"] in INFRASTRUCTURE_PORTS
-                    or _infrastructure(group["destination.ip"], infrastructure)):
+            if not fresh_count or key in seen:
                 continue
-            times, sizes, hits = _series(es, index, group, iso(lo), iso(hi))
             score, stats = beacon_score(times, sizes, observed.get(str(group["source.ip"])))
             severity = beacon_severity(score)
             if severity is None:
@@ -165,6 +181,13 @@ def run_beaconing(es: Elasticsearch, prefix: str, rule: CompiledRule, start: str
                                     "%(interval)ss"), score=f"{score:.2f}", n=stats["connections"],
                                  dataset=dataset, interval=stats["median_interval"])))
     return out
+
+
+def _scorable(group: dict[str, Any], infrastructure: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
+              ) -> bool:
+    """A group with a destination that is not an infrastructure service or network."""
+    return (group["destination.ip"] is not None and group["destination.port"] not in INFRASTRUCTURE_PORTS
+            and not _infrastructure(group["destination.ip"], infrastructure))
 
 
 def _explained(es: Elasticsearch, prefix: str, group: dict[str, Any], first: float, last: float) -> bool:

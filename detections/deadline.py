@@ -66,19 +66,25 @@ class DeadlineClient:
 
     def _call(self, method: str, **kwargs: Any) -> Any:
         left = self.remaining()
+        timeout = f"{int(left * 1000)}ms"
         if method == "search":
-            kwargs["timeout"] = f"{int(left * 1000)}ms"
+            kwargs["timeout"] = timeout
+        elif method == "msearch":  # (header, body) pairs: every body carries the server-side timeout
+            kwargs["searches"] = [dict(b, timeout=timeout) if i % 2 else b for i, b in enumerate(kwargs["searches"])]
         try:
             resp = getattr(self._es.options(request_timeout=left + 1.0), method)(**kwargs)
         except ConnectionTimeout:
             n = cancel_searches(self._root, self.opaque_id)
             raise RuleTimeout(f"exceeded its {self.seconds:g} s budget ({n} search task(s) cancelled)") from None
-        if resp.get("timed_out"):
+        if resp.get("timed_out") or any(r.get("timed_out") for r in resp.get("responses") or []):
             raise RuleTimeout(f"exceeded its {self.seconds:g} s budget (server-side search timeout)")
         return resp
 
     def search(self, **kwargs: Any) -> Any:
         return self._call("search", **kwargs)
+
+    def msearch(self, **kwargs: Any) -> Any:
+        return self._call("msearch", **kwargs)
 
     def scroll(self, **kwargs: Any) -> Any:
         return self._call("scroll", **kwargs)

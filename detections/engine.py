@@ -10,13 +10,14 @@ approximate a sliding window).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from elasticsearch import Elasticsearch
 
 from detections.compiler import CompiledRule, Correlation
+from detections.deadline import RuleTimeout
 from detections.pipeline import UNSUPPORTED
 from secops.ecs import iso, parse_time
 from secops.es.templates import index_pattern
@@ -73,11 +74,10 @@ def _page_size(subaggs: dict[str, Any]) -> int:
 
 
 def _composite(es: Elasticsearch, index: str, query: dict, sources: list[dict], subaggs: dict,
-               page: int | None = None) -> Iterator[dict]:
-    """Every bucket of a composite aggregation, in pages as large as the bucket budget allows (pages are the
-    cost: each one evaluates the query over the whole window again)."""
+               page: int | None = None, after: dict | None = None) -> Iterator[dict]:
+    """Every bucket of a composite aggregation (after ``after``), in pages as large as the bucket budget allows
+    (pages are the cost: each one evaluates the query over the whole window again)."""
     page = page or _page_size(subaggs)
-    after = None
     while True:
         comp: dict[str, Any] = {"size": page, "sources": sources}
         if after:
@@ -94,11 +94,12 @@ def _composite(es: Elasticsearch, index: str, query: dict, sources: list[dict], 
 
 
 def composite_by_lead(es: Elasticsearch, index: str, query: dict, fields: list[str], subaggs: dict,
-                      page: int | None = None) -> Iterator[dict]:
+                      page: int | None = None, leads: Iterable[dict] | None = None) -> Iterator[dict]:
     """The buckets of a composite aggregation over ``fields``, in the same order, for high-cardinality groups:
     the values of the leading field are batched so that each batch holds about one page of documents, and
     each batch is aggregated on its own. Every page of a plain composite evaluates the query over the whole
-    window again (quadratic in the documents); a batch touches only its own documents (linear)."""
+    window again (quadratic in the documents); a batch touches only its own documents (linear). ``leads``: the
+    buckets of the leading field's own composite over the same query, when the caller has them already."""
     lead, page = fields[0], page or _page_size(subaggs)
     batch: list[Any] = []
     docs = 0
@@ -110,7 +111,7 @@ def composite_by_lead(es: Elasticsearch, index: str, query: dict, fields: list[s
             narrowed = {"bool": {"filter": [query, {"terms": {lead: values}}]}}
         yield from _composite(es, index, narrowed, _terms_sources(fields), subaggs, page)
 
-    for b in _composite(es, index, query, _terms_sources([lead]), {}, page):
+    for b in leads if leads is not None else _composite(es, index, query, _terms_sources([lead]), {}, page):
         value = b["key"][lead]
         if value is None or (batch and docs + b["doc_count"] > page):
             if batch:
@@ -133,29 +134,47 @@ def _sample_aggs() -> dict[str, Any]:
     return {"first": {"min": {"field": "@timestamp"}}, "last": {"max": {"field": "@timestamp"}}}
 
 
-def _match_from_bucket(es: Elasticsearch, index: str, query: dict, bucket: dict, group_fields: list[str],
-                       reason: Message) -> Match:
-    """A match for one aggregation bucket; sample event ids are fetched only for buckets that matched
-    (top_hits inside every composite bucket costs far more on large windows)."""
-    group = {f: bucket["key"].get(f) for f in group_fields}
-    first = bucket["first"].get("value_as_string") or iso(bucket["first"]["value"] / 1000)
-    last = bucket["last"].get("value_as_string") or iso(bucket["last"]["value"] / 1000)
+def _sample_search(index: str, query: dict, bucket: dict, group_fields: list[str]) -> dict[str, Any]:
+    """The search for one bucket's sample events (its group, between its first and last event), as keyword
+    arguments of ``search``; sample event ids are fetched only for buckets that matched (top_hits inside every
+    composite bucket costs far more on large windows)."""
+    first, last = _bucket_times(bucket)
     filters: list[dict[str, Any]] = [query, {"range": {"@timestamp": {"gte": first, "lte": last}}}]
     must_not = []
-    for f, v in group.items():
+    for f in group_fields:
+        v = bucket["key"].get(f)
         if v is None:
             must_not.append({"exists": {"field": f}})
         else:
             filters.append({"term": {f: v}})
-    resp = es.search(index=index, size=SAMPLE_IDS, sort=[{"@timestamp": "asc"}], source_includes=CARRY,
-                     query={"bool": {"filter": filters, "must_not": must_not}}, ignore_unavailable=True,
-                     allow_no_indices=True)
+    return {"index": index, "size": SAMPLE_IDS, "sort": [{"@timestamp": "asc"}], "_source": {"includes": CARRY},
+            "query": {"bool": {"filter": filters, "must_not": must_not}}}
+
+
+def _bucket_times(bucket: dict) -> tuple[str, str]:
+    first = bucket["first"].get("value_as_string") or iso(bucket["first"]["value"] / 1000)
+    last = bucket["last"].get("value_as_string") or iso(bucket["last"]["value"] / 1000)
+    return first, last
+
+
+def _match_from_sample(bucket: dict, group_fields: list[str], reason: Message, resp: dict) -> Match:
+    first, last = _bucket_times(bucket)
     hits = resp["hits"]["hits"]
     sample = hits[0]["_source"] if hits else {}
     flat = {k: _dig(sample, k) for k in CARRY}
-    return Match(group=group, first_time=first, last_time=last, count=int(bucket["doc_count"]),
-                 event_ids=[h["_id"] for h in hits], event_index=hits[0]["_index"] if hits else "",
+    return Match(group={f: bucket["key"].get(f) for f in group_fields}, first_time=first, last_time=last,
+                 count=int(bucket["doc_count"]), event_ids=[h["_id"] for h in hits],
+                 event_index=hits[0]["_index"] if hits else "",
                  fields={k: v for k, v in flat.items() if v is not None}, reason_message=reason)
+
+
+def _match_from_bucket(es: Elasticsearch, index: str, query: dict, bucket: dict, group_fields: list[str],
+                       reason: Message) -> Match:
+    """A match for one aggregation bucket, with its sample events."""
+    body = _sample_search(index, query, bucket, group_fields)
+    body["source_includes"] = body.pop("_source")["includes"]
+    resp = es.search(**body, ignore_unavailable=True, allow_no_indices=True)
+    return _match_from_sample(bucket, group_fields, reason, resp)
 
 
 def _dig(doc: dict, dotted: str) -> Any:
@@ -167,12 +186,86 @@ def _dig(doc: dict, dotted: str) -> Any:
     return cur
 
 
-def run_query_rule(es: Elasticsearch, prefix: str, rule: CompiledRule, start: str, end: str) -> list[Match]:
+def _query_rule_search(prefix: str, rule: CompiledRule, start: str, end: str) -> tuple[str, dict, list[dict]]:
+    """(index, query, composite sources) of a query rule over the ingest window [start, end)."""
     query = {"bool": {"filter": [query_filter(rule), window_filter(start, end)]}}
-    index = indices_for(prefix, [rule.dataset])
-    return [_match_from_bucket(es, index, query, b, rule.group_by,
-                               message(N_("%(n)s events matched"), n=b["doc_count"]))
-            for b in _composite(es, index, query, _terms_sources(rule.group_by), _sample_aggs())]
+    return indices_for(prefix, [rule.dataset]), query, _terms_sources(rule.group_by)
+
+
+def _events_matched(bucket: dict) -> Message:
+    return message(N_("%(n)s events matched"), n=bucket["doc_count"])
+
+
+def run_query_rule(es: Elasticsearch, prefix: str, rule: CompiledRule, start: str, end: str) -> list[Match]:
+    [found] = run_query_rules(es, prefix, [rule], start, end)
+    if isinstance(found, Exception):
+        raise found
+    return found
+
+
+class SearchFailed(RuntimeError):
+    """One search of a multi-search failed (its error as Elasticsearch reported it)."""
+
+
+MSEARCH_CHUNK = 100  # searches per multi-search request
+
+
+def msearch(es: Elasticsearch, searches: list[dict[str, Any]]) -> list[dict[str, Any] | SearchFailed]:
+    """Run searches (``search`` keyword arguments with ``index``) as multi-search requests of at most
+    MSEARCH_CHUNK; each answer is its response or the SearchFailed of its own error (a missing index is no
+    data, as with ``ignore_unavailable``)."""
+    out: list[dict[str, Any] | SearchFailed] = []
+    for i in range(0, len(searches), MSEARCH_CHUNK):
+        body: list[dict[str, Any]] = []
+        for search in searches[i:i + MSEARCH_CHUNK]:
+            search = dict(search)
+            body += [{"index": search.pop("index"), "ignore_unavailable": True, "allow_no_indices": True}, search]
+        for resp in es.msearch(searches=body)["responses"]:
+            error = resp.get("error")
+            out.append(SearchFailed(f"{error.get('type')}: {error.get('reason')}"
+                                    if isinstance(error, dict) else str(error)) if error else resp)
+    return out
+
+
+def run_query_rules(es: Elasticsearch, prefix: str, rules: list[CompiledRule], start: str, end: str
+                    ) -> list[list[Match] | Exception]:
+    """:func:`run_query_rule` for several query rules over one ingest window, sharing requests: the first page of
+    every rule's composite aggregation in one multi-search (each keeps its own index and query), further pages
+    per rule, then the sample events of every matched bucket in another. Each rule gets its own matches, equal
+    to running it alone, or the error of its own searches."""
+    plans = [_query_rule_search(prefix, rule, start, end) for rule in rules]
+    page = _page_size(_sample_aggs())
+    first_pages = msearch(es, [{"index": index, "size": 0, "query": query, "aggs": {
+        "g": {"composite": {"size": page, "sources": sources}, "aggs": _sample_aggs()}}}
+        for index, query, sources in plans])
+    buckets: list[list[dict] | Exception] = []
+    for (index, query, sources), resp in zip(plans, first_pages, strict=True):
+        if isinstance(resp, Exception):
+            buckets.append(resp)
+            continue
+        agg = (resp.get("aggregations") or {}).get("g") or {"buckets": []}
+        found = list(agg["buckets"])
+        if agg.get("after_key") and len(found) >= page:
+            try:
+                found += _composite(es, index, query, sources, _sample_aggs(), page, agg["after_key"])
+            except RuleTimeout:
+                raise
+            except Exception as exc:  # the rule's own error, as when it runs alone
+                buckets.append(exc)
+                continue
+        buckets.append(found)
+    wanted = [(r, b) for r, found in enumerate(buckets) if not isinstance(found, Exception) for b in found]
+    samples = msearch(es, [_sample_search(plans[r][0], plans[r][1], b, rules[r].group_by) for r, b in wanted])
+    out: list[list[Match] | Exception] = [found if isinstance(found, Exception) else [] for found in buckets]
+    for (r, bucket), resp in zip(wanted, samples, strict=True):
+        matches = out[r]
+        if isinstance(matches, Exception):
+            continue
+        if isinstance(resp, Exception):
+            out[r] = resp
+            continue
+        matches.append(_match_from_sample(bucket, rules[r].group_by, _events_matched(bucket), resp))
+    return out
 
 
 OPS = {"gte": lambda a, b: a >= b, "gt": lambda a, b: a > b, "lte": lambda a, b: a <= b,
@@ -215,11 +308,14 @@ def run_correlation(es: Elasticsearch, prefix: str, rule: CompiledRule, start: s
         histogram = {"field": "@timestamp", "fixed_interval": f"{span}s", "offset": f"{offset}s"}
         sources = [*_terms_sources(corr.group_by), {"_bucket": {"date_histogram": histogram}}]
         query = base
-        for b in _composite(es, index, query, sources, subaggs):
-            value = _correlation_value(corr, b)
-            if value is None or not OPS.get(corr.op, OPS["gte"])(value, corr.threshold):
-                continue
-            m = _match_from_bucket(es, index, query, b, corr.group_by, _reason(corr, value))
+        hits = [(b, value) for b in _composite(es, index, query, sources, subaggs)
+                if (value := _correlation_value(corr, b)) is not None
+                and OPS.get(corr.op, OPS["gte"])(value, corr.threshold)]
+        samples = msearch(es, [_sample_search(index, query, b, corr.group_by) for b, _ in hits])
+        for (b, value), resp in zip(hits, samples, strict=True):
+            if isinstance(resp, Exception):
+                raise resp
+            m = _match_from_sample(b, corr.group_by, _reason(corr, value), resp)
             # one match per group and burst; the half-span offset finds the same burst again (kept once)
             key = (*sorted((k, str(v)) for k, v in m.group.items()), m.first_time)
             prev = matches.get(key)

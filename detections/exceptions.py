@@ -31,6 +31,7 @@ RULE_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,200}$")
 LUCENE_SPECIAL = re.compile(r'([+\-=&|><!(){}\[\]^"~*?:\\/ ])')
 MAX_CONDITIONS = 10
 MAX_EXCEPTIONS_PER_RULE = 500
+MAX_EXCEPTIONS_PER_SEARCH = 10000
 
 
 class ExceptionError(ValueError):
@@ -189,6 +190,25 @@ class ExceptionStore:
     def live(self, rule_id: str, now: datetime | None = None) -> list[RuleException]:
         now = now or utcnow()
         return [e for e in self.list(rule_id) if e.live(now)]
+
+    def live_for(self, rule_ids: list[str], now: datetime | None = None) -> dict[str, list[RuleException]]:
+        """:meth:`live` for several rules with one search (one per rule when they have more exceptions than one
+        search returns)."""
+        now = now or utcnow()
+        if not rule_ids:
+            return {}
+        res = self.es.search(index=self.index, size=MAX_EXCEPTIONS_PER_SEARCH, ignore_unavailable=True,
+                             allow_no_indices=True, query={"terms": {"secops.exception.rule_id": rule_ids}},
+                             sort=[{"secops.exception.created": {"order": "desc", "unmapped_type": "date"}}])
+        if res["hits"]["total"]["value"] > len(res["hits"]["hits"]):
+            return {rule_id: self.live(rule_id, now) for rule_id in rule_ids}
+        out: dict[str, list[RuleException]] = {rule_id: [] for rule_id in rule_ids}
+        for h in res["hits"]["hits"]:
+            exc = RuleException.from_doc(h["_id"], h["_source"])
+            mine = out.setdefault(exc.rule_id, [])
+            if len(mine) < MAX_EXCEPTIONS_PER_RULE:
+                mine.append(exc)
+        return {rule_id: [e for e in excs if e.live(now)] for rule_id, excs in out.items()}
 
     def add(self, rule_id: str, conditions: list[Condition], author: str, comment: str,
             expires: str | None = None) -> RuleException:

@@ -22,8 +22,9 @@ from elasticsearch import Elasticsearch, NotFoundError
 from detections.alerts import AlertStore
 from detections.compiler import CompiledRule
 from detections.deadline import DeadlineClient, RuleTimeout
-from detections.engine import Match, indices_for, run_rule
-from detections.exceptions import ExceptionStore, excepted, with_exceptions
+from detections.engine import Match, indices_for, msearch, run_query_rules, run_rule
+from detections.exceptions import ExceptionStore, RuleException, excepted, with_exceptions
+from detections.incidents import bulk_write
 from secops.config import Settings
 from secops.ecs import doc_id, iso, parse_time, utcnow
 from secops.es.templates import index_for
@@ -75,32 +76,83 @@ class Scheduler:
             return None
         return json.loads(src["secops"]["state"]["value"]) | {"checkpoint": src["secops"]["state"]["checkpoint"]}
 
-    def _save(self, rule_id: str, checkpoint: str, last_run: str) -> None:
+    def _state_doc(self, rule_id: str, checkpoint: str, last_run: str) -> dict[str, Any]:
         now = iso(utcnow())
-        self.es.index(index=self.state_index, id=state_id(rule_id), refresh=True, document={
-            "@timestamp": now, "event": {"dataset": "secops.state", "kind": "state", "ingested": now},
-            "secops": {"state": {"key": f"detections:{rule_id}", "checkpoint": checkpoint,
-                                 "value": json.dumps({"last_run": last_run, "rule_id": rule_id})}}})
+        return {"@timestamp": now, "event": {"dataset": "secops.state", "kind": "state", "ingested": now},
+                "secops": {"state": {"key": f"detections:{rule_id}", "checkpoint": checkpoint,
+                                     "value": json.dumps({"last_run": last_run, "rule_id": rule_id})}}}
+
+    def _save(self, rule_id: str, checkpoint: str, last_run: str) -> None:
+        self.es.index(index=self.state_index, id=state_id(rule_id), refresh=True,
+                      document=self._state_doc(rule_id, checkpoint, last_run))
+
+    def _save_many(self, rule_ids: list[str], at: str) -> None:
+        """Checkpoint several rules at ``at`` with one bulk write."""
+        operations: list[dict[str, Any]] = []
+        for rule_id in rule_ids:
+            operations += [{"index": {"_index": self.state_index, "_id": state_id(rule_id)}},
+                           self._state_doc(rule_id, at, at)]
+        bulk_write(self.es, operations)
+
+    def checkpoints(self, rule_ids: list[str]) -> dict[str, dict[str, Any]]:
+        """:meth:`checkpoint` of several rules with one multi-get (rules never run are left out)."""
+        if not rule_ids:
+            return {}
+        resp = self.es.mget(index=self.state_index, ids=[state_id(r) for r in rule_ids])
+        out = {}
+        for rule_id, doc in zip(rule_ids, resp["docs"], strict=True):
+            if doc.get("found"):
+                src = doc["_source"]
+                out[rule_id] = json.loads(src["secops"]["state"]["value"]) | {
+                    "checkpoint": src["secops"]["state"]["checkpoint"]}
+        return out
 
     def reset(self, rule_id: str | None = None) -> None:
         ids = [state_id(rule_id)] if rule_id else [state_id(r.id) for r in self.rules]
         for i in ids:
             self.es.options(ignore_status=404).delete(index=self.state_index, id=i, refresh=True)
 
-    def _earliest_ingested(self, rule: CompiledRule) -> datetime | None:
+    def _earliest_index(self, rule: CompiledRule) -> str:
         datasets = [m.dataset for m in rule.correlation.members] if rule.correlation else rule.dataset.split(",")
-        resp = self.es.search(index=indices_for(self.prefix, datasets), size=0, ignore_unavailable=True,
+        return indices_for(self.prefix, datasets)
+
+    def _earliest_many(self, es: Any, indices: list[str]) -> dict[str, datetime | None]:
+        """The oldest ``event.ingested`` of each index pattern, with one multi-search."""
+        answers = msearch(es, [{"index": index, "size": 0, "aggs": {"t": {"min": {"field": "event.ingested"}}}}
+                               for index in indices])
+        out: dict[str, datetime | None] = {}
+        for index, resp in zip(indices, answers, strict=True):
+            if isinstance(resp, Exception):
+                raise resp
+            value = (resp.get("aggregations") or {}).get("t", {}).get("value_as_string")
+            out[index] = parse_time(value) if value else None
+        return out
+
+    def _earliest_ingested(self, rule: CompiledRule) -> datetime | None:
+        resp = self.es.search(index=self._earliest_index(rule), size=0, ignore_unavailable=True,
                               allow_no_indices=True, aggs={"t": {"min": {"field": "event.ingested"}}})
         value = (resp.get("aggregations") or {}).get("t", {}).get("value_as_string")
         return parse_time(value) if value else None
 
     # -- runs ----------------------------------------------------------------------------------------
     def windows(self, rule: CompiledRule, now: datetime) -> list[tuple[str, str]]:
-        state = self.checkpoint(rule.id)
+        return self._windows_from(rule, now, self.checkpoint(rule.id))
+
+    def _windows_from(self, rule: CompiledRule, now: datetime, state: dict[str, Any] | None,
+                      earliest: dict[str, datetime | None] | None = None) -> list[tuple[str, str]]:
+        """The ingest windows a run evaluates: from the checkpoint ``state`` less the look-back, or the oldest
+        ingested event (cached per index in ``earliest``), up to now."""
         if state:
             start = parse_time(state["checkpoint"]) - timedelta(seconds=self.cfg.lookback_seconds)
         else:
-            start = self._earliest_ingested(rule) or now
+            key = self._earliest_index(rule)
+            if earliest is None or key not in earliest:
+                found = self._earliest_ingested(rule)
+                if earliest is not None:
+                    earliest[key] = found
+            else:
+                found = earliest[key]
+            start = found or now
         out = []
         step = timedelta(seconds=self.cfg.max_window_seconds)
         while start < now:
@@ -110,7 +162,9 @@ class Scheduler:
         return out
 
     def due(self, rule: CompiledRule, now: datetime) -> bool:
-        state = self.checkpoint(rule.id)
+        return self._due_from(self.checkpoint(rule.id), now)
+
+    def _due_from(self, state: dict[str, Any] | None, now: datetime) -> bool:
         if not state:
             return True
         return (now - parse_time(state["last_run"])).total_seconds() >= self.cfg.interval_seconds
@@ -125,18 +179,7 @@ class Scheduler:
             effective = with_exceptions(rule, live)
             for start, end in self.windows(rule, now):
                 result.windows += 1
-                for match in self.runner(client, self.prefix, effective, start, end):
-                    if live and excepted(match, live):
-                        result.excepted += 1
-                        continue
-                    result.matches += 1
-                    for alert_id, outcome in self.alerts.record_all(effective, match):
-                        if outcome == "created":
-                            result.created += 1
-                        elif outcome == "updated":
-                            result.updated += 1
-                        if alert_id not in result.alert_ids:
-                            result.alert_ids.append(alert_id)
+                self._record(result, effective, self.runner(client, self.prefix, effective, start, end), live)
             self._save(rule.id, iso(now), iso(now))
         except RuleTimeout as exc:
             result.timed_out = True
@@ -148,15 +191,85 @@ class Scheduler:
         result.seconds = time.monotonic() - t0
         return result
 
+    def _record(self, result: RuleRun, rule: CompiledRule, matches: list[Match],
+                live: list[RuleException]) -> None:
+        """Record one window's matches (those no live exception covers) as alerts, written together."""
+        kept = [m for m in matches if not (live and excepted(m, live))]
+        result.excepted += len(matches) - len(kept)
+        result.matches += len(kept)
+        for outcomes in self.alerts.record_matches(rule, kept):
+            for alert_id, outcome in outcomes:
+                if outcome == "created":
+                    result.created += 1
+                elif outcome == "updated":
+                    result.updated += 1
+                if alert_id not in result.alert_ids:
+                    result.alert_ids.append(alert_id)
+
+    def shareable(self, rule: CompiledRule) -> bool:
+        """Plain Sigma query rules run together (see :meth:`run_shared`); the rest one by one."""
+        return self.runner is run_rule and rule.kind == "query" and rule.analytic is None
+
+    def run_shared(self, rules: list[CompiledRule], now: datetime,
+                   states: dict[str, dict[str, Any]] | None = None) -> dict[str, RuleRun]:
+        """Query rules evaluated together, each with the result it gets alone: live exceptions read with one
+        search, windows from the checkpoints, the rules of each window searched with shared multi-searches
+        (engine.run_query_rules), each rule's alerts recorded in one bulk write, the checkpoints saved in another.
+        A rule whose searches fail reports its own error and keeps its checkpoint. When the shared searches
+        exceed the time budget, nothing is returned and the caller runs the rules one by one."""
+        if not rules:
+            return {}
+        t0 = time.monotonic()
+        states = states if states is not None else self.checkpoints([r.id for r in rules])
+        client = DeadlineClient(self.es, self.rule_timeout, "secops-rules:shared")
+        found: dict[tuple[str, tuple[str, str]], list[Match] | Exception] = {}
+        try:
+            live = self.exceptions.live_for([r.id for r in rules], now)
+            effective = {r.id: with_exceptions(r, live[r.id]) for r in rules}
+            earliest = self._earliest_many(client, sorted({self._earliest_index(r) for r in rules
+                                                           if not states.get(r.id)}))
+            windows = {r.id: self._windows_from(r, now, states.get(r.id), earliest) for r in rules}
+            by_window: dict[tuple[str, str], list[CompiledRule]] = {}
+            for rule in rules:
+                for window in windows[rule.id]:
+                    by_window.setdefault(window, []).append(rule)
+            for window, group in by_window.items():
+                answers = run_query_rules(client, self.prefix, [effective[r.id] for r in group], *window)
+                found.update({(r.id, window): answer for r, answer in zip(group, answers, strict=True)})
+        except Exception as exc:  # slow or failing shared searches: each rule alone, with its own budget and error
+            log.warning("shared detection run: %s: %s; rules run one by one", type(exc).__name__, str(exc)[:300])
+            return {}
+        shared_seconds = (time.monotonic() - t0) / len(rules)
+        results: dict[str, RuleRun] = {}
+        done: list[str] = []
+        for rule in rules:
+            t1 = time.monotonic()
+            result = results[rule.id] = RuleRun(rule.id)
+            try:
+                for window in windows[rule.id]:
+                    result.windows += 1
+                    answer = found[(rule.id, window)]
+                    if isinstance(answer, Exception):
+                        raise answer
+                    self._record(result, effective[rule.id], answer, live[rule.id])
+                done.append(rule.id)
+            except Exception as exc:
+                result.error = f"{type(exc).__name__}: {str(exc)[:500]}"
+                log.warning("rule %s failed: %s", rule.id, result.error)
+            result.seconds = shared_seconds + time.monotonic() - t1
+        t2 = time.monotonic()
+        self._save_many(done, iso(now))
+        for rule_id in done:
+            results[rule_id].seconds += (time.monotonic() - t2) / len(done)
+        return results
+
     def run(self, now: datetime | None = None, only_due: bool = False,
             rule_ids: list[str] | None = None) -> list[RuleRun]:
-        """One detection pass: every (due) rule over everything not yet evaluated."""
+        """One detection pass: every (due) rule over everything not yet evaluated; the query rules together."""
         now = now or utcnow()
-        runs = []
-        for rule in self.rules:
-            if rule_ids and rule.id not in rule_ids:
-                continue
-            if only_due and not self.due(rule, now):
-                continue
-            runs.append(self.run_rule(rule, now))
-        return runs
+        selected = [r for r in self.rules if not rule_ids or r.id in rule_ids]
+        states = self.checkpoints([r.id for r in selected])
+        if only_due:
+            selected = [r for r in selected if self._due_from(states.get(r.id), now)]
+        shared = self.run_shared([r for r in selected if self.shareable(r)], now, states)
+        return [shared.get(rule.id) or self.run_rule(rule, now) for rule in selected]

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
+import orjson
 from elastic_transport import ConnectionError as TransportConnectionError
 from elasticsearch import Elasticsearch
 from elasticsearch import exceptions as es_exc
+from elasticsearch.serializer import JsonSerializer
 
 from secops.config import Settings
 
@@ -48,6 +51,14 @@ def redis_url(settings: Settings) -> str:
     return url or "redis://127.0.0.1:6379/0"
 
 
+class FastResponseJson(JsonSerializer):
+    """Responses parsed by orjson (an aggregation page of 20,000 buckets parses several times faster); requests
+    still written by the client's own serializer and its type handling."""
+
+    def json_loads(self, data: bytes) -> Any:
+        return orjson.loads(data)
+
+
 def make_client(settings: Settings, **overrides) -> Elasticsearch:
     """A client over every node. A request that cannot connect to one node moves on to the next (at most
     once per other node, no waiting); throttling and timeouts are not retried here: BulkWriter owns those."""
@@ -60,6 +71,7 @@ def make_client(settings: Settings, **overrides) -> Elasticsearch:
         "retry_on_timeout": False,
         "retry_on_status": (),
         "max_retries": len(hosts) - 1,
+        "serializers": {JsonSerializer.mimetype: FastResponseJson()},
     }
     if cfg.sniff:
         # Learn the other nodes from the cluster (published HTTP addresses must be reachable from here).
