@@ -84,6 +84,9 @@ def store(es: Elasticsearch | None = None) -> Store:
     return Store.from_settings(es or es_client(), settings())
 
 
+OFFLINE_CHECK_SECONDS = 5.0  # how long an offline-capable writer waits to learn whether the store answers
+
+
 @contextmanager
 def writer(es: Elasticsearch | None = None, install: bool = True, offline: bool = False) -> Iterator[BulkWriter]:
     """A BulkWriter on the configured node, templates installed (``install``) or checked, closed (flushed) on exit.
@@ -91,8 +94,10 @@ def writer(es: Elasticsearch | None = None, install: bool = True, offline: bool 
     installed when it answers (a sensor or an ingest at a site whose link is down)."""
     if es is None and offline:
         es = es_client(check=False)
+        # bounded: a link that drops packets silently must not hold a sensor's start for a whole request timeout
+        wait = min(OFFLINE_CHECK_SECONDS, settings().elasticsearch.request_timeout)
         try:
-            check_reachable(es)
+            check_reachable(es.options(request_timeout=wait))
         except StoreUnavailable as exc:
             err_console.print(f"[yellow]warning:[/] {exc}; documents are spooled in {settings().paths.spool()} "
                               "and sent when it answers", highlight=False, soft_wrap=True)
