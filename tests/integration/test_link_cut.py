@@ -19,6 +19,12 @@ from elasticsearch.helpers import scan
 
 from secops.config import Settings, load_settings
 from secops.ecs import parse_time
+from secops.es.bulk import dumps
+from secops.es.client import make_client
+from secops.es.spool import Spool
+from secops.es.store import Store
+from secops.es.templates import index_for
+from tests.integration.test_elasticsearch_layer import conn_doc
 from tests.integration.test_sites import reference_ids
 from tests.support import TESTDATA
 from tests.support.netns import Lab
@@ -190,3 +196,30 @@ def test_live_sensor_starts_cut_off_and_captures_through_a_60_s_cut_every_connec
     assert len(made) > first > 5 and len(ports) == len(set(ports)) and sorted(ports) == sorted(made)
     assert max(gaps) < 3 * s.sensor.stats_seconds, gaps
     assert not [p for p in (tmp_path / "state").rglob("spool/**/*.ndjson")], "every spool replayed"
+
+
+@pytest.mark.root
+def test_replay_into_a_silent_link_waits_one_probe_not_every_retry_of_a_bulk_request(store, es_node, tmp_path):
+    """A spool replay while the link drops packets: the writer learns the store is away within ``probe_seconds``
+    (before, the replay's bulk request waited out its timeout on every retry: 4 x 3 s + 3.5 s of backoff here,
+    157.5 s with the default settings), keeps the spool, and replays it once the link is back."""
+    port = int(es_node.url.rsplit(":", 1)[1])
+    with SilentLink(("127.0.0.1", port), tag=f"{os.getpid() % 100000:05d}r") as link:
+        s = load_settings(None, elasticsearch={"hosts": [link.url], "index_prefix": PREFIX, "request_timeout": 3},
+                          paths={"state_dir": str(tmp_path / "state")},
+                          bulk={"max_retries": 3, "backoff_seconds": 0.5, "probe_seconds": 1.0})
+        writer = Store.from_settings(make_client(s), s).writer()
+        docs = [conn_doc(i) for i in range(11)]
+        writer.add(docs.pop())  # a writer that has shipped (templates checked) when the link goes
+        writer.flush()
+        assert writer.stats.written == 1
+        writer.spool.append([Spool.encode(index_for(PREFIX, "secops.conn", d["@timestamp"]), d.pop("_id"), dumps(d))
+                             for d in docs])
+        link.cut()
+        started = time.monotonic()
+        assert writer.replay() == 0 and writer.spool.pending() == 1
+        waited = time.monotonic() - started
+        link.restore()
+        assert writer.replay() == 10 and writer.spool.pending() == 0 and writer.stats.rejected == 0
+    print(f"replay into a silent link gave up after {waited:.1f} s")
+    assert waited < 2.5, waited
