@@ -41,7 +41,15 @@ from typing import Any
 from collectors.dumpcap import RING_PREFIX, DumpcapRing, RingOptions
 from collectors.flow_share import is_ethernet, share_filter
 from collectors.pcap_spool import Spool, count_packets
-from collectors.sensor_worker import PCAP_HEADER, Batch, BatchDone, WorkerConfig, open_output, worker_main
+from collectors.sensor_worker import (
+    PCAP_HEADER,
+    BackgroundOut,
+    Batch,
+    BatchDone,
+    WorkerConfig,
+    open_output,
+    worker_main,
+)
 from secops.config import Settings
 from secops.ecs import doc_id, iso
 
@@ -119,7 +127,12 @@ class Sensor:
         self.warn = on_warning or (lambda msg: None)
         self.ctx = multiprocessing.get_context("spawn")
         self.out_lock = self.ctx.Lock()
-        self.out = out if out is not None else open_output(output, settings, self.out_lock, "sensor")
+        # The supervisor's reports are handed to a writer thread and never waited for: its housekeeping (dead
+        # processes, the disk budget) must go on while a bulk request hangs on a silently cut link.
+        if out is None:
+            self.out = open_output(output, settings, self.out_lock, "sensor", wait=False)
+        else:
+            self.out = BackgroundOut(out, wait=False, close_writer=False) if output == "es" else out
         self.shares = [Share(i) for i in range(self.workers)]
         self.retained: deque[ChunkRef] = deque()  # processed chunks kept for extraction, oldest first
         self.counters = Counters()
@@ -388,7 +401,9 @@ class Sensor:
                     if share.proc.exitcode is None:
                         share.proc.kill()
             self._results_done.wait(10)
-        return self._report()["secops"]["sensor"]
+        report = self._report()["secops"]["sensor"]
+        self.out.close()  # every report handed to the writer (a writer the caller gave stays open)
+        return report
 
     def _tick(self) -> None:
         """Housekeeping every few hundred ms: dead processes, the disk budget, the periodic report."""

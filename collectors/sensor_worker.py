@@ -89,10 +89,16 @@ class NdjsonOut:
 
 class BackgroundOut:
     """Hands each flushed batch to a thread that writes it, so processing never waits for a bulk request
-    (a slow cluster delays documents, not the next chunk). At most ``depth`` batches wait; then flush blocks."""
+    (a slow cluster delays documents, not the next chunk; a link that drops packets silently makes one request
+    hang for its whole timeout). At most ``depth`` batches wait; then ``flush`` blocks (back-pressure: a
+    worker's chunks wait on disk, under the disk budget) or, with ``wait=False``, keeps the documents for the
+    next flush (the sensor's supervisor, whose housekeeping must never stop). ``close`` hands over the rest,
+    ends the thread and closes the writer unless the caller keeps it (``close_writer=False``)."""
 
-    def __init__(self, writer: Any, depth: int = 64) -> None:
+    def __init__(self, writer: Any, depth: int = 64, *, wait: bool = True, close_writer: bool = True) -> None:
         self.writer = writer
+        self.wait = wait
+        self.close_writer = close_writer
         self.docs: list[dict[str, Any]] = []
         self.batches: queue.Queue[list[dict[str, Any]] | None] = queue.Queue(depth)
         self.thread = threading.Thread(target=self._write, name="bulk-out", daemon=True)
@@ -103,8 +109,11 @@ class BackgroundOut:
 
     def flush(self) -> None:
         if self.docs:
-            docs, self.docs = self.docs, []
-            self.batches.put(docs)
+            try:
+                self.batches.put(self.docs, block=self.wait)
+            except queue.Full:
+                return  # the writer is behind: these documents go with the next flush
+            self.docs = []
 
     def _write(self) -> None:
         while (docs := self.batches.get()) is not None:
@@ -113,14 +122,17 @@ class BackgroundOut:
             self.writer.flush()
 
     def close(self) -> None:
+        self.wait = True
         self.flush()
         self.batches.put(None)
         self.thread.join()
-        self.writer.close()
+        if self.close_writer:
+            self.writer.close()
 
 
-def open_output(output: str, settings: Settings, lock: Any, spool_name: str) -> Any:
-    """An object with add/flush/close: a BulkWriter on the configured cluster, or NDJSON on stdout."""
+def open_output(output: str, settings: Settings, lock: Any, spool_name: str, *, wait: bool = True) -> Any:
+    """An object with add/flush/close: a BulkWriter on the configured cluster (behind a :class:`BackgroundOut`,
+    ``wait`` as there), or NDJSON on stdout."""
     if output == "ndjson":
         return NdjsonOut(lock)
     from secops.es.client import make_client
@@ -129,7 +141,7 @@ def open_output(output: str, settings: Settings, lock: Any, spool_name: str) -> 
     # Its own spool; templates checked before the first send; the background flush replays the spool as soon
     # as the store answers again, even when no new connection comes to trigger a flush.
     store = Store.from_settings(make_client(settings), settings)
-    return BackgroundOut(store.writer(spool=spool_name, background_flush=True))
+    return BackgroundOut(store.writer(spool=spool_name, background_flush=True), wait=wait)
 
 
 PCAP_MAGICS = (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\xc3\xd4", b"\xa1\xb2\x3c\x4d")

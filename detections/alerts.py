@@ -66,11 +66,16 @@ def group_key(rule: CompiledRule, match: Match) -> str:
 
 
 def celery_notifier(alert_id: str) -> None:
-    """Send ``playbooks.on_alert`` by name; never fails detection when there is no broker or worker."""
+    """Send ``playbooks.on_alert`` by name, fire and forget; never fails or stalls detection when there is no
+    broker or worker. Its result is never read, so no result-store subscription is made (with Redis away that
+    subscription retried 20 times, 1 s apart, for every new alert), and the broker is tried once on a connection
+    of its own (the pooled one would retry for ``broker_connection_timeout``)."""
     try:
         from secops.celery_app import app
 
-        app.send_task("playbooks.on_alert", args=[alert_id], retry=False)
+        with app.connection_for_write(transport_options={"max_retries": 0}) as connection:
+            app.send_task("playbooks.on_alert", args=[alert_id], retry=False, ignore_result=True,
+                          connection=connection)
     except Exception as exc:
         log.warning("could not send playbooks.on_alert for %s: %s", alert_id, exc)
 

@@ -31,6 +31,9 @@ PAGE = 20000  # composite buckets per request: each page runs the query over eve
 BUCKET_BUDGET = 60000  # below search.max_buckets (65,536): a page's buckets and their bucketed sub-aggregations
 DEFAULT_FIELD = {"secops.http": "url.original", "secops.dns": "dns.question.name"}
 CARRY = ["source.ip", "destination.ip", "destination.port", "source.port", "network.transport"]
+CARRY_TYPES = {"source.ip": "ip", "destination.ip": "ip", "destination.port": "long", "source.port": "long",
+               "network.transport": "keyword"}  # as the index templates map them (for indices that lack one)
+SAMPLE_SORT = [{"@timestamp": "asc"}, *({f: {"order": "asc", "unmapped_type": CARRY_TYPES[f]}} for f in CARRY)]
 
 
 @dataclass
@@ -147,7 +150,9 @@ def _sample_search(index: str, query: dict, bucket: dict, group_fields: list[str
             must_not.append({"exists": {"field": f}})
         else:
             filters.append({"term": {f: v}})
-    return {"index": index, "size": SAMPLE_IDS, "sort": [{"@timestamp": "asc"}], "_source": {"includes": CARRY},
+    # ties on @timestamp are broken by the carried fields, so the sample (and the alert's addresses) is the same
+    # on one node and on a cluster with replicas, whose copies may list equal-time events in another order
+    return {"index": index, "size": SAMPLE_IDS, "sort": SAMPLE_SORT, "_source": {"includes": CARRY},
             "query": {"bool": {"filter": filters, "must_not": must_not}}}
 
 

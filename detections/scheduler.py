@@ -83,7 +83,9 @@ class Scheduler:
                                      "value": json.dumps({"last_run": last_run, "rule_id": rule_id})}}}
 
     def _save(self, rule_id: str, checkpoint: str, last_run: str) -> None:
-        self.es.index(index=self.state_index, id=state_id(rule_id), refresh=True,
+        # no forced refresh: a checkpoint is only read back by id (a realtime GET or mget), and on a cluster with
+        # replicas one forced refresh per rule per pass was a good part of the pass
+        self.es.index(index=self.state_index, id=state_id(rule_id),
                       document=self._state_doc(rule_id, checkpoint, last_run))
 
     def _save_many(self, rule_ids: list[str], at: str) -> None:

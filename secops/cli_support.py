@@ -6,6 +6,7 @@ Context CLIs (collectors/detections/inventory/playbooks ``cli.py``) import from 
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import NoReturn
@@ -84,23 +85,36 @@ def store(es: Elasticsearch | None = None) -> Store:
     return Store.from_settings(es or es_client(), settings())
 
 
+OFFLINE_CHECK_SECONDS = 5.0  # how long an offline-capable writer's check waits to learn whether the store answers
+
+
+def _warn_if_unreachable(es: Elasticsearch) -> None:
+    wait = min(OFFLINE_CHECK_SECONDS, settings().elasticsearch.request_timeout)
+    try:
+        check_reachable(es.options(request_timeout=wait))
+    except StoreUnavailable as exc:
+        err_console.print(f"[yellow]warning:[/] {exc}; documents are spooled in {settings().paths.spool()} "
+                          "and sent when it answers", highlight=False, soft_wrap=True)
+
+
 @contextmanager
 def writer(es: Elasticsearch | None = None, install: bool = True, offline: bool = False) -> Iterator[BulkWriter]:
     """A BulkWriter on the configured node, templates installed (``install``) or checked, closed (flushed) on exit.
     ``offline``: an unreachable store is a warning, not an error: the documents are spooled and the templates
-    installed when it answers (a sensor or an ingest at a site whose link is down)."""
+    installed when it answers (a sensor or an ingest at a site whose link is down). The check runs beside the
+    work: a link that drops packets silently must not hold a sensor's capture back while it waits."""
+    check = None
     if es is None and offline:
         es = es_client(check=False)
-        try:
-            check_reachable(es)
-        except StoreUnavailable as exc:
-            err_console.print(f"[yellow]warning:[/] {exc}; documents are spooled in {settings().paths.spool()} "
-                              "and sent when it answers", highlight=False, soft_wrap=True)
+        check = threading.Thread(target=_warn_if_unreachable, args=(es,), name="store-check", daemon=True)
+        check.start()
     w = store(es).writer(install=install)
     try:
         yield w
     finally:
         w.close()
+        if check is not None:
+            check.join()
 
 
 def progress(transient: bool = False) -> Progress:

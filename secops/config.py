@@ -89,7 +89,8 @@ class BulkSettings(Section):
     flush_seconds: float = Field(5.0, gt=0)
     max_retries: int = Field(4, ge=0)
     backoff_seconds: float = Field(0.5, ge=0)
-    probe_seconds: float = Field(5.0, gt=0, description="While the store is down, how often to try it again")
+    probe_seconds: float = Field(
+        5.0, gt=0, description="While the store is down, how often to try it again (each try waits at most this long)")
 
 
 class RetentionSettings(Section):

@@ -6,7 +6,8 @@ before a crash overwrites instead of duplicating: at-least-once plus idempotent 
 copy. Callers acknowledge their own input (a pcap chunk, a queue message) only after ``flush()``.
 
 While the store is down, batches go straight to the spool and the node is probed every
-``probe_seconds``; when it answers, the spool is replayed in order before new batches are sent.
+``probe_seconds`` (a cheap request waiting at most that long, so a silently dropped link never holds the
+writer for a whole request timeout); when it answers, the spool is replayed in order before new batches are sent.
 A writer may be made while the store is unreachable: its ``prepare`` step (the index templates) runs
 before the first document is sent, so until the store answers everything is spooled, and nothing is ever
 written into an index whose mappings were guessed.
@@ -211,7 +212,15 @@ class BulkWriter:
         Returns the number of documents replayed."""
         replayed = 0
         with self._lock:
-            for path in self.spool.files():
+            files = self.spool.files()
+            if files:
+                try:
+                    self._probe()
+                except StoreDown as exc:
+                    log.warning("replay paused, Elasticsearch unavailable (%s)", exc)
+                    self._down_until = time.monotonic() + self.cfg.probe_seconds
+                    return 0
+            for path in files:
                 try:
                     records = self.spool.read(path)
                 except SpoolCorrupt as exc:
@@ -235,6 +244,17 @@ class BulkWriter:
                 self._down_until = 0.0
             self.stats.replayed += replayed
         return replayed
+
+    def _probe(self) -> None:
+        """Before a replay: one cheap request that waits at most ``probe_seconds`` for any answer. A link that
+        drops packets silently then costs that much per probe, not a bulk request's whole timeout and retries,
+        and the writer sees the link come back within a probe period or two."""
+        try:
+            self.es.options(request_timeout=self.cfg.probe_seconds).cluster.health()
+        except (TransportConnectionError, es_exc.ConnectionError, es_exc.ConnectionTimeout) as exc:
+            raise StoreDown(type(exc).__name__) from None
+        except (es_exc.ApiError, TransportError):
+            pass  # it answered: the replay itself decides what the answer means
 
     def _ready(self) -> None:
         """Run the prepare step once; a store that cannot be reached (or has no master yet) is StoreDown."""

@@ -44,6 +44,7 @@ class Host:
     name: str  # namespace name
     ip: str
     lab: Lab
+    link: str = ""  # the root-namespace end of its veth pair (a port of the lab bridge)
 
     def cmd(self, *args: str) -> list[str]:
         return ["ip", "netns", "exec", self.name, *args]
@@ -107,7 +108,7 @@ class Lab:
                      ["ip", "link", "set", peer, "name", "eth0"], ["ip", "link", "set", "eth0", "up"],
                      ["ip", "route", "add", "default", "via", self.gateway]):
             sh("ip", "netns", "exec", name, *args)
-        host = Host(name, ip, self)
+        host = Host(name, ip, self, veth)
         self.hosts[short] = host
         return host
 

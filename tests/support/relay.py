@@ -53,3 +53,10 @@ class TcpRelay:
             with contextlib.suppress(OSError):
                 s.shutdown(socket.SHUT_RDWR)
             s.close()
+
+
+if __name__ == "__main__":  # run in a lab namespace: python -m tests.support.relay LISTEN_IP PORT TARGET_IP PORT
+    import sys
+
+    relay = TcpRelay(sys.argv[1], (sys.argv[3], int(sys.argv[4])), port=int(sys.argv[2]))
+    threading.Event().wait()

@@ -5,6 +5,8 @@ in one deep pass with the same result."""
 from __future__ import annotations
 
 import shutil
+import threading
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -12,7 +14,7 @@ import pytest
 
 from collectors.ingest import Pipeline
 from collectors.pcapio import read_capture
-from collectors.sensor_worker import EXPIRE_MARGIN_NS, Batch, Worker, WorkerConfig
+from collectors.sensor_worker import EXPIRE_MARGIN_NS, BackgroundOut, Batch, Worker, WorkerConfig
 from tests.support import TESTDATA
 from tests.unit.test_flows_spool import spool_from
 
@@ -136,3 +138,35 @@ def test_sensor_run_help_explains_the_options() -> None:
     for option in ("--interface", "--workers", "--rotate-seconds", "--bpf", "--no-deep", "--output", "--duration"):
         assert option in res.stdout
     assert "dumpcap" in res.stdout and "secops.sensor" in res.stdout and "backlog" in res.stdout
+
+
+class HeldWriter:
+    """A writer whose every add waits until ``release`` is set (a bulk request hanging on a cut link)."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.docs: list[dict] = []
+        self.closed = False
+
+    def add(self, doc: dict) -> None:
+        self.release.wait()
+        self.docs.append(doc)
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_a_non_waiting_output_never_blocks_its_caller_and_loses_nothing():
+    writer = HeldWriter()
+    out = BackgroundOut(writer, depth=1, wait=False, close_writer=False)
+    started = time.monotonic()
+    for i in range(20):  # the writer holds its first batch, the queue (depth 1) is full after the second
+        out.add({"n": i})
+        out.flush()
+    assert time.monotonic() - started < 1.0, "flush waited for the writer"
+    writer.release.set()
+    out.close()  # hands over what the full queue made it keep
+    assert [d["n"] for d in writer.docs] == list(range(20)) and not writer.closed
