@@ -122,6 +122,12 @@ class ConnectionFrames:
         except CaptureError:
             pass
 
+    def connection_of(self, flow: Flow, ts: float) -> tuple[Key, int] | None:
+        """(endpoints, which connection on them) of a flow seen at ``ts``; None when the capture has no such one."""
+        key = flow_key(flow)
+        self._index()
+        return None if key is None or key not in self._frames else (key, self._connection(key, ts))
+
     def _connection(self, key: Key, ts: float) -> int:
         """Which connection on these endpoints was open at ``ts`` (the last one started by then)."""
         starts = self._starts[key]
@@ -236,10 +242,8 @@ class Subset:
 
     def remap(self, flow: Flow, ts: float) -> Flow | None:
         """The flow (seen at ``ts``) with the main pass's stream; None for a connection that was not asked for."""
-        key = flow_key(flow)
-        if key is None or key not in self.frames._frames:
-            return None
-        stream = self.streams.get((key, self.frames._connection(key, ts)))
+        connection = self.frames.connection_of(flow, ts)
+        stream = self.streams.get(connection) if connection is not None else None
         return None if stream is None else replace(flow, stream=stream)
 
     def close(self) -> None:

@@ -23,7 +23,7 @@ import struct
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from collectors.protocols.base import MAX_VALUE_CHARS, Analyzer, Doc, Flow, RunContext, Warn
+from collectors.protocols.base import MAX_VALUE_CHARS, Analyzer, Doc, Flow
 from collectors.protocols.reread import endpoint, stream_bytes
 from collectors.protocols.tshark import Packet
 
@@ -152,9 +152,6 @@ class SshAnalyzer(Analyzer):
     LAYERS = frozenset()
     FILTER = ""  # read here, not by tshark
     FIELDS = ()
-
-    def __init__(self, warn: Warn, context: RunContext | None = None) -> None:
-        super().__init__(warn, context)
 
     def wants(self, layers: set[str]) -> bool:
         return False
