@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
-from collectors.protocols.base import Analyzer, Doc, RunContext
+from collectors.protocols.base import Analyzer, Doc, RunContext, command_for
 from collectors.protocols.dhcp import DhcpAnalyzer
 from collectors.protocols.dnp3 import Dnp3Analyzer
 from collectors.protocols.dns import DnsAnalyzer
@@ -28,7 +28,7 @@ from collectors.protocols.s7comm import S7commAnalyzer
 from collectors.protocols.smb import SmbAnalyzer
 from collectors.protocols.ssh import SshAnalyzer
 from collectors.protocols.tls import TlsAnalyzer
-from collectors.protocols.tshark import BASE_FIELDS, Packet, TsharkRun, build_command, run_tshark
+from collectors.protocols.tshark import Packet, TsharkRun, run_tshark
 
 ANALYZERS: tuple[type[Analyzer], ...] = (
     DnsAnalyzer, HttpAnalyzer, TlsAnalyzer, DhcpAnalyzer, SshAnalyzer, SmbAnalyzer, FtpAnalyzer,
@@ -44,16 +44,7 @@ __all__ = ["ANALYZERS", "analyze", "extract_metadata", "tshark_command"]
 def tshark_command(pcap: Path | None, tshark_path: str = "tshark",
                    analyzers: tuple[type[Analyzer], ...] = ANALYZERS) -> list[str]:
     """The single tshark invocation covering every protocol module."""
-    display_filter = " or ".join(f"({a.FILTER})" for a in analyzers if a.FILTER)
-    fields: dict[str, None] = dict.fromkeys(BASE_FIELDS)
-    columns: list[str] = []
-    for a in analyzers:
-        fields.update(dict.fromkeys(a.FIELDS))
-        columns += [f'"{title}","{fmt}"' for title, fmt in a.COLUMNS]
-    # custom columns resolve numbers to the names tshark knows (cipher suites, RPC operations);
-    # they also replace the default columns, which nothing here reads
-    options = ["-o", "gui.column.format:" + ",".join(columns)] if columns else []
-    return build_command(tshark_path, pcap, display_filter, list(fields), options)
+    return command_for(analyzers, pcap, tshark_path)
 
 
 def extract_metadata(pcap: Path, *, tshark_path: str = "tshark",

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import communityid
 import orjson
 
-from collectors.protocols.tshark import Packet, to_int
+from collectors.protocols.tshark import BASE_FIELDS, Packet, build_command, to_int
 from secops.ecs import doc_id, iso, put
 from secops.es.templates import MAX_KEYWORD_CHARS
 
@@ -249,3 +249,19 @@ def occurrences(pkt: Packet, *names: str) -> list[tuple[str | None, ...]]:
     cols = [pkt.values(n) for n in names]
     count = max((len(c) for c in cols), default=0)
     return [tuple(c[i] if i < len(c) else None for c in cols) for i in range(count)]
+
+
+def command_for(analyzers: Iterable[type[Analyzer]], pcap: Path | None, tshark_path: str,
+                extra_options: Iterable[str] = ()) -> list[str]:
+    """One tshark invocation for these modules: their filters or'ed, their fields and custom columns."""
+    analyzers = tuple(analyzers)
+    display_filter = " or ".join(f"({a.FILTER})" for a in analyzers if a.FILTER)
+    fields: dict[str, None] = dict.fromkeys(BASE_FIELDS)
+    columns: list[str] = []
+    for a in analyzers:
+        fields.update(dict.fromkeys(a.FIELDS))
+        columns += [f'"{title}","{fmt}"' for title, fmt in a.COLUMNS]
+    # custom columns resolve numbers to the names tshark knows (cipher suites, RPC operations);
+    # they also replace the default columns, which nothing here reads
+    options = [*extra_options, *(["-o", "gui.column.format:" + ",".join(columns)] if columns else [])]
+    return build_command(tshark_path, pcap, display_filter, list(fields), options)

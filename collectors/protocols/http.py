@@ -46,7 +46,7 @@ from collectors.protocols.base import (
     flow_of,
     occurrences,
 )
-from collectors.protocols.reread import Wanted, endpoint, stream_bytes
+from collectors.protocols.reread import Wanted, directions
 from collectors.protocols.tshark import BASE_FIELDS, Packet, TsharkRun, build_command, run_tshark, to_int
 from secops.ecs import put
 
@@ -463,8 +463,7 @@ class HttpAnalyzer(Analyzer):
             if stream not in segments:
                 continue
             first_ts = segments[stream][0].ts
-            client = stream_bytes(segments[stream], endpoint(flow.orig_h, flow.orig_p), MAX_NATIVE_BYTES)
-            server = stream_bytes(segments[stream], endpoint(flow.resp_h, flow.resp_p), MAX_NATIVE_BYTES)
+            client, server = directions(segments[stream], flow, MAX_NATIVE_BYTES)
             if not STATUS_LINE.match(client):
                 out += parse_exchanges(flow, first_ts, client, server)
             else:  # the first speaker answered: it is the server

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
-from collectors.protocols.base import Analyzer, Doc, RunContext
+from collectors.protocols.base import Analyzer, Doc, RunContext, command_for
 from collectors.protocols.detect import SERVICES, TCP, probe
 from collectors.protocols.dnp3 import Dnp3Analyzer
 from collectors.protocols.ftp import FtpAnalyzer
@@ -22,7 +22,7 @@ from collectors.protocols.modbus import ModbusAnalyzer
 from collectors.protocols.reread import ConnectionFrames, Wanted
 from collectors.protocols.s7comm import S7commAnalyzer
 from collectors.protocols.smb import SmbAnalyzer
-from collectors.protocols.tshark import BASE_FIELDS, Packet, TsharkRun, build_command, run_tshark
+from collectors.protocols.tshark import Packet, TsharkRun, run_tshark
 
 Warn = Callable[[str], None]
 Analyze = Callable[..., Iterator[Doc]]
@@ -73,12 +73,7 @@ def look_again(context: RunContext, run_name: str, warn: Warn, analysed: set[tup
     options = [arg for port, dissector in sorted(ports.items())[:MAX_PORTS]
                for arg in ("-d", f"tcp.port=={port},{dissector}")]
     analyzers = tuple(dict.fromkeys(DISSECTORS[service][2] for service in found))
-    fields = list(dict.fromkeys([*BASE_FIELDS, *(f for cls in analyzers for f in cls.FIELDS)]))
-    columns = [f'"{title}","{fmt}"' for cls in analyzers for title, fmt in cls.COLUMNS]
-    if columns:
-        options += ["-o", "gui.column.format:" + ",".join(columns)]
-    cmd = build_command(context.tshark, subset.path, " or ".join(f"({cls.FILTER})" for cls in analyzers), fields,
-                        options)
+    cmd = command_for(analyzers, subset.path, context.tshark, options)
     run = TsharkRun()
     again = RunContext(subset.path, context.tshark, ConnectionFrames(subset.path), context.expected,
                        frozenset(ports))

@@ -294,3 +294,10 @@ def stream_bytes(segments: Iterable[Segment], sender: Endpoint, limit: int) -> b
             kept[relative] = seg.payload
             size += len(seg.payload)
     return b"".join(kept[seq] for seq in sorted(kept))
+
+
+def directions(segments: Iterable[Segment], flow: Flow, limit: int) -> tuple[bytes, bytes]:
+    """(originator's, responder's) payload of one connection, each as :func:`stream_bytes` gives it."""
+    segments = list(segments)
+    return (stream_bytes(segments, endpoint(flow.orig_h, flow.orig_p), limit),
+            stream_bytes(segments, endpoint(flow.resp_h, flow.resp_p), limit))

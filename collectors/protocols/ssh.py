@@ -24,7 +24,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from collectors.protocols.base import MAX_VALUE_CHARS, Analyzer, Doc, Flow
-from collectors.protocols.reread import endpoint, stream_bytes
+from collectors.protocols.reread import directions
 from collectors.protocols.tshark import Packet
 
 PORTS = frozenset({22, 2222})  # server ports, to orient a connection whose opening handshake was not captured
@@ -170,8 +170,7 @@ class SshAnalyzer(Analyzer):
         payloads = self.context.frames.tcp_payloads(connections)
         for flow, ts in connections:
             segments = payloads.get(flow.stream, [])
-            client = read_side(stream_bytes(segments, endpoint(flow.orig_h, flow.orig_p), MAX_BYTES))
-            server = read_side(stream_bytes(segments, endpoint(flow.resp_h, flow.resp_p), MAX_BYTES))
+            client, server = (read_side(data) for data in directions(segments, flow, MAX_BYTES))
             if client.banner or server.banner:
                 yield self.emit(flow, ts, client, server)
 
