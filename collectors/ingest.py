@@ -48,6 +48,7 @@ class IngestStats:
 
 FTP = SERVICE_INDEX["ftp"]
 MAX_PARKED = 20_000  # connection records held back until their file's deep path is read (FTP data channels)
+DEEP_PROCESS_MIN_BYTES = 16 << 20  # capture files from this size get their analyzers a process of their own
 
 
 class Pipeline:
@@ -73,6 +74,7 @@ class Pipeline:
         self.tshark_path = tshark_path
         self._warn = on_warning
         self.on_packets = on_packets
+        self.deep_process_min_bytes = DEEP_PROCESS_MIN_BYTES  # see collectors.protocols.deep_process
 
     # -- warnings ---------------------------------------------------------------------------------
     def warn(self, msg: str) -> None:
@@ -131,7 +133,8 @@ class Pipeline:
         stream = None
         if self.deep:
             from collectors.protocols.stream import MetadataStream  # tshark plumbing only when it is used
-            stream = MetadataStream(path.name, self.tshark_path, self.warn, expected=self.expected)
+            stream = MetadataStream(path.name, self.tshark_path, self.warn, expected=self.expected,
+                                    own_process=path.is_file() and path.stat().st_size >= self.deep_process_min_bytes)
 
         taken = [self.flows.selected]
         cut_before = self.flows.deep_cut

@@ -27,7 +27,7 @@ import tempfile
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from collectors.protocols import analyze, tshark_command
 from collectors.protocols.base import Doc, RunContext
@@ -35,6 +35,9 @@ from collectors.protocols.expected import ExpectedConnections
 from collectors.protocols.reread import ConnectionFrames
 from collectors.protocols.tshark import STDIN, TsharkRun, read_tshark, start_tshark
 from collectors.selection import interface_block, stream_header
+
+if TYPE_CHECKING:
+    from collectors.protocols.deep_process import ProcessRun
 
 Warn = Callable[[str], None]
 _DONE = object()
@@ -48,14 +51,16 @@ class MetadataStream:
     another."""
 
     def __init__(self, name: str, tshark_path: str, warn: Warn, frames_per_run: int = FRAMES_PER_RUN,
-                 expected: ExpectedConnections | None = None) -> None:
+                 expected: ExpectedConnections | None = None, own_process: bool = False) -> None:
+        """``own_process`` runs the analyzers in a process of their own (``deep_process``), for large files."""
+        self.own_process = own_process
         self.name = name
         self.tshark_path = tshark_path
         self.warn = warn
         self.expected = expected
         self.frames_per_run = frames_per_run
         self.runs = 0
-        self._run: _TsharkRun | None = None
+        self._run: TsharkStdinRun | ProcessRun | None = None
         self._finished: list[Doc] = []
 
     def write(self, blocks: bytes, linktypes: tuple[int, ...], frames: int) -> None:
@@ -65,8 +70,12 @@ class MetadataStream:
             return
         if self._run is None:
             self.runs += 1
-            self._run = _TsharkRun(f"{self.name}" if self.runs == 1 else f"{self.name} (part {self.runs})",
-                                   self.tshark_path, self.warn, self.expected)
+            name = self.name if self.runs == 1 else f"{self.name} (part {self.runs})"
+            if self.own_process:
+                from collectors.protocols.deep_process import ProcessRun
+                self._run = ProcessRun(name, self.tshark_path, self.warn, self.expected)
+            else:
+                self._run = TsharkStdinRun(name, self.tshark_path, self.warn, self.expected)
         self._run.write(blocks, linktypes, frames)
         if self._run.frames >= self.frames_per_run:
             self._finished += self._run.close()
@@ -88,19 +97,57 @@ class MetadataStream:
         return out
 
 
-class _TsharkRun:
+class DocumentQueue:
+    """Documents handed from a reader thread to the caller; ``_DONE`` ends them."""
+
+    def __init__(self) -> None:
+        self.docs: queue.SimpleQueue = queue.SimpleQueue()
+        self.finished = False
+        self.frames = 0  # selected frames written
+        self.interfaces = 0  # interface blocks written so far
+
+    def framed(self, blocks: bytes, linktypes: tuple[int, ...], frames: int) -> bytes:
+        """Packet blocks preceded by the interface blocks this run has not been given yet."""
+        self.frames += frames
+        head = b"".join(interface_block(lt) for lt in linktypes[self.interfaces:])
+        self.interfaces = len(linktypes)
+        return head + blocks
+
+    def ready(self) -> list[Doc]:
+        """Documents finished so far (never blocks)."""
+        out = []
+        while True:
+            try:
+                doc = self.docs.get_nowait()
+            except queue.Empty:
+                return out
+            if doc is _DONE:
+                self.finished = True
+            else:
+                out.append(doc)
+
+    def until_done(self) -> list[Doc]:
+        """Every document still to come (blocks until the reader thread ends)."""
+        out = []
+        while not self.finished:
+            doc = self.docs.get()
+            if doc is _DONE:
+                self.finished = True
+            else:
+                out.append(doc)
+        return out
+
+
+class TsharkStdinRun(DocumentQueue):
     """One tshark reading a pcapng stream on stdin, its analyzers in a reader thread."""
 
     def __init__(self, name: str, tshark_path: str, warn: Warn, expected: ExpectedConnections | None = None) -> None:
+        super().__init__()
         self.name = name
         self.tshark_path = tshark_path
         self.warn = warn
         self.expected = expected
-        self.docs: queue.SimpleQueue = queue.SimpleQueue()
-        self.frames = 0
-        self.interfaces = 0  # interface blocks written so far
         self.failed = False
-        self.finished = False
         self._proc = None
         self._reader: threading.Thread | None = None
         self._spool: IO[bytes] | None = None
@@ -108,14 +155,14 @@ class _TsharkRun:
 
     # -- input ---------------------------------------------------------------------------------------
     def write(self, blocks: bytes, linktypes: tuple[int, ...], frames: int) -> None:
-        self.frames += frames
+        self.feed(self.framed(blocks, linktypes, frames))
+
+    def feed(self, data: bytes) -> None:
+        """Bytes of the pcapng stream after its header (interface and packet blocks)."""
         if self.failed:
             return
         if self._proc is None and not self._start():
             return
-        head = b"".join(interface_block(lt) for lt in linktypes[self.interfaces:])
-        self.interfaces = len(linktypes)
-        data = head + blocks
         try:
             self._spool.write(data)
             self._proc.stdin.write(data)
@@ -159,35 +206,27 @@ class _TsharkRun:
         finally:
             self.docs.put(_DONE)
 
-    def ready(self) -> list[Doc]:
-        """Documents finished so far (never blocks)."""
-        out = []
-        while True:
-            try:
-                doc = self.docs.get_nowait()
-            except queue.Empty:
-                return out
-            if doc is _DONE:
-                self.finished = True
-            else:
-                out.append(doc)
+    def end_input(self) -> None:
+        """No more frames: tshark reads to its end (the spool is complete before that: a second look re-reads it)."""
+        if self._proc is None:
+            self.finished = True
+            return
+        with contextlib.suppress(OSError):
+            self._spool.close()
+        with contextlib.suppress(BrokenPipeError, OSError):
+            self._proc.stdin.close()
+
+    def release(self) -> None:
+        """After the last document: the reader thread has ended; the spool goes."""
+        if self._reader is not None:
+            self._reader.join()
+        if self._spool_path is not None:
+            with contextlib.suppress(OSError):
+                self._spool_path.unlink()
 
     def close(self) -> list[Doc]:
         """End of the file's selection: wait for tshark and the analyzers; every remaining document."""
-        if self._proc is None:
-            return self.ready()
-        with contextlib.suppress(OSError):
-            self._spool.close()  # complete before tshark's EOF: a second look re-reads it
-        with contextlib.suppress(BrokenPipeError, OSError):
-            self._proc.stdin.close()
-        out = []
-        while not self.finished:
-            doc = self.docs.get()
-            if doc is _DONE:
-                self.finished = True
-            else:
-                out.append(doc)
-        self._reader.join()
-        with contextlib.suppress(OSError):
-            self._spool_path.unlink()
+        self.end_input()
+        out = self.ready() + self.until_done()
+        self.release()
         return out

@@ -11,11 +11,12 @@ import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cache
-from typing import Any
-
-from elasticsearch import Elasticsearch
+from typing import TYPE_CHECKING, Any
 
 from secops.ecs import dataset_short, parse_time
+
+if TYPE_CHECKING:  # the deep path's worker process imports this module for its limits, not the client
+    from elasticsearch import Elasticsearch
 
 MAX_KEYWORD_CHARS = 4096  # Elasticsearch counts UTF-16 units; a longer keyword value is not indexed at all
 KW = {"type": "keyword", "ignore_above": MAX_KEYWORD_CHARS}

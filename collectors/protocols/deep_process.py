@@ -1,0 +1,152 @@
+"""The deep path of a large capture file in a process of its own.
+
+The flow path and the protocol analyzers are both Python and shared one interpreter lock: on 300k packets of real
+traces the analyzers' thread took 12 s and the flow path 4 s, one after the other, while the second core ran only
+tshark. For a large file the analyzers therefore run in a child process (``python -m
+collectors.protocols.deep_process NAME TSHARK``): the parent writes the selected frames to its standard input as it
+would to tshark's, and the child runs :class:`~collectors.protocols.stream.TsharkStdinRun` on them and writes one
+JSON line per message to its standard output: ``["d", document]``, ``["w", warning]``, or ``["e", [originator,
+responder, port, service, time]]`` for a connection an analyzer announced (FTP data, which the parent's pipeline
+claims). A reader thread in the parent turns the lines back into documents, warnings and announcements, in order.
+
+A child costs about 0.2 s of CPU to start, so small files (the sensor's one-second chunks, a test trace) keep the
+analyzers in a thread (``collectors.ingest.DEEP_PROCESS_MIN_BYTES``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+
+import orjson
+
+from collectors.protocols.expected import ExpectedConnections
+from collectors.protocols.stream import _DONE, DocumentQueue, TsharkStdinRun
+
+Warn = Callable[[str], None]
+
+READ_BYTES = 1 << 20
+
+
+class ProcessRun(DocumentQueue):
+    """Parent side: the same face as ``TsharkStdinRun`` (write, ready, close), the work in a child process."""
+
+    def __init__(self, name: str, tshark_path: str, warn: Warn, expected: ExpectedConnections | None = None) -> None:
+        super().__init__()
+        self.name = name
+        self.warn = warn
+        self.expected = expected
+        self.failed = False
+        self._stderr: list[bytes] = []
+        try:
+            self._proc: subprocess.Popen | None = subprocess.Popen(
+                [sys.executable, "-m", "collectors.protocols.deep_process", name, tshark_path],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=1 << 16)
+        except OSError as exc:
+            self._proc = None
+            self.failed = self.finished = True
+            warn(f"{name}: protocol metadata not read: its process could not start ({exc})")
+            return
+        self._errors = threading.Thread(target=self._drain_errors, daemon=True)
+        self._errors.start()
+        self._reader = threading.Thread(target=self._read, name="secops-deep-process", daemon=True)
+        self._reader.start()
+
+    def write(self, blocks: bytes, linktypes: tuple[int, ...], frames: int) -> None:
+        data = self.framed(blocks, linktypes, frames)
+        if self.failed or self._proc is None:
+            return
+        try:
+            self._proc.stdin.write(data)
+        except (BrokenPipeError, OSError, ValueError) as exc:  # the child died: its exit status says why at close
+            self.failed = True
+            self.warn(f"{self.name}: protocol metadata stopped: its process's input closed ({exc})")
+
+    def _drain_errors(self) -> None:
+        for line in self._proc.stderr:
+            if len(self._stderr) < 50:
+                self._stderr.append(line)
+
+    def _read(self) -> None:
+        """Reader thread: the child's lines as documents, warnings and announcements."""
+        try:
+            for line in self._proc.stdout:
+                try:
+                    kind, payload = orjson.loads(line)
+                except (orjson.JSONDecodeError, ValueError, TypeError):
+                    continue
+                if kind == "d":
+                    self.docs.put(payload)
+                elif kind == "w":
+                    self.warn(payload)
+                elif kind == "e" and self.expected is not None:
+                    self.expected.expect(*payload)
+        finally:
+            self._proc.stdout.close()
+            status = self._proc.wait()
+            self._errors.join(timeout=5)
+            if status != 0:
+                tail = b"".join(self._stderr).decode("utf-8", "replace").strip().splitlines()[-3:]
+                self.warn(f"{self.name}: protocol metadata process exited with status {status}: "
+                          f"{'; '.join(tail) or 'no message'}")
+            self.docs.put(_DONE)
+
+    def close(self) -> list:
+        """End of the file's selection: wait for the child; every remaining document."""
+        if self._proc is None:
+            return []
+        with contextlib.suppress(BrokenPipeError, OSError):
+            self._proc.stdin.close()
+        out = self.ready() + self.until_done()
+        self._reader.join()
+        return out
+
+
+class _Announcements(ExpectedConnections):
+    """The child's side of expected connections: each announcement goes to the parent."""
+
+    def __init__(self, send: Callable[[str, object], None]) -> None:
+        super().__init__()
+        self._send = send
+
+    def expect(self, orig_h: str, resp_h: str, resp_p: int, service: str, ts: float) -> None:
+        self._send("e", [orig_h, resp_h, resp_p, service, ts])
+
+
+def main(name: str, tshark_path: str) -> int:
+    """Child side: the selected frames on stdin (pcapng blocks after the header) through tshark and the
+    analyzers."""
+    out = sys.stdout.buffer
+    lock = threading.Lock()
+
+    def send(kind: str, payload: object) -> None:
+        line = orjson.dumps([kind, payload]) + b"\n"
+        with lock:
+            out.write(line)
+
+    run = TsharkStdinRun(name, tshark_path, lambda msg: send("w", msg), _Announcements(send))
+
+    def forward() -> None:
+        while (doc := run.docs.get()) is not _DONE:
+            send("d", doc)
+
+    sender = threading.Thread(target=forward, name="secops-deep-send", daemon=True)
+    sender.start()
+    stdin = sys.stdin.fileno()
+    while data := os.read(stdin, READ_BYTES):  # interface and packet blocks: the run writes the header itself
+        run.feed(data)
+    run.end_input()
+    if run.finished:  # tshark never started: no reader thread will end the queue
+        run.docs.put(_DONE)
+    sender.join()
+    run.release()
+    out.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(*sys.argv[1:3]))

@@ -1,0 +1,103 @@
+"""The deep path in a process of its own (large files): the same documents, warnings and FTP data channels as in
+a thread, and a child that cannot start or dies costs only protocol metadata, never connections."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import threading
+import time
+from pathlib import Path
+
+from collectors.ingest import Pipeline
+from tests.support import TESTDATA
+
+CAPTURES = [TESTDATA / "zeek" / "traces" / name for name in
+            ("ftp/ipv4.pcap", "http/get.pcap", "tls/tls-conn-with-extensions.pcap", "dns-txt-multiple.pcap")]
+
+
+def ingest(paths: list[Path], own_process: bool, **kw) -> tuple[list[dict], list[str]]:
+    docs: list[dict] = []
+    warnings: list[str] = []
+    pipe = Pipeline(docs.append, on_warning=warnings.append, **kw)
+    pipe.deep_process_min_bytes = 0 if own_process else 1 << 62
+    for path in paths:
+        pipe.process_file(path)
+    pipe.finish()
+    return docs, warnings
+
+
+def test_a_process_of_its_own_gives_the_thread_s_documents() -> None:
+    paths = [p for p in CAPTURES if p.exists()]
+    assert len(paths) >= 3
+    in_thread, warned_thread = ingest(paths, own_process=False)
+    in_process, warned_process = ingest(paths, own_process=True)
+    assert sorted(in_process, key=lambda d: d["_id"]) == sorted(in_thread, key=lambda d: d["_id"])
+    assert warned_process == warned_thread
+    datasets = {d["event"]["dataset"] for d in in_process}
+    assert {"secops.ftp", "secops.http", "secops.tls", "secops.dns"} <= datasets
+    # the FTP analyzer's announcements cross back to the pipeline: data channels are named as in the thread
+    assert any("ftp-data" in d["network"].get("protocol", []) for d in in_process
+               if d["event"]["dataset"] == "secops.conn")
+
+
+def test_without_tshark_the_child_warns_and_connections_remain(tmp_path: Path) -> None:
+    docs, warnings = ingest([TESTDATA / "zeek" / "traces" / "http" / "get.pcap"], own_process=True,
+                            tshark_path=str(tmp_path / "no-tshark"))
+    (conn,) = [d for d in docs if d["event"]["dataset"] == "secops.conn"]
+    assert conn["network"]["protocol"] == ["http"]
+    assert not [d for d in docs if d["event"]["dataset"] == "secops.http"]
+    assert any("tshark could not be started" in w for w in warnings), warnings
+
+
+def test_a_child_killed_mid_file_is_reported_and_the_flow_path_goes_on(tmp_path: Path) -> None:
+    """The analyzers' process dies while the file is read (its tshark is slow to start, so the child is surely
+    still at work): one warning with its exit status, every connection still shipped, the pipeline's next file
+    analysed again."""
+    slow_tshark = tmp_path / "slow-tshark"
+    slow_tshark.write_text(f"#!/bin/sh\nsleep 1\nexec {shutil.which('tshark')} \"$@\"\n")
+    slow_tshark.chmod(0o755)
+    killed = threading.Event()
+
+    def kill_the_first_child() -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            for pid in _children(os.getpid()):
+                with contextlib.suppress(OSError):
+                    if b"deep_process" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                        os.kill(pid, signal.SIGKILL)
+                        killed.set()
+                        return
+            time.sleep(0.02)
+
+    killer = threading.Thread(target=kill_the_first_child, daemon=True)
+    killer.start()
+    first, second = TESTDATA / "zeek" / "traces" / "http" / "methods.pcap", CAPTURES[1]
+    docs: list[dict] = []
+    warnings: list[str] = []
+    pipe = Pipeline(docs.append, on_warning=warnings.append, tshark_path=str(slow_tshark))
+    pipe.deep_process_min_bytes = 0
+    pipe.process_file(first)
+    killer.join()
+    after_kill = len(docs)
+    pipe.process_file(second)
+    stats = pipe.finish()
+    assert killed.is_set()
+    assert any("protocol metadata process exited with status -9" in w for w in warnings), warnings
+    reference, _ = ingest([first, second], own_process=False, deep=False)
+    conns = [d for d in docs if d["event"]["dataset"] == "secops.conn"]
+    assert len(conns) == stats.conns == sum(d["event"]["dataset"] == "secops.conn" for d in reference)
+    assert not [d for d in docs[:after_kill] if d["event"]["dataset"] == "secops.http"]
+    assert any(d["event"]["dataset"] == "secops.http" for d in docs[after_kill:])
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            out += [int(k) for k in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return out
