@@ -242,8 +242,8 @@ def run_ingest(pcap: Path, packets: int, lean: bool = False) -> list[tuple[str, 
     cpu = usage.ru_utime + usage.ru_stime  # wait4 counts the waited-for tshark children too
     name = "python3 -m collectors.ingest (lean reader)" if lean else "secops ingest --output ndjson (all metadata)"
     return [(name, packets, dt, cpu, own),
-            ("  of which Python (flow path, analyzers, output)", packets, dt, own_cpu, own),
-            ("  of which tshark on the selected frames", packets, dt, cpu - own_cpu, child)]
+            ("  of which the main process (flow path, output)", packets, dt, own_cpu, own),
+            ("  of which tshark and the analyzers' process", packets, dt, cpu - own_cpu, child)]
 
 
 def main() -> int:
@@ -290,7 +290,8 @@ def main() -> int:
         print(f"\nflow path / tshark: {dt_t / dt:.2f}x by wall time, {cpu_t / cpu:.2f}x by CPU time (target >= 3x)")
         (_, _, dt_i, cpu_i, rss_i), _, (*_, rss_k) = ingest
         print(f"whole ingest with all metadata / tshark: {dt_t / dt_i:.2f}x by wall time, {cpu_t / cpu_i:.2f}x by "
-              f"CPU time (target >= 2x); peak RSS {rss_i / 1024:.0f} MB (Python), {rss_k / 1024:.0f} MB (tshark); "
+              f"CPU time (target >= 2x); peak RSS {rss_i / 1024:.0f} MB (main process), {rss_k / 1024:.0f} MB (largest "
+              f"child: tshark or the analyzers' process); "
               f"load average {os.getloadavg()[0]:.1f}")
         print(f"lean reader (same pipeline without the CLI's imports) / tshark: {dt_t / lean[0][2]:.2f}x by wall "
               f"time, {cpu_t / lean[0][3]:.2f}x by CPU time")
