@@ -95,15 +95,14 @@ class ProcessRun(DocumentQueue):
                           f"{'; '.join(tail) or 'no message'}")
             self.docs.put(_DONE)
 
-    def close(self) -> list:
-        """End of the file's selection: wait for the child; every remaining document."""
-        if self._proc is None:
-            return []
-        with contextlib.suppress(BrokenPipeError, OSError):
-            self._proc.stdin.close()
-        out = self.ready() + self.until_done()
-        self._reader.join()
-        return out
+    def end_input(self) -> None:
+        if self._proc is not None:
+            with contextlib.suppress(BrokenPipeError, OSError):
+                self._proc.stdin.close()
+
+    def release(self) -> None:
+        if self._proc is not None:
+            self._reader.join()
 
 
 class _Announcements(ExpectedConnections):

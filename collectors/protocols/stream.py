@@ -48,7 +48,8 @@ FRAMES_PER_RUN = 131_072  # selected frames one tshark run reads at most (about 
 
 class MetadataStream:
     """Deep-path documents for the frames written to it (one capture file's selection), one tshark run after
-    another."""
+    another. A run that reached ``frames_per_run`` finishes in the background (tshark's last frames, the second
+    looks) while the next one reads on; at most one does, so at most two runs are alive at a time."""
 
     def __init__(self, name: str, tshark_path: str, warn: Warn, frames_per_run: int = FRAMES_PER_RUN,
                  expected: ExpectedConnections | None = None, own_process: bool = False) -> None:
@@ -61,6 +62,7 @@ class MetadataStream:
         self.frames_per_run = frames_per_run
         self.runs = 0
         self._run: TsharkStdinRun | ProcessRun | None = None
+        self._ending: TsharkStdinRun | ProcessRun | None = None  # the previous run, finishing its input
         self._finished: list[Doc] = []
 
     def write(self, blocks: bytes, linktypes: tuple[int, ...], frames: int) -> None:
@@ -78,18 +80,31 @@ class MetadataStream:
                 self._run = TsharkStdinRun(name, self.tshark_path, self.warn, self.expected)
         self._run.write(blocks, linktypes, frames)
         if self._run.frames >= self.frames_per_run:
-            self._finished += self._run.close()
-            self._run = None
+            self._end_previous()
+            self._run.end_input()
+            self._ending, self._run = self._run, None
+
+    def _end_previous(self) -> None:
+        if self._ending is not None:
+            self._finished += self._ending.ready() + self._ending.until_done()
+            self._ending.release()
+            self._ending = None
 
     def ready(self) -> list[Doc]:
         """Documents finished so far (never blocks)."""
         out, self._finished = self._finished, []
+        if self._ending is not None:
+            out += self._ending.ready()
+            if self._ending.finished:
+                self._ending.release()
+                self._ending = None
         if self._run is not None:
             out += self._run.ready()
         return out
 
     def close(self) -> list[Doc]:
         """End of the file's selection: wait for tshark and the analyzers; every remaining document."""
+        self._end_previous()
         out = self.ready()
         if self._run is not None:
             out += self._run.close()
@@ -135,6 +150,20 @@ class DocumentQueue:
                 self.finished = True
             else:
                 out.append(doc)
+        return out
+
+    def end_input(self) -> None:
+        """No more frames: the run reads to the end of what it was given."""
+        raise NotImplementedError
+
+    def release(self) -> None:
+        """After the last document: what the run held (threads, files) is let go."""
+
+    def close(self) -> list[Doc]:
+        """End of the run's frames: wait for its analyzers; every remaining document."""
+        self.end_input()
+        out = self.ready() + self.until_done()
+        self.release()
         return out
 
 
@@ -224,9 +253,3 @@ class TsharkStdinRun(DocumentQueue):
             with contextlib.suppress(OSError):
                 self._spool_path.unlink()
 
-    def close(self) -> list[Doc]:
-        """End of the file's selection: wait for tshark and the analyzers; every remaining document."""
-        self.end_input()
-        out = self.ready() + self.until_done()
-        self.release()
-        return out

@@ -209,10 +209,11 @@ def test_without_tshark_connections_and_services_remain(tmp_path: Path) -> None:
     assert any("tshark could not be started" in w for w in warnings), warnings
 
 
-def test_tshark_runs_are_bounded_by_frames() -> None:
+@pytest.mark.parametrize("own_process", [False, True], ids=["thread", "process"])
+def test_tshark_runs_are_bounded_by_frames(own_process: bool) -> None:
     """A run ends after ``frames_per_run`` selected frames and the next frames start a new tshark (memory
-    follows the frames in flight); cut between the flows of a capture, the runs give the whole file's
-    documents."""
+    follows the frames in flight) while the previous one finishes; cut between the flows of a capture, the runs
+    give the whole file's documents, with the analyzers in a thread or in processes of their own."""
     import struct as _struct
 
     from collectors.protocols.stream import MetadataStream
@@ -226,7 +227,7 @@ def test_tshark_runs_are_bounded_by_frames() -> None:
         blocks.append(sel[pos:pos + length])
         pos += length
     warnings: list[str] = []
-    stream = MetadataStream("two files", "tshark", warnings.append, frames_per_run=2)
+    stream = MetadataStream("two files", "tshark", warnings.append, frames_per_run=2, own_process=own_process)
     docs = []
     for block in blocks:
         stream.write(block, links, 1)
