@@ -52,7 +52,7 @@ def ingest(
 ) -> None:
     """Read capture files into secops.conn / protocol / observation documents."""
     from collectors.flowpath import native_available
-    from collectors.ingest import Pipeline
+    from collectors.ingest import DEEP_PROCESS_MIN_BYTES, Pipeline
     from collectors.pcapio import CaptureError
 
     s = settings()
@@ -77,7 +77,8 @@ def ingest(
         nonlocal failed
         pipe = Pipeline(sink, observer=observer, max_flows=s.sensor.flow_table_max, deep=deep,
                         tshark_path=s.sensor.tshark_path, on_warning=warn, verify_checksums=checksums,
-                        engine=engine.value, deep_bytes_max=s.sensor.deep_bytes_per_direction)
+                        engine=engine.value, deep_bytes_max=s.sensor.deep_bytes_per_direction,
+                        deep_process_min_bytes=DEEP_PROCESS_MIN_BYTES)
         with progress(transient=True) as bar:
             for p in pcaps:
                 task = bar.add_task(p.name, total=None)

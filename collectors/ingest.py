@@ -48,7 +48,8 @@ class IngestStats:
 
 FTP = SERVICE_INDEX["ftp"]
 MAX_PARKED = 20_000  # connection records held back until their file's deep path is read (FTP data channels)
-DEEP_PROCESS_MIN_BYTES = 16 << 20  # capture files from this size get their analyzers a process of their own
+# offline ingest: capture files from this size get their analyzers a process of their own (deep_process)
+DEEP_PROCESS_MIN_BYTES = 16 << 20
 
 
 class Pipeline:
@@ -57,7 +58,10 @@ class Pipeline:
     def __init__(self, sink: Sink, *, observer: str | None = None, max_flows: int = 500_000, deep: bool = True,
                  tshark_path: str = "tshark", on_warning: Warn | None = None,
                  on_packets: Callable[[int], None] | None = None, verify_checksums: bool = False,
-                 engine: Engine = "auto", deep_bytes_max: int = DEEP_BYTES_PER_DIRECTION) -> None:
+                 engine: Engine = "auto", deep_bytes_max: int = DEEP_BYTES_PER_DIRECTION,
+                 deep_process_min_bytes: int | None = None) -> None:
+        """``deep_process_min_bytes``: files at least this large run their analyzers in a process of their own
+        (offline ingest); None never does (the sensor, whose workers already keep every core busy)."""
         self.sink = sink
         self.observer = observer
         self.deep = deep
@@ -74,7 +78,7 @@ class Pipeline:
         self.tshark_path = tshark_path
         self._warn = on_warning
         self.on_packets = on_packets
-        self.deep_process_min_bytes = DEEP_PROCESS_MIN_BYTES  # see collectors.protocols.deep_process
+        self.deep_process_min_bytes = deep_process_min_bytes
 
     # -- warnings ---------------------------------------------------------------------------------
     def warn(self, msg: str) -> None:
@@ -133,8 +137,10 @@ class Pipeline:
         stream = None
         if self.deep:
             from collectors.protocols.stream import MetadataStream  # tshark plumbing only when it is used
+            own_process = self.deep_process_min_bytes is not None and path.is_file() and \
+                path.stat().st_size >= self.deep_process_min_bytes
             stream = MetadataStream(path.name, self.tshark_path, self.warn, expected=self.expected,
-                                    own_process=path.is_file() and path.stat().st_size >= self.deep_process_min_bytes)
+                                    own_process=own_process)
 
         taken = [self.flows.selected]
         cut_before = self.flows.deep_cut
@@ -220,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     def warn(msg: str) -> None:
         print(f"warning: {msg}", file=sys.stderr)
 
-    pipe = Pipeline(sink, on_warning=warn)
+    pipe = Pipeline(sink, on_warning=warn, deep_process_min_bytes=DEEP_PROCESS_MIN_BYTES)
     status = 0
     for path in argv if argv is not None else sys.argv[1:]:
         try:

@@ -9,8 +9,9 @@ JSON line per message to its standard output: ``["d", document]``, ``["w", warni
 responder, port, service, time]]`` for a connection an analyzer announced (FTP data, which the parent's pipeline
 claims). A reader thread in the parent turns the lines back into documents, warnings and announcements, in order.
 
-A child costs about 0.2 s of CPU to start, so small files (the sensor's one-second chunks, a test trace) keep the
-analyzers in a thread (``collectors.ingest.DEEP_PROCESS_MIN_BYTES``).
+A child costs about 0.2 s of CPU to start, so small files (a test trace) keep the analyzers in a thread
+(``collectors.ingest.DEEP_PROCESS_MIN_BYTES``), and so does the live sensor: its flow workers already keep every core
+busy, and a child per one-second chunk would only add that cost.
 """
 
 from __future__ import annotations

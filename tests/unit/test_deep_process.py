@@ -21,8 +21,7 @@ CAPTURES = [TESTDATA / "zeek" / "traces" / name for name in
 def ingest(paths: list[Path], own_process: bool, **kw) -> tuple[list[dict], list[str]]:
     docs: list[dict] = []
     warnings: list[str] = []
-    pipe = Pipeline(docs.append, on_warning=warnings.append, **kw)
-    pipe.deep_process_min_bytes = 0 if own_process else 1 << 62
+    pipe = Pipeline(docs.append, on_warning=warnings.append, deep_process_min_bytes=0 if own_process else None, **kw)
     for path in paths:
         pipe.process_file(path)
     pipe.finish()
@@ -77,8 +76,7 @@ def test_a_child_killed_mid_file_is_reported_and_the_flow_path_goes_on(tmp_path:
     first, second = TESTDATA / "zeek" / "traces" / "http" / "methods.pcap", CAPTURES[1]
     docs: list[dict] = []
     warnings: list[str] = []
-    pipe = Pipeline(docs.append, on_warning=warnings.append, tshark_path=str(slow_tshark))
-    pipe.deep_process_min_bytes = 0
+    pipe = Pipeline(docs.append, on_warning=warnings.append, tshark_path=str(slow_tshark), deep_process_min_bytes=0)
     pipe.process_file(first)
     killer.join()
     after_kill = len(docs)
