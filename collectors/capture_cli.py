@@ -190,6 +190,36 @@ def _parse_time(value: str | None) -> int | None:
         fail(f"not a time: {value!r} (use ISO-8601, e.g. 2026-11-23T10:00:00Z)")
 
 
+@sensor_app.command("pcap-service")
+def pcap_service(
+    host: Annotated[str, typer.Option(help="Address to listen on (the one the central console reaches)")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port")] = 8444,
+    tls_cert: Annotated[Path | None, typer.Option("--tls-cert", help="PEM certificate (chain)")] = None,
+    tls_key: Annotated[Path | None, typer.Option("--tls-key", help="PEM private key")] = None,
+) -> None:
+    """Serve this sensor's capture spool to a central console (the packets of the connections it asks for, by
+    Community ID and time). Callers present sensor.pcap_service_key; the console lists this sensor under
+    console.sensors with its URL and that key. Use TLS unless the link is already protected."""
+    import uvicorn
+
+    from collectors.pcap_service import create_app
+
+    s = settings()
+    if s.sensor.pcap_service_key is None:
+        fail("set sensor.pcap_service_key (24 characters or more) first: the console presents it")
+    if bool(tls_cert) != bool(tls_key):
+        fail("--tls-cert and --tls-key go together")
+    for f in (tls_cert, tls_key):
+        if f and not f.is_file():
+            fail(f"not a file: {f}")
+    app = create_app(s.paths.pcaps(), s.sensor.pcap_service_key.get_secret_value())
+    scheme = "https" if tls_cert else "http"
+    err_console.print(f"pcap service of {s.paths.pcaps()} on {scheme}://{host}:{port}/v1/pcap", highlight=False)
+    uvicorn.run(app, host=host, port=port, ssl_certfile=str(tls_cert) if tls_cert else None,
+                ssl_keyfile=str(tls_key) if tls_key else None, log_level="info", proxy_headers=False,
+                server_header=False)
+
+
 @pcap_app.command("list")
 def pcap_list() -> None:
     """Show the chunks in the capture spool."""

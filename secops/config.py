@@ -115,6 +115,8 @@ class SensorSettings(Section):
                     "is counted in secops.conn.deep_cut_bytes")
     tshark_path: str = "tshark"
     dumpcap_path: str = "dumpcap"
+    pcap_service_key: SecretStr | None = Field(
+        None, min_length=24, description="Key a central console presents to this sensor's pcap service")
 
 
 class ScanPolicy(Section):
@@ -223,10 +225,22 @@ class KibanaSettings(Section):
     space: str | None = None
 
 
+class RemoteSensor(Section):
+    """A sensor at another site whose spool the console asks for packets (``secops sensor pcap-service`` there)."""
+
+    url: str = Field(pattern=r"^https?://", description="Its pcap service, e.g. https://scada-sensor:8443")
+    api_key: SecretStr = Field(description="That sensor's sensor.pcap_service_key")
+    ca_file: Path | None = Field(None, description="CA of its TLS certificate (else the system's)")
+    verify_certs: bool = True
+    timeout_seconds: float = Field(30.0, gt=0)
+
+
 class ConsoleSettings(Section):
     # The operators are a Chinese city government's SOC and its auditors: China keeps one zone (UTC+8, no DST),
     # while servers and containers usually run in UTC, so the server's zone would show every analyst UTC.
     timezone: str = Field("Asia/Shanghai", description="IANA time zone of console dates for users who chose none")
+    sensors: dict[str, RemoteSensor] = Field(
+        default_factory=dict, description="Remote sensors by observer.name: their packets are fetched from them")
 
     @field_validator("timezone")
     @classmethod

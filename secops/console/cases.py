@@ -13,12 +13,13 @@ from typing import Any
 
 from elasticsearch import Elasticsearch
 
+from collectors.connection_pcap import MAX_PCAP_CONNECTIONS
 from detections.cases import CaseStore
 from inventory.export import digest_file, sm3_available
 from secops.cells import cell_tree
 from secops.config import Settings
 from secops.console.alerts import AlertQueue
-from secops.console.ops import MAX_PCAP_CONNECTIONS, connections_pcap
+from secops.console.ops import gather_pcap, observers
 from secops.ecs import parse_time, utcnow
 from secops.notify import Notifier
 
@@ -59,11 +60,13 @@ def attach_pcap(store: CaseStore, queue: AlertQueue, settings: Settings, case_id
     """The packets of every connection of the case's alerts, from the spool, attached and hashed."""
     case = store.get(case_id)["secops"]["case"]
     wanted: list[tuple[str, Any, Any]] = []
+    seen_by: list[dict[str, Any]] = []  # the alerts and events: which sensors saw them
     for alert_id in case.get("alert_ids") or []:
         try:
             ctx = queue.context(alert_id)
         except LookupError:
             continue
+        seen_by += [ctx.alert, *ctx.events]
         a = ctx.alert.get("secops", {}).get("alert", {})
         first = parse_time(a.get("first_time") or ctx.alert["@timestamp"]) - timedelta(minutes=5)
         last = parse_time(a.get("last_time") or ctx.alert["@timestamp"]) + timedelta(minutes=5)
@@ -71,10 +74,10 @@ def attach_pcap(store: CaseStore, queue: AlertQueue, settings: Settings, case_id
     if not wanted:
         raise LookupError("the case's alerts name no connection (no Community ID)")
     wanted = wanted[:MAX_PCAP_CONNECTIONS]
-    pcap = connections_pcap(settings.paths.pcaps(), wanted,
-                            workdir / f"{case_id}-{utcnow().strftime('%Y%m%dT%H%M%SZ')}.pcap")
+    pcap, _asked, problems = gather_pcap(settings, observers(seen_by), wanted,
+                                         workdir / f"{case_id}-{utcnow().strftime('%Y%m%dT%H%M%SZ')}.pcap")
     if pcap is None:
-        raise LookupError("the capture spool holds no packets of this case's connections")
+        raise LookupError("no capture holds packets of this case's connections" + "".join(f"; {p}" for p in problems))
     att = store.attach(case_id, actor, pcap.path, pcap.path.name, kind="pcap",
                        note=f"{pcap.packets} packets of {len(pcap.connections)} connections")
     if att["sha256"] != pcap.sha256:

@@ -3,29 +3,26 @@ contexts' public functions and writes its audit document."""
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 import tempfile
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from elasticsearch import NotFoundError
 
-from collectors.pcap_spool import ChunkWriter, Spool
-from collectors.pcapio import read_capture
+from collectors.connection_pcap import MAX_PCAP_CONNECTIONS, PcapFile, Wanted, spool_frames, write_pcap
+from collectors.pcap_service import SensorPcapError, fetch_frames
 from inventory.export import FORMATS, export_assets
 from inventory.store import AssetStore
 from playbooks import store as runs
+from secops.config import Settings
 from secops.console.alerts import MAX_GROUP_ACTION, AlertFilter, QueryError
 from secops.console.web import Ctx
 from secops.contracts.playbook import RunStatus
 from secops.ecs import get, parse_time, utcnow
 from secops.es.templates import index_for, index_pattern
-
-MAX_PCAP_CONNECTIONS = 50
-MAX_PCAP_PACKETS = 200_000
 
 
 @dataclass
@@ -148,16 +145,9 @@ def kill_switch(ctx: Ctx) -> bool:
 
 
 # -- pcap -----------------------------------------------------------------------------------------
-@dataclass
-class PcapFile:
-    path: Path
-    packets: int
-    sha256: str
-    connections: list[str]
-
-
 def alert_pcap(ctx: Ctx, alert_id: str, workdir: Path, purpose: str = "download") -> PcapFile:
-    """The packets of an alert's connections (by Community ID, within the alert's time range) from the spool."""
+    """The packets of an alert's connections (by Community ID, within the alert's time range), from this host's
+    spool and from the remote sensors (``console.sensors``) that saw its events."""
     queue = ctx.state.queue
     context = queue.context(alert_id)
     cids = queue.community_ids(context)[:MAX_PCAP_CONNECTIONS]
@@ -166,37 +156,39 @@ def alert_pcap(ctx: Ctx, alert_id: str, workdir: Path, purpose: str = "download"
     a = context.alert.get("secops", {}).get("alert", {})
     first = parse_time(a.get("first_time") or context.alert["@timestamp"]) - timedelta(minutes=5)
     last = parse_time(a.get("last_time") or context.alert["@timestamp"]) + timedelta(minutes=5)
-    pcap = connections_pcap(ctx.state.settings.paths.pcaps(), [(cid, first, last) for cid in cids],
-                            workdir / f"alert-{alert_id[:40]}.pcap")
+    pcap, asked, problems = gather_pcap(ctx.state.settings, observers([context.alert, *context.events]),
+                                        [(cid, first, last) for cid in cids], workdir / f"alert-{alert_id[:40]}.pcap")
     if pcap is None:
-        raise LookupError("the capture spool holds no packets of this alert's connections")
+        raise LookupError("no capture holds packets of this alert's connections" +
+                          "".join(f"; {p}" for p in problems))
     ctx.audit(f"console.pcap.{purpose}", alert_id, "success", {"packets": pcap.packets, "sha256": pcap.sha256,
-                                                             "community_ids": cids})
+                                                             "community_ids": cids, "sensors": asked,
+                                                             "problems": problems})
     return pcap
 
 
-def connections_pcap(pcap_dir: Path, wanted: list[tuple[str, datetime, datetime]], out: Path) -> PcapFile | None:
-    """One pcap (packets in time order) of the connections ``(Community ID, from, to)`` from the spool, or None
-    when the spool holds none of their packets."""
-    spool = Spool(pcap_dir)
-    records: list[tuple[int, int, bytes, int]] = []
-    for i, (cid, first, last) in enumerate(wanted):
-        part = out.with_name(f"{out.stem}-conn-{i}.pcap")
-        if spool.extract(part, cid=cid, start_ns=int(first.timestamp() * 1e9), end_ns=int(last.timestamp() * 1e9)):
-            for ts, linktype, buf, off, caplen, wirelen in read_capture(part):
-                records.append((ts, linktype, bytes(buf[off:off + caplen]), wirelen))
-                if len(records) >= MAX_PCAP_PACKETS:
-                    break
-        part.unlink(missing_ok=True)
-    if not records:
-        return None
-    records.sort(key=lambda r: r[0])
-    writer = ChunkWriter(out, records[0][1])
-    for ts, _lt, frame, wirelen in records:
-        writer.write(ts, frame, wirelen)
-    writer.close()
-    sha = hashlib.sha256(out.read_bytes()).hexdigest()
-    return PcapFile(out, len(records), sha, list(dict.fromkeys(c for c, _f, _l in wanted)))
+def observers(docs: list[dict[str, Any]]) -> list[str]:
+    """The sensors (``observer.name``) that saw these documents, in order, each once."""
+    names = [get(d, "observer.name") for d in docs]
+    return list(dict.fromkeys(n for n in names if isinstance(n, str) and n))
+
+
+def gather_pcap(settings: Settings, sensors: list[str], wanted: list[Wanted], out: Path) -> \
+        tuple[PcapFile | None, list[str], list[str]]:
+    """One pcap of the wanted connections from this host's spool and each named remote sensor; also which remote
+    sensors were asked and one line per sensor that could not answer (the others' packets still count)."""
+    frames = spool_frames(settings.paths.pcaps(), wanted, out)
+    asked, problems = [], []
+    for name in sensors:
+        remote = settings.console.sensors.get(name)
+        if remote is None:
+            continue
+        asked.append(name)
+        try:
+            frames += fetch_frames(name, remote, wanted, out.with_name(f"{out.stem}-{len(asked)}.part"))
+        except SensorPcapError as exc:
+            problems.append(str(exc))
+    return write_pcap(frames, out, [cid for cid, _f, _l in wanted]), asked, problems
 
 
 # -- assets ---------------------------------------------------------------------------------------
