@@ -224,7 +224,7 @@ def test_cluster_override_runs_three_master_eligible_nodes_that_find_each_other(
 
 def test_remote_sensor_deployment_ships_over_tls_with_its_own_api_key_and_nothing_else():
     services = SENSOR_SITE["services"]
-    assert set(services) == {"sensor"}, "a remote site runs only the sensor"
+    assert set(services) == {"sensor", "pcap-service"}, "a remote site runs only the sensor and its pcap service"
     sensor = services["sensor"]
     env = sensor["environment"]
     assert env["SECOPS_ELASTICSEARCH__API_KEY"].startswith("${SENSOR_API_KEY:?")
@@ -245,6 +245,14 @@ def test_remote_sensor_deployment_ships_over_tls_with_its_own_api_key_and_nothin
     assert mounts[env["SECOPS_PATHS__SPOOL_DIR"]] in SENSOR_SITE["volumes"]
     assert mounts[env["SECOPS_PATHS__PCAP_DIR"]] in SENSOR_SITE["volumes"]
     assert env["SECOPS_SENSOR__PCAP_BUDGET_MB"].startswith("${SENSOR_PCAP_BUDGET_MB")
+    # the pcap stays at the site: served read-only over TLS to a console presenting the site's key
+    service = services["pcap-service"]
+    assert service["command"][:3] == ["secops", "sensor", "pcap-service"] and "--tls-cert" in service["command"]
+    assert service["environment"]["SECOPS_SENSOR__PCAP_SERVICE_KEY"].startswith("${SENSOR_PCAP_SERVICE_KEY:?")
+    served = {v.split(":")[1]: v for v in service["volumes"]}
+    assert served[service["environment"]["SECOPS_PATHS__PCAP_DIR"]] == \
+        f"{mounts[env['SECOPS_PATHS__PCAP_DIR']]}:{env['SECOPS_PATHS__PCAP_DIR']}:ro"
+    assert service["cap_drop"] == ["ALL"] and service["read_only"] is True
     text = (REPO / "docker-compose.sensor.yml").read_text()
     used = set(re.findall(r"\$\{([A-Z_][A-Z0-9_]*)", text))
     assert used <= set(ENV_EXAMPLE), f"missing in .env.example: {sorted(used - set(ENV_EXAMPLE))}"
