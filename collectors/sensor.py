@@ -401,6 +401,7 @@ class Sensor:
                     if share.proc.exitcode is None:
                         share.proc.kill()
             self._results_done.wait(10)
+            self._enforce_budget()  # chunks processed after the last tick: the spool ends within its budget
         report = self._report()["secops"]["sensor"]
         self.out.close()  # every report handed to the writer (a writer the caller gave stays open)
         return report
