@@ -20,12 +20,13 @@ import contextlib
 import ipaddress
 import os
 import tempfile
-from collections.abc import Iterable
+from array import array
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from collectors.decode import BUF, CAPLEN, DPORT, DST, FLAGS, L4OFF, PLEN, PROTO, SEQ, SPORT, SRC, TCP, UDP, Decoder
-from collectors.pcapio import CaptureError, read_capture
+from collectors.pcapio import CaptureError, read_capture_placed, read_places
 from collectors.protocols.base import Flow
 from collectors.selection import interface_block, packet_block, stream_header
 
@@ -68,6 +69,9 @@ class ConnectionFrames:
     Endpoints carry one connection after another when a port is reused (a scanner with a fixed source port): a
     SYN with a new initial sequence number, or one after a FIN or RST, starts the next connection on them. A
     connection is asked for by its main-pass flow and the time of one of its packets, which picks it among them.
+
+    The capture is read whole once; each frame's place in the file, time, lengths and link type are kept (about
+    30 bytes a frame, not the frame), so a later look reads only the frames it needs.
     """
 
     def __init__(self, pcap: Path) -> None:
@@ -76,9 +80,16 @@ class ConnectionFrames:
         self._frames: dict[Key, list[int]] = {}  # frame numbers of each pair of endpoints, in capture order
         self._starts: dict[Key, list[tuple[float, int]]] = {}  # (time, index in _frames) of each connection
         self._unattributed: list[int] = []  # frames the decoder gave no endpoints (IP fragments before the last)
+        self._fragments: list[int] = []  # those of them that went to IP fragment reassembly
         self._originators: dict[tuple[Key, int], Endpoint] = {}  # who sent the SYN of each TCP connection
         # (endpoints, connection, sender) -> (time, first bytes, length) of each direction's first TCP payload
         self._openings: dict[tuple[Key, int, Endpoint], tuple[float, bytes, int]] = {}
+        # per frame number: where the frame is in the file and what its record said
+        self._place = array("Q")
+        self._caplen = array("I")
+        self._wirelen = array("I")
+        self._ts_ns = array("q")
+        self._linktype = array("I")
 
     def _index(self) -> None:
         if self._built:
@@ -86,39 +97,58 @@ class ConnectionFrames:
         self._built = True
         syns: dict[Key, tuple[Endpoint, int]] = {}  # SYN of each endpoint pair's current connection
         closed: set[Key] = set()  # endpoint pairs whose current connection saw FIN or RST
-        decoder = Decoder()
+        all_frames, starts, openings = self._frames, self._starts, self._openings
+        place_of, caplen_of, wirelen_of = self._place.append, self._caplen.append, self._wirelen.append
+        ts_of, linktype_of = self._ts_ns.append, self._linktype.append
+        decoder = _CountingDecoder()
+        decode = decoder.decode
         try:  # damage was reported by the pass that read the capture first: the index takes what is readable
-            for number, (ts_ns, linktype, buf, off, caplen, _wirelen) in enumerate(
-                    read_capture(self.pcap, _ignore)):
-                keys = []
-                for p in decoder.decode(linktype, buf, off, caplen, ts_ns):
-                    if p[PROTO] != TCP and p[PROTO] != UDP:
+            for number, ((ts_ns, linktype, buf, off, caplen, wirelen), place) in enumerate(
+                    read_capture_placed(self.pcap, _ignore)):
+                place_of(place)
+                caplen_of(caplen)
+                wirelen_of(wirelen)
+                ts_of(ts_ns)
+                linktype_of(linktype)
+                fragments = decoder.fragments
+                last = None
+                for p in decode(linktype, buf, off, caplen, ts_ns):
+                    proto = p[PROTO]
+                    if proto != TCP and proto != UDP:
                         continue
-                    key = connection_key(p[PROTO], (p[SRC], p[SPORT]), (p[DST], p[DPORT]))
-                    keys.append(key)
-                    frames = self._frames.setdefault(key, [])
-                    if not frames:
-                        self._starts[key] = [(epoch_seconds(ts_ns), 0)]
-                    if p[PROTO] != TCP:
+                    a, b = (p[SRC], p[SPORT]), (p[DST], p[DPORT])
+                    key = (proto, a, b) if a <= b else (proto, b, a)
+                    last = key
+                    frames = all_frames.get(key)
+                    if frames is None:  # the first frame of these endpoints
+                        all_frames[key] = [number]
+                        starts[key] = [(epoch_seconds(ts_ns), 0)]
+                        before = 0
+                    elif frames[-1] == number:  # a second packet of theirs in this frame (a tunnel)
+                        before = len(frames) - 1
+                    else:
+                        before = len(frames)
+                        frames.append(number)
+                    if proto != TCP:
                         continue
-                    sender = (p[SRC], p[SPORT])
-                    if p[FLAGS] & (_SYN | _ACK_FLAG) == _SYN:
-                        syn = (sender, p[SEQ])
-                        if frames and (key in closed or syns.get(key, syn) != syn):
-                            self._starts[key].append((epoch_seconds(ts_ns), len(frames)))
+                    flags = p[FLAGS]
+                    if flags & (_SYN | _ACK_FLAG) == _SYN:
+                        syn = (a, p[SEQ])
+                        if before and (key in closed or syns.get(key, syn) != syn):
+                            starts[key].append((epoch_seconds(ts_ns), before))
                             closed.discard(key)
                         syns[key] = syn
-                        self._originators[(key, len(self._starts[key]) - 1)] = sender
-                    elif p[FLAGS] & (_FIN | _RST):
+                        self._originators[(key, len(starts[key]) - 1)] = a
+                    elif flags & (_FIN | _RST):
                         closed.add(key)
                     if p[CAPLEN] > 0:
-                        opening = (key, len(self._starts[key]) - 1, sender)
-                        if opening not in self._openings:
-                            self._openings[opening] = (epoch_seconds(ts_ns), _payload(p)[:OPENING_BYTES], p[PLEN])
-                for key in dict.fromkeys(keys):
-                    self._frames[key].append(number)
-                if not keys:
+                        opening = (key, len(starts[key]) - 1, a)
+                        if opening not in openings:
+                            openings[opening] = (epoch_seconds(ts_ns), _payload(p)[:OPENING_BYTES], p[PLEN])
+                if last is None:
                     self._unattributed.append(number)
+                    if decoder.fragments != fragments:
+                        self._fragments.append(number)
         except CaptureError:
             pass
 
@@ -161,13 +191,13 @@ class ConnectionFrames:
         slots: list[int] = []
         with os.fdopen(fd, "wb") as out:
             out.write(stream_header())
-            for number, (ts_ns, linktype, buf, off, caplen, wirelen) in enumerate(read_capture(self.pcap, _ignore)):
-                if number not in numbers:
-                    continue
+            for number, (window, at) in self._read(sorted(numbers)):
+                linktype = self._linktype[number]
                 if linktype not in slots:
                     slots.append(linktype)
                     out.write(interface_block(linktype))
-                out.write(packet_block(slots.index(linktype), ts_ns, buf[off:off + caplen], wirelen))
+                frame = memoryview(window)[at:at + self._caplen[number]]
+                out.write(packet_block(slots.index(linktype), self._ts_ns[number], frame, self._wirelen[number]))
         return Subset(Path(name), streams, self)
 
     def tcp_payloads(self, wanted: Iterable[Wanted]) -> dict[str, list[Segment]]:
@@ -179,18 +209,23 @@ class ConnectionFrames:
         if not stream_of:
             return out
         decoder = Decoder()
-        fragments = set(self._unattributed)  # decoded too: a fragmented segment is whole at its last fragment
-        for number, (ts_ns, linktype, buf, off, caplen, _wirelen) in enumerate(read_capture(self.pcap, _ignore)):
+        # IP fragments are decoded too: a fragmented segment is whole at its last fragment
+        for number, (window, at) in self._read(sorted(stream_of.keys() | self._fragments)):
+            packets = decoder.decode(self._linktype[number], window, at, self._caplen[number], self._ts_ns[number])
             stream = stream_of.get(number)
             if stream is None:
-                if number in fragments:
-                    decoder.decode(linktype, buf, off, caplen, ts_ns)
                 continue
-            for p in decoder.decode(linktype, buf, off, caplen, ts_ns):
+            for p in packets:
                 if p[PROTO] == TCP and p[CAPLEN] > 0:
-                    segment = Segment((p[SRC], p[SPORT]), p[SEQ], epoch_seconds(ts_ns), _payload(p))
+                    segment = Segment((p[SRC], p[SPORT]), p[SEQ], epoch_seconds(self._ts_ns[number]), _payload(p))
                     out.setdefault(stream, []).append(segment)
         return out
+
+    def _read(self, numbers: list[int]) -> Iterator[tuple[int, tuple[bytes, int]]]:
+        """(frame number, (window, offset)) of these frames (in capture order), read from their places."""
+        place, caplen = self._place, self._caplen
+        places = [(place[number], caplen[number]) for number in numbers]
+        return zip(numbers, read_places(self.pcap, places), strict=False)  # shorter when the file lost its end
 
     def openings(self, server_ports: frozenset[int] = frozenset()) -> list[Opening]:
         """Every TCP connection that carried payload, with the first payload bytes of each direction; oriented by
@@ -219,6 +254,17 @@ class ConnectionFrames:
         assert len(prefix) <= OPENING_BYTES
         return [(o.flow, o.start) for o in self.openings(server_ports)
                 if any(side is not None and side[1].startswith(prefix) for side in (o.client, o.server))]
+
+
+class _CountingDecoder(Decoder):
+    """The decoder, counting the fragments it takes for reassembly (so that a payload read replays those frames
+    only: the others leave no state behind)."""
+
+    fragments = 0
+
+    def _frag_add(self, key: tuple, ts: int, start: int, data: bytes, more: bool) -> bytes | None:
+        self.fragments += 1
+        return super()._frag_add(key, ts, start, data, more)
 
 
 @dataclass
