@@ -301,43 +301,46 @@ def _read_pcapng(b: _Buffer, path: Path) -> Iterator[Record]:
         parts += [f"{bad_times} packets with out-of-range timestamps skipped"] if bad_times else []
         return " and ".join(parts)
 
+    head = struct.Struct(endian + "II").unpack_from  # block type and total length
+    epb = struct.Struct(endian + "IIIII").unpack_from  # enhanced packet: interface, time high/low, lengths
     while True:
-        if not b.need(12):
-            tail = f"; {skipped()}" if skipped() else ""
-            if b.error:
-                raise CaptureWarning(f"{path}: {b.error}; stopped after {n} packets{tail}")
-            if b.pos < len(b.buf):
-                raise CaptureWarning(f"{path}: truncated block header after {n} packets{tail}")
-            if tail:
-                raise CaptureWarning(f"{path}: {skipped()}")
-            return
-        btype = struct.unpack_from(endian + "I", b.buf, b.pos)[0]
+        buf, start = b.buf, b.pos
+        if start + 12 > len(buf):
+            if not b.need(12):
+                tail = f"; {skipped()}" if skipped() else ""
+                if b.error:
+                    raise CaptureWarning(f"{path}: {b.error}; stopped after {n} packets{tail}")
+                if b.pos < len(b.buf):
+                    raise CaptureWarning(f"{path}: truncated block header after {n} packets{tail}")
+                if tail:
+                    raise CaptureWarning(f"{path}: {skipped()}")
+                return
+            buf, start = b.buf, b.pos
+        btype, blen = head(buf, start)
         if btype == 0x0A0D0D0A:
-            bom = b.buf[b.pos + 8:b.pos + 12]
+            bom = buf[start + 8:start + 12]
             endian = "<" if bom == b"\x4d\x3c\x2b\x1a" else ">" if bom == b"\x1a\x2b\x3c\x4d" else ""
             if not endian:
                 raise CaptureWarning(f"{path}: corrupt section header after {n} packets")
             ifaces = []
-        blen = struct.unpack_from(endian + "I", b.buf, b.pos + 4)[0]
+            head = struct.Struct(endian + "II").unpack_from
+            epb = struct.Struct(endian + "IIIII").unpack_from
+            blen = head(buf, start)[1]
         if blen < 12 or blen % 4 or blen > MAX_RECORD:
             raise CaptureWarning(f"{path}: corrupt block length {blen} after {n} packets")
-        if not b.need(blen):
-            raise CaptureWarning(f"{path}: {b.error or 'truncated block'}; stopped after {n} packets")
-        start = b.pos
-        b.pos += blen
+        if start + blen > len(buf):
+            if not b.need(blen):
+                raise CaptureWarning(f"{path}: {b.error or 'truncated block'}; stopped after {n} packets")
+            buf, start = b.buf, b.pos
+        b.pos = start + blen
         if blen < MIN_BLOCK_LENGTH.get(btype, 12):
             malformed += 1
             continue
-        if btype == 1:  # interface description
-            linktype = struct.unpack_from(endian + "H", b.buf, start + 8)[0]
-            tps, off, intact = _idb_options(b.buf, start + 16, start + blen - 4, endian)
-            malformed += not intact
-            ifaces.append((linktype, tps, off))
-        elif btype in (6, 2):  # enhanced packet / obsolete packet
+        if btype == 6 or btype == 2:  # enhanced packet / obsolete packet
             if btype == 6:
-                iface, hi, lo, caplen, wirelen = struct.unpack_from(endian + "IIIII", b.buf, start + 8)
+                iface, hi, lo, caplen, wirelen = epb(buf, start + 8)
             else:
-                iface, _drops, hi, lo, caplen, wirelen = struct.unpack_from(endian + "HHIIII", b.buf, start + 8)
+                iface, _drops, hi, lo, caplen, wirelen = struct.unpack_from(endian + "HHIIII", buf, start + 8)
             if iface >= len(ifaces) or caplen > blen - 32:
                 malformed += 1
                 continue
@@ -349,14 +352,19 @@ def _read_pcapng(b: _Buffer, path: Path) -> Iterator[Record]:
                 continue
             n += 1
             last_ts = ts
-            yield ts, linktype, b.buf, start + 28, caplen, wirelen
+            yield ts, linktype, buf, start + 28, caplen, wirelen
+        elif btype == 1:  # interface description
+            linktype = struct.unpack_from(endian + "H", buf, start + 8)[0]
+            tps, off, intact = _idb_options(buf, start + 16, start + blen - 4, endian)
+            malformed += not intact
+            ifaces.append((linktype, tps, off))
         elif btype == 3:  # simple packet: no interface number (the first) and no time of its own
             if not ifaces:
                 malformed += 1
                 continue
-            wirelen = struct.unpack_from(endian + "I", b.buf, start + 8)[0]
+            wirelen = struct.unpack_from(endian + "I", buf, start + 8)[0]
             n += 1
-            yield last_ts, ifaces[0][0], b.buf, start + 12, min(wirelen, blen - 16), wirelen
+            yield last_ts, ifaces[0][0], buf, start + 12, min(wirelen, blen - 16), wirelen
 
 
 def _idb_options(buf: bytes, pos: int, end: int, endian: str) -> tuple[int, int, bool]:

@@ -23,6 +23,7 @@ import tempfile
 from array import array
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from pathlib import Path
 
 from collectors.decode import BUF, CAPLEN, DPORT, DST, FLAGS, L4OFF, PLEN, PROTO, SEQ, SPORT, SRC, TCP, UDP, Decoder
@@ -84,6 +85,7 @@ class ConnectionFrames:
         self._originators: dict[tuple[Key, int], Endpoint] = {}  # who sent the SYN of each TCP connection
         # (endpoints, connection, sender) -> (time, first bytes, length) of each direction's first TCP payload
         self._openings: dict[tuple[Key, int, Endpoint], tuple[float, bytes, int]] = {}
+        self._heads_made: list[tuple[tuple[Key, int], dict[Endpoint, tuple[float, bytes, int]]]] | None = None
         # per frame number: where the frame is in the file and what its record said
         self._place = array("Q")
         self._caplen = array("I")
@@ -227,33 +229,42 @@ class ConnectionFrames:
         places = [(place[number], caplen[number]) for number in numbers]
         return zip(numbers, read_places(self.pcap, places), strict=False)  # shorter when the file lost its end
 
-    def openings(self, server_ports: frozenset[int] = frozenset()) -> list[Opening]:
-        """Every TCP connection that carried payload, with the first payload bytes of each direction; oriented by
-        its SYN, else by ``server_ports``, else by who sent first. Stream names are made up (``reread-N``): they
-        are for :meth:`tcp_payloads` and :meth:`subset`, not for the main pass."""
-        self._index()
-        heads: dict[tuple[Key, int], dict[Endpoint, tuple[float, bytes, int]]] = {}
-        for (key, which, sender), first in self._openings.items():
-            heads.setdefault((key, which), {})[sender] = first
+    def openings(self, server_ports: frozenset[int] = frozenset(), prefix: bytes = b"") -> list[Opening]:
+        """Every TCP connection that carried payload (one of whose directions opened with ``prefix``), with the
+        first payload bytes of each direction; oriented by its SYN, else by ``server_ports``, else by who sent
+        first. Stream names are made up (``reread-N``): they are for :meth:`tcp_payloads` and :meth:`subset`, not
+        for the main pass."""
+        assert len(prefix) <= OPENING_BYTES
         out = []
-        for n, (key, which) in enumerate(sorted(heads, key=lambda conn: self._starts[conn[0]][conn[1]][0])):
+        for n, ((key, which), sides) in enumerate(self._heads()):
+            if prefix and not any(first[1].startswith(prefix) for first in sides.values()):
+                continue
             _, a, b = key
             orig = self._originators.get((key, which))
             if orig is None:
-                first = min(heads[(key, which)].items(), key=lambda item: item[1][0])[0]
+                first = min(sides.items(), key=lambda item: item[1][0])[0]
                 other = b if first == a else a
                 orig = other if first[1] in server_ports and other[1] not in server_ports else first
             resp = b if orig == a else a
             flow = Flow("tcp", _address(orig[0]), orig[1], _address(resp[0]), resp[1], f"reread-{n}")
-            sides = heads[(key, which)]
             out.append(Opening(flow, self._starts[key][which][0], sides.get(orig), sides.get(resp)))
         return out
 
+    def _heads(self) -> list[tuple[tuple[Key, int], dict[Endpoint, tuple[float, bytes, int]]]]:
+        """(endpoints, connection) and the first payload of each direction, of every TCP connection that carried
+        payload, in order of their start (made once)."""
+        if self._heads_made is None:
+            self._index()
+            heads: dict[tuple[Key, int], dict[Endpoint, tuple[float, bytes, int]]] = {}
+            for (key, which, sender), first in self._openings.items():
+                heads.setdefault((key, which), {})[sender] = first
+            starts = self._starts
+            self._heads_made = [(conn, heads[conn]) for conn in sorted(heads, key=lambda c: starts[c[0]][c[1]][0])]
+        return self._heads_made
+
     def opening_with(self, prefix: bytes, server_ports: frozenset[int]) -> list[Wanted]:
         """TCP connections one of whose directions opened its payload with ``prefix`` (a protocol's magic)."""
-        assert len(prefix) <= OPENING_BYTES
-        return [(o.flow, o.start) for o in self.openings(server_ports)
-                if any(side is not None and side[1].startswith(prefix) for side in (o.client, o.server))]
+        return [(o.flow, o.start) for o in self.openings(server_ports, prefix)]
 
 
 class _CountingDecoder(Decoder):
@@ -308,6 +319,7 @@ def _payload(p: tuple) -> bytes:
     return bytes(data[start:start + p[CAPLEN]])
 
 
+@lru_cache(maxsize=65536)
 def _address(packed: bytes) -> str:
     return str(ipaddress.ip_address(packed))
 
