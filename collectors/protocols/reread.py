@@ -97,9 +97,11 @@ class ConnectionFrames:
         if self._built:
             return
         self._built = True
-        syns: dict[Key, tuple[Endpoint, int]] = {}  # SYN of each endpoint pair's current connection
-        closed: set[Key] = set()  # endpoint pairs whose current connection saw FIN or RST
-        all_frames, starts, openings = self._frames, self._starts, self._openings
+        # per pair of endpoints, looked up once a packet: [its frames, its connections' starts, the SYN of its
+        # current connection, whether that saw FIN or RST, the last connection whose first payload from the lower
+        # endpoint was kept, the same from the higher one]
+        state: dict[Key, list] = {}
+        all_frames, starts, openings, originators = self._frames, self._starts, self._openings, self._originators
         place_of, caplen_of, wirelen_of = self._place.append, self._caplen.append, self._wirelen.append
         ts_of, linktype_of = self._ts_ns.append, self._linktype.append
         decoder = _CountingDecoder()
@@ -113,41 +115,45 @@ class ConnectionFrames:
                 ts_of(ts_ns)
                 linktype_of(linktype)
                 fragments = decoder.fragments
-                last = None
+                attributed = False
                 for p in decode(linktype, buf, off, caplen, ts_ns):
                     proto = p[PROTO]
                     if proto != TCP and proto != UDP:
                         continue
+                    attributed = True
                     a, b = (p[SRC], p[SPORT]), (p[DST], p[DPORT])
-                    key = (proto, a, b) if a <= b else (proto, b, a)
-                    last = key
-                    frames = all_frames.get(key)
-                    if frames is None:  # the first frame of these endpoints
-                        all_frames[key] = [number]
-                        starts[key] = [(epoch_seconds(ts_ns), 0)]
+                    lower = a <= b
+                    key = (proto, a, b) if lower else (proto, b, a)
+                    pair = state.get(key)
+                    if pair is None:  # the first frame of these endpoints
+                        pair = state[key] = [[number], [(epoch_seconds(ts_ns), 0)], None, False, -1, -1]
+                        all_frames[key], starts[key] = pair[0], pair[1]
                         before = 0
-                    elif frames[-1] == number:  # a second packet of theirs in this frame (a tunnel)
-                        before = len(frames) - 1
                     else:
-                        before = len(frames)
-                        frames.append(number)
+                        frames = pair[0]
+                        if frames[-1] == number:  # a second packet of theirs in this frame (a tunnel)
+                            before = len(frames) - 1
+                        else:
+                            before = len(frames)
+                            frames.append(number)
                     if proto != TCP:
                         continue
                     flags = p[FLAGS]
                     if flags & (_SYN | _ACK_FLAG) == _SYN:
                         syn = (a, p[SEQ])
-                        if before and (key in closed or syns.get(key, syn) != syn):
-                            starts[key].append((epoch_seconds(ts_ns), before))
-                            closed.discard(key)
-                        syns[key] = syn
-                        self._originators[(key, len(starts[key]) - 1)] = a
+                        if before and (pair[3] or (pair[2] is not None and pair[2] != syn)):
+                            pair[1].append((epoch_seconds(ts_ns), before))
+                            pair[3] = False
+                        pair[2] = syn
+                        originators[(key, len(pair[1]) - 1)] = a
                     elif flags & (_FIN | _RST):
-                        closed.add(key)
+                        pair[3] = True
                     if p[CAPLEN] > 0:
-                        opening = (key, len(starts[key]) - 1, a)
-                        if opening not in openings:
-                            openings[opening] = (epoch_seconds(ts_ns), _payload(p)[:OPENING_BYTES], p[PLEN])
-                if last is None:
+                        which, side = len(pair[1]) - 1, 4 if lower else 5
+                        if pair[side] != which:
+                            pair[side] = which
+                            openings[(key, which, a)] = (epoch_seconds(ts_ns), _payload(p)[:OPENING_BYTES], p[PLEN])
+                if not attributed:
                     self._unattributed.append(number)
                     if decoder.fragments != fragments:
                         self._fragments.append(number)
