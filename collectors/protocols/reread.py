@@ -78,10 +78,10 @@ class ConnectionFrames:
     def __init__(self, pcap: Path) -> None:
         self.pcap = pcap
         self._built = False
-        self._frames: dict[Key, list[int]] = {}  # frame numbers of each pair of endpoints, in capture order
+        self._frames: dict[Key, array[int]] = {}  # frame numbers of each pair of endpoints, in capture order
         self._starts: dict[Key, list[tuple[float, int]]] = {}  # (time, index in _frames) of each connection
-        self._unattributed: list[int] = []  # frames the decoder gave no endpoints (IP fragments before the last)
-        self._fragments: list[int] = []  # those of them that went to IP fragment reassembly
+        self._unattributed = array("I")  # frames the decoder gave no endpoints (IP fragments before the last)
+        self._fragments = array("I")  # those of them that went to IP fragment reassembly
         self._originators: dict[tuple[Key, int], Endpoint] = {}  # who sent the SYN of each TCP connection
         # (endpoints, connection, sender) -> (time, first bytes, length) of each direction's first TCP payload
         self._openings: dict[tuple[Key, int, Endpoint], tuple[float, bytes, int]] = {}
@@ -126,7 +126,7 @@ class ConnectionFrames:
                     key = (proto, a, b) if lower else (proto, b, a)
                     pair = state.get(key)
                     if pair is None:  # the first frame of these endpoints
-                        pair = state[key] = [[number], [(epoch_seconds(ts_ns), 0)], None, False, -1, -1]
+                        pair = state[key] = [array("I", (number,)), [(epoch_seconds(ts_ns), 0)], None, False, -1, -1]
                         all_frames[key], starts[key] = pair[0], pair[1]
                         before = 0
                     else:
@@ -171,7 +171,7 @@ class ConnectionFrames:
         starts = self._starts[key]
         return max(bisect.bisect_right([start for start, _ in starts], ts) - 1, 0)
 
-    def _connection_frames(self, key: Key, which: int) -> list[int]:
+    def _connection_frames(self, key: Key, which: int) -> array[int]:
         starts, frames = self._starts[key], self._frames[key]
         end = starts[which + 1][1] if which + 1 < len(starts) else len(frames)
         return frames[starts[which][1]:end]
