@@ -8,6 +8,8 @@ the main pass took 6 s of tshark CPU and the second looks 11.9 s.
 :class:`ConnectionFrames` indexes the capture once by connection with the Python decoder (the same decoding as
 the flow path, tunnels and IP fragments included) and then either writes the frames of the asked connections to
 a small capture for tshark (:meth:`subset`) or hands their TCP payload to a parser here (:meth:`tcp_payloads`).
+The capture is read whole only for the index, which keeps where each frame is in the file; those later looks read
+back just their frames from there (``pcapio.read_places``), however many looks a run takes.
 tshark numbers the streams of that small capture its own way, so what it finds is mapped back to the main pass's
 streams by endpoints and time (:meth:`Subset.remap`), which also tells apart connections that reused the same
 endpoints.
@@ -80,7 +82,7 @@ class ConnectionFrames:
         self._built = False
         self._frames: dict[Key, array[int]] = {}  # frame numbers of each pair of endpoints, in capture order
         self._starts: dict[Key, list[tuple[float, int]]] = {}  # (time, index in _frames) of each connection
-        self._unattributed = array("I")  # frames the decoder gave no endpoints (IP fragments before the last)
+        self._unattributed = array("I")  # frames with no TCP/UDP endpoints (IP fragments before the last, ICMP, ARP)
         self._fragments = array("I")  # those of them that went to IP fragment reassembly
         self._originators: dict[tuple[Key, int], Endpoint] = {}  # who sent the SYN of each TCP connection
         # (endpoints, connection, sender) -> (time, first bytes, length) of each direction's first TCP payload
