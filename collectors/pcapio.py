@@ -4,6 +4,9 @@ Records are yielded as ``(ts_ns, linktype, buf, offset, caplen, wirelen)`` where
 is the frame: the reader hands out views into its large read buffer instead of copying every packet.
 Damage (a truncated last record, a corrupt header) ends the file with one :class:`CaptureWarning`
 passed to ``on_warning``; every record before the damage has already been yielded.
+
+:func:`read_capture_placed` also gives each frame's place in the (decompressed) stream, and :func:`read_places`
+reads frames back from their places, so that a second read of a few frames seeks instead of scanning.
 """
 
 from __future__ import annotations
@@ -11,13 +14,15 @@ from __future__ import annotations
 import gzip
 import struct
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 CHUNK = 4 * 1024 * 1024
+PLACES_GAP = 16 * 1024  # read_places reads across a gap this small between two frames rather than seeking
+PLACES_SPAN = 1024 * 1024  # ... and at most this much at once (or one frame, when larger)
 MAX_RECORD = 256 * 1024 * 1024  # a record claiming more than this is corruption, not a packet
 MAX_TS_NS = 2**63 - 1 - 3600 * 1_000_000_000  # packet times (ns) beyond this would overflow the flow timers
 
@@ -54,6 +59,7 @@ class _Buffer:
         self.f = f
         self.buf = b""
         self.pos = 0
+        self.base = 0  # place in the stream of buf[0]
         self.eof = False
         self.error: str | None = None
         # gzip: read1 returns what one decompression step yields, so a damaged tail loses little
@@ -80,6 +86,7 @@ class _Buffer:
             parts.append(data)
             have += len(data)
         self.buf = b"".join(parts)
+        self.base += self.pos
         self.pos = 0
         return n <= len(self.buf)
 
@@ -139,12 +146,62 @@ def read_capture(path: str | Path, on_warning: Callable[[str], None] | None = No
     f, b, magic = _open_capture(path)
     try:
         with _damage_as_warning(path, on_warning):
-            if magic in PCAP_MAGICS:
-                yield from _read_pcap(b, path, _pcap_header(b, path, *PCAP_MAGICS[magic]))
-            else:
-                yield from _read_pcapng(b, path)
+            yield from _records(b, path, magic)
     finally:
         f.close()
+
+
+def read_capture_placed(path: str | Path, on_warning: Callable[[str], None] | None = None
+                        ) -> Iterator[tuple[Record, int]]:
+    """:func:`read_capture`'s records, each with the place of its frame in the stream (decompressed, for a gzip'd
+    file): ``read_places`` reads the frame back from there."""
+    path = Path(path)
+    f, b, magic = _open_capture(path)
+    try:
+        with _damage_as_warning(path, on_warning):
+            for record in _records(b, path, magic):
+                yield record, b.base + record[3]  # the record's buf is the buffer's current window
+    finally:
+        f.close()
+
+
+def _records(b: _Buffer, path: Path, magic: bytes) -> Iterator[Record]:
+    if magic in PCAP_MAGICS:
+        return _read_pcap(b, path, _pcap_header(b, path, *PCAP_MAGICS[magic]))
+    return _read_pcapng(b, path)
+
+
+def read_places(path: str | Path, places: Sequence[tuple[int, int]]) -> Iterator[tuple[bytes, int]]:
+    """``(window, offset)`` of each ``(place, length)`` in turn, the frame being ``window[offset:offset+length]``;
+    places in increasing order, as :func:`read_capture_placed` gave them. Frames close together are read at once
+    (gaps up to ``PLACES_GAP``, at most ``PLACES_SPAN`` per read), others by seeking: one handle, forward only (a
+    gzip'd file decompresses what it skips). Stops at the first frame the file no longer holds whole."""
+    try:
+        f = _open(Path(path))
+    except OSError:
+        return
+    with f:
+        i, n = 0, len(places)
+        while i < n:
+            start, length = places[i]
+            end = start + length
+            j = i + 1
+            while j < n:
+                place, size = places[j]
+                if place - end > PLACES_GAP or place + size - start > PLACES_SPAN or place < end:
+                    break
+                end = place + size
+                j += 1
+            try:
+                f.seek(start)
+                window = f.read(end - start)
+            except (OSError, EOFError, zlib.error):
+                return
+            for place, size in places[i:j]:
+                if place + size - start > len(window):
+                    return
+                yield window, place - start
+            i = j
 
 
 def feed_capture(path: str | Path, pcap_block: PcapBlockReader, record: Callable[..., None],
@@ -244,43 +301,46 @@ def _read_pcapng(b: _Buffer, path: Path) -> Iterator[Record]:
         parts += [f"{bad_times} packets with out-of-range timestamps skipped"] if bad_times else []
         return " and ".join(parts)
 
+    head = struct.Struct(endian + "II").unpack_from  # block type and total length
+    epb = struct.Struct(endian + "IIIII").unpack_from  # enhanced packet: interface, time high/low, lengths
     while True:
-        if not b.need(12):
-            tail = f"; {skipped()}" if skipped() else ""
-            if b.error:
-                raise CaptureWarning(f"{path}: {b.error}; stopped after {n} packets{tail}")
-            if b.pos < len(b.buf):
-                raise CaptureWarning(f"{path}: truncated block header after {n} packets{tail}")
-            if tail:
-                raise CaptureWarning(f"{path}: {skipped()}")
-            return
-        btype = struct.unpack_from(endian + "I", b.buf, b.pos)[0]
+        buf, start = b.buf, b.pos
+        if start + 12 > len(buf):
+            if not b.need(12):
+                tail = f"; {skipped()}" if skipped() else ""
+                if b.error:
+                    raise CaptureWarning(f"{path}: {b.error}; stopped after {n} packets{tail}")
+                if b.pos < len(b.buf):
+                    raise CaptureWarning(f"{path}: truncated block header after {n} packets{tail}")
+                if tail:
+                    raise CaptureWarning(f"{path}: {skipped()}")
+                return
+            buf, start = b.buf, b.pos
+        btype, blen = head(buf, start)
         if btype == 0x0A0D0D0A:
-            bom = b.buf[b.pos + 8:b.pos + 12]
+            bom = buf[start + 8:start + 12]
             endian = "<" if bom == b"\x4d\x3c\x2b\x1a" else ">" if bom == b"\x1a\x2b\x3c\x4d" else ""
             if not endian:
                 raise CaptureWarning(f"{path}: corrupt section header after {n} packets")
             ifaces = []
-        blen = struct.unpack_from(endian + "I", b.buf, b.pos + 4)[0]
+            head = struct.Struct(endian + "II").unpack_from
+            epb = struct.Struct(endian + "IIIII").unpack_from
+            blen = head(buf, start)[1]
         if blen < 12 or blen % 4 or blen > MAX_RECORD:
             raise CaptureWarning(f"{path}: corrupt block length {blen} after {n} packets")
-        if not b.need(blen):
-            raise CaptureWarning(f"{path}: {b.error or 'truncated block'}; stopped after {n} packets")
-        start = b.pos
-        b.pos += blen
+        if start + blen > len(buf):
+            if not b.need(blen):
+                raise CaptureWarning(f"{path}: {b.error or 'truncated block'}; stopped after {n} packets")
+            buf, start = b.buf, b.pos
+        b.pos = start + blen
         if blen < MIN_BLOCK_LENGTH.get(btype, 12):
             malformed += 1
             continue
-        if btype == 1:  # interface description
-            linktype = struct.unpack_from(endian + "H", b.buf, start + 8)[0]
-            tps, off, intact = _idb_options(b.buf, start + 16, start + blen - 4, endian)
-            malformed += not intact
-            ifaces.append((linktype, tps, off))
-        elif btype in (6, 2):  # enhanced packet / obsolete packet
+        if btype == 6 or btype == 2:  # enhanced packet / obsolete packet
             if btype == 6:
-                iface, hi, lo, caplen, wirelen = struct.unpack_from(endian + "IIIII", b.buf, start + 8)
+                iface, hi, lo, caplen, wirelen = epb(buf, start + 8)
             else:
-                iface, _drops, hi, lo, caplen, wirelen = struct.unpack_from(endian + "HHIIII", b.buf, start + 8)
+                iface, _drops, hi, lo, caplen, wirelen = struct.unpack_from(endian + "HHIIII", buf, start + 8)
             if iface >= len(ifaces) or caplen > blen - 32:
                 malformed += 1
                 continue
@@ -292,14 +352,19 @@ def _read_pcapng(b: _Buffer, path: Path) -> Iterator[Record]:
                 continue
             n += 1
             last_ts = ts
-            yield ts, linktype, b.buf, start + 28, caplen, wirelen
+            yield ts, linktype, buf, start + 28, caplen, wirelen
+        elif btype == 1:  # interface description
+            linktype = struct.unpack_from(endian + "H", buf, start + 8)[0]
+            tps, off, intact = _idb_options(buf, start + 16, start + blen - 4, endian)
+            malformed += not intact
+            ifaces.append((linktype, tps, off))
         elif btype == 3:  # simple packet: no interface number (the first) and no time of its own
             if not ifaces:
                 malformed += 1
                 continue
-            wirelen = struct.unpack_from(endian + "I", b.buf, start + 8)[0]
+            wirelen = struct.unpack_from(endian + "I", buf, start + 8)[0]
             n += 1
-            yield last_ts, ifaces[0][0], b.buf, start + 12, min(wirelen, blen - 16), wirelen
+            yield last_ts, ifaces[0][0], buf, start + 12, min(wirelen, blen - 16), wirelen
 
 
 def _idb_options(buf: bytes, pos: int, end: int, endian: str) -> tuple[int, int, bool]:

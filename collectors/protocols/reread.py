@@ -8,6 +8,8 @@ the main pass took 6 s of tshark CPU and the second looks 11.9 s.
 :class:`ConnectionFrames` indexes the capture once by connection with the Python decoder (the same decoding as
 the flow path, tunnels and IP fragments included) and then either writes the frames of the asked connections to
 a small capture for tshark (:meth:`subset`) or hands their TCP payload to a parser here (:meth:`tcp_payloads`).
+The capture is read whole only for the index, which keeps where each frame is in the file; those later looks read
+back just their frames from there (``pcapio.read_places``), however many looks a run takes.
 tshark numbers the streams of that small capture its own way, so what it finds is mapped back to the main pass's
 streams by endpoints and time (:meth:`Subset.remap`), which also tells apart connections that reused the same
 endpoints.
@@ -20,12 +22,14 @@ import contextlib
 import ipaddress
 import os
 import tempfile
-from collections.abc import Iterable
+from array import array
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from pathlib import Path
 
 from collectors.decode import BUF, CAPLEN, DPORT, DST, FLAGS, L4OFF, PLEN, PROTO, SEQ, SPORT, SRC, TCP, UDP, Decoder
-from collectors.pcapio import CaptureError, read_capture
+from collectors.pcapio import CaptureError, read_capture_placed, read_places
 from collectors.protocols.base import Flow
 from collectors.selection import interface_block, packet_block, stream_header
 
@@ -68,57 +72,93 @@ class ConnectionFrames:
     Endpoints carry one connection after another when a port is reused (a scanner with a fixed source port): a
     SYN with a new initial sequence number, or one after a FIN or RST, starts the next connection on them. A
     connection is asked for by its main-pass flow and the time of one of its packets, which picks it among them.
+
+    The capture is read whole once; each frame's place in the file, time, lengths and link type are kept (about
+    30 bytes a frame, not the frame), so a later look reads only the frames it needs.
     """
 
     def __init__(self, pcap: Path) -> None:
         self.pcap = pcap
         self._built = False
-        self._frames: dict[Key, list[int]] = {}  # frame numbers of each pair of endpoints, in capture order
+        self._frames: dict[Key, array[int]] = {}  # frame numbers of each pair of endpoints, in capture order
         self._starts: dict[Key, list[tuple[float, int]]] = {}  # (time, index in _frames) of each connection
-        self._unattributed: list[int] = []  # frames the decoder gave no endpoints (IP fragments before the last)
+        self._unattributed = array("I")  # frames with no TCP/UDP endpoints (IP fragments before the last, ICMP, ARP)
+        self._fragments = array("I")  # those of them that went to IP fragment reassembly
         self._originators: dict[tuple[Key, int], Endpoint] = {}  # who sent the SYN of each TCP connection
         # (endpoints, connection, sender) -> (time, first bytes, length) of each direction's first TCP payload
         self._openings: dict[tuple[Key, int, Endpoint], tuple[float, bytes, int]] = {}
+        self._heads_made: list[tuple[tuple[Key, int], dict[Endpoint, tuple[float, bytes, int]]]] | None = None
+        # per frame number: where the frame is in the file and what its record said
+        self._place = array("Q")
+        self._caplen = array("I")
+        self._wirelen = array("I")
+        self._ts_ns = array("q")
+        self._linktype = array("I")
 
     def _index(self) -> None:
         if self._built:
             return
         self._built = True
-        syns: dict[Key, tuple[Endpoint, int]] = {}  # SYN of each endpoint pair's current connection
-        closed: set[Key] = set()  # endpoint pairs whose current connection saw FIN or RST
-        decoder = Decoder()
+        # per pair of endpoints, looked up once a packet: [its frames, its connections' starts, the SYN of its
+        # current connection, whether that saw FIN or RST, the last connection whose first payload from the lower
+        # endpoint was kept, the same from the higher one]
+        state: dict[Key, list] = {}
+        all_frames, starts, openings, originators = self._frames, self._starts, self._openings, self._originators
+        place_of, caplen_of, wirelen_of = self._place.append, self._caplen.append, self._wirelen.append
+        ts_of, linktype_of = self._ts_ns.append, self._linktype.append
+        decoder = _CountingDecoder()
+        decode = decoder.decode
         try:  # damage was reported by the pass that read the capture first: the index takes what is readable
-            for number, (ts_ns, linktype, buf, off, caplen, _wirelen) in enumerate(
-                    read_capture(self.pcap, _ignore)):
-                keys = []
-                for p in decoder.decode(linktype, buf, off, caplen, ts_ns):
-                    if p[PROTO] != TCP and p[PROTO] != UDP:
+            for number, ((ts_ns, linktype, buf, off, caplen, wirelen), place) in enumerate(
+                    read_capture_placed(self.pcap, _ignore)):
+                place_of(place)
+                caplen_of(caplen)
+                wirelen_of(wirelen)
+                ts_of(ts_ns)
+                linktype_of(linktype)
+                fragments = decoder.fragments
+                attributed = False
+                for p in decode(linktype, buf, off, caplen, ts_ns):
+                    proto = p[PROTO]
+                    if proto != TCP and proto != UDP:
                         continue
-                    key = connection_key(p[PROTO], (p[SRC], p[SPORT]), (p[DST], p[DPORT]))
-                    keys.append(key)
-                    frames = self._frames.setdefault(key, [])
-                    if not frames:
-                        self._starts[key] = [(epoch_seconds(ts_ns), 0)]
-                    if p[PROTO] != TCP:
+                    attributed = True
+                    a, b = (p[SRC], p[SPORT]), (p[DST], p[DPORT])
+                    lower = a <= b
+                    key = (proto, a, b) if lower else (proto, b, a)
+                    pair = state.get(key)
+                    if pair is None:  # the first frame of these endpoints
+                        pair = state[key] = [array("I", (number,)), [(epoch_seconds(ts_ns), 0)], None, False, -1, -1]
+                        all_frames[key], starts[key] = pair[0], pair[1]
+                        before = 0
+                    else:
+                        frames = pair[0]
+                        if frames[-1] == number:  # a second packet of theirs in this frame (a tunnel)
+                            before = len(frames) - 1
+                        else:
+                            before = len(frames)
+                            frames.append(number)
+                    if proto != TCP:
                         continue
-                    sender = (p[SRC], p[SPORT])
-                    if p[FLAGS] & (_SYN | _ACK_FLAG) == _SYN:
-                        syn = (sender, p[SEQ])
-                        if frames and (key in closed or syns.get(key, syn) != syn):
-                            self._starts[key].append((epoch_seconds(ts_ns), len(frames)))
-                            closed.discard(key)
-                        syns[key] = syn
-                        self._originators[(key, len(self._starts[key]) - 1)] = sender
-                    elif p[FLAGS] & (_FIN | _RST):
-                        closed.add(key)
+                    flags = p[FLAGS]
+                    if flags & (_SYN | _ACK_FLAG) == _SYN:
+                        syn = (a, p[SEQ])
+                        if before and (pair[3] or (pair[2] is not None and pair[2] != syn)):
+                            pair[1].append((epoch_seconds(ts_ns), before))
+                            pair[3] = False
+                        pair[2] = syn
+                        originators[(key, len(pair[1]) - 1)] = a
+                    elif flags & (_FIN | _RST):
+                        pair[3] = True
                     if p[CAPLEN] > 0:
-                        opening = (key, len(self._starts[key]) - 1, sender)
-                        if opening not in self._openings:
-                            self._openings[opening] = (epoch_seconds(ts_ns), _payload(p)[:OPENING_BYTES], p[PLEN])
-                for key in dict.fromkeys(keys):
-                    self._frames[key].append(number)
-                if not keys:
+                        which, side = len(pair[1]) - 1, 4 if lower else 5
+                        if pair[side] != which:
+                            pair[side] = which
+                            openings[(key, which, a)] = (epoch_seconds(ts_ns), _payload(p)[:OPENING_BYTES], p[PLEN])
+                if not attributed:
                     self._unattributed.append(number)
+                    if decoder.fragments != fragments:
+                        self._fragments.append(number)
         except CaptureError:
             pass
 
@@ -133,7 +173,7 @@ class ConnectionFrames:
         starts = self._starts[key]
         return max(bisect.bisect_right([start for start, _ in starts], ts) - 1, 0)
 
-    def _connection_frames(self, key: Key, which: int) -> list[int]:
+    def _connection_frames(self, key: Key, which: int) -> array[int]:
         starts, frames = self._starts[key], self._frames[key]
         end = starts[which + 1][1] if which + 1 < len(starts) else len(frames)
         return frames[starts[which][1]:end]
@@ -161,13 +201,13 @@ class ConnectionFrames:
         slots: list[int] = []
         with os.fdopen(fd, "wb") as out:
             out.write(stream_header())
-            for number, (ts_ns, linktype, buf, off, caplen, wirelen) in enumerate(read_capture(self.pcap, _ignore)):
-                if number not in numbers:
-                    continue
+            for number, (window, at) in self._read(sorted(numbers)):
+                linktype = self._linktype[number]
                 if linktype not in slots:
                     slots.append(linktype)
                     out.write(interface_block(linktype))
-                out.write(packet_block(slots.index(linktype), ts_ns, buf[off:off + caplen], wirelen))
+                frame = memoryview(window)[at:at + self._caplen[number]]
+                out.write(packet_block(slots.index(linktype), self._ts_ns[number], frame, self._wirelen[number]))
         return Subset(Path(name), streams, self)
 
     def tcp_payloads(self, wanted: Iterable[Wanted]) -> dict[str, list[Segment]]:
@@ -179,46 +219,71 @@ class ConnectionFrames:
         if not stream_of:
             return out
         decoder = Decoder()
-        fragments = set(self._unattributed)  # decoded too: a fragmented segment is whole at its last fragment
-        for number, (ts_ns, linktype, buf, off, caplen, _wirelen) in enumerate(read_capture(self.pcap, _ignore)):
+        # IP fragments are decoded too: a fragmented segment is whole at its last fragment
+        for number, (window, at) in self._read(sorted(stream_of.keys() | self._fragments)):
+            packets = decoder.decode(self._linktype[number], window, at, self._caplen[number], self._ts_ns[number])
             stream = stream_of.get(number)
             if stream is None:
-                if number in fragments:
-                    decoder.decode(linktype, buf, off, caplen, ts_ns)
                 continue
-            for p in decoder.decode(linktype, buf, off, caplen, ts_ns):
+            for p in packets:
                 if p[PROTO] == TCP and p[CAPLEN] > 0:
-                    segment = Segment((p[SRC], p[SPORT]), p[SEQ], epoch_seconds(ts_ns), _payload(p))
+                    segment = Segment((p[SRC], p[SPORT]), p[SEQ], epoch_seconds(self._ts_ns[number]), _payload(p))
                     out.setdefault(stream, []).append(segment)
         return out
 
-    def openings(self, server_ports: frozenset[int] = frozenset()) -> list[Opening]:
-        """Every TCP connection that carried payload, with the first payload bytes of each direction; oriented by
-        its SYN, else by ``server_ports``, else by who sent first. Stream names are made up (``reread-N``): they
-        are for :meth:`tcp_payloads` and :meth:`subset`, not for the main pass."""
-        self._index()
-        heads: dict[tuple[Key, int], dict[Endpoint, tuple[float, bytes, int]]] = {}
-        for (key, which, sender), first in self._openings.items():
-            heads.setdefault((key, which), {})[sender] = first
+    def _read(self, numbers: list[int]) -> Iterator[tuple[int, tuple[bytes, int]]]:
+        """(frame number, (window, offset)) of these frames (in capture order), read from their places."""
+        place, caplen = self._place, self._caplen
+        places = [(place[number], caplen[number]) for number in numbers]
+        return zip(numbers, read_places(self.pcap, places), strict=False)  # shorter when the file lost its end
+
+    def openings(self, server_ports: frozenset[int] = frozenset(), prefix: bytes = b"") -> list[Opening]:
+        """Every TCP connection that carried payload (one of whose directions opened with ``prefix``), with the
+        first payload bytes of each direction; oriented by its SYN, else by ``server_ports``, else by who sent
+        first. Stream names are made up (``reread-N``): they are for :meth:`tcp_payloads` and :meth:`subset`, not
+        for the main pass."""
+        assert len(prefix) <= OPENING_BYTES
         out = []
-        for n, (key, which) in enumerate(sorted(heads, key=lambda conn: self._starts[conn[0]][conn[1]][0])):
+        for n, ((key, which), sides) in enumerate(self._heads()):
+            if prefix and not any(first[1].startswith(prefix) for first in sides.values()):
+                continue
             _, a, b = key
             orig = self._originators.get((key, which))
             if orig is None:
-                first = min(heads[(key, which)].items(), key=lambda item: item[1][0])[0]
+                first = min(sides.items(), key=lambda item: item[1][0])[0]
                 other = b if first == a else a
                 orig = other if first[1] in server_ports and other[1] not in server_ports else first
             resp = b if orig == a else a
             flow = Flow("tcp", _address(orig[0]), orig[1], _address(resp[0]), resp[1], f"reread-{n}")
-            sides = heads[(key, which)]
             out.append(Opening(flow, self._starts[key][which][0], sides.get(orig), sides.get(resp)))
         return out
 
+    def _heads(self) -> list[tuple[tuple[Key, int], dict[Endpoint, tuple[float, bytes, int]]]]:
+        """(endpoints, connection) and the first payload of each direction, of every TCP connection that carried
+        payload, in order of their start (made once)."""
+        if self._heads_made is None:
+            self._index()
+            heads: dict[tuple[Key, int], dict[Endpoint, tuple[float, bytes, int]]] = {}
+            for (key, which, sender), first in self._openings.items():
+                heads.setdefault((key, which), {})[sender] = first
+            starts = self._starts
+            self._heads_made = [(conn, heads[conn]) for conn in sorted(heads, key=lambda c: starts[c[0]][c[1]][0])]
+        return self._heads_made
+
     def opening_with(self, prefix: bytes, server_ports: frozenset[int]) -> list[Wanted]:
         """TCP connections one of whose directions opened its payload with ``prefix`` (a protocol's magic)."""
-        assert len(prefix) <= OPENING_BYTES
-        return [(o.flow, o.start) for o in self.openings(server_ports)
-                if any(side is not None and side[1].startswith(prefix) for side in (o.client, o.server))]
+        return [(o.flow, o.start) for o in self.openings(server_ports, prefix)]
+
+
+class _CountingDecoder(Decoder):
+    """The decoder, counting the fragments it takes for reassembly (so that a payload read replays those frames
+    only: the others leave no state behind)."""
+
+    fragments = 0
+
+    def _frag_add(self, key: tuple, ts: int, start: int, data: bytes, more: bool) -> bytes | None:
+        self.fragments += 1
+        return super()._frag_add(key, ts, start, data, more)
 
 
 @dataclass
@@ -262,6 +327,7 @@ def _payload(p: tuple) -> bytes:
     return bytes(data[start:start + p[CAPLEN]])
 
 
+@lru_cache(maxsize=65536)
 def _address(packed: bytes) -> str:
     return str(ipaddress.ip_address(packed))
 

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from scapy.layers.inet import IP, TCP, fragment
 from scapy.layers.l2 import Ether
 from scapy.packet import Raw
 from scapy.utils import wrpcap
 
+from collectors import decode
 from collectors.pcapio import read_capture
 from collectors.protocols import extract_metadata
 from collectors.protocols.base import Flow
-from collectors.protocols.reread import ConnectionFrames, stream_bytes
+from collectors.protocols.reread import ConnectionFrames, _payload, connection_key, flow_key, stream_bytes
+from tests.support import TESTDATA
 
 CLIENT, SERVER = "198.18.0.1", "198.18.0.2"
 
@@ -99,3 +102,60 @@ def test_http_second_look_reads_a_capture_of_its_connections_only(tmp_path: Path
     docs = [d for d in extract_metadata(pcap) if d["event"]["dataset"] == "secops.http"]
     assert [d["http"]["response"]["status_code"] for d in docs] == [200]
     assert read == [len(odd)]  # one second look, over the 7 frames of that connection, not the 207 of the capture
+
+
+def test_the_capture_is_scanned_once_and_later_looks_read_their_frames_only(tmp_path: Path, monkeypatch):
+    """After the index, a subset or payload read of one connection reads about that connection's bytes, not the
+    whole capture again (it used to scan the capture once per look)."""
+    import collectors.pcapio as pcapio
+
+    noise = [_segment("198.18.1.1", "198.18.1.2", 50000 + i, 9999, "PA", 1, 50.0 + i, b"x" * 1000)
+             for i in range(200)]
+    wanted = _connection(44000, 1, 300.0, b"GET /w HTTP/1.1\r\n\r\n", b"HTTP/1.1 200 OK\r\n\r\n")
+    pcap = tmp_path / "big.pcap"
+    wrpcap(str(pcap), noise[:100] + wanted + noise[100:])
+    read, opened = [], pcapio._open
+
+    def counting(path: Path):
+        f = opened(path)
+        raw = f.read
+        f.read = lambda n=-1: read.append(len(data := raw(n))) or data
+        return f
+
+    monkeypatch.setattr(pcapio, "_open", counting)
+    frames = ConnectionFrames(pcap)
+    flow = Flow("tcp", CLIENT, 44000, SERVER, 12345, "3")
+    frames.connection_of(flow, 300.0)
+    assert sum(read) >= pcap.stat().st_size  # the index reads it all, once
+    read.clear()
+    subset = frames.subset([(flow, 300.0)])
+    payloads = frames.tcp_payloads([(flow, 300.0)])
+    assert sum(read) < 2 * 2000  # both looks together: the connection's 8 frames (a few hundred bytes) twice
+    try:
+        assert [round(ts_ns / 1e9, 2) for ts_ns, *_ in read_capture(subset.path)] == [round(p.time, 2) for p in wanted]
+    finally:
+        subset.close()
+    assert stream_bytes(payloads["3"], (bytes([198, 18, 0, 2]), 12345), 1 << 20) == b"HTTP/1.1 200 OK\r\n\r\n"
+
+
+@pytest.mark.parametrize("trace", ["ipv4/fragmented-4.pcap", "tunnels/gtp/gtp1_gn_normal_incl_fragmentation.pcap",
+                                   "tunnels/vxlan-encapsulated-http.pcap", "tunnels/ayiya3.pcap", "http/get.pcap"])
+def test_payloads_read_from_their_places_equal_a_whole_capture_decode(trace: str):
+    """Fragments (whole at the last one, first copy wins), tunnels, retransmissions: each connection's payload,
+    read back from its frames' places with only the fragment frames replayed, is what decoding every frame of the
+    capture in order gives."""
+    pcap = TESTDATA / "zeek" / "traces" / trace
+    whole: dict = {}
+    decoder = decode.Decoder()
+    for ts_ns, linktype, buf, off, caplen, _ in read_capture(pcap):
+        for p in decoder.decode(linktype, buf, off, caplen, ts_ns):
+            if p[decode.PROTO] == decode.TCP and p[decode.CAPLEN] > 0:
+                sender = (p[decode.SRC], p[decode.SPORT])
+                key = connection_key(decode.TCP, sender, (p[decode.DST], p[decode.DPORT]))
+                whole.setdefault(key, []).append((sender, p[decode.SEQ], _payload(p)))
+    frames = ConnectionFrames(pcap)
+    openings = frames.openings()
+    payloads = frames.tcp_payloads((o.flow, o.start) for o in openings)
+    assert len(openings) == len(whole) == len(payloads) > 0
+    for o in openings:
+        assert [(s.sender, s.seq, s.payload) for s in payloads[o.flow.stream]] == whole[flow_key(o.flow)]
