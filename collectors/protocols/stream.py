@@ -32,6 +32,7 @@ from typing import IO, TYPE_CHECKING
 from collectors.protocols import analyze, tshark_command
 from collectors.protocols.base import Doc, RunContext
 from collectors.protocols.expected import ExpectedConnections
+from collectors.protocols.native import NativeFrames
 from collectors.protocols.reread import ConnectionFrames
 from collectors.protocols.tshark import STDIN, TsharkRun, read_tshark, start_tshark
 from collectors.selection import interface_block, stream_header
@@ -152,20 +153,26 @@ class TsharkStdinRun(DocumentQueue):
         self._reader: threading.Thread | None = None
         self._spool: IO[bytes] | None = None
         self._spool_path: Path | None = None
+        self.native = NativeFrames(name, warn)  # DNS/mDNS/LLMNR over UDP: read here, not by tshark
 
     # -- input ---------------------------------------------------------------------------------------
     def write(self, blocks: bytes, linktypes: tuple[int, ...], frames: int) -> None:
         self.feed(self.framed(blocks, linktypes, frames))
 
     def feed(self, data: bytes) -> None:
-        """Bytes of the pcapng stream after its header (interface and packet blocks)."""
+        """Bytes of the pcapng stream after its header (interface and packet blocks): the DNS frames are read
+        here (``collectors.protocols.native``), the others go to tshark; all of them to the spool."""
+        for_tshark, docs = self.native.split(data)
+        for doc in docs:
+            self.docs.put(doc)
         if self.failed:
             return
         if self._proc is None and not self._start():
             return
         try:
             self._spool.write(data)
-            self._proc.stdin.write(data)
+            if for_tshark:
+                self._proc.stdin.write(for_tshark)
         except (BrokenPipeError, OSError, ValueError) as exc:  # tshark died: its exit status says why at close
             self.failed = True
             self.warn(f"{self.name}: protocol metadata stopped: tshark input closed ({exc})")
@@ -208,6 +215,8 @@ class TsharkStdinRun(DocumentQueue):
 
     def end_input(self) -> None:
         """No more frames: tshark reads to its end (the spool is complete before that: a second look re-reads it)."""
+        for doc in self.native.finish():
+            self.docs.put(doc)
         if self._proc is None:
             self.finished = True
             return
