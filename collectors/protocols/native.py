@@ -16,13 +16,14 @@ printed. Damage is counted and reported once per run, never raised.
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 
 from collectors.conn import ip_str
 from collectors.decode import BUF, CAPLEN, DPORT, DST, L4OFF, PLEN, PROTO, SPORT, SRC, UDP, Decoder
 from collectors.protocols.base import Doc, Flow
 from collectors.protocols.dns import DnsAnalyzer
 from collectors.protocols.dns_wire import PORT_KINDS, WireStats, parse
+from collectors.protocols.tshark import Packet
 
 Warn = Callable[[str], None]
 
@@ -42,6 +43,8 @@ class NativeFrames:
         self.analyzer = DnsAnalyzer(warn)
         self.stats = WireStats()
         self.frames = 0  # frames taken out of tshark's input
+        self.blocks = 0  # packet blocks seen
+        self.taken_at: list[int] = []  # number (from 1, in this stream) of each frame taken out, ascending
         self._linktypes: list[int] = []
         self._carry = b""
         self._broken = False  # the stream stopped parsing as pcapng blocks: everything goes to tshark
@@ -69,7 +72,8 @@ class NativeFrames:
                 break
             if btype == BLOCK_IDB and length >= 12:
                 self._linktypes.append(buf[pos + 8] | buf[pos + 9] << 8)
-            elif btype == BLOCK_EPB and length >= 32 and self._take(buf, pos, length, docs):
+            elif btype == BLOCK_EPB and length >= 32 and self._count() and self._take(buf, pos, length, docs):
+                self.taken_at.append(self.blocks)
                 if pos > keep_from:
                     kept.append((keep_from, pos))
                 keep_from = pos + length
@@ -80,6 +84,23 @@ class NativeFrames:
         if not docs and len(kept) == 1 and kept[0] == (0, len(buf)):
             return buf, docs
         return _join(buf, kept), docs
+
+    def _count(self) -> bool:
+        self.blocks += 1
+        return True
+
+    def renumber(self, packets: Iterable[Packet]) -> Iterator[Packet]:
+        """tshark's packets with the frame numbers they have in the whole selected stream (modules use them in
+        document ids), as if the frames taken out had been there."""
+        taken = self.taken_at
+        before = 0  # frames taken out before the current one
+        for pkt in packets:
+            number = pkt.number
+            while before < len(taken) and taken[before] <= number + before:
+                before += 1
+            if before:
+                pkt.layers["frame_number"] = [str(number + before)]
+            yield pkt
 
     def _take(self, buf: bytes, pos: int, length: int, docs: list[Doc]) -> bool:
         """Whether the packet block at ``pos`` carries a DNS message read here (its documents into ``docs``)."""

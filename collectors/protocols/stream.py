@@ -205,8 +205,8 @@ class TsharkStdinRun(DocumentQueue):
         assert self._spool_path is not None
         context = RunContext(self._spool_path, self.tshark_path, ConnectionFrames(self._spool_path), self.expected)
         try:
-            for doc in analyze(read_tshark(self._proc, run, self._tshark_warning), context, run, self.warn,
-                               self.name):
+            packets = self.native.renumber(read_tshark(self._proc, run, self._tshark_warning))
+            for doc in analyze(packets, context, run, self.warn, self.name):
                 self.docs.put(doc)
         except Exception as exc:  # the deep path must never take the flow path down
             self.warn(f"{self.name}: protocol metadata failed: {type(exc).__name__}: {exc}")
