@@ -19,7 +19,7 @@ import struct
 from collections.abc import Callable, Iterable, Iterator
 
 from collectors.conn import ip_str
-from collectors.decode import BUF, CAPLEN, DPORT, DST, L4OFF, PLEN, PROTO, SPORT, SRC, UDP, Decoder
+from collectors.decode import BUF, CAPLEN, DPORT, DST, L4OFF, PLEN, PROTO, SPORT, SRC, TCP, UDP, Decoder
 from collectors.protocols.base import Doc, Flow
 from collectors.protocols.dns import DnsAnalyzer
 from collectors.protocols.dns_wire import PORT_KINDS, WireStats, parse
@@ -107,8 +107,14 @@ class NativeFrames:
         interface, high, low, caplen, _wirelen = _epb(buf, pos + 8)
         if interface >= len(self._linktypes) or 28 + caplen > length:
             return False
+        linktype = self._linktypes[interface]
+        frame = pos + 28
+        if linktype == 1 and caplen >= 38 and buf[frame + 12] == 8 and buf[frame + 13] == 0 \
+                and buf[frame + 14] == 0x45 and buf[frame + 23] == TCP \
+                and not buf[frame + 20] & 0x3F and not buf[frame + 21]:
+            return False  # Ethernet, IPv4 without options, unfragmented TCP: the common case, no decoding
         ts_ns = high << 32 | low
-        packets = self.decoder.decode(self._linktypes[interface], buf, pos + 28, caplen, ts_ns)
+        packets = self.decoder.decode(linktype, buf, frame, caplen, ts_ns)
         if not packets:
             return False
         p = packets[-1]

@@ -44,6 +44,7 @@ Warn = Callable[[str], None]
 _DONE = object()
 
 
+NATIVE = True  # read DNS/mDNS/LLMNR over UDP here instead of in tshark (False: tshark reads every frame)
 FRAMES_PER_RUN = 131_072  # selected frames one tshark run reads at most (about 170 MB of tshark memory)
 
 
@@ -153,7 +154,7 @@ class TsharkStdinRun(DocumentQueue):
         self._reader: threading.Thread | None = None
         self._spool: IO[bytes] | None = None
         self._spool_path: Path | None = None
-        self.native = NativeFrames(name, warn)  # DNS/mDNS/LLMNR over UDP: read here, not by tshark
+        self.native = NativeFrames(name, warn) if NATIVE else None  # DNS/mDNS/LLMNR over UDP: read here
 
     # -- input ---------------------------------------------------------------------------------------
     def write(self, blocks: bytes, linktypes: tuple[int, ...], frames: int) -> None:
@@ -162,7 +163,7 @@ class TsharkStdinRun(DocumentQueue):
     def feed(self, data: bytes) -> None:
         """Bytes of the pcapng stream after its header (interface and packet blocks): the DNS frames are read
         here (``collectors.protocols.native``), the others go to tshark; all of them to the spool."""
-        for_tshark, docs = self.native.split(data)
+        for_tshark, docs = self.native.split(data) if self.native is not None else (data, [])
         for doc in docs:
             self.docs.put(doc)
         if self.failed:
@@ -205,7 +206,9 @@ class TsharkStdinRun(DocumentQueue):
         assert self._spool_path is not None
         context = RunContext(self._spool_path, self.tshark_path, ConnectionFrames(self._spool_path), self.expected)
         try:
-            packets = self.native.renumber(read_tshark(self._proc, run, self._tshark_warning))
+            packets = read_tshark(self._proc, run, self._tshark_warning)
+            if self.native is not None:
+                packets = self.native.renumber(packets)
             for doc in analyze(packets, context, run, self.warn, self.name):
                 self.docs.put(doc)
         except Exception as exc:  # the deep path must never take the flow path down
@@ -215,7 +218,7 @@ class TsharkStdinRun(DocumentQueue):
 
     def end_input(self) -> None:
         """No more frames: tshark reads to its end (the spool is complete before that: a second look re-reads it)."""
-        for doc in self.native.finish():
+        for doc in self.native.finish() if self.native is not None else ():
             self.docs.put(doc)
         if self._proc is None:
             self.finished = True
