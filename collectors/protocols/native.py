@@ -19,7 +19,8 @@ import struct
 from collections.abc import Callable, Iterable, Iterator
 
 from collectors.conn import ip_str
-from collectors.decode import BUF, CAPLEN, DPORT, DST, L4OFF, PLEN, PROTO, SPORT, SRC, TCP, UDP, Decoder
+from collectors.decode import BUF, CAPLEN, DPORT, DST, L4OFF, PLEN, PROTO, SPORT, SRC, Decoder
+from collectors.flowconst import TCP, UDP
 from collectors.protocols.base import Doc, Flow
 from collectors.protocols.dns import DnsAnalyzer
 from collectors.protocols.dns_wire import PORT_KINDS, WireStats, parse
