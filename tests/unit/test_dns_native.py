@@ -224,3 +224,29 @@ def test_hostile_frames_in_the_stream_are_counted_not_raised() -> None:
         packet_block(0, 0, frames[-1], len(frames[-1])))
     assert {d["dns"]["question"]["name"] for d in docs if "question" in d["dns"]} >= {"a", LOOPS.lower()}
     assert len(warnings) == 1 and "2 of 4 DNS datagram(s) truncated or malformed (1 without a header)" in warnings[0]
+
+
+def test_open_queries_time_out_on_capture_time() -> None:
+    """A query unanswered for longer than the UDP timeout is logged alone; a reply to a later query with the same
+    id pairs with that one (rtt 0.01 s), however few other frames came between (the tshark path swept every 4096
+    printed packets, so a replayed trace paired replies with queries minutes old)."""
+    native = NativeFrames("timeout", lambda _m: None)
+
+    def block(ts: float, payload: bytes, reply: bool) -> bytes:
+        ports = (53, 40000) if reply else (40000, 53)
+        hosts = (b"\x0a\0\0\2", b"\x0a\0\0\1") if reply else (b"\x0a\0\0\1", b"\x0a\0\0\2")
+        udp = struct.pack("!HHHH", *ports, 8 + len(payload), 0) + payload
+        ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 1, 0, 64, 17, 0, *hosts) + udp
+        frame = b"\0\x11\x22\x33\x44\x55" * 2 + b"\x08\x00" + ip
+        return packet_block(0, int(ts * 1e9), frame, len(frame))
+
+    question = b"\x01a\x00\x00\x01\x00\x01"
+    query = struct.pack("!HHHHHH", 9, 0x0100, 1, 0, 0, 0) + question
+    answer = struct.pack("!HHHHHH", 9, 0x8180, 1, 1, 0, 0) + question + b"\xc0\x0c\x00\x01\x00\x01" + \
+        struct.pack("!IH", 60, 4) + b"\x01\x02\x03\x04"
+    data = interface_block(1) + block(1000.0, query, False) + block(1070.0, query, False) + \
+        block(1070.01, answer, True)
+    _, docs = native.split(data)
+    docs += native.finish()
+    got = sorted((d["dns"]["type"], d["@timestamp"], d["secops"]["dns"].get("rtt")) for d in docs)
+    assert got == [("answer", "1970-01-01T00:17:50.000000Z", 0.01), ("query", "1970-01-01T00:16:40.000000Z", None)]
