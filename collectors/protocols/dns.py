@@ -8,6 +8,10 @@ that never got a reply are logged when the capture ends. Messages sent to a mult
 Answers are rendered as Zeek renders them (``RRSIG 1 upenn.edu``, ``DNSKEY 5``, ``TXT 5 hello``);
 DNS UPDATE messages log their prerequisites and updates (``pre: NoRRSet CNAME name``,
 ``del: RRSet A``, ``add: A name 192.0.2.1``).
+
+A message reaches the analyzer as a :class:`DnsMessage`, from tshark's fields (:func:`message_from_packet`: DNS over
+TCP, NetBIOS-NS, ``extract_metadata``) or from its bytes (``dns_wire.parse``: DNS/mDNS/LLMNR over UDP in the
+ingest pipeline); pairing, rendering (:func:`render`) and documents are the same code for both.
 """
 
 from __future__ import annotations

@@ -14,6 +14,12 @@ frames are also teed to a spool file, from which a module's second look (HTTP's 
 TLS's on odd ports) takes the frames of the connections it needs (``collectors.protocols.reread``); it is
 removed when the run ends.
 
+DNS, mDNS and LLMNR over UDP never reach tshark: :class:`~collectors.protocols.native.NativeFrames` takes those
+frames out of the stream in ``feed`` (they still go to the spool), parses them with ``dns_wire`` and hands the
+messages to a ``DnsAnalyzer`` of the run's own; tshark's frame numbers are mapped back to the stream's
+(``NativeFrames.renumber``), which some modules use in document ids. ``NATIVE = False`` gives every frame to tshark
+(the peer in benchmarks/dns_native.py).
+
 Memory stays bounded: a write blocks while tshark is behind (the pipe is the buffer), so the flow path never
 runs more than a pipe's worth ahead of the dissector.
 """
