@@ -250,3 +250,34 @@ def test_open_queries_time_out_on_capture_time() -> None:
     docs += native.finish()
     got = sorted((d["dns"]["type"], d["@timestamp"], d["secops"]["dns"].get("rtt")) for d in docs)
     assert got == [("answer", "1970-01-01T00:17:50.000000Z", 0.01), ("query", "1970-01-01T00:16:40.000000Z", None)]
+
+
+def write_pcap(path: Path, payloads: list[tuple[bytes, bool]]) -> None:
+    """A classic pcap of UDP datagrams between 10.0.0.1:40000 (queries) and 10.0.0.2:53 (replies)."""
+    out = [struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)]
+    for i, (payload, reply) in enumerate(payloads):
+        ports = (53, 40000) if reply else (40000, 53)
+        hosts = (b"\x0a\0\0\2", b"\x0a\0\0\1") if reply else (b"\x0a\0\0\1", b"\x0a\0\0\2")
+        udp = struct.pack("!HHHH", *ports, 8 + len(payload), 0) + payload
+        ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 1, 0, 64, 17, 0, *hosts) + udp
+        frame = b"\0\x11\x22\x33\x44\x55" * 2 + b"\x08\x00" + ip
+        out.append(struct.pack("<IIII", 1000 + i, 0, len(frame), len(frame)) + frame)
+    path.write_bytes(b"".join(out))
+
+
+def test_named_difference_srv_owner_names(tmp_path: Path) -> None:
+    """Named difference: tshark gives the owner name of an SRV record as dns.srv.service/proto/name instead of
+    dns.resp.name, so the tshark path pairs every later record with the wrong name and loses the last one. The
+    native path reads the records from the message: both answers, each with its own name."""
+    question = b"\x01a\x00\x00\x21\x00\x01"
+    srv = b"\x04_sip\x04_udp\xc0\x0c" + struct.pack("!HHIH", 33, 1, 60, 9) + b"\x00\x01\x00\x02\x00\x03\x01t\x00"
+    a = b"\xc0\x0c" + struct.pack("!HHIH", 1, 1, 60, 4) + b"\x01\x02\x03\x04"
+    query = struct.pack("!HHHHHH", 5, 0x0100, 1, 0, 0, 0) + question
+    reply = struct.pack("!HHHHHH", 5, 0x8180, 1, 2, 0, 0) + question + srv + a
+    capture = tmp_path / "srv.pcap"
+    write_pcap(capture, [(query, False), (reply, True)])
+    (native,) = dns_docs(pipeline_docs(capture))
+    (whole,) = dns_docs(list(extract_metadata(capture)))
+    assert [(x["type"], x["name"], x["data"]) for x in native["dns"]["answers"]] == [
+        ("SRV", "_sip._udp.a", "t"), ("A", "a", "1.2.3.4")]
+    assert [(x["type"], x["name"], x["data"]) for x in whole["dns"]["answers"]] == [("SRV", "a", "t")]
