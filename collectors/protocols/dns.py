@@ -8,6 +8,10 @@ that never got a reply are logged when the capture ends. Messages sent to a mult
 Answers are rendered as Zeek renders them (``RRSIG 1 upenn.edu``, ``DNSKEY 5``, ``TXT 5 hello``);
 DNS UPDATE messages log their prerequisites and updates (``pre: NoRRSet CNAME name``,
 ``del: RRSet A``, ``add: A name 192.0.2.1``).
+
+A message reaches the analyzer as a :class:`DnsMessage`, from tshark's fields (:func:`message_from_packet`: DNS over
+TCP, NetBIOS-NS, ``extract_metadata``) or from its bytes (``dns_wire.parse``: DNS/mDNS/LLMNR over UDP in the
+ingest pipeline); pairing, rendering (:func:`render`) and documents are the same code for both.
 """
 
 from __future__ import annotations
@@ -151,6 +155,26 @@ def _record_types(types: list[int | None], count: int) -> list[int | None]:
     return out
 
 
+def render(rtype: int, owner: str, values: list[str] | None) -> str | None:
+    """Zeek's rendering of one record's data from the values of its fields (as tshark gives them: names
+    before lower-casing, numbers as text), None when Zeek logs no data for it or the values are missing."""
+    if rtype in RENDERED:
+        return None if values is None else RENDERED[rtype][1](values)
+    if rtype == NSEC:
+        return None if values is None else f"NSEC {owner} {_name(values[0])}"
+    if rtype in FIXED_TEXT:
+        return FIXED_TEXT[rtype]
+    if rtype in NOT_LOGGED:
+        return None
+    return f"<unknown type={rtype}>"
+
+
+def render_txt(rtype: int, strings: list[tuple[int, str]]) -> str:
+    """``TXT 5 hello TXT 5 world``: every (length, text) character-string of one TXT or SPF record."""
+    label = TXT_TYPES[rtype][1]
+    return " ".join(f"{label} {size} {text}" for size, text in strings)
+
+
 def _records(pkt: Packet) -> list[Record]:
     """Every resource record of the message with its section and Zeek's rendering."""
     names = pkt.values("dns.resp.name")
@@ -174,46 +198,38 @@ def _records(pkt: Packet) -> list[Record]:
             seen[rtype] += 1
         name = _name(names[i]) if i < len(names) else ""
         data: str | None
-        if rtype in RENDERED:
-            fields, render = RENDERED[rtype]
-            values = [pkt.values(f) for f in fields]
-            data = render([v[k] for v in values]) if all(k < len(v) for v in values) else None
-        elif rtype == NSEC:
-            nxt = pkt.values(NSEC_NEXT)
-            data = f"NSEC {name} {_name(nxt[k])}" if k < len(nxt) else None
-        elif rtype in TXT_TYPES:
-            data = _txt(pkt, rtype, rdlen, txt_pos)
-        elif rtype in FIXED_TEXT:
-            data = FIXED_TEXT[rtype]
-        elif rtype in NOT_LOGGED:
-            data = None
+        if rtype in TXT_TYPES:
+            data = render_txt(rtype, _txt(pkt, rtype, rdlen, txt_pos))
         else:
-            data = f"<unknown type={rtype}>"
+            fields = RENDERED[rtype][0] if rtype in RENDERED else (NSEC_NEXT,) if rtype == NSEC else ()
+            columns = [pkt.values(f) for f in fields]
+            values = [v[k] for v in columns] if rdlen and all(k < len(v) for v in columns) else None
+            data = render(rtype, name, values)
         section = 0 if i < n_answer else 1 if i < n_answer + n_auth else 2
         out.append(Record(section, name, rtype, to_int(classes[i]) if i < len(classes) else None,
                           to_int(ttls[i]) if i < len(ttls) else None, rdlen, data))
     return out
 
 
-def _txt(pkt: Packet, rtype: int, rdlen: int, cursor: dict[str, int]) -> str:
-    """``TXT 5 hello TXT 5 world``: every character-string of one record (rdata length decides)."""
-    fname, label = TXT_TYPES[rtype]
+def _txt(pkt: Packet, rtype: int, rdlen: int, cursor: dict[str, int]) -> list[tuple[int, str]]:
+    """The (length, text) character-strings of one record (its data length decides how many are its own)."""
+    fname = TXT_TYPES[rtype][0]
     vals, sizes = pkt.values(fname), pkt.values(fname + ".length")
     parts, used = [], 0
     while used < rdlen and cursor[fname] < len(vals):
         j = cursor[fname]
         size = to_int(sizes[j] if j < len(sizes) else None, len(vals[j])) or 0
-        parts.append(f"{label} {size} {vals[j]}")
+        parts.append((size, vals[j]))
         used += size + 1
         cursor[fname] += 1
-    return " ".join(parts)
+    return parts
 
 
-def _answers(pkt: Packet) -> list[dict[str, Any]]:
+def _answers(records: list[Record]) -> list[dict[str, Any]]:
     """Answer-section records as ECS ``dns.answers`` entries, data as Zeek renders it; like Zeek's
     dns.log, records of types it renders nothing for (TKEY, OPT, NB, ...) are left out."""
     return [{"type": QTYPES.get(rec.rtype, str(rec.rtype)), "name": rec.name, "ttl": rec.ttl, "data": rec.data}
-            for rec in _records(pkt) if rec.section == 0 and rec.data is not None]
+            for rec in records if rec.section == 0 and rec.data is not None]
 
 
 def update_entries(records: list[Record]) -> list[dict[str, Any]]:
@@ -241,6 +257,54 @@ def update_entries(records: list[Record]) -> list[dict[str, Any]]:
     return out
 
 
+@dataclass(frozen=True, slots=True)
+class Question:
+    """The first question of a message: its name as read (tshark's text, before lower-casing), type, class."""
+
+    name: str
+    qtype: int | None
+    qclass: int | None
+
+
+@dataclass(slots=True)
+class DnsMessage:
+    """One DNS-format message, whichever reader extracted it (tshark's fields or ``dns_wire`` from the bytes).
+
+    Flags absent from a message's kind (LLMNR has no AA/RD/RA; queries carry no AA/RA/rcode) are False/None.
+    """
+
+    tid: int
+    response: bool
+    opcode: int | None
+    rcode: int | None = None
+    aa: bool = False
+    tc: bool = False
+    rd: bool = False
+    ra: bool = False
+    question: Question | None = None
+    records: list[Record] = field(default_factory=list)
+    # ANCOUNT/NSCOUNT/ARCOUNT as logged for "rejected" (an UPDATE's sections have other names: 0 here)
+    n_answers: int = 0
+    n_auth: int = 0
+    n_additional: int = 0
+
+
+def message_from_packet(pkt: Packet) -> DnsMessage | None:
+    """The DNS message of a tshark-dissected packet (None without a transaction id)."""
+    tid = pkt.int("dns.id")
+    if tid is None:
+        return None
+    name = pkt.first("dns.qry.name")
+    question = None if name is None else Question(name, pkt.int("dns.qry.type"), pkt.int("dns.qry.class"))
+    return DnsMessage(
+        tid=tid, response=bool(pkt.flag("dns.flags.response")), opcode=pkt.int("dns.flags.opcode"),
+        rcode=pkt.int("dns.flags.rcode"), aa=bool(pkt.flag("dns.flags.authoritative")),
+        tc=bool(pkt.flag("dns.flags.truncated")), rd=bool(pkt.flag("dns.flags.recdesired")),
+        ra=bool(pkt.flag("dns.flags.recavail")), question=question, records=_records(pkt),
+        n_answers=pkt.int("dns.count.answers", 0) or 0, n_auth=pkt.int("dns.count.auth_rr", 0) or 0,
+        n_additional=pkt.int("dns.count.add_rr", 0) or 0)
+
+
 @dataclass
 class Txn:
     flow: Flow
@@ -259,6 +323,10 @@ class Txn:
 
 
 OPCODE_UPDATE = 5
+
+
+def reverse(flow: Flow) -> Flow:
+    return Flow(flow.transport, flow.resp_h, flow.resp_p, flow.orig_h, flow.orig_p, flow.stream)
 
 
 class DnsAnalyzer(Analyzer):
@@ -282,16 +350,11 @@ class DnsAnalyzer(Analyzer):
         self.flows: dict[tuple[str, str], Flow] = {}
         self.pending: dict[tuple[tuple[str, str], int], deque[Txn]] = defaultdict(deque)
 
-    def _flow(self, pkt: Packet, is_reply: bool) -> Flow | None:
-        probe = flow_of(pkt, True)
-        if probe is None:
-            return None
-        if is_multicast(probe.resp_h):
-            return probe  # a message to a group: its sender is the originator (Zeek's connection)
-        if is_reply:
-            probe = flow_of(pkt, False)
-            if probe is None:
-                return None
+    def _flow(self, sender: Flow, is_reply: bool) -> Flow:
+        """The message's connection oriented like Zeek's, from the flow with its sender as originator."""
+        if is_multicast(sender.resp_h):
+            return sender  # a message to a group: its sender is the originator (Zeek's connection)
+        probe = reverse(sender) if is_reply else sender
         known = self.flows.get(probe.key())
         if known is not None and {(known.orig_h, known.orig_p), (known.resp_h, known.resp_p)} == {
                 (probe.orig_h, probe.orig_p), (probe.resp_h, probe.resp_p)}:
@@ -299,33 +362,29 @@ class DnsAnalyzer(Analyzer):
         self.flows[probe.key()] = probe
         return probe
 
-    def _header(self, pkt: Packet, layer: str) -> tuple[int, bool, Flow] | None:
-        """(transaction id, is a reply, oriented flow) of a DNS-format message of ``layer``."""
-        tid = pkt.int(f"{layer}.id")
-        if tid is None:
-            return None
-        is_reply = bool(pkt.flag(f"{layer}.flags.response"))
-        flow = self._flow(pkt, is_reply)
-        return None if flow is None else (tid, is_reply, flow)
-
     def handle(self, pkt: Packet) -> Iterable[Doc]:
         if "nbns" in pkt.protocols and "dns" not in pkt.protocols:
             yield from self._netbios(pkt)
             return
-        header = self._header(pkt, "dns")
-        if header is None:
-            return
-        tid, is_reply, flow = header
-        opcode = pkt.int("dns.flags.opcode")
+        msg = message_from_packet(pkt)
+        sender = flow_of(pkt, True)
+        if msg is not None and sender is not None:
+            yield from self.handle_message(msg, sender, pkt.ts)
+
+    def handle_message(self, msg: DnsMessage, sender: Flow, ts: float) -> Iterable[Doc]:
+        """One message sent by ``sender`` (its flow with the sender as originator) at ``ts``: a query opens a
+        transaction, a reply closes the oldest open one of its connection and id (or stands alone)."""
+        tid, is_reply, opcode = msg.tid, msg.response, msg.opcode
+        flow = self._flow(sender, is_reply)
         unpaired = is_multicast(flow.resp_h)
         key = (flow.key(), tid)
         if not is_reply:
-            txn = Txn(flow, pkt.ts, tid)
-            self._fill_question(txn, pkt)
-            if pkt.flag("dns.flags.recdesired"):
+            txn = Txn(flow, ts, tid)
+            self._fill_question(txn, msg)
+            if msg.rd:
                 txn.flags.append("RD")
             if opcode == OPCODE_UPDATE:
-                txn.answers = update_entries(_records(pkt))
+                txn.answers = update_entries(msg.records)
             if unpaired:
                 yield self.emit(txn)
             else:
@@ -337,37 +396,37 @@ class DnsAnalyzer(Analyzer):
             if not queue:
                 del self.pending[key]
         else:
-            txn = Txn(flow, pkt.ts, tid, query_seen=False)
-            self._fill_question(txn, pkt)
-            if pkt.flag("dns.flags.recdesired"):
+            txn = Txn(flow, ts, tid, query_seen=False)
+            self._fill_question(txn, msg)
+            if msg.rd:
                 txn.flags.append("RD")
         if txn.query is None:
-            self._fill_question(txn, pkt)
-        txn.reply_ts = pkt.ts
-        txn.rcode = pkt.int("dns.flags.rcode")
-        for flag, name in (("dns.flags.authoritative", "AA"), ("dns.flags.truncated", "TC"),
-                           ("dns.flags.recavail", "RA")):
-            if pkt.flag(flag):
+            self._fill_question(txn, msg)
+        txn.reply_ts = ts
+        txn.rcode = msg.rcode
+        for flag, name in ((msg.aa, "AA"), (msg.tc, "TC"), (msg.ra, "RA")):
+            if flag:
                 txn.flags.append(name)
-        records = _records(pkt)
+        records = msg.records
         if opcode == OPCODE_UPDATE:
             txn.answers = txn.answers or update_entries(records)
         else:
-            txn.answers = _answers(pkt)
+            txn.answers = _answers(records)
         if txn.query is None:  # Zeek: a reply without a question is about its first answer's name
             first = next((r for r in records if r.section == 0), None)
             txn.query = first.name if first is not None else None
-        counts = [pkt.int(f, 0) for f in ("dns.count.answers", "dns.count.auth_rr", "dns.count.add_rr")]
-        txn.rejected = bool(txn.rcode) or not any(counts)
+        txn.rejected = bool(txn.rcode) or not (msg.n_answers or msg.n_auth or msg.n_additional)
         yield self.emit(txn)
 
     def _netbios(self, pkt: Packet) -> Iterable[Doc]:
         """NetBIOS name service (udp/137), logged in dns.log as Zeek does: the decoded name as query,
         NBSTAT for type 33, no answer data (Zeek's analyzer does not render NB records)."""
-        header = self._header(pkt, "nbns")
-        if header is None:
+        tid = pkt.int("nbns.id")
+        sender = flow_of(pkt, True)
+        if tid is None or sender is None:
             return
-        tid, is_reply, flow = header
+        is_reply = bool(pkt.flag("nbns.flags.response"))
+        flow = self._flow(sender, is_reply)
         n_questions = pkt.int("nbns.count.queries", 0) or 0
         names, types, classes = pkt.values("nbns.name"), pkt.values("nbns.type"), pkt.values("nbns.class")
         key = (flow.key(), tid)
@@ -398,15 +457,14 @@ class DnsAnalyzer(Analyzer):
         yield self.emit(txn)
 
     @staticmethod
-    def _fill_question(txn: Txn, pkt: Packet) -> None:
-        txn.opcode = pkt.int("dns.flags.opcode")
+    def _fill_question(txn: Txn, msg: DnsMessage) -> None:
+        txn.opcode = msg.opcode
         if txn.opcode == OPCODE_UPDATE:
             return  # the zone section is not a question: Zeek logs the first record's name, no qtype
-        name = pkt.first("dns.qry.name")
-        if name is not None:
-            txn.query = _name(name)  # Zeek logs names lower-cased
-            txn.qtype = pkt.int("dns.qry.type")
-            txn.qclass = pkt.int("dns.qry.class")
+        if msg.question is not None:
+            txn.query = _name(msg.question.name)  # Zeek logs names lower-cased
+            txn.qtype = msg.question.qtype
+            txn.qclass = msg.question.qclass
 
     def emit(self, txn: Txn) -> Doc:
         if txn.opcode == OPCODE_UPDATE and txn.query is None and txn.answers:

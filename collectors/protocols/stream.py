@@ -14,6 +14,12 @@ frames are also teed to a spool file, from which a module's second look (HTTP's 
 TLS's on odd ports) takes the frames of the connections it needs (``collectors.protocols.reread``); it is
 removed when the run ends.
 
+DNS, mDNS and LLMNR over UDP never reach tshark: :class:`~collectors.protocols.native.NativeFrames` takes those
+frames out of the stream in ``feed`` (they still go to the spool), parses them with ``dns_wire`` and hands the
+messages to a ``DnsAnalyzer`` of the run's own; tshark's frame numbers are mapped back to the stream's
+(``NativeFrames.renumber``), which some modules use in document ids. ``NATIVE = False`` gives every frame to tshark
+(the peer in benchmarks/dns_native.py).
+
 Memory stays bounded: a write blocks while tshark is behind (the pipe is the buffer), so the flow path never
 runs more than a pipe's worth ahead of the dissector.
 """
@@ -32,6 +38,7 @@ from typing import IO, TYPE_CHECKING
 from collectors.protocols import analyze, tshark_command
 from collectors.protocols.base import Doc, RunContext
 from collectors.protocols.expected import ExpectedConnections
+from collectors.protocols.native import NativeFrames
 from collectors.protocols.reread import ConnectionFrames
 from collectors.protocols.tshark import STDIN, TsharkRun, read_tshark, start_tshark
 from collectors.selection import interface_block, stream_header
@@ -43,6 +50,7 @@ Warn = Callable[[str], None]
 _DONE = object()
 
 
+NATIVE = True  # read DNS/mDNS/LLMNR over UDP here instead of in tshark (False: tshark reads every frame)
 FRAMES_PER_RUN = 131_072  # selected frames one tshark run reads at most (about 170 MB of tshark memory)
 
 
@@ -181,20 +189,26 @@ class TsharkStdinRun(DocumentQueue):
         self._reader: threading.Thread | None = None
         self._spool: IO[bytes] | None = None
         self._spool_path: Path | None = None
+        self.native = NativeFrames(name, warn) if NATIVE else None  # DNS/mDNS/LLMNR over UDP: read here
 
     # -- input ---------------------------------------------------------------------------------------
     def write(self, blocks: bytes, linktypes: tuple[int, ...], frames: int) -> None:
         self.feed(self.framed(blocks, linktypes, frames))
 
     def feed(self, data: bytes) -> None:
-        """Bytes of the pcapng stream after its header (interface and packet blocks)."""
+        """Bytes of the pcapng stream after its header (interface and packet blocks): the DNS frames are read
+        here (``collectors.protocols.native``), the others go to tshark; all of them to the spool."""
+        for_tshark, docs = self.native.split(data) if self.native is not None else (data, [])
+        for doc in docs:
+            self.docs.put(doc)
         if self.failed:
             return
         if self._proc is None and not self._start():
             return
         try:
             self._spool.write(data)
-            self._proc.stdin.write(data)
+            if for_tshark:
+                self._proc.stdin.write(for_tshark)
         except (BrokenPipeError, OSError, ValueError) as exc:  # tshark died: its exit status says why at close
             self.failed = True
             self.warn(f"{self.name}: protocol metadata stopped: tshark input closed ({exc})")
@@ -227,8 +241,10 @@ class TsharkStdinRun(DocumentQueue):
         assert self._spool_path is not None
         context = RunContext(self._spool_path, self.tshark_path, ConnectionFrames(self._spool_path), self.expected)
         try:
-            for doc in analyze(read_tshark(self._proc, run, self._tshark_warning), context, run, self.warn,
-                               self.name):
+            packets = read_tshark(self._proc, run, self._tshark_warning)
+            if self.native is not None:
+                packets = self.native.renumber(packets)
+            for doc in analyze(packets, context, run, self.warn, self.name):
                 self.docs.put(doc)
         except Exception as exc:  # the deep path must never take the flow path down
             self.warn(f"{self.name}: protocol metadata failed: {type(exc).__name__}: {exc}")
@@ -237,6 +253,8 @@ class TsharkStdinRun(DocumentQueue):
 
     def end_input(self) -> None:
         """No more frames: tshark reads to its end (the spool is complete before that: a second look re-reads it)."""
+        for doc in self.native.finish() if self.native is not None else ():
+            self.docs.put(doc)
         if self._proc is None:
             self.finished = True
             return

@@ -6,7 +6,7 @@ import base64
 
 from collectors.protocols import tshark_command
 from collectors.protocols.base import flow_by_server_port, flow_of
-from collectors.protocols.dns import _answers, label_stats, qtype_name
+from collectors.protocols.dns import _answers, _records, label_stats, qtype_name
 from collectors.protocols.http import basic_user, body_length
 from collectors.protocols.ja4 import is_grease, ja4
 from collectors.protocols.modbus import function_name
@@ -54,7 +54,7 @@ def test_dns_answers_align_per_type_and_skip_authority():
         dns__resp__ttl=["60", "30", "10", "900"], dns__resp__name=["a.example", "b.example", "b.example", "example"],
         dns__resp__len=["11", "4", "12", "10"], dns__cname=["b.example"], dns__a=["192.0.2.7"],
         dns__txt=["hello", "world"], dns__txt__length=["5", "5"], dns__ns=["ns.example"])
-    got = [(a["type"], a.get("data"), a["ttl"]) for a in _answers(pkt)]
+    got = [(a["type"], a.get("data"), a["ttl"]) for a in _answers(_records(pkt))]
     assert got == [("CNAME", "b.example", 60), ("A", "192.0.2.7", 30), ("TXT", "TXT 5 hello TXT 5 world", 10)]
 
 
@@ -160,7 +160,7 @@ def test_dns_record_types_skip_nsec_bitmaps_and_render_dnssec():
                  dns__resp__name=["Example.COM"] * 3, dns__resp__ttl=["5", "5", "5"], dns__resp__len=["9", "9", "9"],
                  dns__dnskey__algorithm=["8"], dns__rrsig__type_covered=["48"],
                  dns__rrsig__signers_name=["Example.COM"], dns__ds__algorithm=["8"], dns__ds__digest_type=["2"])
-    assert [a["data"] for a in _answers(pkt)] == ["DNSKEY 8", "RRSIG 48 example.com", "DS 8 2"]
+    assert [a["data"] for a in _answers(_records(pkt))] == ["DNSKEY 8", "RRSIG 48 example.com", "DS 8 2"]
 
 
 def test_dns_update_and_netbios_rendering():

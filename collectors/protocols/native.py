@@ -1,0 +1,155 @@
+"""Selected frames the deep path reads itself instead of handing them to tshark: DNS, mDNS and LLMNR over UDP.
+
+:class:`NativeFrames` sits in front of a tshark run's input (``collectors.protocols.stream.TsharkStdinRun.feed``):
+it walks the pcapng blocks of the selected-frame stream (interface and enhanced packet blocks, in any chunking),
+decodes each frame with the flow path's decoder (tunnels, VLAN/MPLS, IP fragments reassembled), and takes out
+the frames whose innermost transport is UDP with 53, 5353 or 5355 as the lower port: the ports tshark decodes DNS
+on, tried lower port first as tshark's UDP dissector does, so every frame taken is one tshark would have read as
+DNS. Their messages go through ``dns_wire`` to a ``DnsAnalyzer`` of their own; everything else (NetBIOS-NS, DNS
+over TCP, DNS on another lower port) still goes to tshark and its analyzers.
+
+Pairing stays per connection: every message of a UDP conversation on those ports reaches the same analyzer, in
+capture order. Open queries time out on capture time (``SWEEP_SECONDS``), not on how many other frames tshark
+printed. Damage is counted and reported once per run, never raised.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable, Iterable, Iterator
+
+from collectors.conn import ip_str
+from collectors.decode import BUF, CAPLEN, DPORT, DST, L4OFF, PLEN, PROTO, SPORT, SRC, Decoder
+from collectors.flowconst import TCP, UDP
+from collectors.protocols.base import Doc, Flow
+from collectors.protocols.dns import DnsAnalyzer
+from collectors.protocols.dns_wire import PORT_KINDS, WireStats, parse
+from collectors.protocols.tshark import Packet
+
+Warn = Callable[[str], None]
+
+BLOCK_IDB, BLOCK_EPB = 1, 6
+SWEEP_SECONDS = 1.0  # capture time between sweeps for queries past their timeout
+_u32 = struct.Struct("<I").unpack_from
+_epb = struct.Struct("<IIIII").unpack_from  # interface, time high, time low, captured length, original length
+
+
+class NativeFrames:
+    """Takes the DNS frames out of a selected-frame stream and analyses them here."""
+
+    def __init__(self, name: str, warn: Warn) -> None:
+        self.name = name
+        self.warn = warn
+        self.decoder = Decoder()
+        self.analyzer = DnsAnalyzer(warn)
+        self.stats = WireStats()
+        self.frames = 0  # frames taken out of tshark's input
+        self.blocks = 0  # packet blocks seen
+        self.taken_at: list[int] = []  # number (from 1, in this stream) of each frame taken out, ascending
+        self._linktypes: list[int] = []
+        self._carry = b""
+        self._broken = False  # the stream stopped parsing as pcapng blocks: everything goes to tshark
+        self._next_sweep: float | None = None
+
+    def split(self, data: bytes) -> tuple[bytes, list[Doc]]:
+        """(the bytes of ``data`` tshark still gets, the documents of the frames taken out). A block cut at the
+        end of ``data`` waits for the next call."""
+        if self._broken:
+            return data, []
+        buf = self._carry + data if self._carry else data
+        docs: list[Doc] = []
+        kept: list[tuple[int, int]] = []  # spans of buf that go to tshark
+        keep_from = 0
+        pos, end = 0, len(buf)
+        while end - pos >= 8:
+            btype, length = _u32(buf, pos)[0], _u32(buf, pos + 4)[0]
+            if length < 12 or length % 4:
+                self._broken = True
+                self.warn(f"{self.name}: selected-frame stream not in pcapng blocks; DNS left to tshark")
+                kept.append((keep_from, end))
+                self._carry = b""
+                return _join(buf, kept), docs
+            if end - pos < length:
+                break
+            if btype == BLOCK_IDB and length >= 12:
+                self._linktypes.append(buf[pos + 8] | buf[pos + 9] << 8)
+            elif btype == BLOCK_EPB and length >= 32 and self._count() and self._take(buf, pos, length, docs):
+                self.taken_at.append(self.blocks)
+                if pos > keep_from:
+                    kept.append((keep_from, pos))
+                keep_from = pos + length
+            pos += length
+        if pos > keep_from:
+            kept.append((keep_from, pos))
+        self._carry = buf[pos:]
+        if not docs and len(kept) == 1 and kept[0] == (0, len(buf)):
+            return buf, docs
+        return _join(buf, kept), docs
+
+    def _count(self) -> bool:
+        self.blocks += 1
+        return True
+
+    def renumber(self, packets: Iterable[Packet]) -> Iterator[Packet]:
+        """tshark's packets with the frame numbers they have in the whole selected stream (modules use them in
+        document ids), as if the frames taken out had been there."""
+        taken = self.taken_at
+        before = 0  # frames taken out before the current one
+        for pkt in packets:
+            number = pkt.number
+            while before < len(taken) and taken[before] <= number + before:
+                before += 1
+            if before:
+                pkt.layers["frame_number"] = [str(number + before)]
+            yield pkt
+
+    def _take(self, buf: bytes, pos: int, length: int, docs: list[Doc]) -> bool:
+        """Whether the packet block at ``pos`` carries a DNS message read here (its documents into ``docs``)."""
+        interface, high, low, caplen, _wirelen = _epb(buf, pos + 8)
+        if interface >= len(self._linktypes) or 28 + caplen > length:
+            return False
+        linktype = self._linktypes[interface]
+        frame = pos + 28
+        if linktype == 1 and caplen >= 38 and buf[frame + 12] == 8 and buf[frame + 13] == 0 \
+                and buf[frame + 14] == 0x45 and buf[frame + 23] == TCP \
+                and not buf[frame + 20] & 0x3F and not buf[frame + 21]:
+            return False  # Ethernet, IPv4 without options, unfragmented TCP: the common case, no decoding
+        ts_ns = high << 32 | low
+        packets = self.decoder.decode(linktype, buf, frame, caplen, ts_ns)
+        if not packets:
+            return False
+        p = packets[-1]
+        if p[PROTO] != UDP:
+            return False
+        sport, dport = p[SPORT], p[DPORT]
+        kind = PORT_KINDS.get(sport if sport < dport else dport)
+        if kind is None:
+            return False
+        l4 = p[L4OFF]
+        payload = p[BUF][l4 + 8:l4 + min(p[CAPLEN], 8 + p[PLEN])]
+        self.frames += 1
+        ts = ts_ns / 1_000_000_000
+        if self._next_sweep is None or ts >= self._next_sweep:
+            self._next_sweep = ts + SWEEP_SECONDS
+            docs += self.analyzer.expire(ts)
+        msg = parse(payload, kind, self.stats)
+        if msg is None:
+            return True
+        src, dst = ip_str(p[SRC]), ip_str(p[DST])
+        a, b = f"{src}:{sport}", f"{dst}:{dport}"
+        sender = Flow("udp", src, sport, dst, dport, f"{a}-{b}" if a < b else f"{b}-{a}")
+        docs += self.analyzer.handle_message(msg, sender, ts)
+        return True
+
+    def finish(self) -> list[Doc]:
+        """End of the run: the queries still open, and one warning for the damage seen."""
+        docs = list(self.analyzer.finish())
+        damaged = self.stats.truncated + self.stats.too_short
+        if damaged:
+            self.warn(f"{self.name}: {damaged} of {self.frames} DNS datagram(s) truncated or malformed "
+                      f"({self.stats.too_short} without a header); what they held is logged")
+        return docs
+
+
+def _join(buf: bytes, spans: list[tuple[int, int]]) -> bytes:
+    return b"".join(buf[start:stop] for start, stop in spans)
