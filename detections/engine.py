@@ -133,6 +133,32 @@ def _terms_sources(fields: list[str]) -> list[dict]:
     return [{f: {"terms": {"field": f, "missing_bucket": True}}} for f in fields]
 
 
+# Below its precision threshold a cardinality aggregation counts distinct value hashes (linear counting): never more
+# values than there are, so a bound computed from it never falls below the true one.
+SPREAD_PRECISION = 500
+
+
+def spread_aggs(fields: list[str]) -> dict[str, Any]:
+    """Sub-aggregations of a leading field's bucket that bound its largest group over the other group ``fields``
+    (see :func:`largest_group_bound`)."""
+    return {f"spread{i}": {"cardinality": {"field": f, "precision_threshold": SPREAD_PRECISION}}
+            for i, f in enumerate(fields)}
+
+
+def largest_group_bound(bucket: dict[str, Any], fields: list[str]) -> int:
+    """At most how many events the largest group (the bucket's lead value and one value of each of ``fields``) of a
+    leading field's bucket holds: every other distinct value of a field takes at least one event, so the largest
+    group has at most the bucket's events less the distinct values (but one) of its most varied field. Events that
+    lack the field form one more group, which the bound still covers. Exact-or-above: over the precision threshold
+    (where distinct counts are estimates) the bound is the bucket's events. Prunes, in one aggregation over the
+    leading field, the values whose groups are all too small (most sources talk to many hosts once or twice)."""
+    events = int(bucket["doc_count"])
+    if not fields or events > SPREAD_PRECISION:
+        return events
+    distinct = max(int(bucket[f"spread{i}"].get("value") or 0) for i in range(len(fields)))
+    return events - max(distinct, 1) + 1
+
+
 def _sample_aggs() -> dict[str, Any]:
     return {"first": {"min": {"field": "@timestamp"}}, "last": {"max": {"field": "@timestamp"}}}
 
@@ -330,18 +356,19 @@ def run_correlation(es: Elasticsearch, prefix: str, rule: CompiledRule, start: s
 
 
 def _candidate_filter(es: Elasticsearch, index: str, query: dict, corr: Correlation) -> dict | bool | None:
-    """For count thresholds: only first group-by values with at least ``threshold`` events in the whole span
-    can satisfy the rule (a distinct count never exceeds the event count). False = no candidate at all."""
+    """For count thresholds: only first group-by values whose largest group (over the other group-by fields) may
+    hold ``threshold`` events in the whole span can satisfy the rule (a group in a time bucket is part of its group
+    over the span, a distinct count never exceeds the event count); see :func:`largest_group_bound`. One
+    aggregation over the first group-by field. False = no candidate at all."""
     if corr.type not in ("event_count", "value_count") or corr.op not in ("gte", "gt", "eq") or not corr.group_by:
         return None
     need = int(corr.threshold) + (1 if corr.op == "gt" else 0)
     if need <= 1:
         return None
-    field_name = corr.group_by[0]
-    resp = es.search(index=index, size=0, query=query, ignore_unavailable=True, allow_no_indices=True, aggs={
-        "c": {"terms": {"field": field_name, "min_doc_count": need, "size": MAX_CANDIDATES}}})
-    values = [b["key_as_string"] if "key_as_string" in b else b["key"]
-              for b in (resp.get("aggregations") or {}).get("c", {}).get("buckets", [])]
+    field_name, others = corr.group_by[0], corr.group_by[1:]
+    values = [b["key"][field_name] for b in _composite(es, index, query, _terms_sources([field_name]),
+                                                       spread_aggs(others))
+              if b["key"][field_name] is not None and largest_group_bound(b, others) >= need]
     if not values:
         return False
     if len(values) >= MAX_CANDIDATES:

@@ -9,7 +9,7 @@ import pytest
 
 from detections.analytics import analytic_rules
 from detections.compiler import compile_rules
-from detections.engine import run_rule
+from detections.engine import _candidate_filter, indices_for, run_rule, window_filter
 from detections.ioc import load_iocs, make_ioc_rule
 from detections.loader import BUILTIN_RULES, load_rules
 from detections.report import field_report
@@ -73,6 +73,12 @@ def test_port_scan_and_host_sweep_correlations(es, settings):
     assert port_scan[0].count == 30 and "30 distinct destination.port" in port_scan[0].reason
     sweep_matches = run_rule(es, "secops", builtin("ec62bd08-434e-5043-93d5-12512d848149"), *WINDOW)
     assert [m.group["source.ip"] for m in sweep_matches] == ["198.18.3.2"]
+    # the candidates of a (source, destination) count: the sweeping source's probes all go to distinct hosts, so no
+    # pair of it can reach the threshold and it is left out before any pair is counted
+    burst = builtin("f238ed5e-f87f-5430-b0f1-5f5dc591ff0f").correlation
+    assert _candidate_filter(es, indices_for("secops", ["secops.conn"]),
+                             {"bool": {"filter": [window_filter(*WINDOW)]}}, burst) == \
+        {"terms": {"source.ip": ["198.18.3.1", "198.18.3.3"]}}
     # window cut on event.ingested: nothing arrived in this window
     assert run_rule(es, "secops", builtin("4fd2cc3a-a833-50ea-86fe-025d642a53c1"),
                     iso(T0 + minutes(1)), iso(T0 + minutes(2))) == []
