@@ -298,8 +298,10 @@ def run_dga(es: Elasticsearch, prefix: str, rule: CompiledRule, start: str, end:
 
 
 def analytic(rule_id: str, title: str, severity: str, techniques: list[str], tactics: list[str],
-             description: str, fn: Any, group_by: list[str], dataset: str) -> CompiledRule:
+             description: str, fn: Any, group_by: list[str], dataset: str,
+             after_techniques: tuple[str, ...] = ()) -> CompiledRule:
     return CompiledRule(id=rule_id, title=title, kind="analytic", dataset=dataset, severity=severity, level=severity,
+                        after_techniques=after_techniques,
                         author="secops project", description=description, license="Apache-2.0",
                         i18n=translated_texts(REASONS, title=title, description=description),
                         techniques=techniques, tactics=tactics,
@@ -316,7 +318,7 @@ def analytic_rules(infrastructure: list[str] | tuple[str, ...] = (),
                   ["Command and Control"], N_("RITA-style score: interval and data-size regularity, duration "
                   "coverage and connection count from one host to one service; score 0.9 high, 0.8 medium, 0.7 "
                   "low."), make_beaconing(infrastructure), BEACON_GROUP,
-                 "secops.conn,secops.http"),
+                 "secops.conn,secops.http", after_techniques=EXPLAINING_TECHNIQUES),
         analytic("secops-analytic-dns-tunnel", N_("DNS Tunnelling (Per-Domain Label Analysis)"), "high",
                   ["T1071.004", "T1048.003"], ["Command and Control", "Exfiltration"],
                   N_("Many distinct subdomains of one domain with long/high-entropy labels, or NULL/TXT volume."),
