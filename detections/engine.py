@@ -9,6 +9,7 @@ approximate a sliding window).
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -163,12 +164,10 @@ def _sample_aggs() -> dict[str, Any]:
     return {"first": {"min": {"field": "@timestamp"}}, "last": {"max": {"field": "@timestamp"}}}
 
 
-def _sample_search(index: str, query: dict, bucket: dict, group_fields: list[str]) -> dict[str, Any]:
-    """The search for one bucket's sample events (its group, between its first and last event), as keyword
-    arguments of ``search``; sample event ids are fetched only for buckets that matched (top_hits inside every
-    composite bucket costs far more on large windows)."""
+def _bucket_filter(bucket: dict, group_fields: list[str]) -> dict[str, Any]:
+    """One bucket's events: its group (a missing value as a missing field), between its first and last event."""
     first, last = _bucket_times(bucket)
-    filters: list[dict[str, Any]] = [query, {"range": {"@timestamp": {"gte": first, "lte": last}}}]
+    filters: list[dict[str, Any]] = [{"range": {"@timestamp": {"gte": first, "lte": last}}}]
     must_not = []
     for f in group_fields:
         v = bucket["key"].get(f)
@@ -176,10 +175,50 @@ def _sample_search(index: str, query: dict, bucket: dict, group_fields: list[str
             must_not.append({"exists": {"field": f}})
         else:
             filters.append({"term": {f: v}})
+    return {"bool": {"filter": filters, "must_not": must_not}}
+
+
+def _sample_search(index: str, query: dict, bucket: dict, group_fields: list[str]) -> dict[str, Any]:
+    """The search for one bucket's sample events (its group, between its first and last event), as keyword
+    arguments of ``search``; sample event ids are fetched only for buckets that matched (top_hits inside every
+    composite bucket costs far more on large windows)."""
     # ties on @timestamp are broken by the carried fields, so the sample (and the alert's addresses) is the same
     # on one node and on a cluster with replicas, whose copies may list equal-time events in another order
     return {"index": index, "size": SAMPLE_IDS, "sort": SAMPLE_SORT, "_source": {"includes": CARRY},
-            "query": {"bool": {"filter": filters, "must_not": must_not}}}
+            "query": {"bool": {"filter": [query, _bucket_filter(bucket, group_fields)]}}}
+
+
+SAMPLES_PER_SEARCH = 50  # matched buckets whose sample events one search collects
+
+
+def sample_events(es: Elasticsearch, wanted: list[tuple[str, dict, dict, list[str]]]
+                  ) -> list[dict[str, Any] | SearchFailed]:
+    """The sample events of each matched (index, query, bucket, group fields), each as the response of its own
+    :func:`_sample_search` would hold them (``hits.hits``). The buckets of one index and query are collected by
+    searches of up to SAMPLES_PER_SEARCH buckets: a filters aggregation with each bucket's first events as top hits
+    in the same order (the rule's query evaluated once over the buckets' events, not once per bucket); those
+    searches go in multi-searches. A failed search is the SearchFailed of each of its buckets."""
+    chunks: dict[tuple[str, str, tuple[str, ...]], list[list[int]]] = {}
+    for i, (index, query, _, fields) in enumerate(wanted):
+        chunk = chunks.setdefault((index, json.dumps(query, sort_keys=True, default=str), tuple(fields)), [[]])
+        if len(chunk[-1]) >= SAMPLES_PER_SEARCH:
+            chunk.append([])
+        chunk[-1].append(i)
+    plan = [members for chunk in chunks.values() for members in chunk]
+    searches = []
+    for members in plan:
+        index, query, _, fields = wanted[members[0]]
+        filters = {str(n): _bucket_filter(wanted[i][2], fields) for n, i in enumerate(members)}
+        searches.append({"index": index, "size": 0, "query": {"bool": {"filter": [query, {"bool": {
+            "should": list(filters.values()), "minimum_should_match": 1}}]}},
+            "aggs": {"b": {"filters": {"filters": filters}, "aggs": {"top": {"top_hits": {
+                "size": SAMPLE_IDS, "sort": SAMPLE_SORT, "_source": {"includes": CARRY}}}}}}})
+    out: list[dict[str, Any] | SearchFailed] = [SearchFailed("no answer")] * len(wanted)
+    for members, resp in zip(plan, msearch(es, searches), strict=True):
+        for n, i in enumerate(members):
+            out[i] = resp if isinstance(resp, SearchFailed) else {"hits": {"hits": (
+                resp.get("aggregations") or {})["b"]["buckets"][str(n)]["top"]["hits"]["hits"]}}
+    return out
 
 
 def _bucket_times(bucket: dict) -> tuple[str, str]:
@@ -286,7 +325,7 @@ def run_query_rules(es: Elasticsearch, prefix: str, rules: list[CompiledRule], s
                 continue
         buckets.append(found)
     wanted = [(r, b) for r, found in enumerate(buckets) if not isinstance(found, Exception) for b in found]
-    samples = msearch(es, [_sample_search(plans[r][0], plans[r][1], b, rules[r].group_by) for r, b in wanted])
+    samples = sample_events(es, [(plans[r][0], plans[r][1], b, rules[r].group_by) for r, b in wanted])
     out: list[list[Match] | Exception] = [found if isinstance(found, Exception) else [] for found in buckets]
     for (r, bucket), resp in zip(wanted, samples, strict=True):
         matches = out[r]
@@ -342,7 +381,7 @@ def run_correlation(es: Elasticsearch, prefix: str, rule: CompiledRule, start: s
         hits = [(b, value) for b in _composite(es, index, query, sources, subaggs)
                 if (value := _correlation_value(corr, b)) is not None
                 and OPS.get(corr.op, OPS["gte"])(value, corr.threshold)]
-        samples = msearch(es, [_sample_search(index, query, b, corr.group_by) for b, _ in hits])
+        samples = sample_events(es, [(index, query, b, corr.group_by) for b, _ in hits])
         for (b, value), resp in zip(hits, samples, strict=True):
             if isinstance(resp, Exception):
                 raise resp
