@@ -191,6 +191,20 @@ def _sample_search(index: str, query: dict, bucket: dict, group_fields: list[str
 SAMPLES_PER_SEARCH = 50  # matched buckets whose sample events one search collects
 
 
+def _buckets_cover(query: dict, buckets: list[dict], group_fields: list[str]) -> dict[str, Any]:
+    """A cheap query for the events of several buckets and some more: between the first bucket's first event and
+    the last one's last, with one of the buckets' values of each group field none of them lacks."""
+    times = [_bucket_times(b) for b in buckets]
+    filters: list[dict[str, Any]] = [query, {"range": {"@timestamp": {
+        "gte": min(parse_time(first) for first, _ in times).isoformat(),
+        "lte": max(parse_time(last) for _, last in times).isoformat()}}}]
+    for f in group_fields:
+        values = [b["key"].get(f) for b in buckets]
+        if None not in values:
+            filters.append({"terms": {f: sorted(set(values), key=str)}})
+    return {"bool": {"filter": filters}}
+
+
 def sample_events(es: Elasticsearch, wanted: list[tuple[str, dict, dict, list[str]]]
                   ) -> list[dict[str, Any] | SearchFailed]:
     """The sample events of each matched (index, query, bucket, group fields), each as the response of its own
@@ -208,9 +222,9 @@ def sample_events(es: Elasticsearch, wanted: list[tuple[str, dict, dict, list[st
     searches = []
     for members in plan:
         index, query, _, fields = wanted[members[0]]
-        filters = {str(n): _bucket_filter(wanted[i][2], fields) for n, i in enumerate(members)}
-        searches.append({"index": index, "size": 0, "query": {"bool": {"filter": [query, {"bool": {
-            "should": list(filters.values()), "minimum_should_match": 1}}]}},
+        buckets = [wanted[i][2] for i in members]
+        filters = {str(n): _bucket_filter(b, fields) for n, b in enumerate(buckets)}
+        searches.append({"index": index, "size": 0, "query": _buckets_cover(query, buckets, fields),
             "aggs": {"b": {"filters": {"filters": filters}, "aggs": {"top": {"top_hits": {
                 "size": SAMPLE_IDS, "sort": SAMPLE_SORT, "_source": {"includes": CARRY}}}}}}})
     out: list[dict[str, Any] | SearchFailed] = [SearchFailed("no answer")] * len(wanted)
