@@ -24,6 +24,16 @@ alert writes, shared query-rule searches, cheaper beaconing and orjson responses
 26 alerts both. At load 2.5-3.4: 13.3-14.7 s (pack) and 15.2 s (pack + 98 SigmaHQ rules = 136 rules, whose 121
 query rules take 0.2-0.4 s in 5 requests); Beaconing is 60-70 % of a pass (56 searches returning the 1M
 (source, destination, port) groups in batches), Port Probe Burst 20 %.
+
+Then (detect5; the request cache is cleared before each pass, main run the same way, alternating on one node):
+sources and correlation leads whose largest group cannot reach the threshold are left out before groups are
+counted (Beaconing 59 -> 9 searches), the rules outside the shared query-rule searches are evaluated 4 at a time
+and recorded in order, matched buckets' sample events read 50 buckets a search. At load 3.9-4.5: main 13.2 and
+15.4 s (pack), 15.7 and 21.5 s (with SigmaHQ); this branch 3.6 and 4.6 s (pack), 4.6 and 5.7 s (with SigmaHQ);
+104 requests (was 162), 26 alerts both. At load 6-8 main 41.0 and 51.8 s, this branch 9.5 and 9.7 s. With the
+sample searches narrowed by their buckets' span, on a quiet machine (load 0.9-1.3, three alternating rounds): main
+10.8/10.6/10.0 s (pack) and 11.3/10.1/9.6 s (with SigmaHQ); this branch 2.1/2.0/1.8 s and 2.1/2.4/2.2 s; with one
+evaluation thread 2.3-2.4 s and 2.5-2.6 s (load 1.8-1.9): the pruning and the sample reads are most of the gain.
 """
 
 from __future__ import annotations
@@ -46,10 +56,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import local_node
 from detections.alerts import AlertStore
-from detections.compiler import CompiledRule
 from detections.loader import default_rule_dirs
 from detections.pack import build_pack
-from detections.scheduler import RuleRun, Scheduler
+from detections.scheduler import Scheduler
 from secops.config import load_settings
 from secops.ecs import doc_id, iso, parse_time, utcnow
 from secops.es.client import make_client
@@ -94,44 +103,52 @@ def load(es, settings, n: int) -> float:
 
 class RequestMeter:
     """Counts the Elasticsearch requests of each rule and the seconds spent waiting for them (the client's
-    transport is shared by every ``options()`` clone, so wrapping it sees every request)."""
+    transport is shared by every ``options()`` clone, so wrapping it sees every request; rules evaluated at the
+    same time in other threads are told apart by thread)."""
 
     def __init__(self, es: Any) -> None:
         self.transport = es._transport
         self.inner = self.transport.perform_request
-        self.rule = "-"
+        self.local = threading.local()
+        self.lock = threading.Lock()
         self.requests: dict[str, Counter] = defaultdict(Counter)
         self.waited: dict[str, float] = defaultdict(float)
         self.seconds: dict[str, Counter] = defaultdict(Counter)
+
+    @property
+    def rule(self) -> str:
+        return getattr(self.local, "rule", "-")
 
     def perform_request(self, method: str, path: str, *args: Any, **kwargs: Any) -> Any:
         t0 = time.perf_counter()
         try:
             return self.inner(method, path, *args, **kwargs)
         finally:
-            took, kind = time.perf_counter() - t0, request_kind(method, path)
-            self.waited[self.rule] += took
-            self.requests[self.rule][kind] += 1
-            self.seconds[self.rule][kind] += took
+            took, kind, rule = time.perf_counter() - t0, request_kind(method, path), self.rule
+            with self.lock:
+                self.waited[rule] += took
+                self.requests[rule][kind] += 1
+                self.seconds[rule][kind] += took
 
     @contextmanager
     def installed(self, sched: Scheduler) -> Iterator[None]:
-        run_rule = sched.run_rule
+        evaluate, conclude = sched._evaluate, sched._conclude
 
-        def metered(rule: CompiledRule, *args: Any, **kwargs: Any) -> RuleRun:
-            self.rule = rule.id
+        def metered(step: Any, rule_id: str, *args: Any) -> Any:
+            self.local.rule = rule_id
             try:
-                return run_rule(rule, *args, **kwargs)
+                return step(*args)
             finally:
-                self.rule = "-"
+                self.local.rule = "-"
 
         self.transport.perform_request = self.perform_request
-        sched.run_rule = metered  # type: ignore[method-assign]
+        sched._evaluate = lambda rule, now: metered(evaluate, rule.id, rule, now)  # type: ignore[method-assign]
+        sched._conclude = lambda ev: metered(conclude, ev.rule.id, ev)  # type: ignore[method-assign]
         try:
             yield
         finally:
             self.transport.perform_request = self.inner
-            del sched.run_rule
+            del sched._evaluate, sched._conclude
 
 
 def request_kind(method: str, path: str) -> str:
@@ -152,6 +169,7 @@ def one_pass(es, settings, rule_dirs: list[Path] | None = None, label: str = "pa
     es.options(ignore_status=404).indices.delete(index=store.index)
     es.options(ignore_status=404).indices.delete(index=f"{settings.elasticsearch.index_prefix}-incident*")
     meter = RequestMeter(es)
+    es.indices.clear_cache(index="secops-*", request=True)  # no answer of an earlier pass served from the cache
     load = Path("/proc/loadavg").read_text().split()[0]
     t0 = time.perf_counter()
     with meter.installed(sched):
@@ -167,8 +185,8 @@ def one_pass(es, settings, rule_dirs: list[Path] | None = None, label: str = "pa
     print(f"detection pass ({label}, load {load}): {len(runs)} rules over {count} conn documents in {total:.1f} s "
           f"({count / total:,.0f} docs/s); peer (one terms aggregation): {peer:.2f} s; ratio {total / peer:.0f}x")
     kinds = _kinds(sum(meter.requests.values(), Counter()), sum(meter.seconds.values(), Counter()))
-    print(f"  {requests} Elasticsearch requests, {waited:.1f} s waiting on Elasticsearch, "
-          f"{total - waited:.1f} s in Python; {kinds}")
+    print(f"  {requests} Elasticsearch requests, {waited:.1f} s waiting on Elasticsearch (summed over the rules "
+          f"evaluated at once, {sched.threads} at a time); {kinds}")
     print(f"  alerts: {sum(r.created for r in runs)} new; failed rules: {[r.rule_id for r in runs if r.error]}")
     shared = [r for r in runs if r.rule_id not in meter.requests]
     if shared:

@@ -28,7 +28,9 @@ from detections.engine import (
     _terms_sources,
     composite_by_lead,
     indices_for,
+    largest_group_bound,
     msearch,
+    spread_aggs,
     window_filter,
 )
 from detections.fingerprints import FingerprintList, load_fingerprints, make_fingerprint_run
@@ -108,14 +110,17 @@ def _series(resp: dict) -> tuple[list[float], list[float], list[dict], int]:
 
 
 def _sources(es: Elasticsearch, index: str, query: dict) -> tuple[list[dict], dict[str, float]]:
-    """The source hosts' buckets (for batching the groups by source) and the seconds between each host's first
-    and last event in the scoring window: how long the host was seen, which a beacon's series covers (RITA's
-    duration coverage, per host so that captures or days of other hosts do not dilute it). One aggregation."""
+    """The buckets of the source hosts that may have a group with enough connections to score (for batching those
+    groups by source; see engine.largest_group_bound), and the seconds between each host's first and last event in
+    the scoring window: how long the host was seen, which a beacon's series covers (RITA's duration coverage, per
+    host so that captures or days of other hosts do not dilute it). One aggregation."""
+    others = ["destination.ip"]  # a group is part of its (source, destination) pair: the pair's bound covers it
     buckets = list(_composite(es, index, query, _terms_sources(["source.ip"]),
-                              {"lo": {"min": {"field": "@timestamp"}}, "hi": {"max": {"field": "@timestamp"}}}))
+                              {"lo": {"min": {"field": "@timestamp"}}, "hi": {"max": {"field": "@timestamp"}},
+                               **spread_aggs(others)}))
     spans = {str(b["key"]["source.ip"]): (b["hi"]["value"] - b["lo"]["value"]) / 1000
              for b in buckets if b["lo"]["value"] is not None}
-    return buckets, spans
+    return [b for b in buckets if largest_group_bound(b, others) >= BEACON_MIN_CONNS], spans
 
 
 def _infrastructure(address: Any, networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]) -> bool:
@@ -153,8 +158,8 @@ def run_beaconing(es: Elasticsearch, prefix: str, rule: CompiledRule, start: str
         lo, hi = aggs["lo"]["value"] / 1000 - BEACON_HORIZON, aggs["hi"]["value"] / 1000 + 1
         query = {"bool": {"filter": [window_filter(iso(lo), iso(hi), "@timestamp")]}}
         leads, observed = _sources(es, index, query)
-        # groups with enough connections, in one pass over the batched (source, destination, port) counts; whether
-        # a group got new connections in this window is counted with its series (fewer buckets per page)
+        # groups with enough connections, in one pass over the batched (source, destination, port) counts of the
+        # sources that may have one; whether a group got new connections in this window is counted with its series
         candidates = [group for b in composite_by_lead(es, index, query, BEACON_GROUP, {}, leads=leads)
                       if b["doc_count"] >= BEACON_MIN_CONNS
                       and _scorable(group := {k: b["key"][k] for k in BEACON_GROUP}, infrastructure)]
@@ -293,8 +298,10 @@ def run_dga(es: Elasticsearch, prefix: str, rule: CompiledRule, start: str, end:
 
 
 def analytic(rule_id: str, title: str, severity: str, techniques: list[str], tactics: list[str],
-             description: str, fn: Any, group_by: list[str], dataset: str) -> CompiledRule:
+             description: str, fn: Any, group_by: list[str], dataset: str,
+             after_techniques: tuple[str, ...] = ()) -> CompiledRule:
     return CompiledRule(id=rule_id, title=title, kind="analytic", dataset=dataset, severity=severity, level=severity,
+                        after_techniques=after_techniques,
                         author="secops project", description=description, license="Apache-2.0",
                         i18n=translated_texts(REASONS, title=title, description=description),
                         techniques=techniques, tactics=tactics,
@@ -311,7 +318,7 @@ def analytic_rules(infrastructure: list[str] | tuple[str, ...] = (),
                   ["Command and Control"], N_("RITA-style score: interval and data-size regularity, duration "
                   "coverage and connection count from one host to one service; score 0.9 high, 0.8 medium, 0.7 "
                   "low."), make_beaconing(infrastructure), BEACON_GROUP,
-                 "secops.conn,secops.http"),
+                 "secops.conn,secops.http", after_techniques=EXPLAINING_TECHNIQUES),
         analytic("secops-analytic-dns-tunnel", N_("DNS Tunnelling (Per-Domain Label Analysis)"), "high",
                   ["T1071.004", "T1048.003"], ["Command and Control", "Exfiltration"],
                   N_("Many distinct subdomains of one domain with long/high-entropy labels, or NULL/TXT volume."),

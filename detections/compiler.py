@@ -74,6 +74,8 @@ class CompiledRule:
     regression_tests_path: str | None = None  # SigmaHQ convention: the rule's info.yml (detections.regression)
     i18n: dict[str, dict[str, str]] = field(default_factory=dict)  # {BCP 47 tag: {title, description}}
     suppression: Suppression | None = None  # x_secops_suppression (detections.suppression)
+    # technique id prefixes of the rules whose alerts this rule reads: a pass evaluates it after recording those
+    after_techniques: tuple[str, ...] = ()
 
     @property
     def score(self) -> int:

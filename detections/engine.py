@@ -9,6 +9,7 @@ approximate a sliding window).
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -133,16 +134,40 @@ def _terms_sources(fields: list[str]) -> list[dict]:
     return [{f: {"terms": {"field": f, "missing_bucket": True}}} for f in fields]
 
 
+# Below its precision threshold a cardinality aggregation counts distinct value hashes (linear counting): never more
+# values than there are, so a bound computed from it never falls below the true one.
+SPREAD_PRECISION = 500
+
+
+def spread_aggs(fields: list[str]) -> dict[str, Any]:
+    """Sub-aggregations of a leading field's bucket that bound its largest group over the other group ``fields``
+    (see :func:`largest_group_bound`)."""
+    return {f"spread{i}": {"cardinality": {"field": f, "precision_threshold": SPREAD_PRECISION}}
+            for i, f in enumerate(fields)}
+
+
+def largest_group_bound(bucket: dict[str, Any], fields: list[str]) -> int:
+    """At most how many events the largest group (the bucket's lead value and one value of each of ``fields``) of a
+    leading field's bucket holds: every other distinct value of a field takes at least one event, so the largest
+    group has at most the bucket's events less the distinct values (but one) of its most varied field. Events that
+    lack the field form one more group, which the bound still covers. Exact-or-above: over the precision threshold
+    (where distinct counts are estimates) the bound is the bucket's events. Prunes, in one aggregation over the
+    leading field, the values whose groups are all too small (most sources talk to many hosts once or twice)."""
+    events = int(bucket["doc_count"])
+    if not fields or events > SPREAD_PRECISION:
+        return events
+    distinct = max(int(bucket[f"spread{i}"].get("value") or 0) for i in range(len(fields)))
+    return events - max(distinct, 1) + 1
+
+
 def _sample_aggs() -> dict[str, Any]:
     return {"first": {"min": {"field": "@timestamp"}}, "last": {"max": {"field": "@timestamp"}}}
 
 
-def _sample_search(index: str, query: dict, bucket: dict, group_fields: list[str]) -> dict[str, Any]:
-    """The search for one bucket's sample events (its group, between its first and last event), as keyword
-    arguments of ``search``; sample event ids are fetched only for buckets that matched (top_hits inside every
-    composite bucket costs far more on large windows)."""
+def _bucket_filter(bucket: dict, group_fields: list[str]) -> dict[str, Any]:
+    """One bucket's events: its group (a missing value as a missing field), between its first and last event."""
     first, last = _bucket_times(bucket)
-    filters: list[dict[str, Any]] = [query, {"range": {"@timestamp": {"gte": first, "lte": last}}}]
+    filters: list[dict[str, Any]] = [{"range": {"@timestamp": {"gte": first, "lte": last}}}]
     must_not = []
     for f in group_fields:
         v = bucket["key"].get(f)
@@ -150,10 +175,64 @@ def _sample_search(index: str, query: dict, bucket: dict, group_fields: list[str
             must_not.append({"exists": {"field": f}})
         else:
             filters.append({"term": {f: v}})
+    return {"bool": {"filter": filters, "must_not": must_not}}
+
+
+def _sample_search(index: str, query: dict, bucket: dict, group_fields: list[str]) -> dict[str, Any]:
+    """The search for one bucket's sample events (its group, between its first and last event), as keyword
+    arguments of ``search``; sample event ids are fetched only for buckets that matched (top_hits inside every
+    composite bucket costs far more on large windows)."""
     # ties on @timestamp are broken by the carried fields, so the sample (and the alert's addresses) is the same
     # on one node and on a cluster with replicas, whose copies may list equal-time events in another order
     return {"index": index, "size": SAMPLE_IDS, "sort": SAMPLE_SORT, "_source": {"includes": CARRY},
-            "query": {"bool": {"filter": filters, "must_not": must_not}}}
+            "query": {"bool": {"filter": [query, _bucket_filter(bucket, group_fields)]}}}
+
+
+SAMPLES_PER_SEARCH = 50  # matched buckets whose sample events one search collects
+
+
+def _buckets_cover(query: dict, buckets: list[dict], group_fields: list[str]) -> dict[str, Any]:
+    """A cheap query for the events of several buckets and some more: between the first bucket's first event and
+    the last one's last, with one of the buckets' values of each group field none of them lacks."""
+    times = [_bucket_times(b) for b in buckets]
+    filters: list[dict[str, Any]] = [query, {"range": {"@timestamp": {
+        "gte": min(parse_time(first) for first, _ in times).isoformat(),
+        "lte": max(parse_time(last) for _, last in times).isoformat()}}}]
+    for f in group_fields:
+        values = [b["key"].get(f) for b in buckets]
+        if None not in values:
+            filters.append({"terms": {f: sorted(set(values), key=str)}})
+    return {"bool": {"filter": filters}}
+
+
+def sample_events(es: Elasticsearch, wanted: list[tuple[str, dict, dict, list[str]]]
+                  ) -> list[dict[str, Any] | SearchFailed]:
+    """The sample events of each matched (index, query, bucket, group fields), each as the response of its own
+    :func:`_sample_search` would hold them (``hits.hits``). The buckets of one index and query are collected by
+    searches of up to SAMPLES_PER_SEARCH buckets: a filters aggregation with each bucket's first events as top hits
+    in the same order (the rule's query evaluated once over the buckets' events, not once per bucket); those
+    searches go in multi-searches. A failed search is the SearchFailed of each of its buckets."""
+    chunks: dict[tuple[str, str, tuple[str, ...]], list[list[int]]] = {}
+    for i, (index, query, _, fields) in enumerate(wanted):
+        chunk = chunks.setdefault((index, json.dumps(query, sort_keys=True, default=str), tuple(fields)), [[]])
+        if len(chunk[-1]) >= SAMPLES_PER_SEARCH:
+            chunk.append([])
+        chunk[-1].append(i)
+    plan = [members for chunk in chunks.values() for members in chunk]
+    searches = []
+    for members in plan:
+        index, query, _, fields = wanted[members[0]]
+        buckets = [wanted[i][2] for i in members]
+        filters = {str(n): _bucket_filter(b, fields) for n, b in enumerate(buckets)}
+        searches.append({"index": index, "size": 0, "query": _buckets_cover(query, buckets, fields),
+            "aggs": {"b": {"filters": {"filters": filters}, "aggs": {"top": {"top_hits": {
+                "size": SAMPLE_IDS, "sort": SAMPLE_SORT, "_source": {"includes": CARRY}}}}}}})
+    out: list[dict[str, Any] | SearchFailed] = [SearchFailed("no answer")] * len(wanted)
+    for members, resp in zip(plan, msearch(es, searches), strict=True):
+        for n, i in enumerate(members):
+            out[i] = resp if isinstance(resp, SearchFailed) else {"hits": {"hits": (
+                resp.get("aggregations") or {})["b"]["buckets"][str(n)]["top"]["hits"]["hits"]}}
+    return out
 
 
 def _bucket_times(bucket: dict) -> tuple[str, str]:
@@ -260,7 +339,7 @@ def run_query_rules(es: Elasticsearch, prefix: str, rules: list[CompiledRule], s
                 continue
         buckets.append(found)
     wanted = [(r, b) for r, found in enumerate(buckets) if not isinstance(found, Exception) for b in found]
-    samples = msearch(es, [_sample_search(plans[r][0], plans[r][1], b, rules[r].group_by) for r, b in wanted])
+    samples = sample_events(es, [(plans[r][0], plans[r][1], b, rules[r].group_by) for r, b in wanted])
     out: list[list[Match] | Exception] = [found if isinstance(found, Exception) else [] for found in buckets]
     for (r, bucket), resp in zip(wanted, samples, strict=True):
         matches = out[r]
@@ -316,7 +395,7 @@ def run_correlation(es: Elasticsearch, prefix: str, rule: CompiledRule, start: s
         hits = [(b, value) for b in _composite(es, index, query, sources, subaggs)
                 if (value := _correlation_value(corr, b)) is not None
                 and OPS.get(corr.op, OPS["gte"])(value, corr.threshold)]
-        samples = msearch(es, [_sample_search(index, query, b, corr.group_by) for b, _ in hits])
+        samples = sample_events(es, [(index, query, b, corr.group_by) for b, _ in hits])
         for (b, value), resp in zip(hits, samples, strict=True):
             if isinstance(resp, Exception):
                 raise resp
@@ -330,18 +409,19 @@ def run_correlation(es: Elasticsearch, prefix: str, rule: CompiledRule, start: s
 
 
 def _candidate_filter(es: Elasticsearch, index: str, query: dict, corr: Correlation) -> dict | bool | None:
-    """For count thresholds: only first group-by values with at least ``threshold`` events in the whole span
-    can satisfy the rule (a distinct count never exceeds the event count). False = no candidate at all."""
+    """For count thresholds: only first group-by values whose largest group (over the other group-by fields) may
+    hold ``threshold`` events in the whole span can satisfy the rule (a group in a time bucket is part of its group
+    over the span, a distinct count never exceeds the event count); see :func:`largest_group_bound`. One
+    aggregation over the first group-by field. False = no candidate at all."""
     if corr.type not in ("event_count", "value_count") or corr.op not in ("gte", "gt", "eq") or not corr.group_by:
         return None
     need = int(corr.threshold) + (1 if corr.op == "gt" else 0)
     if need <= 1:
         return None
-    field_name = corr.group_by[0]
-    resp = es.search(index=index, size=0, query=query, ignore_unavailable=True, allow_no_indices=True, aggs={
-        "c": {"terms": {"field": field_name, "min_doc_count": need, "size": MAX_CANDIDATES}}})
-    values = [b["key_as_string"] if "key_as_string" in b else b["key"]
-              for b in (resp.get("aggregations") or {}).get("c", {}).get("buckets", [])]
+    field_name, others = corr.group_by[0], corr.group_by[1:]
+    values = [b["key"][field_name] for b in _composite(es, index, query, _terms_sources([field_name]),
+                                                       spread_aggs(others))
+              if b["key"][field_name] is not None and largest_group_bound(b, others) >= need]
     if not values:
         return False
     if len(values) >= MAX_CANDIDATES:

@@ -13,6 +13,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -33,6 +34,7 @@ from secops.notify import Notifier
 log = logging.getLogger(__name__)
 Runner = Callable[[Elasticsearch, str, CompiledRule, str, str], list[Match]]
 RULE_TIMEOUT_SECONDS = 60.0  # one rule's searches in one pass; a slower rule is reported and skipped
+EVALUATION_THREADS = 4  # rules whose searches run at once (a node's search pool has 1.5 x cores + 1 threads)
 
 
 @dataclass
@@ -49,6 +51,20 @@ class RuleRun:
     alert_ids: list[str] = field(default_factory=list)
 
 
+@dataclass
+class Evaluation:
+    """One rule run's searches before anything is recorded (Scheduler._evaluate, then Scheduler._conclude)."""
+
+    rule: CompiledRule
+    now: datetime
+    result: RuleRun
+    effective: CompiledRule  # the rule narrowed by its live exceptions
+    live: list[RuleException] = field(default_factory=list)
+    found: list[list[Match]] = field(default_factory=list)  # each window's matches, in order
+    windows: int = 0  # windows whose evaluation started
+    error: Exception | None = None  # what stopped the evaluation
+
+
 def state_id(rule_id: str) -> str:
     return doc_id("detections.checkpoint", rule_id)
 
@@ -56,7 +72,7 @@ def state_id(rule_id: str) -> str:
 class Scheduler:
     def __init__(self, es: Elasticsearch, settings: Settings, rules: list[CompiledRule],
                  alerts: AlertStore | None = None, runner: Runner = run_rule,
-                 rule_timeout: float = RULE_TIMEOUT_SECONDS):
+                 rule_timeout: float = RULE_TIMEOUT_SECONDS, threads: int = EVALUATION_THREADS):
         self.es = es
         self.cfg = settings.detections
         self.prefix = settings.elasticsearch.index_prefix
@@ -65,6 +81,7 @@ class Scheduler:
                                            announce=Notifier.from_settings(settings, es))
         self.runner = runner
         self.rule_timeout = rule_timeout
+        self.threads = threads
         self.exceptions = ExceptionStore(es, self.prefix)
         self.state_index = index_for(self.prefix, "secops.state")
 
@@ -173,16 +190,37 @@ class Scheduler:
 
     def run_rule(self, rule: CompiledRule, now: datetime | None = None) -> RuleRun:
         now = now or utcnow()
-        result = RuleRun(rule.id)
+        return self._conclude(self._evaluate(rule, now))
+
+    def _evaluate(self, rule: CompiledRule, now: datetime) -> Evaluation:
+        """The searches of one rule run, without writing anything: its live exceptions, its windows and each
+        window's matches, up to the first error (safe to run beside other rules' evaluations)."""
+        evaluation = Evaluation(rule, now, RuleRun(rule.id), rule)
         t0 = time.monotonic()
         client = DeadlineClient(self.es, self.rule_timeout, f"secops-rule:{rule.id}")
         try:
-            live = self.exceptions.live(rule.id, now)  # tuning: exceptions live at this run narrow the rule
-            effective = with_exceptions(rule, live)
+            evaluation.live = self.exceptions.live(rule.id, now)  # tuning: exceptions live at this run narrow it
+            evaluation.effective = with_exceptions(rule, evaluation.live)
             for start, end in self.windows(rule, now):
-                result.windows += 1
-                self._record(result, effective, self.runner(client, self.prefix, effective, start, end), live)
-            self._save(rule.id, iso(now), iso(now))
+                evaluation.windows += 1
+                evaluation.found.append(self.runner(client, self.prefix, evaluation.effective, start, end))
+        except Exception as exc:
+            evaluation.error = exc
+        evaluation.result.seconds = time.monotonic() - t0
+        return evaluation
+
+    def _conclude(self, evaluation: Evaluation) -> RuleRun:
+        """Record an evaluated rule run: each window's alerts in order, then its checkpoint, or the error that
+        stopped it (the windows before the error recorded, the checkpoint kept for the next pass)."""
+        result, rule, now = evaluation.result, evaluation.rule, iso(evaluation.now)
+        t0 = time.monotonic()
+        result.windows = evaluation.windows
+        try:
+            for matches in evaluation.found:
+                self._record(result, evaluation.effective, matches, evaluation.live)
+            if evaluation.error is not None:
+                raise evaluation.error
+            self._save(rule.id, now, now)
         except RuleTimeout as exc:
             result.timed_out = True
             result.error = f"slow rule skipped: {exc}"
@@ -190,7 +228,7 @@ class Scheduler:
         except Exception as exc:
             result.error = f"{type(exc).__name__}: {str(exc)[:500]}"
             log.warning("rule %s failed: %s", rule.id, result.error)
-        result.seconds = time.monotonic() - t0
+        result.seconds += time.monotonic() - t0
         return result
 
     def _record(self, result: RuleRun, rule: CompiledRule, matches: list[Match],
@@ -267,11 +305,37 @@ class Scheduler:
 
     def run(self, now: datetime | None = None, only_due: bool = False,
             rule_ids: list[str] | None = None) -> list[RuleRun]:
-        """One detection pass: every (due) rule over everything not yet evaluated; the query rules together."""
+        """One detection pass: every (due) rule over everything not yet evaluated. The query rules search together
+        (:meth:`run_shared`); the other rules' searches run beside them and beside each other, ``threads`` at a
+        time (the node answers several searches at once while this process waits), a rule that reads other rules'
+        alerts (``after_techniques``) only once the rules before it that it reads are recorded. Alerts and
+        checkpoints are recorded one rule at a time in the rules' order: the same outcome as one rule after the
+        other."""
         now = now or utcnow()
         selected = [r for r in self.rules if not rule_ids or r.id in rule_ids]
         states = self.checkpoints([r.id for r in selected])
         if only_due:
             selected = [r for r in selected if self._due_from(states.get(r.id), now)]
-        shared = self.run_shared([r for r in selected if self.shareable(r)], now, states)
-        return [shared.get(rule.id) or self.run_rule(rule, now) for rule in selected]
+        with ThreadPoolExecutor(max(1, self.threads), thread_name_prefix="secops-rule") as pool:
+            started = {r.id: pool.submit(self._evaluate, r, now) for r in selected
+                       if not self.shareable(r) and not r.after_techniques}
+            runs = self.run_shared([r for r in selected if self.shareable(r)], now, states)
+            rest = [r for r in selected if r.id not in runs]  # in order; shared rules that fell back included
+            waiting = {r.id: {q.id for q in rest[:i] if _explains(q, r)} for i, r in enumerate(rest)}
+
+            def release() -> None:
+                for rule in rest:
+                    if rule.id not in started and not waiting[rule.id]:
+                        started[rule.id] = pool.submit(self._evaluate, rule, now)
+            release()
+            for rule in rest:
+                runs[rule.id] = self._conclude(started[rule.id].result())
+                for before in waiting.values():
+                    before.discard(rule.id)
+                release()
+        return [runs[r.id] for r in selected]
+
+
+def _explains(rule: CompiledRule, reader: CompiledRule) -> bool:
+    """``rule``'s alerts are among those ``reader`` reads (a technique under one of its ``after_techniques``)."""
+    return any(t.startswith(prefix) for t in rule.techniques for prefix in reader.after_techniques)

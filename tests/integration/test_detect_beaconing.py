@@ -10,7 +10,7 @@ from datetime import timedelta
 import pytest
 
 from detections.alerts import new_alert
-from detections.analytics import BEACON_GROUP, analytic_rules
+from detections.analytics import BEACON_GROUP, BEACON_MIN_CONNS, _sources, analytic_rules
 from detections.engine import _composite, _terms_sources, composite_by_lead, indices_for, run_rule, window_filter
 from tests.integration.detect_support import T0, conn, write
 from tests.integration.test_detect_hardening import WINDOW
@@ -62,3 +62,32 @@ def test_batched_composite_gives_the_plain_composite_buckets(es, settings):
     batched = flat(composite_by_lead(es, index, query, BEACON_GROUP, subaggs, page=5))
     assert batched == plain and sum(n for _, n, _ in plain) == len(docs)
     assert any(k["source.ip"] is None for k, _, _ in plain)
+
+
+def test_sources_left_out_have_no_group_large_enough(es, settings):
+    """The source hosts beaconing batches its groups by: every source with a (source, destination, port) group of
+    BEACON_MIN_CONNS connections is kept, while a source whose connections mostly go to distinct destinations is
+    left out (its largest group cannot reach BEACON_MIN_CONNS), as is one with too few connections; spans of all."""
+    n = BEACON_MIN_CONNS
+    at = iter(range(10_000))
+
+    def c(src, dst, port=443, **kw):
+        return conn(src, dst, port, T0 + timedelta(seconds=next(at)), ingested=T0, **kw)
+    docs = [c("198.18.82.1", "198.18.83.1") for _ in range(n)]  # exactly enough, plus n singletons
+    docs += [c("198.18.82.1", f"198.18.84.{i}") for i in range(1, n + 1)]
+    docs += [c("198.18.82.2", "198.18.83.1") for _ in range(n - 1)]  # one short of enough, plus singletons
+    docs += [c("198.18.82.2", f"198.18.84.{i}") for i in range(1, 30)]
+    docs += [c("198.18.82.3", "198.18.83.1", port=p) for p in range(1, n)] + \
+        [c("198.18.82.3", "198.18.83.1", port=1)]  # one destination, many ports: kept (destinations bound it)
+    docs += [c("198.18.82.4", "198.18.83.1", destination={"port": 443}) for _ in range(n)]  # no destination
+    docs += [c("198.18.82.5", f"198.18.84.{i}") for i in range(1, 200)]  # a sweep: no group at all
+    write(es, settings, docs)
+    query = {"bool": {"filter": [window_filter(*WINDOW, "@timestamp")]}}
+    index = indices_for("secops", ["secops.conn"])
+    leads, spans = _sources(es, index, query)
+    kept = {b["key"]["source.ip"] for b in leads}
+    large = {b["key"]["source.ip"] for b in _composite(es, index, query, _terms_sources(BEACON_GROUP), {}, page=1000)
+             if b["doc_count"] >= n}
+    assert large == {"198.18.82.1", "198.18.82.4"} and large <= kept
+    assert kept == {"198.18.82.1", "198.18.82.3", "198.18.82.4"}
+    assert set(spans) == {f"198.18.82.{i}" for i in range(1, 6)}

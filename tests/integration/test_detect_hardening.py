@@ -202,9 +202,9 @@ detection:
 level: low
 """)
     assert {r.title for r in rules if r.error} == {"Exponential Suffix", "Nested Counted Repeats", "Too Long"}
-    # 3,000 probes, each its own group: the per-group sample searches cannot finish within a 1 s budget
+    # 9,000 probes, each its own group: their sample events (50 groups a search) cannot be read within a 1 s budget
     docs = [conn(f"198.18.{20 + i // 250}.{i % 250 + 1}", "198.18.30.1", 1000 + i % 50,
-                 T0 + timedelta(seconds=i % 600), ingested=T0) for i in range(3000)]
+                 T0 + timedelta(seconds=i % 600), ingested=T0) for i in range(9000)]
     docs.append(conn("198.18.31.1", "198.18.30.2", 23, T0, state="SF", orig_bytes=5, ingested=T0))
     write(es, settings, docs)
     store = AlertStore(es, "secops", 3600, notifier=None)

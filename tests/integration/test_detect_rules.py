@@ -9,7 +9,19 @@ import pytest
 
 from detections.analytics import analytic_rules
 from detections.compiler import compile_rules
-from detections.engine import run_rule
+from detections.engine import (
+    SAMPLES_PER_SEARCH,
+    _candidate_filter,
+    _composite,
+    _sample_aggs,
+    _sample_search,
+    _terms_sources,
+    indices_for,
+    msearch,
+    run_rule,
+    sample_events,
+    window_filter,
+)
 from detections.ioc import load_iocs, make_ioc_rule
 from detections.loader import BUILTIN_RULES, load_rules
 from detections.report import field_report
@@ -73,6 +85,12 @@ def test_port_scan_and_host_sweep_correlations(es, settings):
     assert port_scan[0].count == 30 and "30 distinct destination.port" in port_scan[0].reason
     sweep_matches = run_rule(es, "secops", builtin("ec62bd08-434e-5043-93d5-12512d848149"), *WINDOW)
     assert [m.group["source.ip"] for m in sweep_matches] == ["198.18.3.2"]
+    # the candidates of a (source, destination) count: the sweeping source's probes all go to distinct hosts, so no
+    # pair of it can reach the threshold and it is left out before any pair is counted
+    burst = builtin("f238ed5e-f87f-5430-b0f1-5f5dc591ff0f").correlation
+    assert _candidate_filter(es, indices_for("secops", ["secops.conn"]),
+                             {"bool": {"filter": [window_filter(*WINDOW)]}}, burst) == \
+        {"terms": {"source.ip": ["198.18.3.1", "198.18.3.3"]}}
     # window cut on event.ingested: nothing arrived in this window
     assert run_rule(es, "secops", builtin("4fd2cc3a-a833-50ea-86fe-025d642a53c1"),
                     iso(T0 + minutes(1)), iso(T0 + minutes(2))) == []
@@ -157,3 +175,26 @@ def test_beaconing_dns_tunnel_and_ioc(es, settings, tmp_path: Path):
     ioc = make_ioc_rule(load_iocs([tmp_path]))
     hits = {m.group["source.ip"] for m in run_rule(es, "secops", ioc, *WINDOW)}
     assert hits == {"198.18.6.1", "198.18.6.2", "198.18.6.4"}
+
+
+def test_sample_events_of_many_buckets_equal_one_search_each(es, settings):
+    """The sample events of matched buckets read together (a filters aggregation with top hits per bucket, 50
+    buckets a search) are those a search of each bucket alone returns, in the same order: equal-time events told
+    apart by the carried fields, a group without a destination, more buckets than one search takes."""
+    docs = [conn(f"198.18.5.{i % 60 + 1}", "198.18.6.1" if i % 7 else "198.18.6.2", 1000 + i % 13,
+                 T0 + timedelta(seconds=i // 40), ingested=T0) for i in range(2400)]
+    docs += [conn("198.18.5.99", "198.18.6.1", 22, T0 + timedelta(seconds=i % 2), ingested=T0, _id=f"no-dst-{i}",
+                  source={"ip": "198.18.5.99", "port": 40000 + i}, destination={"port": 22})
+             for i in range(60)]  # no destination address, equal times
+    write(es, settings, docs)
+    index, fields = indices_for("secops", ["secops.conn"]), ["source.ip", "destination.ip"]
+    query = {"bool": {"filter": [window_filter(*WINDOW)]}}
+    buckets = list(_composite(es, index, query, _terms_sources(fields), _sample_aggs()))
+    assert len(buckets) > SAMPLES_PER_SEARCH and any(b["key"]["destination.ip"] is None for b in buckets)
+    together = sample_events(es, [(index, query, b, fields) for b in buckets])
+    alone = msearch(es, [_sample_search(index, query, b, fields) for b in buckets])
+
+    def hits(resp):
+        return [(h["_index"], h["_id"], h["_source"]) for h in resp["hits"]["hits"]]
+    assert [hits(r) for r in together] == [hits(r) for r in alone]
+    assert sum(len(r["hits"]["hits"]) for r in together) == sum(min(50, b["doc_count"]) for b in buckets)

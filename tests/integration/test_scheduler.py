@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 import pytest
 
 from detections.alerts import AlertStore
-from detections.compiler import compile_rules
+from detections.compiler import CompiledRule, compile_rules
+from detections.engine import Match
 from detections.loader import BUILTIN_RULES, load_rules
 from detections.scheduler import Scheduler
+from secops.ecs import iso
 from tests.integration.detect_support import T0, minutes, svcctl, write
 
 pytestmark = pytest.mark.integration
@@ -85,3 +88,30 @@ def test_same_window_twice_gives_same_alerts_and_suppression_updates_one(es, set
     write(es, settings, [svcctl("198.18.2.1", "198.18.2.9", T0 + minutes(150), ingested=T0 + minutes(151))])
     assert s.run(now=T0 + minutes(152))[0].created == 1
     assert len(alerts(es, settings)) == 2
+
+
+def test_rules_searched_at_once_recorded_in_order(es, settings):
+    """A pass evaluates rules beside each other (a fast rule is done while a slow one before it still searches)
+    but records them in the rules' order, and a rule that reads other rules' alerts (beaconing reads brute-force
+    alerts) is evaluated only once the rules before it that it reads are recorded."""
+    write(es, settings, [svcctl("198.18.2.1", "198.18.2.9", T0, ingested=T0)])
+    store = AlertStore(es, settings.elasticsearch.index_prefix, notifier=None)
+    slow, fast, reader = (CompiledRule(id=f"5b0c9d8e-0000-4000-8000-00000000040{i}", title=title, kind="analytic",
+                                       dataset="secops.smb", **extra)
+                          for i, (title, extra) in enumerate([("Slow Brute Force", {"techniques": ["T1110.001"]}),
+                                                              ("Fast", {}),
+                                                              ("Reader", {"after_techniques": ("T1110",)})]))
+    evaluated: list[str] = []
+    read: list[int] = []
+
+    def runner(client, prefix, rule, start, end):
+        if rule.id == slow.id:
+            time.sleep(1.0)
+        if rule.id == reader.id:
+            read.append(len(store.list(rule=slow.id, size=10)))
+        evaluated.append(rule.title)
+        return [Match(group={"source.ip": "198.18.2.1"}, first_time=iso(T0), last_time=iso(T0), count=1)]
+    runs = Scheduler(es, settings, [slow, fast, reader], alerts=store, runner=runner).run(now=T0 + minutes(1))
+    assert [r.rule_id for r in runs] == [slow.id, fast.id, reader.id]
+    assert all(r.created == 1 and r.error is None and r.windows == 1 for r in runs)
+    assert evaluated == ["Fast", "Slow Brute Force", "Reader"] and read == [1]
