@@ -37,11 +37,7 @@ class ProcessRun(DocumentQueue):
     """Parent side: the same face as ``TsharkStdinRun`` (write, ready, close), the work in a child process."""
 
     def __init__(self, name: str, tshark_path: str, warn: Warn, expected: ExpectedConnections | None = None) -> None:
-        super().__init__()
-        self.name = name
-        self.warn = warn
-        self.expected = expected
-        self.failed = False
+        super().__init__(name, warn, expected)
         self._stderr: list[bytes] = []
         try:
             self._proc: subprocess.Popen | None = subprocess.Popen(

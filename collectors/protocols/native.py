@@ -73,11 +73,13 @@ class NativeFrames:
                 break
             if btype == BLOCK_IDB and length >= 12:
                 self._linktypes.append(buf[pos + 8] | buf[pos + 9] << 8)
-            elif btype == BLOCK_EPB and length >= 32 and self._count() and self._take(buf, pos, length, docs):
-                self.taken_at.append(self.blocks)
-                if pos > keep_from:
-                    kept.append((keep_from, pos))
-                keep_from = pos + length
+            elif btype == BLOCK_EPB and length >= 32:
+                self.blocks += 1
+                if self._take(buf, pos, length, docs):
+                    self.taken_at.append(self.blocks)
+                    if pos > keep_from:
+                        kept.append((keep_from, pos))
+                    keep_from = pos + length
             pos += length
         if pos > keep_from:
             kept.append((keep_from, pos))
@@ -85,10 +87,6 @@ class NativeFrames:
         if not docs and len(kept) == 1 and kept[0] == (0, len(buf)):
             return buf, docs
         return _join(buf, kept), docs
-
-    def _count(self) -> bool:
-        self.blocks += 1
-        return True
 
     def renumber(self, packets: Iterable[Packet]) -> Iterator[Packet]:
         """tshark's packets with the frame numbers they have in the whole selected stream (modules use them in

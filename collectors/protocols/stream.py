@@ -94,8 +94,7 @@ class MetadataStream:
 
     def _end_previous(self) -> None:
         if self._ending is not None:
-            self._finished += self._ending.ready() + self._ending.until_done()
-            self._ending.release()
+            self._finished += self._ending.drain()
             self._ending = None
 
     def ready(self) -> list[Doc]:
@@ -121,9 +120,14 @@ class MetadataStream:
 
 
 class DocumentQueue:
-    """Documents handed from a reader thread to the caller; ``_DONE`` ends them."""
+    """One run of the deep path as the stream sees it: its documents, handed from a reader thread to the caller
+    (``_DONE`` ends them), and what it was given."""
 
-    def __init__(self) -> None:
+    def __init__(self, name: str, warn: Warn, expected: ExpectedConnections | None) -> None:
+        self.name = name
+        self.warn = warn
+        self.expected = expected
+        self.failed = False
         self.docs: queue.SimpleQueue = queue.SimpleQueue()
         self.finished = False
         self.frames = 0  # selected frames written
@@ -167,24 +171,24 @@ class DocumentQueue:
     def release(self) -> None:
         """After the last document: what the run held (threads, files) is let go."""
 
-    def close(self) -> list[Doc]:
-        """End of the run's frames: wait for its analyzers; every remaining document."""
-        self.end_input()
+    def drain(self) -> list[Doc]:
+        """After ``end_input``: every remaining document (blocks until the run ends), then the run is let go."""
         out = self.ready() + self.until_done()
         self.release()
         return out
+
+    def close(self) -> list[Doc]:
+        """End of the run's frames: wait for its analyzers; every remaining document."""
+        self.end_input()
+        return self.drain()
 
 
 class TsharkStdinRun(DocumentQueue):
     """One tshark reading a pcapng stream on stdin, its analyzers in a reader thread."""
 
     def __init__(self, name: str, tshark_path: str, warn: Warn, expected: ExpectedConnections | None = None) -> None:
-        super().__init__()
-        self.name = name
+        super().__init__(name, warn, expected)
         self.tshark_path = tshark_path
-        self.warn = warn
-        self.expected = expected
-        self.failed = False
         self._proc = None
         self._reader: threading.Thread | None = None
         self._spool: IO[bytes] | None = None
