@@ -1,7 +1,7 @@
 """What every CLI command shares: the loaded settings, consoles, clean one-line errors, writers.
 
-Context CLIs (collectors/detections/inventory/playbooks ``cli.py``) import from here; they expose
-``register(app)`` and the composition root ``secops.cli`` calls it.
+Context CLIs (``collectors.capture_cli``, ``collectors.scanning.cli``, detections/inventory/playbooks ``cli.py``)
+import from here; they expose ``register(app)`` and the composition root ``secops.cli`` calls it.
 """
 
 from __future__ import annotations
@@ -9,10 +9,9 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import typer
-from elasticsearch import Elasticsearch
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import (
@@ -28,9 +27,12 @@ from rich.text import Text
 
 from secops.cells import strip_controls
 from secops.config import ConfigError, Settings, load_settings
-from secops.es.bulk import BulkWriter
-from secops.es.client import StoreUnavailable, check_reachable, make_client
-from secops.es.store import Store
+
+if TYPE_CHECKING:  # the store's modules load the Elasticsearch client (0.4 s): commands that write import them
+    from elasticsearch import Elasticsearch
+
+    from secops.es.bulk import BulkWriter
+    from secops.es.store import Store
 
 console = Console()
 err_console = Console(stderr=True)
@@ -74,6 +76,8 @@ def fail(message: str) -> NoReturn:
 
 
 def es_client(check: bool = True) -> Elasticsearch:
+    from secops.es.client import check_reachable, make_client
+
     es = make_client(settings())
     if check:
         check_reachable(es)
@@ -82,6 +86,8 @@ def es_client(check: bool = True) -> Elasticsearch:
 
 def store(es: Elasticsearch | None = None) -> Store:
     """The store handle on the configured node."""
+    from secops.es.store import Store
+
     return Store.from_settings(es or es_client(), settings())
 
 
@@ -89,6 +95,8 @@ OFFLINE_CHECK_SECONDS = 5.0  # how long an offline-capable writer's check waits 
 
 
 def _warn_if_unreachable(es: Elasticsearch) -> None:
+    from secops.es.client import StoreUnavailable, check_reachable
+
     wait = min(OFFLINE_CHECK_SECONDS, settings().elasticsearch.request_timeout)
     try:
         check_reachable(es.options(request_timeout=wait))

@@ -34,7 +34,6 @@ from collectors.protocols.ja4 import ja4
 from collectors.protocols.reread import Wanted
 from collectors.protocols.tls_heartbeat import HEARTBEAT, Heartbeats
 from collectors.protocols.tshark import BASE_FIELDS, Packet, TsharkRun, build_command, run_tshark, to_int
-from collectors.protocols.x509 import CertificateError, server_certificate_fields
 
 CLIENT_HELLO, SERVER_HELLO, CERTIFICATE = 1, 2, 11
 CCS, ALERT, HANDSHAKE, APP_DATA = 20, 21, 22, 23
@@ -303,6 +302,10 @@ class TlsAnalyzer(Analyzer):
             **s.heartbeats.fields(),
         }
         if s.leaf_der is not None:
+            # imported here: the cryptography package costs 75 ms at start-up, which processes that never see a
+            # certificate (the flow path's main process, which imports the probes' package) should not pay
+            from collectors.protocols.x509 import CertificateError, server_certificate_fields
+
             try:
                 fields |= server_certificate_fields(s.leaf_der, s.ts)
             except CertificateError as exc:
