@@ -1,5 +1,6 @@
-"""``secops.ecs.iso`` formats epoch seconds without a datetime on the hot path: the text must equal what
-``datetime.fromtimestamp`` gives (the same half-even microsecond rounding), for every time and at the edges."""
+"""``secops.ecs.iso`` and the flow path's ``collectors.conn.iso_ns`` format times without a datetime on the hot
+path: the text must equal what ``datetime.fromtimestamp`` gives (``iso``: the same half-even microsecond rounding;
+``iso_ns``: microseconds truncated from nanoseconds), for every time and at the edges."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from datetime import UTC, datetime
 from hypothesis import given
 from hypothesis import strategies as st
 
+from collectors.conn import iso_ns
 from secops.ecs import iso
 
 
@@ -25,3 +27,10 @@ def test_half_microseconds_and_the_end_of_a_second() -> None:
                2**31 + 0.9999999, 253402300799.0, 1):
         assert iso(ts) == reference(ts), ts
     assert iso(-1.5) == reference(-1.5)  # outside the fast range: the datetime path
+
+
+@given(st.lists(st.integers(min_value=0, max_value=253402300798_999_999_999), min_size=1, max_size=50))
+def test_nanosecond_times_read_as_datetime_reads_them(times: list[int]) -> None:
+    for ns in times + [t + 1_000 for t in times]:  # a second time in the same second: the cached prefix
+        second = datetime.fromtimestamp(ns // 1_000_000_000, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        assert iso_ns(ns) == f"{second}.{ns % 1_000_000_000 // 1000:06d}Z", ns
