@@ -1,0 +1,226 @@
+"""TCP connections the deep path reads itself instead of handing them to tshark: the FTP control channel (and HTTP/1.x).
+
+:class:`~collectors.protocols.native.NativeFrames` hands every decoded TCP frame of the selected-frame stream to
+:meth:`TcpNative.take`, which decides once per connection who reads it:
+
+- FTP: the lower port is 21 (tshark decodes port 21 as FTP, the lower port first), unless a SYN named the other
+  side as the server (tshark then tries the server's port first) or both ports are 21;
+- everything else goes to tshark, and the decision is remembered so a connection is never split between readers.
+
+A native connection is put back in sequence order per direction (``tcp_reassembly``: first copy wins, holes
+counted and skipped), and its bytes go to a per-protocol reader (FTP: lines into ``FtpAnalyzer.line``).
+
+Hand-back: a session that switches to TLS in-band (FTP ``AUTH``) is given back to tshark from the frame carrying
+that command on: tshark's FTP dissector sees ``AUTH TLS`` and its reply and reads the TLS handshake that follows, as
+it did before (Zeek hands the connection to its TLS analyzer the same way). Frames of such a connection that the
+native side had already taken stay read here.
+
+Bounds: at most ``MAX_CONNECTIONS`` connections (decisions included) are remembered; connections idle for
+``IDLE_SECONDS`` of capture time are swept (holes skipped, what waited handed on); a line is cut at
+``MAX_LINE_BYTES``. Damage is counted and reported once per run (``finish``), never raised.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from collectors.conn import ip_str
+from collectors.decode import BUF, CAPLEN, DPORT, DST, FLAGS, L4OFF, PLEN, SEQ, SPORT, SRC
+from collectors.flowconst import F_ACK, F_RST, F_SYN
+from collectors.protocols.base import Doc, Flow, RunContext
+from collectors.protocols.expected import ExpectedConnections
+from collectors.protocols.ftp import FtpAnalyzer
+from collectors.protocols.tcp_reassembly import Chunk, Direction
+
+Warn = Callable[[str], None]
+
+FTP_PORT = 21
+MAX_CONNECTIONS = 65_536
+IDLE_SECONDS = 300.0  # Zeek's tcp_inactivity_timeout
+SWEEP_SECONDS = 10.0
+MAX_LINE_BYTES = 8192  # longer command/reply lines are cut here (counted)
+TSHARK, FTP = 0, 1
+
+
+@dataclass
+class Stats:
+    """What the native TCP readers met, for the run's one warning."""
+
+    frames: int = 0  # frames taken out of tshark's input
+    connections: int = 0
+    handed_back: int = 0  # connections given back to tshark (in-band switch to TLS)
+    gaps: int = 0
+    gap_bytes: int = 0
+    cut_lines: int = 0
+
+
+class LineReader:
+    """A direction's bytes as lines (LF ends a line, a CR before it is dropped), cut at ``MAX_LINE_BYTES``."""
+
+    __slots__ = ("buf", "cutting")
+
+    def __init__(self) -> None:
+        self.buf = b""
+        self.cutting = False  # inside a line already cut: its rest is dropped
+
+    def lines(self, chunk: Chunk, stats: Stats) -> list[bytes]:
+        if chunk is None:  # a hole: the line it cut is lost (Zeek: content gap)
+            self.buf, self.cutting = b"", False
+            return []
+        data = self.buf + chunk if self.buf else chunk
+        out = []
+        start = 0
+        while True:
+            end = data.find(b"\n", start)
+            if end < 0:
+                break
+            if self.cutting:
+                self.cutting = False
+            else:
+                out.append(data[start:end].rstrip(b"\r")[:MAX_LINE_BYTES])
+            start = end + 1
+        rest = data[start:]
+        if len(rest) > MAX_LINE_BYTES and not self.cutting:
+            out.append(rest[:MAX_LINE_BYTES])
+            stats.cut_lines += 1
+            self.cutting = True
+            rest = b""
+        elif self.cutting:
+            rest = b""
+        self.buf = rest
+        return out
+
+    def end(self) -> list[bytes]:
+        rest, self.buf = self.buf, b""
+        return [rest.rstrip(b"\r")] if rest and not self.cutting else []
+
+
+class Connection:
+    """One natively read connection: its orientation, both directions' reassembly, its protocol reader."""
+
+    __slots__ = ("client", "dirs", "flow", "kind", "last_ts", "lines")
+
+    def __init__(self, kind: int, flow: Flow, client: tuple[bytes, int], ts: float) -> None:
+        self.kind = kind
+        self.flow = flow
+        self.client = client  # (address, port) of the originator
+        self.dirs = (Direction(), Direction())  # from the client, from the server
+        self.lines = (LineReader(), LineReader())
+        self.last_ts = ts
+
+
+class TcpNative:
+    """The connection table and readers of one deep-path run."""
+
+    def __init__(self, name: str, warn: Warn, expected: ExpectedConnections | None) -> None:
+        self.name = name
+        self.warn = warn
+        self.stats = Stats()
+        context = RunContext(None, "", None, expected)  # type: ignore[arg-type]  # no capture: nothing re-read
+        self.ftp = FtpAnalyzer(warn, context)
+        self.conns: dict[tuple, Connection | int] = {}  # a Connection, or TSHARK for one tshark reads
+        self._streams = 0
+        self._next_sweep: float | None = None
+
+    def take(self, p: tuple, ts: float, docs: list[Doc]) -> bool:
+        """Whether this decoded TCP packet is read here (its documents into ``docs``); False: tshark's."""
+        src, dst, sport, dport = p[SRC], p[DST], p[SPORT], p[DPORT]
+        key = (src, sport, dst, dport) if (src, sport) < (dst, dport) else (dst, dport, src, sport)
+        if self._next_sweep is None or ts >= self._next_sweep:
+            self._next_sweep = ts + SWEEP_SECONDS
+            docs += self.sweep(ts - IDLE_SECONDS)
+        conn = self.conns.get(key)
+        if conn is None:
+            conn = self._decide(key, p, ts)
+            if len(self.conns) > MAX_CONNECTIONS:
+                docs += self._close(next(iter(self.conns)))
+        if conn == TSHARK or not isinstance(conn, Connection):
+            return False
+        flags = p[FLAGS]
+        from_client = (src, sport) == conn.client
+        side = 0 if from_client else 1
+        if flags & F_SYN and not flags & F_RST:
+            conn.dirs[side].syn(p[SEQ])
+        conn.last_ts = ts
+        buf, l4 = p[BUF], p[L4OFF]
+        start = l4 + (buf[l4 + 12] >> 4) * 4 if l4 + 20 <= len(buf) else len(buf)
+        payload = bytes(buf[start:start + min(p[CAPLEN], p[PLEN])]) if p[PLEN] > 0 else b""
+        if payload:
+            chunks = conn.dirs[side].add(p[SEQ], payload)
+            if not self._read(conn, key, from_client, ts, chunks, docs):
+                self.stats.handed_back += 1
+                self.conns[key] = TSHARK
+                return False
+        self.stats.frames += 1
+        return True
+
+    def _decide(self, key: tuple, p: tuple, ts: float) -> Connection | int:
+        src, dst, sport, dport = p[SRC], p[DST], p[SPORT], p[DPORT]
+        flags = p[FLAGS]
+        kind = TSHARK
+        if min(sport, dport) == FTP_PORT and sport != dport:
+            named_other = flags & F_SYN and not flags & F_ACK and dport != FTP_PORT
+            kind = TSHARK if named_other else FTP
+        if kind == TSHARK:
+            self.conns[key] = TSHARK
+            return TSHARK
+        if sport == FTP_PORT:  # the server sent this one
+            client, server = (dst, dport), (src, sport)
+        else:
+            client, server = (src, sport), (dst, dport)
+        self._streams += 1
+        flow = Flow("tcp", ip_str(client[0]), client[1], ip_str(server[0]), server[1], f"native-{self._streams}")
+        conn = self.conns[key] = Connection(kind, flow, client, ts)
+        self.stats.connections += 1
+        return conn
+
+    def _read(self, conn: Connection, key: tuple, from_client: bool, ts: float, chunks: list[Chunk],
+              docs: list[Doc]) -> bool:
+        """Reassembled bytes through the connection's reader; False when the connection goes back to tshark."""
+        side = 0 if from_client else 1
+        for chunk in chunks:
+            if chunk is None:
+                self.stats.gaps += 1
+            for line in conn.lines[side].lines(chunk, self.stats):
+                if from_client and line[:4].upper() == b"AUTH":  # in-band switch to TLS: tshark reads on
+                    return False
+                docs += self.ftp.line(conn.flow, from_client, ts, line)
+        return True
+
+    def _close(self, key: tuple) -> list[Doc]:
+        """Forget a connection: what waited behind holes is read, partial lines end."""
+        conn = self.conns.pop(key)
+        if not isinstance(conn, Connection):
+            return []
+        docs: list[Doc] = []
+        for side, direction in enumerate(conn.dirs):
+            self._read(conn, key, side == 0, conn.last_ts, direction.flush(), docs)
+            for line in conn.lines[side].end():
+                if not (side == 0 and line[:4].upper() == b"AUTH"):
+                    docs += self.ftp.line(conn.flow, side == 0, conn.last_ts, line)
+            self.stats.gap_bytes += direction.gap_bytes
+        return docs
+
+    def sweep(self, idle_before: float) -> list[Doc]:
+        """Connections idle since ``idle_before`` (capture time) are closed; tshark's decisions forgotten."""
+        docs: list[Doc] = []
+        for key in [k for k, c in self.conns.items() if not isinstance(c, Connection) or c.last_ts < idle_before]:
+            conn = self.conns.get(key)
+            if isinstance(conn, Connection):
+                docs += self._close(key)
+            elif len(self.conns) > MAX_CONNECTIONS // 2:  # decisions for tshark are only forgotten under pressure
+                self.conns.pop(key)
+        return docs
+
+    def finish(self) -> list[Doc]:
+        """End of the run: every connection closed, the commands still waiting logged, one warning for damage."""
+        docs: list[Doc] = []
+        for key in list(self.conns):
+            docs += self._close(key)
+        docs += self.ftp.finish()
+        s = self.stats
+        if s.gaps or s.cut_lines:
+            self.warn(f"{self.name}: {s.gaps} hole(s) ({s.gap_bytes} bytes) in {s.connections} natively read TCP "
+                      f"connection(s), {s.cut_lines} line(s) cut at {MAX_LINE_BYTES} bytes")
+        return docs

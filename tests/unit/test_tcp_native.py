@@ -1,0 +1,259 @@
+"""Native TCP reading (collectors/protocols/native_tcp.py, tcp_reassembly.py) against tshark, the differential oracle.
+
+Every shared capture with an FTP control channel goes through the ingest pipeline twice: with the deep path
+reading those connections itself (``stream.NATIVE_TCP``) and with tshark reading them. Every document (FTP records,
+connection records with their ``ftp-data`` services, everything else) must be equal, or the difference is named here
+with its reason. The reassembler and the line reader also meet hostile input.
+"""
+
+from __future__ import annotations
+
+import struct
+import tracemalloc
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from collectors.ingest import Pipeline
+from collectors.protocols import stream
+from collectors.protocols.expected import ExpectedConnections
+from collectors.protocols.ftp import eprt, epsv_port, host_port
+from collectors.protocols.native import NativeFrames
+from collectors.protocols.native_tcp import MAX_LINE_BYTES, LineReader, Stats
+from collectors.protocols.tcp_reassembly import MAX_WAITING_BYTES, Direction
+from collectors.selection import interface_block, packet_block
+from tests.unit.test_flowcore import CAPTURES, TESTDATA
+
+# Differences the test expects, by capture, with the reason (none today).
+KNOWN_DIFFERENCES: dict[str, str] = {}
+
+FTP_CAPTURES = [TESTDATA / p for p in ("attacks/bruteforce/ftp-bruteforce.pcap", "zeek/traces/ftp/bigtransfer.pcap",
+                                       "zeek/traces/ftp/ipv4.pcap", "zeek/traces/ftp/ipv6.pcap")]
+NATIVE_CAPTURES = FTP_CAPTURES
+
+
+def by_id(docs: list[dict]) -> dict[str, dict]:
+    return {d["_id"]: d for d in docs}
+
+
+def pipeline_docs(capture: Path, native: bool, monkeypatch: pytest.MonkeyPatch, **kw) -> dict[str, dict]:
+    monkeypatch.setattr(stream, "NATIVE_TCP", native)
+    docs: list[dict] = []
+    pipe = Pipeline(docs.append, on_warning=lambda _m: None, **kw)
+    pipe.process_file(capture)
+    pipe.finish()
+    return by_id(docs)
+
+
+def test_shared_captures_are_in_the_set() -> None:
+    assert all(c in CAPTURES for c in NATIVE_CAPTURES)
+
+
+@pytest.mark.parametrize("capture", NATIVE_CAPTURES, ids=lambda c: c.name)
+def test_native_documents_equal_tshark(capture: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The differential oracle: every document of the pipeline, TCP read natively or by tshark."""
+    native = pipeline_docs(capture, True, monkeypatch)
+    tshark = pipeline_docs(capture, False, monkeypatch)
+    assert any(d["event"]["dataset"] in ("secops.ftp", "secops.http") for d in native.values())
+    if capture.name in KNOWN_DIFFERENCES:
+        assert native != tshark, f"{capture.name} no longer differs: {KNOWN_DIFFERENCES[capture.name]}"
+    else:
+        assert native == tshark
+
+
+def test_native_frames_do_not_reach_tshark(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The FTP control frames are read here: tshark's input holds none of them."""
+    taken: list[int] = []
+    original = NativeFrames.finish
+
+    def finish(self: NativeFrames) -> list[dict]:
+        assert self.tcp is not None
+        taken.append(self.tcp.stats.frames)
+        return original(self)
+
+    monkeypatch.setattr(NativeFrames, "finish", finish)
+    docs = pipeline_docs(TESTDATA / "attacks/bruteforce/ftp-bruteforce.pcap", True, monkeypatch)
+    assert taken == [180]  # 30 sessions of 6 selected frames (the greeting precedes detection: never selected)
+    assert sum(1 for d in docs.values() if d["event"]["dataset"] == "secops.ftp") == 90
+
+
+def test_data_channels_travel_from_the_analyzers_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """In the analyzers' own process (``deep_process``) the native reader's announcements reach the parent's
+    pipeline as "e" lines: the data connections are ftp-data there too."""
+    capture = TESTDATA / "zeek/traces/ftp/ipv4.pcap"
+    child = pipeline_docs(capture, True, monkeypatch, deep_process_min_bytes=0)
+    thread = pipeline_docs(capture, True, monkeypatch)
+    services = [d["network"].get("protocol") for d in child.values() if d["event"]["dataset"] == "secops.conn"]
+    assert sum(1 for s in services if s and "ftp-data" in s) >= 2
+    assert child == thread
+
+
+# -- FTP's data-channel arguments (RFC 959 4.1.2, RFC 2428) ----------------------------------------------------
+def test_data_channel_arguments() -> None:
+    assert host_port(b"Entering Passive Mode (192,168,1,2,4,1)") == ("192.168.1.2", 1025)
+    assert host_port(b"=192,168,1,2,4,1") == ("192.168.1.2", 1025)
+    assert host_port(b"(300,168,1,2,4,1)") is None and host_port(b"1,2,3") is None
+    assert eprt(b"|1|132.235.1.2|6275|") == ("132.235.1.2", 6275)
+    assert eprt(b"|2|1080::8:800:200C:417A|5282|") == ("1080::8:800:200c:417a", 5282)
+    assert eprt(b"|2|132.235.1.2|6275|") is None and eprt(b"|1|x|1|") is None and eprt(b"1|1|1.2.3.4|1|") is None
+    assert eprt(b"|1|1.2.3.4|99999|") is None and eprt(b"") is None
+    assert epsv_port(b"Entering Extended Passive Mode (|||6446|)") == 6446
+    assert epsv_port(b"(aaa6446a)") is None and epsv_port(b"(|||0|)") is None and epsv_port(b"(||6446|)") is None
+
+
+# -- synthetic connections -------------------------------------------------------------------------------------
+CLIENT, SERVER = b"\x0a\0\0\1", b"\x0a\0\0\2"
+
+
+def tcp_frame(payload: bytes, seq: int, from_client: bool, sport: int = 40000, dport: int = 21,
+              flags: int = 0x18) -> bytes:
+    ports = (sport, dport) if from_client else (dport, sport)
+    hosts = (CLIENT, SERVER) if from_client else (SERVER, CLIENT)
+    tcp = struct.pack("!HHIIBBHHH", *ports, seq & 0xFFFFFFFF, 0, 5 << 4, flags, 65535, 0, 0) + payload
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp), 1, 0, 64, 6, 0, *hosts) + tcp
+    return b"\0\x11\x22\x33\x44\x55" * 2 + b"\x08\x00" + ip
+
+
+def pcapng(frames: list[bytes], start: float = 1000.0) -> bytes:
+    return interface_block(1) + b"".join(packet_block(0, int((start + i) * 1e9), f, len(f))
+                                         for i, f in enumerate(frames))
+
+
+def read_native(data: bytes, expected: ExpectedConnections | None = None, step: int = 0) -> tuple[bytes, list[dict],
+                                                                                                    list[str]]:
+    warnings: list[str] = []
+    native = NativeFrames("t", warnings.append, expected)
+    kept, docs = b"", []
+    for i in range(0, len(data), step or len(data)):
+        part, more = native.split(data[i:i + (step or len(data))])
+        kept += part
+        docs += more
+    docs += native.finish()
+    return kept, docs, warnings
+
+
+def conversation(*segments: tuple[bool, bytes]) -> list[bytes]:
+    """Frames of one connection, each direction's sequence numbers counting on."""
+    seqs = {True: 1000, False: 5000}
+    frames = []
+    for from_client, payload in segments:
+        frames.append(tcp_frame(payload, seqs[from_client], from_client))
+        seqs[from_client] += len(payload)
+    return frames
+
+
+def test_commands_replies_and_announcements_from_lines() -> None:
+    """Pipelined commands in one segment, a multi-line reply split over segments, PORT/EPRT/PASV/EPSV."""
+    expected = ExpectedConnections()
+    frames = conversation(
+        (True, b"USER anna\r\nPASS secret\r\n"),
+        (False, b"331 need password\r\n230-Welcome\r\n230-more text\r\n"),
+        (False, b"230 done\r\n"),
+        (True, b"PORT 10,0,0,1,156,64\r\n"),
+        (False, b"200 ok\r\n"),
+        (True, b"EPSV\r\n"),
+        (False, b"229 Entering Extended Passive Mode (|||6446|)\r\n"),
+    )
+    kept, docs, warnings = read_native(pcapng(frames), expected, step=5)
+    assert kept == interface_block(1) and not warnings
+    got = [(d["secops"]["ftp"]["command"], d["secops"]["ftp"].get("reply_code"), d["secops"]["ftp"].get("reply_msg"),
+            d.get("user", {}).get("name"), d["secops"]["ftp"].get("arg")) for d in docs]
+    assert got == [("USER", 331, "need password", "anna", "anna"), ("PASS", 230, "Welcome", "anna", None),
+                   ("PORT", 200, "ok", "anna", "10,0,0,1,156,64"),
+                   ("EPSV", 229, "Entering Extended Passive Mode (|||6446|)", "anna", None)]
+    assert expected.claim("10.0.0.2", "10.0.0.1", 40000, 1004.0) == "ftp-data"
+    assert expected.claim("10.0.0.1", "10.0.0.2", 6446, 1007.0) == "ftp-data"
+
+
+def test_retransmission_reordering_and_holes() -> None:
+    """A retransmission with other bytes loses to the first copy; a reordered segment waits; a hole is skipped
+    at the end and counted in the run's one warning."""
+    frames = [
+        tcp_frame(b"USER a\r\n", 1000, True),
+        tcp_frame(b"USER b\r\n", 1000, True),  # same sequence range again, other bytes: the first copy wins
+        tcp_frame(b"PWD\r\n", 1000 + 8 + 6, True),  # ahead of "NOOP\r\n"
+        tcp_frame(b"NOOP\r\n", 1000 + 8, True),
+        tcp_frame(b"SYST\r\n", 1000 + 8 + 6 + 5 + 100, True),  # after a hole of 100 bytes never filled
+    ]
+    _, docs, warnings = read_native(pcapng(frames))
+    assert [(d["secops"]["ftp"]["command"], d["user"]["name"]) for d in docs] == [
+        ("USER", "a"), ("NOOP", "a"), ("PWD", "a"), ("SYST", "a")]
+    assert len(warnings) == 1 and "1 hole(s) (100 bytes) in 1 natively read TCP connection(s)" in warnings[0]
+
+
+def test_auth_tls_goes_back_to_tshark() -> None:
+    """From the AUTH command on, the connection's frames go to tshark, which reads the TLS that follows."""
+    frames = conversation((False, b"220 hi\r\n"), (True, b"FEAT\r\n"), (False, b"211 end\r\n"),
+                          (True, b"AUTH TLS\r\n"), (False, b"234 go\r\n"), (True, b"\x16\x03\x01\x00\x05hello"))
+    kept, docs, _ = read_native(pcapng(frames))
+    assert [d["secops"]["ftp"]["command"] for d in docs] == ["FEAT"]
+    assert kept == interface_block(1) + b"".join(packet_block(0, int((1000 + i) * 1e9), f, len(f))
+                                                 for i, f in enumerate(frames) if i >= 3)
+
+
+def test_other_tcp_stays_with_tshark() -> None:
+    """Not port 21 (or a SYN naming the high port as the server): every byte goes to tshark untouched."""
+    frames = [tcp_frame(b"USER a\r\n", 1, True, 40000, 8021), tcp_frame(b"", 1, True, 21, 40000, flags=0x02),
+              tcp_frame(b"USER a\r\n", 2, True, 21, 40000)]
+    data = pcapng(frames)
+    kept, docs, _ = read_native(data)
+    assert kept == data and docs == []
+
+
+# -- reassembly and lines under hostile input ------------------------------------------------------------------
+def test_sequence_wraps_around() -> None:
+    d = Direction()
+    assert d.add(0xFFFFFFFE, b"ab") == [b"ab"]
+    assert d.add(1, b"d") == []
+    assert d.add(0, b"c") == [b"c", b"d"]
+    assert d.add(0xFFFFFFFF, b"XY") == [] and d.overlaps == 1 and d.delivered == 4
+
+
+def test_waiting_bytes_are_bounded() -> None:
+    d = Direction()
+    d.add(0, b"x")
+    out = []
+    for i in range(1, 2000):
+        out += d.add(1000 + i * 1000, b"y" * 1000)
+        assert d.waiting_bytes <= MAX_WAITING_BYTES
+    assert d.gaps > 0 and None in out
+
+
+def test_endless_line_is_cut() -> None:
+    stats = Stats()
+    reader = LineReader()
+    lines = []
+    for _ in range(100):
+        lines += reader.lines(b"A" * 4096, stats)
+    lines += reader.lines(b"\r\nNOOP\r\n", stats)
+    assert [len(x) for x in lines] == [MAX_LINE_BYTES, 4] and stats.cut_lines == 1 and len(reader.buf) == 0
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.booleans(), st.integers(0, 3000), st.binary(max_size=300)), max_size=40))
+def test_random_segments_never_raise(segments: list[tuple[bool, int, bytes]]) -> None:
+    """Random payloads at random sequence numbers in both directions: no exception, the frames taken, bounded."""
+    frames = [tcp_frame(payload, 1000 + seq, from_client) for from_client, seq, payload in segments]
+    frames.append(tcp_frame(b"USER z\r\n", 50, True, 40001))  # another connection: unaffected
+    frames.append(tcp_frame(b"200 ok\r\n", 60, False, 40001))
+    kept, docs, _ = read_native(pcapng(frames))
+    assert kept == interface_block(1)
+    mine = [d for d in docs if d["source"]["port"] == 40001]
+    assert [(d["secops"]["ftp"]["command"], d["secops"]["ftp"]["reply_code"]) for d in mine] == [("USER", 200)]
+
+
+def test_flood_of_lines_uses_bounded_memory() -> None:
+    """Megabytes of commands never answered and of one endless line: memory stays small."""
+    native = NativeFrames("flood", lambda _m: None)
+    native.split(interface_block(1))
+    count = 0
+    tracemalloc.start()
+    for i in range(400):
+        count += len(native.split(pcapng([tcp_frame(b"NOOP\r\n" * 200, 1000 + i * 1200, True),
+                                          tcp_frame(b"B" * 1400, 9000 + i * 1400, False)])[16 * 2:])[1])
+    count += len(native.finish())
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert count == 400 * 200 and peak < 20 << 20
