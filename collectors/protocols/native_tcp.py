@@ -26,11 +26,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from collectors.conn import ip_str
-from collectors.decode import BUF, CAPLEN, DPORT, DST, FLAGS, L4OFF, PLEN, SEQ, SPORT, SRC
+from collectors.decode import ACK, BUF, CAPLEN, DPORT, DST, FLAGS, L4OFF, PLEN, SEQ, SPORT, SRC
 from collectors.flowconst import F_ACK, F_RST, F_SYN
 from collectors.protocols.base import Doc, Flow, RunContext
+from collectors.protocols.detect import PROBE_BYTES, http_request, http_response
 from collectors.protocols.expected import ExpectedConnections
 from collectors.protocols.ftp import FtpAnalyzer
+from collectors.protocols.http import HttpAnalyzer, HttpConnection
+from collectors.protocols.http_wire import MAX_DECODED_BYTES, WireStats
+from collectors.protocols.http_wire import MAX_LINE_BYTES as MAX_HTTP_LINE
 from collectors.protocols.tcp_reassembly import Chunk, Direction
 
 Warn = Callable[[str], None]
@@ -40,7 +44,7 @@ MAX_CONNECTIONS = 65_536
 IDLE_SECONDS = 300.0  # Zeek's tcp_inactivity_timeout
 SWEEP_SECONDS = 10.0
 MAX_LINE_BYTES = 8192  # longer command/reply lines are cut here (counted)
-TSHARK, FTP = 0, 1
+TSHARK, FTP, HTTP = 0, 1, 2
 
 
 @dataclass
@@ -53,6 +57,7 @@ class Stats:
     gaps: int = 0
     gap_bytes: int = 0
     cut_lines: int = 0
+    failures: int = 0  # connections a reader failed on (a bug: reported)
 
 
 class LineReader:
@@ -65,7 +70,7 @@ class LineReader:
         self.cutting = False  # inside a line already cut: its rest is dropped
 
     def lines(self, chunk: Chunk, stats: Stats) -> list[bytes]:
-        if chunk is None:  # a hole: the line it cut is lost (Zeek: content gap)
+        if isinstance(chunk, int):  # a hole: the line it cut is lost (Zeek: content gap)
             self.buf, self.cutting = b"", False
             return []
         data = self.buf + chunk if self.buf else chunk
@@ -99,10 +104,12 @@ class LineReader:
 class Connection:
     """One natively read connection: its orientation, both directions' reassembly, its protocol reader."""
 
-    __slots__ = ("client", "dirs", "flow", "kind", "last_ts", "lines")
+    __slots__ = ("client", "dirs", "flow", "http", "kind", "last_ts", "lines")
 
-    def __init__(self, kind: int, flow: Flow, client: tuple[bytes, int], ts: float) -> None:
+    def __init__(self, kind: int, flow: Flow, client: tuple[bytes, int], ts: float,
+                 http: HttpConnection | None = None) -> None:
         self.kind = kind
+        self.http = http
         self.flow = flow
         self.client = client  # (address, port) of the originator
         self.dirs = (Direction(), Direction())  # from the client, from the server
@@ -119,35 +126,56 @@ class TcpNative:
         self.stats = Stats()
         context = RunContext(None, "", None, expected)  # type: ignore[arg-type]  # no capture: nothing re-read
         self.ftp = FtpAnalyzer(warn, context)
+        self.http = HttpAnalyzer(warn, context)
+        self.wire = WireStats()
         self.conns: dict[tuple, Connection | int] = {}  # a Connection, or TSHARK for one tshark reads
         self._streams = 0
         self._next_sweep: float | None = None
 
     def take(self, p: tuple, ts: float, docs: list[Doc]) -> bool:
-        """Whether this decoded TCP packet is read here (its documents into ``docs``); False: tshark's."""
+        """Whether this decoded TCP packet is read here (its documents into ``docs``); False: tshark's.
+
+        A reader's bug on odd input must not stop the deep path: the connection is then forgotten (what it had
+        read is lost, counted in ``failures``) and its later frames go to tshark."""
         src, dst, sport, dport = p[SRC], p[DST], p[SPORT], p[DPORT]
         key = (src, sport, dst, dport) if (src, sport) < (dst, dport) else (dst, dport, src, sport)
+        try:
+            return self._take(key, p, ts, docs)
+        except Exception as exc:
+            self.stats.failures += 1
+            if self.stats.failures == 1:
+                self.warn(f"{self.name}: native TCP reading failed on one connection ({type(exc).__name__}: {exc}); "
+                          "its later frames go to tshark")
+            self.conns[key] = TSHARK
+            return False
+
+    def _take(self, key: tuple, p: tuple, ts: float, docs: list[Doc]) -> bool:
+        src, sport = p[SRC], p[SPORT]
         if self._next_sweep is None or ts >= self._next_sweep:
             self._next_sweep = ts + SWEEP_SECONDS
             docs += self.sweep(ts - IDLE_SECONDS)
         conn = self.conns.get(key)
+        if conn == TSHARK:
+            return False
+        buf, l4 = p[BUF], p[L4OFF]
+        start = l4 + (buf[l4 + 12] >> 4) * 4 if l4 + 20 <= len(buf) else len(buf)
+        payload = bytes(buf[start:start + min(p[CAPLEN], p[PLEN])]) if p[PLEN] > 0 else b""
         if conn is None:
-            conn = self._decide(key, p, ts)
+            conn = self._decide(key, p, ts, payload)
             if len(self.conns) > MAX_CONNECTIONS:
                 docs += self._close(next(iter(self.conns)))
-        if conn == TSHARK or not isinstance(conn, Connection):
+        if not isinstance(conn, Connection):
             return False
         flags = p[FLAGS]
         from_client = (src, sport) == conn.client
         side = 0 if from_client else 1
         if flags & F_SYN and not flags & F_RST:
             conn.dirs[side].syn(p[SEQ])
+        elif flags & F_ACK:
+            conn.dirs[1 - side].acked(p[ACK])
         conn.last_ts = ts
-        buf, l4 = p[BUF], p[L4OFF]
-        start = l4 + (buf[l4 + 12] >> 4) * 4 if l4 + 20 <= len(buf) else len(buf)
-        payload = bytes(buf[start:start + min(p[CAPLEN], p[PLEN])]) if p[PLEN] > 0 else b""
-        if payload:
-            chunks = conn.dirs[side].add(p[SEQ], payload)
+        if p[PLEN] > 0:
+            chunks = conn.dirs[side].add(p[SEQ], payload, p[PLEN])
             if not self._read(conn, key, from_client, ts, chunks, docs):
                 self.stats.handed_back += 1
                 self.conns[key] = TSHARK
@@ -155,23 +183,28 @@ class TcpNative:
         self.stats.frames += 1
         return True
 
-    def _decide(self, key: tuple, p: tuple, ts: float) -> Connection | int:
+    def _decide(self, key: tuple, p: tuple, ts: float, payload: bytes) -> Connection | int | None:
+        """Who reads a connection first seen now (None: not decided yet, a SYN before any payload)."""
         src, dst, sport, dport = p[SRC], p[DST], p[SPORT], p[DPORT]
         flags = p[FLAGS]
-        kind = TSHARK
+        kind, sender_is_client = TSHARK, True
         if min(sport, dport) == FTP_PORT and sport != dport:
             named_other = flags & F_SYN and not flags & F_ACK and dport != FTP_PORT
-            kind = TSHARK if named_other else FTP
+            kind, sender_is_client = (TSHARK if named_other else FTP), sport != FTP_PORT
+        elif not payload:
+            return None  # a SYN selected before detection: the first payload decides
+        elif http_request(payload[:PROBE_BYTES], len(payload)):
+            kind = HTTP
+        elif http_response(payload[:PROBE_BYTES], len(payload)):
+            kind, sender_is_client = HTTP, False
         if kind == TSHARK:
             self.conns[key] = TSHARK
             return TSHARK
-        if sport == FTP_PORT:  # the server sent this one
-            client, server = (dst, dport), (src, sport)
-        else:
-            client, server = (src, sport), (dst, dport)
+        client, server = ((src, sport), (dst, dport)) if sender_is_client else ((dst, dport), (src, sport))
         self._streams += 1
         flow = Flow("tcp", ip_str(client[0]), client[1], ip_str(server[0]), server[1], f"native-{self._streams}")
-        conn = self.conns[key] = Connection(kind, flow, client, ts)
+        http = HttpConnection(self.http, flow, self.wire) if kind == HTTP else None
+        conn = self.conns[key] = Connection(kind, flow, client, ts, http)
         self.stats.connections += 1
         return conn
 
@@ -179,9 +212,16 @@ class TcpNative:
               docs: list[Doc]) -> bool:
         """Reassembled bytes through the connection's reader; False when the connection goes back to tshark."""
         side = 0 if from_client else 1
+        http = conn.http
         for chunk in chunks:
-            if chunk is None:
+            if isinstance(chunk, int):
                 self.stats.gaps += 1
+            if http is not None:
+                http.feed(from_client, chunk, ts)
+                docs += http.take_docs()
+                if http.switched:  # CONNECT or Upgrade: tshark reads on from this frame
+                    return False
+                continue
             for line in conn.lines[side].lines(chunk, self.stats):
                 if from_client and line[:4].upper() == b"AUTH":  # in-band switch to TLS: tshark reads on
                     return False
@@ -196,10 +236,15 @@ class TcpNative:
         docs: list[Doc] = []
         for side, direction in enumerate(conn.dirs):
             self._read(conn, key, side == 0, conn.last_ts, direction.flush(), docs)
+            self.stats.gap_bytes += direction.gap_bytes
+            if conn.http is not None:
+                continue
             for line in conn.lines[side].end():
                 if not (side == 0 and line[:4].upper() == b"AUTH"):
                     docs += self.ftp.line(conn.flow, side == 0, conn.last_ts, line)
-            self.stats.gap_bytes += direction.gap_bytes
+        if conn.http is not None:
+            conn.http.end(conn.last_ts)
+            docs += conn.http.take_docs()
         return docs
 
     def sweep(self, idle_before: float) -> list[Doc]:
@@ -211,6 +256,7 @@ class TcpNative:
                 docs += self._close(key)
             elif len(self.conns) > MAX_CONNECTIONS // 2:  # decisions for tshark are only forgotten under pressure
                 self.conns.pop(key)
+        docs += self.http.expire(idle_before + IDLE_SECONDS)  # requests of idle connections never answered
         return docs
 
     def finish(self) -> list[Doc]:
@@ -219,7 +265,14 @@ class TcpNative:
         for key in list(self.conns):
             docs += self._close(key)
         docs += self.ftp.finish()
-        s = self.stats
+        docs += self.http.finish()
+        s, w = self.stats, self.wire
+        if w.cut_lines or w.bad_chunks or w.lost_directions or w.bombs or w.undecodable:
+            self.warn(f"{self.name}: natively read HTTP: {w.cut_lines} line(s) cut at {MAX_HTTP_LINE} bytes, "
+                      f"{w.bad_chunks} broken chunked bod(ies), {w.lost_directions} direction(s) not read further "
+                      f"after a hole or a protocol switch, {w.bombs} bod(ies) decompressed past "
+                      f"{MAX_DECODED_BYTES >> 20} MiB (length cut there), {w.undecodable} compressed bod(ies) that "
+                      "did not decompress (raw length logged)")
         if s.gaps or s.cut_lines:
             self.warn(f"{self.name}: {s.gaps} hole(s) ({s.gap_bytes} bytes) in {s.connections} natively read TCP "
                       f"connection(s), {s.cut_lines} line(s) cut at {MAX_LINE_BYTES} bytes")

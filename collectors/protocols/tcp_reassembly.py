@@ -5,10 +5,12 @@ Segments arrive as the capture has them: in order, retransmitted, overlapping, r
 over a later copy of the same sequence range (first copy wins, as Zeek's reassembler does), so a retransmission
 that differs cannot rewrite what was parsed. Segments ahead of a hole wait, bounded by ``MAX_WAITING_BYTES``;
 past that (or when the connection ends) the hole is skipped: its size is counted in ``gap_bytes`` and the reader
-is told (a ``None`` chunk), as Zeek's ``content_gap``.
+is told (an ``int`` chunk: the hole's size), as Zeek's ``content_gap``.
 
 Sequence numbers are compared as signed 32-bit distances, so streams that wrap around 2^32 read straight on.
-Without a SYN the first segment seen starts the stream.
+A direction starts one after its SYN, or where the other side's first acknowledgement points (the capture may hold
+a later segment before the first one), or else at the first segment seen. A segment the capture cut short (snap
+length) hands on what it holds and a hole for the rest.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from __future__ import annotations
 MAX_WAITING_BYTES = 256 * 1024  # bytes held ahead of a hole per direction before the hole is skipped
 MAX_WAITING_SEGMENTS = 512
 
-Chunk = bytes | None  # None: a hole was skipped here
+Chunk = bytes | int  # an int: a hole of that many bytes was skipped here
 
 
 def distance(a: int, b: int) -> int:
@@ -43,8 +45,26 @@ class Direction:
         if self.next_seq is None:
             self.next_seq = (seq + 1) & 0xFFFFFFFF
 
-    def add(self, seq: int, data: bytes) -> list[Chunk]:
-        """A segment's payload; the bytes that became contiguous (and skipped holes), in order."""
+    def acked(self, ack: int) -> None:
+        """The other side acknowledged up to ``ack``: if nothing started this direction yet, data starts there."""
+        if self.next_seq is None:
+            self.next_seq = ack & 0xFFFFFFFF
+
+    def add(self, seq: int, data: bytes, length: int | None = None) -> list[Chunk]:
+        """A segment's payload (``length``: its length on the wire, when the capture holds less); the bytes that
+        became contiguous (and skipped holes), in order."""
+        if length is not None and length > len(data):
+            out = self.add(seq, data)
+            if self.next_seq is not None and distance(self.next_seq, (seq + len(data)) & 0xFFFFFFFF) == 0:
+                hole = length - len(data)  # the part the snap length cut: a hole the reader is told about
+                self.gaps += 1
+                self.gap_bytes += hole
+                self._advance(hole)
+                self.delivered -= hole
+                out.append(hole)
+                if self.waiting:
+                    out += self._drain()
+            return out
         if not data:
             return []
         if self.next_seq is None:
@@ -109,7 +129,7 @@ class Direction:
         self.gaps += 1
         self.gap_bytes += hole
         self.next_seq = first
-        return [None, *self._drain()]
+        return [hole, *self._drain()]
 
     def flush(self) -> list[Chunk]:
         """The connection ended: every waiting segment, holes skipped."""
