@@ -22,8 +22,8 @@ from hypothesis import strategies as st
 from collectors.decode import BUF, CAPLEN, L4OFF, PLEN, PROTO, TCP, Decoder
 from collectors.ingest import Pipeline
 from collectors.pcapio import read_capture
-from collectors.protocols.detect import http_request, http_response
 from collectors.protocols import stream
+from collectors.protocols.detect import http_request, http_response
 from collectors.protocols.expected import ExpectedConnections
 from collectors.protocols.ftp import eprt, epsv_port, host_port
 from collectors.protocols.native import NativeFrames
