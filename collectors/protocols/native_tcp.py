@@ -42,7 +42,7 @@ Warn = Callable[[str], None]
 FTP_PORT = 21
 MAX_CONNECTIONS = 65_536
 IDLE_SECONDS = 300.0  # Zeek's tcp_inactivity_timeout
-SWEEP_SECONDS = 10.0
+SWEEP_SECONDS = 60.0  # capture time between sweeps (each looks at every connection)
 MAX_LINE_BYTES = 8192  # longer command/reply lines are cut here (counted)
 TSHARK, FTP, HTTP = 0, 1, 2
 
@@ -131,6 +131,11 @@ class TcpNative:
         self.conns: dict[tuple, Connection | int] = {}  # a Connection, or TSHARK for one tshark reads
         self._streams = 0
         self._next_sweep: float | None = None
+
+    def tshark_reads(self, src: bytes, dst: bytes, sport: int, dport: int) -> bool:
+        """Whether the connection of these endpoints was already given to tshark (no need to decode its frames)."""
+        key = (src, sport, dst, dport) if (src, sport) < (dst, dport) else (dst, dport, src, sport)
+        return self.conns.get(key) == TSHARK
 
     def take(self, p: tuple, ts: float, docs: list[Doc]) -> bool:
         """Whether this decoded TCP packet is read here (its documents into ``docs``); False: tshark's.

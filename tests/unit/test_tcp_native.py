@@ -10,9 +10,12 @@ difference is taken out. The reassembler and the readers also meet hostile input
 
 from __future__ import annotations
 
+import gzip
 import json
 import struct
+import time
 import tracemalloc
+import zlib
 from pathlib import Path
 
 import pytest
@@ -23,9 +26,12 @@ from collectors.decode import BUF, CAPLEN, L4OFF, PLEN, PROTO, TCP, Decoder
 from collectors.ingest import Pipeline
 from collectors.pcapio import read_capture
 from collectors.protocols import stream
+from collectors.protocols.base import Flow
 from collectors.protocols.detect import http_request, http_response
 from collectors.protocols.expected import ExpectedConnections
 from collectors.protocols.ftp import eprt, epsv_port, host_port
+from collectors.protocols.http import parse_exchanges
+from collectors.protocols.http_wire import MAX_DECODED_BYTES, Message, MessageReader, WireStats
 from collectors.protocols.native import NativeFrames
 from collectors.protocols.native_tcp import MAX_LINE_BYTES, LineReader, Stats
 from collectors.protocols.tcp_reassembly import MAX_WAITING_BYTES, Direction
@@ -315,3 +321,173 @@ def test_flood_of_lines_uses_bounded_memory() -> None:
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     assert count == 400 * 200 and peak < 20 << 20
+
+
+# -- HTTP read natively ----------------------------------------------------------------------------------------
+def http_docs(*segments: tuple[bool, bytes]) -> tuple[bytes, list[dict], list[str]]:
+    frames = []
+    seqs = {True: 1000, False: 5000}
+    for from_client, payload in segments:
+        frames.append(tcp_frame(payload, seqs[from_client], from_client, 40000, 8080, ack=seqs[not from_client]))
+        seqs[from_client] += len(payload)
+    return read_native(pcapng(frames))
+
+
+def test_pipelining_interim_replies_head_chunks_and_gzip() -> None:
+    """Zeek's http.log semantics on one connection: pipelined requests pair in order, a 100 Continue is the
+    info_code, HEAD's reply has no body, chunks are joined and gzip undone for the body length."""
+    body = gzip.compress(b"x" * 5000)
+    chunked = b"".join(b"%x\r\n%s\r\n" % (len(body[i:i + 700]), body[i:i + 700]) for i in range(0, len(body), 700))
+    _, docs, warnings = http_docs(
+        (True, b"POST /up HTTP/1.1\r\nHost: h\r\nAuthorization: Basic YW5uYTpzZWNyZXQ=\r\nContent-Length: 4\r\n"
+               b"Expect: 100-continue\r\n\r\n"),
+        (False, b"HTTP/1.1 100 Continue\r\n\r\n"),
+        (True, b"abcd"),
+        (False, b"HTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok"),
+        (True, b"HEAD /a HTTP/1.1\r\nHost: h\r\n\r\nGET /b HTTP/1.1\r\nHost: h\r\n\r\n"),
+        (False, b"HTTP/1.1 200 OK\r\nContent-Length: 999\r\n\r\n"),
+        (False, b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Encoding: gzip\r\n\r\n" + chunked[:900]),
+        (False, chunked[900:] + b"0\r\n\r\n"),
+    )
+    got = [(d["http"]["request"]["method"], d["url"]["original"], d["http"]["response"]["status_code"],
+            d["http"]["request"]["body"]["bytes"], d["http"]["response"]["body"]["bytes"],
+            d["secops"]["http"].get("info_code"), d.get("user", {}).get("name")) for d in docs]
+    assert got == [("POST", "/up", 201, 4, 2, 100, "anna"), ("HEAD", "/a", 200, 0, 0, None, None),
+                   ("GET", "/b", 200, 0, 5000, None, None)]
+    assert not warnings
+
+
+def test_http_09_and_a_reply_read_to_the_close() -> None:
+    _, docs, _ = http_docs((True, b"GET /old\r\n"), (False, b"<html>hi</html>\n"))
+    assert [(d["http"]["version"], d["http"]["response"]["status_code"], d["http"]["response"]["body"]["bytes"])
+            for d in docs] == [("0.9", 0, 16)]
+    _, docs, _ = http_docs((True, b"GET / HTTP/1.0\r\n\r\n"), (False, b"HTTP/1.0 200 OK\r\n\r\n" + b"z" * 3000))
+    assert [d["http"]["response"]["body"]["bytes"] for d in docs] == [3000]
+
+
+def test_connect_goes_back_to_tshark() -> None:
+    """A CONNECT (and what the tunnel carries, TLS through a proxy) is tshark's from the CONNECT frame on; the
+    requests before it stay read here."""
+    frames = []
+    seqs = {True: 1000, False: 5000}
+    for from_client, payload in ((True, b"GET / HTTP/1.1\r\nHost: p\r\n\r\n"),
+                                 (False, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"),
+                                 (True, b"CONNECT example.org:443 HTTP/1.1\r\nHost: example.org:443\r\n\r\n"),
+                                 (False, b"HTTP/1.1 200 Connection established\r\n\r\n"),
+                                 (True, b"\x16\x03\x01\x00\x05hello")):
+        frames.append(tcp_frame(payload, seqs[from_client], from_client, 40000, 3128, ack=seqs[not from_client]))
+        seqs[from_client] += len(payload)
+    kept, docs, _ = read_native(pcapng(frames))
+    assert [d["http"]["request"]["method"] for d in docs] == ["GET"]
+    assert kept == interface_block(1) + b"".join(packet_block(0, int((1000 + i) * 1e9), f, len(f))
+                                                 for i, f in enumerate(frames) if i >= 2)
+
+
+def test_gzip_bomb_is_cut_in_bounded_memory_and_time() -> None:
+    packer = zlib.compressobj(9, zlib.DEFLATED, 31)
+    bomb = b"".join(packer.compress(bytes(1 << 20)) for _ in range(200)) + packer.flush()  # 200 MiB of zeros
+    assert len(bomb) < 1 << 20
+    head = b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: %d\r\n\r\n" % len(bomb)
+    tracemalloc.start()
+    started = time.process_time()
+    _, docs, warnings = http_docs((True, b"GET /bomb HTTP/1.1\r\n\r\n"), (False, head + bomb[:1400]),
+                                  *[(False, bomb[i:i + 1400]) for i in range(1400, len(bomb), 1400)])
+    elapsed = time.process_time() - started
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert [d["http"]["response"]["body"]["bytes"] for d in docs] == [MAX_DECODED_BYTES]
+    assert peak < 16 << 20 and elapsed < 5.0
+    assert any("1 bod(ies) decompressed past 64 MiB" in w for w in warnings)
+
+
+def test_endless_lines_and_chunk_sizes_are_bounded() -> None:
+    stats = WireStats()
+    messages: list[Message] = []
+    reader = MessageReader(False, messages.append, stats)
+    reader.feed(b"HTTP/1.1 200 OK\r\nX-Long: ", 1.0)
+    tracemalloc.start()
+    for _ in range(2000):
+        reader.feed(b"a" * 5000, 1.0)  # a 10 MB header line
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert peak < 1 << 20 and stats.cut_lines == 1
+    reader.feed(b"\r\nTransfer-Encoding: chunked\r\n\r\n" + b"f" * 100 + b"\r\n", 2.0)  # a chunk size of 100 digits
+    assert stats.bad_chunks == 1 and [m.status for m in messages] == [200]
+
+
+def real_http_streams() -> list[tuple[bytes, bytes]]:
+    """(client bytes, server bytes) of the first HTTP connections in the shared captures, for mutation."""
+    out = []
+    for capture in HTTP_CAPTURES[:12]:
+        decoder = Decoder()
+        streams: dict[tuple, list[bytes]] = {}
+        for ts, linktype, buf, off, caplen, _wire in read_capture(capture, lambda _m: None):
+            packets = decoder.decode(linktype, buf, off, caplen, ts)
+            if not packets or packets[-1][PROTO] != TCP or packets[-1][PLEN] <= 0:
+                continue
+            p = packets[-1]
+            l4, b = p[L4OFF], p[BUF]
+            start = l4 + (b[l4 + 12] >> 4) * 4
+            key = tuple(sorted(((p[0], p[3]), (p[1], p[4]))))
+            side = streams.setdefault(key, [b"", b""])
+            index = 0 if p[4] == key[1][1] else 1
+            side[index] += bytes(b[start:start + min(p[CAPLEN], p[PLEN])])
+        out += [(c, s) for c, s in streams.values() if http_request(c[:512], len(c))][:3]
+    return out
+
+
+_STREAMS: list[tuple[bytes, bytes]] = []
+
+
+def streams_cached() -> list[tuple[bytes, bytes]]:
+    if not _STREAMS:
+        _STREAMS.extend(real_http_streams())
+    return _STREAMS
+
+
+def test_every_truncation_of_real_exchanges() -> None:
+    flow = Flow("tcp", "192.0.2.1", 40000, "192.0.2.2", 80, "x")
+    cuts = 0
+    for client, server in streams_cached()[:10]:
+        whole = parse_exchanges(flow, 1.0, client[:3000], server[:3000])
+        for size in range(0, min(len(client), 600), 3):
+            exchanges = parse_exchanges(flow, 1.0, client[:size], server[:3000])
+            assert len(exchanges) <= len(whole) + 3
+            cuts += 1
+        for size in range(0, min(len(server), 600), 3):
+            parse_exchanges(flow, 1.0, client[:3000], server[:size])
+            cuts += 1
+    assert cuts > 1000
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_mutated_real_http_never_raises(data: st.DataObject) -> None:
+    """Real HTTP connections with bytes changed, cut anywhere and with holes: no exception, bounded output."""
+    client, server = data.draw(st.sampled_from(streams_cached()))
+    client, server = bytearray(client[:4000]), bytearray(server[:4000])
+    for target in (client, server):
+        for pos, value in data.draw(st.lists(st.tuples(st.integers(0, 3999), st.integers(0, 255)), max_size=10)):
+            if pos < len(target):
+                target[pos] = value
+    stats = WireStats()
+    messages: list[Message] = []
+    readers = (MessageReader(True, messages.append, stats), MessageReader(False, messages.append, stats))
+    cuts = data.draw(st.lists(st.integers(1, 700), min_size=1, max_size=20))
+    for reader, stream_bytes in zip(readers, (bytes(client), bytes(server)), strict=True):
+        pos = 0
+        for i, cut in enumerate(cuts * 10):
+            if pos >= len(stream_bytes):
+                break
+            reader.feed(stream_bytes[pos:pos + cut] if i % 7 != 6 else cut, float(i))
+            pos += cut
+        reader.end(99.0)
+    assert len(messages) <= (len(client) + len(server)) // 2 + 2
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.binary(max_size=2000), st.binary(max_size=2000))
+def test_random_http_streams_never_raise(client: bytes, server: bytes) -> None:
+    flow = Flow("tcp", "192.0.2.1", 40000, "192.0.2.2", 80, "x")
+    parse_exchanges(flow, 1.0, b"GET / HTTP/1.1\r\n" + client, b"HTTP/1.1 200 OK\r\n" + server)
+    parse_exchanges(flow, 1.0, client, server)
