@@ -114,14 +114,14 @@ class NativeFrames:
             return False
         linktype = self._linktypes[interface]
         frame = pos + 28
-        if linktype == 1 and caplen >= 54 and buf[frame + 12] == 8 and buf[frame + 13] == 0 \
-                and buf[frame + 14] == 0x45 and buf[frame + 23] == TCP \
-                and not buf[frame + 20] & 0x3F and not buf[frame + 21]:
-            # Ethernet, IPv4 without options, unfragmented TCP: the common case, no decoding when tshark reads it
-            if self.tcp is None or self.tcp.tshark_reads(buf[frame + 26:frame + 30], buf[frame + 30:frame + 34],
-                                                         buf[frame + 34] << 8 | buf[frame + 35],
-                                                         buf[frame + 36] << 8 | buf[frame + 37]):
-                return False
+        plain_tcp = linktype == 1 and caplen >= 54 and buf[frame + 12] == 8 and buf[frame + 13] == 0 \
+            and buf[frame + 14] == 0x45 and buf[frame + 23] == TCP and not buf[frame + 20] & 0x3F \
+            and not buf[frame + 21]
+        # Ethernet, IPv4 without options, unfragmented TCP (the common case): no decoding when tshark reads it
+        if plain_tcp and (self.tcp is None or self.tcp.tshark_reads(
+                buf[frame + 26:frame + 30], buf[frame + 30:frame + 34],
+                buf[frame + 34] << 8 | buf[frame + 35], buf[frame + 36] << 8 | buf[frame + 37])):
+            return False
         ts_ns = high << 32 | low
         packets = self.decoder.decode(linktype, buf, frame, caplen, ts_ns)
         if not packets:
