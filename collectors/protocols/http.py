@@ -9,6 +9,13 @@ are entity lengths after transfer decoding: Content-Length where the body is nei
 compressed, else the de-chunked, decompressed body tshark reports (Zeek counts the same).
 Basic-auth user names are kept, passwords never are.
 
+Two readers feed one pairing path (``HttpAnalyzer.request``/``answer``, ``_close``, ``emit``): tshark's packets
+(``handle``) and the messages of connections the deep path reads natively (:class:`HttpConnection`, on
+``collectors.protocols.http_wire``; ``collectors.protocols.native_tcp`` decides which). The native reader follows
+Zeek where tshark's fields cannot: a record's ts is the frame that completed its request line, a body's length is
+counted after de-chunking and decompression whatever its bytes, a hole inside a Content-Length body counts, and a
+request line whose method is no RFC 9110 token ends the reading of that direction (Zeek: bad_HTTP_request).
+
 Bounds (hostile input must not blind the sensor): logged values are cut at ``MAX_VALUE_CHARS``
 by ``make_doc`` (the document lists the cut fields in ``secops.truncated``, a warning counts them), at most
 ``MAX_PENDING`` requests wait per connection, at most ``MAX_RECORDS_PER_FLOW`` records come from

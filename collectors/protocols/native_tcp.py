@@ -1,23 +1,32 @@
-"""TCP connections the deep path reads itself instead of handing them to tshark: the FTP control channel (and HTTP/1.x).
+"""TCP connections the deep path reads itself instead of handing them to tshark: the FTP control channel and HTTP/1.x.
 
 :class:`~collectors.protocols.native.NativeFrames` hands every decoded TCP frame of the selected-frame stream to
-:meth:`TcpNative.take`, which decides once per connection who reads it:
+:meth:`TcpNative.take`, which decides once per connection, at its first frame, who reads it:
 
 - FTP: the lower port is 21 (tshark decodes port 21 as FTP, the lower port first), unless a SYN named the other
   side as the server (tshark then tries the server's port first) or both ports are 21;
-- everything else goes to tshark, and the decision is remembered so a connection is never split between readers.
+- HTTP: the first payload is an HTTP request or status line (``detect.http_request``/``http_response``, the flow
+  path's probes), on any port: Zeek's dynamic protocol detection. A SYN before any payload goes to tshark and
+  decides nothing;
+- everything else goes to tshark, and the decision is remembered so a connection is never split between readers
+  (frames of such a connection skip decoding: ``tshark_reads``).
 
 A native connection is put back in sequence order per direction (``tcp_reassembly``: first copy wins, holes
-counted and skipped), and its bytes go to a per-protocol reader (FTP: lines into ``FtpAnalyzer.line``).
+counted and skipped, a direction starts where the peer's first ACK points), and its bytes go to a per-protocol
+reader: FTP lines into ``FtpAnalyzer.line``, HTTP into ``http.HttpConnection`` (``http_wire`` messages paired by
+``HttpAnalyzer``). Documents and announcements are those of the tshark path; the differences are named in
+tests/unit/test_tcp_native.py.
 
-Hand-back: a session that switches to TLS in-band (FTP ``AUTH``) is given back to tshark from the frame carrying
-that command on: tshark's FTP dissector sees ``AUTH TLS`` and its reply and reads the TLS handshake that follows, as
-it did before (Zeek hands the connection to its TLS analyzer the same way). Frames of such a connection that the
-native side had already taken stay read here.
+Hand-back: a session that leaves its protocol in-band is given back to tshark from the frame that says so, and
+tshark reads that exchange and what follows as it did before: FTP ``AUTH`` (TLS follows; Zeek hands the connection
+to its TLS analyzer the same way), an HTTP CONNECT (TLS or another protocol through a proxy) or a request with an
+Upgrade header (WebSocket, h2c). Frames of such a connection that were already read here stay read here (when the
+switching message is the connection's first, as it nearly always is, tshark sees the whole connection).
 
 Bounds: at most ``MAX_CONNECTIONS`` connections (decisions included) are remembered; connections idle for
-``IDLE_SECONDS`` of capture time are swept (holes skipped, what waited handed on); a line is cut at
-``MAX_LINE_BYTES``. Damage is counted and reported once per run (``finish``), never raised.
+``IDLE_SECONDS`` of capture time are swept (holes skipped, what waited handed on); an FTP line is cut at
+``MAX_LINE_BYTES`` (HTTP's bounds are in ``http_wire``). Damage is counted and reported once per run
+(``finish``), never raised; a reader's own failure on odd input gives the connection to tshark (``take``).
 """
 
 from __future__ import annotations
@@ -126,7 +135,7 @@ class TcpNative:
         self.stats = Stats()
         context = RunContext(None, "", None, expected)  # type: ignore[arg-type]  # no capture: nothing re-read
         self.ftp = FtpAnalyzer(warn, context)
-        self.http = HttpAnalyzer(warn, context)
+        self.http = HttpAnalyzer(warn)  # no capture to look at again: what it reads here is all there is
         self.wire = WireStats()
         self.conns: dict[tuple, Connection | int] = {}  # a Connection, or TSHARK for one tshark reads
         self._streams = 0
