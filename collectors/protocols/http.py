@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote
 
+from collectors.protocols.base import MAX_VALUE_CHARS as MAX_VALUE_CHARS  # the bound the docstring names
 from collectors.protocols.base import (
     Analyzer,
     Doc,
