@@ -16,13 +16,14 @@ import struct
 import time
 import tracemalloc
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from collectors.decode import BUF, CAPLEN, L4OFF, PLEN, PROTO, TCP, Decoder
+from collectors.decode import BUF, CAPLEN, DPORT, DST, L4OFF, PLEN, PROTO, SPORT, SRC, TCP, Decoder
 from collectors.ingest import Pipeline
 from collectors.pcapio import read_capture
 from collectors.protocols import stream
@@ -58,8 +59,8 @@ FTP_CAPTURES = [TESTDATA / p for p in ("attacks/bruteforce/ftp-bruteforce.pcap",
                                        "zeek/traces/ftp/ipv4.pcap", "zeek/traces/ftp/ipv6.pcap")]
 
 
-def speaks_http(capture: Path) -> bool:
-    """Whether some TCP payload of the capture starts like an HTTP message (the flow path's probes)."""
+def tcp_payloads(capture: Path) -> Iterator[tuple[tuple, bytes]]:
+    """(decoded packet, captured payload) of every TCP segment with payload, decoded as the pipeline does."""
     decoder = Decoder()
     for ts, linktype, buf, off, caplen, _wire in read_capture(capture, lambda _m: None):
         packets = decoder.decode(linktype, buf, off, caplen, ts)
@@ -68,10 +69,13 @@ def speaks_http(capture: Path) -> bool:
         p = packets[-1]
         l4, b = p[L4OFF], p[BUF]
         start = l4 + (b[l4 + 12] >> 4) * 4 if l4 + 20 <= len(b) else len(b)
-        head = bytes(b[start:start + min(p[CAPLEN], 512)])
-        if http_request(head, p[PLEN]) or http_response(head, p[PLEN]):
-            return True
-    return False
+        yield p, bytes(b[start:start + min(p[CAPLEN], p[PLEN])])
+
+
+def speaks_http(capture: Path) -> bool:
+    """Whether some TCP payload of the capture starts like an HTTP message (the flow path's probes)."""
+    return any(http_request(payload[:512], p[PLEN]) or http_response(payload[:512], p[PLEN])
+               for p, payload in tcp_payloads(capture))
 
 
 HTTP_CAPTURES = [c for c in CAPTURES if speaks_http(c)]
@@ -416,23 +420,16 @@ def test_endless_lines_and_chunk_sizes_are_bounded() -> None:
 
 
 def real_http_streams() -> list[tuple[bytes, bytes]]:
-    """(client bytes, server bytes) of the first HTTP connections in the shared captures, for mutation."""
+    """(client bytes, server bytes) of the first HTTP connections in the shared captures, for mutation (the first
+    sender is the client; segments in capture order)."""
     out = []
     for capture in HTTP_CAPTURES[:12]:
-        decoder = Decoder()
-        streams: dict[tuple, list[bytes]] = {}
-        for ts, linktype, buf, off, caplen, _wire in read_capture(capture, lambda _m: None):
-            packets = decoder.decode(linktype, buf, off, caplen, ts)
-            if not packets or packets[-1][PROTO] != TCP or packets[-1][PLEN] <= 0:
-                continue
-            p = packets[-1]
-            l4, b = p[L4OFF], p[BUF]
-            start = l4 + (b[l4 + 12] >> 4) * 4
-            key = tuple(sorted(((p[0], p[3]), (p[1], p[4]))))
-            side = streams.setdefault(key, [b"", b""])
-            index = 0 if p[4] == key[1][1] else 1
-            side[index] += bytes(b[start:start + min(p[CAPLEN], p[PLEN])])
-        out += [(c, s) for c, s in streams.values() if http_request(c[:512], len(c))][:3]
+        streams: dict[frozenset, tuple[tuple, list[bytes]]] = {}
+        for p, payload in tcp_payloads(capture):
+            sender = (p[SRC], p[SPORT])
+            first, sides = streams.setdefault(frozenset((sender, (p[DST], p[DPORT]))), (sender, [b"", b""]))
+            sides[0 if sender == first else 1] += payload
+        out += [(c, s) for _, (c, s) in streams.values() if http_request(c[:512], len(c))][:3]
     return out
 
 
