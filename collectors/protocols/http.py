@@ -541,12 +541,12 @@ class HttpConnection:
 
     def end(self, ts: float) -> None:
         """The connection ended: messages in progress are finished with what they had; an HTTP/0.9 request still
-        open is answered by every byte the server sent (Zeek does not parse that reply; without any, it stays
-        unanswered)."""
+        open is answered by every byte the server sent (Zeek does not parse that reply: status 0, as the tshark
+        path's second look logs it, also when the server sent nothing)."""
         self.client.end(ts)
         self.server.end(ts)
         st = self.analyzer.state.get(self.flow.key())
-        if st is not None and st.open and st.open[0].version == "0.9" and self.server.bytes:
+        if st is not None and st.open and st.open[0].version == "0.9":
             self.docs += self.analyzer.answer(st, ts, 0, None, {}.get, lambda: 0, lambda: self.server.bytes)
 
     def take_docs(self) -> list[Doc]:

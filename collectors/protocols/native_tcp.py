@@ -44,7 +44,7 @@ from collectors.protocols.ftp import FtpAnalyzer
 from collectors.protocols.http import HttpAnalyzer, HttpConnection
 from collectors.protocols.http_wire import MAX_DECODED_BYTES, WireStats
 from collectors.protocols.http_wire import MAX_LINE_BYTES as MAX_HTTP_LINE
-from collectors.protocols.tcp_reassembly import Chunk, Direction
+from collectors.protocols.tcp_reassembly import Chunk, Direction, distance
 
 Warn = Callable[[str], None]
 
@@ -53,6 +53,10 @@ MAX_CONNECTIONS = 65_536
 IDLE_SECONDS = 300.0  # Zeek's tcp_inactivity_timeout
 SWEEP_SECONDS = 60.0  # capture time between sweeps (each looks at every connection)
 MAX_LINE_BYTES = 8192  # longer command/reply lines are cut here (counted)
+# sequence distance past which a segment starts a new connection on the same endpoints (port reuse): far beyond the
+# payload a direction hands the deep path (selection.DEEP_BYTES_PER_DIRECTION, 1 MiB by default), and a new random
+# initial sequence number lands further away 97% of the time
+REUSE_DISTANCE = 64 << 20
 TSHARK, FTP, HTTP = 0, 1, 2
 
 
@@ -67,6 +71,7 @@ class Stats:
     gap_bytes: int = 0
     cut_lines: int = 0
     failures: int = 0  # connections a reader failed on (a bug: reported)
+    reused: int = 0  # connections that ended because their endpoints opened a new one
 
 
 class LineReader:
@@ -183,6 +188,10 @@ class TcpNative:
         flags = p[FLAGS]
         from_client = (src, sport) == conn.client
         side = 0 if from_client else 1
+        if self._reused(conn, side, p):  # the same endpoints, a new connection: the old one ends here
+            self.stats.reused += 1
+            docs += self._close(key)
+            return self._take(key, p, ts, docs)
         if flags & F_SYN and not flags & F_RST:
             conn.dirs[side].syn(p[SEQ])
         elif flags & F_ACK:
@@ -196,6 +205,14 @@ class TcpNative:
                 return False
         self.stats.frames += 1
         return True
+
+    @staticmethod
+    def _reused(conn: Connection, side: int, p: tuple) -> bool:
+        """Whether this segment's sequence number is too far from its direction's stream to belong to it: a new
+        connection on the same endpoints (port reuse), as a SYN would say (the SYN is rarely among the selected
+        frames)."""
+        expected = conn.dirs[side].next_seq
+        return expected is not None and abs(distance(p[SEQ], expected)) > REUSE_DISTANCE
 
     def _decide(self, key: tuple, p: tuple, ts: float, payload: bytes) -> Connection | int | None:
         """Who reads a connection first seen now (None: not decided yet, a SYN before any payload)."""
