@@ -23,6 +23,11 @@ to its TLS analyzer the same way), an HTTP CONNECT (TLS or another protocol thro
 Upgrade header (WebSocket, h2c). Frames of such a connection that were already read here stay read here (when the
 switching message is the connection's first, as it nearly always is, tshark sees the whole connection).
 
+Measured (300k packets of real traces, /var/tmp/b300k.pcap, 131,924 selected frames; load 1.8-2.7 on 2 cores):
+14,170 FTP and 43,750 HTTP frames leave tshark's input (49,640 still reach it, 107,560 before); the whole ingest
+takes 13.3 s CPU instead of 17.5-17.9 s (tshark's conv statistics: 2.6 s), the analyzers' process peaks at 207 MB
+instead of 288 MB; every document outside secops.http is byte-identical with tshark reading these connections.
+
 Bounds: at most ``MAX_CONNECTIONS`` connections (decisions included) are remembered; connections idle for
 ``IDLE_SECONDS`` of capture time are swept (holes skipped, what waited handed on); an FTP line is cut at
 ``MAX_LINE_BYTES`` (HTTP's bounds are in ``http_wire``). Damage is counted and reported once per run
