@@ -9,6 +9,13 @@ are entity lengths after transfer decoding: Content-Length where the body is nei
 compressed, else the de-chunked, decompressed body tshark reports (Zeek counts the same).
 Basic-auth user names are kept, passwords never are.
 
+Two readers feed one pairing path (``HttpAnalyzer.request``/``answer``, ``_close``, ``emit``): tshark's packets
+(``handle``) and the messages of connections the deep path reads natively (:class:`HttpConnection`, on
+``collectors.protocols.http_wire``; ``collectors.protocols.native_tcp`` decides which). The native reader follows
+Zeek where tshark's fields cannot: a record's ts is the frame that completed its request line, a body's length is
+counted after de-chunking and decompression whatever its bytes, a hole inside a Content-Length body counts, and a
+request line whose method is no RFC 9110 token ends the reading of that direction (Zeek: bad_HTTP_request).
+
 Bounds (hostile input must not blind the sensor): logged values are cut at ``MAX_VALUE_CHARS``
 by ``make_doc`` (the document lists the cut fields in ``secops.truncated``, a warning counts them), at most
 ``MAX_PENDING`` requests wait per connection, at most ``MAX_RECORDS_PER_FLOW`` records come from
@@ -30,13 +37,13 @@ import binascii
 import re
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote
 
+from collectors.protocols.base import MAX_VALUE_CHARS as MAX_VALUE_CHARS  # the bound the docstring names
 from collectors.protocols.base import (
-    MAX_VALUE_CHARS,
     Analyzer,
     Doc,
     Flow,
@@ -46,6 +53,7 @@ from collectors.protocols.base import (
     flow_of,
     occurrences,
 )
+from collectors.protocols.http_wire import LOST, STATUS_LINE, Message, MessageReader, WireStats
 from collectors.protocols.reread import Wanted, directions
 from collectors.protocols.tshark import BASE_FIELDS, Packet, TsharkRun, build_command, run_tshark, to_int
 from secops.ecs import put
@@ -63,7 +71,6 @@ NATIVE_CANDIDATE = (
     '(tcp.payload matches "^(?i)http/[0-9]" and !http.response) or '
     '(tcp.payload matches "^(GET|HEAD|POST|PUT|DELETE|OPTIONS|TRACE|CONNECT|PATCH) [^ ]" and !http.request)'
 )
-STATUS_LINE = re.compile(rb"^(?i:http)/(\d+\.\d+)[ \t]+(\d{3})(?:[ \t]+([^\r\n]*))?")
 # RFC 3986 reserved and unreserved characters: what Zeek's request-line parser takes as URI
 URI_CHARS = frozenset(":/?#[]@!$&'()*+,;=-_.~%abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
 VERSION_START = re.compile(r"\s*HTTP/")
@@ -159,6 +166,19 @@ def _per_message_reader(pkt: Packet, index: int, count: int):
     return header
 
 
+Header = Callable[[str], "str | None"]  # a message's header by its (lower-case) name
+TSHARK_HEADERS = {"host": "http.host", "user-agent": "http.user_agent", "referer": "http.referer",
+                  "authorization": "http.authorization", "content-type": "http.content_type",
+                  "location": "http.location", "content-length": "http.content_length",
+                  "transfer-encoding": "http.transfer_encoding", "content-encoding": "http.content_encoding"}
+
+
+def tshark_headers(pkt: Packet, index: int, count: int) -> Header:
+    """The headers of the ``index``-th of ``count`` messages in a frame, by HTTP name, from tshark's fields."""
+    field = _per_message_reader(pkt, index, count)
+    return lambda name: field(TSHARK_HEADERS[name])
+
+
 def message_bytes(pkt: Packet) -> int:
     """Bytes of the message this frame completes (reassembled across segments, or this segment)."""
     reassembled = to_int(pkt.last("tcp.reassembled.length"))
@@ -221,36 +241,67 @@ class HttpAnalyzer(Analyzer):
         probe = flow_of(pkt, False)
         if probe is None:
             return
-        key = probe.key()
-        st = self._state(key, probe, pkt.ts)
+        st = self._state(probe.key(), probe, pkt.ts)
         yield from self._evict_stale()
         for index, (code_text, phrase) in enumerate(responses):
-            header = _per_message_reader(pkt, index, len(responses))
             code = to_int(code_text)
             if code is None:
                 continue
-            if 100 <= code < 200:
-                if st.open:
-                    st.open[0].info_code = st.open[0].status = code
-                    st.open[0].reason = phrase
-                else:  # "100 Continue" answers the request headers before tshark has the whole request
-                    st.early_info = code
-                continue
+            header = tshark_headers(pkt, index, len(responses))
+            yield from self.answer(st, pkt.ts, code, phrase, header,
+                                   lambda i=index: self._body(pkt, i, len(responses)), lambda: message_bytes(pkt))
+
+    # -- the pairing both readers share (tshark's packets, messages read natively) ------------------------
+    def request(self, st: FlowState, ts: float, method: str, uri: str | None, version: str | None,
+                header: Header, body: Callable[[], int]) -> Iterable[Doc]:
+        """A request (its line as split at spaces, its headers, its body length): it waits for its response."""
+        line = parse_request_line(method, uri, version)
+        if line is None:
+            return  # a method alone is no request (Zeek: bad_HTTP_request)
+        uri, version = line
+        st.saw_request = True
+        st.depth += 1
+        scheme, user = basic_user(header("authorization"))
+        framed = header("content-length") is not None or header("transfer-encoding") is not None
+        ex = Exchange(
+            st.flow, ts, st.depth, method=method, uri=uri, version=version,
+            host=header("host"), user_agent=header("user-agent"), referrer=header("referer"),
+            auth_scheme=scheme, username=user, req_mime=header("content-type"),
+            # a request has a body only when Content-Length or Transfer-Encoding frames one (RFC 9112 6.3)
+            req_len=body() if framed else 0,
+            info_code=st.early_info,
+        )
+        st.early_info = None
+        st.open.append(ex)
+        while len(st.open) > MAX_PENDING:  # pipelined flood: the oldest waits no longer
+            yield from self._close(st.open.popleft(), st)
+
+    def answer(self, st: FlowState, ts: float, code: int, phrase: str | None, header: Header,
+               body: Callable[[], int], whole: Callable[[], int]) -> Iterable[Doc]:
+        """A response: a 1xx is noted on the oldest open request, a final one closes it (``whole``: every byte
+        of the reply, the body of an HTTP/0.9 exchange)."""
+        if 100 <= code < 200:
             if st.open:
-                ex = st.open.popleft()
-            else:
-                st.depth += 1
-                ex = Exchange(st.flow, pkt.ts, st.depth)
-            ex.status, ex.reason = code, phrase
-            ex.resp_mime = header("http.content_type")
-            ex.location = header("http.location")
-            if ex.version == "0.9":  # Zeek does not parse a reply to HTTP/0.9: all of it is body
-                ex.status, ex.reason, ex.resp_len = 0, None, message_bytes(pkt)
-            elif ex.method == "HEAD" or code in NO_BODY_STATUS:
-                ex.resp_len = 0
-            else:
-                ex.resp_len = self._body(pkt, index, len(responses))
-            yield from self._close(ex, st)
+                st.open[0].info_code = st.open[0].status = code
+                st.open[0].reason = phrase
+            else:  # "100 Continue" answers the request headers before the whole request is read
+                st.early_info = code
+            return
+        if st.open:
+            ex = st.open.popleft()
+        else:
+            st.depth += 1
+            ex = Exchange(st.flow, ts, st.depth)
+        ex.status, ex.reason = code, phrase
+        ex.resp_mime = header("content-type")
+        ex.location = header("location")
+        if ex.version == "0.9":  # Zeek does not parse a reply to HTTP/0.9: all of it is body
+            ex.status, ex.reason, ex.resp_len = 0, None, whole()
+        elif ex.method == "HEAD" or code in NO_BODY_STATUS:
+            ex.resp_len = 0
+        else:
+            ex.resp_len = body()
+        yield from self._close(ex, st)
 
     def _close(self, ex: Exchange, st: FlowState) -> Iterable[Doc]:
         """A finished exchange: logged now, kept for the second look, or collected (second look)."""
@@ -306,27 +357,9 @@ class HttpAnalyzer(Analyzer):
         yield from self._evict_stale()
         lines = occurrences(pkt, "http.request.method", "http.request.uri", "http.request.version")
         for index, (method, uri_text, version_text) in enumerate(lines):
-            line = parse_request_line(method or "", uri_text, version_text)
-            if line is None:
-                continue  # a method alone is no request (Zeek: bad_HTTP_request)
-            uri, version = line
-            header = _per_message_reader(pkt, index, len(lines))
-            st.saw_request = True
-            st.depth += 1
-            scheme, user = basic_user(header("http.authorization"))
-            framed = header("http.content_length") is not None or header("http.transfer_encoding") is not None
-            ex = Exchange(
-                st.flow, pkt.ts, st.depth, method=method, uri=uri, version=version,
-                host=header("http.host"), user_agent=header("http.user_agent"), referrer=header("http.referer"),
-                auth_scheme=scheme, username=user, req_mime=header("http.content_type"),
-                # a request has a body only when Content-Length or Transfer-Encoding frames one (RFC 9112 6.3)
-                req_len=self._body(pkt, index, len(lines)) if framed else 0,
-                info_code=st.early_info,
-            )
-            st.early_info = None
-            st.open.append(ex)
-            while len(st.open) > MAX_PENDING:  # pipelined flood: the oldest waits no longer
-                yield from self._close(st.open.popleft(), st)
+            yield from self.request(st, pkt.ts, method or "", uri_text, version_text,
+                                    tshark_headers(pkt, index, len(lines)),
+                                    lambda i=index: self._body(pkt, i, len(lines)))
 
     def emit(self, ex: Exchange) -> Doc:
         version = (ex.version or "").removeprefix("HTTP/") or None
@@ -472,68 +505,88 @@ class HttpAnalyzer(Analyzer):
         return out
 
 
-def _split_messages(data: bytes, is_request: bool) -> list[tuple[str, dict[str, str], int]]:
-    """(start line, headers, body bytes) of each message of one direction, framed by Content-Length
-    (chunked bodies are left whole to the end); an HTTP/0.9 request line has no headers."""
-    messages = []
-    pos = 0
-    while pos < len(data):
-        while data[pos:pos + 1] in (b"\r", b"\n", b" ", b"\t"):
-            pos += 1
-        if pos >= len(data):
-            break
-        end = data.find(b"\n", pos)
-        end = len(data) if end < 0 else end
-        start = data[pos:end].rstrip(b"\r").decode("latin-1")
-        pos = end + 1
-        if is_request and " " in start and VERSION_START.search(start) is None:
-            messages.append((start, {}, 0))  # HTTP/0.9: a request line and nothing else
-            continue
-        headers: dict[str, str] = {}
-        while pos < len(data):
-            end = data.find(b"\n", pos)
-            end = len(data) if end < 0 else end
-            line = data[pos:end].rstrip(b"\r").decode("latin-1")
-            pos = end + 1
-            if not line:
-                break
-            name, colon, value = line.partition(":")
-            if colon and len(headers) < MAX_PENDING:
-                headers.setdefault(name.strip().lower(), value.strip()[:MAX_VALUE_CHARS])
-        length = to_int(headers.get("content-length"))
-        body = len(data) - pos if length is None else min(length, len(data) - pos)
-        if length is None and is_request:
-            body = 0
-        messages.append((start, headers, body))
-        pos += body
-    return messages
-
-
 def parse_exchanges(flow: Flow, ts: float, client: bytes, server: bytes) -> list[Exchange]:
-    """Requests and responses of one connection's payload paired in order (Zeek's HTTP reading)."""
-    out: list[Exchange] = []
-    for depth, (line, headers, body) in enumerate(_split_messages(client, True), 1):
-        method, _, rest = line.partition(" ")
-        parsed = parse_request_line(method, rest.strip() or None, None)
-        if parsed is None:
-            continue
-        uri, version = parsed
-        ex = Exchange(flow, ts, depth, method=method, uri=uri, version=version, host=headers.get("host"),
-                      user_agent=headers.get("user-agent"), referrer=headers.get("referer"),
-                      req_mime=headers.get("content-type"), req_len=body)
-        ex.auth_scheme, ex.username = basic_user(headers.get("authorization"))
-        out.append(ex)
-    if out and out[0].version == "0.9":  # Zeek does not parse a reply to HTTP/0.9: all of it is body
-        out[0].status, out[0].resp_len = 0, len(server)
+    """Requests and responses of one connection's payload paired in order (Zeek's HTTP reading), through the same
+    reader as the connections read natively (``HttpConnection``)."""
+    analyzer = HttpAnalyzer(lambda _m: None)
+    analyzer.done = []
+    conn = HttpConnection(analyzer, flow, WireStats())
+    conn.feed(True, client, ts)
+    conn.feed(False, server, ts)
+    conn.end(ts)
+    return sorted([*analyzer.done, *(ex for st in analyzer.state.values() for ex in st.open), *analyzer.orphans],
+                  key=lambda ex: ex.depth)
+
+
+class HttpConnection:
+    """One connection read natively (``native_tcp``): both directions through ``http_wire``, their messages paired
+    by the analyzer's ``request``/``answer``, as tshark's packets are.
+
+    A request that leaves HTTP (CONNECT, or an Upgrade header) is not read here: the connection ``switched`` and the
+    caller hands it back to tshark from that frame on, which reads the CONNECT/Upgrade exchange and what the tunnel
+    carries (TLS through a proxy, WebSocket) as it did before. A 101 reply without an Upgrade request ends the
+    reading of both directions (what follows is another protocol; counted as lost directions)."""
+
+    def __init__(self, analyzer: HttpAnalyzer, flow: Flow, stats: WireStats) -> None:
+        self.analyzer = analyzer
+        self.flow = flow
+        self.docs: list[Doc] = []
+        self.methods: deque[str] = deque()  # requests read whose final response has not come (HEAD framing)
+        self.switched = False
+        self.client = MessageReader(True, self._request, stats)
+        self.server = MessageReader(False, self._response, stats, self._no_body)
+
+    def feed(self, from_client: bool, data: bytes | int, ts: float) -> None:
+        (self.client if from_client else self.server).feed(data, ts)
+
+    def end(self, ts: float) -> None:
+        """The connection ended: messages in progress are finished with what they had; an HTTP/0.9 request still
+        open is answered by every byte the server sent (Zeek does not parse that reply: status 0, as the tshark
+        path's second look logs it, also when the server sent nothing)."""
+        self.client.end(ts)
+        self.server.end(ts)
+        st = self.analyzer.state.get(self.flow.key())
+        if st is not None and st.open and st.open[0].version == "0.9":
+            self.docs += self.analyzer.answer(st, ts, 0, None, {}.get, lambda: 0, lambda: self.server.bytes)
+
+    def take_docs(self) -> list[Doc]:
+        out, self.docs = self.docs, []
         return out
-    replies = [r for r in _split_messages(server, False) if STATUS_LINE.match(r[0].encode("latin-1"))]
-    for i, (line, headers, body) in enumerate(replies):
-        status = STATUS_LINE.match(line.encode("latin-1"))
-        assert status is not None
-        if i >= len(out):
-            out.append(Exchange(flow, ts, i + 1))
-        ex = out[i]
-        ex.status, ex.reason = int(status.group(2)), (status.group(3) or b"").decode("latin-1") or None
-        ex.resp_mime, ex.location = headers.get("content-type"), headers.get("location")
-        ex.resp_len = 0 if ex.method == "HEAD" or ex.status in NO_BODY_STATUS else body
-    return out
+
+    def _state(self, ts: float) -> FlowState:
+        return self.analyzer._state(self.flow.key(), self.flow, ts)
+
+    def _no_body(self, status: int) -> bool:
+        return status < 200 or status in NO_BODY_STATUS or bool(self.methods and self.methods[0] == "HEAD")
+
+    def _request(self, msg: Message) -> None:
+        if self.switched:
+            return
+        method, _, rest = msg.start.decode("utf-8", "replace").partition(" ")
+        if method.upper() == "CONNECT" or "upgrade" in msg.headers:
+            self.switched = True
+            self.client.state = self.server.state = LOST
+            return
+        line = parse_request_line(method, rest.strip() or None, None)
+        if line is None:
+            return  # a method alone is no request
+        st = self._state(msg.ts)
+        self.docs += self.analyzer._evict_stale()
+        self.methods.append(method.upper())
+        self.docs += self.analyzer.request(st, msg.ts, method, rest.strip() or None, None, msg.headers.get,
+                                           lambda: msg.body)
+
+    def _response(self, msg: Message) -> None:
+        st = self._state(msg.ts)
+        self.docs += self.analyzer._evict_stale()
+        status = STATUS_LINE.match(msg.start)
+        if msg.status is None or status is None:
+            return
+        if msg.status >= 200 and self.methods:
+            self.methods.popleft()
+        phrase = (status.group(3) or b"").decode("utf-8", "replace") or None
+        # an HTTP/0.9 request's reply counts whole (Zeek does not parse it): every byte the server sent so far
+        self.docs += self.analyzer.answer(st, msg.ts, msg.status, phrase, msg.headers.get, lambda: msg.body,
+                                          lambda: self.server.bytes)
+        if msg.status == 101:  # switching protocols without an Upgrade request seen: what follows is not HTTP
+            self.client.state = self.server.state = LOST

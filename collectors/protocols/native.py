@@ -1,4 +1,5 @@
-"""Selected frames the deep path reads itself instead of handing them to tshark: DNS, mDNS and LLMNR over UDP.
+"""Selected frames the deep path reads itself instead of handing them to tshark: DNS, mDNS and LLMNR over UDP, and
+the TCP connections ``collectors.protocols.native_tcp`` takes (the FTP control channel).
 
 :class:`NativeFrames` sits in front of a tshark run's input (``collectors.protocols.stream.TsharkStdinRun.feed``):
 it walks the pcapng blocks of the selected-frame stream (interface and enhanced packet blocks, in any chunking),
@@ -6,7 +7,8 @@ decodes each frame with the flow path's decoder (tunnels, VLAN/MPLS, IP fragment
 the frames whose innermost transport is UDP with 53, 5353 or 5355 as the lower port: the ports tshark decodes DNS
 on, tried lower port first as tshark's UDP dissector does, so every frame taken is one tshark would have read as
 DNS. Their messages go through ``dns_wire`` to a ``DnsAnalyzer`` of their own; everything else (NetBIOS-NS, DNS
-over TCP, DNS on another lower port) still goes to tshark and its analyzers.
+over TCP, DNS on another lower port) still goes to tshark and its analyzers. Decoded TCP frames go to
+:class:`~collectors.protocols.native_tcp.TcpNative`, which keeps those of the connections it reads.
 
 Pairing stays per connection: every message of a UDP conversation on those ports reaches the same analyzer, in
 capture order. Open queries time out on capture time (``SWEEP_SECONDS``), not on how many other frames tshark
@@ -24,6 +26,8 @@ from collectors.flowconst import TCP, UDP
 from collectors.protocols.base import Doc, Flow
 from collectors.protocols.dns import DnsAnalyzer
 from collectors.protocols.dns_wire import PORT_KINDS, WireStats, parse
+from collectors.protocols.expected import ExpectedConnections
+from collectors.protocols.native_tcp import TcpNative
 from collectors.protocols.tshark import Packet
 
 Warn = Callable[[str], None]
@@ -37,13 +41,15 @@ _epb = struct.Struct("<IIIII").unpack_from  # interface, time high, time low, ca
 class NativeFrames:
     """Takes the DNS frames out of a selected-frame stream and analyses them here."""
 
-    def __init__(self, name: str, warn: Warn) -> None:
+    def __init__(self, name: str, warn: Warn, expected: ExpectedConnections | None = None, tcp: bool = True) -> None:
+        """``tcp``: also read the TCP connections ``native_tcp`` takes (FTP control); False leaves them to tshark."""
         self.name = name
         self.warn = warn
         self.decoder = Decoder()
         self.analyzer = DnsAnalyzer(warn)
         self.stats = WireStats()
-        self.frames = 0  # frames taken out of tshark's input
+        self.tcp = TcpNative(name, warn, expected) if tcp else None
+        self.frames = 0  # DNS frames taken out of tshark's input
         self.blocks = 0  # packet blocks seen
         self.taken_at: list[int] = []  # number (from 1, in this stream) of each frame taken out, ascending
         self._linktypes: list[int] = []
@@ -108,15 +114,21 @@ class NativeFrames:
             return False
         linktype = self._linktypes[interface]
         frame = pos + 28
-        if linktype == 1 and caplen >= 38 and buf[frame + 12] == 8 and buf[frame + 13] == 0 \
-                and buf[frame + 14] == 0x45 and buf[frame + 23] == TCP \
-                and not buf[frame + 20] & 0x3F and not buf[frame + 21]:
-            return False  # Ethernet, IPv4 without options, unfragmented TCP: the common case, no decoding
+        plain_tcp = linktype == 1 and caplen >= 54 and buf[frame + 12] == 8 and buf[frame + 13] == 0 \
+            and buf[frame + 14] == 0x45 and buf[frame + 23] == TCP and not buf[frame + 20] & 0x3F \
+            and not buf[frame + 21]
+        # Ethernet, IPv4 without options, unfragmented TCP (the common case): no decoding when tshark reads it
+        if plain_tcp and (self.tcp is None or self.tcp.tshark_reads(
+                buf[frame + 26:frame + 30], buf[frame + 30:frame + 34],
+                buf[frame + 34] << 8 | buf[frame + 35], buf[frame + 36] << 8 | buf[frame + 37])):
+            return False
         ts_ns = high << 32 | low
         packets = self.decoder.decode(linktype, buf, frame, caplen, ts_ns)
         if not packets:
             return False
         p = packets[-1]
+        if p[PROTO] == TCP:
+            return self.tcp is not None and self.tcp.take(p, ts_ns / 1_000_000_000, docs)
         if p[PROTO] != UDP:
             return False
         sport, dport = p[SPORT], p[DPORT]
@@ -142,6 +154,8 @@ class NativeFrames:
     def finish(self) -> list[Doc]:
         """End of the run: the queries still open, and one warning for the damage seen."""
         docs = list(self.analyzer.finish())
+        if self.tcp is not None:
+            docs += self.tcp.finish()
         damaged = self.stats.truncated + self.stats.too_short
         if damaged:
             self.warn(f"{self.name}: {damaged} of {self.frames} DNS datagram(s) truncated or malformed "

@@ -16,9 +16,11 @@ removed when the run ends.
 
 DNS, mDNS and LLMNR over UDP never reach tshark: :class:`~collectors.protocols.native.NativeFrames` takes those
 frames out of the stream in ``feed`` (they still go to the spool), parses them with ``dns_wire`` and hands the
-messages to a ``DnsAnalyzer`` of the run's own; tshark's frame numbers are mapped back to the stream's
-(``NativeFrames.renumber``), which some modules use in document ids. ``NATIVE = False`` gives every frame to tshark
-(the peer in benchmarks/dns_native.py).
+messages to a ``DnsAnalyzer`` of the run's own; the FTP control channel likewise (``native_tcp``: reassembled,
+read as lines by ``FtpAnalyzer.line``; its data-channel announcements go to the run's expected connections, which
+in ``deep_process``'s child travel to the parent as ``"e"`` lines). tshark's frame numbers are mapped back to the
+stream's (``NativeFrames.renumber``), which some modules use in document ids. ``NATIVE = False`` gives every frame
+to tshark (the peer in benchmarks/dns_native.py); ``NATIVE_TCP = False`` only the TCP connections.
 
 Memory stays bounded: a write blocks while tshark is behind (the pipe is the buffer), so the flow path never
 runs more than a pipe's worth ahead of the dissector.
@@ -51,6 +53,7 @@ _DONE = object()
 
 
 NATIVE = True  # read DNS/mDNS/LLMNR over UDP here instead of in tshark (False: tshark reads every frame)
+NATIVE_TCP = True  # with NATIVE: read the FTP control channel here too (``native_tcp``)
 FRAMES_PER_RUN = 131_072  # selected frames one tshark run reads at most (about 170 MB of tshark memory)
 
 
@@ -193,7 +196,8 @@ class TsharkStdinRun(DocumentQueue):
         self._reader: threading.Thread | None = None
         self._spool: IO[bytes] | None = None
         self._spool_path: Path | None = None
-        self.native = NativeFrames(name, warn) if NATIVE else None  # DNS/mDNS/LLMNR over UDP: read here
+        # DNS/mDNS/LLMNR over UDP and the FTP control channel: read here
+        self.native = NativeFrames(name, warn, expected, NATIVE_TCP) if NATIVE else None
 
     # -- input ---------------------------------------------------------------------------------------
     def write(self, blocks: bytes, linktypes: tuple[int, ...], frames: int) -> None:

@@ -1,0 +1,139 @@
+"""One direction of a TCP connection put back in sequence order, for the analyzers that read TCP natively.
+
+Segments arrive as the capture has them: in order, retransmitted, overlapping, reordered, or with holes. A
+:class:`Direction` hands on the bytes in sequence order as they become contiguous. Data already handed on wins
+over a later copy of the same sequence range (first copy wins, as Zeek's reassembler does), so a retransmission
+that differs cannot rewrite what was parsed. Segments ahead of a hole wait, bounded by ``MAX_WAITING_BYTES``;
+past that (or when the connection ends) the hole is skipped: its size is counted in ``gap_bytes`` and the reader
+is told (an ``int`` chunk: the hole's size), as Zeek's ``content_gap``.
+
+Sequence numbers are compared as signed 32-bit distances, so streams that wrap around 2^32 read straight on.
+A direction starts one after its SYN, or where the other side's first acknowledgement points (the capture may hold
+a later segment before the first one), or else at the first segment seen. A segment the capture cut short (snap
+length) hands on what it holds and a hole for the rest.
+"""
+
+from __future__ import annotations
+
+MAX_WAITING_BYTES = 256 * 1024  # bytes held ahead of a hole per direction before the hole is skipped
+MAX_WAITING_SEGMENTS = 512
+
+Chunk = bytes | int  # an int: a hole of that many bytes was skipped here
+
+
+def distance(a: int, b: int) -> int:
+    """``a - b`` in TCP sequence space (signed 32-bit)."""
+    return (a - b + 0x80000000) % 0x100000000 - 0x80000000
+
+
+class Direction:
+    """The byte stream one side of a connection sent."""
+
+    __slots__ = ("delivered", "gap_bytes", "gaps", "next_seq", "overlaps", "waiting", "waiting_bytes")
+
+    def __init__(self) -> None:
+        self.next_seq: int | None = None  # sequence number of the next byte to hand on
+        self.waiting: dict[int, bytes] = {}  # out-of-order segments by their sequence number
+        self.waiting_bytes = 0
+        self.gaps = 0
+        self.gap_bytes = 0
+        self.delivered = 0
+        self.overlaps = 0  # retransmitted or overlapping copies whose bytes were already handed on
+
+    def syn(self, seq: int) -> None:
+        """A SYN names the initial sequence number: data starts one after it."""
+        if self.next_seq is None:
+            self.next_seq = (seq + 1) & 0xFFFFFFFF
+
+    def acked(self, ack: int) -> None:
+        """The other side acknowledged up to ``ack``: if nothing started this direction yet, data starts there."""
+        if self.next_seq is None:
+            self.next_seq = ack & 0xFFFFFFFF
+
+    def add(self, seq: int, data: bytes, length: int | None = None) -> list[Chunk]:
+        """A segment's payload (``length``: its length on the wire, when the capture holds less); the bytes that
+        became contiguous (and skipped holes), in order."""
+        if length is not None and length > len(data):
+            out = self.add(seq, data)
+            if self.next_seq is not None and distance(self.next_seq, (seq + len(data)) & 0xFFFFFFFF) == 0:
+                hole = length - len(data)  # the part the snap length cut: a hole the reader is told about
+                self.gaps += 1
+                self.gap_bytes += hole
+                self._advance(hole)
+                self.delivered -= hole
+                out.append(hole)
+                if self.waiting:
+                    out += self._drain()
+            return out
+        if not data:
+            return []
+        if self.next_seq is None:
+            self.next_seq = seq
+        ahead = distance(seq, self.next_seq)
+        if ahead > 0:
+            if seq not in self.waiting or len(self.waiting[seq]) < len(data):
+                self.waiting_bytes += len(data) - len(self.waiting.get(seq, b""))
+                self.waiting[seq] = data
+            if self.waiting_bytes > MAX_WAITING_BYTES or len(self.waiting) > MAX_WAITING_SEGMENTS:
+                return self.skip_hole()
+            return []
+        if -ahead >= len(data):
+            self.overlaps += 1
+            return []
+        if ahead < 0:
+            self.overlaps += 1
+            data = data[-ahead:]
+        out: list[Chunk] = [data]
+        self._advance(len(data))
+        if self.waiting:
+            out += self._drain()
+        return out
+
+    def _advance(self, n: int) -> None:
+        assert self.next_seq is not None
+        self.next_seq = (self.next_seq + n) & 0xFFFFFFFF
+        self.delivered += n
+
+    def _drain(self) -> list[Chunk]:
+        """Waiting segments that now continue the stream."""
+        out: list[Chunk] = []
+        while self.waiting:
+            assert self.next_seq is not None
+            best = None
+            for seq in self.waiting:
+                if distance(seq, self.next_seq) <= 0:
+                    best = seq
+                    break
+            if best is None:
+                return out
+            data = self.waiting.pop(best)
+            self.waiting_bytes -= len(data)
+            behind = -distance(best, self.next_seq)
+            if behind >= len(data):
+                self.overlaps += 1
+                continue
+            if behind:
+                self.overlaps += 1
+                data = data[behind:]
+            out.append(data)
+            self._advance(len(data))
+        return out
+
+    def skip_hole(self) -> list[Chunk]:
+        """Give up on the hole before the earliest waiting segment: count it, hand on what follows it."""
+        if not self.waiting or self.next_seq is None:
+            return []
+        nxt = self.next_seq
+        first = min(self.waiting, key=lambda s: distance(s, nxt))
+        hole = distance(first, self.next_seq)
+        self.gaps += 1
+        self.gap_bytes += hole
+        self.next_seq = first
+        return [hole, *self._drain()]
+
+    def flush(self) -> list[Chunk]:
+        """The connection ended: every waiting segment, holes skipped."""
+        out: list[Chunk] = []
+        while self.waiting:
+            out += self.skip_hole()
+        return out
