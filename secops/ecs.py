@@ -68,10 +68,16 @@ def get(doc: Mapping[str, Any], dotted: str, default: Any = None) -> Any:
     return cur
 
 
+@lru_cache(maxsize=4096)
+def _path(dotted: str) -> tuple[tuple[str, ...], str]:
+    *parents, leaf = dotted.split(".")
+    return tuple(parents), leaf
+
+
 def put(doc: dict[str, Any], dotted: str, value: Any) -> None:
     """Set ``a.b.c`` in nested dicts, creating the levels."""
     cur = doc
-    *parents, leaf = dotted.split(".")
+    parents, leaf = _path(dotted)
     for part in parents:
         cur = cur.setdefault(part, {})
     cur[leaf] = value

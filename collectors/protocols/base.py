@@ -115,6 +115,18 @@ def clip(value: Any, limit: int = MAX_VALUE_CHARS) -> tuple[Any, bool]:
     return value, False
 
 
+def fits(value: Any, limit: int = MAX_VALUE_CHARS) -> bool:
+    """Whether no string in ``value`` (lists and answer records included) is longer than ``limit``: the common
+    case, checked without building anything."""
+    if isinstance(value, str):
+        return len(value) <= limit
+    if isinstance(value, list):
+        return all(fits(v, limit) for v in value)
+    if isinstance(value, dict):
+        return all(fits(v, limit) for v in value.values())
+    return True
+
+
 def truncation(dotted: str, original: Any) -> dict[str, Any]:
     """The ``secops.truncated`` entry for a value that was cut (same shape as ``secops.es.templates``' cuts)."""
     text = original if isinstance(original, str) else orjson.dumps(original, default=str).decode()
@@ -131,11 +143,10 @@ def make_doc(dataset: str, flow: Flow, ts: float, identity: Iterable[Any], field
     measured as their JSON text).
     """
     truncated = []
-    for dotted in list(fields):
+    for dotted in [d for d, value in fields.items() if not fits(value)]:
         original = fields[dotted]
-        fields[dotted], cut = clip(original)
-        if cut:
-            truncated.append(truncation(dotted, original))
+        fields[dotted] = clip(original)[0]
+        truncated.append(truncation(dotted, original))
     if truncated:
         fields["secops.truncated"] = [*(fields.get("secops.truncated") or ()), *truncated]
     cid = flow.community_id

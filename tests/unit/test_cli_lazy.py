@@ -15,11 +15,11 @@ from tests.support import TESTDATA
 HEAVY = ("elasticsearch", "openpyxl", "cryptography", "celery", "fastapi")
 REPORT_IMPORTS = (
     "import atexit, sys\n"
-    "atexit.register(lambda: print('LOADED', sorted({m.split('.')[0] for m in sys.modules} & set(%r)), "
+    f"atexit.register(lambda: print('LOADED', sorted({{m.split('.')[0] for m in sys.modules}} & set({HEAVY!r})), "
     "file=sys.stderr))\n"
     "from secops.cli import main\n"
     "main()\n"
-) % (HEAVY,)
+)
 
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:
