@@ -1,4 +1,5 @@
-"""TCP connections the deep path reads itself instead of handing them to tshark: the FTP control channel and HTTP/1.x.
+"""TCP connections the deep path reads itself instead of handing them to tshark: the FTP control channel, HTTP/1.x
+and TLS.
 
 :class:`~collectors.protocols.native.NativeFrames` hands every decoded TCP frame of the selected-frame stream to
 :meth:`TcpNative.take`, which decides once per connection, at its first frame, who reads it:
@@ -8,14 +9,18 @@
 - HTTP: the first payload is an HTTP request or status line (``detect.http_request``/``http_response``, the flow
   path's probes), on any port: Zeek's dynamic protocol detection. A SYN before any payload goes to tshark and
   decides nothing;
+- TLS: the first payload is a TLS handshake record holding a ClientHello or ServerHello (``detect.tls_client_hello``/
+  ``tls_server_hello``), on any port; an SSLv2 ClientHello, DTLS, QUIC and STARTTLS sessions (whose first payload is
+  not TLS) stay with tshark. ``READ_TLS = False`` leaves every TLS connection to tshark;
 - everything else goes to tshark, and the decision is remembered so a connection is never split between readers
   (frames of such a connection skip decoding: ``tshark_reads``).
 
 A native connection is put back in sequence order per direction (``tcp_reassembly``: first copy wins, holes
 counted and skipped, a direction starts where the peer's first ACK points), and its bytes go to a per-protocol
 reader: FTP lines into ``FtpAnalyzer.line``, HTTP into ``http.HttpConnection`` (``http_wire`` messages paired by
-``HttpAnalyzer``). Documents and announcements are those of the tshark path; the differences are named in
-tests/unit/test_tcp_native.py.
+``HttpAnalyzer``), TLS into ``tls_wire.TlsConnection``, whose frames go to ``TlsAnalyzer`` as tshark's would.
+Documents and announcements are those of the tshark path; the differences are named in
+tests/unit/test_tcp_native.py and tests/unit/test_tls_native.py.
 
 Hand-back: a session that leaves its protocol in-band is given back to tshark from the frame that says so, and
 tshark reads that exchange and what follows as it did before: FTP ``AUTH`` (TLS follows; Zeek hands the connection

@@ -10,6 +10,9 @@ TLS on a port tshark gives to another dissector (RDP after X.224 negotiation, an
 channel after AUTH TLS, any unregistered port taken by a conversation) is found by its first
 bytes: a TCP payload that starts with a TLS handshake record carrying a ClientHello. At the end
 of the capture those streams are read again with TLS decoded on their server port.
+
+TCP connections whose first payload is a TLS hello are read by the deep path itself (``native_tcp`` and
+``tls_wire``): their frames reach ``handle`` as the same tshark fields, so one state machine reads both.
 """
 
 from __future__ import annotations

@@ -14,9 +14,9 @@ encrypted (no message read); in TLS 1.3 (the ServerHello's supported_versions) a
 ServerKeyExchange when the chosen cipher suite is an ECDHE one; a HelloRetryRequest's key_share names no curve.
 
 Bounds, never raising: a record longer than 2^14 + 2048 bytes, a handshake message longer than
-``MAX_HANDSHAKE_BYTES``, more than ``MAX_MESSAGES_PER_RECORD`` messages in one record, a content type outside 20-24 or a hole in the stream end the reading of that direction
-(counted in :class:`TlsStats`; the frames stay taken: tshark would not have read on in sync either); at most
-``MAX_CERTIFICATES`` certificates of a chain are kept.
+``MAX_HANDSHAKE_BYTES``, more than ``MAX_MESSAGES_PER_RECORD`` messages in one record, a content type outside 20-24
+or a hole in the stream end the reading of that direction (counted in :class:`TlsStats`; the frames stay taken:
+tshark would not have read on in sync either); at most ``MAX_CERTIFICATES`` certificates of a chain are kept.
 """
 
 from __future__ import annotations
