@@ -210,6 +210,22 @@ def test_synthetic_handshake_cut_anywhere_equals_tshark(size: int, tmp_path: Pat
     assert got["server"]["x509"]["subject"]["common_name"] == "native.example"
 
 
+def test_heartbleed_read_like_tshark(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Heartbeats both hellos offered: a request claiming 16 KiB in a 19-byte record before the handshake ended
+    (CVE-2014-0160) and the server's long answer; the same heartbeat fields as tshark's."""
+    client, server = tls12_handshake(certificate_der())
+    hello_end = client.index(b"\x16\x03\x03")
+    flight_end = server.index(b"\x14")
+    client = client[:hello_end] + record(24, b"\x01\x40\x00" + bytes(16)) + client[hello_end:]
+    server = server[:flight_end] + record(24, b"\x02\x40\x00" + bytes(4000)) + server[flight_end:]
+    capture = tmp_path / "heartbleed.pcapng"
+    capture.write_bytes(stream_header() + pcapng(segments(client, server, 1400)))
+    native = docs_of(capture, True, monkeypatch)
+    assert native == docs_of(capture, False, monkeypatch)
+    beats = [d["secops"]["tls"]["heartbeat"] for d in native.values() if d["event"]["dataset"] == "secops.tls"]
+    assert beats and beats[0]["overclaimed"] and beats[0]["max_payload_length"] == 0x4000
+
+
 def test_frames_of_one_connection_go_to_one_reader() -> None:
     client, server = tls12_handshake(certificate_der())
     kept, docs, warnings = read_native(pcapng(segments(client, server, 700)[3:]))  # SYNs decide nothing
