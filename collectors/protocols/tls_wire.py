@@ -13,6 +13,11 @@ encrypted (no message read); in TLS 1.3 (the ServerHello's supported_versions) a
 ``opaque_type``; an alert is read when its record holds 2 bytes; the server's ECDHE curve is read from a
 ServerKeyExchange when the chosen cipher suite is an ECDHE one; a HelloRetryRequest's key_share names no curve.
 
+Measured (300k packets of real traces, /var/tmp/b300k.pcap, 131,924 selected frames; load 1.6-2.8 on 2 cores):
+8,037 more frames (895 TLS connections) leave tshark's input (41,603 still reach it, 49,640 before); the whole
+ingest takes 12.9-13.3 s CPU instead of 13.5-14.5 s, peak RSS 196 MB instead of 208 MB; every document is equal
+with tshark reading these connections except 47 ClientHellos sent to an HTTP server on port 80 (see the test).
+
 Bounds, never raising: a record longer than 2^14 + 2048 bytes, a handshake message longer than
 ``MAX_HANDSHAKE_BYTES``, more than ``MAX_MESSAGES_PER_RECORD`` messages in one record, a content type outside 20-24
 or a hole in the stream end the reading of that direction (counted in :class:`TlsStats`; the frames stay taken:
