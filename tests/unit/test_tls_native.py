@@ -23,11 +23,18 @@ from hypothesis import strategies as st
 from collectors.ingest import Pipeline
 from collectors.protocols import native_tcp, stream
 from collectors.protocols.detect import tls_client_hello, tls_server_hello
-from collectors.protocols.native import NativeFrames
 from collectors.protocols.tls_wire import MAX_HANDSHAKE_BYTES, MAX_RECORD, Frame, TlsConnection, TlsStats
 from collectors.selection import interface_block, stream_header
 from tests.unit.test_flowcore import CAPTURES, TESTDATA
-from tests.unit.test_tcp_native import by_id, pcapng, read_native, tcp_frame, tcp_payloads
+from tests.unit.test_tcp_native import (
+    assert_equal_or_named,
+    by_id,
+    native_tcp_frames,
+    pcapng,
+    read_native,
+    tcp_frame,
+    tcp_payloads,
+)
 
 DPD = ("a TLS client talking to an HTTP server on port 80: tshark dissects port 80 as HTTP and logs no TLS record; "
        "the native reader reads the ClientHello as Zeek's dynamic protocol detection does (one more secops.tls "
@@ -87,24 +94,11 @@ def test_native_documents_equal_tshark(capture: Path, monkeypatch: pytest.Monkey
     native = docs_of(capture, True, monkeypatch)
     tshark = docs_of(capture, False, monkeypatch)
     assert any(d["event"]["dataset"] == "secops.tls" for d in native.values())
-    if capture.name in KNOWN_DIFFERENCES:
-        reason, kind = KNOWN_DIFFERENCES[capture.name]
-        assert native != tshark, f"{capture.name} no longer differs: {reason}"
-        assert without(native, kind) == without(tshark, kind), reason
-    else:
-        assert native == tshark
+    assert_equal_or_named(capture, native, tshark, KNOWN_DIFFERENCES, without)
 
 
 def test_tls_frames_do_not_reach_tshark(monkeypatch: pytest.MonkeyPatch) -> None:
-    taken: list[int] = []
-    original = NativeFrames.finish
-
-    def finish(self: NativeFrames) -> list[dict]:
-        assert self.tcp is not None
-        taken.append(self.tcp.stats.frames)
-        return original(self)
-
-    monkeypatch.setattr(NativeFrames, "finish", finish)
+    taken = native_tcp_frames(monkeypatch)
     docs_of(TESTDATA / "zeek/traces/tls/tls1.2.pcap", True, monkeypatch)
     docs_of(TESTDATA / "zeek/traces/tls/tls1.2.pcap", False, monkeypatch)
     assert taken[0] >= 10 and taken[1] == 0
