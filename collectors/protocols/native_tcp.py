@@ -1,4 +1,5 @@
-"""TCP connections the deep path reads itself instead of handing them to tshark: the FTP control channel and HTTP/1.x.
+"""TCP connections the deep path reads itself instead of handing them to tshark: the FTP control channel, HTTP/1.x
+and TLS.
 
 :class:`~collectors.protocols.native.NativeFrames` hands every decoded TCP frame of the selected-frame stream to
 :meth:`TcpNative.take`, which decides once per connection, at its first frame, who reads it:
@@ -8,14 +9,18 @@
 - HTTP: the first payload is an HTTP request or status line (``detect.http_request``/``http_response``, the flow
   path's probes), on any port: Zeek's dynamic protocol detection. A SYN before any payload goes to tshark and
   decides nothing;
+- TLS: the first payload is a TLS handshake record holding a ClientHello or ServerHello (``detect.tls_client_hello``/
+  ``tls_server_hello``), on any port; an SSLv2 ClientHello, DTLS, QUIC and STARTTLS sessions (whose first payload is
+  not TLS) stay with tshark. ``READ_TLS = False`` leaves every TLS connection to tshark;
 - everything else goes to tshark, and the decision is remembered so a connection is never split between readers
   (frames of such a connection skip decoding: ``tshark_reads``).
 
 A native connection is put back in sequence order per direction (``tcp_reassembly``: first copy wins, holes
 counted and skipped, a direction starts where the peer's first ACK points), and its bytes go to a per-protocol
 reader: FTP lines into ``FtpAnalyzer.line``, HTTP into ``http.HttpConnection`` (``http_wire`` messages paired by
-``HttpAnalyzer``). Documents and announcements are those of the tshark path; the differences are named in
-tests/unit/test_tcp_native.py.
+``HttpAnalyzer``), TLS into ``tls_wire.TlsConnection``, whose frames go to ``TlsAnalyzer`` as tshark's would.
+Documents and announcements are those of the tshark path; the differences are named in
+tests/unit/test_tcp_native.py and tests/unit/test_tls_native.py.
 
 Hand-back: a session that leaves its protocol in-band is given back to tshark from the frame that says so, and
 tshark reads that exchange and what follows as it did before: FTP ``AUTH`` (TLS follows; Zeek hands the connection
@@ -43,13 +48,15 @@ from collectors.conn import ip_str
 from collectors.decode import ACK, BUF, CAPLEN, DPORT, DST, FLAGS, L4OFF, PLEN, SEQ, SPORT, SRC
 from collectors.flowconst import F_ACK, F_RST, F_SYN
 from collectors.protocols.base import Doc, Flow, RunContext
-from collectors.protocols.detect import PROBE_BYTES, http_request, http_response
+from collectors.protocols.detect import PROBE_BYTES, http_request, http_response, tls_client_hello, tls_server_hello
 from collectors.protocols.expected import ExpectedConnections
 from collectors.protocols.ftp import FtpAnalyzer
 from collectors.protocols.http import HttpAnalyzer, HttpConnection
 from collectors.protocols.http_wire import MAX_DECODED_BYTES, WireStats
 from collectors.protocols.http_wire import MAX_LINE_BYTES as MAX_HTTP_LINE
 from collectors.protocols.tcp_reassembly import Chunk, Direction, distance
+from collectors.protocols.tls import TlsAnalyzer
+from collectors.protocols.tls_wire import HANDSHAKE, Frame, TlsConnection, TlsStats, frame_packet
 
 Warn = Callable[[str], None]
 
@@ -62,7 +69,8 @@ MAX_LINE_BYTES = 8192  # longer command/reply lines are cut here (counted)
 # payload a direction hands the deep path (selection.DEEP_BYTES_PER_DIRECTION, 1 MiB by default), and a new random
 # initial sequence number lands further away 97% of the time
 REUSE_DISTANCE = 64 << 20
-TSHARK, FTP, HTTP = 0, 1, 2
+TSHARK, FTP, HTTP, TLS = 0, 1, 2, 3
+READ_TLS = True  # False: TLS connections stay with tshark (the oracle's peer)
 
 
 @dataclass
@@ -123,12 +131,13 @@ class LineReader:
 class Connection:
     """One natively read connection: its orientation, both directions' reassembly, its protocol reader."""
 
-    __slots__ = ("client", "dirs", "flow", "http", "kind", "last_ts", "lines")
+    __slots__ = ("client", "dirs", "flow", "http", "kind", "last_ts", "lines", "tls")
 
     def __init__(self, kind: int, flow: Flow, client: tuple[bytes, int], ts: float,
-                 http: HttpConnection | None = None) -> None:
+                 http: HttpConnection | None = None, tls: TlsConnection | None = None) -> None:
         self.kind = kind
         self.http = http
+        self.tls = tls
         self.flow = flow
         self.client = client  # (address, port) of the originator
         self.dirs = (Direction(), Direction())  # from the client, from the server
@@ -147,6 +156,8 @@ class TcpNative:
         self.ftp = FtpAnalyzer(warn, context)
         self.http = HttpAnalyzer(warn)  # no capture to look at again: what it reads here is all there is
         self.wire = WireStats()
+        self.tls = TlsAnalyzer(warn)  # no capture to look at again (no second look): it reads all there is
+        self.tls_stats = TlsStats()
         self.conns: dict[tuple, Connection | int] = {}  # a Connection, or TSHARK for one tshark reads
         self._streams = 0
         self._next_sweep: float | None = None
@@ -233,6 +244,10 @@ class TcpNative:
             kind = HTTP
         elif http_response(payload[:PROBE_BYTES], len(payload)):
             kind, sender_is_client = HTTP, False
+        elif READ_TLS and payload[0] == HANDSHAKE and tls_client_hello(payload[:PROBE_BYTES], len(payload)):
+            kind = TLS  # a TLS record (an SSLv2 ClientHello stays with tshark)
+        elif READ_TLS and tls_server_hello(payload[:PROBE_BYTES], len(payload)):
+            kind, sender_is_client = TLS, False
         if kind == TSHARK:
             self.conns[key] = TSHARK
             return TSHARK
@@ -240,7 +255,8 @@ class TcpNative:
         self._streams += 1
         flow = Flow("tcp", ip_str(client[0]), client[1], ip_str(server[0]), server[1], f"native-{self._streams}")
         http = HttpConnection(self.http, flow, self.wire) if kind == HTTP else None
-        conn = self.conns[key] = Connection(kind, flow, client, ts, http)
+        tls = TlsConnection(self.tls_stats) if kind == TLS else None
+        conn = self.conns[key] = Connection(kind, flow, client, ts, http, tls)
         self.stats.connections += 1
         return conn
 
@@ -249,6 +265,9 @@ class TcpNative:
         """Reassembled bytes through the connection's reader; False when the connection goes back to tshark."""
         side = 0 if from_client else 1
         http = conn.http
+        if conn.tls is not None:
+            self._read_tls(conn, from_client, ts, chunks, docs)
+            return True
         for chunk in chunks:
             if isinstance(chunk, int):
                 self.stats.gaps += 1
@@ -264,6 +283,19 @@ class TcpNative:
                 docs += self.ftp.line(conn.flow, from_client, ts, line)
         return True
 
+    def _read_tls(self, conn: Connection, from_client: bool, ts: float, chunks: list[Chunk], docs: list[Doc]) -> None:
+        """A frame's bytes through the TLS record reader; what it completed, as one frame, into ``TlsAnalyzer``."""
+        assert conn.tls is not None
+        frame = Frame()
+        for chunk in chunks:
+            if isinstance(chunk, int):
+                self.stats.gaps += 1
+            conn.tls.feed(from_client, chunk, frame)
+        flow = conn.flow
+        src, sport, dst, dport = (flow.orig_h, flow.orig_p, flow.resp_h, flow.resp_p) if from_client else (
+            flow.resp_h, flow.resp_p, flow.orig_h, flow.orig_p)
+        docs += self.tls.handle(frame_packet(frame, ts, src, dst, sport, dport, flow.stream))
+
     def _close(self, key: tuple) -> list[Doc]:
         """Forget a connection: what waited behind holes is read, partial lines end."""
         conn = self.conns.pop(key)
@@ -271,7 +303,9 @@ class TcpNative:
             return []
         docs: list[Doc] = []
         for side, direction in enumerate(conn.dirs):
-            self._read(conn, key, side == 0, conn.last_ts, direction.flush(), docs)
+            rest = direction.flush()
+            if rest or conn.tls is None:
+                self._read(conn, key, side == 0, conn.last_ts, rest, docs)
             self.stats.gap_bytes += direction.gap_bytes
             if conn.http is not None:
                 continue
@@ -302,6 +336,7 @@ class TcpNative:
             docs += self._close(key)
         docs += self.ftp.finish()
         docs += self.http.finish()
+        docs += self.tls.finish()
         s, w = self.stats, self.wire
         if w.cut_lines or w.bad_chunks or w.lost_directions or w.bombs or w.undecodable:
             self.warn(f"{self.name}: natively read HTTP: {w.cut_lines} line(s) cut at {MAX_HTTP_LINE} bytes, "
@@ -309,6 +344,11 @@ class TcpNative:
                       f"after a hole or a protocol switch, {w.bombs} bod(ies) decompressed past "
                       f"{MAX_DECODED_BYTES >> 20} MiB (length cut there), {w.undecodable} compressed bod(ies) that "
                       "did not decompress (raw length logged)")
+        t = self.tls_stats
+        if t.oversized or t.unknown_records or t.holes or t.malformed:
+            self.warn(f"{self.name}: natively read TLS: {t.oversized} record(s) or handshake message(s) past their "
+                      f"bound, {t.unknown_records} unknown record type(s), {t.holes} direction(s) not read further "
+                      f"after a hole, {t.malformed} malformed hello or certificate message(s)")
         if s.gaps or s.cut_lines:
             self.warn(f"{self.name}: {s.gaps} hole(s) ({s.gap_bytes} bytes) in {s.connections} natively read TCP "
                       f"connection(s), {s.cut_lines} line(s) cut at {MAX_LINE_BYTES} bytes")

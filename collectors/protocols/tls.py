@@ -10,6 +10,9 @@ TLS on a port tshark gives to another dissector (RDP after X.224 negotiation, an
 channel after AUTH TLS, any unregistered port taken by a conversation) is found by its first
 bytes: a TCP payload that starts with a TLS handshake record carrying a ClientHello. At the end
 of the capture those streams are read again with TLS decoded on their server port.
+
+TCP connections whose first payload is a TLS hello are read by the deep path itself (``native_tcp`` and
+``tls_wire``): their frames reach ``handle`` as the same tshark fields, so one state machine reads both.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from collectors.protocols.reread import Wanted
 from collectors.protocols.tls_heartbeat import HEARTBEAT, Heartbeats
 from collectors.protocols.tshark import BASE_FIELDS, Packet, TsharkRun, build_command, run_tshark, to_int
 
-CLIENT_HELLO, SERVER_HELLO, CERTIFICATE = 1, 2, 11
+CLIENT_HELLO, SERVER_HELLO, CERTIFICATE, SERVER_KEY_EXCHANGE = 1, 2, 11, 12
 CCS, ALERT, HANDSHAKE, APP_DATA = 20, 21, 22, 23
 # tshark resolves cipher suite numbers to their IANA names in a custom column (same names as Zeek)
 CIPHER_COLUMN = "secopsCipher"
@@ -214,6 +217,8 @@ class TlsAnalyzer(Analyzer):
             self._client_hello(s, pkt, layer)
         if SERVER_HELLO in types and not from_client:
             self._server_hello(s, pkt, layer)
+        if SERVER_KEY_EXCHANGE in types and SERVER_HELLO not in types and not from_client:
+            self._curve(s, pkt, layer)
         if (CLIENT_HELLO in types and from_client) or (SERVER_HELLO in types and not from_client):
             s.heartbeats.note_hello(pkt, layer, from_client)
         if HEARTBEAT in records:
@@ -273,13 +278,21 @@ class TlsAnalyzer(Analyzer):
         if s.cipher and s.cipher.startswith("0x"):  # number tshark has no name for
             s.cipher = f"unknown-{int(s.cipher, 16)}"
         s.ja3s = pkt.first(f"{layer}.handshake.ja3s")
-        curve = pkt.int(f"{layer}.handshake.server_named_curve") or pkt.int(
-            f"{layer}.handshake.extensions_key_share_group")
-        s.curve = CURVES.get(curve, str(curve)) if curve is not None else None
+        s.curve = None
+        TlsAnalyzer._curve(s, pkt, layer)
         alpn = pkt.values(f"{layer}.handshake.extensions_alpn_str")
         s.next_protocol = alpn[0] if alpn else None
         sid = pkt.first(f"{layer}.handshake.session_id")
         s.resumed = bool(sid and s.client_sid and sid == s.client_sid)
+
+    @staticmethod
+    def _curve(s: Session, pkt: Packet, layer: str) -> None:
+        """The server's key exchange group: TLS 1.3's key_share, or the named curve of a ServerKeyExchange (which
+        may arrive in a later frame than the ServerHello)."""
+        curve = pkt.int(f"{layer}.handshake.server_named_curve") or pkt.int(
+            f"{layer}.handshake.extensions_key_share_group")
+        if curve is not None:
+            s.curve = CURVES.get(curve, str(curve))
 
     def emit(self, s: Session) -> Doc:
         proto, version = version_of(s.version)
