@@ -1,0 +1,76 @@
+"""The fuzz harnesses of tests/fuzz run in CI: each one briefly under atheris (coverage-guided, in a subprocess),
+and the committed regression inputs of the crashes the campaigns found, replayed with mutations in-process.
+
+A real campaign runs one target for minutes: ``python3 -m tests.fuzz.run TARGET CORPUS -max_total_time=300``
+(tests/fuzz/run.py); the native flow core under AddressSanitizer: ``bash tests/support/asan_flowcore.sh --fuzz``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import re
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+
+from tests.fuzz.run import CORPUS, TARGETS, corpus_inputs, replay
+from tests.support import REPO
+
+RUNS = {"flowcore": 300, "decode": 600, "pcapio": 600}  # fewer for the slower harnesses; 1000 for the others
+
+
+@pytest.mark.parametrize("target", sorted(TARGETS))
+def test_harness_runs_under_atheris_with_coverage(target: str, tmp_path: Path) -> None:
+    """Seeds written, coverage seen (the target's modules were instrumented), the runs done, no crash."""
+    runs = RUNS.get(target, 1000)
+    result = subprocess.run(
+        [sys.executable, "-m", "tests.fuzz.run", target, str(tmp_path / "corpus"), f"-runs={runs}", "-seed=1",
+         "-timeout=30", f"-artifact_prefix={tmp_path}/"],
+        cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=120)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    assert re.search(r"#seeds [1-9]\d* written", output), output[-3000:]
+    done = re.search(r"DONE\s+cov: (\d+) ft: (\d+)", output)
+    assert done and int(done[1]) > 10, output[-3000:]
+    assert f"Done {runs} runs" in output, output[-3000:]
+    assert not list(tmp_path.glob("crash-*"))
+
+
+@pytest.mark.parametrize("target", sorted(p.name for p in CORPUS.iterdir() if p.is_dir()) if CORPUS.is_dir() else [])
+def test_regression_inputs_pass_with_mutations(target: str) -> None:
+    """The inputs that once failed a harness (tests/fuzz/corpus/TARGET) pass now, and so do mutations of them."""
+    harness = importlib.import_module(f"tests.fuzz.fuzz_{target}")
+    inputs = corpus_inputs([CORPUS / target])
+    assert inputs
+    n, runs = replay(harness.TestOneInput, inputs, seconds=0.5, seed=7)
+    assert n == len(inputs) and runs > 0
+
+
+def test_a_two_letter_country_name_is_not_enforced_with_a_warning() -> None:
+    """fuzz_x509 found: a certificate whose country name is not two letters made cryptography warn on stderr;
+    the certificate is read and its name logged as it is, without the warning."""
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.serialization import Encoding
+    from cryptography.x509.oid import NameOID
+
+    from collectors.protocols.x509 import server_certificate_fields
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COUNTRY_NAME, "Netherlands", _validate=False),
+                      x509.NameAttribute(NameOID.COMMON_NAME, "c.example")])
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(5).not_valid_before(dt.datetime(2020, 1, 1, tzinfo=dt.UTC))
+            .not_valid_after(dt.datetime(2030, 1, 1, tzinfo=dt.UTC)).sign(key, hashes.SHA256()))
+    der = cert.public_bytes(Encoding.DER)
+    with warnings.catch_warnings(record=True) as caught:
+        fields = server_certificate_fields(der, 1_700_000_000.0)
+    assert fields["tls.server.subject"] == "CN=c.example,C=Netherlands"
+    assert [str(w.message) for w in caught] == []
