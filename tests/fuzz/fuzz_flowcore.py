@@ -5,7 +5,8 @@ Input: one byte of options (link type in the low nibble as in ``fuzz_decode``, b
 ``feed_pcap`` and takes pcapng frames one by one in ``feed``), then frames in the framing of
 ``seeds.pack_frames``. Both engines run with protocol detection and frame selection on, as the ingest pipeline
 runs them. Contract: nothing raises, and the C core gives what the Python engine gives: the same connection
-records in the same order, counters, damage counts by reason, warnings and selected frames.
+records in the same order, counters, damage counts by reason, warnings and selected frames; and the selected
+frames read back as a capture (the deep path hands them to tshark), as many as were counted.
 Run the C core under AddressSanitizer with ``tests/fuzz/asan.sh``.
 """
 
@@ -14,12 +15,14 @@ from __future__ import annotations
 import struct
 
 from collectors.flowpath import NativeFlowPath, PythonFlowPath
+from collectors.pcapio import read_capture
 from collectors.protocols.detect import SERVICES, UPGRADES, probe
+from collectors.selection import interface_block, stream_header
 from tests.fuzz.fuzz_decode import LINKTYPES
 from tests.fuzz.fuzz_decode import seeds as decode_seeds
 from tests.fuzz.seeds import scratch_file, unpack_frames
 
-PATH = scratch_file()
+PATH, SELECTED = scratch_file(), scratch_file()
 
 
 def capture(linktype: int, frames: list[bytes], pcapng: bool) -> bytes:
@@ -62,6 +65,11 @@ def TestOneInput(data: bytes) -> None:
     PATH.write_bytes(capture(linktype, unpack_frames(data[1:], limit=48), bool(options & 0x40)))
     python, native = _run(PythonFlowPath, options), _run(NativeFlowPath, options)
     assert native == python
+    selected, linktypes = python[3], python[4]
+    if selected:  # a pcapng fragment: tshark reads it after a section header and the interface descriptions
+        SELECTED.write_bytes(stream_header() + b"".join(interface_block(lt) for lt in linktypes) + selected)
+        warnings: list[str] = []
+        assert sum(1 for _ in read_capture(SELECTED, warnings.append)) == python[5] and not warnings
 
 
 def seeds() -> list[bytes]:
