@@ -1,5 +1,5 @@
-"""The fuzz harnesses of tests/fuzz run in CI: each one briefly under atheris (coverage-guided, in a subprocess),
-and the committed regression inputs of the crashes the campaigns found, replayed with mutations in-process.
+"""The fuzz harnesses of tests/fuzz run in CI: each one briefly under atheris (coverage-guided, in a subprocess of
+its own), from the seeds it makes and the committed inputs that once failed it (tests/fuzz/corpus/TARGET).
 
 A real campaign runs one target for minutes: ``python3 -m tests.fuzz.run TARGET CORPUS -max_total_time=300``
 (tests/fuzz/run.py); the native flow core under AddressSanitizer: ``bash tests/support/asan_flowcore.sh --fuzz``.
@@ -7,7 +7,6 @@ A real campaign runs one target for minutes: ``python3 -m tests.fuzz.run TARGET 
 
 from __future__ import annotations
 
-import importlib
 import os
 import re
 import subprocess
@@ -16,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fuzz.run import CORPUS, TARGETS, corpus_inputs, replay
+from tests.fuzz.run import CORPUS, TARGETS
 from tests.support import REPO
 
 RUNS = {"flowcore": 300, "decode": 600, "pcapio": 600}  # fewer for the slower harnesses; 1000 for the others
@@ -24,7 +23,8 @@ RUNS = {"flowcore": 300, "decode": 600, "pcapio": 600}  # fewer for the slower h
 
 @pytest.mark.parametrize("target", sorted(TARGETS))
 def test_harness_runs_under_atheris_with_coverage(target: str, tmp_path: Path) -> None:
-    """Seeds written, coverage seen (the target's modules were instrumented), the runs done, no crash."""
+    """Seeds written, the committed regression inputs read, coverage seen (the target's modules were instrumented),
+    the runs done, no crash."""
     runs = RUNS.get(target, 1000)
     result = subprocess.run(
         [sys.executable, "-m", "tests.fuzz.run", target, str(tmp_path / "corpus"), f"-runs={runs}", "-seed=1",
@@ -33,20 +33,13 @@ def test_harness_runs_under_atheris_with_coverage(target: str, tmp_path: Path) -
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-3000:]
     assert re.search(r"#seeds [1-9]\d* written", output), output[-3000:]
+    regressions = CORPUS / target
+    if regressions.is_dir():
+        assert f"files found in {regressions}" in output, output[-3000:]
     done = re.search(r"DONE\s+cov: (\d+) ft: (\d+)", output)
     assert done and int(done[1]) > 10, output[-3000:]
     assert f"Done {runs} runs" in output, output[-3000:]
     assert not list(tmp_path.glob("crash-*"))
-
-
-@pytest.mark.parametrize("target", sorted(p.name for p in CORPUS.iterdir() if p.is_dir()) if CORPUS.is_dir() else [])
-def test_regression_inputs_pass_with_mutations(target: str) -> None:
-    """The inputs that once failed a harness (tests/fuzz/corpus/TARGET) pass now, and so do mutations of them."""
-    harness = importlib.import_module(f"tests.fuzz.fuzz_{target}")
-    inputs = corpus_inputs([CORPUS / target])
-    assert inputs
-    n, runs = replay(harness.TestOneInput, inputs, seconds=0.5, seed=7)
-    assert n == len(inputs) and runs > 0
 
 
 @pytest.mark.filterwarnings("ignore:Attribute's length must be")  # the certificate made here
