@@ -22,7 +22,7 @@ from tests.fuzz.fuzz_decode import LINKTYPES
 from tests.fuzz.fuzz_decode import seeds as decode_seeds
 from tests.fuzz.seeds import scratch_file, unpack_frames
 
-PATH, SELECTED = scratch_file(), scratch_file()
+PATH, SELECTED = scratch_file("capture"), scratch_file("selected")
 
 
 def capture(linktype: int, frames: list[bytes], pcapng: bool) -> bytes:
@@ -63,6 +63,14 @@ def TestOneInput(data: bytes) -> None:
     options = data[0]
     linktype = LINKTYPES[(options & 0x0F) % len(LINKTYPES)]
     PATH.write_bytes(capture(linktype, unpack_frames(data[1:], limit=48), bool(options & 0x40)))
+    try:
+        _compare(options)
+    finally:
+        PATH.unlink(missing_ok=True)
+        SELECTED.unlink(missing_ok=True)
+
+
+def _compare(options: int) -> None:
     python, native = _run(PythonFlowPath, options), _run(NativeFlowPath, options)
     assert native == python
     selected, linktypes = python[3], python[4]

@@ -15,7 +15,7 @@ import struct
 from collectors.pcapio import MAX_TS_NS, CaptureError, read_capture, read_capture_placed, read_places
 from tests.fuzz.seeds import SEED_CAPTURES, TRACES, scratch_file
 
-PATH = scratch_file()
+PATH = scratch_file("capture")
 
 
 def _read(placed: bool) -> tuple[list[tuple], list[str]] | None:
@@ -44,6 +44,13 @@ def TestOneInput(data: bytes) -> None:
         body = gzip.compress(body, compresslevel=1, mtime=0)
         body = body[:len(body) - (data[0] >> 1)]
     PATH.write_bytes(body)
+    try:
+        _check(data, body)
+    finally:
+        PATH.unlink(missing_ok=True)
+
+
+def _check(data: bytes, body: bytes) -> None:
     plain = _read(placed=False)
     placed = _read(placed=True)
     if plain is None:

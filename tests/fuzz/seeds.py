@@ -3,9 +3,7 @@ repository), the framing of multi-frame inputs, and a scratch file for the reade
 
 from __future__ import annotations
 
-import atexit
 import os
-import shutil
 import struct
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -77,8 +75,8 @@ SEED_CAPTURES = (
 )
 
 
-def scratch_file() -> Path:
-    """A path in a folder of its own (in memory where /dev/shm exists), removed when the process ends."""
-    folder = tempfile.mkdtemp(prefix="secops-fuzz-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
-    atexit.register(shutil.rmtree, folder, True)
-    return Path(folder) / "input"
+def scratch_file(name: str) -> Path:
+    """A path of this process's own (in memory where /dev/shm exists). The harness removes the file after each input:
+    libFuzzer ends the process without running Python's exit handlers."""
+    folder = "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()
+    return Path(folder) / f"secops-fuzz-{os.getpid()}-{name}"
