@@ -1,0 +1,1 @@
+"""Coverage-guided fuzz harnesses (atheris) for the parsers of network input: one ``fuzz_TARGET`` module each."""

@@ -1,0 +1,69 @@
+"""The fuzz harnesses of tests/fuzz run in CI: each one briefly under atheris (coverage-guided, in a subprocess of
+its own), from the seeds it makes and the committed inputs that once failed it (tests/fuzz/corpus/TARGET).
+
+A real campaign runs one target for minutes: ``python3 -m tests.fuzz.run TARGET CORPUS -max_total_time=300``
+(tests/fuzz/run.py); the native flow core under AddressSanitizer: ``bash tests/support/asan_flowcore.sh --fuzz``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.fuzz.run import CORPUS, TARGETS
+from tests.support import REPO
+
+RUNS = {"flowcore": 300, "decode": 600, "pcapio": 600}  # fewer for the slower harnesses; 1000 for the others
+
+
+@pytest.mark.parametrize("target", sorted(TARGETS))
+def test_harness_runs_under_atheris_with_coverage(target: str, tmp_path: Path) -> None:
+    """Seeds written, the committed regression inputs read, coverage seen (the target's modules were instrumented),
+    the runs done, no crash."""
+    runs = RUNS.get(target, 1000)
+    result = subprocess.run(
+        [sys.executable, "-m", "tests.fuzz.run", target, str(tmp_path / "corpus"), f"-runs={runs}", "-seed=1",
+         "-timeout=30", f"-artifact_prefix={tmp_path}/"],
+        cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=120)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    assert re.search(r"#seeds [1-9]\d* written", output), output[-3000:]
+    regressions = CORPUS / target
+    if regressions.is_dir():
+        assert f"files found in {regressions}" in output, output[-3000:]
+    done = re.search(r"DONE\s+cov: (\d+) ft: (\d+)", output)
+    assert done and int(done[1]) > 10, output[-3000:]
+    assert f"Done {runs} runs" in output, output[-3000:]
+    assert not list(tmp_path.glob("crash-*"))
+
+
+@pytest.mark.filterwarnings("ignore:Attribute's length must be")  # the certificate made here
+def test_a_country_name_that_is_not_two_letters_is_read_without_a_warning(tmp_path: Path) -> None:
+    """fuzz_x509 found: a certificate whose country name is not two letters made cryptography print a UserWarning
+    on stderr; the certificate is read and its name logged as it is, silently. In a process of its own: pytest
+    restores the warning filters after each test, so the module's filters hold only in the test that imported it."""
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.serialization import Encoding
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COUNTRY_NAME, "Netherlands", _validate=False),
+                      x509.NameAttribute(NameOID.COMMON_NAME, "c.example")])
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(5).not_valid_before(dt.datetime(2020, 1, 1, tzinfo=dt.UTC))
+            .not_valid_after(dt.datetime(2030, 1, 1, tzinfo=dt.UTC)).sign(key, hashes.SHA256()))
+    (tmp_path / "cert.der").write_bytes(cert.public_bytes(Encoding.DER))
+    script = ("import sys; from collectors.protocols.x509 import server_certificate_fields as f; "
+              "import pathlib; print(f(pathlib.Path(sys.argv[1]).read_bytes(), 1.7e9)['tls.server.subject'])")
+    result = subprocess.run([sys.executable, "-W", "default", "-c", script, str(tmp_path / "cert.der")], cwd=REPO,
+                            env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=60)
+    assert (result.returncode, result.stdout, result.stderr) == (0, "CN=c.example,C=Netherlands\n", "")
