@@ -67,3 +67,26 @@ def test_a_country_name_that_is_not_two_letters_is_read_without_a_warning(tmp_pa
     result = subprocess.run([sys.executable, "-W", "default", "-c", script, str(tmp_path / "cert.der")], cwd=REPO,
                             env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=60)
     assert (result.returncode, result.stdout, result.stderr) == (0, "CN=c.example,C=Netherlands\n", "")
+
+
+def test_an_http_09_reply_is_counted_to_where_its_message_ended_however_the_stream_was_cut() -> None:
+    """fuzz_http_wire found: the reply to an HTTP/0.9 request was counted as every byte the server had sent when its
+    message ended, and the reader counted a whole segment before reading it: bytes after the message in the same
+    segment were counted or not depending on how TCP cut the stream. The count now ends where the message ends."""
+    from collectors.protocols.base import Flow
+    from collectors.protocols.http import HttpAnalyzer, HttpConnection
+    from collectors.protocols.http_wire import WireStats
+
+    reply = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"
+    counts = []
+    for cut in (len(reply), len(reply) - 3, 10):
+        analyzer = HttpAnalyzer(lambda _text: None)
+        conn = HttpConnection(analyzer, Flow("tcp", "198.18.0.1", 40000, "198.18.0.2", 80, "s"), WireStats())
+        conn.feed(True, b"GET /old\r\n\r\n", 1.0)  # HTTP/0.9: no version (Zeek reads its headers)
+        stream = reply + b"trailing bytes of the next segment"
+        for start in range(0, len(stream), cut):
+            conn.feed(False, stream[start:start + cut], 2.0)
+        conn.end(3.0)
+        docs = conn.take_docs() + list(analyzer.finish())
+        counts.append([d["http"]["response"]["body"]["bytes"] for d in docs])
+    assert counts == [[len(reply)]] * 3, counts
