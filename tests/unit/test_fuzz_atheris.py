@@ -90,3 +90,22 @@ def test_an_http_09_reply_is_counted_to_where_its_message_ended_however_the_stre
         docs = conn.take_docs() + list(analyzer.finish())
         counts.append([d["http"]["response"]["body"]["bytes"] for d in docs])
     assert counts == [[len(reply)]] * 3, counts
+
+
+def test_a_uri_escaping_bytes_that_are_not_utf8_makes_a_document_that_serialises() -> None:
+    """fuzz_http_wire found: ``GET /a%AA`` was logged with the byte decoded to a lone surrogate, which orjson (the
+    bulk writer) refuses, so the document could not be indexed. Such bytes are written \\xHH, as Zeek's logs do."""
+    from collectors.protocols.base import Flow
+    from collectors.protocols.http import HttpAnalyzer, HttpConnection
+    from collectors.protocols.http_wire import WireStats
+    from secops.es.bulk import dumps
+
+    analyzer = HttpAnalyzer(lambda _text: None)
+    conn = HttpConnection(analyzer, Flow("tcp", "198.18.0.1", 40000, "198.18.0.2", 80, "s"), WireStats())
+    conn.feed(True, b"GET /a%AAb%c3%a9 HTTP/1.1\r\nHost: h\r\n\r\n", 1.0)
+    conn.feed(False, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", 2.0)
+    conn.end(3.0)
+    docs = conn.take_docs() + list(analyzer.finish())
+    assert [d["url"]["original"] for d in docs] == ["/a\\xaab\u00e9"]
+    assert [d["secops"]["http"]["uri_raw"] for d in docs] == ["/a%AAb%c3%a9"]
+    dumps(docs[0])
