@@ -109,3 +109,21 @@ def test_a_uri_escaping_bytes_that_are_not_utf8_makes_a_document_that_serialises
     assert [d["url"]["original"] for d in docs] == ["/a\\xaab\u00e9"]
     assert [d["secops"]["http"]["uri_raw"] for d in docs] == ["/a%AAb%c3%a9"]
     dumps(docs[0])
+
+
+@pytest.mark.parametrize(("segments", "stream"), [
+    ([(5, b"AAAA"), (3, b"BBBB"), (0, b"xyz")], b"xyzBBAAAA"),  # a later segment overlapping a waiting one
+    ([(3, b"BB"), (0, b"xyzwvu")], b"xyzBBu"),  # the in-order segment that fills the hole and overlaps what waits
+    ([(3, b"BB"), (3, b"CCCC"), (0, b"xyz")], b"xyzBBCC"),  # a longer copy at the same sequence number
+])
+def test_reassembly_first_copy_wins_behind_a_hole(segments: list[tuple[int, bytes]], stream: bytes) -> None:
+    """fuzz_native_tcp found: out-of-order segments waiting behind a hole were replaced or overridden by later copies
+    (a longer one at the same sequence number, or the segment that filled the hole), so the bytes read depended
+    on which copy came last. The first copy of every byte wins, as Zeek's reassembler keeps it."""
+    from collectors.protocols.tcp_reassembly import Direction
+
+    direction = Direction()
+    direction.syn(999)
+    out = [chunk for offset, data in segments for chunk in direction.add(1000 + offset, data)] + direction.flush()
+    assert (b"".join(out), direction.delivered, direction.waiting, direction.waiting_bytes) == (
+        stream, len(stream), {}, 0)
