@@ -18,7 +18,8 @@ import pytest
 from tests.fuzz.run import CORPUS, TARGETS
 from tests.support import REPO
 
-RUNS = {"flowcore": 300, "decode": 600, "pcapio": 600}  # fewer for the slower harnesses; 1000 for the others
+# fewer runs for the slower harnesses; 1000 for the others
+RUNS = {"flowcore": 300, "decode": 600, "pcapio": 600, "http_wire": 150, "tls_wire": 200, "native_tcp": 200}
 
 
 @pytest.mark.parametrize("target", sorted(TARGETS))
