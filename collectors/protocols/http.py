@@ -366,8 +366,9 @@ class HttpAnalyzer(Analyzer):
         uri = ex.uri
         fields: dict[str, Any] = {
             "http.request.method": ex.method,
-            # Zeek logs the URI with %-escapes decoded (what detections match); the raw form is kept too
-            "url.original": unquote(uri, errors="surrogateescape") if uri is not None else None,
+            # Zeek logs the URI with %-escapes decoded (what detections match), bytes that are not UTF-8 as \xHH as its
+            # logs write them (a lone surrogate would make the document unserialisable); the raw form is kept too
+            "url.original": unquote(uri, errors="backslashreplace") if uri is not None else None,
             "secops.http.uri_raw": uri,
             "url.domain": ex.host,  # Zeek's host column: the Host header as sent
             "http.version": version,

@@ -139,11 +139,20 @@ class MessageReader:
             self.bytes += data
             self._hole(data, ts)
             return
-        self.bytes += len(data)
+        total = self.bytes + len(data)
         if self.state == LOST:
+            self.bytes = total
             return
         if self.buf:
             data, self.buf = self.buf + data, b""
+        try:
+            self._read(data, total - len(data), ts)
+        finally:
+            self.bytes = total
+
+    def _read(self, data: bytes, origin: int, ts: float) -> None:
+        """``data`` (starting at byte ``origin`` of the direction) through the state machine. While a message is
+        finished, ``bytes`` is where it ended, however the stream was cut (an HTTP/0.9 reply is counted to there)."""
         pos, end = 0, len(data)
         while pos < end and self.state != LOST:
             state = self.state
@@ -155,6 +164,7 @@ class MessageReader:
                 self.remaining -= take
                 if not self.remaining:
                     if state == BODY_LENGTH:
+                        self.bytes = origin + pos
                         self._finish(ts)
                     else:
                         self.state = CHUNK_END
@@ -175,15 +185,19 @@ class MessageReader:
                 if len(rest) > MAX_LINE_BYTES:  # an endless line: read its start, skip the rest
                     self.stats.cut_lines += 1
                     self.skipping = True
+                    self.bytes = origin + pos + MAX_LINE_BYTES
                     self._line(rest[:MAX_LINE_BYTES], ts)
                 else:
                     self.buf = rest
                 return
             line = data[pos:nl]
-            pos = nl + 1
             if len(line) > MAX_LINE_BYTES:
                 self.stats.cut_lines += 1
                 line = line[:MAX_LINE_BYTES]
+                self.bytes = origin + pos + MAX_LINE_BYTES
+            else:
+                self.bytes = origin + nl + 1
+            pos = nl + 1
             self._line(line[:-1] if line.endswith(b"\r") else line, ts)
 
     def _line(self, line: bytes, ts: float) -> None:

@@ -1,9 +1,10 @@
 """One direction of a TCP connection put back in sequence order, for the analyzers that read TCP natively.
 
 Segments arrive as the capture has them: in order, retransmitted, overlapping, reordered, or with holes. A
-:class:`Direction` hands on the bytes in sequence order as they become contiguous. Data already handed on wins
-over a later copy of the same sequence range (first copy wins, as Zeek's reassembler does), so a retransmission
-that differs cannot rewrite what was parsed. Segments ahead of a hole wait, bounded by ``MAX_WAITING_BYTES``;
+:class:`Direction` hands on the bytes in sequence order as they become contiguous. The first copy of a byte wins
+over any later copy of it, whether it was handed on already or waits behind a hole (as Zeek's reassembler does:
+a later block is trimmed to what no earlier one holds), so a retransmission that differs cannot rewrite what was
+parsed or what waits to be. Segments ahead of a hole wait, bounded by ``MAX_WAITING_BYTES``;
 past that (or when the connection ends) the hole is skipped: its size is counted in ``gap_bytes`` and the reader
 is told (an ``int`` chunk: the hole's size), as Zeek's ``content_gap``.
 
@@ -70,23 +71,46 @@ class Direction:
         if self.next_seq is None:
             self.next_seq = seq
         ahead = distance(seq, self.next_seq)
-        if ahead > 0:
-            if seq not in self.waiting or len(self.waiting[seq]) < len(data):
-                self.waiting_bytes += len(data) - len(self.waiting.get(seq, b""))
-                self.waiting[seq] = data
-            if self.waiting_bytes > MAX_WAITING_BYTES or len(self.waiting) > MAX_WAITING_SEGMENTS:
-                return self.skip_hole()
-            return []
         if -ahead >= len(data):
             self.overlaps += 1
             return []
         if ahead < 0:
             self.overlaps += 1
-            data = data[-ahead:]
-        out: list[Chunk] = [data]
-        self._advance(len(data))
-        if self.waiting:
-            out += self._drain()
+            data, ahead = data[-ahead:], 0
+        if not self.waiting and not ahead:  # in order, nothing waiting: the common case
+            self._advance(len(data))
+            return [data]
+        pieces = self._uncovered(ahead, data)
+        if len(pieces) != 1 or len(pieces[0][1]) != len(data):
+            self.overlaps += 1
+        for offset, piece in pieces:
+            self.waiting[(self.next_seq + offset) & 0xFFFFFFFF] = piece
+            self.waiting_bytes += len(piece)
+        out = self._drain()
+        if self.waiting_bytes > MAX_WAITING_BYTES or len(self.waiting) > MAX_WAITING_SEGMENTS:
+            out += self.skip_hole()
+        return out
+
+    def _uncovered(self, ahead: int, data: bytes) -> list[tuple[int, bytes]]:
+        """The parts of ``data`` (``ahead`` bytes past ``next_seq``) that no waiting segment holds yet, as (offset
+        past ``next_seq``, bytes): a waiting copy arrived first and wins."""
+        assert self.next_seq is not None
+        nxt = self.next_seq
+        held = sorted((distance(s, nxt), len(d)) for s, d in self.waiting.items())
+        out = []
+        cur, end = ahead, ahead + len(data)
+        for start, size in held:
+            if start + size <= cur:
+                continue
+            if start >= end:
+                break
+            if start > cur:
+                out.append((cur, data[cur - ahead:start - ahead]))
+            cur = start + size
+            if cur >= end:
+                break
+        if cur < end:
+            out.append((cur, data[cur - ahead:]))
         return out
 
     def _advance(self, n: int) -> None:
@@ -95,20 +119,16 @@ class Direction:
         self.delivered += n
 
     def _drain(self) -> list[Chunk]:
-        """Waiting segments that now continue the stream."""
+        """Waiting segments that now continue the stream (they never overlap one another: see ``_uncovered``)."""
         out: list[Chunk] = []
-        while self.waiting:
-            assert self.next_seq is not None
-            best = None
-            for seq in self.waiting:
-                if distance(seq, self.next_seq) <= 0:
-                    best = seq
-                    break
-            if best is None:
-                return out
-            data = self.waiting.pop(best)
+        assert self.next_seq is not None
+        nxt = self.next_seq
+        for seq in sorted(self.waiting, key=lambda s: distance(s, nxt)):
+            behind = -distance(seq, self.next_seq)
+            if behind < 0:
+                break
+            data = self.waiting.pop(seq)
             self.waiting_bytes -= len(data)
-            behind = -distance(best, self.next_seq)
             if behind >= len(data):
                 self.overlaps += 1
                 continue

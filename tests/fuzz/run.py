@@ -33,6 +33,10 @@ TARGETS: dict[str, tuple[str, ...]] = {
                  "collectors.protocols.detect", "collectors.pcapio"),
     "x509": ("collectors.protocols.x509", "secops.ecs"),
     "ja4": ("collectors.protocols.ja4",),
+    "http_wire": ("collectors.protocols.http_wire", "collectors.protocols.http"),
+    "tls_wire": ("collectors.protocols.tls_wire", "collectors.protocols.tls"),
+    "native_tcp": ("collectors.protocols.native_tcp", "collectors.protocols.tcp_reassembly", "collectors.protocols.ftp",
+                   "collectors.protocols.http_wire", "collectors.protocols.tls_wire"),
 }
 CORPUS = Path(__file__).resolve().parent / "corpus"  # committed regression inputs, one folder per target
 MAX_INPUT = 8192  # replay mutations grow an input to at most this many bytes

@@ -18,7 +18,8 @@ import pytest
 from tests.fuzz.run import CORPUS, TARGETS
 from tests.support import REPO
 
-RUNS = {"flowcore": 300, "decode": 600, "pcapio": 600}  # fewer for the slower harnesses; 1000 for the others
+# fewer runs for the slower harnesses; 1000 for the others
+RUNS = {"flowcore": 300, "decode": 600, "pcapio": 600, "http_wire": 150, "tls_wire": 200, "native_tcp": 200}
 
 
 @pytest.mark.parametrize("target", sorted(TARGETS))
@@ -67,3 +68,63 @@ def test_a_country_name_that_is_not_two_letters_is_read_without_a_warning(tmp_pa
     result = subprocess.run([sys.executable, "-W", "default", "-c", script, str(tmp_path / "cert.der")], cwd=REPO,
                             env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=60)
     assert (result.returncode, result.stdout, result.stderr) == (0, "CN=c.example,C=Netherlands\n", "")
+
+
+def test_an_http_09_reply_is_counted_to_where_its_message_ended_however_the_stream_was_cut() -> None:
+    """fuzz_http_wire found: the reply to an HTTP/0.9 request was counted as every byte the server had sent when its
+    message ended, and the reader counted a whole segment before reading it: bytes after the message in the same
+    segment were counted or not depending on how TCP cut the stream. The count now ends where the message ends."""
+    from collectors.protocols.base import Flow
+    from collectors.protocols.http import HttpAnalyzer, HttpConnection
+    from collectors.protocols.http_wire import WireStats
+
+    reply = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"
+    counts = []
+    for cut in (len(reply), len(reply) - 3, 10):
+        analyzer = HttpAnalyzer(lambda _text: None)
+        conn = HttpConnection(analyzer, Flow("tcp", "198.18.0.1", 40000, "198.18.0.2", 80, "s"), WireStats())
+        conn.feed(True, b"GET /old\r\n\r\n", 1.0)  # HTTP/0.9: no version (Zeek reads its headers)
+        stream = reply + b"trailing bytes of the next segment"
+        for start in range(0, len(stream), cut):
+            conn.feed(False, stream[start:start + cut], 2.0)
+        conn.end(3.0)
+        docs = conn.take_docs() + list(analyzer.finish())
+        counts.append([d["http"]["response"]["body"]["bytes"] for d in docs])
+    assert counts == [[len(reply)]] * 3, counts
+
+
+def test_a_uri_escaping_bytes_that_are_not_utf8_makes_a_document_that_serialises() -> None:
+    """fuzz_http_wire found: ``GET /a%AA`` was logged with the byte decoded to a lone surrogate, which orjson (the
+    bulk writer) refuses, so the document could not be indexed. Such bytes are written \\xHH, as Zeek's logs do."""
+    from collectors.protocols.base import Flow
+    from collectors.protocols.http import HttpAnalyzer, HttpConnection
+    from collectors.protocols.http_wire import WireStats
+    from secops.es.bulk import dumps
+
+    analyzer = HttpAnalyzer(lambda _text: None)
+    conn = HttpConnection(analyzer, Flow("tcp", "198.18.0.1", 40000, "198.18.0.2", 80, "s"), WireStats())
+    conn.feed(True, b"GET /a%AAb%c3%a9 HTTP/1.1\r\nHost: h\r\n\r\n", 1.0)
+    conn.feed(False, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", 2.0)
+    conn.end(3.0)
+    docs = conn.take_docs() + list(analyzer.finish())
+    assert [d["url"]["original"] for d in docs] == ["/a\\xaab\u00e9"]
+    assert [d["secops"]["http"]["uri_raw"] for d in docs] == ["/a%AAb%c3%a9"]
+    dumps(docs[0])
+
+
+@pytest.mark.parametrize(("segments", "stream"), [
+    ([(5, b"AAAA"), (3, b"BBBB"), (0, b"xyz")], b"xyzBBAAAA"),  # a later segment overlapping a waiting one
+    ([(3, b"BB"), (0, b"xyzwvu")], b"xyzBBu"),  # the in-order segment that fills the hole and overlaps what waits
+    ([(3, b"BB"), (3, b"CCCC"), (0, b"xyz")], b"xyzBBCC"),  # a longer copy at the same sequence number
+])
+def test_reassembly_first_copy_wins_behind_a_hole(segments: list[tuple[int, bytes]], stream: bytes) -> None:
+    """fuzz_native_tcp found: out-of-order segments waiting behind a hole were replaced or overridden by later copies
+    (a longer one at the same sequence number, or the segment that filled the hole), so the bytes read depended
+    on which copy came last. The first copy of every byte wins, as Zeek's reassembler keeps it."""
+    from collectors.protocols.tcp_reassembly import Direction
+
+    direction = Direction()
+    direction.syn(999)
+    out = [chunk for offset, data in segments for chunk in direction.add(1000 + offset, data)] + direction.flush()
+    assert (b"".join(out), direction.delivered, direction.waiting, direction.waiting_bytes) == (
+        stream, len(stream), {}, 0)
