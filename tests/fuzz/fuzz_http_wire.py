@@ -16,7 +16,7 @@ from __future__ import annotations
 import gzip
 import random
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import orjson
 
@@ -103,6 +103,23 @@ def joined(chunks: list[bytes | int]) -> list[bytes | int]:
     return out
 
 
+def assert_cutting_changes_nothing(segs: list[Segment], rng: random.Random,
+                                   read: Callable[[list[bytes | int], bool], object]) -> None:
+    """Each direction read whole, segment by segment and in random pieces gives the same result."""
+    for side in (0, 1):
+        chunks = [c for s, c in segs if s == side]
+        whole = read(joined(chunks), side == 0)
+        one_by_one = read(chunks, side == 0)
+        cut = read([p for c in chunks for p in pieces(c, rng)], side == 0)
+        assert whole == one_by_one == cut, (whole, one_by_one, cut)
+
+
+def assert_documents_fit(docs: list[dict]) -> None:
+    for doc in docs:
+        orjson.dumps(doc)
+        assert fits(doc)
+
+
 def connection_docs(segs: list[Segment], rng: random.Random | None) -> list[dict]:
     analyzer = HttpAnalyzer(lambda _text: None)
     conn = HttpConnection(analyzer, FLOW, WireStats())
@@ -124,17 +141,10 @@ def TestOneInput(data: bytes) -> None:
         return
     rng = random.Random(data[0])
     segs = segments(data[1:])
-    for side in (0, 1):
-        chunks = [c for s, c in segs if s == side]
-        whole = read_side(joined(chunks), side == 0)
-        one_by_one = read_side(chunks, side == 0)
-        cut = read_side([p for c in chunks for p in pieces(c, rng)], side == 0)
-        assert whole == one_by_one == cut, (whole, one_by_one, cut)
+    assert_cutting_changes_nothing(segs, rng, read_side)
     docs = connection_docs(segs, None)
     assert connection_docs(segs, rng) == docs
-    for doc in docs:
-        orjson.dumps(doc)
-        assert fits(doc)
+    assert_documents_fit(docs)
 
 
 def _framed(parts: list[tuple[int, bytes]]) -> bytes:

@@ -14,10 +14,7 @@ from __future__ import annotations
 
 import random
 
-import orjson
-
 from collectors.decode import TCP
-from collectors.protocols.base import fits
 from collectors.protocols.tls import TlsAnalyzer
 from collectors.protocols.tls_wire import (
     HEADER,
@@ -30,7 +27,13 @@ from collectors.protocols.tls_wire import (
     frame_packet,
 )
 from collectors.protocols.tshark import ek_key
-from tests.fuzz.fuzz_http_wire import Segment, joined, pieces, segments
+from tests.fuzz.fuzz_http_wire import (
+    Segment,
+    assert_cutting_changes_nothing,
+    assert_documents_fit,
+    pieces,
+    segments,
+)
 from tests.fuzz.seeds import pack_frames, payloads
 
 CAPTURES = ("tls/tls1.2.pcap", "tls/tls13_wolfssl.pcap", "tls/tls1_1.pcap", "tls/dhe.pcap",
@@ -80,16 +83,10 @@ def TestOneInput(data: bytes) -> None:
         return
     rng = random.Random(data[0])
     segs = segments(data[1:])
-    for side in (0, 1):
-        chunks = [c for s, c in segs if s == side]
-        whole = read_direction(joined(chunks), side == 0)
-        assert read_direction(chunks, side == 0) == whole
-        assert read_direction([p for c in chunks for p in pieces(c, rng)], side == 0) == whole
+    assert_cutting_changes_nothing(segs, rng, read_direction)
     frames, docs, stats = read_connection(segs, None)
     assert read_connection(segs, rng) == (frames, docs, stats)
-    for doc in docs:
-        orjson.dumps(doc)
-        assert fits(doc)
+    assert_documents_fit(docs)
 
 
 def seeds() -> list[bytes]:
