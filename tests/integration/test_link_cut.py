@@ -220,6 +220,13 @@ def test_replay_into_a_silent_link_waits_one_probe_not_every_retry_of_a_bulk_req
         assert writer.replay() == 0 and writer.spool.pending() == 1
         waited = time.monotonic() - started
         link.restore()
-        assert writer.replay() == 10 and writer.spool.pending() == 0 and writer.stats.rejected == 0
+        # the client may still hold a connection opened through the silent link, or keep the node on its dead
+        # timeout for a moment: the writer pauses again and replays at its next turn, which is what a sensor does
+        replayed, deadline = 0, time.monotonic() + 30
+        while writer.spool.pending() and time.monotonic() < deadline:
+            replayed += writer.replay()
+            if writer.spool.pending():
+                time.sleep(0.5)
+        assert replayed == 10 and writer.spool.pending() == 0 and writer.stats.rejected == 0
     print(f"replay into a silent link gave up after {waited:.1f} s")
     assert waited < 2.5, waited
