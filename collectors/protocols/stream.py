@@ -16,9 +16,10 @@ removed when the run ends.
 
 DNS, mDNS and LLMNR over UDP never reach tshark: :class:`~collectors.protocols.native.NativeFrames` takes those
 frames out of the stream in ``feed`` (they still go to the spool), parses them with ``dns_wire`` and hands the
-messages to a ``DnsAnalyzer`` of the run's own; the FTP control channel likewise (``native_tcp``: reassembled,
-read as lines by ``FtpAnalyzer.line``; its data-channel announcements go to the run's expected connections, which
-in ``deep_process``'s child travel to the parent as ``"e"`` lines). tshark's frame numbers are mapped back to the
+messages to a ``DnsAnalyzer`` of the run's own; TCP connections likewise (``native_tcp``: reassembled per
+direction): the FTP control channel (lines into ``FtpAnalyzer.line``; its data-channel announcements go to the
+run's expected connections, which in ``deep_process``'s child travel to the parent as ``"e"`` lines), HTTP/1.x and
+TLS on any port (``http_wire``, ``tls_wire``). tshark's frame numbers are mapped back to the
 stream's (``NativeFrames.renumber``), which some modules use in document ids. ``NATIVE = False`` gives every frame
 to tshark (the peer in benchmarks/dns_native.py); ``NATIVE_TCP = False`` only the TCP connections.
 
@@ -53,7 +54,7 @@ _DONE = object()
 
 
 NATIVE = True  # read DNS/mDNS/LLMNR over UDP here instead of in tshark (False: tshark reads every frame)
-NATIVE_TCP = True  # with NATIVE: read the FTP control channel here too (``native_tcp``)
+NATIVE_TCP = True  # with NATIVE: read FTP control, HTTP/1.x and TLS connections here too (``native_tcp``)
 FRAMES_PER_RUN = 131_072  # selected frames one tshark run reads at most (about 170 MB of tshark memory)
 
 
@@ -196,7 +197,7 @@ class TsharkStdinRun(DocumentQueue):
         self._reader: threading.Thread | None = None
         self._spool: IO[bytes] | None = None
         self._spool_path: Path | None = None
-        # DNS/mDNS/LLMNR over UDP and the FTP control channel: read here
+        # DNS/mDNS/LLMNR over UDP, FTP control, HTTP/1.x and TLS: read here
         self.native = NativeFrames(name, warn, expected, NATIVE_TCP) if NATIVE else None
 
     # -- input ---------------------------------------------------------------------------------------
