@@ -1,5 +1,5 @@
 """Selected frames the deep path reads itself instead of handing them to tshark: DNS, mDNS and LLMNR over UDP, and
-the TCP connections ``collectors.protocols.native_tcp`` takes (the FTP control channel).
+the TCP connections ``collectors.protocols.native_tcp`` takes (FTP control, HTTP/1.x and TLS on any port).
 
 :class:`NativeFrames` sits in front of a tshark run's input (``collectors.protocols.stream.TsharkStdinRun.feed``):
 it walks the pcapng blocks of the selected-frame stream (interface and enhanced packet blocks, in any chunking),
