@@ -193,7 +193,9 @@ def test_live_sensor_starts_cut_off_and_captures_through_a_60_s_cut_every_connec
           f"Elasticsearch after a {CUT_SECONDS} s silent cut, all in {caught_up:.1f} s after the link came back; "
           f"{len(during)} sensor reports during the cut, "
           f"longest gap {max(gaps)} s")
-    assert len(made) > first > 5 and len(ports) == len(set(ports)) and sorted(ports) == sorted(made)
+    # a multiset comparison: the client can reuse a source port once its earlier connection has left TIME_WAIT
+    # (CI saw 2 of 227 ports twice), so each port must appear as often as the client made it, no more
+    assert len(made) > first > 5 and sorted(ports) == sorted(made)
     assert max(gaps) < 3 * s.sensor.stats_seconds, gaps
     assert not [p for p in (tmp_path / "state").rglob("spool/**/*.ndjson")], "every spool replayed"
 
