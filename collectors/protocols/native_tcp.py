@@ -46,7 +46,7 @@ from dataclasses import dataclass
 
 from collectors.conn import ip_str
 from collectors.decode import ACK, BUF, CAPLEN, DPORT, DST, FLAGS, L4OFF, PLEN, SEQ, SPORT, SRC
-from collectors.flowconst import F_ACK, F_RST, F_SYN
+from collectors.flowconst import F_ACK, F_FIN, F_RST, F_SYN
 from collectors.protocols.base import Doc, Flow, RunContext
 from collectors.protocols.detect import PROBE_BYTES, http_request, http_response, tls_client_hello, tls_server_hello
 from collectors.protocols.expected import ExpectedConnections
@@ -64,6 +64,7 @@ FTP_PORT = 21
 MAX_CONNECTIONS = 65_536
 IDLE_SECONDS = 300.0  # Zeek's tcp_inactivity_timeout
 SWEEP_SECONDS = 60.0  # capture time between sweeps (each looks at every connection)
+CLOSE_DELAY_SECONDS = 5.0  # Zeek's tcp_close_delay / tcp_reset_delay: a closed connection's state lives this long
 MAX_LINE_BYTES = 8192  # longer command/reply lines are cut here (counted)
 # sequence distance past which a segment starts a new connection on the same endpoints (port reuse): far beyond the
 # payload a direction hands the deep path (selection.DEEP_BYTES_PER_DIRECTION, 1 MiB by default), and a new random
@@ -131,7 +132,7 @@ class LineReader:
 class Connection:
     """One natively read connection: its orientation, both directions' reassembly, its protocol reader."""
 
-    __slots__ = ("client", "dirs", "flow", "http", "kind", "last_ts", "lines", "tls")
+    __slots__ = ("client", "dirs", "ended", "fins", "flow", "http", "kind", "last_ts", "lines", "tls")
 
     def __init__(self, kind: int, flow: Flow, client: tuple[bytes, int], ts: float,
                  http: HttpConnection | None = None, tls: TlsConnection | None = None) -> None:
@@ -143,6 +144,8 @@ class Connection:
         self.dirs = (Direction(), Direction())  # from the client, from the server
         self.lines = (LineReader(), LineReader())
         self.last_ts = ts
+        self.fins = 0  # bit 0: the client sent a FIN, bit 1: the server did
+        self.ended: float | None = None  # capture time of the RST, or of the FIN that closed both directions
 
 
 class TcpNative:
@@ -204,7 +207,7 @@ class TcpNative:
         flags = p[FLAGS]
         from_client = (src, sport) == conn.client
         side = 0 if from_client else 1
-        if self._reused(conn, side, p):  # the same endpoints, a new connection: the old one ends here
+        if self._reused(conn, side, p, ts):  # the same endpoints, a new connection: the old one ends here
             self.stats.reused += 1
             docs += self._close(key)
             return self._take(key, p, ts, docs)
@@ -213,6 +216,10 @@ class TcpNative:
         elif flags & F_ACK:
             conn.dirs[1 - side].acked(p[ACK])
         conn.last_ts = ts
+        if flags & (F_FIN | F_RST) and conn.ended is None:
+            conn.fins |= 3 if flags & F_RST else 1 << side
+            if conn.fins == 3:
+                conn.ended = ts
         if p[PLEN] > 0:
             chunks = conn.dirs[side].add(p[SEQ], payload, p[PLEN])
             if not self._read(conn, key, from_client, ts, chunks, docs):
@@ -223,10 +230,13 @@ class TcpNative:
         return True
 
     @staticmethod
-    def _reused(conn: Connection, side: int, p: tuple) -> bool:
-        """Whether this segment's sequence number is too far from its direction's stream to belong to it: a new
-        connection on the same endpoints (port reuse), as a SYN would say (the SYN is rarely among the selected
-        frames)."""
+    def _reused(conn: Connection, side: int, p: tuple, ts: float) -> bool:
+        """Whether this segment starts a new connection on the same endpoints (port reuse): it comes after the
+        connection closed (both FINs or a RST) and is a SYN or comes later than Zeek keeps a closed connection's
+        state; or its sequence number is too far from its direction's stream to belong to it (the SYN is rarely
+        among the selected frames)."""
+        if conn.ended is not None and (ts - conn.ended > CLOSE_DELAY_SECONDS or p[FLAGS] & (F_SYN | F_ACK) == F_SYN):
+            return True
         expected = conn.dirs[side].next_seq
         return expected is not None and abs(distance(p[SEQ], expected)) > REUSE_DISTANCE
 

@@ -47,7 +47,7 @@ from collectors.protocols.tshark import STDIN, TsharkRun, read_tshark, start_tsh
 from collectors.selection import interface_block, stream_header
 
 if TYPE_CHECKING:
-    from collectors.protocols.deep_process import ProcessRun
+    from collectors.protocols.deep_fanout import ProcessFanout
 
 Warn = Callable[[str], None]
 _DONE = object()
@@ -73,8 +73,8 @@ class MetadataStream:
         self.expected = expected
         self.frames_per_run = frames_per_run
         self.runs = 0
-        self._run: TsharkStdinRun | ProcessRun | None = None
-        self._ending: TsharkStdinRun | ProcessRun | None = None  # the previous run, finishing its input
+        self._run: TsharkStdinRun | ProcessFanout | None = None
+        self._ending: TsharkStdinRun | ProcessFanout | None = None  # the previous run, finishing its input
         self._finished: list[Doc] = []
 
     def write(self, blocks: bytes, linktypes: tuple[int, ...], frames: int) -> None:
@@ -86,8 +86,8 @@ class MetadataStream:
             self.runs += 1
             name = self.name if self.runs == 1 else f"{self.name} (part {self.runs})"
             if self.own_process:
-                from collectors.protocols.deep_process import ProcessRun
-                self._run = ProcessRun(name, self.tshark_path, self.warn, self.expected)
+                from collectors.protocols.deep_fanout import ProcessFanout
+                self._run = ProcessFanout(name, self.tshark_path, self.warn, self.expected)
             else:
                 self._run = TsharkStdinRun(name, self.tshark_path, self.warn, self.expected)
         self._run.write(blocks, linktypes, frames)

@@ -217,12 +217,12 @@ def read_native(data: bytes, expected: ExpectedConnections | None = None, step: 
     return kept, docs, warnings
 
 
-def conversation(*segments: tuple[bool, bytes]) -> list[bytes]:
+def conversation(*segments: tuple[bool, bytes], dport: int = 21) -> list[bytes]:
     """Frames of one connection, each direction's sequence numbers counting on."""
     seqs = {True: 1000, False: 5000}
     frames = []
     for from_client, payload in segments:
-        frames.append(tcp_frame(payload, seqs[from_client], from_client, ack=seqs[not from_client]))
+        frames.append(tcp_frame(payload, seqs[from_client], from_client, dport=dport, ack=seqs[not from_client]))
         seqs[from_client] += len(payload)
     return frames
 
@@ -514,3 +514,19 @@ def test_port_reuse_starts_a_new_connection() -> None:
     _, docs, warnings = read_native(pcapng(first + second))
     assert [(d["user"]["name"], d["secops"]["ftp"]["reply_code"]) for d in docs] == [("a", 331), ("b", 230)]
     assert not warnings
+
+
+def test_a_closed_connection_replayed_with_its_sequence_numbers_is_a_new_one() -> None:
+    """The same endpoints and sequence numbers after both FINs (a replayed or looped capture, a client that reuses
+    its port and an ISN): as Zeek, whose closed connection's state ends ``tcp_close_delay`` (5 s) later, a segment
+    after that, or a SYN, opens a new connection; each one's request and reply are logged."""
+    request, reply = b"GET /a HTTP/1.1\r\nHost: h\r\n\r\n", b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+    fins = [tcp_frame(b"", 1000 + len(request), True, dport=80, flags=0x11, ack=5000 + len(reply)),
+            tcp_frame(b"", 5000 + len(reply), False, dport=80, flags=0x11, ack=1001 + len(request))]
+    closed = conversation((True, request), (False, reply), dport=80) + fins  # one frame a second
+    _, docs, warnings = read_native(pcapng(closed) + pcapng(closed, start=1010.0)[len(interface_block(1)):])
+    assert [(d["url"]["original"], d["http"]["response"]["status_code"]) for d in docs] == [("/a", 200)] * 2
+    assert not warnings
+    # within the close delay, the same segments are retransmissions of the closed connection: nothing new
+    _, docs, _ = read_native(pcapng(closed + closed))
+    assert len(docs) == 1

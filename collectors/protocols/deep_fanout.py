@@ -1,0 +1,209 @@
+"""A large file's deep path split across several analyzer processes by host pair.
+
+One analyzer process (``deep_process``) ran behind the flow path, and on real traces it was the critical path: the
+whole ingest used about 1.5 of the machine's two cores. Like Zeek cluster workers and Suricata's ``cluster_flow``
+fanout, :class:`ProcessFanout` gives each of ``DEEP_PROCESSES`` children (each with its own tshark) the frames of
+its share of the traffic, and hands their documents, warnings and FTP announcements back as one run.
+
+The share is a symmetric hash of the outermost IP address pair, not of the 5-tuple, so that what an analyzer ties
+together across connections stays in one child: an FTP control connection and its data channels (they also cross
+to the parent as announcements), SMB and the DCE-RPC connections it opens, every fragment of a datagram. DHCP
+(UDP ports 67/68 and 546/547) moves between addresses (0.0.0.0 to broadcast, then the lease), so it always goes
+to the first child, and so does every frame whose IP header is not at a place read here (another link type,
+MPLS, PPPoE): each flow's frames have one encapsulation, so they still stay together.
+
+Frame numbers in a child count that child's frames, as a run's already count the frames of its run: the documents
+that name one (ICS, DCE-RPC) are the same for a file and this module's ``DEEP_PROCESSES``.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from collections.abc import Callable
+
+from collectors.decode import (
+    DPORT,
+    DST,
+    LINK_ETHERNET,
+    LINK_LOOP,
+    LINK_NULL,
+    LINK_RAW,
+    LINK_SLL,
+    LINK_SLL2,
+    PROTO,
+    SPORT,
+    SRC,
+    TUNNEL_PORTS,
+    Decoder,
+)
+from collectors.flowconst import TCP, UDP
+from collectors.protocols.base import Doc
+from collectors.protocols.deep_process import ProcessRun
+from collectors.protocols.expected import ExpectedConnections
+
+Warn = Callable[[str], None]
+
+DEEP_PROCESSES = 2  # analyzer processes per large file (measured on 2 cores: see README, "Whole ingest")
+DHCP_PORTS = frozenset((67, 68, 546, 547))
+VLAN_TYPES = frozenset((0x8100, 0x88A8, 0x9100))
+IPV6_FRAGMENT = 44
+
+_block = struct.Struct("<II").unpack_from
+_epb = struct.Struct("<I8xI").unpack_from  # interface, (time), captured length
+_u16 = struct.Struct("!H").unpack_from
+_ports = struct.Struct("!HH").unpack_from
+
+
+def ip_offset(linktype: int, buf: bytes, frame: int, end: int) -> tuple[int, int] | None:
+    """(offset of the outermost IP header, its ethertype 0x0800/0x86DD) of the frame at ``frame``, where it is at a
+    place read here (Ethernet with VLAN tags, Linux cooked, raw IP, BSD loopback); else None."""
+    if linktype == LINK_ETHERNET:
+        off, etype = frame + 14, _u16(buf, frame + 12)[0] if end - frame >= 14 else 0
+        while etype in VLAN_TYPES and end - off >= 4:
+            etype, off = _u16(buf, off + 2)[0], off + 4
+    elif linktype == LINK_SLL and end - frame >= 16:
+        off, etype = frame + 16, _u16(buf, frame + 14)[0]
+    elif linktype == LINK_SLL2 and end - frame >= 20:
+        off, etype = frame + 20, _u16(buf, frame)[0]
+    elif linktype in LINK_RAW or linktype in (LINK_NULL, LINK_LOOP):
+        off = frame + (4 if linktype in (LINK_NULL, LINK_LOOP) else 0)
+        version = buf[off] >> 4 if off < end else 0
+        etype = 0x0800 if version == 4 else 0x86DD if version == 6 else 0
+    else:
+        return None
+    return (off, etype) if etype in (0x0800, 0x86DD) else None
+
+
+def plain_pair(linktype: int, buf: bytes, frame: int, end: int) -> tuple[bytes, bytes, int, int] | None:
+    """(source, destination, source port, destination port; ports 0 when not UDP) of a frame whose outermost IP
+    header says where it goes: TCP, UDP off the tunnel ports, or an IP fragment (a fragmented tunnel packet goes
+    by its outer pair: the fragments must meet in one child to be put together). None for anything else (tunnels,
+    other link types, MPLS, PPPoE, IPv6 extension headers), which the decoder reads."""
+    found = ip_offset(linktype, buf, frame, end)
+    if found is None:
+        return None
+    off, etype = found
+    if etype == 0x0800:
+        if end - off < 20:
+            return None
+        proto, l4 = buf[off + 9], off + (buf[off] & 0x0F) * 4
+        src, dst = buf[off + 12:off + 16], buf[off + 16:off + 20]
+        fragment = _u16(buf, off + 6)[0] & 0x3FFF
+    else:
+        if end - off < 40:
+            return None
+        proto, l4 = buf[off + 6], off + 40
+        src, dst = buf[off + 8:off + 24], buf[off + 24:off + 40]
+        fragment = proto == IPV6_FRAGMENT
+    if fragment or proto == TCP:  # every fragment of a datagram by its own pair: they meet in one child's decoder
+        return src, dst, 0, 0
+    if proto == UDP and end - l4 >= 4:
+        sport, dport = _ports(buf, l4)
+        if sport not in TUNNEL_PORTS and dport not in TUNNEL_PORTS:
+            return src, dst, sport, dport
+    return None
+
+
+class HostPairRouter:
+    """Splits a run of enhanced packet blocks into one run per child, each in capture order: every frame between
+    the same two addresses (of the flow the analyzers see: a tunnel's inner one) goes to the same child."""
+
+    def __init__(self, shares: int) -> None:
+        self.shares = shares
+        self.decoder = Decoder()  # for frames the plain reading does not cover (its fragment state is its own)
+
+    def share(self, linktype: int, buf: bytes, frame: int, end: int) -> int:
+        pair = plain_pair(linktype, buf, frame, end)
+        if pair is None:
+            packets = self.decoder.decode(linktype, buf, frame, end - frame)
+            if not packets:
+                return 0
+            p = packets[-1]
+            pair = p[SRC], p[DST], p[SPORT] if p[PROTO] == UDP else 0, p[DPORT] if p[PROTO] == UDP else 0
+        a, b, sport, dport = pair
+        if sport in DHCP_PORTS or dport in DHCP_PORTS:
+            return 0
+        return zlib.crc32(a + b if a < b else b + a) % self.shares
+
+    def split(self, blocks: bytes, linktypes: tuple[int, ...]) -> list[tuple[bytes, int]]:
+        """(blocks, frame count) per child. ``blocks`` holds whole blocks (``take_selected``); a block that is not
+        an enhanced packet block goes to every child."""
+        spans: list[list[tuple[int, int]]] = [[] for _ in range(self.shares)]
+        counts = [0] * self.shares
+        pos, end = 0, len(blocks)
+        while end - pos >= 12:
+            btype, length = _block(blocks, pos)
+            if length < 12 or pos + length > end:
+                break
+            if btype == 6 and length >= 32:
+                interface, caplen = _epb(blocks, pos + 8)
+                linktype = linktypes[interface] if interface < len(linktypes) else -1
+                frame = pos + 28
+                target = self.share(linktype, blocks, frame, min(frame + caplen, pos + length - 4))
+                _add(spans[target], pos, pos + length)
+                counts[target] += 1
+            else:
+                for own in spans:
+                    _add(own, pos, pos + length)
+            pos += length
+        return [(b"".join(blocks[s:e] for s, e in own), n) for own, n in zip(spans, counts, strict=True)]
+
+
+def _add(spans: list[tuple[int, int]], start: int, stop: int) -> None:
+    """Appends ``[start, stop)``, merged with the last span when they touch (long runs of one share copy once)."""
+    if spans and spans[-1][1] == start:
+        spans[-1] = (spans[-1][0], stop)
+    else:
+        spans.append((start, stop))
+
+
+class ProcessFanout:
+    """One run of the deep path in ``DEEP_PROCESSES`` children: the face of one ``ProcessRun`` (write, ready,
+    end_input, drain, close). A child starts with its first frame, so a file between two hosts costs one."""
+
+    def __init__(self, name: str, tshark_path: str, warn: Warn, expected: ExpectedConnections | None = None,
+                 processes: int | None = None) -> None:
+        self.name = name
+        self.tshark_path = tshark_path
+        self.warn = warn
+        self.expected = expected
+        self.router = HostPairRouter(processes or DEEP_PROCESSES)
+        self.children: list[ProcessRun | None] = [None] * self.router.shares
+        self.frames = 0
+
+    @property
+    def finished(self) -> bool:
+        return all(child is None or child.finished for child in self.children)
+
+    @property
+    def running(self) -> list[ProcessRun]:
+        return [child for child in self.children if child is not None]
+
+    def write(self, blocks: bytes, linktypes: tuple[int, ...], frames: int) -> None:
+        self.frames += frames
+        for i, (part, count) in enumerate(self.router.split(blocks, linktypes)):
+            if not count:
+                continue
+            child = self.children[i]
+            if child is None:
+                child = self.children[i] = ProcessRun(self.name, self.tshark_path, self.warn, self.expected)
+            child.write(part, linktypes, count)
+
+    def ready(self) -> list[Doc]:
+        return [doc for child in self.running for doc in child.ready()]
+
+    def end_input(self) -> None:
+        for child in self.running:
+            child.end_input()
+
+    def drain(self) -> list[Doc]:
+        return [doc for child in self.running for doc in child.drain()]
+
+    def release(self) -> None:
+        for child in self.running:
+            child.release()
+
+    def close(self) -> list[Doc]:
+        self.end_input()
+        return self.drain()

@@ -1,0 +1,140 @@
+"""The deep path split across analyzer processes by host pair (``collectors.protocols.deep_fanout``): which child
+reads a frame, and that the children together give the documents one process gives."""
+
+from __future__ import annotations
+
+import collections
+import struct
+import subprocess
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scapy.layers.inet import IP, TCP, UDP, fragment
+from scapy.layers.inet6 import IPv6
+from scapy.layers.l2 import Dot1Q, Ether
+from scapy.layers.vxlan import VXLAN
+
+from collectors.protocols import deep_fanout, deep_process
+from collectors.protocols.deep_fanout import HostPairRouter
+from collectors.selection import packet_block
+from tests.unit.test_deep_process import CAPTURES, ingest
+
+ETH = 1
+
+
+def eth() -> Ether:
+    """Both addresses given: scapy never looks one up (no ARP or neighbour discovery from a unit test)."""
+    return Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
+
+
+def blocks(frames: list[bytes]) -> bytes:
+    return b"".join(packet_block(0, i * 1000, f, len(f)) for i, f in enumerate(frames))
+
+
+def shares_of(frames: list[bytes], shares: int = 2, linktype: int = ETH) -> list[int]:
+    """The child each frame goes to, fed one frame at a time to one router (its decoder keeps fragment state)."""
+    router = HostPairRouter(shares)
+    out = []
+    for frame in frames:
+        parts = router.split(blocks([frame]), (linktype,))
+        (target,) = [i for i, (_, n) in enumerate(parts) if n]
+        out.append(target)
+    return out
+
+
+def tcp(a: str, b: str, sport: int = 40000, dport: int = 80, *, v6: bool = False) -> bytes:
+    ip = IPv6(src=a, dst=b) if v6 else IP(src=a, dst=b)
+    return bytes(eth() / ip / TCP(sport=sport, dport=dport) / b"x")
+
+
+def test_both_directions_every_port_and_vlan_tags_of_a_pair_go_to_one_child() -> None:
+    a, b = "198.18.0.1", "198.18.0.2"
+    frames = [tcp(a, b), tcp(b, a, 80, 40000), tcp(a, b, 1234, 445),
+              bytes(eth() / Dot1Q(vlan=7) / Dot1Q(vlan=9) / IP(src=b, dst=a) / UDP(sport=53, dport=5353) / b"q")]
+    assert len(set(shares_of(frames))) == 1
+
+
+def test_pairs_spread_over_the_children() -> None:
+    frames = [tcp(f"198.18.{i // 250}.{i % 250 + 1}", "198.19.0.1") for i in range(400)]
+    counts = collections.Counter(shares_of(frames, shares=2))
+    assert min(counts.values()) > 150, counts
+    v6 = [tcp(f"2001:db8::{i:x}", "2001:db8:1::1", v6=True) for i in range(1, 201)]
+    assert min(collections.Counter(shares_of(v6)).values()) > 70
+
+
+def test_a_tunnel_goes_by_the_flow_inside_it() -> None:
+    """A VXLAN packet goes where the inner pair's plain frames go (the analyzers see the inner flow), whatever the
+    outer pair."""
+    inner = IP(src="198.18.5.5", dst="198.18.6.6") / TCP(sport=40000, dport=80) / b"x"
+    plain = bytes(eth() / inner)
+    for outer in range(1, 30):
+        tunneled = bytes(eth() / IP(src=f"198.19.1.{outer}", dst="198.19.2.1") / UDP(sport=50000, dport=4789)
+                         / VXLAN(vni=1) / eth() / inner)
+        assert shares_of([plain]) == shares_of([tunneled])
+
+
+def test_every_fragment_of_a_datagram_meets_in_one_child() -> None:
+    """Fragments go by their own pair (the first one and the later ones alike), so one child's decoder puts the
+    datagram together."""
+    for i in range(1, 30):
+        datagram = IP(src=f"198.18.9.{i}", dst="198.18.10.1") / UDP(sport=4789 if i % 2 else 5000, dport=4789) / (
+            b"v" * 8 + bytes(eth() / IP(src="198.19.0.1", dst=f"198.19.0.{i + 1}") / TCP() / (b"p" * 3000)))
+        pieces = [bytes(eth() / f) for f in fragment(datagram, fragsize=1000)]
+        assert len(pieces) > 2 and len(set(shares_of(pieces))) == 1
+
+
+def test_dhcp_and_unread_link_types_go_to_the_first_child() -> None:
+    """DHCP moves between addresses (0.0.0.0 to broadcast, then the lease): its exchange stays together."""
+    for i in range(1, 20):
+        discover = bytes(eth() / IP(src="0.0.0.0", dst="255.255.255.255") / UDP(sport=68, dport=67) / b"d")
+        ack = bytes(eth() / IP(src=f"198.18.0.{i}", dst=f"198.18.1.{i}") / UDP(sport=67, dport=68) / b"a")
+        assert shares_of([discover, ack]) == [0, 0]
+    assert shares_of([b"\x01" * 60], linktype=147) == [0]  # a user link type: not read here, one place
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.binary(min_size=0, max_size=120), max_size=20), st.integers(1, 4))
+def test_split_keeps_every_block_once_in_order(frames: list[bytes], shares: int) -> None:
+    """Random bytes as frames: nothing raises, every block lands in exactly one child, each child's blocks in
+    capture order."""
+    data = blocks(frames)
+    parts = HostPairRouter(shares).split(data, (ETH,))
+    assert sum(n for _, n in parts) == len(frames)
+    assert sorted(b for part, _ in parts for b in _blocks(part)) == sorted(_blocks(data))
+    for part, _ in parts:
+        times = [struct.unpack_from("<II", b, 12) for b in _blocks(part)]
+        assert times == sorted(times)
+
+
+def _blocks(data: bytes) -> list[bytes]:
+    out, pos = [], 0
+    while pos < len(data):
+        length = struct.unpack_from("<I", data, pos + 4)[0]
+        out.append(data[pos:pos + length])
+        pos += length
+    return out
+
+
+def test_children_together_give_the_documents_of_one_process(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Shared captures between several pairs of hosts through two children and through one: the same documents,
+    and both children had frames to read."""
+    merged = tmp_path / "several-pairs.pcapng"
+    subprocess.run(["mergecap", "-w", str(merged), *map(str, CAPTURES)], check=True)
+    paths = [merged]
+    started: list[str] = []
+    start = deep_process.ProcessRun.__init__
+
+    def counted(self, name: str, *args) -> None:
+        started.append(name)
+        start(self, name, *args)
+
+    monkeypatch.setattr(deep_process.ProcessRun, "__init__", counted)
+    two, _ = ingest(paths, own_process=True)
+    children = len(started)
+    monkeypatch.setattr(deep_fanout, "DEEP_PROCESSES", 1)
+    one, _ = ingest(paths, own_process=True)
+    assert sorted(two, key=lambda d: d["_id"]) == sorted(one, key=lambda d: d["_id"])
+    assert len({d["event"]["dataset"] for d in two}) >= 4
+    assert children == 2
