@@ -5,12 +5,14 @@ whole ingest used about 1.5 of the machine's two cores. Like Zeek cluster worker
 fanout, :class:`ProcessFanout` gives each of ``DEEP_PROCESSES`` children (each with its own tshark) the frames of
 its share of the traffic, and hands their documents, warnings and FTP announcements back as one run.
 
-The share is a symmetric hash of the outermost IP address pair, not of the 5-tuple, so that what an analyzer ties
-together across connections stays in one child: an FTP control connection and its data channels (they also cross
-to the parent as announcements), SMB and the DCE-RPC connections it opens, every fragment of a datagram. DHCP
-(UDP ports 67/68 and 546/547) moves between addresses (0.0.0.0 to broadcast, then the lease), so it always goes
-to the first child, and so does every frame whose IP header is not at a place read here (another link type,
-MPLS, PPPoE): each flow's frames have one encapsulation, so they still stay together.
+The share is a symmetric hash of an IP address pair, not of the 5-tuple, so that what an analyzer ties together
+across connections stays in one child: an FTP control connection and its data channels (they also cross to the
+parent as announcements), SMB and the DCE-RPC connections it opens. The pair is the flow's own, as the analyzers
+see it: a frame whose outermost IP header carries TCP or UDP off the tunnel ports is read in place; a tunnel (or
+any other encapsulation) goes through the flow path's decoder and by its inner pair, so a flow goes to the same
+child tunnelled or not. IP fragments go by their own header's pair, so that all of a datagram's fragments meet in
+one child's decoder. DHCP (UDP ports 67/68 and 546/547) moves between addresses (0.0.0.0 to broadcast, then the
+lease), so it always goes to the first child, as does a frame the decoder finds no IP in (ARP).
 
 Frame numbers in a child count that child's frames, as a run's already count the frames of its run: the documents
 that name one (ICS, DCE-RPC) are the same for a file and this module's ``DEEP_PROCESSES``.
@@ -186,8 +188,9 @@ class ProcessFanout:
             if not count:
                 continue
             child = self.children[i]
-            if child is None:
-                child = self.children[i] = ProcessRun(self.name, self.tshark_path, self.warn, self.expected)
+            if child is None:  # the second child's warnings say whose share they count
+                name = self.name if i == 0 else f"{self.name} (analyzers {i + 1})"
+                child = self.children[i] = ProcessRun(name, self.tshark_path, self.warn, self.expected)
             child.write(part, linktypes, count)
 
     def ready(self) -> list[Doc]:
