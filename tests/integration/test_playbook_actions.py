@@ -8,7 +8,7 @@ import os
 import time
 
 import pytest
-from scapy.all import IP, TCP, Ether, wrpcap
+from scapy.all import IP, TCP, wrpcap
 
 from playbooks.blocking import Blocker
 from playbooks.runner import Runner
@@ -18,6 +18,7 @@ from secops.ecs import iso
 from secops.es.client import make_client
 from secops.es.templates import index_for
 from tests.integration.test_playbook_runner import Inline
+from tests.support.frames import eth
 from tests.support.netns import Lab
 from tests.support.playbook_lab import (
     audit_actions,
@@ -61,9 +62,9 @@ steps:
 def test_enrich_and_pcap_on_real_documents_and_capture(settings, redis_server, tmp_path):
     spool = tmp_path / "pcap"
     spool.mkdir()
-    pkts = [Ether() / IP(src="198.18.0.20", dst="198.18.0.21") / TCP(sport=40000 + i, dport=22) for i in range(5)]
-    pkts += [Ether() / IP(src="198.18.0.20", dst="198.18.0.22") / TCP(dport=80) for _ in range(3)]
-    pkts += [Ether() / IP(src="198.18.0.23", dst="198.18.0.21") / TCP(dport=22) for _ in range(4)]
+    pkts = [eth() / IP(src="198.18.0.20", dst="198.18.0.21") / TCP(sport=40000 + i, dport=22) for i in range(5)]
+    pkts += [eth() / IP(src="198.18.0.20", dst="198.18.0.22") / TCP(dport=80) for _ in range(3)]
+    pkts += [eth() / IP(src="198.18.0.23", dst="198.18.0.21") / TCP(dport=22) for _ in range(4)]
     now_ns = time.time_ns()
     wrpcap(str(spool / f"chunk-{now_ns - 10**9}-000002.pcap"), pkts)
     # an older chunk with the same connection, outside the alert's window, and one still being written

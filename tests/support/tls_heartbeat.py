@@ -15,8 +15,9 @@ import os
 import struct
 
 from scapy.layers.inet import IP, TCP
-from scapy.layers.l2 import Ether
 from scapy.packet import Packet
+
+from tests.support.frames import eth
 
 T0 = 1_763_640_000.0
 HEARTBEAT_EXTENSION = struct.pack("!HHB", 15, 1, 1)  # peer_allowed_to_send
@@ -65,7 +66,7 @@ class Connection:
         self.t += 0.001
         src, dst = (self.client, self.server) if from_client else (self.server, self.client)
         sport, dport = (self.sport, 443) if from_client else (443, self.sport)
-        pkt = Ether() / IP(src=src, dst=dst) / TCP(sport=sport, dport=dport, flags=flags, seq=self.seq[from_client],
+        pkt = eth() / IP(src=src, dst=dst) / TCP(sport=sport, dport=dport, flags=flags, seq=self.seq[from_client],
                                                    ack=self.seq[not from_client]) / data
         pkt.time = self.t
         self.seq[from_client] += len(data) + (1 if set(flags) & {"S", "F"} else 0)

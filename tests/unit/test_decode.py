@@ -43,6 +43,7 @@ from collectors.decode import (
     TUNNEL,
     Decoder,
 )
+from tests.support.frames import eth
 
 INNER = IP(src="198.18.0.1", dst="198.18.0.2") / TCP(sport=40000, dport=80, flags="PA", seq=1000) / (b"x" * 33)
 
@@ -62,13 +63,13 @@ def check_inner(p) -> None:
 
 
 @pytest.mark.parametrize("frame", [
-    Ether() / INNER,
-    Ether() / Dot1Q(vlan=5) / INNER,
-    Ether() / Dot1AD(vlan=7) / Dot1Q(vlan=5) / INNER,
-    Ether() / MPLS(label=16, s=0) / MPLS(label=17, s=1) / INNER,
-    Ether() / Dot1Q(vlan=3) / MPLS(label=16, s=1) / INNER,
-    Ether() / PPPoE(sessionid=1) / PPP(proto=0x0021) / INNER,
-    Ether() / Dot1AD(vlan=2) / Dot1Q(vlan=3) / PPPoE(sessionid=1) / PPP(proto=0x0021) / INNER,
+    eth() / INNER,
+    eth() / Dot1Q(vlan=5) / INNER,
+    eth() / Dot1AD(vlan=7) / Dot1Q(vlan=5) / INNER,
+    eth() / MPLS(label=16, s=0) / MPLS(label=17, s=1) / INNER,
+    eth() / Dot1Q(vlan=3) / MPLS(label=16, s=1) / INNER,
+    eth() / PPPoE(sessionid=1) / PPP(proto=0x0021) / INNER,
+    eth() / Dot1AD(vlan=2) / Dot1Q(vlan=3) / PPPoE(sessionid=1) / PPP(proto=0x0021) / INNER,
     Ether(type=None) / LLC(dsap=0xAA, ssap=0xAA, ctrl=3) / SNAP(OUI=0, code=0x0800) / INNER,
 ], ids=["ether", "vlan", "qinq", "mpls", "mpls-in-vlan", "pppoe", "pppoe-qinq", "llc-snap"])
 def test_link_encapsulations(frame) -> None:
@@ -85,14 +86,14 @@ def test_linux_sll_raw_and_null() -> None:
 
 
 @pytest.mark.parametrize(("outer", "tunnel"), [
-    (IP(src="10.0.0.1", dst="10.0.0.2") / UDP(sport=5555, dport=4789) / VXLAN(vni=42) / Ether() / INNER, None),
+    (IP(src="10.0.0.1", dst="10.0.0.2") / UDP(sport=5555, dport=4789) / VXLAN(vni=42) / eth() / INNER, None),
     (IP(src="10.0.0.1", dst="10.0.0.2") / UDP(sport=2152, dport=2152) / GTP_U_Header(teid=9) / INNER, "gtpv1"),
     (IP(src="10.0.0.1", dst="10.0.0.2") / GRE(proto=0x0800) / INNER, "gre"),
-    (IP(src="10.0.0.1", dst="10.0.0.2") / GRE(proto=0x6558) / Ether() / INNER, None),
+    (IP(src="10.0.0.1", dst="10.0.0.2") / GRE(proto=0x6558) / eth() / INNER, None),
     (IP(src="10.0.0.1", dst="10.0.0.2") / INNER, "ip-in-ip"),
 ], ids=["vxlan", "gtp-u", "gre", "gre-ether", "ipip"])
 def test_tunnels_yield_inner_flows(outer, tunnel) -> None:
-    pkts = decode(Ether() / outer)
+    pkts = decode(eth() / outer)
     inner = pkts[-1]
     check_inner(inner)
     if tunnel:
@@ -103,13 +104,13 @@ def test_tunnels_yield_inner_flows(outer, tunnel) -> None:
 
 def test_teredo() -> None:
     inner6 = IPv6(src="2001::1", dst="2001::2") / UDP(sport=1, dport=2) / b"hello"
-    pkts = decode(Ether() / IP(src="10.0.0.1", dst="10.0.0.2") / UDP(sport=3544, dport=40000) / inner6)
+    pkts = decode(eth() / IP(src="10.0.0.1", dst="10.0.0.2") / UDP(sport=3544, dport=40000) / inner6)
     assert len(pkts) == 2
     assert addr(pkts[1][SRC]) == "2001::1" and pkts[1][TUNNEL] == "teredo"
 
 
 def test_not_gtp_on_gtp_port_stays_udp() -> None:
-    pkts = decode(Ether() / IP() / UDP(sport=2152, dport=53) / (b"\x12\x34\x01\x00\x00\x01" + b"\0" * 20))
+    pkts = decode(eth() / IP() / UDP(sport=2152, dport=53) / (b"\x12\x34\x01\x00\x00\x01" + b"\0" * 20))
     assert len(pkts) == 1 and pkts[0][DPORT] == 53
 
 
@@ -120,7 +121,7 @@ def test_ipv4_fragments_reassembled_in_any_order() -> None:
     dec = Decoder()
     out = []
     for fr in [frags[3], frags[0], frags[2], frags[1]]:
-        raw = bytes(Ether() / fr)
+        raw = bytes(eth() / fr)
         out += dec.decode(1, raw, 0, len(raw))
     assert len(out) == 1
     p = out[0]
@@ -128,20 +129,20 @@ def test_ipv4_fragments_reassembled_in_any_order() -> None:
 
 
 def test_ipv6_extension_headers_and_icmp6() -> None:
-    p = decode(Ether() / IPv6(src="fe80::1", dst="fe80::2") / IPv6ExtHdrHopByHop() / ICMPv6EchoRequest() / b"12")[0]
+    p = decode(eth() / IPv6(src="fe80::1", dst="fe80::2") / IPv6ExtHdrHopByHop() / ICMPv6EchoRequest() / b"12")[0]
     assert p[PROTO] == 58 and (p[SPORT], p[DPORT]) == (128, 129) and not p[ONEWAY]
     assert p[IPLEN] == 40 + 8 + 8 + 2
 
 
 def test_icmp_ports_follow_zeek() -> None:
-    echo = decode(Ether() / IP() / ICMP(type=8))[0]
+    echo = decode(eth() / IP() / ICMP(type=8))[0]
     assert (echo[SPORT], echo[DPORT], echo[ONEWAY]) == (8, 0, False)
-    unreach = decode(Ether() / IP() / ICMP(type=3, code=3))[0]
+    unreach = decode(eth() / IP() / ICMP(type=3, code=3))[0]
     assert (unreach[SPORT], unreach[DPORT], unreach[ONEWAY]) == (3, 3, True)
 
 
 def test_checksum_verification_flags_bad_packets() -> None:
-    good = Ether() / IP(src="198.18.0.1", dst="198.18.0.2") / TCP(sport=1, dport=2) / b"abc"
+    good = eth() / IP(src="198.18.0.1", dst="198.18.0.2") / TCP(sport=1, dport=2) / b"abc"
     raw = bytearray(bytes(good))
     dec = Decoder(verify_checksums=True)
     assert dec.decode(1, bytes(raw), 0, len(raw))[0][-1] is False
@@ -199,12 +200,12 @@ def test_pbb_ayiya_and_gre_in_udp() -> None:
     assert p[MAC] == bytes.fromhex("02000000000e")
     ayiya = bytes([0x41, 0x52, 0x11, 4]) + b"\0" * 4 + b"I" * 16 + b"S" * 20  # 16-byte id, 20-byte signature
     outer = IP(src="10.0.0.1", dst="10.0.0.2") / UDP(sport=40000, dport=5072) / (ayiya + bytes(INNER))
-    pkts = decode(Ether() / outer)
+    pkts = decode(eth() / outer)
     assert len(pkts) == 2 and pkts[1][TUNNEL] == "ayiya"
     check_inner(pkts[1])
     not_forward = IP() / UDP(sport=40000, dport=5072) / (bytes([0x41, 0x52, 0x12, 4]) + b"\0" * 40 + bytes(INNER))
-    assert len(decode(Ether() / not_forward)) == 1
+    assert len(decode(eth() / not_forward)) == 1
     gre = IP(src="10.0.0.1", dst="10.0.0.2") / UDP(sport=40000, dport=4754) / GRE(proto=0x0800) / INNER
-    pkts = decode(Ether() / gre)
+    pkts = decode(eth() / gre)
     assert len(pkts) == 2 and pkts[1][TUNNEL] == "gre"
     check_inner(pkts[1])

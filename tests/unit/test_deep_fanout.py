@@ -13,20 +13,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scapy.layers.inet import IP, TCP, UDP, fragment
 from scapy.layers.inet6 import IPv6
-from scapy.layers.l2 import Dot1Q, Ether
+from scapy.layers.l2 import Dot1Q
 from scapy.layers.vxlan import VXLAN
 
 from collectors.protocols import deep_fanout, deep_process
 from collectors.protocols.deep_fanout import HostPairRouter
 from collectors.selection import packet_block
+from tests.support.frames import eth
 from tests.unit.test_deep_process import CAPTURES, ingest
 
 ETH = 1
-
-
-def eth() -> Ether:
-    """Both addresses given: scapy never looks one up (no ARP or neighbour discovery from a unit test)."""
-    return Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
 
 
 def blocks(frames: list[bytes]) -> bytes:

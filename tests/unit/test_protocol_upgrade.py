@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 from scapy.layers.inet import IP, TCP
-from scapy.layers.l2 import Ether
 from scapy.packet import Raw
 from scapy.utils import wrpcap
 
 from collectors.ingest import Pipeline
+from tests.support.frames import eth
 
 ZEEK = Path(__file__).resolve().parents[2].parent / "shared" / "testdata" / "zeek" / "traces"
 HELLO = bytes.fromhex("160301002f0100002b0303") + bytes(32) + bytes.fromhex("000002002f0100")  # a ClientHello
@@ -39,12 +39,12 @@ def _flow(tmp_path: Path, dport: int, client: list[bytes], server: list[bytes]) 
     """A TCP conversation: handshake, then the client's and server's payloads alternating."""
     c, s = ("198.18.0.1", 40000), ("198.18.0.2", dport)
     seq = {c: 1000, s: 5000}
-    pkts = [Ether() / IP(src=c[0], dst=s[0]) / TCP(sport=c[1], dport=s[1], flags="S", seq=999),
-            Ether() / IP(src=s[0], dst=c[0]) / TCP(sport=s[1], dport=c[1], flags="SA", seq=4999, ack=1000)]
+    pkts = [eth() / IP(src=c[0], dst=s[0]) / TCP(sport=c[1], dport=s[1], flags="S", seq=999),
+            eth() / IP(src=s[0], dst=c[0]) / TCP(sport=s[1], dport=c[1], flags="SA", seq=4999, ack=1000)]
     sides = zip_longest([(c, s, data) for data in client], [(s, c, data) for data in server])
     turns = [turn for pair in sides for turn in pair if turn is not None]
     for src, dst, data in turns:
-        pkts.append(Ether() / IP(src=src[0], dst=dst[0]) / TCP(sport=src[1], dport=dst[1], flags="PA", seq=seq[src],
+        pkts.append(eth() / IP(src=src[0], dst=dst[0]) / TCP(sport=src[1], dport=dst[1], flags="PA", seq=seq[src],
                                                                ack=seq[dst]) / Raw(data))
         seq[src] += len(data)
     for i, p in enumerate(pkts):

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 from scapy.layers.inet import IP, TCP, fragment
-from scapy.layers.l2 import Ether
 from scapy.packet import Raw
 from scapy.utils import wrpcap
 
@@ -16,12 +15,13 @@ from collectors.protocols import extract_metadata
 from collectors.protocols.base import Flow
 from collectors.protocols.reread import ConnectionFrames, _payload, connection_key, flow_key, stream_bytes
 from tests.support import TESTDATA
+from tests.support.frames import eth
 
 CLIENT, SERVER = "198.18.0.1", "198.18.0.2"
 
 
 def _segment(src: str, dst: str, sport: int, dport: int, flags: str, seq: int, ts: float, data: bytes = b""):
-    pkt = Ether() / IP(src=src, dst=dst) / TCP(sport=sport, dport=dport, flags=flags, seq=seq, ack=1)
+    pkt = eth() / IP(src=src, dst=dst) / TCP(sport=sport, dport=dport, flags=flags, seq=seq, ack=1)
     if data:
         pkt = pkt / Raw(data)
     pkt.time = ts
@@ -70,7 +70,7 @@ def test_payload_in_sequence_order_with_fragments_and_retransmissions(tmp_path: 
     late = c("PA", (4_294_967_290 + len(head)) & 0xFFFFFFFF, 1.0, tail)  # sequence numbers wrap inside it
     early = c("PA", 4_294_967_290, 1.1, head)
     pieces = fragment(late[IP], fragsize=16)
-    packets = [Ether() / piece for piece in pieces] + [early, early.copy()]
+    packets = [eth() / piece for piece in pieces] + [early, early.copy()]
     for p in packets:
         p.time = 1.0
     pcap = tmp_path / "order.pcap"
