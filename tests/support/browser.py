@@ -5,8 +5,10 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
 
@@ -29,7 +31,24 @@ def submit_and_wait(driver: WebDriver, button, accept_confirm: bool = False) -> 
     button.click()
     if accept_confirm:
         WebDriverWait(driver, 10).until(ec.alert_is_present()).accept()
-    WebDriverWait(driver, 30).until(ec.staleness_of(html))
+    WebDriverWait(driver, 30).until(replaced(html))
+
+
+def replaced(element: WebElement):
+    """Wait condition: ``element``'s page has been replaced. Like ``staleness_of``, and also when chromedriver
+    answers mid-navigation that the node "does not belong to the document" (an inspector error it raises instead of
+    a stale reference when the old document is being torn down; CI saw it once in 1,311 tests)."""
+    def check(_driver: WebDriver) -> bool:
+        try:
+            element.is_enabled()
+        except StaleElementReferenceException:
+            return True
+        except WebDriverException as exc:
+            if "does not belong to the document" in str(exc):
+                return True
+            raise
+        return False
+    return check
 
 
 def screenshot(driver: WebDriver, name: str) -> Path:
