@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import ipaddress
 import threading
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 
 EXPECT_SECONDS = 300.0  # Zeek: Analyzer::schedule_analyzer(..., 5mins)
 MAX_EXPECTED = 10_000
@@ -36,6 +36,7 @@ class ExpectedConnections:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._items: OrderedDict[Key, tuple[str, float]] = OrderedDict()
+        self._ports: Counter[int] = Counter()  # responder ports announced: most connections are ruled out by it
         self.dropped = 0
 
     def __bool__(self) -> bool:
@@ -46,18 +47,28 @@ class ExpectedConnections:
         if key is None or not 0 < key[2] < 65536:
             return
         with self._lock:
+            if key not in self._items:
+                self._ports[key[2]] += 1
             self._items[key] = (service, ts)
             self._items.move_to_end(key)
             while len(self._items) > MAX_EXPECTED:
-                self._items.popitem(last=False)
+                self._forget(self._items.popitem(last=False)[0])
                 self.dropped += 1
 
     def claim(self, orig_h: str, resp_h: str, resp_p: int, start: float) -> str | None:
         """The service announced for a connection that started at ``start`` (once; None when none was)."""
+        if resp_p not in self._ports:  # every connection asks: no address parsing for the ones surely not announced
+            return None
         key = _key(orig_h, resp_h, resp_p)
         with self._lock:
             found = self._items.get(key) if key is not None else None
             if found is None or not found[1] - 1.0 <= start <= found[1] + EXPECT_SECONDS:
                 return None
             del self._items[key]
+            self._forget(key)
         return found[0]
+
+    def _forget(self, key: Key) -> None:
+        self._ports[key[2]] -= 1
+        if not self._ports[key[2]]:
+            del self._ports[key[2]]
