@@ -5,14 +5,14 @@ pcapng byte stream; :class:`MetadataStream` starts tshark on the first selected 
 while the flow path goes on (tshark dissects on the other core), and collects the finished documents in a
 queue that the caller drains between blocks (``ready``) and at the end of the file (``close``).
 
-Why not one tshark for the whole run: tshark keeps per-frame, reassembly and conversation state for everything
-it has read (about 1.3 KB per selected frame here), so a process that lived as long as a sensor would grow
-without bound. A tshark run therefore ends with its capture file or after ``FRAMES_PER_RUN`` selected frames,
-whichever comes first, and the next frames start a new one: memory follows the frames in flight, not the file.
-(A flow whose frames straddle such a cut is analysed in two parts, as one straddling two files is.) The
-frames are also teed to a spool file, from which a module's second look (HTTP's after incomplete exchanges,
-TLS's on odd ports) takes the frames of the connections it needs (``collectors.protocols.reread``); it is
-removed when the run ends.
+Why not one tshark for the whole run: tshark keeps per-frame, reassembly and conversation state for everything it
+has read (about 1.3 KB per selected frame here), so a process that lived as long as a sensor would grow without
+bound. A tshark run therefore ends with its capture file or after ``FRAMES_PER_RUN`` selected frames (each of a
+large file's analyzer processes, ``deep_fanout``, counts its own), whichever comes first, and the next frames start
+a new one: memory follows the frames in flight, not the file. (A flow whose frames straddle such a cut is analysed
+in two parts, as one straddling two files is.) The frames are also teed to a spool file, from which a module's
+second look (HTTP's after incomplete exchanges, TLS's on odd ports) takes the frames of the connections it needs
+(``collectors.protocols.reread``); it is removed when the run ends.
 
 DNS, mDNS and LLMNR over UDP never reach tshark: :class:`~collectors.protocols.native.NativeFrames` takes those
 frames out of the stream in ``feed`` (they still go to the spool), parses them with ``dns_wire`` and hands the
