@@ -48,10 +48,12 @@ def spoken_elsewhere(frames: ConnectionFrames, analysed: set[tuple[str, str]]) -
             if first is None:
                 continue
             service = SERVICES[probe(TCP, from_orig, first[1], first[2])[0]]
-            if service in DISSECTORS and opening.flow.resp_p not in DISSECTORS[service][1]:
-                if (DISSECTORS[service][2].DATASET, opening.flow.community_id) not in analysed:
-                    out.setdefault(service, []).append((opening.flow, opening.start))
-                break
+            if not service:
+                continue
+            if service in DISSECTORS and opening.flow.resp_p not in DISSECTORS[service][1] \
+                    and (DISSECTORS[service][2].DATASET, opening.flow.community_id) not in analysed:
+                out.setdefault(service, []).append((opening.flow, opening.start))
+            break  # the first side that names a protocol decides (an HTTP reply is not read as IEC-104's 0x68)
     return out
 
 

@@ -10,18 +10,18 @@ has read (about 1.3 KB per selected frame here), so a process that lived as long
 bound. A tshark run therefore ends with its capture file or after ``FRAMES_PER_RUN`` selected frames (each of a
 large file's analyzer processes, ``deep_fanout``, counts its own), whichever comes first, and the next frames start
 a new one: memory follows the frames in flight, not the file. (A flow whose frames straddle such a cut is analysed
-in two parts, as one straddling two files is.) The frames are also teed to a spool file, from which a module's
-second look (HTTP's after incomplete exchanges, TLS's on odd ports) takes the frames of the connections it needs
-(``collectors.protocols.reread``); it is removed when the run ends.
+in two parts, as one straddling two files is.) The frames tshark reads are also teed to a spool file, from which a
+module's second look (HTTP's after incomplete exchanges, TLS's on odd ports) takes the frames of the connections it
+needs (``collectors.protocols.reread``); it is removed when the run ends.
 
 DNS, mDNS and LLMNR over UDP never reach tshark: :class:`~collectors.protocols.native.NativeFrames` takes those
-frames out of the stream in ``feed`` (they still go to the spool), parses them with ``dns_wire`` and hands the
-messages to a ``DnsAnalyzer`` of the run's own; TCP connections likewise (``native_tcp``: reassembled per
-direction): the FTP control channel (lines into ``FtpAnalyzer.line``; its data-channel announcements go to the
-run's expected connections, which in ``deep_process``'s child travel to the parent as ``"e"`` lines), HTTP/1.x and
-TLS on any port (``http_wire``, ``tls_wire``). tshark's frame numbers are mapped back to the
-stream's (``NativeFrames.renumber``), which some modules use in document ids. ``NATIVE = False`` gives every frame
-to tshark (the peer in benchmarks/dns_native.py); ``NATIVE_TCP = False`` only the TCP connections.
+frames out of the stream in ``feed``, parses them with ``dns_wire`` and hands the messages to a ``DnsAnalyzer`` of
+the run's own; TCP connections likewise (``native_tcp``: reassembled per direction): the FTP control channel (lines
+into ``FtpAnalyzer.line``; its data-channel announcements go to the run's expected connections, which in
+``deep_process``'s child travel to the parent as ``"e"`` lines), HTTP/1.x and TLS on any port (``http_wire``,
+``tls_wire``). tshark's frame numbers are mapped back to the stream's (``NativeFrames.renumber``), which some
+modules use in document ids. ``NATIVE = False`` gives every frame to tshark (the peer in benchmarks/dns_native.py);
+``NATIVE_TCP = False`` only the TCP connections.
 
 Memory stays bounded: a write blocks while tshark is behind (the pipe is the buffer), so the flow path never
 runs more than a pipe's worth ahead of the dissector.
@@ -210,8 +210,10 @@ class TsharkStdinRun(DocumentQueue):
         self.feed(self.framed(blocks, linktypes, frames))
 
     def feed(self, data: bytes) -> None:
-        """Bytes of the pcapng stream after its header (interface and packet blocks): the DNS frames are read
-        here (``collectors.protocols.native``), the others go to tshark; all of them to the spool."""
+        """Bytes of the pcapng stream after its header (interface and packet blocks): the frames read natively
+        (``collectors.protocols.native``) stay here, the others go to tshark and to the spool. Only connections
+        tshark reads ever need a second look (SSH, HTTP's incomplete exchanges, TLS and other protocols on odd
+        ports), and indexing the natively read frames too cost about a tenth of the analyzers' CPU."""
         for_tshark, docs = self.native.split(data) if self.native is not None else (data, [])
         for doc in docs:
             self.docs.put(doc)
@@ -220,8 +222,8 @@ class TsharkStdinRun(DocumentQueue):
         if self._proc is None and not self._start():
             return
         try:
-            self._spool.write(data)
             if for_tshark:
+                self._spool.write(for_tshark)
                 self._proc.stdin.write(for_tshark)
         except (BrokenPipeError, OSError, ValueError) as exc:  # tshark died: its exit status says why at close
             self.failed = True
