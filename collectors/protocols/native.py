@@ -21,7 +21,7 @@ import struct
 from collections.abc import Callable, Iterable, Iterator
 
 from collectors.conn import ip_str
-from collectors.decode import BUF, CAPLEN, DPORT, DST, L4OFF, PLEN, PROTO, SPORT, SRC, Decoder
+from collectors.decode import BUF, CAPLEN, DPORT, DST, L4OFF, LINK_ETHERNET, PLEN, PROTO, SPORT, SRC, Decoder
 from collectors.flowconst import TCP, UDP
 from collectors.protocols.base import Doc, Flow
 from collectors.protocols.dns import DnsAnalyzer
@@ -36,6 +36,8 @@ BLOCK_IDB, BLOCK_EPB = 1, 6
 SWEEP_SECONDS = 1.0  # capture time between sweeps for queries past their timeout
 _u32 = struct.Struct("<I").unpack_from
 _epb = struct.Struct("<IIIII").unpack_from  # interface, time high, time low, captured length, original length
+_u16 = struct.Struct("!H").unpack_from
+LINK_CONTROL = frozenset((0x0806, 0x8035, 0x8863, 0x88CC, 0x8809))  # ARP, RARP, PPPoE discovery, LLDP, LACP
 
 
 class NativeFrames:
@@ -124,8 +126,8 @@ class NativeFrames:
             return False
         ts_ns = high << 32 | low
         packets = self.decoder.decode(linktype, buf, frame, caplen, ts_ns)
-        if not packets:
-            return False
+        if not packets:  # no analyzer reads link control (ARP, PPPoE discovery, LCP, ...): kept from tshark too
+            return linktype == LINK_ETHERNET and link_control(buf, frame, frame + caplen)
         p = packets[-1]
         if p[PROTO] == TCP:
             return self.tcp is not None and self.tcp.take(p, ts_ns / 1_000_000_000, docs)
@@ -161,6 +163,19 @@ class NativeFrames:
             self.warn(f"{self.name}: {damaged} of {self.frames} DNS datagram(s) truncated or malformed "
                       f"({self.stats.too_short} without a header); what they held is logged")
         return docs
+
+
+def link_control(buf: bytes, frame: int, end: int) -> bool:
+    """Whether the Ethernet frame at ``frame`` (VLAN tags skipped) carries link control rather than a network
+    protocol: ARP and RARP, PPPoE discovery, a PPPoE session's PPP control (LCP, PAP, CHAP, IPCP, ...), LLDP,
+    LACP. The flow path learns addresses from ARP itself; tshark reading these only cost time, and every second
+    look re-read them (frames that belong to no connection go into each one's capture)."""
+    off, etype = frame + 14, _u16(buf, frame + 12)[0] if end - frame >= 14 else 0
+    while etype in (0x8100, 0x88A8, 0x9100) and end - off >= 4:
+        etype, off = _u16(buf, off + 2)[0], off + 4
+    if etype == 0x8864:  # PPPoE session: 6-byte header, then the PPP protocol number
+        return end - off >= 8 and _u16(buf, off + 6)[0] >= 0x8000
+    return etype in LINK_CONTROL
 
 
 def _join(buf: bytes, spans: list[tuple[int, int]]) -> bytes:

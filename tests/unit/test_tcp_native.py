@@ -37,6 +37,7 @@ from collectors.protocols.native import NativeFrames
 from collectors.protocols.native_tcp import MAX_LINE_BYTES, LineReader, Stats
 from collectors.protocols.tcp_reassembly import MAX_WAITING_BYTES, Direction
 from collectors.selection import interface_block, packet_block
+from tests.support.frames import eth
 from tests.unit.test_flowcore import CAPTURES, TESTDATA
 
 REQUEST_TS = ("a request spanning several segments (a POST body, headers cut in two): the native record has Zeek's "
@@ -531,3 +532,20 @@ def test_a_closed_connection_replayed_with_its_sequence_numbers_is_a_new_one() -
     # within the close delay, the same segments are retransmissions of the closed connection: nothing new
     _, docs, _ = read_native(pcapng(closed + closed))
     assert len(docs) == 1
+
+
+def test_link_control_is_kept_from_tshark() -> None:
+    """ARP, PPPoE discovery and a PPPoE session's LCP never reach tshark (no analyzer reads them; the flow path
+    learns addresses from ARP itself); an IP fragment awaiting the rest and IP inside PPPoE still do."""
+    from scapy.layers.inet import IP, UDP, fragment
+    from scapy.layers.l2 import ARP, Dot1Q
+    from scapy.layers.ppp import PPP, PPP_LCP, PPPoE, PPPoED
+
+    control = [eth() / ARP(psrc="198.18.0.1", pdst="198.18.0.2"), eth() / Dot1Q(vlan=3) / ARP(),
+               eth() / PPPoED(), eth() / PPPoE(sessionid=1) / PPP(proto=0xC021) / PPP_LCP()]
+    packet = IP(src="198.18.0.1", dst="198.18.0.2") / UDP(sport=5000, dport=6000)
+    kept_back = [eth() / fragment(packet / (b"d" * 3000), fragsize=1000)[0],
+                 eth() / PPPoE(sessionid=1) / PPP(proto=0x0021) / packet]
+    kept, docs, _ = read_native(pcapng([bytes(f) for f in control + kept_back]))
+    assert not docs
+    assert all(bytes(f) in kept for f in kept_back) and not any(bytes(f) in kept for f in control)
