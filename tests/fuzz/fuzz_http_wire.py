@@ -17,6 +17,7 @@ import gzip
 import random
 import zlib
 from collections.abc import Callable, Iterator
+from typing import TypeVar
 
 import orjson
 
@@ -41,6 +42,7 @@ CAPTURES = ("http/get.pcap", "http/methods.pcap", "http/pipelined-requests.pcap"
             "http/http-desync-request-response-5.pcap", "nflog-http.pcap")
 
 Segment = tuple[int, bytes | int]  # (side: 0 client, 1 server; data or a hole's size)
+R = TypeVar("R")
 
 
 def segments(data: bytes) -> list[Segment]:
@@ -136,15 +138,21 @@ def connection_docs(segs: list[Segment], rng: random.Random | None) -> list[dict
     return docs
 
 
-def TestOneInput(data: bytes) -> None:
-    if not data:
-        return
+def check_stream_reader(data: bytes, read_direction: Callable[[list[bytes | int], bool], object],
+                        read_connection: Callable[[list[Segment], random.Random | None], R]) -> R:
+    """One input through a TCP stream reader (its first byte seeds the cutting, the rest are segments): each
+    direction and the whole connection read the same whatever the cutting; the connection's result."""
     rng = random.Random(data[0])
     segs = segments(data[1:])
-    assert_cutting_changes_nothing(segs, rng, read_side)
-    docs = connection_docs(segs, None)
-    assert connection_docs(segs, rng) == docs
-    assert_documents_fit(docs)
+    assert_cutting_changes_nothing(segs, rng, read_direction)
+    whole = read_connection(segs, None)
+    assert read_connection(segs, rng) == whole
+    return whole
+
+
+def TestOneInput(data: bytes) -> None:
+    if data:
+        assert_documents_fit(check_stream_reader(data, read_side, connection_docs))
 
 
 def _framed(parts: list[tuple[int, bytes]]) -> bytes:
