@@ -62,6 +62,20 @@ _pseudo4 = struct.Struct("!HH").pack
 _pseudo6 = struct.Struct("!I3xB").pack
 
 
+VLAN_TYPES = frozenset((0x8100, 0x88A8, 0x9100))  # 802.1Q, 802.1ad and the older QinQ tag
+
+
+def ether_payload(buf: bytes, frame: int, end: int) -> tuple[int, int]:
+    """(ethertype, offset of the payload) of the Ethernet frame at ``frame`` with its VLAN tags skipped; ethertype 0
+    when the frame is shorter than its header. For quick looks outside the decoder (no counting, no FabricPath)."""
+    if end - frame < 14:
+        return 0, end
+    off, etype = frame + 14, _u16(buf, frame + 12)[0]
+    while etype in VLAN_TYPES and end - off >= 4:
+        etype, off = _u16(buf, off + 2)[0], off + 4
+    return etype, off
+
+
 def icmp_ports(proto: int, itype: int, code: int) -> tuple[int, int, bool]:
     """(orig port, resp port, one_way) for an ICMP message, Zeek's conn_id convention."""
     pairs = ICMP4_PAIRS if proto == ICMP else ICMP6_PAIRS

@@ -38,6 +38,7 @@ from collectors.decode import (
     SRC,
     TUNNEL_PORTS,
     Decoder,
+    ether_payload,
 )
 from collectors.flowconst import TCP, UDP
 from collectors.protocols.base import Doc
@@ -48,7 +49,6 @@ Warn = Callable[[str], None]
 
 DEEP_PROCESSES = 2  # analyzer processes per large file (measured on 2 cores: see README, "Whole ingest")
 DHCP_PORTS = frozenset((67, 68, 546, 547))
-VLAN_TYPES = frozenset((0x8100, 0x88A8, 0x9100))
 IPV6_FRAGMENT = 44
 
 _block = struct.Struct("<II").unpack_from
@@ -61,9 +61,7 @@ def ip_offset(linktype: int, buf: bytes, frame: int, end: int) -> tuple[int, int
     """(offset of the outermost IP header, its ethertype 0x0800/0x86DD) of the frame at ``frame``, where it is at a
     place read here (Ethernet with VLAN tags, Linux cooked, raw IP, BSD loopback); else None."""
     if linktype == LINK_ETHERNET:
-        off, etype = frame + 14, _u16(buf, frame + 12)[0] if end - frame >= 14 else 0
-        while etype in VLAN_TYPES and end - off >= 4:
-            etype, off = _u16(buf, off + 2)[0], off + 4
+        etype, off = ether_payload(buf, frame, end)
     elif linktype == LINK_SLL and end - frame >= 16:
         off, etype = frame + 16, _u16(buf, frame + 14)[0]
     elif linktype == LINK_SLL2 and end - frame >= 20:

@@ -36,7 +36,6 @@ READ_BYTES = 1 << 20
 INBOX_PIECE_BYTES = 1 << 20
 INBOX_PIECES = 8  # at most 8 MiB of selected frames wait for one child
 OUTPUT_BUFFER_BYTES = 256 << 10
-F_SETPIPE_SZ = 1031  # fcntl.F_SETPIPE_SZ (Linux), named here for Python builds without it
 
 
 class ProcessRun(DocumentQueue):
@@ -60,7 +59,7 @@ class ProcessRun(DocumentQueue):
             warn(f"{name}: protocol metadata not read: its process could not start ({exc})")
             return
         with contextlib.suppress(OSError):  # fewer, larger reads in the child (the kernel may refuse: 64 KiB)
-            fcntl.fcntl(self._proc.stdin.fileno(), F_SETPIPE_SZ, INBOX_PIECE_BYTES)
+            fcntl.fcntl(self._proc.stdin.fileno(), fcntl.F_SETPIPE_SZ, INBOX_PIECE_BYTES)
         self._errors = threading.Thread(target=self._drain_errors, daemon=True)
         self._errors.start()
         self._reader = threading.Thread(target=self._read, name="secops-deep-process", daemon=True)

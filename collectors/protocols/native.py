@@ -21,7 +21,20 @@ import struct
 from collections.abc import Callable, Iterable, Iterator
 
 from collectors.conn import ip_str
-from collectors.decode import BUF, CAPLEN, DPORT, DST, L4OFF, LINK_ETHERNET, PLEN, PROTO, SPORT, SRC, Decoder
+from collectors.decode import (
+    BUF,
+    CAPLEN,
+    DPORT,
+    DST,
+    L4OFF,
+    LINK_ETHERNET,
+    PLEN,
+    PROTO,
+    SPORT,
+    SRC,
+    Decoder,
+    ether_payload,
+)
 from collectors.flowconst import TCP, UDP
 from collectors.protocols.base import Doc, Flow
 from collectors.protocols.dns import DnsAnalyzer
@@ -170,9 +183,7 @@ def link_control(buf: bytes, frame: int, end: int) -> bool:
     protocol: ARP and RARP, PPPoE discovery, a PPPoE session's PPP control (LCP, PAP, CHAP, IPCP, ...), LLDP,
     LACP. The flow path learns addresses from ARP itself; tshark reading these only cost time, and every second
     look re-read them (frames that belong to no connection go into each one's capture)."""
-    off, etype = frame + 14, _u16(buf, frame + 12)[0] if end - frame >= 14 else 0
-    while etype in (0x8100, 0x88A8, 0x9100) and end - off >= 4:
-        etype, off = _u16(buf, off + 2)[0], off + 4
+    etype, off = ether_payload(buf, frame, end)
     if etype == 0x8864:  # PPPoE session: 6-byte header, then the PPP protocol number
         return end - off >= 8 and _u16(buf, off + 6)[0] >= 0x8000
     return etype in LINK_CONTROL
