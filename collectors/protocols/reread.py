@@ -28,6 +28,7 @@ from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 
+from collectors import decode as decoding
 from collectors.decode import BUF, CAPLEN, DPORT, DST, FLAGS, L4OFF, PLEN, PROTO, SEQ, SPORT, SRC, TCP, UDP, Decoder
 from collectors.pcapio import CaptureError, read_capture_placed, read_places
 from collectors.protocols.base import Flow
@@ -82,8 +83,10 @@ class ConnectionFrames:
         self._built = False
         self._frames: dict[Key, array[int]] = {}  # frame numbers of each pair of endpoints, in capture order
         self._starts: dict[Key, list[tuple[float, int]]] = {}  # (time, index in _frames) of each connection
-        self._unattributed = array("I")  # frames with no TCP/UDP endpoints (IP fragments before the last, ICMP, ARP)
-        self._fragments = array("I")  # those of them that went to IP fragment reassembly
+        self._fragments = array("I")  # frames with no TCP/UDP endpoints that went to IP fragment reassembly
+        # (endpoints, connection) -> the earlier fragments of its datagrams that were reassembled (the frame that
+        # completed one is in _frames): a capture of a few connections carries their fragments, not everyone's
+        self._fragments_of: dict[tuple[Key, int], list[int]] = {}
         self._originators: dict[tuple[Key, int], Endpoint] = {}  # who sent the SYN of each TCP connection
         # (endpoints, connection, sender) -> (time, first bytes, length) of each direction's first TCP payload
         self._openings: dict[tuple[Key, int, Endpoint], tuple[float, bytes, int]] = {}
@@ -117,6 +120,7 @@ class ConnectionFrames:
                 ts_of(ts_ns)
                 linktype_of(linktype)
                 fragments = decoder.fragments
+                decoder.number = number
                 attributed = False
                 for p in decode(linktype, buf, off, caplen, ts_ns):
                     proto = p[PROTO]
@@ -138,6 +142,8 @@ class ConnectionFrames:
                         else:
                             before = len(frames)
                             frames.append(number)
+                    if decoder.completed:  # this frame ends a reassembled datagram: its fragments go with it
+                        self._fragments_of.setdefault((key, len(pair[1]) - 1), []).extend(decoder.completed)
                     if proto != TCP:
                         continue
                     flags = p[FLAGS]
@@ -155,10 +161,9 @@ class ConnectionFrames:
                         if pair[side] != which:
                             pair[side] = which
                             openings[(key, which, a)] = (epoch_seconds(ts_ns), _payload(p)[:OPENING_BYTES], p[PLEN])
-                if not attributed:
-                    self._unattributed.append(number)
-                    if decoder.fragments != fragments:
-                        self._fragments.append(number)
+                if not attributed and decoder.fragments != fragments:
+                    self._fragments.append(number)
+                decoder.completed = []
         except CaptureError:
             pass
 
@@ -194,9 +199,10 @@ class ConnectionFrames:
         streams = self._wanted(wanted)
         if not streams:
             return None
-        numbers = set(self._unattributed)
+        numbers: set[int] = set()
         for key, which in streams:
             numbers.update(self._connection_frames(key, which))
+            numbers.update(self._fragments_of.get((key, which), ()))
         fd, name = tempfile.mkstemp(prefix="secops-reread-", suffix=".pcapng")
         slots: list[int] = []
         with os.fdopen(fd, "wb") as out:
@@ -277,13 +283,28 @@ class ConnectionFrames:
 
 class _CountingDecoder(Decoder):
     """The decoder, counting the fragments it takes for reassembly (so that a payload read replays those frames
-    only: the others leave no state behind)."""
+    only: the others leave no state behind), and naming the frames of each datagram it completes."""
 
-    fragments = 0
+    def __init__(self) -> None:
+        super().__init__()
+        self.fragments = 0
+        self.number = 0  # the frame being decoded
+        self.completed: list[int] = []  # earlier frames of a datagram this frame completed
+        self._pending: dict[tuple, list[int]] = {}  # reassembly key -> frames of the datagram so far
 
     def _frag_add(self, key: tuple, ts: int, start: int, data: bytes, more: bool) -> bytes | None:
         self.fragments += 1
-        return super()._frag_add(key, ts, start, data, more)
+        entry = self.frags.get(key)
+        if entry is None or ts - entry.first > decoding.FRAG_TIMEOUT_NS:  # a new datagram (a stale one is dropped)
+            self._pending[key] = []
+            if len(self._pending) > 2 * decoding.FRAG_MAX:  # forget datagrams the decoder dropped unfinished
+                self._pending = {k: v for k, v in self._pending.items() if k in self.frags or k == key}
+        whole = super()._frag_add(key, ts, start, data, more)
+        if whole is None:
+            self._pending[key].append(self.number)
+        else:
+            self.completed += self._pending.pop(key)
+        return whole
 
 
 @dataclass

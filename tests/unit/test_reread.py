@@ -80,6 +80,31 @@ def test_payload_in_sequence_order_with_fragments_and_retransmissions(tmp_path: 
     assert stream_bytes(segments, (bytes([198, 18, 0, 1]), 41000), 1 << 20) == request
 
 
+def test_a_subset_carries_the_fragments_of_its_connections_only(tmp_path: Path):
+    """A datagram's earlier fragments go with the connection its last fragment completes; another connection's
+    fragments and an unfinished datagram stay out (every second look used to carry every fragment of the run)."""
+    def fragmented(sport: int, ts: float) -> list:
+        seg = _segment(CLIENT, SERVER, sport, 12345, "PA", 1, ts, b"GET /f HTTP/1.1\r\n" + b"x" * 100)
+        seg[IP].id = sport  # one datagram per connection
+        pieces = [eth() / piece for piece in fragment(seg[IP], fragsize=32)]
+        for i, p in enumerate(pieces):
+            p.time = ts + i / 1000
+        return pieces
+
+    wanted, other = fragmented(45000, 10.0), fragmented(46000, 10.5)
+    unfinished = fragmented(47000, 11.0)[:-1]
+    interleaved = [p for pair in zip(wanted, other, strict=True) for p in pair]
+    pcap = tmp_path / "frags.pcap"
+    wrpcap(str(pcap), interleaved + unfinished)
+    frames = ConnectionFrames(pcap)
+    subset = frames.subset([(Flow("tcp", CLIENT, 45000, SERVER, 12345, "0"), 10.0)])
+    assert subset is not None
+    try:
+        assert [round(ts_ns / 1e9, 3) for ts_ns, *_ in read_capture(subset.path)] == [round(p.time, 3) for p in wanted]
+    finally:
+        subset.close()
+
+
 def test_http_second_look_reads_a_capture_of_its_connections_only(tmp_path: Path, monkeypatch):
     """A response whose request was lost goes to the second look, which reads that connection's frames only,
     not the whole capture."""
