@@ -177,6 +177,11 @@ class ProcessFanout:
         return all(child is None or child.finished for child in self.children)
 
     @property
+    def tshark_frames(self) -> int:
+        """The most frames one child's tshark has been given (each holds its own)."""
+        return max((child.tshark_frames for child in self.running), default=0)
+
+    @property
     def running(self) -> list[ProcessRun]:
         return [child for child in self.children if child is not None]
 

@@ -5,9 +5,11 @@ traces the analyzers' thread took 12 s and the flow path 4 s, one after the othe
 tshark. For a large file the analyzers therefore run in a child process (``python -m
 collectors.protocols.deep_process NAME TSHARK``): the parent writes the selected frames to its standard input as it
 would to tshark's, and the child runs :class:`~collectors.protocols.stream.TsharkStdinRun` on them and writes one
-JSON line per message to its standard output: ``["d", document]``, ``["w", warning]``, or ``["e", [originator,
+JSON line per message to its standard output: ``["d", document]``, ``["w", warning]``, ``["e", [originator,
 responder, port, service, time]]`` for a connection an analyzer announced (FTP data, which the parent's pipeline
-claims). A reader thread in the parent turns the lines back into documents, warnings and announcements, in order.
+claims), or ``["f", [blocks read, of them given to tshark]]`` after each read of its input (the parent ends a run by
+its tshark's frames). A reader thread in the parent turns the lines back into documents, warnings and announcements,
+in order.
 
 A child costs about 0.2 s of CPU to start, so small files (a test trace) keep the analyzers in a thread
 (``collectors.ingest.DEEP_PROCESS_MIN_BYTES``), and so does the live sensor: its flow workers already keep every core
@@ -48,6 +50,7 @@ class ProcessRun(DocumentQueue):
     def __init__(self, name: str, tshark_path: str, warn: Warn, expected: ExpectedConnections | None = None) -> None:
         super().__init__(name, warn, expected)
         self._stderr: list[bytes] = []
+        self.reported: tuple[int, int] | None = None  # (blocks the child has read, of them given to tshark)
         self._inbox: queue.Queue[memoryview | None] = queue.Queue(maxsize=INBOX_PIECES)
         try:
             self._proc: subprocess.Popen | None = subprocess.Popen(
@@ -67,6 +70,12 @@ class ProcessRun(DocumentQueue):
         self._writer = threading.Thread(target=self._write_input, name="secops-deep-input", daemon=True)
         self._writer.start()
 
+    @property
+    def tshark_frames(self) -> int:
+        """Frames the child's tshark has been given, as last reported (the selected frames written until the
+        child reports: one without native readers gives it every frame)."""
+        return self.frames if self.reported is None else self.reported[1]
+
     def write(self, blocks: bytes, linktypes: tuple[int, ...], frames: int) -> None:
         data = memoryview(self.framed(blocks, linktypes, frames))
         if self.failed or self._proc is None:
@@ -82,6 +91,8 @@ class ProcessRun(DocumentQueue):
                 continue  # keep taking pieces: a writer never waits on a dead child
             try:
                 self._proc.stdin.write(piece)
+                if self._inbox.empty():  # nothing waiting: what is written reaches the child now
+                    self._proc.stdin.flush()
             except (BrokenPipeError, OSError, ValueError) as exc:  # the child died: its exit status says why
                 self.failed = True
                 self.warn(f"{self.name}: protocol metadata stopped: its process's input closed ({exc})")
@@ -122,6 +133,8 @@ class ProcessRun(DocumentQueue):
             self.docs.put(payload)
         elif kind == "w":
             self.warn(payload)
+        elif kind == "f":
+            self.reported = (payload[0], payload[1])
         elif kind == "e" and self.expected is not None:
             self.expected.expect(*payload)
 
@@ -154,10 +167,12 @@ def main(name: str, tshark_path: str) -> int:
     out = open(sys.stdout.fileno(), "wb", buffering=OUTPUT_BUFFER_BYTES, closefd=False)  # noqa: SIM115
     lock = threading.Lock()
 
-    def send(kind: str, payload: object) -> None:
+    def send(kind: str, payload: object, flush: bool = False) -> None:
         line = orjson.dumps([kind, payload]) + b"\n"
         with lock:
             out.write(line)
+            if flush:
+                out.flush()
 
     run = TsharkStdinRun(name, tshark_path, lambda msg: send("w", msg), _Announcements(send))
 
@@ -168,8 +183,12 @@ def main(name: str, tshark_path: str) -> int:
     sender = threading.Thread(target=forward, name="secops-deep-send", daemon=True)
     sender.start()
     stdin = sys.stdin.fileno()
+    reported = None
     while data := os.read(stdin, READ_BYTES):  # interface and packet blocks: the run writes the header itself
         run.feed(data)
+        if run.native is not None and (count := (run.native.blocks, run.tshark_frames)) != reported:
+            send("f", count, flush=True)  # the parent ends the run when this tshark has read enough
+            reported = count
     run.end_input()
     if run.finished:  # tshark never started: no reader thread will end the queue
         run.docs.put(_DONE)

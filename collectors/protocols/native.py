@@ -18,6 +18,7 @@ printed. Damage is counted and reported once per run, never raised.
 from __future__ import annotations
 
 import struct
+from array import array
 from collections.abc import Callable, Iterable, Iterator
 
 from collectors.conn import ip_str
@@ -66,7 +67,7 @@ class NativeFrames:
         self.tcp = TcpNative(name, warn, expected) if tcp else None
         self.frames = 0  # DNS frames taken out of tshark's input
         self.blocks = 0  # packet blocks seen
-        self.taken_at: list[int] = []  # number (from 1, in this stream) of each frame taken out, ascending
+        self.taken_at = array("I")  # number (from 1, in this stream) of each frame taken out, ascending
         self._linktypes: list[int] = []
         self._carry = b""
         self._broken = False  # the stream stopped parsing as pcapng blocks: everything goes to tshark

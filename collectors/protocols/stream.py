@@ -6,10 +6,12 @@ while the flow path goes on (tshark dissects on the other core), and collects th
 queue that the caller drains between blocks (``ready``) and at the end of the file (``close``).
 
 Why not one tshark for the whole run: tshark keeps per-frame, reassembly and conversation state for everything it
-has read (about 1.3 KB per selected frame here), so a process that lived as long as a sensor would grow without
-bound. A tshark run therefore ends with its capture file or after ``FRAMES_PER_RUN`` selected frames (each of a
-large file's analyzer processes, ``deep_fanout``, counts its own), whichever comes first, and the next frames start
-a new one: memory follows the frames in flight, not the file. (A flow whose frames straddle such a cut is analysed
+has read (about 1.3 KB per frame it read here), so a process that lived as long as a sensor would grow without
+bound. A tshark run therefore ends with its capture file or once a tshark of it has read ``FRAMES_PER_RUN`` frames
+(each of a large file's analyzer processes, ``deep_fanout``, has its own tshark and reports its count), whichever
+comes first, and the next frames start a new one: memory follows the frames in flight, not the file. Frames read
+natively do not count (their readers' state is bounded by connection timeouts), only up to
+``SELECTED_PER_RUN`` of them. (A flow whose frames straddle such a cut is analysed
 in two parts, as one straddling two files is.) The frames tshark reads are also teed to a spool file, from which a
 module's second look (HTTP's after incomplete exchanges, TLS's on odd ports) takes the frames of the connections it
 needs (``collectors.protocols.reread``); it is removed when the run ends.
@@ -55,7 +57,10 @@ _DONE = object()
 
 NATIVE = True  # read DNS/mDNS/LLMNR over UDP here instead of in tshark (False: tshark reads every frame)
 NATIVE_TCP = True  # with NATIVE: read FTP control, HTTP/1.x and TLS connections here too (``native_tcp``)
-FRAMES_PER_RUN = 131_072  # selected frames one tshark run reads at most (about 170 MB of tshark memory)
+FRAMES_PER_RUN = 131_072  # frames one tshark of a run reads at most (about 170 MB of tshark memory)
+# selected frames a run takes at most, native ones included (on 1M real-trace packets a third of the selected frames
+# reach tshark: counting them all cut the file into twice the runs, each costing tshark and second-look starts)
+SELECTED_PER_RUN = 8 * FRAMES_PER_RUN
 
 
 class MetadataStream:
@@ -72,7 +77,7 @@ class MetadataStream:
         self.warn = warn
         self.expected = expected
         self.frames_per_run = frames_per_run
-        self._run_frames = frames_per_run  # selected frames the current run takes
+        self.selected_per_run = frames_per_run * SELECTED_PER_RUN // FRAMES_PER_RUN
         self.runs = 0
         self._run: TsharkStdinRun | ProcessFanout | None = None
         self._ending: TsharkStdinRun | ProcessFanout | None = None  # the previous run, finishing its input
@@ -89,14 +94,10 @@ class MetadataStream:
             if self.own_process:
                 from collectors.protocols.deep_fanout import ProcessFanout
                 self._run = ProcessFanout(name, self.tshark_path, self.warn, self.expected)
-                # the children share the run's frames: each tshark still holds about ``frames_per_run``, and a file
-                # costs fewer tshark starts (0.3 s of CPU each, second looks included)
-                self._run_frames = self.frames_per_run * len(self._run.children)
             else:
                 self._run = TsharkStdinRun(name, self.tshark_path, self.warn, self.expected)
-                self._run_frames = self.frames_per_run
         self._run.write(blocks, linktypes, frames)
-        if self._run.frames >= self._run_frames:
+        if self._run.tshark_frames >= self.frames_per_run or self._run.frames >= self.selected_per_run:
             self._end_previous()
             self._run.end_input()
             self._ending, self._run = self._run, None
@@ -206,6 +207,11 @@ class TsharkStdinRun(DocumentQueue):
         self.native = NativeFrames(name, warn, expected, NATIVE_TCP) if NATIVE else None
 
     # -- input ---------------------------------------------------------------------------------------
+    @property
+    def tshark_frames(self) -> int:
+        """Frames given to tshark so far."""
+        return self.frames if self.native is None else self.native.blocks - len(self.native.taken_at)
+
     def write(self, blocks: bytes, linktypes: tuple[int, ...], frames: int) -> None:
         self.feed(self.framed(blocks, linktypes, frames))
 

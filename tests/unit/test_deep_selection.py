@@ -211,29 +211,47 @@ def test_without_tshark_connections_and_services_remain(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("own_process", [False, True], ids=["thread", "process"])
-def test_tshark_runs_are_bounded_by_frames(own_process: bool) -> None:
-    """A run ends after ``frames_per_run`` selected frames and the next frames start a new tshark (memory
-    follows the frames in flight) while the previous one finishes; cut between the flows of a capture, the runs
-    give the whole file's documents, with the analyzers in a thread or in processes of their own."""
+def test_tshark_runs_are_bounded_by_the_frames_tshark_reads(own_process: bool) -> None:
+    """A run ends once its tshark has read ``frames_per_run`` frames and the next frames start a new tshark
+    (memory follows the frames in flight) while the previous one finishes; frames read natively do not count
+    toward it. Cut between the flows of a capture, the runs give the whole file's documents, with the analyzers
+    in a thread or in processes of their own (which report their tshark's count)."""
     import struct as _struct
+    import time
 
     from collectors.protocols.stream import MetadataStream
 
-    capture = TESTDATA / "zeek" / "traces" / "dns-txt-multiple.pcap"
-    http = TESTDATA / "zeek" / "traces" / "http" / "get.pcap"
-    _, sel, links = select("native", [capture, http])
-    blocks, pos = [], len(stream_header()) + len(links) * len(interface_block(1))
-    while pos < len(sel):
-        (length,) = _struct.unpack_from("<I", sel, pos + 4)
-        blocks.append(sel[pos:pos + length])
-        pos += length
+    traces = TESTDATA / "zeek" / "traces"
+    # DHCP (tshark's), HTTP (read natively), DHCP again: a run of as many frames as DHCP has ends after its last
+    # frame; the second takes HTTP's and DHCP's (counting every selected frame, it ended in DHCP's and made three)
+    captures = [traces / "dhcp" / "dhcp.pcap", traces / "http" / "get.pcap", traces / "dhcp" / "dhcp.pcap"]
+    def packet_blocks(files: list[Path]) -> tuple[list[bytes], tuple[int, ...]]:
+        _, sel, links = select("native", files)
+        out, pos = [], len(stream_header()) + len(links) * len(interface_block(1))
+        while pos < len(sel):
+            (length,) = _struct.unpack_from("<I", sel, pos + 4)
+            out.append(sel[pos:pos + length])
+            pos += length
+        return out, links
+
+    blocks, links = packet_blocks(captures)
+    per_run = len(packet_blocks(captures[:1])[0])
     warnings: list[str] = []
-    stream = MetadataStream("two files", "tshark", warnings.append, frames_per_run=2, own_process=own_process)
-    docs = []
+    stream = MetadataStream("files", "tshark", warnings.append, frames_per_run=per_run, own_process=own_process)
+    docs, runs_at, in_run = [], [], 0
     for block in blocks:
+        runs = stream.runs
         stream.write(block, links, 1)
+        in_run = 1 if stream.runs != runs else in_run + 1
+        if own_process and stream._run is not None:  # wait until the children report every block of the run
+            deadline = time.monotonic() + 30
+            while sum(c.reported[0] for c in stream._run.running if c.reported) < in_run \
+                    and time.monotonic() < deadline:
+                time.sleep(0.01)
+        runs_at.append(stream.runs)
         docs += stream.ready()
     docs += stream.close()
-    assert stream.runs >= 2 and not warnings
-    whole = [*extract_metadata(capture), *extract_metadata(http)]
-    assert sorted(d["_id"] for d in docs) == sorted(d["_id"] for d in whole)
+    whole = [doc for capture in captures for doc in extract_metadata(capture)]
+    assert sorted(d["_id"] for d in docs) == sorted(d["_id"] for d in whole) and not warnings
+    # a child's count reaches the parent after the write that made it: its run ends one write later
+    assert stream.runs == 2 and runs_at.count(1) == per_run + own_process
