@@ -66,9 +66,9 @@ class Iec104Analyzer(Analyzer):
                 "secops.iec104.common_address": addrs[i] if i < len(addrs) else None,
                 "secops.iec104.is_command": is_command(type_id),
             }
-            yield self.document(flow, pkt.ts, ("iec104", pkt.number, i), fields, self.SERVICE)
+            yield self.document(flow, pkt.ts, ("iec104", pkt.place, i), fields, self.SERVICE)
         utypes = [to_int(u) for u in pkt.values("iec60870_104.utype")]
         for j, utype in enumerate(u for u in utypes if u is not None):
             fields = {"secops.iec104.apdu_type": "U", "secops.iec104.type": U_FUNCTIONS.get(utype, f"U-{utype}"),
                       "secops.iec104.is_command": False}
-            yield self.document(flow, pkt.ts, ("iec104-u", pkt.number, j), fields, self.SERVICE)
+            yield self.document(flow, pkt.ts, ("iec104-u", pkt.place, j), fields, self.SERVICE)

@@ -67,4 +67,4 @@ class ModbusAnalyzer(Analyzer):
                 "secops.modbus.is_write": (raw & 0x7F) in WRITES,
                 "event.outcome": "failure" if raw & 0x80 else None,
             }
-            yield self.document(flow, pkt.ts, ("modbus", pkt.number, i), fields, self.SERVICE)
+            yield self.document(flow, pkt.ts, ("modbus", pkt.place, i), fields, self.SERVICE)

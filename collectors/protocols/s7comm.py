@@ -96,4 +96,4 @@ class S7commAnalyzer(Analyzer):
                 fields["secops.s7comm.error_class"] = ERROR_CLASSES.get(errcls, f"0x{errcls:02x}")
                 fields["secops.s7comm.error_code"] = f"0x{to_int(pkt.first('s7comm.header.errcod'), 0):02x}"
         fields.setdefault("secops.s7comm.is_program_change", False)
-        yield self.document(flow, pkt.ts, ("s7comm", pkt.number), fields, self.SERVICE)
+        yield self.document(flow, pkt.ts, ("s7comm", pkt.place), fields, self.SERVICE)

@@ -155,7 +155,7 @@ class SmbAnalyzer(Analyzer):
                 "event.action": name,
             }
             protocol = ["smb", "dce_rpc"] if over_smb else "dce_rpc"
-            yield self.document(flow, pkt.ts, ("dce_rpc", pkt.number, i), fields, protocol)
+            yield self.document(flow, pkt.ts, ("dce_rpc", pkt.place, i), fields, protocol)
 
     def emit(self, rec: SmbCommand) -> Doc:
         rec.fields["secops.smb.command"] = rec.command

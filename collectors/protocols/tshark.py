@@ -32,7 +32,7 @@ Warn = Callable[[str], None]
 BASE_FIELDS = (
     "frame.number", "frame.time_epoch", "frame.protocols", "eth.src", "eth.dst",
     "ip.src", "ip.dst", "ipv6.src", "ipv6.dst",
-    "tcp.srcport", "tcp.dstport", "tcp.stream", "udp.srcport", "udp.dstport", "udp.stream",
+    "tcp.srcport", "tcp.dstport", "tcp.stream", "tcp.seq_raw", "udp.srcport", "udp.dstport", "udp.stream",
 )
 
 # tshark preferences that make its output deterministic and Zeek-like: no name resolution,
@@ -89,6 +89,14 @@ class Packet:
     @property
     def number(self) -> int:
         return self.int("frame.number", 0) or 0
+
+    @property
+    def place(self) -> str:
+        """Where the frame is in its connection, for document ids: the same whichever frames were selected and
+        however a capture was cut into runs or chunks (frame numbers count the run's frames). For TCP, who sent it
+        and its raw sequence number; otherwise the frame number."""
+        seq = self.first("tcp.seq_raw")
+        return f"{self.first('tcp.srcport')}:{seq}" if seq is not None else str(self.number)
 
 
 def to_int(text: str | None, default: int | None = None) -> int | None:

@@ -198,6 +198,26 @@ def test_connections_ship_while_the_file_is_still_being_read(tmp_path: Path) -> 
         assert first_conn_at and first_conn_at[0] < total, engine
 
 
+@pytest.mark.parametrize("capture", [
+    "attacks/ics/modbus/fuzz-72.pcap", "zeek/traces/modbus/modbus-and-non-modbus-p502.pcap",
+    "attacks/ics/s7comm/snap7.pcap",
+    "attacks/lateral-movement/empire_psexec_dcerpc_tcp_svcctl_WORKSTATION5_2020-09-20121608.pcap",
+])
+def test_ics_and_dce_rpc_ids_are_the_same_from_the_selected_frames_as_from_the_whole_capture(capture: str) -> None:
+    """Those records were named by frame number, which counts the frames tshark was given: an ingest (the frames
+    the analyzers need only), a live sensor's chunks and a read of the whole capture gave one PDU three ids, so a
+    re-ingest of captured traffic duplicated them. A TCP PDU is now named by its sender and sequence number."""
+    path = TESTDATA / capture
+    datasets = {"secops.modbus", "secops.s7comm", "secops.iec104", "secops.smb"}
+    docs: list[dict] = []
+    pipe = Pipeline(docs.append)
+    pipe.process_file(path)
+    pipe.finish()
+    ingested = sorted(d["_id"] for d in docs if d["event"]["dataset"] in datasets)
+    assert ingested
+    assert ingested == sorted(d["_id"] for d in extract_metadata(path) if d["event"]["dataset"] in datasets)
+
+
 def test_without_tshark_connections_and_services_remain(tmp_path: Path) -> None:
     warnings: list[str] = []
     docs: list[dict] = []
