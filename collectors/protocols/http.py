@@ -21,13 +21,12 @@ by ``make_doc`` (the document lists the cut fields in ``secops.truncated``, a wa
 ``MAX_PENDING`` requests wait per connection, at most ``MAX_RECORDS_PER_FLOW`` records come from
 one connection, idle connections are swept by ``expire``.
 
-Second look: tshark reports a message only once its body is reassembled, and it recognises HTTP
-on unregistered ports only by a heuristic on single segments. Connections left with unanswered
-requests (response lost in a gap) or with responses nobody asked for (request on an odd port)
-are read again in one more tshark pass, with body reassembly off and HTTP decoded on the server
-ports; streams are selected here (a set lookup per packet, linear in the capture) and the pass
-stops after ``SECOND_LOOK_SECONDS``. Body sizes then come from Content-Length (Zeek also counts
-bytes lost in gaps).
+Second look: tshark reports a message only once its body is reassembled, and it recognises HTTP on unregistered
+ports only by a heuristic on single segments. Connections left with unanswered requests (response lost in a gap) or
+with responses nobody asked for (request on an odd port) are read again at the end of the run from their payload
+(``ConnectionFrames.tcp_payloads``: that connection's frames only) by the native reader, and the reading with more
+complete exchanges is kept per connection. (This was one more tshark pass, with body reassembly off and HTTP decoded
+on the server ports: a tshark start, 0.3 s of CPU, per run.)
 """
 
 from __future__ import annotations
@@ -35,7 +34,6 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -55,14 +53,13 @@ from collectors.protocols.base import (
 )
 from collectors.protocols.http_wire import LOST, STATUS_LINE, Message, MessageReader, WireStats
 from collectors.protocols.reread import Wanted, directions
-from collectors.protocols.tshark import BASE_FIELDS, Packet, TsharkRun, build_command, run_tshark, to_int
+from collectors.protocols.tshark import Packet, to_int
 from secops.ecs import put
 
 MAX_PENDING = 100  # requests waiting for their response on one connection; older ones are logged
 MAX_RECORDS_PER_FLOW = 10_000  # records from one connection; the rest are counted and dropped
 MAX_ORPHANS = 20_000  # responses kept for the second look; more are logged as they come
 IDLE_TIMEOUT = 300.0  # seconds of capture time: Zeek's tcp_inactivity_timeout
-SECOND_LOOK_SECONDS = 120.0
 MAX_NATIVE_STREAMS = 256  # connections tshark did not parse as HTTP that are read here instead
 MAX_NATIVE_BYTES = 1 << 20  # payload bytes per direction read for them
 # first bytes of an HTTP message tshark left unparsed (HTTP/0.9, a lower-case status line, a request
@@ -218,8 +215,7 @@ class HttpAnalyzer(Analyzer):
         super().__init__(warn, context)
         self.state: dict[tuple[str, str], FlowState] = {}
         self.orphans: list[Exchange] = []  # responses without a request, kept for the second look
-        self.lengths_from_headers = False  # set for the second look (bodies not reassembled)
-        self.done: list[Exchange] | None = None  # second look: keep exchanges instead of emitting
+        self.done: list[Exchange] | None = None  # a payload read (``parse_exchanges``): keep exchanges, emit none
         self.dropped_records = 0
         self.native: dict[str, Wanted] = {}  # streams whose messages tshark left unparsed (flow, time seen)
 
@@ -249,7 +245,7 @@ class HttpAnalyzer(Analyzer):
                 continue
             header = tshark_headers(pkt, index, len(responses))
             yield from self.answer(st, pkt.ts, code, phrase, header,
-                                   lambda i=index: self._body(pkt, i, len(responses)), lambda: message_bytes(pkt))
+                                   lambda i=index: body_length(pkt, i, len(responses)), lambda: message_bytes(pkt))
 
     # -- the pairing both readers share (tshark's packets, messages read natively) ------------------------
     def request(self, st: FlowState, ts: float, method: str, uri: str | None, version: str | None,
@@ -321,8 +317,6 @@ class HttpAnalyzer(Analyzer):
 
     def _note_unparsed(self, pkt: Packet) -> None:
         """A segment that starts like an HTTP message tshark did not parse (the filter's last clause)."""
-        if self.lengths_from_headers:
-            return
         flow = flow_of(pkt, True)
         if flow is None or flow.transport != "tcp" or not flow.stream.isdigit() or flow.stream in self.native:
             return
@@ -341,12 +335,6 @@ class HttpAnalyzer(Analyzer):
             return
         yield self.emit(ex)
 
-    def _body(self, pkt: Packet, index: int = 0, count: int = 1) -> int:
-        if self.lengths_from_headers:
-            declared = to_int(_per_message_reader(pkt, index, count)("http.content_length"))
-            if declared is not None:
-                return declared
-        return body_length(pkt, index, count)
 
     def _request(self, pkt: Packet) -> Iterable[Doc]:
         """Every request of the frame (pipelined requests share segments)."""
@@ -359,7 +347,7 @@ class HttpAnalyzer(Analyzer):
         for index, (method, uri_text, version_text) in enumerate(lines):
             yield from self.request(st, pkt.ts, method or "", uri_text, version_text,
                                     tshark_headers(pkt, index, len(lines)),
-                                    lambda i=index: self._body(pkt, i, len(lines)))
+                                    lambda i=index: body_length(pkt, i, len(lines)))
 
     def emit(self, ex: Exchange) -> Doc:
         version = (ex.version or "").removeprefix("HTTP/") or None
@@ -397,7 +385,7 @@ class HttpAnalyzer(Analyzer):
         idle = [key for key, st in self.state.items() if st.last_ts < now - IDLE_TIMEOUT]
         for key in idle:
             st = self.state.pop(key)
-            if st.open and self.context is not None and not self.lengths_from_headers \
+            if st.open and self.context is not None \
                     and len(self.orphans) + len(st.open) <= MAX_ORPHANS:
                 for ex in st.open:  # the second look may still find their responses
                     ex.flow_logged = st.records > 0
@@ -413,7 +401,7 @@ class HttpAnalyzer(Analyzer):
         rest = [ex for st in self.state.values() for ex in st.open] + self.orphans
         self.state.clear()
         self.orphans = []
-        if rest and self.context is not None and not self.lengths_from_headers:
+        if rest and self.context is not None:
             rest = self._second_look(rest)
         if self.native and self.context is not None:
             rest = self._prefer_better(rest, self._native_look(self.native), set(self.native))
@@ -426,49 +414,17 @@ class HttpAnalyzer(Analyzer):
             self.warn(f"http: {self.dropped_records} record(s) beyond {MAX_RECORDS_PER_FLOW} per connection dropped")
 
     def _second_look(self, rest: list[Exchange]) -> list[Exchange]:
-        """Re-read the connections of incomplete exchanges; keep the better result per stream.
-
-        One tshark pass over a capture of those connections only (``ConnectionFrames.subset``), whatever their
-        number: HTTP decoded on their server ports, bodies not reassembled.
-        """
-        assert self.context is not None
+        """Re-read the connections of incomplete exchanges from their payload (``_native_look``); keep the better
+        result per stream. (A tshark pass over them cost a tshark start, 0.3 s of CPU, per run.)"""
         by_stream: dict[str, list[Exchange]] = {}
         for ex in rest:
             by_stream.setdefault(ex.flow.stream, []).append(ex)
         # streams that already produced records keep their leftovers (re-reading would duplicate)
-        wanted = [(exs[0].flow, min(ex.ts for ex in exs)) for exs in by_stream.values()
-                  if exs[0].flow.transport == "tcp" and exs[0].flow.stream.isdigit()
-                  and not any(ex.flow_logged for ex in exs)]
-        subset = self.context.frames.subset(wanted) if wanted else None
-        if subset is None:
+        wanted = {stream: (exs[0].flow, min(ex.ts for ex in exs)) for stream, exs in by_stream.items()
+                  if exs[0].flow.transport == "tcp" and stream.isdigit() and not any(ex.flow_logged for ex in exs)}
+        if not wanted:
             return rest
-        streams = set(subset.streams.values())
-        ports = sorted({ex.flow.resp_p for ex in rest if ex.method is None and ex.flow.stream in streams})
-        options = ["-o", "http.desegment_body:FALSE"]
-        for port in ports[:64]:
-            options += ["-d", f"tcp.port=={int(port)},http"]
-        cmd = build_command(self.context.tshark, subset.path, "http.request or http.response",
-                            list(dict.fromkeys(BASE_FIELDS + self.FIELDS)), options)
-        again = HttpAnalyzer(self.warn)
-        again.lengths_from_headers, again.done = True, []
-        deadline = time.monotonic() + SECOND_LOOK_SECONDS
-        try:
-            for pkt in run_tshark(cmd, TsharkRun(), lambda m: self.warn(f"http second look: {m}")):
-                if "http" in pkt.protocols:
-                    for _ in again.handle(pkt):
-                        pass  # nothing is emitted: exchanges are collected in again.done
-                if time.monotonic() > deadline:
-                    self.warn(f"http second look stopped after {SECOND_LOOK_SECONDS:.0f} s")
-                    break
-        finally:
-            subset.close()
-        found = []
-        for ex in [*again.done, *(e for st in again.state.values() for e in st.open), *again.orphans]:
-            flow = subset.remap(ex.flow, ex.ts)
-            if flow is not None:
-                ex.flow = flow
-                found.append(ex)
-        return self._prefer_better(rest, found, streams)
+        return self._prefer_better(rest, self._native_look(wanted), set(wanted))
 
     @staticmethod
     def _prefer_better(old: list[Exchange], new: list[Exchange], streams: set[str]) -> list[Exchange]:

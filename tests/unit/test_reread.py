@@ -105,10 +105,10 @@ def test_a_subset_carries_the_fragments_of_its_connections_only(tmp_path: Path):
         subset.close()
 
 
-def test_http_second_look_reads_a_capture_of_its_connections_only(tmp_path: Path, monkeypatch):
-    """A response whose request was lost goes to the second look, which reads that connection's frames only,
-    not the whole capture."""
-    import collectors.protocols.http as http
+def test_http_second_look_reads_the_payload_of_its_connections_only(tmp_path: Path, monkeypatch):
+    """A response whose request was lost goes to the second look, which reads that connection's payload only (not
+    the whole capture) with the native reader."""
+    import collectors.protocols.reread as reread
 
     noise = [_segment("198.18.1.1", "198.18.1.2", 50000 + i, 9999, "PA", 1, 50.0 + i, b"x" * 40) for i in range(200)]
     odd = _connection(43000, 1, 100.0, b"GET /lost HTTP/1.1\r\nHost: b\r\n\r\n",
@@ -117,16 +117,16 @@ def test_http_second_look_reads_a_capture_of_its_connections_only(tmp_path: Path
     pcap = tmp_path / "lost.pcap"
     wrpcap(str(pcap), noise + odd)
     read: list[int] = []
-    original = http.run_tshark
+    original = reread.read_places
 
-    def counting(cmd, run, warn):
-        read.append(sum(1 for _ in read_capture(Path(cmd[cmd.index("-r") + 1]))))
-        return original(cmd, run, warn)
+    def counting(path, places):
+        read.append(len(places))
+        return original(path, places)
 
-    monkeypatch.setattr(http, "run_tshark", counting)
+    monkeypatch.setattr(reread, "read_places", counting)
     docs = [d for d in extract_metadata(pcap) if d["event"]["dataset"] == "secops.http"]
     assert [d["http"]["response"]["status_code"] for d in docs] == [200]
-    assert read == [len(odd)]  # one second look, over the 7 frames of that connection, not the 207 of the capture
+    assert read == [len(odd)]  # one read, of the 7 frames of that connection, not the 207 of the capture
 
 
 def test_the_capture_is_scanned_once_and_later_looks_read_their_frames_only(tmp_path: Path, monkeypatch):

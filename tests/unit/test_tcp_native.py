@@ -46,14 +46,16 @@ REQUEST_TS = ("a request spanning several segments (a POST body, headers cut in 
 DPD = ("the first payload is an HTTP request, so the connection is read as HTTP on any port (Zeek's DPD, "
        "the flow path's detection); tshark dissects port 22 as SSH and logs no HTTP record but an SSH one, from "
        "the server's banner (Zeek's conn.log names no service: the two sides' protocols differ)")
-# Differences the test expects, by capture: (reason, what is taken out before the documents must be equal).
+# Differences the test expects, by capture: (reason, what is taken out before the documents must be equal). The
+# tshark path's second look at exchanges tshark left incomplete reads their payload with the native reader too (a
+# tshark pass over them cost a tshark start per run), so those connections agree on both paths (gtp1_gn_normal_incl_
+# fragmentation.pcap: tshark lost a request in a fragmented tunnel, and the second look finds it).
 KNOWN_DIFFERENCES: dict[str, tuple[str, str]] = {
     "empire_psexec_dcerpc_tcp_svcctl_WORKSTATION5_2020-09-20121608.pcap": (REQUEST_TS, "http-ts"),
     "empire_smbexec_dcerpc_smb_svcctl_WORKSTATION5_2020-09-20025716.pcap": (REQUEST_TS, "http-ts"),
     "100-continue.pcap": (REQUEST_TS, "http-ts"),
     "missing-zlib-header.pcap": (REQUEST_TS, "http-ts"),
     "multipart-form-data.pcap": (REQUEST_TS, "http-ts"),
-    "gtp1_gn_normal_incl_fragmentation.pcap": (REQUEST_TS, "http-ts"),
     "http-to-ssh.pcap": (DPD, "http-on-22"),
 }
 
