@@ -34,9 +34,10 @@ from collectors.protocols.base import (
     sender_is_orig,
 )
 from collectors.protocols.ja4 import ja4
-from collectors.protocols.reread import Wanted
+from collectors.protocols.reread import Wanted, endpoint
+from collectors.protocols.tcp_reassembly import Direction
 from collectors.protocols.tls_heartbeat import HEARTBEAT, Heartbeats
-from collectors.protocols.tshark import BASE_FIELDS, Packet, TsharkRun, build_command, run_tshark, to_int
+from collectors.protocols.tshark import Packet, to_int
 
 CLIENT_HELLO, SERVER_HELLO, CERTIFICATE, SERVER_KEY_EXCHANGE = 1, 2, 11, 12
 CCS, ALERT, HANDSHAKE, APP_DATA = 20, 21, 22, 23
@@ -56,7 +57,6 @@ UNDECODED_HELLO = "tcp.payload[0:2] == 16:03 and tcp.payload[5] == 1 and !tls"
 # tells who opened the flow, which is how Zeek orients the DTLS session's connection
 STUN_BINDING_REQUEST = "stun.type == 0x0001"
 MAX_UDP_OPENERS = 65_536
-MAX_SECOND_LOOK_PORTS = 64  # server ports re-read with TLS forced on (one tshark pass in all)
 ALERTS = {
     0: "close_notify", 10: "unexpected_message", 20: "bad_record_mac", 21: "decryption_failed",
     22: "record_overflow", 30: "decompression_failure", 40: "handshake_failure", 41: "no_certificate",
@@ -336,34 +336,35 @@ class TlsAnalyzer(Analyzer):
         self.report_cuts()
 
     def _second_look(self) -> list[Session]:
-        """Read the connections of undecoded ClientHellos again, with TLS decoded on their server ports (one
-        tshark pass over a capture of those connections only)."""
+        """Read the connections of undecoded ClientHellos again from their payload with the native TLS reader:
+        each direction from its first TLS record (the client's from that ClientHello on, the server's from its
+        first record after it), in capture order, through this module's state machine. (This was a tshark pass
+        with TLS decoded on their server ports: a tshark start, 0.3 s of CPU, per run.)"""
+        from collectors.protocols.tls_wire import Frame, TlsConnection, TlsStats, frame_packet  # imports this module
+
         assert self.context is not None
-        subset = self.context.frames.subset(self.undecoded.values())
-        if subset is None:
-            return []
-        asked = set(subset.streams.values())
-        ports = sorted({flow.resp_p for flow, _ in self.undecoded.values() if flow.stream in asked})
-        if len(ports) > MAX_SECOND_LOOK_PORTS:
-            self.warn(f"tls second look: {len(ports)} server ports, first {MAX_SECOND_LOOK_PORTS} re-read")
-            ports = ports[:MAX_SECOND_LOOK_PORTS]
-        options = [opt for port in ports for opt in ("-d", f"tcp.port=={int(port)},tls")]
-        columns = ",".join(f'"{title}","{fmt}"' for title, fmt in self.COLUMNS)
-        options += ["-o", "gui.column.format:" + columns]
-        cmd = build_command(self.context.tshark, subset.path, "tls",
-                            list(dict.fromkeys(BASE_FIELDS + self.FIELDS)), options)
-        again = TlsAnalyzer(self.warn)
-        try:
-            for pkt in run_tshark(cmd, TsharkRun(), lambda m: self.warn(f"tls second look: {m}")):
-                if "tls" in pkt.protocols:
-                    for _ in again.handle(pkt):
-                        pass  # established sessions stay in again.sessions (emitted here, from the main pass)
-        finally:
-            subset.close()
-        found: list[Session] = []
-        for s in again.sessions.values():
-            flow = subset.remap(s.flow, s.ts)
-            if flow is not None and (s.version is not None or s.sni is not None):
-                s.flow = flow
-                found.append(s)
-        return found
+        payloads = self.context.frames.tcp_payloads(self.undecoded.values())
+        again, stats = TlsAnalyzer(self.warn), TlsStats()
+        for stream, (flow, hello_ts) in self.undecoded.items():
+            client = endpoint(flow.orig_h, flow.orig_p)  # the ClientHello's sender
+            conn, sides = TlsConnection(stats), {}
+            for seg in payloads.get(stream, ()):
+                from_client = seg.sender == client
+                side = sides.get(from_client)
+                if side is None:
+                    head = seg.payload[:6]
+                    starts = len(head) == 6 and head[1] == 3 and (
+                        head[0] == HANDSHAKE and head[5] == CLIENT_HELLO and seg.ts >= hello_ts
+                        if from_client else True in sides and CCS <= head[0] <= HEARTBEAT)
+                    if not starts:
+                        continue
+                    side = sides[from_client] = Direction()
+                    side.next_seq = seg.seq
+                frame = Frame()
+                for chunk in side.add(seg.seq, seg.payload):
+                    conn.feed(from_client, chunk, frame)
+                ends = (flow.orig_h, flow.resp_h, flow.orig_p, flow.resp_p) if from_client else (
+                    flow.resp_h, flow.orig_h, flow.resp_p, flow.orig_p)
+                for _ in again.handle(frame_packet(frame, seg.ts, *ends, stream)):
+                    pass  # established sessions stay in again.sessions (emitted here, from the main pass)
+        return [s for s in again.sessions.values() if s.version is not None or s.sni is not None]
