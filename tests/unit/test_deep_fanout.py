@@ -119,7 +119,7 @@ def _blocks(data: bytes) -> list[bytes]:
 
 def test_children_together_give_the_documents_of_one_process(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Shared captures between several pairs of hosts through two children and through one: the same documents,
-    and both children had frames to read."""
+    both children had frames to read, and the main process did not walk the selection (the core routed it)."""
     merged = tmp_path / "several-pairs.pcapng"
     subprocess.run(["mergecap", "-w", str(merged), *map(str, CAPTURES)], check=True)
     paths = [merged]
@@ -131,8 +131,12 @@ def test_children_together_give_the_documents_of_one_process(monkeypatch: pytest
         start(self, name, *args)
 
     monkeypatch.setattr(deep_process.ProcessRun, "__init__", counted)
+    splits: list[int] = []
+    split = HostPairRouter.split
+    monkeypatch.setattr(HostPairRouter, "split", lambda self, *a: splits.append(1) or split(self, *a))
     two, _ = ingest(paths, own_process=True)
     children = len(started)
+    assert not splits  # the native core routed the selection as it selected it
     monkeypatch.setattr(deep_fanout, "DEEP_PROCESSES", 1)
     one, _ = ingest(paths, own_process=True)
     assert sorted(two, key=lambda d: d["_id"]) == sorted(one, key=lambda d: d["_id"])
