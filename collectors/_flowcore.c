@@ -1404,25 +1404,35 @@ static inline uint32_t rd32le(const u8 *b) {
 
 static inline int is_dhcp_port(int p) { return p == 67 || p == 68 || p == 546 || p == 547; }
 
-/* deep_fanout.ip_offset: the outermost IP header's offset and ethertype (0x0800 / 0x86DD), or 0. */
+/* deep_fanout.ip_offset: the ethertype (0x0800 / 0x86DD) of the outermost IP header of the frame b[0:end] and
+ * its offset in *off, where it is at a place read here (as the decoder's link types); else 0. */
 static int route_ip_offset(int linktype, const u8 *b, Py_ssize_t end, Py_ssize_t *off) {
-    int etype = 0;
-    if (linktype == 1) {
-        if (end < 14) return 0;
-        Py_ssize_t o = 14;
-        etype = rd16(b + 12);
-        while ((etype == 0x8100 || etype == 0x88A8 || etype == 0x9100) && end - o >= 4) etype = rd16(b + o + 2), o += 4;
-        *off = o;
-    } else if (linktype == 113 && end >= 16) {
-        *off = 16, etype = rd16(b + 14);
-    } else if (linktype == 276 && end >= 20) {
-        *off = 20, etype = rd16(b);
-    } else if (linktype == 101 || linktype == 12 || linktype == 14 || linktype == 228 || linktype == 229 ||
-               linktype == 0 || linktype == 108) {
-        Py_ssize_t o = linktype == 0 || linktype == 108 ? 4 : 0;
-        int version = o < end ? b[o] >> 4 : 0;
-        *off = o, etype = version == 4 ? 0x0800 : version == 6 ? 0x86DD : 0;
+    int etype = 0, version;
+    Py_ssize_t o = 0;
+    switch (linktype) {
+        case 1:
+            if (end < 14) return 0;
+            etype = rd16(b + 12), o = 14;
+            while ((etype == 0x8100 || etype == 0x88A8 || etype == 0x9100) && end - o >= 4)
+                etype = rd16(b + o + 2), o += 4;
+            break;
+        case 113:
+            if (end < 16) return 0;
+            etype = rd16(b + 14), o = 16;
+            break;
+        case 276:
+            if (end < 20) return 0;
+            etype = rd16(b), o = 20;
+            break;
+        case 0: case 108: case 101: case 12: case 14: case 228: case 229:
+            o = linktype == 0 || linktype == 108 ? 4 : 0;
+            version = o < end ? b[o] >> 4 : 0;
+            etype = version == 4 ? 0x0800 : version == 6 ? 0x86DD : 0;
+            break;
+        default:
+            return 0;
     }
+    *off = o;
     return etype == 0x0800 || etype == 0x86DD ? etype : 0;
 }
 
@@ -1463,7 +1473,8 @@ static int plain_share(int shares, int linktype, const u8 *b, Py_ssize_t end) {
 static int route_frame(Core *c, int linktype, const u8 *frame, Py_ssize_t caplen) {
     int share = plain_share(c->shares, linktype, frame, caplen);
     if (share >= 0) return share;
-    PyObject *r = PyObject_CallFunction(c->share_fn, "iy#in", linktype, caplen ? (const char *)frame : "", caplen, 0, caplen);
+    const char *bytes = caplen ? (const char *)frame : "";
+    PyObject *r = PyObject_CallFunction(c->share_fn, "iy#in", linktype, bytes, caplen, 0, caplen);
     if (!r) return -1;
     long v = PyLong_Check(r) ? PyLong_AsLong(r) : -1;
     Py_DECREF(r);
