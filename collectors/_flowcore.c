@@ -171,6 +171,14 @@ typedef struct {
     int *upgrade_to;     /* per service index: the service it may upgrade to (0: none), or NULL */
     int collect;         /* copy selected frames into sel (pcapng enhanced packet blocks) */
     bytebuf_t sel;
+    /* with shares > 1 the selected frames go to one buffer per analyzer process instead of sel, each frame to the
+     * share of its host pair (collectors.protocols.deep_fanout.HostPairRouter.share; share_fn for the frames not
+     * read here) */
+    int shares;
+    PyObject *share_fn;
+    bytebuf_t *parts;
+    i64 *part_frames;
+    i64 sel_taken;  /* selected when sel was last taken */
     int if_link[MAX_IFACES];  /* pcapng interface id -> link type */
     int n_if;
     i64 selected, probes;
@@ -1365,17 +1373,163 @@ static int epb_append(Core *c, bytebuf_t *o, int linktype, const u8 *frame, Py_s
     return 1;
 }
 
+/* ---------------------------------------------------------------------------------------------------------- */
+/* host-pair routing of selected frames (collectors.protocols.deep_fanout)                                      */
+
+/* Whether a frame of this link type gets (or has) an interface id in the selection stream (epb_append). */
+static int has_slot(Core *c, int linktype) {
+    for (int i = 0; i < c->n_if; i++)
+        if (c->if_link[i] == linktype) return 1;
+    return c->n_if < MAX_IFACES;
+}
+
+static uint32_t CRC_TABLE[256];
+
+static void crc_init(void) {
+    for (uint32_t i = 0; i < 256; i++) {
+        uint32_t v = i;
+        for (int k = 0; k < 8; k++) v = (v >> 1) ^ (0xEDB88320u & (0u - (v & 1)));
+        CRC_TABLE[i] = v;
+    }
+}
+
+static uint32_t crc32_update(uint32_t crc, const u8 *b, size_t n) {
+    for (size_t i = 0; i < n; i++) crc = CRC_TABLE[(crc ^ b[i]) & 0xFF] ^ (crc >> 8);
+    return crc;
+}
+
+static inline uint32_t rd32le(const u8 *b) {
+    return ((uint32_t)b[3] << 24) | ((uint32_t)b[2] << 16) | ((uint32_t)b[1] << 8) | b[0];
+}
+
+static inline int is_dhcp_port(int p) { return p == 67 || p == 68 || p == 546 || p == 547; }
+
+/* deep_fanout.ip_offset: the ethertype (0x0800 / 0x86DD) of the outermost IP header of the frame b[0:end] and
+ * its offset in *off, where it is at a place read here (as the decoder's link types); else 0. */
+static int route_ip_offset(int linktype, const u8 *b, Py_ssize_t end, Py_ssize_t *off) {
+    int etype = 0, version;
+    Py_ssize_t o = 0;
+    switch (linktype) {
+        case 1:
+            if (end < 14) return 0;
+            etype = rd16(b + 12), o = 14;
+            while ((etype == 0x8100 || etype == 0x88A8 || etype == 0x9100) && end - o >= 4)
+                etype = rd16(b + o + 2), o += 4;
+            break;
+        case 113:
+            if (end < 16) return 0;
+            etype = rd16(b + 14), o = 16;
+            break;
+        case 276:
+            if (end < 20) return 0;
+            etype = rd16(b), o = 20;
+            break;
+        case 0: case 108: case 101: case 12: case 14: case 228: case 229:
+            o = linktype == 0 || linktype == 108 ? 4 : 0;
+            version = o < end ? b[o] >> 4 : 0;
+            etype = version == 4 ? 0x0800 : version == 6 ? 0x86DD : 0;
+            break;
+        default:
+            return 0;
+    }
+    *off = o;
+    return etype == 0x0800 || etype == 0x86DD ? etype : 0;
+}
+
+/* HostPairRouter.share for a frame deep_fanout.plain_pair reads (the outermost IP header carries TCP, UDP off the
+ * tunnel ports, or is a fragment): the share, or -1 when the Python router must decide (it hands the frame to its
+ * decoder then, whose fragment state is its own). */
+static int plain_share(int shares, int linktype, const u8 *b, Py_ssize_t end) {
+    Py_ssize_t off;
+    int etype = route_ip_offset(linktype, b, end, &off);
+    if (!etype) return -1;
+    int proto, fragment, alen;
+    Py_ssize_t l4;
+    if (etype == 0x0800) {
+        if (end - off < 20) return -1;
+        proto = b[off + 9], l4 = off + (b[off] & 0x0F) * 4, alen = 4;
+        fragment = rd16(b + off + 6) & 0x3FFF;
+    } else {
+        if (end - off < 40) return -1;
+        proto = b[off + 6], l4 = off + 40, alen = 16;
+        fragment = proto == 44;
+    }
+    const u8 *a = b + off + (alen == 4 ? 12 : 8), *z = a + alen;
+    if (!fragment && proto != P_TCP) {
+        if (proto != P_UDP || end - l4 < 4) return -1;
+        int sport = rd16(b + l4), dport = rd16(b + l4 + 2);
+        if (is_tunnel_port(sport) || is_tunnel_port(dport)) return -1;
+        if (is_dhcp_port(sport) || is_dhcp_port(dport)) return 0;
+    }
+    if (memcmp(a, z, (size_t)alen) > 0) {
+        const u8 *t = a;
+        a = z, z = t;
+    }
+    uint32_t crc = crc32_update(crc32_update(0xFFFFFFFFu, a, (size_t)alen), z, (size_t)alen) ^ 0xFFFFFFFFu;
+    return (int)(crc % (uint32_t)shares);
+}
+
+/* The share of a selected frame: read here, or asked of share_fn(linktype, frame, 0, caplen). -1 on error. */
+static int route_frame(Core *c, int linktype, const u8 *frame, Py_ssize_t caplen) {
+    int share = plain_share(c->shares, linktype, frame, caplen);
+    if (share >= 0) return share;
+    const char *bytes = caplen ? (const char *)frame : "";
+    PyObject *r = PyObject_CallFunction(c->share_fn, "iy#in", linktype, bytes, caplen, 0, caplen);
+    if (!r) return -1;
+    long v = PyLong_Check(r) ? PyLong_AsLong(r) : -1;
+    Py_DECREF(r);
+    if (v < 0 || v >= c->shares) {
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "share must return a share index below shares");
+        return -1;
+    }
+    return (int)v;
+}
+
+/* The kept blocks of one flow (release_syn), each into its share's buffer. Returns 0, or -1 on error. */
+static int route_blocks(Core *c, const bytebuf_t *kept) {
+    size_t pos = 0;
+    while (kept->len - pos >= 32) {  /* blocks epb_append wrote: checked all the same */
+        const u8 *block = kept->b + pos;
+        uint32_t len = rd32le(block + 4), ifid = rd32le(block + 8), caplen = rd32le(block + 20);
+        if (len < 32 || len > kept->len - pos || caplen > len - 32 || ifid >= (uint32_t)c->n_if) {
+            PyErr_SetString(PyExc_SystemError, "damaged kept frame");
+            return -1;
+        }
+        int share = route_frame(c, c->if_link[ifid], block + 28, (Py_ssize_t)caplen);
+        if (share < 0) return -1;
+        bytebuf_t *o = &c->parts[share];
+        if (buf_reserve(o, len) < 0) return -1;
+        memcpy(o->b + o->len, block, len);
+        o->len += len;
+        c->part_frames[share]++;
+        pos += len;
+    }
+    return 0;
+}
+
 /* The current frame into the selection stream. */
 static int select_frame(Core *c, int linktype, const u8 *frame, Py_ssize_t caplen, i64 wirelen, i64 ts) {
-    int r = epb_append(c, &c->sel, linktype, frame, caplen, wirelen, ts);
+    bytebuf_t *o = &c->sel;
+    int share = 0;
+    if (c->shares > 1) {  /* its share's buffer; a frame without an interface slot is not selected, nor routed */
+        if (!has_slot(c, linktype)) return 0;
+        share = route_frame(c, linktype, frame, caplen);
+        if (share < 0) return -1;
+        o = &c->parts[share];
+    }
+    int r = epb_append(c, o, linktype, frame, caplen, wirelen, ts);
     if (r > 0) c->selected++;
+    if (r > 0 && c->shares > 1) c->part_frames[share]++;
     return r < 0 ? -1 : 0;
 }
 
 /* Detection decided: the kept SYN / SYN-ACK frames go first when the flow is selected, else they are dropped. */
 static int release_syn(Core *c, flow_t *f, int keep) {
     int r = 0;
-    if (keep && f->syn.len) {
+    if (keep && f->syn.len && c->shares > 1) {
+        r = route_blocks(c, &f->syn);
+        if (r == 0) c->selected += f->syn_frames;
+    } else if (keep && f->syn.len) {
         if (buf_reserve(&c->sel, f->syn.len) < 0) {
             r = -1;
         } else {
@@ -1891,8 +2045,74 @@ static PyObject *Core_counters(Core *c, PyObject *Py_UNUSED(ignored)) {
 }
 
 static PyObject *Core_take_selected(Core *c, PyObject *Py_UNUSED(ignored)) {
+    if (c->shares > 1) {
+        PyErr_SetString(PyExc_RuntimeError, "the selection is routed to shares: take_shares()");
+        return NULL;
+    }
     PyObject *out = PyBytes_FromStringAndSize((const char *)c->sel.b, (Py_ssize_t)c->sel.len);
-    if (out) c->sel.len = 0;
+    if (out) c->sel.len = 0, c->sel_taken = c->selected;
+    return out;
+}
+
+static void free_parts(Core *c) {
+    for (int i = 0; c->parts && i < c->shares; i++) PyMem_Free(c->parts[i].b);
+    PyMem_Free(c->parts);
+    PyMem_Free(c->part_frames);
+    c->parts = NULL, c->part_frames = NULL;
+}
+
+PyDoc_STRVAR(set_shares_doc,
+"set_shares(shares, share=None): route every frame selected from now on to one of ``shares`` buffers (take_shares),\n"
+"by collectors.protocols.deep_fanout.HostPairRouter's rule; ``share(linktype, frame, 0, caplen) -> index`` decides\n"
+"the frames not read here. 1 (the default) keeps one selection stream (take_selected). The selection so far must\n"
+"have been taken.");
+
+static PyObject *Core_set_shares(Core *c, PyObject *args) {
+    int shares;
+    PyObject *share_fn = Py_None;
+    if (!PyArg_ParseTuple(args, "i|O", &shares, &share_fn)) return NULL;
+    if (shares < 1 || shares > 1024 || (shares > 1 && !PyCallable_Check(share_fn))) {
+        PyErr_SetString(PyExc_ValueError, "shares must be 1 to 1024, and above 1 with a callable share");
+        return NULL;
+    }
+    int pending = c->sel.len > 0;
+    for (int i = 0; c->parts && i < c->shares; i++) pending |= c->parts[i].len > 0;
+    if (pending) {
+        PyErr_SetString(PyExc_ValueError, "take the selected frames before changing the shares");
+        return NULL;
+    }
+    free_parts(c);
+    Py_CLEAR(c->share_fn);
+    c->shares = 1;
+    if (shares > 1) {
+        c->parts = PyMem_Calloc((size_t)shares, sizeof(bytebuf_t));
+        c->part_frames = PyMem_Calloc((size_t)shares, sizeof(i64));
+        if (!c->parts || !c->part_frames) {
+            free_parts(c);
+            return PyErr_NoMemory();
+        }
+        Py_INCREF(share_fn);
+        c->share_fn = share_fn;
+        c->shares = shares;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *Core_take_shares(Core *c, PyObject *Py_UNUSED(ignored)) {
+    PyObject *out = PyList_New(c->shares);
+    if (!out) return NULL;
+    for (int i = 0; i < c->shares; i++) {
+        const bytebuf_t *o = c->shares > 1 ? &c->parts[i] : &c->sel;
+        i64 frames = c->shares > 1 ? c->part_frames[i] : c->selected - c->sel_taken;
+        PyObject *item = Py_BuildValue("(y#L)", o->b ? (const char *)o->b : "", (Py_ssize_t)o->len, (long long)frames);
+        if (!item) {
+            Py_DECREF(out);
+            return NULL;
+        }
+        PyList_SET_ITEM(out, i, item);
+    }
+    for (int i = 0; c->parts && i < c->shares; i++) c->parts[i].len = 0, c->part_frames[i] = 0;
+    c->sel.len = 0, c->sel_taken = c->selected;
     return out;
 }
 
@@ -1999,6 +2219,7 @@ static int Core_init(Core *c, PyObject *args, PyObject *kw) {
         return -1;
     }
     c->max_flows = (size_t)max_flows;
+    c->shares = 1;
     c->verify = verify;
     c->deep_max = deep_max;
     if (probe != Py_None) {
@@ -2026,6 +2247,8 @@ static void Core_dealloc(Core *c) {
     Py_XDECREF(c->services);
     PyMem_Free(c->upgrade_to);
     PyMem_Free(c->sel.b);
+    free_parts(c);
+    Py_XDECREF(c->share_fn);
     Py_TYPE(c)->tp_free((PyObject *)c);
 }
 
@@ -2041,6 +2264,9 @@ static PyMethodDef Core_methods[] = {
     {"counters", (PyCFunction)Core_counters, METH_NOARGS, "Packets, bytes, undecoded, evicted ... so far."},
     {"take_selected", (PyCFunction)Core_take_selected, METH_NOARGS,
      "The frames selected for the deep path since the last call (pcapng enhanced packet blocks)."},
+    {"set_shares", (PyCFunction)Core_set_shares, METH_VARARGS, set_shares_doc},
+    {"take_shares", (PyCFunction)Core_take_shares, METH_NOARGS,
+     "(blocks, frames) per share since the last take (one entry, the selection stream, with one share)."},
     {"linktypes", (PyCFunction)Core_linktypes, METH_NOARGS,
      "Link type of each pcapng interface id used by the selected frames, in id order."},
     {NULL, NULL, 0, NULL}};
@@ -2093,6 +2319,7 @@ static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_flowcore", "Native 
                                     module_methods};
 
 PyMODINIT_FUNC PyInit__flowcore(void) {
+    crc_init();
     if (PyType_Ready(&CoreType) < 0) return NULL;
     PyObject *m = PyModule_Create(&module);
     if (!m) return NULL;

@@ -208,6 +208,16 @@ class NativeFlowPath:
     def take_selected(self) -> bytes:
         return self.core.take_selected()
 
+    def route(self, shares: int, share: Callable[[int, bytes, int, int], int] | None = None) -> None:
+        """Frames selected from now on go to one of ``shares`` runs (``take_shares``), each by its host pair
+        (``deep_fanout.HostPairRouter.share``, which ``share`` is, for the frames the core does not read itself);
+        1 goes back to one selection stream. Take the selection first."""
+        self.core.set_shares(shares, share)
+
+    def take_shares(self) -> list[tuple[bytes, int]]:
+        """(blocks, frame count) per share selected since the last take."""
+        return self.core.take_shares()
+
     def linktypes(self) -> tuple[int, ...]:
         return self.core.linktypes()
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from collectors.conn import Observations, conn_doc, ip_str, mac_str
 from collectors.flowconst import TCP
-from collectors.flowpath import DeepCut, Engine, open_flow_path
+from collectors.flowpath import DeepCut, Engine, NativeFlowPath, open_flow_path
 from collectors.flows import ConnRecord
 from collectors.protocols.detect import SERVICE_INDEX, SERVICES, UPGRADES, probe, probe_service_only
 from collectors.protocols.expected import ExpectedConnections
@@ -144,8 +144,19 @@ class Pipeline:
 
         taken = [self.flows.selected]
         cut_before = self.flows.deep_cut
+        # the native core splits the selection by host pair as it selects: the main process walks none of it
+        routed = self.flows if stream is not None and stream.own_process and \
+            isinstance(self.flows, NativeFlowPath) else None
+        if routed is not None:
+            from collectors.protocols import deep_fanout
+            shares = deep_fanout.DEEP_PROCESSES
+            routed.route(shares, deep_fanout.HostPairRouter(shares).share)
 
         def between_blocks() -> None:
+            if routed is not None and stream is not None:
+                stream.write_shares(routed.take_shares(), routed.linktypes())
+                self._ship_deep(stream.ready())
+                return
             blocks = self.flows.take_selected()
             if blocks and stream is not None:
                 selected = self.flows.selected
@@ -156,7 +167,12 @@ class Pipeline:
         try:
             self._fast(path, between_blocks)
         finally:
-            between_blocks()
+            try:
+                between_blocks()
+            finally:
+                if routed is not None:
+                    routed.take_shares()  # empty unless writing them failed (that error is on its way up)
+                    routed.route(1)
             if stream is not None:
                 self._ship_deep(stream.close())
             self._release_parked()

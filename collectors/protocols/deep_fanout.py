@@ -16,6 +16,12 @@ lease), so it always goes to the first child, as does a frame the decoder finds 
 
 Frame numbers in a child count that child's frames, as a run's already count the frames of its run: the documents
 that name one (ICS, DCE-RPC) are the same for a file and this module's ``DEEP_PROCESSES``.
+
+With the native flow core the main process does not walk the selection here: the core routes each frame it selects
+by the same rule as it selects it (``NativeFlowPath.route``), reading the common frames (the outermost IP header's
+TCP or UDP, fragments) itself and asking :meth:`HostPairRouter.share` about the rest, and hands the shares to
+:meth:`ProcessFanout.write_shares`. :meth:`HostPairRouter.split` is the reference it is tested against and the
+Python engine's way.
 """
 
 from __future__ import annotations
@@ -46,6 +52,7 @@ from collectors.protocols.deep_process import ProcessRun
 from collectors.protocols.expected import ExpectedConnections
 
 Warn = Callable[[str], None]
+Shares = list[tuple[bytes, int]]  # per analyzer process: its enhanced packet blocks and their frame count
 
 DEEP_PROCESSES = 2  # analyzer processes per large file (measured on 2 cores: see README, "Whole ingest")
 DHCP_PORTS = frozenset((67, 68, 546, 547))
@@ -126,7 +133,7 @@ class HostPairRouter:
             return 0
         return zlib.crc32(a + b if a < b else b + a) % self.shares
 
-    def split(self, blocks: bytes, linktypes: tuple[int, ...]) -> list[tuple[bytes, int]]:
+    def split(self, blocks: bytes, linktypes: tuple[int, ...]) -> Shares:
         """(blocks, frame count) per child. ``blocks`` holds whole blocks (``take_selected``); a block that is not
         an enhanced packet block goes to every child."""
         spans: list[list[tuple[int, int]]] = [[] for _ in range(self.shares)]
@@ -186,8 +193,15 @@ class ProcessFanout:
         return [child for child in self.children if child is not None]
 
     def write(self, blocks: bytes, linktypes: tuple[int, ...], frames: int) -> None:
-        self.frames += frames
-        for i, (part, count) in enumerate(self.router.split(blocks, linktypes)):
+        self.write_shares(self.router.split(blocks, linktypes), linktypes)
+
+    def write_shares(self, shares: Shares, linktypes: tuple[int, ...]) -> None:
+        """Blocks already split by host pair, one (blocks, frame count) per child: ``split``'s, or the native
+        flow core's (``NativeFlowPath.route``, which routes as it selects by the same rule)."""
+        if len(shares) != len(self.children):
+            raise ValueError(f"{len(shares)} shares for {len(self.children)} analyzer processes")
+        self.frames += sum(count for _, count in shares)
+        for i, (part, count) in enumerate(shares):
             if not count:
                 continue
             child = self.children[i]

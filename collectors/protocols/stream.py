@@ -49,7 +49,7 @@ from collectors.protocols.tshark import STDIN, TsharkRun, read_tshark, start_tsh
 from collectors.selection import interface_block, stream_header
 
 if TYPE_CHECKING:
-    from collectors.protocols.deep_fanout import ProcessFanout
+    from collectors.protocols.deep_fanout import ProcessFanout, Shares
 
 Warn = Callable[[str], None]
 _DONE = object()
@@ -88,6 +88,22 @@ class MetadataStream:
         interface id they use."""
         if not blocks:
             return
+        self._current().write(blocks, linktypes, frames)
+        self._end_if_full()
+
+    def write_shares(self, shares: Shares, linktypes: tuple[int, ...]) -> None:
+        """The selection already split by host pair (``NativeFlowPath.take_shares``): one (blocks, frame count)
+        per analyzer process of ``own_process``."""
+        if not any(count for _, count in shares):
+            return
+        from collectors.protocols.deep_fanout import ProcessFanout  # deep_fanout imports this module
+        run = self._current()
+        if not isinstance(run, ProcessFanout):
+            raise TypeError("a selection split by host pair is for the analyzer processes (own_process)")
+        run.write_shares(shares, linktypes)
+        self._end_if_full()
+
+    def _current(self) -> TsharkStdinRun | ProcessFanout:
         if self._run is None:
             self.runs += 1
             name = self.name if self.runs == 1 else f"{self.name} (part {self.runs})"
@@ -96,7 +112,11 @@ class MetadataStream:
                 self._run = ProcessFanout(name, self.tshark_path, self.warn, self.expected)
             else:
                 self._run = TsharkStdinRun(name, self.tshark_path, self.warn, self.expected)
-        self._run.write(blocks, linktypes, frames)
+        return self._run
+
+    def _end_if_full(self) -> None:
+        if self._run is None:
+            return
         if self._run.tshark_frames >= self.frames_per_run or self._run.frames >= self.selected_per_run:
             self._end_previous()
             self._run.end_input()

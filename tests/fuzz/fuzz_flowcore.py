@@ -2,11 +2,13 @@
 
 Input: one byte of options (link type in the low nibble as in ``fuzz_decode``, bit 4 verified checksums, bit 5 a
 7-flow table so flows are evicted, bit 6 pcapng instead of classic pcap: the core walks pcap records itself in
-``feed_pcap`` and takes pcapng frames one by one in ``feed``), then frames in the framing of
-``seeds.pack_frames``. Both engines run with protocol detection and frame selection on, as the ingest pipeline
-runs them. Contract: nothing raises, and the C core gives what the Python engine gives: the same connection
-records in the same order, counters, damage counts by reason, warnings and selected frames; and the selected
-frames read back as a capture (the deep path hands them to tshark), as many as were counted.
+``feed_pcap`` and takes pcapng frames one by one in ``feed``; bit 7 three analyzer shares instead of two), then
+frames in the framing of ``seeds.pack_frames``. Both engines run with protocol detection and frame selection on, as
+the ingest pipeline runs them. Contract: nothing raises, and the C core gives what the Python engine gives: the same
+connection records in the same order, counters, damage counts by reason, warnings and selected frames; and the
+selected frames read back as a capture (the deep path hands them to tshark), as many as were counted; and the core
+routing them to analyzer processes as it selects gives what ``HostPairRouter.split`` gives of its one selection
+stream.
 Run the C core under AddressSanitizer with ``tests/fuzz/asan.sh``.
 """
 
@@ -16,6 +18,7 @@ import struct
 
 from collectors.flowpath import NativeFlowPath, PythonFlowPath
 from collectors.pcapio import read_capture
+from collectors.protocols.deep_fanout import HostPairRouter
 from collectors.protocols.detect import SERVICES, UPGRADES, probe
 from collectors.selection import interface_block, stream_header
 from tests.fuzz.fuzz_decode import LINKTYPES
@@ -70,10 +73,22 @@ def TestOneInput(data: bytes) -> None:
         SELECTED.unlink(missing_ok=True)
 
 
+def _routed(options: int, shares: int) -> tuple[list[tuple[bytes, int]], tuple[int, ...]]:
+    """The native core's selection routed to ``shares`` analyzer processes as it selects (``route``)."""
+    path = NativeFlowPath(lambda _r: None, max_flows=7 if options & 0x20 else 500_000,
+                          verify_checksums=bool(options & 0x10), probe=probe, services=SERVICES, collect=True,
+                          upgrades=UPGRADES)
+    path.route(shares, HostPairRouter(shares).share)
+    path.process_file(PATH, lambda _m: None, None)
+    return path.take_shares(), path.linktypes()
+
+
 def _compare(options: int) -> None:
     python, native = _run(PythonFlowPath, options), _run(NativeFlowPath, options)
     assert native == python
     selected, linktypes = python[3], python[4]
+    shares = 3 if options & 0x80 else 2
+    assert _routed(options, shares) == (HostPairRouter(shares).split(selected, linktypes), linktypes)
     if selected:  # a pcapng fragment: tshark reads it after a section header and the interface descriptions
         SELECTED.write_bytes(stream_header() + b"".join(interface_block(lt) for lt in linktypes) + selected)
         warnings: list[str] = []

@@ -30,7 +30,7 @@ TARGETS: dict[str, tuple[str, ...]] = {
     "decode": ("collectors.decode",),
     "pcapio": ("collectors.pcapio",),
     "flowcore": ("collectors.flowpath", "collectors.flows", "collectors.decode", "collectors.selection",
-                 "collectors.protocols.detect", "collectors.pcapio"),
+                 "collectors.protocols.detect", "collectors.pcapio", "collectors.protocols.deep_fanout"),
     "x509": ("collectors.protocols.x509", "secops.ecs"),
     "ja4": ("collectors.protocols.ja4",),
     "http_wire": ("collectors.protocols.http_wire", "collectors.protocols.http"),

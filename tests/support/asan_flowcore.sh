@@ -53,9 +53,10 @@ elif [ "$seeds" = "--fuzz" ]; then
   (cd "$here" && python3 -m tests.fuzz.run flowcore --replay "$fuzz_seconds" "${fuzz_dirs[@]}")
   exit
 fi
-python3 -m pytest tests/unit/test_flowcore.py tests/unit/test_deep_selection.py tests/unit/test_protocol_upgrade.py -q -p no:cacheprovider \
-  -k "not connections_ship and not streamed and not without_tshark and not tshark_reads and not bounded"
+python3 -m pytest tests/unit/test_flowcore.py tests/unit/test_deep_selection.py tests/unit/test_protocol_upgrade.py \
+  tests/unit/test_deep_fanout.py -q -p no:cacheprovider \
+  -k "not connections_ship and not streamed and not without_tshark and not tshark_reads and not bounded and not children"
 for seed in $(seq 1 "$seeds"); do
-  python3 -m pytest tests/unit/test_flowcore.py tests/unit/test_deep_selection.py -q -p no:cacheprovider \
-    -k "fuzzed or random_payloads" --hypothesis-seed="$seed"
+  python3 -m pytest tests/unit/test_flowcore.py tests/unit/test_deep_selection.py tests/unit/test_deep_fanout.py -q \
+    -p no:cacheprovider -k "fuzzed or random_payloads or routes_random" --hypothesis-seed="$seed"
 done

@@ -9,18 +9,22 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scapy.layers.inet import IP, TCP, UDP, fragment
 from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import Dot1Q
 from scapy.layers.vxlan import VXLAN
 
+from collectors.flowpath import open_flow_path
 from collectors.protocols import deep_fanout, deep_process
 from collectors.protocols.deep_fanout import HostPairRouter
+from collectors.protocols.detect import SERVICES, probe
 from collectors.selection import packet_block
 from tests.support.frames import eth
 from tests.unit.test_deep_process import CAPTURES, ingest
+from tests.unit.test_flowcore import CAPTURES as CAPTURES_ALL
+from tests.unit.test_flowcore import SEEDS, _pcap, mutate
 
 ETH = 1
 
@@ -115,7 +119,7 @@ def _blocks(data: bytes) -> list[bytes]:
 
 def test_children_together_give_the_documents_of_one_process(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Shared captures between several pairs of hosts through two children and through one: the same documents,
-    and both children had frames to read."""
+    both children had frames to read, and the main process did not walk the selection (the core routed it)."""
     merged = tmp_path / "several-pairs.pcapng"
     subprocess.run(["mergecap", "-w", str(merged), *map(str, CAPTURES)], check=True)
     paths = [merged]
@@ -127,10 +131,102 @@ def test_children_together_give_the_documents_of_one_process(monkeypatch: pytest
         start(self, name, *args)
 
     monkeypatch.setattr(deep_process.ProcessRun, "__init__", counted)
+    splits: list[int] = []
+    split = HostPairRouter.split
+    monkeypatch.setattr(HostPairRouter, "split", lambda self, *a: splits.append(1) or split(self, *a))
     two, _ = ingest(paths, own_process=True)
     children = len(started)
+    assert not splits  # the native core routed the selection as it selected it
     monkeypatch.setattr(deep_fanout, "DEEP_PROCESSES", 1)
     one, _ = ingest(paths, own_process=True)
     assert sorted(two, key=lambda d: d["_id"]) == sorted(one, key=lambda d: d["_id"])
     assert len({d["event"]["dataset"] for d in two}) >= 4
     assert children == 2
+
+
+def native_selection(paths: list[Path], shares: int, routed: bool) -> tuple[list[tuple[bytes, int]], tuple[int, ...]]:
+    """The native core's selection of ``paths``, per share: split by ``HostPairRouter.split`` after each block
+    (``routed`` False: the reference), or routed by the core as it selects (the share callback being a router of
+    its own, as in the pipeline). Frame counts summed, blocks joined per share."""
+    fp = open_flow_path(lambda _r: None, engine="native", probe=probe, services=SERVICES, collect=True, max_flows=50)
+    router = HostPairRouter(shares)
+    if routed:
+        fp.route(shares, router.share)
+    parts: list[list[bytes]] = [[] for _ in range(shares)]
+    counts = [0] * shares
+
+    def take() -> None:
+        taken = fp.take_shares() if routed else router.split(fp.take_selected(), fp.linktypes())
+        for i, (part, n) in enumerate(taken):
+            parts[i].append(part)
+            counts[i] += n
+
+    for path in paths:
+        fp.process_file(path, lambda _m: None, None, take)
+    fp.finish()
+    take()
+    return [(b"".join(p), n) for p, n in zip(parts, counts, strict=True)], fp.linktypes()
+
+
+def assert_routed_like_split(paths: list[Path], shares: int = 2) -> list[tuple[bytes, int]]:
+    reference, links = native_selection(paths, shares, routed=False)
+    routed, routed_links = native_selection(paths, shares, routed=True)
+    assert routed_links == links
+    assert [n for _, n in routed] == [n for _, n in reference]
+    assert routed == reference
+    return routed
+
+
+def test_the_core_routes_every_shared_capture_as_the_router_splits_it() -> None:
+    """Every shared capture (tunnels, fragments, VLANs, IPv6, DHCP, other link types), then all of them in one
+    core with a 50-flow table: the core's shares are byte for byte the router's split of its one stream."""
+    spread = collections.Counter()
+    for capture in CAPTURES_ALL:
+        for i, (_, n) in enumerate(assert_routed_like_split([capture])):
+            spread[i] += n
+    assert spread[0] > 1000 and spread[1] > 1000, spread
+    routed = assert_routed_like_split(CAPTURES_ALL, shares=3)
+    assert all(n > 100 for _, n in routed)
+
+
+def test_one_share_is_the_selection_stream() -> None:
+    """Routing to one share (the default) gives the stream ``take_selected`` gives, with its frame count."""
+    capture = CAPTURES_ALL[len(CAPTURES_ALL) // 2]
+    [(one, n)], _ = native_selection([capture], 1, routed=True)
+    fp = open_flow_path(lambda _r: None, engine="native", probe=probe, services=SERVICES, collect=True, max_flows=50)
+    fp.process_file(capture, lambda _m: None, None)
+    fp.finish()
+    assert one == fp.take_selected() and n == fp.selected
+
+
+def test_routing_refuses_bad_shares_and_answers() -> None:
+    fp = open_flow_path(lambda _r: None, engine="native", probe=probe, services=SERVICES, collect=True)
+    for shares, share in ((0, None), (2, None), (2, "not callable")):
+        with pytest.raises(ValueError):
+            fp.route(shares, share)  # type: ignore[arg-type]
+    arp = b"\xff" * 6 + b"\x02" * 6 + b"\x08\x06" + bytes(28)  # not read by the core: the callback decides
+    fp.route(2, lambda *_a: 2)
+    with pytest.raises(ValueError):
+        fp.core.feed(ETH, arp, 0, len(arp), len(arp), 0)
+    with pytest.raises(RuntimeError):
+        fp.take_selected()
+    fp.route(2, lambda *_a: 1)
+    fp.core.feed(ETH, arp, 0, len(arp), len(arp), 1)
+    with pytest.raises(ValueError):  # frames still to take
+        fp.route(1)
+    assert [n for _, n in fp.take_shares()] == [0, 1]
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.one_of(st.binary(min_size=0, max_size=120),
+                          st.tuples(st.integers(0, len(SEEDS) - 1), st.integers(0, 1500), st.integers(0, 255),
+                                    st.integers(-1, 1))), min_size=1, max_size=40),
+       st.integers(2, 4), st.sampled_from([1, 101, 113, 0]))
+def test_the_core_routes_random_frames_as_the_router_splits_them(tmp_path_factory: pytest.TempPathFactory,
+                                                                  frames: list, shares: int, linktype: int) -> None:
+    """Random bytes and real frames (tunnels, fragments, VLANs) with a byte changed, under several link types: the
+    core's shares equal the router's split."""
+    raw = [f if isinstance(f, bytes) else bytes(mutate(SEEDS[f[0]], f[1], f[2], f[3])) for f in frames]
+    path = tmp_path_factory.mktemp("route") / "f.pcap"
+    path.write_bytes(_pcap(raw, linktype))
+    assert_routed_like_split([path], shares)
