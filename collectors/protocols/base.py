@@ -142,13 +142,6 @@ def make_doc(dataset: str, flow: Flow, ts: float, identity: Iterable[Any], field
     writer lists its keyword cuts (field, original length, SHA-256 of the original; lists and objects are
     measured as their JSON text).
     """
-    truncated = []
-    for dotted in [d for d, value in fields.items() if not fits(value)]:
-        original = fields[dotted]
-        fields[dotted] = clip(original)[0]
-        truncated.append(truncation(dotted, original))
-    if truncated:
-        fields["secops.truncated"] = [*(fields.get("secops.truncated") or ()), *truncated]
     cid = flow.community_id
     doc: Doc = {
         "@timestamp": iso(ts),
@@ -158,9 +151,18 @@ def make_doc(dataset: str, flow: Flow, ts: float, identity: Iterable[Any], field
         "destination": {"ip": flow.resp_h, "port": flow.resp_p},
         "network": {"transport": flow.transport, "community_id": cid, "protocol": protocol},
     }
-    for dotted, value in fields.items():
-        if value is not None and value != [] and value != "":
-            put(doc, dotted, value)
+    truncated = []
+    for dotted, value in fields.items():  # one pass: a document has many fields, and few are long (measured hot)
+        if value is None or value == "" or value == []:
+            continue
+        if (len(value) > MAX_VALUE_CHARS) if isinstance(value, str) else \
+                isinstance(value, (list, dict)) and not fits(value):
+            truncated.append(truncation(dotted, value))
+            fields[dotted] = value = clip(value)[0]
+        put(doc, dotted, value)
+    if truncated:
+        fields["secops.truncated"] = value = [*(fields.get("secops.truncated") or ()), *truncated]
+        put(doc, "secops.truncated", value)
     doc["_id"] = doc_id(dataset, cid, f"{ts:.6f}", *identity)
     return doc
 
