@@ -4,8 +4,9 @@ tshark hands a TCP payload to the FTP, SMB, Modbus, DNP3, S7comm or IEC-104 diss
 registered port (some have heuristics, most do not). The flow engines detect those protocols on any port from a
 flow's first payload (``collectors.protocols.detect``); here, at the end of a run, the same probes run over each
 connection's first payload bytes (``RunContext.frames``), and the connections that spoke one of them on another
-port are read again: one tshark pass over a capture of those connections only, each port decoded as what it
-spoke, through fresh analyzers of those protocols. A connection the main pass already analysed as that protocol
+port are read again: FTP from their payload (``read_ftp``, as ``native_tcp`` reads port 21's), the others in one
+tshark pass over a capture of those connections only, each port decoded as what it spoke, through fresh analyzers
+of those protocols. A connection the main pass already analysed as that protocol
 (a tshark heuristic found it) is not read again.
 """
 
@@ -13,15 +14,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
-from collectors.protocols.base import Analyzer, Doc, RunContext, command_for
+from collectors.protocols.base import Analyzer, Doc, Flow, RunContext, command_for
 from collectors.protocols.detect import SERVICES, TCP, probe
 from collectors.protocols.dnp3 import Dnp3Analyzer
 from collectors.protocols.ftp import FtpAnalyzer
 from collectors.protocols.iec104 import Iec104Analyzer
 from collectors.protocols.modbus import ModbusAnalyzer
-from collectors.protocols.reread import ConnectionFrames, Wanted
+from collectors.protocols.reread import ConnectionFrames, Wanted, endpoint
 from collectors.protocols.s7comm import S7commAnalyzer
 from collectors.protocols.smb import SmbAnalyzer
+from collectors.protocols.tcp_reassembly import Direction
 from collectors.protocols.tshark import Packet, TsharkRun, run_tshark
 
 Warn = Callable[[str], None]
@@ -59,8 +61,14 @@ def spoken_elsewhere(frames: ConnectionFrames, analysed: set[tuple[str, str]]) -
 
 def look_again(context: RunContext, run_name: str, warn: Warn, analysed: set[tuple[str, str]],
                analyze: Analyze) -> Iterator[Doc]:
-    """Documents of the connections :func:`spoken_elsewhere` finds, read with their ports decoded as spoken."""
+    """Documents of the connections :func:`spoken_elsewhere` finds, read with their ports decoded as spoken (FTP
+    from their payload, as ``native_tcp`` reads port 21's; the others by tshark)."""
     found = spoken_elsewhere(context.frames, analysed)
+    ftp = found.pop("ftp", None)
+    if ftp:
+        for doc in read_ftp(context, ftp, warn):
+            if (doc["event"]["dataset"], doc["network"]["community_id"]) not in analysed:
+                yield doc
     if not found:
         return
     subset = context.frames.subset(wanted for conns in found.values() for wanted in conns)
@@ -86,3 +94,46 @@ def look_again(context: RunContext, run_name: str, warn: Warn, analysed: set[tup
                 yield doc
     finally:
         subset.close()
+
+
+
+
+def read_ftp(context: RunContext, conns: list[Wanted], warn: Warn) -> list[Doc]:
+    """FTP control connections on other ports, read from their payload in capture order: each direction put back
+    in sequence order (``tcp_reassembly``) and cut into lines for ``FtpAnalyzer``, as ``native_tcp`` reads port 21's
+    (a tshark pass with FTP decoded on their ports cost a tshark start, 0.3 s of CPU, per run). A client's ``AUTH``
+    ends the reading: TLS follows, which no analyzer of this look reads."""
+    from collectors.protocols.native_tcp import LineReader, Stats  # native_tcp imports this package's modules
+
+    ports = frozenset(flow.resp_p for flow, _ in conns)
+    analyzer = FtpAnalyzer(warn, RunContext(context.pcap, context.tshark, context.frames, context.expected, ports))
+    payloads = context.frames.tcp_payloads(conns)
+    stats, docs = Stats(), []
+    for flow, _ in conns:
+        client = endpoint(flow.orig_h, flow.orig_p)
+        sides: dict[bool, tuple[Direction, LineReader]] = {}
+        last_ts, reading = 0.0, True
+        for seg in payloads.get(flow.stream, ()):
+            from_client, last_ts = seg.sender == client, seg.ts
+            if from_client not in sides:
+                sides[from_client] = (Direction(), LineReader())
+                sides[from_client][0].next_seq = seg.seq
+            direction, lines = sides[from_client]
+            found = [line for chunk in direction.add(seg.seq, seg.payload) for line in lines.lines(chunk, stats)]
+            if not (reading := _to_analyzer(analyzer, flow, from_client, seg.ts, found, docs)):
+                break
+        for from_client, (direction, lines) in sides.items() if reading else ():
+            found = [line for chunk in direction.flush() for line in lines.lines(chunk, stats)]
+            _to_analyzer(analyzer, flow, from_client, last_ts, found + lines.end(), docs)
+    docs.extend(analyzer.finish())
+    return docs
+
+
+def _to_analyzer(analyzer: FtpAnalyzer, flow: Flow, from_client: bool, ts: float, lines: list[bytes],
+                 docs: list[Doc]) -> bool:
+    """Lines of one direction into the analyzer; False at a client's ``AUTH`` (the reading ends)."""
+    for line in lines:
+        if from_client and line[:4].upper() == b"AUTH":
+            return False
+        docs.extend(analyzer.line(flow, from_client, ts, line))
+    return True
