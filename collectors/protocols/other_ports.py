@@ -98,11 +98,13 @@ def look_again(context: RunContext, run_name: str, warn: Warn, analysed: set[tup
 
 
 
+
 def read_ftp(context: RunContext, conns: list[Wanted], warn: Warn) -> list[Doc]:
     """FTP control connections on other ports, read from their payload in capture order: each direction put back
     in sequence order (``tcp_reassembly``) and cut into lines for ``FtpAnalyzer``, as ``native_tcp`` reads port 21's
-    (a tshark pass with FTP decoded on their ports cost a tshark start, 0.3 s of CPU, per run). A client's ``AUTH``
-    ends the reading: TLS follows, which no analyzer of this look reads."""
+    (a tshark pass with FTP decoded on their ports cost a tshark start, 0.3 s of CPU, per run). After a client's
+    ``AUTH TLS`` (or SSL) only the server's reply to it is read: TLS follows, which no analyzer of this look reads;
+    other mechanisms (GSSAPI's ADAT and ENC) stay lines and are read on."""
     from collectors.protocols.native_tcp import LineReader, Stats  # native_tcp imports this package's modules
 
     ports = frozenset(flow.resp_p for flow, _ in conns)
@@ -112,7 +114,8 @@ def read_ftp(context: RunContext, conns: list[Wanted], warn: Warn) -> list[Doc]:
     for flow, _ in conns:
         client = endpoint(flow.orig_h, flow.orig_p)
         sides: dict[bool, tuple[Direction, LineReader]] = {}
-        last_ts, reading = 0.0, True
+        session = _FtpSession()
+        last_ts = 0.0
         for seg in payloads.get(flow.stream, ()):
             from_client, last_ts = seg.sender == client, seg.ts
             if from_client not in sides:
@@ -120,20 +123,29 @@ def read_ftp(context: RunContext, conns: list[Wanted], warn: Warn) -> list[Doc]:
                 sides[from_client][0].next_seq = seg.seq
             direction, lines = sides[from_client]
             found = [line for chunk in direction.add(seg.seq, seg.payload) for line in lines.lines(chunk, stats)]
-            if not (reading := _to_analyzer(analyzer, flow, from_client, seg.ts, found, docs)):
-                break
-        for from_client, (direction, lines) in sides.items() if reading else ():
+            docs += session.read(analyzer, flow, from_client, seg.ts, found)
+        for from_client, (direction, lines) in sides.items():
             found = [line for chunk in direction.flush() for line in lines.lines(chunk, stats)]
-            _to_analyzer(analyzer, flow, from_client, last_ts, found + lines.end(), docs)
+            docs += session.read(analyzer, flow, from_client, last_ts, found + lines.end())
     docs.extend(analyzer.finish())
     return docs
 
 
-def _to_analyzer(analyzer: FtpAnalyzer, flow: Flow, from_client: bool, ts: float, lines: list[bytes],
-                 docs: list[Doc]) -> bool:
-    """Lines of one direction into the analyzer; False at a client's ``AUTH`` (the reading ends)."""
-    for line in lines:
-        if from_client and line[:4].upper() == b"AUTH":
-            return False
-        docs.extend(analyzer.line(flow, from_client, ts, line))
-    return True
+class _FtpSession:
+    """Which directions of one control connection are still lines."""
+
+    def __init__(self) -> None:
+        self.client_lines = self.server_lines = True
+        self.tls_asked = False  # the client sent AUTH TLS/SSL: the server's reply ends the lines
+
+    def read(self, analyzer: FtpAnalyzer, flow: Flow, from_client: bool, ts: float, lines: list[bytes]) -> list[Doc]:
+        docs: list[Doc] = []
+        for line in lines:
+            if not (self.client_lines if from_client else self.server_lines):
+                break
+            docs += analyzer.line(flow, from_client, ts, line)
+            if from_client and line[:5].upper() == b"AUTH " and line[5:8].upper() in (b"TLS", b"SSL"):
+                self.client_lines, self.tls_asked = False, True
+            elif not from_client and self.tls_asked and line[:3].isdigit() and line[3:4] != b"-":
+                self.server_lines = False  # the final reply to AUTH TLS
+        return docs
