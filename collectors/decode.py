@@ -95,6 +95,7 @@ class Decoder:
         self.errors: Counter[str] = Counter()
         self.frags: dict[tuple, _Reassembly] = {}
         self.frag_bytes = 0  # reassembly buffers held now (bounded by FRAG_BYTES_MAX)
+        self.completed_datagram: _Reassembly | None = None  # the datagram the last whole payload came from
         self.arp_seen: set[tuple[bytes, bytes]] = set()
         self.arp_new: list[tuple[int, bytes, bytes]] = []  # drained by the pipeline
 
@@ -397,6 +398,7 @@ class Decoder:
         if total < 0 or entry.have_below < total:
             return None
         self._frag_drop(key)
+        self.completed_datagram = entry
         return bytes(buf[:total])
 
     def _frag_drop(self, key: tuple) -> None:
@@ -615,10 +617,11 @@ _ARRIVED = b"\x01" * FRAG_DATAGRAM_MAX  # mask bytes of arrived data
 class _Reassembly:
     """One datagram being reassembled: its bytes so far, which of them arrived, and its length once known."""
 
-    __slots__ = ("buf", "first", "have_below", "mask", "total")
+    __slots__ = ("buf", "first", "have_below", "mask", "tags", "total")
 
     def __init__(self, ts: int) -> None:
         self.first = ts
+        self.tags: list[int] = []  # what a caller notes about the datagram (reread: the frames of its fragments)
         self.buf = bytearray()
         self.mask = bytearray()
         self.total = -1  # payload length, known from the last fragment

@@ -20,10 +20,9 @@ from collectors.protocols.dnp3 import Dnp3Analyzer
 from collectors.protocols.ftp import FtpAnalyzer
 from collectors.protocols.iec104 import Iec104Analyzer
 from collectors.protocols.modbus import ModbusAnalyzer
-from collectors.protocols.reread import ConnectionFrames, Wanted, endpoint
+from collectors.protocols.reread import ConnectionFrames, Wanted, endpoint, sequenced
 from collectors.protocols.s7comm import S7commAnalyzer
 from collectors.protocols.smb import SmbAnalyzer
-from collectors.protocols.tcp_reassembly import Direction
 from collectors.protocols.tshark import Packet, TsharkRun, run_tshark
 
 Warn = Callable[[str], None]
@@ -96,9 +95,6 @@ def look_again(context: RunContext, run_name: str, warn: Warn, analysed: set[tup
         subset.close()
 
 
-
-
-
 def read_ftp(context: RunContext, conns: list[Wanted], warn: Warn) -> list[Doc]:
     """FTP control connections on other ports, read from their payload in capture order: each direction put back
     in sequence order (``tcp_reassembly``) and cut into lines for ``FtpAnalyzer``, as ``native_tcp`` reads port 21's
@@ -112,21 +108,12 @@ def read_ftp(context: RunContext, conns: list[Wanted], warn: Warn) -> list[Doc]:
     payloads = context.frames.tcp_payloads(conns)
     stats, docs = Stats(), []
     for flow, _ in conns:
-        client = endpoint(flow.orig_h, flow.orig_p)
-        sides: dict[bool, tuple[Direction, LineReader]] = {}
         session = _FtpSession()
-        last_ts = 0.0
-        for seg in payloads.get(flow.stream, ()):
-            from_client, last_ts = seg.sender == client, seg.ts
-            if from_client not in sides:
-                sides[from_client] = (Direction(), LineReader())
-                sides[from_client][0].next_seq = seg.seq
-            direction, lines = sides[from_client]
-            found = [line for chunk in direction.add(seg.seq, seg.payload) for line in lines.lines(chunk, stats)]
-            docs += session.read(analyzer, flow, from_client, seg.ts, found)
-        for from_client, (direction, lines) in sides.items():
-            found = [line for chunk in direction.flush() for line in lines.lines(chunk, stats)]
-            docs += session.read(analyzer, flow, from_client, last_ts, found + lines.end())
+        lines = {True: LineReader(), False: LineReader()}
+        for from_client, ts, chunks, last in sequenced(payloads.get(flow.stream, ()),
+                                                       endpoint(flow.orig_h, flow.orig_p)):
+            found = [line for chunk in chunks for line in lines[from_client].lines(chunk, stats)]
+            docs += session.read(analyzer, flow, from_client, ts, found + lines[from_client].end() if last else found)
     docs.extend(analyzer.finish())
     return docs
 

@@ -23,15 +23,15 @@ import ipaddress
 import os
 import tempfile
 from array import array
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 
-from collectors import decode as decoding
 from collectors.decode import BUF, CAPLEN, DPORT, DST, FLAGS, L4OFF, PLEN, PROTO, SEQ, SPORT, SRC, TCP, UDP, Decoder
 from collectors.pcapio import CaptureError, read_capture_placed, read_places
 from collectors.protocols.base import Flow
+from collectors.protocols.tcp_reassembly import Chunk, Direction
 from collectors.selection import interface_block, packet_block, stream_header
 
 Endpoint = tuple[bytes, int]
@@ -290,22 +290,15 @@ class _CountingDecoder(Decoder):
         self.fragments = 0
         self.number = 0  # the frame being decoded
         self.completed: list[int] = []  # earlier frames of a datagram this frame completed
-        self._pending: dict[tuple, list[int]] = {}  # reassembly key -> frames of the datagram so far
 
     def _frag_add(self, key: tuple, ts: int, start: int, data: bytes, more: bool) -> bytes | None:
         self.fragments += 1
-        entry = self.frags.get(key)
-        if entry is None or ts - entry.first > decoding.FRAG_TIMEOUT_NS:  # a new datagram (a stale one is dropped)
-            self._pending[key] = []
-            if len(self._pending) > 2 * decoding.FRAG_MAX:  # forget datagrams the decoder dropped unfinished
-                self._pending = {k: v for k, v in self._pending.items() if k in self.frags or k == key}
         whole = super()._frag_add(key, ts, start, data, more)
-        if whole is None:
-            self._pending[key].append(self.number)
-        else:
-            self.completed += self._pending.pop(key)
+        if whole is not None and self.completed_datagram is not None:
+            self.completed += self.completed_datagram.tags
+        elif (entry := self.frags.get(key)) is not None:  # its frames go with the datagram (dropped with it)
+            entry.tags.append(self.number)
         return whole
-
 
 @dataclass
 class Opening:
@@ -381,6 +374,28 @@ def stream_bytes(segments: Iterable[Segment], sender: Endpoint, limit: int) -> b
             kept[relative] = seg.payload
             size += len(seg.payload)
     return b"".join(kept[seq] for seq in sorted(kept))
+
+
+def sequenced(segments: Iterable[Segment], client: Endpoint,
+              starts: Callable[[bool, Segment], bool] | None = None,
+              ) -> Iterator[tuple[bool, float, list[Chunk], bool]]:
+    """One connection's payload as its readers take it, in capture order: (from the client, time, the bytes that
+    became contiguous in that direction, ``tcp_reassembly``; False), then each direction's rest after its holes (at
+    the last segment's time; True: that direction ends). A direction starts at its first segment that ``starts``
+    accepts (default: its first)."""
+    sides: dict[bool, Direction] = {}
+    last_ts = 0.0
+    for seg in segments:
+        from_client, last_ts = seg.sender == client, seg.ts
+        side = sides.get(from_client)
+        if side is None:
+            if starts is not None and not starts(from_client, seg):
+                continue
+            side = sides[from_client] = Direction()
+            side.next_seq = seg.seq
+        yield from_client, seg.ts, side.add(seg.seq, seg.payload), False
+    for from_client, side in sides.items():
+        yield from_client, last_ts, side.flush(), True
 
 
 def directions(segments: Iterable[Segment], flow: Flow, limit: int) -> tuple[bytes, bytes]:

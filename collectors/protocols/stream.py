@@ -11,7 +11,7 @@ bound. A tshark run therefore ends with its capture file or once a tshark of it 
 (each of a large file's analyzer processes, ``deep_fanout``, has its own tshark and reports its count), whichever
 comes first, and the next frames start a new one: memory follows the frames in flight, not the file. Frames read
 natively do not count (their readers' state is bounded by connection timeouts), only up to
-``SELECTED_PER_RUN`` of them. (A flow whose frames straddle such a cut is analysed
+``SELECTED_PER_TSHARK_FRAME`` times as many. (A flow whose frames straddle such a cut is analysed
 in two parts, as one straddling two files is.) The frames tshark reads are also teed to a spool file, from which a
 module's second look (HTTP's after incomplete exchanges, TLS's on odd ports) takes the frames of the connections it
 needs (``collectors.protocols.reread``); it is removed when the run ends.
@@ -58,9 +58,9 @@ _DONE = object()
 NATIVE = True  # read DNS/mDNS/LLMNR over UDP here instead of in tshark (False: tshark reads every frame)
 NATIVE_TCP = True  # with NATIVE: read FTP control, HTTP/1.x and TLS connections here too (``native_tcp``)
 FRAMES_PER_RUN = 131_072  # frames one tshark of a run reads at most (about 170 MB of tshark memory)
-# selected frames a run takes at most, native ones included (on 1M real-trace packets a third of the selected frames
-# reach tshark: counting them all cut the file into twice the runs, each costing tshark and second-look starts)
-SELECTED_PER_RUN = 8 * FRAMES_PER_RUN
+# selected frames (native ones included) a run takes at most, per frame its tshark may read (on 1M real-trace
+# packets a third of the selected frames reach tshark: counting them all cut the file into twice the runs)
+SELECTED_PER_TSHARK_FRAME = 8
 
 
 class MetadataStream:
@@ -77,7 +77,7 @@ class MetadataStream:
         self.warn = warn
         self.expected = expected
         self.frames_per_run = frames_per_run
-        self.selected_per_run = frames_per_run * SELECTED_PER_RUN // FRAMES_PER_RUN
+        self.selected_per_run = SELECTED_PER_TSHARK_FRAME * frames_per_run
         self.runs = 0
         self._run: TsharkStdinRun | ProcessFanout | None = None
         self._ending: TsharkStdinRun | ProcessFanout | None = None  # the previous run, finishing its input

@@ -18,7 +18,7 @@ TCP connections whose first payload is a TLS hello are read by the deep path its
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,8 +34,7 @@ from collectors.protocols.base import (
     sender_is_orig,
 )
 from collectors.protocols.ja4 import ja4
-from collectors.protocols.reread import Wanted, endpoint
-from collectors.protocols.tcp_reassembly import Direction
+from collectors.protocols.reread import Segment, Wanted, endpoint, sequenced
 from collectors.protocols.tls_heartbeat import HEARTBEAT, Heartbeats
 from collectors.protocols.tshark import Packet, to_int
 
@@ -346,25 +345,32 @@ class TlsAnalyzer(Analyzer):
         payloads = self.context.frames.tcp_payloads(self.undecoded.values())
         again, stats = TlsAnalyzer(self.warn), TlsStats()
         for stream, (flow, hello_ts) in self.undecoded.items():
-            client = endpoint(flow.orig_h, flow.orig_p)  # the ClientHello's sender
-            conn, sides = TlsConnection(stats), {}
-            for seg in payloads.get(stream, ()):
-                from_client = seg.sender == client
-                side = sides.get(from_client)
-                if side is None:
-                    head = seg.payload[:6]
-                    starts = len(head) == 6 and head[1] == 3 and (
-                        head[0] == HANDSHAKE and head[5] == CLIENT_HELLO and seg.ts >= hello_ts
-                        if from_client else True in sides and CCS <= head[0] <= HEARTBEAT)
-                    if not starts:
-                        continue
-                    side = sides[from_client] = Direction()
-                    side.next_seq = seg.seq
+            conn, client = TlsConnection(stats), endpoint(flow.orig_h, flow.orig_p)
+            for from_client, ts, chunks, last in sequenced(payloads.get(stream, ()), client, _first_records(hello_ts)):
+                if last:
+                    continue  # what waited behind a hole: a direction's records end at it
                 frame = Frame()
-                for chunk in side.add(seg.seq, seg.payload):
+                for chunk in chunks:
                     conn.feed(from_client, chunk, frame)
                 ends = (flow.orig_h, flow.resp_h, flow.orig_p, flow.resp_p) if from_client else (
                     flow.resp_h, flow.orig_h, flow.resp_p, flow.orig_p)
-                for _ in again.handle(frame_packet(frame, seg.ts, *ends, stream)):
+                for _ in again.handle(frame_packet(frame, ts, *ends, stream)):
                     pass  # established sessions stay in again.sessions (emitted here, from the main pass)
         return [s for s in again.sessions.values() if s.version is not None or s.sni is not None]
+
+
+def _first_records(hello_ts: float) -> Callable[[bool, Segment], bool]:
+    """Where a second look's directions start: the client's at its ClientHello (from ``hello_ts``), the server's at
+    its first TLS record after that."""
+    started: set[bool] = set()
+
+    def first_record(from_client: bool, seg: Segment) -> bool:
+        head = seg.payload[:6]
+        ok = len(head) == 6 and head[1] == 3 and (
+            head[0] == HANDSHAKE and head[5] == CLIENT_HELLO and seg.ts >= hello_ts if from_client
+            else True in started and CCS <= head[0] <= HEARTBEAT)
+        if ok:
+            started.add(from_client)
+        return ok
+
+    return first_record
