@@ -2232,7 +2232,30 @@ static int Core_init(Core *c, PyObject *args, PyObject *kw) {
     return 0;
 }
 
+/* The core holds Python callables (the decoder's fallback, the probe, the share function) whose owners hold the
+ * core: the cycle collector must see these references, or a dropped flow path is never freed. */
+static int Core_traverse(Core *c, visitproc visit, void *arg) {
+    Py_VISIT(c->record_type);
+    Py_VISIT(c->fallback);
+    Py_VISIT(c->emitted);
+    Py_VISIT(c->probe);
+    Py_VISIT(c->services);
+    Py_VISIT(c->share_fn);
+    return 0;
+}
+
+static int Core_clear(Core *c) {
+    Py_CLEAR(c->record_type);
+    Py_CLEAR(c->fallback);
+    Py_CLEAR(c->emitted);
+    Py_CLEAR(c->probe);
+    Py_CLEAR(c->services);
+    Py_CLEAR(c->share_fn);
+    return 0;
+}
+
 static void Core_dealloc(Core *c) {
+    PyObject_GC_UnTrack(c);
     flow_t *f = c->head;
     while (f) {
         flow_t *next = f->next;
@@ -2240,15 +2263,10 @@ static void Core_dealloc(Core *c) {
         f = next;
     }
     PyMem_Free(c->buckets);
-    Py_XDECREF(c->record_type);
-    Py_XDECREF(c->fallback);
-    Py_XDECREF(c->emitted);
-    Py_XDECREF(c->probe);
-    Py_XDECREF(c->services);
+    Core_clear(c);
     PyMem_Free(c->upgrade_to);
     PyMem_Free(c->sel.b);
     free_parts(c);
-    Py_XDECREF(c->share_fn);
     Py_TYPE(c)->tp_free((PyObject *)c);
 }
 
@@ -2275,7 +2293,9 @@ static PyTypeObject CoreType = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "collectors._flowcore.FlowCore",
     .tp_basicsize = sizeof(Core),
-    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_traverse = (traverseproc)Core_traverse,
+    .tp_clear = (inquiry)Core_clear,
     .tp_doc = "Decoder and flow table with Zeek conn.log semantics (the C port of collectors.flows.FlowTable).",
     .tp_new = PyType_GenericNew,
     .tp_init = (initproc)Core_init,

@@ -37,6 +37,7 @@ import re
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 from urllib.parse import unquote
 
@@ -164,6 +165,10 @@ def _per_message_reader(pkt: Packet, index: int, count: int):
 
 
 Header = Callable[[str], "str | None"]  # a message's header by its (lower-case) name
+
+
+def _no_headers(name: str) -> str | None:
+    return None
 TSHARK_HEADERS = {"host": "http.host", "user-agent": "http.user_agent", "referer": "http.referer",
                   "authorization": "http.authorization", "content-type": "http.content_type",
                   "location": "http.location", "content-length": "http.content_length",
@@ -245,7 +250,7 @@ class HttpAnalyzer(Analyzer):
                 continue
             header = tshark_headers(pkt, index, len(responses))
             yield from self.answer(st, pkt.ts, code, phrase, header,
-                                   lambda i=index: body_length(pkt, i, len(responses)), lambda: message_bytes(pkt))
+                                   partial(body_length, pkt, index, len(responses)), lambda: message_bytes(pkt))
 
     # -- the pairing both readers share (tshark's packets, messages read natively) ------------------------
     def request(self, st: FlowState, ts: float, method: str, uri: str | None, version: str | None,
@@ -347,7 +352,7 @@ class HttpAnalyzer(Analyzer):
         for index, (method, uri_text, version_text) in enumerate(lines):
             yield from self.request(st, pkt.ts, method or "", uri_text, version_text,
                                     tshark_headers(pkt, index, len(lines)),
-                                    lambda i=index: body_length(pkt, i, len(lines)))
+                                    partial(body_length, pkt, index, len(lines)))
 
     def emit(self, ex: Exchange) -> Doc:
         version = (ex.version or "").removeprefix("HTTP/") or None
@@ -504,7 +509,7 @@ class HttpConnection:
         self.server.end(ts)
         st = self.analyzer.state.get(self.flow.key())
         if st is not None and st.open and st.open[0].version == "0.9":
-            self.docs += self.analyzer.answer(st, ts, 0, None, {}.get, lambda: 0, lambda: self.server.bytes)
+            self.docs += self.analyzer.answer(st, ts, 0, None, _no_headers, lambda: 0, lambda: self.server.bytes)
 
     def take_docs(self) -> list[Doc]:
         out, self.docs = self.docs, []

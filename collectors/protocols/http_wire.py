@@ -68,6 +68,7 @@ class Body:
     failed: bool = False
     capped: bool = False
     inflater: zlib._Decompress | None = None
+    head: bytes = b""  # a deflate body's first byte, until the second tells whether a zlib header starts it
 
     def add(self, data: bytes | int, stats: WireStats) -> None:
         """Body bytes (an int: bytes lost in a hole)."""
@@ -79,6 +80,10 @@ class Body:
         if self.encoding is None or self.failed or self.capped or not data:
             return
         if self.inflater is None:
+            if len(self.head) + len(data) < 2:  # where TCP cut the body must not change how it is read
+                self.head += data
+                return
+            data, self.head = self.head + data, b""
             # gzip, or deflate with its zlib header; deflate without one (servers send that too) is raw
             zlib_header = len(data) >= 2 and data[0] & 0x0F == 8 and (data[0] << 8 | data[1]) % 31 == 0
             wbits = 47 if self.encoding != "deflate" or zlib_header else -15

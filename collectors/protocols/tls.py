@@ -175,7 +175,7 @@ class TlsAnalyzer(Analyzer):
     def _undecoded_payload(protocols: list[str]) -> bool:
         """Whether tshark decoded nothing but opaque layers above the innermost TCP header."""
         above = layers_above_tcp(protocols)
-        return bool(above) and OPAQUE_LAYERS.issuperset(above)
+        return bool(above) and OPAQUE_LAYERS.issuperset(above or ())
 
     def handle(self, pkt: Packet) -> Iterable[Doc]:
         layer = "dtls" if "dtls" in pkt.protocols and "tls" not in pkt.protocols else "tls"

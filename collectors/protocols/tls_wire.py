@@ -26,6 +26,7 @@ tshark would not have read on in sync either); at most ``MAX_CERTIFICATES`` cert
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 from dataclasses import dataclass
 
@@ -86,11 +87,11 @@ class Reader:
         raw = self.take(n)
         return int.from_bytes(raw, "big") if raw else 0
 
-    def vector(self, length_bytes: int) -> bytes:
+    def vector(self, length_bytes: builtins.int) -> bytes:
         return self.take(self.int(length_bytes))
 
     @property
-    def left(self) -> int:
+    def left(self) -> builtins.int:
         return len(self.data) - self.pos
 
 
@@ -300,7 +301,7 @@ class TlsConnection:
         if self.tls13:
             r.vector(1)  # certificate_request_context
         chain = Reader(r.vector(3))
-        ders = []
+        ders: list[str] = []  # hex, as tshark gives them
         while chain.left >= 3 and len(ders) < MAX_CERTIFICATES:
             der = chain.vector(3)
             if self.tls13:

@@ -15,6 +15,7 @@ agents, file names); the Python modules add little (extract_metadata 18.0 s end 
 
 from __future__ import annotations
 
+import builtins
 import os
 import subprocess
 import threading
@@ -87,7 +88,7 @@ class Packet:
         return float(self.first("frame.time_epoch", "0") or 0)
 
     @property
-    def number(self) -> int:
+    def number(self) -> builtins.int:
         return self.int("frame.number", 0) or 0
 
     @property
