@@ -18,6 +18,7 @@ COMPILED = [
     "collectors/decode.py",
     "collectors/protocols/dns.py",
     "collectors/protocols/dns_wire.py",
+    "collectors/protocols/documents.py",
     "collectors/protocols/http.py",
     "collectors/protocols/http_wire.py",
     "collectors/protocols/native.py",
