@@ -233,7 +233,9 @@ def main(argv: list[str] | None = None) -> int:
     import orjson
 
     from collectors.pcapio import CaptureError
+    from secops.runtime import tune_gc
 
+    tune_gc()
     out = sys.stdout.buffer
 
     def sink(doc: dict[str, Any]) -> None:
