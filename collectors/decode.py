@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import struct
 from collections import Counter
+from typing import Final
 
 from collectors.flowconst import (
     AYIYA_PORT,
@@ -31,8 +32,24 @@ from collectors.flowconst import (
     VXLAN_PORT,
 )
 
-# Pkt fields (index constants keep the hot path free of attribute lookups)
-SRC, DST, PROTO, SPORT, DPORT, IPLEN, FLAGS, SEQ, ACK, PLEN, ONEWAY, L4OFF, BUF, TUNNEL, CAPLEN, MAC, BADSUM = range(17)
+# Pkt fields (index constants keep the hot path free of attribute lookups; Final: compiled code inlines them)
+SRC: Final = 0
+DST: Final = 1
+PROTO: Final = 2
+SPORT: Final = 3
+DPORT: Final = 4
+IPLEN: Final = 5
+FLAGS: Final = 6
+SEQ: Final = 7
+ACK: Final = 8
+PLEN: Final = 9
+ONEWAY: Final = 10
+L4OFF: Final = 11
+BUF: Final = 12
+TUNNEL: Final = 13
+CAPLEN: Final = 14
+MAC: Final = 15
+BADSUM: Final = 16
 Pkt = tuple  # (src, dst, proto, sport, dport, ip_len, tcp_flags, seq, ack, payload_len, one_way,
 #              l4_offset, buf, tunnel, captured_bytes (TCP: of the payload, else of L4), src_mac,
 #              bad_checksum)

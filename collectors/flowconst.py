@@ -6,8 +6,14 @@ returns them by these names and tests/unit/test_flowcore.py requires ``SHARED`` 
 
 from __future__ import annotations
 
+from typing import Final
+
 # IP protocol numbers
-ICMP, TCP, UDP, ICMP6, SCTP = 1, 6, 17, 58, 132
+ICMP: Final = 1
+TCP: Final = 6
+UDP: Final = 17
+ICMP6: Final = 58
+SCTP: Final = 132
 
 # TCP flags
 F_FIN, F_SYN, F_RST, F_PSH, F_ACK = 0x01, 0x02, 0x04, 0x08, 0x10
