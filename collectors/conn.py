@@ -171,8 +171,8 @@ class Observations:
             protos = doc["network"].get("protocol")
             if protos:
                 extra["service"] = protos[0]
-            mac = None if f.tunnel else mac_str(f.r_mac)
-            self._candidate(("service", ip, port, transport), f.start, "service", ip, mac, extra)
+            server_mac = None if f.tunnel else mac_str(f.r_mac)
+            self._candidate(("service", ip, port, transport), f.start, "service", ip, server_mac, extra)
 
     def drain(self) -> list[dict]:
         """Documents for the candidates collected since the last drain, each identity once per run."""

@@ -127,7 +127,7 @@ def _tls_record(data: bytes, handshake_type: int) -> bool:
 
 def _sslv2_client_hello(data: bytes) -> bool:
     """SSL 2.0 CLIENT-HELLO (2-byte record header) as old clients still send it, offering SSL 3.0/TLS."""
-    return len(data) >= 11 and data[0] & 0x80 and data[2] == 1 and data[3] in (0, 3) and data[4] <= 4 and \
+    return len(data) >= 11 and data[0] & 0x80 != 0 and data[2] == 1 and data[3] in (0, 3) and data[4] <= 4 and \
         ((data[0] & 0x7F) << 8 | data[1]) >= 9
 
 
@@ -356,7 +356,7 @@ def geneve(data: bytes, _length: int) -> bool:
 
 def gtpv1(data: bytes, _length: int) -> bool:
     """3GPP TS 29.281 GTP-U: version 1, protocol type GTP, message type G-PDU (255) or echo."""
-    return len(data) >= 8 and data[0] >> 5 == 1 and data[0] & 0x10 and data[1] in (1, 2, 26, 254, 255)
+    return len(data) >= 8 and data[0] >> 5 == 1 and data[0] & 0x10 != 0 and data[1] in (1, 2, 26, 254, 255)
 
 
 def ayiya(data: bytes, _length: int) -> bool:
