@@ -49,7 +49,7 @@ class IngestStats:
 FTP = SERVICE_INDEX["ftp"]
 MAX_PARKED = 20_000  # connection records held back until their file's deep path is read (FTP data channels)
 # offline ingest: capture files from this size get their analyzers a process of their own (deep_process)
-DEEP_PROCESS_MIN_BYTES = 16 << 20
+DEEP_PROCESS_MIN_BYTES: int | None = 16 << 20  # None: analyzers in the reading process (profiling)
 
 
 class Pipeline:

@@ -57,12 +57,16 @@ def oui_vendor(mac: str | None) -> str | None:
         return None
 
 
+def _digits(text: str) -> bool:
+    return text.isascii() and text.isdigit()
+
+
 def _port_covered(spec: str | None, port: int) -> bool:
     if not spec:
         return False
     for part in spec.split(","):
         lo, _, hi = part.strip().partition("-")
-        if lo.isdigit() and int(lo) <= port <= int(hi or lo):
+        if _digits(lo) and (not hi or _digits(hi)) and int(lo) <= port <= int(hi or lo):
             return True
     return False
 

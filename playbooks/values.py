@@ -98,7 +98,7 @@ def _text(value: object) -> str:
 
 
 def _port(value: object) -> object:
-    if isinstance(value, str) and value.isdigit():
+    if isinstance(value, str) and value.isascii() and value.isdigit():
         return int(value)
     return value
 

@@ -113,7 +113,8 @@ def _int(text: str | None) -> int | None:
     if text is None:
         return None
     text = text.strip()
-    return int(text) if text.isdigit() and len(text) < 19 else None
+    # ASCII digits only: str.isdigit() also takes superscripts, which int() refuses (found by the fuzz replay)
+    return int(text) if text.isascii() and text.isdigit() and len(text) < 19 else None
 
 
 class MessageReader:

@@ -150,3 +150,15 @@ def test_a_deflate_body_is_read_the_same_however_tcp_cut_its_first_two_bytes() -
             body.add(part, stats)
         lengths.append((body.length(), stats.undecodable))
     assert lengths == [(1800, 0)] * 3
+
+
+def test_a_content_length_of_unicode_digits_is_no_length() -> None:
+    """The compiled readers' fuzz replay found: ``Content-Length: 9¹`` (a Latin-1 superscript one) passed
+    ``str.isdigit()`` and made ``int()`` raise out of the HTTP reader. Only ASCII digits are a length."""
+    from collectors.protocols.http_wire import MessageReader, WireStats
+
+    messages: list = []
+    reader = MessageReader(True, messages.append, WireStats())
+    reader.feed("POST / HTTP/1.1\r\nContent-Length: 9\xb9\r\n\r\nGET /next HTTP/1.1\r\n\r\n".encode("latin-1"), 1.0)
+    assert [m.start for m in messages][:1] == [b"POST / HTTP/1.1"]
+    assert messages[0].headers["content-length"] == "9\xb9"
