@@ -169,6 +169,8 @@ Header = Callable[[str], "str | None"]  # a message's header by its (lower-case)
 
 def _no_headers(name: str) -> str | None:
     return None
+
+
 TSHARK_HEADERS = {"host": "http.host", "user-agent": "http.user_agent", "referer": "http.referer",
                   "authorization": "http.authorization", "content-type": "http.content_type",
                   "location": "http.location", "content-length": "http.content_length",
