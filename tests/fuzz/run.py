@@ -19,18 +19,13 @@ from __future__ import annotations
 
 import hashlib
 import importlib
-import importlib.abc
-import importlib.machinery
-import importlib.util
 import random
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
-from importlib.machinery import ModuleSpec
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from types import ModuleType
 
-from tests.support.compiled import compiled_modules
+from tests.support.compiled import import_from_source
 
 # target -> the modules whose coverage guides it
 TARGETS: dict[str, tuple[str, ...]] = {
@@ -113,25 +108,10 @@ def replay(test: Callable[[bytes], None], inputs: list[bytes], seconds: float, s
     return len(inputs), runs
 
 
-class _FromSource(importlib.abc.MetaPathFinder):
-    """Imports the compiled readers from their ``.py`` source instead of the extension beside it."""
-
-    def __init__(self, names: Iterable[str]) -> None:
-        self.names = frozenset(names)
-
-    def find_spec(self, name: str, path: Sequence[str] | None, target: ModuleType | None = None) -> ModuleSpec | None:
-        if name not in self.names:
-            return None
-        spec = importlib.machinery.PathFinder.find_spec(name, path)
-        if spec is None or spec.origin is None:
-            return None
-        return importlib.util.spec_from_file_location(name, Path(spec.origin).parent / f"{name.rpartition('.')[2]}.py")
-
-
 def fuzz(target: str, corpus: Path, flags: list[str]) -> None:
     import atheris
 
-    sys.meta_path.insert(0, _FromSource(compiled_modules()))
+    import_from_source()
     with atheris.instrument_imports(include=list(TARGETS[target])):
         harness = importlib.import_module(f"tests.fuzz.fuzz_{target}")
     if not corpus.is_dir() or not any(corpus.iterdir()):
