@@ -26,6 +26,8 @@ CAPTURES = [TESTDATA / "zeek/traces" / name for name in (
 
 @pytest.mark.parametrize("source", compiled_sources())
 def test_the_reader_runs_compiled_from_its_current_source(source: str) -> None:
+    assert '__name__ == "__main__"' not in (REPO / source).read_text(), (
+        f"{source} has a command-line entry: an extension module cannot run with `python3 -m`")
     module = importlib.import_module(source.removesuffix(".py").replace("/", "."))
     assert isinstance(module.__loader__, ExtensionFileLoader), (
         f"{source} runs interpreted: run `pip install -e .` or `python3 setup.py build_ext --inplace` (needs gcc)")
