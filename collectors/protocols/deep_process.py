@@ -160,6 +160,22 @@ class _Announcements(ExpectedConnections):
         self._send("e", [orig_h, resp_h, resp_p, service, ts])
 
 
+class _Outbox:
+    """The child's document queue: each document is written to the parent by the thread that made it (the native
+    readers' or tshark's reader), under the output lock. A thread that only forwarded documents cost a hand-off and a
+    wake-up per document."""
+
+    def __init__(self, send: Callable[[str, object], None]) -> None:
+        self._send = send
+        self.done = threading.Event()
+
+    def put(self, doc: object) -> None:
+        if doc is _DONE:
+            self.done.set()
+        else:
+            self._send("d", doc)
+
+
 def main(name: str, tshark_path: str) -> int:
     """Child side: the selected frames on stdin (pcapng blocks after the header) through tshark and the
     analyzers."""
@@ -177,13 +193,7 @@ def main(name: str, tshark_path: str) -> int:
                 out.flush()
 
     run = TsharkStdinRun(name, tshark_path, lambda msg: send("w", msg), _Announcements(send))
-
-    def forward() -> None:
-        while (doc := run.docs.get()) is not _DONE:
-            send("d", doc)
-
-    sender = threading.Thread(target=forward, name="secops-deep-send", daemon=True)
-    sender.start()
+    outbox = run.docs = _Outbox(send)  # type: ignore[assignment]  # documents go out from the thread that made them
     stdin = sys.stdin.fileno()
     reported = None
     while data := os.read(stdin, READ_BYTES):  # interface and packet blocks: the run writes the header itself
@@ -193,8 +203,8 @@ def main(name: str, tshark_path: str) -> int:
             reported = count
     run.end_input()
     if run.finished:  # tshark never started: no reader thread will end the queue
-        run.docs.put(_DONE)
-    sender.join()
+        outbox.put(_DONE)
+    outbox.done.wait()
     run.release()
     out.flush()
     return 0

@@ -392,7 +392,13 @@ def _letters(*words: str) -> bytes:
 
 _PRINTABLE = bytes(range(0x21, 0x100))  # http_request: a line's first character (DEL too, with "HTTP/")
 HANDSHAKE_TLS, HANDSHAKE_SSH, HANDSHAKE_QUIC = 24, 8, 6
-UPGRADE = 48  # cleartext sessions that may switch to TLS (STARTTLS): their first exchanges and the handshake
+# Cleartext sessions that may switch to TLS in-band (STARTTLS; the names in UPGRADE_TO): none of their cleartext is
+# selected (no analyzer reads SMTP, POP3, XMPP, LDAP, MySQL or RDP), but the engines keep probing their next payloads,
+# and the one that opens the TLS handshake selects the handshake (HANDSHAKE_TLS) from there on. The analyzers then see
+# a connection whose first payload is a ClientHello, which the native TLS reader reads (on 300k packets of real traces
+# tshark had been given 17k cleartext frames of such sessions per analyzer process, 16% of its input).
+UPGRADE = SELECT_NONE
+STUN_THEN_DTLS = 48  # STUN binding, then DTLS-SRTP on the same flow: the first datagrams, the handshake among them
 _T, _U, _TU = frozenset({TCP}), frozenset({UDP}), frozenset({TCP, UDP})
 
 # Strong signatures first; the weak ones (few fixed bits) last, so they never shadow a strong one.
@@ -414,7 +420,7 @@ PROBES: tuple[Probe, ...] = (
     Probe("s7comm", _T, "orig", s7comm, SELECT_ALL, b"\x03"),
     Probe("dnp3", _TU, "any", dnp3, SELECT_ALL, b"\x05"),
     Probe("dtls", _U, "any", dtls_hello, HANDSHAKE_TLS, b"\x16"),
-    Probe("stun", _U, "any", stun, UPGRADE, bytes(range(0x40))),  # DTLS-SRTP follows on the same flow
+    Probe("stun", _U, "any", stun, STUN_THEN_DTLS, bytes(range(0x40))),  # DTLS-SRTP follows on the same flow
     Probe("quic", _U, "orig", quic_initial, HANDSHAKE_QUIC, bytes(range(0xC0, 0x100))),
     Probe("quic", _U, "resp", quic_server_initial, HANDSHAKE_QUIC, bytes(range(0xC0, 0x100))),
     Probe("dhcp", _U, "any", dhcp, SELECT_ALL, b"\x01\x02"),

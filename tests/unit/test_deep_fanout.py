@@ -184,7 +184,7 @@ def test_the_core_routes_every_shared_capture_as_the_router_splits_it() -> None:
     for capture in CAPTURES_ALL:
         for i, (_, n) in enumerate(assert_routed_like_split([capture])):
             spread[i] += n
-    assert spread[0] > 1000 and spread[1] > 1000, spread
+    assert len(spread) == 2 and min(spread.values()) > sum(spread.values()) / 4, spread  # both shares do work
     routed = assert_routed_like_split(CAPTURES_ALL, shares=3)
     assert all(n > 100 for _, n in routed)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from itertools import zip_longest
 from pathlib import Path
 
@@ -10,8 +11,12 @@ from scapy.layers.inet import IP, TCP
 from scapy.packet import Raw
 from scapy.utils import wrpcap
 
+from collectors.decode import DPORT, DST, SPORT, SRC
 from collectors.ingest import Pipeline
+from collectors.protocols import stream
+from collectors.selection import stream_header
 from tests.support.frames import eth
+from tests.unit.test_tcp_native import tcp_payloads
 
 ZEEK = Path(__file__).resolve().parents[2].parent / "shared" / "testdata" / "zeek" / "traces"
 HELLO = bytes.fromhex("160301002f0100002b0303") + bytes(32) + bytes.fromhex("000002002f0100")  # a ClientHello
@@ -64,3 +69,53 @@ def test_only_the_named_upgrade_counts(tmp_path, engine):
     assert services(smtp, engine) == [(25, ["smtp", "ssl"])]
     assert services(http, engine) == [(80, ["http"])]
     assert services(other, engine) == [(587, ["smtp"])]
+
+
+BASELINES = ZEEK.parent / "baselines"
+
+
+def zeek_ssl(baseline: str) -> list[tuple]:
+    """(responder port, version, cipher, curve, server name, established) of each row of a Zeek ssl.log."""
+    lines = (BASELINES / baseline / "ssl.log").read_text().splitlines()
+    names = next(line for line in lines if line.startswith("#fields")).split("\t")[1:]
+    rows = [dict(zip(names, line.split("\t"), strict=True)) for line in lines if line and not line.startswith("#")]
+    return sorted((int(r["id.resp_p"]), r["version"], r["cipher"], r["curve"], r["server_name"], r["established"])
+                  for r in rows)
+
+
+@pytest.mark.parametrize("engine", ["native", "python"])
+@pytest.mark.parametrize(("trace", "baseline"), [
+    ("tls/xmpp-starttls.pcap", "scripts.base.protocols.xmpp.starttls"),
+    ("tls/pop3-starttls.pcap", "scripts.base.protocols.pop3.starttls"),
+    ("mysql/encrypted.pcap", "scripts.base.protocols.mysql.encrypted"),
+    ("ldap/ldap-starttls.pcap", "scripts.base.protocols.ldap.starttls"),
+    ("rdp/rdp-to-ssl.pcap", "scripts.base.protocols.rdp.rdp-to-ssl"),
+])
+def test_starttls_hands_the_analyzers_only_the_handshake(engine, trace, baseline, monkeypatch):
+    """No cleartext of a session that may switch to TLS is selected (no analyzer reads it): the analyzers' first
+    payload of each connection is the TLS handshake that follows the switch, and its record has Zeek's values."""
+    given: list[bytes] = []
+    feed = stream.TsharkStdinRun.feed
+    monkeypatch.setattr(stream.TsharkStdinRun, "feed", lambda run, data: (given.append(data), feed(run, data))[1])
+    docs: list[dict] = []
+    pipe = Pipeline(docs.append, engine=engine)
+    pipe.process_file(ZEEK / trace)
+    pipe.finish()
+    records = sorted(
+        (d["destination"]["port"], f"{d['tls']['version_protocol'].upper()}v{d['tls']['version'].replace('.', '')}",
+         d["tls"].get("cipher", "-"), d["tls"].get("curve", "-"), d["tls"].get("client", {}).get("server_name", "-"),
+         "T" if d["tls"].get("established") else "F")
+        for d in docs if d["event"]["dataset"] == "secops.tls")
+    assert records == zeek_ssl(baseline)
+    first_payloads = {}
+    for p, payload in tcp_payloads_of_blocks(b"".join(given)):
+        first_payloads.setdefault(frozenset(((p[SRC], p[SPORT]), (p[DST], p[DPORT]))), payload)
+    assert first_payloads and all(payload[:1] == b"\x16" for payload in first_payloads.values())
+
+
+def tcp_payloads_of_blocks(blocks: bytes) -> list[tuple[tuple, bytes]]:
+    """(decoded packet, payload) of the TCP segments with payload among pcapng blocks (after the stream header)."""
+    with tempfile.NamedTemporaryFile(suffix=".pcapng") as f:
+        f.write(stream_header() + blocks)
+        f.flush()
+        return list(tcp_payloads(Path(f.name)))

@@ -63,12 +63,13 @@ FTP_CAPTURES = [TESTDATA / p for p in ("attacks/bruteforce/ftp-bruteforce.pcap",
                                        "zeek/traces/ftp/ipv4.pcap", "zeek/traces/ftp/ipv6.pcap")]
 
 
-def tcp_payloads(capture: Path) -> Iterator[tuple[tuple, bytes]]:
-    """(decoded packet, captured payload) of every TCP segment with payload, decoded as the pipeline does."""
+def tcp_payloads(capture: Path, with_empty: bool = False) -> Iterator[tuple[tuple, bytes]]:
+    """(decoded packet, captured payload) of every TCP segment with payload (or of every one), decoded as the
+    pipeline does."""
     decoder = Decoder()
     for ts, linktype, buf, off, caplen, _wire in read_capture(capture, lambda _m: None):
         packets = decoder.decode(linktype, buf, off, caplen, ts)
-        if not packets or packets[-1][PROTO] != TCP or packets[-1][PLEN] <= 0:
+        if not packets or packets[-1][PROTO] != TCP or (packets[-1][PLEN] <= 0 and not with_empty):
             continue
         p = packets[-1]
         l4, b = p[L4OFF], p[BUF]
