@@ -1,0 +1,156 @@
+"""Native ICS reading (Modbus/TCP, DNP3 over TCP, S7comm: the ``*_wire`` readers through native_tcp.py) against
+tshark, the differential oracle.
+
+Every shared capture with a TCP connection on 502, 20000 or 102 goes through the ingest pipeline twice: with the
+deep path reading those connections itself (``native_tcp.READ_ICS``) and with tshark reading them. Every document
+must be equal. Synthetic sessions (PDUs split over segments, several in one segment, the checks tshark makes where a
+segment starts, random bytes) are written to a capture that both read the same way.
+"""
+
+from __future__ import annotations
+
+import random
+import struct
+from pathlib import Path
+
+import pytest
+
+from collectors.ingest import Pipeline
+from collectors.protocols import native_tcp, stream
+from collectors.protocols.modbus_wire import ModbusReader
+from collectors.selection import stream_header
+from tests.unit.test_flowcore import CAPTURES, TESTDATA
+from tests.unit.test_tcp_native import assert_equal_or_named, by_id, native_tcp_frames, pcapng, tcp_frame, tcp_payloads
+
+ICS_PORTS = frozenset(native_tcp.ICS_PORTS)
+IN_ORDER = ("a fuzzer's capture: most segments follow a hole or overlap others (sequence numbers, flags and acks "
+            "mutated). The native reader reads each direction in sequence order, as Zeek's reassembler does, so "
+            "segments behind a hole wait for it (and PDUs form across segments in that order); tshark dissects each "
+            "segment when it arrives. Every document outside secops.modbus is equal")
+# Differences the test expects, by capture: (reason, the dataset taken out before the documents must be equal)
+KNOWN_DIFFERENCES = {"fuzz-72.pcap": (IN_ORDER, "secops.modbus")}
+
+
+def speaks_ics(capture: Path) -> bool:
+    """Whether some TCP segment with payload of the capture is on an ICS port."""
+    return any(p[3] in ICS_PORTS or p[4] in ICS_PORTS for p, payload in tcp_payloads(capture) if payload)
+
+
+ICS_CAPTURES = [c for c in CAPTURES if speaks_ics(c)]
+
+
+def docs_of(capture: Path, read_ics: bool, monkeypatch: pytest.MonkeyPatch) -> dict[str, dict]:
+    monkeypatch.setattr(stream, "NATIVE_TCP", True)
+    monkeypatch.setattr(native_tcp, "READ_ICS", read_ics)
+    docs: list[dict] = []
+    pipe = Pipeline(docs.append, on_warning=lambda _m: None)
+    pipe.process_file(capture)
+    pipe.finish()
+    return by_id(docs)
+
+
+def test_shared_captures_are_in_the_set() -> None:
+    names = {c.name for c in ICS_CAPTURES}
+    assert {"modbus-eit.pcap", "fuzz-72.pcap", "modbus-and-non-modbus-p502.pcap", "dnp3.pcap",
+            "dnp3_select_operate.pcap", "snap7.pcap", "s7comm_plus.pcap"} <= names
+
+
+@pytest.mark.parametrize("capture", ICS_CAPTURES, ids=lambda c: c.name)
+def test_native_documents_equal_tshark(capture: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The differential oracle: every document of the pipeline, ICS read natively or by tshark."""
+    native = docs_of(capture, True, monkeypatch)
+    tshark = docs_of(capture, False, monkeypatch)
+    assert_equal_or_named(capture, native, tshark, KNOWN_DIFFERENCES, without)
+
+
+def without(docs: dict[str, dict], dataset: str) -> list[dict]:
+    return sorted((d for d in docs.values() if d["event"]["dataset"] != dataset), key=lambda d: d["_id"])
+
+
+def test_ics_frames_do_not_reach_tshark(monkeypatch: pytest.MonkeyPatch) -> None:
+    taken = native_tcp_frames(monkeypatch)
+    capture = TESTDATA / "attacks/ics/modbus/modbus-eit.pcap"
+    docs = docs_of(capture, True, monkeypatch)
+    docs_of(capture, False, monkeypatch)
+    assert taken[0] >= 4 and taken[1] == 0
+    assert sum(1 for d in docs.values() if d["event"]["dataset"] == "secops.modbus") >= 4
+
+
+# -- synthetic sessions: tshark reads the same capture ---------------------------------------------------------
+def mbap(tid: int, unit: int, pdu: bytes, proto: int = 0, length: int | None = None) -> bytes:
+    return struct.pack("!HHHB", tid, proto, len(pdu) + 1 if length is None else length, unit) + pdu
+
+
+def session(segments: list[tuple[bool, bytes]], sport: int, dport: int = 502) -> list[bytes]:
+    """A handshake, then the segments (each direction's sequence numbers counting on), then FINs."""
+    seqs = {True: 1000, False: 5000}
+    frames = [tcp_frame(b"", 999, True, sport, dport, flags=0x02),
+              tcp_frame(b"", 4999, False, sport, dport, flags=0x12, ack=1000),
+              tcp_frame(b"", 1000, True, sport, dport, flags=0x10, ack=5000)]
+    for from_client, payload in segments:
+        frames.append(tcp_frame(payload, seqs[from_client], from_client, sport, dport, ack=seqs[not from_client]))
+        seqs[from_client] += len(payload)
+    frames.append(tcp_frame(b"", seqs[True], True, sport, dport, flags=0x11, ack=seqs[False]))
+    frames.append(tcp_frame(b"", seqs[False], False, sport, dport, flags=0x11, ack=seqs[True] + 1))
+    return frames
+
+
+def modbus_sessions() -> list[bytes]:
+    """Modbus/TCP written to exercise tshark's framing: every session on a port of its own."""
+    read = mbap(1, 1, b"\x03\x00\x10\x00\x02")
+    answer = mbap(1, 1, b"\x03\x04\x00\x01\x00\x02")
+    cases: list[list[tuple[bool, bytes]]] = [
+        [(True, read), (False, answer)],
+        [(True, read + mbap(2, 1, b"\x06\x00\x01\x00\x03")), (False, answer + mbap(2, 1, b"\x06\x00\x01\x00\x03"))],
+        [(True, read[:9]), (True, read[9:]), (False, answer[:3]), (False, answer[3:])],  # 3 bytes: not Modbus
+        [(True, read[:7]), (True, read[7:] + read)],  # 7 fresh bytes: not Modbus, so neither is what follows
+        [(True, read + read[:4]), (True, read[4:] + read)],  # a PDU under reassembly, then fresh bytes
+        [(True, mbap(3, 1, b"\x03", proto=1)), (True, read)],  # protocol id 1
+        [(True, mbap(4, 1, b"", length=1) + read)],  # length 1: not Modbus
+        [(True, read + mbap(5, 1, b"", length=1) + read)],  # length 1 after a valid PDU: tshark walks on
+        [(True, read + mbap(8, 1, b"\x03\x00", proto=7) + read)],  # protocol id 7 after a valid PDU
+        [(True, read + mbap(9, 1, b"\x83") + read)],  # an exception without its code, between two PDUs
+        [(True, read), (False, mbap(1, 1, b"\x83\x02")), (False, mbap(1, 1, b"\x83\x00")),
+         (False, mbap(1, 1, b"\x83"))],
+        [(True, mbap(6, 9, b"\x2b\x0e\x01\x00")), (False, mbap(6, 9, b"\xff\x01"))],
+        [(True, mbap(7, 1, b"\x10" + bytes(300))), (True, read)],  # longer than a frame needs to be
+    ]
+    rng = random.Random(502)
+    for _ in range(20):
+        blob = b"".join(mbap(rng.randrange(65536), rng.randrange(256), rng.randbytes(rng.randrange(0, 12)),
+                             length=rng.choice([None, None, rng.randrange(0, 20)])) for _ in range(rng.randrange(1, 5)))
+        cuts = sorted(rng.sample(range(1, len(blob)), min(3, len(blob) - 1)))
+        parts = [blob[a:b] for a, b in zip([0, *cuts], [*cuts, len(blob)], strict=True)]
+        cases.append([(rng.random() < 0.5, part) for part in parts if part])
+    frames: list[bytes] = []
+    for i, segments in enumerate(cases):
+        frames += session(segments, 40000 + i)
+    return frames
+
+
+def test_synthetic_modbus_equals_tshark(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    capture = tmp_path / "modbus.pcapng"
+    capture.write_bytes(stream_header() + pcapng(modbus_sessions()))
+    native = docs_of(capture, True, monkeypatch)
+    tshark = docs_of(capture, False, monkeypatch)
+    assert sum(1 for d in tshark.values() if d["event"]["dataset"] == "secops.modbus") >= 15
+    assert native == tshark
+
+
+def test_modbus_reader_bounds_and_holes() -> None:
+    """Random bytes, holes and every cut of a stream: no exception, at most one PDU's bytes wait."""
+    rng = random.Random(7)
+    reader = ModbusReader()
+    for _ in range(2000):
+        chunk: bytes | int = rng.randbytes(rng.randrange(0, 40)) if rng.random() < 0.9 else rng.randrange(1, 99)
+        reader.feed(rng.random() < 0.5, chunk)
+        reader.take()
+        assert all(len(side.pending) <= 65541 for side in reader.sides)
+    stream_bytes = mbap(1, 1, b"\x03\x00\x10\x00\x02") * 3
+    for cut in range(1, len(stream_bytes)):
+        reader = ModbusReader()
+        reader.feed(True, stream_bytes[:cut])
+        first = reader.take().get("modbus_func_code", [])
+        reader.feed(True, stream_bytes[cut:])
+        second = reader.take().get("modbus_func_code", [])
+        assert len(first) + len(second) == 3 if cut >= 8 else len(first) == 0
