@@ -40,8 +40,9 @@ TARGETS: dict[str, tuple[str, ...]] = {
     "ja4": ("collectors.protocols.ja4",),
     "http_wire": ("collectors.protocols.http_wire", "collectors.protocols.http"),
     "tls_wire": ("collectors.protocols.tls_wire", "collectors.protocols.tls"),
-    "ics_wire": ("collectors.protocols.modbus_wire", "collectors.protocols.dnp3_wire", "collectors.protocols.s7comm_wire",
-                 "collectors.protocols.modbus", "collectors.protocols.dnp3", "collectors.protocols.s7comm"),
+    "ics_wire": ("collectors.protocols.modbus_wire", "collectors.protocols.dnp3_wire",
+                 "collectors.protocols.s7comm_wire", "collectors.protocols.modbus", "collectors.protocols.dnp3",
+                 "collectors.protocols.s7comm"),
     "native_tcp": ("collectors.protocols.native_tcp", "collectors.protocols.tcp_reassembly", "collectors.protocols.ftp",
                    "collectors.protocols.http_wire", "collectors.protocols.tls_wire"),
 }
