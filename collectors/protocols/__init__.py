@@ -14,10 +14,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
-from collectors.protocols.base import Analyzer, Doc, RunContext, command_for
+from collectors.protocols.base import Analyzer, RunContext, command_for
 from collectors.protocols.dhcp import DhcpAnalyzer
 from collectors.protocols.dnp3 import Dnp3Analyzer
 from collectors.protocols.dns import DnsAnalyzer
+from collectors.protocols.documents import Doc
 from collectors.protocols.ftp import FtpAnalyzer
 from collectors.protocols.http import HttpAnalyzer
 from collectors.protocols.iec104 import Iec104Analyzer

@@ -1,4 +1,4 @@
-"""What every protocol module shares: the analyzer face, and (from ``documents``) flows and document building.
+"""What every protocol module shares: the analyzer face (flows and document building are in ``documents``).
 
 A protocol module (dns.py, http.py, ...) is one small ``Analyzer`` subclass, shaped like a Zeek
 protocol script: the tshark layers/display filter and fields it needs (``LAYERS``, ``FILTER``,
@@ -13,19 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-# flows and documents live in a module of their own (compiled, see setup.py); protocol modules import them from here
-from collectors.protocols.documents import (  # noqa: F401
-    MAX_VALUE_CHARS,
-    Doc,
-    Flow,
-    clip,
-    community_id,
-    fits,
-    flow_of,
-    make_doc,
-    sender_is_orig,
-    truncation,
-)
+from collectors.protocols.documents import MAX_VALUE_CHARS, Doc, Flow, flow_of, make_doc
 from collectors.protocols.tshark import BASE_FIELDS, Packet, build_command
 
 if TYPE_CHECKING:

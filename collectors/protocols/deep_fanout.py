@@ -47,8 +47,8 @@ from collectors.decode import (
     ether_payload,
 )
 from collectors.flowconst import TCP, UDP
-from collectors.protocols.base import Doc
 from collectors.protocols.deep_process import ProcessRun
+from collectors.protocols.documents import Doc
 from collectors.protocols.expected import ExpectedConnections
 
 Warn = Callable[[str], None]

@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from collectors.protocols.base import Analyzer, Doc, Flow, RunContext, Warn, evict_oldest, flow_by_server_port
+from collectors.protocols.base import Analyzer, RunContext, Warn, evict_oldest, flow_by_server_port
+from collectors.protocols.documents import Doc, Flow
 from collectors.protocols.tshark import Packet
 from secops.ecs import doc_id, iso
 

@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
-from collectors.protocols.base import Analyzer, Doc, Flow, RunContext, Warn, flow_of
+from collectors.protocols.base import Analyzer, RunContext, Warn
+from collectors.protocols.documents import Doc, Flow, flow_of
 from collectors.protocols.tshark import Packet, to_int
 
 QTYPES = {

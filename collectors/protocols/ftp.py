@@ -20,7 +20,8 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from collectors.protocols.base import Analyzer, Doc, Flow, RunContext, Warn, evict_oldest, flow_by_server_port
+from collectors.protocols.base import Analyzer, RunContext, Warn, evict_oldest, flow_by_server_port
+from collectors.protocols.documents import Doc, Flow
 from collectors.protocols.tshark import Packet, to_int
 
 PORTS = frozenset({21})

@@ -41,17 +41,9 @@ from functools import partial
 from typing import Any
 from urllib.parse import unquote
 
-from collectors.protocols.base import MAX_VALUE_CHARS as MAX_VALUE_CHARS  # the bound the docstring names
-from collectors.protocols.base import (
-    Analyzer,
-    Doc,
-    Flow,
-    RunContext,
-    Warn,
-    evict_oldest,
-    flow_of,
-    occurrences,
-)
+from collectors.protocols.base import Analyzer, RunContext, Warn, evict_oldest, occurrences
+from collectors.protocols.documents import MAX_VALUE_CHARS as MAX_VALUE_CHARS  # the bound the docstring names
+from collectors.protocols.documents import Doc, Flow, flow_of
 from collectors.protocols.http_wire import LOST, STATUS_LINE, Message, MessageReader, WireStats
 from collectors.protocols.reread import Wanted, directions
 from collectors.protocols.tshark import Packet, to_int

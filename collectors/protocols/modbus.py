@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from collectors.protocols.base import Analyzer, Doc, flow_by_server_port
+from collectors.protocols.base import Analyzer, flow_by_server_port
+from collectors.protocols.documents import Doc
 from collectors.protocols.tshark import Packet, to_int
 
 FUNCTIONS = {

@@ -37,9 +37,9 @@ from collectors.decode import (
     ether_payload,
 )
 from collectors.flowconst import TCP, UDP
-from collectors.protocols.base import Doc, Flow
 from collectors.protocols.dns import DnsAnalyzer
 from collectors.protocols.dns_wire import PORT_KINDS, WireStats, parse
+from collectors.protocols.documents import Doc, Flow
 from collectors.protocols.expected import ExpectedConnections
 from collectors.protocols.native_tcp import TcpNative
 from collectors.protocols.tshark import Packet

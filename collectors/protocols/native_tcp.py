@@ -52,10 +52,11 @@ from dataclasses import dataclass
 from collectors.conn import ip_str
 from collectors.decode import ACK, BUF, CAPLEN, DPORT, DST, FLAGS, L4OFF, PLEN, SEQ, SPORT, SRC
 from collectors.flowconst import F_ACK, F_FIN, F_RST, F_SYN
-from collectors.protocols.base import Doc, Flow, RunContext
+from collectors.protocols.base import RunContext
 from collectors.protocols.detect import PROBE_BYTES, http_request, http_response, tls_client_hello, tls_server_hello
 from collectors.protocols.dnp3 import Dnp3Analyzer
 from collectors.protocols.dnp3_wire import Dnp3Reader
+from collectors.protocols.documents import Doc, Flow
 from collectors.protocols.expected import ExpectedConnections
 from collectors.protocols.ftp import FtpAnalyzer
 from collectors.protocols.http import HttpAnalyzer, HttpConnection

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
-from collectors.protocols.base import Analyzer, Doc, Flow, RunContext, command_for
+from collectors.protocols.base import Analyzer, RunContext, command_for
 from collectors.protocols.detect import SERVICES, TCP, probe
 from collectors.protocols.dnp3 import Dnp3Analyzer
+from collectors.protocols.documents import Doc, Flow
 from collectors.protocols.ftp import FtpAnalyzer
 from collectors.protocols.iec104 import Iec104Analyzer
 from collectors.protocols.modbus import ModbusAnalyzer

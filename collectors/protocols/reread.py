@@ -30,7 +30,7 @@ from pathlib import Path
 
 from collectors.decode import BUF, CAPLEN, DPORT, DST, FLAGS, L4OFF, PLEN, PROTO, SEQ, SPORT, SRC, TCP, UDP, Decoder
 from collectors.pcapio import CaptureError, read_capture_placed, read_places
-from collectors.protocols.base import Flow
+from collectors.protocols.documents import Flow
 from collectors.protocols.tcp_reassembly import Chunk, Direction
 from collectors.selection import interface_block, packet_block, stream_header
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from collectors.protocols.base import Analyzer, Doc, flow_by_server_port
+from collectors.protocols.base import Analyzer, flow_by_server_port
+from collectors.protocols.documents import Doc
 from collectors.protocols.tshark import Packet, to_int
 
 ROSCTR = {1: "Job-Request", 2: "ACK", 3: "ACK-Data", 7: "User-Data"}

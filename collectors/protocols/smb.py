@@ -12,7 +12,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from collectors.protocols.base import Analyzer, Doc, Flow, RunContext, Warn, evict_oldest, flow_by_server_port
+from collectors.protocols.base import Analyzer, RunContext, Warn, evict_oldest, flow_by_server_port
+from collectors.protocols.documents import Doc, Flow
 from collectors.protocols.tshark import Packet, to_int
 
 SMB2_COMMANDS = {0: "NEGOTIATE", 1: "SESSION_SETUP", 2: "LOGOFF", 3: "TREE_CONNECT", 4: "TREE_DISCONNECT",

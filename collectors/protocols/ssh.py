@@ -23,7 +23,8 @@ import struct
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from collectors.protocols.base import MAX_VALUE_CHARS, Analyzer, Doc, Flow
+from collectors.protocols.base import Analyzer
+from collectors.protocols.documents import MAX_VALUE_CHARS, Doc, Flow
 from collectors.protocols.reread import directions
 from collectors.protocols.tshark import Packet
 

@@ -41,7 +41,8 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
 from collectors.protocols import analyze, tshark_command
-from collectors.protocols.base import Doc, RunContext
+from collectors.protocols.base import RunContext
+from collectors.protocols.documents import Doc
 from collectors.protocols.expected import ExpectedConnections
 from collectors.protocols.native import NativeFrames
 from collectors.protocols.reread import ConnectionFrames

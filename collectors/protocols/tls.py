@@ -22,17 +22,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from collectors.protocols.base import (
-    Analyzer,
-    Doc,
-    Flow,
-    RunContext,
-    Warn,
-    evict_oldest,
-    flow_of,
-    layers_above_tcp,
-    sender_is_orig,
-)
+from collectors.protocols.base import Analyzer, RunContext, Warn, evict_oldest, layers_above_tcp
+from collectors.protocols.documents import Doc, Flow, flow_of, sender_is_orig
 from collectors.protocols.ja4 import ja4
 from collectors.protocols.reread import Segment, Wanted, endpoint, sequenced
 from collectors.protocols.tls_heartbeat import HEARTBEAT, Heartbeats
@@ -175,7 +166,9 @@ class TlsAnalyzer(Analyzer):
     def _undecoded_payload(protocols: list[str]) -> bool:
         """Whether tshark decoded nothing but opaque layers above the innermost TCP header."""
         above = layers_above_tcp(protocols)
-        return bool(above) and OPAQUE_LAYERS.issuperset(above or ())
+        if not above:
+            return False
+        return OPAQUE_LAYERS.issuperset(above)
 
     def handle(self, pkt: Packet) -> Iterable[Doc]:
         layer = "dtls" if "dtls" in pkt.protocols and "tls" not in pkt.protocols else "tls"

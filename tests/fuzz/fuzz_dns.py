@@ -14,9 +14,9 @@ import struct
 
 import orjson
 
-from collectors.protocols.base import MAX_VALUE_CHARS, Flow
 from collectors.protocols.dns import DnsAnalyzer
 from collectors.protocols.dns_wire import MAX_RECORDS, PORT_KINDS, WireStats, parse
+from collectors.protocols.documents import MAX_VALUE_CHARS, Flow
 from tests.fuzz.seeds import pack_frames, payloads, unpack_frames
 
 PORTS = sorted(PORT_KINDS)

@@ -22,7 +22,7 @@ from typing import TypeVar
 import orjson
 
 from collectors.decode import TCP
-from collectors.protocols.base import Flow, fits
+from collectors.protocols.documents import Flow, fits
 from collectors.protocols.http import NO_BODY_STATUS, HttpAnalyzer, HttpConnection
 from collectors.protocols.http_wire import (
     LOST,

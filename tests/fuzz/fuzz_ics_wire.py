@@ -17,9 +17,9 @@ import orjson
 
 from collectors.decode import BUF, CAPLEN, DPORT, L4OFF, PLEN, PROTO, SPORT, TCP, Decoder
 from collectors.pcapio import read_capture
-from collectors.protocols.base import fits
 from collectors.protocols.dnp3 import Dnp3Analyzer
 from collectors.protocols.dnp3_wire import MAX_FRAME, MAX_TABLE_BYTES, Dnp3Reader
+from collectors.protocols.documents import fits
 from collectors.protocols.modbus import ModbusAnalyzer
 from collectors.protocols.modbus_wire import ModbusReader
 from collectors.protocols.s7comm import S7commAnalyzer

@@ -16,7 +16,7 @@ from __future__ import annotations
 import orjson
 
 from collectors.decode import PROTO, TCP, Decoder
-from collectors.protocols.base import fits
+from collectors.protocols.documents import fits
 from collectors.protocols.native_tcp import MAX_CONNECTIONS, MAX_LINE_BYTES, Connection, TcpNative
 from collectors.protocols.tcp_reassembly import MAX_WAITING_BYTES, MAX_WAITING_SEGMENTS, Direction
 from tests.fuzz.fuzz_http_wire import CAPTURES as HTTP_CAPTURES

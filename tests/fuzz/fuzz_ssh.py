@@ -13,7 +13,7 @@ import struct
 
 import orjson
 
-from collectors.protocols.base import MAX_VALUE_CHARS, Flow
+from collectors.protocols.documents import MAX_VALUE_CHARS, Flow
 from collectors.protocols.reread import Segment, directions, endpoint
 from collectors.protocols.ssh import MAX_BYTES, MAX_NAMES, MAX_PACKET, MAX_PACKETS, NAME_LISTS, SshAnalyzer, read_side
 from tests.fuzz.seeds import pack_frames, unpack_frames

@@ -79,7 +79,7 @@ def test_an_http_09_reply_is_counted_to_where_its_message_ended_however_the_stre
     """fuzz_http_wire found: the reply to an HTTP/0.9 request was counted as every byte the server had sent when its
     message ended, and the reader counted a whole segment before reading it: bytes after the message in the same
     segment were counted or not depending on how TCP cut the stream. The count now ends where the message ends."""
-    from collectors.protocols.base import Flow
+    from collectors.protocols.documents import Flow
     from collectors.protocols.http import HttpAnalyzer, HttpConnection
     from collectors.protocols.http_wire import WireStats
 
@@ -101,7 +101,7 @@ def test_an_http_09_reply_is_counted_to_where_its_message_ended_however_the_stre
 def test_a_uri_escaping_bytes_that_are_not_utf8_makes_a_document_that_serialises() -> None:
     """fuzz_http_wire found: ``GET /a%AA`` was logged with the byte decoded to a lone surrogate, which orjson (the
     bulk writer) refuses, so the document could not be indexed. Such bytes are written \\xHH, as Zeek's logs do."""
-    from collectors.protocols.base import Flow
+    from collectors.protocols.documents import Flow
     from collectors.protocols.http import HttpAnalyzer, HttpConnection
     from collectors.protocols.http_wire import WireStats
     from secops.es.bulk import dumps

@@ -5,8 +5,9 @@ from __future__ import annotations
 import base64
 
 from collectors.protocols import tshark_command
-from collectors.protocols.base import flow_by_server_port, flow_of
+from collectors.protocols.base import flow_by_server_port
 from collectors.protocols.dns import _answers, _records, label_stats, qtype_name
+from collectors.protocols.documents import flow_of
 from collectors.protocols.http import basic_user, body_length
 from collectors.protocols.ja4 import is_grease, ja4
 from collectors.protocols.modbus import function_name
@@ -142,7 +143,7 @@ def test_request_lines_read_as_zeek_reads_them():
 
 
 def test_native_http_parsing_of_09_and_lower_case_status_lines():
-    from collectors.protocols.base import Flow
+    from collectors.protocols.documents import Flow
     from collectors.protocols.http import parse_exchanges
     flow = Flow("tcp", "192.0.2.1", 40000, "192.0.2.2", 80, "0")
     [ex] = parse_exchanges(flow, 1.0, b"GET /zeek.html\r\n", b"<html>hi</html>\n")
@@ -179,7 +180,8 @@ def test_tls_version_names_follow_zeek():
 
 
 def test_every_logged_value_is_cut_and_listed():
-    from collectors.protocols.base import MAX_VALUE_CHARS, Flow, evict_oldest, make_doc
+    from collectors.protocols.base import evict_oldest
+    from collectors.protocols.documents import MAX_VALUE_CHARS, Flow, make_doc
     flow = Flow("udp", "192.0.2.1", 5353, "192.0.2.53", 53, "0")
     long_txt = "TXT 9999 " + "x" * 20_000
     doc = make_doc("secops.dns", flow, 1.0, ("dns",), {"dns.question.name": "a.example",

@@ -12,7 +12,7 @@ from scapy.utils import wrpcap
 from collectors import decode
 from collectors.pcapio import read_capture
 from collectors.protocols import extract_metadata
-from collectors.protocols.base import Flow
+from collectors.protocols.documents import Flow
 from collectors.protocols.reread import ConnectionFrames, _payload, connection_key, flow_key, stream_bytes
 from tests.support import TESTDATA
 from tests.support.frames import eth

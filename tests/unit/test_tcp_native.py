@@ -27,8 +27,8 @@ from collectors.decode import BUF, CAPLEN, DPORT, DST, L4OFF, PLEN, PROTO, SPORT
 from collectors.ingest import Pipeline
 from collectors.pcapio import read_capture
 from collectors.protocols import stream
-from collectors.protocols.base import Flow
 from collectors.protocols.detect import http_request, http_response
+from collectors.protocols.documents import Flow
 from collectors.protocols.expected import ExpectedConnections
 from collectors.protocols.ftp import eprt, epsv_port, host_port
 from collectors.protocols.http import parse_exchanges

@@ -160,7 +160,7 @@ def test_server_certificate_fields_equal_zeeks_x509_log(name, baseline):
 
 
 def test_unreadable_server_certificate_keeps_the_session_and_warns():
-    from collectors.protocols.base import Flow
+    from collectors.protocols.documents import Flow
     from collectors.protocols.tls import Session, TlsAnalyzer
 
     warnings: list[str] = []
