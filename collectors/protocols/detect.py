@@ -21,6 +21,8 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from collectors.protocols.dnp3_wire import crc_ok
+
 TCP, UDP = 6, 17
 SELECT_NONE, SELECT_ALL = 0, -1
 PROBE_BYTES = 512  # payload bytes the engines hand to a probe (enough for every header below)
@@ -225,19 +227,9 @@ def modbus(data: bytes, _length: int) -> bool:
     return len(data) == end or (len(data) >= end + 8 and data[end + 2:end + 4] == b"\x00\x00")
 
 
-def _crc_dnp(data: bytes) -> int:
-    crc = 0
-    for b in data:
-        crc ^= b
-        for _ in range(8):
-            crc = (crc >> 1) ^ 0xA6BC if crc & 1 else crc >> 1
-    return ~crc & 0xFFFF
-
-
 def dnp3(data: bytes, _length: int) -> bool:
     """IEEE 1815 data link header: start 0x05 0x64, length >= 5, header CRC (little-endian) correct."""
-    return len(data) >= 10 and data[0] == 0x05 and data[1] == 0x64 and data[2] >= 5 and \
-        _crc_dnp(data[:8]) == (data[8] | data[9] << 8)
+    return len(data) >= 10 and data[0] == 0x05 and data[1] == 0x64 and data[2] >= 5 and crc_ok(data, 0, 8)
 
 
 IEC104_U = frozenset({0x07, 0x0B, 0x13, 0x23, 0x43, 0x83})

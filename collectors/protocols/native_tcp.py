@@ -104,6 +104,7 @@ class Stats:
     cut_lines: int = 0
     failures: int = 0  # connections a reader failed on (a bug: reported)
     reused: int = 0  # connections that ended because their endpoints opened a new one
+    ics_damaged: int = 0  # DNP3 frames with a bad CRC or length, S7comm TPKTs with a bad version or length, ...
 
 
 def ics_server_port(sport: int, dport: int) -> int:
@@ -116,6 +117,17 @@ def ics_server_port(sport: int, dport: int) -> int:
     if dport in ICS_PORTS:
         return 0 if sport in ICS_PORTS else dport
     return sport if sport in ICS_PORTS else 0
+
+
+def ics_damage(reader: IcsReader | None) -> int:
+    """What an ICS reader skipped as damaged (Modbus/TCP's reader only ignores what does not look like it)."""
+    if isinstance(reader, Dnp3Reader):
+        d = reader.stats
+        return d.crc_failures + d.malformed + d.rejected_segments + d.table_segments_dropped
+    if isinstance(reader, S7commReader):
+        t = reader.stats
+        return t.bad_versions + t.bad_lengths + t.evicted
+    return 0
 
 
 class LineReader:
@@ -379,6 +391,7 @@ class TcpNative:
         if not isinstance(conn, Connection):
             return []
         docs: list[Doc] = []
+        self.stats.ics_damaged += ics_damage(conn.ics)
         for side, direction in enumerate(conn.dirs):
             rest = direction.flush()
             if conn.ics is not None:
@@ -434,6 +447,10 @@ class TcpNative:
             self.warn(f"{self.name}: natively read TLS: {t.oversized} record(s) or handshake message(s) past their "
                       f"bound, {t.unknown_records} unknown record type(s), {t.holes} direction(s) not read further "
                       f"after a hole, {t.malformed} malformed hello or certificate message(s)")
+        if s.ics_damaged:
+            self.warn(f"{self.name}: natively read ICS: {s.ics_damaged} damaged unit(s) skipped as tshark skips them "
+                      "(DNP3 frames with a bad CRC or length or rejected at a segment's start, reassembly bounds; "
+                      "S7comm TPKTs with a bad version or length, COTP reassemblies dropped)")
         if s.gaps or s.cut_lines:
             self.warn(f"{self.name}: {s.gaps} hole(s) ({s.gap_bytes} bytes) in {s.connections} natively read TCP "
                       f"connection(s), {s.cut_lines} line(s) cut at {MAX_LINE_BYTES} bytes")

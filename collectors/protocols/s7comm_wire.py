@@ -226,7 +226,14 @@ def _ak(p: bytes, off: int, li: int) -> int:
 
 
 def _ea(p: bytes, off: int, li: int) -> int:
-    """An EA TPDU: LI 4 or 7, or 8 or 11 with a 2-byte checksum parameter."""
+    """An EA TPDU."""
+    head = _checksummed_head(p, off, li, True)
+    return head if head < 0 else _tail(p, off, li, head)
+
+
+def _checksummed_head(p: bytes, off: int, li: int, checksum_length: bool) -> int:
+    """The fixed part's length of an EA or ED TPDU (LI 4 or 7, or 8 or 11 with a checksum parameter, 0xC3, whose
+    length byte tshark checks for EA only), or REJECT/RAISE."""
     n = len(p)
     if li == 8 or li == 11:
         var = off + li - 3
@@ -234,16 +241,15 @@ def _ea(p: bytes, off: int, li: int) -> int:
             return RAISE
         if p[var] != 0xC3:
             return REJECT
-        if var + 2 > n:
-            return RAISE
-        if p[var + 1] != 2:
-            return REJECT
+        if checksum_length:
+            if var + 2 > n:
+                return RAISE
+            if p[var + 1] != 2:
+                return REJECT
     elif li != 4 and li != 7:
         return REJECT
     head = 5 if li == 4 or li == 8 else 8
-    if off + head > n:
-        return RAISE
-    return _tail(p, off, li, head)
+    return RAISE if off + head > n else head
 
 
 def _rj(p: bytes, off: int, li: int) -> int:
@@ -284,18 +290,9 @@ def _dr(p: bytes, off: int, li: int) -> int:
 
 def _ed(p: bytes, off: int, li: int) -> int:
     """An ED TPDU (never fragmented): its user data goes to no heuristic."""
-    n = len(p)
-    if li == 8 or li == 11:
-        var = off + li - 3
-        if var + 1 > n:
-            return RAISE
-        if p[var] != 0xC3:
-            return REJECT
-    elif li != 4 and li != 7:
-        return REJECT
-    head = 5 if li == 4 or li == 8 else 8
-    if off + head > n:
-        return RAISE
+    head = _checksummed_head(p, off, li, False)
+    if head < 0:
+        return head
     if not p[off + 4] & 0x80:
         return REJECT
     return _user_data(p, _tail(p, off, li, head))

@@ -16,11 +16,19 @@ from pathlib import Path
 import pytest
 
 from collectors.ingest import Pipeline
-from collectors.protocols import native_tcp, stream
+from collectors.protocols import native_tcp
+from collectors.protocols.dnp3_wire import crc_dnp
 from collectors.protocols.modbus_wire import ModbusReader
 from collectors.selection import stream_header
 from tests.unit.test_flowcore import CAPTURES, TESTDATA
-from tests.unit.test_tcp_native import assert_equal_or_named, by_id, native_tcp_frames, pcapng, tcp_frame, tcp_payloads
+from tests.unit.test_tcp_native import (
+    assert_equal_or_named,
+    native_tcp_frames,
+    pcapng,
+    pipeline_docs,
+    tcp_frame,
+    tcp_payloads,
+)
 
 ICS_PORTS = frozenset(native_tcp.ICS_PORTS)
 IN_ORDER = ("a fuzzer's capture: most segments follow a hole or overlap others (sequence numbers, flags and acks "
@@ -40,13 +48,8 @@ ICS_CAPTURES = [c for c in CAPTURES if speaks_ics(c)]
 
 
 def docs_of(capture: Path, read_ics: bool, monkeypatch: pytest.MonkeyPatch) -> dict[str, dict]:
-    monkeypatch.setattr(stream, "NATIVE_TCP", True)
     monkeypatch.setattr(native_tcp, "READ_ICS", read_ics)
-    docs: list[dict] = []
-    pipe = Pipeline(docs.append, on_warning=lambda _m: None)
-    pipe.process_file(capture)
-    pipe.finish()
-    return by_id(docs)
+    return pipeline_docs(capture, True, monkeypatch)
 
 
 def test_shared_captures_are_in_the_set() -> None:
@@ -154,3 +157,21 @@ def test_modbus_reader_bounds_and_holes() -> None:
         reader.feed(True, stream_bytes[cut:])
         second = reader.take().get("modbus_func_code", [])
         assert len(first) + len(second) == 3 if cut >= 8 else len(first) == 0
+
+
+def test_damaged_ics_units_are_counted_in_one_warning(tmp_path: Path) -> None:
+    """A DNP3 frame whose user-data CRC is wrong is skipped (tshark discards its transport segment too) and counted."""
+    header = bytes([0x05, 0x64, 10, 0xC4, 1, 0, 2, 0])  # LEN 10, DIR|PRM unconfirmed user data, to 1 from 2
+    crc = crc_dnp(header, 0, 8)
+    user = bytes([0xC0, 0xC0, 0x01, 0x3C, 0x02])  # FIR|FIN, a READ of class 1 data
+    good = header + bytes([crc & 0xFF, crc >> 8]) + user + crc_dnp(user, 0, 5).to_bytes(2, "little")
+    bad = good[:-2] + b"\x00\x00"
+    capture = tmp_path / "dnp3.pcapng"
+    capture.write_bytes(stream_header() + pcapng(session([(True, good), (True, bad), (True, good)], 40000, 20000)))
+    warnings: list[str] = []
+    docs: list[dict] = []
+    pipe = Pipeline(docs.append, on_warning=warnings.append)
+    pipe.process_file(capture)
+    pipe.finish()
+    assert sum(1 for d in docs if d["event"]["dataset"] == "secops.dnp3") == 1  # the requests share one record
+    assert [w for w in warnings if "natively read ICS: 1 damaged unit(s)" in w]

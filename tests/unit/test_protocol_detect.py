@@ -44,9 +44,9 @@ def tls_server_hello() -> bytes:
 
 
 def dnp3_frame() -> bytes:
-    from collectors.protocols.detect import _crc_dnp
+    from collectors.protocols.dnp3_wire import crc_dnp
     header = bytes([0x05, 0x64, 0x05, 0xC9, 0x01, 0x00, 0x02, 0x00])
-    crc = _crc_dnp(header)
+    crc = crc_dnp(header, 0, len(header))
     return header + bytes([crc & 0xFF, crc >> 8])
 
 
