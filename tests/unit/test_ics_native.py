@@ -3,8 +3,9 @@ tshark, the differential oracle.
 
 Every shared capture with a TCP connection on 502, 20000 or 102 goes through the ingest pipeline twice: with the
 deep path reading those connections itself (``native_tcp.READ_ICS``) and with tshark reading them. Every document
-must be equal. Synthetic sessions (PDUs split over segments, several in one segment, the checks tshark makes where a
-segment starts, random bytes) are written to a capture that both read the same way.
+must be equal, or the difference is named here with its reason. Synthetic sessions (PDUs split over segments,
+several in one segment, the checks tshark makes where a segment starts, random bytes) are written to a capture that
+both read the same way.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from collectors.decode import DPORT, SPORT
 from collectors.ingest import Pipeline
 from collectors.protocols import native_tcp
 from collectors.protocols.dnp3_wire import crc_dnp
@@ -41,7 +43,7 @@ KNOWN_DIFFERENCES = {"fuzz-72.pcap": (IN_ORDER, "secops.modbus")}
 
 def speaks_ics(capture: Path) -> bool:
     """Whether some TCP segment with payload of the capture is on an ICS port."""
-    return any(p[3] in ICS_PORTS or p[4] in ICS_PORTS for p, payload in tcp_payloads(capture) if payload)
+    return any(p[SPORT] in ICS_PORTS or p[DPORT] in ICS_PORTS for p, payload in tcp_payloads(capture) if payload)
 
 
 ICS_CAPTURES = [c for c in CAPTURES if speaks_ics(c)]
