@@ -190,11 +190,11 @@ class FtpAnalyzer(Analyzer):
                 return
             command = word.decode("utf-8", "replace").upper()
             if command == "PORT":
-                found = host_port(rest)
-                self.announce(flow.resp_h, *(found or (None, None)), ts)
+                host, port = host_port(rest) or (None, None)
+                self.announce(flow.resp_h, host, port, ts)
             elif command == "EPRT":
-                found = eprt(rest)
-                self.announce(flow.resp_h, *(found or (None, None)), ts)
+                host, port = eprt(rest) or (None, None)
+                self.announce(flow.resp_h, host, port, ts)
             yield from self.command(session, flow, ts, command, _text(rest))
             return
         if session.multiline is not None:  # inside a multi-line reply: only its last line ends it
@@ -208,7 +208,8 @@ class FtpAnalyzer(Analyzer):
             session.multiline = line[:3]
         text = line[4:]
         if code == 227:
-            self.announce(flow.orig_h, *(host_port(text) or (None, None)), ts)
+            host, port = host_port(text) or (None, None)
+            self.announce(flow.orig_h, host, port, ts)
         elif code == 229:
             self.announce(flow.orig_h, flow.resp_h, epsv_port(text), ts)
         yield from self.reply(session, code, _text(text))

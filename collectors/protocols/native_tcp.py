@@ -1,5 +1,5 @@
 """TCP connections the deep path reads itself instead of handing them to tshark: the FTP control channel, HTTP/1.x,
-TLS and the ICS protocols tshark decodes by port (Modbus/TCP, DNP3, S7comm).
+TLS and the ICS protocols tshark decodes by port (Modbus/TCP, DNP3, S7comm, IEC 60870-5-104).
 
 :class:`~collectors.protocols.native.NativeFrames` hands every decoded TCP frame of the selected-frame stream to
 :meth:`TcpNative.take`, which decides once per connection, at its first frame, who reads it:
@@ -12,9 +12,10 @@ TLS and the ICS protocols tshark decodes by port (Modbus/TCP, DNP3, S7comm).
 - TLS: the first payload is a TLS handshake record holding a ClientHello or ServerHello (``detect.tls_client_hello``/
   ``tls_server_hello``), on any port; an SSLv2 ClientHello, DTLS, QUIC and STARTTLS sessions (whose first payload is
   not TLS) stay with tshark. ``READ_TLS = False`` leaves every TLS connection to tshark;
-- Modbus/TCP (502), DNP3 (20000), S7comm (102): one side on that port and the other on no ICS port (or both on
-  it), and the first payload is neither HTTP nor TLS (those are read as such). The ``*_wire`` readers give each
-  frame the fields tshark would print for it, and the same analyzers (``ModbusAnalyzer``, ...) make the documents.
+- Modbus/TCP (502), DNP3 (20000), S7comm (102), IEC 60870-5-104 (2404): one side on that port and the other on no
+  ICS port (or both on it), and the first payload is neither HTTP nor TLS (those are read as such). The ``*_wire``
+  readers give each frame the fields tshark would print for it, and the same analyzers (``ModbusAnalyzer``, ...)
+  make the documents.
   On 1M packets of real traces this took 26k of tshark's 66k frames per analyzer process: tshark's CPU went from
   5.2 s to 2.7 s. ``READ_ICS = False`` leaves them to tshark;
 - everything else goes to tshark, and the decision is remembered so a connection is never split between readers
@@ -62,14 +63,16 @@ from collectors.protocols.ftp import FtpAnalyzer
 from collectors.protocols.http import HttpAnalyzer, HttpConnection
 from collectors.protocols.http_wire import MAX_DECODED_BYTES, WireStats
 from collectors.protocols.http_wire import MAX_LINE_BYTES as MAX_HTTP_LINE
+from collectors.protocols.iec104 import Iec104Analyzer
+from collectors.protocols.iec104_wire import Iec104Reader
 from collectors.protocols.modbus import ModbusAnalyzer
 from collectors.protocols.modbus_wire import ModbusReader
 from collectors.protocols.s7comm import S7commAnalyzer
 from collectors.protocols.s7comm_wire import S7commReader
 from collectors.protocols.tcp_reassembly import Chunk, Direction, distance
 from collectors.protocols.tls import TlsAnalyzer
-from collectors.protocols.tls_wire import HANDSHAKE, Frame, TlsConnection, TlsStats, frame_packet
-from collectors.protocols.tshark import Packet
+from collectors.protocols.tls_wire import HANDSHAKE, Frame, TlsConnection, TlsStats
+from collectors.protocols.tshark import tcp_packet
 
 Warn = Callable[[str], None]
 
@@ -83,13 +86,20 @@ MAX_LINE_BYTES = 8192  # longer command/reply lines are cut here (counted)
 # payload a direction hands the deep path (selection.DEEP_BYTES_PER_DIRECTION, 1 MiB by default), and a new random
 # initial sequence number lands further away 97% of the time
 REUSE_DISTANCE = 64 << 20
-TSHARK, FTP, HTTP, TLS, MODBUS, DNP3, S7COMM = 0, 1, 2, 3, 4, 5, 6
+TSHARK, FTP, HTTP, TLS, MODBUS, DNP3, S7COMM, IEC104 = 0, 1, 2, 3, 4, 5, 6, 7
 READ_TLS = True  # False: TLS connections stay with tshark (the oracle's peer)
-READ_ICS = True  # False: Modbus/TCP, DNP3 over TCP and S7comm stay with tshark (the oracle's peer)
-ICS_PORTS = {502: MODBUS, 20000: DNP3, 102: S7COMM}  # the ports tshark decodes them on (S7comm: ISO-TSAP, TPKT)
+READ_ICS = True  # False: Modbus/TCP, DNP3 over TCP, S7comm and IEC 60870-5-104 stay with tshark (the oracle's peer)
+# the ports tshark decodes them on (S7comm: ISO-TSAP, TPKT)
+ICS_PORTS = {502: MODBUS, 20000: DNP3, 102: S7COMM, 2404: IEC104}
 # the layers tshark names above TCP for each, as the analyzers look for them
-ICS_LAYERS = {MODBUS: ["mbtcp", "modbus"], DNP3: ["dnp3"], S7COMM: ["tpkt", "cotp", "s7comm"]}
-IcsReader = ModbusReader | Dnp3Reader | S7commReader
+ICS_LAYERS = {MODBUS: ["mbtcp", "modbus"], DNP3: ["dnp3"], S7COMM: ["tpkt", "cotp", "s7comm"],
+              IEC104: ["iec60870_104", "iec60870_asdu"]}
+IcsReader = ModbusReader | Dnp3Reader | S7commReader | Iec104Reader
+ICS_READERS: dict[int, Callable[[], IcsReader]] = {
+    MODBUS: ModbusReader, DNP3: Dnp3Reader, S7COMM: S7commReader, IEC104: Iec104Reader}
+IcsAnalyzer = ModbusAnalyzer | Dnp3Analyzer | S7commAnalyzer | Iec104Analyzer
+ICS_ANALYZERS: dict[int, Callable[[Warn], IcsAnalyzer]] = {
+    MODBUS: ModbusAnalyzer, DNP3: Dnp3Analyzer, S7COMM: S7commAnalyzer, IEC104: Iec104Analyzer}
 
 
 @dataclass
@@ -127,6 +137,8 @@ def ics_damage(reader: IcsReader | None) -> int:
     if isinstance(reader, S7commReader):
         t = reader.stats
         return t.bad_versions + t.bad_lengths + t.evicted
+    if isinstance(reader, Iec104Reader):
+        return reader.stats.malformed
     return 0
 
 
@@ -191,6 +203,13 @@ class Connection:
         self.fins = 0  # bit 0: the client sent a FIN, bit 1: the server did
         self.ended: float | None = None  # capture time of the RST, or of the FIN that closed both directions
 
+    def ends(self, from_client: bool) -> tuple[str, int, str, int]:
+        """(source address, source port, destination address, destination port) of a frame in this direction."""
+        flow = self.flow
+        if from_client:
+            return flow.orig_h, flow.orig_p, flow.resp_h, flow.resp_p
+        return flow.resp_h, flow.resp_p, flow.orig_h, flow.orig_p
+
 
 class TcpNative:
     """The connection table and readers of one deep-path run."""
@@ -205,9 +224,7 @@ class TcpNative:
         self.wire = WireStats()
         self.tls = TlsAnalyzer(warn)  # no capture to look at again (no second look): it reads all there is
         self.tls_stats = TlsStats()
-        self.modbus = ModbusAnalyzer(warn)
-        self.dnp3 = Dnp3Analyzer(warn)
-        self.s7comm = S7commAnalyzer(warn)
+        self.ics = {kind: make(warn) for kind, make in ICS_ANALYZERS.items()}
         self.conns: dict[tuple, Connection | int] = {}  # a Connection, or TSHARK for one tshark reads
         self._streams = 0
         self._next_sweep: float | None = None
@@ -319,8 +336,8 @@ class TcpNative:
         flow = Flow("tcp", ip_str(client[0]), client[1], ip_str(server[0]), server[1], f"native-{self._streams}")
         http = HttpConnection(self.http, flow, self.wire) if kind == HTTP else None
         tls = TlsConnection(self.tls_stats) if kind == TLS else None
-        ics: IcsReader | None = ModbusReader() if kind == MODBUS else Dnp3Reader() if kind == DNP3 else \
-            S7commReader() if kind == S7COMM else None
+        make_ics = ICS_READERS.get(kind)
+        ics = make_ics() if make_ics is not None else None
         conn = self.conns[key] = Connection(kind, flow, client, ts, http, tls, ics)
         self.stats.connections += 1
         return conn
@@ -356,10 +373,8 @@ class TcpNative:
             if isinstance(chunk, int):
                 self.stats.gaps += 1
             conn.tls.feed(from_client, chunk, frame)
-        flow = conn.flow
-        src, sport, dst, dport = (flow.orig_h, flow.orig_p, flow.resp_h, flow.resp_p) if from_client else (
-            flow.resp_h, flow.resp_p, flow.orig_h, flow.orig_p)
-        docs += self.tls.handle(frame_packet(frame, ts, src, dst, sport, dport, flow.stream))
+        src, sport, dst, dport = conn.ends(from_client)
+        docs += self.tls.handle(tcp_packet(ts, src, dst, sport, dport, conn.flow.stream, frame.fields, ["tls"]))
 
     def _read_ics(self, conn: Connection, from_client: bool, ts: float, seq: int, chunks: list[Chunk],
                   docs: list[Doc]) -> None:
@@ -374,16 +389,10 @@ class TcpNative:
         fields = reader.take()
         if not fields:
             return
-        flow = conn.flow
-        src, sport, dst, dport = (flow.orig_h, flow.orig_p, flow.resp_h, flow.resp_p) if from_client else (
-            flow.resp_h, flow.resp_p, flow.orig_h, flow.orig_p)
-        ipv = "ipv6" if ":" in src else "ip"
-        layers = {"frame_time_epoch": [repr(ts)], f"{ipv}_src": [src], f"{ipv}_dst": [dst],
-                  "tcp_srcport": [str(sport)], "tcp_dstport": [str(dport)], "tcp_stream": [flow.stream],
-                  "tcp_seq_raw": [str(seq)], **fields}
-        pkt = Packet(layers, ["eth", "ethertype", ipv, "tcp", *ICS_LAYERS[conn.kind]])
-        analyzer = self.modbus if conn.kind == MODBUS else self.dnp3 if conn.kind == DNP3 else self.s7comm
-        docs += analyzer.handle(pkt)
+        fields["tcp_seq_raw"] = [str(seq)]
+        src, sport, dst, dport = conn.ends(from_client)
+        docs += self.ics[conn.kind].handle(
+            tcp_packet(ts, src, dst, sport, dport, conn.flow.stream, fields, ICS_LAYERS[conn.kind]))
 
     def _close(self, key: tuple) -> list[Doc]:
         """Forget a connection: what waited behind holes is read, partial lines end."""
@@ -432,9 +441,8 @@ class TcpNative:
         docs += self.ftp.finish()
         docs += self.http.finish()
         docs += self.tls.finish()
-        docs += self.dnp3.finish()
-        docs += self.modbus.finish()
-        docs += self.s7comm.finish()
+        for analyzer in self.ics.values():
+            docs += analyzer.finish()
         s, w = self.stats, self.wire
         if w.cut_lines or w.bad_chunks or w.lost_directions or w.bombs or w.undecodable:
             self.warn(f"{self.name}: natively read HTTP: {w.cut_lines} line(s) cut at {MAX_HTTP_LINE} bytes, "
@@ -450,7 +458,8 @@ class TcpNative:
         if s.ics_damaged:
             self.warn(f"{self.name}: natively read ICS: {s.ics_damaged} damaged unit(s) skipped as tshark skips them "
                       "(DNP3 frames with a bad CRC or length or rejected at a segment's start, reassembly bounds; "
-                      "S7comm TPKTs with a bad version or length, COTP reassemblies dropped)")
+                      "S7comm TPKTs with a bad version or length, COTP reassemblies dropped; IEC-104 segments without "
+                      "an APDU start, short or cut ASDUs)")
         if s.gaps or s.cut_lines:
             self.warn(f"{self.name}: {s.gaps} hole(s) ({s.gap_bytes} bytes) in {s.connections} natively read TCP "
                       f"connection(s), {s.cut_lines} line(s) cut at {MAX_LINE_BYTES} bytes")

@@ -46,7 +46,7 @@ from collectors.protocols.tls import (
 from collectors.protocols.tls_ciphers import CIPHER_NAMES
 from collectors.protocols.tls_heartbeat import HEARTBEAT
 from collectors.protocols.tls_heartbeat import MAX_CIPHERTEXT as MAX_RECORD
-from collectors.protocols.tshark import Packet, ek_key
+from collectors.protocols.tshark import Packet, ek_key, tcp_packet
 
 HEADER = 5  # content type, legacy version, length
 MAX_HANDSHAKE_BYTES = 256 * 1024  # one handshake message (certificate chains included)
@@ -322,7 +322,4 @@ class TlsConnection:
 
 def frame_packet(frame: Frame, ts: float, src: str, dst: str, sport: int, dport: int, stream: str) -> Packet:
     """The frame's fields as tshark would print them for ``TlsAnalyzer.handle``."""
-    ipv = "ipv6" if ":" in src else "ip"
-    layers = {"frame_time_epoch": [repr(ts)], f"{ipv}_src": [src], f"{ipv}_dst": [dst],
-              "tcp_srcport": [str(sport)], "tcp_dstport": [str(dport)], "tcp_stream": [stream], **frame.fields}
-    return Packet(layers, ["eth", "ethertype", ipv, "tcp", "tls"])
+    return tcp_packet(ts, src, dst, sport, dport, stream, frame.fields, ["tls"])

@@ -100,6 +100,16 @@ class Packet:
         return f"{self.first('tcp.srcport')}:{seq}" if seq is not None else str(self.number)
 
 
+def tcp_packet(ts: float, src: str, dst: str, sport: int, dport: int, stream: str, fields: dict[str, list[str]],
+               protocols: list[str]) -> Packet:
+    """A TCP frame read natively, shaped as tshark prints it: its time, endpoints and stream, then the protocol's
+    ``fields`` (EK keys); ``protocols`` are the layers above TCP (what the analyzers look for)."""
+    ipv = "ipv6" if ":" in src else "ip"
+    layers = {"frame_time_epoch": [repr(ts)], f"{ipv}_src": [src], f"{ipv}_dst": [dst],
+              "tcp_srcport": [str(sport)], "tcp_dstport": [str(dport)], "tcp_stream": [stream], **fields}
+    return Packet(layers, ["eth", "ethertype", ipv, "tcp", *protocols])
+
+
 def to_int(text: str | None, default: int | None = None) -> int | None:
     if text is None:
         return default

@@ -42,7 +42,7 @@ TARGETS: dict[str, tuple[str, ...]] = {
     "tls_wire": ("collectors.protocols.tls_wire", "collectors.protocols.tls"),
     "ics_wire": ("collectors.protocols.modbus_wire", "collectors.protocols.dnp3_wire",
                  "collectors.protocols.s7comm_wire", "collectors.protocols.modbus", "collectors.protocols.dnp3",
-                 "collectors.protocols.s7comm"),
+                 "collectors.protocols.s7comm", "collectors.protocols.iec104_wire", "collectors.protocols.iec104"),
     "native_tcp": ("collectors.protocols.native_tcp", "collectors.protocols.tcp_reassembly", "collectors.protocols.ftp",
                    "collectors.protocols.http_wire", "collectors.protocols.tls_wire"),
 }

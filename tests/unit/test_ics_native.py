@@ -1,11 +1,12 @@
-"""Native ICS reading (Modbus/TCP, DNP3 over TCP, S7comm: the ``*_wire`` readers through native_tcp.py) against
-tshark, the differential oracle.
+"""Native ICS reading (Modbus/TCP, DNP3 over TCP, S7comm, IEC 60870-5-104: the ``*_wire`` readers through
+native_tcp.py) against tshark, the differential oracle.
 
-Every shared capture with a TCP connection on 502, 20000 or 102 goes through the ingest pipeline twice: with the
+Every shared capture with a TCP connection on 502, 20000, 102 or 2404 goes through the ingest pipeline twice: with the
 deep path reading those connections itself (``native_tcp.READ_ICS``) and with tshark reading them. Every document
 must be equal, or the difference is named here with its reason. Synthetic sessions (PDUs split over segments,
 several in one segment, the checks tshark makes where a segment starts, random bytes) are written to a capture that
-both read the same way.
+both read the same way: Modbus/TCP here, IEC-104 with tests/unit/test_iec104_wire.py's generator (the shared
+captures hold none).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from collectors.protocols.dnp3_wire import crc_dnp
 from collectors.protocols.modbus_wire import ModbusReader
 from collectors.selection import stream_header
 from tests.unit.test_flowcore import CAPTURES, TESTDATA
+from tests.unit.test_iec104_wire import MIXED, Session, random_session, type_probes
 from tests.unit.test_tcp_native import (
     assert_equal_or_named,
     native_tcp_frames,
@@ -139,6 +141,30 @@ def test_synthetic_modbus_equals_tshark(tmp_path: Path, monkeypatch: pytest.Monk
     native = docs_of(capture, True, monkeypatch)
     tshark = docs_of(capture, False, monkeypatch)
     assert sum(1 for d in tshark.values() if d["event"]["dataset"] == "secops.modbus") >= 15
+    assert native == tshark
+
+
+def test_synthetic_iec104_equals_tshark(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The whole pipeline on generated IEC-104: a probe of every type identification, then seeded random sessions
+    (APDUs split and joined across segments, garbage, bad lengths, ASDUs tshark throws on)."""
+    from scapy.utils import wrpcap
+
+    out: list = []
+    probes = Session(out, "198.18.6.1", "198.19.6.1", 50300)
+    type_probes(probes)
+    probes.close()
+    rng = random.Random(104)
+    for n in range(3):
+        s = Session(out, f"198.18.6.{n + 2}", f"198.19.6.{n + 2}", 50301 + n)
+        random_session(rng, s, 120, MIXED, 0.3)
+        s.close()
+    capture = tmp_path / "iec104.pcap"
+    wrpcap(str(capture), out)
+    taken = native_tcp_frames(monkeypatch)
+    native = docs_of(capture, True, monkeypatch)
+    tshark = docs_of(capture, False, monkeypatch)
+    assert taken[0] >= 500 and taken[1] == 0  # read natively, then by tshark
+    assert sum(1 for d in tshark.values() if d["event"]["dataset"] == "secops.iec104") >= 500
     assert native == tshark
 
 
