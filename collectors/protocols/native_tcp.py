@@ -53,6 +53,7 @@ from dataclasses import dataclass
 from collectors.conn import ip_str
 from collectors.decode import ACK, BUF, CAPLEN, DPORT, DST, FLAGS, L4OFF, PLEN, SEQ, SPORT, SRC
 from collectors.flowconst import F_ACK, F_FIN, F_RST, F_SYN
+from collectors.protocols import detect
 from collectors.protocols.base import RunContext
 from collectors.protocols.detect import PROBE_BYTES, http_request, http_response, tls_client_hello, tls_server_hello
 from collectors.protocols.dnp3 import Dnp3Analyzer
@@ -94,6 +95,9 @@ ICS_PORTS = {502: MODBUS, 20000: DNP3, 102: S7COMM, 2404: IEC104}
 # the layers tshark names above TCP for each, as the analyzers look for them
 ICS_LAYERS = {MODBUS: ["mbtcp", "modbus"], DNP3: ["dnp3"], S7COMM: ["tpkt", "cotp", "s7comm"],
               IEC104: ["iec60870_104", "iec60870_asdu"]}
+# the flow path's probes of each: they decide between two ICS ports (``ics_server_port``)
+ICS_PROBES: dict[int, Callable[[bytes, int], bool]] = {
+    MODBUS: detect.modbus, DNP3: detect.dnp3, S7COMM: detect.s7comm, IEC104: detect.iec104}
 IcsReader = ModbusReader | Dnp3Reader | S7commReader | Iec104Reader
 ICS_READERS: dict[int, Callable[[], IcsReader]] = {
     MODBUS: ModbusReader, DNP3: Dnp3Reader, S7COMM: S7commReader, IEC104: Iec104Reader}
@@ -117,15 +121,26 @@ class Stats:
     ics_damaged: int = 0  # DNP3 frames with a bad CRC or length, S7comm TPKTs with a bad version or length, ...
 
 
-def ics_server_port(sport: int, dport: int) -> int:
+def ics_server_port(sport: int, dport: int, payload: bytes = b"") -> int:
     """The ICS port of a connection read as that protocol (0: none): one side on it and the other on no ICS port,
     or both on the same one (DNP3 outstations and masters often both use 20000). tshark tries the lower port's
     dissector first, but those of the ports met beside an ICS port (SOCKS' 1080, ...) refuse ICS payloads and
-    hand them on."""
+    hand them on.
+
+    With each side on a different ICS port, the first ``payload`` decides, as Zeek's dynamic protocol detection
+    does: the port whose protocol's probe (``detect``) accepts it, the lower one if both do. tshark only tries the
+    lower port's dissector there (IEC-104 sent from port 102 or 502 is not read as such), and the pipeline's second
+    look then reads the connection again as what the probe found; reading it here spares that second pass."""
     if sport == dport:
         return sport if sport in ICS_PORTS else 0
     if dport in ICS_PORTS:
-        return 0 if sport in ICS_PORTS else dport
+        if sport not in ICS_PORTS:
+            return dport
+        head = payload[:PROBE_BYTES]
+        for port in sorted((sport, dport)):
+            if ICS_PROBES[ICS_PORTS[port]](head, len(payload)):
+                return port
+        return 0
     return sport if sport in ICS_PORTS else 0
 
 
@@ -324,7 +339,7 @@ class TcpNative:
             kind = TLS if READ_TLS else TSHARK  # a TLS record (an SSLv2 ClientHello stays with tshark)
         elif tls_server_hello(payload[:PROBE_BYTES], len(payload)):
             kind, sender_is_client = TLS if READ_TLS else TSHARK, False
-        elif READ_ICS and (ics_port := ics_server_port(sport, dport)):
+        elif READ_ICS and (ics_port := ics_server_port(sport, dport, payload)):
             # on its port, unless the first payload spoke HTTP or TLS (Zeek's DPD; tshark's ICS dissectors refuse it
             # and its second look reads it)
             kind, sender_is_client = ICS_PORTS[ics_port], sport != ics_port or sport == dport

@@ -24,7 +24,7 @@ from collectors.protocols.dnp3_wire import crc_dnp
 from collectors.protocols.modbus_wire import ModbusReader
 from collectors.selection import stream_header
 from tests.unit.test_flowcore import CAPTURES, TESTDATA
-from tests.unit.test_iec104_wire import MIXED, Session, random_session, type_probes
+from tests.unit.test_iec104_wire import MIXED, Session, asdu, f13, i_frame, io, random_session, type_probes, u_frame
 from tests.unit.test_tcp_native import (
     assert_equal_or_named,
     native_tcp_frames,
@@ -166,6 +166,36 @@ def test_synthetic_iec104_equals_tshark(tmp_path: Path, monkeypatch: pytest.Monk
     assert taken[0] >= 500 and taken[1] == 0  # read natively, then by tshark
     assert sum(1 for d in tshark.values() if d["event"]["dataset"] == "secops.iec104") >= 500
     assert native == tshark
+
+
+def test_a_connection_between_two_ics_ports_is_read_as_what_it_speaks(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """IEC-104 sent from ports 502, 102 and 20000, Modbus/TCP sent from 2404: the first payload's probe picks the
+    reader (tshark tries the lower port's dissector, and the pipeline's second look reads what the probe found)."""
+    from scapy.utils import wrpcap
+
+    out: list = []
+    for n, cport in enumerate((502, 102, 20000)):
+        s = Session(out, f"198.18.7.{n + 1}", f"198.19.7.{n + 1}", cport)
+        s.client(u_frame(0x01))
+        s.server(u_frame(0x02))
+        s.client(i_frame(asdu(100, 6, 1, [io(0, b"\x14")])))
+        s.server(i_frame(asdu(13, 3, 1, [io(3004, f13(1.0))])))
+        s.close()
+    wrpcap(str(tmp_path / "iec104.pcap"), out)
+    read = mbap(1, 1, b"\x03\x00\x10\x00\x02")
+    modbus = stream_header() + pcapng(session([(True, read), (False, mbap(1, 1, b"\x03\x04\x00\x01\x00\x02"))],
+                                              2404, 502))
+    (tmp_path / "modbus.pcapng").write_bytes(modbus)
+    taken = native_tcp_frames(monkeypatch)
+    for capture, dataset, count in (("iec104.pcap", "secops.iec104", 12), ("modbus.pcapng", "secops.modbus", 2)):
+        native = docs_of(tmp_path / capture, True, monkeypatch)
+        tshark = docs_of(tmp_path / capture, False, monkeypatch)
+        assert native == tshark
+        records = [d for d in native.values() if d["event"]["dataset"] == dataset]
+        assert len(records) == count
+        assert {d["destination"]["port"] for d in records} == {2404 if dataset == "secops.iec104" else 502}
+    assert taken[0] >= 12 and taken[1] == 0 and taken[2] >= 2 and taken[3] == 0
 
 
 def test_modbus_reader_bounds_and_holes() -> None:
