@@ -35,16 +35,14 @@ Differences from tshark the reader does not reproduce (excluded below by name, w
 from __future__ import annotations
 
 import functools
-import json
 import random
-import shutil
 import socket
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from collectors.decode import ACK, BUF, CAPLEN, DPORT, DST, FLAGS, L4OFF, PLEN, PROTO, SEQ, SPORT, SRC, Decoder
+from collectors.decode import BUF, PLEN, PROTO, Decoder
 from collectors.flowconst import TCP
 from collectors.pcapio import read_capture
 from collectors.protocols import dnp3_wire
@@ -59,21 +57,14 @@ from collectors.protocols.dnp3_wire import (
     crc_dnp,
     frame_length,
 )
-from collectors.protocols.tcp_reassembly import Direction
 from collectors.protocols.tshark import Packet
 from tests.support import TESTDATA
+from tests.support.wire import Endpoint, WireReader, ek_fields, needs_tshark, payload_start, read_port
 
-TSHARK = shutil.which("tshark")
 PORT = 20000
 FIELDS = ("dnp3.al.func", "dnp3.al.iin", "dnp3.src", "dnp3.dst")
 OBJECT_LOOP = "Dissector bug"  # see the module docstring
 HEURISTIC_TAKEOVER = "dicom takes the connection"  # see the module docstring
-
-
-def needs_tshark() -> str:
-    """tshark is the oracle: without it the test fails (.ci/setup installs it), never skips."""
-    assert TSHARK is not None, "tshark is not installed (.ci/setup installs it)"
-    return TSHARK
 
 
 def dnp3_captures() -> list[Path]:
@@ -90,11 +81,6 @@ def dnp3_captures() -> list[Path]:
     return found
 
 
-def payload_start(p: tuple) -> int:
-    buf, l4 = p[BUF], p[L4OFF]
-    return l4 + (buf[l4 + 12] >> 4) * 4
-
-
 # --- the oracle and the driver -------------------------------------------------------------------------------------
 
 @functools.cache
@@ -102,12 +88,7 @@ def tshark_fields(pcap: Path) -> dict[int, dict[str, list[str]]]:
     """What tshark prints, by frame number (the command of collectors.protocols.dnp3's analyzer, as -T ek)."""
     cmd = [needs_tshark(), "-n", "-r", str(pcap), "-o", "tcp.desegment_tcp_streams:TRUE", "-Y", "dnp3.al.func",
            "-T", "ek", "-e", "frame.number", *[a for f in FIELDS for a in ("-e", f)]]
-    out: dict[int, dict[str, list[str]]] = {}
-    for line in subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=60).stdout.splitlines():
-        layers = json.loads(line).get("layers")
-        if layers is not None:
-            out[int(layers.pop("frame_number")[0])] = layers
-    return out
+    return ek_fields(cmd)
 
 
 @functools.cache
@@ -124,47 +105,20 @@ def reader_fields(pcap: Path, share: bool = True) -> tuple[dict[int, dict[str, l
 
     ``share``: one reassembly table per address pair and the capture's frame numbers (tshark's keys and aging);
     otherwise each connection on its own, frames counted by ``take()`` (the plain use)."""
-    decoder = Decoder()
-    conns: dict[tuple, tuple[tuple, tuple[Direction, Direction], Dnp3Reader, list[bool]]] = {}
     tables: dict[tuple[bytes, bytes], Dnp3Fragments] = {}
-    out: dict[int, dict[str, list[str]]] = {}
-    where: dict[int, tuple] = {}
-    for number, (ts, linktype, buf, off, caplen, _wire) in enumerate(read_capture(pcap, lambda _m: None), 1):
-        packets = decoder.decode(linktype, buf, off, caplen, ts)
-        if not packets or packets[-1][PROTO] != TCP or PORT not in (packets[-1][SPORT], packets[-1][DPORT]):
-            continue
-        p = packets[-1]
-        where[number] = (p[SRC], p[DST])
-        a, b = (p[SRC], p[SPORT]), (p[DST], p[DPORT])
-        key = (a, b) if a < b else (b, a)
-        conn = conns.get(key)
-        if conn is None or (p[FLAGS] & 0x12 == 0x02 and conn[3][0]):  # first seen, or a new SYN after data
-            client = b if p[SPORT] == PORT else a
-            server = a if client == b else b
-            reader = Dnp3Reader()
-            if share:
-                reader.use_tables(tables.setdefault((client[0], server[0]), Dnp3Fragments()),
-                                  tables.setdefault((server[0], client[0]), Dnp3Fragments()))
-            conn = conns[key] = (client, (Direction(), Direction()), reader, [False])
-        client, dirs, reader, had_data = conn
-        side = 0 if a == client else 1
-        if p[FLAGS] & 0x02:
-            dirs[side].syn(p[SEQ])
-        elif p[FLAGS] & 0x10:
-            dirs[1 - side].acked(p[ACK])
-        if not p[PLEN]:
-            continue
-        had_data[0] = True
-        start = payload_start(p)
-        payload = bytes(p[BUF][start:start + min(p[CAPLEN], p[PLEN])])
+
+    def new_reader(client: Endpoint, server: Endpoint) -> Dnp3Reader:
+        reader = Dnp3Reader()
         if share:
-            reader.frame = number
-        for chunk in dirs[side].add(p[SEQ], payload, p[PLEN]):
-            reader.feed(side == 0, chunk)
-        fields = reader.take()
-        if fields:
-            out[number] = fields
-    return out, where
+            reader.use_tables(tables.setdefault((client[0], server[0]), Dnp3Fragments()),
+                              tables.setdefault((server[0], client[0]), Dnp3Fragments()))
+        return reader
+
+    def number_frame(reader: WireReader, number: int) -> None:
+        assert isinstance(reader, Dnp3Reader)
+        reader.frame = number
+
+    return read_port(pcap, PORT, new_reader, number_frame if share else None)
 
 
 def differences(pcap: Path, share: bool = True, takeovers: tuple[tuple[str, str, int], ...] = ()

@@ -33,36 +33,27 @@ from its comparison; each is shown by the test named after it):
 from __future__ import annotations
 
 import functools
-import json
 import random
 import struct
-import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from collectors.decode import ACK, BUF, CAPLEN, DPORT, DST, FLAGS, PLEN, PROTO, SEQ, SPORT, SRC, Decoder
-from collectors.flowconst import TCP
-from collectors.pcapio import read_capture
 from collectors.protocols.iec104 import Iec104Analyzer
 from collectors.protocols.iec104_wire import DATA_LENGTH, HEADER, MAX_APDU, ONE_MORE, Iec104Reader
-from collectors.protocols.tcp_reassembly import Direction
 from collectors.protocols.tshark import Packet, build_command, ek_key
 from tests.support.frames import eth
-from tests.unit.test_dnp3_wire import needs_tshark, payload_start
+from tests.support.wire import Endpoint, Fields, Frames, ek_fields, needs_tshark, read_port
 
 PORT = 2404
 LOWER_PORT_CLIENT = ("198.18.4.10", 102)  # a connection without handshake from TPKT's port (LOWER_PORT)
 LOST_DATA = "after lost data the reader reads the next chunk afresh; tshark waits for the lost bytes"
 LOWER_PORT = "tshark dissects a segment as the lower port's protocol first"
 
-Fields = dict[str, list[str]]
-Frames = dict[int, Fields]
 Cases = dict[str, tuple[int, Fields | None]]
 Generated = tuple[Path, Cases, Cases, set[int]]  # the capture, tshark's cases, the reader's, frames not compared
-Endpoint = tuple[bytes, int]  # address, port
 
 
 # --- APDUs ---------------------------------------------------------------------------------------------------------
@@ -167,52 +158,19 @@ class Session:
 def tshark_fields(pcap: Path) -> Frames:
     """What tshark prints, by frame number: the analyzer's command (its display filter, fields and the pipeline's
     preferences); frames with the protocol but none of the fields are left out."""
-    cmd = build_command(needs_tshark(), pcap, Iec104Analyzer.FILTER, ("frame.number", *Iec104Analyzer.FIELDS))
-    out: Frames = {}
-    for line in subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=120).stdout.splitlines():
-        layers = json.loads(line).get("layers")
-        if layers is not None:
-            number = int(layers.pop("frame_number")[0])
-            if layers:
-                out[number] = layers
-    return out
+    return ek_fields(build_command(needs_tshark(), pcap, Iec104Analyzer.FILTER,
+                                   ("frame.number", *Iec104Analyzer.FIELDS)))
 
 
 def reader_fields(pcap: Path) -> tuple[Frames, list[Iec104Reader]]:
     """What the reader gives, by frame number (one reader per connection), and the readers."""
-    decoder = Decoder()
-    conns: dict[tuple[Endpoint, Endpoint], tuple[Endpoint, tuple[Direction, Direction], Iec104Reader, list[bool]]] = {}
     readers: list[Iec104Reader] = []
-    out: Frames = {}
-    for number, (ts, linktype, buf, off, caplen, _wire) in enumerate(read_capture(pcap, lambda _m: None), 1):
-        packets = decoder.decode(linktype, buf, off, caplen, ts)
-        if not packets or packets[-1][PROTO] != TCP or PORT not in (packets[-1][SPORT], packets[-1][DPORT]):
-            continue
-        p = packets[-1]
-        a, b = (p[SRC], p[SPORT]), (p[DST], p[DPORT])
-        key = (a, b) if a < b else (b, a)
-        conn = conns.get(key)
-        if conn is None or (p[FLAGS] & 0x12 == 0x02 and conn[3][0]):  # first seen, or a new SYN after data
-            client = b if p[SPORT] == PORT else a
-            reader = Iec104Reader()
-            readers.append(reader)
-            conn = conns[key] = (client, (Direction(), Direction()), reader, [False])
-        client, dirs, reader, had_data = conn
-        side = 0 if a == client else 1
-        if p[FLAGS] & 0x02:
-            dirs[side].syn(p[SEQ])
-        elif p[FLAGS] & 0x10:
-            dirs[1 - side].acked(p[ACK])
-        if not p[PLEN]:
-            continue
-        had_data[0] = True
-        start = payload_start(p)
-        for chunk in dirs[side].add(p[SEQ], bytes(p[BUF][start:start + min(p[CAPLEN], p[PLEN])]), p[PLEN]):
-            reader.feed(side == 0, chunk)
-        fields = reader.take()
-        if fields:
-            out[number] = fields
-    return out, readers
+
+    def new_reader(_client: Endpoint, _server: Endpoint) -> Iec104Reader:
+        readers.append(Iec104Reader())
+        return readers[-1]
+
+    return read_port(pcap, PORT, new_reader)[0], readers
 
 
 def differences(pcap: Path, skip: set[int]) -> tuple[int, list[tuple[int, Fields | None, Fields | None]],

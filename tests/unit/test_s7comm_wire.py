@@ -37,11 +37,8 @@ Differences from tshark the reader does not reproduce (the labelled and random c
 from __future__ import annotations
 
 import functools
-import json
 import random
-import shutil
 import struct
-import subprocess
 import time
 import tracemalloc
 from pathlib import Path
@@ -64,8 +61,8 @@ from collectors.protocols.s7comm_wire import (
 )
 from collectors.protocols.tcp_reassembly import Direction
 from tests.support import TESTDATA
+from tests.support.wire import Fields, Frames, ek_fields, needs_tshark
 
-TSHARK = shutil.which("tshark")
 FIELDS = ("s7comm.header.rosctr", "s7comm.header.pduref", "s7comm.header.errcls", "s7comm.header.errcod",
           "s7comm.param.func", "s7comm.param.userdata.type", "s7comm.param.userdata.funcgroup",
           "s7comm.param.userdata.subfunc", "s7comm.param.errcod", "s7comm.param.pistart.servicename")
@@ -73,15 +70,7 @@ SHARED_CAPTURES = {"snap7.pcap": 64, "s7comm_plus.pcap": 34}  # capture: frames 
 QUIRK_DATA_PART = "after a throw the reader cannot foresee, tshark reads the segment's next cut TPKT short"
 PER_CONNECTION = "tshark's heuristic order and COTP numbering are capture-wide, a lone reader's per connection"
 
-Fields = dict[str, list[str]]
-Frames = dict[int, Fields]
 Segment = tuple[bool, bytes]  # (from the client, TCP payload)
-
-
-def needs_tshark() -> str:
-    """tshark is the oracle: without it the test fails (.ci/setup installs it), never skips."""
-    assert TSHARK is not None, "tshark is not installed (.ci/setup installs it)"
-    return TSHARK
 
 
 # --- PDUs ----------------------------------------------------------------------------------------------------------
@@ -200,14 +189,7 @@ def tshark_fields(pcap: Path) -> Frames:
     """What tshark prints, by frame number (the fields S7commAnalyzer asks for, as -T ek)."""
     cmd = [needs_tshark(), "-n", "-r", str(pcap), "-o", "tcp.desegment_tcp_streams:TRUE", "-Y", "s7comm",
            "-T", "ek", "-e", "frame.number", *[a for f in FIELDS for a in ("-e", f)]]
-    out: Frames = {}
-    for line in subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=120).stdout.splitlines():
-        layers = json.loads(line).get("layers")
-        if layers is not None:
-            number = int(layers.pop("frame_number")[0])
-            if layers:
-                out[number] = layers
-    return out
+    return ek_fields(cmd)
 
 
 def reader_fields(pcap: Path, shared: bool = True) -> tuple[Frames, list[S7commReader]]:
