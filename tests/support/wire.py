@@ -19,6 +19,7 @@ from collectors.decode import ACK, BUF, CAPLEN, DPORT, DST, FLAGS, L4OFF, PLEN, 
 from collectors.flowconst import TCP
 from collectors.pcapio import read_capture
 from collectors.protocols.tcp_reassembly import Direction
+from tests.support.frames import eth
 
 Fields = dict[str, list[str]]
 Frames = dict[int, Fields]
@@ -97,3 +98,45 @@ def read_port(pcap: Path, port: int, new_reader: Callable[[Endpoint, Endpoint], 
         if fields:
             out[number] = fields
     return out, where
+
+
+class TcpSession:
+    """A TCP connection written with scapy from a client's port to ``port`` (with its handshake unless told; the
+    hosts in 198.18.0.0/15): ``client``/``server`` append one segment each to ``out`` and return its frame number.
+    Nothing is sent: the frames go to a capture file (``scapy.utils.wrpcap``)."""
+
+    def __init__(self, out: list[Any], client: str, server: str, cport: int, port: int, handshake: bool = True) -> None:
+        from scapy.layers import inet  # imported here: scapy is slow to import
+
+        self.ip, self.tcp = inet.IP, inet.TCP
+        self.out, self.addrs, self.cport, self.port = out, (client, server), cport, port
+        self.seq = [1000, 70000]
+        if handshake:
+            self.send(0, b"", "S", -1)
+            self.send(1, b"", "SA", -1)
+            self.send(0, b"", "A")
+
+    def send(self, side: int, data: bytes, flags: str = "PA", shift: int = 0) -> int:
+        """One segment from the client (side 0) or the server; ``shift`` moves its sequence number (overlaps, holes)."""
+        src, dst = self.addrs[side], self.addrs[1 - side]
+        sport, dport = (self.cport, self.port) if side == 0 else (self.port, self.cport)
+        ack = 0 if flags == "S" else self.seq[1 - side]
+        pkt = eth() / self.ip(src=src, dst=dst) / self.tcp(sport=sport, dport=dport, flags=flags,
+                                                           seq=self.seq[side] + shift, ack=ack) / data
+        pkt.time = 1_700_000_000 + len(self.out) / 1000
+        self.out.append(pkt)
+        self.seq[side] += len(data)
+        return len(self.out)
+
+    def client(self, data: bytes) -> int:
+        return self.send(0, data)
+
+    def server(self, data: bytes) -> int:
+        return self.send(1, data)
+
+    def close(self) -> None:
+        self.send(0, b"", "FA")
+        self.seq[0] += 1
+        self.send(1, b"", "FA")
+        self.seq[1] += 1
+        self.send(0, b"", "A")

@@ -59,7 +59,7 @@ from collectors.protocols.dnp3_wire import (
 )
 from collectors.protocols.tshark import Packet
 from tests.support import TESTDATA
-from tests.support.wire import Endpoint, WireReader, ek_fields, needs_tshark, payload_start, read_port
+from tests.support.wire import Endpoint, TcpSession, WireReader, ek_fields, needs_tshark, payload_start, read_port
 
 PORT = 20000
 FIELDS = ("dnp3.al.func", "dnp3.al.iin", "dnp3.src", "dnp3.dst")
@@ -215,34 +215,11 @@ def response(seq: int, func: int, iin: bytes = b"\x00\x00", objects: bytes = b""
     return link(RSP, 1, 10, bytes([fir_fin(seq), 0xC0 | seq & 15, func]) + iin + objects, **kw)  # type: ignore[arg-type]
 
 
-class Session:
-    """A scapy TCP connection; ``client``/``server`` append one segment each and return its frame number."""
+class Session(TcpSession):
+    """A connection from a client's port to 20000, with its handshake."""
 
     def __init__(self, out: list, client: str, server: str, cport: int) -> None:
-        from scapy.layers import inet, l2  # imported here: scapy is slow to import
-
-        self.ip, self.tcp, self.ether = inet.IP, inet.TCP, l2.Ether
-        self.out, self.addrs, self.cport = out, (client, server), cport
-        self.seq = [1000, 70000]
-        self.send(0, b"", "S", -1)
-        self.send(1, b"", "SA", -1)
-        self.send(0, b"", "A")
-
-    def send(self, side: int, data: bytes, flags: str = "PA", shift: int = 0) -> int:
-        src, dst = self.addrs[side], self.addrs[1 - side]
-        sport, dport = (self.cport, PORT) if side == 0 else (PORT, self.cport)
-        pkt = self.ether() / self.ip(src=src, dst=dst) / self.tcp(
-            sport=sport, dport=dport, flags=flags, seq=self.seq[side] + shift, ack=self.seq[1 - side]) / data
-        pkt.time = 1_700_000_000 + len(self.out) / 1000
-        self.out.append(pkt)
-        self.seq[side] += len(data)
-        return len(self.out)
-
-    def client(self, data: bytes) -> int:
-        return self.send(0, data)
-
-    def server(self, data: bytes) -> int:
-        return self.send(1, data)
+        super().__init__(out, client, server, cport, PORT)
 
 
 Cases = dict[str, tuple[int, dict[str, list[str]] | None]]
@@ -265,7 +242,7 @@ def labelled_cases(out: list) -> tuple[Cases, Cases, tuple[tuple[str, str, int],
             fields["dnp3_src"], fields["dnp3_dst"] = (["10"] * n, ["1"] * n) if server else (["1"] * n, ["10"] * n)
         cases[label] = (frame, fields)
 
-    s = Session(out, "10.20.0.1", "10.20.0.2", 41000)
+    s = Session(out, "198.18.20.1", "198.18.20.2", 41000)
     read = request(1, 1, bytes([60, 2, 6]))
     case("single request", s.client(read), ["1"])
     case("response with IIN", s.server(response(1, 129, b"\x90\x02")), ["129"], ["0x9002"], server=True)
@@ -334,17 +311,17 @@ def labelled_cases(out: list) -> tuple[Cases, Cases, tuple[tuple[str, str, int],
 
     # tshark keys transport reassembly by address pair: two connections between the same hosts share it, and both
     # directions do when the two addresses are equal
-    t = Session(out, "10.20.0.1", "10.20.0.2", 41001)
+    t = Session(out, "198.18.20.1", "198.18.20.2", 41001)
     s.client(link(REQ, 10, 1, bytes([fir_fin(50, last=False), 0xC0, 13]) + bytes(4)))
     case("a message begun on another connection", t.client(link(REQ, 10, 1, bytes([fir_fin(51, first=False)]))),
          ["13"])
-    u = Session(out, "10.20.0.9", "10.20.0.9", 41002)
+    u = Session(out, "198.18.20.9", "198.18.20.9", 41002)
     u.client(link(REQ, 10, 1, bytes([fir_fin(52, last=False), 0xC0, 1]) + bytes(4)))
     case("loopback: the other direction completes it",
          u.server(link(RSP, 1, 10, bytes([fir_fin(53, first=False)]) + bytes(2))), ["1"], server=True)
 
     # HEURISTIC_TAKEOVER: rejected by DNP3, claimed by DICOM's heuristic (A-ASSOCIATE-RQ of 0x40 bytes)
-    v = Session(out, "10.20.0.3", "10.20.0.4", 41003)
+    v = Session(out, "198.18.20.3", "198.18.20.4", 41003)
     takeover = v.client(b"\x01\x00\x00\x00\x00\x40\x00\x01\x00\x00")
     case("DICOM claims the rejected segment", takeover, None)
     ours: Cases = {}
@@ -358,7 +335,7 @@ def labelled_cases(out: list) -> tuple[Cases, Cases, tuple[tuple[str, str, int],
     ours[f"{HEURISTIC_TAKEOVER}: the response too"] = (frame, {
         "dnp3_al_func": ["129"], "dnp3_al_iin": ["0x0000"], "dnp3_src": ["10"], "dnp3_dst": ["1"]})
 
-    return cases, ours, (("10.20.0.3", "10.20.0.4", takeover),)
+    return cases, ours, (("198.18.20.3", "198.18.20.4", takeover),)
 
 
 FUNCS = (0, 1, 2, 3, 4, 5, 13, 20, 21, 129, 130, 131, 132)
@@ -439,10 +416,10 @@ def generated(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Cases, Ca
     cases, ours, takeovers = labelled_cases(out)
     rng = random.Random(20000)
     for n, (client, server, units, modes, cut) in enumerate((
-            ("10.30.0.1", "10.30.0.2", 250, MIXED, 0.3),
-            ("10.30.0.1", "10.30.0.2", 150, ("transport",) * 5 + ("message",), 0.05),  # same hosts: shared table
-            ("10.30.0.3", "10.30.0.3", 60, MIXED, 0.3),  # loopback: one table for both directions
-            ("10.30.0.5", "10.30.0.6", 120, MIXED, 0.8))):
+            ("198.18.30.1", "198.18.30.2", 250, MIXED, 0.3),
+            ("198.18.30.1", "198.18.30.2", 150, ("transport",) * 5 + ("message",), 0.05),  # same hosts: shared table
+            ("198.18.30.3", "198.18.30.3", 60, MIXED, 0.3),  # loopback: one table for both directions
+            ("198.18.30.5", "198.18.30.6", 120, MIXED, 0.8))):
         random_session(rng, Session(out, client, server, 42000 + n), units, modes, cut)
     pcap = tmp_path_factory.mktemp("dnp3") / "generated.pcap"
     wrpcap(str(pcap), out)

@@ -44,8 +44,7 @@ import pytest
 from collectors.protocols.iec104 import Iec104Analyzer
 from collectors.protocols.iec104_wire import DATA_LENGTH, HEADER, MAX_APDU, ONE_MORE, Iec104Reader
 from collectors.protocols.tshark import Packet, build_command, ek_key
-from tests.support.frames import eth
-from tests.support.wire import Endpoint, Fields, Frames, ek_fields, needs_tshark, read_port
+from tests.support.wire import Endpoint, Fields, Frames, TcpSession, ek_fields, needs_tshark, read_port
 
 PORT = 2404
 LOWER_PORT_CLIENT = ("198.18.4.10", 102)  # a connection without handshake from TPKT's port (LOWER_PORT)
@@ -114,44 +113,11 @@ def want(formats: str, *asdus: tuple[int, ...], utypes: tuple[int, ...] = ()) ->
 
 # --- pcap, oracle, driver ------------------------------------------------------------------------------------------
 
-class Session:
-    """A scapy TCP connection from a client's port to 2404 (with its handshake unless told); ``client``/``server``
-    append one segment each and return its frame number."""
+class Session(TcpSession):
+    """A connection from a client's port to 2404 (with its handshake unless told)."""
 
     def __init__(self, out: list[Any], client: str, server: str, cport: int, handshake: bool = True) -> None:
-        from scapy.layers import inet  # imported here: scapy is slow to import
-
-        self.ip, self.tcp = inet.IP, inet.TCP
-        self.out, self.addrs, self.cport = out, (client, server), cport
-        self.seq = [1000, 70000]
-        if handshake:
-            self.send(0, b"", "S", -1)
-            self.send(1, b"", "SA", -1)
-            self.send(0, b"", "A")
-
-    def send(self, side: int, data: bytes, flags: str = "PA", shift: int = 0) -> int:
-        src, dst = self.addrs[side], self.addrs[1 - side]
-        sport, dport = (self.cport, PORT) if side == 0 else (PORT, self.cport)
-        ack = 0 if flags == "S" else self.seq[1 - side]
-        pkt = eth() / self.ip(src=src, dst=dst) / self.tcp(sport=sport, dport=dport, flags=flags,
-                                                           seq=self.seq[side] + shift, ack=ack) / data
-        pkt.time = 1_700_000_000 + len(self.out) / 1000
-        self.out.append(pkt)
-        self.seq[side] += len(data)
-        return len(self.out)
-
-    def client(self, data: bytes) -> int:
-        return self.send(0, data)
-
-    def server(self, data: bytes) -> int:
-        return self.send(1, data)
-
-    def close(self) -> None:
-        self.send(0, b"", "FA")
-        self.seq[0] += 1
-        self.send(1, b"", "FA")
-        self.seq[1] += 1
-        self.send(0, b"", "A")
+        super().__init__(out, client, server, cport, PORT, handshake)
 
 
 @functools.cache
