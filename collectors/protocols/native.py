@@ -10,6 +10,12 @@ DNS. Their messages go through ``dns_wire`` to a ``DnsAnalyzer`` of their own; e
 over TCP, DNS on another lower port) still goes to tshark and its analyzers. Decoded TCP frames go to
 :class:`~collectors.protocols.native_tcp.TcpNative`, which keeps those of the connections it reads.
 
+UDP flows on any other port whose first datagram is a client's QUIC Initial of a version ``quic_wire`` decrypts (v1,
+v2, drafts 29-32) are read here too, both directions, every datagram (``READ_QUIC``): the TLS handshake messages of
+their Initial packets reach a ``TlsAnalyzer`` of this class's own as the fields tshark's QUIC dissector prints
+(tshark decodes QUIC on 443 and, by its heuristic, on other ports; the Initial's AEAD tag must check here, so nothing
+else passes for QUIC). A flow whose first datagram is anything else stays tshark's throughout.
+
 Pairing stays per connection: every message of a UDP conversation on those ports reaches the same analyzer, in
 capture order. Open queries time out on capture time (``SWEEP_SECONDS``), not on how many other frames tshark
 printed. Damage is counted and reported once per run, never raised.
@@ -42,7 +48,10 @@ from collectors.protocols.dns_wire import PORT_KINDS, WireStats, parse
 from collectors.protocols.documents import Doc, Flow
 from collectors.protocols.expected import ExpectedConnections
 from collectors.protocols.native_tcp import TcpNative
-from collectors.protocols.tshark import Packet
+from collectors.protocols.quic_wire import QuicConnection, QuicStats, client_initial
+from collectors.protocols.tls import TlsAnalyzer
+from collectors.protocols.tls_wire import Frame, TlsStats
+from collectors.protocols.tshark import Packet, udp_packet
 
 Warn = Callable[[str], None]
 
@@ -52,10 +61,24 @@ _u32 = struct.Struct("<I").unpack_from
 _epb = struct.Struct("<IIIII").unpack_from  # interface, time high, time low, captured length, original length
 _u16 = struct.Struct("!H").unpack_from
 LINK_CONTROL = frozenset((0x0806, 0x8035, 0x8863, 0x88CC, 0x8809))  # ARP, RARP, PPPoE discovery, LLDP, LACP
+READ_QUIC = True  # False: QUIC flows stay with tshark (the oracle's peer)
+MAX_QUIC_FLOWS = 65_536  # UDP flows remembered (QUIC read here, or left to tshark); the oldest go first
+QUIC_LAYERS = ["quic", "tls"]
+UdpKey = tuple[str, int, str, int]
+
+
+class QuicFlow:
+    """A UDP flow read here: its QUIC connection, the client's end, the stream name its packets carry."""
+
+    __slots__ = ("client", "conn", "stream")
+
+    def __init__(self, conn: QuicConnection, client: tuple[str, int], stream: str) -> None:
+        self.conn, self.client, self.stream = conn, client, stream
 
 
 class NativeFrames:
-    """Takes the DNS frames out of a selected-frame stream and analyses them here."""
+    """Takes the DNS frames (and the TCP connections and QUIC flows read natively) out of a selected-frame stream and
+    analyses them here."""
 
     def __init__(self, name: str, warn: Warn, expected: ExpectedConnections | None = None, tcp: bool = True) -> None:
         """``tcp``: also read the TCP connections ``native_tcp`` takes (FTP control); False leaves them to tshark."""
@@ -65,6 +88,11 @@ class NativeFrames:
         self.analyzer = DnsAnalyzer(warn)
         self.stats = WireStats()
         self.tcp = TcpNative(name, warn, expected) if tcp else None
+        self.tls = TlsAnalyzer(warn)  # the TLS handshakes of the QUIC Initials read here
+        self.quic_stats = QuicStats()
+        self.quic_tls_stats = TlsStats()
+        self.quic_flows: dict[UdpKey, QuicFlow | None] = {}  # None: the flow is tshark's
+        self.quic_frames = 0  # QUIC frames taken out of tshark's input
         self.frames = 0  # DNS frames taken out of tshark's input
         self.blocks = 0  # packet blocks seen
         self.taken_at = array("I")  # number (from 1, in this stream) of each frame taken out, ascending
@@ -150,7 +178,7 @@ class NativeFrames:
         sport, dport = p[SPORT], p[DPORT]
         kind = PORT_KINDS.get(sport if sport < dport else dport)
         if kind is None:
-            return False
+            return READ_QUIC and self._quic(p, ts_ns / 1_000_000_000, docs)
         l4 = p[L4OFF]
         payload = p[BUF][l4 + 8:l4 + min(p[CAPLEN], 8 + p[PLEN])]
         self.frames += 1
@@ -167,9 +195,52 @@ class NativeFrames:
         docs += self.analyzer.handle_message(msg, sender, ts)
         return True
 
+    def _quic(self, p: tuple, ts: float, docs: list[Doc]) -> bool:
+        """Whether the UDP datagram belongs to a flow read here: one whose first datagram was a client Initial that
+        decrypted. The others stay tshark's, every datagram of them."""
+        src, dst, sport, dport = ip_str(p[SRC]), ip_str(p[DST]), p[SPORT], p[DPORT]
+        key = (src, sport, dst, dport) if (src, sport) < (dst, dport) else (dst, dport, src, sport)
+        l4 = p[L4OFF]
+        payload = p[BUF][l4 + 8:l4 + min(p[CAPLEN], 8 + p[PLEN])]
+        frame = Frame()
+        if key in self.quic_flows:
+            flow = self.quic_flows[key]
+            if flow is None:
+                return False
+            from_client = (src, sport) == flow.client
+            if not flow.conn.feed(from_client, payload, frame) and from_client:
+                opener = client_initial(payload)
+                if opener is not None:  # a new connection on the same ports (its own DCID): read it if it decrypts
+                    conn = QuicConnection(opener[0], opener[1], self.quic_stats, self.quic_tls_stats)
+                    fresh = Frame()
+                    if conn.feed(True, payload, fresh):
+                        flow.conn, frame = conn, fresh
+        else:
+            if len(self.quic_flows) >= MAX_QUIC_FLOWS:
+                del self.quic_flows[next(iter(self.quic_flows))]
+            opener = client_initial(payload)
+            if opener is None:
+                self.quic_flows[key] = None
+                return False
+            conn = QuicConnection(opener[0], opener[1], self.quic_stats, self.quic_tls_stats)
+            if not conn.feed(True, payload, frame):
+                self.quic_flows[key] = None
+                return False
+            a, b = f"{src}:{sport}", f"{dst}:{dport}"
+            flow = self.quic_flows[key] = QuicFlow(conn, (src, sport), f"{a}-{b}" if a < b else f"{b}-{a}")
+        self.quic_frames += 1
+        if frame:
+            docs += self.tls.handle(udp_packet(ts, src, dst, sport, dport, flow.stream, frame.fields, QUIC_LAYERS))
+        return True
+
     def finish(self) -> list[Doc]:
         """End of the run: the queries still open, and one warning for the damage seen."""
         docs = list(self.analyzer.finish())
+        docs += self.tls.finish()
+        q = self.quic_stats
+        if q.malformed + q.oversized + q.undecryptable:
+            self.warn(f"{self.name}: QUIC read here: {q.malformed} malformed packet(s), {q.undecryptable} Initial(s) "
+                      f"not decryptable, {q.oversized} CRYPTO piece(s) past the buffering bound")
         if self.tcp is not None:
             docs += self.tcp.finish()
         damaged = self.stats.truncated + self.stats.too_short

@@ -175,6 +175,13 @@ class TlsConnection:
                 break
         side.buf = b"" if side.lost else data[pos:]
 
+    def handshake(self, from_client: bool, data: bytes, frame: Frame) -> None:
+        """Handshake-message bytes of one direction without the record layer (QUIC's CRYPTO stream, ``quic_wire``);
+        what completes goes into ``frame``."""
+        side = self.sides[0 if from_client else 1]
+        if not side.lost:
+            self._handshake(side, from_client, data, frame)
+
     def _record(self, side: Side, from_client: bool, kind: int, body: bytes, frame: Frame) -> None:
         if kind == APP_DATA and self.tls13:
             frame.add("record.opaque_type", kind)

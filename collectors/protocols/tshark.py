@@ -104,10 +104,22 @@ def tcp_packet(ts: float, src: str, dst: str, sport: int, dport: int, stream: st
                protocols: list[str]) -> Packet:
     """A TCP frame read natively, shaped as tshark prints it: its time, endpoints and stream, then the protocol's
     ``fields`` (EK keys); ``protocols`` are the layers above TCP (what the analyzers look for)."""
+    return _transport_packet("tcp", ts, src, dst, sport, dport, stream, fields, protocols)
+
+
+def udp_packet(ts: float, src: str, dst: str, sport: int, dport: int, stream: str, fields: dict[str, list[str]],
+               protocols: list[str]) -> Packet:
+    """A UDP datagram read natively, shaped as tshark prints it (as ``tcp_packet``)."""
+    return _transport_packet("udp", ts, src, dst, sport, dport, stream, fields, protocols)
+
+
+def _transport_packet(transport: str, ts: float, src: str, dst: str, sport: int, dport: int, stream: str,
+                      fields: dict[str, list[str]], protocols: list[str]) -> Packet:
     ipv = "ipv6" if ":" in src else "ip"
     layers = {"frame_time_epoch": [repr(ts)], f"{ipv}_src": [src], f"{ipv}_dst": [dst],
-              "tcp_srcport": [str(sport)], "tcp_dstport": [str(dport)], "tcp_stream": [stream], **fields}
-    return Packet(layers, ["eth", "ethertype", ipv, "tcp", *protocols])
+              f"{transport}_srcport": [str(sport)], f"{transport}_dstport": [str(dport)],
+              f"{transport}_stream": [stream], **fields}
+    return Packet(layers, ["eth", "ethertype", ipv, transport, *protocols])
 
 
 def to_int(text: str | None, default: int | None = None) -> int | None:
