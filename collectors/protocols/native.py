@@ -64,7 +64,7 @@ LINK_CONTROL = frozenset((0x0806, 0x8035, 0x8863, 0x88CC, 0x8809))  # ARP, RARP,
 READ_QUIC = True  # False: QUIC flows stay with tshark (the oracle's peer)
 MAX_QUIC_FLOWS = 65_536  # UDP flows remembered (QUIC read here, or left to tshark); the oldest go first
 QUIC_LAYERS = ["quic", "tls"]
-UdpKey = tuple[str, int, str, int]
+UdpKey = tuple[bytes, int, bytes, int]  # the lower (address, port) first
 
 
 class QuicFlow:
@@ -72,7 +72,7 @@ class QuicFlow:
 
     __slots__ = ("client", "conn", "stream")
 
-    def __init__(self, conn: QuicConnection, client: tuple[str, int], stream: str) -> None:
+    def __init__(self, conn: QuicConnection, client: tuple[bytes, int], stream: str) -> None:
         self.conn, self.client, self.stream = conn, client, stream
 
 
@@ -198,40 +198,43 @@ class NativeFrames:
     def _quic(self, p: tuple, ts: float, docs: list[Doc]) -> bool:
         """Whether the UDP datagram belongs to a flow read here: one whose first datagram was a client Initial that
         decrypted. The others stay tshark's, every datagram of them."""
-        src, dst, sport, dport = ip_str(p[SRC]), ip_str(p[DST]), p[SPORT], p[DPORT]
+        src, dst, sport, dport = p[SRC], p[DST], p[SPORT], p[DPORT]
         key = (src, sport, dst, dport) if (src, sport) < (dst, dport) else (dst, dport, src, sport)
+        flow = self.quic_flows.get(key)
+        if flow is None and key in self.quic_flows:  # tshark's: no text, no copy of the payload
+            return False
         l4 = p[L4OFF]
         payload = p[BUF][l4 + 8:l4 + min(p[CAPLEN], 8 + p[PLEN])]
         frame = Frame()
-        if key in self.quic_flows:
-            flow = self.quic_flows[key]
-            if flow is None:
-                return False
-            from_client = (src, sport) == flow.client
-            if not flow.conn.feed(from_client, payload, frame) and from_client:
-                opener = client_initial(payload)
-                if opener is not None:  # a new connection on the same ports (its own DCID): read it if it decrypts
-                    conn = QuicConnection(opener[0], opener[1], self.quic_stats, self.quic_tls_stats)
-                    fresh = Frame()
-                    if conn.feed(True, payload, fresh):
-                        flow.conn, frame = conn, fresh
-        else:
+        if flow is None:  # first seen
             if len(self.quic_flows) >= MAX_QUIC_FLOWS:
                 del self.quic_flows[next(iter(self.quic_flows))]
-            opener = client_initial(payload)
-            if opener is None:
+            conn = self._open(payload, frame)
+            if conn is None:
                 self.quic_flows[key] = None
                 return False
-            conn = QuicConnection(opener[0], opener[1], self.quic_stats, self.quic_tls_stats)
-            if not conn.feed(True, payload, frame):
-                self.quic_flows[key] = None
-                return False
-            a, b = f"{src}:{sport}", f"{dst}:{dport}"
+            a, b = f"{ip_str(src)}:{sport}", f"{ip_str(dst)}:{dport}"
             flow = self.quic_flows[key] = QuicFlow(conn, (src, sport), f"{a}-{b}" if a < b else f"{b}-{a}")
+        else:
+            from_client = (src, sport) == flow.client
+            if not flow.conn.feed(from_client, payload, frame) and from_client:
+                fresh = Frame()  # a new connection on the same ports (its own DCID): read it if it decrypts
+                conn = self._open(payload, fresh)
+                if conn is not None:
+                    flow.conn, frame = conn, fresh
         self.quic_frames += 1
         if frame:
-            docs += self.tls.handle(udp_packet(ts, src, dst, sport, dport, flow.stream, frame.fields, QUIC_LAYERS))
+            docs += self.tls.handle(udp_packet(ts, ip_str(src), ip_str(dst), sport, dport, flow.stream, frame.fields,
+                                               QUIC_LAYERS))
         return True
+
+    def _open(self, payload: bytes, frame: Frame) -> QuicConnection | None:
+        """The QUIC connection a client's datagram opens, when it starts with an Initial that decrypts."""
+        opener = client_initial(payload)
+        if opener is None:
+            return None
+        conn = QuicConnection(opener[0], opener[1], self.quic_stats, self.quic_tls_stats)
+        return conn if conn.feed(True, payload, frame) else None
 
     def finish(self) -> list[Doc]:
         """End of the run: the queries still open, and one warning for the damage seen."""

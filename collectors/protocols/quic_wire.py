@@ -240,19 +240,14 @@ class CryptoStream:
             return b""
         out = [data]
         self.next = end
-        while self.pending:
-            progressed = False
-            for start in sorted(self.pending):
-                if start > self.next:
-                    break
-                piece = self.pending.pop(start)
-                self.buffered -= len(piece)
-                if start + len(piece) > self.next:
-                    out.append(piece[self.next - start:])
-                    self.next = start + len(piece)
-                progressed = True
-            if not progressed:
+        for start in sorted(self.pending):  # in offset order, so one pass takes every piece that joins on
+            if start > self.next:
                 break
+            piece = self.pending.pop(start)
+            self.buffered -= len(piece)
+            if start + len(piece) > self.next:
+                out.append(piece[self.next - start:])
+                self.next = start + len(piece)
         return b"".join(out)
 
 

@@ -19,7 +19,6 @@ import pytest
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from collectors.decode import DPORT, SPORT
 from collectors.ingest import Pipeline
 from collectors.protocols import native, quic_wire
 from collectors.protocols.native import NativeFrames
@@ -38,7 +37,7 @@ from collectors.protocols.quic_wire import (
 )
 from collectors.protocols.tls_wire import Frame, TlsStats
 from collectors.protocols.tshark import ek_key
-from collectors.selection import interface_block, stream_header
+from collectors.selection import interface_block
 from tests.fuzz.seeds import payloads
 from tests.support.frames import eth
 from tests.unit.test_flowcore import CAPTURES, TESTDATA
@@ -433,6 +432,16 @@ def test_huge_offsets_and_many_packets_are_bounded() -> None:
     assert stats.datagrams == MAX_DATAGRAMS
 
 
+def block(data: bytes, sport: int, dport: int) -> bytes:
+    """One UDP datagram from 198.18.0.1 to 198.18.0.2 as a pcapng packet block of the selected-frame stream."""
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 28 + len(data), 0, 0, 64, UDP, 0, bytes([198, 18, 0, 1]),
+                     bytes([198, 18, 0, 2]))
+    frame = b"\x00" * 12 + b"\x08\x00" + ip + struct.pack("!HHHH", sport, dport, 8 + len(data), 0) + data
+    padded = frame + bytes(-len(frame) % 4)
+    return struct.pack("<IIIIIII", 6, 32 + len(padded), 0, 0, 0, len(frame), len(frame)) + padded + \
+        struct.pack("<I", 32 + len(padded))
+
+
 def test_not_an_initial_goes_to_tshark() -> None:
     """A flow whose first datagram is no decryptable Initial stays tshark's, every datagram of it."""
     frames = NativeFrames("t", lambda _m: None, tcp=False)
@@ -442,19 +451,20 @@ def test_not_an_initial_goes_to_tshark() -> None:
     broken[-1] ^= 1
     assert quic_wire.client_initial(bytes(broken)) is not None  # parses, but its tag fails
 
-    def block(data: bytes, sport: int, dport: int) -> bytes:
-        ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 28 + len(data), 0, 0, 64, UDP, 0, bytes([198, 18, 0, 1]),
-                         bytes([198, 18, 0, 2]))
-        frame = b"\x00" * 12 + b"\x08\x00" + ip + struct.pack("!HHHH", sport, dport, 8 + len(data), 0) + data
-        padded = frame + bytes(-len(frame) % 4)
-        return struct.pack("<IIIIIII", 6, 32 + len(padded), 0, 0, 0, len(frame), len(frame)) + padded + \
-            struct.pack("<I", 32 + len(padded))
-
     head = interface_block(1)
     kept, _docs = frames.split(head + block(bytes(broken), 51000, 443) + block(client[0][1], 51000, 443))
     assert frames.quic_frames == 0 and kept == head + block(bytes(broken), 51000, 443) + block(client[0][1], 51000,
                                                                                                 443)
     kept, _docs = frames.split(block(client[0][1], 51001, 443))
     assert frames.quic_frames == 1 and kept == b""
-    assert stream_header  # the stream header is tshark's, as in the pipeline
-    assert SPORT != DPORT
+
+
+def test_the_flow_table_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every UDP flow of the selection is remembered (read here, or tshark's) up to MAX_QUIC_FLOWS, oldest first."""
+    monkeypatch.setattr(native, "MAX_QUIC_FLOWS", 8)
+    frames = NativeFrames("t", lambda _m: None, tcp=False)
+    initial = handshake(V1, False, False)[0][1]
+    frames.split(interface_block(1) + b"".join(block(b"not quic", 40000 + i, 4000) for i in range(30)))
+    assert len(frames.quic_flows) == 8
+    kept, _docs = frames.split(block(initial, 51000, 443))  # a QUIC flow still opens, an old one goes
+    assert kept == b"" and frames.quic_frames == 1 and len(frames.quic_flows) == 8
