@@ -26,6 +26,7 @@ COMPILED = [
     "collectors/protocols/dnp3.py",
     "collectors/protocols/dnp3_wire.py",
     "collectors/protocols/dns.py",
+    "collectors/protocols/dns_udp.py",
     "collectors/protocols/dns_wire.py",
     "collectors/protocols/documents.py",
     "collectors/protocols/ftp.py",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import math
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -26,21 +25,30 @@ def iso(ts: datetime | float | int | None = None) -> str:
     if ts is None:
         ts = utcnow()
     elif isinstance(ts, (int, float)):
-        if 0 <= ts < 253402300800:  # the common case, without a datetime: 0.6 us instead of 2.5 us
-            fraction, second = math.modf(ts)  # rounded as datetime.fromtimestamp rounds (half even)
-            micros = round(fraction * 1e6)
+        if 0 <= ts < 253402300800:  # the common case, without a datetime or a format spec (see conn.iso_ns)
+            second = int(ts)
+            micros = round((ts - second) * 1e6)  # the fraction is exact; rounded as datetime rounds (half even)
             if micros >= 1_000_000:
-                second, micros = second + 1, micros - 1_000_000
-            return f"{_second_text(int(second))}.{micros:06d}Z"
+                second += 1
+                micros -= 1_000_000
+            head = _SECOND_TEXT.get(second)
+            if head is None:
+                head = _second_text(second)
+            return head + str(micros + 1_000_000)[1:] + "Z"
         ts = datetime.fromtimestamp(ts, UTC)
     elif ts.tzinfo is None:
         ts = ts.replace(tzinfo=UTC)
     return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-@lru_cache(maxsize=4096)
+_SECOND_TEXT: dict[int, str] = {}  # "2024-01-01T00:00:00." by second: a capture's documents share few seconds
+
+
 def _second_text(second: int) -> str:
-    return datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    if len(_SECOND_TEXT) >= 65536:
+        _SECOND_TEXT.clear()
+    text = _SECOND_TEXT[second] = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S.")
+    return text
 
 
 def parse_time(value: str | datetime | float | int) -> datetime:

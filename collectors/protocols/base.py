@@ -63,8 +63,7 @@ class Analyzer:
     def report_cuts(self) -> None:
         """One warning for every value this module cut (called when the capture ends)."""
         if self.cut_values:
-            self.warn(f"{self.SERVICE}: {self.cut_values} value(s) longer than {MAX_VALUE_CHARS} characters "
-                      "truncated (listed in secops.truncated)")
+            self.warn(cuts_warning(self.SERVICE, self.cut_values))
             self.cut_values = 0
 
     def wants(self, layers: set[str]) -> bool:
@@ -81,6 +80,12 @@ class Analyzer:
         """Records still open when the capture ends (unanswered requests, ...)."""
         self.report_cuts()
         return ()
+
+
+def cuts_warning(service: str, count: int) -> str:
+    """The warning for ``count`` values a module cut to ``MAX_VALUE_CHARS`` in one run."""
+    return f"{service}: {count} value(s) longer than {MAX_VALUE_CHARS} characters truncated (listed in " \
+        "secops.truncated)"
 
 
 def flow_by_server_port(pkt: Packet, server_ports: frozenset[int]) -> tuple[Flow, bool] | None:

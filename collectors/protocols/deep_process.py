@@ -192,7 +192,7 @@ def main(name: str, tshark_path: str) -> int:
             if flush:
                 out.flush()
 
-    run = TsharkStdinRun(name, tshark_path, lambda msg: send("w", msg), _Announcements(send))
+    run = TsharkStdinRun(name, tshark_path, lambda msg: send("w", msg), _Announcements(send), raw_documents=True)
     outbox = run.docs = _Outbox(send)  # type: ignore[assignment]  # documents go out from the thread that made them
     stdin = sys.stdin.fileno()
     reported = None

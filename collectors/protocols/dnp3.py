@@ -31,13 +31,21 @@ def name(code: int) -> str:
     return FUNCTIONS.get(code, f"unknown-{code}")
 
 
-@dataclass
+@dataclass(init=False)
 class Exchange:
     flow: Flow
     ts: float
     request: int | None = None
     reply: int | None = None
     iin: int | None = None
+
+    def __init__(self, flow: Flow, ts: float, request: int | None = None, reply: int | None = None,
+                 iin: int | None = None) -> None:
+        self.flow = flow
+        self.ts = ts
+        self.request = request
+        self.reply = reply
+        self.iin = iin
 
 
 class Dnp3Analyzer(Analyzer):

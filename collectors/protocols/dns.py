@@ -124,7 +124,7 @@ def is_multicast(address: str) -> bool:
         return False
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True, init=False)
 class Record:
     """One resource record of a message, with Zeek's rendering of its data (None: Zeek logs none)."""
 
@@ -135,6 +135,16 @@ class Record:
     ttl: int | None
     rdlen: int
     data: str | None
+
+    def __init__(self, section: int, name: str, rtype: int, rclass: int | None, ttl: int | None, rdlen: int,
+                 data: str | None) -> None:
+        self.section = section
+        self.name = name
+        self.rtype = rtype
+        self.rclass = rclass
+        self.ttl = ttl
+        self.rdlen = rdlen
+        self.data = data
 
 
 def _record_types(types: list[int | None], count: int) -> list[int | None]:
@@ -258,7 +268,7 @@ def update_entries(records: list[Record]) -> list[dict[str, Any]]:
     return out
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True, init=False)
 class Question:
     """The first question of a message: its name as read (tshark's text, before lower-casing), type, class."""
 
@@ -266,8 +276,13 @@ class Question:
     qtype: int | None
     qclass: int | None
 
+    def __init__(self, name: str, qtype: int | None, qclass: int | None) -> None:
+        self.name = name
+        self.qtype = qtype
+        self.qclass = qclass
 
-@dataclass(slots=True)
+
+@dataclass(slots=True, init=False)
 class DnsMessage:
     """One DNS-format message, whichever reader extracted it (tshark's fields or ``dns_wire`` from the bytes).
 
@@ -289,6 +304,24 @@ class DnsMessage:
     n_auth: int = 0
     n_additional: int = 0
 
+    def __init__(self, tid: int, response: bool, opcode: int | None, rcode: int | None = None, aa: bool = False,
+                 tc: bool = False, rd: bool = False, ra: bool = False, question: Question | None = None,
+                 records: list[Record] | None = None, n_answers: int = 0, n_auth: int = 0,
+                 n_additional: int = 0) -> None:
+        self.tid = tid
+        self.response = response
+        self.opcode = opcode
+        self.rcode = rcode
+        self.aa = aa
+        self.tc = tc
+        self.rd = rd
+        self.ra = ra
+        self.question = question
+        self.records = [] if records is None else records
+        self.n_answers = n_answers
+        self.n_auth = n_auth
+        self.n_additional = n_additional
+
 
 def message_from_packet(pkt: Packet) -> DnsMessage | None:
     """The DNS message of a tshark-dissected packet (None without a transaction id)."""
@@ -306,7 +339,7 @@ def message_from_packet(pkt: Packet) -> DnsMessage | None:
         n_additional=pkt.int("dns.count.add_rr", 0) or 0)
 
 
-@dataclass
+@dataclass(init=False)
 class Txn:
     flow: Flow
     ts: float
@@ -321,6 +354,24 @@ class Txn:
     answers: list[dict[str, Any]] = field(default_factory=list)
     rejected: bool = False
     query_seen: bool = True
+
+    def __init__(self, flow: Flow, ts: float, trans_id: int, query: str | None = None, qtype: int | None = None,
+                 qclass: int | None = None, opcode: int | None = None, flags: list[str] | None = None,
+                 reply_ts: float | None = None, rcode: int | None = None, answers: list[dict[str, Any]] | None = None,
+                 rejected: bool = False, query_seen: bool = True) -> None:
+        self.flow = flow
+        self.ts = ts
+        self.trans_id = trans_id
+        self.query = query
+        self.qtype = qtype
+        self.qclass = qclass
+        self.opcode = opcode
+        self.flags = [] if flags is None else flags
+        self.reply_ts = reply_ts
+        self.rcode = rcode
+        self.answers = [] if answers is None else answers
+        self.rejected = rejected
+        self.query_seen = query_seen
 
 
 OPCODE_UPDATE = 5

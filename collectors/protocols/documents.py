@@ -21,11 +21,13 @@ from secops.ecs import doc_id, iso, put
 from secops.es.templates import MAX_KEYWORD_CHARS
 
 Doc = dict[str, Any]
+# a document, or its JSON text as a native engine wrote it, on its way to another process unparsed (``dns_udp``)
+Written = Doc | orjson.Fragment
 
 _TRANSPORT_NUM = {"tcp": 6, "udp": 17}
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True, init=False)
 class Flow:
     """A connection oriented like Zeek: originator (client) first."""
 
@@ -35,6 +37,14 @@ class Flow:
     resp_h: str
     resp_p: int
     stream: str  # tshark's stream index, unique per connection within one run
+
+    def __init__(self, transport: str, orig_h: str, orig_p: int, resp_h: str, resp_p: int, stream: str) -> None:
+        self.transport = transport
+        self.orig_h = orig_h
+        self.orig_p = orig_p
+        self.resp_h = resp_h
+        self.resp_p = resp_p
+        self.stream = stream
 
     @property
     def community_id(self) -> str:

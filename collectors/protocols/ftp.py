@@ -36,7 +36,7 @@ EPSV_PORT = re.compile(rb"\(([!-~])\1\1(\d{1,5})\1\)")
 RFC2428_NOT_DELIMITER = frozenset(b"0123456789abcdefABCDEF.:")
 
 
-@dataclass
+@dataclass(init=False)
 class Command:
     flow: Flow
     ts: float
@@ -46,12 +46,28 @@ class Command:
     reply_code: int | None = None
     reply_msg: str | None = None
 
+    def __init__(self, flow: Flow, ts: float, command: str, arg: str | None, user: str | None,
+                 reply_code: int | None = None, reply_msg: str | None = None) -> None:
+        self.flow = flow
+        self.ts = ts
+        self.command = command
+        self.arg = arg
+        self.user = user
+        self.reply_code = reply_code
+        self.reply_msg = reply_msg
 
-@dataclass
+
+@dataclass(init=False)
 class Session:
     user: str | None = None
     pending: deque[Command] = field(default_factory=deque)
     multiline: bytes | None = None  # native reader: the code that ends the multi-line reply being read
+
+    def __init__(self, user: str | None = None, pending: deque[Command] | None = None,
+                 multiline: bytes | None = None) -> None:
+        self.user = user
+        self.pending = deque() if pending is None else pending
+        self.multiline = multiline
 
 
 def host_port(text: bytes) -> tuple[str, int] | None:

@@ -70,7 +70,7 @@ NOT_HTTP_LAYERS = frozenset({"tls", "dtls", "ssh", "smb", "smb2", "dcerpc", "ftp
                              "s7comm", "iec60870_104", "dhcp"})
 
 
-@dataclass
+@dataclass(init=False)
 class Exchange:
     flow: Flow
     ts: float
@@ -93,8 +93,35 @@ class Exchange:
     location: str | None = None
     flow_logged: bool = False  # its connection had produced records when this one was left open
 
+    def __init__(self, flow: Flow, ts: float, depth: int, method: str | None = None, uri: str | None = None,
+                 version: str | None = None, host: str | None = None, user_agent: str | None = None,
+                 referrer: str | None = None, auth_scheme: str | None = None, username: str | None = None,
+                 req_mime: str | None = None, req_len: int = 0, status: int | None = None, reason: str | None = None,
+                 info_code: int | None = None, resp_len: int = 0, resp_mime: str | None = None,
+                 location: str | None = None, flow_logged: bool = False) -> None:
+        self.flow = flow
+        self.ts = ts
+        self.depth = depth
+        self.method = method
+        self.uri = uri
+        self.version = version
+        self.host = host
+        self.user_agent = user_agent
+        self.referrer = referrer
+        self.auth_scheme = auth_scheme
+        self.username = username
+        self.req_mime = req_mime
+        self.req_len = req_len
+        self.status = status
+        self.reason = reason
+        self.info_code = info_code
+        self.resp_len = resp_len
+        self.resp_mime = resp_mime
+        self.location = location
+        self.flow_logged = flow_logged
 
-@dataclass
+
+@dataclass(init=False)
 class FlowState:
     """What one connection holds between packets (dropped when it idles out)."""
 
@@ -105,6 +132,16 @@ class FlowState:
     records: int = 0
     saw_request: bool = False
     early_info: int | None = None  # 1xx seen before its request was complete
+
+    def __init__(self, flow: Flow, last_ts: float, open: deque[Exchange] | None = None, depth: int = 0,
+                 records: int = 0, saw_request: bool = False, early_info: int | None = None) -> None:
+        self.flow = flow
+        self.last_ts = last_ts
+        self.open = deque() if open is None else open
+        self.depth = depth
+        self.records = records
+        self.saw_request = saw_request
+        self.early_info = early_info
 
 
 def parse_request_line(method: str, uri: str | None, version: str | None) -> tuple[str, str] | None:

@@ -46,7 +46,7 @@ class WireStats:
     not_http: int = 0  # lines where a response's status line should have been
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class Message:
     """One finished message of a direction."""
 
@@ -57,8 +57,17 @@ class Message:
     status: int | None = None  # responses: the status code
     complete: bool = True  # False: the connection ended (or a hole came) before the message did
 
+    def __init__(self, start: bytes, headers: dict[str, str], body: int, ts: float, status: int | None = None,
+                 complete: bool = True) -> None:
+        self.start = start
+        self.headers = headers
+        self.body = body
+        self.ts = ts
+        self.status = status
+        self.complete = complete
 
-@dataclass
+
+@dataclass(init=False)
 class Body:
     """A body being read: its bytes counted raw and after decompression."""
 
@@ -69,6 +78,16 @@ class Body:
     capped: bool = False
     inflater: zlib._Decompress | None = None
     head: bytes = b""  # a deflate body's first byte, until the second tells whether a zlib header starts it
+
+    def __init__(self, encoding: str | None, raw: int = 0, decoded: int = 0, failed: bool = False, capped: bool = False,
+                 inflater: zlib._Decompress | None = None, head: bytes = b"") -> None:
+        self.encoding = encoding
+        self.raw = raw
+        self.decoded = decoded
+        self.failed = failed
+        self.capped = capped
+        self.inflater = inflater
+        self.head = head
 
     def add(self, data: bytes | int, stats: WireStats) -> None:
         """Body bytes (an int: bytes lost in a hole)."""

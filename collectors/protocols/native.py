@@ -43,9 +43,9 @@ from collectors.decode import (
     ether_payload,
 )
 from collectors.flowconst import TCP, UDP
-from collectors.protocols.dns import DnsAnalyzer
-from collectors.protocols.dns_wire import PORT_KINDS, WireStats, parse
-from collectors.protocols.documents import Doc, Flow
+from collectors.protocols.dns_udp import udp_dns
+from collectors.protocols.dns_wire import PORT_KINDS
+from collectors.protocols.documents import Written
 from collectors.protocols.expected import ExpectedConnections
 from collectors.protocols.native_tcp import TcpNative
 from collectors.protocols.quic_wire import QuicConnection, QuicStats, client_initial
@@ -80,13 +80,14 @@ class NativeFrames:
     """Takes the DNS frames (and the TCP connections and QUIC flows read natively) out of a selected-frame stream and
     analyses them here."""
 
-    def __init__(self, name: str, warn: Warn, expected: ExpectedConnections | None = None, tcp: bool = True) -> None:
-        """``tcp``: also read the TCP connections ``native_tcp`` takes (FTP control); False leaves them to tshark."""
+    def __init__(self, name: str, warn: Warn, expected: ExpectedConnections | None = None, tcp: bool = True,
+                 raw: bool = False) -> None:
+        """``tcp``: also read the TCP connections ``native_tcp`` takes (FTP control); False leaves them to tshark.
+        ``raw``: the DNS engine's documents are passed on as JSON text (``dns_udp``), for a process pipe."""
         self.name = name
         self.warn = warn
         self.decoder = Decoder()
-        self.analyzer = DnsAnalyzer(warn)
-        self.stats = WireStats()
+        self.dns = udp_dns(warn, raw)
         self.tcp = TcpNative(name, warn, expected) if tcp else None
         self.tls = TlsAnalyzer(warn)  # the TLS handshakes of the QUIC Initials read here
         self.quic_stats = QuicStats()
@@ -101,13 +102,13 @@ class NativeFrames:
         self._broken = False  # the stream stopped parsing as pcapng blocks: everything goes to tshark
         self._next_sweep: float | None = None
 
-    def split(self, data: bytes) -> tuple[bytes, list[Doc]]:
+    def split(self, data: bytes) -> tuple[bytes, list[Written]]:
         """(the bytes of ``data`` tshark still gets, the documents of the frames taken out). A block cut at the
         end of ``data`` waits for the next call."""
         if self._broken:
             return data, []
         buf = self._carry + data if self._carry else data
-        docs: list[Doc] = []
+        docs: list[Written] = []
         kept: list[tuple[int, int]] = []  # spans of buf that go to tshark
         keep_from = 0
         pos, end = 0, len(buf)
@@ -151,7 +152,7 @@ class NativeFrames:
                 pkt.layers["frame_number"] = [str(number + before)]
             yield pkt
 
-    def _take(self, buf: bytes, pos: int, length: int, docs: list[Doc]) -> bool:
+    def _take(self, buf: bytes, pos: int, length: int, docs: list[Written]) -> bool:
         """Whether the packet block at ``pos`` carries a DNS message read here (its documents into ``docs``)."""
         interface, high, low, caplen, _wirelen = _epb(buf, pos + 8)
         if interface >= len(self._linktypes) or 28 + caplen > length:
@@ -185,17 +186,11 @@ class NativeFrames:
         ts = ts_ns / 1_000_000_000
         if self._next_sweep is None or ts >= self._next_sweep:
             self._next_sweep = ts + SWEEP_SECONDS
-            docs += self.analyzer.expire(ts)
-        msg = parse(payload, kind, self.stats)
-        if msg is None:
-            return True
-        src, dst = ip_str(p[SRC]), ip_str(p[DST])
-        a, b = f"{src}:{sport}", f"{dst}:{dport}"
-        sender = Flow("udp", src, sport, dst, dport, f"{a}-{b}" if a < b else f"{b}-{a}")
-        docs += self.analyzer.handle_message(msg, sender, ts)
+            docs += self.dns.expire(ts)
+        docs += self.dns.message(payload, kind, ip_str(p[SRC]), sport, ip_str(p[DST]), dport, ts)
         return True
 
-    def _quic(self, p: tuple, ts: float, docs: list[Doc]) -> bool:
+    def _quic(self, p: tuple, ts: float, docs: list[Written]) -> bool:
         """Whether the UDP datagram belongs to a flow read here: one whose first datagram was a client Initial that
         decrypted. The others stay tshark's, every datagram of them."""
         src, dst, sport, dport = p[SRC], p[DST], p[SPORT], p[DPORT]
@@ -236,9 +231,9 @@ class NativeFrames:
         conn = QuicConnection(opener[0], opener[1], self.quic_stats, self.quic_tls_stats)
         return conn if conn.feed(True, payload, frame) else None
 
-    def finish(self) -> list[Doc]:
+    def finish(self) -> list[Written]:
         """End of the run: the queries still open, and one warning for the damage seen."""
-        docs = list(self.analyzer.finish())
+        docs = self.dns.finish()
         docs += self.tls.finish()
         q = self.quic_stats
         if q.malformed + q.oversized + q.undecryptable:
@@ -246,10 +241,10 @@ class NativeFrames:
                       f"not decryptable, {q.oversized} CRYPTO piece(s) past the buffering bound")
         if self.tcp is not None:
             docs += self.tcp.finish()
-        damaged = self.stats.truncated + self.stats.too_short
+        damaged, headless = self.dns.damaged
         if damaged:
             self.warn(f"{self.name}: {damaged} of {self.frames} DNS datagram(s) truncated or malformed "
-                      f"({self.stats.too_short} without a header); what they held is logged")
+                      f"({headless} without a header); what they held is logged")
         return docs
 
 

@@ -58,7 +58,7 @@ from collectors.protocols.base import RunContext
 from collectors.protocols.detect import PROBE_BYTES, http_request, http_response, tls_client_hello, tls_server_hello
 from collectors.protocols.dnp3 import Dnp3Analyzer
 from collectors.protocols.dnp3_wire import Dnp3Reader
-from collectors.protocols.documents import Doc, Flow
+from collectors.protocols.documents import Flow, Written
 from collectors.protocols.expected import ExpectedConnections
 from collectors.protocols.ftp import FtpAnalyzer
 from collectors.protocols.http import HttpAnalyzer, HttpConnection
@@ -249,7 +249,7 @@ class TcpNative:
         key = (src, sport, dst, dport) if (src, sport) < (dst, dport) else (dst, dport, src, sport)
         return self.conns.get(key) == TSHARK
 
-    def take(self, p: tuple, ts: float, docs: list[Doc]) -> bool:
+    def take(self, p: tuple, ts: float, docs: list[Written]) -> bool:
         """Whether this decoded TCP packet is read here (its documents into ``docs``); False: tshark's.
 
         A reader's bug on odd input must not stop the deep path: the connection is then forgotten (what it had
@@ -266,7 +266,7 @@ class TcpNative:
             self.conns[key] = TSHARK
             return False
 
-    def _take(self, key: tuple, p: tuple, ts: float, docs: list[Doc]) -> bool:
+    def _take(self, key: tuple, p: tuple, ts: float, docs: list[Written]) -> bool:
         src, sport = p[SRC], p[SPORT]
         if self._next_sweep is None or ts >= self._next_sweep:
             self._next_sweep = ts + SWEEP_SECONDS
@@ -358,7 +358,7 @@ class TcpNative:
         return conn
 
     def _read(self, conn: Connection, key: tuple, from_client: bool, ts: float, chunks: list[Chunk],
-              docs: list[Doc]) -> bool:
+              docs: list[Written]) -> bool:
         """Reassembled bytes through the connection's reader; False when the connection goes back to tshark."""
         side = 0 if from_client else 1
         http = conn.http
@@ -380,7 +380,8 @@ class TcpNative:
                 docs += self.ftp.line(conn.flow, from_client, ts, line)
         return True
 
-    def _read_tls(self, conn: Connection, from_client: bool, ts: float, chunks: list[Chunk], docs: list[Doc]) -> None:
+    def _read_tls(self, conn: Connection, from_client: bool, ts: float, chunks: list[Chunk],
+                  docs: list[Written]) -> None:
         """A frame's bytes through the TLS record reader; what it completed, as one frame, into ``TlsAnalyzer``."""
         assert conn.tls is not None
         frame = Frame()
@@ -392,7 +393,7 @@ class TcpNative:
         docs += self.tls.handle(tcp_packet(ts, src, dst, sport, dport, conn.flow.stream, frame.fields, ["tls"]))
 
     def _read_ics(self, conn: Connection, from_client: bool, ts: float, seq: int, chunks: list[Chunk],
-                  docs: list[Doc]) -> None:
+                  docs: list[Written]) -> None:
         """A frame's bytes through the ICS reader; the PDUs they completed, as tshark prints that frame, into the
         protocol's analyzer (the frame's raw sequence number places them, as it places tshark's)."""
         reader = conn.ics
@@ -409,12 +410,12 @@ class TcpNative:
         docs += self.ics[conn.kind].handle(
             tcp_packet(ts, src, dst, sport, dport, conn.flow.stream, fields, ICS_LAYERS[conn.kind]))
 
-    def _close(self, key: tuple) -> list[Doc]:
+    def _close(self, key: tuple) -> list[Written]:
         """Forget a connection: what waited behind holes is read, partial lines end."""
         conn = self.conns.pop(key)
         if not isinstance(conn, Connection):
             return []
-        docs: list[Doc] = []
+        docs: list[Written] = []
         self.stats.ics_damaged += ics_damage(conn.ics)
         for side, direction in enumerate(conn.dirs):
             rest = direction.flush()
@@ -436,9 +437,9 @@ class TcpNative:
             docs += conn.http.take_docs()
         return docs
 
-    def sweep(self, idle_before: float) -> list[Doc]:
+    def sweep(self, idle_before: float) -> list[Written]:
         """Connections idle since ``idle_before`` (capture time) are closed; tshark's decisions forgotten."""
-        docs: list[Doc] = []
+        docs: list[Written] = []
         for key in [k for k, c in self.conns.items() if not isinstance(c, Connection) or c.last_ts < idle_before]:
             conn = self.conns.get(key)
             if isinstance(conn, Connection):
@@ -448,9 +449,9 @@ class TcpNative:
         docs += self.http.expire(idle_before + IDLE_SECONDS)  # requests of idle connections never answered
         return docs
 
-    def finish(self) -> list[Doc]:
+    def finish(self) -> list[Written]:
         """End of the run: every connection closed, the commands still waiting logged, one warning for damage."""
-        docs: list[Doc] = []
+        docs: list[Written] = []
         for key in list(self.conns):
             docs += self._close(key)
         docs += self.ftp.finish()

@@ -57,7 +57,7 @@ def flow_key(flow: Flow) -> Key | None:
     return None if number is None else connection_key(number, a, b)
 
 
-@dataclass
+@dataclass(init=False)
 class Segment:
     """TCP payload of one frame: who sent it, its sequence number, the bytes captured."""
 
@@ -65,6 +65,12 @@ class Segment:
     seq: int
     ts: float
     payload: bytes
+
+    def __init__(self, sender: Endpoint, seq: int, ts: float, payload: bytes) -> None:
+        self.sender = sender
+        self.seq = seq
+        self.ts = ts
+        self.payload = payload
 
 
 class ConnectionFrames:

@@ -217,7 +217,9 @@ class DocumentQueue:
 class TsharkStdinRun(DocumentQueue):
     """One tshark reading a pcapng stream on stdin, its analyzers in a reader thread."""
 
-    def __init__(self, name: str, tshark_path: str, warn: Warn, expected: ExpectedConnections | None = None) -> None:
+    def __init__(self, name: str, tshark_path: str, warn: Warn, expected: ExpectedConnections | None = None,
+                 raw_documents: bool = False) -> None:
+        """``raw_documents``: natively written documents stay JSON text (``dns_udp``): the queue only serialises."""
         super().__init__(name, warn, expected)
         self.tshark_path = tshark_path
         self._proc = None
@@ -225,7 +227,7 @@ class TsharkStdinRun(DocumentQueue):
         self._spool: IO[bytes] | None = None
         self._spool_path: Path | None = None
         # DNS/mDNS/LLMNR over UDP, FTP control, HTTP/1.x and TLS: read here
-        self.native = NativeFrames(name, warn, expected, NATIVE_TCP) if NATIVE else None
+        self.native = NativeFrames(name, warn, expected, NATIVE_TCP, raw_documents) if NATIVE else None
 
     # -- input ---------------------------------------------------------------------------------------
     @property

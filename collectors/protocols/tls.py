@@ -62,7 +62,7 @@ CURVES = {23: "secp256r1", 24: "secp384r1", 25: "secp521r1", 29: "x25519", 30: "
           257: "ffdhe3072", 258: "ffdhe4096", 4588: "X25519MLKEM768"}
 
 
-@dataclass
+@dataclass(init=False)
 class Session:
     flow: Flow
     ts: float
@@ -87,6 +87,37 @@ class Session:
     emitted: bool = False
     client_is_orig: bool = True  # False when the connection's opener is the TLS server (DTLS after ICE)
     heartbeats: Heartbeats = field(default_factory=Heartbeats)
+
+    def __init__(self, flow: Flow, ts: float, quic: bool = False, sni: str | None = None, ja3: str | None = None,
+                 ja4: str | None = None, ja3s: str | None = None, client_version: int | None = None,
+                 version: int | None = None, cipher: str | None = None, curve: str | None = None,
+                 alpn: list[str] | None = None, next_protocol: str | None = None, client_sid: str | None = None,
+                 resumed: bool = False, certs: list[str] | None = None, leaf_der: bytes | None = None,
+                 last_alert: str | None = None, ccs: set[bool] | None = None, app_data: set[bool] | None = None,
+                 emitted: bool = False, client_is_orig: bool = True, heartbeats: Heartbeats | None = None) -> None:
+        self.flow = flow
+        self.ts = ts
+        self.quic = quic
+        self.sni = sni
+        self.ja3 = ja3
+        self.ja4 = ja4
+        self.ja3s = ja3s
+        self.client_version = client_version
+        self.version = version
+        self.cipher = cipher
+        self.curve = curve
+        self.alpn = [] if alpn is None else alpn
+        self.next_protocol = next_protocol
+        self.client_sid = client_sid
+        self.resumed = resumed
+        self.certs = [] if certs is None else certs
+        self.leaf_der = leaf_der
+        self.last_alert = last_alert
+        self.ccs = set() if ccs is None else ccs
+        self.app_data = set() if app_data is None else app_data
+        self.emitted = emitted
+        self.client_is_orig = client_is_orig
+        self.heartbeats = Heartbeats() if heartbeats is None else heartbeats
 
     @property
     def established(self) -> bool:

@@ -52,12 +52,16 @@ def ek_key(field_name: str) -> str:
     return field_name.replace(".", "_")
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class Packet:
     """One dissected frame: every requested field as the list of its occurrences (as strings)."""
 
     layers: dict[str, list[str]]
     protocols: list[str] = field(default_factory=list)
+
+    def __init__(self, layers: dict[str, list[str]], protocols: list[str] | None = None) -> None:
+        self.layers = layers
+        self.protocols = [] if protocols is None else protocols
 
     def values(self, name: str) -> list[str]:
         return self.layers.get(ek_key(name)) or []

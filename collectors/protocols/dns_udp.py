@@ -1,0 +1,104 @@
+"""DNS, mDNS and LLMNR over UDP read from the datagrams themselves: one face, two implementations.
+
+- :class:`RustDns`: ``collectors._rs.DnsEngine`` (collectors/rust), which parses, pairs and writes each document as
+  JSON text, so no Python object is built per message. Measured on the shared captures' datagrams: see
+  tests/unit/test_dns_rs.py and the README's benchmark table.
+- :class:`PythonDns`: ``dns_wire.parse`` and ``DnsAnalyzer``, the reference the Rust engine is tested against
+  (document for document, counter for counter), used when the extension is not built (``SECOPS_PURE_PYTHON``, no
+  Rust toolchain) or when ``RUST`` is False.
+
+``raw``: the documents are passed on as their JSON text (``orjson.Fragment``) instead of dicts, for a consumer that
+only serialises them again (the analyzer process's pipe to its parent, ``deep_process``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from collectors.protocols.base import cuts_warning
+from collectors.protocols.dns import DnsAnalyzer
+from collectors.protocols.dns_wire import WireStats, parse
+from collectors.protocols.documents import Flow, Written
+
+if TYPE_CHECKING:
+    from collectors._rs import DnsEngine
+
+
+def _built_engine() -> type[DnsEngine] | None:
+    try:
+        from collectors._rs import DnsEngine
+    except ImportError:  # not built: the Python reference reads DNS
+        return None
+    return DnsEngine
+
+
+ENGINE = _built_engine()
+
+Warn = Callable[[str], None]
+
+RUST = True  # False: the Python reference reads DNS even where the engine is built (the peer in A/B runs)
+
+
+def udp_dns(warn: Warn, raw: bool = False) -> RustDns | PythonDns:
+    """The DNS reader of one run: the Rust engine when it is built (and ``RUST``), else the Python reference."""
+    return RustDns(ENGINE, warn, raw) if RUST and ENGINE is not None else PythonDns(warn)
+
+
+class PythonDns:
+    """``dns_wire.parse`` into a ``DnsAnalyzer``."""
+
+    def __init__(self, warn: Warn) -> None:
+        self.analyzer = DnsAnalyzer(warn)
+        self.stats = WireStats()
+
+    def message(self, payload: bytes, kind: str, src: str, sport: int, dst: str, dport: int,
+                ts: float) -> list[Written]:
+        """The documents one datagram completes (``kind``: dns, mdns or llmnr, by port)."""
+        msg = parse(payload, kind, self.stats)
+        if msg is None:
+            return []
+        a, b = f"{src}:{sport}", f"{dst}:{dport}"
+        sender = Flow("udp", src, sport, dst, dport, f"{a}-{b}" if a < b else f"{b}-{a}")
+        return list(self.analyzer.handle_message(msg, sender, ts))
+
+    def expire(self, now: float) -> list[Written]:
+        return list(self.analyzer.expire(now))
+
+    def finish(self) -> list[Written]:
+        return list(self.analyzer.finish())
+
+    @property
+    def damaged(self) -> tuple[int, int]:
+        """(messages truncated or without a header, of them without a header)."""
+        return self.stats.truncated + self.stats.too_short, self.stats.too_short
+
+
+class RustDns:
+    """``collectors._rs.DnsEngine``: the same documents as :class:`PythonDns`, written as JSON by the engine."""
+
+    def __init__(self, engine: type[DnsEngine], warn: Warn, raw: bool) -> None:
+        self.warn = warn
+        self.engine = engine()
+        self.wrap: Callable[[bytes], Any] = orjson.Fragment if raw else orjson.loads
+
+    def message(self, payload: bytes, kind: str, src: str, sport: int, dst: str, dport: int,
+                ts: float) -> list[Written]:
+        written = self.engine.message(payload, kind, src, sport, dst, dport, ts)
+        return [self.wrap(doc) for doc in written] if written else []
+
+    def expire(self, now: float) -> list[Written]:
+        written = self.engine.expire(now)
+        return [self.wrap(doc) for doc in written] if written else []
+
+    def finish(self) -> list[Written]:
+        docs = [self.wrap(doc) for doc in self.engine.finish()]
+        if self.engine.cut_values:  # DnsAnalyzer.report_cuts's warning
+            self.warn(cuts_warning(DnsAnalyzer.SERVICE, self.engine.cut_values))
+        return docs
+
+    @property
+    def damaged(self) -> tuple[int, int]:
+        return self.engine.truncated + self.engine.too_short, self.engine.too_short
