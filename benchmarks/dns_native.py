@@ -3,11 +3,12 @@
 
     python3 benchmarks/dns_native.py FILE [FILE ...]
 
-For each capture, the ingest pipeline runs twice in this process (analyzers in a thread, so the process's CPU
-is the flow path, the native DNS reader and the analyzers; its children's CPU is tshark): once with
-``collectors.protocols.stream.NATIVE`` (DNS/mDNS/LLMNR over UDP parsed here, not written to tshark) and once
-without (the peer: tshark reads every selected frame). Prints wall time, process CPU and tshark CPU of each, the
-ratios, and whether the two runs shipped the same documents (ids included).
+For each capture, the ingest pipeline runs three times in this process (analyzers in a thread, so the process's
+CPU is the flow path, the native DNS reader and the analyzers; its children's CPU is tshark): without
+``collectors.protocols.stream.NATIVE`` (the peer: tshark reads every selected frame), then with it (DNS/mDNS/LLMNR
+over UDP read here, not written to tshark) once by the Python reference (``dns_udp.RUST = False``) and once by the
+Rust engine (``collectors._rs``, when built). Prints wall time, process CPU and tshark CPU of each, the ratios,
+and whether the runs shipped the same documents (ids included).
 """
 
 from __future__ import annotations
@@ -23,12 +24,13 @@ sys.path.insert(0, str(REPO))
 
 from benchmarks.common import print_table  # noqa: E402
 from collectors.ingest import Pipeline  # noqa: E402
-from collectors.protocols import stream  # noqa: E402
+from collectors.protocols import dns_udp, stream  # noqa: E402
 
 
-def run(path: Path, native: bool) -> tuple[float, float, float, list[str], int]:
+def run(path: Path, native: bool, rust: bool = False) -> tuple[float, float, float, list[str], int]:
     """(wall s, process CPU s, tshark CPU s, sorted document ids, DNS frames read natively)."""
     stream.NATIVE = native
+    dns_udp.RUST = rust
     taken = [0]
     original = stream.TsharkStdinRun.end_input
 
@@ -65,11 +67,13 @@ def main() -> int:
     rows = []
     for path in args.captures:
         peer = run(path, native=False)
-        mine = run(path, native=True)
         rows.append([path.name, "tshark reads all", peer[0], peer[1], peer[2], len(peer[3]), "-"])
-        rows.append([path.name, "DNS native", mine[0], mine[1], mine[2], len(mine[3]), mine[4]])
-        rows.append([path.name, "ratio native/peer", mine[0] / peer[0], mine[1] / peer[1],
-                     mine[2] / max(peer[2], 1e-9), "same" if mine[3] == peer[3] else "DIFFERENT", ""])
+        runs = [("DNS native, Python", False)] + ([("DNS native, Rust", True)] if dns_udp.ENGINE else [])
+        for label, rust in runs:
+            mine = run(path, native=True, rust=rust)
+            rows.append([path.name, label, mine[0], mine[1], mine[2], len(mine[3]), mine[4]])
+            rows.append([path.name, "  ratio to the peer", mine[0] / peer[0], mine[1] / peer[1],
+                         mine[2] / max(peer[2], 1e-9), "same" if mine[3] == peer[3] else "DIFFERENT", ""])
     with open("/proc/loadavg") as f:
         load = f.read().split()[:3]
     print_table(f"deep path, DNS native vs tshark (load {' '.join(load)})",

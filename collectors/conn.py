@@ -15,29 +15,17 @@ from netaddr import EUI, AddrFormatError, NotRegisteredError
 
 from collectors.decode import ICMP, ICMP6, TCP, UDP
 from collectors.flows import ConnRecord
-from secops.ecs import doc_id, iso
+from secops.ecs import doc_id, second_text
 
 TRANSPORTS = {TCP: "tcp", UDP: "udp", ICMP: "icmp", ICMP6: "ipv6-icmp"}
 _ntop = {4: lambda b: socket.inet_ntop(socket.AF_INET, b), 16: lambda b: socket.inet_ntop(socket.AF_INET6, b)}
 
 
-_SECOND_CACHE: dict[int, str] = {}
-
-
 def iso_ns(ns: int) -> str:
-    """ISO-8601 UTC with microseconds (same format as secops.ecs.iso): the text up to the second is cached (the
-    flows of a capture end within a few seconds of each other), so the common case formats only the
-    microseconds; twice per flow on the flow path, 8x faster than strftime."""
+    """ISO-8601 UTC with microseconds (same format as secops.ecs.iso), twice per flow on the flow path: the text up
+    to the second comes from ``second_text``'s cache, and only the microseconds are formatted."""
     sec, rem = divmod(ns, 1_000_000_000)
-    prefix = _SECOND_CACHE.get(sec)
-    if prefix is None:
-        if len(_SECOND_CACHE) > 65536:
-            _SECOND_CACHE.clear()
-        days, tod = divmod(sec, 86_400)
-        hours, rest = divmod(tod, 3600)
-        minutes, seconds = divmod(rest, 60)
-        prefix = _SECOND_CACHE[sec] = f"{iso(days * 86_400)[:10]}T{hours:02d}:{minutes:02d}:{seconds:02d}."
-    return prefix + str(rem // 1000 + 1_000_000)[1:] + "Z"  # no format spec: compiled, 0.13 us instead of 0.49
+    return second_text(sec) + str(rem // 1000 + 1_000_000)[1:] + "Z"  # no format spec: compiled, 0.13 us not 0.49
 
 
 def ip_str(packed: bytes) -> str:

@@ -31,23 +31,36 @@ def iso(ts: datetime | float | int | None = None) -> str:
             if micros >= 1_000_000:
                 second += 1
                 micros -= 1_000_000
-            head = _SECOND_TEXT.get(second)
-            if head is None:
-                head = _second_text(second)
-            return head + str(micros + 1_000_000)[1:] + "Z"
+            return second_text(second) + str(micros + 1_000_000)[1:] + "Z"
         ts = datetime.fromtimestamp(ts, UTC)
     elif ts.tzinfo is None:
         ts = ts.replace(tzinfo=UTC)
     return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-_SECOND_TEXT: dict[int, str] = {}  # "2024-01-01T00:00:00." by second: a capture's documents share few seconds
+_SECOND_TEXT: dict[int, str] = {}  # "2024-01-01T00:00:00." by second since the epoch (documents share seconds)
+_DAY_TEXT: dict[int, str] = {}  # "2024-01-01T" by day since the epoch
+_TWO_DIGITS = [f"{n:02d}" for n in range(60)]
 
 
-def _second_text(second: int) -> str:
+def second_text(second: int) -> str:
+    """``YYYY-MM-DDTHH:MM:SS.`` of a non-negative epoch second, from caches: a datetime and strftime cost 2 us, and
+    a 1M-packet capture's documents fall in about 17k different seconds."""
+    text = _SECOND_TEXT.get(second)
+    if text is not None:
+        return text
     if len(_SECOND_TEXT) >= 65536:
         _SECOND_TEXT.clear()
-    text = _SECOND_TEXT[second] = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S.")
+    days, in_day = divmod(second, 86_400)
+    day = _DAY_TEXT.get(days)
+    if day is None:
+        if len(_DAY_TEXT) >= 65536:
+            _DAY_TEXT.clear()
+        day = _DAY_TEXT[days] = datetime.fromtimestamp(days * 86_400, UTC).strftime("%Y-%m-%dT")
+    hours, rest = divmod(in_day, 3600)
+    minutes, seconds = divmod(rest, 60)
+    text = _SECOND_TEXT[second] = day + _TWO_DIGITS[hours] + ":" + _TWO_DIGITS[minutes] + ":" + \
+        _TWO_DIGITS[seconds] + "."
     return text
 
 

@@ -26,6 +26,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable
+from typing import BinaryIO
 
 import orjson
 
@@ -165,15 +166,21 @@ class _Outbox:
     readers' or tshark's reader), under the output lock. A thread that only forwarded documents cost a hand-off and a
     wake-up per document."""
 
-    def __init__(self, send: Callable[[str, object], None]) -> None:
-        self._send = send
+    def __init__(self, out: BinaryIO, lock: threading.Lock) -> None:
+        self._out, self._lock = out, lock
         self.done = threading.Event()
 
     def put(self, doc: object) -> None:
         if doc is _DONE:
             self.done.set()
         else:
-            self._send("d", doc)
+            self.put_many([doc])
+
+    def put_many(self, docs: list[object]) -> None:
+        """The documents a block of frames completed, in one write."""
+        lines = b"".join([orjson.dumps(["d", doc], option=orjson.OPT_APPEND_NEWLINE) for doc in docs])
+        with self._lock:
+            self._out.write(lines)
 
 
 def main(name: str, tshark_path: str) -> int:
@@ -186,14 +193,15 @@ def main(name: str, tshark_path: str) -> int:
     lock = threading.Lock()
 
     def send(kind: str, payload: object, flush: bool = False) -> None:
-        line = orjson.dumps([kind, payload]) + b"\n"
+        line = orjson.dumps([kind, payload], option=orjson.OPT_APPEND_NEWLINE)
         with lock:
             out.write(line)
             if flush:
                 out.flush()
 
     run = TsharkStdinRun(name, tshark_path, lambda msg: send("w", msg), _Announcements(send), raw_documents=True)
-    outbox = run.docs = _Outbox(send)  # type: ignore[assignment]  # documents go out from the thread that made them
+    outbox = run.docs = _Outbox(out, lock)  # type: ignore[assignment]  # sent by the thread that made them
+    run.deliver = outbox.put_many  # type: ignore[method-assign]
     stdin = sys.stdin.fileno()
     reported = None
     while data := os.read(stdin, READ_BYTES):  # interface and packet blocks: the run writes the header itself

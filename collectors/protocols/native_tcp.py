@@ -440,11 +440,13 @@ class TcpNative:
     def sweep(self, idle_before: float) -> list[Written]:
         """Connections idle since ``idle_before`` (capture time) are closed; tshark's decisions forgotten."""
         docs: list[Written] = []
-        for key in [k for k, c in self.conns.items() if not isinstance(c, Connection) or c.last_ts < idle_before]:
+        pressure = len(self.conns) > MAX_CONNECTIONS // 2  # decisions for tshark are only forgotten under pressure
+        for key in [k for k, c in self.conns.items() if (c.last_ts < idle_before if isinstance(c, Connection)
+                                                         else pressure)]:
             conn = self.conns.get(key)
             if isinstance(conn, Connection):
                 docs += self._close(key)
-            elif len(self.conns) > MAX_CONNECTIONS // 2:  # decisions for tshark are only forgotten under pressure
+            elif len(self.conns) > MAX_CONNECTIONS // 2:
                 self.conns.pop(key)
         docs += self.http.expire(idle_before + IDLE_SECONDS)  # requests of idle connections never answered
         return docs

@@ -42,7 +42,7 @@ from typing import IO, TYPE_CHECKING
 
 from collectors.protocols import analyze, tshark_command
 from collectors.protocols.base import RunContext
-from collectors.protocols.documents import Doc
+from collectors.protocols.documents import Doc, Written
 from collectors.protocols.expected import ExpectedConnections
 from collectors.protocols.native import NativeFrames
 from collectors.protocols.reread import ConnectionFrames
@@ -171,6 +171,11 @@ class DocumentQueue:
         self.interfaces = len(linktypes)
         return head + blocks
 
+    def deliver(self, docs: list[Written]) -> None:
+        """Documents the caller's thread completed, into the queue."""
+        for doc in docs:
+            self.docs.put(doc)
+
     def ready(self) -> list[Doc]:
         """Documents finished so far (never blocks)."""
         out = []
@@ -244,8 +249,8 @@ class TsharkStdinRun(DocumentQueue):
         tshark reads ever need a second look (SSH, HTTP's incomplete exchanges, TLS and other protocols on odd
         ports), and indexing the natively read frames too cost about a tenth of the analyzers' CPU."""
         for_tshark, docs = self.native.split(data) if self.native is not None else (data, [])
-        for doc in docs:
-            self.docs.put(doc)
+        if docs:
+            self.deliver(docs)
         if self.failed:
             return
         if self._proc is None and not self._start():
@@ -298,8 +303,8 @@ class TsharkStdinRun(DocumentQueue):
 
     def end_input(self) -> None:
         """No more frames: tshark reads to its end (the spool is complete before that: a second look re-reads it)."""
-        for doc in self.native.finish() if self.native is not None else ():
-            self.docs.put(doc)
+        if self.native is not None:
+            self.deliver(self.native.finish())
         if self._proc is None:
             self.finished = True
             return
