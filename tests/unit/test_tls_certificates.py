@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from collectors.ingest import Pipeline
+from collectors.protocols import x509 as x509_module
 from collectors.protocols.x509 import CertificateError, server_certificate_fields
 from tests.support import TESTDATA
 
@@ -71,6 +72,26 @@ def test_issued_certificate_and_a_forged_self_issued_one_are_not_self_signed(key
     # issuer == subject, but another key signed it: its own key does not verify it
     forged = server_certificate_fields(certificate("same.example", "same.example", ca, key, START, END), at)
     assert forged["secops.tls.self_signed"] is False
+
+
+def test_a_certificate_seen_again_is_read_from_the_cache_and_the_cache_is_bounded(keys, monkeypatch):
+    key, _ = keys
+    monkeypatch.setattr(x509_module, "_parsed", {})
+    monkeypatch.setattr(x509_module, "CACHED_CERTIFICATES", 3)
+    der = certificate("cache.example", "cache.example", key, key, START, END)
+    first = server_certificate_fields(der, START.timestamp())
+    first["tls.server.subject"] = "changed by a caller"  # a caller's copy: the cache is not touched
+    again = server_certificate_fields(der, END.timestamp() + 1)
+    assert again["tls.server.subject"] == "O=T,CN=cache.example"
+    assert (first["secops.tls.cert_expired"], again["secops.tls.cert_expired"]) == (False, True)
+    assert list(x509_module._parsed) == [der]
+    for damaged in (b"\x30\x03\x02\x01\x00", b"\x30\x00"):  # errors are remembered too, and raised each time
+        for _ in range(2):
+            with pytest.raises(CertificateError):
+                server_certificate_fields(damaged, 0.0)
+    assert len(x509_module._parsed) == 3
+    server_certificate_fields(certificate("next.example", "next.example", key, key, START, END), 0.0)
+    assert len(x509_module._parsed) == 1
 
 
 def test_bytes_that_are_no_certificate_raise_a_one_line_error(keys):
