@@ -6,8 +6,12 @@
   1M-packet real-trace benchmark (with the GC setting of secops.runtime): the whole ingest takes 27% less CPU and
   27-29% less wall time (means of two A/B sessions); the DNS message parser alone runs 1.9x as fast.
 
-Both are optional: without a compiler, or with SECOPS_PURE_PYTHON=1, the install succeeds and the same modules run
-interpreted. tests/unit/test_compiled.py fails in CI when either is missing or older than its source.
+- ``collectors._rs``: the Rust engines (collectors/rust, PyO3, built by cargo through setuptools-rust), which write
+  documents as JSON without building Python objects: DNS over UDP (``collectors.protocols.dns_udp``).
+
+All are optional: without a compiler or cargo, or with SECOPS_PURE_PYTHON=1, the install succeeds and the same
+modules run interpreted (the Rust engines' Python references). tests/unit/test_compiled.py fails in CI when any is
+missing or older than its source.
 """
 
 import os
@@ -67,7 +71,20 @@ def compiled_readers() -> list[Extension]:
     return extensions
 
 
+def rust_engines() -> list:
+    if os.environ.get("SECOPS_PURE_PYTHON"):
+        return []
+    try:
+        from setuptools_rust import Binding, RustExtension
+    except ImportError:  # a bare `setup.py` run without the build requirements: the Python references read
+        return []
+    # release even for editable installs (setuptools-rust builds those in debug mode: 10x slower)
+    return [RustExtension("collectors._rs", path="collectors/rust/Cargo.toml", binding=Binding.PyO3, debug=False,
+                          optional=True)]
+
+
 setup(
+    rust_extensions=rust_engines(),
     ext_modules=[
         Extension("collectors._flowcore", ["collectors/_flowcore.c"], extra_compile_args=["-O2", "-std=c11"],
                   optional=True),

@@ -137,12 +137,13 @@ def truncation(dotted: str, original: Any) -> dict[str, Any]:
 
 
 def make_doc(dataset: str, flow: Flow, ts: float, identity: Iterable[Any], fields: dict[str, Any],
-             protocol: str | list[str]) -> Doc:
+             protocol: str | list[str], keep_empty: tuple[str, ...] = ()) -> Doc:
     """A finished ECS document: endpoints, Community ID, deterministic id and dotted ``fields``.
 
-    Values longer than ``MAX_VALUE_CHARS`` are cut; each cut is listed in ``secops.truncated`` the way the bulk
-    writer lists its keyword cuts (field, original length, SHA-256 of the original; lists and objects are
-    measured as their JSON text).
+    Fields that are None, "" or [] are left out, except an empty string named in ``keep_empty`` (a value there,
+    such as HTTP's empty request URI). Values longer than ``MAX_VALUE_CHARS`` are cut; each cut is listed in
+    ``secops.truncated`` the way the bulk writer lists its keyword cuts (field, original length, SHA-256 of the
+    original; lists and objects are measured as their JSON text).
     """
     cid = flow.community_id
     doc: Doc = {
@@ -155,7 +156,7 @@ def make_doc(dataset: str, flow: Flow, ts: float, identity: Iterable[Any], field
     }
     truncated = []
     for dotted, value in fields.items():  # one pass: a document has many fields, and few are long (measured hot)
-        if value is None or value == "" or value == []:
+        if value is None or value == [] or (value == "" and dotted not in keep_empty):
             continue
         if (len(value) > MAX_VALUE_CHARS) if isinstance(value, str) else \
                 isinstance(value, (list, dict)) and not fits(value):

@@ -30,6 +30,8 @@ from tests.support.compiled import import_from_source
 # target -> the modules whose coverage guides it
 TARGETS: dict[str, tuple[str, ...]] = {
     "dns": ("collectors.protocols.dns_wire", "collectors.protocols.dns", "collectors.protocols.base"),
+    "dns_rs": ("collectors.protocols.dns_wire", "collectors.protocols.dns", "collectors.protocols.base",
+               "collectors.protocols.documents", "secops.ecs", "collectors.community_id"),
     "ssh": ("collectors.protocols.ssh", "collectors.protocols.reread"),
     "detect": ("collectors.protocols.detect",),
     "decode": ("collectors.decode",),

@@ -84,3 +84,14 @@ def test_compiled_and_interpreted_readers_make_the_same_documents(tmp_path: Path
     assert (compiled_head, interpreted_head) == (b'{"compiled":true}', b'{"compiled":false}')
     assert compiled.count(b"\n") > 1000
     assert compiled == interpreted
+
+
+def test_the_rust_engines_run_built_from_their_current_source() -> None:
+    """collectors._rs (setup.py, setuptools-rust) is imported, and no source of its crate is newer than it."""
+    module = importlib.import_module("collectors._rs")
+    built = Path(module.__file__ or "")
+    crate = REPO / "collectors/rust"
+    stale = [str(source.relative_to(REPO)) for source in [*crate.glob("src/**/*.rs"), crate / "Cargo.toml",
+                                                          crate / "Cargo.lock"]
+             if source.stat().st_mtime > built.stat().st_mtime]
+    assert not stale, f"{built.name} is older than {stale}: rebuild with `python3 setup.py build_ext --inplace`"

@@ -1,0 +1,121 @@
+//! `collectors._rs`: the deep path's DNS/mDNS/LLMNR over UDP in Rust. `DnsEngine` does what `dns_wire.parse`,
+//! `DnsAnalyzer` and `make_doc` do in Python and hands back each document as JSON bytes.
+
+#![allow(clippy::useless_conversion)] // pyo3 0.22 #[pymethods] expansion
+
+mod document;
+mod pairing;
+mod render;
+mod text;
+mod wire;
+
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+
+fn py_docs(py: Python<'_>, docs: Result<Vec<Vec<u8>>, document::DocError>) -> PyResult<Vec<PyObject>> {
+    match docs {
+        Ok(docs) => Ok(docs.iter().map(|d| PyBytes::new_bound(py, d).into_any().unbind()).collect()),
+        Err(e) => Err(PyValueError::new_err(e.0)),
+    }
+}
+
+fn finite(ts: f64) -> PyResult<()> {
+    if ts.is_finite() {
+        Ok(())
+    } else {
+        Err(PyValueError::new_err(format!("timestamp is not finite: {}", ts)))
+    }
+}
+
+/// One run's DNS reader: wire parsing, pairing and documents (see `collectors.protocols.dns`).
+#[pyclass(module = "collectors._rs")]
+struct DnsEngine {
+    analyzer: pairing::Analyzer,
+    stats: wire::Stats,
+}
+
+#[pymethods]
+impl DnsEngine {
+    #[new]
+    fn new() -> Self {
+        DnsEngine { analyzer: pairing::Analyzer::default(), stats: wire::Stats::default() }
+    }
+
+    /// `parse(payload, kind, stats)` then `handle_message(msg, sender, ts)`: the finished documents.
+    #[allow(clippy::too_many_arguments)]
+    fn message(
+        &mut self,
+        py: Python<'_>,
+        payload: &Bound<'_, PyAny>,
+        kind: &str,
+        src: &str,
+        sport: u16,
+        dst: &str,
+        dport: u16,
+        ts: f64,
+    ) -> PyResult<Vec<PyObject>> {
+        finite(ts)?;
+        let owned: Vec<u8>;
+        let data: &[u8] = match payload.downcast::<PyBytes>() {
+            Ok(b) => b.as_bytes(),
+            Err(_) => {
+                owned = py.import_bound("builtins")?.getattr("bytes")?.call1((payload,))?.extract::<Vec<u8>>()?;
+                &owned
+            }
+        };
+        let Some(msg) = wire::parse(data, kind, &mut self.stats) else { return Ok(Vec::new()) };
+        let a = format!("{}:{}", src, sport);
+        let b = format!("{}:{}", dst, dport);
+        let stream = if a < b { format!("{}-{}", a, b) } else { format!("{}-{}", b, a) };
+        let sender = document::Flow {
+            orig_h: src.to_string(), orig_p: sport, resp_h: dst.to_string(), resp_p: dport, stream,
+        };
+        let docs = self.analyzer.handle_message(&msg, sender, ts);
+        py_docs(py, docs)
+    }
+
+    /// `DnsAnalyzer.expire(now)`.
+    fn expire(&mut self, py: Python<'_>, now: f64) -> PyResult<Vec<PyObject>> {
+        let docs = self.analyzer.expire(now);
+        py_docs(py, docs)
+    }
+
+    /// `DnsAnalyzer.finish()` without its warning: the caller reports `cut_values`.
+    fn finish(&mut self, py: Python<'_>) -> PyResult<Vec<PyObject>> {
+        let docs = self.analyzer.finish();
+        py_docs(py, docs)
+    }
+
+    #[getter]
+    fn messages(&self) -> u64 {
+        self.stats.messages
+    }
+    #[getter]
+    fn truncated(&self) -> u64 {
+        self.stats.truncated
+    }
+    #[getter]
+    fn too_short(&self) -> u64 {
+        self.stats.too_short
+    }
+    #[getter]
+    fn records_cut(&self) -> u64 {
+        self.stats.records_cut
+    }
+    #[getter]
+    fn cut_values(&self) -> u64 {
+        self.analyzer.cut_values
+    }
+    /// Connections in the orientation memo (for tests of its clearing).
+    #[getter]
+    fn flows(&self) -> usize {
+        self.analyzer.flows_len()
+    }
+}
+
+#[pymodule]
+fn _rs(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<DnsEngine>()?;
+    Ok(())
+}

@@ -1,0 +1,360 @@
+//! `dns_wire.parse`: one UDP payload read as tshark reads it (bounds-checked, never panics).
+
+use crate::render::{render, render_txt, Record, NSEC, OPCODE_UPDATE};
+use crate::text::{display_text, ntop4, ntop6, string_text, zeek_name};
+
+pub const MAX_NAME_CHARS: usize = 253;
+pub const MAX_POINTERS: u32 = 255;
+pub const MAX_LABEL_STEPS: u32 = 4096;
+pub const MAX_RECORDS: usize = 4096;
+pub const LOOPS: &str = "<Name contains a pointer that loops>";
+pub const TOO_LONG: &str = "<Name too long>";
+pub const ROOT: &str = "<Root>";
+const OPT: u16 = 41;
+const CLASS_MDNS_MASK: u16 = 0x7FFF;
+
+/// `WireStats` (its counters).
+#[derive(Default, Debug, Clone)]
+pub struct Stats {
+    pub messages: u64,
+    pub truncated: u64,
+    pub too_short: u64,
+    pub records_cut: u64,
+}
+
+#[derive(Clone, Debug)]
+pub struct Question {
+    pub name: String,
+    pub qtype: u16,
+    pub qclass: u16,
+}
+
+/// `dns.DnsMessage` as `parse` fills it.
+#[derive(Clone, Debug, Default)]
+pub struct Message {
+    pub tid: u16,
+    pub response: bool,
+    pub opcode: u8,
+    pub rcode: Option<u8>,
+    pub aa: bool,
+    pub tc: bool,
+    pub rd: bool,
+    pub ra: bool,
+    pub question: Option<Question>,
+    pub records: Vec<Record>,
+    pub n_answers: u16,
+    pub n_auth: u16,
+    pub n_additional: u16,
+}
+
+/// The message ends before a field it announces (`_End`).
+struct End;
+
+/// Why reading a record's data stopped: the message ended, or a TXT record was cut inside its strings.
+enum Cut {
+    End,
+    Partial(Vec<(u8, String)>),
+}
+
+impl From<End> for Cut {
+    fn from(_: End) -> Cut {
+        Cut::End
+    }
+}
+
+enum Values {
+    Texts(Vec<String>),
+    Strings(Vec<(u8, String)>),
+}
+
+fn need(data: &[u8], pos: usize, n: usize) -> Result<(), End> {
+    if pos.saturating_add(n) > data.len() {
+        Err(End)
+    } else {
+        Ok(())
+    }
+}
+
+fn byte(data: &[u8], pos: usize) -> Result<u8, End> {
+    data.get(pos).copied().ok_or(End)
+}
+
+fn u16_at(data: &[u8], pos: usize) -> Result<u16, End> {
+    Ok((byte(data, pos)? as u16) << 8 | byte(data, pos + 1)? as u16)
+}
+
+/// `read_name`: (name as tshark shows it, bytes it takes at `pos`).
+fn read_name(data: &[u8], mut pos: usize) -> Result<(String, usize), End> {
+    let end = data.len();
+    let mut parts: Vec<(usize, usize)> = Vec::new();
+    let mut size = 0usize;
+    let mut consumed: Option<usize> = None;
+    let mut pointers = 0u32;
+    let mut steps = 0u32;
+    let mut targets: Vec<usize> = Vec::new();
+    let start = pos;
+    loop {
+        let length = byte(data, pos)? as usize;
+        pos += 1;
+        if length == 0 {
+            break;
+        }
+        let kind = length & 0xC0;
+        if kind == 0 {
+            if pos + length > end {
+                return Err(End);
+            }
+            steps += 1;
+            if steps > MAX_LABEL_STEPS {
+                return Ok((LOOPS.to_string(), consumed.unwrap_or(pos.saturating_sub(start))));
+            }
+            if size <= MAX_NAME_CHARS {
+                parts.push((pos, pos + length));
+            }
+            size += length + usize::from(size > 0);
+            pos += length;
+        } else if kind == 0xC0 {
+            let low = byte(data, pos)? as usize;
+            let target = (length & 0x3F) << 8 | low;
+            pos += 1;
+            pointers += 1;
+            let used = *consumed.get_or_insert(pos.saturating_sub(start));
+            if target == pos + 2 || pointers > MAX_POINTERS || targets.contains(&target) {
+                return Ok((LOOPS.to_string(), used));
+            }
+            targets.push(target);
+            pos = target;
+        } else {
+            return Err(End);
+        }
+    }
+    let used = consumed.unwrap_or(pos.saturating_sub(start));
+    if size > MAX_NAME_CHARS {
+        return Ok((TOO_LONG.to_string(), used));
+    }
+    if parts.is_empty() {
+        return Ok((ROOT.to_string(), used));
+    }
+    let mut raw = Vec::with_capacity(size);
+    for (i, &(a, b)) in parts.iter().enumerate() {
+        if i > 0 {
+            raw.push(b'.');
+        }
+        raw.extend_from_slice(data.get(a..b).unwrap_or(&[]));
+    }
+    Ok((display_text(&raw), used))
+}
+
+fn addr6(data: &[u8], pos: usize) -> Result<String, End> {
+    let mut octets = [0u8; 16];
+    octets.copy_from_slice(data.get(pos..pos + 16).ok_or(End)?);
+    Ok(ntop6(&octets))
+}
+
+/// `_rdata_values`: the field values tshark reads from one record's data (None: rendered without them).
+fn rdata_values(data: &[u8], rtype: u16, pos: usize, rdlen: usize) -> Result<Option<Values>, Cut> {
+    let one = |s: String| Ok(Some(Values::Texts(vec![s])));
+    match rtype {
+        1 => {
+            need(data, pos, 4)?;
+            one(ntop4(&data[pos..pos + 4]))
+        }
+        28 => {
+            need(data, pos, 16)?;
+            one(addr6(data, pos)?)
+        }
+        2 | 5 | 12 | 6 | NSEC => one(read_name(data, pos)?.0),
+        15 => {
+            need(data, pos, 2)?;
+            one(read_name(data, pos + 2)?.0)
+        }
+        33 => {
+            need(data, pos, 6)?;
+            one(read_name(data, pos + 6)?.0)
+        }
+        38 => {
+            let prefix = byte(data, pos)? as usize;
+            if prefix > 128 {
+                return Err(Cut::End);
+            }
+            let octets = (128 - prefix).div_ceil(8);
+            need(data, pos + 1, octets)?;
+            let mut suffix = [0u8; 16];
+            suffix[16 - octets..].copy_from_slice(data.get(pos + 1..pos + 1 + octets).ok_or(End)?);
+            if prefix > 0 {
+                read_name(data, pos + 1 + octets)?;
+            }
+            one(ntop6(&suffix))
+        }
+        46 => {
+            let covered = u16_at(data, pos)?;
+            need(data, pos, 18)?;
+            Ok(Some(Values::Texts(vec![covered.to_string(), read_name(data, pos + 18)?.0])))
+        }
+        48 => {
+            need(data, pos, 4)?;
+            one(data[pos + 3].to_string())
+        }
+        43 => {
+            need(data, pos, 4)?;
+            Ok(Some(Values::Texts(vec![data[pos + 2].to_string(), data[pos + 3].to_string()])))
+        }
+        44 => {
+            need(data, pos, 2)?;
+            if rdlen <= 2 {
+                return Ok(None);
+            }
+            need(data, pos + 2, rdlen - 2)?;
+            let hex: String = data[pos + 2..pos + rdlen].iter().map(|b| format!("{:02x}", b)).collect();
+            one(hex)
+        }
+        29 => {
+            if byte(data, pos)? != 0 {
+                return Ok(None);
+            }
+            need(data, pos, 16)?;
+            Ok(Some(Values::Texts(vec![data[pos + 1].to_string(), data[pos + 2].to_string(), data[pos + 3].to_string()])))
+        }
+        16 | 99 => {
+            let mut strings: Vec<(u8, String)> = Vec::new();
+            let mut left = rdlen as i64;
+            let mut pos = pos;
+            while left != 0 {
+                let fits = pos < data.len() && pos + 1 + data[pos] as usize <= data.len();
+                if !fits || strings.len() > MAX_RECORDS {
+                    return Err(Cut::Partial(strings));
+                }
+                let size = data[pos];
+                strings.push((size, string_text(&data[pos + 1..pos + 1 + size as usize])));
+                pos += 1 + size as usize;
+                left -= 1 + size as i64;
+            }
+            Ok(Some(Values::Strings(strings)))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// `_record`: (record, position after it, whether it was read whole).
+fn record(data: &[u8], pos: usize, section: u8, mdns: bool) -> Result<(Record, usize, bool), End> {
+    let (name, used) = read_name(data, pos)?;
+    let mut pos = pos + used;
+    need(data, pos, 10)?;
+    let rtype = u16_at(data, pos)?;
+    let mut rclass = u16_at(data, pos + 2)?;
+    let ttl = (u16_at(data, pos + 4)? as u32) << 16 | u16_at(data, pos + 6)? as u32;
+    let rdlen = u16_at(data, pos + 8)? as usize;
+    pos += 10;
+    need(data, pos, rdlen)?;
+    if mdns {
+        rclass &= CLASS_MDNS_MASK;
+    }
+    let (rclass_out, ttl_out) = if rtype == OPT { (None, None) } else { (Some(rclass), Some(ttl)) };
+    let owner = zeek_name(&name);
+    let mut values: Option<Values> = None;
+    let mut whole = true;
+    if rdlen > 0 {
+        match rdata_values(data, rtype, pos, rdlen) {
+            Ok(v) => values = v,
+            Err(Cut::Partial(strings)) => {
+                values = Some(Values::Strings(strings));
+                whole = false;
+            }
+            Err(Cut::End) => whole = false,
+        }
+    }
+    let text = if rtype == 16 || rtype == 99 {
+        match &values {
+            Some(Values::Strings(s)) => Some(render_txt(rtype, s)),
+            _ => Some(render_txt(rtype, &[])),
+        }
+    } else {
+        match &values {
+            Some(Values::Texts(v)) => render(rtype, &owner, Some(v)),
+            Some(Values::Strings(_)) | None => render(rtype, &owner, None),
+        }
+    };
+    let rec = Record { section, name: owner, rtype, rclass: rclass_out, ttl: ttl_out, data: text };
+    Ok((rec, pos + rdlen, whole))
+}
+
+/// `parse`: the message of one payload (`kind`: dns, mdns or llmnr), None without a header.
+pub fn parse(data: &[u8], kind: &str, stats: &mut Stats) -> Option<Message> {
+    if data.len() < 4 {
+        stats.too_short += 1;
+        return None;
+    }
+    stats.messages += 1;
+    let tid = (data[0] as u16) << 8 | data[1] as u16;
+    let flags = (data[2] as u16) << 8 | data[3] as u16;
+    let response = flags & 0x8000 != 0;
+    let opcode = (flags >> 11 & 0xF) as u8;
+    let llmnr = kind == "llmnr";
+    let mut msg = Message {
+        tid,
+        response,
+        opcode,
+        rcode: if response { Some((flags & 0xF) as u8) } else { None },
+        aa: flags & 0x0400 != 0 && response && !llmnr,
+        tc: flags & 0x0200 != 0,
+        rd: flags & 0x0100 != 0 && !llmnr,
+        ra: flags & 0x0080 != 0 && response && !llmnr,
+        ..Message::default()
+    };
+    let mut counts: Vec<u16> = Vec::with_capacity(4);
+    for pos in [4usize, 6, 8, 10] {
+        if pos + 2 > data.len() {
+            break;
+        }
+        counts.push((data[pos] as u16) << 8 | data[pos + 1] as u16);
+    }
+    let update = opcode == OPCODE_UPDATE;
+    if counts.len() > 1 && !update {
+        msg.n_answers = counts[1];
+    }
+    if counts.len() > 2 && !update {
+        msg.n_auth = counts[2];
+    }
+    if counts.len() > 3 {
+        msg.n_additional = counts[3];
+    }
+    if counts.len() < 4 {
+        stats.truncated += 1;
+        return Some(msg);
+    }
+    if read_sections(data, &counts, kind == "mdns", &mut msg, stats).is_err() {
+        stats.truncated += 1;
+    }
+    Some(msg)
+}
+
+fn read_sections(data: &[u8], counts: &[u16], mdns: bool, msg: &mut Message, stats: &mut Stats) -> Result<(), End> {
+    let mut pos = 12usize;
+    for _ in 0..(counts[0] as usize).min(MAX_RECORDS) {
+        let (name, used) = read_name(data, pos)?;
+        pos += used;
+        need(data, pos, 4)?;
+        let qtype = u16_at(data, pos)?;
+        let qclass = u16_at(data, pos + 2)?;
+        if msg.question.is_none() {
+            let qclass = if mdns { qclass & CLASS_MDNS_MASK } else { qclass };
+            msg.question = Some(Question { name, qtype, qclass });
+        }
+        pos += 4;
+    }
+    let (an, ns) = (counts[1] as usize, counts[2] as usize);
+    let total = an + ns + counts[3] as usize;
+    if total > MAX_RECORDS {
+        stats.records_cut += 1;
+    }
+    for i in 0..total.min(MAX_RECORDS) {
+        let section = if i < an { 0 } else if i < an + ns { 1 } else { 2 };
+        let (rec, next, whole) = record(data, pos, section, mdns)?;
+        pos = next;
+        msg.records.push(rec);
+        if !whole {
+            return Err(End);
+        }
+    }
+    Ok(())
+}
