@@ -13,7 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from collectors.protocols.documents import MAX_VALUE_CHARS, Doc, Flow, flow_of, make_doc
+import orjson
+
+from collectors.protocols.documents import MAX_VALUE_CHARS, Flow, Written, flow_of, make_doc
 from collectors.protocols.tshark import BASE_FIELDS, Packet, build_command
 
 if TYPE_CHECKING:
@@ -21,6 +23,20 @@ if TYPE_CHECKING:
     from collectors.protocols.reread import ConnectionFrames
 
 Warn = Callable[[str], None]
+DocumentWriter = Callable[..., tuple[bytes, int]]
+
+
+def _built_writer() -> DocumentWriter | None:
+    """``collectors._rs.write_document`` (make_doc's document as JSON, with the number of values cut), if built."""
+    try:
+        from collectors import _rs
+    except ImportError:
+        return None
+    writer: DocumentWriter | None = getattr(_rs, "write_document", None)
+    return writer
+
+
+WRITE_DOCUMENT = _built_writer()
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,11 +68,23 @@ class Analyzer:
         # its registered ports, and the ones a look at unusual ports decoded as this protocol (orientation)
         self.server_ports = self.PORTS | (context.server_ports if context is not None else frozenset())
         self.cut_values = 0  # values cut to MAX_VALUE_CHARS in this module's documents
+        # documents as JSON text (``WRITE_DOCUMENT``), for an owner whose consumer only serialises them (the analyzer
+        # process's pipe to its parent): no dict is built and none is serialised again
+        self.raw = False
 
     def document(self, flow: Flow, ts: float, identity: Iterable[Any], fields: dict[str, Any],
-                 protocol: str | list[str]) -> Doc:
+                 protocol: str | list[str], keep_empty: tuple[str, ...] = ()) -> Written:
         """``make_doc`` for this module's dataset, counting the values it had to cut."""
-        doc = make_doc(self.DATASET, flow, ts, identity, fields, protocol)
+        if self.raw and WRITE_DOCUMENT is not None:
+            try:
+                text, cuts = WRITE_DOCUMENT(self.DATASET, flow.transport, flow.orig_h, flow.orig_p, flow.resp_h,
+                                            flow.resp_p, ts, tuple(identity), fields, protocol, keep_empty)
+            except TypeError:  # a value JSON cannot hold as it is: the dict goes, and its consumer decides
+                pass
+            else:
+                self.cut_values += cuts
+                return orjson.Fragment(text)
+        doc = make_doc(self.DATASET, flow, ts, identity, fields, protocol, keep_empty)
         self.cut_values += len(doc.get("secops", {}).get("truncated", ()))
         return doc
 
@@ -69,14 +97,14 @@ class Analyzer:
     def wants(self, layers: set[str]) -> bool:
         return not self.LAYERS.isdisjoint(layers)
 
-    def handle(self, pkt: Packet) -> Iterable[Doc]:
+    def handle(self, pkt: Packet) -> Iterable[Written]:
         raise NotImplementedError
 
-    def expire(self, now: float) -> Iterable[Doc]:
+    def expire(self, now: float) -> Iterable[Written]:
         """Records that can no longer complete by capture time ``now`` (keeps memory bounded)."""
         return ()
 
-    def finish(self) -> Iterable[Doc]:
+    def finish(self) -> Iterable[Written]:
         """Records still open when the capture ends (unanswered requests, ...)."""
         self.report_cuts()
         return ()

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from collectors.protocols.base import Analyzer, RunContext, Warn, evict_oldest, flow_by_server_port
-from collectors.protocols.documents import Doc, Flow
+from collectors.protocols.documents import Doc, Flow, Written
 from collectors.protocols.tshark import Packet
 from secops.ecs import doc_id, iso
 
@@ -52,7 +52,7 @@ class DhcpAnalyzer(Analyzer):
         super().__init__(warn, context)
         self.leases: dict[str, Lease] = {}
 
-    def handle(self, pkt: Packet) -> Iterable[Doc]:
+    def handle(self, pkt: Packet) -> Iterable[Written]:
         xid = pkt.first("dhcp.id")
         oriented = flow_by_server_port(pkt, PORTS)
         if xid is None or oriented is None:
@@ -81,7 +81,7 @@ class DhcpAnalyzer(Analyzer):
             del self.leases[xid]
             yield from self.emit(lease, pkt.ts)
 
-    def emit(self, lease: Lease, ts: float | None = None) -> Iterable[Doc]:
+    def emit(self, lease: Lease, ts: float | None = None) -> Iterable[Written]:
         mac = lease.mac.lower() if lease.mac else None
         fields = {
             "secops.dhcp.msg_type": lease.msg_types,
@@ -111,7 +111,7 @@ class DhcpAnalyzer(Analyzer):
                 obs["secops"]["dhcp"] = {"vendor_class": lease.vendor_class}
             yield obs
 
-    def finish(self) -> Iterable[Doc]:
+    def finish(self) -> Iterable[Written]:
         rest = sorted(self.leases.values(), key=lambda x: x.ts)
         self.leases.clear()
         for lease in rest:

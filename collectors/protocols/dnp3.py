@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from collectors.protocols.base import Analyzer, RunContext, Warn, evict_oldest, flow_by_server_port
-from collectors.protocols.documents import Doc, Flow
+from collectors.protocols.documents import Flow, Written
 from collectors.protocols.tshark import Packet, to_int
 
 FUNCTIONS = {
@@ -60,7 +60,7 @@ class Dnp3Analyzer(Analyzer):
         super().__init__(warn, context)
         self.open: dict[tuple[str, str], Exchange] = {}
 
-    def handle(self, pkt: Packet) -> Iterable[Doc]:
+    def handle(self, pkt: Packet) -> Iterable[Written]:
         oriented = flow_by_server_port(pkt, self.server_ports)
         if oriented is None:
             return
@@ -81,7 +81,7 @@ class Dnp3Analyzer(Analyzer):
             self.open.pop(key, None)
             yield self.emit(ex)
 
-    def emit(self, ex: Exchange) -> Doc:
+    def emit(self, ex: Exchange) -> Written:
         code = ex.request if ex.request is not None else ex.reply
         fields = {
             "secops.dnp3.fc_request": name(ex.request) if ex.request is not None else None,
@@ -93,7 +93,7 @@ class Dnp3Analyzer(Analyzer):
         }
         return self.document(ex.flow, ex.ts, ("dnp3", ex.request, ex.reply), fields, self.SERVICE)
 
-    def finish(self) -> Iterable[Doc]:
+    def finish(self) -> Iterable[Written]:
         rest = sorted(self.open.values(), key=lambda e: e.ts)
         self.open.clear()
         for ex in rest:

@@ -25,7 +25,7 @@ from functools import lru_cache
 from typing import Any
 
 from collectors.protocols.base import Analyzer, RunContext, Warn
-from collectors.protocols.documents import Doc, Flow, flow_of
+from collectors.protocols.documents import Flow, Written, flow_of
 from collectors.protocols.tshark import Packet, to_int
 
 QTYPES = {
@@ -414,7 +414,7 @@ class DnsAnalyzer(Analyzer):
         self.flows[probe.key()] = probe
         return probe
 
-    def handle(self, pkt: Packet) -> Iterable[Doc]:
+    def handle(self, pkt: Packet) -> Iterable[Written]:
         if "nbns" in pkt.protocols and "dns" not in pkt.protocols:
             yield from self._netbios(pkt)
             return
@@ -423,7 +423,7 @@ class DnsAnalyzer(Analyzer):
         if msg is not None and sender is not None:
             yield from self.handle_message(msg, sender, pkt.ts)
 
-    def handle_message(self, msg: DnsMessage, sender: Flow, ts: float) -> Iterable[Doc]:
+    def handle_message(self, msg: DnsMessage, sender: Flow, ts: float) -> Iterable[Written]:
         """One message sent by ``sender`` (its flow with the sender as originator) at ``ts``: a query opens a
         transaction, a reply closes the oldest open one of its connection and id (or stands alone)."""
         tid, is_reply, opcode = msg.tid, msg.response, msg.opcode
@@ -470,7 +470,7 @@ class DnsAnalyzer(Analyzer):
         txn.rejected = bool(txn.rcode) or not (msg.n_answers or msg.n_auth or msg.n_additional)
         yield self.emit(txn)
 
-    def _netbios(self, pkt: Packet) -> Iterable[Doc]:
+    def _netbios(self, pkt: Packet) -> Iterable[Written]:
         """NetBIOS name service (udp/137), logged in dns.log as Zeek does: the decoded name as query,
         NBSTAT for type 33, no answer data (Zeek's analyzer does not render NB records)."""
         tid = pkt.int("nbns.id")
@@ -518,7 +518,7 @@ class DnsAnalyzer(Analyzer):
             txn.qtype = msg.question.qtype
             txn.qclass = msg.question.qclass
 
-    def emit(self, txn: Txn) -> Doc:
+    def emit(self, txn: Txn) -> Written:
         if txn.opcode == OPCODE_UPDATE and txn.query is None and txn.answers:
             txn.query = txn.answers[0]["name"]
         qtype = qtype_name(txn.qtype)
@@ -553,7 +553,7 @@ class DnsAnalyzer(Analyzer):
                 fields["secops.dns.rtt"] = round(txn.reply_ts - txn.ts, 6)
         return self.document(txn.flow, txn.ts, ("dns", txn.trans_id, txn.reply_ts), fields, self.SERVICE)
 
-    def expire(self, now: float) -> Iterable[Doc]:
+    def expire(self, now: float) -> Iterable[Written]:
         """Queries unanswered for longer than Zeek's UDP inactivity timeout are logged without reply."""
         old = [key for key, q in self.pending.items() if q[-1].ts < now - QUERY_TIMEOUT]
         rest = sorted((t for key in old for t in self.pending.pop(key)), key=lambda t: t.ts)
@@ -562,7 +562,7 @@ class DnsAnalyzer(Analyzer):
         if len(self.flows) > MAX_FLOWS:
             self.flows.clear()  # orientation memo only; open transactions keep their own flow
 
-    def finish(self) -> Iterable[Doc]:
+    def finish(self) -> Iterable[Written]:
         rest = sorted((t for q in self.pending.values() for t in q), key=lambda t: t.ts)
         self.pending.clear()
         for txn in rest:

@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from collectors.protocols.base import Analyzer, RunContext, Warn, evict_oldest, flow_by_server_port
-from collectors.protocols.documents import Doc, Flow
+from collectors.protocols.documents import Flow, Written
 from collectors.protocols.tshark import Packet, to_int
 
 PORTS = frozenset({21})
@@ -124,7 +124,7 @@ class FtpAnalyzer(Analyzer):
     def __init__(self, warn: Warn, context: RunContext | None = None) -> None:
         super().__init__(warn, context)
         self.sessions: dict[tuple[str, str], Session] = {}
-        self._evicted: list[Doc] = []
+        self._evicted: list[Written] = []
 
     # -- the state machine both readers share ------------------------------------------------------------
     def session(self, flow: Flow) -> Session:
@@ -136,7 +136,7 @@ class FtpAnalyzer(Analyzer):
                 self._evicted += [self.emit(cmd) for cmd in stale.pending]
         return session
 
-    def command(self, session: Session, flow: Flow, ts: float, command: str, arg: str | None) -> Iterable[Doc]:
+    def command(self, session: Session, flow: Flow, ts: float, command: str, arg: str | None) -> Iterable[Written]:
         """A client command: it waits for its reply."""
         yield from self._take_evicted()
         command = command.upper()
@@ -146,7 +146,7 @@ class FtpAnalyzer(Analyzer):
         if len(session.pending) > MAX_PENDING:  # pipelined commands never answered
             yield self.emit(session.pending.popleft())
 
-    def reply(self, session: Session, code: int, msg: str | None) -> Iterable[Doc]:
+    def reply(self, session: Session, code: int, msg: str | None) -> Iterable[Written]:
         """A server reply: a final one (>= 200) answers the oldest waiting command."""
         yield from self._take_evicted()
         if code < 200 or not session.pending:  # preliminary reply (150 opening data connection): still running
@@ -161,12 +161,12 @@ class FtpAnalyzer(Analyzer):
         if expected is not None and port is not None and host:
             expected.expect(orig_h, host, port, "ftp-data", ts)
 
-    def _take_evicted(self) -> list[Doc]:
+    def _take_evicted(self) -> list[Written]:
         out, self._evicted = self._evicted, []
         return out
 
     # -- tshark's packets --------------------------------------------------------------------------------
-    def handle(self, pkt: Packet) -> Iterable[Doc]:
+    def handle(self, pkt: Packet) -> Iterable[Written]:
         oriented = flow_by_server_port(pkt, self.server_ports)
         if oriented is None:
             return
@@ -197,7 +197,7 @@ class FtpAnalyzer(Analyzer):
             self.announce(flow.orig_h, host, port, pkt.ts)
 
     # -- lines read natively -----------------------------------------------------------------------------
-    def line(self, flow: Flow, from_client: bool, ts: float, line: bytes) -> Iterable[Doc]:
+    def line(self, flow: Flow, from_client: bool, ts: float, line: bytes) -> Iterable[Written]:
         """One line of a control connection (without its line end), read from the reassembled stream."""
         session = self.session(flow)
         if from_client:
@@ -231,7 +231,7 @@ class FtpAnalyzer(Analyzer):
         yield from self.reply(session, code, _text(text))
 
     # -- records ---------------------------------------------------------------------------------------
-    def emit(self, cmd: Command) -> Doc:
+    def emit(self, cmd: Command) -> Written:
         login = cmd.command == "PASS"
         outcome = None
         if login and cmd.reply_code is not None:
@@ -248,7 +248,7 @@ class FtpAnalyzer(Analyzer):
         }
         return self.document(cmd.flow, cmd.ts, ("ftp", cmd.command), fields, self.SERVICE)
 
-    def finish(self) -> Iterable[Doc]:
+    def finish(self) -> Iterable[Written]:
         yield from self._take_evicted()
         rest = sorted((c for s in self.sessions.values() for c in s.pending), key=lambda c: c.ts)
         self.sessions.clear()

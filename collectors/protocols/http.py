@@ -43,11 +43,10 @@ from urllib.parse import unquote
 
 from collectors.protocols.base import Analyzer, RunContext, Warn, evict_oldest, occurrences
 from collectors.protocols.documents import MAX_VALUE_CHARS as MAX_VALUE_CHARS  # the bound the docstring names
-from collectors.protocols.documents import Doc, Flow, flow_of
+from collectors.protocols.documents import Flow, Written, flow_of
 from collectors.protocols.http_wire import LOST, STATUS_LINE, Message, MessageReader, WireStats
 from collectors.protocols.reread import Wanted, directions
 from collectors.protocols.tshark import Packet, to_int
-from secops.ecs import put
 
 MAX_PENDING = 100  # requests waiting for their response on one connection; older ones are logged
 MAX_RECORDS_PER_FLOW = 10_000  # records from one connection; the rest are counted and dropped
@@ -68,6 +67,7 @@ NO_BODY_STATUS = frozenset({204, 304})
 # layers of other analyzers: their packets can reach this module only through their own filters
 NOT_HTTP_LAYERS = frozenset({"tls", "dtls", "ssh", "smb", "smb2", "dcerpc", "ftp", "dns", "modbus", "dnp3",
                              "s7comm", "iec60870_104", "dhcp"})
+EMPTY_URI = ("url.original", "secops.http.uri_raw")  # kept when empty: the request had an empty URI
 
 
 @dataclass(init=False)
@@ -262,7 +262,7 @@ class HttpAnalyzer(Analyzer):
         st.last_ts = ts
         return st
 
-    def handle(self, pkt: Packet) -> Iterable[Doc]:
+    def handle(self, pkt: Packet) -> Iterable[Written]:
         if pkt.first("http.request.method") is not None:
             yield from self._request(pkt)
             return
@@ -285,7 +285,7 @@ class HttpAnalyzer(Analyzer):
 
     # -- the pairing both readers share (tshark's packets, messages read natively) ------------------------
     def request(self, st: FlowState, ts: float, method: str, uri: str | None, version: str | None,
-                header: Header, body: Callable[[], int]) -> Iterable[Doc]:
+                header: Header, body: Callable[[], int]) -> Iterable[Written]:
         """A request (its line as split at spaces, its headers, its body length): it waits for its response."""
         line = parse_request_line(method, uri, version)
         if line is None:
@@ -309,7 +309,7 @@ class HttpAnalyzer(Analyzer):
             yield from self._close(st.open.popleft(), st)
 
     def answer(self, st: FlowState, ts: float, code: int, phrase: str | None, header: Header,
-               body: Callable[[], int], whole: Callable[[], int]) -> Iterable[Doc]:
+               body: Callable[[], int], whole: Callable[[], int]) -> Iterable[Written]:
         """A response: a 1xx is noted on the oldest open request, a final one closes it (``whole``: every byte
         of the reply, the body of an HTTP/0.9 exchange)."""
         if 100 <= code < 200:
@@ -335,7 +335,7 @@ class HttpAnalyzer(Analyzer):
             ex.resp_len = body()
         yield from self._close(ex, st)
 
-    def _close(self, ex: Exchange, st: FlowState) -> Iterable[Doc]:
+    def _close(self, ex: Exchange, st: FlowState) -> Iterable[Written]:
         """A finished exchange: logged now, kept for the second look, or collected (second look)."""
         if ex.method is None and not st.saw_request and len(self.orphans) < MAX_ORPHANS:
             ex.flow_logged = st.records > 0
@@ -345,7 +345,7 @@ class HttpAnalyzer(Analyzer):
         else:
             yield from self._emit_bounded(ex, st)
 
-    def _evict_stale(self) -> Iterable[Doc]:
+    def _evict_stale(self) -> Iterable[Written]:
         """Connection floods: past MAX_OPEN_RECORDS connections the oldest one's requests are logged."""
         for st in evict_oldest(self.state):
             for ex in st.open:
@@ -363,7 +363,7 @@ class HttpAnalyzer(Analyzer):
             return
         self.native[flow.stream] = (flow, pkt.ts)
 
-    def _emit_bounded(self, ex: Exchange, st: FlowState) -> Iterable[Doc]:
+    def _emit_bounded(self, ex: Exchange, st: FlowState) -> Iterable[Written]:
         st.records += 1
         self.native.pop(ex.flow.stream, None)  # tshark parsed this connection
         if st.records > MAX_RECORDS_PER_FLOW:
@@ -372,7 +372,7 @@ class HttpAnalyzer(Analyzer):
         yield self.emit(ex)
 
 
-    def _request(self, pkt: Packet) -> Iterable[Doc]:
+    def _request(self, pkt: Packet) -> Iterable[Written]:
         """Every request of the frame (pipelined requests share segments)."""
         probe = flow_of(pkt, True)
         if probe is None:
@@ -385,7 +385,7 @@ class HttpAnalyzer(Analyzer):
                                     tshark_headers(pkt, index, len(lines)),
                                     partial(body_length, pkt, index, len(lines)))
 
-    def emit(self, ex: Exchange) -> Doc:
+    def emit(self, ex: Exchange) -> Written:
         version = (ex.version or "").removeprefix("HTTP/") or None
         uri = ex.uri
         fields: dict[str, Any] = {
@@ -410,13 +410,11 @@ class HttpAnalyzer(Analyzer):
             "secops.http.authorization_scheme": ex.auth_scheme,
             "user.name": ex.username,
         }
-        doc = self.document(ex.flow, ex.ts, ("http", ex.depth), fields, self.SERVICE)
-        if ex.uri == "":  # "OPTIONS HTTP/1.1": an empty URI is a value (Zeek's "(empty)"), not a missing one
-            put(doc, "url.original", "")
-            put(doc, "secops.http.uri_raw", "")
-        return doc
+        # "OPTIONS HTTP/1.1": an empty URI is a value (Zeek's "(empty)"), not a missing one
+        return self.document(ex.flow, ex.ts, ("http", ex.depth), fields, self.SERVICE,
+                             EMPTY_URI if ex.uri == "" else ())
 
-    def expire(self, now: float) -> Iterable[Doc]:
+    def expire(self, now: float) -> Iterable[Written]:
         """Connections idle for Zeek's TCP inactivity timeout: their unanswered requests are logged."""
         idle = [key for key, st in self.state.items() if st.last_ts < now - IDLE_TIMEOUT]
         for key in idle:
@@ -430,7 +428,7 @@ class HttpAnalyzer(Analyzer):
                 for ex in st.open:
                     yield from self._emit_bounded(ex, st)
 
-    def finish(self) -> Iterable[Doc]:
+    def finish(self) -> Iterable[Written]:
         for st in self.state.values():
             for ex in st.open:
                 ex.flow_logged = st.records > 0
@@ -523,7 +521,7 @@ class HttpConnection:
     def __init__(self, analyzer: HttpAnalyzer, flow: Flow, stats: WireStats) -> None:
         self.analyzer = analyzer
         self.flow = flow
-        self.docs: list[Doc] = []
+        self.docs: list[Written] = []
         self.methods: deque[str] = deque()  # requests read whose final response has not come (HEAD framing)
         self.switched = False
         self.client = MessageReader(True, self._request, stats)
@@ -542,7 +540,7 @@ class HttpConnection:
         if st is not None and st.open and st.open[0].version == "0.9":
             self.docs += self.analyzer.answer(st, ts, 0, None, _no_headers, lambda: 0, lambda: self.server.bytes)
 
-    def take_docs(self) -> list[Doc]:
+    def take_docs(self) -> list[Written]:
         out, self.docs = self.docs, []
         return out
 

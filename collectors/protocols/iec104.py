@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from collectors.protocols.base import Analyzer, flow_by_server_port
-from collectors.protocols.documents import Doc
+from collectors.protocols.documents import Written
 from collectors.protocols.tshark import Packet, to_int
 
 TYPES = {
@@ -46,7 +46,7 @@ class Iec104Analyzer(Analyzer):
     FIELDS = ("iec60870_104.type", "iec60870_104.utype", "iec60870_asdu.typeid", "iec60870_asdu.causetx",
               "iec60870_asdu.addr")
 
-    def handle(self, pkt: Packet) -> Iterable[Doc]:
+    def handle(self, pkt: Packet) -> Iterable[Written]:
         oriented = flow_by_server_port(pkt, self.server_ports)
         if oriented is None:
             return

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from collectors.protocols.base import Analyzer, flow_by_server_port
-from collectors.protocols.documents import Doc
+from collectors.protocols.documents import Written
 from collectors.protocols.tshark import Packet, to_int
 
 FUNCTIONS = {
@@ -41,7 +41,7 @@ class ModbusAnalyzer(Analyzer):
     FILTER = "modbus"
     FIELDS = ("mbtcp.trans_id", "mbtcp.unit_id", "modbus.func_code", "modbus.exception_code")
 
-    def handle(self, pkt: Packet) -> Iterable[Doc]:
+    def handle(self, pkt: Packet) -> Iterable[Written]:
         oriented = flow_by_server_port(pkt, self.server_ports)
         if oriented is None:
             return

@@ -83,13 +83,15 @@ class NativeFrames:
     def __init__(self, name: str, warn: Warn, expected: ExpectedConnections | None = None, tcp: bool = True,
                  raw: bool = False) -> None:
         """``tcp``: also read the TCP connections ``native_tcp`` takes (FTP control); False leaves them to tshark.
-        ``raw``: the DNS engine's documents are passed on as JSON text (``dns_udp``), for a process pipe."""
+        ``raw``: documents are passed on as JSON text where a native writer made them (``dns_udp``,
+        ``Analyzer.raw``), for a process pipe."""
         self.name = name
         self.warn = warn
         self.decoder = Decoder()
         self.dns = udp_dns(warn, raw)
-        self.tcp = TcpNative(name, warn, expected) if tcp else None
+        self.tcp = TcpNative(name, warn, expected, raw) if tcp else None
         self.tls = TlsAnalyzer(warn)  # the TLS handshakes of the QUIC Initials read here
+        self.tls.raw = raw
         self.quic_stats = QuicStats()
         self.quic_tls_stats = TlsStats()
         self.quic_flows: dict[UdpKey, QuicFlow | None] = {}  # None: the flow is tshark's

@@ -54,7 +54,7 @@ from collectors.conn import ip_str
 from collectors.decode import ACK, BUF, CAPLEN, DPORT, DST, FLAGS, L4OFF, PLEN, SEQ, SPORT, SRC
 from collectors.flowconst import F_ACK, F_FIN, F_RST, F_SYN
 from collectors.protocols import detect
-from collectors.protocols.base import RunContext
+from collectors.protocols.base import Analyzer, RunContext
 from collectors.protocols.detect import PROBE_BYTES, http_request, http_response, tls_client_hello, tls_server_hello
 from collectors.protocols.dnp3 import Dnp3Analyzer
 from collectors.protocols.dnp3_wire import Dnp3Reader
@@ -229,7 +229,8 @@ class Connection:
 class TcpNative:
     """The connection table and readers of one deep-path run."""
 
-    def __init__(self, name: str, warn: Warn, expected: ExpectedConnections | None) -> None:
+    def __init__(self, name: str, warn: Warn, expected: ExpectedConnections | None, raw: bool = False) -> None:
+        """``raw``: the analyzers write their documents as JSON text (``Analyzer.raw``), for a process pipe."""
         self.name = name
         self.warn = warn
         self.stats = Stats()
@@ -240,6 +241,9 @@ class TcpNative:
         self.tls = TlsAnalyzer(warn)  # no capture to look at again (no second look): it reads all there is
         self.tls_stats = TlsStats()
         self.ics = {kind: make(warn) for kind, make in ICS_ANALYZERS.items()}
+        analyzers: list[Analyzer] = [self.ftp, self.http, self.tls, *self.ics.values()]
+        for analyzer in analyzers:
+            analyzer.raw = raw
         self.conns: dict[tuple, Connection | int] = {}  # a Connection, or TSHARK for one tshark reads
         self._streams = 0
         self._next_sweep: float | None = None

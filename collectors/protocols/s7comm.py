@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from collectors.protocols.base import Analyzer, flow_by_server_port
-from collectors.protocols.documents import Doc
+from collectors.protocols.documents import Written
 from collectors.protocols.tshark import Packet, to_int
 
 ROSCTR = {1: "Job-Request", 2: "ACK", 3: "ACK-Data", 7: "User-Data"}
@@ -55,7 +55,7 @@ class S7commAnalyzer(Analyzer):
         "s7comm.param.userdata.subfunc", "s7comm.param.errcod", "s7comm.param.pistart.servicename",
     )
 
-    def handle(self, pkt: Packet) -> Iterable[Doc]:
+    def handle(self, pkt: Packet) -> Iterable[Written]:
         oriented = flow_by_server_port(pkt, self.server_ports)
         if oriented is None:
             return

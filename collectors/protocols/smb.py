@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from collectors.protocols.base import Analyzer, RunContext, Warn, evict_oldest, flow_by_server_port
-from collectors.protocols.documents import Doc, Flow
+from collectors.protocols.documents import Flow, Written
 from collectors.protocols.tshark import Packet, to_int
 
 SMB2_COMMANDS = {0: "NEGOTIATE", 1: "SESSION_SETUP", 2: "LOGOFF", 3: "TREE_CONNECT", 4: "TREE_DISCONNECT",
@@ -75,7 +75,7 @@ class SmbAnalyzer(Analyzer):
         self.pending: dict[tuple[tuple[str, str], int, str], SmbCommand] = {}
         self.pipes: dict[tuple[str, str], str] = {}  # last named pipe opened per connection
 
-    def handle(self, pkt: Packet) -> Iterable[Doc]:
+    def handle(self, pkt: Packet) -> Iterable[Written]:
         oriented = flow_by_server_port(pkt, self.server_ports)
         if oriented is None:
             return
@@ -87,7 +87,7 @@ class SmbAnalyzer(Analyzer):
         if pkt.has("dcerpc") and from_client:
             yield from self._dcerpc(pkt, flow)
 
-    def _smb(self, pkt: Packet, flow: Flow, from_client: bool, version: int) -> Iterable[Doc]:
+    def _smb(self, pkt: Packet, flow: Flow, from_client: bool, version: int) -> Iterable[Written]:
         p = "smb2" if version == 2 else "smb"
         cmd = pkt.int(f"{p}.cmd")
         mid = pkt.int(f"{p}.msg_id" if version == 2 else "smb.mid")
@@ -131,7 +131,7 @@ class SmbAnalyzer(Analyzer):
             yield self.emit(stale)
         evict_oldest(self.pipes)
 
-    def _dcerpc(self, pkt: Packet, flow: Flow) -> Iterable[Doc]:
+    def _dcerpc(self, pkt: Packet, flow: Flow) -> Iterable[Written]:
         types = pkt.values("dcerpc.pkt_type")
         opnums = pkt.values("dcerpc.opnum")
         column = pkt.first(f"_ws.col.{OP_COLUMN}") or ""
@@ -158,13 +158,13 @@ class SmbAnalyzer(Analyzer):
             protocol = ["smb", "dce_rpc"] if over_smb else "dce_rpc"
             yield self.document(flow, pkt.ts, ("dce_rpc", pkt.place, i), fields, protocol)
 
-    def emit(self, rec: SmbCommand) -> Doc:
+    def emit(self, rec: SmbCommand) -> Written:
         rec.fields["secops.smb.command"] = rec.command
         rec.fields["event.action"] = f"smb-{rec.command.lower()}"
         return self.document(rec.flow, rec.ts, ("smb", rec.version, rec.command, rec.fields.get(
             "secops.smb.filename")), rec.fields, self.SERVICE)
 
-    def finish(self) -> Iterable[Doc]:
+    def finish(self) -> Iterable[Written]:
         rest = sorted(self.pending.values(), key=lambda r: r.ts)
         self.pending.clear()
         for rec in rest:

@@ -24,7 +24,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from collectors.protocols.base import Analyzer
-from collectors.protocols.documents import MAX_VALUE_CHARS, Doc, Flow
+from collectors.protocols.documents import MAX_VALUE_CHARS, Flow, Written
 from collectors.protocols.reread import directions
 from collectors.protocols.tshark import Packet
 
@@ -157,10 +157,10 @@ class SshAnalyzer(Analyzer):
     def wants(self, layers: set[str]) -> bool:
         return False
 
-    def handle(self, pkt: Packet) -> Iterable[Doc]:
+    def handle(self, pkt: Packet) -> Iterable[Written]:
         return ()
 
-    def finish(self) -> Iterable[Doc]:
+    def finish(self) -> Iterable[Written]:
         if self.context is None:
             return
         connections = self.context.frames.opening_with(b"SSH-", PORTS)
@@ -175,7 +175,7 @@ class SshAnalyzer(Analyzer):
             if client.banner or server.banner:
                 yield self.emit(flow, ts, client, server)
 
-    def emit(self, flow: Flow, ts: float, client: Side, server: Side) -> Doc:
+    def emit(self, flow: Flow, ts: float, client: Side, server: Side) -> Written:
         kex = first_common(client.algorithms.get("kex", []), server.algorithms.get("kex", []))
         fingerprint, key_type = host_key(server, kex)
         fields = {

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from collectors.protocols.base import Analyzer, RunContext, Warn, evict_oldest, layers_above_tcp
-from collectors.protocols.documents import Doc, Flow, flow_of, sender_is_orig
+from collectors.protocols.documents import Flow, Written, flow_of, sender_is_orig
 from collectors.protocols.ja4 import ja4
 from collectors.protocols.reread import Segment, Wanted, endpoint, sequenced
 from collectors.protocols.tls_heartbeat import HEARTBEAT, Heartbeats
@@ -201,7 +201,7 @@ class TlsAnalyzer(Analyzer):
             return False
         return OPAQUE_LAYERS.issuperset(above)
 
-    def handle(self, pkt: Packet) -> Iterable[Doc]:
+    def handle(self, pkt: Packet) -> Iterable[Written]:
         layer = "dtls" if "dtls" in pkt.protocols and "tls" not in pkt.protocols else "tls"
         if layer not in pkt.protocols:
             if "stun" in pkt.protocols:
@@ -317,7 +317,7 @@ class TlsAnalyzer(Analyzer):
         if curve is not None:
             s.curve = CURVES.get(curve, str(curve))
 
-    def emit(self, s: Session) -> Doc:
+    def emit(self, s: Session) -> Written:
         proto, version = version_of(s.version)
         fields: dict[str, Any] = {
             "tls.version": version,
@@ -349,7 +349,7 @@ class TlsAnalyzer(Analyzer):
         protocol = ["ssl", "quic"] if s.quic else self.SERVICE
         return self.document(s.flow, s.ts, ("tls",), fields, protocol)
 
-    def finish(self) -> Iterable[Doc]:
+    def finish(self) -> Iterable[Written]:
         rest = [s for s in self.sessions.values() if not s.emitted]
         self.sessions.clear()
         if self.undecoded and self.context is not None:
