@@ -509,14 +509,29 @@ def parse_exchanges(flow: Flow, ts: float, client: bytes, server: bytes) -> list
                   key=lambda ex: ex.depth)
 
 
+UPGRADES_READ_THROUGH = frozenset({"websocket", "h2c"})  # protocols after a 101 that no analyzer reads
+
+
+def read_through_upgrade(upgrade: str | None) -> bool:
+    """Whether a request with this Upgrade header (None: none) stays with the native reader: no header, or only
+    protocols no analyzer reads after the switch."""
+    if upgrade is None:
+        return True
+    names = {token.strip().split("/", 1)[0].lower() for token in upgrade.split(",")}
+    return bool(names) and names <= UPGRADES_READ_THROUGH
+
+
 class HttpConnection:
     """One connection read natively (``native_tcp``): both directions through ``http_wire``, their messages paired
     by the analyzer's ``request``/``answer``, as tshark's packets are.
 
-    A request that leaves HTTP (CONNECT, or an Upgrade header) is not read here: the connection ``switched`` and the
-    caller hands it back to tshark from that frame on, which reads the CONNECT/Upgrade exchange and what the tunnel
-    carries (TLS through a proxy, WebSocket) as it did before. A 101 reply without an Upgrade request ends the
-    reading of both directions (what follows is another protocol; counted as lost directions)."""
+    A request that may lead to a protocol an analyzer reads (CONNECT: TLS through a proxy; an Upgrade to anything but
+    WebSocket or h2c, such as RFC 2817's TLS) is not read here: the connection ``switched`` and the caller hands it
+    back to tshark from that frame on, which reads the exchange and what the tunnel carries as it did before. An
+    Upgrade to WebSocket or h2c stays here (no analyzer reads those frames; handing them back cost a second look
+    at the run's capture for each such connection): the exchange is logged, and a 101 reply ends the reading of
+    both directions (what follows is another protocol; counted as lost directions), with or without the Upgrade
+    request seen."""
 
     def __init__(self, analyzer: HttpAnalyzer, flow: Flow, stats: WireStats) -> None:
         self.analyzer = analyzer
@@ -554,7 +569,7 @@ class HttpConnection:
         if self.switched:
             return
         method, _, rest = msg.start.decode("utf-8", "replace").partition(" ")
-        if method.upper() == "CONNECT" or "upgrade" in msg.headers:
+        if method.upper() == "CONNECT" or not read_through_upgrade(msg.headers.get("upgrade")):
             self.switched = True
             self.client.state = self.server.state = LOST
             return

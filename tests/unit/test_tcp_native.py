@@ -31,7 +31,7 @@ from collectors.protocols.detect import http_request, http_response
 from collectors.protocols.documents import Flow
 from collectors.protocols.expected import ExpectedConnections
 from collectors.protocols.ftp import eprt, epsv_port, host_port
-from collectors.protocols.http import parse_exchanges
+from collectors.protocols.http import parse_exchanges, read_through_upgrade
 from collectors.protocols.http_wire import MAX_DECODED_BYTES, Message, MessageReader, WireStats
 from collectors.protocols.native import NativeFrames
 from collectors.protocols.native_tcp import MAX_LINE_BYTES, LineReader, Stats
@@ -162,6 +162,28 @@ def test_native_frames_do_not_reach_tshark(monkeypatch: pytest.MonkeyPatch) -> N
     docs = pipeline_docs(TESTDATA / "attacks/bruteforce/ftp-bruteforce.pcap", True, monkeypatch)
     assert taken == [180]  # 30 sessions of 6 selected frames (the greeting precedes detection: never selected)
     assert sum(1 for d in docs.values() if d["event"]["dataset"] == "secops.ftp") == 90
+
+
+def test_a_websocket_upgrade_stays_with_the_native_reader(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Upgrade exchange is logged here and the frames after the 101 are taken too: no analyzer reads WebSocket,
+    and a connection handed back cost a second look at the run's capture. A CONNECT or an Upgrade to another protocol
+    (RFC 2817's TLS) still goes back to tshark, which reads what follows."""
+    handed_back: list[int] = []
+    original = NativeFrames.finish
+
+    def finish(self: NativeFrames) -> list:
+        assert self.tcp is not None
+        handed_back.append(self.tcp.stats.handed_back)
+        return original(self)
+
+    monkeypatch.setattr(NativeFrames, "finish", finish)
+    taken = native_tcp_frames(monkeypatch)
+    docs = pipeline_docs(TESTDATA / "zeek/traces/http/websocket.pcap", True, monkeypatch)
+    http_docs = [d for d in docs.values() if d["event"]["dataset"] == "secops.http"]
+    assert [d["http"]["response"]["status_code"] for d in http_docs] == [101]
+    assert handed_back == [0] and taken[0] > 0
+    assert [read_through_upgrade(v) for v in (None, "websocket", "WebSocket", "h2c", "websocket, h2c")] == [True] * 5
+    assert [read_through_upgrade(v) for v in ("TLS/1.0", "websocket, TLS/1.2", "", "HTTP/2.0")] == [False] * 4
 
 
 def test_data_channels_travel_from_the_analyzers_process(monkeypatch: pytest.MonkeyPatch) -> None:
