@@ -40,6 +40,7 @@ READ_BYTES = 1 << 20
 INBOX_PIECE_BYTES = 1 << 20
 INBOX_PIECES = 8  # at most 8 MiB of selected frames wait for one child
 OUTPUT_BUFFER_BYTES = 256 << 10
+DOCUMENT_LINE = b'["d",'  # how orjson writes the child's document lines
 
 
 class ProcessRun(DocumentQueue):
@@ -107,15 +108,16 @@ class ProcessRun(DocumentQueue):
                 self._stderr.append(line)
 
     def _read(self) -> None:
-        """Reader thread: the child's lines as documents, warnings and announcements."""
+        """Reader thread: the child's lines as documents, warnings and announcements. The document lines of what the
+        pipe holds are parsed in one call and queued as one list (a call and a hand-off per document were a third of
+        the parent's CPU on the 1M-packet benchmark); other lines keep their place between them."""
         try:
             rest = b""
             while chunk := self._proc.stdout.read1(READ_BYTES):  # what the pipe holds, not a call per line
                 lines = (rest + chunk if rest else chunk).split(b"\n")
                 rest = lines.pop()
-                for line in lines:
-                    self._take(line)
-            self._take(rest)
+                self._take_lines(lines)
+            self._take_lines([rest])
         finally:
             self._proc.stdout.close()
             status = self._proc.wait()
@@ -126,13 +128,34 @@ class ProcessRun(DocumentQueue):
                           f"{'; '.join(tail) or 'no message'}")
             self.docs.put(_DONE)
 
+    def _take_lines(self, lines: list[bytes]) -> None:
+        start = 0
+        for i, line in enumerate(lines):
+            if not line.startswith(DOCUMENT_LINE):
+                self._take_documents(lines[start:i])
+                self._take(line)
+                start = i + 1
+        self._take_documents(lines[start:] if start else lines)
+
+    def _take_documents(self, lines: list[bytes]) -> None:
+        """``["d", document]`` lines into the queue as one list."""
+        if not lines:
+            return
+        try:
+            pairs = orjson.loads(b"[" + b",".join(lines) + b"]")
+        except orjson.JSONDecodeError:  # a damaged line: the others still count, one by one
+            for line in lines:
+                self._take(line)
+            return
+        self.docs.put([payload for _kind, payload in pairs])
+
     def _take(self, line: bytes) -> None:
         try:
             kind, payload = orjson.loads(line)
         except (orjson.JSONDecodeError, ValueError, TypeError):
             return
         if kind == "d":
-            self.docs.put(payload)
+            self.docs.put([payload])
         elif kind == "w":
             self.warn(payload)
         elif kind == "f":

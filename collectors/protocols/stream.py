@@ -178,27 +178,29 @@ class DocumentQueue:
 
     def ready(self) -> list[Doc]:
         """Documents finished so far (never blocks)."""
-        out = []
+        out: list[Doc] = []
         while True:
             try:
-                doc = self.docs.get_nowait()
+                item = self.docs.get_nowait()
             except queue.Empty:
                 return out
-            if doc is _DONE:
-                self.finished = True
-            else:
-                out.append(doc)
+            self._collect(item, out)
 
     def until_done(self) -> list[Doc]:
         """Every document still to come (blocks until the reader thread ends)."""
-        out = []
+        out: list[Doc] = []
         while not self.finished:
-            doc = self.docs.get()
-            if doc is _DONE:
-                self.finished = True
-            else:
-                out.append(doc)
+            self._collect(self.docs.get(), out)
         return out
+
+    def _collect(self, item: object, out: list[Doc]) -> None:
+        """A queue item into ``out``: a document, a list of them (``deep_process``'s reader), or the end."""
+        if item is _DONE:
+            self.finished = True
+        elif isinstance(item, list):
+            out += item
+        else:
+            out.append(item)  # type: ignore[arg-type]
 
     def end_input(self) -> None:
         """No more frames: the run reads to the end of what it was given."""
