@@ -1,5 +1,7 @@
 """The Rust engines (collectors/rust): documents written as JSON text, without Python objects per message."""
 
+from typing import Any
+
 class DnsEngine:
     """DNS, mDNS and LLMNR over UDP: ``dns_wire.parse`` and ``DnsAnalyzer`` in one, each document as JSON bytes."""
 
@@ -13,3 +15,14 @@ class DnsEngine:
                 ts: float) -> list[bytes]: ...
     def expire(self, now: float) -> list[bytes]: ...
     def finish(self) -> list[bytes]: ...
+
+def write_document(dataset: str, transport: str, orig_h: str, orig_p: int, resp_h: str, resp_p: int, ts: float,
+                   identity: tuple[Any, ...], fields: dict[str, Any], protocol: str | list[str],
+                   keep_empty: tuple[str, ...] = ()) -> tuple[bytes, int]:
+    """``documents.make_doc(dataset, Flow(transport, orig_h, orig_p, resp_h, resp_p, ...), ts, identity, fields,
+    protocol, keep_empty)`` as the bytes ``orjson.dumps`` writes of it, and ``len(doc["secops"]["truncated"])`` (0
+    without): no dict built, ``fields`` left as it is. TypeError where orjson would refuse the document (lone
+    surrogates, integers past 64 bits, other types, nesting) or where make_doc would put a key into a dict the
+    document also holds elsewhere: the caller falls back to make_doc. A timestamp or flow make_doc refuses raises
+    what make_doc raises."""
+    ...

@@ -44,15 +44,21 @@ pub struct Trunc {
 #[derive(Debug)]
 pub struct DocError(pub String);
 
-fn chars(text: &str) -> usize {
+/// Python's `len()` of a string: code points.
+pub fn chars(text: &str) -> usize {
     text.chars().count()
 }
 
-fn clip_str(text: &str) -> String {
+/// `text[:MAX_KEYWORD_CHARS]`: the first MAX_KEYWORD_CHARS code points.
+pub fn clip_at(text: &str) -> &str {
     match text.char_indices().nth(MAX_KEYWORD_CHARS) {
-        Some((at, _)) => text[..at].to_string(),
-        None => text.to_string(),
+        Some((at, _)) => text.get(..at).unwrap_or(text),
+        None => text,
     }
+}
+
+fn clip_str(text: &str) -> String {
+    clip_at(text).to_string()
 }
 
 fn write_answer(out: &mut String, a: &Answer) {
@@ -115,10 +121,12 @@ fn write_value(out: &mut String, value: &Value) {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        let _ = write!(s, "{:02x}", b);
+    for &b in bytes {
+        s.push(DIGITS[(b >> 4) as usize] as char);
+        s.push(DIGITS[(b & 15) as usize] as char);
     }
     s
 }
@@ -133,10 +141,16 @@ fn truncation(field: &'static str, value: &Value) -> Trunc {
             t
         }
     };
-    Trunc { field, length: chars(&text), sha256: hex(&Sha256::digest(text.as_bytes())) }
+    Trunc { field, length: chars(&text), sha256: sha256_hex(text.as_bytes()) }
 }
 
-fn long(s: &str) -> bool {
+/// `hashlib.sha256(data).hexdigest()`.
+pub fn sha256_hex(data: &[u8]) -> String {
+    hex(&Sha256::digest(data))
+}
+
+/// `len(s) > MAX_KEYWORD_CHARS` (code points), the byte length checked first.
+pub fn long(s: &str) -> bool {
     s.len() > MAX_KEYWORD_CHARS && chars(s) > MAX_KEYWORD_CHARS
 }
 
@@ -229,16 +243,49 @@ fn write_members(out: &mut String, members: &[(&'static str, Node)]) {
     }
 }
 
-/// Python's `f"{ts:.6f}"`.
-fn fixed6(ts: f64) -> String {
-    format!("{:.6}", ts)
+/// Python's `f"{ts:.6f}"` (both round the exact value half to even).
+pub fn fixed6(ts: f64) -> String {
+    fixed6_exact(ts).unwrap_or_else(|| format!("{:.6}", ts))
+}
+
+/// `fixed6` in integers for the common timestamps: the exact value times 10^6, rounded half to even.
+fn fixed6_exact(ts: f64) -> Option<String> {
+    let bits = ts.to_bits();
+    let biased = ((bits >> 52) & 0x7ff) as i32;
+    let fraction = bits & ((1u64 << 52) - 1);
+    let (mantissa, exp) = if biased == 0 { (fraction, -1074) } else { (fraction | (1u64 << 52), biased - 1075) };
+    if !(-120..=0).contains(&exp) || biased == 0x7ff {
+        return None;
+    }
+    let scaled = u128::from(mantissa) * 1_000_000;
+    let shift = exp.unsigned_abs();
+    let mut micros = scaled >> shift;
+    if shift > 0 {
+        let rest = scaled & ((1u128 << shift) - 1);
+        let half = 1u128 << (shift - 1);
+        if rest > half || (rest == half && micros & 1 == 1) {
+            micros += 1;
+        }
+    }
+    let mut out = String::with_capacity(24);
+    if bits >> 63 == 1 {
+        out.push('-');
+    }
+    let _ = write!(out, "{}.{:06}", micros / 1_000_000, micros % 1_000_000);
+    Some(out)
 }
 
 /// `doc_id`: BLAKE2b-128 of each part followed by 0x1f.
 fn doc_id(cid: &str, ts: f64, tid: u16, reply_ts: Option<f64>) -> String {
     let reply = reply_ts.map(float_repr).unwrap_or_else(|| "None".to_string());
     let text = format!("{}\x1f{}\x1f{}\x1fdns\x1f{}\x1f{}\x1f", DATASET, cid, fixed6(ts), tid, reply);
-    hex(&Blake2b::<U16>::digest(text.as_bytes()))
+    id_of(text.as_bytes())
+}
+
+/// `secops.ecs.doc_id` of its parts' text already joined (each part followed by 0x1f, UTF-8 with surrogates
+/// passed): BLAKE2b-128, hex.
+pub fn id_of(text: &[u8]) -> String {
+    hex(&Blake2b::<U16>::digest(text))
 }
 
 fn packed(text: &str, v6: bool) -> Option<Vec<u8>> {
@@ -274,6 +321,11 @@ impl CidCache {
 
 /// `community_id` of a UDP flow given as address text (v1, seed 0).
 pub fn community_id(saddr: &str, daddr: &str, sport: u16, dport: u16) -> Result<String, DocError> {
+    community_id_proto(17, saddr, daddr, sport, dport)
+}
+
+/// `documents.community_id` of a flow given as address text, for a transport with ports (TCP 6, UDP 17).
+pub fn community_id_proto(proto: u8, saddr: &str, daddr: &str, sport: u16, dport: u16) -> Result<String, DocError> {
     let v6 = saddr.contains(':');
     let (mut src, mut dst) = match (packed(saddr, v6), packed(daddr, v6)) {
         (Some(s), Some(d)) => (s, d),
@@ -288,7 +340,7 @@ pub fn community_id(saddr: &str, daddr: &str, sport: u16, dport: u16) -> Result<
     h.update([0u8, 0u8]);
     h.update(&src);
     h.update(&dst);
-    h.update([17u8, 0u8]);
+    h.update([proto, 0u8]);
     h.update(sport.to_be_bytes());
     h.update(dport.to_be_bytes());
     Ok(format!("1:{}", base64::engine::general_purpose::STANDARD.encode(h.finalize())))
@@ -327,16 +379,33 @@ pub fn iso(ts: f64) -> Result<String, DocError> {
     let secs = second as i64;
     let (days, rest) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     let (y, m, d) = civil(days);
-    Ok(format!(
-        "{}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
-        y,
-        m,
-        d,
-        rest / 3600,
-        rest / 60 % 60,
-        rest % 60,
-        micros as u32
-    ))
+    let mut out = String::with_capacity(27);
+    if (1000..=9999).contains(&y) {
+        push_digits(&mut out, y as u32, 4);
+    } else {
+        let _ = write!(out, "{}", y); // strftime's %Y: years before 1000 unpadded
+    }
+    out.push('-');
+    push_digits(&mut out, m, 2);
+    out.push('-');
+    push_digits(&mut out, d, 2);
+    out.push('T');
+    push_digits(&mut out, (rest / 3600) as u32, 2);
+    out.push(':');
+    push_digits(&mut out, (rest / 60 % 60) as u32, 2);
+    out.push(':');
+    push_digits(&mut out, (rest % 60) as u32, 2);
+    out.push('.');
+    push_digits(&mut out, micros as u32, 6);
+    out.push('Z');
+    Ok(out)
+}
+
+/// `n`'s last `width` decimal digits, zero-padded.
+fn push_digits(out: &mut String, n: u32, width: u32) {
+    for i in (0..width).rev() {
+        out.push(char::from(b'0' + (n / 10u32.pow(i) % 10) as u8));
+    }
 }
 
 /// `make_doc` of the DNS dataset as JSON bytes, and how many values it cut.

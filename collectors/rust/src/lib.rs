@@ -4,6 +4,7 @@
 #![allow(clippy::useless_conversion)] // pyo3 0.22 #[pymethods] expansion
 
 mod document;
+mod fields;
 mod pairing;
 mod render;
 mod text;
@@ -11,7 +12,7 @@ mod wire;
 
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3::types::PyBytes;
+use pyo3::types::{PyBytes, PyTuple};
 
 fn py_docs(py: Python<'_>, docs: Result<Vec<Vec<u8>>, document::DocError>) -> PyResult<Vec<PyObject>> {
     match docs {
@@ -114,8 +115,48 @@ impl DnsEngine {
     }
 }
 
+/// `documents.make_doc(dataset, Flow(transport, orig_h, orig_p, resp_h, resp_p, ...), ts, identity, fields,
+/// protocol, keep_empty)` as the JSON bytes `orjson.dumps` writes of it, with the length of its
+/// `secops.truncated` (values cut). `fields` is left as it is. TypeError where orjson would refuse the document
+/// (or for a case this writer does not model): the caller falls back to make_doc.
+#[pyfunction]
+#[pyo3(signature = (dataset, transport, orig_h, orig_p, resp_h, resp_p, ts, identity, fields, protocol, keep_empty = None))]
+#[allow(clippy::too_many_arguments)]
+fn write_document<'py>(
+    py: Python<'py>,
+    dataset: &Bound<'py, PyAny>,
+    transport: &Bound<'py, PyAny>,
+    orig_h: &Bound<'py, PyAny>,
+    orig_p: &Bound<'py, PyAny>,
+    resp_h: &Bound<'py, PyAny>,
+    resp_p: &Bound<'py, PyAny>,
+    ts: f64,
+    identity: &Bound<'py, PyAny>,
+    fields: &Bound<'py, PyAny>,
+    protocol: &Bound<'py, PyAny>,
+    keep_empty: Option<&Bound<'py, PyAny>>,
+) -> PyResult<(Bound<'py, PyBytes>, usize)> {
+    let empty = PyTuple::empty_bound(py).into_any();
+    let args = fields::Args {
+        dataset,
+        transport,
+        orig_h,
+        orig_p,
+        resp_h,
+        resp_p,
+        ts,
+        identity,
+        fields,
+        protocol,
+        keep_empty: keep_empty.unwrap_or(&empty),
+    };
+    let (json, cut) = fields::write_document(py, &args)?;
+    Ok((PyBytes::new_bound(py, &json), cut))
+}
+
 #[pymodule]
 fn _rs(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<DnsEngine>()?;
+    m.add_function(wrap_pyfunction!(write_document, m)?)?;
     Ok(())
 }

@@ -203,20 +203,39 @@ pub fn float_repr(x: f64) -> String {
     if x == 0.0 {
         return if x.is_sign_negative() { "-0.0".into() } else { "0.0".into() };
     }
-    let neg = x < 0.0;
-    let (digits, exp) = shortest_digits(x.abs());
     let mut out = String::new();
-    if neg {
+    push_shortest(&mut out, x, -4, 2);
+    out
+}
+
+/// A float as orjson 3.13 writes it: the shortest round-trip digits (as `repr`), positional from 1e-5 up to 1e16,
+/// else an exponent without padding (`1e-6`, `1e+16`); NaN and infinities as null. `secops.truncated` hashes this
+/// text for a cut list or object holding floats.
+pub fn orjson_float(out: &mut String, x: f64) {
+    if !x.is_finite() {
+        out.push_str("null");
+    } else if x == 0.0 {
+        out.push_str(if x.is_sign_negative() { "-0.0" } else { "0.0" });
+    } else {
+        push_shortest(out, x, -5, 1);
+    }
+}
+
+/// A finite non-zero float's shortest digits, positional for decimal exponents from `lowest` to 15, else with an
+/// exponent of at least `exp_width` digits.
+fn push_shortest(out: &mut String, x: f64, lowest: i32, exp_width: usize) {
+    let (digits, exp) = shortest_digits(x.abs());
+    if x < 0.0 {
         out.push('-');
     }
-    if !(-4..16).contains(&exp) {
+    if !(lowest..16).contains(&exp) {
         let (first, rest) = digits.split_at(digits.len().min(1));
         out.push_str(if first.is_empty() { "0" } else { first });
         if !rest.is_empty() {
             out.push('.');
             out.push_str(rest);
         }
-        let _ = write!(out, "e{}{:02}", if exp < 0 { '-' } else { '+' }, exp.abs());
+        let _ = write!(out, "e{}{:0width$}", if exp < 0 { '-' } else { '+' }, exp.abs(), width = exp_width);
     } else if exp < 0 {
         out.push_str("0.");
         for _ in 0..(-exp - 1) {
@@ -238,7 +257,6 @@ pub fn float_repr(x: f64) -> String {
             out.push_str(frac);
         }
     }
-    out
 }
 
 /// The shortest digits that read back as `x` (finite, above 0) and the decimal exponent of the first one. Ryu,
@@ -271,6 +289,13 @@ pub fn round_to(x: f64, ndigits: usize) -> f64 {
 /// A JSON string as orjson writes it (the text `secops.truncated` measures and hashes): runs that need no
 /// escape copied whole.
 pub fn json_str(out: &mut String, text: &str) {
+    if !text.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
+        out.reserve(text.len() + 2);
+        out.push('"');
+        out.push_str(text);
+        out.push('"');
+        return;
+    }
     out.push('"');
     let bytes = text.as_bytes();
     let mut run = 0;
