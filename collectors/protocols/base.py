@@ -26,17 +26,18 @@ Warn = Callable[[str], None]
 DocumentWriter = Callable[..., tuple[bytes, int]]
 
 
-def _built_writer() -> DocumentWriter | None:
-    """``collectors._rs.write_document`` (make_doc's document as JSON, with the number of values cut), if built."""
+def built_rust(name: str) -> Any:
+    """``collectors._rs.<name>`` (collectors/rust), or None where the extension is not built (the Python reference
+    then does the work)."""
     try:
         from collectors import _rs
     except ImportError:
         return None
-    writer: DocumentWriter | None = getattr(_rs, "write_document", None)
-    return writer
+    return getattr(_rs, name, None)
 
 
-WRITE_DOCUMENT = _built_writer()
+# make_doc's document as JSON, with the number of values cut
+WRITE_DOCUMENT: DocumentWriter | None = built_rust("write_document")
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from collectors.protocols.base import cuts_warning
+from collectors.protocols.base import built_rust, cuts_warning
 from collectors.protocols.dns import DnsAnalyzer
 from collectors.protocols.dns_wire import WireStats, parse
 from collectors.protocols.documents import Flow, Written
@@ -27,15 +27,7 @@ if TYPE_CHECKING:
     from collectors._rs import DnsEngine
 
 
-def _built_engine() -> type[DnsEngine] | None:
-    try:
-        from collectors._rs import DnsEngine
-    except ImportError:  # not built: the Python reference reads DNS
-        return None
-    return DnsEngine
-
-
-ENGINE = _built_engine()
+ENGINE: type[DnsEngine] | None = built_rust("DnsEngine")
 
 Warn = Callable[[str], None]
 

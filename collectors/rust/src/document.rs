@@ -2,7 +2,7 @@
 //! values cut at MAX_KEYWORD_CHARS code points with their `secops.truncated` entries.
 
 use crate::render::Answer;
-use crate::text::{float_repr, json_float, json_str};
+use crate::text::{float_repr, json_float, json_list, json_str};
 use base64::Engine as _;
 use blake2::digest::consts::U16;
 use blake2::{Blake2b, Digest};
@@ -32,13 +32,22 @@ pub enum Value {
     Str(String),
     StrList(Vec<String>),
     Answers(Vec<Answer>),
-    Truncs(Vec<Trunc>),
+    Truncs(Vec<Trunc<'static>>),
 }
 
-pub struct Trunc {
-    field: &'static str,
-    length: usize,
-    sha256: String,
+pub struct Trunc<'a> {
+    pub field: &'a str,
+    pub length: usize,
+    pub sha256: String,
+}
+
+impl Trunc<'_> {
+    /// The entry as orjson writes `documents.truncation`'s dict.
+    pub fn write(&self, out: &mut String) {
+        out.push_str("{\"field\":");
+        json_str(out, self.field);
+        let _ = write!(out, ",\"length\":{},\"sha256\":\"{}\"}}", self.length, self.sha256);
+    }
 }
 
 #[derive(Debug)]
@@ -86,38 +95,9 @@ fn write_value(out: &mut String, value: &Value) {
         Value::Float(f) => json_float(out, *f),
         Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
         Value::Str(s) => json_str(out, s),
-        Value::StrList(items) => {
-            out.push('[');
-            for (i, s) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                json_str(out, s);
-            }
-            out.push(']');
-        }
-        Value::Answers(items) => {
-            out.push('[');
-            for (i, a) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                write_answer(out, a);
-            }
-            out.push(']');
-        }
-        Value::Truncs(items) => {
-            out.push('[');
-            for (i, t) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                out.push_str("{\"field\":");
-                json_str(out, t.field);
-                let _ = write!(out, ",\"length\":{},\"sha256\":\"{}\"}}", t.length, t.sha256);
-            }
-            out.push(']');
-        }
+        Value::StrList(items) => json_list(out, items, |out, s| json_str(out, s)),
+        Value::Answers(items) => json_list(out, items, write_answer),
+        Value::Truncs(items) => json_list(out, items, |out, t| t.write(out)),
     }
 }
 
@@ -132,7 +112,7 @@ pub fn hex(bytes: &[u8]) -> String {
 }
 
 /// `truncation`: field, length in code points and SHA-256 of the original (lists as orjson's text).
-fn truncation(field: &'static str, value: &Value) -> Trunc {
+fn truncation(field: &'static str, value: &Value) -> Trunc<'static> {
     let text = match value {
         Value::Str(s) => s.clone(),
         other => {
@@ -430,7 +410,7 @@ pub fn make_doc(
     json_str(&mut out, &cid);
     out.push_str(",\"protocol\":\"dns\"}");
     let mut tree: Vec<(&'static str, Node)> = Vec::new();
-    let mut truncated: Vec<Trunc> = Vec::new();
+    let mut truncated: Vec<Trunc<'static>> = Vec::new();
     for (dotted, value) in fields {
         if is_empty(&value) {
             continue;

@@ -7,8 +7,8 @@
 //! make_doc. So does a document whose building would mutate a dict that it also holds elsewhere (`put` under a
 //! field whose value is a dict shared with another field), which this writer does not model.
 
-use crate::document::{self, chars, clip_at, long, sha256_hex, MAX_KEYWORD_CHARS};
-use crate::text::{float_repr, json_str, orjson_float};
+use crate::document::{self, chars, clip_at, long, sha256_hex, Trunc, MAX_KEYWORD_CHARS};
+use crate::text::{float_repr, json_seq, json_str, orjson_float};
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyList, PyLong, PySlice, PyString, PyTuple};
@@ -38,13 +38,6 @@ fn surrogatepass(s: &Bound<'_, PyString>, out: &mut Vec<u8>) -> PyResult<()> {
         }
     }
     Ok(())
-}
-
-/// One `secops.truncated` entry (`documents.truncation`).
-struct Trunc<'a> {
-    field: &'a str,
-    length: usize,
-    sha256: String,
 }
 
 /// A member of the document being built. `Py` is a caller's value as make_doc would hold it, `clip` when make_doc
@@ -88,29 +81,17 @@ fn write_py(out: &mut String, obj: &Bound<'_, PyAny>, clip: bool, depth: usize) 
         if depth > MAX_DEPTH {
             return Err(depth_error());
         }
-        out.push('[');
-        for (n, item) in list.iter().enumerate() {
-            if n > 0 {
-                out.push(',');
-            }
-            write_py(out, &item, clip, depth + 1)?;
-        }
-        out.push(']');
+        json_seq(out, '[', ']', list.iter(), |out, item| write_py(out, &item, clip, depth + 1))?;
     } else if let Ok(dict) = obj.downcast::<PyDict>() {
         if depth > MAX_DEPTH {
             return Err(depth_error());
         }
-        out.push('{');
-        for (n, (key, value)) in dict.iter().enumerate() {
-            if n > 0 {
-                out.push(',');
-            }
+        json_seq(out, '{', '}', dict.iter(), |out, (key, value)| {
             let key = key.downcast_exact::<PyString>().map_err(|_| type_error("Dict key must be str"))?;
             json_str(out, utf8(key)?);
             out.push(':');
-            write_py(out, &value, clip, depth + 1)?;
-        }
-        out.push('}');
+            write_py(out, &value, clip, depth + 1)
+        })?;
     } else if let Ok(f) = obj.downcast_exact::<PyFloat>() {
         orjson_float(out, f.value());
     } else if obj.is_none() {
@@ -119,14 +100,8 @@ fn write_py(out: &mut String, obj: &Bound<'_, PyAny>, clip: bool, depth: usize) 
         if depth > MAX_DEPTH {
             return Err(depth_error());
         }
-        out.push('[');
-        for (n, item) in tuple.iter().enumerate() {
-            if n > 0 {
-                out.push(',');
-            }
-            write_py(out, &item, false, depth + 1)?; // clip leaves tuples as they are
-        }
-        out.push(']');
+        // clip leaves tuples as they are
+        json_seq(out, '[', ']', tuple.iter(), |out, item| write_py(out, &item, false, depth + 1))?;
     } else {
         let name = obj.get_type().name().map(|n| n.to_string()).unwrap_or_default();
         return Err(type_error(format!("Type is not JSON serializable: {}", name)));
@@ -140,16 +115,11 @@ fn write_node(out: &mut String, node: &Node<'_, '_>, depth: usize) -> PyResult<(
             if depth > MAX_DEPTH {
                 return Err(depth_error());
             }
-            out.push('{');
-            for (n, (key, child)) in members.iter().enumerate() {
-                if n > 0 {
-                    out.push(',');
-                }
+            json_seq(out, '{', '}', members, |out, (key, child)| {
                 json_str(out, key);
                 out.push(':');
-                write_node(out, child, depth + 1)?;
-            }
-            out.push('}');
+                write_node(out, child, depth + 1)
+            })?;
         }
         Node::Py(obj, clip) => write_py(out, obj, *clip, depth)?,
         Node::Text(text) => json_str(out, text),
@@ -158,22 +128,13 @@ fn write_node(out: &mut String, node: &Node<'_, '_>, depth: usize) -> PyResult<(
             if depth > MAX_DEPTH {
                 return Err(depth_error());
             }
-            out.push('[');
-            for (n, item) in items.iter().enumerate() {
-                if n > 0 {
-                    out.push(',');
-                }
-                write_node(out, item, depth + 1)?;
-            }
-            out.push(']');
+            json_seq(out, '[', ']', items, |out, item| write_node(out, item, depth + 1))?;
         }
         Node::Trunc(t) => {
             if depth > MAX_DEPTH {
                 return Err(depth_error());
             }
-            out.push_str("{\"field\":");
-            json_str(out, t.field);
-            let _ = write!(out, ",\"length\":{},\"sha256\":\"{}\"}}", t.length, t.sha256);
+            t.write(out);
         }
     }
     Ok(())

@@ -286,6 +286,33 @@ pub fn round_to(x: f64, ndigits: usize) -> f64 {
     format!("{:.*}", ndigits, x).parse::<f64>().unwrap_or(x)
 }
 
+/// A JSON array or object's members between `open` and `close`, comma-separated, each written by `write`.
+pub fn json_seq<T, E>(
+    out: &mut String,
+    open: char,
+    close: char,
+    items: impl IntoIterator<Item = T>,
+    mut write: impl FnMut(&mut String, T) -> Result<(), E>,
+) -> Result<(), E> {
+    out.push(open);
+    for (i, item) in items.into_iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        write(out, item)?;
+    }
+    out.push(close);
+    Ok(())
+}
+
+/// `json_seq` for a JSON array whose items cannot fail to write.
+pub fn json_list<T>(out: &mut String, items: impl IntoIterator<Item = T>, mut write: impl FnMut(&mut String, T)) {
+    let _ = json_seq(out, '[', ']', items, |out, item| {
+        write(out, item);
+        Ok::<(), ()>(())
+    });
+}
+
 /// A JSON string as orjson writes it (the text `secops.truncated` measures and hashes): runs that need no
 /// escape copied whole.
 pub fn json_str(out: &mut String, text: &str) {
