@@ -28,14 +28,19 @@ sensor_app = typer.Typer(help="Live capture into a rotating pcap spool, shipped 
 pcap_app = typer.Typer(help="The capture spool: list chunks, cut a connection's packets out.", no_args_is_help=True)
 
 
-def _ndjson_sink() -> Any:
+def _ndjson_sinks() -> tuple[Any, Any]:
+    """(for dicts, for documents kept as JSON text: ``DocumentText``) writing one line each to stdout."""
     out = sys.stdout.buffer
     dumps = orjson.dumps
 
     def sink(doc: dict) -> None:
         out.write(dumps(doc, default=str))
         out.write(b"\n")
-    return sink
+
+    def text_sink(doc: Any) -> None:
+        out.write(doc.text)
+        out.write(b"\n")
+    return sink, text_sink
 
 
 def ingest(
@@ -73,9 +78,9 @@ def ingest(
     failed = 0
     engine_used: list[str] = []
 
-    def run(sink: Any) -> Any:
+    def run(sink: Any, text_sink: Any) -> Any:
         nonlocal failed
-        pipe = Pipeline(sink, observer=observer, max_flows=s.sensor.flow_table_max, deep=deep,
+        pipe = Pipeline(sink, text_sink=text_sink, observer=observer, max_flows=s.sensor.flow_table_max, deep=deep,
                         tshark_path=s.sensor.tshark_path, on_warning=warn, verify_checksums=checksums,
                         engine=engine.value, deep_bytes_max=s.sensor.deep_bytes_per_direction,
                         deep_process_min_bytes=DEEP_PROCESS_MIN_BYTES)
@@ -93,11 +98,11 @@ def ingest(
         return pipe.finish()
 
     if output is Output.ndjson:
-        stats = run(_ndjson_sink())
+        stats = run(*_ndjson_sinks())
         sys.stdout.flush()
     else:
         with writer(offline=True) as w:
-            stats = run(w.add)
+            stats = run(w.add, w.add_text)
     err_console.print(f"{stats.files} file(s), {stats.packets} packets, {stats.conns} connections, "
                       f"{stats.deep_docs} protocol documents, {stats.observations} observations, "
                       f"{stats.flows_evicted} flows evicted early (table full), {stats.warnings} warning(s); "

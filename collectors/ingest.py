@@ -22,11 +22,13 @@ from collectors.flowconst import TCP
 from collectors.flowpath import DeepCut, Engine, NativeFlowPath, open_flow_path
 from collectors.flows import ConnRecord
 from collectors.protocols.detect import SERVICE_INDEX, SERVICES, UPGRADES, probe, probe_service_only
+from collectors.protocols.document_text import DocumentText, Shipped
 from collectors.protocols.expected import ExpectedConnections
 from collectors.selection import DEEP_BYTES_PER_DIRECTION
 from secops.ecs import doc_id
 
 Sink = Callable[[dict[str, Any]], None]
+TextSink = Callable[[DocumentText], None]
 Warn = Callable[[str], None]
 
 
@@ -59,10 +61,13 @@ class Pipeline:
                  tshark_path: str = "tshark", on_warning: Warn | None = None,
                  on_packets: Callable[[int], None] | None = None, verify_checksums: bool = False,
                  engine: Engine = "auto", deep_bytes_max: int = DEEP_BYTES_PER_DIRECTION,
-                 deep_process_min_bytes: int | None = None) -> None:
+                 deep_process_min_bytes: int | None = None, text_sink: TextSink | None = None) -> None:
         """``deep_process_min_bytes``: files at least this large run their analyzers in a process of their own
-        (offline ingest); None never does (the sensor, whose workers already keep every core busy)."""
+        (offline ingest); None never does (the sensor, whose workers already keep every core busy).
+        ``text_sink``: where the documents an analyzer process wrote go as their JSON text, unparsed (the NDJSON and
+        Elasticsearch writers: ``DocumentText``); without it they are parsed for ``sink``."""
         self.sink = sink
+        self.text_sink = text_sink
         self.observer = observer
         self.deep = deep
         self.deep_bytes_max = deep_bytes_max
@@ -121,9 +126,14 @@ class Pipeline:
             self.sink(obs)
 
     # -- deep path ----------------------------------------------------------------------------------
-    def _ship_deep(self, docs: Iterable[dict[str, Any]]) -> None:
+    def _ship_deep(self, docs: Iterable[Shipped]) -> None:
         for doc in docs:
             self.stats.deep_docs += 1
+            if isinstance(doc, DocumentText):
+                if self.text_sink is not None and not self.observer:
+                    self.text_sink(doc)
+                    continue
+                doc = doc.parse()
             if self.observer:  # whose sensor saw it (the console fetches its pcap there); one document per sensor
                 doc["observer"] = {"name": self.observer}
                 doc["_id"] = doc_id(doc["_id"], self.observer)
@@ -241,10 +251,13 @@ def main(argv: list[str] | None = None) -> int:
     def sink(doc: dict[str, Any]) -> None:
         out.write(orjson.dumps(doc, default=str) + b"\n")
 
+    def text_sink(doc: DocumentText) -> None:
+        out.write(doc.text + b"\n")
+
     def warn(msg: str) -> None:
         print(f"warning: {msg}", file=sys.stderr)
 
-    pipe = Pipeline(sink, on_warning=warn, deep_process_min_bytes=DEEP_PROCESS_MIN_BYTES)
+    pipe = Pipeline(sink, on_warning=warn, deep_process_min_bytes=DEEP_PROCESS_MIN_BYTES, text_sink=text_sink)
     status = 0
     for path in argv if argv is not None else sys.argv[1:]:
         try:

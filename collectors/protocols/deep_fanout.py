@@ -48,7 +48,7 @@ from collectors.decode import (
 )
 from collectors.flowconst import TCP, UDP
 from collectors.protocols.deep_process import ProcessRun
-from collectors.protocols.documents import Doc
+from collectors.protocols.document_text import Shipped
 from collectors.protocols.expected import ExpectedConnections
 
 Warn = Callable[[str], None]
@@ -210,20 +210,20 @@ class ProcessFanout:
                 child = self.children[i] = ProcessRun(name, self.tshark_path, self.warn, self.expected)
             child.write(part, linktypes, count)
 
-    def ready(self) -> list[Doc]:
+    def ready(self) -> list[Shipped]:
         return [doc for child in self.running for doc in child.ready()]
 
     def end_input(self) -> None:
         for child in self.running:
             child.end_input()
 
-    def drain(self) -> list[Doc]:
+    def drain(self) -> list[Shipped]:
         return [doc for child in self.running for doc in child.drain()]
 
     def release(self) -> None:
         for child in self.running:
             child.release()
 
-    def close(self) -> list[Doc]:
+    def close(self) -> list[Shipped]:
         self.end_input()
         return self.drain()

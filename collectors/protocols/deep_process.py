@@ -9,7 +9,7 @@ JSON line per message to its standard output: ``["d", document]``, ``["w", warni
 responder, port, service, time]]`` for a connection an analyzer announced (FTP data, which the parent's pipeline
 claims), or ``["f", [blocks read, of them given to tshark]]`` after each read of its input (the parent ends a run by
 its tshark's frames). A reader thread in the parent turns the lines back into documents, warnings and announcements,
-in order.
+in order; a document stays the text the child wrote (``DocumentText``) unless its consumer needs a dict.
 
 A child costs about 0.2 s of CPU to start, so small files (a test trace) keep the analyzers in a thread
 (``collectors.ingest.DEEP_PROCESS_MIN_BYTES``), and so does the live sensor: its flow workers already keep every core
@@ -30,6 +30,7 @@ from typing import BinaryIO
 
 import orjson
 
+from collectors.protocols.document_text import DOCUMENT_LINE, DocumentText, Shipped
 from collectors.protocols.expected import ExpectedConnections
 from collectors.protocols.stream import _DONE, DocumentQueue, TsharkStdinRun
 from secops.runtime import tune_gc
@@ -40,7 +41,6 @@ READ_BYTES = 1 << 20
 INBOX_PIECE_BYTES = 1 << 20
 INBOX_PIECES = 8  # at most 8 MiB of selected frames wait for one child
 OUTPUT_BUFFER_BYTES = 256 << 10
-DOCUMENT_LINE = b'["d",'  # how orjson writes the child's document lines
 
 
 class ProcessRun(DocumentQueue):
@@ -109,8 +109,8 @@ class ProcessRun(DocumentQueue):
 
     def _read(self) -> None:
         """Reader thread: the child's lines as documents, warnings and announcements. The document lines of what the
-        pipe holds are parsed in one call and queued as one list (a call and a hand-off per document were a third of
-        the parent's CPU on the 1M-packet benchmark); other lines keep their place between them."""
+        pipe holds are queued as one list (a call and a hand-off per document were a third of the parent's CPU on the
+        1M-packet benchmark); other lines keep their place between them."""
         try:
             rest = b""
             while chunk := self._proc.stdout.read1(READ_BYTES):  # what the pipe holds, not a call per line
@@ -138,16 +138,20 @@ class ProcessRun(DocumentQueue):
         self._take_documents(lines[start:] if start else lines)
 
     def _take_documents(self, lines: list[bytes]) -> None:
-        """``["d", document]`` lines into the queue as one list."""
+        """``["d", document]`` lines into the queue as one list, each kept as its text (``DocumentText``); one
+        without ``make_doc``'s layout is parsed, a damaged one dropped."""
         if not lines:
             return
-        try:
-            pairs = orjson.loads(b"[" + b",".join(lines) + b"]")
-        except orjson.JSONDecodeError:  # a damaged line: the others still count, one by one
-            for line in lines:
-                self._take(line)
-            return
-        self.docs.put([payload for _kind, payload in pairs])
+        docs: list[Shipped] = []
+        for line in lines:
+            doc = DocumentText.from_line(line)
+            if doc is not None:
+                docs.append(doc)
+                continue
+            with contextlib.suppress(orjson.JSONDecodeError, ValueError, TypeError):
+                _kind, payload = orjson.loads(line)
+                docs.append(payload)
+        self.docs.put(docs)
 
     def _take(self, line: bytes) -> None:
         try:

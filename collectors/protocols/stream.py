@@ -42,7 +42,8 @@ from typing import IO, TYPE_CHECKING
 
 from collectors.protocols import analyze, tshark_command
 from collectors.protocols.base import RunContext
-from collectors.protocols.documents import Doc, Written
+from collectors.protocols.document_text import Shipped
+from collectors.protocols.documents import Written
 from collectors.protocols.expected import ExpectedConnections
 from collectors.protocols.native import NativeFrames
 from collectors.protocols.reread import ConnectionFrames
@@ -82,7 +83,7 @@ class MetadataStream:
         self.runs = 0
         self._run: TsharkStdinRun | ProcessFanout | None = None
         self._ending: TsharkStdinRun | ProcessFanout | None = None  # the previous run, finishing its input
-        self._finished: list[Doc] = []
+        self._finished: list[Shipped] = []
 
     def write(self, blocks: bytes, linktypes: tuple[int, ...], frames: int) -> None:
         """Enhanced packet blocks from ``take_selected`` (``frames`` of them) and the link type of every
@@ -128,7 +129,7 @@ class MetadataStream:
             self._finished += self._ending.drain()
             self._ending = None
 
-    def ready(self) -> list[Doc]:
+    def ready(self) -> list[Shipped]:
         """Documents finished so far (never blocks)."""
         out, self._finished = self._finished, []
         if self._ending is not None:
@@ -140,7 +141,7 @@ class MetadataStream:
             out += self._run.ready()
         return out
 
-    def close(self) -> list[Doc]:
+    def close(self) -> list[Shipped]:
         """End of the file's selection: wait for tshark and the analyzers; every remaining document."""
         self._end_previous()
         out = self.ready()
@@ -176,9 +177,9 @@ class DocumentQueue:
         for doc in docs:
             self.docs.put(doc)
 
-    def ready(self) -> list[Doc]:
+    def ready(self) -> list[Shipped]:
         """Documents finished so far (never blocks)."""
-        out: list[Doc] = []
+        out: list[Shipped] = []
         while True:
             try:
                 item = self.docs.get_nowait()
@@ -186,14 +187,14 @@ class DocumentQueue:
                 return out
             self._collect(item, out)
 
-    def until_done(self) -> list[Doc]:
+    def until_done(self) -> list[Shipped]:
         """Every document still to come (blocks until the reader thread ends)."""
-        out: list[Doc] = []
+        out: list[Shipped] = []
         while not self.finished:
             self._collect(self.docs.get(), out)
         return out
 
-    def _collect(self, item: object, out: list[Doc]) -> None:
+    def _collect(self, item: object, out: list[Shipped]) -> None:
         """A queue item into ``out``: a document, a list of them (``deep_process``'s reader), or the end."""
         if item is _DONE:
             self.finished = True
@@ -209,13 +210,13 @@ class DocumentQueue:
     def release(self) -> None:
         """After the last document: what the run held (threads, files) is let go."""
 
-    def drain(self) -> list[Doc]:
+    def drain(self) -> list[Shipped]:
         """After ``end_input``: every remaining document (blocks until the run ends), then the run is let go."""
         out = self.ready() + self.until_done()
         self.release()
         return out
 
-    def close(self) -> list[Doc]:
+    def close(self) -> list[Shipped]:
         """End of the run's frames: wait for its analyzers; every remaining document."""
         self.end_input()
         return self.drain()

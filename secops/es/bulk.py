@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 from elastic_transport import ConnectionError as TransportConnectionError
@@ -63,6 +63,18 @@ class WriterStats:
     corrupt_files: list[str] = field(default_factory=list)
     spool_files_replayed: int = 0
     not_kept: int = 0  # documents lost because neither Elasticsearch nor the spool could take them
+
+
+class JsonDocument(Protocol):
+    """A document kept as JSON text, with what the writer needs to place it (``DocumentText``)."""
+
+    dataset: str
+    timestamp: str
+    doc_id: str
+
+    def source(self, ingested: str) -> bytes: ...
+
+    def parse(self) -> dict[str, Any]: ...
 
 
 def _default(obj: Any) -> Any:
@@ -116,9 +128,7 @@ class BulkWriter:
     def add(self, doc: Mapping[str, Any], *, index: str | None = None, doc_id: str | None = None) -> None:
         """Queue one document. Its id is ``doc_id`` or its ``_id`` key; its index follows from
         ``event.dataset`` and ``@timestamp`` unless given (or given as ``_index``)."""
-        if self._failure is not None:
-            self.stats.not_kept += 1
-            raise self._failed()
+        self._refuse_after_failure()
         source = dict(doc)
         doc_id = doc_id or source.pop("_id", None)
         index = index or source.pop("_index", None)
@@ -136,7 +146,26 @@ class BulkWriter:
         body = dumps(source)
         if len(body) > MAX_KEYWORD_CHARS:  # only then can a string be too long to index: cut it, say so
             body = dumps(bound_keywords(source))
-        item = (index, doc_id, body)
+        self._queue((index, doc_id, body))
+
+    def add_text(self, doc: JsonDocument) -> None:
+        """Queue a document already written as JSON (an analyzer process's, ``collectors.protocols.document_text``)
+        without parsing it: its index and id come with it. One long enough to hold a value Elasticsearch would not
+        index is parsed and cut as ``add`` cuts it."""
+        self._refuse_after_failure()
+        body = doc.source(self._ingested_now())
+        if len(body) > MAX_KEYWORD_CHARS:
+            self.add(doc.parse())
+            return
+        self._queue((index_for(self.prefix, doc.dataset, doc.timestamp), doc.doc_id, body))
+
+    def _refuse_after_failure(self) -> None:
+        """Once a batch could be neither sent nor spooled, every later document is counted lost and refused."""
+        if self._failure is not None:
+            self.stats.not_kept += 1
+            raise self._failed()
+
+    def _queue(self, item: Item) -> None:
         with self._lock:
             if self._first_at is None:
                 self._first_at = time.monotonic()

@@ -46,3 +46,34 @@ def test_documents_index_without_rejections_and_replay_idempotently(settings, es
     mapping = es.indices.get_mapping(index=f"{prefix}-s7comm-*")
     props = next(iter(mapping.values()))["mappings"]["properties"]["secops"]["properties"]["s7comm"]["properties"]
     assert props["pdu_reference"]["type"] == "long" and props["is_program_change"]["type"] == "boolean"
+
+
+def test_documents_kept_as_text_index_as_the_parsed_ones_do(settings, es, tmp_path):
+    """``BulkWriter.add_text`` (an analyzer process's documents, unparsed) indexes the same sources into the same
+    indices as ``add`` does with the parsed dicts; a document long enough to need cutting goes the dict way."""
+    import orjson
+
+    from collectors.protocols.document_text import DocumentText
+
+    docs = [d for c in CAPTURES[:4] for d in extract_metadata(TESTDATA / c)]
+    long_one = {**docs[0], "_id": "long-one", "secops": {"note": "x" * 40_000}}
+    prefix = settings.elasticsearch.index_prefix
+    with BulkWriter(es, tmp_path / "spool", settings.bulk, prefix=prefix) as w:
+        for doc in [*docs, long_one]:
+            text = DocumentText.from_text(orjson.dumps(doc))
+            assert text is not None
+            w.add_text(text)
+    assert w.stats.rejected == 0 and w.stats.spooled == 0
+    es.indices.refresh(index=f"{prefix}-*")
+    hits = {h["_id"]: h for h in es.search(index=f"{prefix}-*", size=1000, query={"match_all": {}})["hits"]["hits"]}
+    assert len(hits) == len(docs) + 1
+    with BulkWriter(es, tmp_path / "spool2", settings.bulk, prefix=f"{prefix}-dict") as w:
+        w.add_many(docs)
+    es.indices.refresh(index=f"{prefix}-dict-*")
+    for hit in es.search(index=f"{prefix}-dict-*", size=1000, query={"match_all": {}})["hits"]["hits"]:
+        mine = hits[hit["_id"]]
+        assert mine["_index"] == hit["_index"].replace(f"{prefix}-dict-", f"{prefix}-")
+        for source in (mine["_source"], hit["_source"]):
+            assert source["event"].pop("ingested")
+        assert mine["_source"] == hit["_source"]
+    assert len(hits["long-one"]["_source"]["secops"]["note"]) < 40_000  # cut as add cuts it
