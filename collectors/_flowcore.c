@@ -1436,9 +1436,9 @@ static int route_ip_offset(int linktype, const u8 *b, Py_ssize_t end, Py_ssize_t
     return etype == 0x0800 || etype == 0x86DD ? etype : 0;
 }
 
-/* HostPairRouter.share for a frame deep_fanout.plain_pair reads (the outermost IP header carries TCP, UDP off the
- * tunnel ports, or is a fragment): the share, or -1 when the Python router must decide (it hands the frame to its
- * decoder then, whose fragment state is its own). */
+/* HostPairRouter.share for a frame deep_fanout.plain_pair reads (the outermost IP header carries TCP, or UDP off the
+ * tunnel ports): the share, or -1 when the Python router must decide (IP fragments, which go where their datagram's
+ * first fragment went, and whatever its decoder reads). */
 static int plain_share(int shares, int linktype, const u8 *b, Py_ssize_t end) {
     Py_ssize_t off;
     int etype = route_ip_offset(linktype, b, end, &off);
@@ -1455,7 +1455,8 @@ static int plain_share(int shares, int linktype, const u8 *b, Py_ssize_t end) {
         fragment = proto == 44;
     }
     const u8 *a = b + off + (alen == 4 ? 12 : 8), *z = a + alen;
-    if (!fragment && proto != P_TCP) {
+    if (fragment) return -1;
+    if (proto != P_TCP) {
         if (proto != P_UDP || end - l4 < 4) return -1;
         int sport = rd16(b + l4), dport = rd16(b + l4 + 2);
         if (is_tunnel_port(sport) || is_tunnel_port(dport)) return -1;

@@ -10,8 +10,12 @@ across connections stays in one child: an FTP control connection and its data ch
 parent as announcements), SMB and the DCE-RPC connections it opens. The pair is the flow's own, as the analyzers
 see it: a frame whose outermost IP header carries TCP or UDP off the tunnel ports is read in place; a tunnel (or
 any other encapsulation) goes through the flow path's decoder and by its inner pair, so a flow goes to the same
-child tunnelled or not. IP fragments go by their own header's pair, so that all of a datagram's fragments meet in
-one child's decoder. DHCP (UDP ports 67/68 and 546/547) moves between addresses (0.0.0.0 to broadcast, then the
+child tunnelled or not. An IP datagram's fragments all go where its first fragment goes (``fragment_share``, which
+remembers the datagram), and the first goes by the flow inside it: its headers are read as if the datagram were whole.
+Fragments that went by their outer pair split a tunnelled flow whose larger datagrams fragment (GTP-U at a 1500-byte
+MTU): on the 1M-packet real-trace benchmark one GTP-U download's responses reached one child and its requests the
+other, which logged 11 requests as unanswered and gave its tshark 6,874 first fragments it could not reassemble.
+DHCP (UDP ports 67/68 and 546/547) moves between addresses (0.0.0.0 to broadcast, then the
 lease), so it always goes to the first child, as does a frame the decoder finds no IP in (ARP).
 
 Frame numbers in a child count that child's frames, as a run's already count the frames of its run: the documents
@@ -57,11 +61,14 @@ Shares = list[tuple[bytes, int]]  # per analyzer process: its enhanced packet bl
 DEEP_PROCESSES = 2  # analyzer processes per large file (measured on 2 cores: see README, "Whole ingest")
 DHCP_PORTS = frozenset((67, 68, 546, 547))
 IPV6_FRAGMENT = 44
+MAX_FRAGMENTED = 4096  # datagrams whose fragments' share is remembered (the oldest go first)
 
 _block = struct.Struct("<II").unpack_from
 _epb = struct.Struct("<I8xI").unpack_from  # interface, (time), captured length
 _u16 = struct.Struct("!H").unpack_from
 _ports = struct.Struct("!HH").unpack_from
+_u32 = struct.Struct("!I").unpack_from
+Fragment = tuple[tuple[int, bytes, bytes, int, int], int]  # (version, source, destination, IP ID, protocol), offset
 
 
 def ip_offset(linktype: int, buf: bytes, frame: int, end: int) -> tuple[int, int] | None:
@@ -84,9 +91,8 @@ def ip_offset(linktype: int, buf: bytes, frame: int, end: int) -> tuple[int, int
 
 def plain_pair(linktype: int, buf: bytes, frame: int, end: int) -> tuple[bytes, bytes, int, int] | None:
     """(source, destination, source port, destination port; ports 0 when not UDP) of a frame whose outermost IP
-    header says where it goes: TCP, UDP off the tunnel ports, or an IP fragment (a fragmented tunnel packet goes
-    by its outer pair: the fragments must meet in one child to be put together). None for anything else (tunnels,
-    other link types, MPLS, PPPoE, IPv6 extension headers), which the decoder reads."""
+    header says where it goes: TCP, or UDP off the tunnel ports. None for anything else (IP fragments, tunnels, other
+    link types, MPLS, PPPoE, IPv6 extension headers), which the router reads further."""
     found = ip_offset(linktype, buf, frame, end)
     if found is None:
         return None
@@ -103,13 +109,57 @@ def plain_pair(linktype: int, buf: bytes, frame: int, end: int) -> tuple[bytes, 
         proto, l4 = buf[off + 6], off + 40
         src, dst = buf[off + 8:off + 24], buf[off + 24:off + 40]
         fragment = proto == IPV6_FRAGMENT
-    if fragment or proto == TCP:  # every fragment of a datagram by its own pair: they meet in one child's decoder
+    if fragment:  # where its datagram goes (HostPairRouter.fragment_share)
+        return None
+    if proto == TCP:
         return src, dst, 0, 0
     if proto == UDP and end - l4 >= 4:
         sport, dport = _ports(buf, l4)
         if sport not in TUNNEL_PORTS and dport not in TUNNEL_PORTS:
             return src, dst, sport, dport
     return None
+
+
+def ip_fragment(linktype: int, buf: bytes, frame: int, end: int) -> Fragment | None:
+    """((version, source, destination, IP ID, protocol), fragment offset) of a frame whose outermost IP header is a
+    fragment's (IPv4 MF or offset, an IPv6 fragment header right after the fixed header); else None."""
+    found = ip_offset(linktype, buf, frame, end)
+    if found is None:
+        return None
+    off, etype = found
+    if etype == 0x0800:
+        if end - off < 20 or not _u16(buf, off + 6)[0] & 0x3FFF:
+            return None
+        flags = _u16(buf, off + 6)[0]
+        return (4, buf[off + 12:off + 16], buf[off + 16:off + 20], _u16(buf, off + 4)[0], buf[off + 9]), \
+            (flags & 0x1FFF) * 8
+    if end - off < 48 or buf[off + 6] != IPV6_FRAGMENT:
+        return None
+    return (6, buf[off + 8:off + 24], buf[off + 24:off + 40], _u32(buf, off + 44)[0], buf[off + 40]), \
+        _u16(buf, off + 42)[0] & 0xFFF8
+
+
+def whole_looking(linktype: int, buf: bytes, frame: int, end: int) -> bytes | None:
+    """The frame of an IPv4 datagram's first fragment as if the datagram were whole, so that the decoder reads the
+    headers inside it (a tunnel's, the flow's): more-fragments cleared and, for UDP, the datagram padded with zeros
+    to the length its UDP header gives (tunnel headers check their lengths against the datagram's). None when the
+    first fragment does not hold its transport header."""
+    found = ip_offset(linktype, buf, frame, end)
+    if found is None or found[1] != 0x0800:
+        return None
+    off = found[0]
+    ihl = (buf[off] & 0x0F) * 4
+    total = _u16(buf, off + 2)[0]
+    if ihl < 20 or total < ihl + 8 or off + total > end:
+        return None
+    length = total - ihl
+    if buf[off + 9] == UDP:
+        length = max(length, _u16(buf, off + ihl + 4)[0])
+    header = bytearray(buf[off:off + ihl])
+    header[2:4] = (ihl + length).to_bytes(2, "big") if ihl + length <= 0xFFFF else b"\xff\xff"
+    header[6:8] = b"\0\0"
+    payload = buf[off + ihl:off + total]
+    return buf[frame:off] + bytes(header) + payload + bytes(length - len(payload))
 
 
 class HostPairRouter:
@@ -119,19 +169,52 @@ class HostPairRouter:
     def __init__(self, shares: int) -> None:
         self.shares = shares
         self.decoder = Decoder()  # for frames the plain reading does not cover (its fragment state is its own)
+        # datagrams whose fragments are being routed: (version, source, destination, IP ID, protocol) -> (share,
+        # placed by its first fragment)
+        self.fragments: dict[tuple[int, bytes, bytes, int, int], tuple[int, bool]] = {}
 
     def share(self, linktype: int, buf: bytes, frame: int, end: int) -> int:
         pair = plain_pair(linktype, buf, frame, end)
-        if pair is None:
-            packets = self.decoder.decode(linktype, buf, frame, end - frame)
-            if not packets:
-                return 0
-            p = packets[-1]
-            pair = p[SRC], p[DST], p[SPORT] if p[PROTO] == UDP else 0, p[DPORT] if p[PROTO] == UDP else 0
+        if pair is not None:
+            return self._pair_share(pair)
+        piece = ip_fragment(linktype, buf, frame, end)
+        if piece is not None:
+            return self.fragment_share(piece, linktype, buf, frame, end)
+        decoded = self._decoded_share(linktype, buf, frame, end)
+        return 0 if decoded is None else decoded
+
+    def _decoded_share(self, linktype: int, buf: bytes, frame: int, end: int) -> int | None:
+        """The share of the innermost flow the decoder finds in the frame (None: it finds none)."""
+        packets = self.decoder.decode(linktype, buf, frame, end - frame)
+        if not packets:
+            return None
+        p = packets[-1]
+        udp = p[PROTO] == UDP
+        return self._pair_share((p[SRC], p[DST], p[SPORT] if udp else 0, p[DPORT] if udp else 0))
+
+    def _pair_share(self, pair: tuple[bytes, bytes, int, int]) -> int:
         a, b, sport, dport = pair
         if sport in DHCP_PORTS or dport in DHCP_PORTS:
             return 0
         return zlib.crc32(a + b if a < b else b + a) % self.shares
+
+    def fragment_share(self, piece: Fragment, linktype: int, buf: bytes, frame: int, end: int) -> int:
+        """Where an IP fragment goes: where its datagram's first-seen fragment went. The first fragment of an IPv4
+        datagram goes by the flow inside it (a copy made to look whole, ``whole_looking``, through the decoder);
+        any other first-seen fragment by its own pair. A first fragment meeting a remembered first fragment is a
+        new datagram reusing the IP ID (or a duplicate): it is placed again."""
+        key, offset = piece
+        known = self.fragments.get(key)
+        if known is not None and not (offset == 0 and known[1]):
+            return known[0]
+        whole = whole_looking(linktype, buf, frame, end) if offset == 0 else None
+        target = self._decoded_share(linktype, whole, 0, len(whole)) if whole is not None else None
+        if target is None:
+            target = self._pair_share((key[1], key[2], 0, 0))
+        if key not in self.fragments and len(self.fragments) >= MAX_FRAGMENTED:
+            del self.fragments[next(iter(self.fragments))]
+        self.fragments[key] = (target, offset == 0)
+        return target
 
     def split(self, blocks: bytes, linktypes: tuple[int, ...]) -> Shares:
         """(blocks, frame count) per child. ``blocks`` holds whole blocks (``take_selected``); a block that is not

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from scapy.contrib.gtp import GTP_U_Header
 from scapy.layers.inet import IP, TCP, UDP, fragment
 from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import Dot1Q
@@ -83,6 +84,27 @@ def test_every_fragment_of_a_datagram_meets_in_one_child() -> None:
             b"v" * 8 + bytes(eth() / IP(src="198.19.0.1", dst=f"198.19.0.{i + 1}") / TCP() / (b"p" * 3000)))
         pieces = [bytes(eth() / f) for f in fragment(datagram, fragsize=1000)]
         assert len(pieces) > 2 and len(set(shares_of(pieces))) == 1
+
+
+def test_a_tunnelled_flow_whose_datagrams_fragment_stays_in_one_child() -> None:
+    """A tunnelled flow's small packets and its large, fragmented ones go to one child, whatever the outer pair, the
+    number of children or the order of the fragments: the first fragment goes by the flow inside it (read as if the
+    datagram were whole), the others with it. (They went by the outer pair: a GTP-U download's responses and its
+    requests met in different children.)"""
+    inner = IP(src="198.18.5.5", dst="198.18.6.6")
+    for outer in range(1, 16):
+        def tunnelled(payload: object, out: int = outer) -> IP:
+            return IP(src=f"198.19.1.{out}", dst="198.19.2.1", id=out * 7) / UDP(sport=2152, dport=2152) / GTP_U_Header(
+                teid=7) / payload
+
+        small = bytes(eth() / tunnelled(inner / TCP(sport=40000, dport=80) / b"GET / HTTP/1.1\r\n\r\n"))
+        large = [bytes(eth() / f) for f in fragment(tunnelled(inner / TCP(sport=80, dport=40000) / (b"b" * 2800)),
+                                                    fragsize=1200)]
+        assert len(large) == 3
+        for shares in (2, 3, 5):
+            in_order = shares_of([small, *large], shares=shares)
+            assert len(set(in_order)) == 1, (outer, shares, in_order)
+            assert len(set(shares_of(large[::-1], shares=shares))) == 1  # out of order: the datagram still meets
 
 
 def test_dhcp_and_unread_link_types_go_to_the_first_child() -> None:
