@@ -1404,7 +1404,7 @@ static inline uint32_t rd32le(const u8 *b) {
 
 static inline int is_dhcp_port(int p) { return p == 67 || p == 68 || p == 546 || p == 547; }
 
-/* deep_fanout.ip_offset: the ethertype (0x0800 / 0x86DD) of the outermost IP header of the frame b[0:end] and
+/* outer_ip.ip_offset: the ethertype (0x0800 / 0x86DD) of the outermost IP header of the frame b[0:end] and
  * its offset in *off, where it is at a place read here (as the decoder's link types); else 0. */
 static int route_ip_offset(int linktype, const u8 *b, Py_ssize_t end, Py_ssize_t *off) {
     int etype = 0, version;

@@ -36,6 +36,7 @@ from collectors.protocols.http_wire import MAX_DECODED_BYTES, Message, MessageRe
 from collectors.protocols.native import NativeFrames
 from collectors.protocols.native_tcp import MAX_LINE_BYTES, LineReader, Stats
 from collectors.protocols.tcp_reassembly import MAX_WAITING_BYTES, Direction
+from collectors.protocols.tshark import Packet
 from collectors.selection import interface_block, packet_block
 from tests.support.frames import eth
 from tests.unit.test_flowcore import CAPTURES, TESTDATA
@@ -561,16 +562,55 @@ def test_a_closed_connection_replayed_with_its_sequence_numbers_is_a_new_one() -
 
 def test_link_control_is_kept_from_tshark() -> None:
     """ARP, PPPoE discovery and a PPPoE session's LCP never reach tshark (no analyzer reads them; the flow path
-    learns addresses from ARP itself); an IP fragment awaiting the rest and IP inside PPPoE still do."""
-    from scapy.layers.inet import IP, UDP, fragment
+    learns addresses from ARP itself); IP inside PPPoE still does."""
+    from scapy.layers.inet import IP, UDP
     from scapy.layers.l2 import ARP, Dot1Q
     from scapy.layers.ppp import PPP, PPP_LCP, PPPoE, PPPoED
 
     control = [eth() / ARP(psrc="198.18.0.1", pdst="198.18.0.2"), eth() / Dot1Q(vlan=3) / ARP(),
                eth() / PPPoED(), eth() / PPPoE(sessionid=1) / PPP(proto=0xC021) / PPP_LCP()]
     packet = IP(src="198.18.0.1", dst="198.18.0.2") / UDP(sport=5000, dport=6000)
-    kept_back = [eth() / fragment(packet / (b"d" * 3000), fragsize=1000)[0],
-                 eth() / PPPoE(sessionid=1) / PPP(proto=0x0021) / packet]
+    kept_back = [eth() / PPPoE(sessionid=1) / PPP(proto=0x0021) / packet]
     kept, docs, _ = read_native(pcapng([bytes(f) for f in control + kept_back]))
     assert not docs
     assert all(bytes(f) in kept for f in kept_back) and not any(bytes(f) in kept for f in control)
+
+
+def test_tshark_gets_a_fragmented_datagram_whole_and_none_of_one_read_here() -> None:
+    """An IPv4 datagram's fragments are kept from tshark while they wait for the rest: a datagram read here (DNS)
+    costs tshark nothing, and one tshark reads (UDP to 6000) reaches it as one frame in its last fragment's place,
+    numbered as that fragment (the frames before it in the stream taken out). tshark got every fragment before,
+    those of datagrams read here too; and fragments of a datagram that never completes never reach it."""
+    from scapy.layers.dns import DNS, DNSQR, DNSRR
+    from scapy.layers.inet import IP, UDP, fragment
+
+    ends = IP(src="198.18.0.1", dst="198.18.0.2", id=7)
+    other = ends / UDP(sport=5000, dport=6000) / (b"d" * 3000)
+    dns = IP(src="198.18.0.2", dst="198.18.0.1", id=8) / UDP(sport=53, dport=5353) / DNS(
+        id=1, qr=1, qd=DNSQR(qname="big.example"), an=[DNSRR(rrname="big.example", type="TXT", rdata="t" * 200)] * 12)
+    lonely = fragment(IP(src="198.18.0.3", dst="198.18.0.4", id=9) / UDP(sport=1, dport=2) / (b"x" * 3000),
+                      fragsize=1000)[0]
+    pieces = [eth() / f for f in fragment(other, fragsize=1000)]
+    dns_pieces = [eth() / f for f in fragment(dns, fragsize=500)]
+    assert len(pieces) == 4 and len(dns_pieces) >= 3
+    frames = [bytes(f) for f in [*dns_pieces, eth() / lonely, *pieces]]
+    native = NativeFrames("t", lambda _m: None)
+    kept, docs = native.split(pcapng(frames))
+    assert len(docs) == 1 and docs[0]["dns"]["answers"]
+    assert _frames_of(kept) == [bytes(eth() / other)]  # the datagram as sent, in one frame
+    assert native.taken_at.tolist() == list(range(1, len(frames)))  # the last block stands for the datagram
+    packet = Packet({"frame_number": ["1"]}, [])
+    (renumbered,) = native.renumber([packet])
+    assert renumbered.number == len(frames)
+
+
+def _frames_of(stream: bytes) -> list[bytes]:
+    """The frames of a run of pcapng blocks (enhanced packet blocks only)."""
+    out, pos = [], 0
+    while pos + 12 <= len(stream):
+        btype, length = struct.unpack_from("<II", stream, pos)
+        if btype == 6:
+            caplen = struct.unpack_from("<I", stream, pos + 20)[0]
+            out.append(stream[pos + 28:pos + 28 + caplen])
+        pos += length
+    return out
