@@ -15,6 +15,7 @@ mod wire;
 
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
+use pyo3::{PyTraverseError, PyVisit};
 use pyo3::types::{PyBytes, PyList, PyTuple};
 
 fn py_docs(py: Python<'_>, docs: Result<Vec<Vec<u8>>, document::DocError>) -> PyResult<Vec<PyObject>> {
@@ -202,6 +203,22 @@ impl TlsEngine {
         let mut out = Vec::new();
         self.engine.feed(py, conn_id, from_client, &parts, ts, &mut out)?;
         Ok(out)
+    }
+
+    /// The callables it holds, for the garbage collector (they usually refer back to the engine's owner).
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        if let Some(c) = &self.engine.certificate {
+            visit.call(c)?;
+        }
+        if let Some(f) = &self.engine.fallback {
+            visit.call(f)?;
+        }
+        Ok(())
+    }
+
+    fn __clear__(&mut self) {
+        self.engine.certificate = None;
+        self.engine.fallback = None;
     }
 
     /// The connection's wire state dropped (its session stays until logged or finish).

@@ -652,8 +652,9 @@ pub struct Engine {
     next_order: u64,
     pub stats: Stats,
     pub cut_values: u64,
-    certificate: PyObject,
-    fallback: PyObject,
+    // None once the garbage collector cleared them (`TlsEngine.__clear__`)
+    pub certificate: Option<PyObject>,
+    pub fallback: Option<PyObject>,
 }
 
 impl Engine {
@@ -665,8 +666,8 @@ impl Engine {
             next_order: 0,
             stats: Stats::default(),
             cut_values: 0,
-            certificate,
-            fallback,
+            certificate: Some(certificate),
+            fallback: Some(fallback),
         }
     }
 
@@ -823,8 +824,15 @@ impl Engine {
         Ok(())
     }
 
+    fn callables(&self, py: Python<'_>) -> PyResult<(PyObject, PyObject)> {
+        match (&self.certificate, &self.fallback) {
+            (Some(c), Some(f)) => Ok((c.clone_ref(py), f.clone_ref(py))),
+            _ => Err(pyo3::exceptions::PyRuntimeError::new_err("the engine was cleared")),
+        }
+    }
+
     fn emit_one(&mut self, py: Python<'_>, key: u64) -> PyResult<PyObject> {
-        let (certificate, fallback) = (self.certificate.clone_ref(py), self.fallback.clone_ref(py));
+        let (certificate, fallback) = self.callables(py)?;
         let Some(s) = self.sessions.get(&key) else {
             return Err(pyo3::exceptions::PyKeyError::new_err("no session"));
         };
@@ -834,7 +842,8 @@ impl Engine {
     }
 
     fn emit(&mut self, py: Python<'_>, s: &Session) -> PyResult<PyObject> {
-        let (doc, cuts) = emit(py, s, &self.certificate, &self.fallback)?;
+        let (certificate, fallback) = self.callables(py)?;
+        let (doc, cuts) = emit(py, s, &certificate, &fallback)?;
         self.cut_values += cuts;
         Ok(doc)
     }
