@@ -3,6 +3,9 @@
 - :class:`RustTls`: ``collectors._rs.TlsEngine`` (collectors/rust/src/tls.rs), which reads records and handshake
   messages, keeps the sessions and writes each document as JSON text, so no tshark-shaped packet is built per frame.
   The leaf certificate's fields still come from ``collectors.protocols.x509`` (one call per document, cached by DER).
+  Measured on an analyzer process's captured input of real traces (/var/tmp/child-in-0.bin: 1,913 TLS connections,
+  17,240 frames): 82-85 us a connection (9.1-9.4 us a frame) against the compiled reference's 373-466 us (41-52 us),
+  the process's CPU 4.5 s instead of 4.9-5.0 s, its documents and warnings the same.
 - :class:`PythonTls`: ``tls_wire.TlsConnection`` frames into a ``TlsAnalyzer``, the reference the engine is tested
   against (document for document, counter for counter, warning for warning), used when the extension is not built
   or when ``RUST`` is False.
