@@ -1,5 +1,6 @@
 """The Rust engines (collectors/rust): documents written as JSON text, without Python objects per message."""
 
+from collections.abc import Callable
 from typing import Any
 
 class DnsEngine:
@@ -15,6 +16,26 @@ class DnsEngine:
                 ts: float) -> list[bytes]: ...
     def expire(self, now: float) -> list[bytes]: ...
     def finish(self) -> list[bytes]: ...
+
+class TlsEngine:
+    """TLS over natively read TCP connections: ``tls_wire.TlsConnection`` and ``TlsAnalyzer`` in one, each document
+    as JSON bytes (or, where the writer refuses a value, what ``fallback`` returns: make_doc's dict)."""
+
+    oversized: int
+    unknown_records: int
+    holes: int
+    malformed: int
+    cut_values: int
+    sessions: int
+
+    def __init__(self, certificate: Callable[[bytes, float, str, int], dict[str, Any] | None],
+                 fallback: Callable[[str, int, str, int, float, dict[str, Any]],
+                                    tuple[dict[str, Any], int]]) -> None: ...
+    def open(self, conn_id: int, client_h: str, client_p: int, server_h: str, server_p: int) -> None: ...
+    def feed(self, conn_id: int, from_client: bool, chunks: list[bytes | int],
+             ts: float) -> list[bytes | dict[str, Any]]: ...
+    def close(self, conn_id: int) -> None: ...
+    def finish(self) -> list[bytes | dict[str, Any]]: ...
 
 def write_document(dataset: str, transport: str, orig_h: str, orig_p: int, resp_h: str, resp_p: int, ts: float,
                    identity: tuple[Any, ...], fields: dict[str, Any], protocol: str | list[str],

@@ -24,7 +24,7 @@ TLS and the ICS protocols tshark decodes by port (Modbus/TCP, DNP3, S7comm, IEC 
 A native connection is put back in sequence order per direction (``tcp_reassembly``: first copy wins, holes
 counted and skipped, a direction starts where the peer's first ACK points), and its bytes go to a per-protocol
 reader: FTP lines into ``FtpAnalyzer.line``, HTTP into ``http.HttpConnection`` (``http_wire`` messages paired by
-``HttpAnalyzer``), TLS into ``tls_wire.TlsConnection``, whose frames go to ``TlsAnalyzer`` as tshark's would, ICS
+``HttpAnalyzer``), TLS into ``tls_native`` (the Rust engine, or ``tls_wire`` frames into ``TlsAnalyzer``), ICS
 into its ``*_wire`` reader. Documents and announcements are those of the tshark path; the differences are named in
 tests/unit/test_tcp_native.py, test_tls_native.py and test_ics_native.py (and the wire readers' own tests).
 
@@ -71,8 +71,8 @@ from collectors.protocols.modbus_wire import ModbusReader
 from collectors.protocols.s7comm import S7commAnalyzer
 from collectors.protocols.s7comm_wire import S7commReader
 from collectors.protocols.tcp_reassembly import Chunk, Direction, distance
-from collectors.protocols.tls import TlsAnalyzer
-from collectors.protocols.tls_wire import HANDSHAKE, Frame, TlsConnection, TlsStats
+from collectors.protocols.tls_native import native_tls
+from collectors.protocols.tls_wire import HANDSHAKE
 from collectors.protocols.tshark import tcp_packet
 
 Warn = Callable[[str], None]
@@ -204,11 +204,11 @@ class Connection:
     __slots__ = ("client", "dirs", "ended", "fins", "flow", "http", "ics", "kind", "last_ts", "lines", "tls")
 
     def __init__(self, kind: int, flow: Flow, client: tuple[bytes, int], ts: float,
-                 http: HttpConnection | None = None, tls: TlsConnection | None = None,
+                 http: HttpConnection | None = None, tls: int | None = None,
                  ics: IcsReader | None = None) -> None:
         self.kind = kind
         self.http = http
-        self.tls = tls
+        self.tls = tls  # the connection's id in TcpNative.tls (tls_native)
         self.ics = ics
         self.flow = flow
         self.client = client  # (address, port) of the originator
@@ -238,10 +238,9 @@ class TcpNative:
         self.ftp = FtpAnalyzer(warn, context)
         self.http = HttpAnalyzer(warn)  # no capture to look at again: what it reads here is all there is
         self.wire = WireStats()
-        self.tls = TlsAnalyzer(warn)  # no capture to look at again (no second look): it reads all there is
-        self.tls_stats = TlsStats()
+        self.tls = native_tls(warn, raw)  # tls_native: the Rust engine or TlsAnalyzer, no second look
         self.ics = {kind: make(warn) for kind, make in ICS_ANALYZERS.items()}
-        analyzers: list[Analyzer] = [self.ftp, self.http, self.tls, *self.ics.values()]
+        analyzers: list[Analyzer] = [self.ftp, self.http, *self.ics.values()]
         for analyzer in analyzers:
             analyzer.raw = raw
         self.conns: dict[tuple, Connection | int] = {}  # a Connection, or TSHARK for one tshark reads
@@ -354,7 +353,9 @@ class TcpNative:
         self._streams += 1
         flow = Flow("tcp", ip_str(client[0]), client[1], ip_str(server[0]), server[1], f"native-{self._streams}")
         http = HttpConnection(self.http, flow, self.wire) if kind == HTTP else None
-        tls = TlsConnection(self.tls_stats) if kind == TLS else None
+        tls = self._streams if kind == TLS else None
+        if tls is not None:
+            self.tls.open(tls, flow)
         make_ics = ICS_READERS.get(kind)
         ics = make_ics() if make_ics is not None else None
         conn = self.conns[key] = Connection(kind, flow, client, ts, http, tls, ics)
@@ -386,15 +387,12 @@ class TcpNative:
 
     def _read_tls(self, conn: Connection, from_client: bool, ts: float, chunks: list[Chunk],
                   docs: list[Written]) -> None:
-        """A frame's bytes through the TLS record reader; what it completed, as one frame, into ``TlsAnalyzer``."""
+        """A frame's bytes through the TLS reader (``tls_native``): the record reader, then one analyzer step."""
         assert conn.tls is not None
-        frame = Frame()
         for chunk in chunks:
             if isinstance(chunk, int):
                 self.stats.gaps += 1
-            conn.tls.feed(from_client, chunk, frame)
-        src, sport, dst, dport = conn.ends(from_client)
-        docs += self.tls.handle(tcp_packet(ts, src, dst, sport, dport, conn.flow.stream, frame.fields, ["tls"]))
+        docs += self.tls.feed(conn.tls, from_client, chunks, ts)
 
     def _read_ics(self, conn: Connection, from_client: bool, ts: float, seq: int, chunks: list[Chunk],
                   docs: list[Written]) -> None:
@@ -439,6 +437,8 @@ class TcpNative:
         if conn.http is not None:
             conn.http.end(conn.last_ts)
             docs += conn.http.take_docs()
+        if conn.tls is not None:
+            self.tls.close(conn.tls)
         return docs
 
     def sweep(self, idle_before: float) -> list[Written]:
@@ -472,7 +472,7 @@ class TcpNative:
                       f"after a hole or a protocol switch, {w.bombs} bod(ies) decompressed past "
                       f"{MAX_DECODED_BYTES >> 20} MiB (length cut there), {w.undecodable} compressed bod(ies) that "
                       "did not decompress (raw length logged)")
-        t = self.tls_stats
+        t = self.tls.counters
         if t.oversized or t.unknown_records or t.holes or t.malformed:
             self.warn(f"{self.name}: natively read TLS: {t.oversized} record(s) or handshake message(s) past their "
                       f"bound, {t.unknown_records} unknown record type(s), {t.holes} direction(s) not read further "

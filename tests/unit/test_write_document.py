@@ -126,7 +126,7 @@ def recorded() -> list[Call]:
     """The arguments of every document the protocol modules built over the shared captures (the deep path in this
     process: ``Analyzer.document`` wrapped, which answers with the reference's make_doc)."""
     from collectors.ingest import Pipeline
-    from collectors.protocols import base
+    from collectors.protocols import base, tls_native
 
     calls: list[Call] = []
 
@@ -143,6 +143,7 @@ def recorded() -> list[Call]:
         pytest.skip("no shared captures")
     patch = pytest.MonkeyPatch()
     patch.setattr(base.Analyzer, "document", document)
+    patch.setattr(tls_native, "RUST", False)  # TLS's documents through TlsAnalyzer (the engine writes its own)
     try:
         for path in CAPTURES:
             docs: list[Any] = []

@@ -1,5 +1,6 @@
 //! `collectors._rs`: the deep path's DNS/mDNS/LLMNR over UDP in Rust. `DnsEngine` does what `dns_wire.parse`,
-//! `DnsAnalyzer` and `make_doc` do in Python and hands back each document as JSON bytes.
+//! `DnsAnalyzer` and `make_doc` do in Python and hands back each document as JSON bytes; `TlsEngine` the same for
+//! TLS over natively read TCP connections (`tls_wire` and `TlsAnalyzer`).
 
 #![allow(clippy::useless_conversion)] // pyo3 0.22 #[pymethods] expansion
 
@@ -8,11 +9,14 @@ mod fields;
 mod pairing;
 mod render;
 mod text;
+mod tls;
+mod tls_names;
 mod wire;
 
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyTuple};
+use pyo3::{PyTraverseError, PyVisit};
+use pyo3::types::{PyBytes, PyList, PyTuple};
 
 fn py_docs(py: Python<'_>, docs: Result<Vec<Vec<u8>>, document::DocError>) -> PyResult<Vec<PyObject>> {
     match docs {
@@ -154,9 +158,116 @@ fn write_document<'py>(
     Ok((PyBytes::new_bound(py, &json), cut))
 }
 
+/// One run's TLS over natively read TCP connections: `tls_wire.TlsConnection` and `TlsAnalyzer` in one (see
+/// `collectors.protocols.tls_native`). `certificate(der, ts, resp_h, resp_p)` gives the leaf certificate's fields
+/// (a dict, or None when unreadable); `fallback(orig_h, orig_p, resp_h, resp_p, ts, fields)` gives (make_doc's
+/// dict, its cuts) where the JSON writer refuses the fields.
+#[pyclass(module = "collectors._rs")]
+struct TlsEngine {
+    engine: tls::Engine,
+}
+
+#[pymethods]
+impl TlsEngine {
+    #[new]
+    fn new(certificate: PyObject, fallback: PyObject) -> Self {
+        TlsEngine { engine: tls::Engine::new(certificate, fallback) }
+    }
+
+    /// A connection read as TLS from now on (client first).
+    fn open(&mut self, conn_id: u64, client_h: String, client_p: u16, server_h: String, server_p: u16) {
+        self.engine.open(conn_id, (client_h, client_p), (server_h, server_p));
+    }
+
+    /// One frame: its reassembled chunks (bytes, or an int for a hole) in one direction, then one analyzer step.
+    fn feed(
+        &mut self,
+        py: Python<'_>,
+        conn_id: u64,
+        from_client: bool,
+        chunks: &Bound<'_, PyList>,
+        ts: f64,
+    ) -> PyResult<Vec<PyObject>> {
+        finite(ts)?;
+        let items: Vec<Bound<'_, PyAny>> = chunks.iter().collect();
+        let mut parts: Vec<Option<&[u8]>> = Vec::with_capacity(items.len());
+        for item in &items {
+            if let Ok(b) = item.downcast::<PyBytes>() {
+                parts.push(Some(b.as_bytes()));
+            } else if item.downcast::<pyo3::types::PyLong>().is_ok() {
+                parts.push(None);
+            } else {
+                return Err(pyo3::exceptions::PyTypeError::new_err("a chunk is bytes or an int (a hole)"));
+            }
+        }
+        let mut out = Vec::new();
+        self.engine.feed(py, conn_id, from_client, &parts, ts, &mut out)?;
+        Ok(out)
+    }
+
+    /// The callables it holds, for the garbage collector (they usually refer back to the engine's owner).
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        if let Some(c) = &self.engine.certificate {
+            visit.call(c)?;
+        }
+        if let Some(f) = &self.engine.fallback {
+            visit.call(f)?;
+        }
+        Ok(())
+    }
+
+    fn __clear__(&mut self) {
+        self.engine.certificate = None;
+        self.engine.fallback = None;
+    }
+
+    /// The connection's wire state dropped (its session stays until logged or finish).
+    fn close(&mut self, conn_id: u64) {
+        self.engine.close(conn_id);
+    }
+
+    /// `TlsAnalyzer.finish()` without its warning: the caller reports `cut_values`.
+    fn finish(&mut self, py: Python<'_>) -> PyResult<Vec<PyObject>> {
+        let mut out = Vec::new();
+        self.engine.finish(py, &mut out)?;
+        Ok(out)
+    }
+
+    #[getter]
+    fn oversized(&self) -> u64 {
+        self.engine.stats.oversized
+    }
+    #[getter]
+    fn unknown_records(&self) -> u64 {
+        self.engine.stats.unknown_records
+    }
+    #[getter]
+    fn holes(&self) -> u64 {
+        self.engine.stats.holes
+    }
+    #[getter]
+    fn malformed(&self) -> u64 {
+        self.engine.stats.malformed
+    }
+    #[getter]
+    fn cut_values(&self) -> u64 {
+        self.engine.cut_values
+    }
+    #[setter]
+    fn set_cut_values(&mut self, value: u64) {
+        self.engine.cut_values = value;
+    }
+    /// Sessions held (logged ones included, until finish).
+    #[getter]
+    fn sessions(&self) -> usize {
+        self.engine.sessions_len()
+    }
+}
+
 #[pymodule]
 fn _rs(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<DnsEngine>()?;
+    m.add_class::<TlsEngine>()?;
     m.add_function(wrap_pyfunction!(write_document, m)?)?;
     Ok(())
 }
