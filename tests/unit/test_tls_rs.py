@@ -460,3 +460,18 @@ def test_bad_chunks_are_refused() -> None:
         engine.feed(2, True, [b""], 1.0)
     with pytest.raises(ValueError):
         engine.feed(1, True, [b""], float("nan"))
+
+
+def test_the_engine_s_name_tables_are_the_python_ones() -> None:
+    """collectors/rust/src/tls_names.rs is generated from tls_ciphers.CIPHER_NAMES and tls.ALERTS/CURVES: a name
+    changed on one side only fails here (the differential tests meet only the codes the captures use)."""
+    import re
+
+    from collectors.protocols.tls import ALERTS, CURVES
+    from collectors.protocols.tls_ciphers import CIPHER_NAMES
+
+    source = (Path(__file__).parents[2] / "collectors" / "rust" / "src" / "tls_names.rs").read_text()
+    tables = {}
+    for function, body in re.findall(r"pub fn (\w+)\(code: u\d+\) -> Option<&'static str> \{(.*?)\n\}", source, re.S):
+        tables[function] = {int(code): name for code, name in re.findall(r'(\d+) => "([^"]*)"', body)}
+    assert tables == {"cipher_name": CIPHER_NAMES, "alert_name": ALERTS, "curve_name": CURVES}
