@@ -43,6 +43,7 @@ COMPILED = [
     "collectors/protocols/modbus_wire.py",
     "collectors/protocols/native.py",
     "collectors/protocols/native_tcp.py",
+    "collectors/protocols/outer_ip.py",
     "collectors/protocols/quic_wire.py",
     "collectors/protocols/reread.py",
     "collectors/protocols/s7comm.py",

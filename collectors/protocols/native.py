@@ -192,7 +192,10 @@ class NativeFrames:
         # knows as doubles (the last bit of a reply time, and so a DNS document's id, would change)
         if self._read(packets[-1], ts_ns / 1_000_000_000, docs):
             return True
-        whole = whole_datagram_frame(linktype, buf, frame, frame + caplen, packets[0][BUF])
+        datagram = packets[0][BUF]
+        if datagram is buf:  # not put together from fragments: the frame goes to tshark as it is
+            return False
+        whole = whole_datagram_frame(linktype, buf, frame, frame + caplen, datagram)
         if whole is None:
             return False
         self._whole = packet_block(interface, ts_ns, whole, len(whole))
