@@ -126,7 +126,7 @@ def recorded() -> list[Call]:
     """The arguments of every document the protocol modules built over the shared captures (the deep path in this
     process: ``Analyzer.document`` wrapped, which answers with the reference's make_doc)."""
     from collectors.ingest import Pipeline
-    from collectors.protocols import base
+    from collectors.protocols import base, http_native
 
     calls: list[Call] = []
 
@@ -143,6 +143,7 @@ def recorded() -> list[Call]:
         pytest.skip("no shared captures")
     patch = pytest.MonkeyPatch()
     patch.setattr(base.Analyzer, "document", document)
+    patch.setattr(http_native, "RUST", False)  # natively read HTTP through HttpAnalyzer.document too
     try:
         for path in CAPTURES:
             docs: list[Any] = []
