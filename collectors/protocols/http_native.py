@@ -2,7 +2,9 @@
 
 - :class:`RustHttp`: ``collectors._rs.HttpEngine`` (collectors/rust/src/http.rs), which reads both directions,
   pairs the messages and writes each document as JSON text, so no Python object is built per message. Compressed
-  bodies go through the reference's own ``http_wire.Body`` (Python's zlib), called from the engine.
+  bodies go through the reference's own ``http_wire.Body`` (Python's zlib), called from the engine, and so do
+  Authorization headers (``http.basic_user``). Measured on the shared captures' 97 HTTP connections
+  (benchmarks/http_native.py, the face alone): 14.6 us a connection against the compiled reference's 41.3 us.
 - :class:`PythonHttp`: ``http.HttpConnection`` per connection into one ``HttpAnalyzer`` (no run context: what is
   read here is all there is), the reference the engine is tested against (document for document, counter for
   counter, warning for warning), used when the extension is not built or when ``RUST`` is False.

@@ -263,6 +263,9 @@ class TcpNative:
         try:
             return self._take(key, p, ts, docs)
         except Exception as exc:
+            failed = self.conns.get(key)
+            if isinstance(failed, Connection) and failed.http is not None:
+                self.http.forget(failed.http)  # its reader goes with it
             self.stats.failures += 1
             if self.stats.failures == 1:
                 self.warn(f"{self.name}: native TCP reading failed on one connection ({type(exc).__name__}: {exc}); "
