@@ -3,7 +3,8 @@
 
 Input: a script of operations on up to three connections: each operation's first byte picks the connection, the
 direction and what happens (bytes of the direction: the next bytes of the input, of a length the second byte gives,
-often with an HTTP message head from a small table spliced in; a hole; the connection's end; a sweep ``expire``);
+often with an HTTP message head from a small table spliced in, or a long run without a line end; a hole; the
+connection's end; a sweep ``expire``);
 ``finish`` at the end. Contract: every call gives the same documents (``orjson.dumps`` of each, in order), the same
 ``switched``, the same ``WireStats`` counters and ``cut_values``, and ``finish`` the same warnings. Coverage guides
 on the reference modules (the Rust side is not instrumented).
@@ -142,6 +143,8 @@ def run_script(data: bytes) -> Pair:
             pair.feed(conn_id, from_client, piece[:cut], ts)
             if cut < len(piece):
                 pair.feed(conn_id, from_client, piece[cut:], ts)
+        elif kind == 15:  # a long run without a line end: the line bound (MAX_LINE_BYTES) and its cut
+            pair.feed(conn_id, from_client, bytes([0x41 + (arg & 7)]) * (arg * 130), ts)
         else:
             size = arg % 48
             chunk = data[pos:pos + size]
