@@ -12,7 +12,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from collectors.protocols import deep_process, http_native  # noqa: E402
+from collectors.protocols import deep_process, http_native
 
 if __name__ == "__main__":
     http_native.RUST = False
