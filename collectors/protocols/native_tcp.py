@@ -23,10 +23,11 @@ TLS and the ICS protocols tshark decodes by port (Modbus/TCP, DNP3, S7comm, IEC 
 
 A native connection is put back in sequence order per direction (``tcp_reassembly``: first copy wins, holes
 counted and skipped, a direction starts where the peer's first ACK points), and its bytes go to a per-protocol
-reader: FTP lines into ``FtpAnalyzer.line``, HTTP into ``http.HttpConnection`` (``http_wire`` messages paired by
-``HttpAnalyzer``), TLS into ``tls_native`` (the Rust engine, or ``tls_wire`` frames into ``TlsAnalyzer``), ICS
-into its ``*_wire`` reader. Documents and announcements are those of the tshark path; the differences are named in
-tests/unit/test_tcp_native.py, test_tls_native.py and test_ics_native.py (and the wire readers' own tests).
+reader: FTP lines into ``FtpAnalyzer.line``, HTTP into ``http_native`` (the Rust engine, or its reference
+``http.HttpConnection``: ``http_wire`` messages paired by ``HttpAnalyzer``), TLS into ``tls_native`` (the Rust
+engine, or ``tls_wire`` frames into ``TlsAnalyzer``), ICS into its ``*_wire`` reader. Documents and announcements
+are those of the tshark path; the differences are named in tests/unit/test_tcp_native.py, test_tls_native.py and
+test_ics_native.py (and the wire readers' own tests).
 
 Hand-back: a session that leaves its protocol in-band is given back to tshark from the frame that says so, and
 tshark reads that exchange and what follows as it did before: FTP ``AUTH`` (TLS follows; Zeek hands the connection
@@ -61,8 +62,8 @@ from collectors.protocols.dnp3_wire import Dnp3Reader
 from collectors.protocols.documents import Flow, Written
 from collectors.protocols.expected import ExpectedConnections
 from collectors.protocols.ftp import FtpAnalyzer
-from collectors.protocols.http import HttpAnalyzer, HttpConnection
-from collectors.protocols.http_wire import MAX_DECODED_BYTES, WireStats
+from collectors.protocols.http_native import native_http
+from collectors.protocols.http_wire import MAX_DECODED_BYTES
 from collectors.protocols.http_wire import MAX_LINE_BYTES as MAX_HTTP_LINE
 from collectors.protocols.iec104 import Iec104Analyzer
 from collectors.protocols.iec104_wire import Iec104Reader
@@ -204,10 +205,10 @@ class Connection:
     __slots__ = ("client", "dirs", "ended", "fins", "flow", "http", "ics", "kind", "last_ts", "lines", "tls")
 
     def __init__(self, kind: int, flow: Flow, client: tuple[bytes, int], ts: float,
-                 http: HttpConnection | None = None, tls: int | None = None,
+                 http: int | None = None, tls: int | None = None,
                  ics: IcsReader | None = None) -> None:
         self.kind = kind
-        self.http = http
+        self.http = http  # the connection's id in TcpNative.http (http_native)
         self.tls = tls  # the connection's id in TcpNative.tls (tls_native)
         self.ics = ics
         self.flow = flow
@@ -236,11 +237,10 @@ class TcpNative:
         self.stats = Stats()
         context = RunContext(None, "", None, expected)  # type: ignore[arg-type]  # no capture: nothing re-read
         self.ftp = FtpAnalyzer(warn, context)
-        self.http = HttpAnalyzer(warn)  # no capture to look at again: what it reads here is all there is
-        self.wire = WireStats()
+        self.http = native_http(warn, raw)  # http_native: the Rust engine or HttpAnalyzer, no second look
         self.tls = native_tls(warn, raw)  # tls_native: the Rust engine or TlsAnalyzer, no second look
         self.ics = {kind: make(warn) for kind, make in ICS_ANALYZERS.items()}
-        analyzers: list[Analyzer] = [self.ftp, self.http, *self.ics.values()]
+        analyzers: list[Analyzer] = [self.ftp, *self.ics.values()]
         for analyzer in analyzers:
             analyzer.raw = raw
         self.conns: dict[tuple, Connection | int] = {}  # a Connection, or TSHARK for one tshark reads
@@ -262,6 +262,11 @@ class TcpNative:
         try:
             return self._take(key, p, ts, docs)
         except Exception as exc:
+            failed = self.conns.get(key)
+            if isinstance(failed, Connection) and failed.http is not None:
+                self.http.forget(failed.http)  # its reader goes with it
+            if isinstance(failed, Connection) and failed.tls is not None:
+                self.tls.close(failed.tls)
             self.stats.failures += 1
             if self.stats.failures == 1:
                 self.warn(f"{self.name}: native TCP reading failed on one connection ({type(exc).__name__}: {exc}); "
@@ -307,6 +312,8 @@ class TcpNative:
             if conn.ics is not None:
                 self._read_ics(conn, from_client, ts, p[SEQ], chunks, docs)
             elif not self._read(conn, key, from_client, ts, chunks, docs):
+                if conn.http is not None:
+                    self.http.forget(conn.http)
                 self.stats.handed_back += 1
                 self.conns[key] = TSHARK
                 return False
@@ -352,7 +359,9 @@ class TcpNative:
         client, server = ((src, sport), (dst, dport)) if sender_is_client else ((dst, dport), (src, sport))
         self._streams += 1
         flow = Flow("tcp", ip_str(client[0]), client[1], ip_str(server[0]), server[1], f"native-{self._streams}")
-        http = HttpConnection(self.http, flow, self.wire) if kind == HTTP else None
+        http = self._streams if kind == HTTP else None
+        if http is not None:
+            self.http.open(http, flow)
         tls = self._streams if kind == TLS else None
         if tls is not None:
             self.tls.open(tls, flow)
@@ -374,9 +383,8 @@ class TcpNative:
             if isinstance(chunk, int):
                 self.stats.gaps += 1
             if http is not None:
-                http.feed(from_client, chunk, ts)
-                docs += http.take_docs()
-                if http.switched:  # CONNECT or Upgrade: tshark reads on from this frame
+                docs += self.http.feed(http, from_client, chunk, ts)
+                if self.http.switched(http):  # CONNECT or Upgrade: tshark reads on from this frame
                     return False
                 continue
             for line in conn.lines[side].lines(chunk, self.stats):
@@ -435,8 +443,7 @@ class TcpNative:
                 if not (side == 0 and line[:4].upper() == b"AUTH"):
                     docs += self.ftp.line(conn.flow, side == 0, conn.last_ts, line)
         if conn.http is not None:
-            conn.http.end(conn.last_ts)
-            docs += conn.http.take_docs()
+            docs += self.http.end(conn.http, conn.last_ts)
         if conn.tls is not None:
             self.tls.close(conn.tls)
         return docs
@@ -465,7 +472,7 @@ class TcpNative:
         docs += self.tls.finish()
         for analyzer in self.ics.values():
             docs += analyzer.finish()
-        s, w = self.stats, self.wire
+        s, w = self.stats, self.http.wire
         if w.cut_lines or w.bad_chunks or w.lost_directions or w.bombs or w.undecodable:
             self.warn(f"{self.name}: natively read HTTP: {w.cut_lines} line(s) cut at {MAX_HTTP_LINE} bytes, "
                       f"{w.bad_chunks} broken chunked bod(ies), {w.lost_directions} direction(s) not read further "

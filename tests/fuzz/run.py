@@ -32,6 +32,8 @@ TARGETS: dict[str, tuple[str, ...]] = {
     "dns": ("collectors.protocols.dns_wire", "collectors.protocols.dns", "collectors.protocols.base"),
     "dns_rs": ("collectors.protocols.dns_wire", "collectors.protocols.dns", "collectors.protocols.base",
                "collectors.protocols.documents", "secops.ecs", "collectors.community_id"),
+    "http_rs": ("collectors.protocols.http_wire", "collectors.protocols.http", "collectors.protocols.http_native",
+                "collectors.protocols.base", "collectors.protocols.documents"),
     "ssh": ("collectors.protocols.ssh", "collectors.protocols.reread"),
     "detect": ("collectors.protocols.detect",),
     "decode": ("collectors.decode",),

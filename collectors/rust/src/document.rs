@@ -1,4 +1,4 @@
-//! `documents.make_doc` for the DNS dataset, written straight to JSON: `iso`, `doc_id`, Community ID,
+//! `documents.make_doc` for the engines' datasets (DNS, HTTP), written straight to JSON: `iso`, `doc_id`, Community ID,
 //! values cut at MAX_KEYWORD_CHARS code points with their `secops.truncated` entries.
 
 use crate::render::Answer;
@@ -255,13 +255,6 @@ fn fixed6_exact(ts: f64) -> Option<String> {
     Some(out)
 }
 
-/// `doc_id`: BLAKE2b-128 of each part followed by 0x1f.
-fn doc_id(cid: &str, ts: f64, tid: u16, reply_ts: Option<f64>) -> String {
-    let reply = reply_ts.map(float_repr).unwrap_or_else(|| "None".to_string());
-    let text = format!("{}\x1f{}\x1f{}\x1fdns\x1f{}\x1f{}\x1f", DATASET, cid, fixed6(ts), tid, reply);
-    id_of(text.as_bytes())
-}
-
 /// `secops.ecs.doc_id` of its parts' text already joined (each part followed by 0x1f, UTF-8 with surrogates
 /// passed): BLAKE2b-128, hex.
 pub fn id_of(text: &[u8]) -> String {
@@ -276,7 +269,7 @@ fn packed(text: &str, v6: bool) -> Option<Vec<u8>> {
     }
 }
 
-type FlowKey = (String, String, u16, u16);
+type FlowKey = (u8, String, String, u16, u16);
 
 /// `documents.community_id`'s cache (the same flow's documents share it); emptied when full.
 #[derive(Default)]
@@ -286,22 +279,22 @@ pub struct CidCache {
 
 impl CidCache {
     pub fn get(&mut self, flow: &Flow) -> Result<String, DocError> {
-        let key = (flow.orig_h.clone(), flow.resp_h.clone(), flow.orig_p, flow.resp_p);
+        self.get_proto(17, flow)
+    }
+
+    /// The Community ID of a flow of this IP protocol (TCP 6, UDP 17).
+    pub fn get_proto(&mut self, proto: u8, flow: &Flow) -> Result<String, DocError> {
+        let key = (proto, flow.orig_h.clone(), flow.resp_h.clone(), flow.orig_p, flow.resp_p);
         if let Some(cid) = self.map.get(&key) {
             return Ok(cid.clone());
         }
-        let cid = community_id(&flow.orig_h, &flow.resp_h, flow.orig_p, flow.resp_p)?;
+        let cid = community_id_proto(proto, &flow.orig_h, &flow.resp_h, flow.orig_p, flow.resp_p)?;
         if self.map.len() >= 65_536 {
             self.map.clear();
         }
         self.map.insert(key, cid.clone());
         Ok(cid)
     }
-}
-
-/// `community_id` of a UDP flow given as address text (v1, seed 0).
-pub fn community_id(saddr: &str, daddr: &str, sport: u16, dport: u16) -> Result<String, DocError> {
-    community_id_proto(17, saddr, daddr, sport, dport)
 }
 
 /// `documents.community_id` of a flow given as address text, for a transport with ports (TCP 6, UDP 17).
@@ -388,31 +381,45 @@ fn push_digits(out: &mut String, n: u32, width: u32) {
     }
 }
 
-/// `make_doc` of the DNS dataset as JSON bytes, and how many values it cut.
-pub fn make_doc(
-    cids: &mut CidCache,
+/// What a dataset's documents share: dataset, transport, `network.protocol`, and which empty strings are kept.
+pub struct Spec<'a> {
+    pub dataset: &'a str,
+    pub transport: &'a str,
+    pub protocol: &'a str,
+    pub keep_empty: &'a [&'a str],
+}
+
+/// `make_doc(spec.dataset, flow, ts, identity, fields, spec.protocol, spec.keep_empty)` as orjson's JSON bytes, and
+/// how many values it cut; `timestamp` is `iso(ts)`, `id_tail` the identity's parts as `doc_id` joins them (each followed by 0x1f).
+pub fn write_doc(
+    spec: &Spec<'_>,
+    cid: &str,
     flow: &Flow,
-    ts: f64,
-    tid: u16,
-    reply_ts: Option<f64>,
+    (ts, timestamp): (f64, &str),
+    id_tail: &str,
     fields: Vec<(&'static str, Value)>,
 ) -> Result<(Vec<u8>, usize), DocError> {
-    let cid = cids.get(flow)?;
     let mut out = String::with_capacity(1024);
     out.push_str("{\"@timestamp\":\"");
-    out.push_str(&iso(ts)?);
-    out.push_str("\",\"event\":{\"dataset\":\"secops.dns\",\"kind\":\"event\",\"module\":\"secops\",");
+    out.push_str(timestamp);
+    out.push_str("\",\"event\":{\"dataset\":");
+    json_str(&mut out, spec.dataset);
+    out.push_str(",\"kind\":\"event\",\"module\":\"secops\",");
     out.push_str("\"category\":[\"network\"],\"type\":[\"protocol\"]},\"source\":{\"ip\":");
     json_str(&mut out, &flow.orig_h);
     let _ = write!(out, ",\"port\":{}}},\"destination\":{{\"ip\":", flow.orig_p);
     json_str(&mut out, &flow.resp_h);
-    let _ = write!(out, ",\"port\":{}}},\"network\":{{\"transport\":\"udp\",\"community_id\":", flow.resp_p);
-    json_str(&mut out, &cid);
-    out.push_str(",\"protocol\":\"dns\"}");
+    let _ = write!(out, ",\"port\":{}}},\"network\":{{\"transport\":", flow.resp_p);
+    json_str(&mut out, spec.transport);
+    out.push_str(",\"community_id\":");
+    json_str(&mut out, cid);
+    out.push_str(",\"protocol\":");
+    json_str(&mut out, spec.protocol);
+    out.push('}');
     let mut tree: Vec<(&'static str, Node)> = Vec::new();
     let mut truncated: Vec<Trunc<'static>> = Vec::new();
     for (dotted, value) in fields {
-        if is_empty(&value) {
+        if is_empty(&value) && !spec.keep_empty.contains(&dotted) {
             continue;
         }
         let value = if needs_cut(&value) {
@@ -429,7 +436,23 @@ pub fn make_doc(
     }
     write_members(&mut out, &tree);
     out.push_str(",\"_id\":\"");
-    out.push_str(&doc_id(&cid, ts, tid, reply_ts));
+    let text = format!("{}\x1f{}\x1f{}\x1f{}", spec.dataset, cid, fixed6(ts), id_tail);
+    out.push_str(&id_of(text.as_bytes()));
     out.push_str("\"}");
     Ok((out.into_bytes(), n_cut))
+}
+
+/// `make_doc` of the DNS dataset as JSON bytes, and how many values it cut.
+pub fn make_doc(
+    cids: &mut CidCache,
+    flow: &Flow,
+    ts: f64,
+    tid: u16,
+    reply_ts: Option<f64>,
+    fields: Vec<(&'static str, Value)>,
+) -> Result<(Vec<u8>, usize), DocError> {
+    let cid = cids.get(flow)?;
+    let reply = reply_ts.map(float_repr).unwrap_or_else(|| "None".to_string());
+    let spec = Spec { dataset: DATASET, transport: "udp", protocol: "dns", keep_empty: &[] };
+    write_doc(&spec, &cid, flow, (ts, &iso(ts)?), &format!("dns\x1f{}\x1f{}\x1f", tid, reply), fields)
 }

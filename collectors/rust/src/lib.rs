@@ -1,11 +1,13 @@
-//! `collectors._rs`: the deep path's DNS/mDNS/LLMNR over UDP in Rust. `DnsEngine` does what `dns_wire.parse`,
-//! `DnsAnalyzer` and `make_doc` do in Python and hands back each document as JSON bytes; `TlsEngine` the same for
-//! TLS over natively read TCP connections (`tls_wire` and `TlsAnalyzer`).
+//! `collectors._rs`: the deep path's DNS/mDNS/LLMNR over UDP, natively read HTTP/1.x and TLS over TCP in Rust.
+//! `DnsEngine` does what `dns_wire.parse`, `DnsAnalyzer` and `make_doc` do in Python, `HttpEngine` what
+//! `HttpConnection` and `HttpAnalyzer` do, `TlsEngine` what `tls_wire` and `TlsAnalyzer` do; each hands back its
+//! documents as JSON bytes.
 
 #![allow(clippy::useless_conversion)] // pyo3 0.22 #[pymethods] expansion
 
 mod document;
 mod fields;
+mod http;
 mod pairing;
 mod render;
 mod text;
@@ -264,9 +266,121 @@ impl TlsEngine {
     }
 }
 
+/// One run's natively read HTTP/1.x connections (see `collectors.protocols.http_native`): `HttpConnection`s
+/// and their `HttpAnalyzer` in one, each document as JSON bytes.
+#[pyclass(module = "collectors._rs")]
+struct HttpEngine {
+    engine: http::Engine,
+}
+
+#[pymethods]
+impl HttpEngine {
+    #[new]
+    #[pyo3(signature = (max_open = None))]
+    fn new(py: Python<'_>, max_open: Option<usize>) -> PyResult<Self> {
+        Ok(HttpEngine { engine: http::Engine::new(py, max_open)? })
+    }
+
+    /// A connection read from now on (`flow`'s fields spelled out; `conn_id` names it in the other calls).
+    fn open(&mut self, conn_id: u64, orig_h: String, orig_p: u16, resp_h: String, resp_p: u16, stream: String) {
+        self.engine.open(conn_id, document::Flow { orig_h, orig_p, resp_h, resp_p, stream });
+    }
+
+    /// `HttpConnection.feed(from_client, data, ts)` then `take_docs()`: bytes, or an int (a hole).
+    fn feed(
+        &mut self,
+        py: Python<'_>,
+        conn_id: u64,
+        from_client: bool,
+        data: &Bound<'_, PyAny>,
+        ts: f64,
+    ) -> PyResult<Vec<PyObject>> {
+        finite(ts)?;
+        let docs = if let Ok(b) = data.downcast::<PyBytes>() {
+            self.engine.feed(py, conn_id, from_client, Some(b.as_bytes()), 0, ts)?
+        } else {
+            let hole = data.extract::<u64>()?;
+            self.engine.feed(py, conn_id, from_client, None, hole, ts)?
+        };
+        Ok(docs.iter().map(|d| PyBytes::new_bound(py, d).into_any().unbind()).collect())
+    }
+
+    /// Whether the connection left HTTP (CONNECT, an Upgrade not read through): the caller hands it back.
+    fn switched(&self, conn_id: u64) -> bool {
+        self.engine.switched(conn_id)
+    }
+
+    /// Drop a connection's readers without ending it (handed back to tshark).
+    fn forget(&mut self, conn_id: u64) {
+        self.engine.forget(conn_id);
+    }
+
+    /// `HttpConnection.end(ts)` then `take_docs()`; the connection's readers are dropped.
+    fn end(&mut self, py: Python<'_>, conn_id: u64, ts: f64) -> PyResult<Vec<PyObject>> {
+        finite(ts)?;
+        let docs = self.engine.end(py, conn_id, ts);
+        py_docs_py(py, docs)
+    }
+
+    /// `HttpAnalyzer.expire(now)`.
+    fn expire(&mut self, py: Python<'_>, now: f64) -> PyResult<Vec<PyObject>> {
+        let docs = self.engine.expire(now);
+        py_docs_py(py, docs)
+    }
+
+    /// `HttpAnalyzer.finish()` without its warnings: the caller reports `cut_values` and `dropped_records`.
+    fn finish(&mut self, py: Python<'_>) -> PyResult<Vec<PyObject>> {
+        let docs = self.engine.finish();
+        py_docs_py(py, docs)
+    }
+
+    #[getter]
+    fn cut_values(&self) -> u64 {
+        self.engine.analyzer.cut_values
+    }
+    #[getter]
+    fn dropped_records(&self) -> u64 {
+        self.engine.analyzer.dropped_records
+    }
+    #[getter]
+    fn cut_lines(&self) -> u64 {
+        self.engine.stats.cut_lines
+    }
+    #[getter]
+    fn bad_chunks(&self) -> u64 {
+        self.engine.stats.bad_chunks
+    }
+    #[getter]
+    fn lost_directions(&self) -> u64 {
+        self.engine.stats.lost_directions
+    }
+    #[getter]
+    fn not_http(&self) -> u64 {
+        self.engine.stats.not_http
+    }
+    #[getter]
+    fn bombs(&self, py: Python<'_>) -> PyResult<u64> {
+        self.engine.zstats.bind(py).getattr("bombs")?.extract()
+    }
+    #[getter]
+    fn undecodable(&self, py: Python<'_>) -> PyResult<u64> {
+        self.engine.zstats.bind(py).getattr("undecodable")?.extract()
+    }
+    /// Connections being read (for tests of the readers' dropping).
+    #[getter]
+    fn connections(&self) -> usize {
+        self.engine.connections()
+    }
+}
+
+fn py_docs_py(py: Python<'_>, docs: PyResult<Vec<Vec<u8>>>) -> PyResult<Vec<PyObject>> {
+    Ok(docs?.iter().map(|d| PyBytes::new_bound(py, d).into_any().unbind()).collect())
+}
+
 #[pymodule]
 fn _rs(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<DnsEngine>()?;
+    m.add_class::<HttpEngine>()?;
     m.add_class::<TlsEngine>()?;
     m.add_function(wrap_pyfunction!(write_document, m)?)?;
     Ok(())
