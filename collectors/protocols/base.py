@@ -40,6 +40,17 @@ def built_rust(name: str) -> Any:
 WRITE_DOCUMENT: DocumentWriter | None = built_rust("write_document")
 
 
+class EngineDocuments:
+    """A Rust engine's documents (JSON bytes, or the dict of its ``make_doc`` fallback) as a run hands them on: as
+    ``orjson.Fragment`` for a process pipe (``raw``), else parsed into dicts."""
+
+    def __init__(self, raw: bool) -> None:
+        self.wrap: Callable[[bytes], Any] = orjson.Fragment if raw else orjson.loads
+
+    def __call__(self, written: list[Any]) -> list[Written]:
+        return [self.wrap(doc) if isinstance(doc, bytes) else doc for doc in written] if written else []
+
+
 @dataclass(frozen=True, slots=True)
 class RunContext:
     """The capture being read, the tshark to read it with, and its frames by connection (for modules that need a

@@ -14,11 +14,9 @@ only serialises them again (the analyzer process's pipe to its parent, ``deep_pr
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-import orjson
-
-from collectors.protocols.base import built_rust, cuts_warning
+from collectors.protocols.base import EngineDocuments, built_rust, cuts_warning
 from collectors.protocols.dns import DnsAnalyzer
 from collectors.protocols.dns_wire import WireStats, parse
 from collectors.protocols.documents import Flow, Written
@@ -74,19 +72,17 @@ class RustDns:
     def __init__(self, engine: type[DnsEngine], warn: Warn, raw: bool) -> None:
         self.warn = warn
         self.engine = engine()
-        self.wrap: Callable[[bytes], Any] = orjson.Fragment if raw else orjson.loads
+        self.documents = EngineDocuments(raw)
 
     def message(self, payload: bytes, kind: str, src: str, sport: int, dst: str, dport: int,
                 ts: float) -> list[Written]:
-        written = self.engine.message(payload, kind, src, sport, dst, dport, ts)
-        return [self.wrap(doc) for doc in written] if written else []
+        return self.documents(self.engine.message(payload, kind, src, sport, dst, dport, ts))
 
     def expire(self, now: float) -> list[Written]:
-        written = self.engine.expire(now)
-        return [self.wrap(doc) for doc in written] if written else []
+        return self.documents(self.engine.expire(now))
 
     def finish(self) -> list[Written]:
-        docs = [self.wrap(doc) for doc in self.engine.finish()]
+        docs = self.documents(self.engine.finish())
         if self.engine.cut_values:  # DnsAnalyzer.report_cuts's warning
             self.warn(cuts_warning(DnsAnalyzer.SERVICE, self.engine.cut_values))
         return docs

@@ -20,11 +20,9 @@ HTTP (the caller hands the connection back to tshark and ``forget``s it); ``end`
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-import orjson
-
-from collectors.protocols.base import built_rust, cuts_warning
+from collectors.protocols.base import EngineDocuments, built_rust, cuts_warning
 from collectors.protocols.documents import Flow, Written
 from collectors.protocols.http import MAX_RECORDS_PER_FLOW, HttpAnalyzer, HttpConnection
 from collectors.protocols.http_wire import WireStats
@@ -91,14 +89,13 @@ class RustHttp:
     def __init__(self, engine: type[HttpEngine], warn: Warn, raw: bool = False) -> None:
         self.warn = warn
         self.engine = engine()
-        self.wrap: Callable[[bytes], Any] = orjson.Fragment if raw else orjson.loads
+        self.documents = EngineDocuments(raw)
 
     def open(self, conn_id: int, flow: Flow) -> None:
         self.engine.open(conn_id, flow.orig_h, flow.orig_p, flow.resp_h, flow.resp_p, flow.stream)
 
     def feed(self, conn_id: int, from_client: bool, data: bytes | int, ts: float) -> list[Written]:
-        written = self.engine.feed(conn_id, from_client, data, ts)
-        return [self.wrap(doc) for doc in written] if written else []
+        return self.documents(self.engine.feed(conn_id, from_client, data, ts))
 
     def switched(self, conn_id: int) -> bool:
         return self.engine.switched(conn_id)
@@ -107,15 +104,13 @@ class RustHttp:
         self.engine.forget(conn_id)
 
     def end(self, conn_id: int, ts: float) -> list[Written]:
-        written = self.engine.end(conn_id, ts)
-        return [self.wrap(doc) for doc in written] if written else []
+        return self.documents(self.engine.end(conn_id, ts))
 
     def expire(self, now: float) -> list[Written]:
-        written = self.engine.expire(now)
-        return [self.wrap(doc) for doc in written] if written else []
+        return self.documents(self.engine.expire(now))
 
     def finish(self) -> list[Written]:
-        docs = [self.wrap(doc) for doc in self.engine.finish()]
+        docs = self.documents(self.engine.finish())
         if self.engine.cut_values:  # HttpAnalyzer.report_cuts's warning
             self.warn(cuts_warning(HttpAnalyzer.SERVICE, self.engine.cut_values))
         if self.engine.dropped_records:

@@ -18,9 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-import orjson
-
-from collectors.protocols.base import built_rust, cuts_warning
+from collectors.protocols.base import EngineDocuments, built_rust, cuts_warning
 from collectors.protocols.documents import Flow, Written, make_doc
 from collectors.protocols.tls import TlsAnalyzer
 from collectors.protocols.tls_wire import Frame, TlsConnection, TlsStats
@@ -85,9 +83,8 @@ class RustTls:
 
     def __init__(self, engine: type[TlsEngine], warn: Warn, raw: bool) -> None:
         self.warn = warn
-        self.raw = raw
         self.engine = engine(self._certificate, self._make_doc)
-        self.wrap: Callable[[bytes], Any] = orjson.Fragment if raw else orjson.loads
+        self.documents = EngineDocuments(raw)
 
     def _certificate(self, der: bytes, ts: float, resp_h: str, resp_p: int) -> dict[str, Any] | None:
         """``TlsAnalyzer.emit``'s certificate fields and warning."""
@@ -107,21 +104,18 @@ class RustTls:
         doc = make_doc(TlsAnalyzer.DATASET, flow, ts, ("tls",), fields, TlsAnalyzer.SERVICE)
         return doc, len(doc.get("secops", {}).get("truncated", ()))
 
-    def _out(self, written: list[bytes | dict[str, Any]]) -> list[Written]:
-        return [self.wrap(doc) if isinstance(doc, bytes) else doc for doc in written]
-
     def open(self, conn_id: int, flow: Flow) -> None:
         self.engine.open(conn_id, flow.orig_h, flow.orig_p, flow.resp_h, flow.resp_p)
 
     def feed(self, conn_id: int, from_client: bool, chunks: Sequence[Chunk], ts: float) -> list[Written]:
-        written = self.engine.feed(conn_id, from_client, chunks if isinstance(chunks, list) else list(chunks), ts)
-        return self._out(written) if written else []
+        pieces = chunks if isinstance(chunks, list) else list(chunks)
+        return self.documents(self.engine.feed(conn_id, from_client, pieces, ts))
 
     def close(self, conn_id: int) -> None:
         self.engine.close(conn_id)
 
     def finish(self) -> list[Written]:
-        docs = self._out(self.engine.finish())
+        docs = self.documents(self.engine.finish())
         if self.engine.cut_values:  # TlsAnalyzer.report_cuts's warning
             self.warn(cuts_warning(TlsAnalyzer.SERVICE, self.engine.cut_values))
             self.engine.cut_values = 0
