@@ -11,6 +11,7 @@ documents reach the sink from the calling thread.
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -51,7 +52,8 @@ class IngestStats:
 FTP = SERVICE_INDEX["ftp"]
 MAX_PARKED = 20_000  # connection records held back until their file's deep path is read (FTP data channels)
 # offline ingest: capture files from this size get their analyzers a process of their own (deep_process)
-DEEP_PROCESS_MIN_BYTES: int | None = 16 << 20  # None: analyzers in the reading process (profiling)
+# (SECOPS_DEEP_PROCESS_MIN_BYTES overrides it: 0 gives every file its analyzer processes, as the tests of that path do)
+DEEP_PROCESS_MIN_BYTES: int | None = int(os.environ.get("SECOPS_DEEP_PROCESS_MIN_BYTES", 16 << 20))
 
 
 class Pipeline:

@@ -17,8 +17,8 @@ pytestmark = pytest.mark.integration
 ATTACKS = sorted(p for p in (TESTDATA / "attacks").rglob("*") if p.suffix in (".pcap", ".pcapng"))
 
 
-def secops(config_file: Path, *args: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, SECOPS_CONFIG=str(config_file))
+def secops(config_file: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    env = dict(os.environ, SECOPS_CONFIG=str(config_file), **(env or {}))
     return subprocess.run([sys.executable, "-c", "from secops.cli import main; main()", *args],
                           capture_output=True, text=True, env=env, timeout=600, check=False)
 
@@ -48,6 +48,29 @@ def test_every_attack_capture_ingests_into_elasticsearch(es, config_file: Path, 
     assert secops(config_file, "ingest", str(ATTACKS[0]), "--output", "es").returncode == 0
     es.indices.refresh(index=f"{prefix}-*")
     assert es.count(index=f"{prefix}-conn-*")["count"] == conns
+
+
+def test_analyzer_processes_index_what_the_reading_process_writes(es, config_file: Path, settings) -> None:
+    """Large files run their analyzers in processes of their own, whose documents reach Elasticsearch as the JSON text
+    the child wrote (``BulkWriter.add_text``: ``event.ingested`` put in, ``_id`` taken out). Forced for the attack
+    captures (``SECOPS_DEEP_PROCESS_MIN_BYTES=0``), Elasticsearch holds the documents the in-process NDJSON run
+    writes."""
+    from elasticsearch.helpers import scan
+
+    env = {"SECOPS_DEEP_PROCESS_MIN_BYTES": "0"}
+    out = secops(config_file, "ingest", *map(str, ATTACKS), "--output", "es", env=env)
+    assert out.returncode == 0, out.stderr
+    reference = secops(config_file, "ingest", *map(str, ATTACKS), "--output", "ndjson")
+    want = {d.pop("_id"): d for d in map(json.loads, reference.stdout.splitlines())}
+    prefix = settings.elasticsearch.index_prefix
+    es.indices.refresh(index=f"{prefix}-*")
+    got = {}
+    for hit in scan(es, index=f"{prefix}-*", query={"query": {"match_all": {}}}):
+        assert hit["_source"]["event"].pop("ingested")
+        got[hit["_id"]] = hit["_source"]
+    assert len(want) > 500 and {d["event"]["dataset"] for d in want.values()} >= {"secops.conn", "secops.dns",
+                                                                                 "secops.smb", "secops.modbus"}
+    assert got == want
 
 
 def test_ndjson_output_and_bad_file(config_file: Path, tmp_path: Path) -> None:
