@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from collectors.conn import Observations, conn_doc, ip_str, mac_str
+from collectors.conn import Observations, conn_doc, conn_text, ip_str, mac_str
 from collectors.flowconst import TCP
 from collectors.flowpath import DeepCut, Engine, NativeFlowPath, open_flow_path
 from collectors.flows import ConnRecord
@@ -99,12 +99,21 @@ class Pipeline:
         return found
 
     def _flow_done(self, f: ConnRecord) -> None:
-        doc = conn_doc(f, self.observer, f.service.split(",") if f.service else None)
+        services = f.service.split(",") if f.service else None
         if self._ftp_seen and self.deep and f.proto == TCP and not f.service and len(self._parked) < MAX_PARKED:
             # maybe an FTP data channel whose announcement the deep path has not read yet: shipped with the file
-            self._parked.append((f, doc))
+            self._parked.append((f, conn_doc(f, self.observer, services)))
             return
-        self._ship_conn(f, doc)
+        if self.text_sink is not None and not (self.expected and f.proto == TCP):
+            # no FTP data channel to claim it: its JSON text written in Rust, no dict (None: not built, or a value
+            # the writer does not model)
+            text = conn_text(f, self.observer, services)
+            if text is not None:
+                self.stats.conns += 1
+                self.text_sink(text)
+                self.observations.from_conn(f, services)
+                return
+        self._ship_conn(f, conn_doc(f, self.observer, services))
 
     def _release_parked(self) -> None:
         parked, self._parked = self._parked, []
@@ -118,7 +127,7 @@ class Pipeline:
                 doc["network"]["protocol"] = [*doc["network"].get("protocol", ()), announced]
         self.stats.conns += 1
         self.sink(doc)
-        self.observations.from_conn(f, doc)
+        self.observations.from_conn(f, doc["network"].get("protocol"))
 
     def _ship_observations(self) -> None:
         for obs in self.observations.drain():
