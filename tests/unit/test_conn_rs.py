@@ -211,7 +211,16 @@ def test_an_ingest_with_a_text_sink_ships_the_same_documents_in_the_same_order(p
     assert conns == [d for d in want if b'"dataset":"secops.conn"' in d]  # byte for byte
 
 
-def test_ftp_data_channels_keep_their_claim_on_the_text_path() -> None:
-    got, _ = _ingest(TESTDATA / "zeek/traces/ftp/ipv4.pcap", None, text=True)
+@pytest.mark.parametrize("max_parked", [None, 0])
+def test_ftp_data_channels_keep_their_claim_on_the_text_path(monkeypatch: pytest.MonkeyPatch,
+                                                              max_parked: int | None) -> None:
+    """Parked or not (``MAX_PARKED`` 0: every data channel ends with the file, its announcement already read), a data
+    channel is claimed as the dict path claims it."""
+    if max_parked is not None:
+        monkeypatch.setattr("collectors.ingest.MAX_PARKED", max_parked)
+    path = TESTDATA / "zeek/traces/ftp/ipv4.pcap"
+    want, _ = _ingest(path, None, text=False)
+    got, _ = _ingest(path, None, text=True)
+    assert got == want
     protocols = [orjson.loads(d)["network"].get("protocol") for d in got if b'"dataset":"secops.conn"' in d]
     assert any(p and "ftp-data" in p for p in protocols)
