@@ -224,3 +224,13 @@ def test_ftp_data_channels_keep_their_claim_on_the_text_path(monkeypatch: pytest
     assert got == want
     protocols = [orjson.loads(d)["network"].get("protocol") for d in got if b'"dataset":"secops.conn"' in d]
     assert any(p and "ftp-data" in p for p in protocols)
+
+
+def test_without_the_rust_writer_the_dicts_ship_as_before(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pure-Python build (``built_rust`` None): ``conn_text`` gives None and every connection goes as a dict."""
+    monkeypatch.setattr("collectors.conn.WRITE_CONN", None)
+    path = TESTDATA / "zeek/traces/http/get.pcap"
+    got, texts = _ingest(path, None, text=True)
+    monkeypatch.undo()
+    want, _ = _ingest(path, None, text=False)
+    assert texts == 0 and got == want
