@@ -70,3 +70,10 @@ class HttpEngine:
     def end(self, conn_id: int, ts: float) -> list[bytes]: ...
     def expire(self, now: float) -> list[bytes]: ...
     def finish(self) -> list[bytes]: ...
+
+
+def write_conn(f: tuple[Any, ...], observer: str | None = None, services: list[str] | None = None) -> bytes | None:
+    """``orjson.dumps(collectors.conn.conn_doc(f, observer, services))`` of a ``ConnRecord``, byte for byte, read
+    from the record's fields; None where the writer does not model a value (an int beyond 64 bits, a time outside
+    1970-9999, a string orjson refuses, an address neither 4 nor 16 bytes, a record of another shape): the caller
+    builds the dict instead."""

@@ -15,6 +15,8 @@ from netaddr import EUI, AddrFormatError, NotRegisteredError
 
 from collectors.decode import ICMP, ICMP6, TCP, UDP
 from collectors.flows import ConnRecord
+from collectors.protocols.base import built_rust
+from collectors.protocols.document_text import DocumentText
 from secops.ecs import doc_id, second_text
 
 TRANSPORTS = {TCP: "tcp", UDP: "udp", ICMP: "icmp", ICMP6: "ipv6-icmp"}
@@ -75,6 +77,27 @@ def conn_doc(f: ConnRecord, observer: str | None = None, services: list[str] | N
     if observer:
         doc["observer"] = {"name": observer}
     return doc
+
+
+# orjson.dumps(conn_doc(f, observer, services)) written in Rust (collectors/rust/src/conn.rs); None: not built
+WRITE_CONN: Any = built_rust("write_conn")
+# its layout: '{"_id":"<32 hex>","@timestamp":"<27 characters>","event":{"dataset":"secops.conn",...'
+_CONN_ID_AT, _CONN_ID_END_AT = 8, 40  # the id's 32 hex digits
+_CONN_ID_END = 42  # after '",': text[1:42] is the "_id" member and its comma
+_CONN_TIMESTAMP_AT, _CONN_TIMESTAMP_END = 56, 83
+_CONN_EVENT_AT = 94  # after '","event":{'
+
+
+def conn_text(f: ConnRecord, observer: str | None = None, services: list[str] | None = None) -> DocumentText | None:
+    """``conn_doc``'s document as the JSON text orjson writes of it (byte for byte), without the dict; None where
+    the Rust writer is not built or does not model a value (conn_doc then)."""
+    if WRITE_CONN is None:
+        return None
+    text: bytes | None = WRITE_CONN(f, observer, services)
+    if text is None:
+        return None
+    timestamp, ident = text[_CONN_TIMESTAMP_AT:_CONN_TIMESTAMP_END].decode(), text[_CONN_ID_AT:_CONN_ID_END_AT].decode()
+    return DocumentText(text, timestamp, "secops.conn", ident, _CONN_EVENT_AT, 1, _CONN_ID_END)
 
 
 LOCAL_NETS = [ipaddress.ip_network(n) for n in (
@@ -142,21 +165,18 @@ class Observations:
     def address(self, ts_ns: int, ip: str, mac: str | None) -> None:
         self._candidate(("address", ip, mac or ""), ts_ns, "address", ip, mac, {})
 
-    def from_conn(self, f: ConnRecord, doc: dict[str, Any]) -> None:
+    def from_conn(self, f: ConnRecord, protos: list[str] | None) -> None:
         """Address candidates for local endpoints that sent packets (MAC only when not tunnelled) and
-        answering services. A destination that never answered (a scan or sweep target) is not evidence
-        that a host exists, so it is not observed."""
-        endpoints = [(doc["source"]["ip"], f.o_ip, f.o_mac)]
-        if f.r_pkts > 0:
-            endpoints.append((doc["destination"]["ip"], f.r_ip, f.r_mac))
+        answering services (``protos``: the document's ``network.protocol``). A destination that never answered
+        (a scan or sweep target) is not evidence that a host exists, so it is not observed."""
         if not f.tunnel:
-            for ip, packed, mac in endpoints:
-                if is_local(packed):
-                    self.address(f.start, ip, mac_str(mac))
+            if is_local(f.o_ip):
+                self.address(f.start, ip_str(f.o_ip), mac_str(f.o_mac))
+            if f.r_pkts > 0 and is_local(f.r_ip):
+                self.address(f.start, ip_str(f.r_ip), mac_str(f.r_mac))
         if f.answered:
-            ip, port, transport = doc["destination"]["ip"], f.r_port, TRANSPORTS[f.proto]
+            ip, port, transport = ip_str(f.r_ip), f.r_port, TRANSPORTS[f.proto]
             extra: dict[str, Any] = {"port": port, "transport": transport}
-            protos = doc["network"].get("protocol")
             if protos:
                 extra["service"] = protos[0]
             server_mac = None if f.tunnel else mac_str(f.r_mac)

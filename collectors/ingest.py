@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from collectors.conn import Observations, conn_doc, ip_str, mac_str
+from collectors.conn import Observations, conn_doc, conn_text, ip_str, mac_str
 from collectors.flowconst import TCP
 from collectors.flowpath import DeepCut, Engine, NativeFlowPath, open_flow_path
 from collectors.flows import ConnRecord
@@ -80,7 +80,7 @@ class Pipeline:
         self.expected = ExpectedConnections()
         self._detect = probe if deep else probe_service_only
         self._ftp_seen = False  # an FTP control connection was detected: data channels may be announced
-        self._parked: list[tuple[ConnRecord, dict[str, Any]]] = []
+        self._parked: list[ConnRecord] = []
         self.stats = IngestStats()
         self.tshark_path = tshark_path
         self._warn = on_warning
@@ -101,26 +101,32 @@ class Pipeline:
         return found
 
     def _flow_done(self, f: ConnRecord) -> None:
-        doc = conn_doc(f, self.observer, f.service.split(",") if f.service else None)
         if self._ftp_seen and self.deep and f.proto == TCP and not f.service and len(self._parked) < MAX_PARKED:
             # maybe an FTP data channel whose announcement the deep path has not read yet: shipped with the file
-            self._parked.append((f, doc))
+            self._parked.append(f)
             return
-        self._ship_conn(f, doc)
+        self._ship_conn(f)
 
     def _release_parked(self) -> None:
         parked, self._parked = self._parked, []
-        for f, doc in parked:
-            self._ship_conn(f, doc)
+        for f in parked:
+            self._ship_conn(f)
 
-    def _ship_conn(self, f: ConnRecord, doc: dict[str, Any]) -> None:
+    def _ship_conn(self, f: ConnRecord) -> None:
+        """The connection's document: its JSON text written in Rust for a text sink (``conn_text``; None where the
+        writer is not built or does not model a value), else the dict."""
+        services = f.service.split(",") if f.service else None
         if self.expected and f.proto == TCP:  # an FTP data channel its control connection announced
-            announced = self.expected.claim(doc["source"]["ip"], doc["destination"]["ip"], f.r_port, f.start / 1e9)
+            announced = self.expected.claim(ip_str(f.o_ip), ip_str(f.r_ip), f.r_port, f.start / 1e9)
             if announced:
-                doc["network"]["protocol"] = [*doc["network"].get("protocol", ()), announced]
+                services = [*(services or ()), announced]
         self.stats.conns += 1
-        self.sink(doc)
-        self.observations.from_conn(f, doc)
+        text = conn_text(f, self.observer, services) if self.text_sink is not None else None
+        if text is not None:
+            self.text_sink(text)
+        else:
+            self.sink(conn_doc(f, self.observer, services))
+        self.observations.from_conn(f, services)
 
     def _ship_observations(self) -> None:
         for obs in self.observations.drain():

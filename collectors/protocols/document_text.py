@@ -30,15 +30,19 @@ DOCUMENT_LINE = b'["d",'  # how orjson writes the child's document lines: ["d",{
 class DocumentText:
     """One document as JSON text (``make_doc``'s layout), with its time, dataset and id."""
 
-    __slots__ = ("_event_at", "_id_at", "dataset", "doc_id", "text", "timestamp")
+    __slots__ = ("_event_at", "_id_at", "_id_end", "dataset", "doc_id", "text", "timestamp")
 
-    def __init__(self, text: bytes, timestamp: str, dataset: str, doc_id: str, event_at: int, id_at: int) -> None:
+    def __init__(self, text: bytes, timestamp: str, dataset: str, doc_id: str, event_at: int, id_at: int,
+                 id_end: int = -1) -> None:
+        """``text[id_at:id_end]`` is the ``_id`` member with its comma: ``,"_id":"..."`` at the end (make_doc's
+        layout; ``id_end`` -1: up to the closing brace) or ``"_id":"...",`` as the first member (conn_doc's)."""
         self.text = text
         self.timestamp = timestamp
         self.dataset = dataset
         self.doc_id = doc_id
         self._event_at = event_at  # where the event object's first key starts
-        self._id_at = id_at  # where ',"_id":' starts
+        self._id_at = id_at
+        self._id_end = id_end if id_end >= 0 else len(text) - 1
 
     @classmethod
     def from_text(cls, text: bytes) -> DocumentText | None:
@@ -67,8 +71,10 @@ class DocumentText:
         """The Elasticsearch ``_source``: the text with ``event.ingested`` as the event's first key and without
         ``_id`` (a metadata field Elasticsearch refuses in a source). Equal, as JSON, to what the writer makes of the
         parsed dict."""
-        text, at = self.text, self._event_at
-        return b"".join((text[:at], b'"ingested":"', ingested.encode(), b'",', text[at:self._id_at], b"}"))
+        text, at, cut, end = self.text, self._event_at, self._id_at, self._id_end
+        if cut > at:  # the id is the last member
+            return b"".join((text[:at], b'"ingested":"', ingested.encode(), b'",', text[at:cut], text[end:]))
+        return b"".join((text[:cut], text[end:at], b'"ingested":"', ingested.encode(), b'",', text[at:]))
 
 
 Shipped = dict[str, Any] | DocumentText  # a finished deep-path document as a run hands it on

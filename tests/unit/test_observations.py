@@ -20,7 +20,7 @@ def udp_answered(src: str, dst: str, src_mac: bytes, dst_mac: bytes, start: int 
 
 def observe(obs: Observations, records: list[ConnRecord]) -> list[dict]:
     for rec in records:
-        obs.from_conn(rec, conn_doc(rec))
+        obs.from_conn(rec, conn_doc(rec)["network"].get("protocol"))
     return obs.drain()
 
 

@@ -5,6 +5,7 @@
 
 #![allow(clippy::useless_conversion)] // pyo3 0.22 #[pymethods] expansion
 
+mod conn;
 mod document;
 mod fields;
 mod http;
@@ -373,6 +374,19 @@ impl HttpEngine {
     }
 }
 
+/// `orjson.dumps(collectors.conn.conn_doc(f, observer, services))` of a `ConnRecord`, or None where this writer
+/// does not model a value (the caller falls back to the dict).
+#[pyfunction]
+#[pyo3(signature = (f, observer = None, services = None))]
+fn write_conn<'py>(
+    py: Python<'py>,
+    f: &Bound<'py, PyTuple>,
+    observer: Option<&Bound<'py, PyAny>>,
+    services: Option<&Bound<'py, PyAny>>,
+) -> Option<Bound<'py, PyBytes>> {
+    conn::write_conn(f, observer, services).map(|json| PyBytes::new_bound(py, &json))
+}
+
 fn py_docs_py(py: Python<'_>, docs: PyResult<Vec<Vec<u8>>>) -> PyResult<Vec<PyObject>> {
     Ok(docs?.iter().map(|d| PyBytes::new_bound(py, d).into_any().unbind()).collect())
 }
@@ -383,5 +397,6 @@ fn _rs(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<HttpEngine>()?;
     m.add_class::<TlsEngine>()?;
     m.add_function(wrap_pyfunction!(write_document, m)?)?;
+    m.add_function(wrap_pyfunction!(write_conn, m)?)?;
     Ok(())
 }
