@@ -109,7 +109,7 @@ class NativeFrames:
         self._carry = b""
         self._broken = False  # the stream stopped parsing as pcapng blocks: everything goes to tshark
         self._next_sweep: float | None = None
-        self._whole: bytes | None = None  # the packet block that stands for the frame just taken (``_whole_block``)
+        self._whole: bytes | None = None  # the block standing for the frame just taken (``whole_datagram_frame``)
 
     def split(self, data: bytes) -> tuple[bytes, list[Written]]:
         """(the bytes of ``data`` tshark still gets, the documents of the frames taken out). A block cut at the
