@@ -302,9 +302,11 @@ def whole_datagram_frame(linktype: int, buf: bytes, frame: int, end: int, datagr
     link header and the decoder's reassembled datagram (``datagram``: header fixed, checksum recomputed, then the
     whole payload). None when the frame is no outermost IPv4 fragment (it goes to tshark as it is)."""
     found = ip_offset(linktype, buf, frame, end)
-    if found is None or found[1] != 0x0800 or not outer_ipv4_fragment(linktype, buf, frame, end):
+    if found is None or found[1] != 0x0800:
         return None
     off = found[0]
+    if end - off < 20 or not _u16(buf, off + 6)[0] & 0x3FFF:  # no fragment: the frame goes as it is
+        return None
     if len(datagram) < 20 or datagram[0] >> 4 != 4 or datagram[12:20] != buf[off + 12:off + 20]:
         return None
     header = bytearray(datagram[:(datagram[0] & 0x0F) * 4])
