@@ -563,7 +563,9 @@ class HttpConnection:
         return self.analyzer._state(self.flow.key(), self.flow, ts)
 
     def _no_body(self, status: int) -> bool:
-        return status < 200 or status in NO_BODY_STATUS or bool(self.methods and self.methods[0] == "HEAD")
+        """Zeek's ``ExpectReplyMessageBody``: none for a HEAD's reply, a 1xx, 204 or 304; any other status, one
+        below 100 included (``HTTP_ReplyCode`` reads any three digits), has a body."""
+        return 100 <= status < 200 or status in NO_BODY_STATUS or bool(self.methods and self.methods[0] == "HEAD")
 
     def _request(self, msg: Message) -> None:
         if self.switched:

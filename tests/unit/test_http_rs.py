@@ -310,6 +310,8 @@ def scenarios() -> dict[str, tuple[bytes | list[bytes | int], bytes | list[bytes
     s["ended mid-line cr"] = (b"GET / HTTP/1.1\r\n\r", OK[:-2])
     s["reply to the close"] = (req("GET / HTTP/1.1"), req("HTTP/1.0 200 OK", "Content-Type: x", body=b"a" * 3000))
     s["ipv6 flow"] = (req("GET / HTTP/1.1"), OK)
+    s["status below 100 has a body"] = (req("GET /a HTTP/1.1") + req("GET /b HTTP/1.1"),
+                                        req("HTTP/1.1 099 Odd", "Content-Length: 7", body=b"1234567") + OK)
     return s
 
 

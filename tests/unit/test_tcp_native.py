@@ -412,6 +412,16 @@ def test_http_09_and_a_reply_read_to_the_close() -> None:
     assert [d["http"]["response"]["body"]["bytes"] for d in docs] == [3000]
 
 
+def test_a_status_below_100_has_a_body_as_zeek_reads_it() -> None:
+    """Zeek's ExpectReplyMessageBody: only a HEAD's reply, 1xx, 204 and 304 go without a body; status 000 or 099
+    (HTTP_ReplyCode reads any three digits) is final and framed by its headers, so the next reply pairs right."""
+    _, docs, _ = http_docs(
+        (True, b"GET /a HTTP/1.1\r\nHost: h\r\n\r\nGET /b HTTP/1.1\r\nHost: h\r\n\r\n"),
+        (False, b"HTTP/1.1 099 Odd\r\nContent-Length: 7\r\n\r\n1234567HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"))
+    assert [(d["url"]["original"], d["http"]["response"]["status_code"], d["http"]["response"]["body"]["bytes"])
+            for d in docs] == [("/a", 99, 7), ("/b", 200, 2)]
+
+
 def test_connect_goes_back_to_tshark() -> None:
     """A CONNECT (and what the tunnel carries, TLS through a proxy) is tshark's from the CONNECT frame on; the
     requests before it stay read here."""

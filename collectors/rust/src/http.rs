@@ -975,7 +975,7 @@ struct ConnSink<'a> {
 
 impl Sink for ConnSink<'_> {
     fn no_body(&self, status: u16) -> bool {
-        status < 200 || status == 204 || status == 304 || self.meta.heads.front() == Some(&true)
+        (100..200).contains(&status) || status == 204 || status == 304 || self.meta.heads.front() == Some(&true)
     }
 
     fn message(&mut self, py: Python<'_>, is_request: bool, msg: Message, bytes: u64) -> PyResult<bool> {
