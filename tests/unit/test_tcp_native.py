@@ -614,6 +614,32 @@ def test_tshark_gets_a_fragmented_datagram_whole_and_none_of_one_read_here() -> 
     assert renumbered.number == len(frames)
 
 
+def test_ipv6_fragments_are_kept_from_tshark_as_ipv4_ones_are() -> None:
+    """IPv6 too: a fragmented DNS reply read here costs tshark nothing, and a datagram tshark reads reaches it as
+    the datagram sent whole (fragment header out, its next header and the payload length in the fixed header)."""
+    from scapy.layers.dns import DNS, DNSQR, DNSRR
+    from scapy.layers.inet import UDP
+    from scapy.layers.inet6 import IPv6, IPv6ExtHdrFragment, fragment6
+
+    other = IPv6(src="2001:db8::1", dst="2001:db8::2") / UDP(sport=5000, dport=6000) / (b"d" * 3000)
+    dns = IPv6(src="2001:db8::2", dst="2001:db8::1") / UDP(sport=53, dport=5353) / DNS(
+        id=1, qr=1, qd=DNSQR(qname="big.example"), an=[DNSRR(rrname="big.example", type="TXT", rdata="t" * 200)] * 12)
+
+    def pieces(packet: IPv6, ident: int) -> list[bytes]:
+        with_header = packet.copy()
+        with_header.remove_payload()
+        with_header /= IPv6ExtHdrFragment(id=ident) / packet.payload
+        return [bytes(eth() / f) for f in fragment6(with_header, 1000)]
+
+    other_pieces, dns_pieces = pieces(other, 7), pieces(dns, 8)
+    assert len(other_pieces) >= 3 and len(dns_pieces) >= 2
+    native = NativeFrames("t", lambda _m: None)
+    kept, docs = native.split(pcapng([*dns_pieces, *other_pieces]))
+    assert len(docs) == 1 and docs[0]["dns"]["answers"]
+    (whole,) = _frames_of(kept)
+    assert whole == bytes(eth() / other)  # the datagram as sent, in one frame
+
+
 def _frames_of(stream: bytes) -> list[bytes]:
     """The frames of a run of pcapng blocks (enhanced packet blocks only)."""
     out, pos = [], 0
