@@ -22,7 +22,7 @@ from collectors.conn import Observations, conn_doc, conn_text, ip_str, mac_str
 from collectors.flowconst import TCP
 from collectors.flowpath import DeepCut, Engine, NativeFlowPath, open_flow_path
 from collectors.flows import ConnRecord
-from collectors.protocols.detect import SERVICE_INDEX, SERVICES, UPGRADES, probe, probe_service_only
+from collectors.protocols.detect import SERVICES, UPGRADES, Prober
 from collectors.protocols.document_text import DocumentText, Shipped
 from collectors.protocols.expected import ExpectedConnections
 from collectors.selection import DEEP_BYTES_PER_DIRECTION
@@ -49,7 +49,6 @@ class IngestStats:
     decode_errors: Counter = field(default_factory=Counter)
 
 
-FTP = SERVICE_INDEX["ftp"]
 MAX_PARKED = 20_000  # connection records held back until their file's deep path is read (FTP data channels)
 # offline ingest: capture files from this size get their analyzers a process of their own (deep_process)
 # (SECOPS_DEEP_PROCESS_MIN_BYTES overrides it: 0 gives every file its analyzer processes, as the tests of that path do)
@@ -73,13 +72,12 @@ class Pipeline:
         self.observer = observer
         self.deep = deep
         self.deep_bytes_max = deep_bytes_max
+        self.prober = Prober(deep)  # the flow path's probes; it notes FTP control connections (data channels)
         self.flows = open_flow_path(self._flow_done, engine=engine, max_flows=max_flows,
-                                    verify_checksums=verify_checksums, probe=self._probe,
+                                    verify_checksums=verify_checksums, probe=self.prober,
                                     services=SERVICES, collect=deep, deep_bytes_max=deep_bytes_max, upgrades=UPGRADES)
         self.observations = Observations(observer)
         self.expected = ExpectedConnections()
-        self._detect = probe if deep else probe_service_only
-        self._ftp_seen = False  # an FTP control connection was detected: data channels may be announced
         self._parked: list[ConnRecord] = []
         self.stats = IngestStats()
         self.tshark_path = tshark_path
@@ -94,14 +92,8 @@ class Pipeline:
             self._warn(msg)
 
     # -- flows --------------------------------------------------------------------------------------
-    def _probe(self, proto: int, from_orig: bool, payload: bytes, length: int) -> tuple[int, int]:
-        found = self._detect(proto, from_orig, payload, length)
-        if found[0] == FTP:
-            self._ftp_seen = True
-        return found
-
     def _flow_done(self, f: ConnRecord) -> None:
-        if self._ftp_seen and self.deep and f.proto == TCP and not f.service and len(self._parked) < MAX_PARKED:
+        if self.prober.ftp_seen and self.deep and f.proto == TCP and not f.service and len(self._parked) < MAX_PARKED:
             # maybe an FTP data channel whose announcement the deep path has not read yet: shipped with the file
             self._parked.append(f)
             return

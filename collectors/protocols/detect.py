@@ -467,6 +467,25 @@ def probe_service_only(proto: int, from_orig: bool, payload: bytes, length: int)
     return probe(proto, from_orig, payload, length)[0], SELECT_NONE
 
 
+FTP_SERVICE = SERVICE_INDEX["ftp"]
+
+
+class Prober:
+    """What the flow path calls for a flow's first payloads: :func:`probe`, or without a deep path
+    :func:`probe_service_only`, noting whether an FTP control connection was met (its data channels may then be
+    announced). A compiled object, not a bound method of the interpreted pipeline: one call per probed payload."""
+
+    def __init__(self, deep: bool) -> None:
+        self.deep = deep
+        self.ftp_seen = False
+
+    def __call__(self, proto: int, from_orig: bool, payload: bytes, length: int) -> tuple[int, int]:
+        found = probe(proto, from_orig, payload, length)
+        if found[0] == FTP_SERVICE:
+            self.ftp_seen = True
+        return found if self.deep else (found[0], SELECT_NONE)
+
+
 def detect(proto: int, from_orig: bool, payload: bytes, length: int | None = None) -> str:
     """The service name for one payload, '' when nothing matches (convenience for tests and tools)."""
     return SERVICES[probe(proto, from_orig, payload, len(payload) if length is None else length)[0]]
