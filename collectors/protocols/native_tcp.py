@@ -25,9 +25,10 @@ A native connection is put back in sequence order per direction (``tcp_reassembl
 counted and skipped, a direction starts where the peer's first ACK points), and its bytes go to a per-protocol
 reader: FTP lines into ``FtpAnalyzer.line``, HTTP into ``http_native`` (the Rust engine, or its reference
 ``http.HttpConnection``: ``http_wire`` messages paired by ``HttpAnalyzer``), TLS into ``tls_native`` (the Rust
-engine, or ``tls_wire`` frames into ``TlsAnalyzer``), ICS into its ``*_wire`` reader. Documents and announcements
-are those of the tshark path; the differences are named in tests/unit/test_tcp_native.py, test_tls_native.py and
-test_ics_native.py (and the wire readers' own tests).
+engine, or ``tls_wire`` frames into ``TlsAnalyzer``), S7comm into ``s7comm_native`` (the Rust engine, or
+``S7commReader`` fields into ``S7commAnalyzer``), the other ICS protocols into their ``*_wire`` reader. Documents
+and announcements are those of the tshark path; the differences are named in tests/unit/test_tcp_native.py,
+test_tls_native.py and test_ics_native.py (and the wire readers' own tests).
 
 Hand-back: a session that leaves its protocol in-band is given back to tshark from the frame that says so, and
 tshark reads that exchange and what follows as it did before: FTP ``AUTH`` (TLS follows; Zeek hands the connection

@@ -3,7 +3,10 @@
 - :class:`RustS7comm`: ``collectors._rs.S7commEngine`` (collectors/rust/src/s7comm.rs), which reads each
   connection's TPKTs, COTP TPDUs (reassembly and tshark's heuristics included) and S7comm PDUs as
   ``s7comm_wire.S7commReader`` does and writes each frame's document as ``S7commAnalyzer.handle`` makes it, as JSON
-  text, so no tshark-shaped packet is built per frame.
+  text, so no tshark-shaped packet is built per frame. Measured on the S7comm connections of an analyzer process's
+  captured input of real traces (/var/tmp/child-in-0.bin: 80 connections, 5,120 frames, a document each): 3.1 us a
+  frame (201 us a connection) against the compiled reference's 13.4 us (857 us); through ``TcpNative`` (reassembly
+  included) 4.6 us a frame instead of 16.4 us.
 - :class:`PythonS7comm`: an ``S7commReader`` per connection, each frame's fields (with its raw sequence number as
   ``tcp_seq_raw``, which places the document) through one ``S7commAnalyzer``: the path ``native_tcp`` took before
   the engine, and the reference the engine is tested against (document for document, counter for counter), used
