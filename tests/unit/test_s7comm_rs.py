@@ -167,6 +167,27 @@ def test_every_shared_capture_on_port_102_both_ways(monkeypatch: pytest.MonkeyPa
         both_ways(packets_of(capture), monkeypatch)
 
 
+@pytest.mark.parametrize("name", ["attacks/ics/s7comm/snap7.pcap", "attacks/ics/s7comm/s7comm_plus.pcap"])
+def test_whole_pipeline_both_ways(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A whole ingest run (tshark for the rest, the analyzers in this process): the same documents in the same
+    order, and the same warnings."""
+    from collectors.ingest import Pipeline
+    from collectors.protocols import stream
+
+    monkeypatch.setattr(stream, "NATIVE_TCP", True)
+    runs = []
+    for rust in (False, True):
+        monkeypatch.setattr(s7comm_native, "RUST", rust)
+        docs: list[dict[str, Any]] = []
+        warnings: list[str] = []
+        pipe = Pipeline(docs.append, on_warning=warnings.append, deep_process_min_bytes=None)
+        pipe.process_file(TESTDATA / name)
+        pipe.finish()
+        runs.append(([orjson.dumps(d) for d in docs], warnings))
+    assert runs[1] == runs[0]
+    assert any(b'"secops.s7comm"' in d for d in runs[0][0])
+
+
 @cache
 def child_packets() -> list[tuple[tuple[Any, ...], float]]:
     """The TCP frames on port 102 of the real analyzer process's input (the selected frames of real traces)."""
