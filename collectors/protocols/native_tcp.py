@@ -25,9 +25,10 @@ A native connection is put back in sequence order per direction (``tcp_reassembl
 counted and skipped, a direction starts where the peer's first ACK points), and its bytes go to a per-protocol
 reader: FTP lines into ``FtpAnalyzer.line``, HTTP into ``http_native`` (the Rust engine, or its reference
 ``http.HttpConnection``: ``http_wire`` messages paired by ``HttpAnalyzer``), TLS into ``tls_native`` (the Rust
-engine, or ``tls_wire`` frames into ``TlsAnalyzer``), ICS into its ``*_wire`` reader. Documents and announcements
-are those of the tshark path; the differences are named in tests/unit/test_tcp_native.py, test_tls_native.py and
-test_ics_native.py (and the wire readers' own tests).
+engine, or ``tls_wire`` frames into ``TlsAnalyzer``), S7comm into ``s7comm_native`` (the Rust engine, or
+``S7commReader`` fields into ``S7commAnalyzer``), the other ICS protocols into their ``*_wire`` reader. Documents
+and announcements are those of the tshark path; the differences are named in tests/unit/test_tcp_native.py,
+test_tls_native.py and test_ics_native.py (and the wire readers' own tests).
 
 Hand-back: a session that leaves its protocol in-band is given back to tshark from the frame that says so, and
 tshark reads that exchange and what follows as it did before: FTP ``AUTH`` (TLS follows; Zeek hands the connection
@@ -70,6 +71,7 @@ from collectors.protocols.iec104_wire import Iec104Reader
 from collectors.protocols.modbus import ModbusAnalyzer
 from collectors.protocols.modbus_wire import ModbusReader
 from collectors.protocols.s7comm import S7commAnalyzer
+from collectors.protocols.s7comm_native import S7commConn, native_s7comm
 from collectors.protocols.s7comm_wire import S7commReader
 from collectors.protocols.tcp_reassembly import Chunk, Direction, distance
 from collectors.protocols.tls_native import native_tls
@@ -99,7 +101,7 @@ ICS_LAYERS = {MODBUS: ["mbtcp", "modbus"], DNP3: ["dnp3"], S7COMM: ["tpkt", "cot
 # the flow path's probes of each: they decide between two ICS ports (``ics_server_port``)
 ICS_PROBES: dict[int, Callable[[bytes, int], bool]] = {
     MODBUS: detect.modbus, DNP3: detect.dnp3, S7COMM: detect.s7comm, IEC104: detect.iec104}
-IcsReader = ModbusReader | Dnp3Reader | S7commReader | Iec104Reader
+IcsReader = ModbusReader | Dnp3Reader | S7commReader | Iec104Reader | S7commConn  # S7commConn: s7comm_native's
 ICS_READERS: dict[int, Callable[[], IcsReader]] = {
     MODBUS: ModbusReader, DNP3: Dnp3Reader, S7COMM: S7commReader, IEC104: Iec104Reader}
 IcsAnalyzer = ModbusAnalyzer | Dnp3Analyzer | S7commAnalyzer | Iec104Analyzer
@@ -153,6 +155,8 @@ def ics_damage(reader: IcsReader | None) -> int:
     if isinstance(reader, S7commReader):
         t = reader.stats
         return t.bad_versions + t.bad_lengths + t.evicted
+    if isinstance(reader, S7commConn):
+        return reader.damage()
     if isinstance(reader, Iec104Reader):
         return reader.stats.malformed
     return 0
@@ -239,6 +243,7 @@ class TcpNative:
         self.ftp = FtpAnalyzer(warn, context)
         self.http = native_http(warn, raw)  # http_native: the Rust engine or HttpAnalyzer, no second look
         self.tls = native_tls(warn, raw)  # tls_native: the Rust engine or TlsAnalyzer, no second look
+        self.s7 = native_s7comm(warn, raw)  # s7comm_native: the Rust engine or S7commReader + S7commAnalyzer
         self.ics = {kind: make(warn) for kind, make in ICS_ANALYZERS.items()}
         analyzers: list[Analyzer] = [self.ftp, *self.ics.values()]
         for analyzer in analyzers:
@@ -267,6 +272,8 @@ class TcpNative:
                 self.http.forget(failed.http)  # its reader goes with it
             if isinstance(failed, Connection) and failed.tls is not None:
                 self.tls.close(failed.tls)
+            if isinstance(failed, Connection) and isinstance(failed.ics, S7commConn):
+                self.s7.forget(failed.ics.conn_id)
             self.stats.failures += 1
             if self.stats.failures == 1:
                 self.warn(f"{self.name}: native TCP reading failed on one connection ({type(exc).__name__}: {exc}); "
@@ -366,7 +373,9 @@ class TcpNative:
         if tls is not None:
             self.tls.open(tls, flow)
         make_ics = ICS_READERS.get(kind)
-        ics = make_ics() if make_ics is not None else None
+        ics = make_ics() if make_ics is not None and kind != S7COMM else None
+        if kind == S7COMM:  # read by s7comm_native (frame in, document out)
+            ics = self.s7.open(self._streams, flow)
         conn = self.conns[key] = Connection(kind, flow, client, ts, http, tls, ics)
         self.stats.connections += 1
         return conn
@@ -408,6 +417,12 @@ class TcpNative:
         protocol's analyzer (the frame's raw sequence number places them, as it places tshark's)."""
         reader = conn.ics
         assert reader is not None
+        if isinstance(reader, S7commConn):
+            for chunk in chunks:
+                if isinstance(chunk, int):
+                    self.stats.gaps += 1
+            docs += self.s7.feed(reader.conn_id, from_client, chunks, ts, seq)
+            return
         for chunk in chunks:
             if isinstance(chunk, int):
                 self.stats.gaps += 1
@@ -446,6 +461,8 @@ class TcpNative:
             docs += self.http.end(conn.http, conn.last_ts)
         if conn.tls is not None:
             self.tls.close(conn.tls)
+        if isinstance(conn.ics, S7commConn):
+            docs += self.s7.end(conn.ics.conn_id, conn.last_ts)
         return docs
 
     def sweep(self, idle_before: float) -> list[Written]:
@@ -460,6 +477,7 @@ class TcpNative:
             elif len(self.conns) > MAX_CONNECTIONS // 2:
                 self.conns.pop(key)
         docs += self.http.expire(idle_before + IDLE_SECONDS)  # requests of idle connections never answered
+        docs += self.s7.expire(idle_before + IDLE_SECONDS)
         return docs
 
     def finish(self) -> list[Written]:
@@ -472,6 +490,7 @@ class TcpNative:
         docs += self.tls.finish()
         for analyzer in self.ics.values():
             docs += analyzer.finish()
+        docs += self.s7.finish()
         s, w = self.stats, self.http.wire
         if w.cut_lines or w.bad_chunks or w.lost_directions or w.bombs or w.undecodable:
             self.warn(f"{self.name}: natively read HTTP: {w.cut_lines} line(s) cut at {MAX_HTTP_LINE} bytes, "

@@ -11,6 +11,7 @@ mod fields;
 mod http;
 mod pairing;
 mod render;
+mod s7comm;
 mod text;
 mod tls;
 mod tls_names;
@@ -267,6 +268,102 @@ impl TlsEngine {
     }
 }
 
+/// One run's S7comm over natively read TCP connections (see `collectors.protocols.s7comm_native`):
+/// `s7comm_wire.S7commReader` per connection and `S7commAnalyzer` in one, each document as JSON bytes.
+#[pyclass(module = "collectors._rs")]
+struct S7commEngine {
+    engine: s7comm::Engine,
+}
+
+#[pymethods]
+impl S7commEngine {
+    #[new]
+    fn new() -> Self {
+        S7commEngine { engine: s7comm::Engine::default() }
+    }
+
+    /// A connection read as S7comm from now on (client first; `conn_id` names it in the other calls).
+    fn open(&mut self, conn_id: u64, orig_h: String, orig_p: u16, resp_h: String, resp_p: u16) {
+        self.engine.open(conn_id, (orig_h, orig_p), (resp_h, resp_p));
+    }
+
+    /// One frame: its reassembled chunks (bytes, or an int for a hole) in one direction, and the frame's raw TCP
+    /// sequence number (its documents' place); the document of the S7comm PDUs it completed, if any.
+    fn feed(
+        &mut self,
+        py: Python<'_>,
+        conn_id: u64,
+        from_client: bool,
+        chunks: &Bound<'_, PyList>,
+        ts: f64,
+        seq: u64,
+    ) -> PyResult<Vec<PyObject>> {
+        finite(ts)?;
+        let items: Vec<Bound<'_, PyAny>> = chunks.iter().collect();
+        let mut parts: Vec<Option<&[u8]>> = Vec::with_capacity(items.len());
+        for item in &items {
+            if let Ok(b) = item.downcast::<PyBytes>() {
+                parts.push(Some(b.as_bytes()));
+            } else if item.downcast::<pyo3::types::PyLong>().is_ok() {
+                parts.push(None);
+            } else {
+                return Err(pyo3::exceptions::PyTypeError::new_err("a chunk is bytes or an int (a hole)"));
+            }
+        }
+        if !self.engine.has(conn_id) {
+            return Err(pyo3::exceptions::PyKeyError::new_err(conn_id));
+        }
+        match self.engine.feed(conn_id, from_client, &parts, ts, seq) {
+            Ok(Some(doc)) => Ok(vec![PyBytes::new_bound(py, &doc).into_any().unbind()]),
+            Ok(None) => Ok(Vec::new()),
+            Err(e) => Err(PyValueError::new_err(e.0)),
+        }
+    }
+
+    /// What the connection's reader skipped as damaged so far (`native_tcp.ics_damage`).
+    fn damage(&self, conn_id: u64) -> u64 {
+        self.engine.damage(conn_id)
+    }
+
+    /// The connection's reader dropped (nothing waits in S7commAnalyzer: no documents).
+    fn end(&mut self, conn_id: u64, ts: f64) -> PyResult<Vec<PyObject>> {
+        finite(ts)?;
+        self.engine.end(conn_id);
+        Ok(Vec::new())
+    }
+
+    /// `S7commAnalyzer.expire(now)`: nothing waits.
+    fn expire(&mut self, _now: f64) -> Vec<PyObject> {
+        Vec::new()
+    }
+
+    /// `S7commAnalyzer.finish()` without its warning: the caller reports `cut_values`.
+    fn finish(&mut self) -> Vec<PyObject> {
+        Vec::new()
+    }
+
+    #[getter]
+    fn cut_values(&self) -> u64 {
+        self.engine.cut_values
+    }
+    #[setter]
+    fn set_cut_values(&mut self, value: u64) {
+        self.engine.cut_values = value;
+    }
+    /// The run's `S7commStats` counters (closed and open connections), in its slot order.
+    #[getter]
+    fn counters(&self) -> (u64, u64, u64, u64, u64, u64, u64, u64, u64, u64) {
+        let s = self.engine.stats();
+        (s.bad_lengths, s.bad_versions, s.cotp_rejected, s.dropped_bytes, s.evicted, s.holes, s.not_s7, s.pdus,
+         s.ses_claimed, s.tpkts)
+    }
+    /// Connections being read.
+    #[getter]
+    fn connections(&self) -> usize {
+        self.engine.connections()
+    }
+}
+
 /// One run's natively read HTTP/1.x connections (see `collectors.protocols.http_native`): `HttpConnection`s
 /// and their `HttpAnalyzer` in one, each document as JSON bytes.
 #[pyclass(module = "collectors._rs")]
@@ -396,6 +493,7 @@ fn _rs(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<DnsEngine>()?;
     m.add_class::<HttpEngine>()?;
     m.add_class::<TlsEngine>()?;
+    m.add_class::<S7commEngine>()?;
     m.add_function(wrap_pyfunction!(write_document, m)?)?;
     m.add_function(wrap_pyfunction!(write_conn, m)?)?;
     Ok(())
