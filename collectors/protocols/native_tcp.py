@@ -25,7 +25,8 @@ A native connection is put back in sequence order per direction (``tcp_reassembl
 counted and skipped, a direction starts where the peer's first ACK points), and its bytes go to a per-protocol
 reader: FTP lines into ``FtpAnalyzer.line``, HTTP into ``http_native`` (the Rust engine, or its reference
 ``http.HttpConnection``: ``http_wire`` messages paired by ``HttpAnalyzer``), TLS into ``tls_native`` (the Rust
-engine, or ``tls_wire`` frames into ``TlsAnalyzer``), ICS into its ``*_wire`` reader. Documents and announcements
+engine, or ``tls_wire`` frames into ``TlsAnalyzer``), DNP3 into ``dnp3_native`` (the Rust engine, or ``dnp3_wire``
+frames into ``Dnp3Analyzer``), the other ICS protocols into their ``*_wire`` reader. Documents and announcements
 are those of the tshark path; the differences are named in tests/unit/test_tcp_native.py, test_tls_native.py and
 test_ics_native.py (and the wire readers' own tests).
 
@@ -58,6 +59,7 @@ from collectors.protocols import detect
 from collectors.protocols.base import Analyzer, RunContext
 from collectors.protocols.detect import PROBE_BYTES, http_request, http_response, tls_client_hello, tls_server_hello
 from collectors.protocols.dnp3 import Dnp3Analyzer
+from collectors.protocols.dnp3_native import native_dnp3
 from collectors.protocols.dnp3_wire import Dnp3Reader
 from collectors.protocols.documents import Flow, Written
 from collectors.protocols.expected import ExpectedConnections
@@ -202,15 +204,16 @@ class LineReader:
 class Connection:
     """One natively read connection: its orientation, both directions' reassembly, its protocol reader."""
 
-    __slots__ = ("client", "dirs", "ended", "fins", "flow", "http", "ics", "kind", "last_ts", "lines", "tls")
+    __slots__ = ("client", "dirs", "dnp3", "ended", "fins", "flow", "http", "ics", "kind", "last_ts", "lines", "tls")
 
     def __init__(self, kind: int, flow: Flow, client: tuple[bytes, int], ts: float,
                  http: int | None = None, tls: int | None = None,
-                 ics: IcsReader | None = None) -> None:
+                 ics: IcsReader | None = None, dnp3: int | None = None) -> None:
         self.kind = kind
         self.http = http  # the connection's id in TcpNative.http (http_native)
         self.tls = tls  # the connection's id in TcpNative.tls (tls_native)
         self.ics = ics
+        self.dnp3 = dnp3  # the connection's id in TcpNative.dnp3 (dnp3_native): DNP3 is read there, not by ``ics``
         self.flow = flow
         self.client = client  # (address, port) of the originator
         self.dirs = (Direction(), Direction())  # from the client, from the server
@@ -239,7 +242,8 @@ class TcpNative:
         self.ftp = FtpAnalyzer(warn, context)
         self.http = native_http(warn, raw)  # http_native: the Rust engine or HttpAnalyzer, no second look
         self.tls = native_tls(warn, raw)  # tls_native: the Rust engine or TlsAnalyzer, no second look
-        self.ics = {kind: make(warn) for kind, make in ICS_ANALYZERS.items()}
+        self.dnp3 = native_dnp3(warn, raw)  # dnp3_native: the Rust engine or Dnp3Reader into Dnp3Analyzer
+        self.ics = {kind: make(warn) for kind, make in ICS_ANALYZERS.items()}  # DNP3's is unused (self.dnp3's own)
         analyzers: list[Analyzer] = [self.ftp, *self.ics.values()]
         for analyzer in analyzers:
             analyzer.raw = raw
@@ -267,6 +271,8 @@ class TcpNative:
                 self.http.forget(failed.http)  # its reader goes with it
             if isinstance(failed, Connection) and failed.tls is not None:
                 self.tls.close(failed.tls)
+            if isinstance(failed, Connection) and failed.dnp3 is not None:
+                self.dnp3.end(failed.dnp3)
             self.stats.failures += 1
             if self.stats.failures == 1:
                 self.warn(f"{self.name}: native TCP reading failed on one connection ({type(exc).__name__}: {exc}); "
@@ -309,7 +315,7 @@ class TcpNative:
                 conn.ended = ts
         if p[PLEN] > 0:
             chunks = conn.dirs[side].add(p[SEQ], payload, p[PLEN])
-            if conn.ics is not None:
+            if conn.ics is not None or conn.dnp3 is not None:
                 self._read_ics(conn, from_client, ts, p[SEQ], chunks, docs)
             elif not self._read(conn, key, from_client, ts, chunks, docs):
                 if conn.http is not None:
@@ -365,9 +371,12 @@ class TcpNative:
         tls = self._streams if kind == TLS else None
         if tls is not None:
             self.tls.open(tls, flow)
-        make_ics = ICS_READERS.get(kind)
+        dnp3 = self._streams if kind == DNP3 else None
+        if dnp3 is not None:
+            self.dnp3.open(dnp3, flow)
+        make_ics = ICS_READERS.get(kind) if dnp3 is None else None
         ics = make_ics() if make_ics is not None else None
-        conn = self.conns[key] = Connection(kind, flow, client, ts, http, tls, ics)
+        conn = self.conns[key] = Connection(kind, flow, client, ts, http, tls, ics, dnp3)
         self.stats.connections += 1
         return conn
 
@@ -405,7 +414,14 @@ class TcpNative:
     def _read_ics(self, conn: Connection, from_client: bool, ts: float, seq: int, chunks: list[Chunk],
                   docs: list[Written]) -> None:
         """A frame's bytes through the ICS reader; the PDUs they completed, as tshark prints that frame, into the
-        protocol's analyzer (the frame's raw sequence number places them, as it places tshark's)."""
+        protocol's analyzer (the frame's raw sequence number places them, as it places tshark's). DNP3: both in
+        ``dnp3_native``."""
+        if conn.dnp3 is not None:
+            for chunk in chunks:
+                if isinstance(chunk, int):
+                    self.stats.gaps += 1
+            docs += self.dnp3.feed(conn.dnp3, from_client, chunks, ts, seq)
+            return
         reader = conn.ics
         assert reader is not None
         for chunk in chunks:
@@ -427,9 +443,11 @@ class TcpNative:
             return []
         docs: list[Written] = []
         self.stats.ics_damaged += ics_damage(conn.ics)
+        if conn.dnp3 is not None:
+            self.stats.ics_damaged += self.dnp3.damage(conn.dnp3)
         for side, direction in enumerate(conn.dirs):
             rest = direction.flush()
-            if conn.ics is not None:
+            if conn.ics is not None or conn.dnp3 is not None:
                 if rest:
                     self._read_ics(conn, side == 0, conn.last_ts, direction.next_seq or 0, rest, docs)
                 self.stats.gap_bytes += direction.gap_bytes
@@ -446,6 +464,8 @@ class TcpNative:
             docs += self.http.end(conn.http, conn.last_ts)
         if conn.tls is not None:
             self.tls.close(conn.tls)
+        if conn.dnp3 is not None:
+            self.dnp3.end(conn.dnp3)
         return docs
 
     def sweep(self, idle_before: float) -> list[Written]:
@@ -460,6 +480,7 @@ class TcpNative:
             elif len(self.conns) > MAX_CONNECTIONS // 2:
                 self.conns.pop(key)
         docs += self.http.expire(idle_before + IDLE_SECONDS)  # requests of idle connections never answered
+        docs += self.dnp3.expire(idle_before + IDLE_SECONDS)
         return docs
 
     def finish(self) -> list[Written]:
@@ -470,8 +491,11 @@ class TcpNative:
         docs += self.ftp.finish()
         docs += self.http.finish()
         docs += self.tls.finish()
-        for analyzer in self.ics.values():
-            docs += analyzer.finish()
+        for kind, analyzer in self.ics.items():
+            if kind == DNP3:
+                docs += self.dnp3.finish()  # in the analyzers' order
+            else:
+                docs += analyzer.finish()
         s, w = self.stats, self.http.wire
         if w.cut_lines or w.bad_chunks or w.lost_directions or w.bombs or w.undecodable:
             self.warn(f"{self.name}: natively read HTTP: {w.cut_lines} line(s) cut at {MAX_HTTP_LINE} bytes, "

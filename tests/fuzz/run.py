@@ -46,6 +46,7 @@ TARGETS: dict[str, tuple[str, ...]] = {
     "tls_wire": ("collectors.protocols.tls_wire", "collectors.protocols.tls"),
     "tls_rs": ("collectors.protocols.tls_wire", "collectors.protocols.tls", "collectors.protocols.ja4",
                "collectors.protocols.tls_heartbeat", "collectors.protocols.tls_native"),
+    "dnp3_rs": ("collectors.protocols.dnp3_wire", "collectors.protocols.dnp3", "collectors.protocols.dnp3_native"),
     "quic_wire": ("collectors.protocols.quic_wire", "collectors.protocols.tls_wire", "collectors.protocols.tls"),
     "ics_wire": ("collectors.protocols.modbus_wire", "collectors.protocols.dnp3_wire",
                  "collectors.protocols.s7comm_wire", "collectors.protocols.modbus", "collectors.protocols.dnp3",
