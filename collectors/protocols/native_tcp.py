@@ -25,10 +25,11 @@ A native connection is put back in sequence order per direction (``tcp_reassembl
 counted and skipped, a direction starts where the peer's first ACK points), and its bytes go to a per-protocol
 reader: FTP lines into ``FtpAnalyzer.line``, HTTP into ``http_native`` (the Rust engine, or its reference
 ``http.HttpConnection``: ``http_wire`` messages paired by ``HttpAnalyzer``), TLS into ``tls_native`` (the Rust
-engine, or ``tls_wire`` frames into ``TlsAnalyzer``), S7comm into ``s7comm_native`` (the Rust engine, or
-``S7commReader`` fields into ``S7commAnalyzer``), the other ICS protocols into their ``*_wire`` reader. Documents
-and announcements are those of the tshark path; the differences are named in tests/unit/test_tcp_native.py,
-test_tls_native.py and test_ics_native.py (and the wire readers' own tests).
+engine, or ``tls_wire`` frames into ``TlsAnalyzer``), S7comm into ``s7comm_native`` and DNP3 into ``dnp3_native``
+(the Rust engines, or ``S7commReader`` fields into ``S7commAnalyzer`` and ``Dnp3Reader`` frames into
+``Dnp3Analyzer``), the other ICS protocols into their ``*_wire`` reader. Documents and announcements are those of
+the tshark path; the differences are named in tests/unit/test_tcp_native.py, test_tls_native.py and
+test_ics_native.py (and the wire readers' own tests).
 
 Hand-back: a session that leaves its protocol in-band is given back to tshark from the frame that says so, and
 tshark reads that exchange and what follows as it did before: FTP ``AUTH`` (TLS follows; Zeek hands the connection
@@ -59,6 +60,7 @@ from collectors.protocols import detect
 from collectors.protocols.base import Analyzer, RunContext
 from collectors.protocols.detect import PROBE_BYTES, http_request, http_response, tls_client_hello, tls_server_hello
 from collectors.protocols.dnp3 import Dnp3Analyzer
+from collectors.protocols.dnp3_native import native_dnp3
 from collectors.protocols.dnp3_wire import Dnp3Reader
 from collectors.protocols.documents import Flow, Written
 from collectors.protocols.expected import ExpectedConnections
@@ -206,15 +208,16 @@ class LineReader:
 class Connection:
     """One natively read connection: its orientation, both directions' reassembly, its protocol reader."""
 
-    __slots__ = ("client", "dirs", "ended", "fins", "flow", "http", "ics", "kind", "last_ts", "lines", "tls")
+    __slots__ = ("client", "dirs", "dnp3", "ended", "fins", "flow", "http", "ics", "kind", "last_ts", "lines", "tls")
 
     def __init__(self, kind: int, flow: Flow, client: tuple[bytes, int], ts: float,
                  http: int | None = None, tls: int | None = None,
-                 ics: IcsReader | None = None) -> None:
+                 ics: IcsReader | None = None, dnp3: int | None = None) -> None:
         self.kind = kind
         self.http = http  # the connection's id in TcpNative.http (http_native)
         self.tls = tls  # the connection's id in TcpNative.tls (tls_native)
         self.ics = ics
+        self.dnp3 = dnp3  # the connection's id in TcpNative.dnp3 (dnp3_native): DNP3 is read there, not by ``ics``
         self.flow = flow
         self.client = client  # (address, port) of the originator
         self.dirs = (Direction(), Direction())  # from the client, from the server
@@ -244,6 +247,8 @@ class TcpNative:
         self.http = native_http(warn, raw)  # http_native: the Rust engine or HttpAnalyzer, no second look
         self.tls = native_tls(warn, raw)  # tls_native: the Rust engine or TlsAnalyzer, no second look
         self.s7 = native_s7comm(warn, raw)  # s7comm_native: the Rust engine or S7commReader + S7commAnalyzer
+        self.dnp3 = native_dnp3(warn, raw)  # dnp3_native: the Rust engine or Dnp3Reader into Dnp3Analyzer
+        # DNP3's and S7comm's analyzers here are unused (their natives' own)
         self.ics = {kind: make(warn) for kind, make in ICS_ANALYZERS.items()}
         analyzers: list[Analyzer] = [self.ftp, *self.ics.values()]
         for analyzer in analyzers:
@@ -274,6 +279,8 @@ class TcpNative:
                 self.tls.close(failed.tls)
             if isinstance(failed, Connection) and isinstance(failed.ics, S7commConn):
                 self.s7.forget(failed.ics.conn_id)
+            if isinstance(failed, Connection) and failed.dnp3 is not None:
+                self.dnp3.end(failed.dnp3)
             self.stats.failures += 1
             if self.stats.failures == 1:
                 self.warn(f"{self.name}: native TCP reading failed on one connection ({type(exc).__name__}: {exc}); "
@@ -316,7 +323,7 @@ class TcpNative:
                 conn.ended = ts
         if p[PLEN] > 0:
             chunks = conn.dirs[side].add(p[SEQ], payload, p[PLEN])
-            if conn.ics is not None:
+            if conn.ics is not None or conn.dnp3 is not None:
                 self._read_ics(conn, from_client, ts, p[SEQ], chunks, docs)
             elif not self._read(conn, key, from_client, ts, chunks, docs):
                 if conn.http is not None:
@@ -372,11 +379,14 @@ class TcpNative:
         tls = self._streams if kind == TLS else None
         if tls is not None:
             self.tls.open(tls, flow)
-        make_ics = ICS_READERS.get(kind)
-        ics = make_ics() if make_ics is not None and kind != S7COMM else None
+        dnp3 = self._streams if kind == DNP3 else None
+        if dnp3 is not None:
+            self.dnp3.open(dnp3, flow)
+        make_ics = ICS_READERS.get(kind) if dnp3 is None and kind != S7COMM else None
+        ics = make_ics() if make_ics is not None else None
         if kind == S7COMM:  # read by s7comm_native (frame in, document out)
             ics = self.s7.open(self._streams, flow)
-        conn = self.conns[key] = Connection(kind, flow, client, ts, http, tls, ics)
+        conn = self.conns[key] = Connection(kind, flow, client, ts, http, tls, ics, dnp3)
         self.stats.connections += 1
         return conn
 
@@ -414,7 +424,14 @@ class TcpNative:
     def _read_ics(self, conn: Connection, from_client: bool, ts: float, seq: int, chunks: list[Chunk],
                   docs: list[Written]) -> None:
         """A frame's bytes through the ICS reader; the PDUs they completed, as tshark prints that frame, into the
-        protocol's analyzer (the frame's raw sequence number places them, as it places tshark's)."""
+        protocol's analyzer (the frame's raw sequence number places them, as it places tshark's). DNP3: both in
+        ``dnp3_native``."""
+        if conn.dnp3 is not None:
+            for chunk in chunks:
+                if isinstance(chunk, int):
+                    self.stats.gaps += 1
+            docs += self.dnp3.feed(conn.dnp3, from_client, chunks, ts, seq)
+            return
         reader = conn.ics
         assert reader is not None
         if isinstance(reader, S7commConn):
@@ -442,9 +459,11 @@ class TcpNative:
             return []
         docs: list[Written] = []
         self.stats.ics_damaged += ics_damage(conn.ics)
+        if conn.dnp3 is not None:
+            self.stats.ics_damaged += self.dnp3.damage(conn.dnp3)
         for side, direction in enumerate(conn.dirs):
             rest = direction.flush()
-            if conn.ics is not None:
+            if conn.ics is not None or conn.dnp3 is not None:
                 if rest:
                     self._read_ics(conn, side == 0, conn.last_ts, direction.next_seq or 0, rest, docs)
                 self.stats.gap_bytes += direction.gap_bytes
@@ -463,6 +482,8 @@ class TcpNative:
             self.tls.close(conn.tls)
         if isinstance(conn.ics, S7commConn):
             docs += self.s7.end(conn.ics.conn_id, conn.last_ts)
+        if conn.dnp3 is not None:
+            self.dnp3.end(conn.dnp3)
         return docs
 
     def sweep(self, idle_before: float) -> list[Written]:
@@ -478,6 +499,7 @@ class TcpNative:
                 self.conns.pop(key)
         docs += self.http.expire(idle_before + IDLE_SECONDS)  # requests of idle connections never answered
         docs += self.s7.expire(idle_before + IDLE_SECONDS)
+        docs += self.dnp3.expire(idle_before + IDLE_SECONDS)
         return docs
 
     def finish(self) -> list[Written]:
@@ -488,8 +510,11 @@ class TcpNative:
         docs += self.ftp.finish()
         docs += self.http.finish()
         docs += self.tls.finish()
-        for analyzer in self.ics.values():
-            docs += analyzer.finish()
+        for kind, analyzer in self.ics.items():
+            if kind == DNP3:
+                docs += self.dnp3.finish()  # in the analyzers' order
+            else:
+                docs += analyzer.finish()
         docs += self.s7.finish()
         s, w = self.stats, self.http.wire
         if w.cut_lines or w.bad_chunks or w.lost_directions or w.bombs or w.undecodable:

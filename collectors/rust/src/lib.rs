@@ -1,11 +1,13 @@
 //! `collectors._rs`: the deep path's DNS/mDNS/LLMNR over UDP, natively read HTTP/1.x and TLS over TCP in Rust.
 //! `DnsEngine` does what `dns_wire.parse`, `DnsAnalyzer` and `make_doc` do in Python, `HttpEngine` what
-//! `HttpConnection` and `HttpAnalyzer` do, `TlsEngine` what `tls_wire` and `TlsAnalyzer` do; each hands back its
+//! `HttpConnection` and `HttpAnalyzer` do, `TlsEngine` what `tls_wire` and `TlsAnalyzer` do,
+//! `Dnp3Engine` what `dnp3_wire.Dnp3Reader` and `Dnp3Analyzer` do; each hands back its
 //! documents as JSON bytes.
 
 #![allow(clippy::useless_conversion)] // pyo3 0.22 #[pymethods] expansion
 
 mod conn;
+mod dnp3;
 mod document;
 mod fields;
 mod http;
@@ -494,6 +496,7 @@ fn _rs(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<HttpEngine>()?;
     m.add_class::<TlsEngine>()?;
     m.add_class::<S7commEngine>()?;
+    m.add_class::<dnp3::Dnp3Engine>()?;
     m.add_function(wrap_pyfunction!(write_document, m)?)?;
     m.add_function(wrap_pyfunction!(write_conn, m)?)?;
     Ok(())
