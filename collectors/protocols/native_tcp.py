@@ -23,9 +23,10 @@ TLS and the ICS protocols tshark decodes by port (Modbus/TCP, DNP3, S7comm, IEC 
 
 A native connection is put back in sequence order per direction (``tcp_reassembly``: first copy wins, holes
 counted and skipped, a direction starts where the peer's first ACK points), and its bytes go to a per-protocol
-reader: FTP lines into ``FtpAnalyzer.line``, HTTP into ``http_native`` (the Rust engine, or its reference
-``http.HttpConnection``: ``http_wire`` messages paired by ``HttpAnalyzer``), TLS into ``tls_native`` (the Rust
-engine, or ``tls_wire`` frames into ``TlsAnalyzer``), ICS into its ``*_wire`` reader. Documents and announcements
+reader: FTP into ``ftp_native`` (the Rust engine, or its reference: ``LineReader`` lines into ``FtpAnalyzer.line``),
+HTTP into ``http_native`` (the Rust engine, or its reference ``http.HttpConnection``: ``http_wire`` messages paired
+by ``HttpAnalyzer``), TLS into ``tls_native`` (the Rust engine, or ``tls_wire`` frames into ``TlsAnalyzer``), ICS
+into its ``*_wire`` reader. Documents and announcements
 are those of the tshark path; the differences are named in tests/unit/test_tcp_native.py, test_tls_native.py and
 test_ics_native.py (and the wire readers' own tests).
 
@@ -55,13 +56,13 @@ from collectors.conn import ip_str
 from collectors.decode import ACK, BUF, CAPLEN, DPORT, DST, FLAGS, L4OFF, PLEN, SEQ, SPORT, SRC
 from collectors.flowconst import F_ACK, F_FIN, F_RST, F_SYN
 from collectors.protocols import detect
-from collectors.protocols.base import Analyzer, RunContext
+from collectors.protocols.base import Analyzer
 from collectors.protocols.detect import PROBE_BYTES, http_request, http_response, tls_client_hello, tls_server_hello
 from collectors.protocols.dnp3 import Dnp3Analyzer
 from collectors.protocols.dnp3_wire import Dnp3Reader
 from collectors.protocols.documents import Flow, Written
 from collectors.protocols.expected import ExpectedConnections
-from collectors.protocols.ftp import FtpAnalyzer
+from collectors.protocols.ftp_native import native_ftp
 from collectors.protocols.http_native import native_http
 from collectors.protocols.http_wire import MAX_DECODED_BYTES
 from collectors.protocols.http_wire import MAX_LINE_BYTES as MAX_HTTP_LINE
@@ -202,19 +203,19 @@ class LineReader:
 class Connection:
     """One natively read connection: its orientation, both directions' reassembly, its protocol reader."""
 
-    __slots__ = ("client", "dirs", "ended", "fins", "flow", "http", "ics", "kind", "last_ts", "lines", "tls")
+    __slots__ = ("client", "dirs", "ended", "fins", "flow", "ftp", "http", "ics", "kind", "last_ts", "tls")
 
     def __init__(self, kind: int, flow: Flow, client: tuple[bytes, int], ts: float,
                  http: int | None = None, tls: int | None = None,
-                 ics: IcsReader | None = None) -> None:
+                 ics: IcsReader | None = None, ftp: int | None = None) -> None:
         self.kind = kind
+        self.ftp = ftp  # the connection's id in TcpNative.ftp (ftp_native)
         self.http = http  # the connection's id in TcpNative.http (http_native)
         self.tls = tls  # the connection's id in TcpNative.tls (tls_native)
         self.ics = ics
         self.flow = flow
         self.client = client  # (address, port) of the originator
         self.dirs = (Direction(), Direction())  # from the client, from the server
-        self.lines = (LineReader(), LineReader())
         self.last_ts = ts
         self.fins = 0  # bit 0: the client sent a FIN, bit 1: the server did
         self.ended: float | None = None  # capture time of the RST, or of the FIN that closed both directions
@@ -235,12 +236,11 @@ class TcpNative:
         self.name = name
         self.warn = warn
         self.stats = Stats()
-        context = RunContext(None, "", None, expected)  # type: ignore[arg-type]  # no capture: nothing re-read
-        self.ftp = FtpAnalyzer(warn, context)
+        self.ftp = native_ftp(warn, expected, raw)  # ftp_native: the Rust engine or FtpAnalyzer's lines
         self.http = native_http(warn, raw)  # http_native: the Rust engine or HttpAnalyzer, no second look
         self.tls = native_tls(warn, raw)  # tls_native: the Rust engine or TlsAnalyzer, no second look
         self.ics = {kind: make(warn) for kind, make in ICS_ANALYZERS.items()}
-        analyzers: list[Analyzer] = [self.ftp, *self.ics.values()]
+        analyzers: list[Analyzer] = [*self.ics.values()]
         for analyzer in analyzers:
             analyzer.raw = raw
         self.conns: dict[tuple, Connection | int] = {}  # a Connection, or TSHARK for one tshark reads
@@ -267,6 +267,8 @@ class TcpNative:
                 self.http.forget(failed.http)  # its reader goes with it
             if isinstance(failed, Connection) and failed.tls is not None:
                 self.tls.close(failed.tls)
+            if isinstance(failed, Connection) and failed.ftp is not None:
+                self.ftp.forget(failed.ftp)
             self.stats.failures += 1
             if self.stats.failures == 1:
                 self.warn(f"{self.name}: native TCP reading failed on one connection ({type(exc).__name__}: {exc}); "
@@ -314,6 +316,8 @@ class TcpNative:
             elif not self._read(conn, key, from_client, ts, chunks, docs):
                 if conn.http is not None:
                     self.http.forget(conn.http)
+                if conn.ftp is not None:
+                    self.ftp.forget(conn.ftp)
                 self.stats.handed_back += 1
                 self.conns[key] = TSHARK
                 return False
@@ -365,17 +369,19 @@ class TcpNative:
         tls = self._streams if kind == TLS else None
         if tls is not None:
             self.tls.open(tls, flow)
+        ftp = self._streams if kind == FTP else None
+        if ftp is not None:
+            self.ftp.open(ftp, flow)
         make_ics = ICS_READERS.get(kind)
         ics = make_ics() if make_ics is not None else None
-        conn = self.conns[key] = Connection(kind, flow, client, ts, http, tls, ics)
+        conn = self.conns[key] = Connection(kind, flow, client, ts, http, tls, ics, ftp)
         self.stats.connections += 1
         return conn
 
     def _read(self, conn: Connection, key: tuple, from_client: bool, ts: float, chunks: list[Chunk],
               docs: list[Written]) -> bool:
         """Reassembled bytes through the connection's reader; False when the connection goes back to tshark."""
-        side = 0 if from_client else 1
-        http = conn.http
+        http, ftp = conn.http, conn.ftp
         if conn.tls is not None:
             self._read_tls(conn, from_client, ts, chunks, docs)
             return True
@@ -387,10 +393,10 @@ class TcpNative:
                 if self.http.switched(http):  # CONNECT or Upgrade: tshark reads on from this frame
                     return False
                 continue
-            for line in conn.lines[side].lines(chunk, self.stats):
-                if from_client and line[:4].upper() == b"AUTH":  # in-band switch to TLS: tshark reads on
+            if ftp is not None:
+                docs += self.ftp.feed(ftp, from_client, chunk, ts)
+                if self.ftp.switched(ftp):  # the client's AUTH: TLS follows, tshark reads on from this frame
                     return False
-                docs += self.ftp.line(conn.flow, from_client, ts, line)
         return True
 
     def _read_tls(self, conn: Connection, from_client: bool, ts: float, chunks: list[Chunk],
@@ -437,11 +443,10 @@ class TcpNative:
             if rest or conn.tls is None:
                 self._read(conn, key, side == 0, conn.last_ts, rest, docs)
             self.stats.gap_bytes += direction.gap_bytes
-            if conn.http is not None:
-                continue
-            for line in conn.lines[side].end():
-                if not (side == 0 and line[:4].upper() == b"AUTH"):
-                    docs += self.ftp.line(conn.flow, side == 0, conn.last_ts, line)
+            if conn.ftp is not None:
+                docs += self.ftp.end(conn.ftp, side == 0, conn.last_ts)
+        if conn.ftp is not None:
+            self.ftp.forget(conn.ftp)
         if conn.http is not None:
             docs += self.http.end(conn.http, conn.last_ts)
         if conn.tls is not None:
@@ -460,6 +465,7 @@ class TcpNative:
             elif len(self.conns) > MAX_CONNECTIONS // 2:
                 self.conns.pop(key)
         docs += self.http.expire(idle_before + IDLE_SECONDS)  # requests of idle connections never answered
+        docs += self.ftp.expire(idle_before + IDLE_SECONDS)
         return docs
 
     def finish(self) -> list[Written]:
@@ -473,6 +479,7 @@ class TcpNative:
         for analyzer in self.ics.values():
             docs += analyzer.finish()
         s, w = self.stats, self.http.wire
+        s.cut_lines = self.ftp.cut_lines
         if w.cut_lines or w.bad_chunks or w.lost_directions or w.bombs or w.undecodable:
             self.warn(f"{self.name}: natively read HTTP: {w.cut_lines} line(s) cut at {MAX_HTTP_LINE} bytes, "
                       f"{w.bad_chunks} broken chunked bod(ies), {w.lost_directions} direction(s) not read further "
