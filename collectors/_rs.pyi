@@ -81,6 +81,7 @@ class FtpEngine:
     cut_values: int
     sessions: int
     connections: int
+    longest_line: int
 
     def __init__(self, announce: Callable[[str, str, int, str, float], None] | None = None,
                  max_open: int | None = None) -> None: ...

@@ -5,7 +5,10 @@ implementations.
   lines, reads commands and replies, pairs them and writes each document as JSON text, so no Python object is
   built per line. The data channels named by PORT/EPRT commands and 227/229 replies are announced by a call back
   into the run's ``ExpectedConnections.expect``, with the arguments ``FtpAnalyzer.announce`` gives it (EPRT's
-  argument is read by ``ftp.eprt`` itself).
+  argument is read by ``ftp.eprt`` itself). Measured on an analyzer process's captured input of real traces
+  (/var/tmp/child-in-0.bin: 2,560 FTP control connections, 19,440 frames, 9,360 documents, 480 announcements): the
+  face alone 16.3 us a connection (2.2 us a feed) against the compiled reference's 38.6 us (5.1 us); those frames
+  through ``TcpNative`` 5.8 us a frame instead of 9.7 us (0.11 s instead of 0.19 s of the process's ~2.6 s).
 - :class:`PythonFtp`: ``native_tcp.LineReader`` per direction into one ``FtpAnalyzer.line``, the reference the
   engine is tested against (document for document, announcement for announcement, counter for counter, warning
   for warning), used when the extension is not built or when ``RUST`` is False.
@@ -106,6 +109,11 @@ class PythonFtp:
     def cut_lines(self) -> int:
         return self.stats.cut_lines
 
+    @property
+    def longest_line(self) -> int:
+        """The longest partial line held (bounded by ``MAX_LINE_BYTES``)."""
+        return max((len(r.buf) for _, readers in self.conns.values() for r in readers), default=0)
+
 
 class RustFtp:
     """``collectors._rs.FtpEngine``: the same documents and announcements as :class:`PythonFtp`."""
@@ -144,3 +152,7 @@ class RustFtp:
     @property
     def cut_lines(self) -> int:
         return self.engine.cut_lines
+
+    @property
+    def longest_line(self) -> int:
+        return self.engine.longest_line

@@ -117,7 +117,7 @@ class Stats:
     handed_back: int = 0  # connections given back to tshark (in-band switch to TLS)
     gaps: int = 0
     gap_bytes: int = 0
-    cut_lines: int = 0
+    cut_lines: int = 0  # FTP lines cut at MAX_LINE_BYTES (the FTP reader's count, taken at finish)
     failures: int = 0  # connections a reader failed on (a bug: reported)
     reused: int = 0  # connections that ended because their endpoints opened a new one
     ics_damaged: int = 0  # DNP3 frames with a bad CRC or length, S7comm TPKTs with a bad version or length, ...

@@ -67,6 +67,7 @@ class Pair:
         assert self.rw == self.pw, what
         assert self.re.calls == self.pe.calls, what
         assert self.rs.cut_lines == self.py.cut_lines, what
+        assert self.rs.longest_line == self.py.longest_line, what
 
 
 def TestOneInput(data: bytes) -> None:

@@ -76,6 +76,7 @@ class Pair:
         assert self.rs_warnings == self.py_warnings, what
         assert self.rs_expected.calls == self.py_expected.calls, what
         assert self.rs.cut_lines == self.py.cut_lines, what
+        assert self.rs.longest_line == self.py.longest_line, what
         self.docs += len(py_docs)
         return py_docs
 
@@ -251,7 +252,8 @@ def host_port_text(rng: random.Random) -> bytes:
         return sep.join(str(x).encode() for x in n)
     return rng.choice((b"1,2,3,4,5", b"256,1,1,1,1,1", b"1,2,3,4,5,600", b"1234,5,6,7,8,9", b"001,002,003,004,0,21",
                        b"1,2,3,4,5,6789", b"a1,2,3,4,5,6", b"1 ,2,3,4,5,6", b"9,9,9,9,9,9,9,9", b"(10,0,0,2,4,1).",
-                       b"0,0,0,0,0,0", b"1,2,3,4,0,0", b"x", b"", b"1,2,3,4,5,\n6"))
+                       b"0,0,0,0,0,0", b"1,2,3,4,0,0", b"x", b"", b"1,2,3,4,5,\n6",
+                       b"256,1,1,1,1,1 then 1,2,3,4,5,6", b"12345,1,2,3,4,5,6"))
 
 
 def eprt_arg(rng: random.Random) -> bytes:
@@ -268,7 +270,8 @@ def epsv_text(rng: random.Random) -> bytes:
         return b"Entering Extended Passive Mode (" + d * 3 + str(rng.randrange(0, 70000)).encode() + d + b")"
     return rng.choice((b"(|||6446|)", b"(|||0|)", b"(|||65535|)", b"(|||65536|)", b"(|||123456|)", b"(111231)",
                        b"(aaa5a)", b"(...5.)", b"(:::5:)", b"(|||5|", b"(||5|)", b"x (|||12|) (|||13|)", b"(  5 )",
-                       b"(\x7f\x7f\x7f5\x7f)", b"(~~~00080~)", b"(|||0000080|)", b"(777777)", b""))
+                       b"(\x7f\x7f\x7f5\x7f)", b"(~~~00080~)", b"(|||0000080|)", b"(777777)", b"",
+                       b"(111231) then (|||80|)", b"(aaa5a) then (|||81|)", b"(|||5|) (|||6|)"))
 
 
 def client_line(rng: random.Random, long_ok: bool = True) -> bytes:

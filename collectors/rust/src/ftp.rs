@@ -255,6 +255,11 @@ impl Engine {
         self.conns.len()
     }
 
+    /// The longest partial line held (bounded by MAX_LINE_BYTES).
+    pub fn longest_line(&self) -> usize {
+        self.conns.values().flat_map(|c| c.lines.iter().map(|r| r.buf.len())).max().unwrap_or(0)
+    }
+
     pub fn sessions_len(&self) -> usize {
         self.sessions.len()
     }

@@ -473,6 +473,11 @@ impl FtpEngine {
     fn connections(&self) -> usize {
         self.engine.connections()
     }
+    /// The longest partial line held (for tests of the line bound).
+    #[getter]
+    fn longest_line(&self) -> usize {
+        self.engine.longest_line()
+    }
 }
 
 /// `orjson.dumps(collectors.conn.conn_doc(f, observer, services))` of a `ConnRecord`, or None where this writer
