@@ -23,12 +23,13 @@ TLS and the ICS protocols tshark decodes by port (Modbus/TCP, DNP3, S7comm, IEC 
 
 A native connection is put back in sequence order per direction (``tcp_reassembly``: first copy wins, holes
 counted and skipped, a direction starts where the peer's first ACK points), and its bytes go to a per-protocol
-reader: FTP lines into ``FtpAnalyzer.line``, HTTP into ``http_native`` (the Rust engine, or its reference
-``http.HttpConnection``: ``http_wire`` messages paired by ``HttpAnalyzer``), TLS into ``tls_native`` (the Rust
-engine, or ``tls_wire`` frames into ``TlsAnalyzer``), S7comm into ``s7comm_native`` and DNP3 into ``dnp3_native``
-(the Rust engines, or ``S7commReader`` fields into ``S7commAnalyzer`` and ``Dnp3Reader`` frames into
-``Dnp3Analyzer``), the other ICS protocols into their ``*_wire`` reader. Documents and announcements are those of
-the tshark path; the differences are named in tests/unit/test_tcp_native.py, test_tls_native.py and
+reader: FTP into ``ftp_native`` (the Rust engine, or its reference: ``LineReader`` lines into ``FtpAnalyzer.line``),
+HTTP into ``http_native`` (the Rust engine, or its reference ``http.HttpConnection``: ``http_wire`` messages paired
+by ``HttpAnalyzer``), TLS into ``tls_native`` (the Rust engine, or ``tls_wire`` frames into ``TlsAnalyzer``),
+S7comm into ``s7comm_native`` and DNP3 into ``dnp3_native`` (the Rust engines, or ``S7commReader`` fields into
+``S7commAnalyzer`` and ``Dnp3Reader`` frames into ``Dnp3Analyzer``), the other ICS protocols into their ``*_wire``
+reader. Documents and announcements are those of the tshark path; the differences are named in
+tests/unit/test_tcp_native.py, test_tls_native.py and
 test_ics_native.py (and the wire readers' own tests).
 
 Hand-back: a session that leaves its protocol in-band is given back to tshark from the frame that says so, and
@@ -57,14 +58,14 @@ from collectors.conn import ip_str
 from collectors.decode import ACK, BUF, CAPLEN, DPORT, DST, FLAGS, L4OFF, PLEN, SEQ, SPORT, SRC
 from collectors.flowconst import F_ACK, F_FIN, F_RST, F_SYN
 from collectors.protocols import detect
-from collectors.protocols.base import Analyzer, RunContext
+from collectors.protocols.base import Analyzer
 from collectors.protocols.detect import PROBE_BYTES, http_request, http_response, tls_client_hello, tls_server_hello
 from collectors.protocols.dnp3 import Dnp3Analyzer
 from collectors.protocols.dnp3_native import native_dnp3
 from collectors.protocols.dnp3_wire import Dnp3Reader
 from collectors.protocols.documents import Flow, Written
 from collectors.protocols.expected import ExpectedConnections
-from collectors.protocols.ftp import FtpAnalyzer
+from collectors.protocols.ftp_native import native_ftp
 from collectors.protocols.http_native import native_http
 from collectors.protocols.http_wire import MAX_DECODED_BYTES
 from collectors.protocols.http_wire import MAX_LINE_BYTES as MAX_HTTP_LINE
@@ -120,7 +121,7 @@ class Stats:
     handed_back: int = 0  # connections given back to tshark (in-band switch to TLS)
     gaps: int = 0
     gap_bytes: int = 0
-    cut_lines: int = 0
+    cut_lines: int = 0  # FTP lines cut at MAX_LINE_BYTES (the FTP reader's count, taken at finish)
     failures: int = 0  # connections a reader failed on (a bug: reported)
     reused: int = 0  # connections that ended because their endpoints opened a new one
     ics_damaged: int = 0  # DNP3 frames with a bad CRC or length, S7comm TPKTs with a bad version or length, ...
@@ -208,12 +209,13 @@ class LineReader:
 class Connection:
     """One natively read connection: its orientation, both directions' reassembly, its protocol reader."""
 
-    __slots__ = ("client", "dirs", "dnp3", "ended", "fins", "flow", "http", "ics", "kind", "last_ts", "lines", "tls")
+    __slots__ = ("client", "dirs", "dnp3", "ended", "fins", "flow", "ftp", "http", "ics", "kind", "last_ts", "tls")
 
     def __init__(self, kind: int, flow: Flow, client: tuple[bytes, int], ts: float,
                  http: int | None = None, tls: int | None = None,
-                 ics: IcsReader | None = None, dnp3: int | None = None) -> None:
+                 ics: IcsReader | None = None, dnp3: int | None = None, ftp: int | None = None) -> None:
         self.kind = kind
+        self.ftp = ftp  # the connection's id in TcpNative.ftp (ftp_native)
         self.http = http  # the connection's id in TcpNative.http (http_native)
         self.tls = tls  # the connection's id in TcpNative.tls (tls_native)
         self.ics = ics
@@ -221,7 +223,6 @@ class Connection:
         self.flow = flow
         self.client = client  # (address, port) of the originator
         self.dirs = (Direction(), Direction())  # from the client, from the server
-        self.lines = (LineReader(), LineReader())
         self.last_ts = ts
         self.fins = 0  # bit 0: the client sent a FIN, bit 1: the server did
         self.ended: float | None = None  # capture time of the RST, or of the FIN that closed both directions
@@ -242,15 +243,14 @@ class TcpNative:
         self.name = name
         self.warn = warn
         self.stats = Stats()
-        context = RunContext(None, "", None, expected)  # type: ignore[arg-type]  # no capture: nothing re-read
-        self.ftp = FtpAnalyzer(warn, context)
+        self.ftp = native_ftp(warn, expected, raw)  # ftp_native: the Rust engine or FtpAnalyzer's lines
         self.http = native_http(warn, raw)  # http_native: the Rust engine or HttpAnalyzer, no second look
         self.tls = native_tls(warn, raw)  # tls_native: the Rust engine or TlsAnalyzer, no second look
         self.s7 = native_s7comm(warn, raw)  # s7comm_native: the Rust engine or S7commReader + S7commAnalyzer
         self.dnp3 = native_dnp3(warn, raw)  # dnp3_native: the Rust engine or Dnp3Reader into Dnp3Analyzer
         # DNP3's and S7comm's analyzers here are unused (their natives' own)
         self.ics = {kind: make(warn) for kind, make in ICS_ANALYZERS.items()}
-        analyzers: list[Analyzer] = [self.ftp, *self.ics.values()]
+        analyzers: list[Analyzer] = [*self.ics.values()]
         for analyzer in analyzers:
             analyzer.raw = raw
         self.conns: dict[tuple, Connection | int] = {}  # a Connection, or TSHARK for one tshark reads
@@ -281,6 +281,8 @@ class TcpNative:
                 self.s7.forget(failed.ics.conn_id)
             if isinstance(failed, Connection) and failed.dnp3 is not None:
                 self.dnp3.end(failed.dnp3)
+            if isinstance(failed, Connection) and failed.ftp is not None:
+                self.ftp.forget(failed.ftp)
             self.stats.failures += 1
             if self.stats.failures == 1:
                 self.warn(f"{self.name}: native TCP reading failed on one connection ({type(exc).__name__}: {exc}); "
@@ -328,6 +330,8 @@ class TcpNative:
             elif not self._read(conn, key, from_client, ts, chunks, docs):
                 if conn.http is not None:
                     self.http.forget(conn.http)
+                if conn.ftp is not None:
+                    self.ftp.forget(conn.ftp)
                 self.stats.handed_back += 1
                 self.conns[key] = TSHARK
                 return False
@@ -382,19 +386,21 @@ class TcpNative:
         dnp3 = self._streams if kind == DNP3 else None
         if dnp3 is not None:
             self.dnp3.open(dnp3, flow)
+        ftp = self._streams if kind == FTP else None
+        if ftp is not None:
+            self.ftp.open(ftp, flow)
         make_ics = ICS_READERS.get(kind) if dnp3 is None and kind != S7COMM else None
         ics = make_ics() if make_ics is not None else None
         if kind == S7COMM:  # read by s7comm_native (frame in, document out)
             ics = self.s7.open(self._streams, flow)
-        conn = self.conns[key] = Connection(kind, flow, client, ts, http, tls, ics, dnp3)
+        conn = self.conns[key] = Connection(kind, flow, client, ts, http, tls, ics, dnp3, ftp)
         self.stats.connections += 1
         return conn
 
     def _read(self, conn: Connection, key: tuple, from_client: bool, ts: float, chunks: list[Chunk],
               docs: list[Written]) -> bool:
         """Reassembled bytes through the connection's reader; False when the connection goes back to tshark."""
-        side = 0 if from_client else 1
-        http = conn.http
+        http, ftp = conn.http, conn.ftp
         if conn.tls is not None:
             self._read_tls(conn, from_client, ts, chunks, docs)
             return True
@@ -406,10 +412,10 @@ class TcpNative:
                 if self.http.switched(http):  # CONNECT or Upgrade: tshark reads on from this frame
                     return False
                 continue
-            for line in conn.lines[side].lines(chunk, self.stats):
-                if from_client and line[:4].upper() == b"AUTH":  # in-band switch to TLS: tshark reads on
+            if ftp is not None:
+                docs += self.ftp.feed(ftp, from_client, chunk, ts)
+                if self.ftp.switched(ftp):  # the client's AUTH: TLS follows, tshark reads on from this frame
                     return False
-                docs += self.ftp.line(conn.flow, from_client, ts, line)
         return True
 
     def _read_tls(self, conn: Connection, from_client: bool, ts: float, chunks: list[Chunk],
@@ -471,11 +477,10 @@ class TcpNative:
             if rest or conn.tls is None:
                 self._read(conn, key, side == 0, conn.last_ts, rest, docs)
             self.stats.gap_bytes += direction.gap_bytes
-            if conn.http is not None:
-                continue
-            for line in conn.lines[side].end():
-                if not (side == 0 and line[:4].upper() == b"AUTH"):
-                    docs += self.ftp.line(conn.flow, side == 0, conn.last_ts, line)
+            if conn.ftp is not None:
+                docs += self.ftp.end(conn.ftp, side == 0, conn.last_ts)
+        if conn.ftp is not None:
+            self.ftp.forget(conn.ftp)
         if conn.http is not None:
             docs += self.http.end(conn.http, conn.last_ts)
         if conn.tls is not None:
@@ -500,6 +505,7 @@ class TcpNative:
         docs += self.http.expire(idle_before + IDLE_SECONDS)  # requests of idle connections never answered
         docs += self.s7.expire(idle_before + IDLE_SECONDS)
         docs += self.dnp3.expire(idle_before + IDLE_SECONDS)
+        docs += self.ftp.expire(idle_before + IDLE_SECONDS)
         return docs
 
     def finish(self) -> list[Written]:
@@ -517,6 +523,7 @@ class TcpNative:
                 docs += analyzer.finish()
         docs += self.s7.finish()
         s, w = self.stats, self.http.wire
+        s.cut_lines = self.ftp.cut_lines
         if w.cut_lines or w.bad_chunks or w.lost_directions or w.bombs or w.undecodable:
             self.warn(f"{self.name}: natively read HTTP: {w.cut_lines} line(s) cut at {MAX_HTTP_LINE} bytes, "
                       f"{w.bad_chunks} broken chunked bod(ies), {w.lost_directions} direction(s) not read further "

@@ -34,6 +34,8 @@ TARGETS: dict[str, tuple[str, ...]] = {
                "collectors.protocols.documents", "secops.ecs", "collectors.community_id"),
     "http_rs": ("collectors.protocols.http_wire", "collectors.protocols.http", "collectors.protocols.http_native",
                 "collectors.protocols.base", "collectors.protocols.documents"),
+    "ftp_rs": ("collectors.protocols.ftp", "collectors.protocols.ftp_native", "collectors.protocols.base",
+               "collectors.protocols.documents"),
     "ssh": ("collectors.protocols.ssh", "collectors.protocols.reread"),
     "detect": ("collectors.protocols.detect",),
     "decode": ("collectors.decode",),

@@ -20,7 +20,7 @@ from tests.support import REPO
 
 # fewer runs for the slower harnesses; 1000 for the others
 RUNS = {"flowcore": 300, "decode": 600, "pcapio": 600, "http_wire": 150, "http_rs": 200, "tls_wire": 200, "tls_rs": 200,
-        "s7comm_rs": 300, "native_tcp": 200}
+        "s7comm_rs": 300, "native_tcp": 200, "ftp_rs": 300}
 
 
 @pytest.mark.parametrize("target", sorted(TARGETS))

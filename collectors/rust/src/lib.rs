@@ -10,6 +10,7 @@ mod conn;
 mod dnp3;
 mod document;
 mod fields;
+mod ftp;
 mod http;
 mod pairing;
 mod render;
@@ -473,6 +474,111 @@ impl HttpEngine {
     }
 }
 
+/// One run's FTP control connections read natively (see `collectors.protocols.ftp_native`): `native_tcp.LineReader`
+/// per direction and `FtpAnalyzer.line` in one, each document as JSON bytes. `announce(orig_h, host, port, service,
+/// ts)` (`ExpectedConnections.expect`, or None) hears of the data channels named.
+#[pyclass(module = "collectors._rs")]
+struct FtpEngine {
+    engine: ftp::Engine,
+}
+
+#[pymethods]
+impl FtpEngine {
+    #[new]
+    #[pyo3(signature = (announce = None, max_open = None))]
+    fn new(py: Python<'_>, announce: Option<PyObject>, max_open: Option<usize>) -> PyResult<Self> {
+        Ok(FtpEngine { engine: ftp::Engine::new(py, announce, max_open)? })
+    }
+
+    /// A control connection read from now on (`flow`'s fields spelled out; `conn_id` names it in the other calls).
+    fn open(&mut self, conn_id: u64, orig_h: String, orig_p: u16, resp_h: String, resp_p: u16, stream: String) {
+        self.engine.open(conn_id, document::Flow { orig_h, orig_p, resp_h, resp_p, stream });
+    }
+
+    /// One direction's bytes, or an int (a hole): the documents its lines completed, up to a client's AUTH.
+    fn feed(
+        &mut self,
+        py: Python<'_>,
+        conn_id: u64,
+        from_client: bool,
+        data: &Bound<'_, PyAny>,
+        ts: f64,
+    ) -> PyResult<Vec<PyObject>> {
+        finite(ts)?;
+        let chunk = ftp::chunk_of(data)?;
+        let docs = self.engine.feed(py, conn_id, from_client, chunk, ts);
+        py_docs_py(py, docs)
+    }
+
+    /// Whether the last feed stopped at the client's AUTH (the caller hands the connection back to tshark).
+    fn switched(&self, conn_id: u64) -> bool {
+        self.engine.switched(conn_id)
+    }
+
+    /// One direction ended: its partial line read, unless it is the client's AUTH.
+    fn end(&mut self, py: Python<'_>, conn_id: u64, from_client: bool, ts: f64) -> PyResult<Vec<PyObject>> {
+        finite(ts)?;
+        let docs = self.engine.end(py, conn_id, from_client, ts);
+        py_docs_py(py, docs)
+    }
+
+    /// Drop a connection's line readers (its session stays until finish).
+    fn forget(&mut self, conn_id: u64) {
+        self.engine.forget(conn_id);
+    }
+
+    /// `FtpAnalyzer.expire(now)`: nothing expires (commands wait until finish).
+    fn expire(&mut self, py: Python<'_>, now: f64) -> PyResult<Vec<PyObject>> {
+        let docs = self.engine.expire(now);
+        py_docs_py(py, Ok(docs))
+    }
+
+    /// `FtpAnalyzer.finish()` without its warning: the caller reports `cut_values`.
+    fn finish(&mut self, py: Python<'_>) -> PyResult<Vec<PyObject>> {
+        let docs = self.engine.finish();
+        py_docs_py(py, docs)
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        if let Some(c) = &self.engine.announce {
+            visit.call(c)?;
+        }
+        Ok(())
+    }
+
+    fn __clear__(&mut self) {
+        self.engine.announce = None;
+    }
+
+    #[getter]
+    fn cut_lines(&self) -> u64 {
+        self.engine.cut_lines
+    }
+    #[getter]
+    fn cut_values(&self) -> u64 {
+        self.engine.cut_values
+    }
+    #[setter]
+    fn set_cut_values(&mut self, value: u64) {
+        self.engine.cut_values = value;
+    }
+    /// Sessions held (until finish).
+    #[getter]
+    fn sessions(&self) -> usize {
+        self.engine.sessions_len()
+    }
+    /// Connections being read.
+    #[getter]
+    fn connections(&self) -> usize {
+        self.engine.connections()
+    }
+    /// The longest partial line held (for tests of the line bound).
+    #[getter]
+    fn longest_line(&self) -> usize {
+        self.engine.longest_line()
+    }
+}
+
 /// `orjson.dumps(collectors.conn.conn_doc(f, observer, services))` of a `ConnRecord`, or None where this writer
 /// does not model a value (the caller falls back to the dict).
 #[pyfunction]
@@ -497,6 +603,7 @@ fn _rs(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<TlsEngine>()?;
     m.add_class::<S7commEngine>()?;
     m.add_class::<dnp3::Dnp3Engine>()?;
+    m.add_class::<FtpEngine>()?;
     m.add_function(wrap_pyfunction!(write_document, m)?)?;
     m.add_function(wrap_pyfunction!(write_conn, m)?)?;
     Ok(())
