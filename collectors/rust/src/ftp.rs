@@ -97,9 +97,10 @@ fn is_auth(line: &[u8]) -> bool {
     line.len() >= 4 && line[..4].eq_ignore_ascii_case(b"AUTH")
 }
 
-/// The digits of `text` from `at` (at most `max`), for the regular expressions' `\d{1,max}`.
-fn digits(text: &[u8], at: usize) -> usize {
-    text.get(at..).map(|t| t.iter().take_while(|b| b.is_ascii_digit()).count()).unwrap_or(0)
+/// How many digits `text` has from `at`, counted up to `limit` (the regular expressions' `\d{1,3}` and `\d{1,5}`
+/// look no further; counting a whole run at every position made a line of digits cost its length squared).
+fn digits(text: &[u8], at: usize, limit: usize) -> usize {
+    text.get(at..).map(|t| t.iter().take(limit).take_while(|b| b.is_ascii_digit()).count()).unwrap_or(0)
 }
 
 fn number(text: &[u8]) -> u32 {
@@ -116,7 +117,7 @@ fn host_port_at(text: &[u8], at: usize) -> Option<[u32; 6]> {
                 pos += 1;
             }
         }
-        let run = digits(text, pos);
+        let run = digits(text, pos, 4); // 4: enough to tell a run longer than 3
         if run == 0 {
             return None;
         }
@@ -157,7 +158,7 @@ fn epsv_at(text: &[u8], at: usize) -> Option<(u8, &[u8])> {
         return None;
     }
     let start = at + 4;
-    let run = digits(text, start).min(5);
+    let run = digits(text, start, 5);
     // greedy `\d{1,5}`, backing off while the delimiter and ')' do not follow (a digit may be the delimiter)
     (1..=run).rev().find_map(|k| {
         (text.get(start + k) == Some(&d) && text.get(start + k + 1) == Some(&b')')).then(|| (d, &text[start..start + k]))
