@@ -88,7 +88,12 @@ class PythonDnp3:
         s = got[0].stats if got is not None else Dnp3Stats()
         return tuple(getattr(s, name) for name in STATS)
 
-    def end(self, conn_id: int) -> None:
+    def end(self, conn_id: int, ts: float = 0.0) -> list[Written]:
+        """The connection is over (its open exchanges stay until ``finish``, as the analyzer's do)."""
+        self.conns.pop(conn_id, None)
+        return []
+
+    def forget(self, conn_id: int) -> None:
         self.conns.pop(conn_id, None)
 
     def expire(self, now: float) -> list[Written]:
@@ -120,7 +125,11 @@ class RustDnp3:
     def stats(self, conn_id: int) -> tuple[int, ...]:
         return tuple(self.engine.stats(conn_id))
 
-    def end(self, conn_id: int) -> None:
+    def end(self, conn_id: int, ts: float = 0.0) -> list[Written]:
+        self.engine.end(conn_id)
+        return []
+
+    def forget(self, conn_id: int) -> None:
         self.engine.end(conn_id)
 
     def expire(self, now: float) -> list[Written]:

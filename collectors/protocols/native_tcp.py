@@ -58,10 +58,9 @@ from collectors.conn import ip_str
 from collectors.decode import ACK, BUF, CAPLEN, DPORT, DST, FLAGS, L4OFF, PLEN, SEQ, SPORT, SRC
 from collectors.flowconst import F_ACK, F_FIN, F_RST, F_SYN
 from collectors.protocols import detect
-from collectors.protocols.base import Analyzer
 from collectors.protocols.detect import PROBE_BYTES, http_request, http_response, tls_client_hello, tls_server_hello
 from collectors.protocols.dnp3 import Dnp3Analyzer
-from collectors.protocols.dnp3_native import native_dnp3
+from collectors.protocols.dnp3_native import PythonDnp3, RustDnp3, native_dnp3
 from collectors.protocols.dnp3_wire import Dnp3Reader
 from collectors.protocols.documents import Flow, Written
 from collectors.protocols.expected import ExpectedConnections
@@ -74,7 +73,7 @@ from collectors.protocols.iec104_wire import Iec104Reader
 from collectors.protocols.modbus import ModbusAnalyzer
 from collectors.protocols.modbus_wire import ModbusReader
 from collectors.protocols.s7comm import S7commAnalyzer
-from collectors.protocols.s7comm_native import S7commConn, native_s7comm
+from collectors.protocols.s7comm_native import PythonS7comm, RustS7comm, native_s7comm
 from collectors.protocols.s7comm_wire import S7commReader
 from collectors.protocols.tcp_reassembly import Chunk, Direction, distance
 from collectors.protocols.tls_native import native_tls
@@ -104,9 +103,10 @@ ICS_LAYERS = {MODBUS: ["mbtcp", "modbus"], DNP3: ["dnp3"], S7COMM: ["tpkt", "cot
 # the flow path's probes of each: they decide between two ICS ports (``ics_server_port``)
 ICS_PROBES: dict[int, Callable[[bytes, int], bool]] = {
     MODBUS: detect.modbus, DNP3: detect.dnp3, S7COMM: detect.s7comm, IEC104: detect.iec104}
-IcsReader = ModbusReader | Dnp3Reader | S7commReader | Iec104Reader | S7commConn  # S7commConn: s7comm_native's
+IcsReader = ModbusReader | Dnp3Reader | S7commReader | Iec104Reader
 ICS_READERS: dict[int, Callable[[], IcsReader]] = {
     MODBUS: ModbusReader, DNP3: Dnp3Reader, S7COMM: S7commReader, IEC104: Iec104Reader}
+IcsEngine = RustDnp3 | PythonDnp3 | RustS7comm | PythonS7comm  # frame in, document out (``TcpNative.ics_engines``)
 IcsAnalyzer = ModbusAnalyzer | Dnp3Analyzer | S7commAnalyzer | Iec104Analyzer
 ICS_ANALYZERS: dict[int, Callable[[Warn], IcsAnalyzer]] = {
     MODBUS: ModbusAnalyzer, DNP3: Dnp3Analyzer, S7COMM: S7commAnalyzer, IEC104: Iec104Analyzer}
@@ -158,8 +158,6 @@ def ics_damage(reader: IcsReader | None) -> int:
     if isinstance(reader, S7commReader):
         t = reader.stats
         return t.bad_versions + t.bad_lengths + t.evicted
-    if isinstance(reader, S7commConn):
-        return reader.damage()
     if isinstance(reader, Iec104Reader):
         return reader.stats.malformed
     return 0
@@ -209,17 +207,17 @@ class LineReader:
 class Connection:
     """One natively read connection: its orientation, both directions' reassembly, its protocol reader."""
 
-    __slots__ = ("client", "dirs", "dnp3", "ended", "fins", "flow", "ftp", "http", "ics", "kind", "last_ts", "tls")
+    __slots__ = ("client", "dirs", "ended", "fins", "flow", "ftp", "http", "ics", "ics_id", "kind", "last_ts", "tls")
 
     def __init__(self, kind: int, flow: Flow, client: tuple[bytes, int], ts: float,
                  http: int | None = None, tls: int | None = None,
-                 ics: IcsReader | None = None, dnp3: int | None = None, ftp: int | None = None) -> None:
+                 ics: IcsReader | None = None, ics_id: int | None = None, ftp: int | None = None) -> None:
         self.kind = kind
         self.ftp = ftp  # the connection's id in TcpNative.ftp (ftp_native)
         self.http = http  # the connection's id in TcpNative.http (http_native)
         self.tls = tls  # the connection's id in TcpNative.tls (tls_native)
         self.ics = ics
-        self.dnp3 = dnp3  # the connection's id in TcpNative.dnp3 (dnp3_native): DNP3 is read there, not by ``ics``
+        self.ics_id = ics_id  # the connection's id in its ICS engine (TcpNative.ics_engines: DNP3, S7comm)
         self.flow = flow
         self.client = client  # (address, port) of the originator
         self.dirs = (Direction(), Direction())  # from the client, from the server
@@ -246,12 +244,11 @@ class TcpNative:
         self.ftp = native_ftp(warn, expected, raw)  # ftp_native: the Rust engine or FtpAnalyzer's lines
         self.http = native_http(warn, raw)  # http_native: the Rust engine or HttpAnalyzer, no second look
         self.tls = native_tls(warn, raw)  # tls_native: the Rust engine or TlsAnalyzer, no second look
-        self.s7 = native_s7comm(warn, raw)  # s7comm_native: the Rust engine or S7commReader + S7commAnalyzer
-        self.dnp3 = native_dnp3(warn, raw)  # dnp3_native: the Rust engine or Dnp3Reader into Dnp3Analyzer
-        # DNP3's and S7comm's analyzers here are unused (their natives' own)
-        self.ics = {kind: make(warn) for kind, make in ICS_ANALYZERS.items()}
-        analyzers: list[Analyzer] = [*self.ics.values()]
-        for analyzer in analyzers:
+        # the ICS protocols read frame in, document out (the Rust engines, or their readers and analyzers)
+        self.ics_engines: dict[int, IcsEngine] = {DNP3: native_dnp3(warn, raw), S7COMM: native_s7comm(warn, raw)}
+        # the others: a ``*_wire`` reader per connection, its fields into the protocol's analyzer
+        self.ics = {kind: make(warn) for kind, make in ICS_ANALYZERS.items() if kind not in self.ics_engines}
+        for analyzer in self.ics.values():
             analyzer.raw = raw
         self.conns: dict[tuple, Connection | int] = {}  # a Connection, or TSHARK for one tshark reads
         self._streams = 0
@@ -273,22 +270,28 @@ class TcpNative:
             return self._take(key, p, ts, docs)
         except Exception as exc:
             failed = self.conns.get(key)
-            if isinstance(failed, Connection) and failed.http is not None:
-                self.http.forget(failed.http)  # its reader goes with it
-            if isinstance(failed, Connection) and failed.tls is not None:
-                self.tls.close(failed.tls)
-            if isinstance(failed, Connection) and isinstance(failed.ics, S7commConn):
-                self.s7.forget(failed.ics.conn_id)
-            if isinstance(failed, Connection) and failed.dnp3 is not None:
-                self.dnp3.end(failed.dnp3)
-            if isinstance(failed, Connection) and failed.ftp is not None:
-                self.ftp.forget(failed.ftp)
-            self.stats.failures += 1
-            if self.stats.failures == 1:
-                self.warn(f"{self.name}: native TCP reading failed on one connection ({type(exc).__name__}: {exc}); "
-                          "its later frames go to tshark")
+            if isinstance(failed, Connection):
+                self._forget(failed)  # its readers' state goes with it
+            self._failed(exc, "its later frames go to tshark")
             self.conns[key] = TSHARK
             return False
+
+    def _failed(self, exc: Exception, then: str) -> None:
+        self.stats.failures += 1
+        if self.stats.failures == 1:
+            self.warn(f"{self.name}: native TCP reading failed on one connection ({type(exc).__name__}: {exc}); "
+                      f"{then}")
+
+    def _forget(self, conn: Connection) -> None:
+        """Drop what the protocol readers hold for a connection, without reading on (its reading failed)."""
+        if conn.ftp is not None:
+            self.ftp.forget(conn.ftp)
+        if conn.http is not None:
+            self.http.forget(conn.http)
+        if conn.tls is not None:
+            self.tls.close(conn.tls)
+        if conn.ics_id is not None:
+            self.ics_engines[conn.kind].forget(conn.ics_id)
 
     def _take(self, key: tuple, p: tuple, ts: float, docs: list[Written]) -> bool:
         src, sport = p[SRC], p[SPORT]
@@ -325,7 +328,7 @@ class TcpNative:
                 conn.ended = ts
         if p[PLEN] > 0:
             chunks = conn.dirs[side].add(p[SEQ], payload, p[PLEN])
-            if conn.ics is not None or conn.dnp3 is not None:
+            if conn.ics is not None or conn.ics_id is not None:
                 self._read_ics(conn, from_client, ts, p[SEQ], chunks, docs)
             elif not self._read(conn, key, from_client, ts, chunks, docs):
                 if conn.http is not None:
@@ -383,17 +386,16 @@ class TcpNative:
         tls = self._streams if kind == TLS else None
         if tls is not None:
             self.tls.open(tls, flow)
-        dnp3 = self._streams if kind == DNP3 else None
-        if dnp3 is not None:
-            self.dnp3.open(dnp3, flow)
         ftp = self._streams if kind == FTP else None
         if ftp is not None:
             self.ftp.open(ftp, flow)
-        make_ics = ICS_READERS.get(kind) if dnp3 is None and kind != S7COMM else None
+        engine = self.ics_engines.get(kind)
+        ics_id = self._streams if engine is not None else None
+        if engine is not None:
+            engine.open(self._streams, flow)
+        make_ics = ICS_READERS.get(kind) if engine is None else None
         ics = make_ics() if make_ics is not None else None
-        if kind == S7COMM:  # read by s7comm_native (frame in, document out)
-            ics = self.s7.open(self._streams, flow)
-        conn = self.conns[key] = Connection(kind, flow, client, ts, http, tls, ics, dnp3, ftp)
+        conn = self.conns[key] = Connection(kind, flow, client, ts, http, tls, ics, ics_id, ftp)
         self.stats.connections += 1
         return conn
 
@@ -422,30 +424,25 @@ class TcpNative:
                   docs: list[Written]) -> None:
         """A frame's bytes through the TLS reader (``tls_native``): the record reader, then one analyzer step."""
         assert conn.tls is not None
+        self._count_holes(chunks)
+        docs += self.tls.feed(conn.tls, from_client, chunks, ts)
+
+    def _count_holes(self, chunks: list[Chunk]) -> None:
         for chunk in chunks:
             if isinstance(chunk, int):
                 self.stats.gaps += 1
-        docs += self.tls.feed(conn.tls, from_client, chunks, ts)
 
     def _read_ics(self, conn: Connection, from_client: bool, ts: float, seq: int, chunks: list[Chunk],
                   docs: list[Written]) -> None:
         """A frame's bytes through the ICS reader; the PDUs they completed, as tshark prints that frame, into the
-        protocol's analyzer (the frame's raw sequence number places them, as it places tshark's). DNP3: both in
-        ``dnp3_native``."""
-        if conn.dnp3 is not None:
-            for chunk in chunks:
-                if isinstance(chunk, int):
-                    self.stats.gaps += 1
-            docs += self.dnp3.feed(conn.dnp3, from_client, chunks, ts, seq)
+        protocol's analyzer (the frame's raw sequence number places them, as it places tshark's). DNP3 and S7comm:
+        both in their engine (``ics_engines``)."""
+        if conn.ics_id is not None:
+            self._count_holes(chunks)
+            docs += self.ics_engines[conn.kind].feed(conn.ics_id, from_client, chunks, ts, seq)
             return
         reader = conn.ics
         assert reader is not None
-        if isinstance(reader, S7commConn):
-            for chunk in chunks:
-                if isinstance(chunk, int):
-                    self.stats.gaps += 1
-            docs += self.s7.feed(reader.conn_id, from_client, chunks, ts, seq)
-            return
         for chunk in chunks:
             if isinstance(chunk, int):
                 self.stats.gaps += 1
@@ -459,17 +456,35 @@ class TcpNative:
             tcp_packet(ts, src, dst, sport, dport, conn.flow.stream, fields, ICS_LAYERS[conn.kind]))
 
     def _close(self, key: tuple) -> list[Written]:
-        """Forget a connection: what waited behind holes is read, partial lines end."""
+        """Forget a connection: what waited behind holes is read, partial lines end. Should a reader fail on it,
+        what the readers hold for it is dropped all the same, and the failure raised."""
         conn = self.conns.pop(key)
         if not isinstance(conn, Connection):
             return []
+        try:
+            return self._end(conn, key)
+        except Exception:
+            self._forget(conn)
+            raise
+
+    def _close_quietly(self, key: tuple) -> list[Written]:
+        """``_close`` for a connection other than the current frame's (idle, or at the end): a reader's failure on
+        it is counted and reported, and the others are closed on."""
+        try:
+            return self._close(key)
+        except Exception as exc:
+            self._failed(exc, "what it had read is lost")
+            return []
+
+    def _end(self, conn: Connection, key: tuple) -> list[Written]:
         docs: list[Written] = []
-        self.stats.ics_damaged += ics_damage(conn.ics)
-        if conn.dnp3 is not None:
-            self.stats.ics_damaged += self.dnp3.damage(conn.dnp3)
+        ics_id = conn.ics_id
+        engine = self.ics_engines.get(conn.kind) if ics_id is not None else None
+        self.stats.ics_damaged += engine.damage(ics_id) if engine is not None and ics_id is not None \
+            else ics_damage(conn.ics)
         for side, direction in enumerate(conn.dirs):
             rest = direction.flush()
-            if conn.ics is not None or conn.dnp3 is not None:
+            if conn.ics is not None or conn.ics_id is not None:
                 if rest:
                     self._read_ics(conn, side == 0, conn.last_ts, direction.next_seq or 0, rest, docs)
                 self.stats.gap_bytes += direction.gap_bytes
@@ -485,10 +500,8 @@ class TcpNative:
             docs += self.http.end(conn.http, conn.last_ts)
         if conn.tls is not None:
             self.tls.close(conn.tls)
-        if isinstance(conn.ics, S7commConn):
-            docs += self.s7.end(conn.ics.conn_id, conn.last_ts)
-        if conn.dnp3 is not None:
-            self.dnp3.end(conn.dnp3)
+        if engine is not None and ics_id is not None:
+            docs += engine.end(ics_id, conn.last_ts)
         return docs
 
     def sweep(self, idle_before: float) -> list[Written]:
@@ -499,12 +512,12 @@ class TcpNative:
                                                          else pressure)]:
             conn = self.conns.get(key)
             if isinstance(conn, Connection):
-                docs += self._close(key)
+                docs += self._close_quietly(key)
             elif len(self.conns) > MAX_CONNECTIONS // 2:
                 self.conns.pop(key)
         docs += self.http.expire(idle_before + IDLE_SECONDS)  # requests of idle connections never answered
-        docs += self.s7.expire(idle_before + IDLE_SECONDS)
-        docs += self.dnp3.expire(idle_before + IDLE_SECONDS)
+        for engine in self.ics_engines.values():
+            docs += engine.expire(idle_before + IDLE_SECONDS)
         docs += self.ftp.expire(idle_before + IDLE_SECONDS)
         return docs
 
@@ -512,16 +525,13 @@ class TcpNative:
         """End of the run: every connection closed, the commands still waiting logged, one warning for damage."""
         docs: list[Written] = []
         for key in list(self.conns):
-            docs += self._close(key)
+            docs += self._close_quietly(key)
         docs += self.ftp.finish()
         docs += self.http.finish()
         docs += self.tls.finish()
-        for kind, analyzer in self.ics.items():
-            if kind == DNP3:
-                docs += self.dnp3.finish()  # in the analyzers' order
-            else:
-                docs += analyzer.finish()
-        docs += self.s7.finish()
+        for kind in ICS_ANALYZERS:  # in the same order with or without the engines
+            engine = self.ics_engines.get(kind)
+            docs += engine.finish() if engine is not None else self.ics[kind].finish()
         s, w = self.stats, self.http.wire
         s.cut_lines = self.ftp.cut_lines
         if w.cut_lines or w.bad_chunks or w.lost_directions or w.bombs or w.undecodable:

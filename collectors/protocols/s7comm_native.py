@@ -12,7 +12,7 @@
   the engine, and the reference the engine is tested against (document for document, counter for counter), used
   when the extension is not built or when ``RUST`` is False.
 
-A connection is named by an int (``open`` returns its :class:`S7commConn` handle); ``feed`` takes one frame's
+A connection is named by an int (``open``); ``feed`` takes one frame's
 reassembled chunks in one direction (bytes, or an int for a hole) and returns the document that frame makes, if
 any; ``damage`` is what the connection's reader skipped as damaged so far (``native_tcp.ics_damage``); ``end``
 drops the connection's reader. ``S7commAnalyzer`` keeps nothing between frames: ``end``, ``expire`` and ``finish``
@@ -52,19 +52,6 @@ def native_s7comm(warn: Warn, raw: bool = False) -> RustS7comm | PythonS7comm:
     return RustS7comm(ENGINE, warn, raw) if RUST and ENGINE is not None else PythonS7comm(warn, raw)
 
 
-class S7commConn:
-    """A connection's handle in its run's reader (what ``native_tcp.Connection.ics`` holds for S7comm)."""
-
-    __slots__ = ("conn_id", "owner")
-
-    def __init__(self, owner: RustS7comm | PythonS7comm, conn_id: int) -> None:
-        self.owner = owner
-        self.conn_id = conn_id
-
-    def damage(self) -> int:
-        return self.owner.damage(self.conn_id)
-
-
 def add_stats(total: S7commStats, more: S7commStats) -> None:
     for name in STATS:
         setattr(total, name, getattr(total, name) + getattr(more, name))
@@ -79,10 +66,9 @@ class PythonS7comm:
         self.closed = S7commStats()  # the counters of the connections ended
         self.conns: dict[int, tuple[S7commReader, Flow]] = {}
 
-    def open(self, conn_id: int, flow: Flow) -> S7commConn:
+    def open(self, conn_id: int, flow: Flow) -> None:
         """A connection read as S7comm from now on (``flow``: client first, its stream unique in the run)."""
         self.conns[conn_id] = (S7commReader(), flow)
-        return S7commConn(self, conn_id)
 
     def feed(self, conn_id: int, from_client: bool, chunks: Sequence[Chunk], ts: float, seq: int) -> list[Written]:
         """One frame's reassembled chunks in one direction; the document of the PDUs it completed (``seq``: the
@@ -101,7 +87,10 @@ class PythonS7comm:
         return list(self.analyzer.handle(tcp_packet(ts, src, dst, sport, dport, flow.stream, fields, LAYERS)))
 
     def damage(self, conn_id: int) -> int:
-        t = self.conns[conn_id][0].stats
+        got = self.conns.get(conn_id)
+        if got is None:
+            return 0
+        t = got[0].stats
         return t.bad_versions + t.bad_lengths + t.evicted
 
     def end(self, conn_id: int, ts: float) -> list[Written]:
@@ -136,9 +125,8 @@ class RustS7comm:
         self.engine = engine()
         self.documents = EngineDocuments(raw)
 
-    def open(self, conn_id: int, flow: Flow) -> S7commConn:
+    def open(self, conn_id: int, flow: Flow) -> None:
         self.engine.open(conn_id, flow.orig_h, flow.orig_p, flow.resp_h, flow.resp_p)
-        return S7commConn(self, conn_id)
 
     def feed(self, conn_id: int, from_client: bool, chunks: Sequence[Chunk], ts: float, seq: int) -> list[Written]:
         pieces = chunks if isinstance(chunks, list) else list(chunks)

@@ -114,7 +114,7 @@ def native_run(packets: list[tuple[tuple[Any, ...], float]], rust: bool,
     monkeypatch.setattr(dnp3_native, "RUST", rust)
     warnings: list[str] = []
     native = native_tcp.TcpNative("deep", warnings.append, None, raw=True)
-    assert isinstance(native.dnp3, RustDnp3 if rust else PythonDnp3)
+    assert isinstance(native.ics_engines[native_tcp.DNP3], RustDnp3 if rust else PythonDnp3)
     docs: list[Any] = []
     for p, ts in packets:
         native.take(p, ts, docs)
@@ -295,12 +295,12 @@ def test_random_connections(seed: int) -> None:
 
 
 def test_random_connections_gave_every_kind() -> None:
-    """Across the seeds: documents, reassembly failures of the reference mirrored now and then, damage counted."""
-    docs = failures = 0
+    """Across the seeds: documents (a failure of the reference would be mirrored by the engine: ``Pair.feed``; no
+    seed here makes one)."""
+    docs = 0
     for seed in range(40, 60):
         pair = random_run(seed, conns=4, units=80)
         docs += pair.docs
-        failures += pair.failures
     assert docs > 500
 
 

@@ -19,9 +19,11 @@ import pytest
 
 from collectors.decode import DPORT, SPORT
 from collectors.ingest import Pipeline
+from collectors.pcapio import read_capture
 from collectors.protocols import native_tcp
 from collectors.protocols.dnp3_wire import crc_dnp
 from collectors.protocols.modbus_wire import ModbusReader
+from collectors.protocols.native import NativeFrames
 from collectors.selection import stream_header
 from tests.unit.test_flowcore import CAPTURES, TESTDATA
 from tests.unit.test_iec104_wire import MIXED, Session, asdu, f13, i_frame, io, random_session, type_probes, u_frame
@@ -233,3 +235,51 @@ def test_damaged_ics_units_are_counted_in_one_warning(tmp_path: Path) -> None:
     pipe.finish()
     assert sum(1 for d in docs if d["event"]["dataset"] == "secops.dnp3") == 1  # the requests share one record
     assert [w for w in warnings if "natively read ICS: 1 damaged unit(s)" in w]
+
+
+DNP3_CAPTURE, S7_CAPTURE = "attacks/ics/dnp3/dnp3.pcap", "attacks/ics/s7comm/snap7.pcap"
+
+
+def ics_stream(*names: str) -> bytes:
+    """The frames of shared captures (Ethernet) as one selected-frame stream."""
+    frames = []
+    for name in names:
+        for _ts, linktype, buf, off, caplen, _wire in read_capture(TESTDATA / name, lambda _m: None):
+            assert linktype == 1
+            frames.append(bytes(buf[off:off + caplen]))
+    return pcapng(frames)
+
+
+def held(engine: object) -> int:
+    """Connections an ICS engine face still holds (the Rust engine's count, or the reference's table)."""
+    inner = getattr(engine, "engine", None)
+    return inner.connections if inner is not None else len(engine.conns)  # type: ignore[attr-defined]
+
+
+def test_the_ics_engines_hold_no_connection_after_the_run() -> None:
+    native = NativeFrames("t", lambda _m: None)
+    _kept, docs = native.split(ics_stream(DNP3_CAPTURE, S7_CAPTURE))
+    docs += native.finish()
+    assert native.tcp is not None
+    assert {"secops.dnp3", "secops.s7comm"} <= {d["event"]["dataset"] for d in docs}
+    assert [held(e) for e in native.tcp.ics_engines.values()] == [0, 0]
+
+
+def test_a_reader_failing_as_its_connection_closes_costs_that_connection_only() -> None:
+    """A failure while a connection is closed (an idle sweep, the end of the run) is counted and reported once; the
+    connection's state is dropped all the same, and the other connections are closed and logged on."""
+    warnings: list[str] = []
+    native = NativeFrames("t", warnings.append)
+    assert native.tcp is not None
+    dnp3 = native.tcp.ics_engines[native_tcp.DNP3]
+
+    def failing_end(conn_id: int, ts: float = 0.0) -> list:
+        raise RuntimeError("injected")
+
+    dnp3.end = failing_end  # type: ignore[method-assign]
+    _kept, docs = native.split(ics_stream(DNP3_CAPTURE, S7_CAPTURE))
+    docs += native.finish()
+    assert native.tcp.stats.failures >= 1
+    assert sum("injected" in w for w in warnings) == 1
+    assert "secops.s7comm" in {d["event"]["dataset"] for d in docs}
+    assert [held(e) for e in native.tcp.ics_engines.values()] == [0, 0]
