@@ -37,10 +37,9 @@ IP_TEXT_MAX = 65_536
 def ip_str(packed: bytes) -> str:
     """An address's text (several per flow and per DNS datagram; the same addresses recur, and a look-up costs a
     fifth of ``inet_ntop``'s call)."""
-    try:
-        text = _IP_TEXT.get(packed)
-    except TypeError:  # a bytearray or memoryview (unhashable): not cached
+    if type(packed) is not bytes:  # a bytearray or memoryview: not kept (a view would hold its whole buffer)
         return _ntop[len(packed)](bytes(packed))
+    text = _IP_TEXT.get(packed)
     if text is None:
         if len(_IP_TEXT) >= IP_TEXT_MAX:
             _IP_TEXT.clear()

@@ -11,12 +11,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import orjson
 
 from collectors.protocols.documents import MAX_VALUE_CHARS, Flow, Written, flow_of, make_doc
-from collectors.protocols.tshark import BASE_FIELDS, Packet, build_command
+from collectors.protocols.tshark import BASE_FIELDS, Packet, build_command, tcp_packet
 
 if TYPE_CHECKING:
     from collectors.protocols.expected import ExpectedConnections
@@ -120,6 +120,29 @@ class Analyzer:
         """Records still open when the capture ends (unanswered requests, ...)."""
         self.report_cuts()
         return ()
+
+
+class FieldsReader(Protocol):
+    """A ``*_wire`` reader: a connection's bytes in, the fields tshark would print for the frame out."""
+
+    def feed(self, from_client: bool, chunk: bytes | int) -> None: ...
+
+    def take(self) -> dict[str, list[str]]: ...
+
+
+def reader_documents(analyzer: Analyzer, reader: FieldsReader, flow: Flow, from_client: bool,
+                     chunks: Iterable[bytes | int], ts: float, seq: int, layers: list[str]) -> list[Written]:
+    """One frame's reassembled chunks through a connection's ``*_wire`` reader; the PDUs they completed, as tshark
+    prints that frame, into the protocol's analyzer (the frame's raw sequence number places them, as it places
+    tshark's)."""
+    for chunk in chunks:
+        reader.feed(from_client, chunk)
+    fields = reader.take()
+    if not fields:
+        return []
+    fields["tcp_seq_raw"] = [str(seq)]
+    src, sport, dst, dport = flow.ends(from_client)
+    return list(analyzer.handle(tcp_packet(ts, src, dst, sport, dport, flow.stream, fields, layers)))
 
 
 def cuts_warning(service: str, count: int) -> str:

@@ -462,17 +462,12 @@ def probe(proto: int, from_orig: bool, payload: bytes, length: int) -> tuple[int
     return NOTHING
 
 
-def probe_service_only(proto: int, from_orig: bool, payload: bytes, length: int) -> tuple[int, int]:
-    """:func:`probe` without a deep path: the service is detected, no packet is selected."""
-    return probe(proto, from_orig, payload, length)[0], SELECT_NONE
-
-
 FTP_SERVICE = SERVICE_INDEX["ftp"]
 
 
 class Prober:
-    """What the flow path calls for a flow's first payloads: :func:`probe`, or without a deep path
-    :func:`probe_service_only`, noting whether an FTP control connection was met (its data channels may then be
+    """What the flow path calls for a flow's first payloads: :func:`probe` (without a deep path the service only, no
+    packet selected), noting whether an FTP control connection was met (its data channels may then be
     announced). A compiled object, not a bound method of the interpreted pipeline: one call per probed payload."""
 
     def __init__(self, deep: bool) -> None:

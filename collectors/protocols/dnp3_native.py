@@ -24,11 +24,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from collectors.protocols.base import EngineDocuments, built_rust, cuts_warning
+from collectors.protocols.base import EngineDocuments, built_rust, cuts_warning, reader_documents
 from collectors.protocols.dnp3 import Dnp3Analyzer
 from collectors.protocols.dnp3_wire import Dnp3Reader, Dnp3Stats
 from collectors.protocols.documents import Flow, Written
-from collectors.protocols.tshark import tcp_packet
 
 if TYPE_CHECKING:
     from collectors._rs import Dnp3Engine
@@ -64,17 +63,7 @@ class PythonDnp3:
     def feed(self, conn_id: int, from_client: bool, chunks: list[bytes | int], ts: float,
              seq: int) -> list[Written]:
         reader, flow = self.conns[conn_id]
-        for chunk in chunks:
-            reader.feed(from_client, chunk)
-        fields = reader.take()
-        if not fields:
-            return []
-        fields["tcp_seq_raw"] = [str(seq)]
-        if from_client:
-            src, sport, dst, dport = flow.orig_h, flow.orig_p, flow.resp_h, flow.resp_p
-        else:
-            src, sport, dst, dport = flow.resp_h, flow.resp_p, flow.orig_h, flow.orig_p
-        return list(self.analyzer.handle(tcp_packet(ts, src, dst, sport, dport, flow.stream, fields, LAYERS)))
+        return reader_documents(self.analyzer, reader, flow, from_client, chunks, ts, seq, LAYERS)
 
     def damage(self, conn_id: int) -> int:
         got = self.conns.get(conn_id)

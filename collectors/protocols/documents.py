@@ -53,6 +53,12 @@ class Flow:
     def key(self) -> tuple[str, str]:
         return (self.transport, self.stream)
 
+    def ends(self, from_orig: bool) -> tuple[str, int, str, int]:
+        """(source address, source port, destination address, destination port) of a packet in this direction."""
+        if from_orig:
+            return self.orig_h, self.orig_p, self.resp_h, self.resp_p
+        return self.resp_h, self.resp_p, self.orig_h, self.orig_p
+
 
 @lru_cache(maxsize=65536)
 def community_id(transport: str, saddr: str, daddr: str, sport: int, dport: int) -> str:

@@ -13,7 +13,8 @@ TLS and the ICS protocols tshark decodes by port (Modbus/TCP, DNP3, S7comm, IEC 
   ``tls_server_hello``), on any port; an SSLv2 ClientHello, DTLS, QUIC and STARTTLS sessions (whose first payload is
   not TLS) stay with tshark. ``READ_TLS = False`` leaves every TLS connection to tshark;
 - Modbus/TCP (502), DNP3 (20000), S7comm (102), IEC 60870-5-104 (2404): one side on that port and the other on no
-  ICS port (or both on it), and the first payload is neither HTTP nor TLS (those are read as such). The ``*_wire``
+  ICS port (or both on it), and the first payload is neither HTTP nor TLS (those are read as such). DNP3 and
+  S7comm go to their Rust engines (``dnp3_native``, ``s7comm_native``); for Modbus/TCP and IEC-104 the ``*_wire``
   readers give each frame the fields tshark would print for it, and the same analyzers (``ModbusAnalyzer``, ...)
   make the documents.
   On 1M packets of real traces this took 26k of tshark's 66k frames per analyzer process: tshark's CPU went from
@@ -58,6 +59,7 @@ from collectors.conn import ip_str
 from collectors.decode import ACK, BUF, CAPLEN, DPORT, DST, FLAGS, L4OFF, PLEN, SEQ, SPORT, SRC
 from collectors.flowconst import F_ACK, F_FIN, F_RST, F_SYN
 from collectors.protocols import detect
+from collectors.protocols.base import reader_documents
 from collectors.protocols.detect import PROBE_BYTES, http_request, http_response, tls_client_hello, tls_server_hello
 from collectors.protocols.dnp3 import Dnp3Analyzer
 from collectors.protocols.dnp3_native import PythonDnp3, RustDnp3, native_dnp3
@@ -78,7 +80,6 @@ from collectors.protocols.s7comm_wire import S7commReader
 from collectors.protocols.tcp_reassembly import Chunk, Direction, distance
 from collectors.protocols.tls_native import native_tls
 from collectors.protocols.tls_wire import HANDSHAKE
-from collectors.protocols.tshark import tcp_packet
 
 Warn = Callable[[str], None]
 
@@ -224,13 +225,6 @@ class Connection:
         self.last_ts = ts
         self.fins = 0  # bit 0: the client sent a FIN, bit 1: the server did
         self.ended: float | None = None  # capture time of the RST, or of the FIN that closed both directions
-
-    def ends(self, from_client: bool) -> tuple[str, int, str, int]:
-        """(source address, source port, destination address, destination port) of a frame in this direction."""
-        flow = self.flow
-        if from_client:
-            return flow.orig_h, flow.orig_p, flow.resp_h, flow.resp_p
-        return flow.resp_h, flow.resp_p, flow.orig_h, flow.orig_p
 
 
 class TcpNative:
@@ -441,19 +435,10 @@ class TcpNative:
             self._count_holes(chunks)
             docs += self.ics_engines[conn.kind].feed(conn.ics_id, from_client, chunks, ts, seq)
             return
-        reader = conn.ics
-        assert reader is not None
-        for chunk in chunks:
-            if isinstance(chunk, int):
-                self.stats.gaps += 1
-            reader.feed(from_client, chunk)
-        fields = reader.take()
-        if not fields:
-            return
-        fields["tcp_seq_raw"] = [str(seq)]
-        src, sport, dst, dport = conn.ends(from_client)
-        docs += self.ics[conn.kind].handle(
-            tcp_packet(ts, src, dst, sport, dport, conn.flow.stream, fields, ICS_LAYERS[conn.kind]))
+        assert conn.ics is not None
+        self._count_holes(chunks)
+        docs += reader_documents(self.ics[conn.kind], conn.ics, conn.flow, from_client, chunks, ts, seq,
+                                 ICS_LAYERS[conn.kind])
 
     def _close(self, key: tuple) -> list[Written]:
         """Forget a connection: what waited behind holes is read, partial lines end. Should a reader fail on it,

@@ -26,11 +26,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from collectors.protocols.base import EngineDocuments, built_rust, cuts_warning
+from collectors.protocols.base import EngineDocuments, built_rust, cuts_warning, reader_documents
 from collectors.protocols.documents import Flow, Written
 from collectors.protocols.s7comm import S7commAnalyzer
 from collectors.protocols.s7comm_wire import S7commReader, S7commStats
-from collectors.protocols.tshark import tcp_packet
 
 if TYPE_CHECKING:
     from collectors._rs import S7commEngine
@@ -74,17 +73,7 @@ class PythonS7comm:
         """One frame's reassembled chunks in one direction; the document of the PDUs it completed (``seq``: the
         frame's raw TCP sequence number, which places the document as it places tshark's)."""
         reader, flow = self.conns[conn_id]
-        for chunk in chunks:
-            reader.feed(from_client, chunk)
-        fields = reader.take()
-        if not fields:
-            return []
-        fields["tcp_seq_raw"] = [str(seq)]
-        if from_client:
-            src, sport, dst, dport = flow.orig_h, flow.orig_p, flow.resp_h, flow.resp_p
-        else:
-            src, sport, dst, dport = flow.resp_h, flow.resp_p, flow.orig_h, flow.orig_p
-        return list(self.analyzer.handle(tcp_packet(ts, src, dst, sport, dport, flow.stream, fields, LAYERS)))
+        return reader_documents(self.analyzer, reader, flow, from_client, chunks, ts, seq, LAYERS)
 
     def damage(self, conn_id: int) -> int:
         got = self.conns.get(conn_id)

@@ -1,8 +1,9 @@
-//! `collectors._rs`: the deep path's DNS/mDNS/LLMNR over UDP, natively read HTTP/1.x and TLS over TCP in Rust.
+//! `collectors._rs`: the deep path's DNS/mDNS/LLMNR over UDP and its natively read TCP protocols (HTTP/1.x, TLS,
+//! the FTP control channel, DNP3, S7comm) in Rust, and the connection documents.
 //! `DnsEngine` does what `dns_wire.parse`, `DnsAnalyzer` and `make_doc` do in Python, `HttpEngine` what
-//! `HttpConnection` and `HttpAnalyzer` do, `TlsEngine` what `tls_wire` and `TlsAnalyzer` do,
-//! `Dnp3Engine` what `dnp3_wire.Dnp3Reader` and `Dnp3Analyzer` do; each hands back its
-//! documents as JSON bytes.
+//! `HttpConnection` and `HttpAnalyzer` do, `TlsEngine` what `tls_wire` and `TlsAnalyzer` do, `FtpEngine` what
+//! `FtpAnalyzer.line` does with its lines, `Dnp3Engine` and `S7commEngine` what the `*_wire` readers and their
+//! analyzers do; each hands back its documents as JSON bytes. `write_conn` writes `conn.conn_doc`'s document.
 
 #![allow(clippy::useless_conversion)] // pyo3 0.22 #[pymethods] expansion
 
