@@ -784,9 +784,7 @@ impl Dnp3Engine {
         chunks: &Bound<'_, PyList>,
         ts: f64,
     ) -> PyResult<Vec<PyObject>> {
-        if !ts.is_finite() {
-            return Err(PyValueError::new_err(format!("timestamp is not finite: {}", ts)));
-        }
+        crate::finite(ts)?;
         let side = if from_client { 0 } else { 1 };
         let Some(conn) = self.conns.get_mut(&conn_id) else {
             return Err(PyKeyError::new_err(conn_id));

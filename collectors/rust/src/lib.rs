@@ -33,12 +33,28 @@ fn py_docs(py: Python<'_>, docs: Result<Vec<Vec<u8>>, document::DocError>) -> Py
     }
 }
 
-fn finite(ts: f64) -> PyResult<()> {
+pub(crate) fn finite(ts: f64) -> PyResult<()> {
     if ts.is_finite() {
         Ok(())
     } else {
         Err(PyValueError::new_err(format!("timestamp is not finite: {}", ts)))
     }
+}
+
+/// A frame's chunks as the engines read them: bytes, or None for a hole (an int in the list).
+fn chunk_parts<'a>(items: &'a [Bound<'_, PyAny>]) -> PyResult<Vec<Option<&'a [u8]>>> {
+    items
+        .iter()
+        .map(|item| {
+            if let Ok(b) = item.downcast::<PyBytes>() {
+                Ok(Some(b.as_bytes()))
+            } else if item.downcast::<pyo3::types::PyLong>().is_ok() {
+                Ok(None)
+            } else {
+                Err(pyo3::exceptions::PyTypeError::new_err("a chunk is bytes or an int (a hole)"))
+            }
+        })
+        .collect()
 }
 
 /// One run's DNS reader: wire parsing, pairing and documents (see `collectors.protocols.dns`).
@@ -198,16 +214,7 @@ impl TlsEngine {
     ) -> PyResult<Vec<PyObject>> {
         finite(ts)?;
         let items: Vec<Bound<'_, PyAny>> = chunks.iter().collect();
-        let mut parts: Vec<Option<&[u8]>> = Vec::with_capacity(items.len());
-        for item in &items {
-            if let Ok(b) = item.downcast::<PyBytes>() {
-                parts.push(Some(b.as_bytes()));
-            } else if item.downcast::<pyo3::types::PyLong>().is_ok() {
-                parts.push(None);
-            } else {
-                return Err(pyo3::exceptions::PyTypeError::new_err("a chunk is bytes or an int (a hole)"));
-            }
-        }
+        let parts = chunk_parts(&items)?;
         let mut out = Vec::new();
         self.engine.feed(py, conn_id, from_client, &parts, ts, &mut out)?;
         Ok(out)
@@ -304,16 +311,7 @@ impl S7commEngine {
     ) -> PyResult<Vec<PyObject>> {
         finite(ts)?;
         let items: Vec<Bound<'_, PyAny>> = chunks.iter().collect();
-        let mut parts: Vec<Option<&[u8]>> = Vec::with_capacity(items.len());
-        for item in &items {
-            if let Ok(b) = item.downcast::<PyBytes>() {
-                parts.push(Some(b.as_bytes()));
-            } else if item.downcast::<pyo3::types::PyLong>().is_ok() {
-                parts.push(None);
-            } else {
-                return Err(pyo3::exceptions::PyTypeError::new_err("a chunk is bytes or an int (a hole)"));
-            }
-        }
+        let parts = chunk_parts(&items)?;
         if !self.engine.has(conn_id) {
             return Err(pyo3::exceptions::PyKeyError::new_err(conn_id));
         }
