@@ -126,7 +126,7 @@ def recorded() -> list[Call]:
     """The arguments of every document the protocol modules built over the shared captures (the deep path in this
     process: ``Analyzer.document`` wrapped, which answers with the reference's make_doc)."""
     from collectors.ingest import Pipeline
-    from collectors.protocols import base, http_native, tls_native
+    from collectors.protocols import base, dnp3_native, ftp_native, http_native, s7comm_native, tls_native
 
     calls: list[Call] = []
 
@@ -145,6 +145,8 @@ def recorded() -> list[Call]:
     patch.setattr(base.Analyzer, "document", document)
     patch.setattr(tls_native, "RUST", False)  # TLS's documents through TlsAnalyzer (the engine writes its own)
     patch.setattr(http_native, "RUST", False)  # natively read HTTP through HttpAnalyzer.document too
+    for engine_face in (ftp_native, dnp3_native, s7comm_native):  # and FTP, DNP3, S7comm through their analyzers
+        patch.setattr(engine_face, "RUST", False)
     try:
         for path in CAPTURES:
             docs: list[Any] = []
