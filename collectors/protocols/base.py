@@ -51,6 +51,16 @@ class EngineDocuments:
         return [self.wrap(doc) if isinstance(doc, bytes) else doc for doc in written] if written else []
 
 
+def finish_engine(engine: Any, documents: EngineDocuments, warn: Warn, service: str) -> list[Written]:
+    """A Rust engine's last documents (``finish``), and its analyzer's ``report_cuts`` warning for the values it
+    cut, once."""
+    docs = documents(engine.finish())
+    if engine.cut_values:
+        warn(cuts_warning(service, engine.cut_values))
+        engine.cut_values = 0
+    return docs
+
+
 @dataclass(frozen=True, slots=True)
 class RunContext:
     """The capture being read, the tshark to read it with, and its frames by connection (for modules that need a

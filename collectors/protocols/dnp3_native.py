@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from collectors.protocols.base import EngineDocuments, built_rust, cuts_warning, reader_documents
+from collectors.protocols.base import EngineDocuments, built_rust, finish_engine, reader_documents
 from collectors.protocols.dnp3 import Dnp3Analyzer
 from collectors.protocols.dnp3_wire import Dnp3Reader, Dnp3Stats
 from collectors.protocols.documents import Flow, Written
@@ -125,8 +125,4 @@ class RustDnp3:
         return []  # Dnp3Analyzer keeps no time bound (Analyzer.expire)
 
     def finish(self) -> list[Written]:
-        docs = self.documents(self.engine.finish())
-        if self.engine.cut_values:  # Dnp3Analyzer.report_cuts's warning
-            self.warn(cuts_warning(Dnp3Analyzer.SERVICE, self.engine.cut_values))
-            self.engine.cut_values = 0
-        return docs
+        return finish_engine(self.engine, self.documents, self.warn, Dnp3Analyzer.SERVICE)

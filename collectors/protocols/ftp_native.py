@@ -30,7 +30,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from collectors.protocols.base import EngineDocuments, RunContext, built_rust, cuts_warning
+from collectors.protocols.base import EngineDocuments, RunContext, built_rust, finish_engine
 from collectors.protocols.documents import Flow, Written
 from collectors.protocols.expected import ExpectedConnections
 from collectors.protocols.ftp import FtpAnalyzer
@@ -143,11 +143,7 @@ class RustFtp:
         return self.documents(self.engine.expire(now))
 
     def finish(self) -> list[Written]:
-        docs = self.documents(self.engine.finish())
-        if self.engine.cut_values:  # FtpAnalyzer.report_cuts's warning
-            self.warn(cuts_warning(FtpAnalyzer.SERVICE, self.engine.cut_values))
-            self.engine.cut_values = 0
-        return docs
+        return finish_engine(self.engine, self.documents, self.warn, FtpAnalyzer.SERVICE)
 
     @property
     def cut_lines(self) -> int:

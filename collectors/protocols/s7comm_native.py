@@ -26,7 +26,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from collectors.protocols.base import EngineDocuments, built_rust, cuts_warning, reader_documents
+from collectors.protocols.base import EngineDocuments, built_rust, finish_engine, reader_documents
 from collectors.protocols.documents import Flow, Written
 from collectors.protocols.s7comm import S7commAnalyzer
 from collectors.protocols.s7comm_wire import S7commReader, S7commStats
@@ -134,11 +134,7 @@ class RustS7comm:
         return self.documents(self.engine.expire(now))
 
     def finish(self) -> list[Written]:
-        docs = self.documents(self.engine.finish())
-        if self.engine.cut_values:  # S7commAnalyzer.report_cuts's warning
-            self.warn(cuts_warning(S7commAnalyzer.SERVICE, self.engine.cut_values))
-            self.engine.cut_values = 0
-        return docs
+        return finish_engine(self.engine, self.documents, self.warn, S7commAnalyzer.SERVICE)
 
     @property
     def counters(self) -> S7commStats:

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from collectors.protocols.base import EngineDocuments, built_rust, cuts_warning
+from collectors.protocols.base import EngineDocuments, built_rust, finish_engine
 from collectors.protocols.documents import Flow, Written, make_doc
 from collectors.protocols.tls import TlsAnalyzer
 from collectors.protocols.tls_wire import Frame, TlsConnection, TlsStats
@@ -115,11 +115,7 @@ class RustTls:
         self.engine.close(conn_id)
 
     def finish(self) -> list[Written]:
-        docs = self.documents(self.engine.finish())
-        if self.engine.cut_values:  # TlsAnalyzer.report_cuts's warning
-            self.warn(cuts_warning(TlsAnalyzer.SERVICE, self.engine.cut_values))
-            self.engine.cut_values = 0
-        return docs
+        return finish_engine(self.engine, self.documents, self.warn, TlsAnalyzer.SERVICE)
 
     @property
     def counters(self) -> TlsStats:
