@@ -70,6 +70,7 @@ LINK_CONTROL = frozenset((0x0806, 0x8035, 0x8863, 0x88CC, 0x8809))  # ARP, RARP,
 READ_QUIC = True  # False: QUIC flows stay with tshark (the oracle's peer)
 MAX_QUIC_FLOWS = 65_536  # UDP flows remembered (QUIC read here, or left to tshark); the oldest go first
 QUIC_LAYERS = ["quic", "tls"]
+TAKEN, DECODE_HERE = 1, 2  # verdicts of TcpTable.frame (0: tshark reads the frame)
 UdpKey = tuple[bytes, int, bytes, int]  # the lower (address, port) first
 
 
@@ -177,12 +178,21 @@ class NativeFrames:
         plain_tcp = linktype == 1 and caplen >= 54 and buf[frame + 12] == 8 and buf[frame + 13] == 0 \
             and buf[frame + 14] == 0x45 and buf[frame + 23] == TCP and not buf[frame + 20] & 0x3F \
             and not buf[frame + 21]
-        # Ethernet, IPv4 without options, unfragmented TCP (the common case): no decoding when tshark reads it
-        if plain_tcp and (self.tcp is None or self.tcp.tshark_reads(
-                buf[frame + 26:frame + 30], buf[frame + 30:frame + 34],
-                buf[frame + 34] << 8 | buf[frame + 35], buf[frame + 36] << 8 | buf[frame + 37])):
-            return False
         ts_ns = high << 32 | low
+        # Ethernet, IPv4 without options, unfragmented TCP (the common case): no decoding when tshark reads it, and
+        # none at all with the Rust table, which reads such a frame in place
+        if plain_tcp:
+            tcp = self.tcp
+            if tcp is None:
+                return False
+            table = tcp.table
+            if table is not None:
+                verdict = table.frame(buf, frame, caplen, truediv(ts_ns, 1_000_000_000), docs)
+                if verdict != DECODE_HERE:
+                    return verdict == TAKEN
+            elif tcp.tshark_reads(buf[frame + 26:frame + 30], buf[frame + 30:frame + 34],
+                                  buf[frame + 34] << 8 | buf[frame + 35], buf[frame + 36] << 8 | buf[frame + 37]):
+                return False
         packets = self.decoder.decode(linktype, buf, frame, caplen, ts_ns)
         if not packets:
             if outer_fragment(linktype, buf, frame, frame + caplen):

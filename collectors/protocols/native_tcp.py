@@ -54,20 +54,21 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from collectors.conn import ip_str
 from collectors.decode import ACK, BUF, CAPLEN, DPORT, DST, FLAGS, L4OFF, PLEN, SEQ, SPORT, SRC
 from collectors.flowconst import F_ACK, F_FIN, F_RST, F_SYN
 from collectors.protocols import detect
-from collectors.protocols.base import reader_documents
+from collectors.protocols.base import EngineDocuments, built_rust, reader_documents
 from collectors.protocols.detect import PROBE_BYTES, http_request, http_response, tls_client_hello, tls_server_hello
 from collectors.protocols.dnp3 import Dnp3Analyzer
 from collectors.protocols.dnp3_native import PythonDnp3, RustDnp3, native_dnp3
 from collectors.protocols.dnp3_wire import Dnp3Reader
 from collectors.protocols.documents import Flow, Written
 from collectors.protocols.expected import ExpectedConnections
-from collectors.protocols.ftp_native import native_ftp
-from collectors.protocols.http_native import native_http
+from collectors.protocols.ftp_native import RustFtp, native_ftp
+from collectors.protocols.http_native import RustHttp, native_http
 from collectors.protocols.http_wire import MAX_DECODED_BYTES
 from collectors.protocols.http_wire import MAX_LINE_BYTES as MAX_HTTP_LINE
 from collectors.protocols.iec104 import Iec104Analyzer
@@ -78,8 +79,11 @@ from collectors.protocols.s7comm import S7commAnalyzer
 from collectors.protocols.s7comm_native import PythonS7comm, RustS7comm, native_s7comm
 from collectors.protocols.s7comm_wire import S7commReader
 from collectors.protocols.tcp_reassembly import Chunk, Direction, distance
-from collectors.protocols.tls_native import native_tls
+from collectors.protocols.tls_native import RustTls, native_tls
 from collectors.protocols.tls_wire import HANDSHAKE
+
+if TYPE_CHECKING:
+    from collectors._rs import TcpTable
 
 Warn = Callable[[str], None]
 
@@ -96,6 +100,10 @@ REUSE_DISTANCE = 64 << 20
 TSHARK, FTP, HTTP, TLS, MODBUS, DNP3, S7COMM, IEC104 = 0, 1, 2, 3, 4, 5, 6, 7
 READ_TLS = True  # False: TLS connections stay with tshark (the oracle's peer)
 READ_ICS = True  # False: Modbus/TCP, DNP3 over TCP, S7comm and IEC 60870-5-104 stay with tshark (the oracle's peer)
+# the connection table and reassembly in Rust (``collectors._rs.TcpTable``) where every engine is: False keeps them
+# here (the reference it is tested against)
+RUST_TABLE = True
+TABLE: type[TcpTable] | None = built_rust("TcpTable")
 # the ports tshark decodes them on (S7comm: ISO-TSAP, TPKT)
 ICS_PORTS = {502: MODBUS, 20000: DNP3, 102: S7COMM, 2404: IEC104}
 # the layers tshark names above TCP for each, as the analyzers look for them
@@ -162,6 +170,15 @@ def ics_damage(reader: IcsReader | None) -> int:
     if isinstance(reader, Iec104Reader):
         return reader.stats.malformed
     return 0
+
+
+def segment_payload(p: tuple) -> bytes:
+    """The payload a decoded TCP packet captured (its length on the wire is ``p[PLEN]``)."""
+    if p[PLEN] <= 0:
+        return b""
+    buf, l4 = p[BUF], p[L4OFF]
+    start = l4 + (buf[l4 + 12] >> 4) * 4 if l4 + 20 <= len(buf) else len(buf)
+    return bytes(buf[start:start + min(p[CAPLEN], p[PLEN])])
 
 
 class LineReader:
@@ -234,7 +251,6 @@ class TcpNative:
         """``raw``: the analyzers write their documents as JSON text (``Analyzer.raw``), for a process pipe."""
         self.name = name
         self.warn = warn
-        self.stats = Stats()
         self.ftp = native_ftp(warn, expected, raw)  # ftp_native: the Rust engine or FtpAnalyzer's lines
         self.http = native_http(warn, raw)  # http_native: the Rust engine or HttpAnalyzer, no second look
         self.tls = native_tls(warn, raw)  # tls_native: the Rust engine or TlsAnalyzer, no second look
@@ -247,9 +263,32 @@ class TcpNative:
         self.conns: dict[tuple, Connection | int] = {}  # a Connection, or TSHARK for one tshark reads
         self._streams = 0
         self._next_sweep: float | None = None
+        self._stats = Stats()
+        # with every engine built: the connection table in Rust, which reads plain IPv4 frames in place (``frame``)
+        self.table: TcpTable | None = self._rust_table(raw)
+        self.ics_read_here: dict[int, Connection] = {}  # the table's Modbus/TCP and IEC-104 connections, by id
+
+    def _rust_table(self, raw: bool) -> TcpTable | None:
+        dnp3, s7comm = self.ics_engines[DNP3], self.ics_engines[S7COMM]
+        if not RUST_TABLE or TABLE is None or not isinstance(self.http, RustHttp) or \
+                not isinstance(self.tls, RustTls) or not isinstance(self.ftp, RustFtp) or \
+                not isinstance(dnp3, RustDnp3) or not isinstance(s7comm, RustS7comm):
+            return None
+        return TABLE(self.http.engine, self.tls.engine, self.ftp.engine, dnp3.engine, s7comm.engine, self,
+                     EngineDocuments(raw).wrap, MAX_CONNECTIONS)
+
+    @property
+    def stats(self) -> Stats:
+        """The run's counters (those the Rust table keeps taken from it)."""
+        if self.table is not None:
+            s = self._stats
+            s.frames, s.handed_back, s.gaps, s.gap_bytes, s.reused, s.ics_damaged = self.table.counts
+        return self._stats
 
     def tshark_reads(self, src: bytes, dst: bytes, sport: int, dport: int) -> bool:
         """Whether the connection of these endpoints was already given to tshark (no need to decode its frames)."""
+        if self.table is not None:
+            return self.table.tshark_reads(src, dst, sport, dport)
         key = (src, sport, dst, dport) if (src, sport) < (dst, dport) else (dst, dport, src, sport)
         return self.conns.get(key) == TSHARK
 
@@ -258,6 +297,9 @@ class TcpNative:
 
         A reader's bug on odd input must not stop the deep path: the connection is then forgotten (what it had
         read is lost, counted in ``failures``) and its later frames go to tshark."""
+        if self.table is not None:
+            return self.table.take(p[SRC], p[DST], p[SPORT], p[DPORT], p[FLAGS], p[SEQ], p[ACK], segment_payload(p),
+                                   p[PLEN], ts, docs)
         src, dst, sport, dport = p[SRC], p[DST], p[SPORT], p[DPORT]
         key = (src, sport, dst, dport) if (src, sport) < (dst, dport) else (dst, dport, src, sport)
         try:
@@ -271,8 +313,8 @@ class TcpNative:
             return False
 
     def _failed(self, exc: Exception, then: str) -> None:
-        self.stats.failures += 1
-        if self.stats.failures == 1:
+        self._stats.failures += 1
+        if self._stats.failures == 1:
             self.warn(f"{self.name}: native TCP reading failed on one connection ({type(exc).__name__}: {exc}); "
                       f"{then}")
 
@@ -295,9 +337,7 @@ class TcpNative:
         conn = self.conns.get(key)
         if conn == TSHARK:
             return False
-        buf, l4 = p[BUF], p[L4OFF]
-        start = l4 + (buf[l4 + 12] >> 4) * 4 if l4 + 20 <= len(buf) else len(buf)
-        payload = bytes(buf[start:start + min(p[CAPLEN], p[PLEN])]) if p[PLEN] > 0 else b""
+        payload = segment_payload(p)
         if conn is None:
             conn = self._decide(key, p, ts, payload)
             if len(self.conns) > MAX_CONNECTIONS:
@@ -308,7 +348,7 @@ class TcpNative:
         from_client = (src, sport) == conn.client
         side = 0 if from_client else 1
         if self._reused(conn, side, p, ts):  # the same endpoints, a new connection: the old one ends here
-            self.stats.reused += 1
+            self._stats.reused += 1
             docs += self._close(key)
             return self._take(key, p, ts, docs)
         if flags & F_SYN and not flags & F_RST:
@@ -329,10 +369,10 @@ class TcpNative:
                     self.http.forget(conn.http)
                 if conn.ftp is not None:
                     self.ftp.forget(conn.ftp)
-                self.stats.handed_back += 1
+                self._stats.handed_back += 1
                 self.conns[key] = TSHARK
                 return False
-        self.stats.frames += 1
+        self._stats.frames += 1
         return True
 
     @staticmethod
@@ -349,7 +389,35 @@ class TcpNative:
     def _decide(self, key: tuple, p: tuple, ts: float, payload: bytes) -> Connection | int | None:
         """Who reads a connection first seen now (None: not decided yet, a SYN before any payload)."""
         src, dst, sport, dport = p[SRC], p[DST], p[SPORT], p[DPORT]
-        flags = p[FLAGS]
+        chosen = self._choose(src, dst, sport, dport, p[FLAGS], payload)
+        if chosen is None:
+            return None
+        kind, sender_is_client = chosen
+        if kind == TSHARK:
+            self.conns[key] = TSHARK
+            return TSHARK
+        conn = self.conns[key] = self._open(kind, (src, sport) if sender_is_client else (dst, dport),
+                                            (dst, dport) if sender_is_client else (src, sport), ts)
+        return conn
+
+    def _table_decide(self, src: bytes, dst: bytes, sport: int, dport: int, flags: int, payload: bytes,
+                      ts: float) -> tuple[int, bool, int] | int | None:
+        """``_decide`` for the Rust table: None, TSHARK, or (kind, whether the sender is the client, the id its
+        readers know it by); the table keeps the connection."""
+        chosen = self._choose(src, dst, sport, dport, flags, payload)
+        if chosen is None or chosen[0] == TSHARK:
+            return None if chosen is None else TSHARK
+        kind, sender_is_client = chosen
+        conn = self._open(kind, (src, sport) if sender_is_client else (dst, dport),
+                          (dst, dport) if sender_is_client else (src, sport), ts)
+        if conn.ics is not None:
+            self.ics_read_here[self._streams] = conn
+        return kind, sender_is_client, self._streams
+
+    def _choose(self, src: bytes, dst: bytes, sport: int, dport: int, flags: int,
+                payload: bytes) -> tuple[int, bool] | None:
+        """(who reads a connection first seen now, whether the frame's sender is its client); None: not decided
+        yet (a SYN before any payload)."""
         kind, sender_is_client = TSHARK, True
         if min(sport, dport) == FTP_PORT and sport != dport:
             named_other = flags & F_SYN and not flags & F_ACK and dport != FTP_PORT
@@ -368,10 +436,10 @@ class TcpNative:
             # on its port, unless the first payload spoke HTTP or TLS (Zeek's DPD; tshark's ICS dissectors refuse it
             # and its second look reads it)
             kind, sender_is_client = ICS_PORTS[ics_port], sport != ics_port or sport == dport
-        if kind == TSHARK:
-            self.conns[key] = TSHARK
-            return TSHARK
-        client, server = ((src, sport), (dst, dport)) if sender_is_client else ((dst, dport), (src, sport))
+        return kind, sender_is_client
+
+    def _open(self, kind: int, client: tuple[bytes, int], server: tuple[bytes, int], ts: float) -> Connection:
+        """A connection read here from now on: its flow, its readers' state."""
         self._streams += 1
         flow = Flow("tcp", ip_str(client[0]), client[1], ip_str(server[0]), server[1], f"native-{self._streams}")
         http = self._streams if kind == HTTP else None
@@ -389,9 +457,23 @@ class TcpNative:
             engine.open(self._streams, flow)
         make_ics = ICS_READERS.get(kind) if engine is None else None
         ics = make_ics() if make_ics is not None else None
-        conn = self.conns[key] = Connection(kind, flow, client, ts, http, tls, ics, ics_id, ftp)
-        self.stats.connections += 1
-        return conn
+        self._stats.connections += 1
+        return Connection(kind, flow, client, ts, http, tls, ics, ics_id, ftp)
+
+    # -- the Rust table's calls for what stays in Python (Modbus/TCP and IEC-104 readers, the engines' expiry) ----
+    def _table_ics_feed(self, conn_id: int, from_client: bool, chunks: list[Chunk], ts: float,
+                        seq: int) -> list[Written]:
+        conn = self.ics_read_here[conn_id]
+        assert conn.ics is not None
+        return reader_documents(self.ics[conn.kind], conn.ics, conn.flow, from_client, chunks, ts, seq,
+                                ICS_LAYERS[conn.kind])
+
+    def _table_ics_damage(self, conn_id: int) -> int:
+        conn = self.ics_read_here.get(conn_id)
+        return ics_damage(conn.ics) if conn is not None else 0
+
+    def _table_ics_drop(self, conn_id: int) -> None:
+        self.ics_read_here.pop(conn_id, None)
 
     def _read(self, conn: Connection, key: tuple, from_client: bool, ts: float, chunks: list[Chunk],
               docs: list[Written]) -> bool:
@@ -402,7 +484,7 @@ class TcpNative:
             return True
         for chunk in chunks:
             if isinstance(chunk, int):
-                self.stats.gaps += 1
+                self._stats.gaps += 1
             if http is not None:
                 docs += self.http.feed(http, from_client, chunk, ts)
                 if self.http.switched(http):  # CONNECT or Upgrade: tshark reads on from this frame
@@ -424,7 +506,7 @@ class TcpNative:
     def _count_holes(self, chunks: list[Chunk]) -> None:
         for chunk in chunks:
             if isinstance(chunk, int):
-                self.stats.gaps += 1
+                self._stats.gaps += 1
 
     def _read_ics(self, conn: Connection, from_client: bool, ts: float, seq: int, chunks: list[Chunk],
                   docs: list[Written]) -> None:
@@ -465,18 +547,18 @@ class TcpNative:
         docs: list[Written] = []
         ics_id = conn.ics_id
         engine = self.ics_engines.get(conn.kind) if ics_id is not None else None
-        self.stats.ics_damaged += engine.damage(ics_id) if engine is not None and ics_id is not None \
+        self._stats.ics_damaged += engine.damage(ics_id) if engine is not None and ics_id is not None \
             else ics_damage(conn.ics)
         for side, direction in enumerate(conn.dirs):
             rest = direction.flush()
             if conn.ics is not None or conn.ics_id is not None:
                 if rest:
                     self._read_ics(conn, side == 0, conn.last_ts, direction.next_seq or 0, rest, docs)
-                self.stats.gap_bytes += direction.gap_bytes
+                self._stats.gap_bytes += direction.gap_bytes
                 continue
             if rest or conn.tls is None:
                 self._read(conn, key, side == 0, conn.last_ts, rest, docs)
-            self.stats.gap_bytes += direction.gap_bytes
+            self._stats.gap_bytes += direction.gap_bytes
             if conn.ftp is not None:
                 docs += self.ftp.end(conn.ftp, side == 0, conn.last_ts)
         if conn.ftp is not None:
@@ -492,6 +574,9 @@ class TcpNative:
     def sweep(self, idle_before: float) -> list[Written]:
         """Connections idle since ``idle_before`` (capture time) are closed; tshark's decisions forgotten."""
         docs: list[Written] = []
+        if self.table is not None:
+            self.table.sweep(idle_before, docs)
+            return docs
         pressure = len(self.conns) > MAX_CONNECTIONS // 2  # decisions for tshark are only forgotten under pressure
         for key in [k for k, c in self.conns.items() if (c.last_ts < idle_before if isinstance(c, Connection)
                                                          else pressure)]:
@@ -500,7 +585,11 @@ class TcpNative:
                 docs += self._close_quietly(key)
             elif len(self.conns) > MAX_CONNECTIONS // 2:
                 self.conns.pop(key)
-        docs += self.http.expire(idle_before + IDLE_SECONDS)  # requests of idle connections never answered
+        return docs + self._expire_readers(idle_before)
+
+    def _expire_readers(self, idle_before: float) -> list[Written]:
+        """What the readers hold for connections idle since ``idle_before``: requests never answered, ..."""
+        docs = self.http.expire(idle_before + IDLE_SECONDS)
         for engine in self.ics_engines.values():
             docs += engine.expire(idle_before + IDLE_SECONDS)
         docs += self.ftp.expire(idle_before + IDLE_SECONDS)
@@ -509,6 +598,8 @@ class TcpNative:
     def finish(self) -> list[Written]:
         """End of the run: every connection closed, the commands still waiting logged, one warning for damage."""
         docs: list[Written] = []
+        if self.table is not None:
+            self.table.close_all(docs)
         for key in list(self.conns):
             docs += self._close_quietly(key)
         docs += self.ftp.finish()

@@ -265,9 +265,14 @@ def test_the_ics_engines_hold_no_connection_after_the_run() -> None:
     assert [held(e) for e in native.tcp.ics_engines.values()] == [0, 0]
 
 
-def test_a_reader_failing_as_its_connection_closes_costs_that_connection_only() -> None:
+MODBUS_CAPTURE = "attacks/ics/modbus/modbus-eit.pcap"
+
+
+def test_a_reader_failing_as_its_connection_closes_costs_that_connection_only(monkeypatch: pytest.MonkeyPatch) -> None:
     """A failure while a connection is closed (an idle sweep, the end of the run) is counted and reported once; the
-    connection's state is dropped all the same, and the other connections are closed and logged on."""
+    connection's state is dropped all the same, and the other connections are closed and logged on. Injected into
+    the DNP3 face's ``end``, which the Python table calls (the Rust table calls the engine itself)."""
+    monkeypatch.setattr(native_tcp, "RUST_TABLE", False)
     warnings: list[str] = []
     native = NativeFrames("t", warnings.append)
     assert native.tcp is not None
@@ -283,3 +288,28 @@ def test_a_reader_failing_as_its_connection_closes_costs_that_connection_only() 
     assert sum("injected" in w for w in warnings) == 1
     assert "secops.s7comm" in {d["event"]["dataset"] for d in docs}
     assert [held(e) for e in native.tcp.ics_engines.values()] == [0, 0]
+
+
+def failing_reader() -> ModbusReader:
+    raise RuntimeError("injected")
+
+
+@pytest.mark.parametrize("table", [False, True], ids=["python-table", "rust-table"])
+def test_a_reader_failing_on_a_frame_costs_that_connection_only(table: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A reader failing on a connection (here as it is made, at its first frame): that connection is forgotten and
+    its frames go to tshark, reported once; the other connections are read on (both tables)."""
+    monkeypatch.setattr(native_tcp, "RUST_TABLE", table)
+    warnings: list[str] = []
+    native = NativeFrames("t", warnings.append)
+    assert native.tcp is not None
+    assert (native.tcp.table is not None) == (table and native_tcp.TABLE is not None)
+    monkeypatch.setitem(native_tcp.ICS_READERS, native_tcp.MODBUS, failing_reader)
+    stream = ics_stream(DNP3_CAPTURE, MODBUS_CAPTURE, S7_CAPTURE)
+    kept, docs = native.split(stream)
+    docs += native.finish()
+    assert native.tcp.stats.failures >= 1
+    assert sum("injected" in w for w in warnings) == 1, warnings
+    assert {"secops.s7comm", "secops.dnp3"} <= {d["event"]["dataset"] for d in docs}
+    assert [held(e) for e in native.tcp.ics_engines.values()] == [0, 0]
+    assert not native.tcp.ics_read_here
+    assert len(kept) > 0  # the failed connection's later frames went to tshark

@@ -731,6 +731,47 @@ impl Dnp3Engine {
         Ok(())
     }
 
+    /// `feed` with the chunks as (bytes, or None and a hole's size): the documents as JSON bytes (also the
+    /// connection table's way in, `crate::tcp`).
+    pub(crate) fn feed_parts(
+        &mut self,
+        conn_id: u64,
+        from_client: bool,
+        parts: &[(Option<&[u8]>, u64)],
+        ts: f64,
+    ) -> PyResult<Vec<Vec<u8>>> {
+        crate::finite(ts)?;
+        let side = if from_client { 0 } else { 1 };
+        let Some(conn) = self.conns.get_mut(&conn_id) else {
+            return Err(PyKeyError::new_err(conn_id));
+        };
+        for &(data, hole) in parts {
+            if let Err(key) = conn.feed(side, data, hole) {
+                self.conns.remove(&conn_id);
+                return Err(PyKeyError::new_err(key));
+            }
+        }
+        conn.frame += 1;
+        if conn.funcs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let funcs = std::mem::take(&mut conn.funcs);
+        let iins = std::mem::take(&mut conn.iins);
+        let stream = conn.stream.clone();
+        let flow = conn.flows[side].clone();
+        let mut out = Vec::new();
+        self.handle(&stream, &flow, &funcs, &iins, ts, &mut out)?;
+        Ok(out)
+    }
+
+    pub(crate) fn conn_damage(&self, conn_id: u64) -> u64 {
+        self.conns.get(&conn_id).map_or(0, Conn::damage)
+    }
+
+    pub(crate) fn drop_conn(&mut self, conn_id: u64) {
+        self.conns.remove(&conn_id);
+    }
+
     fn to_py(py: Python<'_>, docs: Vec<Vec<u8>>) -> Vec<PyObject> {
         docs.iter().map(|d| PyBytes::new_bound(py, d).into_any().unbind()).collect()
     }
@@ -784,40 +825,23 @@ impl Dnp3Engine {
         chunks: &Bound<'_, PyList>,
         ts: f64,
     ) -> PyResult<Vec<PyObject>> {
-        crate::finite(ts)?;
-        let side = if from_client { 0 } else { 1 };
-        let Some(conn) = self.conns.get_mut(&conn_id) else {
-            return Err(PyKeyError::new_err(conn_id));
-        };
-        for item in chunks.iter() {
-            let result = if let Ok(b) = item.downcast::<PyBytes>() {
-                conn.feed(side, Some(b.as_bytes()), 0)
+        let items: Vec<Bound<'_, PyAny>> = chunks.iter().collect();
+        let mut parts = Vec::with_capacity(items.len());
+        for item in &items {
+            if let Ok(b) = item.downcast::<PyBytes>() {
+                parts.push((Some(b.as_bytes()), 0));
             } else if item.downcast::<PyLong>().is_ok() {
-                conn.feed(side, None, item.extract::<u64>()?)
+                parts.push((None, item.extract::<u64>()?));
             } else {
                 return Err(PyTypeError::new_err("a chunk is bytes or an int (a hole)"));
-            };
-            if let Err(key) = result {
-                self.conns.remove(&conn_id);
-                return Err(PyKeyError::new_err(key));
             }
         }
-        conn.frame += 1;
-        if conn.funcs.is_empty() {
-            return Ok(Vec::new());
-        }
-        let funcs = std::mem::take(&mut conn.funcs);
-        let iins = std::mem::take(&mut conn.iins);
-        let stream = conn.stream.clone();
-        let flow = conn.flows[side].clone();
-        let mut out = Vec::new();
-        self.handle(&stream, &flow, &funcs, &iins, ts, &mut out)?;
-        Ok(Self::to_py(py, out))
+        Ok(Self::to_py(py, self.feed_parts(conn_id, from_client, &parts, ts)?))
     }
 
     /// `ics_damage` of the connection's reader (0 for one not open).
     fn damage(&self, conn_id: u64) -> u64 {
-        self.conns.get(&conn_id).map_or(0, Conn::damage)
+        self.conn_damage(conn_id)
     }
 
     /// The connection's `Dnp3Stats` as a tuple in the order of `dnp3_native.STATS`.
@@ -843,7 +867,7 @@ impl Dnp3Engine {
 
     /// The connection's reader dropped (its open exchange stays until answered or finish, as the analyzer's).
     fn end(&mut self, conn_id: u64) {
-        self.conns.remove(&conn_id);
+        self.drop_conn(conn_id);
     }
 
     /// `Dnp3Analyzer.finish()` without its warning: the exchanges never answered, by time (the caller reports

@@ -16,6 +16,7 @@ mod http;
 mod pairing;
 mod render;
 mod s7comm;
+mod tcp;
 mod text;
 mod tls;
 mod tls_names;
@@ -603,6 +604,7 @@ fn _rs(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<S7commEngine>()?;
     m.add_class::<dnp3::Dnp3Engine>()?;
     m.add_class::<FtpEngine>()?;
+    m.add_class::<tcp::TcpTable>()?;
     m.add_function(wrap_pyfunction!(write_document, m)?)?;
     m.add_function(wrap_pyfunction!(write_conn, m)?)?;
     Ok(())
