@@ -151,6 +151,8 @@ class Pipeline:
                 path.stat().st_size >= self.deep_process_min_bytes
             stream = MetadataStream(path.name, self.tshark_path, self.warn, expected=self.expected,
                                     own_process=own_process)
+            if own_process:
+                stream.start_processes()
 
         taken = [self.flows.selected]
         cut_before = self.flows.deep_cut

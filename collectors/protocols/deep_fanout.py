@@ -125,13 +125,20 @@ class ProcessFanout:
             raise ValueError(f"{len(shares)} shares for {len(self.children)} analyzer processes")
         self.frames += sum(count for _, count in shares)
         for i, (part, count) in enumerate(shares):
-            if not count:
-                continue
-            child = self.children[i]
-            if child is None:  # the second child's warnings say whose share they count
-                name = self.name if i == 0 else f"{self.name} (analyzers {i + 1})"
-                child = self.children[i] = ProcessRun(name, self.tshark_path, self.warn, self.expected)
-            child.write(part, linktypes, count)
+            if count:
+                self._child(i).write(part, linktypes, count)
+
+    def start(self) -> None:
+        """Every child started now (``MetadataStream.start_processes``)."""
+        for i in range(len(self.children)):
+            self._child(i)
+
+    def _child(self, i: int) -> ProcessRun:
+        child = self.children[i]
+        if child is None:  # the second child's warnings say whose share they count
+            name = self.name if i == 0 else f"{self.name} (analyzers {i + 1})"
+            child = self.children[i] = ProcessRun(name, self.tshark_path, self.warn, self.expected)
+        return child
 
     def ready(self) -> list[Shipped]:
         return [doc for child in self.running for doc in child.ready()]
