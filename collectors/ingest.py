@@ -245,9 +245,9 @@ def main(argv: list[str] | None = None) -> int:
     import orjson
 
     from collectors.pcapio import CaptureError
-    from secops.runtime import tune_gc
+    from secops.runtime import tune_process
 
-    tune_gc()
+    tune_process()
     out = sys.stdout.buffer
 
     def sink(doc: dict[str, Any]) -> None:

@@ -23,7 +23,7 @@ from typing import Any
 from collectors.pcapio import CaptureError
 from collectors.selection import DEEP_BYTES_PER_DIRECTION
 from secops.config import Settings
-from secops.runtime import tune_gc
+from secops.runtime import tune_process
 
 NS = 1_000_000_000
 EXPIRE_MARGIN_NS = NS // 2  # packets reach dumpcap up to libpcap's 250 ms block timeout (plus scheduling) late
@@ -223,7 +223,7 @@ class Worker:
 def worker_main(cfg: WorkerConfig, settings: Settings, conn: Connection, lock: Any) -> None:
     """Process entry point: batches in, :class:`BatchDone` out, ``None`` ends it (open flows are flushed)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides when to stop
-    tune_gc()
+    tune_process()
     send_lock = threading.Lock()
 
     def report(msg: str) -> None:

@@ -17,7 +17,7 @@ from rich.table import Table
 from secops import __version__
 from secops.cli_support import CliError, console, err_console, es_client, inert_markup, settings, state, writer
 from secops.config import ConfigError, install_log_redaction, redact_text, redacted
-from secops.runtime import tune_gc
+from secops.runtime import tune_process
 
 if TYPE_CHECKING:
     from secops.devstack.stack import LocalStack
@@ -381,7 +381,7 @@ def __getattr__(name: str) -> typer.Typer:
 def main() -> None:
     install_log_redaction()
     _register_once(_command_name(sys.argv[1:]))
-    tune_gc()
+    tune_process()
     try:
         root()
     except _expected_errors() as exc:

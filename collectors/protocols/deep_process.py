@@ -33,7 +33,7 @@ import orjson
 from collectors.protocols.document_text import DOCUMENT_LINE, DocumentText, Shipped
 from collectors.protocols.expected import ExpectedConnections
 from collectors.protocols.stream import _DONE, DocumentQueue, TsharkStdinRun
-from secops.runtime import tune_gc
+from secops.runtime import tune_process
 
 Warn = Callable[[str], None]
 
@@ -213,7 +213,7 @@ class _Outbox:
 def main(name: str, tshark_path: str) -> int:
     """Child side: the selected frames on stdin (pcapng blocks after the header) through tshark and the
     analyzers."""
-    tune_gc()
+    tune_process()
     # large writes: the parent reads what the pipe holds at once (data channels' announcements need no hurry: the
     # parent holds back connections that may be FTP data until the file's deep path has ended)
     out = open(sys.stdout.fileno(), "wb", buffering=OUTPUT_BUFFER_BYTES, closefd=False)  # noqa: SIM115
