@@ -83,6 +83,40 @@ fn u16_at(data: &[u8], pos: usize) -> Result<u16, End> {
     Ok((byte(data, pos)? as u16) << 8 | byte(data, pos + 1)? as u16)
 }
 
+/// The pointer targets one name has followed (the reference's set): a short list, then (past `SHORT` of them) a
+/// bitmap of the 14-bit offsets, so that 255 pointers cost 255 steps, not 255 * 255 / 2 comparisons.
+#[derive(Default)]
+struct Targets {
+    short: Vec<usize>,
+    bits: Option<Box<[u64; 256]>>,
+}
+
+impl Targets {
+    const SHORT: usize = 8;
+
+    /// Whether `target` was followed before; it is noted as followed now.
+    fn seen(&mut self, target: usize) -> bool {
+        let (word, bit) = ((target >> 6) & 0xFF, 1u64 << (target & 63));
+        if let Some(bits) = self.bits.as_mut() {
+            let was = bits[word] & bit != 0;
+            bits[word] |= bit;
+            return was;
+        }
+        if self.short.contains(&target) {
+            return true;
+        }
+        self.short.push(target);
+        if self.short.len() > Self::SHORT {
+            let mut bits = Box::new([0u64; 256]);
+            for &t in &self.short {
+                bits[(t >> 6) & 0xFF] |= 1u64 << (t & 63);
+            }
+            self.bits = Some(bits);
+        }
+        false
+    }
+}
+
 /// `read_name`: (name as tshark shows it, bytes it takes at `pos`).
 fn read_name(data: &[u8], mut pos: usize) -> Result<(String, usize), End> {
     let end = data.len();
@@ -91,7 +125,7 @@ fn read_name(data: &[u8], mut pos: usize) -> Result<(String, usize), End> {
     let mut consumed: Option<usize> = None;
     let mut pointers = 0u32;
     let mut steps = 0u32;
-    let mut targets: Vec<usize> = Vec::new();
+    let mut targets = Targets::default();
     let start = pos;
     loop {
         let length = byte(data, pos)? as usize;
@@ -119,10 +153,9 @@ fn read_name(data: &[u8], mut pos: usize) -> Result<(String, usize), End> {
             pos += 1;
             pointers += 1;
             let used = *consumed.get_or_insert(pos.saturating_sub(start));
-            if target == pos + 2 || pointers > MAX_POINTERS || targets.contains(&target) {
+            if target == pos + 2 || pointers > MAX_POINTERS || targets.seen(target) {
                 return Ok((LOOPS.to_string(), used));
             }
-            targets.push(target);
             pos = target;
         } else {
             return Err(End);
