@@ -111,6 +111,26 @@ def test_dns_names_through_255_pointers() -> None:
     assert spent < 0.35, f"16 datagrams of pointer chains took {spent:.2f} s"
 
 
+def test_dns_names_into_one_long_name() -> None:
+    """Datagrams of ~6,500 names pointing at one name of 4,095 labels (the reference walks up to MAX_LABEL_STEPS
+    labels for every name): 26 million label steps a datagram, 60 ms (the reference: 0.8 s); past its first pointer and
+    MAX_NAME_CHARS a name goes over a run of labels at once: 6 ms (8 datagrams: 0.47 s, now 0.05 s)."""
+    long_name = b"\x01a" * 4095 + b"\0"
+    name = struct.pack("!H", 0xC000 | 12)
+    questions = (name + b"\x00\x01\x00\x01") * 4000
+    answers = (name + struct.pack("!HHIH", 5, 1, 60, 2) + name) * 2500
+    msg = (struct.pack("!HHHHHH", 2, 0x8180, 4001, 2500, 0, 0) + long_name + b"\x00\x01\x00\x01" + questions
+           + answers)[:65535]
+    engine = DnsEngine()
+
+    def work() -> None:
+        for i in range(8):
+            engine.message(msg, "dns", "198.18.0.53", 53, "198.18.0.1", 40000 + i, 1.0)
+    spent = cpu(work)
+    assert engine.messages == 8
+    assert spent < 0.25, f"8 datagrams of names into one long name took {spent:.2f} s"
+
+
 # -- DNP3 and S7comm: no defect found; their worst inputs kept linear -------------------------------------------------
 def dnp3_link(user: bytes) -> bytes:
     head = bytearray(b"\x05\x64" + bytes([5 + len(user), 0xC4]) + b"\x01\x00\x02\x00")
