@@ -25,7 +25,7 @@ from collectors.flowconst import UDP
 from collectors.pcapio import CaptureError, read_capture
 from collectors.protocols import dns as dns_module
 from collectors.protocols.dns import DnsAnalyzer
-from collectors.protocols.dns_wire import PORT_KINDS, WireStats, parse
+from collectors.protocols.dns_wire import PORT_KINDS, Runs, WireStats, parse, read_name
 from collectors.protocols.documents import Flow
 from tests.support import TESTDATA
 
@@ -338,7 +338,14 @@ def label_region(rng: random.Random, at: int) -> tuple[bytes, list[int], list[in
 
 def test_names_through_long_runs_of_labels() -> None:
     """Names that point into long runs of labels (past MAX_NAME_CHARS, to MAX_LABEL_STEPS and one more), after a few
-    labels of their own or none: the engine goes over a run at once where the reference walks it label by label."""
+    labels of their own or none. Both go over a run at once past a name's first pointer and MAX_NAME_CHARS (``Runs``):
+    the reference's names are also checked against its walk label by label (``read_name`` without runs)."""
+    def read(data: bytes, pos: int, runs: Runs | None) -> tuple[str, int] | str:
+        try:
+            return read_name(data, pos, runs)
+        except Exception as exc:  # the message ends inside the name (_End)
+            return type(exc).__name__
+
     pair = Pair()
     rng = random.Random(45)
     for tid in range(90):
@@ -359,6 +366,14 @@ def test_names_through_long_runs_of_labels() -> None:
         payload = message(tid, 0x8180, questions, answers) + region
         assert len(payload) - len(region) == head and head + len(region) < 0x3FFF
         pair.message(payload, "dns", *SERVER, *CLIENT, 400.0 + tid)
+        offsets = [12 + sum(len(n) + 4 for n in written[:i]) for i in range(6)]
+        at = offsets[-1] + len(written[5]) + 4
+        for i in range(4):
+            offsets += [at, at + len(written[6 + 2 * i]) + 10]
+            at += len(answers[i])
+        runs = Runs()
+        for pos in offsets + [rng.randrange(head, len(payload)) for _ in range(10)]:
+            assert read(payload, pos, runs) == read(payload, pos, None), (tid, pos)
     pair.finish()
     assert pair.docs >= 90
 

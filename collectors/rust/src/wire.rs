@@ -1,5 +1,6 @@
 //! `dns_wire.parse`: one UDP payload read as tshark reads it (bounds-checked, never panics).
 
+use crate::document::hex;
 use crate::render::{render, render_txt, Record, NSEC, OPCODE_UPDATE};
 use crate::text::{display_text, ntop4, ntop6, string_text, zeek_name};
 
@@ -290,8 +291,7 @@ fn rdata_values(data: &[u8], rtype: u16, pos: usize, rdlen: usize, runs: &mut Ru
                 return Ok(None);
             }
             need(data, pos + 2, rdlen - 2)?;
-            let hex: String = data[pos + 2..pos + rdlen].iter().map(|b| format!("{:02x}", b)).collect();
-            one(hex)
+            one(hex(&data[pos + 2..pos + rdlen]))
         }
         29 => {
             if byte(data, pos)? != 0 {
