@@ -119,12 +119,43 @@ def string_text(raw: bytes) -> str:
     return "".join("\ufffd" if b > 0x7F else chr(b) for b in raw)
 
 
-def read_name(data: bytes, pos: int) -> tuple[str, int]:
+class Runs:
+    """Runs of labels in one message: from a position, how many labels follow one after the other (each within the
+    message) and their bytes of text, counted once a message. A name past its first pointer and past
+    ``MAX_NAME_CHARS`` keeps nothing of its labels but their count and size, so it goes over a run at once: walked
+    label by label, every name of a datagram pointing at one long name could take ``MAX_LABEL_STEPS`` steps (26
+    million a datagram, a second here)."""
+
+    def __init__(self) -> None:
+        self.table: dict[int, tuple[int, int]] = {}
+
+    def at(self, data: bytes, pos: int) -> tuple[int, int]:
+        """(labels, bytes of text) of the run of labels starting at ``pos``."""
+        table = self.table
+        end = len(data)
+        chain: list[int] = []
+        p = pos
+        while p not in table and p < end:
+            length = data[p]
+            if length == 0 or length & 0xC0 or p + 1 + length > end:
+                break
+            chain.append(p)
+            p += 1 + length
+        count, text = table.get(p, (0, 0))
+        for at in reversed(chain):
+            count += 1
+            text += data[at]
+            table[at] = (count, text)
+        return count, text
+
+
+def read_name(data: bytes, pos: int, runs: Runs | None = None) -> tuple[str, int]:
     """(name as tshark shows it, bytes it takes at ``pos``) of a possibly compressed domain name.
 
     tshark follows up to 255 pointers (a pointer two bytes past its own end counts as a loop at once); a pointer
     to a place already jumped to is a loop it would follow to that limit, so it ends here. At most
     ``MAX_LABEL_STEPS`` labels are walked (the same name through many pointers) before a name is taken for a loop.
+    With ``runs`` (the message's), the labels a name no longer keeps are gone over a run at a time: the same result.
     """
     end = len(data)
     parts: list[bytes] = []
@@ -135,6 +166,14 @@ def read_name(data: bytes, pos: int) -> tuple[str, int]:
     targets: set[int] = set()
     start = pos
     while True:
+        if runs is not None and consumed >= 0 and size > MAX_NAME_CHARS:
+            count, text = runs.at(data, pos)
+            if count:
+                if steps + count > MAX_LABEL_STEPS:
+                    return LOOPS, consumed
+                steps += count
+                size += text + count
+                pos += text + count
         if pos >= end:
             raise _End
         length = data[pos]
@@ -185,7 +224,8 @@ def _u16(data: bytes, pos: int) -> int:
     return data[pos] << 8 | data[pos + 1]
 
 
-def _rdata_values(data: bytes, rtype: int, pos: int, rdlen: int) -> list[str] | list[tuple[int, str]] | None:
+def _rdata_values(data: bytes, rtype: int, pos: int, rdlen: int,
+                  runs: Runs) -> list[str] | list[tuple[int, str]] | None:
     """The values tshark reads from one record's data (its fields for the rendering), or None for a type
     rendered without them. Like tshark, fields are read from the message, not bounded by ``rdlen``."""
     if rtype == 1:
@@ -195,13 +235,13 @@ def _rdata_values(data: bytes, rtype: int, pos: int, rdlen: int) -> list[str] | 
         _need(data, pos, 16)
         return [socket.inet_ntop(socket.AF_INET6, data[pos:pos + 16])]
     if rtype in (2, 5, 12, 6):  # NS, CNAME, PTR, SOA (its mname)
-        return [read_name(data, pos)[0]]
+        return [read_name(data, pos, runs)[0]]
     if rtype == 15:  # MX: preference, exchange
         _need(data, pos, 2)
-        return [read_name(data, pos + 2)[0]]
+        return [read_name(data, pos + 2, runs)[0]]
     if rtype == 33:  # SRV: priority, weight, port, target
         _need(data, pos, 6)
-        return [read_name(data, pos + 6)[0]]
+        return [read_name(data, pos + 6, runs)[0]]
     if rtype == 38:  # A6: prefix length, address suffix, prefix name
         _need(data, pos, 1)
         prefix = data[pos]
@@ -211,12 +251,12 @@ def _rdata_values(data: bytes, rtype: int, pos: int, rdlen: int) -> list[str] | 
         _need(data, pos + 1, octets)
         suffix = bytes(16 - octets) + data[pos + 1:pos + 1 + octets]
         if prefix > 0:
-            read_name(data, pos + 1 + octets)
+            read_name(data, pos + 1 + octets, runs)
         return [socket.inet_ntop(socket.AF_INET6, suffix)]
     if rtype == 46:  # RRSIG: type covered, algorithm, labels, TTL, expiration, inception, key tag, signer
         type_covered = _u16(data, pos)
         _need(data, pos, 18)
-        return [str(type_covered), read_name(data, pos + 18)[0]]
+        return [str(type_covered), read_name(data, pos + 18, runs)[0]]
     if rtype == 48:  # DNSKEY: flags, protocol, algorithm
         _need(data, pos, 4)
         return [str(data[pos + 3])]
@@ -236,7 +276,7 @@ def _rdata_values(data: bytes, rtype: int, pos: int, rdlen: int) -> list[str] | 
         _need(data, pos, 16)
         return [str(data[pos + 1]), str(data[pos + 2]), str(data[pos + 3])]
     if rtype == NSEC:
-        return [read_name(data, pos)[0]]
+        return [read_name(data, pos, runs)[0]]
     if rtype in (16, 99):  # TXT, SPF: character-strings until the data length is used up (tshark's loop)
         strings: list[tuple[int, str]] = []
         left = rdlen
@@ -251,9 +291,9 @@ def _rdata_values(data: bytes, rtype: int, pos: int, rdlen: int) -> list[str] | 
     return None
 
 
-def _record(data: bytes, pos: int, section: int, mdns: bool) -> tuple[Record, int, bool]:
+def _record(data: bytes, pos: int, section: int, mdns: bool, runs: Runs) -> tuple[Record, int, bool]:
     """(record, position after it, whether it was read whole) at ``pos``."""
-    name, used = read_name(data, pos)
+    name, used = read_name(data, pos, runs)
     pos += used
     _need(data, pos, 10)
     rtype = data[pos] << 8 | data[pos + 1]
@@ -274,7 +314,7 @@ def _record(data: bytes, pos: int, section: int, mdns: bool) -> tuple[Record, in
     whole = True
     if rdlen:  # like tshark, a record without data has no data fields
         try:
-            values = _rdata_values(data, rtype, pos, rdlen)
+            values = _rdata_values(data, rtype, pos, rdlen, runs)
         except _Partial as cut:
             values, whole = cut.strings, False
         except _End:
@@ -318,9 +358,10 @@ def parse(payload: bytes, kind: str = "dns", stats: WireStats | None = None) -> 
         return msg
     mdns = kind == "mdns"
     pos = 12
+    runs = Runs()
     try:
         for _ in range(min(counts[0], MAX_RECORDS)):
-            name, used = read_name(data, pos)
+            name, used = read_name(data, pos, runs)
             pos += used
             _need(data, pos, 4)
             qclass = data[pos + 2] << 8 | data[pos + 3]
@@ -333,7 +374,7 @@ def parse(payload: bytes, kind: str = "dns", stats: WireStats | None = None) -> 
             stats.records_cut += 1
         for i in range(min(total, MAX_RECORDS)):
             section = 0 if i < counts[1] else 1 if i < counts[1] + counts[2] else 2
-            record, pos, whole = _record(data, pos, section, mdns)
+            record, pos, whole = _record(data, pos, section, mdns, runs)
             msg.records.append(record)
             if not whole:
                 raise _End

@@ -155,10 +155,15 @@ def parse_request_line(method: str, uri: str | None, version: str | None) -> tup
         end += 1
     if end == len(rest) and rest.startswith("HTTP/"):
         end = 0  # "OPTIONS HTTP/1.1": the URI is empty
-    found = VERSION_START.search(rest, end)
-    if found is None:
+    # VERSION_START.search(rest, end), without trying every start in a run of blanks (the square of the run: 16 KB
+    # of tabs cost 0.7 s): the first "HTTP/" from ``end`` on, taken back over the blanks before it (not before end)
+    found = rest.find("HTTP/", end)
+    if found < 0:
         return rest, "0.9"
-    return rest[:found.start()], rest[found.end():].strip()
+    start = found
+    while start > end and rest[start - 1].isspace():
+        start -= 1
+    return rest[:start], rest[found + 5:].strip()
 
 
 def body_length(pkt: Packet, index: int = 0, count: int = 1) -> int:

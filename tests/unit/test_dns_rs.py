@@ -25,7 +25,7 @@ from collectors.flowconst import UDP
 from collectors.pcapio import CaptureError, read_capture
 from collectors.protocols import dns as dns_module
 from collectors.protocols.dns import DnsAnalyzer
-from collectors.protocols.dns_wire import PORT_KINDS, WireStats, parse
+from collectors.protocols.dns_wire import PORT_KINDS, Runs, WireStats, parse, read_name
 from collectors.protocols.documents import Flow
 from tests.support import TESTDATA
 
@@ -301,6 +301,81 @@ def test_hostile_names() -> None:
     many = header(2, 0x8180, 0, 1, 0, 0) + name(*[b"z"] * 4200) + struct.pack("!HHIH", 1, 1, 0, 4) + b"\x01\x02\x03\x04"
     pair.message(many, "dns", *SERVER, *CLIENT, 301.0)
     pair.finish()
+
+
+RUNS = (1, 5, 126, 127, 128, 129, 300, 1000, 4094, 4095, 4096, 4097)
+
+
+def label_region(rng: random.Random, at: int) -> tuple[bytes, list[int], list[int]]:
+    """Runs of labels (of one character, or of random lengths) at offset ``at`` of a message, around the bounds a
+    name meets (MAX_NAME_CHARS, MAX_LABEL_STEPS), each ended by a zero, a pointer (into the region, to itself, out of
+    the message), a label type that is no label, or nothing (the next run goes on from it); the offsets of every
+    label and of every run's start."""
+    region = bytearray()
+    labels: list[int] = []
+    starts: list[int] = []
+    ends = (b"\0", b"ptr", b"self", b"\xff\xff", b"\x40", b"\x80", b"")
+    for _ in range(rng.randrange(1, 5)):
+        if at + len(region) + 2 * max(RUNS) + 16 > 0x3FFF:  # every label within a pointer's reach
+            break
+        starts.append(at + len(region))
+        ones = rng.random() < 0.7
+        count = rng.choice(RUNS) if ones else rng.randrange(1, 40)
+        for _ in range(count):
+            labels.append(at + len(region))
+            size = 1 if ones else rng.randrange(1, 64)
+            region += bytes([size]) + bytes(rng.randrange(0x21, 0x7F) for _ in range(size))
+        end = rng.choice(ends)
+        if end == b"ptr":
+            end = struct.pack("!H", 0xC000 | rng.choice(labels))
+        elif end == b"self":
+            end = struct.pack("!H", 0xC000 | (at + len(region)))
+        region += end
+    if rng.random() < 0.2:
+        region += b"\x05ab"  # a label past the message's end
+    return bytes(region), labels, starts
+
+
+def test_names_through_long_runs_of_labels() -> None:
+    """Names that point into long runs of labels (past MAX_NAME_CHARS, to MAX_LABEL_STEPS and one more), after a few
+    labels of their own or none. Both go over a run at once past a name's first pointer and MAX_NAME_CHARS (``Runs``):
+    the reference's names are also checked against its walk label by label (``read_name`` without runs)."""
+    def read(data: bytes, pos: int, runs: Runs | None) -> tuple[str, int] | str:
+        try:
+            return read_name(data, pos, runs)
+        except Exception as exc:  # the message ends inside the name (_End)
+            return type(exc).__name__
+
+    pair = Pair()
+    rng = random.Random(45)
+    for tid in range(90):
+        names: list[tuple[bytes, str, int]] = []  # (own labels, what to point at, which)
+        for _ in range(14):
+            own = rng.choice((0, 0, 1, 2, 3, 127, 128))
+            labels = b"".join(b"\x01" + bytes([rng.randrange(0x61, 0x7B)]) for _ in range(own))
+            if rng.random() < 0.3:
+                labels = b"\x3f" + b"m" * 63 + labels
+            names.append((labels, rng.choice(("label", "label", "start", "byte")), rng.randrange(1 << 30)))
+        head = 12 + sum(len(own) + 2 for own, _, _ in names) + 4 * 6 + 10 * 4
+        region, labels, starts = label_region(rng, head)
+        spots = {"label": labels, "start": starts, "byte": list(range(head, head + len(region)))}
+        written = [own + struct.pack("!H", 0xC000 | spots[kind][which % len(spots[kind])])
+                   for own, kind, which in names]
+        questions = [question(n) for n in written[:6]]
+        answers = [rr(written[6 + 2 * i], 5, written[7 + 2 * i]) for i in range(4)]
+        payload = message(tid, 0x8180, questions, answers) + region
+        assert len(payload) - len(region) == head and head + len(region) < 0x3FFF
+        pair.message(payload, "dns", *SERVER, *CLIENT, 400.0 + tid)
+        offsets = [12 + sum(len(n) + 4 for n in written[:i]) for i in range(6)]
+        at = offsets[-1] + len(written[5]) + 4
+        for i in range(4):
+            offsets += [at, at + len(written[6 + 2 * i]) + 10]
+            at += len(answers[i])
+        runs = Runs()
+        for pos in offsets + [rng.randrange(head, len(payload)) for _ in range(10)]:
+            assert read(payload, pos, runs) == read(payload, pos, None), (tid, pos)
+    pair.finish()
+    assert pair.docs >= 90
 
 
 def test_every_character_lower_cased() -> None:

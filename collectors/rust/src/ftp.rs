@@ -38,6 +38,12 @@ impl LineReader {
             self.cutting = false;
             return Vec::new();
         };
+        if !self.buf.is_empty() && self.buf.len() + chunk.len() <= MAX_LINE_BYTES && !chunk.contains(&b'\n') {
+            // the line still open goes on and still fits: kept as the join below would keep it, without copying
+            // and scanning again what came before (which, fed a byte at a time, cost its square)
+            self.buf.extend_from_slice(chunk);
+            return Vec::new();
+        }
         let joined;
         let data: &[u8] = if self.buf.is_empty() {
             chunk

@@ -242,6 +242,11 @@ impl Reader {
         }
         let result = if self.buf.is_empty() {
             self.read(cx, data, total - data.len() as u64, ts)
+        } else if self.buf.len() + data.len() <= MAX_LINE_BYTES && !data.contains(&b'\n') {
+            // the line still open goes on and still fits: kept as the reference keeps it (`buf = rest`), without
+            // copying and scanning again what came before (which, fed a byte at a time, cost its square)
+            self.buf.extend_from_slice(data);
+            Ok(())
         } else {
             let mut joined = std::mem::take(&mut self.buf);
             joined.extend_from_slice(data);

@@ -173,13 +173,14 @@ impl Conn {
             stats.holes += 1;
             return;
         };
+        // a record still incomplete stays in `buf`, grown in place: only what a chunk completes is cut from its
+        // front (copying the whole rest at every chunk cost the square of a record fed a byte at a time)
         let mut buf = std::mem::take(&mut self.sides[idx].buf);
-        let data: &[u8] = if buf.is_empty() {
-            chunk
-        } else {
+        let buffered = !buf.is_empty();
+        if buffered {
             buf.extend_from_slice(chunk);
-            &buf
-        };
+        }
+        let data: &[u8] = if buffered { &buf } else { chunk };
         let mut pos = 0;
         while data.len() - pos >= HEADER {
             let kind = data[pos];
@@ -204,8 +205,14 @@ impl Conn {
                 break;
             }
         }
-        let rest = if self.sides[idx].lost { Vec::new() } else { data[pos..].to_vec() };
-        self.sides[idx].buf = rest;
+        self.sides[idx].buf = if self.sides[idx].lost {
+            Vec::new()
+        } else if buffered {
+            buf.drain(..pos);
+            buf
+        } else {
+            data[pos..].to_vec()
+        };
     }
 
     fn record(&mut self, stats: &mut Stats, idx: usize, from_client: bool, kind: u8, body: &[u8], frame: &mut Frame) {

@@ -1,5 +1,6 @@
 //! `dns_wire.parse`: one UDP payload read as tshark reads it (bounds-checked, never panics).
 
+use crate::document::hex;
 use crate::render::{render, render_txt, Record, NSEC, OPCODE_UPDATE};
 use crate::text::{display_text, ntop4, ntop6, string_text, zeek_name};
 
@@ -83,17 +84,103 @@ fn u16_at(data: &[u8], pos: usize) -> Result<u16, End> {
     Ok((byte(data, pos)? as u16) << 8 | byte(data, pos + 1)? as u16)
 }
 
+/// The pointer targets one name has followed (the reference's set): a short list, then (past `SHORT` of them) a
+/// bitmap of the 14-bit offsets, so that 255 pointers cost 255 steps, not 255 * 255 / 2 comparisons.
+#[derive(Default)]
+struct Targets {
+    short: Vec<usize>,
+    bits: Option<Box<[u64; 256]>>,
+}
+
+impl Targets {
+    const SHORT: usize = 8;
+
+    /// Whether `target` was followed before; it is noted as followed now.
+    fn seen(&mut self, target: usize) -> bool {
+        let (word, bit) = ((target >> 6) & 0xFF, 1u64 << (target & 63));
+        if let Some(bits) = self.bits.as_mut() {
+            let was = bits[word] & bit != 0;
+            bits[word] |= bit;
+            return was;
+        }
+        if self.short.contains(&target) {
+            return true;
+        }
+        self.short.push(target);
+        if self.short.len() > Self::SHORT {
+            let mut bits = Box::new([0u64; 256]);
+            for &t in &self.short {
+                bits[(t >> 6) & 0xFF] |= 1u64 << (t & 63);
+            }
+            self.bits = Some(bits);
+        }
+        false
+    }
+}
+
+/// Runs of labels in one message: from a position, how many labels follow one after the other (each in the
+/// message) and their bytes of text. A name past its first pointer and past MAX_NAME_CHARS keeps nothing of its labels
+/// but their count and size, so it goes over a run at once: the reference's bounds let every name walk 4096 labels
+/// (8,000 names of a datagram pointing at one long name: 26 million steps, 60 ms a datagram) where a run is now
+/// walked once a message. Filled lazily (most messages never need it).
+#[derive(Default)]
+pub struct Runs {
+    table: Vec<Option<(u32, u32)>>, // (labels, bytes of text) from each position where they were counted
+}
+
+impl Runs {
+    /// (labels, bytes of text) of the run of labels starting at `pos`.
+    fn at(&mut self, data: &[u8], pos: usize) -> (u32, u32) {
+        if self.table.is_empty() {
+            self.table = vec![None; data.len() + 1];
+        }
+        let known = |table: &[Option<(u32, u32)>], p: usize| table.get(p).copied().flatten();
+        let mut chain: Vec<usize> = Vec::new();
+        let mut p = pos;
+        while known(&self.table, p).is_none() {
+            let Some(&length) = data.get(p) else { break };
+            let length = usize::from(length);
+            if length == 0 || length & 0xC0 != 0 || p + 1 + length > data.len() {
+                break;
+            }
+            chain.push(p);
+            p += 1 + length;
+        }
+        let (mut count, mut text) = known(&self.table, p).unwrap_or((0, 0));
+        for &at in chain.iter().rev() {
+            count += 1;
+            text += u32::from(data[at]);
+            if let Some(slot) = self.table.get_mut(at) {
+                *slot = Some((count, text));
+            }
+        }
+        (count, text)
+    }
+}
+
 /// `read_name`: (name as tshark shows it, bytes it takes at `pos`).
-fn read_name(data: &[u8], mut pos: usize) -> Result<(String, usize), End> {
+fn read_name(data: &[u8], mut pos: usize, runs: &mut Runs) -> Result<(String, usize), End> {
     let end = data.len();
     let mut parts: Vec<(usize, usize)> = Vec::new();
     let mut size = 0usize;
     let mut consumed: Option<usize> = None;
     let mut pointers = 0u32;
     let mut steps = 0u32;
-    let mut targets: Vec<usize> = Vec::new();
+    let mut targets = Targets::default();
     let start = pos;
     loop {
+        if let (Some(used), true) = (consumed, size > MAX_NAME_CHARS) {
+            // nothing more to keep of the labels here: their count and size, the whole run at once
+            let (count, text) = runs.at(data, pos);
+            if count > 0 {
+                if steps + count > MAX_LABEL_STEPS {
+                    return Ok((LOOPS.to_string(), used));
+                }
+                steps += count;
+                size += (text + count) as usize;
+                pos += (text + count) as usize;
+            }
+        }
         let length = byte(data, pos)? as usize;
         pos += 1;
         if length == 0 {
@@ -119,10 +206,9 @@ fn read_name(data: &[u8], mut pos: usize) -> Result<(String, usize), End> {
             pos += 1;
             pointers += 1;
             let used = *consumed.get_or_insert(pos.saturating_sub(start));
-            if target == pos + 2 || pointers > MAX_POINTERS || targets.contains(&target) {
+            if target == pos + 2 || pointers > MAX_POINTERS || targets.seen(target) {
                 return Ok((LOOPS.to_string(), used));
             }
-            targets.push(target);
             pos = target;
         } else {
             return Err(End);
@@ -152,7 +238,7 @@ fn addr6(data: &[u8], pos: usize) -> Result<String, End> {
 }
 
 /// `_rdata_values`: the field values tshark reads from one record's data (None: rendered without them).
-fn rdata_values(data: &[u8], rtype: u16, pos: usize, rdlen: usize) -> Result<Option<Values>, Cut> {
+fn rdata_values(data: &[u8], rtype: u16, pos: usize, rdlen: usize, runs: &mut Runs) -> Result<Option<Values>, Cut> {
     let one = |s: String| Ok(Some(Values::Texts(vec![s])));
     match rtype {
         1 => {
@@ -163,14 +249,14 @@ fn rdata_values(data: &[u8], rtype: u16, pos: usize, rdlen: usize) -> Result<Opt
             need(data, pos, 16)?;
             one(addr6(data, pos)?)
         }
-        2 | 5 | 12 | 6 | NSEC => one(read_name(data, pos)?.0),
+        2 | 5 | 12 | 6 | NSEC => one(read_name(data, pos, runs)?.0),
         15 => {
             need(data, pos, 2)?;
-            one(read_name(data, pos + 2)?.0)
+            one(read_name(data, pos + 2, runs)?.0)
         }
         33 => {
             need(data, pos, 6)?;
-            one(read_name(data, pos + 6)?.0)
+            one(read_name(data, pos + 6, runs)?.0)
         }
         38 => {
             let prefix = byte(data, pos)? as usize;
@@ -182,14 +268,14 @@ fn rdata_values(data: &[u8], rtype: u16, pos: usize, rdlen: usize) -> Result<Opt
             let mut suffix = [0u8; 16];
             suffix[16 - octets..].copy_from_slice(data.get(pos + 1..pos + 1 + octets).ok_or(End)?);
             if prefix > 0 {
-                read_name(data, pos + 1 + octets)?;
+                read_name(data, pos + 1 + octets, runs)?;
             }
             one(ntop6(&suffix))
         }
         46 => {
             let covered = u16_at(data, pos)?;
             need(data, pos, 18)?;
-            Ok(Some(Values::Texts(vec![covered.to_string(), read_name(data, pos + 18)?.0])))
+            Ok(Some(Values::Texts(vec![covered.to_string(), read_name(data, pos + 18, runs)?.0])))
         }
         48 => {
             need(data, pos, 4)?;
@@ -205,8 +291,7 @@ fn rdata_values(data: &[u8], rtype: u16, pos: usize, rdlen: usize) -> Result<Opt
                 return Ok(None);
             }
             need(data, pos + 2, rdlen - 2)?;
-            let hex: String = data[pos + 2..pos + rdlen].iter().map(|b| format!("{:02x}", b)).collect();
-            one(hex)
+            one(hex(&data[pos + 2..pos + rdlen]))
         }
         29 => {
             if byte(data, pos)? != 0 {
@@ -236,8 +321,8 @@ fn rdata_values(data: &[u8], rtype: u16, pos: usize, rdlen: usize) -> Result<Opt
 }
 
 /// `_record`: (record, position after it, whether it was read whole).
-fn record(data: &[u8], pos: usize, section: u8, mdns: bool) -> Result<(Record, usize, bool), End> {
-    let (name, used) = read_name(data, pos)?;
+fn record(data: &[u8], pos: usize, section: u8, mdns: bool, runs: &mut Runs) -> Result<(Record, usize, bool), End> {
+    let (name, used) = read_name(data, pos, runs)?;
     let mut pos = pos + used;
     need(data, pos, 10)?;
     let rtype = u16_at(data, pos)?;
@@ -254,7 +339,7 @@ fn record(data: &[u8], pos: usize, section: u8, mdns: bool) -> Result<(Record, u
     let mut values: Option<Values> = None;
     let mut whole = true;
     if rdlen > 0 {
-        match rdata_values(data, rtype, pos, rdlen) {
+        match rdata_values(data, rtype, pos, rdlen, runs) {
             Ok(v) => values = v,
             Err(Cut::Partial(strings)) => {
                 values = Some(Values::Strings(strings));
@@ -330,8 +415,9 @@ pub fn parse(data: &[u8], kind: &str, stats: &mut Stats) -> Option<Message> {
 
 fn read_sections(data: &[u8], counts: &[u16], mdns: bool, msg: &mut Message, stats: &mut Stats) -> Result<(), End> {
     let mut pos = 12usize;
+    let mut runs = Runs::default();
     for _ in 0..(counts[0] as usize).min(MAX_RECORDS) {
-        let (name, used) = read_name(data, pos)?;
+        let (name, used) = read_name(data, pos, &mut runs)?;
         pos += used;
         need(data, pos, 4)?;
         let qtype = u16_at(data, pos)?;
@@ -349,7 +435,7 @@ fn read_sections(data: &[u8], counts: &[u16], mdns: bool, msg: &mut Message, sta
     }
     for i in 0..total.min(MAX_RECORDS) {
         let section = if i < an { 0 } else if i < an + ns { 1 } else { 2 };
-        let (rec, next, whole) = record(data, pos, section, mdns)?;
+        let (rec, next, whole) = record(data, pos, section, mdns, &mut runs)?;
         pos = next;
         msg.records.push(rec);
         if !whole {
