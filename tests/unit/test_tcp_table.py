@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import random
 import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -188,6 +189,31 @@ def generated_stream(seed: int, connections: int = 40) -> bytes:
 def test_generated_streams_read_alike(seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
     python = assert_same(generated_stream(seed), monkeypatch, step=997)
     assert python[3].connections > 0
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_a_small_table_under_pressure_reads_alike(seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Connections closed to make room and tshark's decisions dropped by sweeps (the table over half full), in the
+    same order as Python's dict."""
+    monkeypatch.setattr(native_tcp, "MAX_CONNECTIONS", 12)
+    assert_same(generated_stream(100 + seed, connections=60), monkeypatch, step=4093)
+
+
+def test_a_clock_jumping_a_minute_a_frame_costs_linear_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every frame a minute after the last sweeps the table: a sweep costs what it closes and drops, not the
+    table's size (Python's walked every key: 20,000 frames over a table of 10,000 decisions took seconds)."""
+    monkeypatch.setattr(native_tcp, "MAX_CONNECTIONS", 20_000)
+    frames = [tcp_frame(b"\x00" * 8, 1000, True, 1024 + n % 60000, 9999, ack=1) for n in range(20_000)]
+    data = interface_block(1) + b"".join(packet_block(0, int((1000 + 61 * i) * 1e9), f, len(f))
+                                         for i, f in enumerate(frames))
+    monkeypatch.setattr(native_tcp, "RUST_TABLE", True)
+    native = NativeFrames("t", lambda _m: None, raw=True)
+    started = time.process_time()
+    native.split(data)
+    native.finish()
+    spent = time.process_time() - started
+    assert native.tcp is not None and native.tcp.table is not None
+    assert spent < 1.0, f"{spent:.2f} s"
 
 
 def test_the_generated_streams_hit_every_path(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -287,7 +287,10 @@ pub struct TcpTable {
     owner: Option<PyObject>,
     wrap: Option<PyObject>,
     conns: HashMap<Key, (u64, Slot)>,
-    order: BTreeMap<u64, Key>, // the keys in Python's dict order (insertion; a key set again keeps its place)
+    // the keys in Python's dict order (insertion; a key set again keeps its place), the connections read here and
+    // tshark's decisions apart: an idle sweep walks only the former, and only as many of the latter as it drops
+    natives: BTreeMap<u64, Key>,
+    decisions: BTreeMap<u64, Key>,
     next_order: u64,
     next_sweep: Option<f64>,
     max_connections: usize,
@@ -304,20 +307,43 @@ fn be32(b: &[u8], at: usize) -> u32 {
 
 impl TcpTable {
     fn insert(&mut self, key: Key, slot: Slot) {
-        if let Some(entry) = self.conns.get_mut(&key) {
-            entry.1 = slot;
-            return;
+        let native = matches!(slot, Slot::Native(_));
+        let order = match self.conns.get_mut(&key) {
+            Some(entry) => {
+                let order = entry.0;
+                entry.1 = slot;
+                self.natives.remove(&order);
+                self.decisions.remove(&order);
+                order
+            }
+            None => {
+                let order = self.next_order;
+                self.next_order += 1;
+                self.conns.insert(key, (order, slot));
+                order
+            }
+        };
+        if native {
+            self.natives.insert(order, key);
+        } else {
+            self.decisions.insert(order, key);
         }
-        let order = self.next_order;
-        self.next_order += 1;
-        self.order.insert(order, key);
-        self.conns.insert(key, (order, slot));
     }
 
     fn pop(&mut self, key: &Key) -> Option<Slot> {
         let (order, slot) = self.conns.remove(key)?;
-        self.order.remove(&order);
+        self.natives.remove(&order);
+        self.decisions.remove(&order);
         Some(slot)
+    }
+
+    /// The first key in the table's order (the oldest), for eviction.
+    fn oldest(&self) -> Option<Key> {
+        match (self.natives.first_key_value(), self.decisions.first_key_value()) {
+            (Some((a, ka)), Some((b, kb))) => Some(if a < b { *ka } else { *kb }),
+            (Some((_, k)), None) | (None, Some((_, k))) => Some(*k),
+            (None, None) => None,
+        }
     }
 
     fn owner<'py>(&self, py: Python<'py>) -> PyResult<&Bound<'py, PyAny>> {
@@ -377,7 +403,7 @@ impl TcpTable {
         if !self.conns.contains_key(&key) {
             let decided = self.decide(py, key, seg)?;
             if self.conns.len() > self.max_connections {
-                if let Some((_, &oldest)) = self.order.iter().next() {
+                if let Some(oldest) = self.oldest() {
                     self.close(py, oldest, docs)?;
                 }
             }
@@ -615,24 +641,36 @@ impl TcpTable {
     /// `TcpNative.sweep`: connections idle since `idle_before` closed, tshark's decisions forgotten under pressure,
     /// then the engines' own expiry (Python's `_expire_readers`).
     fn sweep_into(&mut self, py: Python<'_>, idle_before: f64, docs: &Bound<'_, PyList>) -> PyResult<()> {
+        // Python walks every key in order: the idle connections are closed, and under pressure tshark's decisions
+        // are dropped while the table is more than half full. Decisions are dropped from the oldest on, so those
+        // visited are always the first ones left: merged with the idle connections by order, the walk costs what
+        // it closes and drops, not the table's size (a capture whose clock jumps a minute a frame sweeps each one).
         let pressure = self.conns.len() > self.max_connections / 2;
-        let keys: Vec<Key> = self
-            .order
-            .values()
-            .filter(|key| match self.conns.get(key) {
-                Some((_, Slot::Native(conn))) => conn.last_ts < idle_before,
-                Some((_, Slot::Tshark)) => pressure,
-                None => false,
-            })
-            .copied()
+        let idle: Vec<(u64, Key)> = self
+            .natives
+            .iter()
+            .filter(|(_, key)| matches!(self.conns.get(key), Some((_, Slot::Native(c))) if c.last_ts < idle_before))
+            .map(|(&order, &key)| (order, key))
             .collect();
-        for key in keys {
-            match self.conns.get(&key) {
-                Some((_, Slot::Native(_))) => self.close_quietly(py, key, docs)?,
-                Some((_, Slot::Tshark)) if self.conns.len() > self.max_connections / 2 => {
+        let mut next_idle = idle.into_iter().peekable();
+        loop {
+            let decision = if pressure && self.conns.len() > self.max_connections / 2 {
+                self.decisions.first_key_value().map(|(&order, &key)| (order, key))
+            } else {
+                None
+            };
+            match (next_idle.peek().copied(), decision) {
+                (Some((idle_order, _)), Some((order, key))) if order < idle_order => {
                     self.pop(&key);
                 }
-                _ => {}
+                (Some((_, key)), _) => {
+                    next_idle.next();
+                    self.close_quietly(py, key, docs)?;
+                }
+                (None, Some((_, key))) => {
+                    self.pop(&key);
+                }
+                (None, None) => break,
             }
         }
         let expired = self.owner(py)?.call_method1("_expire_readers", (idle_before,))?;
@@ -696,7 +734,8 @@ impl TcpTable {
             owner: Some(owner),
             wrap: Some(wrap),
             conns: HashMap::new(),
-            order: BTreeMap::new(),
+            natives: BTreeMap::new(),
+            decisions: BTreeMap::new(),
             next_order: 0,
             next_sweep: None,
             max_connections,
@@ -750,8 +789,9 @@ impl TcpTable {
 
     /// The end of the run: every connection closed, in the table's order.
     fn close_all(&mut self, py: Python<'_>, docs: &Bound<'_, PyList>) -> PyResult<()> {
-        let keys: Vec<Key> = self.order.values().copied().collect();
-        for key in keys {
+        let mut keys: Vec<(u64, Key)> = self.natives.iter().chain(self.decisions.iter()).map(|(&o, &k)| (o, k)).collect();
+        keys.sort_unstable_by_key(|&(order, _)| order);
+        for (_, key) in keys {
             self.close_quietly(py, key, docs)?;
         }
         Ok(())
