@@ -8,7 +8,10 @@ byte of flags (bit 0 from the server, bit 1 SYN, bit 2 FIN, bit 3 RST, bit 4 ACK
 catches a reader's exception: ``failures`` must stay 0); the state stays within its bounds (connections, bytes and
 segments waiting behind holes, partial lines); the documents serialise and hold no string longer than
 ``MAX_VALUE_CHARS``. Reassembly (``Direction``, each direction alone): the first copy of a byte wins, so when no
-hole was skipped the bytes handed on are those of a reference built here from the segments, byte by byte.
+hole was skipped the bytes handed on are those of a reference built here from the segments, byte by byte. Those
+checks hold the Python table (``RUST_TABLE = False``); the Rust table (``collectors._rs.TcpTable``) must then give
+the same documents, counters, warnings and bytes for tshark as the Python one, frame for frame through
+``NativeFrames``.
 """
 
 from __future__ import annotations
@@ -16,13 +19,15 @@ from __future__ import annotations
 import orjson
 
 from collectors.decode import PROTO, TCP, Decoder
+from collectors.protocols import native_tcp
 from collectors.protocols.documents import fits
+from collectors.protocols.native import NativeFrames
 from collectors.protocols.native_tcp import MAX_CONNECTIONS, MAX_LINE_BYTES, Connection, TcpNative
 from collectors.protocols.tcp_reassembly import MAX_WAITING_BYTES, MAX_WAITING_SEGMENTS, Direction
 from tests.fuzz.fuzz_http_wire import CAPTURES as HTTP_CAPTURES
 from tests.fuzz.fuzz_tls_wire import CAPTURES as TLS_CAPTURES
 from tests.fuzz.seeds import pack_frames, payloads, unpack_frames
-from tests.unit.test_tcp_native import tcp_frame
+from tests.unit.test_tcp_native import pcapng, tcp_frame
 
 PORTS = (21, 80, 443)
 SYN, FIN, RST, ACK = 0x02, 0x01, 0x04, 0x10
@@ -83,18 +88,38 @@ def check_reassembly(isn: tuple[int, int], segs: list[Seg]) -> None:
         assert got == expected, (got, expected)
 
 
+def frames_of(port: int, isn: tuple[int, int], segs: list[Seg]) -> list[bytes]:
+    out = []
+    for side, flags, offset, payload in segs:
+        payload = b"" if flags & SYN else payload
+        ack = (isn[1 - side] + 1) & 0xFFFFFFFF if flags & ACK else None
+        out.append(tcp_frame(payload, seq_of(isn[side], flags, offset), side == 0, 40000, port, flags, ack))
+    return out
+
+
+def through_native_frames(frames: list[bytes], table: bool) -> tuple:
+    native_tcp.RUST_TABLE = table
+    warnings: list[str] = []
+    native = NativeFrames("fuzz", warnings.append, None, raw=True)
+    assert native.tcp is not None and (native.tcp.table is not None) == (table and native_tcp.TABLE is not None)
+    kept, docs = native.split(pcapng(frames, start=1000.0))
+    docs += native.finish()
+    return kept, [orjson.dumps(d) for d in docs], warnings, native.tcp.stats, list(native.taken_at)
+
+
 def TestOneInput(data: bytes) -> None:
     if len(data) < 11:
         return
     port, isn, segs = parse(data)
     check_reassembly(isn, segs)
+    frames = frames_of(port, isn, segs)
+    if native_tcp.TABLE is not None:
+        assert through_native_frames(frames, True) == through_native_frames(frames, False)
+    native_tcp.RUST_TABLE = False  # the checks below look inside the Python table
     decoder = Decoder()
     native = TcpNative("fuzz", lambda _text: None, None)
     docs: list[dict] = []
-    for i, (side, flags, offset, payload) in enumerate(segs):
-        payload = b"" if flags & SYN else payload
-        ack = (isn[1 - side] + 1) & 0xFFFFFFFF if flags & ACK else None
-        frame = tcp_frame(payload, seq_of(isn[side], flags, offset), side == 0, 40000, port, flags, ack)
+    for i, frame in enumerate(frames):
         pkts = decoder.decode(1, frame, 0, len(frame))
         assert pkts and pkts[-1][PROTO] == TCP
         native.take(pkts[-1], 1000.0 + i * 0.5, docs)
