@@ -229,7 +229,6 @@ def main(name: str, tshark_path: str) -> int:
     run = TsharkStdinRun(name, tshark_path, lambda msg: send("w", msg), _Announcements(send), raw_documents=True)
     outbox = run.docs = _Outbox(out, lock)  # type: ignore[assignment]  # sent by the thread that made them
     run.deliver = outbox.put_many  # type: ignore[method-assign]
-    run.start()  # tshark's start-up overlaps the first frames' arrival
     stdin = sys.stdin.fileno()
     reported = None
     while data := os.read(stdin, READ_BYTES):  # interface and packet blocks: the run writes the header itself
