@@ -621,21 +621,12 @@ impl TcpTable {
                 self.push_docs(py, docs, written)?;
             }
         }
-        match kind {
-            FTP => self.ftp.bind(py).borrow_mut().engine.forget(id),
-            HTTP => {
-                crate::finite(conn.last_ts)?;
-                let written = self.http.bind(py).borrow_mut().engine.end(py, id, conn.last_ts)?;
-                self.push_docs(py, docs, written)?;
-            }
-            TLS => self.tls.bind(py).borrow_mut().engine.close(id),
-            DNP3 => self.dnp3.bind(py).borrow_mut().drop_conn(id),
-            S7COMM => self.s7comm.bind(py).borrow_mut().engine.end(id),
-            _ => {
-                self.owner(py)?.call_method1("_table_ics_drop", (id,))?;
-            }
+        if kind != HTTP {
+            return self.forget(py, kind, id); // nothing else waits in them once the directions are read
         }
-        Ok(())
+        crate::finite(conn.last_ts)?;
+        let written = self.http.bind(py).borrow_mut().engine.end(py, id, conn.last_ts)?;
+        self.push_docs(py, docs, written)
     }
 
     /// `TcpNative.sweep`: connections idle since `idle_before` closed, tshark's decisions forgotten under pressure,
