@@ -219,10 +219,15 @@ def report():
     me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     os.write(2, f"RUSAGE {me.ru_maxrss} {kids.ru_maxrss} {me.ru_utime + me.ru_stime}\\n".encode())
 atexit.register(report)
+_exit = os._exit
+def reporting_exit(code):  # runtime.exit_now leaves without atexit
+    report()
+    _exit(code)
+os._exit = reporting_exit
 %s
 """
 CLI = "from secops.cli import main\nmain()"
-LEAN = "from collectors.ingest import main\nsys.exit(main(sys.argv[1:]))"  # same pipeline, no CLI imports
+LEAN = "from collectors.ingest import main\nfrom secops.runtime import exit_now\nexit_now(main(sys.argv[1:]))"  # no CLI
 
 
 def run_ingest(pcap: Path, packets: int, lean: bool = False) -> list[tuple[str, int, float, float, int]]:

@@ -273,4 +273,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from secops.runtime import exit_now
+
+    exit_now(main())

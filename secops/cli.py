@@ -17,7 +17,7 @@ from rich.table import Table
 from secops import __version__
 from secops.cli_support import CliError, console, err_console, es_client, inert_markup, settings, state, writer
 from secops.config import ConfigError, install_log_redaction, redact_text, redacted
-from secops.runtime import tune_process
+from secops.runtime import exit_now, tune_process
 
 if TYPE_CHECKING:
     from secops.devstack.stack import LocalStack
@@ -378,12 +378,22 @@ def __getattr__(name: str) -> typer.Typer:
     raise AttributeError(name)
 
 
+# commands that end a traffic-reading process whose output is all written when they return: they leave without the
+# interpreter's teardown (``runtime.exit_now``: 0.2 s of a 1M-packet ingest)
+FAST_EXIT = frozenset({"ingest"})
+
+
 def main() -> None:
     install_log_redaction()
-    _register_once(_command_name(sys.argv[1:]))
+    command = _command_name(sys.argv[1:])
+    _register_once(command)
     tune_process()
     try:
         root()
     except _expected_errors() as exc:
         err_console.print(f"[red]error:[/] {inert_markup(redact_text(str(exc)))}", highlight=False, soft_wrap=True)
         sys.exit(2)
+    except SystemExit as done:
+        if command in FAST_EXIT and (done.code is None or isinstance(done.code, int)):
+            exit_now(done.code or 0)
+        raise

@@ -3,8 +3,12 @@ the CLI that starts them."""
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import gc
+import logging
+import os
+import sys
 
 # allocations of container objects between collections of the youngest generation (CPython's default is 700)
 YOUNG_GC_THRESHOLD = 50_000
@@ -46,3 +50,15 @@ def tune_process() -> None:
     """The allocator's and the garbage collector's settings for a process that reads traffic."""
     tune_allocator()
     tune_gc()
+
+
+def exit_now(code: int) -> None:
+    """End a traffic-reading process once its work is written: logs and standard streams flushed, then out without
+    tearing the heap down (flow tables, caches, engines). That teardown took 0.1-0.2 s per process at the end of the
+    1M-packet ingest, on its critical path (the parent waits for its analyzer processes' exit). Only where nothing is
+    left to release: files are closed and temporary files removed before."""
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # a closed pipe or stream: nothing more can reach it
+            stream.flush()
+    os._exit(code)
