@@ -39,6 +39,12 @@ to its TLS analyzer the same way), an HTTP CONNECT (TLS or another protocol thro
 Upgrade header (WebSocket, h2c). Frames of such a connection that were already read here stay read here (when the
 switching message is the connection's first, as it nearly always is, tshark sees the whole connection).
 
+Where every engine above is built, the connection table, the reassembly and the dispatch to the engines are Rust
+(``collectors._rs.TcpTable``, collectors/rust/src/tcp.rs): ``NativeFrames`` hands it plain Ethernet/IPv4 TCP frames
+as they lie in the pcapng block (``frame``) and other decoded TCP packets (``take``); the decision above stays here
+(``_table_decide``), and so do the Modbus/TCP and IEC-104 readers and the engines' expiry, which the table calls. The
+Python table below is its reference (``RUST_TABLE = False``; tests/unit/test_tcp_table.py holds them equal).
+
 Measured (300k packets of real traces, /var/tmp/b300k.pcap, 131,924 selected frames; load 1.8-2.7 on 2 cores):
 14,170 FTP and 43,750 HTTP frames leave tshark's input (49,640 still reach it, 107,560 before); the whole ingest
 takes 13.3 s CPU instead of 17.5-17.9 s (tshark's conv statistics: 2.6 s), the analyzers' process peaks at 207 MB
@@ -396,8 +402,7 @@ class TcpNative:
         if kind == TSHARK:
             self.conns[key] = TSHARK
             return TSHARK
-        conn = self.conns[key] = self._open(kind, (src, sport) if sender_is_client else (dst, dport),
-                                            (dst, dport) if sender_is_client else (src, sport), ts)
+        conn = self.conns[key] = self._open(kind, sender_is_client, (src, sport), (dst, dport), ts)
         return conn
 
     def _table_decide(self, src: bytes, dst: bytes, sport: int, dport: int, flags: int, payload: bytes,
@@ -408,8 +413,7 @@ class TcpNative:
         if chosen is None or chosen[0] == TSHARK:
             return None if chosen is None else TSHARK
         kind, sender_is_client = chosen
-        conn = self._open(kind, (src, sport) if sender_is_client else (dst, dport),
-                          (dst, dport) if sender_is_client else (src, sport), ts)
+        conn = self._open(kind, sender_is_client, (src, sport), (dst, dport), ts)
         if conn.ics is not None:
             self.ics_read_here[self._streams] = conn
         return kind, sender_is_client, self._streams
@@ -438,8 +442,10 @@ class TcpNative:
             kind, sender_is_client = ICS_PORTS[ics_port], sport != ics_port or sport == dport
         return kind, sender_is_client
 
-    def _open(self, kind: int, client: tuple[bytes, int], server: tuple[bytes, int], ts: float) -> Connection:
+    def _open(self, kind: int, sender_is_client: bool, sender: tuple[bytes, int], receiver: tuple[bytes, int],
+              ts: float) -> Connection:
         """A connection read here from now on: its flow, its readers' state."""
+        client, server = (sender, receiver) if sender_is_client else (receiver, sender)
         self._streams += 1
         flow = Flow("tcp", ip_str(client[0]), client[1], ip_str(server[0]), server[1], f"native-{self._streams}")
         http = self._streams if kind == HTTP else None
