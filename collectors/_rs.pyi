@@ -152,3 +152,10 @@ def write_conn(f: tuple[Any, ...], observer: str | None = None, services: list[s
     from the record's fields; None where the writer does not model a value (an int beyond 64 bits, a time outside
     1970-9999, a string orjson refuses, an address neither 4 nor 16 bytes, a record of another shape): the caller
     builds the dict instead."""
+
+
+def write_observation(kind: str, ts_ns: int, ip: str, mac: str | None = None, port: int | None = None,
+                      transport: str | None = None, service: str | None = None, vendor: str | None = None,
+                      observer: str | None = None) -> bytes | None:
+    """``orjson.dumps(collectors.conn.Observations._doc(...))`` of one passive observation ("address": its vendor the
+    only extra; "service": port, transport and service); None where the writer does not model a value."""

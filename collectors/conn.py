@@ -92,8 +92,10 @@ def conn_doc(f: ConnRecord, observer: str | None = None, services: list[str] | N
     return doc
 
 
-# orjson.dumps(conn_doc(f, observer, services)) written in Rust (collectors/rust/src/conn.rs); None: not built
+# orjson.dumps(conn_doc(f, observer, services)) and of an observation's document written in Rust
+# (collectors/rust/src/conn.rs); None: not built
 WRITE_CONN: Any = built_rust("write_conn")
+WRITE_OBSERVATION: Any = built_rust("write_observation")
 # its layout: '{"_id":"<32 hex>","@timestamp":"<27 characters>","event":{"dataset":"secops.conn",...'
 _CONN_ID_AT, _CONN_ID_END_AT = 8, 40  # the id's 32 hex digits
 _CONN_ID_END = 42  # after '",': text[1:42] is the "_id" member and its comma
@@ -195,9 +197,12 @@ class Observations:
             server_mac = None if f.tunnel else mac_str(f.r_mac)
             self._candidate(("service", ip, port, transport), f.start, "service", ip, server_mac, extra)
 
-    def drain(self) -> list[dict]:
-        """Documents for the candidates collected since the last drain, each identity once per run."""
-        out = []
+    def drain(self, texts: bool = False) -> list[dict[str, Any] | DocumentText]:
+        """Documents for the candidates collected since the last drain, each identity once per run. ``texts``: as
+        their JSON text (``write_observation``, where the Rust writer is built and models the values), else dicts.
+        The text path took the main process's last step of the 1M-packet ingest (18,455 observations) from 0.17 s to
+        about 0.03 s."""
+        out: list[dict[str, Any] | DocumentText] = []
         for key, (ts_ns, kind, ip, mac, extra) in self.pending.items():
             host_mac = mac if mac and not self.is_router_mac(mac) else None
             if kind == "address":
@@ -210,9 +215,19 @@ class Observations:
             if seen_key in self.seen:
                 continue
             self.seen.add(seen_key)
-            out.append(self._doc(kind, ts_ns, ip, host_mac, extra, ident))
+            text = self._text(kind, ts_ns, ip, host_mac, extra) if texts and WRITE_OBSERVATION is not None else None
+            out.append(text if text is not None else self._doc(kind, ts_ns, ip, host_mac, extra, ident))
         self.pending.clear()
         return out
+
+    def _text(self, kind: str, ts_ns: int, ip: str, mac: str | None, extra: dict[str, Any]) -> DocumentText | None:
+        """``_doc``'s document as the JSON text orjson writes of it (the layout of ``conn_text``'s)."""
+        text: bytes | None = WRITE_OBSERVATION(kind, ts_ns, ip, mac, extra.get("port"), extra.get("transport"),
+                                               extra.get("service"), extra.get("vendor"), self.observer)
+        if text is None:
+            return None
+        return DocumentText(text, text[_CONN_TIMESTAMP_AT:_CONN_TIMESTAMP_END].decode(), "secops.observation",
+                            text[_CONN_ID_AT:_CONN_ID_END_AT].decode(), _CONN_EVENT_AT, 1, _CONN_ID_END)
 
     def _doc(self, kind: str, ts_ns: int, ip: str, mac: str | None, extra: dict[str, Any], ident: tuple) -> dict:
         ts = iso_ns(ts_ns)

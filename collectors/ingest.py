@@ -121,9 +121,13 @@ class Pipeline:
         self.observations.from_conn(f, services)
 
     def _ship_observations(self) -> None:
-        for obs in self.observations.drain():
+        for obs in self.observations.drain(texts=self.text_sink is not None):
             self.stats.observations += 1
-            self.sink(obs)
+            if isinstance(obs, DocumentText):
+                assert self.text_sink is not None
+                self.text_sink(obs)
+            else:
+                self.sink(obs)
 
     # -- deep path ----------------------------------------------------------------------------------
     def _ship_deep(self, docs: Iterable[Shipped]) -> None:

@@ -227,3 +227,72 @@ pub fn write_conn(
     out.push('}');
     Some(out.into_bytes())
 }
+
+/// What one passive observation says (`conn.Observations._doc`'s arguments, strings already Python's).
+pub struct Observation<'a> {
+    pub kind: &'a str,
+    pub ts_ns: i64,
+    pub ip: &'a str,
+    pub mac: Option<&'a str>,
+    pub port: Option<i64>,
+    pub transport: Option<&'a str>,
+    pub service: Option<&'a str>,
+    pub vendor: Option<&'a str>,
+    pub observer: Option<&'a str>,
+}
+
+/// `orjson.dumps(Observations._doc(...))`: an "address" observation is identified by its address and MAC (its
+/// vendor the only extra), a "service" one by address, port and transport (its service, if named, the extra).
+/// None where the time is outside 1970-9999 or the kind is neither (the caller falls back to the dict).
+pub fn write_observation(o: &Observation<'_>) -> Option<Vec<u8>> {
+    let ts = iso_ns(o.ts_ns)?;
+    let day = &ts[..10];
+    let observer = o.observer.unwrap_or("");
+    let mut id = String::with_capacity(128);
+    let mut extra = String::with_capacity(64);
+    match (o.kind, o.port, o.transport) {
+        ("address", _, _) => {
+            let _ = write!(id, "observation\x1faddress\x1f{}\x1f{}\x1f{}\x1f{}\x1f", o.ip, o.mac.unwrap_or(""), day,
+                           observer);
+            if let Some(vendor) = o.vendor.filter(|v| !v.is_empty()) {
+                extra.push_str(",\"vendor\":");
+                json_str(&mut extra, vendor);
+            }
+        }
+        ("service", Some(port), Some(transport)) => {
+            let _ = write!(id, "observation\x1fservice\x1f{}\x1f{}\x1f{}\x1f{}\x1f{}\x1f", o.ip, port, transport, day,
+                           observer);
+            let _ = write!(extra, ",\"port\":{},\"transport\":", port);
+            json_str(&mut extra, transport);
+            if let Some(service) = o.service {
+                extra.push_str(",\"service\":");
+                json_str(&mut extra, service);
+            }
+        }
+        _ => return None,
+    }
+    let mut out = String::with_capacity(384);
+    out.push_str("{\"_id\":\"");
+    out.push_str(&id_of(id.as_bytes()));
+    out.push_str("\",\"@timestamp\":\"");
+    out.push_str(&ts);
+    out.push_str("\",\"event\":{\"dataset\":\"secops.observation\",\"kind\":\"event\",\"category\":[\"host\"],");
+    out.push_str("\"type\":[\"info\"]},\"host\":{\"ip\":");
+    json_str(&mut out, o.ip);
+    if let Some(mac) = o.mac.filter(|m| !m.is_empty()) {
+        out.push_str(",\"mac\":");
+        json_str(&mut out, mac);
+    }
+    out.push_str("},\"secops\":{\"observation\":{\"kind\":");
+    json_str(&mut out, o.kind);
+    out.push_str(",\"source\":\"passive\"");
+    out.push_str(&extra);
+    out.push_str("}}");
+    if let Some(name) = o.observer.filter(|n| !n.is_empty()) {
+        out.push_str(",\"observer\":{\"name\":");
+        json_str(&mut out, name);
+        out.push('}');
+    }
+    out.push('}');
+    Some(out.into_bytes())
+}

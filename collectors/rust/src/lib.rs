@@ -25,7 +25,7 @@ mod wire;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::{PyTraverseError, PyVisit};
-use pyo3::types::{PyBytes, PyList, PyTuple};
+use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
 
 fn py_docs(py: Python<'_>, docs: Result<Vec<Vec<u8>>, document::DocError>) -> PyResult<Vec<PyObject>> {
     match docs {
@@ -592,6 +592,46 @@ fn write_conn<'py>(
     conn::write_conn(f, observer, services).map(|json| PyBytes::new_bound(py, &json))
 }
 
+/// `orjson.dumps(collectors.conn.Observations._doc(...))` of one passive observation, or None where this writer does
+/// not model a value (a time outside 1970-9999, a string that is not UTF-8): the caller falls back to the dict.
+#[pyfunction]
+#[pyo3(signature = (kind, ts_ns, ip, mac = None, port = None, transport = None, service = None, vendor = None,
+                    observer = None))]
+#[allow(clippy::too_many_arguments)]
+fn write_observation<'py>(
+    py: Python<'py>,
+    kind: &Bound<'py, PyString>,
+    ts_ns: i64,
+    ip: &Bound<'py, PyString>,
+    mac: Option<&Bound<'py, PyString>>,
+    port: Option<i64>,
+    transport: Option<&Bound<'py, PyString>>,
+    service: Option<&Bound<'py, PyString>>,
+    vendor: Option<&Bound<'py, PyString>>,
+    observer: Option<&Bound<'py, PyString>>,
+) -> Option<Bound<'py, PyBytes>> {
+    let o = conn::Observation {
+        kind: kind.to_str().ok()?,
+        ts_ns,
+        ip: ip.to_str().ok()?,
+        mac: utf8(mac)?,
+        port,
+        transport: utf8(transport)?,
+        service: utf8(service)?,
+        vendor: utf8(vendor)?,
+        observer: utf8(observer)?,
+    };
+    conn::write_observation(&o).map(|json| PyBytes::new_bound(py, &json))
+}
+
+/// An optional string as UTF-8: Some(None) when absent, None when it is not valid UTF-8 (a lone surrogate).
+fn utf8<'a>(s: Option<&'a Bound<'_, PyString>>) -> Option<Option<&'a str>> {
+    match s {
+        Some(s) => s.to_str().ok().map(Some),
+        None => Some(None),
+    }
+}
+
 fn py_docs_py(py: Python<'_>, docs: PyResult<Vec<Vec<u8>>>) -> PyResult<Vec<PyObject>> {
     Ok(docs?.iter().map(|d| PyBytes::new_bound(py, d).into_any().unbind()).collect())
 }
@@ -607,5 +647,6 @@ fn _rs(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<tcp::TcpTable>()?;
     m.add_function(wrap_pyfunction!(write_document, m)?)?;
     m.add_function(wrap_pyfunction!(write_conn, m)?)?;
+    m.add_function(wrap_pyfunction!(write_observation, m)?)?;
     Ok(())
 }
