@@ -227,8 +227,10 @@ def test_ftp_data_channels_keep_their_claim_on_the_text_path(monkeypatch: pytest
 
 
 def test_without_the_rust_writer_the_dicts_ship_as_before(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A pure-Python build (``built_rust`` None): ``conn_text`` gives None and every connection goes as a dict."""
+    """A pure-Python build (``built_rust`` None): ``conn_text`` gives None and every connection (and observation)
+    goes as a dict."""
     monkeypatch.setattr("collectors.conn.WRITE_CONN", None)
+    monkeypatch.setattr("collectors.conn.WRITE_OBSERVATION", None)
     path = TESTDATA / "zeek/traces/http/get.pcap"
     got, texts = _ingest(path, None, text=True)
     monkeypatch.undo()

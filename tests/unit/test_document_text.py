@@ -74,7 +74,9 @@ def test_the_process_path_hands_the_text_on_and_parses_for_a_dict_sink(tmp_path:
         Pipeline(reference.append, deep_process_min_bytes=None).process_file(path)
     deep = {d["_id"]: d for d in reference if d["event"]["dataset"] not in ("secops.conn", "secops.observation")}
     assert texts and len(texts) >= len(deep) - 5  # a few documents may lack the layout and go parsed
-    got = {t.doc_id: t.text for t in texts if t.dataset != "secops.conn"}  # conns: tests/unit/test_conn_rs.py
+    # connections and observations are written by Rust in the main process: tests/unit/test_conn_rs.py and
+    # test_observations.py hold their text to orjson's
+    got = {t.doc_id: t.text for t in texts if t.dataset not in ("secops.conn", "secops.observation")}
     for doc in dicts:
         if doc["_id"] in deep:
             got[doc["_id"]] = orjson.dumps(doc)
@@ -84,5 +86,5 @@ def test_the_process_path_hands_the_text_on_and_parses_for_a_dict_sink(tmp_path:
     Pipeline(observed.append, observer="sensor-7", deep_process_min_bytes=0, text_sink=unused.append) \
         .process_file(paths[1])
     assert {d["observer"]["name"] for d in observed} == {"sensor-7"}
-    assert {t.dataset for t in unused} <= {"secops.conn"}  # the deep documents were parsed and renamed
+    assert {t.dataset for t in unused} <= {"secops.conn", "secops.observation"}  # the deep ones parsed, renamed
     assert all(orjson.loads(t.text)["observer"] == {"name": "sensor-7"} for t in unused)
