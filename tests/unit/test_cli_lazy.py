@@ -13,10 +13,14 @@ from secops.cli import CONTEXT_COMMANDS, _command_name
 from tests.support import TESTDATA
 
 HEAVY = ("elasticsearch", "openpyxl", "cryptography", "celery", "fastapi")
-REPORT_IMPORTS = (
-    "import atexit, sys\n"
-    f"atexit.register(lambda: print('LOADED', sorted({{m.split('.')[0] for m in sys.modules}} & set({HEAVY!r})), "
-    "file=sys.stderr))\n"
+REPORT_IMPORTS = (  # at exit, or at runtime.exit_now's os._exit (secops ingest leaves without atexit)
+    "import atexit, os, sys\n"
+    "def report():\n"
+    f"    print('LOADED', sorted({{m.split('.')[0] for m in sys.modules}} & set({HEAVY!r})), file=sys.stderr)\n"
+    "    sys.stderr.flush()\n"
+    "atexit.register(report)\n"
+    "_exit = os._exit\n"
+    "os._exit = lambda code: (report(), _exit(code))\n"
     "from secops.cli import main\n"
     "main()\n"
 )
