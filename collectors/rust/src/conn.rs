@@ -92,6 +92,16 @@ fn iso_ns(ns: i64) -> Option<String> {
     Some(out)
 }
 
+/// The opening the connection and observation documents share, up to the event's dataset and its comma:
+/// `{"_id":"<id of the parts>","@timestamp":"<time>","event":{"dataset":"<dataset>",` (conn.py's `_CONN_*` offsets
+/// read it).
+fn head(capacity: usize, id_parts: &str, timestamp: &str, dataset: &str) -> String {
+    let mut out = String::with_capacity(capacity);
+    let _ = write!(out, "{{\"_id\":\"{}\",\"@timestamp\":\"{}\",\"event\":{{\"dataset\":\"{}\",", id_of(id_parts.as_bytes()),
+                   timestamp, dataset);
+    out
+}
+
 fn key_int(out: &mut String, key: &str, v: i64) {
     let _ = write!(out, "\"{}\":{}", key, v);
 }
@@ -147,13 +157,8 @@ pub fn write_conn(
         id.push_str(o);
         id.push('\x1f');
     }
-    let mut out = String::with_capacity(768);
-    out.push_str("{\"_id\":\"");
-    out.push_str(&id_of(id.as_bytes()));
-    out.push_str("\",\"@timestamp\":\"");
-    out.push_str(&start_text);
-    out.push_str("\",\"event\":{\"dataset\":\"secops.conn\",\"kind\":\"event\",\"category\":[\"network\"],");
-    out.push_str("\"type\":[\"connection\"],\"start\":\"");
+    let mut out = head(768, &id, &start_text, "secops.conn");
+    out.push_str("\"kind\":\"event\",\"category\":[\"network\"],\"type\":[\"connection\"],\"start\":\"");
     out.push_str(&start_text);
     out.push_str("\",\"end\":\"");
     out.push_str(&end_text);
@@ -271,13 +276,8 @@ pub fn write_observation(o: &Observation<'_>) -> Option<Vec<u8>> {
         }
         _ => return None,
     }
-    let mut out = String::with_capacity(384);
-    out.push_str("{\"_id\":\"");
-    out.push_str(&id_of(id.as_bytes()));
-    out.push_str("\",\"@timestamp\":\"");
-    out.push_str(&ts);
-    out.push_str("\",\"event\":{\"dataset\":\"secops.observation\",\"kind\":\"event\",\"category\":[\"host\"],");
-    out.push_str("\"type\":[\"info\"]},\"host\":{\"ip\":");
+    let mut out = head(384, &id, &ts, "secops.observation");
+    out.push_str("\"kind\":\"event\",\"category\":[\"host\"],\"type\":[\"info\"]},\"host\":{\"ip\":");
     json_str(&mut out, o.ip);
     if let Some(mac) = o.mac.filter(|m| !m.is_empty()) {
         out.push_str(",\"mac\":");

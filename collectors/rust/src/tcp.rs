@@ -371,8 +371,8 @@ impl TcpTable {
     }
 
     /// `TcpNative.take`: a reader's failure forgets the connection and gives its later frames to tshark.
-    fn take_segment(&mut self, py: Python<'_>, seg: &Segment<'_>, docs: &Bound<'_, PyList>) -> PyResult<bool> {
-        let key = Key::of(seg.src, seg.sport, seg.dst, seg.dport);
+    fn take_segment(&mut self, py: Python<'_>, key: Key, seg: &Segment<'_>, docs: &Bound<'_, PyList>)
+                    -> PyResult<bool> {
         match self.take_inner(py, key, seg, docs) {
             Ok(taken) => Ok(taken),
             Err(err) => {
@@ -744,7 +744,8 @@ impl TcpTable {
             return Ok(DECODE_IN_PYTHON);
         }
         let (src, dst, sport, dport) = (&f[26..30], &f[30..34], be16(f, 34), be16(f, 36));
-        if matches!(self.conns.get(&Key::of(src, sport, dst, dport)), Some((_, Slot::Tshark))) {
+        let key = Key::of(src, sport, dst, dport);
+        if matches!(self.conns.get(&key), Some((_, Slot::Tshark))) {
             return Ok(TSHARK_READS);
         }
         let total = be16(f, 16) as usize;
@@ -757,7 +758,7 @@ impl TcpTable {
         let start = 34 + thl;
         let payload = if plen > 0 && captured > 0 { &f[start..start + captured] } else { &f[..0] };
         let seg = Segment { src, dst, sport, dport, flags: f[47], seq: be32(f, 38), ack: be32(f, 42), payload, plen, ts };
-        Ok(if self.take_segment(py, &seg, docs)? { TAKEN } else { TSHARK_READS })
+        Ok(if self.take_segment(py, key, &seg, docs)? { TAKEN } else { TSHARK_READS })
     }
 
     /// A TCP segment Python decoded (tunnels, VLANs, IPv6, fragments): whether it is read here.
@@ -765,7 +766,7 @@ impl TcpTable {
     fn take(&mut self, py: Python<'_>, src: &[u8], dst: &[u8], sport: u16, dport: u16, flags: u8, seq: u32, ack: u32,
             payload: &[u8], plen: usize, ts: f64, docs: &Bound<'_, PyList>) -> PyResult<bool> {
         let seg = Segment { src, dst, sport, dport, flags, seq, ack, payload, plen, ts };
-        self.take_segment(py, &seg, docs)
+        self.take_segment(py, Key::of(src, sport, dst, dport), &seg, docs)
     }
 
     /// Whether tshark reads the connection of these endpoints.
@@ -793,11 +794,6 @@ impl TcpTable {
     fn counts(&self) -> (u64, u64, u64, i64, u64, u64) {
         let c = &self.counts;
         (c.frames, c.handed_back, c.gaps, c.gap_bytes, c.reused, c.ics_damaged)
-    }
-
-    /// Connections and decisions held.
-    fn __len__(&self) -> usize {
-        self.conns.len()
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
