@@ -267,6 +267,7 @@ class TcpNative:
         for analyzer in self.ics.values():
             analyzer.raw = raw
         self.conns: dict[tuple, Connection | int] = {}  # a Connection, or TSHARK for one tshark reads
+        self._natives: dict[tuple, Connection] = {}  # the Connections of ``conns``, in its order (sweeps walk these)
         self._streams = 0
         self._next_sweep: float | None = None
         self._stats = Stats()
@@ -316,6 +317,7 @@ class TcpNative:
                 self._forget(failed)  # its readers' state goes with it
             self._failed(exc, "its later frames go to tshark")
             self.conns[key] = TSHARK
+            self._natives.pop(key, None)
             return False
 
     def _failed(self, exc: Exception, then: str) -> None:
@@ -377,6 +379,7 @@ class TcpNative:
                     self.ftp.forget(conn.ftp)
                 self._stats.handed_back += 1
                 self.conns[key] = TSHARK
+                self._natives.pop(key, None)
                 return False
         self._stats.frames += 1
         return True
@@ -402,7 +405,8 @@ class TcpNative:
         if kind == TSHARK:
             self.conns[key] = TSHARK
             return TSHARK
-        conn = self.conns[key] = self._open(kind, sender_is_client, (src, sport), (dst, dport), ts)
+        conn = self.conns[key] = self._natives[key] = self._open(kind, sender_is_client, (src, sport), (dst, dport),
+                                                                 ts)
         return conn
 
     def _table_decide(self, src: bytes, dst: bytes, sport: int, dport: int, flags: int, payload: bytes,
@@ -534,6 +538,7 @@ class TcpNative:
         conn = self.conns.pop(key)
         if not isinstance(conn, Connection):
             return []
+        del self._natives[key]
         try:
             return self._end(conn, key)
         except Exception:
@@ -583,14 +588,25 @@ class TcpNative:
         if self.table is not None:
             self.table.sweep(idle_before, docs)
             return docs
-        pressure = len(self.conns) > MAX_CONNECTIONS // 2  # decisions for tshark are only forgotten under pressure
-        for key in [k for k, c in self.conns.items() if (c.last_ts < idle_before if isinstance(c, Connection)
-                                                         else pressure)]:
-            conn = self.conns.get(key)
-            if isinstance(conn, Connection):
+        # In the table's order: the idle connections are closed and, while the table is more than half full,
+        # tshark's decisions forgotten. The walk costs what it closes and drops, not the table's size (a capture
+        # whose clock jumps a minute a frame sweeps at every frame): first the entries removed while the table is
+        # over half full, found from its front; then the idle connections left, from ``_natives``.
+        over = len(self.conns) - MAX_CONNECTIONS // 2
+        first: list[tuple] = []
+        if over > 0:
+            for key, c in self.conns.items():
+                if not isinstance(c, Connection) or c.last_ts < idle_before:
+                    first.append(key)
+                    if len(first) == over:
+                        break
+        for key in first:
+            if isinstance(self.conns.get(key), Connection):
                 docs += self._close_quietly(key)
-            elif len(self.conns) > MAX_CONNECTIONS // 2:
+            else:
                 self.conns.pop(key)
+        for key in [k for k, c in self._natives.items() if c.last_ts < idle_before]:
+            docs += self._close_quietly(key)
         return docs + self._expire_readers(idle_before)
 
     def _expire_readers(self, idle_before: float) -> list[Written]:
