@@ -59,7 +59,10 @@ class SmbAnalyzer(Analyzer):
     SERVICE = "smb"
     PORTS = PORTS
     LAYERS = frozenset({"smb", "smb2", "dcerpc"})
-    FILTER = "smb or smb2 or dcerpc.pkt_type == 0"
+    # only the commands logged (requests and their responses) and DCE-RPC requests: tshark printed every SMB2
+    # READ, WRITE, CLOSE and IOCTL too, 42% of the SMB lines on the 1M-packet benchmark, each parsed for nothing
+    FILTER = (f"smb.cmd in {{{','.join(map(str, sorted(LOGGED_SMB1)))}}} or "
+              f"smb2.cmd in {{{','.join(map(str, sorted(LOGGED_SMB2)))}}} or dcerpc.pkt_type == 0")
     FIELDS = (
         "smb2.cmd", "smb2.flags.response", "smb2.msg_id", "smb2.tree", "smb2.filename", "smb2.nt_status",
         "smb.cmd", "smb.flags.response", "smb.mid", "smb.path", "smb.file", "smb.nt_status",

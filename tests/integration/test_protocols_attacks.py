@@ -81,6 +81,19 @@ def test_empire_lateral_movement_svcctl_calls(capture, transport, ops):
     assert beacons & {"/admin/get.php", "/news.php", "/login/process.php"}
 
 
+@pytest.mark.parametrize("capture", sorted((ATTACKS / "lateral-movement").glob("*.pcap")), ids=lambda p: p.name[:20])
+def test_the_smb_filter_prints_only_what_the_analyzer_reads(capture: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """tshark prints the logged SMB commands and DCE-RPC requests only: the same documents as printing every SMB
+    packet (READ, WRITE, CLOSE, IOCTL, ... included), in the same order."""
+    from collectors.protocols.smb import SmbAnalyzer
+
+    narrow = docs_of(capture)
+    monkeypatch.setattr(SmbAnalyzer, "FILTER", "smb or smb2 or dcerpc.pkt_type == 0")
+    broad = docs_of(capture)
+    assert any(d["event"]["dataset"] == "secops.smb" for d in narrow)
+    assert narrow == broad
+
+
 def test_ftp_bruteforce_matches_zeek_ftp_log_and_notice():
     base = ATTACKS / "bruteforce"
     docs = docs_of(base / "ftp-bruteforce.pcap", "secops.ftp")
