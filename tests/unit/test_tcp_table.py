@@ -19,7 +19,8 @@ import orjson
 import pytest
 
 from collectors.pcapio import read_capture
-from collectors.protocols import native_tcp, tcp_reassembly
+from collectors.protocols import http_native, native_tcp, tcp_reassembly
+from collectors.protocols.base import EngineDocuments
 from collectors.protocols.expected import ExpectedConnections
 from collectors.protocols.native import NativeFrames
 from collectors.selection import interface_block, packet_block
@@ -215,6 +216,41 @@ def test_a_clock_jumping_a_minute_a_frame_costs_linear_time(rust: bool, monkeypa
     spent = time.process_time() - started
     assert native.tcp is not None and (native.tcp.table is not None) == rust
     assert spent < 1.0, f"{spent:.2f} s"
+
+
+class FailingAtClose(EngineDocuments):
+    """An engine's documents as the run hands them on, failing on the request marked ``/fail-at-close``."""
+
+    def __init__(self, raw: bool) -> None:
+        super().__init__(raw)
+        hand_on = self.wrap
+
+        def wrap(doc: bytes) -> Any:
+            if b"/fail-at-close" in doc:
+                raise RuntimeError("injected")
+            return hand_on(doc)
+
+        self.wrap = wrap
+
+
+def test_a_failure_while_the_table_closes_a_connection(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Requests never answered are logged as their connections close at the end of the run: one of them failing
+    there is counted and reported once, and the connections after it are closed and logged on, alike in both
+    tables."""
+    for module in (native_tcp, http_native):
+        monkeypatch.setattr(module, "EngineDocuments", FailingAtClose)
+    frames = []
+    for port, path in ((30001, b"before"), (30002, b"fail-at-close"), (30003, b"after")):
+        request = b"GET /%s HTTP/1.1\r\nHost: h\r\n\r\n" % path
+        frames += [tcp_frame(request, 1000, True, port, 80, ack=5000),  # the answer ends with the connection
+                   tcp_frame(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npartial", 5000, False, port, 80,
+                             ack=1000 + len(request))]
+    python = assert_same(pcapng(frames), monkeypatch)
+    logged = [orjson.loads(d)["url"]["original"] for d in python[1]]
+    assert logged == ["/before", "/after"]
+    assert python[3].failures == 1
+    assert [w for w in python[2] if "injected" in w and "what it had read is lost" in w] == python[2]
+    assert len(python[2]) == 1
 
 
 def test_the_generated_streams_hit_every_path(monkeypatch: pytest.MonkeyPatch) -> None:
