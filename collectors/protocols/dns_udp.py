@@ -37,12 +37,26 @@ def udp_dns(warn: Warn, raw: bool = False) -> RustDns | PythonDns:
     return RustDns(ENGINE, warn, raw) if RUST and ENGINE is not None else PythonDns(warn)
 
 
+SWEEP_SECONDS = 1.0  # capture time between sweeps for queries past their timeout (``read``)
+
+
 class PythonDns:
     """``dns_wire.parse`` into a ``DnsAnalyzer``."""
 
     def __init__(self, warn: Warn) -> None:
         self.analyzer = DnsAnalyzer(warn)
         self.stats = WireStats()
+        self.next_sweep: float | None = None
+
+    def read(self, payload: bytes, kind: str, src: str, sport: int, dst: str, dport: int,
+             ts: float) -> list[Written]:
+        """A datagram of a run in capture order: the queries past their timeout every ``SWEEP_SECONDS`` of capture
+        time (not on how many other frames tshark printed), then the documents its message completes."""
+        docs: list[Written] = []
+        if self.next_sweep is None or ts >= self.next_sweep:
+            self.next_sweep = ts + SWEEP_SECONDS
+            docs += self.expire(ts)
+        return docs + self.message(payload, kind, src, sport, dst, dport, ts)
 
     def message(self, payload: bytes, kind: str, src: str, sport: int, dst: str, dport: int,
                 ts: float) -> list[Written]:
@@ -77,6 +91,19 @@ class RustDns:
     def message(self, payload: bytes, kind: str, src: str, sport: int, dst: str, dport: int,
                 ts: float) -> list[Written]:
         return self.documents(self.engine.message(payload, kind, src, sport, dst, dport, ts))
+
+    def read(self, payload: bytes, kind: str, src: str, sport: int, dst: str, dport: int,
+             ts: float) -> list[Written]:
+        """``PythonDns.read``: the engine keeps the sweep's time."""
+        return self.documents(self.engine.datagram(payload, kind, src, sport, dst, dport, ts))
+
+    def frame(self, buf: bytes, off: int, caplen: int, ts: float) -> list[Written] | None:
+        """``read`` for the frame at ``off`` of ``buf`` when it is plain Ethernet, IPv4 and UDP on a DNS port (the
+        decoder's fast path), read in place; None for any other frame (it is decoded). About 2 us less a datagram
+        than decoding it first: 0.27-0.31 s against 0.35-0.38 s for one analyzer process's 38.5k datagrams on the
+        1M-packet benchmark."""
+        written = self.engine.frame(buf, off, caplen, ts)
+        return None if written is None else self.documents(written)
 
     def expire(self, now: float) -> list[Written]:
         return self.documents(self.engine.expire(now))

@@ -22,8 +22,9 @@ fragment's place (tshark read the first fragments of datagrams read here for not
 analyzer process on the 1M-packet benchmark; with IPv6, 474 more frames, 536 kB).
 
 Pairing stays per connection: every message of a UDP conversation on those ports reaches the same analyzer, in
-capture order. Open queries time out on capture time (``SWEEP_SECONDS``), not on how many other frames tshark
-printed. Damage is counted and reported once per run, never raised.
+capture order. Open queries time out on capture time (``dns_udp.SWEEP_SECONDS``), not on how many other frames
+tshark printed. Damage is counted and reported once per run, never raised. With the Rust engine, a plain Ethernet,
+IPv4 and UDP frame on a DNS port is read in place (``RustDns.frame``), without being decoded here.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ from collectors.decode import (
     ether_payload,
 )
 from collectors.flowconst import TCP, UDP
-from collectors.protocols.dns_udp import udp_dns
+from collectors.protocols.dns_udp import RustDns, udp_dns
 from collectors.protocols.dns_wire import PORT_KINDS
 from collectors.protocols.documents import Written
 from collectors.protocols.expected import ExpectedConnections
@@ -64,7 +65,6 @@ from collectors.selection import packet_block
 Warn = Callable[[str], None]
 
 BLOCK_IDB, BLOCK_EPB = 1, 6
-SWEEP_SECONDS = 1.0  # capture time between sweeps for queries past their timeout
 _u16 = struct.Struct("!H").unpack_from
 LINK_CONTROL = frozenset((0x0806, 0x8035, 0x8863, 0x88CC, 0x8809))  # ARP, RARP, PPPoE discovery, LLDP, LACP
 READ_QUIC = True  # False: QUIC flows stay with tshark (the oracle's peer)
@@ -109,7 +109,8 @@ class NativeFrames:
         self._linktypes: list[int] = []
         self._carry = b""
         self._broken = False  # the stream stopped parsing as pcapng blocks: everything goes to tshark
-        self._next_sweep: float | None = None
+        # plain Ethernet/IPv4 frames of DNS datagrams read in place by the Rust engine (None: decoded here)
+        self._rust_dns = self.dns if isinstance(self.dns, RustDns) else None
         self._whole: bytes | None = None  # the block standing for the frame just taken (``whole_datagram_frame``)
 
     def split(self, data: bytes) -> tuple[bytes, list[Written]]:
@@ -175,13 +176,20 @@ class NativeFrames:
             return False
         linktype = self._linktypes[interface]
         frame = pos + 28
-        plain_tcp = linktype == 1 and caplen >= 54 and buf[frame + 12] == 8 and buf[frame + 13] == 0 \
-            and buf[frame + 14] == 0x45 and buf[frame + 23] == TCP and not buf[frame + 20] & 0x3F \
-            and not buf[frame + 21]
+        plain_ip = linktype == 1 and caplen >= 54 and buf[frame + 12] == 8 and buf[frame + 13] == 0 \
+            and buf[frame + 14] == 0x45 and not buf[frame + 20] & 0x3F and not buf[frame + 21]
+        plain_tcp = plain_ip and buf[frame + 23] == TCP
         ts_ns = high << 32 | low
         # Ethernet, IPv4 without options, unfragmented TCP (the common case): no decoding when tshark reads it, and
-        # none at all with the Rust table, which reads such a frame in place
-        if plain_tcp:
+        # none at all with the Rust table, which reads such a frame in place; the Rust DNS engine reads UDP ones
+        rust_dns = self._rust_dns
+        if plain_ip and buf[frame + 23] == UDP and rust_dns is not None:
+            read = rust_dns.frame(buf, frame, caplen, truediv(ts_ns, 1_000_000_000))
+            if read is not None:
+                self.frames += 1
+                docs += read
+                return True
+        elif plain_tcp:
             tcp = self.tcp
             if tcp is None:
                 return False
@@ -225,10 +233,7 @@ class NativeFrames:
         l4 = p[L4OFF]
         payload = p[BUF][l4 + 8:l4 + min(p[CAPLEN], 8 + p[PLEN])]
         self.frames += 1
-        if self._next_sweep is None or ts >= self._next_sweep:
-            self._next_sweep = ts + SWEEP_SECONDS
-            docs += self.dns.expire(ts)
-        docs += self.dns.message(payload, kind, ip_str(p[SRC]), sport, ip_str(p[DST]), dport, ts)
+        docs += self.dns.read(payload, kind, ip_str(p[SRC]), sport, ip_str(p[DST]), dport, ts)
         return True
 
     def _quic(self, p: tuple, ts: float, docs: list[Written]) -> bool:

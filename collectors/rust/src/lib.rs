@@ -63,13 +63,110 @@ fn chunk_parts<'a>(items: &'a [Bound<'_, PyAny>]) -> PyResult<Vec<Option<&'a [u8
 struct DnsEngine {
     analyzer: pairing::Analyzer,
     stats: wire::Stats,
+    next_sweep: Option<f64>, // capture time of the next sweep for queries past their timeout (`datagram`)
+}
+
+/// dns_udp.SWEEP_SECONDS: capture time between sweeps for queries past their timeout.
+const SWEEP_SECONDS: f64 = 1.0;
+/// decode.TUNNEL_PORTS: a UDP datagram on one of these is decoded as a tunnel (in Python).
+const TUNNEL_PORTS: [u16; 6] = [4789, 6081, 3544, 2152, 5072, 4754];
+
+/// dns_wire.PORT_KINDS: what tshark decodes on the lower port of a UDP datagram.
+fn dns_kind(port: u16) -> Option<&'static str> {
+    match port {
+        53 => Some("dns"),
+        5353 => Some("mdns"),
+        5355 => Some("llmnr"),
+        _ => None,
+    }
+}
+
+impl DnsEngine {
+    /// `NativeFrames._read`'s DNS step: a sweep every `SWEEP_SECONDS` of capture time, then the message.
+    #[allow(clippy::too_many_arguments)]
+    fn read(
+        &mut self,
+        data: &[u8],
+        kind: &str,
+        src: String,
+        sport: u16,
+        dst: String,
+        dport: u16,
+        ts: f64,
+    ) -> Result<Vec<Vec<u8>>, document::DocError> {
+        let mut docs = Vec::new();
+        if self.next_sweep.map_or(true, |next| ts >= next) {
+            self.next_sweep = Some(ts + SWEEP_SECONDS);
+            docs = self.analyzer.expire(ts)?;
+        }
+        docs.extend(self.handle(data, kind, src, sport, dst, dport, ts)?);
+        Ok(docs)
+    }
+
+    /// `parse(payload, kind, stats)` then `handle_message(msg, sender, ts)`.
+    #[allow(clippy::too_many_arguments)]
+    fn handle(
+        &mut self,
+        data: &[u8],
+        kind: &str,
+        src: String,
+        sport: u16,
+        dst: String,
+        dport: u16,
+        ts: f64,
+    ) -> Result<Vec<Vec<u8>>, document::DocError> {
+        let Some(msg) = wire::parse(data, kind, &mut self.stats) else { return Ok(Vec::new()) };
+        let a = format!("{}:{}", src, sport);
+        let b = format!("{}:{}", dst, dport);
+        let stream = if a < b { format!("{}-{}", a, b) } else { format!("{}-{}", b, a) };
+        let sender = document::Flow { orig_h: src, orig_p: sport, resp_h: dst, resp_p: dport, stream };
+        self.analyzer.handle_message(&msg, sender, ts)
+    }
 }
 
 #[pymethods]
 impl DnsEngine {
     #[new]
     fn new() -> Self {
-        DnsEngine { analyzer: pairing::Analyzer::default(), stats: wire::Stats::default() }
+        DnsEngine { analyzer: pairing::Analyzer::default(), stats: wire::Stats::default(), next_sweep: None }
+    }
+
+    /// A decoded datagram on a DNS port (`kind` by its lower port): the documents its sweep and message finish.
+    #[allow(clippy::too_many_arguments)]
+    fn datagram(
+        &mut self,
+        py: Python<'_>,
+        payload: &[u8],
+        kind: &str,
+        src: &str,
+        sport: u16,
+        dst: &str,
+        dport: u16,
+        ts: f64,
+    ) -> PyResult<Vec<PyObject>> {
+        finite(ts)?;
+        py_docs(py, self.read(payload, kind, src.to_string(), sport, dst.to_string(), dport, ts))
+    }
+
+    /// The frame at `off` of `buf` (`caplen` bytes) read in place when it is what the decoder's fast path takes as
+    /// plain Ethernet, IPv4 without options or fragmentation, UDP off the tunnel ports, on a DNS port: its documents
+    /// as `datagram` gives them; None for any other frame (Python decodes it).
+    fn frame(&mut self, py: Python<'_>, buf: &[u8], off: usize, caplen: usize, ts: f64) -> PyResult<Option<Vec<PyObject>>> {
+        let Some(f) = off.checked_add(caplen).and_then(|end| buf.get(off..end)) else { return Ok(None) };
+        let u16_at = |at: usize| u16::from_be_bytes([f[at], f[at + 1]]);
+        if caplen < 54 || f[12] != 8 || f[13] != 0 || f[14] != 0x45 || f[23] != 17 {
+            return Ok(None);
+        }
+        let (total, sport, dport, ulen) = (u16_at(16) as usize, u16_at(34), u16_at(36), u16_at(38) as usize);
+        if u16_at(20) & 0x3FFF != 0 || total < 28 || ulen < 8 || TUNNEL_PORTS.contains(&sport) || TUNNEL_PORTS.contains(&dport) {
+            return Ok(None);
+        }
+        let Some(kind) = dns_kind(sport.min(dport)) else { return Ok(None) };
+        finite(ts)?;
+        let stop = 34 + (caplen.min(14 + total) - 34).min(ulen); // decode's avail, then the UDP length
+        let ip = |at: usize| format!("{}.{}.{}.{}", f[at], f[at + 1], f[at + 2], f[at + 3]);
+        let docs = self.read(&f[42..stop], kind, ip(26), sport, ip(30), dport, ts);
+        py_docs(py, docs).map(Some)
     }
 
     /// `parse(payload, kind, stats)` then `handle_message(msg, sender, ts)`: the finished documents.
@@ -94,15 +191,7 @@ impl DnsEngine {
                 &owned
             }
         };
-        let Some(msg) = wire::parse(data, kind, &mut self.stats) else { return Ok(Vec::new()) };
-        let a = format!("{}:{}", src, sport);
-        let b = format!("{}:{}", dst, dport);
-        let stream = if a < b { format!("{}-{}", a, b) } else { format!("{}-{}", b, a) };
-        let sender = document::Flow {
-            orig_h: src.to_string(), orig_p: sport, resp_h: dst.to_string(), resp_p: dport, stream,
-        };
-        let docs = self.analyzer.handle_message(&msg, sender, ts);
-        py_docs(py, docs)
+        py_docs(py, self.handle(data, kind, src.to_string(), sport, dst.to_string(), dport, ts))
     }
 
     /// `DnsAnalyzer.expire(now)`.
