@@ -95,7 +95,7 @@ impl DnsEngine {
         ts: f64,
     ) -> Result<Vec<Vec<u8>>, document::DocError> {
         let mut docs = Vec::new();
-        if self.next_sweep.map_or(true, |next| ts >= next) {
+        if self.next_sweep.is_none_or(|next| ts >= next) {
             self.next_sweep = Some(ts + SWEEP_SECONDS);
             docs = self.analyzer.expire(ts)?;
         }
