@@ -95,7 +95,7 @@ class RustDns:
     def read(self, payload: bytes, kind: str, src: str, sport: int, dst: str, dport: int,
              ts: float) -> list[Written]:
         """``PythonDns.read``: the engine keeps the sweep's time."""
-        return self.documents(self.engine.datagram(payload, kind, src, sport, dst, dport, ts))
+        return self.documents(self.engine.message(payload, kind, src, sport, dst, dport, ts, True))
 
     def frame(self, buf: bytes, off: int, caplen: int, ts: float) -> list[Written] | None:
         """``read`` for the frame at ``off`` of ``buf`` when it is plain Ethernet, IPv4 and UDP on a DNS port (the

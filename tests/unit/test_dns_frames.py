@@ -22,7 +22,7 @@ from collectors.protocols.expected import ExpectedConnections
 from collectors.protocols.native import NativeFrames
 from collectors.selection import interface_block, packet_block
 from tests.unit.test_flowcore import CAPTURES
-from tests.unit.test_tcp_table import capture_stream
+from tests.unit.test_tcp_table import capture_stream, split_all
 
 pytestmark = pytest.mark.skipif(not isinstance(NativeFrames("t", print).dns, RustDns),
                                 reason="collectors._rs is not built")
@@ -37,16 +37,11 @@ def run(data: bytes, in_place: bool, step: int = 1 << 16) -> Run:
     assert native._rust_dns is not None
     if not in_place:
         native._rust_dns = None
-    kept, docs = [], []
-    for i in range(0, len(data), step):
-        part, more = native.split(data[i:i + step])
-        kept.append(part)
-        docs += more
-    docs += native.finish()
+    kept, docs = split_all(native, data, step)
     assert isinstance(native.dns, RustDns)
     engine = native.dns.engine
     counters = (engine.messages, engine.truncated, engine.too_short, engine.records_cut, engine.cut_values)
-    return b"".join(kept), [orjson.dumps(d) for d in docs], warnings, native.frames, list(native.taken_at), counters
+    return kept, [orjson.dumps(d) for d in docs], warnings, native.frames, list(native.taken_at), counters
 
 
 def assert_same(data: bytes, step: int = 1 << 16) -> Run:

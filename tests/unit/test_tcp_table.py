@@ -61,14 +61,20 @@ def run(data: bytes, table: bool, monkeypatch: pytest.MonkeyPatch, step: int = 1
     native = NativeFrames("t", warnings.append, expected, raw=True)
     assert native.tcp is not None
     assert (native.tcp.table is not None) == table
+    kept, docs = split_all(native, data, step)
+    stats = native.tcp.stats
+    return (kept, [orjson.dumps(d) for d in docs], warnings, stats, list(native.taken_at), announced)
+
+
+def split_all(native: NativeFrames, data: bytes, step: int) -> tuple[bytes, list[Any]]:
+    """(tshark's bytes, the documents) of a selected-frame stream fed ``step`` bytes at a time, then the run's end."""
     kept, docs = [], []
     for i in range(0, len(data), step):
         part, more = native.split(data[i:i + step])
         kept.append(part)
         docs += more
     docs += native.finish()
-    stats = native.tcp.stats
-    return (b"".join(kept), [orjson.dumps(d) for d in docs], warnings, stats, list(native.taken_at), announced)
+    return b"".join(kept), docs
 
 
 def assert_same(data: bytes, monkeypatch: pytest.MonkeyPatch, step: int = 1 << 16) -> Run:

@@ -63,7 +63,7 @@ fn chunk_parts<'a>(items: &'a [Bound<'_, PyAny>]) -> PyResult<Vec<Option<&'a [u8
 struct DnsEngine {
     analyzer: pairing::Analyzer,
     stats: wire::Stats,
-    next_sweep: Option<f64>, // capture time of the next sweep for queries past their timeout (`datagram`)
+    next_sweep: Option<f64>, // capture time of the next sweep for queries past their timeout (`read`)
 }
 
 /// dns_udp.SWEEP_SECONDS: capture time between sweeps for queries past their timeout.
@@ -82,7 +82,8 @@ fn dns_kind(port: u16) -> Option<&'static str> {
 }
 
 impl DnsEngine {
-    /// `NativeFrames._read`'s DNS step: a sweep every `SWEEP_SECONDS` of capture time, then the message.
+    /// `parse(payload, kind, stats)` then `handle_message(msg, sender, ts)`; with `sweep`, first the queries past
+    /// their timeout every `SWEEP_SECONDS` of capture time (`NativeFrames`' DNS step).
     #[allow(clippy::too_many_arguments)]
     fn read(
         &mut self,
@@ -93,34 +94,20 @@ impl DnsEngine {
         dst: String,
         dport: u16,
         ts: f64,
+        sweep: bool,
     ) -> Result<Vec<Vec<u8>>, document::DocError> {
         let mut docs = Vec::new();
-        if self.next_sweep.is_none_or(|next| ts >= next) {
+        if sweep && self.next_sweep.is_none_or(|next| ts >= next) {
             self.next_sweep = Some(ts + SWEEP_SECONDS);
             docs = self.analyzer.expire(ts)?;
         }
-        docs.extend(self.handle(data, kind, src, sport, dst, dport, ts)?);
-        Ok(docs)
-    }
-
-    /// `parse(payload, kind, stats)` then `handle_message(msg, sender, ts)`.
-    #[allow(clippy::too_many_arguments)]
-    fn handle(
-        &mut self,
-        data: &[u8],
-        kind: &str,
-        src: String,
-        sport: u16,
-        dst: String,
-        dport: u16,
-        ts: f64,
-    ) -> Result<Vec<Vec<u8>>, document::DocError> {
-        let Some(msg) = wire::parse(data, kind, &mut self.stats) else { return Ok(Vec::new()) };
+        let Some(msg) = wire::parse(data, kind, &mut self.stats) else { return Ok(docs) };
         let a = format!("{}:{}", src, sport);
         let b = format!("{}:{}", dst, dport);
         let stream = if a < b { format!("{}-{}", a, b) } else { format!("{}-{}", b, a) };
         let sender = document::Flow { orig_h: src, orig_p: sport, resp_h: dst, resp_p: dport, stream };
-        self.analyzer.handle_message(&msg, sender, ts)
+        docs.extend(self.analyzer.handle_message(&msg, sender, ts)?);
+        Ok(docs)
     }
 }
 
@@ -131,26 +118,9 @@ impl DnsEngine {
         DnsEngine { analyzer: pairing::Analyzer::default(), stats: wire::Stats::default(), next_sweep: None }
     }
 
-    /// A decoded datagram on a DNS port (`kind` by its lower port): the documents its sweep and message finish.
-    #[allow(clippy::too_many_arguments)]
-    fn datagram(
-        &mut self,
-        py: Python<'_>,
-        payload: &[u8],
-        kind: &str,
-        src: &str,
-        sport: u16,
-        dst: &str,
-        dport: u16,
-        ts: f64,
-    ) -> PyResult<Vec<PyObject>> {
-        finite(ts)?;
-        py_docs(py, self.read(payload, kind, src.to_string(), sport, dst.to_string(), dport, ts))
-    }
-
     /// The frame at `off` of `buf` (`caplen` bytes) read in place when it is what the decoder's fast path takes as
     /// plain Ethernet, IPv4 without options or fragmentation, UDP off the tunnel ports, on a DNS port: its documents
-    /// as `datagram` gives them; None for any other frame (Python decodes it).
+    /// as `message` with `sweep` gives them; None for any other frame (Python decodes it).
     fn frame(&mut self, py: Python<'_>, buf: &[u8], off: usize, caplen: usize, ts: f64) -> PyResult<Option<Vec<PyObject>>> {
         let Some(f) = off.checked_add(caplen).and_then(|end| buf.get(off..end)) else { return Ok(None) };
         let u16_at = |at: usize| u16::from_be_bytes([f[at], f[at + 1]]);
@@ -165,12 +135,15 @@ impl DnsEngine {
         finite(ts)?;
         let stop = 34 + (caplen.min(14 + total) - 34).min(ulen); // decode's avail, then the UDP length
         let ip = |at: usize| format!("{}.{}.{}.{}", f[at], f[at + 1], f[at + 2], f[at + 3]);
-        let docs = self.read(&f[42..stop], kind, ip(26), sport, ip(30), dport, ts);
+        let docs = self.read(&f[42..stop], kind, ip(26), sport, ip(30), dport, ts, true);
         py_docs(py, docs).map(Some)
     }
 
-    /// `parse(payload, kind, stats)` then `handle_message(msg, sender, ts)`: the finished documents.
+    /// `parse(payload, kind, stats)` then `handle_message(msg, sender, ts)`: the finished documents; with `sweep`,
+    /// after those of the queries past their timeout when `SWEEP_SECONDS` of capture time have passed (a decoded
+    /// datagram of a run, `RustDns.read`).
     #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (payload, kind, src, sport, dst, dport, ts, sweep = false))]
     fn message(
         &mut self,
         py: Python<'_>,
@@ -181,6 +154,7 @@ impl DnsEngine {
         dst: &str,
         dport: u16,
         ts: f64,
+        sweep: bool,
     ) -> PyResult<Vec<PyObject>> {
         finite(ts)?;
         let owned: Vec<u8>;
@@ -191,7 +165,7 @@ impl DnsEngine {
                 &owned
             }
         };
-        py_docs(py, self.handle(data, kind, src.to_string(), sport, dst.to_string(), dport, ts))
+        py_docs(py, self.read(data, kind, src.to_string(), sport, dst.to_string(), dport, ts, sweep))
     }
 
     /// `DnsAnalyzer.expire(now)`.
