@@ -12,13 +12,14 @@ documents reach the sink from the calling thread.
 from __future__ import annotations
 
 import os
+import threading
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from collectors.conn import Observations, conn_doc, conn_text, ip_str, mac_str
+from collectors.conn import Observations, conn_doc, conn_text, ip_str, mac_str, oui_vendor
 from collectors.flowconst import TCP
 from collectors.flowpath import DeepCut, Engine, NativeFlowPath, open_flow_path
 from collectors.flows import ConnRecord
@@ -49,6 +50,7 @@ class IngestStats:
     decode_errors: Counter = field(default_factory=Counter)
 
 
+REGISTERED_MAC = "00:00:0c:00:00:01"  # an OUI in the IEEE registry (Cisco's): its lookup loads netaddr's index
 MAX_PARKED = 20_000  # connection records held back until their file's deep path is read (FTP data channels)
 # offline ingest: capture files from this size get their analyzers a process of their own (deep_process)
 # (SECOPS_DEEP_PROCESS_MIN_BYTES overrides it: 0 gives every file its analyzer processes, as the tests of that path do)
@@ -190,11 +192,24 @@ class Pipeline:
                     routed.take_shares()  # empty unless writing them failed (that error is on its way up)
                     routed.route(1)
             if stream is not None:
+                registry = self._load_vendor_registry(stream.own_process)
                 self._ship_deep(stream.close())
+                if registry is not None:
+                    registry.join()
             self._release_parked()
             self.stats.deep_frames = self.flows.selected
             self._report_cut(path, cut_before)
             self._ship_observations()
+
+    def _load_vendor_registry(self, analyzer_processes: bool) -> threading.Thread | None:
+        """netaddr's OUI index (0.11 s of parsing at the first vendor lookup of a run) loaded in a thread while this
+        file's analyzer processes finish, rather than in the single-threaded step after them; joined before any
+        lookup (netaddr's first load is not safe to race)."""
+        if not analyzer_processes or not self.observations.pending or oui_vendor.cache_info().currsize:
+            return None
+        thread = threading.Thread(target=oui_vendor, args=(REGISTERED_MAC,), name="secops-oui", daemon=True)
+        thread.start()
+        return thread
 
     def _report_cut(self, path: Path, before: DeepCut) -> None:
         """One warning per file when the per-direction cap kept payload from the analyzers (the connections

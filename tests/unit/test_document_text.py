@@ -88,3 +88,22 @@ def test_the_process_path_hands_the_text_on_and_parses_for_a_dict_sink(tmp_path:
     assert {d["observer"]["name"] for d in observed} == {"sensor-7"}
     assert {t.dataset for t in unused} <= {"secops.conn", "secops.observation"}  # the deep ones parsed, renamed
     assert all(orjson.loads(t.text)["observer"] == {"name": "sensor-7"} for t in unused)
+
+
+def test_the_process_path_observes_alike() -> None:
+    """With analyzer processes, netaddr's OUI index loads in a thread while they finish (``_load_vendor_registry``):
+    the observations, vendors included, are those of the in-process path."""
+    from collectors.conn import oui_vendor
+
+    def observations(min_bytes: int | None) -> list[dict]:
+        oui_vendor.cache_clear()  # the registry thread runs for the first lookup of a run only
+        docs: list[dict] = []
+        pipe = Pipeline(docs.append, deep_process_min_bytes=min_bytes)
+        for path in CAPTURES:
+            pipe.process_file(path)
+        pipe.finish()
+        return sorted((d for d in docs if d["event"]["dataset"] == "secops.observation"), key=lambda d: d["_id"])
+
+    in_process = observations(None)
+    assert any(d["secops"]["observation"].get("vendor") for d in in_process)
+    assert observations(0) == in_process
