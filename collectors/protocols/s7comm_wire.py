@@ -433,14 +433,14 @@ class S7commReader:
                 return
             if length == 3:  # tshark hands COTP the rest of the segment, then reads on one byte back
                 self.stats.tpkts += 1
-                self._cotp(side, data[at + 4:])
+                self._cotp(side, data, at + 4)
                 at += 3
                 continue
             if size - at < length:
                 if not self.raised:
                     break
                 self.stats.tpkts += 1  # read cut short; its rest will start the next segment mid-TPKT
-                self._cotp(side, data[at + 4:])
+                self._cotp(side, data, at + 4)
                 return
             self.stats.tpkts += 1
             self._cotp(side, data[at + 4:at + length])
@@ -454,10 +454,10 @@ class S7commReader:
             side.pending_len = len(rest)
             side.need = 4 if len(rest) < 4 else int.from_bytes(rest[2:4], "big")
 
-    def _cotp(self, side: _Side, p: bytes) -> None:
-        """The TPDUs of one TPKT, up to the one whose user data the heuristics read."""
+    def _cotp(self, side: _Side, p: bytes, off: int = 0) -> None:
+        """The TPDUs of one TPKT (``p`` from ``off``: the rest of a segment is read in place, not copied for each
+        TPKT of length 3), up to the one whose user data the heuristics read."""
         n = len(p)
-        off = 0
         while off < n:
             li = p[off]
             if li == 0:
