@@ -204,14 +204,14 @@ struct Command {
     ts: f64,
     command: String,
     arg: Option<String>,
-    user: Option<String>,
+    user: Option<Arc<str>>, // the session's, shared (as the reference's str is): not one copy per command
     reply_code: Option<i64>,
     reply_msg: Option<String>,
 }
 
 struct Session {
     stream: String,
-    user: Option<String>,
+    user: Option<Arc<str>>,
     pending: VecDeque<Command>,
     multiline: Option<[u8; 3]>, // the code that ends the multi-line reply being read
 }
@@ -399,7 +399,7 @@ impl Engine {
         let command = upper(py, command)?;
         let Some(session) = self.sessions.get_mut(&seq) else { return Ok(()) };
         if command == "USER" {
-            session.user = arg.clone();
+            session.user = arg.as_deref().map(Arc::from);
         }
         let secret = command == "PASS" || command == "ACCT";
         session.pending.push_back(Command {

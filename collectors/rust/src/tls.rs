@@ -142,6 +142,15 @@ struct Frame {
     key_shares: Vec<u16>,
 }
 
+/// A buffer whose read part was cut off, given back what it outgrew: a record or handshake message read whole must
+/// not keep its size (up to 2 x MAX_HANDSHAKE_BYTES a side) for as long as the connection lasts.
+fn trimmed(mut buf: Vec<u8>) -> Vec<u8> {
+    if buf.capacity() > 4 * buf.len().max(1024) {
+        buf.shrink_to_fit();
+    }
+    buf
+}
+
 #[derive(Default)]
 struct Side {
     buf: Vec<u8>,
@@ -209,7 +218,7 @@ impl Conn {
             Vec::new()
         } else if buffered {
             buf.drain(..pos);
-            buf
+            trimmed(buf)
         } else {
             data[pos..].to_vec()
         };
@@ -270,7 +279,7 @@ impl Conn {
             }
         }
         data.drain(..pos);
-        self.sides[idx].handshake = data;
+        self.sides[idx].handshake = trimmed(data);
     }
 
     fn hello(&mut self, stats: &mut Stats, mut r: Reader<'_>, client: bool, frame: &mut Frame) {
