@@ -67,9 +67,11 @@ struct DnsEngine {
 
 #[pymethods]
 impl DnsEngine {
+    /// Its bound of open queries is `collectors.protocols.dns.MAX_OPEN_QUERIES` when made.
     #[new]
-    fn new() -> Self {
-        DnsEngine { analyzer: pairing::Analyzer::default(), stats: wire::Stats::default() }
+    fn new(py: Python<'_>) -> PyResult<Self> {
+        let max_open = py.import_bound("collectors.protocols.dns")?.getattr("MAX_OPEN_QUERIES")?.extract()?;
+        Ok(DnsEngine { analyzer: pairing::Analyzer::new(max_open), stats: wire::Stats::default() })
     }
 
     /// `parse(payload, kind, stats)` then `handle_message(msg, sender, ts)`: the finished documents.
