@@ -283,6 +283,7 @@ RUNS: dict[str, tuple[str, int, Bounds | None]] = {  # test name: (case, N, boun
     "http_flood": ("http_short_requests", 1000, {"http.MAX_WAITING_BYTES": 2 << 20}),
     "tls": ("tls_long_handshakes", 30, None),
     "tls_done": ("tls_handshakes_completed", 30, None),
+    "tls_flood": ("tls_long_handshakes", 60, {"tls_wire.MAX_HELD_BYTES": 4 << 20}),
     "dns": ("dns_unanswered", 30_000, None),
     "dns_flood": ("dns_unanswered", 200_000, {"dns.MAX_OPEN_QUERIES": 10_000}),
     "ftp_pending": ("ftp_pending_commands", 20, None),
@@ -359,6 +360,13 @@ def test_http_requests_waiting_in_all_connections_are_bounded(figures: dict[str,
     48.4 MB before (MAX_OPEN_RECORDS connections: 4.8 GB); against ``http.MAX_WAITING_BYTES`` of 2 MiB (32 MiB in
     production), the oldest connections' requests logged: 5.3 MB."""
     grown(figures, "http_flood", 5.3)
+
+
+def test_tls_handshakes_waiting_in_all_connections_are_bounded(figures: dict[str, dict[str, int]]) -> None:
+    """60 connections, each way a handshake message announced 256 KiB fed but for its last byte: 45 MB before
+    (MAX_CONNECTIONS connections: 35 GiB); against ``tls_wire.MAX_HELD_BYTES`` of 4 MiB (64 MiB in production), the
+    directions past it read no further (counted as oversized): 8.0 MB."""
+    grown(figures, "tls_flood", 8.0)
 
 
 def test_dns_queries_waiting_in_all_connections_are_bounded(figures: dict[str, dict[str, int]]) -> None:

@@ -196,9 +196,11 @@ struct TlsEngine {
 
 #[pymethods]
 impl TlsEngine {
+    /// Its bound of what waits in incomplete records and messages is `tls_wire.MAX_HELD_BYTES` when made.
     #[new]
-    fn new(certificate: PyObject, fallback: PyObject) -> Self {
-        TlsEngine { engine: tls::Engine::new(certificate, fallback) }
+    fn new(py: Python<'_>, certificate: PyObject, fallback: PyObject) -> PyResult<Self> {
+        let max_held = py.import_bound("collectors.protocols.tls_wire")?.getattr("MAX_HELD_BYTES")?.extract()?;
+        Ok(TlsEngine { engine: tls::Engine::new(certificate, fallback, max_held) })
     }
 
     /// A connection read as TLS from now on (client first).
