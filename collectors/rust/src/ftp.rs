@@ -451,6 +451,9 @@ impl Engine {
         let cmd = session.pending.pop_front()?;
         session.held -= cmd.weight;
         self.held -= cmd.weight;
+        if session.pending.is_empty() && session.pending.capacity() > 4 {
+            session.pending = VecDeque::new(); // 100 pipelined commands answered left ~18 kB a session for nothing
+        }
         Some(cmd)
     }
 
