@@ -136,10 +136,14 @@ class TcpTable:
     ``tcp_reassembly`` in one (see collectors/rust/src/tcp.rs). ``owner`` is the ``TcpNative`` it calls back for
     decisions, the Modbus/TCP and IEC-104 readers, the engines' expiry and failures."""
 
-    counts: tuple[int, int, int, int, int, int]  # frames, handed_back, gaps, gap_bytes, reused, ics_damaged
+    # frames, handed_back, gaps, gap_bytes, reused, ics_damaged, budget_holes, budget_hole_bytes
+    counts: tuple[int, int, int, int, int, int, int, int]
+    held_bytes: int  # what waits behind holes in all connections, as max_held_bytes counts it
+
 
     def __init__(self, http: HttpEngine, tls: TlsEngine, ftp: FtpEngine, dnp3: Dnp3Engine, s7comm: S7commEngine,
-                 owner: Any, wrap: Callable[[bytes], Any], max_connections: int = 65536) -> None: ...
+                 owner: Any, wrap: Callable[[bytes], Any], max_connections: int = 65536,
+                 max_held_bytes: int = 64 << 20) -> None: ...
     def frame(self, buf: bytes, off: int, caplen: int, ts: float, docs: list[Any]) -> int: ...
     def take(self, src: bytes, dst: bytes, sport: int, dport: int, flags: int, seq: int, ack: int, payload: bytes,
              plen: int, ts: float, docs: list[Any]) -> bool: ...

@@ -78,6 +78,10 @@ NETBIOS_PORT = 137
 
 QUERY_TIMEOUT = 60.0  # seconds: Zeek's udp_inactivity_timeout ends the "connection" a query belongs to
 MAX_FLOWS = 100_000
+# queries waiting for their reply in all connections together: the timeout alone let a flood of queries, each of its
+# own flow, hold ~1.1 kB each for every query of the last minute (400,000 a second on a 1 Gb/s link: 26 GB); past it
+# the oldest connection's queries are logged unanswered, as at their timeout. The Rust engine reads it here.
+MAX_OPEN_QUERIES = 100_000
 
 
 def qtype_name(code: int | None) -> str | None:
@@ -401,6 +405,7 @@ class DnsAnalyzer(Analyzer):
         super().__init__(warn, context)
         self.flows: dict[tuple[str, str], Flow] = {}
         self.pending: dict[tuple[tuple[str, str], int], deque[Txn]] = defaultdict(deque)
+        self.waiting = 0  # the transactions in ``pending``
 
     def _flow(self, sender: Flow, is_reply: bool) -> Flow:
         """The message's connection oriented like Zeek's, from the flow with its sender as originator."""
@@ -440,11 +445,12 @@ class DnsAnalyzer(Analyzer):
             if unpaired:
                 yield self.emit(txn)
             else:
-                self.pending[key].append(txn)
+                yield from self._wait(key, txn)
             return
         queue = None if unpaired else self.pending.get(key)
         if queue:
             txn = queue.popleft()
+            self.waiting -= 1
             if not queue:
                 del self.pending[key]
         else:
@@ -493,10 +499,11 @@ class DnsAnalyzer(Analyzer):
                 txn.flags.append("RD")
         else:
             txn = queue.popleft()
+            self.waiting -= 1
             if not queue:
                 del self.pending[key]
         if not is_reply:
-            self.pending[key].append(txn)
+            yield from self._wait(key, txn)
             return
         txn.reply_ts = pkt.ts
         txn.rcode = pkt.int("nbns.flags.rcode")
@@ -553,9 +560,20 @@ class DnsAnalyzer(Analyzer):
                 fields["secops.dns.rtt"] = round(txn.reply_ts - txn.ts, 6)
         return self.document(txn.flow, txn.ts, ("dns", txn.trans_id, txn.reply_ts), fields, self.SERVICE)
 
+    def _wait(self, key: tuple[tuple[str, str], int], txn: Txn) -> Iterable[Written]:
+        """A query waits for its reply; past MAX_OPEN_QUERIES the oldest connection's queries are logged."""
+        self.pending[key].append(txn)
+        self.waiting += 1
+        while self.waiting > MAX_OPEN_QUERIES and self.pending:
+            oldest = self.pending.pop(next(iter(self.pending)))
+            self.waiting -= len(oldest)
+            for old in sorted(oldest, key=lambda t: t.ts):
+                yield self.emit(old)
+
     def expire(self, now: float) -> Iterable[Written]:
         """Queries unanswered for longer than Zeek's UDP inactivity timeout are logged without reply."""
         old = [key for key, q in self.pending.items() if q[-1].ts < now - QUERY_TIMEOUT]
+        self.waiting -= sum(len(self.pending[key]) for key in old)
         rest = sorted((t for key in old for t in self.pending.pop(key)), key=lambda t: t.ts)
         for txn in rest:
             yield self.emit(txn)
@@ -565,6 +583,7 @@ class DnsAnalyzer(Analyzer):
     def finish(self) -> Iterable[Written]:
         rest = sorted((t for q in self.pending.values() for t in q), key=lambda t: t.ts)
         self.pending.clear()
+        self.waiting = 0
         for txn in rest:
             yield self.emit(txn)
         self.report_cuts()

@@ -1,6 +1,8 @@
 """FTP control channel: one record per command and its final reply, as Zeek's ftp.log.
 
-The session's user name (from USER) is carried on every record; PASS arguments are never kept.
+The session's user name (from USER) is carried on every record; PASS arguments are never kept. At most
+``MAX_PENDING`` commands wait per session and ``MAX_WAITING_BYTES`` of them in all sessions together (sessions
+never expire: past it the oldest other sessions' commands are logged unanswered).
 A PASS answered 530 is a failed login (``event.outcome: failure``), the signal brute-force
 detections count. Data channels named by PASV/EPSV replies and PORT/EPRT commands are announced to the run's
 :class:`ExpectedConnections`, so their connections are logged with service ``ftp-data`` as Zeek logs them.
@@ -28,6 +30,12 @@ PORTS = frozenset({21})
 SECRET_COMMANDS = frozenset({"PASS", "ACCT"})
 
 MAX_PENDING = 100  # commands waiting for their reply on one connection
+# what the commands waiting for their reply hold in all sessions together (sessions outlive their connections and do
+# not expire: 100,000 sessions of 100 commands held 2 GB for 60 MB read, or 240 GB with long arguments): each is
+# charged COMMAND_OVERHEAD and its command's and argument's UTF-8 bytes; past it the oldest other sessions are
+# dropped, their commands logged unanswered (as past MAX_OPEN_RECORDS sessions). The Rust engine reads both here.
+MAX_WAITING_BYTES = 32 << 20
+COMMAND_OVERHEAD = 256
 
 # RFC 959 4.1.2 host-port: h1,h2,h3,h4,p1,p2 (found anywhere in the text, as servers wrap it differently)
 HOST_PORT = re.compile(rb"(\d{1,3}),\s*(\d{1,3}),\s*(\d{1,3}),\s*(\d{1,3}),\s*(\d{1,3}),\s*(\d{1,3})")
@@ -45,6 +53,7 @@ class Command:
     user: str | None
     reply_code: int | None = None
     reply_msg: str | None = None
+    weight: int = field(default=0, compare=False)  # what it is charged against MAX_WAITING_BYTES
 
     def __init__(self, flow: Flow, ts: float, command: str, arg: str | None, user: str | None,
                  reply_code: int | None = None, reply_msg: str | None = None) -> None:
@@ -55,6 +64,7 @@ class Command:
         self.user = user
         self.reply_code = reply_code
         self.reply_msg = reply_msg
+        self.weight = COMMAND_OVERHEAD + utf8_len(command) + (utf8_len(arg) if arg is not None else 0)
 
 
 @dataclass(init=False)
@@ -62,12 +72,18 @@ class Session:
     user: str | None = None
     pending: deque[Command] = field(default_factory=deque)
     multiline: bytes | None = None  # native reader: the code that ends the multi-line reply being read
+    held: int = field(default=0, compare=False)  # the weights of its pending commands
 
     def __init__(self, user: str | None = None, pending: deque[Command] | None = None,
                  multiline: bytes | None = None) -> None:
         self.user = user
         self.pending = deque() if pending is None else pending
         self.multiline = multiline
+        self.held = sum(cmd.weight for cmd in self.pending)
+
+
+def utf8_len(text: str) -> int:
+    return len(text.encode("utf-8", "surrogatepass"))
 
 
 def host_port(text: bytes) -> tuple[str, int] | None:
@@ -125,6 +141,7 @@ class FtpAnalyzer(Analyzer):
         super().__init__(warn, context)
         self.sessions: dict[tuple[str, str], Session] = {}
         self._evicted: list[Written] = []
+        self.held = 0  # the sessions' ``held`` together
 
     # -- the state machine both readers share ------------------------------------------------------------
     def session(self, flow: Flow) -> Session:
@@ -133,6 +150,7 @@ class FtpAnalyzer(Analyzer):
         if session is None:
             session = self.sessions[flow.key()] = Session()
             for stale in evict_oldest(self.sessions):
+                self.held -= stale.held
                 self._evicted += [self.emit(cmd) for cmd in stale.pending]
         return session
 
@@ -142,16 +160,34 @@ class FtpAnalyzer(Analyzer):
         command = command.upper()
         if command == "USER":
             session.user = arg
-        session.pending.append(Command(flow, ts, command, None if command in SECRET_COMMANDS else arg, session.user))
+        cmd = Command(flow, ts, command, None if command in SECRET_COMMANDS else arg, session.user)
+        session.pending.append(cmd)
+        session.held += cmd.weight
+        self.held += cmd.weight
         if len(session.pending) > MAX_PENDING:  # pipelined commands never answered
-            yield self.emit(session.pending.popleft())
+            yield self.emit(self._answered(session))
+        while self.held > MAX_WAITING_BYTES:  # a flood over many sessions: the oldest others' commands are logged
+            stale_key = next((key for key, other in self.sessions.items() if other is not session), None)
+            if stale_key is None:
+                break
+            stale = self.sessions.pop(stale_key)
+            self.held -= stale.held
+            for old in stale.pending:
+                yield self.emit(old)
+
+    def _answered(self, session: Session) -> Command:
+        """The session's oldest waiting command, no longer waiting."""
+        cmd = session.pending.popleft()
+        session.held -= cmd.weight
+        self.held -= cmd.weight
+        return cmd
 
     def reply(self, session: Session, code: int, msg: str | None) -> Iterable[Written]:
         """A server reply: a final one (>= 200) answers the oldest waiting command."""
         yield from self._take_evicted()
         if code < 200 or not session.pending:  # preliminary reply (150 opening data connection): still running
             return
-        cmd = session.pending.popleft()
+        cmd = self._answered(session)
         cmd.reply_code, cmd.reply_msg = code, msg
         yield self.emit(cmd)
 
@@ -252,6 +288,7 @@ class FtpAnalyzer(Analyzer):
         yield from self._take_evicted()
         rest = sorted((c for s in self.sessions.values() for c in s.pending), key=lambda c: c.ts)
         self.sessions.clear()
+        self.held = 0
         for cmd in rest:
             yield self.emit(cmd)
         self.report_cuts()

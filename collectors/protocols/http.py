@@ -18,8 +18,9 @@ request line whose method is no RFC 9110 token ends the reading of that directio
 
 Bounds (hostile input must not blind the sensor): logged values are cut at ``MAX_VALUE_CHARS``
 by ``make_doc`` (the document lists the cut fields in ``secops.truncated``, a warning counts them), at most
-``MAX_PENDING`` requests wait per connection, at most ``MAX_RECORDS_PER_FLOW`` records come from
-one connection, idle connections are swept by ``expire``.
+``MAX_PENDING`` requests wait per connection and ``MAX_WAITING_BYTES`` of them in all connections together (the
+oldest other connections' requests are logged unanswered past it), at most ``MAX_RECORDS_PER_FLOW`` records come
+from one connection, idle connections are swept by ``expire``.
 
 Second look: tshark reports a message only once its body is reassembled, and it recognises HTTP on unregistered
 ports only by a heuristic on single segments. Connections left with unanswered requests (response lost in a gap) or
@@ -49,6 +50,12 @@ from collectors.protocols.reread import Wanted, directions
 from collectors.protocols.tshark import Packet, to_int
 
 MAX_PENDING = 100  # requests waiting for their response on one connection; older ones are logged
+# what the requests waiting for their response hold in all connections together (MAX_OPEN_RECORDS connections of
+# MAX_PENDING requests held 4.8 GB for 180 MB read, more with long header values): each is charged EXCHANGE_OVERHEAD
+# and the UTF-8 bytes of the fields it keeps; past it the oldest other connections' requests are logged unanswered
+# (as past MAX_OPEN_RECORDS connections). The Rust engine reads both here.
+MAX_WAITING_BYTES = 32 << 20
+EXCHANGE_OVERHEAD = 512
 MAX_RECORDS_PER_FLOW = 10_000  # records from one connection; the rest are counted and dropped
 MAX_ORPHANS = 20_000  # responses kept for the second look; more are logged as they come
 IDLE_TIMEOUT = 300.0  # seconds of capture time: Zeek's tcp_inactivity_timeout
@@ -92,6 +99,7 @@ class Exchange:
     resp_mime: str | None = None
     location: str | None = None
     flow_logged: bool = False  # its connection had produced records when this one was left open
+    weight: int = field(default=0, compare=False)  # what it is charged against MAX_WAITING_BYTES while it waits
 
     def __init__(self, flow: Flow, ts: float, depth: int, method: str | None = None, uri: str | None = None,
                  version: str | None = None, host: str | None = None, user_agent: str | None = None,
@@ -119,6 +127,7 @@ class Exchange:
         self.resp_mime = resp_mime
         self.location = location
         self.flow_logged = flow_logged
+        self.weight = 0
 
 
 @dataclass(init=False)
@@ -132,6 +141,7 @@ class FlowState:
     records: int = 0
     saw_request: bool = False
     early_info: int | None = None  # 1xx seen before its request was complete
+    held: int = field(default=0, compare=False)  # the weights of its open exchanges
 
     def __init__(self, flow: Flow, last_ts: float, open: deque[Exchange] | None = None, depth: int = 0,
                  records: int = 0, saw_request: bool = False, early_info: int | None = None) -> None:
@@ -142,6 +152,17 @@ class FlowState:
         self.records = records
         self.saw_request = saw_request
         self.early_info = early_info
+        self.held = sum(ex.weight for ex in self.open)
+
+
+def request_weight(ex: Exchange) -> int:
+    """What a request waiting for its response is charged against MAX_WAITING_BYTES."""
+    weight = EXCHANGE_OVERHEAD
+    for value in (ex.method, ex.uri, ex.version, ex.host, ex.user_agent, ex.referrer, ex.auth_scheme, ex.username,
+                  ex.req_mime):
+        if value is not None:
+            weight += len(value.encode("utf-8", "surrogatepass"))
+    return weight
 
 
 def parse_request_line(method: str, uri: str | None, version: str | None) -> tuple[str, str] | None:
@@ -258,6 +279,7 @@ class HttpAnalyzer(Analyzer):
         self.orphans: list[Exchange] = []  # responses without a request, kept for the second look
         self.done: list[Exchange] | None = None  # a payload read (``parse_exchanges``): keep exchanges, emit none
         self.dropped_records = 0
+        self.held = 0  # the states' ``held`` together
         self.native: dict[str, Wanted] = {}  # streams whose messages tshark left unparsed (flow, time seen)
 
     def _state(self, key: tuple[str, str], flow: Flow, ts: float) -> FlowState:
@@ -309,9 +331,27 @@ class HttpAnalyzer(Analyzer):
             info_code=st.early_info,
         )
         st.early_info = None
+        ex.weight = request_weight(ex)
         st.open.append(ex)
+        st.held += ex.weight
+        self.held += ex.weight
         while len(st.open) > MAX_PENDING:  # pipelined flood: the oldest waits no longer
-            yield from self._close(st.open.popleft(), st)
+            yield from self._close(self._answered(st), st)
+        while self.held > MAX_WAITING_BYTES:  # a flood over many connections: the oldest others' requests are logged
+            stale_key = next((key for key, other in self.state.items() if other is not st), None)
+            if stale_key is None:
+                break
+            stale = self.state.pop(stale_key)
+            self.held -= stale.held
+            for old in stale.open:
+                yield from self._emit_bounded(old, stale)
+
+    def _answered(self, st: FlowState) -> Exchange:
+        """The connection's oldest open exchange, no longer waiting."""
+        ex = st.open.popleft()
+        st.held -= ex.weight
+        self.held -= ex.weight
+        return ex
 
     def answer(self, st: FlowState, ts: float, code: int, phrase: str | None, header: Header,
                body: Callable[[], int], whole: Callable[[], int]) -> Iterable[Written]:
@@ -325,7 +365,7 @@ class HttpAnalyzer(Analyzer):
                 st.early_info = code
             return
         if st.open:
-            ex = st.open.popleft()
+            ex = self._answered(st)
         else:
             st.depth += 1
             ex = Exchange(st.flow, ts, st.depth)
@@ -353,6 +393,7 @@ class HttpAnalyzer(Analyzer):
     def _evict_stale(self) -> Iterable[Written]:
         """Connection floods: past MAX_OPEN_RECORDS connections the oldest one's requests are logged."""
         for st in evict_oldest(self.state):
+            self.held -= st.held
             for ex in st.open:
                 yield from self._emit_bounded(ex, st)
 
@@ -424,6 +465,7 @@ class HttpAnalyzer(Analyzer):
         idle = [key for key, st in self.state.items() if st.last_ts < now - IDLE_TIMEOUT]
         for key in idle:
             st = self.state.pop(key)
+            self.held -= st.held
             if st.open and self.context is not None \
                     and len(self.orphans) + len(st.open) <= MAX_ORPHANS:
                 for ex in st.open:  # the second look may still find their responses
@@ -439,6 +481,7 @@ class HttpAnalyzer(Analyzer):
                 ex.flow_logged = st.records > 0
         rest = [ex for st in self.state.values() for ex in st.open] + self.orphans
         self.state.clear()
+        self.held = 0
         self.orphans = []
         if rest and self.context is not None:
             rest = self._second_look(rest)

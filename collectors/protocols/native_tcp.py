@@ -51,7 +51,8 @@ takes 13.3 s CPU instead of 17.5-17.9 s (tshark's conv statistics: 2.6 s), the a
 instead of 288 MB; every document outside secops.http is byte-identical with tshark reading these connections.
 
 Bounds: at most ``MAX_CONNECTIONS`` connections (decisions included) are remembered; connections idle for
-``IDLE_SECONDS`` of capture time are swept (holes skipped, what waited handed on); an FTP line is cut at
+``IDLE_SECONDS`` of capture time are swept (holes skipped, what waited handed on); what waits behind holes in all
+connections together is bounded by ``MAX_HELD_BYTES`` (``tcp_reassembly.Budget``); an FTP line is cut at
 ``MAX_LINE_BYTES`` (HTTP's bounds are in ``http_wire``). Damage is counted and reported once per run
 (``finish``), never raised; a reader's own failure on odd input gives the connection to tshark (``take``).
 """
@@ -84,7 +85,7 @@ from collectors.protocols.modbus_wire import ModbusReader
 from collectors.protocols.s7comm import S7commAnalyzer
 from collectors.protocols.s7comm_native import PythonS7comm, RustS7comm, native_s7comm
 from collectors.protocols.s7comm_wire import S7commReader
-from collectors.protocols.tcp_reassembly import Chunk, Direction, distance
+from collectors.protocols.tcp_reassembly import Budget, Chunk, Direction, distance
 from collectors.protocols.tls_native import RustTls, native_tls
 from collectors.protocols.tls_wire import HANDSHAKE
 
@@ -95,6 +96,9 @@ Warn = Callable[[str], None]
 
 FTP_PORT = 21
 MAX_CONNECTIONS = 65_536
+# what may wait behind holes in all connections together, each waiting segment charged its bytes and
+# tcp_reassembly.SEGMENT_OVERHEAD: past it, the direction a segment would wait in skips its holes (counted)
+MAX_HELD_BYTES = 64 << 20
 IDLE_SECONDS = 300.0  # Zeek's tcp_inactivity_timeout
 SWEEP_SECONDS = 60.0  # capture time between sweeps (each looks at every connection)
 CLOSE_DELAY_SECONDS = 5.0  # Zeek's tcp_close_delay / tcp_reset_delay: a closed connection's state lives this long
@@ -140,6 +144,8 @@ class Stats:
     failures: int = 0  # connections a reader failed on (a bug: reported)
     reused: int = 0  # connections that ended because their endpoints opened a new one
     ics_damaged: int = 0  # DNP3 frames with a bad CRC or length, S7comm TPKTs with a bad version or length, ...
+    budget_holes: int = 0  # holes skipped early (also in gaps): what waited behind holes reached MAX_HELD_BYTES
+    budget_hole_bytes: int = 0
 
 
 def ics_server_port(sport: int, dport: int, payload: bytes = b"") -> int:
@@ -249,6 +255,10 @@ class Connection:
         self.fins = 0  # bit 0: the client sent a FIN, bit 1: the server did
         self.ended: float | None = None  # capture time of the RST, or of the FIN that closed both directions
 
+    def held(self) -> int:
+        """What its directions hold against the table's budget."""
+        return self.dirs[0].held() + self.dirs[1].held()
+
 
 class TcpNative:
     """The connection table and readers of one deep-path run."""
@@ -271,6 +281,7 @@ class TcpNative:
         self._streams = 0
         self._next_sweep: float | None = None
         self._stats = Stats()
+        self.budget = Budget(MAX_HELD_BYTES)  # what waits behind holes in all connections (the Rust table's own)
         # with every engine built: the connection table in Rust, which reads plain IPv4 frames in place (``frame``)
         self.table: TcpTable | None = self._rust_table(raw)
         self.ics_read_here: dict[int, Connection] = {}  # the table's Modbus/TCP and IEC-104 connections, by id
@@ -282,15 +293,18 @@ class TcpNative:
                 not isinstance(dnp3, RustDnp3) or not isinstance(s7comm, RustS7comm):
             return None
         return TABLE(self.http.engine, self.tls.engine, self.ftp.engine, dnp3.engine, s7comm.engine, self,
-                     EngineDocuments(raw).wrap, MAX_CONNECTIONS)
+                     EngineDocuments(raw).wrap, MAX_CONNECTIONS, self.budget.limit)
 
     @property
     def stats(self) -> Stats:
         """The run's counters (those the Rust table keeps taken from it)."""
+        s = self._stats
         if self.table is not None:
-            s = self._stats
-            s.frames, s.handed_back, s.gaps, s.gap_bytes, s.reused, s.ics_damaged = self.table.counts
-        return self._stats
+            (s.frames, s.handed_back, s.gaps, s.gap_bytes, s.reused, s.ics_damaged, s.budget_holes,
+             s.budget_hole_bytes) = self.table.counts
+        else:
+            s.budget_holes, s.budget_hole_bytes = self.budget.holes, self.budget.hole_bytes
+        return s
 
     def tshark_reads(self, src: bytes, dst: bytes, sport: int, dport: int) -> bool:
         """Whether the connection of these endpoints was already given to tshark (no need to decode its frames)."""
@@ -316,9 +330,16 @@ class TcpNative:
             if isinstance(failed, Connection):
                 self._forget(failed)  # its readers' state goes with it
             self._failed(exc, "its later frames go to tshark")
-            self.conns[key] = TSHARK
-            self._natives.pop(key, None)
+            self._to_tshark(key)
             return False
+
+    def _to_tshark(self, key: tuple) -> None:
+        """tshark reads the connection of ``key`` from now on: what it held behind holes leaves the budget."""
+        conn = self.conns.get(key)
+        if isinstance(conn, Connection):
+            self.budget.held -= conn.held()
+            del self._natives[key]
+        self.conns[key] = TSHARK
 
     def _failed(self, exc: Exception, then: str) -> None:
         self._stats.failures += 1
@@ -369,7 +390,7 @@ class TcpNative:
             if conn.fins == 3:
                 conn.ended = ts
         if p[PLEN] > 0:
-            chunks = conn.dirs[side].add(p[SEQ], payload, p[PLEN])
+            chunks = conn.dirs[side].add(p[SEQ], payload, p[PLEN], self.budget)
             if conn.ics is not None or conn.ics_id is not None:
                 self._read_ics(conn, from_client, ts, p[SEQ], chunks, docs)
             elif not self._read(conn, key, from_client, ts, chunks, docs):
@@ -378,8 +399,7 @@ class TcpNative:
                 if conn.ftp is not None:
                     self.ftp.forget(conn.ftp)
                 self._stats.handed_back += 1
-                self.conns[key] = TSHARK
-                self._natives.pop(key, None)
+                self._to_tshark(key)
                 return False
         self._stats.frames += 1
         return True
@@ -539,6 +559,7 @@ class TcpNative:
         if not isinstance(conn, Connection):
             return []
         del self._natives[key]
+        self.budget.held -= conn.held()
         try:
             return self._end(conn, key)
         except Exception:
@@ -648,7 +669,9 @@ class TcpNative:
                       "(DNP3 frames with a bad CRC or length or rejected at a segment's start, reassembly bounds; "
                       "S7comm TPKTs with a bad version or length, COTP reassemblies dropped; IEC-104 segments without "
                       "an APDU start, short or cut ASDUs)")
-        if s.gaps or s.cut_lines:
+        if s.gaps or s.cut_lines or s.budget_holes:
+            early = (f", {s.budget_holes} of the holes ({s.budget_hole_bytes} bytes) skipped early: what waited behind "
+                     f"holes in all connections reached {self.budget.limit} bytes" if s.budget_holes else "")
             self.warn(f"{self.name}: {s.gaps} hole(s) ({s.gap_bytes} bytes) in {s.connections} natively read TCP "
-                      f"connection(s), {s.cut_lines} line(s) cut at {MAX_LINE_BYTES} bytes")
+                      f"connection(s), {s.cut_lines} line(s) cut at {MAX_LINE_BYTES} bytes{early}")
         return docs

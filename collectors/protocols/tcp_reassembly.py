@@ -8,6 +8,12 @@ parsed or what waits to be. Segments ahead of a hole wait, bounded by ``MAX_WAIT
 past that (or when the connection ends) the hole is skipped: its size is counted in ``gap_bytes`` and the reader
 is told (an ``int`` chunk: the hole's size), as Zeek's ``content_gap``.
 
+The directions of one connection table also share a :class:`Budget` (``native_tcp.MAX_HELD_BYTES``): each waiting
+segment is charged its bytes and ``SEGMENT_OVERHEAD`` (what a one-byte segment costs held), and a segment that
+would take the table's directions together past it makes its own direction skip its holes, as the per-direction
+bound does, until the table fits again or nothing waits there (Suricata's ``stream.reassembly.memcap``; without it,
+65,536 connections could hold 2 x 256 KiB each, 32 GiB, or as many one-byte segments, 7 GiB of overhead).
+
 Sequence numbers are compared as signed 32-bit distances, so streams that wrap around 2^32 read straight on.
 A direction starts one after its SYN, or where the other side's first acknowledgement points (the capture may hold
 a later segment before the first one), or else at the first segment seen. A segment the capture cut short (snap
@@ -18,6 +24,7 @@ from __future__ import annotations
 
 MAX_WAITING_BYTES = 256 * 1024  # bytes held ahead of a hole per direction before the hole is skipped
 MAX_WAITING_SEGMENTS = 512
+SEGMENT_OVERHEAD = 128  # bytes a waiting segment is charged against a Budget beyond its own (Rust: ~110 held)
 
 Chunk = bytes | int  # an int: a hole of that many bytes was skipped here
 
@@ -25,6 +32,19 @@ Chunk = bytes | int  # an int: a hole of that many bytes was skipped here
 def distance(a: int, b: int) -> int:
     """``a - b`` in TCP sequence space (signed 32-bit)."""
     return (a - b + 0x80000000) % 0x100000000 - 0x80000000
+
+
+class Budget:
+    """What the directions of one connection table hold behind holes together, against ``limit``, and the holes
+    skipped early to stay within it (counted apart from, and also in, the directions' own ``gaps``)."""
+
+    __slots__ = ("held", "hole_bytes", "holes", "limit")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.held = 0  # the sum of the directions' ``held()`` (one that leaves its table is taken off by the table)
+        self.holes = 0
+        self.hole_bytes = 0
 
 
 class Direction:
@@ -51,11 +71,32 @@ class Direction:
         if self.next_seq is None:
             self.next_seq = ack & 0xFFFFFFFF
 
-    def add(self, seq: int, data: bytes, length: int | None = None) -> list[Chunk]:
+    def held(self) -> int:
+        """What the direction holds against a :class:`Budget`: each waiting segment's bytes and SEGMENT_OVERHEAD."""
+        return self.waiting_bytes + SEGMENT_OVERHEAD * len(self.waiting)
+
+    def add(self, seq: int, data: bytes, length: int | None = None, budget: Budget | None = None) -> list[Chunk]:
         """A segment's payload (``length``: its length on the wire, when the capture holds less); the bytes that
-        became contiguous (and skipped holes), in order."""
+        became contiguous (and skipped holes), in order. Past ``budget`` (the table's directions together), this
+        direction's holes are skipped until it fits again or nothing waits here."""
+        if budget is None:
+            return self._add(seq, data, length)
+        before = self.held()
+        elsewhere = budget.held - before
+        out = self._add(seq, data, length)
+        while self.waiting and elsewhere + self.held() > budget.limit:
+            skipped = self.skip_hole()
+            hole = skipped[0]
+            if isinstance(hole, int):
+                budget.holes += 1
+                budget.hole_bytes += hole
+            out += skipped
+        budget.held = elsewhere + self.held()
+        return out
+
+    def _add(self, seq: int, data: bytes, length: int | None = None) -> list[Chunk]:
         if length is not None and length > len(data):
-            out = self.add(seq, data)
+            out = self._add(seq, data)
             if self.next_seq is not None and distance(self.next_seq, (seq + len(data)) & 0xFFFFFFFF) == 0:
                 hole = length - len(data)  # the part the snap length cut: a hole the reader is told about
                 self.gaps += 1

@@ -18,10 +18,11 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from collectors.protocols import tls_wire
 from collectors.protocols.base import EngineDocuments, built_rust, finish_engine
 from collectors.protocols.documents import Flow, Written, make_doc
 from collectors.protocols.tls import TlsAnalyzer
-from collectors.protocols.tls_wire import Frame, TlsConnection, TlsStats
+from collectors.protocols.tls_wire import Frame, Held, TlsConnection, TlsStats
 from collectors.protocols.tshark import tcp_packet
 
 if TYPE_CHECKING:
@@ -47,11 +48,12 @@ class PythonTls:
         self.analyzer = TlsAnalyzer(warn)  # no capture to look at again (no second look): it reads all there is
         self.analyzer.raw = raw
         self.stats = TlsStats()
+        self.held = Held(tls_wire.MAX_HELD_BYTES)  # what the connections hold of records and messages not complete yet
         self.conns: dict[int, tuple[TlsConnection, Flow]] = {}
 
     def open(self, conn_id: int, flow: Flow) -> None:
         """A connection read as TLS from now on (``flow``: client first, its stream unique in the run)."""
-        self.conns[conn_id] = (TlsConnection(self.stats), flow)
+        self.conns[conn_id] = (TlsConnection(self.stats, self.held), flow)
 
     def feed(self, conn_id: int, from_client: bool, chunks: Sequence[Chunk], ts: float) -> list[Written]:
         """One frame's reassembled chunks (an int: a hole) in one direction; the documents its step completed."""
@@ -67,7 +69,9 @@ class PythonTls:
 
     def close(self, conn_id: int) -> None:
         """The connection's reader dropped (its session stays until logged or ``finish``)."""
-        self.conns.pop(conn_id, None)
+        closed = self.conns.pop(conn_id, None)
+        if closed is not None:
+            self.held.held -= closed[0].held()
 
     def finish(self) -> list[Written]:
         """Sessions never logged, oldest first; the warning for values cut."""

@@ -50,6 +50,10 @@ from collectors.protocols.tshark import Packet, ek_key, tcp_packet
 
 HEADER = 5  # content type, legacy version, length
 MAX_HANDSHAKE_BYTES = 256 * 1024  # one handshake message (certificate chains included)
+# bytes of records and handshake messages not complete yet in all connections of one reader together (a ``Held``):
+# 65,536 connections could each hold a record and a handshake message of up to 256 KiB each way, 35 GiB; past it the
+# direction whose chunk took the total over stops being read, counted as ``oversized``. The Rust engine reads it here.
+MAX_HELD_BYTES = 64 << 20
 MAX_CERTIFICATES = 16
 MAX_MESSAGES_PER_RECORD = 64  # real flights hold a dozen; thousands of empty messages are a flood
 # RFC 8446 4.1.3: a ServerHello with this random is a HelloRetryRequest
@@ -135,19 +139,49 @@ class Side:
         self.lost = False  # reading stopped (oversized record, unknown content type, hole)
 
 
+class Held:
+    """What the connections of one reader hold of records and handshake messages not complete yet, together."""
+
+    __slots__ = ("held", "limit")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.held = 0  # the connections' ``held()`` together (a connection closed is taken off by its reader)
+
+
 class TlsConnection:
     """Both directions of one connection whose first payload was a TLS handshake record."""
 
-    __slots__ = ("cipher", "sides", "stats", "tls13")
+    __slots__ = ("budget", "cipher", "sides", "stats", "tls13")
 
-    def __init__(self, stats: TlsStats) -> None:
+    def __init__(self, stats: TlsStats, budget: Held | None = None) -> None:
         self.stats = stats
+        self.budget = budget  # shared with the reader's other connections (None: unbounded)
         self.sides = (Side(), Side())  # from the client, from the server
         self.tls13 = False  # the ServerHello chose TLS 1.3 (or a draft of it)
         self.cipher: int | None = None
 
+    def held(self) -> int:
+        return sum(len(side.buf) + len(side.handshake) for side in self.sides)
+
     def feed(self, from_client: bool, chunk: bytes | int, frame: Frame) -> None:
-        """Reassembled bytes of one direction (an int: a hole of that size); what completes goes into ``frame``."""
+        """Reassembled bytes of one direction (an int: a hole of that size); what completes goes into ``frame``.
+        Should what the reader's connections hold pass its budget, this direction is read no further."""
+        budget = self.budget
+        if budget is None:
+            self._feed(from_client, chunk, frame)
+            return
+        side = self.sides[0 if from_client else 1]
+        before = len(side.buf) + len(side.handshake)
+        self._feed(from_client, chunk, frame)
+        after = len(side.buf) + len(side.handshake)
+        budget.held += after - before
+        if after and budget.held > budget.limit:
+            side.lost, side.buf, side.handshake = True, b"", b""
+            budget.held -= after
+            self.stats.oversized += 1
+
+    def _feed(self, from_client: bool, chunk: bytes | int, frame: Frame) -> None:
         side = self.sides[0 if from_client else 1]
         if side.lost:
             return

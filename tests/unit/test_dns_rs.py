@@ -558,6 +558,28 @@ def test_expiry_order() -> None:
     pair.finish()
 
 
+def test_open_queries_past_the_bound_are_logged_alike(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past MAX_OPEN_QUERIES (the queries waiting in all connections together) the oldest connection's queries
+    are logged unanswered, in both (the engine takes the bound when made); replies, expiry and the end after it."""
+    monkeypatch.setattr(dns_module, "MAX_OPEN_QUERIES", 40)
+    rng = random.Random(9)
+    pair = Pair()
+    ts, evicted = 0.0, 0
+    for step in range(3000):
+        ts += rng.choice((0.0, 0.5, 3.0))
+        tid = rng.randrange(4)
+        client = (f"10.0.{rng.randrange(4)}.{rng.randrange(8)}", 1000 + rng.randrange(3))
+        q = message(tid, 0x0100, [question(name(b"h%d" % step, b"example", b"com"))])
+        if rng.random() < 0.7:
+            evicted += len(pair.message(q, "dns", *client, *SERVER, ts))
+        else:
+            pair.message(q[:2] + b"\x81\x80" + q[4:], "dns", *SERVER, *client, ts)
+        if rng.random() < 0.01:
+            pair.expire(ts)
+    pair.finish()
+    assert evicted > 100, evicted
+
+
 def test_flow_memo_cleared(monkeypatch: pytest.MonkeyPatch) -> None:
     """More than MAX_FLOWS connections: the orientation memo is cleared by the next sweep, in both."""
     pair = Pair()

@@ -435,9 +435,12 @@ def test_finish_logs_open_commands_in_time_order() -> None:
     assert len(pair.finish()) == 12
 
 
-def test_sessions_are_evicted_the_same() -> None:
-    """More sessions than MAX_OPEN_RECORDS: the oldest sessions' commands are logged at the next command or reply."""
+def test_sessions_are_evicted_the_same(monkeypatch: pytest.MonkeyPatch) -> None:
+    """More sessions than MAX_OPEN_RECORDS: the oldest sessions' commands are logged at the next command or reply
+    (their commands together under any bound of what waits: MAX_WAITING_BYTES is tested below)."""
+    from collectors.protocols import ftp
     from collectors.protocols.base import MAX_OPEN_RECORDS
+    monkeypatch.setattr(ftp, "MAX_WAITING_BYTES", 1 << 40)
     pair = Pair()
     evicted = 0
     for conn_id in range(MAX_OPEN_RECORDS + 25):
@@ -449,6 +452,32 @@ def test_sessions_are_evicted_the_same() -> None:
     assert ENGINE is not None and pair.rs.engine.sessions == MAX_OPEN_RECORDS
     assert evicted > 0
     pair.finish()
+
+
+def test_waiting_commands_past_the_budget_are_logged_the_same(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past ftp.MAX_WAITING_BYTES (the commands waiting in all sessions together, each charged COMMAND_OVERHEAD and
+    its command's and argument's UTF-8 bytes) the oldest other sessions' commands are logged unanswered, alike;
+    their connections read on in new sessions (without the user they had named)."""
+    from collectors.protocols import ftp
+    monkeypatch.setattr(ftp, "MAX_WAITING_BYTES", 6000)
+    rng = random.Random(4)
+    pair = Pair()
+    for conn_id in range(30):
+        pair.open(conn_id, Flow("tcp", f"198.18.1.{conn_id}", 40000 + conn_id, "198.18.0.2", 21, f"native-{conn_id}"))
+    ts, evicted = 1e9, 0
+    for step in range(900):
+        conn_id = rng.randrange(30)
+        ts += 0.01
+        if rng.random() < 0.7:
+            name = b"\xe9" * rng.randrange(0, 200)  # U+FFFD once decoded: three bytes each, on both sides
+            lines = b"USER u%d%s\r\n" % (step, name) if rng.random() < 0.2 else b"STOR f%d%s\r\n" % (step, name)
+            docs = pair.docs
+            pair.feed(conn_id, True, lines + b"PASS secret\r\n" * rng.randrange(0, 2), ts)
+            evicted += pair.docs - docs  # commands only log others' (fewer than MAX_PENDING wait in each)
+        else:
+            pair.feed(conn_id, False, b"226 done\r\n", ts)
+    pair.finish()
+    assert evicted > 20, evicted
 
 
 def test_bad_feeds_are_refused() -> None:

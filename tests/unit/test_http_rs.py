@@ -403,9 +403,12 @@ def test_orphans_are_bounded_the_same() -> None:
     assert pair.docs == 30 + MAX_RECORDS_PER_FLOW  # past MAX_ORPHANS logged at once; at the end, one flow's bound
 
 
-def test_open_records_are_evicted_the_same() -> None:
-    """More connections with open requests than MAX_OPEN_RECORDS: the oldest connections' requests are logged."""
+def test_open_records_are_evicted_the_same(monkeypatch: pytest.MonkeyPatch) -> None:
+    """More connections with open requests than MAX_OPEN_RECORDS: the oldest connections' requests are logged
+    (their requests together under any bound of what waits: MAX_WAITING_BYTES is tested below)."""
+    from collectors.protocols import http
     from collectors.protocols.base import MAX_OPEN_RECORDS
+    monkeypatch.setattr(http, "MAX_WAITING_BYTES", 1 << 40)
     pair = Pair()
     request = req("GET /e HTTP/1.1", "Host: h")
     evicted = 0
@@ -416,6 +419,36 @@ def test_open_records_are_evicted_the_same() -> None:
             pair.end(conn_id, T0 + conn_id * 1e-3)
     assert evicted == 25
     pair.finish()
+
+
+def test_waiting_requests_past_the_budget_are_logged_the_same(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past http.MAX_WAITING_BYTES (the requests waiting in all connections together, each charged EXCHANGE_OVERHEAD
+    and its fields' UTF-8 bytes) the oldest other connections' requests are logged unanswered, alike; their
+    connections read on afresh (responses, expiry, ends)."""
+    from collectors.protocols import http
+    monkeypatch.setattr(http, "MAX_WAITING_BYTES", 9000)
+    rng = random.Random(12)
+    pair = Pair()
+    for conn_id in range(30):
+        pair.open(conn_id, Flow("tcp", f"198.18.1.{conn_id}", 40000 + conn_id, "198.18.0.2", 80, f"native-{conn_id}"))
+    ts, evicted, live = T0, 0, list(range(30))
+    for step in range(900):
+        conn_id = rng.choice(live)
+        ts += rng.choice((0.01, 0.5, 40.0))
+        if rng.random() < 0.7:
+            agent = "\xe9" * rng.randrange(0, 400)  # two bytes each in UTF-8: charged as such on both sides
+            request = req(f"GET /{step}?{'x' * rng.randrange(0, 300)} HTTP/1.1", f"Host: h{conn_id}",
+                          f"User-Agent: {agent}".encode("latin-1"))
+            evicted += len(pair.feed(conn_id, True, request, ts))
+        elif rng.random() < 0.9:
+            pair.feed(conn_id, False, OK, ts)
+        elif rng.random() < 0.5:
+            pair.expire(ts)
+        elif len(live) > 10:
+            pair.end(conn_id, ts)
+            live.remove(conn_id)
+    pair.finish()
+    assert evicted > 20, evicted
 
 
 def test_fuzz_seeds_and_random_scripts() -> None:

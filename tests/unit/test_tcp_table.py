@@ -206,6 +206,50 @@ def test_a_small_table_under_pressure_reads_alike(seed: int, monkeypatch: pytest
     assert_same(generated_stream(100 + seed, connections=60), monkeypatch, step=4093)
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_a_small_reassembly_budget_reads_alike(seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past MAX_HELD_BYTES (what waits behind holes in all connections together, each segment charged its bytes and
+    SEGMENT_OVERHEAD) the direction a segment would wait in skips its holes: at the same segments on both sides, the
+    same holes, counters and warning (``budget_holes`` on both)."""
+    monkeypatch.setattr(native_tcp, "MAX_HELD_BYTES", 600 + 100 * seed)
+    assert_same(generated_stream(200 + seed, connections=60), monkeypatch, step=4093)
+
+
+def test_the_small_reassembly_budget_is_reached(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not vacuous: the budget skips holes in the streams above, and the warning says so."""
+    monkeypatch.setattr(native_tcp, "MAX_HELD_BYTES", 600)
+    _kept, _docs, warnings, stats, _t, _a = run(generated_stream(200, connections=60), True, monkeypatch)
+    assert stats.budget_holes > 0 and stats.budget_hole_bytes > 0, stats
+    assert any(f"{stats.budget_holes} of the holes ({stats.budget_hole_bytes} bytes) skipped early" in w
+               for w in warnings), warnings
+
+
+@pytest.mark.parametrize("table", [True, False], ids=["rust", "python"])
+def test_the_reassembly_budget_counts_what_waits(table: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What waits goes up with segments behind a hole and back to nothing as connections leave the table (handed
+    back to tshark with segments still waiting, closed at the end)."""
+    monkeypatch.setattr(native_tcp, "RUST_TABLE", table)
+    native = NativeFrames("t", lambda _m: None, raw=True)
+    assert native.tcp is not None and (native.tcp.table is not None) == table
+    tcp = native.tcp
+    frames = [tcp_frame(b"GET / HTTP/1.1\r\n", 1000, True, 40000 + n, 80, ack=5000) for n in range(3)]
+    frames += [tcp_frame(b"x" * 10, 1020 + 20 * k, True, 40000 + n, 80, ack=5000) for n in (0, 2) for k in range(4)]
+    frames += [tcp_frame(b"ade: TLS/1.2\r\n\r\n", 1020, True, 40001, 80, ack=5000),
+               tcp_frame(b"x" * 10, 1050, True, 40001, 80, ack=5000)]
+    native.split(pcapng(frames))
+
+    def held() -> int:
+        return tcp.table.held_bytes if tcp.table is not None else tcp.budget.held
+
+    overhead = tcp_reassembly.SEGMENT_OVERHEAD
+    assert held() == 2 * 4 * (10 + overhead) + 16 + 10 + 2 * overhead
+    native.split(pcapng([tcp_frame(b"Upgr", 1016, True, 40001, 80, ack=5000)])[len(pcapng([])):])
+    assert tcp.stats.handed_back == 1
+    assert held() == 2 * 4 * (10 + overhead)  # the handed-back connection's segment left the budget
+    native.finish()
+    assert held() == 0
+
+
 @pytest.mark.parametrize("rust", [True, False], ids=["rust", "python"])
 def test_a_clock_jumping_a_minute_a_frame_costs_linear_time(rust: bool, monkeypatch: pytest.MonkeyPatch) -> None:
     """Every frame a minute after the last sweeps the table: a sweep costs what it closes and drops, not the
@@ -294,6 +338,8 @@ def test_constants_agree() -> None:
         assert re.search(rf"pub const {name}: \w+ = {re.escape(rendered)};", source) or \
             f"pub const {name}: usize = 256 * 1024;" in source, name
     assert "pub const REUSE_DISTANCE: i64 = 64 << 20;" in source and native_tcp.REUSE_DISTANCE == 64 << 20
+    assert "pub const MAX_HELD_BYTES: usize = 64 << 20;" in source and native_tcp.MAX_HELD_BYTES == 64 << 20
+    assert f"pub const SEGMENT_OVERHEAD: usize = {tcp_reassembly.SEGMENT_OVERHEAD};" in source
 
 
 def test_a_server_first_connection_is_named_by_its_client(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -421,6 +421,31 @@ def test_generated_handshakes_produce_documents_and_damage() -> None:
     assert any("not readable" in w for w in pair.py_warnings)
 
 
+@pytest.mark.parametrize("seed", range(20))
+def test_a_small_held_budget_reads_alike(seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past tls_wire.MAX_HELD_BYTES (the incomplete records and handshake messages of all connections together)
+    the direction whose chunk took the total over is read no further, counted as oversized, in both (the engine
+    takes the bound when made); closed connections give theirs back."""
+    from collectors.protocols import tls_wire
+    monkeypatch.setattr(tls_wire, "MAX_HELD_BYTES", 300 + 40 * seed)
+    pair = Pair()
+    random_run(random.Random(2000 + seed), pair, connections=6)
+
+
+def test_the_small_held_budget_is_reached(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not vacuous: the budget stops directions (more oversized than without it)."""
+    from collectors.protocols import tls_wire
+    unbounded = Pair()
+    for seed in range(2000, 2020):
+        random_run(random.Random(seed), unbounded, connections=6)
+    monkeypatch.setattr(tls_wire, "MAX_HELD_BYTES", 300)
+    bounded = Pair()
+    for seed in range(2000, 2020):
+        random_run(random.Random(seed), bounded, connections=6)
+    assert bounded.py.counters.oversized > unbounded.py.counters.oversized + 5
+    assert bounded.py.held.held == 0 or bounded.py.conns  # what is left is the connections' never closed
+
+
 def test_heartbleed_held_session_and_renegotiation() -> None:
     """Heartbeats negotiated hold a session (TLS 1.3: established by application data), a second ClientHello on the
     connection logs it; an overclaiming request and a long response are read alike."""

@@ -204,16 +204,18 @@ struct Command {
     ts: f64,
     command: String,
     arg: Option<String>,
-    user: Option<String>,
+    user: Option<Arc<str>>, // the session's, shared (as the reference's str is): not one copy per command
     reply_code: Option<i64>,
     reply_msg: Option<String>,
+    weight: usize, // what it is charged against `max_held` (`Command.weight`)
 }
 
 struct Session {
     stream: String,
-    user: Option<String>,
+    user: Option<Arc<str>>,
     pending: VecDeque<Command>,
     multiline: Option<[u8; 3]>, // the code that ends the multi-line reply being read
+    held: usize,                // the weights of its pending commands
 }
 
 struct Conn {
@@ -234,6 +236,9 @@ pub struct Engine {
     pub announce: Option<PyObject>,
     eprt: PyObject,
     max_open: usize,
+    held: usize,             // the sessions' `held` together (`FtpAnalyzer.held`)
+    max_held: usize,         // ftp.MAX_WAITING_BYTES
+    command_overhead: usize, // ftp.COMMAND_OVERHEAD
 }
 
 impl Engine {
@@ -251,6 +256,9 @@ impl Engine {
             announce,
             eprt: ftp.getattr("eprt")?.unbind(),
             max_open: max_open.unwrap_or(MAX_OPEN_RECORDS),
+            held: 0,
+            max_held: ftp.getattr("MAX_WAITING_BYTES")?.extract()?,
+            command_overhead: ftp.getattr("COMMAND_OVERHEAD")?.extract()?,
         })
     }
 
@@ -322,11 +330,13 @@ impl Engine {
         let seq = self.next_seq;
         self.next_seq += 1;
         self.index.insert(flow.stream.clone(), seq);
-        let session = Session { stream: flow.stream.clone(), user: None, pending: VecDeque::new(), multiline: None };
+        let session =
+            Session { stream: flow.stream.clone(), user: None, pending: VecDeque::new(), multiline: None, held: 0 };
         self.sessions.insert(seq, session);
         while self.sessions.len() > self.max_open {
             let Some((_, stale)) = self.sessions.pop_first() else { break };
             self.index.remove(&stale.stream);
+            self.held -= stale.held;
             for cmd in stale.pending {
                 let doc = self.emit(cmd)?;
                 self.evicted.push(doc);
@@ -399,25 +409,52 @@ impl Engine {
         let command = upper(py, command)?;
         let Some(session) = self.sessions.get_mut(&seq) else { return Ok(()) };
         if command == "USER" {
-            session.user = arg.clone();
+            session.user = arg.as_deref().map(Arc::from);
         }
         let secret = command == "PASS" || command == "ACCT";
+        let arg = if secret { None } else { arg };
+        let weight = self.command_overhead + command.len() + arg.as_ref().map_or(0, |a| a.len());
         session.pending.push_back(Command {
             flow: flow.clone(),
             ts,
             command,
-            arg: if secret { None } else { arg },
+            arg,
             user: session.user.clone(),
             reply_code: None,
             reply_msg: None,
+            weight,
         });
+        session.held += weight;
+        self.held += weight;
         if session.pending.len() > MAX_PENDING {
             // pipelined commands never answered
-            if let Some(cmd) = session.pending.pop_front() {
+            if let Some(cmd) = self.answered(seq) {
+                docs.push(self.emit(cmd)?);
+            }
+        }
+        // a flood over many sessions: the oldest others' commands are logged
+        while self.held > self.max_held {
+            let Some(&stale_seq) = self.sessions.keys().find(|&&other| other != seq) else { break };
+            let Some(stale) = self.sessions.remove(&stale_seq) else { break };
+            self.index.remove(&stale.stream);
+            self.held -= stale.held;
+            for cmd in stale.pending {
                 docs.push(self.emit(cmd)?);
             }
         }
         Ok(())
+    }
+
+    /// `FtpAnalyzer._answered`: the session's oldest waiting command, no longer waiting.
+    fn answered(&mut self, seq: u64) -> Option<Command> {
+        let session = self.sessions.get_mut(&seq)?;
+        let cmd = session.pending.pop_front()?;
+        session.held -= cmd.weight;
+        self.held -= cmd.weight;
+        if session.pending.is_empty() && session.pending.capacity() > 4 {
+            session.pending = VecDeque::new(); // 100 pipelined commands answered left ~18 kB a session for nothing
+        }
+        Some(cmd)
     }
 
     /// `FtpAnalyzer.reply`: a final reply (>= 200) answers the oldest waiting command.
@@ -426,8 +463,7 @@ impl Engine {
         if code < 200 {
             return Ok(());
         }
-        let Some(session) = self.sessions.get_mut(&seq) else { return Ok(()) };
-        let Some(mut cmd) = session.pending.pop_front() else { return Ok(()) };
+        let Some(mut cmd) = self.answered(seq) else { return Ok(()) };
         cmd.reply_code = Some(code);
         cmd.reply_msg = msg;
         docs.push(self.emit(cmd)?);
@@ -444,6 +480,7 @@ impl Engine {
         let mut docs = std::mem::take(&mut self.evicted);
         let mut rest: Vec<Command> = std::mem::take(&mut self.sessions).into_values().flat_map(|s| s.pending).collect();
         self.index.clear();
+        self.held = 0;
         rest.sort_by(|a, b| a.ts.partial_cmp(&b.ts).unwrap_or(std::cmp::Ordering::Equal));
         for cmd in rest {
             docs.push(self.emit(cmd)?);

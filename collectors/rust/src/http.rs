@@ -549,6 +549,7 @@ struct Exchange {
     resp_len: u64,
     resp_mime: Option<String>,
     location: Option<String>,
+    weight: usize, // what it is charged against `max_held` while it waits (`request_weight`)
 }
 
 impl Exchange {
@@ -573,6 +574,7 @@ impl Exchange {
             resp_len: 0,
             resp_mime: None,
             location: None,
+            weight: 0,
         }
     }
 }
@@ -587,6 +589,18 @@ struct FlowState {
     records: u64,
     saw_request: bool,
     early_info: Option<u16>,
+    held: usize, // the weights of its open exchanges
+}
+
+/// `HttpAnalyzer._answered`: the connection's oldest open exchange, no longer waiting (`held`: the analyzer's).
+fn answered(st: &mut FlowState, held: &mut usize) -> Option<Exchange> {
+    let ex = st.open.pop_front()?;
+    st.held -= ex.weight;
+    *held -= ex.weight;
+    if st.open.is_empty() && st.open.capacity() > 4 {
+        st.open = VecDeque::new(); // 100 pipelined requests answered left ~40 kB a connection for nothing
+    }
+    Some(ex)
 }
 
 /// Python's `urllib.parse.unquote(text, errors="backslashreplace")`.
@@ -703,6 +717,9 @@ pub struct Analyzer {
     cids: CidCache,
     basic_user: Py<PyAny>,
     max_open: usize,
+    held: usize,              // the states' `held` together (`HttpAnalyzer.held`)
+    max_held: usize,          // http.MAX_WAITING_BYTES
+    exchange_overhead: usize, // http.EXCHANGE_OVERHEAD
 }
 
 impl Analyzer {
@@ -725,6 +742,7 @@ impl Analyzer {
                         records: 0,
                         saw_request: false,
                         early_info: None,
+                        held: 0,
                     },
                 );
                 seq
@@ -740,6 +758,7 @@ impl Analyzer {
         while self.states.len() > self.max_open {
             let Some((_, mut st)) = self.states.pop_first() else { break };
             self.index.remove(&st.conn);
+            self.held -= st.held;
             while let Some(ex) = st.open.pop_front() {
                 self.emit_bounded(ex, &mut st.records, docs)?;
             }
@@ -863,14 +882,32 @@ impl Analyzer {
         ex.req_mime = msg.get(b"content-type");
         ex.req_len = if framed { msg.body } else { 0 };
         ex.info_code = st.early_info.take();
+        ex.weight = self.exchange_overhead
+            + [&ex.method, &ex.uri, &ex.version, &ex.host, &ex.user_agent, &ex.referrer, &ex.auth_scheme,
+               &ex.username, &ex.req_mime]
+                .iter()
+                .map(|v| v.as_ref().map_or(0, |s| s.len()))
+                .sum::<usize>();
+        st.held += ex.weight;
+        self.held += ex.weight;
         st.open.push_back(ex);
         loop {
             let oldest = match self.states.get_mut(&seq) {
-                Some(st) if st.open.len() > MAX_PENDING => st.open.pop_front(),
+                Some(st) if st.open.len() > MAX_PENDING => answered(st, &mut self.held),
                 _ => None,
             };
             let Some(oldest) = oldest else { break };
             self.close(oldest, seq, docs)?;
+        }
+        // a flood over many connections: the oldest others' requests are logged
+        while self.held > self.max_held {
+            let Some(&stale_seq) = self.states.keys().find(|&&other| other != seq) else { break };
+            let Some(mut stale) = self.states.remove(&stale_seq) else { break };
+            self.index.remove(&stale.conn);
+            self.held -= stale.held;
+            while let Some(ex) = stale.open.pop_front() {
+                self.emit_bounded(ex, &mut stale.records, docs)?;
+            }
         }
         Ok(())
     }
@@ -901,7 +938,7 @@ impl Analyzer {
             self.states.insert(seq, st);
             return Ok(());
         }
-        let mut ex = match st.open.pop_front() {
+        let mut ex = match answered(&mut st, &mut self.held) {
             Some(ex) => ex,
             None => {
                 st.depth += 1;
@@ -932,6 +969,7 @@ impl Analyzer {
         for seq in idle {
             let Some(mut st) = self.states.remove(&seq) else { continue };
             self.index.remove(&st.conn);
+            self.held -= st.held;
             while let Some(ex) = st.open.pop_front() {
                 self.emit_bounded(ex, &mut st.records, docs)?;
             }
@@ -945,6 +983,7 @@ impl Analyzer {
             rest.extend(st.open);
         }
         self.index.clear();
+        self.held = 0;
         rest.append(&mut self.orphans);
         rest.sort_by(|a, b| a.ts.partial_cmp(&b.ts).unwrap_or(std::cmp::Ordering::Equal));
         let mut per_flow: HashMap<String, u64> = HashMap::new();
@@ -1043,6 +1082,9 @@ impl Engine {
                 cids: CidCache::default(),
                 basic_user: http.getattr("basic_user")?.unbind(),
                 max_open: max_open.unwrap_or(MAX_OPEN_RECORDS),
+                held: 0,
+                max_held: http.getattr("MAX_WAITING_BYTES")?.extract()?,
+                exchange_overhead: http.getattr("EXCHANGE_OVERHEAD")?.extract()?,
             },
             stats: Stats::default(),
             zstats: wire.getattr("WireStats")?.call0()?.unbind(),

@@ -113,9 +113,11 @@ impl DnsEngine {
 
 #[pymethods]
 impl DnsEngine {
+    /// Its bound of open queries is `collectors.protocols.dns.MAX_OPEN_QUERIES` when made.
     #[new]
-    fn new() -> Self {
-        DnsEngine { analyzer: pairing::Analyzer::default(), stats: wire::Stats::default(), next_sweep: None }
+    fn new(py: Python<'_>) -> PyResult<Self> {
+        let max_open = py.import_bound("collectors.protocols.dns")?.getattr("MAX_OPEN_QUERIES")?.extract()?;
+        Ok(DnsEngine { analyzer: pairing::Analyzer::new(max_open), stats: wire::Stats::default(), next_sweep: None })
     }
 
     /// The frame at `off` of `buf` (`caplen` bytes) read in place when it is what the decoder's fast path takes as
@@ -257,9 +259,11 @@ struct TlsEngine {
 
 #[pymethods]
 impl TlsEngine {
+    /// Its bound of what waits in incomplete records and messages is `tls_wire.MAX_HELD_BYTES` when made.
     #[new]
-    fn new(certificate: PyObject, fallback: PyObject) -> Self {
-        TlsEngine { engine: tls::Engine::new(certificate, fallback) }
+    fn new(py: Python<'_>, certificate: PyObject, fallback: PyObject) -> PyResult<Self> {
+        let max_held = py.import_bound("collectors.protocols.tls_wire")?.getattr("MAX_HELD_BYTES")?.extract()?;
+        Ok(TlsEngine { engine: tls::Engine::new(certificate, fallback, max_held) })
     }
 
     /// A connection read as TLS from now on (client first).

@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 pub const QUERY_TIMEOUT: f64 = 60.0;
 pub const MAX_FLOWS: usize = 100_000;
+pub const MAX_OPEN_QUERIES: usize = 100_000; // dns.MAX_OPEN_QUERIES (the engine reads that one)
 const NETBIOS_PORT: u16 = 137;
 
 struct Txn {
@@ -85,10 +86,12 @@ struct Pending {
     order: BTreeMap<u64, Key>,
     by_last: BTreeSet<(i64, u64)>,
     next_seq: u64,
+    count: usize, // the transactions in `queues` (`DnsAnalyzer.waiting`)
 }
 
 impl Pending {
     fn append(&mut self, key: Key, txn: Txn) {
+        self.count += 1;
         let ts = ts_key(txn.ts);
         if let Some(q) = self.queues.get_mut(&key) {
             if let Some(last) = q.txns.back() {
@@ -109,6 +112,9 @@ impl Pending {
     fn pop_front(&mut self, key: &Key) -> Option<Txn> {
         let q = self.queues.get_mut(key)?;
         let txn = q.txns.pop_front();
+        if txn.is_some() {
+            self.count -= 1;
+        }
         if q.txns.is_empty() {
             let seq = q.seq;
             self.queues.remove(key);
@@ -123,6 +129,7 @@ impl Pending {
     fn remove(&mut self, seq: u64) -> Vec<Txn> {
         let Some(key) = self.order.remove(&seq) else { return Vec::new() };
         let Some(q) = self.queues.remove(&key) else { return Vec::new() };
+        self.count -= q.txns.len();
         if let Some(last) = q.txns.back() {
             self.by_last.remove(&(ts_key(last.ts), seq));
         }
@@ -159,15 +166,31 @@ fn reverse(flow: &Flow) -> Flow {
 }
 
 /// `DnsAnalyzer` for messages read from the wire.
-#[derive(Default)]
 pub struct Analyzer {
     flows: HashMap<String, Arc<Flow>>,
     pending: Pending,
     cids: CidCache,
     pub cut_values: u64,
+    max_open: usize, // dns.MAX_OPEN_QUERIES
+}
+
+impl Default for Analyzer {
+    fn default() -> Self {
+        Analyzer::new(MAX_OPEN_QUERIES)
+    }
 }
 
 impl Analyzer {
+    pub fn new(max_open: usize) -> Self {
+        Analyzer {
+            flows: HashMap::new(),
+            pending: Pending::default(),
+            cids: CidCache::default(),
+            cut_values: 0,
+            max_open,
+        }
+    }
+
     /// `_flow`: the message's connection oriented like Zeek's.
     fn flow(&mut self, sender: Flow, is_reply: bool) -> Arc<Flow> {
         if is_multicast(&sender.resp_h) {
@@ -208,7 +231,14 @@ impl Analyzer {
                 return Ok(vec![self.emit(txn)?]);
             }
             self.pending.append(key, txn);
-            return Ok(Vec::new());
+            // past max_open the oldest connection's queries are logged (`DnsAnalyzer._wait`)
+            let mut docs = Vec::new();
+            while self.pending.count > self.max_open {
+                let Some((&seq, _)) = self.pending.order.first_key_value() else { break };
+                let oldest = self.pending.remove(seq);
+                docs.extend(self.emit_all(oldest)?);
+            }
+            return Ok(docs);
         }
         let popped = if unpaired { None } else { self.pending.pop_front(&key) };
         let mut txn = match popped {

@@ -28,6 +28,10 @@ pub const REUSE_DISTANCE: i64 = 64 << 20;
 // tcp_reassembly's
 pub const MAX_WAITING_BYTES: usize = 256 * 1024;
 pub const MAX_WAITING_SEGMENTS: usize = 512;
+// the table's budget for what waits behind holes, all connections together (native_tcp.MAX_HELD_BYTES), each
+// waiting segment charged its bytes and SEGMENT_OVERHEAD (what a one-byte segment costs held: measured ~110 bytes)
+pub const MAX_HELD_BYTES: usize = 64 << 20;
+pub const SEGMENT_OVERHEAD: usize = 128;
 
 const FTP: u8 = 1;
 const HTTP: u8 = 2;
@@ -58,6 +62,16 @@ enum Chunk {
     Hole(i64),
 }
 
+/// `tcp_reassembly.Budget`: what the directions of one table hold behind holes together, against its limit, and
+/// the holes skipped early to stay within it.
+#[derive(Default)]
+struct Budget {
+    limit: usize,
+    held: usize,
+    holes: u64,
+    hole_bytes: i64,
+}
+
 /// `tcp_reassembly.Direction`: one side's bytes in sequence order, first copy wins, holes counted and skipped.
 #[derive(Default)]
 struct Direction {
@@ -86,8 +100,30 @@ impl Direction {
         }
     }
 
-    /// A segment's captured payload and its length on the wire.
-    fn add(&mut self, seq: u32, data: &[u8], length: usize) -> Vec<Chunk> {
+    /// What the direction holds against its table's budget: each waiting segment's bytes and SEGMENT_OVERHEAD.
+    fn held(&self) -> usize {
+        self.waiting_bytes + SEGMENT_OVERHEAD * self.waiting.len()
+    }
+
+    /// A segment's captured payload and its length on the wire; past the budget (the table's directions together),
+    /// this direction's holes are skipped until it fits again or nothing waits here (`Direction.add`).
+    fn add(&mut self, seq: u32, data: &[u8], length: usize, budget: &mut Budget) -> Vec<Chunk> {
+        let before = self.held();
+        let elsewhere = budget.held - before;
+        let mut out = self.add_wire(seq, data, length);
+        while !self.waiting.is_empty() && elsewhere + self.held() > budget.limit {
+            let skipped = self.skip_hole();
+            if let Some(Chunk::Hole(hole)) = skipped.first() {
+                budget.holes += 1;
+                budget.hole_bytes += hole;
+            }
+            out.extend(skipped);
+        }
+        budget.held = elsewhere + self.held();
+        out
+    }
+
+    fn add_wire(&mut self, seq: u32, data: &[u8], length: usize) -> Vec<Chunk> {
         let mut out = self.add_captured(seq, data);
         if length > data.len() {
             if let Some(next) = self.next_seq {
@@ -183,6 +219,15 @@ impl Direction {
             self.advance(data.len() as i64);
             out.push(Chunk::Data(data));
         }
+        // a map emptied keeps its buckets: 512 segments that waited leave ~30 kB a direction (65,536 connections:
+        // 4 GB the budget no longer sees), so what outgrew what waits is given back
+        if self.waiting.is_empty() {
+            if self.waiting.capacity() > 16 {
+                self.waiting = HashMap::new();
+            }
+        } else if self.waiting.capacity() > 64 && self.waiting.len() * 4 < self.waiting.capacity() {
+            self.waiting.shrink_to_fit();
+        }
         out
     }
 
@@ -246,6 +291,12 @@ struct Conn {
     ended: Option<f64>,
 }
 
+impl Conn {
+    fn held(&self) -> usize {
+        self.dirs[0].held() + self.dirs[1].held()
+    }
+}
+
 enum Slot {
     Tshark,
     Native(Box<Conn>),
@@ -276,6 +327,14 @@ struct Counts {
     ics_damaged: u64,
 }
 
+/// What a table slot's connection held behind holes (released when it leaves the table).
+fn slot_held(slot: &Slot) -> usize {
+    match slot {
+        Slot::Native(conn) => conn.held(),
+        Slot::Tshark => 0,
+    }
+}
+
 /// The connection table of one deep-path run over Rust engines (see the module's doc).
 #[pyclass(module = "collectors._rs")]
 pub struct TcpTable {
@@ -295,6 +354,7 @@ pub struct TcpTable {
     next_sweep: Option<f64>,
     max_connections: usize,
     counts: Counts,
+    budget: Budget,
 }
 
 fn be16(b: &[u8], at: usize) -> u16 {
@@ -311,6 +371,7 @@ impl TcpTable {
         let order = match self.conns.get_mut(&key) {
             Some(entry) => {
                 let order = entry.0;
+                self.budget.held -= slot_held(&entry.1);
                 entry.1 = slot;
                 self.natives.remove(&order);
                 self.decisions.remove(&order);
@@ -332,6 +393,7 @@ impl TcpTable {
 
     fn pop(&mut self, key: &Key) -> Option<Slot> {
         let (order, slot) = self.conns.remove(key)?;
+        self.budget.held -= slot_held(&slot);
         self.natives.remove(&order);
         self.decisions.remove(&order);
         Some(slot)
@@ -412,7 +474,7 @@ impl TcpTable {
             }
         }
         let step = match self.conns.get_mut(&key) {
-            Some((_, Slot::Native(conn))) => segment_step(conn, seg),
+            Some((_, Slot::Native(conn))) => segment_step(conn, seg, &mut self.budget),
             _ => return Ok(false),
         };
         let Some((kind, id, from_client, chunks)) = step else {
@@ -676,7 +738,7 @@ impl TcpTable {
 /// endpoints (`_reused`: after both FINs or a RST, a SYN or a segment later than Zeek keeps a closed connection's
 /// state; or a sequence number too far from its direction's stream); else (kind, id, from the client, the chunks
 /// reassembly handed on when it carries payload).
-fn segment_step(conn: &mut Conn, seg: &Segment<'_>) -> Option<(u8, u64, bool, Option<Vec<Chunk>>)> {
+fn segment_step(conn: &mut Conn, seg: &Segment<'_>, budget: &mut Budget) -> Option<(u8, u64, bool, Option<Vec<Chunk>>)> {
     let (src, _) = address(seg.src);
     let from_client = conn.client == (src, seg.src.len() as u8, seg.sport);
     let side = if from_client { 0 } else { 1 };
@@ -698,7 +760,7 @@ fn segment_step(conn: &mut Conn, seg: &Segment<'_>) -> Option<(u8, u64, bool, Op
             conn.ended = Some(seg.ts);
         }
     }
-    let chunks = (seg.plen > 0).then(|| conn.dirs[side].add(seg.seq, seg.payload, seg.plen));
+    let chunks = (seg.plen > 0).then(|| conn.dirs[side].add(seg.seq, seg.payload, seg.plen, budget));
     Some((conn.kind, conn.id, from_client, chunks))
 }
 
@@ -710,12 +772,15 @@ fn is_ics(kind: u8) -> bool {
 impl TcpTable {
     /// `owner`: the `TcpNative` whose `_table_decide`, `_table_ics_feed`, `_table_ics_damage`, `_table_ics_drop`,
     /// `_expire_readers` and `_failed` the table calls; `wrap` turns an engine's JSON bytes into a run's document;
-    /// `max_connections`: connections and decisions held before the oldest is closed.
+    /// `max_connections`: connections and decisions held before the oldest is closed; `max_held_bytes`: what may
+    /// wait behind holes in all connections together (each segment charged its bytes and SEGMENT_OVERHEAD).
     #[new]
-    #[pyo3(signature = (http, tls, ftp, dnp3, s7comm, owner, wrap, max_connections = MAX_CONNECTIONS))]
+    #[pyo3(signature = (http, tls, ftp, dnp3, s7comm, owner, wrap, max_connections = MAX_CONNECTIONS,
+                        max_held_bytes = MAX_HELD_BYTES))]
     #[allow(clippy::too_many_arguments)]
     fn new(http: Py<HttpEngine>, tls: Py<TlsEngine>, ftp: Py<FtpEngine>, dnp3: Py<Dnp3Engine>,
-           s7comm: Py<S7commEngine>, owner: PyObject, wrap: PyObject, max_connections: usize) -> Self {
+           s7comm: Py<S7commEngine>, owner: PyObject, wrap: PyObject, max_connections: usize,
+           max_held_bytes: usize) -> Self {
         TcpTable {
             http,
             tls,
@@ -731,6 +796,7 @@ impl TcpTable {
             next_sweep: None,
             max_connections,
             counts: Counts::default(),
+            budget: Budget { limit: max_held_bytes, ..Budget::default() },
         }
     }
 
@@ -789,11 +855,19 @@ impl TcpTable {
         Ok(())
     }
 
-    /// (frames, handed_back, gaps, gap_bytes, reused, ics_damaged): `native_tcp.Stats`' counters kept here.
+    /// (frames, handed_back, gaps, gap_bytes, reused, ics_damaged, budget_holes, budget_hole_bytes):
+    /// `native_tcp.Stats`' counters kept here.
     #[getter]
-    fn counts(&self) -> (u64, u64, u64, i64, u64, u64) {
+    fn counts(&self) -> (u64, u64, u64, i64, u64, u64, u64, i64) {
         let c = &self.counts;
-        (c.frames, c.handed_back, c.gaps, c.gap_bytes, c.reused, c.ics_damaged)
+        (c.frames, c.handed_back, c.gaps, c.gap_bytes, c.reused, c.ics_damaged, self.budget.holes,
+         self.budget.hole_bytes)
+    }
+
+    /// What the table's connections hold behind holes now, as the budget counts it.
+    #[getter]
+    fn held_bytes(&self) -> usize {
+        self.budget.held
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
@@ -832,26 +906,43 @@ mod tests {
     fn reorders_and_first_copy_wins() {
         let mut d = Direction::default();
         d.syn(99);
-        assert!(d.add(105, b"world", 5).is_empty());
-        assert_eq!(data(&d.add(100, b"hello", 5)), b"helloworld");
-        assert!(d.add(100, b"HELLO", 5).is_empty());
+        assert!(d.add_wire(105, b"world", 5).is_empty());
+        assert_eq!(data(&d.add_wire(100, b"hello", 5)), b"helloworld");
+        assert!(d.add_wire(100, b"HELLO", 5).is_empty());
     }
 
     #[test]
     fn wraps_around() {
         let mut d = Direction::default();
         d.syn(u32::MAX - 2);
-        assert_eq!(data(&d.add(u32::MAX - 1, b"abcd", 4)), b"abcd");
-        assert_eq!(data(&d.add(2, b"ef", 2)), b"ef");
+        assert_eq!(data(&d.add_wire(u32::MAX - 1, b"abcd", 4)), b"abcd");
+        assert_eq!(data(&d.add_wire(2, b"ef", 2)), b"ef");
     }
 
     #[test]
     fn snap_cut_is_a_hole() {
         let mut d = Direction::default();
         d.syn(0);
-        let out = d.add(1, b"ab", 10);
+        let out = d.add_wire(1, b"ab", 10);
         assert!(matches!(out.last(), Some(Chunk::Hole(8))));
         assert_eq!(d.gap_bytes, 8);
         assert_eq!(d.next_seq, Some(11));
+    }
+
+    #[test]
+    fn past_the_budget_a_direction_skips_its_holes() {
+        let mut budget = Budget { limit: 2 * (SEGMENT_OVERHEAD + 5), ..Budget::default() };
+        let (mut a, mut b) = (Direction::default(), Direction::default());
+        a.syn(99);
+        b.syn(999);
+        assert!(a.add(110, b"later", 5, &mut budget).is_empty());
+        assert!(b.add(1010, b"later", 5, &mut budget).is_empty());
+        assert_eq!(budget.held, 2 * (SEGMENT_OVERHEAD + 5));
+        // a third waiting segment would pass the budget: its direction gives up its hole
+        let out = a.add(120, b"after", 5, &mut budget);
+        assert!(matches!(out[0], Chunk::Hole(10)));
+        assert_eq!(data(&out), b"later");
+        assert_eq!((budget.holes, budget.hole_bytes, budget.held), (1, 10, 2 * (SEGMENT_OVERHEAD + 5)));
+        assert_eq!(a.next_seq, Some(115));
     }
 }

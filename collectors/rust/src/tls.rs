@@ -142,12 +142,28 @@ struct Frame {
     key_shares: Vec<u16>,
 }
 
+/// A buffer whose read part was cut off, given back what it outgrew: a record or handshake message read whole must
+/// not keep its size (up to 2 x MAX_HANDSHAKE_BYTES a side) for as long as the connection lasts.
+fn trimmed(mut buf: Vec<u8>) -> Vec<u8> {
+    if buf.capacity() > 4 * buf.len().max(1024) {
+        buf.shrink_to_fit();
+    }
+    buf
+}
+
 #[derive(Default)]
 struct Side {
     buf: Vec<u8>,
     handshake: Vec<u8>,
     encrypted: bool,
     lost: bool,
+}
+
+impl Side {
+    /// What it holds against the engine's `max_held` (`len(side.buf) + len(side.handshake)`).
+    fn held(&self) -> usize {
+        self.buf.len() + self.handshake.len()
+    }
 }
 
 /// One connection: `tls_wire.TlsConnection` and its endpoints (client first).
@@ -209,7 +225,7 @@ impl Conn {
             Vec::new()
         } else if buffered {
             buf.drain(..pos);
-            buf
+            trimmed(buf)
         } else {
             data[pos..].to_vec()
         };
@@ -270,7 +286,7 @@ impl Conn {
             }
         }
         data.drain(..pos);
-        self.sides[idx].handshake = data;
+        self.sides[idx].handshake = trimmed(data);
     }
 
     fn hello(&mut self, stats: &mut Stats, mut r: Reader<'_>, client: bool, frame: &mut Frame) {
@@ -653,6 +669,8 @@ fn version_of(code: Option<u16>) -> (Option<&'static str>, Option<String>) {
 
 /// The engine: connections' wire state and the analyzer's sessions.
 pub struct Engine {
+    held: usize,     // what the connections hold of records and handshake messages not complete yet (`Held`)
+    max_held: usize, // tls_wire.MAX_HELD_BYTES
     conns: HashMap<u64, Conn>,
     sessions: HashMap<u64, Session>,
     order: BTreeMap<u64, u64>, // insertion order -> session key (dict order)
@@ -665,8 +683,10 @@ pub struct Engine {
 }
 
 impl Engine {
-    pub fn new(certificate: PyObject, fallback: PyObject) -> Self {
+    pub fn new(certificate: PyObject, fallback: PyObject, max_held: usize) -> Self {
         Engine {
+            held: 0,
+            max_held,
             conns: HashMap::new(),
             sessions: HashMap::new(),
             order: BTreeMap::new(),
@@ -684,7 +704,9 @@ impl Engine {
     }
 
     pub fn close(&mut self, conn_id: u64) {
-        self.conns.remove(&conn_id);
+        if let Some(conn) = self.conns.remove(&conn_id) {
+            self.held -= conn.sides[0].held() + conn.sides[1].held();
+        }
     }
 
     pub fn sessions_len(&self) -> usize {
@@ -705,8 +727,21 @@ impl Engine {
             return Err(pyo3::exceptions::PyKeyError::new_err(format!("connection {} not open", conn_id)));
         };
         let mut frame = Frame::default();
+        let idx = usize::from(!from_client);
         for chunk in chunks {
+            // `TlsConnection.feed` with the reader's `Held`: past max_held this direction is read no further
+            let before = conn.sides[idx].held();
             conn.feed(&mut self.stats, from_client, *chunk, &mut frame);
+            let after = conn.sides[idx].held();
+            self.held = self.held + after - before;
+            if after > 0 && self.held > self.max_held {
+                let side = &mut conn.sides[idx];
+                side.lost = true;
+                side.buf = Vec::new();
+                side.handshake = Vec::new();
+                self.held -= after;
+                self.stats.oversized += 1;
+            }
         }
         let (src, dst) = if from_client { (&conn.client, &conn.server) } else { (&conn.server, &conn.client) };
         let (src, dst) = (src.clone(), dst.clone());
