@@ -190,6 +190,13 @@ def evict_oldest(records: dict[Any, Any], limit: int = MAX_OPEN_RECORDS) -> list
     return out
 
 
+def pop_oldest_other(records: dict[Any, Any], current: object) -> Any:
+    """Remove and return the oldest entry (insertion order) that is not ``current``; None when there is none. A
+    table past its byte budget logs the oldest other connections' waiting records this way."""
+    key = next((k for k, v in records.items() if v is not current), None)
+    return None if key is None else records.pop(key)
+
+
 def layers_above_tcp(protocols: list[str]) -> list[str] | None:
     """The layers tshark decoded above the innermost TCP header (None without TCP)."""
     if "tcp" not in protocols:

@@ -22,7 +22,14 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from collectors.protocols.base import Analyzer, RunContext, Warn, evict_oldest, flow_by_server_port
+from collectors.protocols.base import (
+    Analyzer,
+    RunContext,
+    Warn,
+    evict_oldest,
+    flow_by_server_port,
+    pop_oldest_other,
+)
 from collectors.protocols.documents import Flow, Written
 from collectors.protocols.tshark import Packet, to_int
 
@@ -167,10 +174,9 @@ class FtpAnalyzer(Analyzer):
         if len(session.pending) > MAX_PENDING:  # pipelined commands never answered
             yield self.emit(self._answered(session))
         while self.held > MAX_WAITING_BYTES:  # a flood over many sessions: the oldest others' commands are logged
-            stale_key = next((key for key, other in self.sessions.items() if other is not session), None)
-            if stale_key is None:
+            stale = pop_oldest_other(self.sessions, session)
+            if stale is None:
                 break
-            stale = self.sessions.pop(stale_key)
             self.held -= stale.held
             for old in stale.pending:
                 yield self.emit(old)

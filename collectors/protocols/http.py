@@ -42,7 +42,7 @@ from functools import partial
 from typing import Any
 from urllib.parse import unquote
 
-from collectors.protocols.base import Analyzer, RunContext, Warn, evict_oldest, occurrences
+from collectors.protocols.base import Analyzer, RunContext, Warn, evict_oldest, occurrences, pop_oldest_other
 from collectors.protocols.documents import MAX_VALUE_CHARS as MAX_VALUE_CHARS  # the bound the docstring names
 from collectors.protocols.documents import Flow, Written, flow_of
 from collectors.protocols.http_wire import LOST, STATUS_LINE, Message, MessageReader, WireStats
@@ -338,10 +338,9 @@ class HttpAnalyzer(Analyzer):
         while len(st.open) > MAX_PENDING:  # pipelined flood: the oldest waits no longer
             yield from self._close(self._answered(st), st)
         while self.held > MAX_WAITING_BYTES:  # a flood over many connections: the oldest others' requests are logged
-            stale_key = next((key for key, other in self.state.items() if other is not st), None)
-            if stale_key is None:
+            stale = pop_oldest_other(self.state, st)
+            if stale is None:
                 break
-            stale = self.state.pop(stale_key)
             self.held -= stale.held
             for old in stale.open:
                 yield from self._emit_bounded(old, stale)
