@@ -50,6 +50,8 @@ COMPILED = [
     "collectors/protocols/reread.py",
     "collectors/protocols/s7comm.py",
     "collectors/protocols/s7comm_wire.py",
+    "collectors/protocols/smb.py",
+    "collectors/protocols/smb_wire.py",
     "collectors/protocols/tcp_reassembly.py",
     "collectors/protocols/tls.py",
     "collectors/protocols/tls_wire.py",

@@ -141,10 +141,12 @@ class FieldsReader(Protocol):
 
 
 def reader_documents(analyzer: Analyzer, reader: FieldsReader, flow: Flow, from_client: bool,
-                     chunks: Iterable[bytes | int], ts: float, seq: int, layers: list[str]) -> list[Written]:
+                     chunks: Iterable[bytes | int], ts: float, seq: int,
+                     layers: list[str] | Callable[[], list[str]]) -> list[Written]:
     """One frame's reassembled chunks through a connection's ``*_wire`` reader; the PDUs they completed, as tshark
     prints that frame, into the protocol's analyzer (the frame's raw sequence number places them, as it places
-    tshark's)."""
+    tshark's). ``layers``: the frame's layers above TCP, or where to read them once the fields are taken (a
+    reader of several protocols knows them then)."""
     for chunk in chunks:
         reader.feed(from_client, chunk)
     fields = reader.take()
@@ -152,7 +154,8 @@ def reader_documents(analyzer: Analyzer, reader: FieldsReader, flow: Flow, from_
         return []
     fields["tcp_seq_raw"] = [str(seq)]
     src, sport, dst, dport = flow.ends(from_client)
-    return list(analyzer.handle(tcp_packet(ts, src, dst, sport, dport, flow.stream, fields, layers)))
+    stack = layers if isinstance(layers, list) else layers()
+    return list(analyzer.handle(tcp_packet(ts, src, dst, sport, dport, flow.stream, fields, stack)))
 
 
 def cuts_warning(service: str, count: int) -> str:

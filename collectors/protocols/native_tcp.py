@@ -85,6 +85,8 @@ from collectors.protocols.modbus_wire import ModbusReader
 from collectors.protocols.s7comm import S7commAnalyzer
 from collectors.protocols.s7comm_native import PythonS7comm, RustS7comm, native_s7comm
 from collectors.protocols.s7comm_wire import S7commReader
+from collectors.protocols.smb import SmbAnalyzer
+from collectors.protocols.smb_wire import SmbReader, SmbSessions
 from collectors.protocols.tcp_reassembly import Budget, Chunk, Direction, distance
 from collectors.protocols.tls_native import RustTls, native_tls
 from collectors.protocols.tls_wire import HANDSHAKE
@@ -107,9 +109,11 @@ MAX_LINE_BYTES = 8192  # longer command/reply lines are cut here (counted)
 # payload a direction hands the deep path (selection.DEEP_BYTES_PER_DIRECTION, 1 MiB by default), and a new random
 # initial sequence number lands further away 97% of the time
 REUSE_DISTANCE = 64 << 20
-TSHARK, FTP, HTTP, TLS, MODBUS, DNP3, S7COMM, IEC104 = 0, 1, 2, 3, 4, 5, 6, 7
+TSHARK, FTP, HTTP, TLS, MODBUS, DNP3, S7COMM, IEC104, SMB = 0, 1, 2, 3, 4, 5, 6, 7, 8
 READ_TLS = True  # False: TLS connections stay with tshark (the oracle's peer)
 READ_ICS = True  # False: Modbus/TCP, DNP3 over TCP, S7comm and IEC 60870-5-104 stay with tshark (the oracle's peer)
+READ_SMB = True  # False: SMB2 and DCE-RPC over TCP stay with tshark (the oracle's peer)
+SMB_PORTS = frozenset({445, 139})  # the ports tshark decodes SMB on (elsewhere ``other_ports`` looks again)
 # the connection table and reassembly in Rust (``collectors._rs.TcpTable``) where every engine is: False keeps them
 # here (the reference it is tested against)
 RUST_TABLE = True
@@ -122,13 +126,13 @@ ICS_LAYERS = {MODBUS: ["mbtcp", "modbus"], DNP3: ["dnp3"], S7COMM: ["tpkt", "cot
 # the flow path's probes of each: they decide between two ICS ports (``ics_server_port``)
 ICS_PROBES: dict[int, Callable[[bytes, int], bool]] = {
     MODBUS: detect.modbus, DNP3: detect.dnp3, S7COMM: detect.s7comm, IEC104: detect.iec104}
-IcsReader = ModbusReader | Dnp3Reader | S7commReader | Iec104Reader
+IcsReader = ModbusReader | Dnp3Reader | S7commReader | Iec104Reader | SmbReader
 ICS_READERS: dict[int, Callable[[], IcsReader]] = {
     MODBUS: ModbusReader, DNP3: Dnp3Reader, S7COMM: S7commReader, IEC104: Iec104Reader}
 IcsEngine = RustDnp3 | PythonDnp3 | RustS7comm | PythonS7comm  # frame in, document out (``TcpNative.ics_engines``)
-IcsAnalyzer = ModbusAnalyzer | Dnp3Analyzer | S7commAnalyzer | Iec104Analyzer
+IcsAnalyzer = ModbusAnalyzer | Dnp3Analyzer | S7commAnalyzer | Iec104Analyzer | SmbAnalyzer
 ICS_ANALYZERS: dict[int, Callable[[Warn], IcsAnalyzer]] = {
-    MODBUS: ModbusAnalyzer, DNP3: Dnp3Analyzer, S7COMM: S7commAnalyzer, IEC104: Iec104Analyzer}
+    MODBUS: ModbusAnalyzer, DNP3: Dnp3Analyzer, S7COMM: S7commAnalyzer, IEC104: Iec104Analyzer, SMB: SmbAnalyzer}
 
 
 @dataclass
@@ -171,6 +175,21 @@ def ics_server_port(sport: int, dport: int, payload: bytes = b"") -> int:
     return sport if sport in ICS_PORTS else 0
 
 
+def smb_client_sends(sport: int, dport: int, payload: bytes) -> bool | None:
+    """Whether the sender of a connection's first payload is its client, if it is read as SMB or DCE-RPC over TCP
+    (None: it is not). SMB: one side on 445 or 139 and an SMB message after a NetBIOS session header
+    (``detect.smb``). DCE-RPC: a bind or bind acknowledgement (``detect.dce_rpc``) on any other port, as tshark's
+    heuristic finds it on any port (135 is its own)."""
+    head = payload[:PROBE_BYTES]
+    if sport in SMB_PORTS or dport in SMB_PORTS:
+        if sport == dport or not detect.smb(head, len(payload)):
+            return None
+        return dport in SMB_PORTS
+    if detect.dce_rpc(head, len(payload)):
+        return payload[2] == 11  # the client binds
+    return None
+
+
 def ics_damage(reader: IcsReader | None) -> int:
     """What an ICS reader skipped as damaged (Modbus/TCP's reader only ignores what does not look like it)."""
     if isinstance(reader, Dnp3Reader):
@@ -181,6 +200,8 @@ def ics_damage(reader: IcsReader | None) -> int:
         return t.bad_versions + t.bad_lengths + t.evicted
     if isinstance(reader, Iec104Reader):
         return reader.stats.malformed
+    if isinstance(reader, SmbReader):
+        return reader.damaged
     return 0
 
 
@@ -284,7 +305,8 @@ class TcpNative:
         self.budget = Budget(MAX_HELD_BYTES)  # what waits behind holes in all connections (the Rust table's own)
         # with every engine built: the connection table in Rust, which reads plain IPv4 frames in place (``frame``)
         self.table: TcpTable | None = self._rust_table(raw)
-        self.ics_read_here: dict[int, Connection] = {}  # the table's Modbus/TCP and IEC-104 connections, by id
+        self.ics_read_here: dict[int, Connection] = {}  # the table's Modbus/TCP, IEC-104, SMB connections, by id
+        self.smb_sessions = SmbSessions()  # SMB2 trees, over the run's connections (as tshark keeps them)
 
     def _rust_table(self, raw: bool) -> TcpTable | None:
         dnp3, s7comm = self.ics_engines[DNP3], self.ics_engines[S7COMM]
@@ -392,7 +414,10 @@ class TcpNative:
         if p[PLEN] > 0:
             chunks = conn.dirs[side].add(p[SEQ], payload, p[PLEN], self.budget)
             if conn.ics is not None or conn.ics_id is not None:
-                self._read_ics(conn, from_client, ts, p[SEQ], chunks, docs)
+                if not self._read_ics(conn, from_client, ts, p[SEQ], chunks, docs):
+                    self._stats.handed_back += 1
+                    self._to_tshark(key)
+                    return False
             elif not self._read(conn, key, from_client, ts, chunks, docs):
                 if conn.http is not None:
                     self.http.forget(conn.http)
@@ -464,6 +489,8 @@ class TcpNative:
             # on its port, unless the first payload spoke HTTP or TLS (Zeek's DPD; tshark's ICS dissectors refuse it
             # and its second look reads it)
             kind, sender_is_client = ICS_PORTS[ics_port], sport != ics_port or sport == dport
+        elif READ_SMB and (client_sends := smb_client_sends(sport, dport, payload)) is not None:
+            kind, sender_is_client = SMB, client_sends
         return kind, sender_is_client
 
     def _open(self, kind: int, sender_is_client: bool, sender: tuple[bytes, int], receiver: tuple[bytes, int],
@@ -487,16 +514,27 @@ class TcpNative:
             engine.open(self._streams, flow)
         make_ics = ICS_READERS.get(kind) if engine is None else None
         ics = make_ics() if make_ics is not None else None
+        if kind == SMB:
+            ics = SmbReader(self.smb_sessions, cifs=server[1] != 139)
         self._stats.connections += 1
         return Connection(kind, flow, client, ts, http, tls, ics, ics_id, ftp)
 
     # -- the Rust table's calls for what stays in Python (Modbus/TCP and IEC-104 readers, the engines' expiry) ----
     def _table_ics_feed(self, conn_id: int, from_client: bool, chunks: list[Chunk], ts: float,
-                        seq: int) -> list[Written]:
+                        seq: int) -> tuple[list[Written], bool]:
+        """The frame's documents, and whether the connection stays here (False: tshark reads on from this frame)."""
         conn = self.ics_read_here[conn_id]
         assert conn.ics is not None
-        return reader_documents(self.ics[conn.kind], conn.ics, conn.flow, from_client, chunks, ts, seq,
-                                ICS_LAYERS[conn.kind])
+        docs = self._read_python(conn, from_client, chunks, ts, seq)
+        return docs, not (isinstance(conn.ics, SmbReader) and conn.ics.switched)
+
+    def _read_python(self, conn: Connection, from_client: bool, chunks: list[Chunk], ts: float,
+                     seq: int) -> list[Written]:
+        """A frame's chunks through the connection's ``*_wire`` reader and its protocol's analyzer."""
+        reader = conn.ics
+        assert reader is not None
+        layers = reader.layers_taken if isinstance(reader, SmbReader) else ICS_LAYERS[conn.kind]
+        return reader_documents(self.ics[conn.kind], reader, conn.flow, from_client, chunks, ts, seq, layers)
 
     def _table_ics_damage(self, conn_id: int) -> int:
         conn = self.ics_read_here.get(conn_id)
@@ -539,18 +577,20 @@ class TcpNative:
                 self._stats.gaps += 1
 
     def _read_ics(self, conn: Connection, from_client: bool, ts: float, seq: int, chunks: list[Chunk],
-                  docs: list[Written]) -> None:
-        """A frame's bytes through the ICS reader; the PDUs they completed, as tshark prints that frame, into the
-        protocol's analyzer (the frame's raw sequence number places them, as it places tshark's). DNP3 and S7comm:
-        both in their engine (``ics_engines``)."""
-        if conn.ics_id is not None:
-            self._count_holes(chunks)
-            docs += self.ics_engines[conn.kind].feed(conn.ics_id, from_client, chunks, ts, seq)
-            return
-        assert conn.ics is not None
+                  docs: list[Written]) -> bool:
+        """A frame's bytes through the ICS (or SMB) reader; the PDUs they completed, as tshark prints that frame,
+        into the protocol's analyzer (the frame's raw sequence number places them, as it places tshark's). DNP3 and
+        S7comm: both in their engine (``ics_engines``). False: the connection goes back to tshark from this frame
+        (an SMB reader met SMB1 past the negotiation)."""
         self._count_holes(chunks)
-        docs += reader_documents(self.ics[conn.kind], conn.ics, conn.flow, from_client, chunks, ts, seq,
-                                 ICS_LAYERS[conn.kind])
+        if conn.ics_id is not None:
+            docs += self.ics_engines[conn.kind].feed(conn.ics_id, from_client, chunks, ts, seq)
+            return True
+        found = self._read_python(conn, from_client, chunks, ts, seq)
+        if isinstance(conn.ics, SmbReader) and conn.ics.switched:
+            return False
+        docs += found
+        return True
 
     def _close(self, key: tuple) -> list[Written]:
         """Forget a connection: what waited behind holes is read, partial lines end. Should a reader fail on it,

@@ -135,6 +135,8 @@ class SmbAnalyzer(Analyzer):
         evict_oldest(self.pipes)
 
     def _dcerpc(self, pkt: Packet, flow: Flow) -> Iterable[Written]:
+        """Each whole request of the frame: tshark lists every PDU's type and last-fragment flag, the requests'
+        operation numbers, and the names of those whose stub it dissected (last fragments of a bound interface)."""
         types = pkt.values("dcerpc.pkt_type")
         opnums = pkt.values("dcerpc.opnum")
         column = pkt.first(f"_ws.col.{OP_COLUMN}") or ""
@@ -142,13 +144,14 @@ class SmbAnalyzer(Analyzer):
         iface = next((i for i in INTERFACES if pkt.values(f"{i}.opnum")), None)
         over_smb = pkt.has("smb2") or pkt.has("smb")
         last_frags = pkt.values("dcerpc.cn_flags.last_frag")
-        for i, (ptype, opnum_text) in enumerate(zip(types, opnums, strict=False)):
-            if to_int(ptype) != 0:
-                continue
-            if i < len(last_frags) and last_frags[i] in ("0", "False", "false"):
+        requests = [i for i, ptype in enumerate(types) if to_int(ptype) == 0]
+        whole = [i for i in requests if i >= len(last_frags) or last_frags[i] not in ("0", "False", "false")]
+        names = dict(zip(whole, op_names, strict=True)) if len(op_names) == len(whole) else {}
+        for i, opnum_text in zip(requests, opnums, strict=False):
+            if i not in whole:
                 continue  # a fragment of a larger request: the reassembled last fragment carries it
             opnum = to_int(opnum_text)
-            name = op_names[i] if i < len(op_names) and len(op_names) == len(opnums) else None
+            name = names.get(i)
             if name is None or name.isdigit() or name.startswith("Unknown"):
                 name = f"opnum-{opnum}"
             fields = {

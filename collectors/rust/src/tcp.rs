@@ -40,6 +40,7 @@ const MODBUS: u8 = 4;
 const DNP3: u8 = 5;
 const S7COMM: u8 = 6;
 const IEC104: u8 = 7;
+const SMB: u8 = 8; // SMB2 and DCE-RPC over TCP, read by Python's `smb_wire`
 const F_FIN: u8 = 0x01;
 const F_SYN: u8 = 0x02;
 const F_RST: u8 = 0x04;
@@ -484,14 +485,20 @@ impl TcpTable {
             return self.take_inner(py, key, seg, docs);
         };
         if let Some(chunks) = chunks {
-            if is_ics(kind) {
-                self.read_ics(py, kind, id, from_client, seg.ts, seg.seq as u64, &chunks, docs)?;
-            } else if !self.read(py, kind, id, from_client, seg.ts, &chunks, docs)? {
+            let keep = if is_ics(kind) {
+                self.read_ics(py, kind, id, from_client, seg.ts, seg.seq as u64, &chunks, docs)?
+            } else {
+                self.read(py, kind, id, from_client, seg.ts, &chunks, docs)?
+            };
+            if !keep {
                 if kind == HTTP {
                     self.http.bind(py).borrow_mut().engine.forget(id);
                 }
                 if kind == FTP {
                     self.ftp.bind(py).borrow_mut().engine.forget(id);
+                }
+                if kind == SMB {
+                    self.forget(py, kind, id)?; // its reader's state
                 }
                 self.counts.handed_back += 1;
                 self.insert(key, Slot::Tshark);
@@ -577,10 +584,11 @@ impl TcpTable {
         self.counts.gaps += chunks.iter().filter(|c| matches!(c, Chunk::Hole(_))).count() as u64;
     }
 
-    /// A frame's chunks through an ICS reader (the frame's raw sequence number places its documents).
+    /// A frame's chunks through an ICS (or SMB) reader (the frame's raw sequence number places its documents);
+    /// false when the connection goes back to tshark (an SMB reader met SMB1 past the negotiation).
     #[allow(clippy::too_many_arguments)]
     fn read_ics(&mut self, py: Python<'_>, kind: u8, id: u64, from_client: bool, ts: f64, seq: u64, chunks: &[Chunk],
-                docs: &Bound<'_, PyList>) -> PyResult<()> {
+                docs: &Bound<'_, PyList>) -> PyResult<bool> {
         self.count_holes(chunks);
         match kind {
             DNP3 => {
@@ -589,7 +597,8 @@ impl TcpTable {
                     Chunk::Hole(h) => (None, (*h).max(0) as u64),
                 }).collect();
                 let written = self.dnp3.bind(py).borrow_mut().feed_parts(id, from_client, &parts, ts)?;
-                self.push_docs(py, docs, written)
+                self.push_docs(py, docs, written)?;
+                Ok(true)
             }
             S7COMM => {
                 let parts: Vec<Option<&[u8]>> = chunks.iter().map(|c| match c {
@@ -604,7 +613,8 @@ impl TcpTable {
                 let written = engine.engine.feed(id, from_client, &parts, ts, seq)
                     .map_err(|e| pyo3::exceptions::PyValueError::new_err(e.0))?;
                 drop(engine);
-                self.push_docs(py, docs, written.into_iter().collect())
+                self.push_docs(py, docs, written.into_iter().collect())?;
+                Ok(true)
             }
             _ => {
                 let items = PyList::empty_bound(py);
@@ -615,10 +625,11 @@ impl TcpTable {
                     }
                 }
                 let got = self.owner(py)?.call_method1("_table_ics_feed", (id, from_client, items, ts, seq))?;
-                for doc in got.iter()? {
-                    docs.append(doc?)?;
+                let (written, keep): (Bound<'_, PyList>, bool) = got.extract()?;
+                for doc in written.iter() {
+                    docs.append(doc)?;
                 }
-                Ok(())
+                Ok(keep)
             }
         }
     }
@@ -661,7 +672,7 @@ impl TcpTable {
         self.counts.ics_damaged += match kind {
             DNP3 => self.dnp3.bind(py).borrow().conn_damage(id),
             S7COMM => self.s7comm.bind(py).borrow().engine.damage(id),
-            MODBUS | IEC104 => self.owner(py)?.call_method1("_table_ics_damage", (id,))?.extract()?,
+            MODBUS | IEC104 | SMB => self.owner(py)?.call_method1("_table_ics_damage", (id,))?.extract()?,
             _ => 0,
         };
         for side in 0..2 {
@@ -669,7 +680,7 @@ impl TcpTable {
             if is_ics(kind) {
                 if !rest.is_empty() {
                     let seq = conn.dirs[side].next_seq.unwrap_or(0) as u64;
-                    self.read_ics(py, kind, id, side == 0, conn.last_ts, seq, &rest, docs)?;
+                    self.read_ics(py, kind, id, side == 0, conn.last_ts, seq, &rest, docs)?; // nothing follows
                 }
                 self.counts.gap_bytes += conn.dirs[side].gap_bytes;
                 continue;
@@ -765,7 +776,7 @@ fn segment_step(conn: &mut Conn, seg: &Segment<'_>, budget: &mut Budget) -> Opti
 }
 
 fn is_ics(kind: u8) -> bool {
-    matches!(kind, MODBUS | DNP3 | S7COMM | IEC104)
+    matches!(kind, MODBUS | DNP3 | S7COMM | IEC104 | SMB)
 }
 
 #[pymethods]
