@@ -51,7 +51,8 @@ PIPE_TRANSCEIVE = 0x0011C017
 FILE_INFO, FILE_RENAME_INFORMATION = 1, 10
 DCE_REQUEST, DCE_BIND, DCE_ALTER = 0, 11, 14
 LAST_FRAG = 0x02
-_u16, _u32, _u64 = struct.Struct("<H").unpack_from, struct.Struct("<I").unpack_from, struct.Struct("<Q").unpack_from
+_u8, _u16 = struct.Struct("<B").unpack_from, struct.Struct("<H").unpack_from
+_u32, _u64 = struct.Struct("<I").unpack_from, struct.Struct("<Q").unpack_from
 
 Layers = list[str]
 
@@ -251,7 +252,7 @@ class SmbReader:
             if name is not None:  # an empty one too (the share's root), as tshark prints it
                 self._add("smb2_filename", name)
         elif cmd == SET_INFO:
-            if msg[body + 2] == FILE_INFO and msg[body + 3] == FILE_RENAME_INFORMATION:
+            if _u8(msg, body + 2)[0] == FILE_INFO and _u8(msg, body + 3)[0] == FILE_RENAME_INFORMATION:
                 info = off + _u16(msg, body + 8)[0]
                 name = _utf16(msg, info + 20, _u32(msg, info + 16)[0], end)
                 if name is not None:
@@ -273,7 +274,7 @@ class SmbReader:
         if cmd == TREE_CONNECT:
             path = self.tree_requests.pop(msg_id, None)
             if path is not None and status == 0 and tid is not None:
-                self.sessions.add((session, tid), path, msg[body + 2])
+                self.sessions.add((session, tid), path, _u8(msg, body + 2)[0])  # a short body: no tree
 
     def _ntlmssp(self, blob: bytes) -> None:
         """An AUTHENTICATE_MESSAGE's domain, user and workstation (security buffers from the signature)."""

@@ -163,3 +163,24 @@ def test_a_content_length_of_unicode_digits_is_no_length() -> None:
     reader.feed("POST / HTTP/1.1\r\nContent-Length: 9\xb9\r\n\r\nGET /next HTTP/1.1\r\n\r\n".encode("latin-1"), 1.0)
     assert [m.start for m in messages][:1] == [b"POST / HTTP/1.1"]
     assert messages[0].headers["content-length"] == "9\xb9"
+
+
+def test_an_smb2_body_shorter_than_the_byte_read_from_it_is_damage() -> None:
+    """fuzz_smb_wire found: a TREE_CONNECT response (success, to a request the reader had seen) whose body stopped
+    before its share type raised IndexError out of the SMB reader; so did a SET_INFO request as short (seen in the
+    code next to it). Both are malformed (tshark stops there and remembers no tree): counted in ``damaged``, the next
+    message read."""
+    from collectors.protocols.smb_wire import SmbReader, SmbSessions
+    from tests.unit import smb_sessions as s
+
+    sessions = SmbSessions()
+    reader = SmbReader(sessions)
+    for from_client, message in [(s.C, s.tree_connect(4, "\\\\srv\\IPC$")),
+                                 (s.S, s.smb2(3, 4, b"\x10\0", response=True, tid=5)),
+                                 (s.C, s.smb2(17, 5, b"\x21\0", tid=5)),
+                                 (s.C, s.create(6, "svcctl", 5))]:
+        reader.feed(from_client, s.nbss(message))
+    assert (reader.damaged, sessions.trees) == (2, {})
+    assert reader.take() == {"smb2_cmd": ["3", "3", "17", "5"], "smb2_msg_id": ["4", "4", "5", "6"],
+                             "smb2_tree": ["\\\\srv\\IPC$"], "smb2_nt_status": ["0x00000000"],
+                             "smb2_filename": ["svcctl"]}
