@@ -78,9 +78,10 @@ def ingest(
     failed = 0
     engine_used: list[str] = []
 
-    def run(sink: Any, text_sink: Any) -> Any:
+    def run(sink: Any, text_sink: Any, text_only: bool) -> Any:
         nonlocal failed
-        pipe = Pipeline(sink, text_sink=text_sink, observer=observer, max_flows=s.sensor.flow_table_max, deep=deep,
+        pipe = Pipeline(sink, text_sink=text_sink, text_only=text_only, observer=observer,
+                        max_flows=s.sensor.flow_table_max, deep=deep,
                         tshark_path=s.sensor.tshark_path, on_warning=warn, verify_checksums=checksums,
                         engine=engine.value, deep_bytes_max=s.sensor.deep_bytes_per_direction,
                         deep_process_min_bytes=DEEP_PROCESS_MIN_BYTES)
@@ -98,11 +99,11 @@ def ingest(
         return pipe.finish()
 
     if output is Output.ndjson:
-        stats = run(*_ndjson_sinks())
+        stats = run(*_ndjson_sinks(), text_only=True)
         sys.stdout.flush()
     else:
         with writer(offline=True) as w:
-            stats = run(w.add, w.add_text)
+            stats = run(w.add, w.add_text, text_only=False)
     err_console.print(f"{stats.files} file(s), {stats.packets} packets, {stats.conns} connections, "
                       f"{stats.deep_docs} protocol documents, {stats.observations} observations, "
                       f"{stats.flows_evicted} flows evicted early (table full), {stats.warnings} warning(s); "

@@ -64,13 +64,16 @@ class Pipeline:
                  tshark_path: str = "tshark", on_warning: Warn | None = None,
                  on_packets: Callable[[int], None] | None = None, verify_checksums: bool = False,
                  engine: Engine = "auto", deep_bytes_max: int = DEEP_BYTES_PER_DIRECTION,
-                 deep_process_min_bytes: int | None = None, text_sink: TextSink | None = None) -> None:
+                 deep_process_min_bytes: int | None = None, text_sink: TextSink | None = None,
+                 text_only: bool = False) -> None:
         """``deep_process_min_bytes``: files at least this large run their analyzers in a process of their own
         (offline ingest); None never does (the sensor, whose workers already keep every core busy).
         ``text_sink``: where the documents an analyzer process wrote go as their JSON text, unparsed (the NDJSON and
-        Elasticsearch writers: ``DocumentText``); without it they are parsed for ``sink``."""
+        Elasticsearch writers: ``DocumentText``); without it they are parsed for ``sink``. ``text_only``: the text
+        sink only copies the text (NDJSON), so a document's layout is never read (``DocumentText.laid_out``)."""
         self.sink = sink
         self.text_sink = text_sink
+        self.text_only = text_only
         self.observer = observer
         self.deep = deep
         self.deep_bytes_max = deep_bytes_max
@@ -136,7 +139,7 @@ class Pipeline:
         for doc in docs:
             self.stats.deep_docs += 1
             if isinstance(doc, DocumentText):
-                if self.text_sink is not None and not self.observer:
+                if self.text_sink is not None and not self.observer and (self.text_only or doc.laid_out()):
                     self.text_sink(doc)
                     continue
                 doc = doc.parse()
@@ -278,7 +281,8 @@ def main(argv: list[str] | None = None) -> int:
     def warn(msg: str) -> None:
         print(f"warning: {msg}", file=sys.stderr)
 
-    pipe = Pipeline(sink, on_warning=warn, deep_process_min_bytes=DEEP_PROCESS_MIN_BYTES, text_sink=text_sink)
+    pipe = Pipeline(sink, on_warning=warn, deep_process_min_bytes=DEEP_PROCESS_MIN_BYTES, text_sink=text_sink,
+                    text_only=True)
     status = 0
     for path in argv if argv is not None else sys.argv[1:]:
         try:

@@ -138,8 +138,8 @@ class ProcessRun(DocumentQueue):
         self._take_documents(lines[start:] if start else lines)
 
     def _take_documents(self, lines: list[bytes]) -> None:
-        """``["d", document]`` lines into the queue as one list, each kept as its text (``DocumentText``); one
-        without ``make_doc``'s layout is parsed, a damaged one dropped."""
+        """``["d", document]`` lines into the queue as one list, each kept as its text (``DocumentText``: a consumer
+        that needs more than the text reads its layout, ``laid_out``); a damaged one dropped."""
         if not lines:
             return
         docs: list[Shipped] = []

@@ -106,9 +106,10 @@ def _children(pid: int) -> list[int]:
 
 
 def test_the_parent_reads_a_pipe_s_worth_of_lines_in_order_and_survives_a_damaged_one() -> None:
-    """Document lines are parsed and queued in batches; a warning, a frame count or a damaged line between them keeps
-    its place, and the documents around a damaged one still arrive."""
+    """Document lines are queued in batches (as their text); a warning, a frame count or a damaged line between them
+    keeps its place, and the documents around a damaged one still arrive."""
     from collectors.protocols.deep_process import ProcessRun
+    from collectors.protocols.document_text import DocumentText
     from collectors.protocols.stream import DocumentQueue
 
     warnings: list[str] = []
@@ -118,5 +119,5 @@ def test_the_parent_reads_a_pipe_s_worth_of_lines_in_order_and_survives_a_damage
     lines = [b'["d",{"n":1}]', b'["d",{"n":2}]', b'["w","careful"]', b'["d",{"n":3}]', b'["d",{"n":',
              b'["d",{"n":4}]', b'["f",[10,4]]', b'["d",{"n":5}]', b"", b"not json"]
     run._take_lines(lines)
-    assert [doc["n"] for doc in run.ready()] == [1, 2, 3, 4, 5]
+    assert [(doc.parse() if isinstance(doc, DocumentText) else doc)["n"] for doc in run.ready()] == [1, 2, 3, 4, 5]
     assert warnings == ["careful"] and run.reported == (10, 4)

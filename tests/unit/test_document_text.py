@@ -107,3 +107,26 @@ def test_the_process_path_observes_alike() -> None:
     in_process = observations(None)
     assert any(d["secops"]["observation"].get("vendor") for d in in_process)
     assert observations(0) == in_process
+
+
+@pytest.mark.parametrize("text", [
+    b'{"@timestamp":"2020-01-01T00:00:00Z","event":{"dataset":"secops.dns"},"_id":"abc","x":1}',
+    b'{"@timestamp":"2020-01-01T00:00:00Z","event":{"dataset":"secops.dns","ingested":"x"},"_id":"abc"}',
+])
+def test_a_child_s_line_is_kept_as_text_and_its_layout_read_only_when_asked(text: bytes) -> None:
+    """``from_line`` does not read the layout (the NDJSON writer copies the text); a writer that needs the index and
+    id asks ``laid_out``, and the pipeline parses what lacks the layout for it (``Pipeline(text_only=False)``)."""
+    from collectors.ingest import Pipeline
+
+    line = DocumentText.from_line(b'["d",' + text + b"]")
+    assert line is not None and line.text == text and not line.laid_out()
+    good = DocumentText.from_line(b'["d",{"@timestamp":"2020-01-01T00:00:00Z","event":{"dataset":"secops.dns"},'
+                                  b'"_id":"abc"}]')
+    assert good is not None and good.laid_out() and (good.dataset, good.doc_id) == ("secops.dns", "abc")
+    for text_only in (True, False):
+        dicts: list[dict] = []
+        texts: list[DocumentText] = []
+        pipe = Pipeline(dicts.append, deep=False, text_sink=texts.append, text_only=text_only)
+        pipe._ship_deep([line, good])
+        assert texts == ([line, good] if text_only else [good])
+        assert dicts == ([] if text_only else [orjson.loads(text)])

@@ -234,7 +234,7 @@ def test_damaged_ics_units_are_counted_in_one_warning(tmp_path: Path) -> None:
     pipe.process_file(capture)
     pipe.finish()
     assert sum(1 for d in docs if d["event"]["dataset"] == "secops.dnp3") == 1  # the requests share one record
-    assert [w for w in warnings if "natively read ICS: 1 damaged unit(s)" in w]
+    assert [w for w in warnings if "natively read ICS and SMB: 1 damaged unit(s)" in w]
 
 
 DNP3_CAPTURE, S7_CAPTURE = "attacks/ics/dnp3/dnp3.pcap", "attacks/ics/s7comm/snap7.pcap"
