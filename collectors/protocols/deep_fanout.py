@@ -33,6 +33,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable
 
+from collectors.prespawn import DEEP_PROCESSES
 from collectors.protocols.deep_process import ProcessRun
 from collectors.protocols.document_text import Shipped
 from collectors.protocols.expected import ExpectedConnections
@@ -41,7 +42,6 @@ from collectors.protocols.host_pairs import HostPairs
 Warn = Callable[[str], None]
 Shares = list[tuple[bytes, int]]  # per analyzer process: its enhanced packet blocks and their frame count
 
-DEEP_PROCESSES = 2  # analyzer processes per large file (measured on 2 cores: see README, "Whole ingest")
 
 _block = struct.Struct("<II").unpack_from
 _epb = struct.Struct("<I8xI").unpack_from  # interface, (time), captured length
