@@ -78,9 +78,9 @@ def ingest(
     failed = 0
     engine_used: list[str] = []
 
-    def run(sink: Any, text_sink: Any, text_only: bool) -> Any:
+    def run(sink: Any, text_sink: Any, ndjson: Any) -> Any:
         nonlocal failed
-        pipe = Pipeline(sink, text_sink=text_sink, text_only=text_only, observer=observer,
+        pipe = Pipeline(sink, text_sink=text_sink, ndjson=ndjson, observer=observer,
                         max_flows=s.sensor.flow_table_max, deep=deep,
                         tshark_path=s.sensor.tshark_path, on_warning=warn, verify_checksums=checksums,
                         engine=engine.value, deep_bytes_max=s.sensor.deep_bytes_per_direction,
@@ -99,11 +99,11 @@ def ingest(
         return pipe.finish()
 
     if output is Output.ndjson:
-        stats = run(*_ndjson_sinks(), text_only=True)
+        stats = run(*_ndjson_sinks(), sys.stdout.buffer.write)
         sys.stdout.flush()
     else:
         with writer(offline=True) as w:
-            stats = run(w.add, w.add_text, text_only=False)
+            stats = run(w.add, w.add_text, None)
     err_console.print(f"{stats.files} file(s), {stats.packets} packets, {stats.conns} connections, "
                       f"{stats.deep_docs} protocol documents, {stats.observations} observations, "
                       f"{stats.flows_evicted} flows evicted early (table full), {stats.warnings} warning(s); "

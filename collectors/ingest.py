@@ -24,7 +24,7 @@ from collectors.flowpath import DeepCut, Engine, NativeFlowPath, open_flow_path
 from collectors.flows import ConnRecord
 from collectors.prespawn import DEEP_PROCESS_MIN_BYTES
 from collectors.protocols.detect import SERVICES, UPGRADES, Prober
-from collectors.protocols.document_text import DocumentText, Shipped
+from collectors.protocols.document_text import DocumentLines, DocumentText, Shipped
 from collectors.protocols.expected import ExpectedConnections
 from collectors.selection import DEEP_BYTES_PER_DIRECTION
 from secops.ecs import doc_id
@@ -62,15 +62,16 @@ class Pipeline:
                  on_packets: Callable[[int], None] | None = None, verify_checksums: bool = False,
                  engine: Engine = "auto", deep_bytes_max: int = DEEP_BYTES_PER_DIRECTION,
                  deep_process_min_bytes: int | None = None, text_sink: TextSink | None = None,
-                 text_only: bool = False) -> None:
+                 ndjson: Callable[[bytes], object] | None = None) -> None:
         """``deep_process_min_bytes``: files at least this large run their analyzers in a process of their own
         (offline ingest); None never does (the sensor, whose workers already keep every core busy).
         ``text_sink``: where the documents an analyzer process wrote go as their JSON text, unparsed (the NDJSON and
-        Elasticsearch writers: ``DocumentText``); without it they are parsed for ``sink``. ``text_only``: the text
-        sink only copies the text (NDJSON), so a document's layout is never read (``DocumentText.laid_out``)."""
+        Elasticsearch writers: ``DocumentText``); without it they are parsed for ``sink``. ``ndjson``: the text sink
+        only copies the text, and this writes NDJSON bytes as they are: an analyzer process's documents go there a
+        block at a time (``DocumentLines``), and no document's layout is read (``DocumentText.laid_out``)."""
         self.sink = sink
         self.text_sink = text_sink
-        self.text_only = text_only
+        self.ndjson = ndjson
         self.observer = observer
         self.deep = deep
         self.deep_bytes_max = deep_bytes_max
@@ -135,8 +136,16 @@ class Pipeline:
     def _ship_deep(self, docs: Iterable[Shipped]) -> None:
         for doc in docs:
             self.stats.deep_docs += 1
+            if isinstance(doc, DocumentLines):
+                if self.ndjson is not None and self.text_sink is not None and not self.observer:
+                    count, block = doc.ndjson()
+                    self.stats.deep_docs += count
+                    self.ndjson(block)
+                else:
+                    self._ship_deep(doc.documents())
+                continue
             if isinstance(doc, DocumentText):
-                if self.text_sink is not None and not self.observer and (self.text_only or doc.laid_out()):
+                if self.text_sink is not None and not self.observer and (self.ndjson is not None or doc.laid_out()):
                     self.text_sink(doc)
                     continue
                 doc = doc.parse()
@@ -279,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"warning: {msg}", file=sys.stderr)
 
     pipe = Pipeline(sink, on_warning=warn, deep_process_min_bytes=DEEP_PROCESS_MIN_BYTES, text_sink=text_sink,
-                    text_only=True)
+                    ndjson=out.write)
     status = 0
     for path in argv if argv is not None else sys.argv[1:]:
         try:

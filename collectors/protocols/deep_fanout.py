@@ -33,11 +33,13 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable
 
-from collectors.prespawn import DEEP_PROCESSES
+from collectors import prespawn
 from collectors.protocols.deep_process import ProcessRun
 from collectors.protocols.document_text import Shipped
 from collectors.protocols.expected import ExpectedConnections
 from collectors.protocols.host_pairs import HostPairs
+
+DEEP_PROCESSES = prespawn.DEEP_PROCESSES  # analyzer processes per large file (tests lower it)
 
 Warn = Callable[[str], None]
 Shares = list[tuple[bytes, int]]  # per analyzer process: its enhanced packet blocks and their frame count

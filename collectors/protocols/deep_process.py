@@ -33,7 +33,7 @@ from typing import BinaryIO
 import orjson
 
 from collectors import prespawn
-from collectors.protocols.document_text import DOCUMENT_LINE, DocumentText, Shipped
+from collectors.protocols.document_text import DOCUMENT_LINE, DocumentLines
 from collectors.protocols.expected import ExpectedConnections
 from collectors.protocols.stream import _DONE, DocumentQueue, TsharkStdinRun
 from secops.runtime import exit_now, tune_process
@@ -154,20 +154,10 @@ class ProcessRun(DocumentQueue):
         self._take_documents(lines[start:] if start else lines)
 
     def _take_documents(self, lines: list[bytes]) -> None:
-        """``["d", document]`` lines into the queue as one list, each kept as its text (``DocumentText``: a consumer
-        that needs more than the text reads its layout, ``laid_out``); a damaged one dropped."""
-        if not lines:
-            return
-        docs: list[Shipped] = []
-        for line in lines:
-            doc = DocumentText.from_line(line)
-            if doc is not None:
-                docs.append(doc)
-                continue
-            with contextlib.suppress(orjson.JSONDecodeError, ValueError, TypeError):
-                _kind, payload = orjson.loads(line)
-                docs.append(payload)
-        self.docs.put(docs)
+        """``["d", document]`` lines into the queue as they came (``DocumentLines``: the consumer writes them as one
+        block or takes them one by one); damaged ones are dropped there."""
+        if lines:
+            self.docs.put([DocumentLines(lines)])
 
     def _take(self, line: bytes) -> None:
         try:

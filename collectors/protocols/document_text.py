@@ -90,4 +90,30 @@ class DocumentText:
         return b"".join((text[:cut], text[end:at], b'"ingested":"', ingested.encode(), b'",', text[at:]))
 
 
-Shipped = dict[str, Any] | DocumentText  # a finished deep-path document as a run hands it on
+class DocumentLines:
+    """A child's document lines as its pipe delivered them (``["d",{...}]``, one or a damaged one each): written as
+    one NDJSON block by a writer that only copies text (``ndjson``; 0.2 s of the parent's CPU on the 1M-packet
+    benchmark went to handling 140k documents one by one), else taken one by one (``documents``)."""
+
+    __slots__ = ("lines",)
+
+    def __init__(self, lines: list[bytes]) -> None:
+        self.lines = lines
+
+    def ndjson(self) -> tuple[int, bytes]:
+        """(how many documents, their text one per line); damaged lines (cut short) are left out."""
+        cut = len(DOCUMENT_LINE)
+        kept = [line[cut:-1] for line in self.lines if line.endswith(b"]")]
+        return len(kept), b"\n".join(kept) + b"\n" if kept else b""
+
+    def documents(self) -> list[dict[str, Any] | DocumentText]:
+        """Each document as its text (``DocumentText``); a damaged line dropped."""
+        docs: list[dict[str, Any] | DocumentText] = []
+        for line in self.lines:
+            doc = DocumentText.from_line(line)
+            if doc is not None:
+                docs.append(doc)
+        return docs
+
+
+Shipped = dict[str, Any] | DocumentText | DocumentLines  # finished deep-path documents as a run hands them on

@@ -108,10 +108,11 @@ def _children(pid: int) -> list[int]:
 
 
 def test_the_parent_reads_a_pipe_s_worth_of_lines_in_order_and_survives_a_damaged_one() -> None:
-    """Document lines are queued in batches (as their text); a warning, a frame count or a damaged line between them
-    keeps its place, and the documents around a damaged one still arrive."""
+    """Document lines are queued in batches (as the lines came: one NDJSON block for a writer that copies text, or
+    one by one); a warning, a frame count or a damaged line between them keeps its place, and the documents around a
+    damaged one still arrive."""
     from collectors.protocols.deep_process import ProcessRun
-    from collectors.protocols.document_text import DocumentText
+    from collectors.protocols.document_text import DocumentLines
     from collectors.protocols.stream import DocumentQueue
 
     warnings: list[str] = []
@@ -121,7 +122,11 @@ def test_the_parent_reads_a_pipe_s_worth_of_lines_in_order_and_survives_a_damage
     lines = [b'["d",{"n":1}]', b'["d",{"n":2}]', b'["w","careful"]', b'["d",{"n":3}]', b'["d",{"n":',
              b'["d",{"n":4}]', b'["f",[10,4]]', b'["d",{"n":5}]', b"", b"not json"]
     run._take_lines(lines)
-    assert [(doc.parse() if isinstance(doc, DocumentText) else doc)["n"] for doc in run.ready()] == [1, 2, 3, 4, 5]
+    queued = run.ready()
+    assert all(isinstance(item, DocumentLines) for item in queued)
+    assert [doc.parse()["n"] for item in queued for doc in item.documents()] == [1, 2, 3, 4, 5]
+    assert b"".join(item.ndjson()[1] for item in queued) == b'{"n":1}\n{"n":2}\n{"n":3}\n{"n":4}\n{"n":5}\n'
+    assert sum(item.ndjson()[0] for item in queued) == 5
     assert warnings == ["careful"] and run.reported == (10, 4)
 
 

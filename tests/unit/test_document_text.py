@@ -115,7 +115,7 @@ def test_the_process_path_observes_alike() -> None:
 ])
 def test_a_child_s_line_is_kept_as_text_and_its_layout_read_only_when_asked(text: bytes) -> None:
     """``from_line`` does not read the layout (the NDJSON writer copies the text); a writer that needs the index and
-    id asks ``laid_out``, and the pipeline parses what lacks the layout for it (``Pipeline(text_only=False)``)."""
+    id asks ``laid_out``, and the pipeline parses what lacks the layout for it (a ``Pipeline`` without ``ndjson``)."""
     from collectors.ingest import Pipeline
 
     line = DocumentText.from_line(b'["d",' + text + b"]")
@@ -126,7 +126,8 @@ def test_a_child_s_line_is_kept_as_text_and_its_layout_read_only_when_asked(text
     for text_only in (True, False):
         dicts: list[dict] = []
         texts: list[DocumentText] = []
-        pipe = Pipeline(dicts.append, deep=False, text_sink=texts.append, text_only=text_only)
+        ndjson = (lambda _block: None) if text_only else None
+        pipe = Pipeline(dicts.append, deep=False, text_sink=texts.append, ndjson=ndjson)
         pipe._ship_deep([line, good])
         assert texts == ([line, good] if text_only else [good])
         assert dicts == ([] if text_only else [orjson.loads(text)])
