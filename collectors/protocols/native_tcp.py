@@ -367,6 +367,8 @@ class TcpNative:
         if isinstance(conn, Connection):
             self.budget.held -= conn.held()
             del self._natives[key]
+            if isinstance(conn.ics, SmbReader):
+                conn.ics.release()
         self.conns[key] = TSHARK
 
     def _failed(self, exc: Exception, then: str) -> None:
@@ -547,7 +549,9 @@ class TcpNative:
         return ics_damage(conn.ics) if conn is not None else 0
 
     def _table_ics_drop(self, conn_id: int) -> None:
-        self.ics_read_here.pop(conn_id, None)
+        conn = self.ics_read_here.pop(conn_id, None)
+        if conn is not None and isinstance(conn.ics, SmbReader):
+            conn.ics.release()
 
     def _read(self, conn: Connection, key: tuple, from_client: bool, ts: float, chunks: list[Chunk],
               docs: list[Written]) -> bool:
@@ -611,6 +615,9 @@ class TcpNative:
         except Exception:
             self._forget(conn)
             raise
+        finally:
+            if isinstance(conn.ics, SmbReader):
+                conn.ics.release()
 
     def _close_quietly(self, key: tuple) -> list[Written]:
         """``_close`` for a connection other than the current frame's (idle, or at the end): a reader's failure on

@@ -20,6 +20,7 @@ of one datagram; damage is counted in :class:`QuicStats`.
 
 from __future__ import annotations
 
+import hmac
 from typing import Any
 
 from collectors.protocols.tls_wire import Frame, TlsConnection, TlsStats
@@ -76,22 +77,20 @@ def varint(data: bytes, pos: int) -> tuple[int, int]:
 
 
 def expand_label(secret: bytes, label: str, length: int) -> bytes:
-    """HKDF-Expand-Label (RFC 8446 7.1) with an empty context."""
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand
-
+    """HKDF-Expand-Label (RFC 8446 7.1) with an empty context, for at most one SHA-256 output (32 bytes): HKDF-Expand's
+    first block, T(1) = HMAC(secret, info | 0x01) (RFC 5869 2.3). hmac.digest is OpenSSL's one-shot HMAC: 1 us where
+    cryptography's HKDFExpand took 4 us, three times per direction of each QUIC flow."""
+    if length > 32:
+        raise ValueError("one SHA-256 block at most")
     full = b"tls13 " + label.encode()
     info = length.to_bytes(2, "big") + bytes((len(full),)) + full + b"\x00"
-    out: bytes = HKDFExpand(hashes.SHA256(), length, info).derive(secret)
-    return out
+    return hmac.digest(secret, info + b"\x01", "sha256")[:length]
 
 
 def initial_secrets(version: int, dcid: bytes) -> tuple[bytes, bytes]:
     """(client, server) Initial secrets of a Destination Connection ID (RFC 9001 5.2, RFC 9369 3.3.1)."""
-    import hmac
-
     salt = SALT_V1 if version == V1 else SALT_V2 if version == V2 else SALT_DRAFT29
-    initial = hmac.new(salt, dcid, "sha256").digest()
+    initial = hmac.digest(salt, dcid, "sha256")
     return expand_label(initial, "client in", 32), expand_label(initial, "server in", 32)
 
 

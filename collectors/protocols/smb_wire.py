@@ -23,6 +23,8 @@ either reader. What is read ([MS-SMB2], [MS-SMB], DCE 1.1 RPC, [MS-NLMP]):
 - **SMB1** only as far as the multi-protocol NEGOTIATE that opens SMB2 sessions. Any other SMB1 message, or an SMB2
   compressed message, sets ``switched``: tshark reads the connection on from that frame (``native_tcp``'s hand-back).
 
+Memory: at most ``MAX_HELD_BYTES`` of unfinished messages and PDUs over a run's readers (``SmbSessions``); the
+reader that crosses it drops what it held, counted in ``damaged``. ``release`` gives a connection's bytes back.
 The server's DCE-RPC PDUs are not read (the analyzer logs requests); SMB messages longer than ``MAX_KEPT_BYTES``
 are read from their first bytes and the rest skipped (file data). A hole, or bytes that are not a NetBIOS session
 header where one should start, stop a direction until a segment starts with one again (counted in ``damaged``).
@@ -40,7 +42,11 @@ from collectors.protocols.smb import LOGGED_SMB2
 MAX_KEPT_BYTES = 64 << 10  # of one SMB message: headers and small bodies (longer ones carry file data)
 MAX_PIPE_BYTES = 64 << 10  # a DCE-RPC PDU put together from pipe writes (longer: dropped, counted)
 MAX_TREES = 65_536  # trees remembered over all sessions of a run (the oldest go first)
-MAX_PENDING = 1024  # TREE_CONNECT requests waiting for their answer, per connection
+MAX_PENDING = 1024  # TREE_CONNECT requests waiting for their answer, binds, per connection
+MAX_PIPES = 16  # pipes with a DCE-RPC PDU under way, per connection (the oldest go first)
+# what all SMB readers of a run hold of messages and PDUs not yet whole; past it, the reader that crossed it drops
+# what it held (counted in ``damaged``), as the TCP table's budget makes the direction that crosses it skip its holes
+MAX_HELD_BYTES = 32 << 20
 NBSS_MESSAGE, NBSS_KEEPALIVE = 0x00, 0x85
 NBSS_TYPES = frozenset({0x00, 0x81, 0x82, 0x83, 0x84, 0x85})
 SMB1, SMB2, SMB2_TRANSFORM, SMB2_COMPRESSED = b"\xffSMB", b"\xfeSMB", b"\xfdSMB", b"\xfcSMB"
@@ -58,12 +64,15 @@ Layers = list[str]
 
 
 class SmbSessions:
-    """SMB2 trees by (session id, tree id), over all connections of a run, as tshark keeps them."""
+    """SMB2 trees by (session id, tree id), over all connections of a run, as tshark keeps them; what the run's
+    readers hold (``MAX_HELD_BYTES``)."""
 
-    __slots__ = ("trees",)
+    __slots__ = ("held", "limit", "trees")
 
-    def __init__(self) -> None:
+    def __init__(self, limit: int = MAX_HELD_BYTES) -> None:
         self.trees: dict[tuple[int, int], tuple[str, int]] = {}  # -> (name, share type)
+        self.held = 0
+        self.limit = limit
 
     def add(self, key: tuple[int, int], name: str, share_type: int) -> None:
         self.trees.pop(key, None)
@@ -99,6 +108,7 @@ class SmbReader:
         self.tree_requests: dict[int, str] = {}  # TREE_CONNECT message id -> path
         self.binds: dict[tuple[bytes, int], str | None] = {}  # (file id or b"", context id) -> interface
         self.pipes: dict[bytes, bytearray] = {}  # file id -> a DCE-RPC PDU under way in its writes
+        self.held = 0  # of ``sessions.held``: the bytes its sides and pipes hold
         self.frame_layers: Layers = []
         self._clear()
 
@@ -132,8 +142,28 @@ class SmbReader:
         if self.rpc_over_tcp:
             if from_client:
                 self._rpc_stream(side, chunk)
-            return
-        self._nbss(side, chunk, from_client)
+        else:
+            self._nbss(side, chunk, from_client)
+        self._count_held(side)
+
+    def _count_held(self, side: _Side) -> None:
+        """What this reader holds, into the run's count; past the run's budget, what the direction just fed and
+        the pipes held is dropped (counted)."""
+        self._recount()
+        if self.sessions.held > self.sessions.limit:
+            self._lose(side)
+            self.pipes.clear()
+            self._recount()
+
+    def _recount(self) -> None:
+        held = sum(len(s.buf) + len(s.head) for s in self.sides) + sum(len(w) for w in self.pipes.values())
+        self.sessions.held += held - self.held
+        self.held = held
+
+    def release(self) -> None:
+        """The connection is gone (or over the budget): what it held leaves the run's count."""
+        self.sessions.held -= self.held
+        self.held = 0
 
     def _lose(self, side: _Side) -> None:
         if not side.lost:
@@ -316,8 +346,9 @@ class SmbReader:
             at += length
         rest = waiting[at:]
         if rest and len(rest) <= MAX_PIPE_BYTES:
+            self.pipes.pop(fid, None)
             self.pipes[fid] = rest
-            evict_oldest(self.pipes, MAX_PENDING)
+            evict_oldest(self.pipes, MAX_PIPES)
         else:
             self.pipes.pop(fid, None)
             if rest:

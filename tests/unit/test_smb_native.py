@@ -226,3 +226,44 @@ def test_nbss_lengths_on_139_are_17_bits() -> None:
     header = struct.pack(">BBH", 0, 0x02, len(message))  # a reserved flag bit set
     assert read_all([(s.C, header + message)], SmbReader(SmbSessions(), cifs=False))[0]["smb2_cmd"] == ["3"]
     assert read_all([(s.C, header + message)], SmbReader(SmbSessions(), cifs=True)) == [{}]
+
+
+def test_a_run_s_readers_hold_at_most_their_budget() -> None:
+    """1,000 connections each announce a 1 MiB WRITE and send 40 KiB of it: with a 1 MiB budget the run holds about
+    that much (the reader that crosses it drops what it held, counted); every connection's bytes come back."""
+    sessions = SmbSessions(limit=1 << 20)
+    readers = [SmbReader(sessions) for _ in range(1000)]
+    head = s.nbss(s.write(20, s.FID, b"\0" * (1 << 20), 5))[:40 << 10]
+    for reader in readers:
+        reader.feed(s.C, head)
+        assert sessions.held <= (1 << 20) + len(head)
+    assert sum(r.damaged for r in readers) >= 970
+    tree = s.nbss(s.tree_connect(21, "\\\\srv\\E$"))
+    dropped = next(r for r in readers if r.damaged)
+    assert read_all([(s.C, tree)], dropped)[0]["smb2_tree"] == ["\\\\srv\\E$"]  # it reads on from a message start
+    for reader in readers:
+        reader.release()
+    assert sessions.held == 0
+
+
+def test_every_connection_gives_its_bytes_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """After a run (connections closed, handed back to tshark, cut mid-message) the readers hold nothing."""
+    held: list[int] = []
+    original = NativeFrames.finish
+
+    def finish(self: NativeFrames) -> list:
+        out = original(self)
+        assert self.tcp is not None
+        held.append(self.tcp.smb_sessions.held)
+        return out
+
+    monkeypatch.setattr(NativeFrames, "finish", finish)
+    cut = s.session([(s.C, s.nbss(s.negotiate_request(0))), (s.C, s.nbss(s.write(1, s.FID, b"\0" * 5000, 5))[:3000])],
+                    sport=50020)
+    capture = tmp_path / "held.pcapng"
+    capture.write_bytes(stream_header() + pcapng([*s.session(s.psexec()), *s.session(smb1_server(), sport=50008),
+                                                  *cut]))
+    for table in (True, False):
+        monkeypatch.setattr(native_tcp, "RUST_TABLE", table)
+        docs_of(capture, True, monkeypatch)
+    assert held == [0, 0]
