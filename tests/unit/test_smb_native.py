@@ -20,7 +20,6 @@ import pytest
 
 from collectors.protocols import native_tcp
 from collectors.protocols.dcerpc_names import INTERFACES, OPERATIONS
-from collectors.protocols.native import NativeFrames
 from collectors.protocols.smb import INTERFACES as LOGGED_INTERFACES
 from collectors.protocols.smb_wire import MAX_KEPT_BYTES, SmbReader, SmbSessions
 from collectors.selection import stream_header
@@ -126,15 +125,7 @@ def test_a_pdu_header_cut_by_a_segment_end(tmp_path: Path, monkeypatch: pytest.M
 
 def test_hand_back_and_reading_counts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The SMB1 session goes back to tshark at its first message past the NEGOTIATE; the others stay here."""
-    handed: list[int] = []
-    original = NativeFrames.finish
-
-    def finish(self: NativeFrames) -> list:
-        assert self.tcp is not None
-        handed.append(self.tcp.stats.handed_back)
-        return original(self)
-
-    monkeypatch.setattr(NativeFrames, "finish", finish)
+    handed = native_tcp_frames(monkeypatch, lambda tcp: tcp.stats.handed_back)
     docs_of(synthetic_capture(tmp_path), True, monkeypatch)
     assert handed == [1]
 
@@ -248,16 +239,7 @@ def test_a_run_s_readers_hold_at_most_their_budget() -> None:
 
 def test_every_connection_gives_its_bytes_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """After a run (connections closed, handed back to tshark, cut mid-message) the readers hold nothing."""
-    held: list[int] = []
-    original = NativeFrames.finish
-
-    def finish(self: NativeFrames) -> list:
-        out = original(self)
-        assert self.tcp is not None
-        held.append(self.tcp.smb_sessions.held)
-        return out
-
-    monkeypatch.setattr(NativeFrames, "finish", finish)
+    held = native_tcp_frames(monkeypatch, lambda tcp: tcp.smb_sessions.held)
     cut = s.session([(s.C, s.nbss(s.negotiate_request(0))), (s.C, s.nbss(s.write(1, s.FID, b"\0" * 5000, 5))[:3000])],
                     sport=50020)
     capture = tmp_path / "held.pcapng"

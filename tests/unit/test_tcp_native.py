@@ -34,7 +34,7 @@ from collectors.protocols.ftp import eprt, epsv_port, host_port
 from collectors.protocols.http import parse_exchanges, read_through_upgrade
 from collectors.protocols.http_wire import MAX_DECODED_BYTES, Message, MessageReader, WireStats
 from collectors.protocols.native import NativeFrames
-from collectors.protocols.native_tcp import MAX_LINE_BYTES, LineReader, Stats
+from collectors.protocols.native_tcp import MAX_LINE_BYTES, LineReader, Stats, TcpNative
 from collectors.protocols.tcp_reassembly import MAX_WAITING_BYTES, Direction
 from collectors.protocols.tshark import Packet
 from collectors.selection import interface_block, packet_block
@@ -134,15 +134,18 @@ def assert_equal_or_named(capture: Path, native: dict[str, dict], tshark: dict[s
         assert native == tshark
 
 
-def native_tcp_frames(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Filled, at the end of each run, with how many frames the native TCP readers took out of tshark's input."""
+def native_tcp_frames(monkeypatch: pytest.MonkeyPatch,
+                      measure: Callable[[TcpNative], int] = lambda tcp: tcp.stats.frames) -> list[int]:
+    """Filled, at the end of each run, with how many frames the native TCP readers took out of tshark's input (or
+    what ``measure`` reads of them once the run has finished)."""
     taken: list[int] = []
     original = NativeFrames.finish
 
     def finish(self: NativeFrames) -> list[dict]:
+        docs = original(self)
         assert self.tcp is not None
-        taken.append(self.tcp.stats.frames)
-        return original(self)
+        taken.append(measure(self.tcp))
+        return docs
 
     monkeypatch.setattr(NativeFrames, "finish", finish)
     return taken
