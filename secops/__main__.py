@@ -1,5 +1,5 @@
-"""`python -m secops` runs the CLI."""
+"""`python -m secops` runs the CLI, as the `secops` command does (``secops.launch``)."""
 
-from secops.cli import main
+from secops.launch import main
 
 main()
