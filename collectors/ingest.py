@@ -135,7 +135,6 @@ class Pipeline:
     # -- deep path ----------------------------------------------------------------------------------
     def _ship_deep(self, docs: Iterable[Shipped]) -> None:
         for doc in docs:
-            self.stats.deep_docs += 1
             if isinstance(doc, DocumentLines):
                 if self.ndjson is not None and self.text_sink is not None and not self.observer:
                     count, block = doc.ndjson()
@@ -144,6 +143,7 @@ class Pipeline:
                 else:
                     self._ship_deep(doc.documents())
                 continue
+            self.stats.deep_docs += 1
             if isinstance(doc, DocumentText):
                 if self.text_sink is not None and not self.observer and (self.ndjson is not None or doc.laid_out()):
                     self.text_sink(doc)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import queue
 import subprocess
@@ -82,7 +83,7 @@ class ProcessRun(DocumentQueue):
             return prespawn.spawn(name, tshark_path)
         try:
             assert proc.stdin is not None
-            proc.stdin.write(orjson.dumps([name, tshark_path], option=orjson.OPT_APPEND_NEWLINE))
+            proc.stdin.write(json.dumps([name, tshark_path]).encode() + b"\n")  # ASCII: names that are not UTF-8 too
             proc.stdin.flush()
         except (BrokenPipeError, OSError):  # it died waiting: one of our own instead
             proc.kill()
@@ -133,7 +134,8 @@ class ProcessRun(DocumentQueue):
                 lines = (rest + chunk if rest else chunk).split(b"\n")
                 rest = lines.pop()
                 self._take_lines(lines)
-            self._take_lines([rest])
+            if rest:  # a last line without its newline: the child died writing it, so it is parsed (or dropped)
+                self._take(rest)
         finally:
             self._proc.stdout.close()
             status = self._proc.wait()
@@ -260,11 +262,11 @@ def told() -> tuple[str, str] | None:
         if not byte:
             return None
         line += byte
-    name, tshark_path = orjson.loads(line)
+    name, tshark_path = json.loads(line)
     return str(name), str(tshark_path)
 
 
 if __name__ == "__main__":
-    args = told() if sys.argv[1:2] == [prespawn.WAIT] else tuple(sys.argv[1:3])
+    args = told() if sys.argv[1:] == [prespawn.WAIT] else tuple(sys.argv[1:3])  # a file named --wait has a tshark
     # written, spool removed: the parent waits for this exit (0.10-0.13 s less)
     exit_now(main(*args) if args is not None else 0)

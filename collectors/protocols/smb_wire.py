@@ -37,12 +37,16 @@ import uuid
 
 from collectors.protocols.base import evict_oldest
 from collectors.protocols.dcerpc_names import INTERFACES, OPERATIONS
+from collectors.protocols.documents import MAX_VALUE_CHARS
 from collectors.protocols.smb import LOGGED_SMB2
 
 MAX_KEPT_BYTES = 64 << 10  # of one SMB message: headers and small bodies (longer ones carry file data)
 MAX_PIPE_BYTES = 64 << 10  # a DCE-RPC PDU put together from pipe writes (longer: dropped, counted)
-MAX_TREES = 65_536  # trees remembered over all sessions of a run (the oldest go first)
-MAX_PENDING = 1024  # TREE_CONNECT requests waiting for their answer, binds, per connection
+MAX_TREES = 16_384  # trees remembered over all sessions of a run (the oldest go first)
+MAX_PENDING = 1024  # presentation contexts bound, per connection
+MAX_TREE_REQUESTS = 64  # TREE_CONNECT requests waiting for their answer, per connection
+# a tree's path is kept to the length a document holds (documents.MAX_VALUE_CHARS, and one more so it is cut the same)
+MAX_PATH_CHARS = MAX_VALUE_CHARS + 1
 MAX_PIPES = 16  # pipes with a DCE-RPC PDU under way, per connection (the oldest go first)
 # what all SMB readers of a run hold of messages and PDUs not yet whole; past it, the reader that crossed it drops
 # what it held (counted in ``damaged``), as the TCP table's budget makes the direction that crosses it skip its holes
@@ -130,9 +134,11 @@ class SmbReader:
         side = self.sides[0 if from_client else 1]
         if isinstance(chunk, int):
             self._lose(side)
-            return
-        if not chunk or self.switched:
-            return
+        elif chunk and not self.switched:
+            self._read(side, chunk, from_client)
+        self._count_held(side)
+
+    def _read(self, side: _Side, chunk: bytes, from_client: bool) -> None:
         if self.rpc_over_tcp is None:
             self.rpc_over_tcp = chunk[0] == 5
         if side.lost:
@@ -144,7 +150,6 @@ class SmbReader:
                 self._rpc_stream(side, chunk)
         else:
             self._nbss(side, chunk, from_client)
-        self._count_held(side)
 
     def _count_held(self, side: _Side) -> None:
         """What this reader holds, into the run's count; past the run's budget, what the direction just fed and
@@ -203,7 +208,11 @@ class SmbReader:
             take = min(side.want, size - at)
             keep = side.want - side.skip  # the message's bytes still to keep (the rest is skipped)
             if keep > 0:
+                before = len(side.buf)
                 side.buf += data[at:at + min(take, keep)]
+                if before < 5 <= len(side.buf) and self._leaves(side.buf):
+                    self.switched = True  # tshark reads on from this frame, where the message starts
+                    return
             at += take
             side.want -= take
             if side.want == 0:
@@ -213,6 +222,12 @@ class SmbReader:
                     self._message(message, from_client)
 
     # -- SMB -----------------------------------------------------------------------------------------------------
+    @staticmethod
+    def _leaves(head: bytearray) -> bool:
+        """Whether a message that starts so is one tshark reads from here on: SMB1 past the NEGOTIATE, compressed
+        SMB2 (tshark decompresses it)."""
+        return (head[:4] == SMB1 and head[4] != SMB1_NEGOTIATE) or head[:4] == SMB2_COMPRESSED
+
     def _message(self, msg: bytes, from_client: bool) -> None:
         magic = msg[:4]
         self._layer("nbss")
@@ -275,8 +290,8 @@ class SmbReader:
             path = _utf16(msg, off + _u16(msg, body + 4)[0], _u16(msg, body + 6)[0], end)
             if path is not None:
                 self._add("smb2_tree", path)
-                self.tree_requests[msg_id] = path
-                evict_oldest(self.tree_requests, MAX_PENDING)
+                self.tree_requests[msg_id] = path[:MAX_PATH_CHARS]
+                evict_oldest(self.tree_requests, MAX_TREE_REQUESTS)
         elif cmd == CREATE:
             name = _utf16(msg, off + _u16(msg, body + 44)[0], _u16(msg, body + 46)[0], end)
             if name is not None:  # an empty one too (the share's root), as tshark prints it
@@ -335,8 +350,8 @@ class SmbReader:
         at = 0
         while len(waiting) - at >= 16:
             length = _frag_length(waiting, at)
-            if length < 16:
-                waiting = bytearray()
+            if waiting[at] != 5 or length < 16:
+                del waiting[:]
                 at = 0
                 self.damaged += 1
                 break
@@ -344,34 +359,31 @@ class SmbReader:
                 break
             self._pdu(bytes(waiting[at:at + length]), fid)
             at += length
-        rest = waiting[at:]
-        if rest and len(rest) <= MAX_PIPE_BYTES:
-            self.pipes.pop(fid, None)
-            self.pipes[fid] = rest
+        del waiting[:at]  # in place: a PDU written a few bytes a write costs what it adds
+        self.pipes.pop(fid, None)
+        if waiting and len(waiting) <= MAX_PIPE_BYTES:
+            self.pipes[fid] = waiting
             evict_oldest(self.pipes, MAX_PIPES)
-        else:
-            self.pipes.pop(fid, None)
-            if rest:
-                self.damaged += 1
+        elif waiting:
+            self.damaged += 1
 
     def _rpc_stream(self, side: _Side, data: bytes) -> None:
-        """The client's DCE-RPC PDUs over TCP, by their frag length (``head`` holds one under way)."""
-        buf = side.head + data if side.head else data
+        """The client's DCE-RPC PDUs over TCP, by their frag length (``buf`` holds one under way, added to in place:
+        a PDU sent a byte a segment costs what it adds)."""
+        buf = side.buf
+        buf += data
         at = 0
         while len(buf) - at >= 16:
-            if buf[at] != 5:
-                self._lose(side)
-                return
             length = _frag_length(buf, at)
-            if length < 16:
+            if buf[at] != 5 or length < 16:
                 self._lose(side)
                 return
             if len(buf) - at < length:
                 break
-            self._pdu(buf[at:at + length], b"")
+            self._pdu(bytes(buf[at:at + length]), b"")
             at += length
-        side.head = buf[at:]
-        if len(side.head) > MAX_PIPE_BYTES:
+        del buf[:at]
+        if len(buf) > MAX_PIPE_BYTES:
             self._lose(side)
 
     def _pdu(self, pdu: bytes, fid: bytes) -> None:
@@ -399,7 +411,7 @@ class SmbReader:
             return
         count, at = pdu[24], 28
         for _ in range(count):
-            if at + 44 > len(pdu):
+            if at + 24 > len(pdu):  # the context's id, interface and version (its transfer syntaxes may be cut)
                 return
             ctx, transfers = struct.unpack_from(order + "HB", pdu, at)
             raw = pdu[at + 4:at + 20]

@@ -147,6 +147,39 @@ def test_children_started_ahead_give_the_same_documents_and_one_never_taken_exit
     rest, rest_warnings = ingest(paths[1:], own_process=True)
     assert sorted(ahead + rest, key=lambda d: d["_id"]) == sorted(fresh, key=lambda d: d["_id"])
     assert ahead_warnings + rest_warnings == fresh_warnings
+    odd = tmp_path / os.fsdecode(b"capture-\xff.pcap")  # a name that is not UTF-8 (lone surrogates in Python)
+    shutil.copyfile(paths[0], odd)
+    prespawn.start(2)
+    named, _ = ingest([odd], own_process=True)
+    assert sorted(named, key=lambda d: d["_id"]) == sorted(ahead, key=lambda d: d["_id"])
+
+
+def test_a_child_s_last_line_cut_short_is_dropped_and_documents_are_counted_once() -> None:
+    """A child that dies mid-write leaves a last line without its newline: parsed, and dropped when it does not
+    parse (it could end in ``]`` and still be cut). A block of document lines counts its documents, not itself."""
+    import subprocess
+    import sys
+
+    from collectors.protocols.deep_process import ProcessRun
+    from collectors.protocols.document_text import DocumentLines
+    from collectors.protocols.stream import _DONE, DocumentQueue
+
+    run = ProcessRun.__new__(ProcessRun)
+    DocumentQueue.__init__(run, "t", lambda _m: None, None)
+    run.reported, run._stderr = None, []
+    script = "import sys; sys.stdout.buffer.write(b'[\"d\",{\"n\":1}]\\n[\"d\",{\"n\":2}]\\n[\"d\",{\"a\":[1]')"
+    run._proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    run._errors = threading.Thread(target=lambda: None)
+    run._errors.start()
+    run._read()
+    queued: list = []
+    while (batch := run.docs.get()) is not _DONE:
+        queued += batch
+    assert len(queued) == 1 and isinstance(queued[0], DocumentLines)
+    written: list[bytes] = []
+    pipe = Pipeline(lambda _d: None, deep=False, text_sink=lambda _d: None, ndjson=written.append)
+    pipe._ship_deep(queued)
+    assert written == [b'{"n":1}\n{"n":2}\n'] and pipe.stats.deep_docs == 2
 
 
 def test_the_launcher_starts_children_only_for_an_ingest_of_a_large_file(tmp_path: Path,

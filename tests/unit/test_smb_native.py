@@ -249,3 +249,23 @@ def test_every_connection_gives_its_bytes_back(tmp_path: Path, monkeypatch: pyte
         monkeypatch.setattr(native_tcp, "RUST_TABLE", table)
         docs_of(capture, True, monkeypatch)
     assert held == [0, 0]
+
+
+def test_an_smb1_message_cut_across_segments_goes_to_tshark_whole(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """The hand-back is decided where the message starts, so tshark gets its first segment too."""
+    capture = tmp_path / "smb1-cut.pcapng"
+    capture.write_bytes(stream_header() + pcapng(s.session(smb1_server(), sport=50030, split=40)))
+    native = docs_of(capture, True, monkeypatch)
+    assert [d["secops"]["smb"]["command"] for d in smb_documents(native)] == ["NEGOTIATE", "TREE_CONNECT_ANDX"]
+    assert native == docs_of(capture, False, monkeypatch)
+
+
+def test_a_hole_gives_back_what_its_direction_held() -> None:
+    sessions = SmbSessions()
+    reader = SmbReader(sessions)
+    reader.feed(s.C, s.nbss(s.write(20, s.FID, b"\0" * 60000, 5))[:50000])
+    assert sessions.held == reader.held == 50000 - 4  # the message without its NetBIOS header
+    reader.feed(s.C, 10000)
+    reader.feed(s.C, b"\x17" * 100)  # not a message start: skipped
+    assert sessions.held == reader.held == 0
