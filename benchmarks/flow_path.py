@@ -226,7 +226,7 @@ def reporting_exit(code):  # runtime.exit_now leaves without atexit
 os._exit = reporting_exit
 %s
 """
-CLI = "from secops.launch import main\nmain()"  # the `secops` command
+CLI = "from secops.cli import main\nmain()"
 LEAN = "from collectors.ingest import main\nfrom secops.runtime import exit_now\nexit_now(main(sys.argv[1:]))"  # no CLI
 
 

@@ -1,5 +1,5 @@
-"""`python -m secops` runs the CLI, as the `secops` command does (``secops.launch``)."""
+"""`python -m secops` runs the CLI."""
 
-from secops.launch import main
+from secops.cli import main
 
 main()

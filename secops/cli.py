@@ -17,7 +17,6 @@ from rich.table import Table
 from secops import __version__
 from secops.cli_support import CliError, console, err_console, es_client, inert_markup, settings, state, writer
 from secops.config import ConfigError, install_log_redaction, redact_text, redacted
-from secops.launch import command_name
 from secops.runtime import exit_now, tune_process
 
 if TYPE_CHECKING:
@@ -341,6 +340,17 @@ def _connect_scans_to_inventory() -> None:
     scan_cli.connect_inventory(scan_cli.Inventory(merge=merge, preview=preview))
 
 
+def _command_name(args: list[str]) -> str | None:
+    """The top-level command a command line names (the first word after the root's options)."""
+    words = iter(args)
+    for word in words:
+        if word in ("--config", "-c"):
+            next(words, None)
+        elif not word.startswith("-"):
+            return word
+    return None
+
+
 def _expected_errors() -> tuple[type[Exception], ...]:
     """The failures printed as one line: the store's are among them once a command has loaded the store."""
     errors: list[type[Exception]] = [ConfigError, CliError]
@@ -375,7 +385,7 @@ FAST_EXIT = frozenset({"ingest"})
 
 def main() -> None:
     install_log_redaction()
-    command = command_name(sys.argv[1:])
+    command = _command_name(sys.argv[1:])
     _register_once(command)
     tune_process()
     try:

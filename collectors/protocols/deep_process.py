@@ -8,13 +8,11 @@ would to tshark's, and the child runs :class:`~collectors.protocols.stream.Tshar
 JSON line per message to its standard output: ``["d", document]``, ``["w", warning]``, ``["e", [originator,
 responder, port, service, time]]`` for a connection an analyzer announced (FTP data, which the parent's pipeline
 claims), or ``["f", [blocks read, of them given to tshark]]`` after each read of its input (the parent ends a run by
-its tshark's frames). A child started ahead by ``collectors.prespawn`` (``--wait``) reads its name and tshark as
-the first line of its input (a JSON list). A reader thread in the parent turns the lines back into documents,
-warnings and announcements, in order; a document stays the text the child wrote (``DocumentText``) unless its
-consumer needs a dict.
+its tshark's frames). A reader thread in the parent turns the lines back into documents, warnings and announcements,
+in order; a document stays the text the child wrote (``DocumentText``) unless its consumer needs a dict.
 
 A child costs about 0.2 s of CPU to start, so small files (a test trace) keep the analyzers in a thread
-(``collectors.prespawn.DEEP_PROCESS_MIN_BYTES``), and so does the live sensor: its flow workers already keep every core
+(``collectors.ingest.DEEP_PROCESS_MIN_BYTES``), and so does the live sensor: its flow workers already keep every core
 busy, and a child per one-second chunk would only add that cost.
 """
 
@@ -22,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import os
 import queue
 import subprocess
@@ -33,7 +30,6 @@ from typing import BinaryIO
 
 import orjson
 
-from collectors import prespawn
 from collectors.protocols.document_text import DOCUMENT_LINE, DocumentLines
 from collectors.protocols.expected import ExpectedConnections
 from collectors.protocols.stream import _DONE, DocumentQueue, TsharkStdinRun
@@ -60,7 +56,9 @@ class ProcessRun(DocumentQueue):
         self.reported: tuple[int, int] | None = None  # (blocks the child has read, of them given to tshark)
         self._inbox: queue.Queue[memoryview | None] = queue.Queue(maxsize=INBOX_PIECES)
         try:
-            self._proc: subprocess.Popen | None = self._started(name, tshark_path)
+            self._proc: subprocess.Popen | None = subprocess.Popen(
+                [sys.executable, "-m", "collectors.protocols.deep_process", name, tshark_path],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=1 << 16)
         except OSError as exc:
             self._proc = None
             self.failed = self.finished = True
@@ -74,21 +72,6 @@ class ProcessRun(DocumentQueue):
         self._reader.start()
         self._writer = threading.Thread(target=self._write_input, name="secops-deep-input", daemon=True)
         self._writer.start()
-
-    @staticmethod
-    def _started(name: str, tshark_path: str) -> subprocess.Popen:
-        """A child started ahead (told its name and tshark now), or one started here."""
-        proc = prespawn.take()
-        if proc is None:
-            return prespawn.spawn(name, tshark_path)
-        try:
-            assert proc.stdin is not None
-            proc.stdin.write(json.dumps([name, tshark_path]).encode() + b"\n")  # ASCII: names that are not UTF-8 too
-            proc.stdin.flush()
-        except (BrokenPipeError, OSError):  # it died waiting: one of our own instead
-            proc.kill()
-            return prespawn.spawn(name, tshark_path)
-        return proc
 
     @property
     def tshark_frames(self) -> int:
@@ -253,20 +236,5 @@ def main(name: str, tshark_path: str) -> int:
     return 0
 
 
-def told() -> tuple[str, str] | None:
-    """A child started ahead: its name and tshark, the first line of its input (read a byte at a time: the frames
-    after it are read from the descriptor); None when the input ends first (never taken)."""
-    line = b""
-    while not line.endswith(b"\n"):
-        byte = os.read(sys.stdin.fileno(), 1)
-        if not byte:
-            return None
-        line += byte
-    name, tshark_path = json.loads(line)
-    return str(name), str(tshark_path)
-
-
 if __name__ == "__main__":
-    args = told() if sys.argv[1:] == [prespawn.WAIT] else tuple(sys.argv[1:3])  # a file named --wait has a tshark
-    # written, spool removed: the parent waits for this exit (0.10-0.13 s less)
-    exit_now(main(*args) if args is not None else 0)
+    exit_now(main(*sys.argv[1:3]))  # written, spool removed: the parent waits for this exit (0.10-0.13 s less)

@@ -9,8 +9,7 @@ import sys
 
 import typer
 
-from secops.cli import CONTEXT_COMMANDS
-from secops.launch import command_name
+from secops.cli import CONTEXT_COMMANDS, _command_name
 from tests.support import TESTDATA
 
 HEAVY = ("elasticsearch", "openpyxl", "cryptography", "celery", "fastapi")
@@ -44,11 +43,11 @@ def test_each_context_adds_exactly_the_commands_the_root_expects_of_it():
 
 
 def test_the_command_is_the_first_word_after_the_root_options():
-    assert command_name(["ingest", "a.pcap"]) == "ingest"
-    assert command_name(["--config", "x.yaml", "sensor", "run"]) == "sensor"
-    assert command_name(["-c", "ingest", "scan"]) == "scan"  # "ingest" is the config file's name here
-    assert command_name(["--config=x.yaml", "alerts"]) == "alerts"
-    assert command_name(["--help"]) is None
+    assert _command_name(["ingest", "a.pcap"]) == "ingest"
+    assert _command_name(["--config", "x.yaml", "sensor", "run"]) == "sensor"
+    assert _command_name(["-c", "ingest", "scan"]) == "scan"  # "ingest" is the config file's name here
+    assert _command_name(["--config=x.yaml", "alerts"]) == "alerts"
+    assert _command_name(["--help"]) is None
 
 
 def test_ndjson_ingest_loads_neither_the_store_client_nor_the_console():

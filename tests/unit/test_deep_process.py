@@ -11,8 +11,6 @@ import threading
 import time
 from pathlib import Path
 
-import pytest
-
 from collectors.ingest import Pipeline
 from tests.support import TESTDATA
 
@@ -130,28 +128,13 @@ def test_the_parent_reads_a_pipe_s_worth_of_lines_in_order_and_survives_a_damage
     assert warnings == ["careful"] and run.reported == (10, 4)
 
 
-def test_children_started_ahead_give_the_same_documents_and_one_never_taken_exits(tmp_path: Path) -> None:
-    """``prespawn``: children started before the pipeline are told their name and tshark when taken, and give what
-    children started by the run give; one never taken ends with its input (this process's end)."""
-    from collectors import prespawn
-
-    paths = [p for p in CAPTURES if p.exists()]
-    fresh, fresh_warnings = ingest(paths, own_process=True)
-    prespawn.start(3)  # each file's run takes up to two: one is left
-    ahead, ahead_warnings = ingest(paths[:1], own_process=True)
-    assert len(prespawn._ready) == 1
-    left = prespawn._ready.pop()
-    assert left.stdin is not None
-    left.stdin.close()  # as when this process exits
-    assert left.wait(timeout=30) == 0
-    rest, rest_warnings = ingest(paths[1:], own_process=True)
-    assert sorted(ahead + rest, key=lambda d: d["_id"]) == sorted(fresh, key=lambda d: d["_id"])
-    assert ahead_warnings + rest_warnings == fresh_warnings
-    odd = tmp_path / os.fsdecode(b"capture-\xff.pcap")  # a name that is not UTF-8 (lone surrogates in Python)
-    shutil.copyfile(paths[0], odd)
-    prespawn.start(2)
-    named, _ = ingest([odd], own_process=True)
-    assert sorted(named, key=lambda d: d["_id"]) == sorted(ahead, key=lambda d: d["_id"])
+def test_a_file_name_that_is_not_utf8_reaches_its_child(tmp_path: Path) -> None:
+    """The child is given the file's name (its warnings name it): one that is not UTF-8 too."""
+    odd = tmp_path / os.fsdecode(b"capture-\xff.pcap")  # lone surrogates in Python
+    shutil.copyfile(CAPTURES[0], odd)
+    in_thread, _ = ingest([odd], own_process=False)
+    in_process, _ = ingest([odd], own_process=True)
+    assert in_thread and sorted(in_process, key=lambda d: d["_id"]) == sorted(in_thread, key=lambda d: d["_id"])
 
 
 def test_a_child_s_last_line_cut_short_is_dropped_and_documents_are_counted_once() -> None:
@@ -180,17 +163,3 @@ def test_a_child_s_last_line_cut_short_is_dropped_and_documents_are_counted_once
     pipe = Pipeline(lambda _d: None, deep=False, text_sink=lambda _d: None, ndjson=written.append)
     pipe._ship_deep(queued)
     assert written == [b'{"n":1}\n{"n":2}\n'] and pipe.stats.deep_docs == 2
-
-
-def test_the_launcher_starts_children_only_for_an_ingest_of_a_large_file(tmp_path: Path,
-                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    from collectors import prespawn
-
-    big, small = tmp_path / "big.pcap", tmp_path / "small.pcap"
-    big.write_bytes(b"\0" * 64)
-    small.write_bytes(b"\0" * 8)
-    monkeypatch.setattr(prespawn, "DEEP_PROCESS_MIN_BYTES", 32)
-    assert prespawn.wanted([str(small), str(big), "--output", "ndjson"])
-    assert not prespawn.wanted([str(small), "--output", "ndjson"])
-    assert not prespawn.wanted([str(big), "--no-deep"])
-    assert not prespawn.wanted([str(tmp_path / "missing.pcap")])
