@@ -6,8 +6,9 @@
 tshark's display filter (``SmbAnalyzer.FILTER``) would not print. ``SmbAnalyzer`` makes the same documents from
 either reader. What is read ([MS-SMB2], [MS-SMB], DCE 1.1 RPC, [MS-NLMP]):
 
-- **Framing.** SMB over TCP (445, and 139 past the NetBIOS session request): 4-byte NetBIOS session headers, the
-  length 24 bits on 445 as tshark reads it there, 17 on 139 (RFC 1002). DCE-RPC over TCP (135 and the dynamic
+- **Framing.** SMB over TCP (445, and 139 when the connection's first payload is a session message: one opened by a
+  session request stays tshark's): 4-byte NetBIOS session headers, the length 24 bits on 445 as tshark reads it
+  there, 17 on 139 (RFC 1002). DCE-RPC over TCP (135 and the dynamic
   endpoints): PDUs by their frag length. A message is reported in the frame holding its last byte.
 - **SMB2 messages**, compound chains included (``NextCommand``): command, message id, status (responses), the tree
   (share) and file names. A tree is named in a message's header once its TREE_CONNECT was answered: tshark keeps
@@ -21,7 +22,8 @@ either reader. What is read ([MS-SMB2], [MS-SMB], DCE 1.1 RPC, [MS-NLMP]):
   name each presentation context's interface (UUID and major version, ``dcerpc_names``); a request's interface and
   operation name are printed on its last fragment only, as tshark dissects the stub once the call is whole.
 - **SMB1** only as far as the multi-protocol NEGOTIATE that opens SMB2 sessions. Any other SMB1 message, or an SMB2
-  compressed message, sets ``switched``: tshark reads the connection on from that frame (``native_tcp``'s hand-back).
+  compressed message, sets ``switched`` at the frame the message starts in: tshark reads the connection on from there
+  (``native_tcp``'s hand-back).
 
 Memory: at most ``MAX_HELD_BYTES`` of unfinished messages and PDUs over a run's readers (``SmbSessions``); the
 reader that crosses it drops what it held, counted in ``damaged``. ``release`` gives a connection's bytes back.
