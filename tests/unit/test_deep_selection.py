@@ -242,7 +242,7 @@ def test_tshark_runs_are_bounded_by_the_frames_tshark_reads(own_process: bool) -
     import struct as _struct
     import time
 
-    from collectors.protocols.document_text import DocumentText
+    from collectors.protocols.document_text import DocumentLines, DocumentText
     from collectors.protocols.stream import MetadataStream
 
     traces = TESTDATA / "zeek" / "traces"
@@ -276,7 +276,8 @@ def test_tshark_runs_are_bounded_by_the_frames_tshark_reads(own_process: bool) -
         docs += stream.ready()
     docs += stream.close()
     whole = [doc for capture in captures for doc in extract_metadata(capture)]
-    # a process's documents arrive as the JSON text its child wrote
+    # a process's documents arrive as the JSON lines its child wrote
+    docs = [doc for item in docs for doc in (item.documents() if isinstance(item, DocumentLines) else [item])]
     docs = [doc.parse() if isinstance(doc, DocumentText) else doc for doc in docs]
     assert sorted(d["_id"] for d in docs) == sorted(d["_id"] for d in whole) and not warnings
     # a child's count reaches the parent after the write that made it: its run ends one write later
