@@ -15,6 +15,9 @@ complete TCP conversations, DNS-like UDP pairs, ICMP echo and VLAN tags instead 
 and prints a table with the ratio and the peak RSS of each run (getrusage of that process alone; for the
 whole ingest the Python process and its tshark child separately, CPU time of both added up).
 With --ingest-only only rows 2 and 4 run (the deep-path target: >= 2x the peer, peak RSS < 300 MB).
+``--repeat N`` runs the peer and the whole ingest N times, one after the other, and prints each round's ratio and
+their median: on a machine whose speed drifts between runs (tshark alone took 7.7-10.7 s on one file in five
+runs here), one round's ratio can be off by a fifth.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import compileall
 import os
 import random
 import shutil
+import statistics
 import struct
 import subprocess
 import sys
@@ -262,6 +266,8 @@ def main() -> int:
     ap.add_argument("--source", choices=("traces", "synthetic"), default="traces",
                     help="traces: the real test captures repeated with rewritten addresses (tshark dissects real "
                          "protocols); synthetic: generated TCP/UDP/ICMP with zero payloads")
+    ap.add_argument("--repeat", type=int, default=1, metavar="N",
+                    help="rounds of the peer and the whole ingest, alternating; prints the median ratio")
     args = ap.parse_args()
     # bytecode as an installed package has it (pip compiles on install): with PYTHONDONTWRITEBYTECODE set and a
     # source tree just edited, every run would otherwise compile the changed modules again (0.1 s in each run)
@@ -305,10 +311,23 @@ def main() -> int:
               f"load average {os.getloadavg()[0]:.1f}")
         print(f"lean reader (same pipeline without the CLI's imports) / tshark: {dt_t / lean[0][2]:.2f}x by wall "
               f"time, {cpu_t / lean[0][3]:.2f}x by CPU time")
+        if args.repeat > 1:
+            print_rounds(pcap, packets, [(dt_t, dt_i)], args.repeat)
     finally:
         if not args.keep:
             shutil.rmtree(tmp, ignore_errors=True)
     return 0
+
+
+def print_rounds(pcap: Path, packets: int, rounds: list[tuple[float, float]], repeat: int) -> None:
+    """More rounds of the peer and the whole ingest, one after the other; each round's ratio and the median."""
+    while len(rounds) < repeat:
+        peer = measure(["tshark", "-q", "-z", "conv,tcp", "-z", "conv,udp", "-r", str(pcap)])[0]
+        rounds.append((peer, run_ingest(pcap, packets)[0][2]))
+    ratios = [peer / ingest for peer, ingest in rounds]
+    print(f"{repeat} rounds (tshark s / ingest s): " + ", ".join(f"{p:.1f}/{i:.1f}" for p, i in rounds))
+    print(f"whole ingest / tshark by wall time: median {statistics.median(ratios):.2f}x (rounds "
+          f"{min(ratios):.2f}x-{max(ratios):.2f}x)")
 
 
 def run_es_ingest(pcap: Path, tmp: Path, packets: int) -> tuple[str, int, float, float, int]:

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import sys
+import contextlib
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, BinaryIO
 
 import orjson
 import typer
 
 from secops.cli_support import err_console, fail, progress, settings, writer
+from secops.runtime import buffered_stdout
 
 
 class Output(StrEnum):
@@ -28,9 +29,8 @@ sensor_app = typer.Typer(help="Live capture into a rotating pcap spool, shipped 
 pcap_app = typer.Typer(help="The capture spool: list chunks, cut a connection's packets out.", no_args_is_help=True)
 
 
-def _ndjson_sinks() -> tuple[Any, Any]:
-    """(for dicts, for documents kept as JSON text: ``DocumentText``) writing one line each to stdout."""
-    out = sys.stdout.buffer
+def _ndjson_sinks(out: BinaryIO) -> tuple[Any, Any]:
+    """(for dicts, for documents kept as JSON text: ``DocumentText``) writing one line each to ``out``."""
     dumps = orjson.dumps
 
     def sink(doc: dict) -> None:
@@ -99,8 +99,14 @@ def ingest(
         return pipe.finish()
 
     if output is Output.ndjson:
-        stats = run(*_ndjson_sinks(), sys.stdout.buffer.write)
-        sys.stdout.flush()
+        out = buffered_stdout()
+        try:
+            stats = run(*_ndjson_sinks(out), out.write)
+        except BaseException:
+            with contextlib.suppress(OSError, ValueError):
+                out.flush()  # the documents made before the failure still reach the output
+            raise
+        out.flush()
     else:
         with writer(offline=True) as w:
             stats = run(w.add, w.add_text, None)

@@ -276,10 +276,10 @@ def main(argv: list[str] | None = None) -> int:
     import orjson
 
     from collectors.pcapio import CaptureError
-    from secops.runtime import tune_process
+    from secops.runtime import buffered_stdout, tune_process
 
     tune_process()
-    out = sys.stdout.buffer
+    out = buffered_stdout()
 
     def sink(doc: dict[str, Any]) -> None:
         out.write(orjson.dumps(doc, default=str) + b"\n")

@@ -9,6 +9,7 @@ import gc
 import logging
 import os
 import sys
+from typing import BinaryIO
 
 # allocations of container objects between collections of the youngest generation (CPython's default is 700)
 YOUNG_GC_THRESHOLD = 50_000
@@ -50,6 +51,16 @@ def tune_process() -> None:
     """The allocator's and the garbage collector's settings for a process that reads traffic."""
     tune_allocator()
     tune_gc()
+
+
+def buffered_stdout(size: int = 1 << 16) -> BinaryIO:
+    """Standard output as a binary stream of its own, buffered ``size`` bytes. With PYTHONUNBUFFERED set (as most
+    container images set it), ``sys.stdout.buffer`` is the raw file: one write(2) per call, two per NDJSON document
+    (about 180k system calls on the 1M-packet benchmark, each giving up the interpreter lock). What was already
+    written through ``sys.stdout`` is flushed first; the caller flushes this one (it leaves the descriptor open)."""
+    with contextlib.suppress(OSError, ValueError):
+        sys.stdout.flush()
+    return open(sys.stdout.fileno(), "wb", buffering=size, closefd=False)
 
 
 def exit_now(code: int) -> None:

@@ -33,7 +33,7 @@ import orjson
 from collectors.protocols.document_text import DOCUMENT_LINE, DocumentLines
 from collectors.protocols.expected import ExpectedConnections
 from collectors.protocols.stream import _DONE, DocumentQueue, TsharkStdinRun
-from secops.runtime import exit_now, tune_process
+from secops.runtime import buffered_stdout, exit_now, tune_process
 
 Warn = Callable[[str], None]
 
@@ -207,7 +207,7 @@ def main(name: str, tshark_path: str) -> int:
     tune_process()
     # large writes: the parent reads what the pipe holds at once (data channels' announcements need no hurry: the
     # parent holds back connections that may be FTP data until the file's deep path has ended)
-    out = open(sys.stdout.fileno(), "wb", buffering=OUTPUT_BUFFER_BYTES, closefd=False)  # noqa: SIM115
+    out = buffered_stdout(OUTPUT_BUFFER_BYTES)
     lock = threading.Lock()
 
     def send(kind: str, payload: object, flush: bool = False) -> None:
