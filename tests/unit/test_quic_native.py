@@ -15,6 +15,7 @@ import random
 import struct
 from pathlib import Path
 
+import orjson
 import pytest
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -468,3 +469,33 @@ def test_the_flow_table_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     assert len(frames.quic_flows) == 8
     kept, _docs = frames.split(block(initial, 51000, 443))  # a QUIC flow still opens, an old one goes
     assert kept == b"" and frames.quic_frames == 1 and len(frames.quic_flows) == 8
+
+
+def test_udp_flows_left_to_tshark_stay_there_and_tunnels_are_still_opened() -> None:
+    """A UDP flow whose first datagram opened no QUIC connection is tshark's for good: its later frames go to tshark
+    undecoded (a QUIC Initial among them included, as before). A flow on a tunnel port is decoded frame by frame
+    even so: a first datagram that is no VXLAN leaves the outer flow to tshark, and a later VXLAN datagram's inner
+    DNS query is still read here."""
+    from scapy.all import DNS, DNSQR, IP, VXLAN, Ether
+    from scapy.all import UDP as ScapyUDP
+
+    from collectors.selection import packet_block
+
+    def udp(sport: int, dport: int, payload: object) -> bytes:
+        return bytes(eth() / IP(src="198.18.0.1", dst="198.18.0.2") / ScapyUDP(sport=sport, dport=dport) / payload)
+
+    initial = handshake(V1, False, False)[0][1]
+    inner_dns = Ether(src="02:00:00:00:00:03", dst="02:00:00:00:00:04") / IP(src="198.18.1.1", dst="198.18.1.2") / \
+        ScapyUDP(sport=33000, dport=53) / DNS(id=7, qd=DNSQR(qname="inner.example"))
+    frames = [udp(40000, 50000, b"not quic at all"), udp(40000, 50000, initial), udp(40000, 50000, b"more"),
+              udp(40001, 4789, b"no vxlan"), udp(40001, 4789, VXLAN(vni=5) / inner_dns)]
+    stream = interface_block(1) + b"".join(packet_block(0, 1_700_000_000_000_000_000 + i, frame, len(frame))
+                                           for i, frame in enumerate(frames))
+    reader = NativeFrames("t", lambda _m: None)
+    to_tshark, docs = reader.split(stream)
+    assert reader.quic_frames == 0 and reader.frames == 1  # no QUIC read; the tunnelled DNS query read here
+    assert to_tshark == interface_block(1) + b"".join(packet_block(0, 1_700_000_000_000_000_000 + i, frame, len(frame))
+                                                      for i, frame in enumerate(frames[:4]))
+    assert reader.taken_at.tolist() == [5]
+    assert not docs  # the query waits for its answer
+    assert [d for d in reader.finish() if b"inner.example" in orjson.dumps(d)]
