@@ -424,6 +424,7 @@ class TcpNative:
             if conn.ics is not None or conn.ics_id is not None:
                 if not self._read_ics(conn, from_client, ts, p[SEQ], chunks, docs):
                     self._stats.handed_back += 1
+                    self._stats.ics_damaged += ics_damage(conn.ics)  # what it skipped before tshark took over
                     self._to_tshark(key)
                     return False
             elif not self._read(conn, key, from_client, ts, chunks, docs):

@@ -130,6 +130,23 @@ def test_hand_back_and_reading_counts(tmp_path: Path, monkeypatch: pytest.Monkey
     assert handed == [1]
 
 
+@pytest.mark.parametrize("table", [True, False], ids=["rust-table", "python-table"])
+def test_damage_before_a_hand_back_is_counted(table: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A TREE_CONNECT response shorter than its share type byte is damage; the SMB1 message that follows hands the
+    connection to tshark, and the damage is still counted (it was lost with the reader)."""
+    monkeypatch.setattr(native_tcp, "RUST_TABLE", table)
+    damaged = native_tcp_frames(monkeypatch, lambda tcp: tcp.stats.ics_damaged)
+    handed = native_tcp_frames(monkeypatch, lambda tcp: tcp.stats.handed_back)
+    session = [(s.C, s.nbss(s.negotiate_request(0))), (s.S, s.nbss(s.negotiate_response(0))),
+               (s.C, s.nbss(s.tree_connect(1, "\\\\srv\\IPC$"))),
+               (s.S, s.nbss(s.tree_connect_response(1, 7, 2)[:64 + 2])),
+               (s.C, s.nbss(s.smb1_tree_connect(2, "\\\\srv\\C$")))]
+    capture = tmp_path / "damaged.pcapng"
+    capture.write_bytes(stream_header() + pcapng(s.session(session, sport=50013)))
+    docs_of(capture, True, monkeypatch)
+    assert (handed, damaged) == ([1], [1])
+
+
 # -- the interface tables are tshark's ---------------------------------------------------------------------------
 def test_operation_names_are_tsharks() -> None:
     """OPERATIONS holds the value strings of tshark's ``<interface>.opnum`` fields, for every interface smb.py logs."""

@@ -498,7 +498,10 @@ impl TcpTable {
                     self.ftp.bind(py).borrow_mut().engine.forget(id);
                 }
                 if kind == SMB {
-                    self.forget(py, kind, id)?; // its reader's state
+                    // what its reader skipped before tshark took over, then its state
+                    let damage: u64 = self.owner(py)?.call_method1("_table_ics_damage", (id,))?.extract()?;
+                    self.counts.ics_damaged += damage;
+                    self.forget(py, kind, id)?;
                 }
                 self.counts.handed_back += 1;
                 self.insert(key, Slot::Tshark);
