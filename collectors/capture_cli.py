@@ -5,9 +5,8 @@ from __future__ import annotations
 import contextlib
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, BinaryIO
+from typing import Annotated, Any
 
-import orjson
 import typer
 
 from secops.cli_support import err_console, fail, progress, settings, writer
@@ -29,20 +28,6 @@ sensor_app = typer.Typer(help="Live capture into a rotating pcap spool, shipped 
 pcap_app = typer.Typer(help="The capture spool: list chunks, cut a connection's packets out.", no_args_is_help=True)
 
 
-def _ndjson_sinks(out: BinaryIO) -> tuple[Any, Any]:
-    """(for dicts, for documents kept as JSON text: ``DocumentText``) writing one line each to ``out``."""
-    dumps = orjson.dumps
-
-    def sink(doc: dict) -> None:
-        out.write(dumps(doc, default=str))
-        out.write(b"\n")
-
-    def text_sink(doc: Any) -> None:
-        out.write(doc.text)
-        out.write(b"\n")
-    return sink, text_sink
-
-
 def ingest(
     pcaps: Annotated[list[Path], typer.Argument(help="pcap / pcapng files, optionally gzip'd")],
     output: Annotated[Output, typer.Option("--output", "-o", help="es: bulk into Elasticsearch; ndjson: stdout")]
@@ -57,7 +42,7 @@ def ingest(
 ) -> None:
     """Read capture files into secops.conn / protocol / observation documents."""
     from collectors.flowpath import native_available
-    from collectors.ingest import DEEP_PROCESS_MIN_BYTES, Pipeline
+    from collectors.ingest import DEEP_PROCESS_MIN_BYTES, Pipeline, ndjson_sinks
     from collectors.pcapio import CaptureError
 
     s = settings()
@@ -101,7 +86,7 @@ def ingest(
     if output is Output.ndjson:
         out = buffered_stdout()
         try:
-            stats = run(*_ndjson_sinks(out), out.write)
+            stats = run(*ndjson_sinks(out), out.write)
         except BaseException:
             with contextlib.suppress(OSError, ValueError):
                 out.flush()  # the documents made before the failure still reach the output

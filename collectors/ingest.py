@@ -17,7 +17,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from collectors.conn import Observations, conn_doc, conn_text, ip_str, mac_str, oui_vendor
 from collectors.flowconst import TCP
@@ -269,23 +269,32 @@ class Pipeline:
 
 
 
+def ndjson_sinks(out: BinaryIO) -> tuple[Sink, TextSink]:
+    """(for dicts, for documents kept as JSON text: ``DocumentText``) writing one NDJSON line each to ``out``."""
+    import orjson
+
+    dumps = orjson.dumps
+
+    def sink(doc: dict[str, Any]) -> None:
+        out.write(dumps(doc, default=str))
+        out.write(b"\n")
+
+    def text_sink(doc: DocumentText) -> None:
+        out.write(doc.text)
+        out.write(b"\n")
+    return sink, text_sink
+
+
 def main(argv: list[str] | None = None) -> int:
     """Lean NDJSON reader without the full CLI's imports: ``python3 -m collectors.ingest PCAP...``."""
     import sys
-
-    import orjson
 
     from collectors.pcapio import CaptureError
     from secops.runtime import buffered_stdout, tune_process
 
     tune_process()
     out = buffered_stdout()
-
-    def sink(doc: dict[str, Any]) -> None:
-        out.write(orjson.dumps(doc, default=str) + b"\n")
-
-    def text_sink(doc: DocumentText) -> None:
-        out.write(doc.text + b"\n")
+    sink, text_sink = ndjson_sinks(out)
 
     def warn(msg: str) -> None:
         print(f"warning: {msg}", file=sys.stderr)

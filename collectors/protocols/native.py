@@ -232,8 +232,7 @@ class NativeFrames:
         sport, dport = buf[frame + 34] << 8 | buf[frame + 35], buf[frame + 36] << 8 | buf[frame + 37]
         if sport in TUNNEL_PORTS or dport in TUNNEL_PORTS or (sport if sport < dport else dport) in PORT_KINDS:
             return False
-        src, dst = buf[frame + 26:frame + 30], buf[frame + 30:frame + 34]
-        key = (src, sport, dst, dport) if (src, sport) < (dst, dport) else (dst, dport, src, sport)
+        key = udp_key(buf[frame + 26:frame + 30], sport, buf[frame + 30:frame + 34], dport)
         return key in self.quic_flows and self.quic_flows[key] is None
 
     def _read(self, p: tuple, ts: float, docs: list[Written]) -> bool:
@@ -256,7 +255,7 @@ class NativeFrames:
         """Whether the UDP datagram belongs to a flow read here: one whose first datagram was a client Initial that
         decrypted. The others stay tshark's, every datagram of them."""
         src, dst, sport, dport = p[SRC], p[DST], p[SPORT], p[DPORT]
-        key = (src, sport, dst, dport) if (src, sport) < (dst, dport) else (dst, dport, src, sport)
+        key = udp_key(src, sport, dst, dport)
         flow = self.quic_flows.get(key)
         if flow is None and key in self.quic_flows:  # tshark's: no text, no copy of the payload
             return False
@@ -308,6 +307,11 @@ class NativeFrames:
             self.warn(f"{self.name}: {damaged} of {self.frames} DNS datagram(s) truncated or malformed "
                       f"({headless} without a header); what they held is logged")
         return docs
+
+
+def udp_key(src: bytes, sport: int, dst: bytes, dport: int) -> UdpKey:
+    """A UDP flow's key in ``NativeFrames.quic_flows``, the same both ways: the lower (address, port) first."""
+    return (src, sport, dst, dport) if (src, sport) < (dst, dport) else (dst, dport, src, sport)
 
 
 def link_control(buf: bytes, frame: int, end: int) -> bool:

@@ -498,9 +498,7 @@ impl TcpTable {
                     self.ftp.bind(py).borrow_mut().engine.forget(id);
                 }
                 if kind == SMB {
-                    // what its reader skipped before tshark took over, then its state
-                    let damage: u64 = self.owner(py)?.call_method1("_table_ics_damage", (id,))?.extract()?;
-                    self.counts.ics_damaged += damage;
+                    self.counts.ics_damaged += self.damage(py, kind, id)?; // skipped before tshark took over
                     self.forget(py, kind, id)?;
                 }
                 self.counts.handed_back += 1;
@@ -637,6 +635,16 @@ impl TcpTable {
         }
     }
 
+    /// What a connection's ICS or SMB reader skipped as damaged so far.
+    fn damage(&self, py: Python<'_>, kind: u8, id: u64) -> PyResult<u64> {
+        Ok(match kind {
+            DNP3 => self.dnp3.bind(py).borrow().conn_damage(id),
+            S7COMM => self.s7comm.bind(py).borrow().engine.damage(id),
+            MODBUS | IEC104 | SMB => self.owner(py)?.call_method1("_table_ics_damage", (id,))?.extract()?,
+            _ => 0,
+        })
+    }
+
     /// `TcpNative._forget`: what the readers hold for a connection dropped without reading on.
     fn forget(&self, py: Python<'_>, kind: u8, id: u64) -> PyResult<()> {
         match kind {
@@ -672,12 +680,7 @@ impl TcpTable {
 
     fn end(&mut self, py: Python<'_>, conn: &mut Conn, docs: &Bound<'_, PyList>) -> PyResult<()> {
         let (kind, id) = (conn.kind, conn.id);
-        self.counts.ics_damaged += match kind {
-            DNP3 => self.dnp3.bind(py).borrow().conn_damage(id),
-            S7COMM => self.s7comm.bind(py).borrow().engine.damage(id),
-            MODBUS | IEC104 | SMB => self.owner(py)?.call_method1("_table_ics_damage", (id,))?.extract()?,
-            _ => 0,
-        };
+        self.counts.ics_damaged += self.damage(py, kind, id)?;
         for side in 0..2 {
             let rest = conn.dirs[side].flush();
             if is_ics(kind) {
