@@ -3,6 +3,7 @@
 //! request/reply exchange, Zeek's dnp3.log) in one, each document written as JSON by `document::write_doc`.
 //! A literal port: every quirk of the reference (tshark's) is kept, see collectors/protocols/dnp3_wire.py.
 
+use crate::Map;
 use crate::document::{write_doc, CidCache, Flow, Spec, Value};
 use pyo3::exceptions::{PyKeyError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
@@ -646,8 +647,8 @@ fn opt_text(v: Option<i64>) -> String {
 /// connection and one `Dnp3Analyzer`, each document as JSON bytes.
 #[pyclass(module = "collectors._rs")]
 pub struct Dnp3Engine {
-    conns: HashMap<u64, Conn>,
-    open: HashMap<String, Exchange>, // by the connection's stream, as Dnp3Analyzer.open is keyed
+    conns: Map<u64, Conn>,
+    open: Map<String, Exchange>, // by the connection's stream, as Dnp3Analyzer.open is keyed
     order: BTreeMap<u64, String>,    // the open exchanges in insertion order (evict_oldest)
     next_order: u64,
     max_open: usize,
@@ -783,8 +784,8 @@ impl Dnp3Engine {
     #[pyo3(signature = (max_open = None))]
     fn new(max_open: Option<usize>) -> Self {
         Dnp3Engine {
-            conns: HashMap::new(),
-            open: HashMap::new(),
+            conns: Map::default(),
+            open: Map::default(),
             order: BTreeMap::new(),
             next_order: 0,
             max_open: max_open.unwrap_or(MAX_OPEN_RECORDS),

@@ -9,12 +9,13 @@
 //! the reference's own `ftp.eprt` (Python's `ipaddress`: its address forms and text), and a command word that is not
 //! ASCII is upper-cased by Python's `str.upper`: both are rare.
 
+use crate::Map;
 use crate::document::{chars, clip_at, fixed6, id_of, iso, long, sha256_hex, CidCache, Flow};
 use crate::text::{json_str, lower};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyString};
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Write;
 use std::sync::Arc;
 
@@ -225,9 +226,9 @@ struct Conn {
 }
 
 pub struct Engine {
-    conns: HashMap<u64, Conn>,
+    conns: Map<u64, Conn>,
     sessions: BTreeMap<u64, Session>, // in creation order (FtpAnalyzer.sessions)
-    index: HashMap<String, u64>,      // stream -> its session's place
+    index: Map<String, u64>,      // stream -> its session's place
     next_seq: u64,
     evicted: Vec<Vec<u8>>, // documents of evicted sessions, handed on at the next command or reply
     pub cut_lines: u64,
@@ -245,9 +246,9 @@ impl Engine {
     pub fn new(py: Python<'_>, announce: Option<PyObject>, max_open: Option<usize>) -> PyResult<Self> {
         let ftp = py.import_bound("collectors.protocols.ftp")?;
         Ok(Engine {
-            conns: HashMap::new(),
+            conns: Map::default(),
             sessions: BTreeMap::new(),
-            index: HashMap::new(),
+            index: Map::default(),
             next_seq: 0,
             evicted: Vec::new(),
             cut_lines: 0,

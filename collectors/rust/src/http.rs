@@ -4,6 +4,7 @@
 //! document written as make_doc's JSON. Compressed bodies go through Python's own `http_wire.Body` (zlib), so
 //! their corner cases (trailing data, corrupt streams, bombs) are the reference's; they are rare.
 
+use crate::Map;
 use crate::document::{iso, write_doc, CidCache, Flow, Spec, Value};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyTuple};
@@ -709,7 +710,7 @@ fn read_through_upgrade(upgrade: Option<&str>) -> bool {
 /// `HttpAnalyzer` with no run context: connection states in insertion order, orphans, the documents.
 pub struct Analyzer {
     states: BTreeMap<u64, FlowState>,
-    index: HashMap<u64, u64>,
+    index: Map<u64, u64>,
     next_seq: u64,
     orphans: Vec<Exchange>,
     pub dropped_records: u64,
@@ -1059,7 +1060,7 @@ impl Sink for ConnSink<'_> {
 
 /// The natively read HTTP connections of one run (see `collectors.protocols.http_native`).
 pub struct Engine {
-    conns: HashMap<u64, Conn>,
+    conns: Map<u64, Conn>,
     pub analyzer: Analyzer,
     pub stats: Stats,
     pub zstats: Py<PyAny>,
@@ -1071,10 +1072,10 @@ impl Engine {
         let wire = py.import_bound("collectors.protocols.http_wire")?;
         let http = py.import_bound("collectors.protocols.http")?;
         Ok(Engine {
-            conns: HashMap::new(),
+            conns: Map::default(),
             analyzer: Analyzer {
                 states: BTreeMap::new(),
-                index: HashMap::new(),
+                index: Map::default(),
                 next_seq: 0,
                 orphans: Vec::new(),
                 dropped_records: 0,

@@ -1,6 +1,7 @@
 //! `DnsAnalyzer.handle_message/emit/expire/finish`: queries paired with replies per (connection, id), first in
 //! first out, like Zeek's dns.log; open queries kept in Python dict order with an index by their newest time.
 
+use crate::Map;
 use crate::document::{make_doc, CidCache, DocError, Flow, Value};
 use crate::render::{answers, class_name, opcode_name, qtype_name, rcode_name, update_entries, Answer, OPCODE_UPDATE};
 use crate::text::{round_to, zeek_name};
@@ -82,7 +83,7 @@ struct Queue {
 /// each queue's newest transaction for `expire`.
 #[derive(Default)]
 struct Pending {
-    queues: HashMap<Key, Queue>,
+    queues: Map<Key, Queue>,
     order: BTreeMap<u64, Key>,
     by_last: BTreeSet<(i64, u64)>,
     next_seq: u64,
@@ -167,7 +168,7 @@ fn reverse(flow: &Flow) -> Flow {
 
 /// `DnsAnalyzer` for messages read from the wire.
 pub struct Analyzer {
-    flows: HashMap<String, Arc<Flow>>,
+    flows: Map<String, Arc<Flow>>,
     pending: Pending,
     cids: CidCache,
     pub cut_values: u64,
@@ -183,7 +184,7 @@ impl Default for Analyzer {
 impl Analyzer {
     pub fn new(max_open: usize) -> Self {
         Analyzer {
-            flows: HashMap::new(),
+            flows: Map::default(),
             pending: Pending::default(),
             cids: CidCache::default(),
             cut_values: 0,

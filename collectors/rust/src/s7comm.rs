@@ -6,8 +6,8 @@
 //! The reader is a line-for-line port of the Python one (its docstrings say what tshark 4.0.17 does and why); the
 //! fields of a frame are kept as the analyzer reads them: the first value of each, already as a number.
 
+use crate::Map;
 use crate::document::{iso, write_doc, CidCache, DocError, Flow, Spec, Value};
-use std::collections::HashMap;
 
 const KEEP: usize = 65824; // bytes of a reassembled TSDU kept
 const MAX_REASSEMBLIES: usize = 4; // COTP reassemblies under way per direction
@@ -1004,7 +1004,7 @@ struct Conn {
 /// One run's S7comm connections.
 #[derive(Default)]
 pub struct Engine {
-    conns: HashMap<u64, Conn>,
+    conns: Map<u64, Conn>,
     closed: Stats,
     cids: CidCache,
     pub cut_values: u64,

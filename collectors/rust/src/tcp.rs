@@ -10,6 +10,7 @@
 //! sweeps, the hand-back to tshark, closing) follows `native_tcp` line for line; `tests/unit/test_tcp_table.py`
 //! holds the two equal, document for document and counter for counter.
 
+use crate::Map;
 use std::collections::{BTreeMap, HashMap};
 
 use pyo3::prelude::*;
@@ -346,7 +347,7 @@ pub struct TcpTable {
     s7comm: Py<S7commEngine>,
     owner: Option<PyObject>,
     wrap: Option<PyObject>,
-    conns: HashMap<Key, (u64, Slot)>,
+    conns: Map<Key, (u64, Slot)>,
     // the keys in Python's dict order (insertion; a key set again keeps its place), the connections read here and
     // tshark's decisions apart: an idle sweep walks only the former, and only as many of the latter as it drops
     natives: BTreeMap<u64, Key>,
@@ -806,7 +807,7 @@ impl TcpTable {
             s7comm,
             owner: Some(owner),
             wrap: Some(wrap),
-            conns: HashMap::new(),
+            conns: Map::default(),
             natives: BTreeMap::new(),
             decisions: BTreeMap::new(),
             next_order: 0,

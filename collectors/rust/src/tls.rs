@@ -4,6 +4,7 @@
 //! `make_doc` writer. The leaf certificate's fields come from a Python callable (`collectors.protocols.x509`), once
 //! per document.
 
+use crate::Map;
 use crate::document::{hex, sha256_hex};
 use crate::fields;
 use crate::tls_names::{alert_name, cipher_name, curve_name};
@@ -11,7 +12,7 @@ use md5::{Digest, Md5};
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 const HEADER: usize = 5;
 const MAX_RECORD: usize = (1 << 14) + 2048; // tls_heartbeat.MAX_CIPHERTEXT
@@ -671,8 +672,8 @@ fn version_of(code: Option<u16>) -> (Option<&'static str>, Option<String>) {
 pub struct Engine {
     held: usize,     // what the connections hold of records and handshake messages not complete yet (`Held`)
     max_held: usize, // tls_wire.MAX_HELD_BYTES
-    conns: HashMap<u64, Conn>,
-    sessions: HashMap<u64, Session>,
+    conns: Map<u64, Conn>,
+    sessions: Map<u64, Session>,
     order: BTreeMap<u64, u64>, // insertion order -> session key (dict order)
     next_order: u64,
     pub stats: Stats,
@@ -687,8 +688,8 @@ impl Engine {
         Engine {
             held: 0,
             max_held,
-            conns: HashMap::new(),
-            sessions: HashMap::new(),
+            conns: Map::default(),
+            sessions: Map::default(),
             order: BTreeMap::new(),
             next_order: 0,
             stats: Stats::default(),
