@@ -17,7 +17,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from collectors.conn import Observations, conn_doc, conn_text, ip_str, mac_str, oui_vendor
 from collectors.flowconst import TCP
@@ -28,6 +28,9 @@ from collectors.protocols.document_text import DocumentLines, DocumentText, Ship
 from collectors.protocols.expected import ExpectedConnections
 from collectors.selection import DEEP_BYTES_PER_DIRECTION
 from secops.ecs import doc_id
+
+if TYPE_CHECKING:
+    from collectors.protocols.stream import MetadataStream
 
 Sink = Callable[[dict[str, Any]], None]
 TextSink = Callable[[DocumentText], None]
@@ -194,15 +197,31 @@ class Pipeline:
                 taken[0] = selected
                 self._ship_deep(stream.ready())
 
+        aborted = False
         try:
             self._fast(path, between_blocks)
+        except (OSError, KeyboardInterrupt):  # the output closed or failed, or the operator stopped the run
+            aborted = True
+            if routed is not None:
+                routed.take_shares()
+                routed.route(1)
+            if stream is not None:
+                stream.abort()  # nothing more can be written: the analyzers stop now, not after their backlog
+            raise
         finally:
-            try:
-                between_blocks()
-            finally:
-                if routed is not None:
-                    routed.take_shares()  # empty unless writing them failed (that error is on its way up)
-                    routed.route(1)
+            if not aborted:
+                self._end_file(path, stream, routed, between_blocks, cut_before)
+
+    def _end_file(self, path: Path, stream: MetadataStream | None, routed: NativeFlowPath | None,
+                  between_blocks: Callable[[], None], cut_before: DeepCut) -> None:
+        """The file's last selected frames to the analyzers, their remaining documents, then what waited for them
+        (connections that may be FTP data, observations)."""
+        try:
+            between_blocks()
+        finally:
+            if routed is not None:
+                routed.take_shares()  # empty unless writing them failed (that error is on its way up)
+                routed.route(1)
             if stream is not None:
                 registry = self._load_vendor_registry(stream.own_process)
                 self._ship_deep(stream.close())
@@ -302,14 +321,17 @@ def main(argv: list[str] | None = None) -> int:
     pipe = Pipeline(sink, on_warning=warn, deep_process_min_bytes=DEEP_PROCESS_MIN_BYTES, text_sink=text_sink,
                     ndjson=out.write)
     status = 0
-    for path in argv if argv is not None else sys.argv[1:]:
-        try:
-            pipe.process_file(path)
-        except CaptureError as e:
-            print(f"error: {e}", file=sys.stderr)
-            status = 2
-    pipe.finish()
-    out.flush()
+    try:
+        for path in argv if argv is not None else sys.argv[1:]:
+            try:
+                pipe.process_file(path)
+            except CaptureError as e:
+                print(f"error: {e}", file=sys.stderr)
+                status = 2
+        pipe.finish()
+        out.flush()
+    except BrokenPipeError:  # the reader of the output went away (``| head``): stop quietly, as click does
+        return 1
     return status
 
 

@@ -18,12 +18,13 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO, TypeVar
 
 CHUNK = 4 * 1024 * 1024
 PLACES_GAP = 16 * 1024  # read_places reads across a gap this small between two frames rather than seeking
 PLACES_SPAN = 1024 * 1024  # ... and at most this much at once (or one frame, when larger)
 MAX_RECORD = 256 * 1024 * 1024  # a record claiming more than this is corruption, not a packet
+_T = TypeVar("_T")
 MAX_TS_NS = 2**63 - 1 - 3600 * 1_000_000_000  # packet times (ns) beyond this would overflow the flow timers
 
 PCAP_MAGICS = {
@@ -214,13 +215,37 @@ def feed_capture(path: str | Path, pcap_block: PcapBlockReader, record: Callable
         if magic in PCAP_MAGICS:
             fmt = _pcap_header(b, path, *PCAP_MAGICS[magic])
             with _damage_as_warning(path, on_warning):
-                _feed_pcap(b, path, fmt, pcap_block)
+                _feed_pcap(b, path, fmt, _consumer(pcap_block))
         else:
             with _damage_as_warning(path, on_warning):
                 for r in _read_pcapng(b, path):
-                    record(*r)
+                    try:
+                        record(*r)
+                    except OSError as error:
+                        raise _ConsumerFailed(error) from error
+    except _ConsumerFailed as failed:
+        raise failed.error from None
     finally:
         f.close()
+
+
+class _ConsumerFailed(Exception):
+    """An I/O error of the consumer's (its output closed or full), carried past ``_damage_as_warning``: it is not
+    damage in the file, and the read must not go on as if it were."""
+
+    def __init__(self, error: OSError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def _consumer(call: Callable[..., _T]) -> Callable[..., _T]:
+    """``call`` with its I/O errors as ``_ConsumerFailed``."""
+    def consume(*args: Any) -> _T:
+        try:
+            return call(*args)
+        except OSError as error:
+            raise _ConsumerFailed(error) from error
+    return consume
 
 
 def _feed_pcap(b: _Buffer, path: Path, fmt: PcapFormat, pcap_block: PcapBlockReader) -> None:

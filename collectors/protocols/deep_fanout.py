@@ -158,3 +158,7 @@ class ProcessFanout:
     def close(self) -> list[Shipped]:
         self.end_input()
         return self.drain()
+
+    def abort(self) -> None:
+        for child in self.running:
+            child.abort()

@@ -22,6 +22,7 @@ import contextlib
 import fcntl
 import os
 import queue
+import signal
 import subprocess
 import sys
 import threading
@@ -41,6 +42,7 @@ READ_BYTES = 1 << 20
 INBOX_PIECE_BYTES = 1 << 20
 INBOX_PIECES = 8  # at most 8 MiB of selected frames wait for one child
 OUTPUT_BUFFER_BYTES = 256 << 10
+ABORT_WAIT_S = 5  # a child told to stop (``ProcessRun.abort``) is killed after this long
 
 
 class ProcessRun(DocumentQueue):
@@ -55,6 +57,7 @@ class ProcessRun(DocumentQueue):
         self._stderr: list[bytes] = []
         self.reported: tuple[int, int] | None = None  # (blocks the child has read, of them given to tshark)
         self._inbox: queue.Queue[memoryview | None] = queue.Queue(maxsize=INBOX_PIECES)
+        self._aborted = False
         try:
             self._proc: subprocess.Popen | None = subprocess.Popen(
                 [sys.executable, "-m", "collectors.protocols.deep_process", name, tshark_path],
@@ -98,9 +101,25 @@ class ProcessRun(DocumentQueue):
                     self._proc.stdin.flush()
             except (BrokenPipeError, OSError, ValueError) as exc:  # the child died: its exit status says why
                 self.failed = True
-                self.warn(f"{self.name}: protocol metadata stopped: its process's input closed ({exc})")
+                if not self._aborted:
+                    self.warn(f"{self.name}: protocol metadata stopped: its process's input closed ({exc})")
         with contextlib.suppress(BrokenPipeError, OSError):
             self._proc.stdin.close()
+
+    def abort(self) -> None:
+        """The child stops now (its SIGTERM handler ends its tshark and removes its spool); what it had not written
+        is dropped."""
+        self.failed = self._aborted = True
+        if self._proc is None:
+            return
+        with contextlib.suppress(OSError):
+            self._proc.terminate()
+        with contextlib.suppress(queue.Full):
+            self._inbox.put_nowait(None)  # the writer thread ends once the child's input is closed
+        try:
+            self._proc.wait(timeout=ABORT_WAIT_S)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
 
     def _drain_errors(self) -> None:
         for line in self._proc.stderr:
@@ -123,7 +142,7 @@ class ProcessRun(DocumentQueue):
             self._proc.stdout.close()
             status = self._proc.wait()
             self._errors.join(timeout=5)
-            if status != 0:
+            if status != 0 and not self._aborted:
                 tail = b"".join(self._stderr).decode("utf-8", "replace").strip().splitlines()[-3:]
                 self.warn(f"{self.name}: protocol metadata process exited with status {status}: "
                           f"{'; '.join(tail) or 'no message'}")
@@ -218,6 +237,12 @@ def main(name: str, tshark_path: str) -> int:
                 out.flush()
 
     run = TsharkStdinRun(name, tshark_path, lambda msg: send("w", msg), _Announcements(send), raw_documents=True)
+
+    def stop(_signum: int, _frame: object) -> None:  # the parent's output is gone (ProcessRun.abort)
+        run.abort()
+        os._exit(128 + signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, stop)
     outbox = run.docs = _Outbox(out, lock)  # type: ignore[assignment]  # sent by the thread that made them
     run.deliver = outbox.put_many  # type: ignore[method-assign]
     stdin = sys.stdin.fileno()

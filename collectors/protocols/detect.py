@@ -41,15 +41,26 @@ HTTP_METHODS = frozenset({
 def http_request(data: bytes, _length: int) -> bool:
     """RFC 9112 request-line, read as leniently as servers (and Zeek's DPD) do: a known method followed by a
     space, a slash or the line end, or any line that starts with a printable character and names an
-    HTTP version."""
-    end = min(n for n in (data.find(b"\n"), len(data)) if n >= 0)
-    line = data[:end]
-    if not line or line[0] <= 0x20 or (line[0] >= 0x7F and b"HTTP/" not in line):
+    HTTP version. (Searches, not a loop over bytes: the flow path asks this of every flow whose first payload
+    byte is a letter, about 60k times on the 1M-packet benchmark.)"""
+    end = data.find(b"\n")
+    if end < 0:
+        end = len(data)
+    if end == 0 or data[0] <= 0x20:
         return False
-    for i, c in enumerate(line[:17]):
-        if c in b" /\r":
-            return line[:i] in HTTP_METHODS or b"HTTP/" in line
-    return (line in HTTP_METHODS and end < len(data)) or b"HTTP/" in line
+    if data.find(b"HTTP/", 0, end) >= 0:
+        return True
+    if data[0] >= 0x7F:
+        return False
+    word = min(end, 17)  # the method ends at the first space, slash or CR among the line's first 17 bytes
+    for stop in (b" ", b"/", b"\r"):
+        at = data.find(stop, 0, word)
+        if at >= 0:
+            word = at
+    if word < min(end, 17):
+        return data[:word] in HTTP_METHODS
+    return end < len(data) and data[:end] in HTTP_METHODS
+
 
 def http_response(data: bytes, _length: int) -> bool:
     """RFC 9112 status-line: HTTP/d.d SP 3DIGIT."""

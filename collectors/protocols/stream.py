@@ -160,6 +160,15 @@ class MetadataStream:
             self._run = None
         return out
 
+    def abort(self) -> None:
+        """Nothing more can be written (the output closed, or the run was stopped): every run ends now, its documents
+        dropped, its tshark and analyzer processes ended, its spool removed."""
+        for run in (self._ending, self._run):
+            if run is not None:
+                run.abort()
+        self._ending = self._run = None
+        self._finished = []
+
 
 class DocumentQueue:
     """One run of the deep path as the stream sees it: its documents, handed from a reader thread to the caller
@@ -230,6 +239,10 @@ class DocumentQueue:
         """End of the run's frames: wait for its analyzers; every remaining document."""
         self.end_input()
         return self.drain()
+
+    def abort(self) -> None:
+        """Ends the run now, without its remaining documents (``MetadataStream.abort``)."""
+        raise NotImplementedError
 
 
 class TsharkStdinRun(DocumentQueue):
@@ -325,6 +338,23 @@ class TsharkStdinRun(DocumentQueue):
             self._spool.close()
         with contextlib.suppress(BrokenPipeError, OSError):
             self._proc.stdin.close()
+
+    def abort(self) -> None:
+        """tshark ends now and the spool goes; the reader thread (a daemon) stops at tshark's end or with the
+        process."""
+        self.failed = self.finished = True
+        if self._proc is not None:
+            with contextlib.suppress(OSError):
+                self._proc.kill()
+            with contextlib.suppress(OSError, ValueError):
+                self._proc.stdin.close()
+            self._proc.wait()  # reaped: killed, it ends at once
+        if self._spool is not None:
+            with contextlib.suppress(OSError):
+                self._spool.close()
+        if self._spool_path is not None:
+            with contextlib.suppress(OSError):
+                self._spool_path.unlink()
 
     def release(self) -> None:
         """After the last document: the reader thread has ended; the spool goes."""

@@ -163,3 +163,53 @@ def test_a_child_s_last_line_cut_short_is_dropped_and_documents_are_counted_once
     pipe = Pipeline(lambda _d: None, deep=False, text_sink=lambda _d: None, ndjson=written.append)
     pipe._ship_deep(queued)
     assert written == [b'{"n":1}\n{"n":2}\n'] and pipe.stats.deep_docs == 2
+
+
+def _repeated_capture(source: Path, target: Path, copies: int) -> None:
+    """``source``'s records ``copies`` times, each copy a second after the previous one (the same connections, one
+    after another): a classic pcap longer than one read window, so analyzer processes are at work mid-file."""
+    data = source.read_bytes()
+    assert data[:4] == b"\xd4\xc3\xb2\xa1"  # little-endian, microseconds
+    records, pos = [], 24
+    while pos + 16 <= len(data):
+        caplen = int.from_bytes(data[pos + 8:pos + 12], "little")
+        records.append((int.from_bytes(data[pos:pos + 4], "little"), data[pos + 4:pos + 16 + caplen]))
+        pos += 16 + caplen
+    span = records[-1][0] - records[0][0] + 1
+    with target.open("wb") as out:
+        out.write(data[:24])
+        for copy in range(copies):
+            for seconds, rest in records:
+                out.write((seconds + copy * span).to_bytes(4, "little") + rest)
+
+
+def test_an_output_that_closes_mid_file_stops_the_analyzers_at_once(tmp_path: Path, monkeypatch) -> None:
+    """``secops ingest ... | head``: the sink's broken pipe reaches the caller as itself (not as damage in the file,
+    which used to read on), the analyzer processes and their tshark end without finishing their backlog, their
+    spools are removed, and no warning is printed about them."""
+    capture = tmp_path / "repeated.pcap"
+    _repeated_capture(TESTDATA / "zeek" / "traces" / "http" / "get.pcap", capture, 1500)  # about 9 MB
+    spools = tmp_path / "spools"
+    spools.mkdir()
+    monkeypatch.setenv("TMPDIR", str(spools))  # the children's tshark spools
+    shipped: list[dict] = []
+
+    def closing_sink(doc: dict) -> None:
+        if len(shipped) == 1000:
+            raise BrokenPipeError(32, "Broken pipe")
+        shipped.append(doc)
+
+    warnings: list[str] = []
+    pipe = Pipeline(closing_sink, on_warning=warnings.append, deep_process_min_bytes=0)
+    started = time.monotonic()
+    try:
+        pipe.process_file(capture)
+    except BrokenPipeError:
+        pass
+    else:
+        raise AssertionError("the closed output went unnoticed")
+    assert time.monotonic() - started < 20
+    assert warnings == []
+    assert not [pid for pid in _children(os.getpid())
+                if b"deep_process" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+    assert list(spools.iterdir()) == []
