@@ -27,6 +27,7 @@ COMPILED = [
     "collectors/conn.py",
     "collectors/decode.py",
     "collectors/protocols/detect.py",
+    "collectors/protocols/dhcp_wire.py",
     "collectors/protocols/dnp3.py",
     "collectors/protocols/dnp3_wire.py",
     "collectors/protocols/dns.py",

@@ -51,6 +51,8 @@ from collectors.decode import (
     ether_payload,
 )
 from collectors.flowconst import TCP, UDP
+from collectors.protocols.dhcp import DhcpAnalyzer
+from collectors.protocols.dhcp_wire import dhcp_fields, dhcp_port
 from collectors.protocols.dns_udp import RustDns, udp_dns
 from collectors.protocols.dns_wire import PORT_KINDS
 from collectors.protocols.documents import Written
@@ -69,6 +71,8 @@ BLOCK_IDB, BLOCK_EPB = 1, 6
 _u16 = struct.Struct("!H").unpack_from
 LINK_CONTROL = frozenset((0x0806, 0x8035, 0x8863, 0x88CC, 0x8809))  # ARP, RARP, PPPoE discovery, LLDP, LACP
 READ_QUIC = True  # False: QUIC flows stay with tshark (the oracle's peer)
+READ_DHCP = True  # False: DHCP stays with tshark (the oracle's peer)
+DHCP_LAYERS = ["dhcp"]
 MAX_QUIC_FLOWS = 65_536  # UDP flows remembered (QUIC read here, or left to tshark); the oldest go first
 QUIC_LAYERS = ["quic", "tls"]
 TAKEN, DECODE_HERE = 1, 2  # verdicts of TcpTable.frame (0: tshark reads the frame)
@@ -104,6 +108,10 @@ class NativeFrames:
         self.quic_tls_stats = TlsStats()
         self.quic_flows: dict[UdpKey, QuicFlow | None] = {}  # None: the flow is tshark's
         self.quic_frames = 0  # QUIC frames taken out of tshark's input
+        self.dhcp = DhcpAnalyzer(warn) if READ_DHCP else None  # BOOTP/DHCP on its ports (``dhcp_wire``)
+        if self.dhcp is not None:
+            self.dhcp.raw = raw
+        self.dhcp_frames = 0  # DHCP frames taken out of tshark's input
         self.frames = 0  # DNS frames taken out of tshark's input
         self.blocks = 0  # packet blocks seen
         self.taken_at = array("I")  # number (from 1, in this stream) of each frame taken out, ascending
@@ -226,11 +234,12 @@ class NativeFrames:
 
     def _tshark_udp(self, buf: bytes, frame: int) -> bool:
         """Whether the plain Ethernet/IPv4 UDP frame at ``frame`` belongs to a flow already left to tshark (its first
-        datagram opened no QUIC connection), off the DNS and tunnel ports: it goes to tshark undecoded, as ``_read``
-        would send it after decoding. On the 1M-packet benchmark about 10k frames per analyzer process (DHCP, STUN,
-        DTLS, other UDP) were decoded here only to be given to tshark."""
+        datagram opened no QUIC connection), off the DNS, DHCP and tunnel ports: it goes to tshark undecoded, as
+        ``_read`` would send it after decoding. On the 1M-packet benchmark about 10k frames per analyzer process
+        (then DHCP too, STUN, DTLS, other UDP) were decoded here only to be given to tshark."""
         sport, dport = buf[frame + 34] << 8 | buf[frame + 35], buf[frame + 36] << 8 | buf[frame + 37]
-        if sport in TUNNEL_PORTS or dport in TUNNEL_PORTS or (sport if sport < dport else dport) in PORT_KINDS:
+        if sport in TUNNEL_PORTS or dport in TUNNEL_PORTS or (sport if sport < dport else dport) in PORT_KINDS or \
+                (self.dhcp is not None and dhcp_port(sport, dport)):
             return False
         key = udp_key(buf[frame + 26:frame + 30], sport, buf[frame + 30:frame + 34], dport)
         return key in self.quic_flows and self.quic_flows[key] is None
@@ -244,11 +253,25 @@ class NativeFrames:
         sport, dport = p[SPORT], p[DPORT]
         kind = PORT_KINDS.get(sport if sport < dport else dport)
         if kind is None:
+            if self.dhcp is not None and dhcp_port(sport, dport):
+                return self._dhcp(p, ts, docs)
             return READ_QUIC and self._quic(p, ts, docs)
         l4 = p[L4OFF]
         payload = p[BUF][l4 + 8:l4 + min(p[CAPLEN], 8 + p[PLEN])]
         self.frames += 1
         docs += self.dns.read(payload, kind, ip_str(p[SRC]), sport, ip_str(p[DST]), dport, ts)
+        return True
+
+    def _dhcp(self, p: tuple, ts: float, docs: list[Written]) -> bool:
+        """Whether the BOOTP/DHCP datagram is read here: all but those tshark reads differently (``dhcp_fields``)."""
+        assert self.dhcp is not None
+        l4 = p[L4OFF]
+        fields = dhcp_fields(p[BUF][l4 + 8:l4 + min(p[CAPLEN], 8 + p[PLEN])])
+        if fields is None:
+            return False
+        self.dhcp_frames += 1
+        docs += self.dhcp.handle(udp_packet(ts, ip_str(p[SRC]), ip_str(p[DST]), p[SPORT], p[DPORT], "native-dhcp",
+                                            fields, DHCP_LAYERS))
         return True
 
     def _quic(self, p: tuple, ts: float, docs: list[Written]) -> bool:
@@ -296,6 +319,8 @@ class NativeFrames:
         """End of the run: the queries still open, and one warning for the damage seen."""
         docs = self.dns.finish()
         docs += self.tls.finish()
+        if self.dhcp is not None:
+            docs += self.dhcp.finish()
         q = self.quic_stats
         if q.malformed + q.oversized + q.undecryptable:
             self.warn(f"{self.name}: QUIC read here: {q.malformed} malformed packet(s), {q.undecryptable} Initial(s) "

@@ -37,6 +37,7 @@ TARGETS: dict[str, tuple[str, ...]] = {
     "ftp_rs": ("collectors.protocols.ftp", "collectors.protocols.ftp_native", "collectors.protocols.base",
                "collectors.protocols.documents"),
     "ssh": ("collectors.protocols.ssh", "collectors.protocols.reread"),
+    "dhcp": ("collectors.protocols.dhcp_wire", "collectors.protocols.dhcp"),
     "detect": ("collectors.protocols.detect",),
     "decode": ("collectors.decode",),
     "pcapio": ("collectors.pcapio",),
