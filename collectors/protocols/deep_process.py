@@ -19,7 +19,6 @@ busy, and a child per one-second chunk would only add that cost.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import queue
 import signal
@@ -34,7 +33,7 @@ import orjson
 from collectors.protocols.document_text import DOCUMENT_LINE, DocumentLines
 from collectors.protocols.expected import ExpectedConnections
 from collectors.protocols.stream import _DONE, DocumentQueue, TsharkStdinRun
-from secops.runtime import buffered_stdout, exit_now, tune_process
+from secops.runtime import buffered_stdout, exit_now, tune_process, widen_pipe
 
 Warn = Callable[[str], None]
 
@@ -67,8 +66,8 @@ class ProcessRun(DocumentQueue):
             self.failed = self.finished = True
             warn(f"{name}: protocol metadata not read: its process could not start ({exc})")
             return
-        with contextlib.suppress(OSError):  # fewer, larger reads in the child (the kernel may refuse: 64 KiB)
-            fcntl.fcntl(self._proc.stdin.fileno(), fcntl.F_SETPIPE_SZ, INBOX_PIECE_BYTES)
+        widen_pipe(self._proc.stdin)  # fewer, larger reads in the child
+        widen_pipe(self._proc.stdout)  # the child writes its documents without waiting for this process's reader
         self._errors = threading.Thread(target=self._drain_errors, daemon=True)
         self._errors.start()
         self._reader = threading.Thread(target=self._read, name="secops-deep-process", daemon=True)

@@ -27,6 +27,8 @@ from typing import IO
 
 import orjson
 
+from secops.runtime import widen_pipe
+
 Warn = Callable[[str], None]
 
 # fields every module relies on (addresses, ports, streams, timing, protocol stack)
@@ -173,12 +175,15 @@ def start_tshark(cmd: list[str], run: TsharkRun, on_warning: Warn, *, stdin: boo
     """Start tshark (with a pipe to its standard input when ``stdin``); None, with a warning, if it cannot."""
     env = dict(os.environ, LC_ALL="C")
     try:
-        return subprocess.Popen(cmd, stdin=subprocess.PIPE if stdin else subprocess.DEVNULL, stdout=subprocess.PIPE,
+        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE if stdin else subprocess.DEVNULL, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, env=env, bufsize=1 << 16)
     except OSError as exc:
         on_warning(f"tshark could not be started ({cmd[0]}): {exc}")
         run.returncode = -1
         return None
+    widen_pipe(proc.stdin)
+    widen_pipe(proc.stdout)
+    return proc
 
 
 def run_tshark(cmd: list[str], run: TsharkRun, on_warning: Warn) -> Iterator[Packet]:
