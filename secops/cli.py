@@ -16,7 +16,7 @@ from rich.table import Table
 
 from secops import __version__
 from secops.cli_support import CliError, console, err_console, es_client, inert_markup, settings, state, writer
-from secops.config import ConfigError, install_log_redaction, redact_text, redacted
+from secops.redaction import install_log_redaction, redact_text, redacted
 from secops.runtime import exit_now, tune_process
 
 if TYPE_CHECKING:
@@ -352,9 +352,11 @@ def _command_name(args: list[str]) -> str | None:
 
 
 def _expected_errors() -> tuple[type[Exception], ...]:
-    """The failures printed as one line: the store's are among them once a command has loaded the store."""
-    errors: list[type[Exception]] = [ConfigError, CliError]
-    for module, name in (("secops.es.client", "StoreUnavailable"), ("secops.es.bulk", "DeliveryFailed")):
+    """The failures printed as one line: the configuration's and the store's are among them once a command has
+    loaded them (none can be raised before)."""
+    errors: list[type[Exception]] = [CliError]
+    for module, name in (("secops.config", "ConfigError"), ("secops.es.client", "StoreUnavailable"),
+                         ("secops.es.bulk", "DeliveryFailed")):
         if module in sys.modules:
             errors.append(getattr(sys.modules[module], name))
     return tuple(errors)

@@ -26,11 +26,11 @@ from rich.progress import (
 from rich.text import Text
 
 from secops.cells import strip_controls
-from secops.config import ConfigError, Settings, load_settings
 
 if TYPE_CHECKING:  # the store's modules load the Elasticsearch client (0.4 s): commands that write import them
     from elasticsearch import Elasticsearch
 
+    from secops.config import Settings
     from secops.es.bulk import BulkWriter
     from secops.es.store import Store
 
@@ -48,6 +48,8 @@ class _State:
 
     def settings(self) -> Settings:
         if self._settings is None:
+            from secops.config import load_settings  # pydantic: 0.14 s the command line spends only when a command asks
+
             self._settings = load_settings(self.config_path)
         return self._settings
 
@@ -131,5 +133,5 @@ def progress(transient: bool = False) -> Progress:
                     TimeElapsedColumn(), TimeRemainingColumn(), console=err_console, transient=transient)
 
 
-__all__ = ["CliError", "ConfigError", "console", "err_console", "es_client", "fail", "inert", "inert_markup",
+__all__ = ["CliError", "console", "err_console", "es_client", "fail", "inert", "inert_markup",
            "progress", "settings", "state", "store", "typer", "writer"]
