@@ -352,14 +352,15 @@ class TsharkStdinRun(DocumentQueue):
         if self._spool is not None:
             with contextlib.suppress(OSError):
                 self._spool.close()
-        if self._spool_path is not None:
-            with contextlib.suppress(OSError):
-                self._spool_path.unlink()
+        self._remove_spool()
 
     def release(self) -> None:
         """After the last document: the reader thread has ended; the spool goes."""
         if self._reader is not None:
             self._reader.join()
+        self._remove_spool()
+
+    def _remove_spool(self) -> None:
         if self._spool_path is not None:
             with contextlib.suppress(OSError):
                 self._spool_path.unlink()
