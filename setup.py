@@ -33,6 +33,7 @@ COMPILED = [
     "collectors/protocols/dns.py",
     "collectors/protocols/dns_udp.py",
     "collectors/protocols/dns_wire.py",
+    "collectors/protocols/dtls_wire.py",
     "collectors/protocols/document_text.py",
     "collectors/protocols/documents.py",
     "collectors/protocols/ftp.py",

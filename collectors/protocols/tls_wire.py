@@ -38,6 +38,7 @@ from collectors.protocols.tls import (
     CERTIFICATE,
     CIPHER_COLUMN,
     CLIENT_HELLO,
+    DTLS_CIPHER_COLUMN,
     HANDSHAKE,
     SERVER_HELLO,
     SERVER_KEY_EXCHANGE,
@@ -113,15 +114,17 @@ def _text(raw: bytes) -> str:
 
 
 class Frame:
-    """The fields one frame completed, under tshark's names (values as tshark prints them)."""
+    """The fields one frame completed, under tshark's names (values as tshark prints them): ``tls.*``, or
+    ``dtls.*`` for a DTLS flow's datagram (``dtls_wire``)."""
 
-    __slots__ = ("fields",)
+    __slots__ = ("fields", "layer")
 
-    def __init__(self) -> None:
+    def __init__(self, layer: str = "tls") -> None:
         self.fields: dict[str, list[str]] = {}
+        self.layer = layer
 
     def add(self, name: str, *values: object) -> None:
-        self.fields.setdefault(ek_key(f"tls.{name}"), []).extend(str(v) for v in values)
+        self.fields.setdefault(ek_key(f"{self.layer}.{name}"), []).extend(str(v) for v in values)
 
     def __bool__(self) -> bool:
         return bool(self.fields)
@@ -152,10 +155,11 @@ class Held:
 class TlsConnection:
     """Both directions of one connection whose first payload was a TLS handshake record."""
 
-    __slots__ = ("budget", "cipher", "sides", "stats", "tls13")
+    __slots__ = ("budget", "cipher", "dtls", "sides", "stats", "tls13")
 
-    def __init__(self, stats: TlsStats, budget: Held | None = None) -> None:
+    def __init__(self, stats: TlsStats, budget: Held | None = None, dtls: bool = False) -> None:
         self.stats = stats
+        self.dtls = dtls  # DTLS handshake messages (``dtls_wire``): a ClientHello holds a cookie
         self.budget = budget  # shared with the reader's other connections (None: unbounded)
         self.sides = (Side(), Side())  # from the client, from the server
         self.tls13 = False  # the ServerHello chose TLS 1.3 (or a draft of it)
@@ -216,6 +220,12 @@ class TlsConnection:
         if not side.lost:
             self._handshake(side, from_client, data, frame)
 
+    def record(self, from_client: bool, kind: int, body: bytes, frame: Frame) -> None:
+        """One record's body, its content type known (``dtls_wire`` cuts DTLS records itself)."""
+        side = self.sides[0 if from_client else 1]
+        if not side.lost:
+            self._record(side, from_client, kind, body, frame)
+
     def _record(self, side: Side, from_client: bool, kind: int, body: bytes, frame: Frame) -> None:
         if kind == APP_DATA and self.tls13:
             frame.add("record.opaque_type", kind)
@@ -266,6 +276,8 @@ class TlsConnection:
         version = r.int(2)
         random = r.take(32)
         session_id = r.vector(1)
+        if client and self.dtls:
+            r.vector(1)  # RFC 6347 4.2.1: the cookie
         ciphers = _u16s(r.vector(2)) if client else [r.int(2)]
         r.vector(1) if client else r.take(1)  # compression methods
         if not r.ok:
@@ -285,7 +297,8 @@ class TlsConnection:
             frame.add("handshake.ja3", hashlib.md5(",".join(ja3).encode(), usedforsecurity=False).hexdigest())
             return
         self.cipher = ciphers[0]
-        frame.fields[ek_key(f"_ws.col.{CIPHER_COLUMN}")] = [CIPHER_NAMES.get(ciphers[0], f"0x{ciphers[0]:04x}")]
+        column = DTLS_CIPHER_COLUMN if self.dtls else CIPHER_COLUMN
+        frame.fields[ek_key(f"_ws.col.{column}")] = [CIPHER_NAMES.get(ciphers[0], f"0x{ciphers[0]:04x}")]
         self.tls13 = chosen is not None and (chosen == 0x0304 or chosen >> 8 in (0x7F, 0x7E))
         ja3s = f"{version},{ciphers[0]},{'-'.join(str(e) for e in extensions)}"
         frame.add("handshake.ja3s", hashlib.md5(ja3s.encode(), usedforsecurity=False).hexdigest())

@@ -52,6 +52,7 @@ TARGETS: dict[str, tuple[str, ...]] = {
     "s7comm_rs": ("collectors.protocols.s7comm_wire", "collectors.protocols.s7comm",
                   "collectors.protocols.s7comm_native"),
     "dnp3_rs": ("collectors.protocols.dnp3_wire", "collectors.protocols.dnp3", "collectors.protocols.dnp3_native"),
+    "dtls_wire": ("collectors.protocols.dtls_wire", "collectors.protocols.tls_wire", "collectors.protocols.tls"),
     "quic_wire": ("collectors.protocols.quic_wire", "collectors.protocols.tls_wire", "collectors.protocols.tls"),
     "ics_wire": ("collectors.protocols.modbus_wire", "collectors.protocols.dnp3_wire",
                  "collectors.protocols.s7comm_wire", "collectors.protocols.modbus", "collectors.protocols.dnp3",

@@ -461,14 +461,14 @@ def test_not_an_initial_goes_to_tshark() -> None:
 
 
 def test_the_flow_table_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every UDP flow of the selection is remembered (read here, or tshark's) up to MAX_QUIC_FLOWS, oldest first."""
-    monkeypatch.setattr(native, "MAX_QUIC_FLOWS", 8)
+    """Every UDP flow of the selection is remembered (read here, or tshark's) up to MAX_UDP_FLOWS, oldest first."""
+    monkeypatch.setattr(native, "MAX_UDP_FLOWS", 8)
     frames = NativeFrames("t", lambda _m: None, tcp=False)
     initial = handshake(V1, False, False)[0][1]
     frames.split(interface_block(1) + b"".join(block(b"not quic", 40000 + i, 4000) for i in range(30)))
-    assert len(frames.quic_flows) == 8
+    assert len(frames.udp_flows) == 8
     kept, _docs = frames.split(block(initial, 51000, 443))  # a QUIC flow still opens, an old one goes
-    assert kept == b"" and frames.quic_frames == 1 and len(frames.quic_flows) == 8
+    assert kept == b"" and frames.quic_frames == 1 and len(frames.udp_flows) == 8
 
 
 def test_udp_flows_left_to_tshark_stay_there_and_tunnels_are_still_opened() -> None:
