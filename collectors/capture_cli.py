@@ -41,6 +41,7 @@ def ingest(
                                                     "when it was built)")] = FlowEngine.auto,
 ) -> None:
     """Read capture files into secops.conn / protocol / observation documents."""
+    from collectors import deep_spares
     from collectors.flowpath import native_available
     from collectors.ingest import DEEP_PROCESS_MIN_BYTES, Pipeline, ndjson_sinks
     from collectors.pcapio import CaptureError
@@ -83,18 +84,21 @@ def ingest(
         engine_used.append(pipe.flows.name)
         return pipe.finish()
 
-    if output is Output.ndjson:
-        out = buffered_stdout()
-        try:
-            stats = run(*ndjson_sinks(out), out.write)
-        except BaseException:
-            with contextlib.suppress(OSError, ValueError):
-                out.flush()  # the documents made before the failure still reach the output
-            raise
-        out.flush()
-    else:
-        with writer(offline=True) as w:
-            stats = run(w.add, w.add_text, None)
+    try:
+        if output is Output.ndjson:
+            out = buffered_stdout()
+            try:
+                stats = run(*ndjson_sinks(out), out.write)
+            except BaseException:
+                with contextlib.suppress(OSError, ValueError):
+                    out.flush()  # the documents made before the failure still reach the output
+                raise
+            out.flush()
+        else:
+            with writer(offline=True) as w:
+                stats = run(w.add, w.add_text, None)
+    finally:
+        deep_spares.release()  # analyzer processes started early (secops.cli) that no file took
     err_console.print(f"{stats.files} file(s), {stats.packets} packets, {stats.conns} connections, "
                       f"{stats.deep_docs} protocol documents, {stats.observations} observations, "
                       f"{stats.flows_evicted} flows evicted early (table full), {stats.warnings} warning(s); "

@@ -11,7 +11,6 @@ documents reach the sink from the calling thread.
 
 from __future__ import annotations
 
-import os
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from collectors.conn import Observations, conn_doc, conn_text, ip_str, mac_str, oui_vendor
+from collectors.deep_spares import DEEP_PROCESS_MIN_BYTES
 from collectors.flowconst import TCP
 from collectors.flowpath import DeepCut, Engine, NativeFlowPath, open_flow_path
 from collectors.flows import ConnRecord
@@ -55,9 +55,6 @@ class IngestStats:
 
 REGISTERED_MAC = "00:00:0c:00:00:01"  # an OUI in the IEEE registry (Cisco's): its lookup loads netaddr's index
 MAX_PARKED = 20_000  # connection records held back until their file's deep path is read (FTP data channels)
-# offline ingest: capture files from this size get their analyzers a process of their own (deep_process)
-# (SECOPS_DEEP_PROCESS_MIN_BYTES overrides it: 0 gives every file its analyzer processes, as the tests of that path do)
-DEEP_PROCESS_MIN_BYTES: int | None = int(os.environ.get("SECOPS_DEEP_PROCESS_MIN_BYTES", 16 << 20))
 
 
 class Pipeline:

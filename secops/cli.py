@@ -385,9 +385,20 @@ def __getattr__(name: str) -> typer.Typer:
 FAST_EXIT = frozenset({"ingest"})
 
 
+def _prestart_analyzers(command: str | None, args: list[str]) -> None:
+    """``secops ingest`` of a capture large enough for analyzer processes: they start now, with tshark, on the core
+    this one leaves idle while it reads the command line and the configuration (``deep_spares``). A word that names
+    no such file starts nothing; spares nobody takes end unused."""
+    if command == "ingest" and "--no-deep" not in args:
+        from collectors import deep_spares
+
+        deep_spares.prestart(word for word in args[args.index(command) + 1:] if not word.startswith("-"))
+
+
 def main() -> None:
     install_log_redaction()
     command = _command_name(sys.argv[1:])
+    _prestart_analyzers(command, sys.argv[1:])
     _register_once(command)
     tune_process()
     try:

@@ -33,12 +33,11 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable
 
+from collectors.deep_spares import DEEP_PROCESSES
 from collectors.protocols.deep_process import ProcessRun
 from collectors.protocols.document_text import Shipped
 from collectors.protocols.expected import ExpectedConnections
 from collectors.protocols.host_pairs import HostPairs
-
-DEEP_PROCESSES = 2  # analyzer processes per large file (measured on 2 cores: see README, "Whole ingest")
 
 Warn = Callable[[str], None]
 Shares = list[tuple[bytes, int]]  # per analyzer process: its enhanced packet blocks and their frame count

@@ -1,19 +1,20 @@
 """The deep path of a large capture file in a process of its own.
 
-The flow path and the protocol analyzers are both Python and shared one interpreter lock: on 300k packets of real
-traces the analyzers' thread took 12 s and the flow path 4 s, one after the other, while the second core ran only
-tshark. For a large file the analyzers therefore run in a child process (``python -m
-collectors.protocols.deep_process NAME TSHARK``): the parent writes the selected frames to its standard input as it
-would to tshark's, and the child runs :class:`~collectors.protocols.stream.TsharkStdinRun` on them and writes one
-JSON line per message to its standard output: ``["d", document]``, ``["w", warning]``, ``["e", [originator,
-responder, port, service, time]]`` for a connection an analyzer announced (FTP data, which the parent's pipeline
-claims), or ``["f", [blocks read, of them given to tshark]]`` after each read of its input (the parent ends a run by
-its tshark's frames). A reader thread in the parent turns the lines back into documents, warnings and announcements,
-in order; a document stays the text the child wrote (``DocumentText``) unless its consumer needs a dict.
+The flow path and the protocol analyzers are both Python and shared one interpreter lock: on 300k packets of real traces
+the analyzers' thread took 12 s and the flow path 4 s, one after the other, while the second core ran only tshark. For a
+large file the analyzers therefore run in a child process (``python -m collectors.protocols.deep_process``, told its
+run's name and tshark in a first line, ``first_line``; it starts tshark with the default path before that line,
+``collectors.deep_spares``): the parent writes the selected frames to its standard input as it would to tshark's, and
+the child runs :class:`~collectors.protocols.stream.TsharkStdinRun` on them and writes one JSON line per message to its
+standard output: ``["d", document]``, ``["w", warning]``, ``["e", [originator, responder, port, service, time]]`` for a
+connection an analyzer announced (FTP data, which the parent's pipeline claims), or ``["f", [blocks read, of them given
+to tshark]]`` after each read of its input (the parent ends a run by its tshark's frames). A reader thread in the parent
+turns the lines back into documents, warnings and announcements, in order; a document stays the text the child wrote
+(``DocumentText``) unless its consumer needs a dict.
 
 A child costs about 0.2 s of CPU to start, so small files (a test trace) keep the analyzers in a thread
-(``collectors.ingest.DEEP_PROCESS_MIN_BYTES``), and so does the live sensor: its flow workers already keep every core
-busy, and a child per one-second chunk would only add that cost.
+(``collectors.deep_spares.DEEP_PROCESS_MIN_BYTES``), and so does the live sensor: its flow workers already keep every
+core busy, and a child per one-second chunk would only add that cost.
 """
 
 from __future__ import annotations
@@ -30,9 +31,13 @@ from typing import BinaryIO
 
 import orjson
 
+from collectors import deep_spares
+from collectors.deep_spares import DEFAULT_TSHARK
+from collectors.protocols import tshark_command
 from collectors.protocols.document_text import DOCUMENT_LINE, DocumentLines
 from collectors.protocols.expected import ExpectedConnections
 from collectors.protocols.stream import _DONE, DocumentQueue, TsharkStdinRun
+from collectors.protocols.tshark import STDIN, TsharkRun, start_tshark
 from secops.runtime import buffered_stdout, exit_now, tune_process, widen_pipe
 
 Warn = Callable[[str], None]
@@ -58,14 +63,13 @@ class ProcessRun(DocumentQueue):
         self._inbox: queue.Queue[memoryview | None] = queue.Queue(maxsize=INBOX_PIECES)
         self._aborted = False
         try:
-            self._proc: subprocess.Popen | None = subprocess.Popen(
-                [sys.executable, "-m", "collectors.protocols.deep_process", name, tshark_path],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=1 << 16)
+            self._proc: subprocess.Popen | None = deep_spares.take() or deep_spares.spawn()
         except OSError as exc:
             self._proc = None
             self.failed = self.finished = True
             warn(f"{name}: protocol metadata not read: its process could not start ({exc})")
             return
+        self._inbox.put(memoryview(first_line(name, tshark_path)))
         widen_pipe(self._proc.stdin)  # fewer, larger reads in the child
         widen_pipe(self._proc.stdout)  # the child writes its documents without waiting for this process's reader
         self._errors = threading.Thread(target=self._drain_errors, daemon=True)
@@ -219,9 +223,42 @@ class _Outbox:
             self._out.write(lines)
 
 
-def main(name: str, tshark_path: str) -> int:
-    """Child side: the selected frames on stdin (pcapng blocks after the header) through tshark and the
-    analyzers."""
+def first_line(name: str, tshark_path: str) -> bytes:
+    """What a child reads first (``serve``): its run's name and its tshark, each as the hex of its bytes (any file
+    name passes)."""
+    return os.fsencode(name).hex().encode() + b" " + os.fsencode(tshark_path).hex().encode() + b"\n"
+
+
+def serve() -> int:
+    """``python -m collectors.protocols.deep_process``: tshark started with the default path (``deep_spares``), then
+    ``first_line`` read, then the run (``main``), on that tshark when the line names the same one. A process whose
+    input closes before that line (a spare nobody took) stops its tshark and ends quietly."""
+    tshark = start_tshark(tshark_command(STDIN, DEFAULT_TSHARK), TsharkRun(), lambda _msg: None, stdin=True)
+    stdin = sys.stdin.fileno()
+    head = b""
+    while b"\n" not in head:
+        data = os.read(stdin, READ_BYTES)
+        if not data:
+            _stop(tshark)
+            return 0
+        head += data
+    line, pending = head.split(b"\n", 1)
+    name, tshark_path = (os.fsdecode(bytes.fromhex(part.decode())) for part in line.split(b" ", 1))
+    if tshark_path != DEFAULT_TSHARK:
+        _stop(tshark)
+        tshark = None
+    return main(name, tshark_path, pending, tshark)
+
+
+def _stop(tshark: subprocess.Popen | None) -> None:
+    if tshark is not None:
+        tshark.kill()
+        tshark.wait()
+
+
+def main(name: str, tshark_path: str, pending: bytes = b"", tshark: subprocess.Popen | None = None) -> int:
+    """Child side: the selected frames on stdin (pcapng blocks after the header; ``pending``: the first of them, read
+    already) through tshark (``tshark``: started already with ``tshark_path``) and the analyzers."""
     tune_process()
     # large writes: the parent reads what the pipe holds at once (data channels' announcements need no hurry: the
     # parent holds back connections that may be FTP data until the file's deep path has ended)
@@ -235,7 +272,8 @@ def main(name: str, tshark_path: str) -> int:
             if flush:
                 out.flush()
 
-    run = TsharkStdinRun(name, tshark_path, lambda msg: send("w", msg), _Announcements(send), raw_documents=True)
+    run = TsharkStdinRun(name, tshark_path, lambda msg: send("w", msg), _Announcements(send), raw_documents=True,
+                         tshark=tshark)
 
     def stop(_signum: int, _frame: object) -> None:  # the parent's output is gone (ProcessRun.abort)
         run.abort()
@@ -246,7 +284,8 @@ def main(name: str, tshark_path: str) -> int:
     run.deliver = outbox.put_many  # type: ignore[method-assign]
     stdin = sys.stdin.fileno()
     reported = None
-    while data := os.read(stdin, READ_BYTES):  # interface and packet blocks: the run writes the header itself
+    while data := pending or os.read(stdin, READ_BYTES):  # interface and packet blocks: the run writes the header
+        pending = b""
         run.feed(data)
         if run.native is not None and (count := (run.native.blocks, run.tshark_frames)) != reported:
             send("f", count, flush=True)  # the parent ends the run when this tshark has read enough
@@ -261,4 +300,4 @@ def main(name: str, tshark_path: str) -> int:
 
 
 if __name__ == "__main__":
-    exit_now(main(*sys.argv[1:3]))  # written, spool removed: the parent waits for this exit (0.10-0.13 s less)
+    exit_now(serve())  # written, spool removed: the parent waits for this exit (0.10-0.13 s less)

@@ -34,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import os
 import queue
+import subprocess
 import tempfile
 import threading
 from collections.abc import Callable
@@ -249,11 +250,13 @@ class TsharkStdinRun(DocumentQueue):
     """One tshark reading a pcapng stream on stdin, its analyzers in a reader thread."""
 
     def __init__(self, name: str, tshark_path: str, warn: Warn, expected: ExpectedConnections | None = None,
-                 raw_documents: bool = False) -> None:
-        """``raw_documents``: natively written documents stay JSON text (``dns_udp``): the queue only serialises."""
+                 raw_documents: bool = False, tshark: subprocess.Popen | None = None) -> None:
+        """``raw_documents``: natively written documents stay JSON text (``dns_udp``): the queue only serialises.
+        ``tshark``: this run's tshark, started already (``deep_process.serve``) with ``tshark_command``."""
         super().__init__(name, warn, expected)
         self.tshark_path = tshark_path
         self._proc = None
+        self._started = tshark
         self._reader: threading.Thread | None = None
         self._spool: IO[bytes] | None = None
         self._spool_path: Path | None = None
@@ -291,7 +294,9 @@ class TsharkStdinRun(DocumentQueue):
 
     def _start(self) -> bool:
         run = TsharkRun()
-        self._proc = start_tshark(tshark_command(STDIN, self.tshark_path), run, self._tshark_warning, stdin=True)
+        self._proc, self._started = self._started, None
+        if self._proc is None:
+            self._proc = start_tshark(tshark_command(STDIN, self.tshark_path), run, self._tshark_warning, stdin=True)
         if self._proc is None:
             self.failed = True
             return False
@@ -333,6 +338,7 @@ class TsharkStdinRun(DocumentQueue):
             self.deliver(self.native.finish())
         if self._proc is None:
             self.finished = True
+            self._stop_started()
             return
         with contextlib.suppress(OSError):
             self._spool.close()
@@ -343,6 +349,7 @@ class TsharkStdinRun(DocumentQueue):
         """tshark ends now and the spool goes; the reader thread (a daemon) stops at tshark's end or with the
         process."""
         self.failed = self.finished = True
+        self._stop_started()
         if self._proc is not None:
             with contextlib.suppress(OSError):
                 self._proc.kill()
@@ -359,6 +366,14 @@ class TsharkStdinRun(DocumentQueue):
         if self._reader is not None:
             self._reader.join()
         self._remove_spool()
+
+    def _stop_started(self) -> None:
+        """A tshark started for this run that it never used (no frame came for it)."""
+        if self._started is not None:
+            with contextlib.suppress(OSError):
+                self._started.kill()
+            self._started.wait()
+            self._started = None
 
     def _remove_spool(self) -> None:
         if self._spool_path is not None:

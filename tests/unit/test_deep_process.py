@@ -213,3 +213,43 @@ def test_an_output_that_closes_mid_file_stops_the_analyzers_at_once(tmp_path: Pa
     assert not [pid for pid in _children(os.getpid())
                 if b"deep_process" in Path(f"/proc/{pid}/cmdline").read_bytes()]
     assert list(spools.iterdir()) == []
+
+
+def _running(pid: int) -> bool:
+    """Whether the process exists and is not a zombie."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_spares_started_before_the_configuration_is_read_do_the_run_or_end_unused(monkeypatch) -> None:
+    """``secops ingest`` of a large capture starts its analyzer processes, each with tshark on the default path,
+    before it reads its configuration (``deep_spares``): the run takes them and gives the documents of analyzers in
+    a thread, with that tshark or, told another path, the one it names; spares nobody takes stop their tshark and
+    end when released."""
+    from collectors import deep_spares
+    from secops.config import SensorSettings
+
+    assert SensorSettings().tshark_path == deep_spares.DEFAULT_TSHARK
+    monkeypatch.setattr(deep_spares, "DEEP_PROCESS_MIN_BYTES", 0)
+    path = CAPTURES[0]
+    reference, warned = ingest([path], own_process=False)
+    for tshark_path in (deep_spares.DEFAULT_TSHARK, shutil.which("tshark")):
+        deep_spares.prestart(["--flag-like", "no-such-file", str(path)])
+        spares = list(deep_spares._spares)
+        assert len(spares) == deep_spares.DEEP_PROCESSES
+        docs, warnings = ingest([path], own_process=True, tshark_path=tshark_path)
+        assert not deep_spares._spares and all(spare.wait(timeout=30) == 0 for spare in spares)
+        assert sorted(docs, key=lambda d: d["_id"]) == sorted(reference, key=lambda d: d["_id"])
+        assert warnings == warned
+    deep_spares.prestart([str(path)])
+    spares = list(deep_spares._spares)
+    deadline = time.monotonic() + 30
+    while not all(_children(spare.pid) for spare in spares) and time.monotonic() < deadline:
+        time.sleep(0.05)  # each spare starts its tshark once its imports are done
+    tsharks = [pid for spare in spares for pid in _children(spare.pid)]
+    assert len(tsharks) == len(spares)
+    deep_spares.release()
+    assert all(spare.wait(timeout=30) == 0 for spare in spares)
+    assert not [pid for pid in tsharks if _running(pid)]

@@ -246,9 +246,10 @@ def test_tshark_runs_are_bounded_by_the_frames_tshark_reads(own_process: bool) -
     from collectors.protocols.stream import MetadataStream
 
     traces = TESTDATA / "zeek" / "traces"
-    # DTLS (tshark's), HTTP (read natively), DTLS again: a run of as many frames as DTLS has ends after its last
-    # frame; the second takes HTTP's and DTLS's (counting every selected frame, it ended in DTLS's and made three)
-    captures = [traces / "tls" / "dtls1_0.pcap", traces / "http" / "get.pcap", traces / "tls" / "dtls1_0.pcap"]
+    # DNS over TCP (tshark's), HTTP (read natively), DNS over TCP again: a run of as many frames as the first has
+    # ends after its last frame; the second takes HTTP's and DNS's (counting every selected frame, it ended in the
+    # second DNS capture's and made three)
+    captures = [traces / "dns" / "tkey.pcap", traces / "http" / "get.pcap", traces / "dns" / "tkey.pcap"]
     def packet_blocks(files: list[Path]) -> tuple[list[bytes], tuple[int, ...]]:
         _, sel, links = select("native", files)
         out, pos = [], len(stream_header()) + len(links) * len(interface_block(1))
