@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from collectors.conn import Observations, conn_doc, conn_text, ip_str, mac_str, oui_vendor
+from collectors.conn import WRITE_CONN, Observations, conn_doc, conn_text, ip_str, mac_str, oui_vendor
 from collectors.deep_spares import DEEP_PROCESS_MIN_BYTES
 from collectors.flowconst import TCP
 from collectors.flowpath import DeepCut, Engine, NativeFlowPath, open_flow_path
@@ -90,6 +90,8 @@ class Pipeline:
         self._warn = on_warning
         self.on_packets = on_packets
         self.deep_process_min_bytes = deep_process_min_bytes
+        # connection documents written straight to ``ndjson`` by the Rust writer (None: through conn_text)
+        self._conn_ndjson = WRITE_CONN if ndjson is not None and text_sink is not None else None
 
     # -- warnings ---------------------------------------------------------------------------------
     def warn(self, msg: str) -> None:
@@ -114,11 +116,17 @@ class Pipeline:
         """The connection's document: its JSON text written in Rust for a text sink (``conn_text``; None where the
         writer is not built or does not model a value), else the dict."""
         services = f.service.split(",") if f.service else None
-        if self.expected and f.proto == TCP:  # an FTP data channel its control connection announced
+        if f.proto == TCP and self.expected:  # an FTP data channel its control connection announced
             announced = self.expected.claim(ip_str(f.o_ip), ip_str(f.r_ip), f.r_port, f.start / 1e9)
             if announced:
                 services = [*(services or ()), announced]
         self.stats.conns += 1
+        if self._conn_ndjson is not None:  # NDJSON as it is: the Rust writer's line, no DocumentText (1 us a record)
+            line = self._conn_ndjson(f, self.observer, services)
+            if line is not None:
+                self.ndjson(line + b"\n")
+                self.observations.from_conn(f, services)
+                return
         text = conn_text(f, self.observer, services) if self.text_sink is not None else None
         if text is not None:
             self.text_sink(text)
