@@ -310,13 +310,13 @@ class NativeFrames:
                 del self.udp_flows[next(iter(self.udp_flows))]
             frame = Frame()
             conn = self._open(payload, frame) if READ_QUIC else None
-            a, b = f"{ip_str(src)}:{sport}", f"{ip_str(dst)}:{dport}"
-            stream = f"{a}-{b}" if a < b else f"{b}-{a}"
             if conn is not None:
+                stream = udp_stream(src, sport, dst, dport)
                 self.udp_flows[key] = QuicFlow(conn, (src, sport), stream)
                 return self._quic_read(frame, ts, p, stream, docs)
             if READ_DTLS and (dtls_hello(payload, len(payload)) or stun(payload, len(payload))):
-                session = self.udp_flows[key] = DtlsSession(DtlsFlow(self.dtls_stats), (src, sport), stream)
+                session = self.udp_flows[key] = DtlsSession(DtlsFlow(self.dtls_stats), (src, sport),
+                                                            udp_stream(src, sport, dst, dport))
                 return self._dtls(session, payload, ts, p, docs)
             self.udp_flows[key] = None
             return False
@@ -381,6 +381,12 @@ class NativeFrames:
 def udp_key(src: bytes, sport: int, dst: bytes, dport: int) -> UdpKey:
     """A UDP flow's key in ``NativeFrames.quic_flows``, the same both ways: the lower (address, port) first."""
     return (src, sport, dst, dport) if (src, sport) < (dst, dport) else (dst, dport, src, sport)
+
+
+def udp_stream(src: bytes, sport: int, dst: bytes, dport: int) -> str:
+    """The stream name the packets of a UDP flow read here carry (the same both ways)."""
+    a, b = f"{ip_str(src)}:{sport}", f"{ip_str(dst)}:{dport}"
+    return f"{a}-{b}" if a < b else f"{b}-{a}"
 
 
 def link_control(buf: bytes, frame: int, end: int) -> bool:
