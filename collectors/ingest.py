@@ -121,17 +121,16 @@ class Pipeline:
             if announced:
                 services = [*(services or ()), announced]
         self.stats.conns += 1
-        if self._conn_ndjson is not None:  # NDJSON as it is: the Rust writer's line, no DocumentText (1 us a record)
-            line = self._conn_ndjson(f, self.observer, services)
-            if line is not None:
-                self.ndjson(line + b"\n")
-                self.observations.from_conn(f, services)
-                return
-        text = conn_text(f, self.observer, services) if self.text_sink is not None else None
-        if text is not None:
-            self.text_sink(text)
+        # NDJSON as it is: the Rust writer's line, no DocumentText (1 us a record)
+        line = self._conn_ndjson(f, self.observer, services) if self._conn_ndjson is not None else None
+        if line is not None:
+            self.ndjson(line + b"\n")
         else:
-            self.sink(conn_doc(f, self.observer, services))
+            text = conn_text(f, self.observer, services) if self.text_sink is not None else None
+            if text is not None:
+                self.text_sink(text)
+            else:
+                self.sink(conn_doc(f, self.observer, services))
         self.observations.from_conn(f, services)
 
     def _ship_observations(self) -> None:

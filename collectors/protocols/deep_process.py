@@ -32,11 +32,10 @@ from typing import BinaryIO
 import orjson
 
 from collectors import deep_spares
-from collectors.deep_spares import DEFAULT_TSHARK
 from collectors.protocols import tshark_command
 from collectors.protocols.document_text import DOCUMENT_LINE, DocumentLines
 from collectors.protocols.expected import ExpectedConnections
-from collectors.protocols.stream import _DONE, DocumentQueue, TsharkStdinRun
+from collectors.protocols.stream import _DONE, DocumentQueue, TsharkStdinRun, end_process
 from collectors.protocols.tshark import STDIN, TsharkRun, start_tshark
 from secops.runtime import buffered_stdout, exit_now, tune_process, widen_pipe
 
@@ -233,27 +232,21 @@ def serve() -> int:
     """``python -m collectors.protocols.deep_process``: tshark started with the default path (``deep_spares``), then
     ``first_line`` read, then the run (``main``), on that tshark when the line names the same one. A process whose
     input closes before that line (a spare nobody took) stops its tshark and ends quietly."""
-    tshark = start_tshark(tshark_command(STDIN, DEFAULT_TSHARK), TsharkRun(), lambda _msg: None, stdin=True)
+    tshark = start_tshark(tshark_command(STDIN, deep_spares.DEFAULT_TSHARK), TsharkRun(), lambda _msg: None, stdin=True)
     stdin = sys.stdin.fileno()
     head = b""
     while b"\n" not in head:
         data = os.read(stdin, READ_BYTES)
         if not data:
-            _stop(tshark)
+            end_process(tshark)
             return 0
         head += data
     line, pending = head.split(b"\n", 1)
     name, tshark_path = (os.fsdecode(bytes.fromhex(part.decode())) for part in line.split(b" ", 1))
-    if tshark_path != DEFAULT_TSHARK:
-        _stop(tshark)
+    if tshark_path != deep_spares.DEFAULT_TSHARK:
+        end_process(tshark)
         tshark = None
     return main(name, tshark_path, pending, tshark)
-
-
-def _stop(tshark: subprocess.Popen | None) -> None:
-    if tshark is not None:
-        tshark.kill()
-        tshark.wait()
 
 
 def main(name: str, tshark_path: str, pending: bytes = b"", tshark: subprocess.Popen | None = None) -> int:

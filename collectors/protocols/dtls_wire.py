@@ -125,7 +125,7 @@ class DtlsFlow:
                 if epoch == 0:
                     self._fragments(from_first, body, frame)
             else:
-                self.conn.record(from_first == (self.client_is_first is not False), kind, body, frame)
+                self.conn.record(self._from_client(from_first), kind, body, frame)
             pos += RECORD_HEADER + length
 
     def _fragments(self, from_first: bool, body: bytes, frame: Frame) -> None:
@@ -164,11 +164,15 @@ class DtlsFlow:
                 del side.done[next(iter(side.done))]
             self._message(from_first, kind, bytes(pending.data), frame)
 
+    def _from_client(self, from_first: bool) -> bool:
+        """Whether a datagram from this side comes from the DTLS client (the first sender until a message says)."""
+        return from_first == (self.client_is_first is not False)
+
     def _message(self, from_first: bool, kind: int, message: bytes, frame: Frame) -> None:
         if self.client_is_first is None:
             self.client_is_first = from_first == (kind == CLIENT_HELLO)
-        from_client = from_first == self.client_is_first
-        self.conn.handshake(from_client, bytes((kind,)) + len(message).to_bytes(3, "big") + message, frame)
+        header = bytes((kind,)) + len(message).to_bytes(3, "big")
+        self.conn.handshake(self._from_client(from_first), header + message, frame)
         if kind == HELLO_VERIFY_REQUEST and len(message) >= 2:
             frame.add("handshake.version", f"0x{message[0] << 8 | message[1]:04x}")  # the server's version
 

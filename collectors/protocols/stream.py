@@ -246,6 +246,14 @@ class DocumentQueue:
         raise NotImplementedError
 
 
+def end_process(proc: subprocess.Popen | None) -> None:
+    """Kill a started process (tshark) and reap it; None: nothing to end."""
+    if proc is not None:
+        with contextlib.suppress(OSError):
+            proc.kill()
+        proc.wait()
+
+
 class TsharkStdinRun(DocumentQueue):
     """One tshark reading a pcapng stream on stdin, its analyzers in a reader thread."""
 
@@ -369,11 +377,8 @@ class TsharkStdinRun(DocumentQueue):
 
     def _stop_started(self) -> None:
         """A tshark started for this run that it never used (no frame came for it)."""
-        if self._started is not None:
-            with contextlib.suppress(OSError):
-                self._started.kill()
-            self._started.wait()
-            self._started = None
+        end_process(self._started)
+        self._started = None
 
     def _remove_spool(self) -> None:
         if self._spool_path is not None:
